@@ -1,0 +1,108 @@
+/* cm_http_server.h - HTTP/1.1 server over libmicrohttpd: routing, raw bodies with a size
+ * cap, JSON and problem+json answers, connection drops for fault injection, clean stop.
+ *
+ * Routes are "METHOD /path/{param}/..." patterns; a trailing "/ *" (no space) matches any rest.
+ * Handlers run on libmicrohttpd's threads (a pool, or one per connection when threads is
+ * 0) and must be thread-safe with respect to their user data. The request and everything
+ * it points to is borrowed for the duration of the handler call only. The response is
+ * owned by the server; handlers fill it with the cm_http_resp_* functions.
+ * Bodies larger than body_limit are refused with 413 before the handler runs; a request
+ * with no route gets 404 (405 when the path exists under another method), both as
+ * application/problem+json.
+ */
+#ifndef CM_HTTP_SERVER_H
+#define CM_HTTP_SERVER_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cm_buf.h"
+#include "cm_err.h"
+
+#define CM_HTTP_MAX_PARAMS 4
+#define CM_HTTP_MAX_RESP_HEADERS 16
+
+typedef struct cm_http_server cm_http_server_t;
+
+typedef struct {
+    const char *method;
+    const char *path; /* decoded path without the query string */
+    const char *body; /* raw bytes, NUL-terminated for convenience; never NULL */
+    size_t body_len;
+    int64_t received_mono_ns; /* when the request line arrived */
+    /* private */
+    struct MHD_Connection *_conn;
+    const char *_param_names[CM_HTTP_MAX_PARAMS];
+    char *_param_vals[CM_HTTP_MAX_PARAMS];
+    size_t _nparams;
+} cm_http_req_t;
+
+typedef enum {
+    CM_HTTP_ANSWER = 0,     /* send the response */
+    CM_HTTP_DROP_CLOSE = 1, /* close the connection without answering (FIN) */
+    CM_HTTP_DROP_RESET = 2, /* abort the connection (RST) */
+} cm_http_action_t;
+
+typedef struct {
+    int status;
+    cm_buf_t body;
+    const char *content_type; /* static string */
+    cm_http_action_t action;
+    /* private */
+    char *_hname[CM_HTTP_MAX_RESP_HEADERS];
+    char *_hval[CM_HTTP_MAX_RESP_HEADERS];
+    size_t _nheaders;
+} cm_http_resp_t;
+
+typedef void (*cm_http_handler_fn)(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud);
+
+/* Runs before routing; returns 1 when it has answered (resp filled), 0 to go on. Used by
+ * the simulators' fault engine so that faults are one concern, not spread over handlers. */
+typedef int (*cm_http_filter_fn)(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud);
+
+typedef struct {
+    const char *bind_addr;   /* "127.0.0.1" when NULL */
+    uint16_t port;           /* 0: any free port; read it back with cm_http_server_port */
+    unsigned threads;        /* pool size; 0 = one thread per connection */
+    size_t body_limit;       /* bytes; 1 MiB when 0 */
+    unsigned conn_timeout_s; /* idle connection timeout; 30 when 0 */
+    const char *name;        /* log component, e.g. "sim.calcom" */
+} cm_http_server_cfg_t;
+
+/* Creates a stopped server. Copies cfg's strings. NULL when out of memory. */
+cm_http_server_t *cm_http_server_new(const cm_http_server_cfg_t *cfg);
+
+/* Adds a route before start. pattern is "POST /webhooks/{provider}" (copied). */
+cm_err_t cm_http_server_route(cm_http_server_t *s, const char *pattern, cm_http_handler_fn fn,
+                              void *ud) CM_WUR;
+void cm_http_server_set_filter(cm_http_server_t *s, cm_http_filter_fn fn, void *ud);
+
+/* Binds and starts serving. On error err says why and the server stays stopped. */
+cm_err_t cm_http_server_start(cm_http_server_t *s, char *err) CM_WUR;
+/* The bound port (valid after a successful start). */
+uint16_t cm_http_server_port(const cm_http_server_t *s);
+
+/* Stops (waits for in-flight handlers), frees, and sets *s to NULL. Accepts NULL. */
+void cm_http_server_free(cm_http_server_t **s);
+
+/* Request accessors; results are borrowed from the request. Header names are
+ * case-insensitive. NULL when absent. */
+const char *cm_http_req_header(const cm_http_req_t *req, const char *name);
+const char *cm_http_req_query(const cm_http_req_t *req, const char *name);
+const char *cm_http_req_param(const cm_http_req_t *req, const char *name);
+
+/* Response helpers. Each replaces the body set before. Header name and value are copied;
+ * setting more than CM_HTTP_MAX_RESP_HEADERS fails with CM_ETOOBIG. */
+cm_err_t cm_http_resp_header(cm_http_resp_t *resp, const char *name, const char *value);
+void cm_http_resp_text(cm_http_resp_t *resp, int status, const char *ctype, const char *text);
+/* Takes the reference to v (json_decref'd here), so callers can write
+ * cm_http_resp_json(resp, 200, json_pack(...)). A NULL v answers 500. */
+void cm_http_resp_json(cm_http_resp_t *resp, int status, json_t *v);
+/* RFC 9457 problem details: {"type":"about:blank","title":...,"status":...,"detail":...}. */
+void cm_http_resp_problem(cm_http_resp_t *resp, int status, const char *title, const char *detail);
+
+/* The reason phrase for a status ("Not Found"), "Unknown" for others. */
+const char *cm_http_reason(int status);
+
+#endif

@@ -1,0 +1,129 @@
+/* test_cm_common.c - unit tests for clock, buffers, JSON helpers and log masking. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "cm_buf.h"
+#include "cm_clock.h"
+#include "cm_codec.h"
+#include "cm_json.h"
+#include "cm_log.h"
+
+Test(clock, iso8601_round_trip)
+{
+    char out[25];
+    int64_t ms = 0;
+    cr_assert_str_eq(cm_clock_iso8601(2545974000123LL, out), "2050-09-05T07:00:00.123Z");
+    cr_assert_eq(cm_clock_parse_iso8601(out, &ms), 0);
+    cr_assert_eq(ms, 2545974000123LL, "got %lld", (long long)ms);
+}
+
+Test(clock, parse_offsets_and_refusals)
+{
+    int64_t a = 0, b = 0, c = 0;
+    cr_assert_eq(cm_clock_parse_iso8601("2050-09-05T09:00:00.000+02:00", &a), 0);
+    cr_assert_eq(cm_clock_parse_iso8601("2050-09-05T07:00:00Z", &b), 0);
+    cr_assert_eq(cm_clock_parse_iso8601("2050-09-05T02:00:00-0500", &c), 0);
+    cr_assert_eq(a, b, "%lld vs %lld", (long long)a, (long long)b);
+    cr_assert_eq(b, c, "%lld vs %lld", (long long)b, (long long)c);
+    cr_assert_eq(cm_clock_parse_iso8601("2050-09-05", &a), -1);
+    cr_assert_eq(cm_clock_parse_iso8601("2050-13-05T07:00:00Z", &a), -1);
+    cr_assert_eq(cm_clock_parse_iso8601("2050-09-05T07:00:00", &a), -1);
+    cr_assert_eq(cm_clock_parse_iso8601("2050-09-05T07:00:00Zjunk", &a), -1);
+    cr_assert_eq(cm_clock_parse_iso8601(NULL, &a), -1);
+}
+
+Test(clock, monotonic_advances)
+{
+    int64_t t0 = cm_clock_mono_ns();
+    cm_clock_sleep_ms(2);
+    cr_assert_geq(cm_clock_mono_ns() - t0, 2000000);
+}
+
+Test(buf, cap_is_enforced_and_state_kept)
+{
+    cm_buf_t b;
+    cm_buf_init(&b, 8);
+    cr_assert_eq(cm_buf_addstr(&b, "12345"), CM_OK);
+    cr_assert_eq(cm_buf_addstr(&b, "6789"), CM_ETOOBIG);
+    cr_assert_str_eq(b.data, "12345");
+    cr_assert_eq(cm_buf_printf(&b, "%d", 678), CM_OK);
+    cr_assert_str_eq(b.data, "12345678");
+    char *s = cm_buf_take(&b);
+    cr_assert_str_eq(s, "12345678");
+    cr_assert_null(b.data);
+    free(s);
+}
+
+Test(buf, json_string_escapes)
+{
+    cm_buf_t b;
+    cm_buf_init(&b, 100);
+    cr_assert_eq(cm_buf_add_json_str(&b, "a\"b\\c\n\x01"), CM_OK);
+    cr_assert_str_eq(b.data, "\"a\\\"b\\\\c\\n\\u0001\"");
+    cm_buf_free(&b);
+}
+
+Test(codec, base64_round_trip_and_refusal)
+{
+    uint8_t out[16];
+    char enc[32];
+    cm_b64_encode((const uint8_t *)"hello!!", 7, enc);
+    cr_assert_str_eq(enc, "aGVsbG8hIQ==");
+    cr_assert_eq(cm_b64_decode(enc, strlen(enc), out, sizeof out), 7);
+    cr_assert_eq(memcmp(out, "hello!!", 7), 0);
+    cr_assert_eq(cm_b64_decode("a$==", 4, out, sizeof out), -1);
+    cr_assert_eq(cm_b64_decode("aGVsbG8hIQ==", 12, out, 3), -1, "cap must be enforced");
+}
+
+Test(json, parse_path_and_errors)
+{
+    json_t *v = NULL;
+    char err[CM_ERR_LEN] = "";
+    const char *doc = "{\"call\":{\"id\":\"c1\",\"n\":3,\"items\":[{\"x\":true}]}}";
+    cr_assert_eq(cm_json_parse(doc, strlen(doc), 1024, &v, err), CM_OK);
+    cr_assert_str_eq(cm_json_str(v, "call.id", NULL), "c1");
+    cr_assert_eq(cm_json_int(v, "call.n", -1), 3);
+    cr_assert_eq(cm_json_bool(v, "call.items.0.x", 0), 1);
+    cr_assert_null(cm_json_path(v, "call.items.1"));
+    cr_assert_str_eq(cm_json_str(v, "call.n", "def"), "def");
+    json_decref(v);
+
+    cr_assert_eq(cm_json_parse("{\"a\":", 5, 1024, &v, err), CM_EINVAL);
+    cr_assert(strstr(err, "line 1"), "error should locate the problem: %s", err);
+    cr_assert_eq(cm_json_parse("{\"a\":1,\"a\":2}", 13, 1024, &v, err), CM_EINVAL,
+                 "duplicate keys are refused");
+    cr_assert_eq(cm_json_parse(doc, strlen(doc), 10, &v, err), CM_ETOOBIG);
+    cr_assert_null(v);
+}
+
+static void mask_eq(const char *in, const char *want)
+{
+    char out[256];
+    cm_log_mask(in, out, sizeof out);
+    cr_assert_str_eq(out, want, "mask(%s)", in);
+}
+
+Test(log, masks_emails_phones_and_secrets)
+{
+    mask_eq("attendee jane.doe@example.com booked", "attendee j***@example.com booked");
+    mask_eq("from +14155550123 to +49 30 1234567", "from +***23 to +***67");
+    mask_eq("call 415-555-0123 now", "call ***23 now");
+    mask_eq("key sk_test_51Habc123 and whsec_abcDEF==", "key sk_***"
+                                                        " and whsec_***");
+    mask_eq("Authorization: Bearer cal_live_abc", "Authorization: Bearer ***");
+}
+
+Test(log, leaves_ids_times_and_numbers_alone)
+{
+    mask_eq("ts 1700000000000 id 12345678901", "ts 1700000000000 id 12345678901");
+    mask_eq("on 2050-09-05 at 127.0.0.1:8080", "on 2050-09-05 at 127.0.0.1:8080");
+    mask_eq("risk_level=3 task_key=9", "risk_level=3 task_key=9");
+    mask_eq("2050-09-05T07:00:00.000Z", "2050-09-05T07:00:00.000Z");
+}
+
+Test(log, truncates_safely)
+{
+    char out[8];
+    cm_log_mask("abcdefghijklmnop", out, sizeof out);
+    cr_assert_str_eq(out, "abcdefg");
+}

@@ -1,0 +1,165 @@
+/* test_cm_http.c - the HTTP server and client over real loopback sockets. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "cm_clock.h"
+#include "cm_http_client.h"
+#include "cm_http_server.h"
+
+static cm_http_server_t *srv;
+static cm_http_client_t *cli;
+static char base[64];
+
+static void h_echo(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    json_t *v = json_pack("{s:s?,s:s,s:s%,s:s?,s:s?}", "id", cm_http_req_param(req, "id"), "method",
+                          req->method, "body", req->body, req->body_len, "q",
+                          cm_http_req_query(req, "q"), "h", cm_http_req_header(req, "x-test"));
+    cm_http_resp_json(resp, 200, v);
+    (void)cm_http_resp_header(resp, "X-Served-By", (const char *)ud);
+}
+
+static void h_slow(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    /* The fault under test is a slow server, so this sleep is the behaviour, not a wait. */
+    cm_clock_sleep_ms(400);
+    cm_http_resp_text(resp, 200, "text/plain", "late");
+}
+
+static void h_reset(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    resp->action = CM_HTTP_DROP_RESET;
+}
+
+static int filter(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    if (strcmp(req->path, "/filtered") != 0)
+        return 0;
+    cm_http_resp_problem(resp, 503, "Service Unavailable", "filtered");
+    return 1;
+}
+
+static void setup(void)
+{
+    char err[CM_ERR_LEN] = "";
+    cr_assert_eq(cm_http_global_init(), CM_OK);
+    cm_http_server_cfg_t cfg = {.threads = 2, .body_limit = 1024, .name = "test"};
+    srv = cm_http_server_new(&cfg);
+    cr_assert_not_null(srv);
+    cr_assert_eq(cm_http_server_route(srv, "POST /items/{id}", h_echo, "t1"), CM_OK);
+    cr_assert_eq(cm_http_server_route(srv, "GET /items/{id}", h_echo, "t1"), CM_OK);
+    cr_assert_eq(cm_http_server_route(srv, "GET /slow", h_slow, NULL), CM_OK);
+    cr_assert_eq(cm_http_server_route(srv, "GET /reset", h_reset, NULL), CM_OK);
+    cr_assert_eq(cm_http_server_route(srv, "GET /static/*", h_echo, "rest"), CM_OK);
+    cm_http_server_set_filter(srv, filter, NULL);
+    cr_assert_eq(cm_http_server_start(srv, err), CM_OK, "%s", err);
+    cr_assert_gt(cm_http_server_port(srv), 0);
+    snprintf(base, sizeof base, "http://127.0.0.1:%u", cm_http_server_port(srv));
+    cli = cm_http_client_new();
+    cr_assert_not_null(cli);
+}
+
+static void teardown(void)
+{
+    cm_http_client_free(&cli);
+    cm_http_server_free(&srv);
+    cr_assert_null(srv);
+}
+
+static cm_err_t call(const char *method, const char *path, const char *body, long timeout_ms,
+                     cm_http_response_t *r)
+{
+    char url[256];
+    static const char *const hdrs[] = {"X-Test: yes", "Content-Type: application/json", NULL};
+    snprintf(url, sizeof url, "%s%s", base, path);
+    cm_http_request_t req = {.method = method,
+                             .url = url,
+                             .headers = hdrs,
+                             .body = body,
+                             .body_len = body ? strlen(body) : 0,
+                             .timeout_ms = timeout_ms};
+    return cm_http_client_do(cli, &req, r);
+}
+
+TestSuite(http, .init = setup, .fini = teardown);
+
+Test(http, routes_params_query_headers_and_body)
+{
+    cm_http_response_t r;
+    char hv[64];
+    cr_assert_eq(call("POST", "/items/42?q=hello", "{\"a\":1}", 0, &r), CM_OK, "%s", r.err);
+    cr_assert_eq(r.status, 200);
+    json_t *v = json_loads(r.body.data, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(v, "id")), "42");
+    cr_assert_str_eq(json_string_value(json_object_get(v, "body")), "{\"a\":1}");
+    cr_assert_str_eq(json_string_value(json_object_get(v, "q")), "hello");
+    cr_assert_str_eq(json_string_value(json_object_get(v, "h")), "yes");
+    cr_assert_str_eq(cm_http_response_header(&r, "x-served-by", hv, sizeof hv), "t1");
+    json_decref(v);
+    cm_http_response_free(&r);
+}
+
+Test(http, not_found_method_not_allowed_and_rest_match)
+{
+    cm_http_response_t r;
+    cr_assert_eq(call("GET", "/nope", NULL, 0, &r), CM_OK);
+    cr_assert_eq(r.status, 404);
+    char ct[64];
+    cr_assert_str_eq(cm_http_response_header(&r, "Content-Type", ct, sizeof ct),
+                     "application/problem+json");
+    cm_http_response_free(&r);
+    cr_assert_eq(call("DELETE", "/items/1", NULL, 0, &r), CM_OK);
+    cr_assert_eq(r.status, 405);
+    cm_http_response_free(&r);
+    cr_assert_eq(call("GET", "/static/a/b/c", NULL, 0, &r), CM_OK);
+    cr_assert_eq(r.status, 200);
+    cm_http_response_free(&r);
+    cr_assert_eq(call("GET", "/items/1/extra", NULL, 0, &r), CM_OK);
+    cr_assert_eq(r.status, 404, "a pattern without a star must not match a longer path");
+    cm_http_response_free(&r);
+}
+
+Test(http, oversized_body_gets_413)
+{
+    char big[2048];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    cm_http_response_t r;
+    cr_assert_eq(call("POST", "/items/1", big, 0, &r), CM_OK, "%s", r.err);
+    cr_assert_eq(r.status, 413);
+    cm_http_response_free(&r);
+}
+
+Test(http, filter_answers_before_routing)
+{
+    cm_http_response_t r;
+    cr_assert_eq(call("GET", "/filtered", NULL, 0, &r), CM_OK);
+    cr_assert_eq(r.status, 503);
+    cm_http_response_free(&r);
+}
+
+Test(http, client_total_timeout_fires)
+{
+    cm_http_response_t r;
+    int64_t t0 = cm_clock_mono_ms();
+    cr_assert_eq(call("GET", "/slow", NULL, 100, &r), CM_ETIMEOUT, "%s", r.err);
+    int64_t took = cm_clock_mono_ms() - t0;
+    cr_assert(took >= 90 && took < 390, "timeout after %lld ms", (long long)took);
+    cm_http_response_free(&r);
+}
+
+Test(http, reset_is_a_transport_error)
+{
+    cm_http_response_t r;
+    cr_assert_eq(call("GET", "/reset", NULL, 0, &r), CM_EHTTP, "status %ld", r.status);
+    cr_assert_eq(r.status, 0);
+    cm_http_response_free(&r);
+}
+
+Test(http, connection_refused_is_connect_error)
+{
+    cm_http_response_t r;
+    cm_http_request_t req = {.method = "GET", .url = "http://127.0.0.1:1/"};
+    cr_assert_eq(cm_http_client_do(cli, &req, &r), CM_ECONNECT, "%s", r.err);
+    cm_http_response_free(&r);
+}

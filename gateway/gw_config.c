@@ -1,0 +1,340 @@
+/* gw_config.c - configuration loading and checking. */
+#include "gw_config.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm_json.h"
+
+#define CONFIG_FILE_CAP (1u << 20)
+
+/* Collects problems instead of stopping at the first, so one run of --check-config
+ * shows the operator everything to fix. */
+typedef struct {
+    FILE *report;
+    int n;
+} checker_t;
+
+static void problem(checker_t *ck, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void problem(checker_t *ck, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    ck->n++;
+    if (!ck->report)
+        return;
+    fprintf(ck->report, "%s: ", path);
+    va_start(ap, fmt);
+    vfprintf(ck->report, fmt, ap);
+    va_end(ap);
+    fputc('\n', ck->report);
+}
+
+static const char *const top_keys[] = {"listen",    "data_dir", "admin_token", "log_level",
+                                       "seed",      "webhooks", "store",       "worker",
+                                       "providers", "tenants",  NULL};
+
+static void unknown_keys(checker_t *ck, const char *path, const json_t *obj,
+                         const char *const *known)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        int ok = 0;
+        for (const char *const *p = known; *p && !ok; p++)
+            ok = strcmp(*p, k) == 0;
+        if (!ok)
+            problem(ck, path, "unknown key \"%s\"", k);
+    }
+}
+
+/* Resolves a secret written as {"env":"NAME"} or a literal. Returns a new string or NULL
+ * (after reporting why). */
+static char *secret(checker_t *ck, const char *path, const json_t *v)
+{
+    if (json_is_string(v)) {
+        if (!*json_string_value(v)) {
+            problem(ck, path, "must not be empty");
+            return NULL;
+        }
+        return strdup(json_string_value(v));
+    }
+    const char *name = cm_json_str(v, "env", NULL);
+    if (!json_is_object(v) || !name || json_object_size(v) != 1) {
+        problem(ck, path, "must be a string or {\"env\": \"VARIABLE\"}");
+        return NULL;
+    }
+    const char *val = getenv(name);
+    if (!val || !*val) {
+        problem(ck, path, "environment variable %s is not set or empty", name);
+        return NULL;
+    }
+    return strdup(val);
+}
+
+static char *str_field(checker_t *ck, const char *path, const json_t *obj, const char *key,
+                       const char *def)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        if (!def)
+            problem(ck, path, "\"%s\" is required", key);
+        return def ? strdup(def) : NULL;
+    }
+    if (!json_is_string(v) || !*json_string_value(v)) {
+        problem(ck, path, "\"%s\" must be a non-empty string", key);
+        return NULL;
+    }
+    return strdup(json_string_value(v));
+}
+
+static int64_t int_field(checker_t *ck, const char *path, const json_t *obj, const char *key,
+                         int64_t def, int64_t min, int64_t max)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return def;
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        problem(ck, path, "\"%s\" must be an integer from %lld to %lld", key, (long long)min,
+                (long long)max);
+        return def;
+    }
+    return json_integer_value(v);
+}
+
+static const json_t *obj_field(checker_t *ck, const char *path, const json_t *obj, const char *key,
+                               int required)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        if (required)
+            problem(ck, path, "\"%s\" is required", key);
+        return NULL;
+    }
+    if (!json_is_object(v)) {
+        problem(ck, path, "\"%s\" must be an object", key);
+        return NULL;
+    }
+    return v;
+}
+
+static void load_provider(checker_t *ck, const char *name, const json_t *obj, gw_provider_t *p)
+{
+    char path[64];
+    snprintf(path, sizeof path, "providers.%s", name);
+    p->base_url = str_field(ck, path, obj, "base_url", NULL);
+    if (p->base_url && strncmp(p->base_url, "http://", 7) && strncmp(p->base_url, "https://", 8))
+        problem(ck, path, "\"base_url\" must start with http:// or https://");
+    p->connect_timeout_ms = (long)int_field(ck, path, obj, "connect_timeout_ms", 1000, 1, 60000);
+    p->timeout_ms = (long)int_field(ck, path, obj, "timeout_ms", 5000, 1, 300000);
+    static const char *const known[] = {"base_url", "connect_timeout_ms", "timeout_ms", NULL};
+    unknown_keys(ck, path, obj, known);
+}
+
+static void load_tenant(checker_t *ck, size_t i, const json_t *t, gw_tenant_t *out)
+{
+    char path[64], sub[128];
+    snprintf(path, sizeof path, "tenants[%zu]", i);
+    if (!json_is_object(t)) {
+        problem(ck, path, "must be an object");
+        return;
+    }
+    static const char *const known[] = {"id", "name", "retell", "calcom", "stripe", NULL};
+    unknown_keys(ck, path, t, known);
+    out->id = str_field(ck, path, t, "id", NULL);
+    out->name = str_field(ck, path, t, "name", "");
+
+    snprintf(sub, sizeof sub, "%s.retell", path);
+    const json_t *rt = obj_field(ck, path, t, "retell", 1);
+    if (rt) {
+        static const char *const rknown[] = {"agent_ids", "api_keys", NULL};
+        unknown_keys(ck, sub, rt, rknown);
+        const json_t *ids = json_object_get(rt, "agent_ids");
+        if (!json_is_array(ids) || json_array_size(ids) == 0) {
+            problem(ck, sub, "\"agent_ids\" must be a non-empty array of strings");
+        } else {
+            out->agent_ids = calloc(json_array_size(ids), sizeof(char *));
+            for (size_t k = 0; out->agent_ids && k < json_array_size(ids); k++) {
+                const json_t *a = json_array_get(ids, k);
+                if (!json_is_string(a) || !*json_string_value(a))
+                    problem(ck, sub, "agent_ids[%zu] must be a non-empty string", k);
+                else
+                    out->agent_ids[out->nagent_ids++] = strdup(json_string_value(a));
+            }
+        }
+        /* Without a key the gateway could not verify, and would have to accept unsigned
+         * webhooks: that is the audit's first finding, so it is a hard error. */
+        const json_t *keys = json_object_get(rt, "api_keys");
+        if (!json_is_array(keys) || json_array_size(keys) == 0 ||
+            json_array_size(keys) > GW_MAX_KEYS) {
+            problem(ck, sub,
+                    "\"api_keys\" must list 1 to %d Retell API keys (webhooks are verified "
+                    "with them; unsigned webhooks are never accepted)",
+                    GW_MAX_KEYS);
+        } else {
+            for (size_t k = 0; k < json_array_size(keys); k++) {
+                char kp[192];
+                snprintf(kp, sizeof kp, "%s.api_keys[%zu]", sub, k);
+                char *s = secret(ck, kp, json_array_get(keys, k));
+                if (s)
+                    out->retell_keys[out->nretell_keys++] = s;
+            }
+        }
+    }
+    snprintf(sub, sizeof sub, "%s.calcom", path);
+    const json_t *cc = obj_field(ck, path, t, "calcom", 1);
+    if (cc) {
+        static const char *const cknown[] = {"api_key", "event_type_id", NULL};
+        unknown_keys(ck, sub, cc, cknown);
+        char kp[192];
+        snprintf(kp, sizeof kp, "%s.api_key", sub);
+        if (!json_object_get(cc, "api_key"))
+            problem(ck, sub, "\"api_key\" is required");
+        else
+            out->calcom_api_key = secret(ck, kp, json_object_get(cc, "api_key"));
+        out->calcom_event_type_id = int_field(ck, sub, cc, "event_type_id", 0, 1, INT32_MAX);
+        if (!json_object_get(cc, "event_type_id"))
+            problem(ck, sub, "\"event_type_id\" is required");
+    }
+}
+
+const gw_tenant_t *gw_config_tenant_by_agent(const gw_config_t *cfg, const char *agent_id)
+{
+    for (size_t i = 0; agent_id && i < cfg->ntenants; i++)
+        for (size_t k = 0; k < cfg->tenants[i].nagent_ids; k++)
+            if (strcmp(cfg->tenants[i].agent_ids[k], agent_id) == 0)
+                return &cfg->tenants[i];
+    return NULL;
+}
+
+cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *nproblems)
+{
+    checker_t ck = {.report = report};
+    char err[CM_ERR_LEN];
+    json_t *root = NULL;
+    *out = NULL;
+    *nproblems = 0;
+    cm_err_t rc = cm_json_load_file(path, CONFIG_FILE_CAP, &root, err);
+    if (rc) {
+        problem(&ck, "$", "%s", err);
+        *nproblems = ck.n;
+        return CM_ECONFIG;
+    }
+    gw_config_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        json_decref(root);
+        return CM_ENOMEM;
+    }
+    if (!json_is_object(root)) {
+        problem(&ck, "$", "the configuration must be a JSON object");
+        goto done;
+    }
+    unknown_keys(&ck, "$", root, top_keys);
+
+    const json_t *listen = obj_field(&ck, "$", root, "listen", 0);
+    c->listen_addr = str_field(&ck, "listen", listen, "addr", "127.0.0.1");
+    c->listen_port = (uint16_t)int_field(&ck, "listen", listen, "port", 8080, 0, 65535);
+    c->http_threads = (unsigned)int_field(&ck, "listen", listen, "threads", 2, 1, 64);
+
+    c->data_dir = str_field(&ck, "$", root, "data_dir", NULL);
+    if (c->data_dir) {
+        size_t n = strlen(c->data_dir) + sizeof "/gateway.db";
+        c->db_path = malloc(n);
+        if (c->db_path)
+            snprintf(c->db_path, n, "%s/gateway.db", c->data_dir);
+    }
+    if (json_object_get(root, "admin_token"))
+        c->admin_token = secret(&ck, "admin_token", json_object_get(root, "admin_token"));
+    else
+        problem(&ck, "$", "\"admin_token\" is required (the admin API is never open)");
+    c->log_level = str_field(&ck, "$", root, "log_level", "info");
+    if (c->log_level && strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
+        strcmp(c->log_level, "warn") && strcmp(c->log_level, "error"))
+        problem(&ck, "log_level", "must be one of debug, info, warn, error");
+    c->seed = (uint64_t)int_field(&ck, "$", root, "seed", 1, 0, INT64_MAX);
+
+    const json_t *wh = obj_field(&ck, "$", root, "webhooks", 0);
+    c->body_limit =
+        (size_t)int_field(&ck, "webhooks", wh, "body_limit", 256 * 1024, 1024, 16 << 20);
+    c->retell_tolerance_ms =
+        int_field(&ck, "webhooks", wh, "retell_tolerance_ms", 300000, 1000, 3600000);
+
+    const json_t *st = obj_field(&ck, "$", root, "store", 0);
+    char *sync = str_field(&ck, "store", st, "synchronous", "full");
+    if (sync && strcmp(sync, "full") && strcmp(sync, "normal"))
+        problem(&ck, "store.synchronous", "must be \"full\" or \"normal\"");
+    c->store_sync_full = !sync || strcmp(sync, "normal") != 0;
+    free(sync);
+
+    const json_t *wk = obj_field(&ck, "$", root, "worker", 0);
+    c->worker_threads = (unsigned)int_field(&ck, "worker", wk, "threads", 1, 1, 1);
+    c->max_attempts = (int)int_field(&ck, "worker", wk, "max_attempts", 6, 1, 100);
+    c->backoff_base_ms = int_field(&ck, "worker", wk, "backoff_base_ms", 200, 1, 3600000);
+    c->backoff_factor = (double)int_field(&ck, "worker", wk, "backoff_factor", 2, 1, 10);
+    c->backoff_cap_ms = int_field(&ck, "worker", wk, "backoff_cap_ms", 60000, 1, 86400000);
+
+    const json_t *prov = obj_field(&ck, "$", root, "providers", 1);
+    const json_t *cal = prov ? obj_field(&ck, "providers", prov, "calcom", 1) : NULL;
+    if (cal)
+        load_provider(&ck, "calcom", cal, &c->calcom);
+
+    const json_t *tenants = json_object_get(root, "tenants");
+    if (!json_is_array(tenants) || json_array_size(tenants) == 0) {
+        problem(&ck, "$", "\"tenants\" must be a non-empty array");
+    } else {
+        c->ntenants = json_array_size(tenants);
+        c->tenants = calloc(c->ntenants, sizeof *c->tenants);
+        for (size_t i = 0; c->tenants && i < c->ntenants; i++)
+            load_tenant(&ck, i, json_array_get(tenants, i), &c->tenants[i]);
+        /* An agent id in two tenants would make routing ambiguous. */
+        for (size_t i = 0; c->tenants && i < c->ntenants; i++)
+            for (size_t k = 0; k < c->tenants[i].nagent_ids; k++) {
+                const gw_tenant_t *o = gw_config_tenant_by_agent(c, c->tenants[i].agent_ids[k]);
+                if (o != &c->tenants[i]) {
+                    char p[128];
+                    snprintf(p, sizeof p, "tenants[%zu].retell.agent_ids[%zu]", i, k);
+                    problem(&ck, p, "agent id \"%s\" already belongs to tenant \"%s\"",
+                            c->tenants[i].agent_ids[k], o->id ? o->id : "?");
+                }
+            }
+    }
+done:
+    json_decref(root);
+    *nproblems = ck.n;
+    if (ck.n) {
+        gw_config_free(&c);
+        return CM_ECONFIG;
+    }
+    *out = c;
+    return CM_OK;
+}
+
+void gw_config_free(gw_config_t **cp)
+{
+    gw_config_t *c = cp ? *cp : NULL;
+    if (!c)
+        return;
+    for (size_t i = 0; c->tenants && i < c->ntenants; i++) {
+        gw_tenant_t *t = &c->tenants[i];
+        free(t->id);
+        free(t->name);
+        for (size_t k = 0; k < t->nagent_ids; k++)
+            free(t->agent_ids[k]);
+        free(t->agent_ids);
+        for (size_t k = 0; k < t->nretell_keys; k++)
+            free(t->retell_keys[k]);
+        free(t->calcom_api_key);
+    }
+    free(c->tenants);
+    free(c->listen_addr);
+    free(c->data_dir);
+    free(c->db_path);
+    free(c->admin_token);
+    free(c->log_level);
+    free(c->calcom.base_url);
+    free(c);
+    *cp = NULL;
+}

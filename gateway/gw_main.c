@@ -1,0 +1,167 @@
+/* gw_main.c - the gateway program: options, start-up order, signals, shutdown. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cm_clock.h"
+#include "cm_http_client.h"
+#include "cm_http_server.h"
+#include "cm_log.h"
+#include "gw_app.h"
+
+static void usage(FILE *f)
+{
+    fputs("usage: gateway --config FILE [--ready-file PATH]\n"
+          "       gateway --check-config FILE\n"
+          "\n"
+          "  --config FILE        run with this JSON configuration\n"
+          "  --ready-file PATH    once listening, write {\"pid\":N,\"port\":P} there\n"
+          "  --check-config FILE  report every problem in FILE and exit (0: valid)\n",
+          f);
+}
+
+/* Writes the ready file atomically (temporary file + rename), so a reader never sees a
+ * half-written file. */
+static int write_ready(const char *path, uint16_t port)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "{\"pid\":%ld,\"port\":%u}\n", (long)getpid(), (unsigned)port);
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        return -1;
+    return 0;
+}
+
+static int check_config(const char *path)
+{
+    gw_config_t *cfg = NULL;
+    int n = 0;
+    if (gw_config_load(path, &cfg, stderr, &n) != CM_OK) {
+        fprintf(stderr, "%s: %d problem%s\n", path, n, n == 1 ? "" : "s");
+        return 1;
+    }
+    printf("%s: valid (%zu tenant%s)\n", path, cfg->ntenants, cfg->ntenants == 1 ? "" : "s");
+    gw_config_free(&cfg);
+    return 0;
+}
+
+static int run(const char *config_path, const char *ready_path)
+{
+    gw_config_t *cfg = NULL;
+    gw_store_t *store = NULL;
+    gw_worker_t *worker = NULL;
+    cm_http_server_t *srv = NULL;
+    char err[CM_ERR_LEN] = "";
+    int n = 0, status = 1, requeued = 0;
+
+    if (gw_config_load(config_path, &cfg, stderr, &n) != CM_OK) {
+        fprintf(stderr, "gateway: refusing to start: %d configuration problem%s in %s\n", n,
+                n == 1 ? "" : "s", config_path);
+        return 2;
+    }
+    cm_log_set_level(cfg->log_level);
+    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "gateway: cannot create data_dir %s: %s\n", cfg->data_dir, strerror(errno));
+        goto out;
+    }
+    if (gw_store_open(cfg->db_path, cfg->store_sync_full, &store, err) != CM_OK) {
+        fprintf(stderr, "gateway: store: %s\n", err);
+        goto out;
+    }
+    if (gw_store_recover(store, cfg->max_attempts, cm_clock_now_ms(), &requeued) != CM_OK) {
+        fprintf(stderr, "gateway: store recovery failed\n");
+        goto out;
+    }
+    if (requeued)
+        CM_WARN("gw.main", "requeued %d job(s) left running by a previous process", requeued);
+
+    /* Signals are blocked before any thread starts, so every thread inherits the mask
+     * and only sigwait below sees SIGTERM/SIGINT. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (gw_worker_start(cfg, store, &worker) != CM_OK) {
+        fprintf(stderr, "gateway: cannot start workers\n");
+        goto out;
+    }
+    gw_app_t app = {.cfg = cfg, .store = store, .worker = worker};
+    cm_http_server_cfg_t scfg = {.bind_addr = cfg->listen_addr,
+                                 .port = cfg->listen_port,
+                                 .threads = cfg->http_threads,
+                                 .body_limit = cfg->body_limit,
+                                 .name = "gw.http"};
+    srv = cm_http_server_new(&scfg);
+    if (!srv || gw_inbound_routes(srv, &app) || gw_admin_routes(srv, &app) ||
+        cm_http_server_start(srv, err) != CM_OK) {
+        fprintf(stderr, "gateway: http: %s\n", err[0] ? err : "cannot set up routes");
+        goto out;
+    }
+    CM_INFO("gw.main", "listening on %s:%u, store %s, %zu tenant(s), seed %llu", cfg->listen_addr,
+            (unsigned)cm_http_server_port(srv), cfg->db_path, cfg->ntenants,
+            (unsigned long long)cfg->seed);
+    if (ready_path && write_ready(ready_path, cm_http_server_port(srv)) != 0) {
+        fprintf(stderr, "gateway: cannot write ready file %s\n", ready_path);
+        goto out;
+    }
+    int sig = 0;
+    sigwait(&set, &sig);
+    CM_INFO("gw.main", "signal %d: stopping", sig);
+    status = 0;
+out:
+    /* Order: stop taking requests, then let the worker finish its job, then close. */
+    cm_http_server_free(&srv);
+    gw_worker_stop(&worker);
+    gw_store_close(&store);
+    gw_config_free(&cfg);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL, *ready = NULL, *check = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc ||
+            (strcmp(a, "--config") && strcmp(a, "--ready-file") && strcmp(a, "--check-config"))) {
+            fprintf(stderr, "gateway: %s '%s'\n",
+                    i + 1 >= argc && a[0] == '-' ? "missing value for" : "unknown option", a);
+            usage(stderr);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--config"))
+            config = v;
+        else if (!strcmp(a, "--ready-file"))
+            ready = v;
+        else
+            check = v;
+    }
+    if (check)
+        return check_config(check);
+    if (!config) {
+        fprintf(stderr, "gateway: --config FILE is required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (cm_http_global_init() != CM_OK) {
+        fprintf(stderr, "gateway: libcurl initialisation failed\n");
+        return 1;
+    }
+    return run(config, ready);
+}

@@ -1,0 +1,293 @@
+/* gw_worker.c - job loop and the processing of each job kind. */
+#include "gw_worker.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cm_clock.h"
+#include "cm_http_client.h"
+#include "cm_json.h"
+#include "cm_log.h"
+#include "gw_calcom.h"
+
+struct gw_worker {
+    const gw_config_t *cfg;
+    gw_store_t *store;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stopping;
+    int kicked; /* set by notify so a wake-up between claim and wait is not lost */
+    cm_rand_t rng;
+    cm_http_client_t *http;
+};
+
+/* What a job handler tells the loop. */
+typedef enum { JOB_DONE, JOB_RETRY, JOB_DEAD } job_result_t;
+
+int64_t gw_worker_backoff_ms(const gw_config_t *cfg, int attempts, cm_rand_t *rng)
+{
+    double ceiling = (double)cfg->backoff_base_ms * pow(cfg->backoff_factor, attempts - 1);
+    if (ceiling > (double)cfg->backoff_cap_ms)
+        ceiling = (double)cfg->backoff_cap_ms;
+    return (int64_t)cm_rand_below(rng, (uint64_t)ceiling + 1);
+}
+
+static job_result_t outcome_to_result(gw_outcome_t o)
+{
+    return o == GW_OUT_RETRY ? JOB_RETRY : JOB_DEAD;
+}
+
+/* Records a call's permanent failure. The job is dead-lettered with the same reason
+ * either way, so a store error here only costs the per-call view, and is logged. */
+static void mark_failed(gw_worker_t *w, const char *call_id, const char *tenant_id, const char *err)
+{
+    cm_err_t rc =
+        gw_store_call_set(w->store, call_id, tenant_id, "failed", NULL, err, cm_clock_now_ms());
+    if (rc)
+        CM_ERROR("gw.worker", "call %s: failure not recorded: %s", call_id, cm_strerror(rc));
+}
+
+/* Books the slot a call_analyzed event asks for. Idempotent: a call already booked or
+ * already refused is left alone, so a redelivered or replayed job books nothing twice. */
+static job_result_t run_call_analyzed(gw_worker_t *w, const json_t *ev, char *err)
+{
+    const char *call_id = cm_json_str(ev, "call.call_id", NULL);
+    const char *agent_id = cm_json_str(ev, "call.agent_id", NULL);
+    const json_t *cad = cm_json_path(ev, "call.call_analysis.custom_analysis_data");
+    const gw_tenant_t *t = gw_config_tenant_by_agent(w->cfg, agent_id);
+    char state[32] = "";
+    int64_t now = cm_clock_now_ms();
+
+    if (!call_id) {
+        cm_errf(err, "event without call.call_id");
+        return JOB_DEAD;
+    }
+    if (!t) {
+        cm_errf(err, "no tenant has agent_id \"%s\"", agent_id ? agent_id : "(none)");
+        return JOB_DEAD;
+    }
+    cm_err_t src = gw_store_call_state(w->store, call_id, state, sizeof state);
+    if (src && src != CM_ENOTFOUND) {
+        cm_errf(err, "store: %s", cm_strerror(src));
+        return JOB_RETRY;
+    }
+    if (!strcmp(state, "booked") || !strcmp(state, "no_slot") || !strcmp(state, "no_booking")) {
+        CM_INFO("gw.worker", "call %s already %s; nothing to do", call_id, state);
+        return JOB_DONE;
+    }
+    const char *start = cm_json_str(cad, "booking_start", NULL);
+    if (!start) {
+        CM_INFO("gw.worker", "call %s asked for no booking", call_id);
+        return gw_store_call_set(w->store, call_id, t->id, "no_booking", NULL, NULL, now)
+                   ? JOB_RETRY
+                   : JOB_DONE;
+    }
+    gw_booking_req_t rq = {
+        .event_type_id = cm_json_int(cad, "event_type_id", t->calcom_event_type_id),
+        .attendee_name = cm_json_str(cad, "attendee_name", NULL),
+        .attendee_email = cm_json_str(cad, "attendee_email", NULL),
+        .attendee_phone = cm_json_str(cad, "attendee_phone", NULL),
+        .time_zone = cm_json_str(cad, "time_zone", "UTC"),
+        .call_id = call_id,
+    };
+    /* Retell's analysis values are often strings: accept "101" for the event type too. */
+    const char *ets = cm_json_str(cad, "event_type_id", NULL);
+    if (ets)
+        rq.event_type_id = strtoll(ets, NULL, 10);
+    if (cm_clock_parse_iso8601(start, &rq.start_ms) || !rq.attendee_name || !rq.attendee_email ||
+        !strchr(rq.attendee_email, '@') || rq.event_type_id <= 0) {
+        cm_errf(err, "booking request incomplete or malformed (booking_start, attendee_name, "
+                     "attendee_email, event_type_id)");
+        mark_failed(w, call_id, t->id, err);
+        return JOB_DEAD;
+    }
+    if (gw_store_call_set(w->store, call_id, t->id, "booking", NULL, NULL, now)) {
+        cm_errf(err, "store: cannot record booking start");
+        return JOB_RETRY;
+    }
+    int is_free = 0;
+    gw_outcome_t o = gw_calcom_slot_free(w->http, &w->cfg->calcom, t->calcom_api_key,
+                                         rq.event_type_id, rq.start_ms, &is_free, err);
+    if (o != GW_OUT_OK)
+        return outcome_to_result(o);
+    char uid[128] = "";
+    if (is_free)
+        o = gw_calcom_book(w->http, &w->cfg->calcom, t->calcom_api_key, &rq, uid, sizeof uid, err);
+    now = cm_clock_now_ms();
+    if (!is_free || o == GW_OUT_TAKEN) {
+        CM_INFO("gw.worker", "call %s: slot %s not available", call_id, start);
+        return gw_store_call_set(w->store, call_id, t->id, "no_slot", NULL,
+                                 is_free ? err : "slot not offered", now)
+                   ? JOB_RETRY
+                   : JOB_DONE;
+    }
+    if (o != GW_OUT_OK) {
+        if (o == GW_OUT_FAIL)
+            mark_failed(w, call_id, t->id, err);
+        return outcome_to_result(o);
+    }
+    CM_INFO("gw.worker", "call %s booked at Cal.com as %s", call_id, uid);
+    if (gw_store_call_set(w->store, call_id, t->id, "booked", uid, NULL, now)) {
+        /* The booking exists; retrying would find the call still 'booking'. The saga
+         * (metadata lookup) closes this window; until then, report it loudly. */
+        CM_ERROR("gw.worker", "call %s booked as %s but the outcome could not be stored", call_id,
+                 uid);
+        cm_errf(err, "booked as %s but outcome not stored", uid);
+        return JOB_DEAD;
+    }
+    return JOB_DONE;
+}
+
+static job_result_t run_job(gw_worker_t *w, const gw_job_t *job, char *err)
+{
+    json_t *ev = NULL;
+    if (cm_json_parse(job->body.data, job->body.len, job->body.toobig, &ev, err) != CM_OK)
+        return JOB_DEAD; /* it parsed at ingest, so this is corruption: never retry */
+    job_result_t res = JOB_DEAD;
+    if (strcmp(job->kind, "retell.call_analyzed") == 0)
+        res = run_call_analyzed(w, ev, err);
+    else
+        cm_errf(err, "unknown job kind \"%s\"", job->kind);
+    json_decref(ev);
+    return res;
+}
+
+static void finish(gw_worker_t *w, const gw_job_t *job, job_result_t res, const char *err)
+{
+    int64_t now = cm_clock_now_ms();
+    cm_err_t rc;
+    if (res == JOB_RETRY && job->attempts >= w->cfg->max_attempts) {
+        char reason[CM_ERR_LEN + 64];
+        snprintf(reason, sizeof reason, "gave up after %d attempts: %s", job->attempts, err);
+        CM_WARN("gw.worker", "job %lld dead-lettered: %s", (long long)job->id, reason);
+        rc = gw_store_job_dead(w->store, job->id, reason, now);
+    } else if (res == JOB_RETRY) {
+        int64_t delay = gw_worker_backoff_ms(w->cfg, job->attempts, &w->rng);
+        CM_INFO("gw.worker", "job %lld attempt %d failed (%s); retry in %lld ms",
+                (long long)job->id, job->attempts, err, (long long)delay);
+        rc = gw_store_job_retry(w->store, job->id, now + delay, err, now);
+    } else if (res == JOB_DEAD) {
+        CM_WARN("gw.worker", "job %lld dead-lettered: %s", (long long)job->id, err);
+        rc = gw_store_job_dead(w->store, job->id, err, now);
+    } else {
+        rc = gw_store_job_done(w->store, job->id, now);
+    }
+    if (rc)
+        /* The job stays 'running'; recovery at the next start requeues it. */
+        CM_ERROR("gw.worker", "job %lld: outcome not stored: %s", (long long)job->id,
+                 cm_strerror(rc));
+}
+
+/* Waits until notified, stopping, or until_ms (realtime, -1: a while). pthread condvars
+ * with CLOCK_MONOTONIC scale under libfaketime, so waits stay consistent with the clock. */
+static void wait_for_work(gw_worker_t *w, int64_t until_ms)
+{
+    int64_t now = cm_clock_now_ms();
+    int64_t delay = until_ms < 0 ? 1000 : until_ms - now;
+    if (delay > 1000)
+        delay = 1000; /* re-check now and then: a bounded wait survives any missed signal */
+    if (delay <= 0)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = ts.tv_nsec + (delay % 1000) * 1000000;
+    ts.tv_sec += (time_t)(delay / 1000 + ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    pthread_mutex_lock(&w->mu);
+    while (!w->stopping && !w->kicked)
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) != 0)
+            break;
+    w->kicked = 0;
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void *worker_main(void *arg)
+{
+    gw_worker_t *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        int stop = w->stopping;
+        w->kicked = 0;
+        pthread_mutex_unlock(&w->mu);
+        if (stop)
+            break;
+        gw_job_t job;
+        int64_t next_due = -1;
+        cm_err_t rc = gw_store_claim(w->store, cm_clock_now_ms(), &job, &next_due);
+        if (rc == CM_ENOTFOUND) {
+            wait_for_work(w, next_due);
+            continue;
+        }
+        if (rc) {
+            CM_ERROR("gw.worker", "claim failed: %s", cm_strerror(rc));
+            wait_for_work(w, cm_clock_now_ms() + 500);
+            continue;
+        }
+        char cid[80], err[CM_ERR_LEN] = "";
+        snprintf(cid, sizeof cid, "job-%lld", (long long)job.id);
+        cm_log_set_cid(cid);
+        job_result_t res = run_job(w, &job, err);
+        finish(w, &job, res, err);
+        cm_log_set_cid(NULL);
+        gw_store_job_free(&job);
+    }
+    return NULL;
+}
+
+cm_err_t gw_worker_start(const gw_config_t *cfg, gw_store_t *store, gw_worker_t **out)
+{
+    gw_worker_t *w = calloc(1, sizeof *w);
+    *out = NULL;
+    if (!w || !(w->http = cm_http_client_new())) {
+        free(w);
+        return CM_ENOMEM;
+    }
+    w->cfg = cfg;
+    w->store = store;
+    cm_rand_seed(&w->rng, cfg->seed);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&w->mu, NULL);
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+        cm_http_client_free(&w->http);
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return CM_ENOMEM;
+    }
+    *out = w;
+    return CM_OK;
+}
+
+void gw_worker_notify(gw_worker_t *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->kicked = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void gw_worker_stop(gw_worker_t **wp)
+{
+    gw_worker_t *w = wp ? *wp : NULL;
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stopping = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    cm_http_client_free(&w->http);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+    *wp = NULL;
+}

@@ -1,0 +1,113 @@
+/* test_gw_config.c - configuration loading: every problem reported with its JSON path. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gw_config.h"
+
+static char path[64];
+static char report[8192];
+
+static int load_text(const char *text, gw_config_t **cfg)
+{
+    snprintf(path, sizeof path, "/tmp/test_gw_config_%d.json", (int)getpid());
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    FILE *r = fmemopen(report, sizeof report, "w");
+    int n = 0;
+    memset(report, 0, sizeof report);
+    cm_err_t rc = gw_config_load(path, cfg, r, &n);
+    fclose(r);
+    remove(path);
+    cr_assert_eq(rc == CM_OK, n == 0, "rc %d with %d problems", rc, n);
+    return n;
+}
+
+#define TENANT                                                                                     \
+    "{\"id\":\"acme\",\"retell\":{\"agent_ids\":[\"ag1\"],\"api_keys\":[\"key_1\"]},"              \
+    "\"calcom\":{\"api_key\":\"cal_1\",\"event_type_id\":101}}"
+#define GOOD                                                                                       \
+    "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"tok\",\"providers\":{\"calcom\":"                  \
+    "{\"base_url\":\"http://127.0.0.1:1\"}},\"tenants\":[" TENANT "]}"
+
+Test(config, minimal_valid_config_gets_defaults)
+{
+    gw_config_t *cfg = NULL;
+    cr_assert_eq(load_text(GOOD, &cfg), 0, "%s", report);
+    cr_assert_str_eq(cfg->db_path, "/tmp/x/gateway.db");
+    cr_assert_eq(cfg->retell_tolerance_ms, 300000);
+    cr_assert_eq(cfg->max_attempts, 6);
+    cr_assert_eq(cfg->calcom.timeout_ms, 5000);
+    cr_assert_eq(gw_config_tenant_by_agent(cfg, "ag1"), &cfg->tenants[0]);
+    cr_assert_null(gw_config_tenant_by_agent(cfg, "nope"));
+    gw_config_free(&cfg);
+    cr_assert_null(cfg);
+}
+
+Test(config, secrets_from_environment)
+{
+    gw_config_t *cfg = NULL;
+    setenv("TEST_GW_TOKEN", "from-env", 1);
+    const char *text = "{\"data_dir\":\"/tmp/x\",\"admin_token\":{\"env\":\"TEST_GW_TOKEN\"},"
+                       "\"providers\":{\"calcom\":{\"base_url\":\"http://h\"}},"
+                       "\"tenants\":[" TENANT "]}";
+    cr_assert_eq(load_text(text, &cfg), 0, "%s", report);
+    cr_assert_str_eq(cfg->admin_token, "from-env");
+    gw_config_free(&cfg);
+}
+
+Test(config, missing_env_and_missing_keys_are_named_with_paths)
+{
+    gw_config_t *cfg = NULL;
+    unsetenv("TEST_GW_MISSING");
+    const char *text =
+        "{\"data_dir\":\"/tmp/x\",\"admin_token\":{\"env\":\"TEST_GW_MISSING\"},"
+        "\"providers\":{\"calcom\":{\"base_url\":\"ftp://h\"}},"
+        "\"tenants\":[{\"id\":\"a\",\"retell\":{\"agent_ids\":[\"ag1\"],\"api_keys\":[]},"
+        "\"calcom\":{\"event_type_id\":101}}], \"bogus\": 1}";
+    int n = load_text(text, &cfg);
+    cr_assert_null(cfg);
+    cr_assert_eq(n, 5, "problems:\n%s", report);
+    cr_assert(strstr(report, "admin_token: environment variable TEST_GW_MISSING is not set"), "%s",
+              report);
+    cr_assert(strstr(report, "tenants[0].retell: \"api_keys\" must list"), "%s", report);
+    cr_assert(strstr(report, "unsigned webhooks are never accepted"), "%s", report);
+    cr_assert(strstr(report, "tenants[0].calcom: \"api_key\" is required"), "%s", report);
+    cr_assert(strstr(report, "providers.calcom: \"base_url\" must start with http"), "%s", report);
+    cr_assert(strstr(report, "$: unknown key \"bogus\""), "%s", report);
+}
+
+Test(config, duplicate_agent_across_tenants_refused)
+{
+    gw_config_t *cfg = NULL;
+    const char *text = "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"t\",\"providers\":{\"calcom\":"
+                       "{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT "," TENANT "]}";
+    cr_assert_eq(load_text(text, &cfg), 1, "%s", report);
+    cr_assert(strstr(report, "tenants[1].retell.agent_ids[0]: agent id \"ag1\" already belongs"),
+              "%s", report);
+}
+
+Test(config, malformed_json_and_missing_file)
+{
+    gw_config_t *cfg = NULL;
+    cr_assert_eq(load_text("{\"data_dir\": ", &cfg), 1);
+    cr_assert(strstr(report, "invalid JSON at line 1"), "%s", report);
+    int n = 0;
+    cr_assert_eq(gw_config_load("/nonexistent/gw.json", &cfg, NULL, &n), CM_ECONFIG);
+    cr_assert_eq(n, 1);
+}
+
+Test(config, wrong_types_are_reported)
+{
+    gw_config_t *cfg = NULL;
+    const char *text = "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"t\",\"listen\":{\"port\":70000},"
+                       "\"worker\":{\"max_attempts\":\"5\"},\"providers\":{\"calcom\":"
+                       "{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT "]}";
+    cr_assert_eq(load_text(text, &cfg), 2, "%s", report);
+    cr_assert(strstr(report, "listen: \"port\" must be an integer from 0 to 65535"), "%s", report);
+    cr_assert(strstr(report, "worker: \"max_attempts\" must be an integer"), "%s", report);
+}

@@ -1,0 +1,187 @@
+/* test_gw_store.c - the SQLite store on a real file: one-transaction dedup (also under
+ * concurrent copies), job lifecycle, and crash recovery. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "gw_store.h"
+
+static char dir[64];
+static char dbpath[96];
+static gw_store_t *st;
+
+static void setup(void)
+{
+    char err[CM_ERR_LEN] = "";
+    snprintf(dir, sizeof dir, "/tmp/test_gw_store_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(dbpath, sizeof dbpath, "%s/gw.db", dir);
+    cr_assert_eq(gw_store_open(dbpath, 1, &st, err), CM_OK, "%s", err);
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    gw_store_close(&st);
+    cr_assert_null(st);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+static gw_event_in_t event(const char *key, const char *body)
+{
+    gw_event_in_t ev = {.provider = "retell",
+                        .event_key = key,
+                        .event_type = "call_analyzed",
+                        .entity_id = "call_1",
+                        .tenant_id = "acme",
+                        .body = body,
+                        .body_len = strlen(body),
+                        .received_at_ms = 1000,
+                        .job_kind = "retell.call_analyzed"};
+    return ev;
+}
+
+Test(store, duplicate_is_counted_not_queued)
+{
+    gw_ingest_t r;
+    gw_event_in_t ev = event("retell:call_1:call_analyzed", "{\"a\":1}");
+    cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+    cr_assert_eq(r, GW_INGEST_ACCEPTED);
+    cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+    cr_assert_eq(r, GW_INGEST_DUPLICATE);
+    gw_queue_stats_t q;
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert_eq(q.pending, 1, "one job for two copies, got %lld", (long long)q.pending);
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 20);
+    cr_assert_eq(gw_store_events_json(st, "retell", 100, &b), CM_OK);
+    json_t *v = json_loads(b.data, 0, NULL);
+    cr_assert_not_null(v, "%s", b.data);
+    cr_assert_eq(json_integer_value(json_object_get(v, "count")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(json_object_get(v, "events"), 0),
+                                                    "duplicates")),
+                 1, "%s", b.data);
+    json_decref(v);
+    cm_buf_free(&b);
+}
+
+typedef struct {
+    gw_store_t *store;
+    pthread_barrier_t *bar;
+    int accepted;
+} racer_t;
+
+static void *race(void *arg)
+{
+    racer_t *r = arg;
+    gw_ingest_t res;
+    gw_event_in_t ev = event("retell:race:call_analyzed", "{\"same\":true}");
+    pthread_barrier_wait(r->bar);
+    cr_assert_eq(gw_store_ingest(r->store, &ev, &res), CM_OK);
+    r->accepted = res == GW_INGEST_ACCEPTED;
+    return NULL;
+}
+
+Test(store, concurrent_copies_across_connections_accept_exactly_one)
+{
+    /* Separate store handles = separate SQLite connections, like separate processes. */
+    enum { N = 8 };
+    gw_store_t *stores[N];
+    pthread_t th[N];
+    racer_t rs[N];
+    pthread_barrier_t bar;
+    char err[CM_ERR_LEN];
+    pthread_barrier_init(&bar, NULL, N);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(gw_store_open(dbpath, 1, &stores[i], err), CM_OK, "%s", err);
+        rs[i] = (racer_t){.store = stores[i], .bar = &bar};
+        pthread_create(&th[i], NULL, race, &rs[i]);
+    }
+    int accepted = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        accepted += rs[i].accepted;
+        gw_store_close(&stores[i]);
+    }
+    pthread_barrier_destroy(&bar);
+    cr_assert_eq(accepted, 1, "accepted %d of %d copies", accepted, N);
+}
+
+Test(store, job_lifecycle_retry_then_done)
+{
+    gw_ingest_t r;
+    gw_job_t job;
+    int64_t next = 0;
+    gw_event_in_t ev = event("k1", "{\"body\":1}");
+    cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 999, &job, &next), CM_ENOTFOUND, "not due before receipt");
+    cr_assert_eq(next, 1000);
+    cr_assert_eq(gw_store_claim(st, 1000, &job, &next), CM_OK);
+    cr_assert_str_eq(job.kind, "retell.call_analyzed");
+    cr_assert_str_eq(job.body.data, "{\"body\":1}");
+    cr_assert_eq(job.attempts, 1);
+    cr_assert_eq(gw_store_job_retry(st, job.id, 5000, "HTTP 503", 1001), CM_OK);
+    gw_store_job_free(&job);
+    cr_assert_eq(gw_store_claim(st, 4999, &job, &next), CM_ENOTFOUND);
+    cr_assert_eq(next, 5000);
+    cr_assert_eq(gw_store_claim(st, 5000, &job, &next), CM_OK);
+    cr_assert_eq(job.attempts, 2);
+    cr_assert_eq(gw_store_job_done(st, job.id, 5001), CM_OK);
+    gw_store_job_free(&job);
+    gw_queue_stats_t q;
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert(q.done == 1 && q.pending == 0 && q.running == 0);
+    cr_assert_eq(gw_store_claim(st, 9999, &job, &next), CM_ENOTFOUND);
+    cr_assert_eq(next, -1);
+}
+
+Test(store, recovery_requeues_running_and_buries_crashers)
+{
+    gw_ingest_t r;
+    gw_job_t job;
+    int64_t next;
+    int requeued = 0;
+    gw_event_in_t a = event("a", "{}"), b = event("b", "{}");
+    cr_assert_eq(gw_store_ingest(st, &a, &r), CM_OK);
+    /* Job a: claimed 3 times without finishing (a worker that crashes on it). */
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(gw_store_claim(st, 2000, &job, &next), CM_OK);
+        gw_store_job_free(&job);
+        if (i < 2)
+            cr_assert_eq(gw_store_recover(st, 3, 2000, &requeued), CM_OK);
+    }
+    /* Job b is left running once. */
+    cr_assert_eq(gw_store_ingest(st, &b, &r), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, &job, &next), CM_OK);
+    gw_store_job_free(&job);
+    cr_assert_eq(gw_store_recover(st, 3, 2000, &requeued), CM_OK);
+    cr_assert_eq(requeued, 1);
+    gw_queue_stats_t q;
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert_eq(q.dead, 1, "crasher dead-lettered");
+    cr_assert_eq(q.pending, 1);
+}
+
+Test(store, call_outcome_upsert_keeps_uid)
+{
+    char state[32];
+    cr_assert_eq(gw_store_call_state(st, "c9", state, sizeof state), CM_ENOTFOUND);
+    cr_assert_eq(gw_store_call_set(st, "c9", "acme", "booked", "uid-1", NULL, 10), CM_OK);
+    cr_assert_eq(gw_store_call_set(st, "c9", NULL, "booked", NULL, NULL, 11), CM_OK);
+    cr_assert_eq(gw_store_call_state(st, "c9", state, sizeof state), CM_OK);
+    cr_assert_str_eq(state, "booked");
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 16);
+    cr_assert_eq(gw_store_call_json(st, "c9", &b), CM_OK);
+    cr_assert(strstr(b.data, "\"booking_uid\":\"uid-1\""), "%s", b.data);
+    cr_assert(strstr(b.data, "\"tenant_id\":\"acme\""), "%s", b.data);
+    cm_buf_free(&b);
+}
