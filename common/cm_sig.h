@@ -6,6 +6,9 @@
  * returns one of: CM_OK, CM_ESIG_MISSING (header NULL or empty), CM_ESIG_MALFORMED,
  * CM_ESIG_STALE, CM_ESIG_FUTURE, CM_ESIG_MISMATCH, CM_EINVAL (no keys). A timestamp is
  * checked before any HMAC is computed, so a stale replay costs nothing.
+ * Sign functions return CM_OK, CM_EINVAL (no usable key, NULL out, negative or 19+ digit
+ * timestamp) or CM_ETOOBIG (the header would exceed CM_SIG_HDR_LEN); on error out is "".
+ * Empty keys count as absent: an empty HMAC key would let anyone sign.
  * Keys are borrowed; nothing is retained. All functions are thread-safe.
  */
 #ifndef CM_SIG_H

@@ -1,0 +1,56 @@
+/* sim_calcom.h - the Cal.com API v2 simulator: event types, slots and bookings.
+ *
+ * Serves the provider's own routes on a server the caller owns:
+ *   GET  /v2/slots?eventTypeId&start&end[&timeZone][&slotFormat=time|range]
+ *   POST /v2/bookings
+ *   GET  /v2/bookings/{uid}
+ * with Cal.com's bearer check, success envelope {"status":"success","data":...} and error
+ * envelope {"status":"error","timestamp","path","error":{"code","message","details"}}.
+ * Seed data: event types 101 "Consultation" (30 min) and 102 "Long session" (60 min), both
+ * personal event types of user 1 "Sim Host", available 09:00-17:00 UTC every day.
+ *
+ * Every booking ever made stays in memory (the effects ledger) until a reset, so that
+ * exactly-once can be checked from outside. All state sits behind one mutex: a booking
+ * is checked against the others and stored in one critical section, so of two concurrent
+ * requests for one slot exactly one succeeds. All functions but new/free are thread-safe.
+ */
+#ifndef SIM_CALCOM_H
+#define SIM_CALCOM_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "cm_err.h"
+#include "cm_http_server.h"
+
+typedef struct sim_calcom sim_calcom_t;
+
+typedef struct {
+    const char *api_key;        /* the accepted "Bearer <key>"; copied */
+    const char *webhook_secret; /* for Cal.com's own webhooks (a later issue); copied */
+    int taken_status;           /* answer for a slot that is taken: 400 (default) or 409 */
+    uint64_t seed;              /* id stream seed */
+} sim_calcom_cfg_t;
+
+/* The message Cal.com sends when a personal event type's slot is not available. */
+#define SIM_CALCOM_TAKEN_MSG "User either already has booking at this time or is not available"
+
+/* Creates the simulator in its seed state. NULL when out of memory or cfg is invalid
+ * (no key, taken_status not 400/409). */
+sim_calcom_t *sim_calcom_new(const sim_calcom_cfg_t *cfg);
+/* Frees everything and sets *c to NULL; accepts NULL. No handler may be running: stop
+ * the server first. */
+void sim_calcom_free(sim_calcom_t **c);
+
+/* Adds the provider routes to srv (before it starts); c must outlive srv. */
+cm_err_t sim_calcom_routes(sim_calcom_t *c, cm_http_server_t *srv) CM_WUR;
+
+/* Drops all bookings (back to the seed data). Ids and uids keep counting up, so none is
+ * ever handed out twice by one process. */
+void sim_calcom_reset(sim_calcom_t *c);
+
+/* The effects ledger: a new {"count":N,"bookings":[<booking as POST answered it>...]} in
+ * creation order (deep copy; caller decrefs). NULL when out of memory. */
+json_t *sim_calcom_bookings(sim_calcom_t *c);
+
+#endif

@@ -1,0 +1,29 @@
+/* sim_http.h - small helpers shared by the simulators' HTTP handlers.
+ *
+ * Each provider answers errors in its own shape, so only the provider-neutral parts
+ * live here. Pure functions over the borrowed request; thread-safe.
+ */
+#ifndef SIM_HTTP_H
+#define SIM_HTTP_H
+
+#include <jansson.h>
+
+#include "cm_err.h"
+#include "cm_http_server.h"
+
+/* 1 when the Authorization header is exactly "Bearer <key>" (scheme matched without
+ * regard to case, the key compared in constant time), else 0. */
+int sim_http_bearer_ok(const cm_http_req_t *req, const char *key);
+
+/* Parses the request body as a JSON object. An empty body gives an empty object when
+ * empty_ok, else an error. On success *out is a new reference; on error *out is NULL,
+ * err (CM_ERR_LEN) says why and CM_EINVAL is returned. */
+cm_err_t sim_http_json_object(const cm_http_req_t *req, int empty_ok, json_t **out,
+                              char *err) CM_WUR;
+
+/* A new JSON string of s. Request-derived text may not be valid UTF-8, which jansson
+ * refuses; such text becomes a copy with every byte outside printable ASCII replaced by
+ * '?', so an error answer quoting it can always be built. NULL only when out of memory. */
+json_t *sim_http_str(const char *s);
+
+#endif

@@ -1,0 +1,331 @@
+/* test_sim_calcom.c - the Cal.com simulator over real loopback sockets. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cm_http_client.h"
+#include "cm_http_server.h"
+#include "cm_json.h"
+#include "cm_log.h"
+#include "sim_calcom.h"
+
+#define KEY "cal_test_key"
+
+static sim_calcom_t *cal;
+static cm_http_server_t *srv;
+static char base[64];
+
+static void start_with(int taken_status)
+{
+    char err[CM_ERR_LEN] = "";
+    cr_assert_eq(cm_http_global_init(), CM_OK);
+    cm_log_set_level("warn"); /* keep test output to failures */
+    cal = sim_calcom_new(&(sim_calcom_cfg_t){
+        .api_key = KEY, .webhook_secret = "s", .taken_status = taken_status, .seed = 7});
+    cr_assert_not_null(cal);
+    srv = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.calcom"});
+    cr_assert_not_null(srv);
+    cr_assert_eq(sim_calcom_routes(cal, srv), CM_OK);
+    cr_assert_eq(cm_http_server_start(srv, err), CM_OK, "%s", err);
+    snprintf(base, sizeof base, "http://127.0.0.1:%u", cm_http_server_port(srv));
+}
+
+static void setup(void)
+{
+    start_with(400);
+}
+
+static void teardown(void)
+{
+    cm_http_server_free(&srv);
+    sim_calcom_free(&cal);
+}
+
+typedef struct {
+    long status;
+    json_t *body; /* NULL when the body is not JSON */
+    char fallback[8];
+} result_t;
+
+/* One request with its own client (so threads can call it). auth: the full header or NULL. */
+static result_t call(const char *method, const char *path, const char *auth, const char *version,
+                     const char *body)
+{
+    char url[512], ah[128], vh[64];
+    const char *hdrs[4] = {NULL};
+    size_t n = 0;
+    if (auth) {
+        snprintf(ah, sizeof ah, "Authorization: %s", auth);
+        hdrs[n++] = ah;
+    }
+    if (version) {
+        snprintf(vh, sizeof vh, "cal-api-version: %s", version);
+        hdrs[n++] = vh;
+    }
+    hdrs[n++] = "Content-Type: application/json";
+    snprintf(url, sizeof url, "%s%s", base, path);
+    cm_http_client_t *c = cm_http_client_new();
+    cm_http_response_t r;
+    cm_http_request_t req = {.method = method,
+                             .url = url,
+                             .headers = hdrs,
+                             .body = body,
+                             .body_len = body ? strlen(body) : 0};
+    cm_err_t rc = cm_http_client_do(c, &req, &r);
+    cr_assert_eq(rc, CM_OK, "%s %s: %s", method, path, r.err);
+    result_t out = {.status = r.status,
+                    .body = json_loads(r.body.data ? r.body.data : "", 0, NULL)};
+    if (!cm_http_response_header(&r, "X-Sim-Version-Fallback", out.fallback, sizeof out.fallback))
+        out.fallback[0] = '\0';
+    cm_http_response_free(&r);
+    cm_http_client_free(&c);
+    return out;
+}
+
+#define BEARER "Bearer " KEY
+#define BOOK_BODY(start, name)                                                                     \
+    "{\"start\":\"" start "\",\"eventTypeId\":101,\"attendee\":{\"name\":\"" name "\","            \
+    "\"email\":\"ada@example.com\",\"timeZone\":\"Europe/"                                         \
+    "Rome\",\"phoneNumber\":\"+393331234567\"},"                                                   \
+    "\"metadata\":{\"call_id\":\"call_abc\"}}"
+
+static result_t book(const char *body)
+{
+    return call("POST", "/v2/bookings", BEARER, "2024-08-13", body);
+}
+
+static void assert_error(const result_t *r, long status, const char *code, const char *msg_part)
+{
+    cr_assert_eq(r->status, status, "status %ld, want %ld", r->status, status);
+    cr_assert_not_null(r->body, "error body is not JSON");
+    cr_assert_str_eq(cm_json_str(r->body, "status", ""), "error");
+    cr_assert_str_eq(cm_json_str(r->body, "error.code", ""), code);
+    cr_assert(json_is_object(cm_json_path(r->body, "error.details")));
+    cr_assert_not_null(cm_json_str(r->body, "timestamp", NULL));
+    cr_assert_not_null(strstr(cm_json_str(r->body, "error.message", ""), msg_part),
+                       "message '%s' lacks '%s'", cm_json_str(r->body, "error.message", ""),
+                       msg_part);
+}
+
+TestSuite(calcom, .init = setup, .fini = teardown);
+
+Test(calcom, book_then_same_slot_is_taken)
+{
+    result_t r = book(BOOK_BODY("2050-09-05T09:00:00.000Z", "Ada Lovelace"));
+    cr_assert_eq(r.status, 201, "status %ld", r.status);
+    cr_assert_str_eq(cm_json_str(r.body, "status", ""), "success");
+    cr_assert_str_eq(cm_json_str(r.body, "data.status", ""), "accepted");
+    cr_assert_str_eq(cm_json_str(r.body, "data.title", ""),
+                     "Consultation between Sim Host and Ada Lovelace");
+    cr_assert_str_eq(cm_json_str(r.body, "data.start", ""), "2050-09-05T09:00:00.000Z");
+    cr_assert_str_eq(cm_json_str(r.body, "data.end", ""), "2050-09-05T09:30:00.000Z");
+    cr_assert_eq(cm_json_int(r.body, "data.duration", 0), 30);
+    cr_assert_eq(cm_json_int(r.body, "data.eventTypeId", 0), 101);
+    cr_assert_eq(strlen(cm_json_str(r.body, "data.uid", "")), 22);
+    cr_assert_str_eq(cm_json_str(r.body, "data.attendees.0.language", ""), "en");
+    cr_assert_str_eq(cm_json_str(r.body, "data.attendees.0.phoneNumber", ""), "+393331234567");
+    cr_assert(json_is_false(cm_json_path(r.body, "data.attendees.0.absent")));
+    cr_assert_str_eq(cm_json_str(r.body, "data.hosts.0.email", ""), "host@sim.example");
+    cr_assert_str_eq(cm_json_str(r.body, "data.metadata.call_id", ""), "call_abc");
+    cr_assert_str_eq(r.fallback, "", "the right version must not be flagged");
+    char uid[32], path[64];
+    snprintf(uid, sizeof uid, "%s", cm_json_str(r.body, "data.uid", ""));
+    json_decref(r.body);
+
+    r = book(BOOK_BODY("2050-09-05T09:00:00.000Z", "Grace Hopper"));
+    assert_error(&r, 400, "BadRequestException", SIM_CALCOM_TAKEN_MSG);
+    cr_assert_str_eq(cm_json_str(r.body, "path", ""), "/v2/bookings");
+    json_decref(r.body);
+
+    /* The same instant written with an offset is the same slot. */
+    r = book(BOOK_BODY("2050-09-05T11:00:00+02:00", "Grace Hopper"));
+    assert_error(&r, 400, "BadRequestException", SIM_CALCOM_TAKEN_MSG);
+    json_decref(r.body);
+
+    snprintf(path, sizeof path, "/v2/bookings/%s", uid);
+    r = call("GET", path, BEARER, "2024-08-13", NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(cm_json_str(r.body, "data.uid", ""), uid);
+    json_decref(r.body);
+    r = call("GET", "/v2/bookings/nope", BEARER, "2024-08-13", NULL);
+    assert_error(&r, 404, "NotFoundException", "nope");
+    json_decref(r.body);
+    r = call("GET", "/v2/bookings/%ff%fe", BEARER, "2024-08-13", NULL);
+    assert_error(&r, 404, "NotFoundException", "uid=??");
+    cr_assert_str_eq(cm_json_str(r.body, "path", ""), "/v2/bookings/??", "not UTF-8, still JSON");
+    json_decref(r.body);
+
+    json_t *ledger = sim_calcom_bookings(cal);
+    cr_assert_eq(cm_json_int(ledger, "count", -1), 1);
+    cr_assert_str_eq(cm_json_str(ledger, "bookings.0.uid", ""), uid);
+    json_decref(ledger);
+    sim_calcom_reset(cal);
+    ledger = sim_calcom_bookings(cal);
+    cr_assert_eq(cm_json_int(ledger, "count", -1), 0);
+    json_decref(ledger);
+    r = book(BOOK_BODY("2050-09-05T09:00:00.000Z", "Grace Hopper"));
+    cr_assert_eq(r.status, 201, "after a reset the slot is free again");
+    cr_assert_str_neq(cm_json_str(r.body, "data.uid", ""), uid, "uids never repeat");
+    json_decref(r.body);
+}
+
+Test(calcom, unauthorised_without_or_with_a_wrong_key)
+{
+    result_t r =
+        call("POST", "/v2/bookings", NULL, "2024-08-13", BOOK_BODY("2050-09-05T10:00:00Z", "Ada"));
+    assert_error(&r, 401, "UnauthorizedException", "");
+    json_decref(r.body);
+    r = call("GET", "/v2/slots?eventTypeId=101&start=2050-09-05&end=2050-09-05", "Bearer cal_wrong",
+             "2024-09-04", NULL);
+    assert_error(&r, 401, "UnauthorizedException", "");
+    json_decref(r.body);
+    json_t *ledger = sim_calcom_bookings(cal);
+    cr_assert_eq(cm_json_int(ledger, "count", -1), 0, "nothing booked without a key");
+    json_decref(ledger);
+}
+
+Test(calcom, slots_shape_and_booked_slots_disappear)
+{
+    const char *q =
+        "/v2/slots?eventTypeId=101&start=2050-09-05&end=2050-09-06&timeZone=Europe/Rome";
+    result_t r = call("GET", q, BEARER, "2024-09-04", NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(cm_json_str(r.body, "status", ""), "success");
+    cr_assert_eq(json_array_size(cm_json_path(r.body, "data.2050-09-05")), 16);
+    cr_assert_eq(json_array_size(cm_json_path(r.body, "data.2050-09-06")), 16);
+    cr_assert_str_eq(cm_json_str(r.body, "data.2050-09-05.0.start", ""),
+                     "2050-09-05T09:00:00.000Z");
+    cr_assert_null(cm_json_path(r.body, "data.2050-09-05.0.end"));
+    cr_assert_str_eq(r.fallback, "");
+    json_decref(r.body);
+
+    json_decref(book(BOOK_BODY("2050-09-05T09:30:00Z", "Ada")).body);
+    r = call("GET", "/v2/slots?eventTypeId=102&start=2050-09-05&end=2050-09-05&slotFormat=range",
+             BEARER, NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.fallback, "1", "a missing cal-api-version is flagged");
+    cr_assert_eq(json_array_size(cm_json_path(r.body, "data.2050-09-05")), 7,
+                 "the 09:00 hour overlaps the booked 09:30");
+    cr_assert_str_eq(cm_json_str(r.body, "data.2050-09-05.0.start", ""),
+                     "2050-09-05T10:00:00.000Z");
+    cr_assert_str_eq(cm_json_str(r.body, "data.2050-09-05.0.end", ""), "2050-09-05T11:00:00.000Z");
+    json_decref(r.body);
+
+    r = call("GET", "/v2/slots?eventTypeId=101&start=2050-09-05T15:00:00Z&end=2050-09-05T16:00:00Z",
+             BEARER, "2024-09-04", NULL);
+    cr_assert_eq(json_array_size(cm_json_path(r.body, "data.2050-09-05")), 3, "15:00 15:30 16:00");
+    json_decref(r.body);
+}
+
+Test(calcom, bad_requests)
+{
+    static const struct {
+        const char *path, *msg;
+    } cases[] = {
+        {"/v2/slots?start=2050-09-05&end=2050-09-06", "eventTypeId"},
+        {"/v2/slots?eventTypeId=abc&start=2050-09-05&end=2050-09-06", "eventTypeId"},
+        {"/v2/slots?eventTypeId=101&end=2050-09-06", "start"},
+        {"/v2/slots?eventTypeId=101&start=2050-09-05&end=tomorrow", "end"},
+        {"/v2/slots?eventTypeId=101&start=2050-09-06&end=2050-09-05", "before"},
+        {"/v2/slots?eventTypeId=101&start=2050-09-05&end=2050-09-06&slotFormat=x", "slotFormat"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        result_t r = call("GET", cases[i].path, BEARER, "2024-09-04", NULL);
+        assert_error(&r, 400, "BadRequestException", cases[i].msg);
+        json_decref(r.body);
+    }
+    result_t r = call("GET", "/v2/slots?eventTypeId=999&start=2050-09-05&end=2050-09-06", BEARER,
+                      "2024-09-04", NULL);
+    assert_error(&r, 404, "NotFoundException", "999");
+    json_decref(r.body);
+
+    static const struct {
+        const char *body, *msg;
+    } bodies[] = {
+        {"not json", "invalid JSON"},
+        {"[]", "object"},
+        {"{\"eventTypeId\":101,\"attendee\":{}}", "start"},
+        {"{\"start\":\"2050-09-05 nine\",\"eventTypeId\":101}", "start"},
+        {"{\"start\":\"2050-09-05T09:00:00Z\"}", "eventTypeId"},
+        {"{\"start\":\"2050-09-05T09:00:00Z\",\"eventTypeId\":101}", "attendee"},
+        {"{\"start\":\"2050-09-05T09:00:00Z\",\"eventTypeId\":101,\"attendee\":{\"name\":\"A\","
+         "\"timeZone\":\"UTC\"}}",
+         "attendee.email"},
+        {"{\"start\":\"2050-09-05T09:00:00Z\",\"eventTypeId\":101,\"attendee\":{\"name\":\"A\","
+         "\"email\":\"a@b.c\",\"timeZone\":\"UTC\"},\"metadata\":[]}",
+         "metadata"},
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        r = book(bodies[i].body);
+        assert_error(&r, 400, "BadRequestException", bodies[i].msg);
+        json_decref(r.body);
+    }
+    r = book("{\"start\":\"2050-09-05T09:00:00Z\",\"eventTypeId\":555,\"attendee\":{\"name\":\"A\","
+             "\"email\":\"a@b.c\",\"timeZone\":\"UTC\"}}");
+    assert_error(&r, 404, "NotFoundException", "555");
+    json_decref(r.body);
+    r = book(BOOK_BODY("2050-09-05T09:10:00Z", "Ada"));
+    assert_error(&r, 400, "BadRequestException", SIM_CALCOM_TAKEN_MSG);
+    json_decref(r.body);
+    r = book(BOOK_BODY("2050-09-05T18:00:00Z", "Ada"));
+    assert_error(&r, 400, "BadRequestException", SIM_CALCOM_TAKEN_MSG);
+    json_decref(r.body);
+    r = book(BOOK_BODY("2001-09-05T09:00:00Z", "Ada"));
+    assert_error(&r, 400, "BadRequestException", "past");
+    json_decref(r.body);
+}
+
+Test(calcom, wrong_version_still_books_but_is_flagged)
+{
+    result_t r = call("POST", "/v2/bookings", BEARER, "2024-04-15",
+                      BOOK_BODY("2050-09-05T12:00:00Z", "Ada"));
+    cr_assert_eq(r.status, 201);
+    cr_assert_str_eq(r.fallback, "1");
+    json_decref(r.body);
+}
+
+#define RACERS 8
+static pthread_barrier_t line_up;
+
+static void *racer(void *arg)
+{
+    long *status = arg;
+    pthread_barrier_wait(&line_up);
+    result_t r = book(BOOK_BODY("2050-09-07T14:00:00Z", "Racer"));
+    *status = r.status;
+    json_decref(r.body);
+    return NULL;
+}
+
+Test(calcom, concurrent_bookings_of_one_slot_make_exactly_one)
+{
+    pthread_t t[RACERS];
+    long status[RACERS];
+    pthread_barrier_init(&line_up, NULL, RACERS);
+    for (int i = 0; i < RACERS; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, racer, &status[i]), 0);
+    int created = 0, taken = 0;
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(t[i], NULL);
+        created += status[i] == 201;
+        taken += status[i] == 400;
+    }
+    pthread_barrier_destroy(&line_up);
+    cr_assert_eq(created, 1, "%d of %d racers got 201", created, RACERS);
+    cr_assert_eq(taken, RACERS - 1);
+    json_t *ledger = sim_calcom_bookings(cal);
+    cr_assert_eq(cm_json_int(ledger, "count", -1), 1);
+    json_decref(ledger);
+}
+
+Test(calcom_409, taken_status_is_a_setting, .init = NULL, .fini = teardown)
+{
+    start_with(409);
+    result_t r = book(BOOK_BODY("2050-09-05T09:00:00Z", "Ada"));
+    cr_assert_eq(r.status, 201);
+    json_decref(r.body);
+    r = book(BOOK_BODY("2050-09-05T09:00:00Z", "Ada"));
+    assert_error(&r, 409, "ConflictException", SIM_CALCOM_TAKEN_MSG);
+    json_decref(r.body);
+}

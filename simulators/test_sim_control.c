@@ -1,0 +1,118 @@
+/* test_sim_control.c - the control API end to end: a webhook triggered over HTTP reaches
+ * an in-process receiver, and reset empties the ledgers. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cm_http_client.h"
+#include "cm_http_server.h"
+#include "cm_json.h"
+#include "cm_log.h"
+#include "sim_control.h"
+
+static sim_control_t ctl;
+static cm_http_server_t *srv, *receiver;
+static char base[64];
+static unsigned recv_port;
+static int received;
+
+static void h_receive(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    __atomic_add_fetch(&received, 1, __ATOMIC_SEQ_CST);
+    cm_http_resp_text(resp, 204, NULL, NULL);
+}
+
+static void setup(void)
+{
+    char err[CM_ERR_LEN] = "";
+    cr_assert_eq(cm_http_global_init(), CM_OK);
+    cm_log_set_level("warn"); /* keep test output to failures */
+    ctl.retell = sim_retell_new(&(sim_retell_cfg_t){.api_key = "key_t", .seed = 1});
+    ctl.calcom = sim_calcom_new(&(sim_calcom_cfg_t){.api_key = "cal_t", .taken_status = 400});
+    ctl.stripe = sim_stripe_new(&(sim_stripe_cfg_t){.api_key = "sk_test_t"});
+    srv = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.control"});
+    receiver = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.recv"});
+    cr_assert_eq(sim_control_routes(&ctl, srv), CM_OK);
+    cr_assert_eq(cm_http_server_route(receiver, "POST /hook", h_receive, NULL), CM_OK);
+    cr_assert_eq(cm_http_server_start(srv, err), CM_OK, "%s", err);
+    cr_assert_eq(cm_http_server_start(receiver, err), CM_OK, "%s", err);
+    snprintf(base, sizeof base, "http://127.0.0.1:%u", cm_http_server_port(srv));
+    recv_port = cm_http_server_port(receiver);
+}
+
+static void teardown(void)
+{
+    cm_http_server_free(&srv);
+    cm_http_server_free(&receiver);
+    sim_retell_free(&ctl.retell);
+    sim_calcom_free(&ctl.calcom);
+    sim_stripe_free(&ctl.stripe);
+}
+
+static long call(const char *method, const char *path, const char *body, json_t **out)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    cm_http_client_t *c = cm_http_client_new();
+    cm_http_response_t r;
+    cm_http_request_t req = {
+        .method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0};
+    cr_assert_eq(cm_http_client_do(c, &req, &r), CM_OK, "%s", r.err);
+    long st = r.status;
+    if (out)
+        *out = json_loads(r.body.data ? r.body.data : "", 0, NULL);
+    cm_http_response_free(&r);
+    cm_http_client_free(&c);
+    return st;
+}
+
+TestSuite(control, .init = setup, .fini = teardown);
+
+Test(control, health_call_webhook_and_reset)
+{
+    json_t *v;
+    char body[160], path[160];
+    cr_assert_eq(call("GET", "/control/health", NULL, &v), 200);
+    cr_assert(json_is_true(cm_json_path(v, "ok")));
+    json_decref(v);
+
+    cr_assert_eq(call("POST", "/control/retell/calls", "{\"call_id\":\"call_c1\"}", &v), 201);
+    cr_assert_str_eq(cm_json_str(v, "call_id", ""), "call_c1");
+    json_decref(v);
+    cr_assert_eq(call("POST", "/control/retell/calls", "{\"call_id\":\"call_c1\"}", NULL), 409);
+    cr_assert_eq(call("POST", "/control/retell/calls", "[1]", NULL), 400);
+    cr_assert_eq(call("GET", "/control/retell/calls/call_c1", NULL, NULL), 200);
+    cr_assert_eq(call("GET", "/control/retell/calls/call_none", NULL, NULL), 404);
+
+    cr_assert_eq(call("POST", "/control/retell/calls/call_c1/webhook", "{}", NULL), 409,
+                 "no URL yet");
+    cr_assert_eq(call("PUT", "/control/retell/webhook", "{\"url\":\"nope\"}", NULL), 400);
+    snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%u/hook\"}", recv_port);
+    cr_assert_eq(call("PUT", "/control/retell/webhook", body, NULL), 204);
+    snprintf(path, sizeof path, "/control/retell/calls/call_c1/webhook");
+    cr_assert_eq(call("POST", path, "{\"copies\":\"2\"}", NULL), 400);
+    cr_assert_eq(call("POST", path, "{\"concurrent\":1}", NULL), 400);
+    cr_assert_eq(call("POST", path, "{\"event\":\"call_lost\"}", NULL), 400);
+    cr_assert_eq(call("POST", path, "{\"copies\":65}", NULL), 400);
+    cr_assert_eq(received, 0, "refused triggers send nothing");
+    cr_assert_eq(
+        call("POST", path, "{\"event\":\"call_ended\",\"copies\":3,\"concurrent\":true}", &v), 200);
+    cr_assert_eq(json_array_size(cm_json_path(v, "deliveries")), 3);
+    cr_assert_eq(cm_json_int(v, "deliveries.2.status", 0), 204);
+    cr_assert(json_is_number(cm_json_path(v, "deliveries.0.ms")));
+    cr_assert_eq(strncmp(cm_json_str(v, "signature", ""), "v=", 2), 0);
+    json_decref(v);
+    cr_assert_eq(received, 3);
+
+    cr_assert_eq(call("GET", "/control/calcom/bookings", NULL, &v), 200);
+    cr_assert_eq(cm_json_int(v, "count", -1), 0);
+    json_decref(v);
+    cr_assert_eq(call("GET", "/control/stripe/payment_intents", NULL, &v), 200);
+    cr_assert_eq(cm_json_int(v, "count", -1), 0);
+    json_decref(v);
+
+    cr_assert_eq(call("POST", "/control/reset", NULL, NULL), 204);
+    cr_assert_eq(call("GET", "/control/retell/calls/call_c1", NULL, NULL), 404);
+    cr_assert_eq(call("POST", "/control/retell/calls", "{\"call_id\":\"call_c1\"}", NULL), 201);
+    cr_assert_eq(call("POST", path, "{}", NULL), 409, "reset forgets the webhook URL");
+}

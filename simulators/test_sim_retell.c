@@ -1,0 +1,328 @@
+/* test_sim_retell.c - Retell calls, signed webhook deliveries (to an in-process receiver)
+ * and GET /v2/get-call, over real loopback sockets; plus the id generator. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cm_clock.h"
+#include "cm_http_client.h"
+#include "cm_http_server.h"
+#include "cm_json.h"
+#include "cm_log.h"
+#include "cm_sig.h"
+#include "sim_retell.h"
+#include "sim_rng.h"
+
+#define KEY "key_test_retell"
+#define MAX_SEEN 64
+
+static sim_retell_t *ret;
+static cm_http_server_t *api, *receiver;
+static char api_base[64], hook_url[96];
+
+/* What the receiver saw. */
+static pthread_mutex_t seen_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *seen_body[MAX_SEEN], *seen_sig[MAX_SEEN], *seen_ctype[MAX_SEEN];
+static size_t nseen;
+static int receiver_status = 204;
+
+static void h_receive(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    const char *sig = cm_http_req_header(req, "x-retell-signature");
+    const char *ct = cm_http_req_header(req, "Content-Type");
+    pthread_mutex_lock(&seen_mu);
+    if (nseen < MAX_SEEN) {
+        seen_body[nseen] = strndup(req->body, req->body_len);
+        seen_sig[nseen] = strdup(sig ? sig : "");
+        seen_ctype[nseen] = strdup(ct ? ct : "");
+        nseen++;
+    }
+    pthread_mutex_unlock(&seen_mu);
+    cm_http_resp_text(resp, receiver_status, NULL, NULL);
+}
+
+static void setup(void)
+{
+    char err[CM_ERR_LEN] = "";
+    cr_assert_eq(cm_http_global_init(), CM_OK);
+    cm_log_set_level("warn"); /* keep test output to failures */
+    ret = sim_retell_new(&(sim_retell_cfg_t){.api_key = KEY, .seed = 1});
+    cr_assert_not_null(ret);
+    api = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.retell"});
+    receiver = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.recv"});
+    cr_assert_eq(sim_retell_routes(ret, api), CM_OK);
+    cr_assert_eq(cm_http_server_route(receiver, "POST /webhooks/retell", h_receive, NULL), CM_OK);
+    cr_assert_eq(cm_http_server_start(api, err), CM_OK, "%s", err);
+    cr_assert_eq(cm_http_server_start(receiver, err), CM_OK, "%s", err);
+    snprintf(api_base, sizeof api_base, "http://127.0.0.1:%u", cm_http_server_port(api));
+    snprintf(hook_url, sizeof hook_url, "http://127.0.0.1:%u/webhooks/retell",
+             cm_http_server_port(receiver));
+}
+
+static void teardown(void)
+{
+    cm_http_server_free(&receiver);
+    cm_http_server_free(&api);
+    sim_retell_free(&ret);
+    for (size_t i = 0; i < nseen; i++) {
+        free(seen_body[i]);
+        free(seen_sig[i]);
+        free(seen_ctype[i]);
+    }
+    nseen = 0;
+}
+
+static json_t *create(const char *overrides_json)
+{
+    char err[CM_ERR_LEN] = "";
+    json_t *ov = overrides_json ? json_loads(overrides_json, 0, NULL) : NULL;
+    json_t *call = NULL;
+    cm_err_t rc = sim_retell_create_call(ret, ov, &call, err);
+    json_decref(ov);
+    cr_assert_eq(rc, CM_OK, "create: %s %s", cm_strerror(rc), err);
+    return call;
+}
+
+static json_t *send(const char *call_id, sim_retell_send_t opt)
+{
+    char err[CM_ERR_LEN] = "";
+    json_t *report = NULL;
+    cm_err_t rc = sim_retell_send_webhook(ret, call_id, &opt, &report, err);
+    cr_assert_eq(rc, CM_OK, "send: %s %s", cm_strerror(rc), err);
+    return report;
+}
+
+static cm_err_t verify(size_t i, const char *key, int64_t tolerance_ms)
+{
+    const char *keys[] = {key};
+    return cm_sig_retell_verify(keys, 1, seen_body[i], strlen(seen_body[i]), seen_sig[i],
+                                cm_clock_now_ms(), tolerance_ms);
+}
+
+TestSuite(retell, .init = setup, .fini = teardown);
+
+Test(retell, default_call_has_retell_fields)
+{
+    json_t *c = create(NULL);
+    const char *id = cm_json_str(c, "call_id", "");
+    cr_assert_eq(strlen(id), 37, "call_ + 32 hex, got '%s'", id);
+    cr_assert_eq(strncmp(id, "call_", 5), 0);
+    cr_assert_eq(strspn(id + 5, "0123456789abcdef"), 32);
+    cr_assert_str_eq(cm_json_str(c, "call_status", ""), "ended");
+    cr_assert_str_eq(cm_json_str(c, "call_type", ""), "phone_call");
+    cr_assert_str_eq(cm_json_str(c, "direction", ""), "inbound");
+    cr_assert_str_eq(cm_json_str(c, "disconnection_reason", ""), "user_hangup");
+    cr_assert_eq(cm_json_int(c, "agent_version", 0), 1);
+    cr_assert_eq(cm_json_int(c, "end_timestamp", 0) - cm_json_int(c, "start_timestamp", 0),
+                 cm_json_int(c, "duration_ms", -1));
+    cr_assert_str_eq(cm_json_str(c, "call_analysis.user_sentiment", ""), "Positive");
+    cr_assert(json_is_false(cm_json_path(c, "call_analysis.in_voicemail")));
+    cr_assert(json_is_true(cm_json_path(c, "call_analysis.call_successful")));
+    cr_assert(json_is_object(cm_json_path(c, "call_analysis.custom_analysis_data")));
+    cr_assert_null(cm_json_path(c, "metadata"), "metadata is left out when never set");
+    json_decref(c);
+}
+
+Test(retell, overrides_merge_into_the_defaults)
+{
+    json_t *c =
+        create("{\"call_id\":\"call_fixed\",\"from_number\":\"+15550001111\","
+               "\"duration_ms\":1000,\"metadata\":{\"tenant\":\"t1\"},"
+               "\"call_analysis\":{\"custom_analysis_data\":{\"slot\":\"2050-09-05T09:00:00Z\"},"
+               "\"user_sentiment\":null}}");
+    cr_assert_str_eq(cm_json_str(c, "call_id", ""), "call_fixed");
+    cr_assert_str_eq(cm_json_str(c, "from_number", ""), "+15550001111");
+    cr_assert_str_eq(cm_json_str(c, "metadata.tenant", ""), "t1");
+    cr_assert_str_eq(cm_json_str(c, "call_analysis.custom_analysis_data.slot", ""),
+                     "2050-09-05T09:00:00Z");
+    cr_assert_null(cm_json_path(c, "call_analysis.user_sentiment"), "null removes a key");
+    cr_assert_not_null(cm_json_str(c, "call_analysis.call_summary", NULL), "others are kept");
+    cr_assert_eq(cm_json_int(c, "end_timestamp", 0) - cm_json_int(c, "start_timestamp", 0), 1000);
+    json_decref(c);
+
+    char err[CM_ERR_LEN];
+    json_t *dup = json_pack("{s:s}", "call_id", "call_fixed"), *out = NULL;
+    cr_assert_eq(sim_retell_create_call(ret, dup, &out, err), CM_EEXISTS);
+    cr_assert_null(out);
+    json_decref(dup);
+    json_t *bad = json_pack("{s:i}", "call_id", 5);
+    cr_assert_eq(sim_retell_create_call(ret, bad, &out, err), CM_EINVAL);
+    json_decref(bad);
+}
+
+Test(retell, ids_follow_the_seed)
+{
+    sim_rng_t a, b, c;
+    char ha[33], hb[33], hc[33];
+    sim_rng_init(&a, 1, 1);
+    sim_rng_init(&b, 1, 1);
+    sim_rng_init(&c, 2, 1);
+    sim_rng_hex(&a, ha, 32);
+    sim_rng_hex(&b, hb, 32);
+    sim_rng_hex(&c, hc, 32);
+    cr_assert_str_eq(ha, hb, "same seed, same ids");
+    cr_assert_str_neq(ha, hc, "another seed, other ids");
+    sim_rng_hex(&a, hb, 32);
+    cr_assert_str_neq(ha, hb, "the counter moves on");
+    char s[23];
+    sim_rng_chars(&a, "ab", s, 22);
+    cr_assert_eq(strspn(s, "ab"), 22);
+    sim_rng_destroy(&a);
+    sim_rng_destroy(&b);
+    sim_rng_destroy(&c);
+}
+
+Test(retell, signed_delivery_verifies_with_the_api_key)
+{
+    json_t *c = create(NULL);
+    char err[CM_ERR_LEN];
+    const char *id = cm_json_str(c, "call_id", "");
+    json_t *report = NULL;
+    sim_retell_send_t opt = {.event = "call_analyzed", .copies = 1};
+    cr_assert_eq(sim_retell_send_webhook(ret, id, &opt, &report, err), CM_ESTATE, "no URL set yet");
+    cr_assert_eq(sim_retell_set_webhook_url(ret, "ftp://x", err), CM_EINVAL);
+    cr_assert_eq(sim_retell_set_webhook_url(ret, hook_url, err), CM_OK);
+
+    report = send(id, opt);
+    cr_assert_eq(cm_json_int(report, "deliveries.0.status", 0), 204);
+    cr_assert(json_is_null(cm_json_path(report, "deliveries.0.error")));
+    cr_assert_eq(nseen, 1);
+    cr_assert_str_eq(seen_ctype[0], "application/json");
+    cr_assert_str_eq(seen_sig[0], cm_json_str(report, "signature", ""));
+    cr_assert_eq(verify(0, KEY, 300000), CM_OK, "sig %s", seen_sig[0]);
+    cr_assert_eq(verify(0, "key_other", 300000), CM_ESIG_MISMATCH);
+    json_t *env = json_loads(seen_body[0], 0, NULL);
+    cr_assert_str_eq(cm_json_str(env, "event", ""), "call_analyzed");
+    cr_assert_str_eq(cm_json_str(env, "call.call_id", ""), id);
+    cr_assert_not_null(cm_json_path(env, "call.call_analysis"));
+    json_decref(env);
+    json_decref(report);
+
+    cr_assert_eq(sim_retell_send_webhook(ret, "call_nope", &opt, &report, err), CM_ENOTFOUND);
+    opt.event = "call_exploded";
+    cr_assert_eq(sim_retell_send_webhook(ret, id, &opt, &report, err), CM_EINVAL);
+    json_decref(c);
+}
+
+Test(retell, event_shapes)
+{
+    char err[CM_ERR_LEN];
+    json_t *c = create(NULL);
+    const char *id = cm_json_str(c, "call_id", "");
+    cr_assert_eq(sim_retell_set_webhook_url(ret, hook_url, err), CM_OK);
+    json_decref(send(id, (sim_retell_send_t){.event = "call_ended", .copies = 1}));
+    json_decref(send(id, (sim_retell_send_t){.event = "call_started", .copies = 1}));
+    cr_assert_eq(nseen, 2);
+    json_t *ended = json_loads(seen_body[0], 0, NULL);
+    cr_assert_str_eq(cm_json_str(ended, "event", ""), "call_ended");
+    cr_assert_null(cm_json_path(ended, "call.call_analysis"));
+    cr_assert_not_null(cm_json_path(ended, "call.end_timestamp"));
+    json_t *started = json_loads(seen_body[1], 0, NULL);
+    cr_assert_str_eq(cm_json_str(started, "call.call_status", ""), "ongoing");
+    cr_assert_null(cm_json_path(started, "call.call_analysis"));
+    cr_assert_null(cm_json_path(started, "call.end_timestamp"));
+    json_decref(ended);
+    json_decref(started);
+    json_t *stored = sim_retell_get_call(ret, id);
+    cr_assert_not_null(cm_json_path(stored, "call_analysis"), "sending does not change the call");
+    json_decref(stored);
+    json_decref(c);
+}
+
+Test(retell, concurrent_copies_are_identical_and_all_arrive)
+{
+    char err[CM_ERR_LEN];
+    json_t *c = create(NULL);
+    cr_assert_eq(sim_retell_set_webhook_url(ret, hook_url, err), CM_OK);
+    json_t *report =
+        send(cm_json_str(c, "call_id", ""),
+             (sim_retell_send_t){.event = "call_analyzed", .copies = 5, .concurrent = 1});
+    cr_assert_eq(json_array_size(cm_json_path(report, "deliveries")), 5);
+    for (size_t i = 0; i < 5; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "deliveries.%zu.status", i);
+        cr_assert_eq(cm_json_int(report, p, 0), 204);
+    }
+    cr_assert_eq(nseen, 5);
+    for (size_t i = 1; i < 5; i++) {
+        cr_assert_str_eq(seen_body[i], seen_body[0], "copy %zu differs", i);
+        cr_assert_str_eq(seen_sig[i], seen_sig[0]);
+    }
+    json_decref(report);
+    json_decref(c);
+}
+
+Test(retell, forged_and_stale_signatures)
+{
+    char err[CM_ERR_LEN];
+    json_t *c = create(NULL);
+    const char *id = cm_json_str(c, "call_id", "");
+    cr_assert_eq(sim_retell_set_webhook_url(ret, hook_url, err), CM_OK);
+    json_decref(send(id, (sim_retell_send_t){.event = "call_analyzed", .copies = 2, .forge = 1}));
+    json_decref(send(id, (sim_retell_send_t){.event = "call_analyzed",
+                                             .copies = 1,
+                                             .timestamp_offset_ms = -600000}));
+    json_decref(send(
+        id,
+        (sim_retell_send_t){.event = "call_analyzed", .copies = 1, .timestamp_offset_ms = 600000}));
+    cr_assert_eq(nseen, 4);
+    cr_assert_eq(verify(0, KEY, 300000), CM_ESIG_MISMATCH);
+    cr_assert_eq(verify(1, KEY, 300000), CM_ESIG_MISMATCH);
+    cr_assert_eq(verify(2, KEY, 300000), CM_ESIG_STALE);
+    cr_assert_eq(verify(3, KEY, 300000), CM_ESIG_FUTURE);
+    cr_assert_eq(verify(2, KEY, 3600000), CM_OK, "only the timestamp is off");
+    json_decref(c);
+}
+
+Test(retell, receiver_errors_and_refused_connections_are_reported)
+{
+    char err[CM_ERR_LEN];
+    json_t *c = create(NULL);
+    const char *id = cm_json_str(c, "call_id", "");
+    receiver_status = 503;
+    cr_assert_eq(sim_retell_set_webhook_url(ret, hook_url, err), CM_OK);
+    json_t *r = send(id, (sim_retell_send_t){.event = "call_analyzed", .copies = 2});
+    cr_assert_eq(cm_json_int(r, "deliveries.1.status", 0), 503);
+    json_decref(r);
+    receiver_status = 204;
+    cr_assert_eq(sim_retell_set_webhook_url(ret, "http://127.0.0.1:1/x", err), CM_OK);
+    r = send(id, (sim_retell_send_t){.event = "call_analyzed", .copies = 1});
+    cr_assert(json_is_null(cm_json_path(r, "deliveries.0.status")));
+    cr_assert_not_null(cm_json_str(r, "deliveries.0.error", NULL));
+    json_decref(r);
+    json_decref(c);
+}
+
+static long get_call(const char *id, const char *auth, json_t **body)
+{
+    char url[256], ah[128];
+    const char *hdrs[] = {ah, NULL};
+    snprintf(url, sizeof url, "%s/v2/get-call/%s", api_base, id);
+    snprintf(ah, sizeof ah, "Authorization: %s", auth);
+    cm_http_client_t *cl = cm_http_client_new();
+    cm_http_response_t r;
+    cm_http_request_t req = {.method = "GET", .url = url, .headers = auth ? hdrs : NULL};
+    cr_assert_eq(cm_http_client_do(cl, &req, &r), CM_OK, "%s", r.err);
+    long st = r.status;
+    *body = json_loads(r.body.data ? r.body.data : "", 0, NULL);
+    cm_http_response_free(&r);
+    cm_http_client_free(&cl);
+    return st;
+}
+
+Test(retell, get_call_needs_the_bearer_key)
+{
+    json_t *c = create(NULL), *b;
+    const char *id = cm_json_str(c, "call_id", "");
+    cr_assert_eq(get_call(id, NULL, &b), 401);
+    json_decref(b);
+    cr_assert_eq(get_call(id, "Bearer key_wrong", &b), 401);
+    json_decref(b);
+    cr_assert_eq(get_call(id, "Bearer " KEY, &b), 200);
+    cr_assert(json_equal(b, c), "GET answers the stored call");
+    json_decref(b);
+    cr_assert_eq(get_call("call_missing", "Bearer " KEY, &b), 404);
+    json_decref(b);
+    json_decref(c);
+}
