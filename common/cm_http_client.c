@@ -52,6 +52,13 @@ static size_t on_header(char *ptr, size_t size, size_t n, void *ud)
     return cm_buf_add(b, ptr, len) == CM_OK ? len : 0;
 }
 
+/* libcurl calls this about once a second and on every chunk; non-zero aborts. */
+static int on_progress(void *ud, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln)
+{
+    const int *abort_flag = ud;
+    return __atomic_load_n(abort_flag, __ATOMIC_RELAXED) != 0;
+}
+
 cm_err_t cm_http_client_do(cm_http_client_t *c, const cm_http_request_t *req,
                            cm_http_response_t *resp)
 {
@@ -74,6 +81,11 @@ cm_err_t cm_http_client_do(cm_http_client_t *c, const cm_http_request_t *req,
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &resp->headers);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+    if (req->abort) {
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)req->abort);
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    }
     if (strcmp(req->method, "GET") == 0) {
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     } else if (strcmp(req->method, "HEAD") == 0) {

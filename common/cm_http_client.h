@@ -24,6 +24,9 @@ typedef struct {
     long connect_timeout_ms; /* 0: 2000 */
     long timeout_ms;         /* whole exchange; 0: 10000 */
     size_t max_response;     /* body cap; 0: 4 MiB */
+    /* When not NULL, the transfer is abandoned (CM_EHTTP, "aborted") soon after *abort
+     * becomes non-zero, e.g. when the owner shuts down. Read atomically, from any thread. */
+    const int *abort;
 } cm_http_request_t;
 
 typedef struct {
