@@ -34,15 +34,23 @@ struct cm_http_server {
     size_t nroutes;
     cm_http_filter_fn filter;
     void *filter_ud;
+    cm_http_after_fn after;
+    void *after_ud;
     struct MHD_Daemon *d;
     uint16_t port;
 };
 
-/* Per-request state kept across libmicrohttpd's calls of the access handler. */
-typedef struct {
+enum { DEFER_NONE = 0, DEFER_WAITING, DEFER_DONE };
+
+/* Per-request state kept across libmicrohttpd's calls of the access handler. A deferred
+ * request keeps its response here until it is finished. */
+typedef struct cm_http_deferred {
     cm_buf_t body;
     int toobig;
     int64_t start_ns;
+    struct MHD_Connection *conn;
+    int deferred; /* DEFER_*, read and written atomically */
+    cm_http_resp_t resp;
 } conn_ctx_t;
 
 cm_http_server_t *cm_http_server_new(const cm_http_server_cfg_t *cfg)
@@ -113,6 +121,12 @@ void cm_http_server_set_filter(cm_http_server_t *s, cm_http_filter_fn fn, void *
     s->filter_ud = ud;
 }
 
+void cm_http_server_set_after(cm_http_server_t *s, cm_http_after_fn fn, void *ud)
+{
+    s->after = fn;
+    s->after_ud = ud;
+}
+
 /* Matches path against r; on success fills req's params (malloc'd copies). */
 static int route_match(const route_t *r, const char *path, cm_http_req_t *req)
 {
@@ -175,6 +189,13 @@ const char *cm_http_req_param(const cm_http_req_t *req, const char *name)
             return req->_param_vals[i];
     }
     return NULL;
+}
+
+int cm_http_req_fd(const cm_http_req_t *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        req->_conn ? MHD_get_connection_info(req->_conn, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+    return ci ? ci->connect_fd : -1;
 }
 
 cm_err_t cm_http_resp_header(cm_http_resp_t *resp, const char *name, const char *value)
@@ -282,6 +303,27 @@ const char *cm_http_reason(int status)
     default:
         return "Unknown";
     }
+}
+
+cm_http_deferred_t *cm_http_resp_defer(cm_http_resp_t *resp)
+{
+    conn_ctx_t *ctx = resp->_ctx;
+    __atomic_store_n(&ctx->deferred, DEFER_WAITING, __ATOMIC_RELEASE);
+    /* Suspending inside the access handler is the documented pattern; the answer can then
+     * be finished by another thread even before this handler has returned. */
+    MHD_suspend_connection(ctx->conn);
+    return ctx;
+}
+
+cm_http_resp_t *cm_http_deferred_resp(cm_http_deferred_t *d)
+{
+    return &d->resp;
+}
+
+void cm_http_deferred_finish(cm_http_deferred_t *d)
+{
+    __atomic_store_n(&d->deferred, DEFER_DONE, __ATOMIC_RELEASE);
+    MHD_resume_connection(d->conn);
 }
 
 static void resp_free(cm_http_resp_t *resp)
@@ -394,28 +436,47 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
+    if (__atomic_load_n(&ctx->deferred, __ATOMIC_ACQUIRE) != DEFER_NONE) {
+        /* Resumed: send the deferred answer once it is finished. */
+        if (__atomic_load_n(&ctx->deferred, __ATOMIC_ACQUIRE) != DEFER_DONE)
+            return MHD_YES;
+        enum MHD_Result ret = send_response(conn, &ctx->resp);
+        resp_free(&ctx->resp);
+        ctx->deferred = DEFER_NONE;
+        return ret;
+    }
+
     cm_http_req_t req = {.method = method,
                          .path = url,
                          .body = ctx->body.data ? ctx->body.data : "",
                          .body_len = ctx->body.len,
                          .received_mono_ns = ctx->start_ns,
                          ._conn = conn};
-    cm_http_resp_t resp = {.status = 500};
-    cm_buf_init(&resp.body, 64u << 20);
+    cm_http_resp_t *resp = &ctx->resp;
+    memset(resp, 0, sizeof *resp);
+    resp->status = 500;
+    resp->_ctx = ctx;
+    ctx->conn = conn;
+    cm_buf_init(&resp->body, 64u << 20);
     set_cid(conn);
     if (ctx->toobig) {
         char detail[96];
         snprintf(detail, sizeof detail, "request body exceeds %zu bytes", s->cfg.body_limit);
-        cm_http_resp_problem(&resp, 413, "Content Too Large", detail);
+        cm_http_resp_problem(resp, 413, "Content Too Large", detail);
     } else {
-        dispatch(s, &req, &resp);
+        dispatch(s, &req, resp);
     }
-    CM_DEBUG(s->name, "%s %s -> %d", method, url, resp.status);
-    enum MHD_Result ret = send_response(conn, &resp);
+    /* A deferred answer is not known yet, so the after hook sees only immediate ones. */
+    if (s->after && __atomic_load_n(&ctx->deferred, __ATOMIC_ACQUIRE) == DEFER_NONE)
+        s->after(&req, resp, s->after_ud);
     for (size_t i = 0; i < req._nparams; i++)
         free(req._param_vals[i]);
-    resp_free(&resp);
     cm_log_set_cid(NULL);
+    if (__atomic_load_n(&ctx->deferred, __ATOMIC_ACQUIRE) != DEFER_NONE)
+        return MHD_YES; /* suspended; answered when finished */
+    CM_DEBUG(s->name, "%s %s -> %d", method, url, resp->status);
+    enum MHD_Result ret = send_response(conn, resp);
+    resp_free(resp);
     return ret;
 }
 
@@ -424,6 +485,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     conn_ctx_t *ctx = *con_cls;
     if (ctx) {
+        resp_free(&ctx->resp);
         cm_buf_free(&ctx->body);
         free(ctx);
         *con_cls = NULL;
@@ -448,7 +510,7 @@ cm_err_t cm_http_server_start(cm_http_server_t *s, char *err)
         cm_errf(err, "bad bind address '%s'", s->bind_addr);
         return CM_EINVAL;
     }
-    unsigned flags = MHD_USE_ERROR_LOG | MHD_USE_INTERNAL_POLLING_THREAD;
+    unsigned flags = MHD_USE_ERROR_LOG | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME;
     if (s->cfg.threads == 0)
         flags |= MHD_USE_THREAD_PER_CONNECTION;
     else

@@ -53,13 +53,23 @@ typedef struct {
     char *_hname[CM_HTTP_MAX_RESP_HEADERS];
     char *_hval[CM_HTTP_MAX_RESP_HEADERS];
     size_t _nheaders;
+    void *_ctx; /* the connection's state, for cm_http_resp_defer */
 } cm_http_resp_t;
+
+/* A response answered later, from any thread (see cm_http_resp_defer). */
+typedef struct cm_http_deferred cm_http_deferred_t;
 
 typedef void (*cm_http_handler_fn)(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud);
 
 /* Runs before routing; returns 1 when it has answered (resp filled), 0 to go on. Used by
  * the simulators' fault engine so that faults are one concern, not spread over handlers. */
 typedef int (*cm_http_filter_fn)(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud);
+
+/* Runs after the answer is decided (by the filter, a handler, or the server's own 404/405/
+ * 413) and before it is sent; it may change resp (e.g. its action). Used by the
+ * simulators to record every exchange and to apply faults that need the handler's real
+ * answer (a truncated or slowly dribbled body). */
+typedef void (*cm_http_after_fn)(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud);
 
 typedef struct {
     const char *bind_addr;   /* "127.0.0.1" when NULL */
@@ -77,6 +87,8 @@ cm_http_server_t *cm_http_server_new(const cm_http_server_cfg_t *cfg);
 cm_err_t cm_http_server_route(cm_http_server_t *s, const char *pattern, cm_http_handler_fn fn,
                               void *ud) CM_WUR;
 void cm_http_server_set_filter(cm_http_server_t *s, cm_http_filter_fn fn, void *ud);
+/* Sets the after hook (before start; NULL removes it). */
+void cm_http_server_set_after(cm_http_server_t *s, cm_http_after_fn fn, void *ud);
 
 /* Binds and starts serving. On error err says why and the server stays stopped. */
 cm_err_t cm_http_server_start(cm_http_server_t *s, char *err) CM_WUR;
@@ -92,6 +104,13 @@ const char *cm_http_req_header(const cm_http_req_t *req, const char *name);
 const char *cm_http_req_query(const cm_http_req_t *req, const char *name);
 const char *cm_http_req_param(const cm_http_req_t *req, const char *name);
 
+/* The connection's socket, for fault injection that writes raw bytes (garbage, a
+ * malformed chunk, a body cut short) or watches for the peer hanging up; -1 when unknown.
+ * Valid only during the filter, handler or after-hook call. The caller must not close it;
+ * after writing to it, set resp->action to CM_HTTP_DROP_CLOSE or CM_HTTP_DROP_RESET so the
+ * server sends nothing more. */
+int cm_http_req_fd(const cm_http_req_t *req);
+
 /* Response helpers. Each replaces the body set before. Header name and value are copied;
  * setting more than CM_HTTP_MAX_RESP_HEADERS fails with CM_ETOOBIG. */
 cm_err_t cm_http_resp_header(cm_http_resp_t *resp, const char *name, const char *value);
@@ -101,6 +120,16 @@ void cm_http_resp_text(cm_http_resp_t *resp, int status, const char *ctype, cons
 void cm_http_resp_json(cm_http_resp_t *resp, int status, json_t *v);
 /* RFC 9457 problem details: {"type":"about:blank","title":...,"status":...,"detail":...}. */
 void cm_http_resp_problem(cm_http_resp_t *resp, int status, const char *title, const char *detail);
+
+/* Defers the answer so the handler can return at once while other work (a group commit)
+ * completes: the connection is suspended, and the answer is sent when some thread fills
+ * cm_http_deferred_resp() and calls cm_http_deferred_finish(). Call it at most once, from
+ * the handler; after it the handler must not touch resp. The request body (req->body)
+ * stays valid until finish; params and headers do not. Every deferred response must be
+ * finished exactly once, and before the server is freed. */
+cm_http_deferred_t *cm_http_resp_defer(cm_http_resp_t *resp);
+cm_http_resp_t *cm_http_deferred_resp(cm_http_deferred_t *d);
+void cm_http_deferred_finish(cm_http_deferred_t *d);
 
 /* The reason phrase for a status ("Not Found"), "Unknown" for others. */
 const char *cm_http_reason(int status);

@@ -1,5 +1,6 @@
 /* test_cm_http.c - the HTTP server and client over real loopback sockets. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "cm_clock.h"
@@ -31,6 +32,22 @@ static void h_reset(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     resp->action = CM_HTTP_DROP_RESET;
 }
 
+static void *finish_later(void *arg)
+{
+    cm_http_deferred_t *d = arg;
+    cm_http_resp_text(cm_http_deferred_resp(d), 202, "text/plain", "finished elsewhere");
+    cm_http_deferred_finish(d);
+    return NULL;
+}
+
+static void h_deferred(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    pthread_t t;
+    cm_http_deferred_t *d = cm_http_resp_defer(resp);
+    pthread_create(&t, NULL, finish_later, d);
+    pthread_detach(t);
+}
+
 static int filter(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     if (strcmp(req->path, "/filtered") != 0)
@@ -50,6 +67,7 @@ static void setup(void)
     cr_assert_eq(cm_http_server_route(srv, "GET /items/{id}", h_echo, "t1"), CM_OK);
     cr_assert_eq(cm_http_server_route(srv, "GET /slow", h_slow, NULL), CM_OK);
     cr_assert_eq(cm_http_server_route(srv, "GET /reset", h_reset, NULL), CM_OK);
+    cr_assert_eq(cm_http_server_route(srv, "POST /deferred", h_deferred, NULL), CM_OK);
     cr_assert_eq(cm_http_server_route(srv, "GET /static/*", h_echo, "rest"), CM_OK);
     cm_http_server_set_filter(srv, filter, NULL);
     cr_assert_eq(cm_http_server_start(srv, err), CM_OK, "%s", err);
@@ -162,4 +180,15 @@ Test(http, connection_refused_is_connect_error)
     cm_http_request_t req = {.method = "GET", .url = "http://127.0.0.1:1/"};
     cr_assert_eq(cm_http_client_do(cli, &req, &r), CM_ECONNECT, "%s", r.err);
     cm_http_response_free(&r);
+}
+
+Test(http, deferred_answer_from_another_thread_keeps_the_connection)
+{
+    for (int i = 0; i < 50; i++) {
+        cm_http_response_t r;
+        cr_assert_eq(call("POST", "/deferred", "{}", 2000, &r), CM_OK, "%s", r.err);
+        cr_assert_eq(r.status, 202);
+        cr_assert_str_eq(r.body.data, "finished elsewhere");
+        cm_http_response_free(&r);
+    }
 }
