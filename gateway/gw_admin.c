@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_clock.h"
 #include "cm_codec.h"
 #include "cm_log.h"
 #include "gw_app.h"
@@ -28,6 +29,19 @@ static void answer_buf(cm_http_resp_t *resp, cm_err_t rc, cm_buf_t *b, const cha
     cm_buf_free(b);
 }
 
+static int limit_query(const cm_http_req_t *req, cm_http_resp_t *resp, int *limit)
+{
+    const char *lim = cm_http_req_query(req, "limit");
+    char *end = NULL;
+    long v = lim ? strtol(lim, &end, 10) : 1000;
+    if ((lim && (!*lim || *end)) || v <= 0 || v > 10000) {
+        cm_http_resp_problem(resp, 400, "Bad Request", "limit must be 1 to 10000");
+        return 0;
+    }
+    *limit = (int)v;
+    return 1;
+}
+
 static void h_live(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     cm_http_resp_json(resp, 200, json_pack("{s:s}", "status", "ok"));
@@ -38,15 +52,13 @@ static void h_events(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     gw_app_t *app = ud;
     if (!authorised(app, req, resp))
         return;
-    const char *lim = cm_http_req_query(req, "limit");
-    int limit = lim ? atoi(lim) : 1000;
-    if (limit <= 0 || limit > 10000) {
-        cm_http_resp_problem(resp, 400, "Bad Request", "limit must be 1 to 10000");
+    int limit;
+    if (!limit_query(req, resp, &limit))
         return;
-    }
     cm_buf_t b;
     cm_buf_init(&b, 64u << 20);
-    cm_err_t rc = gw_store_events_json(app->store, cm_http_req_query(req, "provider"), limit, &b);
+    cm_err_t rc = gw_store_events_json(app->store, cm_http_req_query(req, "provider"),
+                                       cm_http_req_query(req, "entity"), limit, &b);
     answer_buf(resp, rc, &b, NULL);
 }
 
@@ -57,8 +69,155 @@ static void h_call(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         return;
     cm_buf_t b;
     cm_buf_init(&b, 1u << 20);
-    cm_err_t rc = gw_store_call_json(app->store, cm_http_req_param(req, "call_id"), &b);
+    cm_err_t rc = gw_store_entity_json(app->store, "call", cm_http_req_param(req, "call_id"), &b);
     answer_buf(resp, rc, &b, "no such call");
+}
+
+static const char *entity_kind(const char *plural)
+{
+    if (!strcmp(plural, "calls"))
+        return "call";
+    if (!strcmp(plural, "bookings"))
+        return "booking";
+    if (!strcmp(plural, "payments"))
+        return "payment";
+    return NULL;
+}
+
+/* GET /admin/entities/{kind}/{id}: the entity's state and the events about it. */
+static void h_entity(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    if (!authorised(app, req, resp))
+        return;
+    const char *kind = entity_kind(cm_http_req_param(req, "kind"));
+    const char *id = cm_http_req_param(req, "id");
+    if (!kind) {
+        cm_http_resp_problem(resp, 404, "Not Found", "kind must be calls, bookings or payments");
+        return;
+    }
+    cm_buf_t b;
+    cm_buf_init(&b, 16u << 20);
+    cm_err_t rc = cm_buf_addstr(&b, "{\"entity\":");
+    if (!rc) {
+        rc = gw_store_entity_json(app->store, kind, id, &b);
+        if (rc == CM_ENOTFOUND)
+            rc = cm_buf_addstr(&b, "null");
+    }
+    if (!rc)
+        rc = cm_buf_addstr(&b, ",\"history\":");
+    if (!rc)
+        rc = gw_store_events_json(app->store, NULL, id, 10000, &b);
+    if (!rc)
+        rc = cm_buf_addstr(&b, "}");
+    answer_buf(resp, rc, &b, NULL);
+}
+
+static int job_id_param(const cm_http_req_t *req, cm_http_resp_t *resp, int64_t *id)
+{
+    const char *p = cm_http_req_param(req, "id");
+    char *end = NULL;
+    long long v = p ? strtoll(p, &end, 10) : 0;
+    if (!p || !*p || *end || v <= 0) {
+        cm_http_resp_problem(resp, 400, "Bad Request", "id must be a positive integer");
+        return 0;
+    }
+    *id = v;
+    return 1;
+}
+
+/* GET /admin/jobs?state=dead (the dead-letter queue is the jobs in state dead). */
+static void h_jobs(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    int limit;
+    if (!authorised(app, req, resp) || !limit_query(req, resp, &limit))
+        return;
+    const char *state = cm_http_req_query(req, "state");
+    static const char *const states[] = {"pending", "running", "done", "dead", "discarded"};
+    int ok = !state;
+    for (size_t i = 0; !ok && i < 5; i++)
+        ok = !strcmp(state, states[i]);
+    if (!ok) {
+        cm_http_resp_problem(resp, 400, "Bad Request",
+                             "state must be pending, running, done, dead or discarded");
+        return;
+    }
+    cm_buf_t b;
+    cm_buf_init(&b, 64u << 20);
+    answer_buf(resp, gw_store_jobs_json(app->store, state, limit, &b), &b, NULL);
+}
+
+static void h_dead_letters(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    int limit;
+    if (!authorised(app, req, resp) || !limit_query(req, resp, &limit))
+        return;
+    cm_buf_t b;
+    cm_buf_init(&b, 64u << 20);
+    answer_buf(resp, gw_store_jobs_json(app->store, "dead", limit, &b), &b, NULL);
+}
+
+static void h_job(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    int64_t id;
+    if (!authorised(app, req, resp) || !job_id_param(req, resp, &id))
+        return;
+    cm_buf_t b;
+    cm_buf_init(&b, 64u << 20);
+    answer_buf(resp, gw_store_job_json(app->store, id, &b), &b, "no such job");
+}
+
+static void job_action(const cm_http_req_t *req, cm_http_resp_t *resp, gw_app_t *app,
+                       cm_err_t (*fn)(gw_store_t *, int64_t, int64_t), const char *done)
+{
+    int64_t id;
+    if (!authorised(app, req, resp) || !job_id_param(req, resp, &id))
+        return;
+    cm_err_t rc = fn(app->store, id, cm_clock_now_ms());
+    if (rc == CM_ENOTFOUND) {
+        cm_http_resp_problem(resp, 404, "Not Found", "no such job");
+    } else if (rc == CM_ESTATE) {
+        cm_http_resp_problem(resp, 409, "Conflict", "only a dead-lettered job can be changed");
+    } else if (rc) {
+        cm_http_resp_problem(resp, 500, "Internal Server Error", cm_strerror(rc));
+    } else {
+        CM_INFO("gw.admin", "job %lld %s", (long long)id, done);
+        gw_worker_notify(app->worker);
+        cm_http_resp_json(resp, 200, json_pack("{s:I,s:s}", "id", (json_int_t)id, "result", done));
+    }
+}
+
+static void h_replay(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    job_action(req, resp, ud, gw_store_job_replay, "replayed");
+}
+
+static void h_discard(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    job_action(req, resp, ud, gw_store_job_discard, "discarded");
+}
+
+/* POST /admin/events/{id}/rerun: queue a new job for any stored event. */
+static void h_rerun(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    int64_t id, job = 0;
+    if (!authorised(app, req, resp) || !job_id_param(req, resp, &id))
+        return;
+    cm_err_t rc = gw_store_event_rerun(app->store, id, cm_clock_now_ms(), &job);
+    if (rc == CM_ENOTFOUND) {
+        cm_http_resp_problem(resp, 404, "Not Found", "no such event, or it needs no processing");
+    } else if (rc) {
+        cm_http_resp_problem(resp, 500, "Internal Server Error", cm_strerror(rc));
+    } else {
+        gw_worker_notify(app->worker);
+        cm_http_resp_json(
+            resp, 202,
+            json_pack("{s:I,s:I}", "event_id", (json_int_t)id, "job_id", (json_int_t)job));
+    }
 }
 
 static void h_queue(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
@@ -73,9 +232,9 @@ static void h_queue(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         return;
     }
     cm_http_resp_json(resp, 200,
-                      json_pack("{s:I,s:I,s:I,s:I}", "pending", (json_int_t)q.pending, "running",
-                                (json_int_t)q.running, "done", (json_int_t)q.done, "dead",
-                                (json_int_t)q.dead));
+                      json_pack("{s:I,s:I,s:I,s:I,s:I}", "pending", (json_int_t)q.pending,
+                                "running", (json_int_t)q.running, "done", (json_int_t)q.done,
+                                "dead", (json_int_t)q.dead, "discarded", (json_int_t)q.discarded));
 }
 
 cm_err_t gw_admin_routes(cm_http_server_t *srv, gw_app_t *app)
@@ -87,5 +246,21 @@ cm_err_t gw_admin_routes(cm_http_server_t *srv, gw_app_t *app)
         rc = cm_http_server_route(srv, "GET /admin/calls/{call_id}", h_call, app);
     if (!rc)
         rc = cm_http_server_route(srv, "GET /admin/queue", h_queue, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "GET /admin/entities/{kind}/{id}", h_entity, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "GET /admin/jobs", h_jobs, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "GET /admin/jobs/{id}", h_job, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "GET /admin/dead-letters", h_dead_letters, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "GET /admin/dead-letters/{id}", h_job, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "POST /admin/dead-letters/{id}/replay", h_replay, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "POST /admin/dead-letters/{id}/discard", h_discard, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "POST /admin/events/{id}/rerun", h_rerun, app);
     return rc;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_codec.h"
 #include "cm_json.h"
 
 #define CONFIG_FILE_CAP (1u << 20)
@@ -75,6 +76,28 @@ static char *secret(checker_t *ck, const char *path, const json_t *v)
     return strdup(val);
 }
 
+/* Loads an optional array of 1..GW_MAX_KEYS secrets at obj.key into out. A present but
+ * empty list is an error: it would read as "configured" while verifying nothing. */
+static void secret_list(checker_t *ck, const char *path, const json_t *obj, const char *key,
+                        char **out, size_t *n, int required, const char *why)
+{
+    const json_t *arr = json_object_get(obj, key);
+    *n = 0;
+    if (!arr && !required)
+        return;
+    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > GW_MAX_KEYS) {
+        problem(ck, path, "\"%s\" must list 1 to %d secrets%s", key, GW_MAX_KEYS, why);
+        return;
+    }
+    for (size_t k = 0; k < json_array_size(arr); k++) {
+        char kp[192];
+        snprintf(kp, sizeof kp, "%s.%s[%zu]", path, key, k);
+        char *sec = secret(ck, kp, json_array_get(arr, k));
+        if (sec)
+            out[(*n)++] = sec;
+    }
+}
+
 static char *str_field(checker_t *ck, const char *path, const json_t *obj, const char *key,
                        const char *def)
 {
@@ -134,6 +157,41 @@ static void load_provider(checker_t *ck, const char *name, const json_t *obj, gw
     unknown_keys(ck, path, obj, known);
 }
 
+static void load_source(checker_t *ck, size_t i, const json_t *o, gw_source_t *out)
+{
+    char path[64];
+    snprintf(path, sizeof path, "sources[%zu]", i);
+    if (!json_is_object(o)) {
+        problem(ck, path, "must be an object");
+        return;
+    }
+    static const char *const known[] = {"id", "secrets", NULL};
+    unknown_keys(ck, path, o, known);
+    out->id = str_field(ck, path, o, "id", NULL);
+    if (out->id && strspn(out->id, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(out->id))
+        problem(ck, path, "\"id\" may use only a-z, 0-9, _ and - (it is part of a URL)");
+    secret_list(ck, path, o, "secrets", out->secrets, &out->nsecrets, 1,
+                " (Standard Webhooks secrets, whsec_<base64>)");
+    /* A secret that is not base64 would make every verification fail at request time;
+     * say so now instead. */
+    for (size_t k = 0; k < out->nsecrets; k++) {
+        const char *sec = out->secrets[k];
+        if (!strncmp(sec, "whsec_", 6))
+            sec += 6;
+        uint8_t raw[256];
+        if (cm_b64_decode(sec, strlen(sec), raw, sizeof raw) <= 0)
+            problem(ck, path, "secrets[%zu] is not base64 (after an optional whsec_ prefix)", k);
+    }
+}
+
+const gw_source_t *gw_config_source(const gw_config_t *cfg, const char *id)
+{
+    for (size_t i = 0; id && i < cfg->nsources; i++)
+        if (cfg->sources[i].id && strcmp(cfg->sources[i].id, id) == 0)
+            return &cfg->sources[i];
+    return NULL;
+}
+
 static void load_tenant(checker_t *ck, size_t i, const json_t *t, gw_tenant_t *out)
 {
     char path[64], sub[128];
@@ -167,27 +225,14 @@ static void load_tenant(checker_t *ck, size_t i, const json_t *t, gw_tenant_t *o
         }
         /* Without a key the gateway could not verify, and would have to accept unsigned
          * webhooks: that is the audit's first finding, so it is a hard error. */
-        const json_t *keys = json_object_get(rt, "api_keys");
-        if (!json_is_array(keys) || json_array_size(keys) == 0 ||
-            json_array_size(keys) > GW_MAX_KEYS) {
-            problem(ck, sub,
-                    "\"api_keys\" must list 1 to %d Retell API keys (webhooks are verified "
-                    "with them; unsigned webhooks are never accepted)",
-                    GW_MAX_KEYS);
-        } else {
-            for (size_t k = 0; k < json_array_size(keys); k++) {
-                char kp[192];
-                snprintf(kp, sizeof kp, "%s.api_keys[%zu]", sub, k);
-                char *s = secret(ck, kp, json_array_get(keys, k));
-                if (s)
-                    out->retell_keys[out->nretell_keys++] = s;
-            }
-        }
+        secret_list(ck, sub, rt, "api_keys", out->retell_keys, &out->nretell_keys, 1,
+                    " (Retell API keys: webhooks are verified with them; unsigned webhooks "
+                    "are never accepted)");
     }
     snprintf(sub, sizeof sub, "%s.calcom", path);
     const json_t *cc = obj_field(ck, path, t, "calcom", 1);
     if (cc) {
-        static const char *const cknown[] = {"api_key", "event_type_id", NULL};
+        static const char *const cknown[] = {"api_key", "event_type_id", "webhook_secrets", NULL};
         unknown_keys(ck, sub, cc, cknown);
         char kp[192];
         snprintf(kp, sizeof kp, "%s.api_key", sub);
@@ -198,6 +243,23 @@ static void load_tenant(checker_t *ck, size_t i, const json_t *t, gw_tenant_t *o
         out->calcom_event_type_id = int_field(ck, sub, cc, "event_type_id", 0, 1, INT32_MAX);
         if (!json_object_get(cc, "event_type_id"))
             problem(ck, sub, "\"event_type_id\" is required");
+        secret_list(ck, sub, cc, "webhook_secrets", out->calcom_webhook_secrets,
+                    &out->ncalcom_webhook_secrets, 0, "");
+    }
+    snprintf(sub, sizeof sub, "%s.stripe", path);
+    const json_t *sp = obj_field(ck, path, t, "stripe", 0);
+    if (sp) {
+        static const char *const sknown[] = {"api_key", "webhook_secrets", NULL};
+        unknown_keys(ck, sub, sp, sknown);
+        char kp[192];
+        snprintf(kp, sizeof kp, "%s.api_key", sub);
+        if (!json_object_get(sp, "api_key"))
+            problem(ck, sub, "\"api_key\" is required");
+        else
+            out->stripe_api_key = secret(ck, kp, json_object_get(sp, "api_key"));
+        secret_list(ck, sub, sp, "webhook_secrets", out->stripe_webhook_secrets,
+                    &out->nstripe_webhook_secrets, 1,
+                    " (Stripe signing secrets, whsec_...: Stripe webhooks are verified with them)");
     }
 }
 
@@ -261,6 +323,15 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
         (size_t)int_field(&ck, "webhooks", wh, "body_limit", 256 * 1024, 1024, 16 << 20);
     c->retell_tolerance_ms =
         int_field(&ck, "webhooks", wh, "retell_tolerance_ms", 300000, 1000, 3600000);
+    c->calcom_replay_window_ms =
+        int_field(&ck, "webhooks", wh, "calcom_replay_window_ms", 300000, 1000, 86400000);
+    c->stripe_tolerance_s = int_field(&ck, "webhooks", wh, "stripe_tolerance_s", 300, 1, 86400);
+    c->std_tolerance_s = int_field(&ck, "webhooks", wh, "std_tolerance_s", 300, 1, 86400);
+    static const char *const whknown[] = {
+        "body_limit",         "retell_tolerance_ms", "calcom_replay_window_ms",
+        "stripe_tolerance_s", "std_tolerance_s",     NULL};
+    if (wh)
+        unknown_keys(&ck, "webhooks", wh, whknown);
 
     const json_t *st = obj_field(&ck, "$", root, "store", 0);
     char *sync = str_field(&ck, "store", st, "synchronous", "full");
@@ -270,7 +341,7 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
     free(sync);
 
     const json_t *wk = obj_field(&ck, "$", root, "worker", 0);
-    c->worker_threads = (unsigned)int_field(&ck, "worker", wk, "threads", 1, 1, 1);
+    c->worker_threads = (unsigned)int_field(&ck, "worker", wk, "threads", 2, 1, 16);
     c->max_attempts = (int)int_field(&ck, "worker", wk, "max_attempts", 6, 1, 100);
     c->backoff_base_ms = int_field(&ck, "worker", wk, "backoff_base_ms", 200, 1, 3600000);
     c->backoff_factor = (double)int_field(&ck, "worker", wk, "backoff_factor", 2, 1, 10);
@@ -301,6 +372,18 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
                 }
             }
     }
+    const json_t *sources = json_object_get(root, "sources");
+    if (sources && !json_is_array(sources)) {
+        problem(&ck, "$", "\"sources\" must be an array");
+    } else if (sources) {
+        c->nsources = json_array_size(sources);
+        c->sources = calloc(c->nsources ? c->nsources : 1, sizeof *c->sources);
+        for (size_t i = 0; c->sources && i < c->nsources; i++)
+            load_source(&ck, i, json_array_get(sources, i), &c->sources[i]);
+        for (size_t i = 0; c->sources && i < c->nsources; i++)
+            if (c->sources[i].id && gw_config_source(c, c->sources[i].id) != &c->sources[i])
+                problem(&ck, "sources", "id \"%s\" appears twice", c->sources[i].id);
+    }
 done:
     json_decref(root);
     *nproblems = ck.n;
@@ -327,7 +410,18 @@ void gw_config_free(gw_config_t **cp)
         for (size_t k = 0; k < t->nretell_keys; k++)
             free(t->retell_keys[k]);
         free(t->calcom_api_key);
+        for (size_t k = 0; k < t->ncalcom_webhook_secrets; k++)
+            free(t->calcom_webhook_secrets[k]);
+        free(t->stripe_api_key);
+        for (size_t k = 0; k < t->nstripe_webhook_secrets; k++)
+            free(t->stripe_webhook_secrets[k]);
     }
+    for (size_t i = 0; c->sources && i < c->nsources; i++) {
+        free(c->sources[i].id);
+        for (size_t k = 0; k < c->sources[i].nsecrets; k++)
+            free(c->sources[i].secrets[k]);
+    }
+    free(c->sources);
     free(c->tenants);
     free(c->listen_addr);
     free(c->data_dir);

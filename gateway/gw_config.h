@@ -28,7 +28,19 @@ typedef struct {
     size_t nretell_keys;
     char *calcom_api_key;
     int64_t calcom_event_type_id; /* default event type when the call names none */
+    char *calcom_webhook_secrets[GW_MAX_KEYS];
+    size_t ncalcom_webhook_secrets;
+    char *stripe_api_key; /* NULL when the tenant takes no deposits */
+    char *stripe_webhook_secrets[GW_MAX_KEYS];
+    size_t nstripe_webhook_secrets;
 } gw_tenant_t;
+
+/* A generic sender verified with Standard Webhooks at /webhooks/std/{id}. */
+typedef struct {
+    char *id;
+    char *secrets[GW_MAX_KEYS];
+    size_t nsecrets;
+} gw_source_t;
 
 typedef struct {
     char *base_url;
@@ -48,6 +60,9 @@ typedef struct {
 
     size_t body_limit;
     int64_t retell_tolerance_ms;
+    int64_t calcom_replay_window_ms; /* Cal.com signs no timestamp: createdAt must be this fresh */
+    int64_t stripe_tolerance_s;
+    int64_t std_tolerance_s;
     int store_sync_full; /* synchronous=FULL (1) or NORMAL (0) */
 
     unsigned worker_threads;
@@ -60,6 +75,8 @@ typedef struct {
 
     gw_tenant_t *tenants;
     size_t ntenants;
+    gw_source_t *sources;
+    size_t nsources;
 } gw_config_t;
 
 /* Loads and checks path. On success *out is a new config (free with gw_config_free).
@@ -68,6 +85,9 @@ typedef struct {
 cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *nproblems) CM_WUR;
 
 void gw_config_free(gw_config_t **cfg);
+
+/* The Standard Webhooks source with this id, or NULL. Borrowed from cfg. */
+const gw_source_t *gw_config_source(const gw_config_t *cfg, const char *id);
 
 /* The tenant owning a Retell agent id, or NULL. Borrowed from cfg. */
 const gw_tenant_t *gw_config_tenant_by_agent(const gw_config_t *cfg, const char *agent_id);

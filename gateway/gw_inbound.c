@@ -1,6 +1,12 @@
 /* gw_inbound.c - webhook intake: verify the provider's signature on the raw bytes, store
- * the event and its job in one transaction, and only then acknowledge. Nothing slow
- * runs here: workers do the rest. */
+ * the event and its job in one (group) transaction, and only then acknowledge. Nothing
+ * slow runs here: the answer is deferred until the commit, without holding a thread, and
+ * workers do the rest.
+ *
+ * Statuses: 204 accepted or duplicate (X-Gateway-Result says which), 400 malformed,
+ * 401 forged/missing/stale signature or outside the replay window, 404 unknown source,
+ * 413 too large (by the HTTP layer), 503 not stored (the sender retries). Errors are
+ * application/problem+json and name the failed check, never a key or an internal. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,51 +17,130 @@
 #include "cm_sig.h"
 #include "gw_app.h"
 
-/* Answers a refused signature. The detail names the check that failed (what a sender
- * needs to fix its clock or key) without revealing which keys exist. */
-static void refuse_signature(cm_http_resp_t *resp, cm_err_t rc)
+/* One webhook on its way to the store; owns the strings the event points to. The body
+ * stays the HTTP layer's until the deferred answer is finished. */
+typedef struct {
+    gw_app_t *app;
+    cm_http_deferred_t *d;
+    gw_event_in_t ev;
+    char provider[48], key[512], alt_key[512], type[96], entity[160], tenant[64], headers[640];
+} intake_t;
+
+static void refuse_signature(cm_http_resp_t *resp, cm_err_t rc, const char *header)
 {
-    const char *detail = "signature does not match";
+    char detail[160];
     switch (rc) {
     case CM_ESIG_MISSING:
-        detail = "x-retell-signature header missing";
+        snprintf(detail, sizeof detail, "%s header missing", header);
         break;
     case CM_ESIG_MALFORMED:
-        detail = "x-retell-signature header malformed";
+        snprintf(detail, sizeof detail, "%s header malformed", header);
         break;
     case CM_ESIG_STALE:
     case CM_ESIG_FUTURE:
-        detail = "signature timestamp outside the accepted window";
+        snprintf(detail, sizeof detail, "signature timestamp outside the accepted window");
         break;
     default:
-        break;
+        snprintf(detail, sizeof detail, "signature does not match");
     }
+    CM_WARN("gw.inbound", "webhook refused: %s", detail);
     cm_http_resp_problem(resp, 401, "Unauthorized", detail);
 }
 
-/* Retell keys of every tenant: the body names the agent, but we must not trust the
- * body before the signature is checked, so the signature picks the tenant. */
+static void bad_request(cm_http_resp_t *resp, const char *detail)
+{
+    CM_WARN("gw.inbound", "webhook refused: %s", detail);
+    cm_http_resp_problem(resp, 400, "Bad Request", detail);
+}
+
+static void intake_done(void *ud, cm_err_t rc, gw_ingest_t result)
+{
+    intake_t *in = ud;
+    cm_http_resp_t *resp = cm_http_deferred_resp(in->d);
+    if (rc) {
+        /* Not stored: a 503 makes the provider deliver again, so nothing is lost. */
+        CM_ERROR("gw.inbound", "%s %s not stored: %s", in->provider, in->key, cm_strerror(rc));
+        cm_http_resp_problem(resp, 503, "Service Unavailable", "event could not be stored");
+        (void)cm_http_resp_header(resp, "Retry-After", "1");
+    } else {
+        int fresh = result == GW_INGEST_ACCEPTED;
+        CM_INFO("gw.inbound", "%s %s %s", in->provider, in->key, fresh ? "accepted" : "duplicate");
+        if (fresh && in->ev.job_kind)
+            gw_worker_notify(in->app->worker);
+        cm_http_resp_text(resp, 204, NULL, NULL);
+        (void)cm_http_resp_header(resp, "X-Gateway-Result", fresh ? "accepted" : "duplicate");
+    }
+    cm_http_deferred_finish(in->d);
+    free(in);
+}
+
+static intake_t *intake_new(gw_app_t *app, const cm_http_req_t *req, const char *provider,
+                            const char *tenant_id, const char *job_kind)
+{
+    intake_t *in = calloc(1, sizeof *in);
+    if (!in)
+        return NULL;
+    in->app = app;
+    snprintf(in->provider, sizeof in->provider, "%s", provider);
+    snprintf(in->tenant, sizeof in->tenant, "%s", tenant_id ? tenant_id : "");
+    in->ev = (gw_event_in_t){.provider = in->provider,
+                             .event_key = in->key,
+                             .event_type = in->type,
+                             .entity_id = in->entity,
+                             .tenant_id = tenant_id ? in->tenant : NULL,
+                             .headers = in->headers,
+                             .body = req->body,
+                             .body_len = req->body_len,
+                             .received_at_ms = cm_clock_now_ms(),
+                             .job_kind = job_kind};
+    return in;
+}
+
+/* Hands the event to the store and defers the answer until it is committed. Takes in. */
+static void submit(intake_t *in, cm_http_resp_t *resp)
+{
+    in->d = cm_http_resp_defer(resp);
+    if (gw_store_ingest_async(in->app->store, &in->ev, intake_done, in) != CM_OK) {
+        cm_http_resp_t *r = cm_http_deferred_resp(in->d);
+        cm_http_resp_problem(r, 503, "Service Unavailable", "gateway is shutting down");
+        (void)cm_http_resp_header(r, "Retry-After", "1");
+        cm_http_deferred_finish(in->d);
+        free(in);
+    }
+}
+
+/* Copies a header value into the audit JSON, keeping only characters that need no JSON
+ * escaping (signature headers are ASCII tokens). */
+static void audit_headers(char *out, size_t cap, const char *name, const char *value)
+{
+    char clean[400];
+    size_t n = 0;
+    for (const char *p = value ? value : ""; *p && n + 1 < sizeof clean; p++)
+        if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
+            clean[n++] = *p;
+    clean[n] = '\0';
+    snprintf(out, cap, "{\"%s\":\"%s\"}", name, clean);
+}
+
+/* ---- Retell --------------------------------------------------------------------- */
+
 static const gw_tenant_t *verify_retell(const gw_config_t *cfg, const cm_http_req_t *req,
                                         const char *sig, cm_err_t *rc)
 {
     int64_t now = cm_clock_now_ms();
-    *rc = CM_ESIG_MISSING;
+    *rc = CM_ESIG_MISMATCH;
+    /* The body names the agent, but nothing in the body may be trusted before the
+     * signature holds, so the signature picks the tenant. */
     for (size_t i = 0; i < cfg->ntenants; i++) {
         const gw_tenant_t *t = &cfg->tenants[i];
-        cm_err_t r =
-            cm_sig_retell_verify((const char *const *)t->retell_keys, t->nretell_keys, req->body,
-                                 req->body_len, sig, now, cfg->retell_tolerance_ms);
-        if (r == CM_OK) {
-            *rc = CM_OK;
+        *rc = cm_sig_retell_verify((const char *const *)t->retell_keys, t->nretell_keys, req->body,
+                                   req->body_len, sig, now, cfg->retell_tolerance_ms);
+        if (*rc == CM_OK)
             return t;
-        }
-        /* Header problems are the same for every tenant: no point trying the others. */
-        if (r != CM_ESIG_MISMATCH) {
-            *rc = r;
-            return NULL;
-        }
-        *rc = r;
+        if (*rc != CM_ESIG_MISMATCH && *rc != CM_EINVAL)
+            return NULL; /* header problems are the same for every tenant */
     }
+    *rc = sig && *sig ? CM_ESIG_MISMATCH : CM_ESIG_MISSING;
     return NULL;
 }
 
@@ -66,68 +151,206 @@ static void h_retell(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     cm_err_t rc;
     const gw_tenant_t *t = verify_retell(app->cfg, req, sig, &rc);
     if (!t) {
-        CM_WARN("gw.inbound", "retell webhook refused: %s", cm_strerror(rc));
-        refuse_signature(resp, rc);
+        refuse_signature(resp, rc, "x-retell-signature");
         return;
     }
     json_t *ev = NULL;
-    char err[CM_ERR_LEN];
-    if (cm_json_parse(req->body, req->body_len, app->cfg->body_limit, &ev, err) != CM_OK) {
-        cm_http_resp_problem(resp, 400, "Bad Request", "body is not valid JSON");
+    if (cm_json_parse(req->body, req->body_len, app->cfg->body_limit, &ev, NULL) != CM_OK) {
+        bad_request(resp, "body is not valid JSON");
         return;
     }
     const char *event = cm_json_str(ev, "event", NULL);
     const char *call_id = cm_json_str(ev, "call.call_id", NULL);
-    const char *agent_id = cm_json_str(ev, "call.agent_id", NULL);
-    if (!event || !*event || !call_id || !*call_id) {
-        cm_http_resp_problem(resp, 400, "Bad Request",
-                             "a Retell webhook needs \"event\" and \"call.call_id\"");
-        json_decref(ev);
-        return;
-    }
-    /* A valid signature from tenant A for an agent of tenant B means a misrouted or
-     * abused key: refuse it rather than act for the wrong company. */
-    const gw_tenant_t *owner = gw_config_tenant_by_agent(app->cfg, agent_id);
-    if (owner && owner != t) {
+    const gw_tenant_t *owner =
+        gw_config_tenant_by_agent(app->cfg, cm_json_str(ev, "call.agent_id", NULL));
+    intake_t *in = NULL;
+    if (!event || !*event || !call_id || !*call_id || strlen(call_id) > 128 || strlen(event) > 64) {
+        bad_request(resp, "a Retell webhook needs \"event\" and \"call.call_id\"");
+    } else if (owner && owner != t) {
+        /* A valid signature from tenant A for an agent of tenant B: refuse rather than act
+         * for the wrong company. */
         cm_http_resp_problem(resp, 401, "Unauthorized", "signature does not match the agent");
-        json_decref(ev);
+    } else if (!(in = intake_new(app, req, "retell", t->id,
+                                 !strcmp(event, "call_analyzed") ? "retell.call_analyzed"
+                                                                 : "retell.call_event"))) {
+        cm_http_resp_problem(resp, 503, "Service Unavailable", "out of memory");
+    } else {
+        snprintf(in->key, sizeof in->key, "retell:%s:%s", call_id, event);
+        snprintf(in->type, sizeof in->type, "%s", event);
+        snprintf(in->entity, sizeof in->entity, "%s", call_id);
+        audit_headers(in->headers, sizeof in->headers, "x-retell-signature", sig);
+        submit(in, resp);
+    }
+    json_decref(ev);
+}
+
+/* ---- Cal.com -------------------------------------------------------------------- */
+
+static void h_calcom(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    const gw_config_t *cfg = app->cfg;
+    const char *sig = cm_http_req_header(req, "X-Cal-Signature-256");
+    const gw_tenant_t *t = NULL;
+    cm_err_t rc = sig && *sig ? CM_ESIG_MISMATCH : CM_ESIG_MISSING;
+    for (size_t i = 0; !t && rc != CM_ESIG_MISSING && i < cfg->ntenants; i++) {
+        const gw_tenant_t *c = &cfg->tenants[i];
+        if (!c->ncalcom_webhook_secrets)
+            continue;
+        rc = cm_sig_calcom_verify((const char *const *)c->calcom_webhook_secrets,
+                                  c->ncalcom_webhook_secrets, req->body, req->body_len, sig);
+        if (rc == CM_OK)
+            t = c;
+        else if (rc == CM_ESIG_MALFORMED)
+            break;
+    }
+    if (!t) {
+        /* "no-secret-provided" (Cal.com's value when no secret is set) lands here too. */
+        refuse_signature(resp, rc == CM_OK ? CM_ESIG_MISMATCH : rc, "X-Cal-Signature-256");
         return;
     }
-    char key[512], headers[160];
-    snprintf(key, sizeof key, "retell:%s:%s", call_id, event);
-    snprintf(headers, sizeof headers, "{\"x-retell-signature\":\"%.120s\"}", sig);
-    gw_event_in_t in = {
-        .provider = "retell",
-        .event_key = key,
-        .event_type = event,
-        .entity_id = call_id,
-        .tenant_id = t->id,
-        .headers = headers,
-        .body = req->body,
-        .body_len = req->body_len,
-        .received_at_ms = cm_clock_now_ms(),
-        /* Only call_analyzed drives work today; the others are kept for the record and
-         * for the call state machine that comes with the inbound issue. */
-        .job_kind = strcmp(event, "call_analyzed") == 0 ? "retell.call_analyzed" : NULL,
-    };
-    gw_ingest_t result;
-    rc = gw_store_ingest(app->store, &in, &result);
-    if (rc) {
-        /* Not stored: a 503 makes Retell deliver again, so nothing is lost. */
-        CM_ERROR("gw.inbound", "retell %s for %s not stored: %s", event, call_id, cm_strerror(rc));
-        cm_http_resp_problem(resp, 503, "Service Unavailable", "event could not be stored");
-        (void)cm_http_resp_header(resp, "Retry-After", "1");
+    json_t *ev = NULL;
+    if (cm_json_parse(req->body, req->body_len, cfg->body_limit, &ev, NULL) != CM_OK) {
+        bad_request(resp, "body is not valid JSON");
+        return;
+    }
+    const char *trigger = cm_json_str(ev, "triggerEvent", NULL);
+    const char *created = cm_json_str(ev, "createdAt", NULL);
+    const char *uid = cm_json_str(ev, "payload.uid", NULL);
+    int64_t created_ms = 0, now = cm_clock_now_ms();
+    intake_t *in = NULL;
+    if (!trigger || !created || !uid || strlen(trigger) > 64 || strlen(uid) > 128 ||
+        strlen(created) > 40) {
+        bad_request(resp, "a Cal.com webhook needs \"triggerEvent\", \"createdAt\" and "
+                          "\"payload.uid\"");
+    } else if (cm_clock_parse_iso8601(created, &created_ms) != 0) {
+        bad_request(resp, "\"createdAt\" is not an ISO 8601 time");
+    } else if (created_ms < now - cfg->calcom_replay_window_ms ||
+               created_ms > now + cfg->calcom_replay_window_ms) {
+        /* Cal.com signs no timestamp, so a captured delivery stays valid forever; the
+         * signed createdAt bounds how long a replay can work. */
+        CM_WARN("gw.inbound", "calcom %s %s refused: createdAt outside the replay window", trigger,
+                uid);
+        cm_http_resp_problem(resp, 401, "Unauthorized", "event outside the replay window");
+    } else if (!(in = intake_new(app, req, "calcom", t->id, "calcom.booking"))) {
+        cm_http_resp_problem(resp, 503, "Service Unavailable", "out of memory");
     } else {
-        CM_INFO("gw.inbound", "retell %s for %s %s", event, call_id,
-                result == GW_INGEST_ACCEPTED ? "accepted" : "duplicate");
-        if (result == GW_INGEST_ACCEPTED && in.job_kind)
-            gw_worker_notify(app->worker);
-        cm_http_resp_text(resp, 204, NULL, NULL);
+        snprintf(in->key, sizeof in->key, "calcom:%s:%s:%s", trigger, uid, created);
+        snprintf(in->type, sizeof in->type, "%s", trigger);
+        snprintf(in->entity, sizeof in->entity, "%s", uid);
+        audit_headers(in->headers, sizeof in->headers, "x-cal-signature-256", sig);
+        submit(in, resp);
+    }
+    json_decref(ev);
+}
+
+/* ---- Stripe --------------------------------------------------------------------- */
+
+static void h_stripe(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    const gw_config_t *cfg = app->cfg;
+    const char *sig = cm_http_req_header(req, "Stripe-Signature");
+    const gw_tenant_t *t = NULL;
+    cm_err_t rc = sig && *sig ? CM_ESIG_MISMATCH : CM_ESIG_MISSING;
+    int64_t now = cm_clock_now_s();
+    for (size_t i = 0; !t && rc != CM_ESIG_MISSING && i < cfg->ntenants; i++) {
+        const gw_tenant_t *c = &cfg->tenants[i];
+        if (!c->nstripe_webhook_secrets)
+            continue;
+        rc = cm_sig_stripe_verify((const char *const *)c->stripe_webhook_secrets,
+                                  c->nstripe_webhook_secrets, req->body, req->body_len, sig, now,
+                                  cfg->stripe_tolerance_s);
+        if (rc == CM_OK)
+            t = c;
+        else if (rc != CM_ESIG_MISMATCH)
+            break;
+    }
+    if (!t) {
+        refuse_signature(resp, rc == CM_OK ? CM_ESIG_MISMATCH : rc, "Stripe-Signature");
+        return;
+    }
+    json_t *ev = NULL;
+    if (cm_json_parse(req->body, req->body_len, cfg->body_limit, &ev, NULL) != CM_OK) {
+        bad_request(resp, "body is not valid JSON");
+        return;
+    }
+    const char *id = cm_json_str(ev, "id", NULL);
+    const char *type = cm_json_str(ev, "type", NULL);
+    const char *obj = cm_json_str(ev, "data.object.id", NULL);
+    /* A charge event belongs to its payment intent: that is the entity we track. */
+    const char *entity = cm_json_str(ev, "data.object.payment_intent", obj);
+    intake_t *in = NULL;
+    if (!id || !type || !obj || strlen(id) > 128 || strlen(type) > 64 || strlen(obj) > 128 ||
+        strlen(entity) > 128) {
+        bad_request(resp, "a Stripe event needs \"id\", \"type\" and \"data.object.id\"");
+    } else if (!(in = intake_new(app, req, "stripe", t->id, "stripe.event"))) {
+        cm_http_resp_problem(resp, 503, "Service Unavailable", "out of memory");
+    } else {
+        snprintf(in->key, sizeof in->key, "stripe:%s", id);
+        /* Stripe sometimes sends two Event objects for one change: the object id and type
+         * are the second identity that catches the twin. */
+        snprintf(in->alt_key, sizeof in->alt_key, "stripe:%s:%s", obj, type);
+        in->ev.alt_key = in->alt_key;
+        snprintf(in->type, sizeof in->type, "%s", type);
+        snprintf(in->entity, sizeof in->entity, "%s", entity);
+        audit_headers(in->headers, sizeof in->headers, "stripe-signature", sig);
+        submit(in, resp);
+    }
+    json_decref(ev);
+}
+
+/* ---- Standard Webhooks ---------------------------------------------------------- */
+
+static void h_std(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    const gw_source_t *src = gw_config_source(app->cfg, cm_http_req_param(req, "source"));
+    if (!src) {
+        cm_http_resp_problem(resp, 404, "Not Found", "no such webhook source");
+        return;
+    }
+    const char *id = cm_http_req_header(req, "webhook-id");
+    const char *ts = cm_http_req_header(req, "webhook-timestamp");
+    const char *sig = cm_http_req_header(req, "webhook-signature");
+    cm_err_t rc =
+        cm_sig_stdwh_verify((const char *const *)src->secrets, src->nsecrets, id, ts, sig,
+                            req->body, req->body_len, cm_clock_now_s(), app->cfg->std_tolerance_s);
+    if (rc) {
+        refuse_signature(resp, rc == CM_EINVAL ? CM_ESIG_MISMATCH : rc, "webhook-signature");
+        return;
+    }
+    json_t *ev = NULL;
+    if (cm_json_parse(req->body, req->body_len, app->cfg->body_limit, &ev, NULL) != CM_OK) {
+        bad_request(resp, "body is not valid JSON");
+        return;
+    }
+    const char *type = cm_json_str(ev, "type", "unknown");
+    intake_t *in = NULL;
+    if (strlen(id) > 200 || strlen(type) > 64) {
+        bad_request(resp, "webhook-id or type too long");
+    } else if (!(in = intake_new(app, req, "std", NULL, NULL))) {
+        cm_http_resp_problem(resp, 503, "Service Unavailable", "out of memory");
+    } else {
+        snprintf(in->provider, sizeof in->provider, "std:%s", src->id);
+        /* webhook-id is stable across the sender's retries: it is the dedup key. */
+        snprintf(in->key, sizeof in->key, "std:%s:%s", src->id, id);
+        snprintf(in->type, sizeof in->type, "%s", type);
+        snprintf(in->entity, sizeof in->entity, "%.150s", cm_json_str(ev, "data.id", id));
+        audit_headers(in->headers, sizeof in->headers, "webhook-id", id);
+        submit(in, resp);
     }
     json_decref(ev);
 }
 
 cm_err_t gw_inbound_routes(cm_http_server_t *srv, gw_app_t *app)
 {
-    return cm_http_server_route(srv, "POST /webhooks/retell", h_retell, app);
+    cm_err_t rc = cm_http_server_route(srv, "POST /webhooks/retell", h_retell, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "POST /webhooks/calcom", h_calcom, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "POST /webhooks/stripe", h_stripe, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "POST /webhooks/std/{source}", h_std, app);
+    return rc;
 }

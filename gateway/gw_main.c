@@ -120,7 +120,11 @@ static int run(const char *config_path, const char *ready_path)
     CM_INFO("gw.main", "signal %d: stopping", sig);
     status = 0;
 out:
-    /* Order: stop taking requests, then let the worker finish its job, then close. */
+    /* Order: commit and answer what is queued and refuse more (so no deferred answer is
+     * finished after the server is gone), stop the server, let the workers finish their
+     * jobs, then close the store. */
+    if (store)
+        gw_store_stop_intake(store);
     cm_http_server_free(&srv);
     gw_worker_stop(&worker);
     gw_store_close(&store);

@@ -1,16 +1,18 @@
-/* gw_store.h - the gateway's durable store: events, jobs and per-call outcomes.
+/* gw_store.h - the gateway's durable store: events, jobs, entities and dead letters.
  *
  * This header is the storage interface; gw_store_sqlite.c implements it on one SQLite file
- * in WAL mode. The SQL is kept portable (INSERT ... ON CONFLICT DO NOTHING, RETURNING)
- * so a PostgreSQL implementation can serve several gateway instances later.
+ * in WAL mode. The SQL is kept portable (INSERT ... ON CONFLICT DO NOTHING, RETURNING,
+ * upserts) so a PostgreSQL implementation can serve several gateway instances later.
  *
- * Durability contract: gw_store_ingest() returns only after the event and its job are
- * committed in ONE transaction; the caller acknowledges the webhook only after that.
- * Deduplication is the UNIQUE event key inside that transaction, never check-then-insert.
+ * Durability contract: an ingest completes only after the event and its job are committed
+ * in ONE transaction; callers acknowledge the webhook only after that. Deduplication is the
+ * UNIQUE event key (and the optional alternative key) inside that transaction, never
+ * check-then-insert. Concurrent ingests are grouped into one transaction and one fsync
+ * (group commit) by a committer thread owned by the store.
  *
- * Thread-safety: a gw_store_t may be used from any thread; each call serialises on the
- * store's own connections (one for the ingest path, one for the workers, so webhook
- * acknowledgement never waits behind a worker's long transaction).
+ * Thread-safety: every function may be called from any thread. Ingest goes through the
+ * committer's connection; workers and admin reads use a second connection, so webhook
+ * acknowledgement never waits behind a worker's transaction for long.
  */
 #ifndef GW_STORE_H
 #define GW_STORE_H
@@ -24,11 +26,12 @@
 typedef struct gw_store gw_store_t;
 
 typedef struct {
-    const char *provider;   /* "retell" */
+    const char *provider;   /* "retell", "calcom", "stripe", "std:<source>" */
     const char *event_key;  /* unique identity, e.g. "retell:call_ab12:call_analyzed" */
+    const char *alt_key;    /* a second identity (Stripe's twin events), may be NULL */
     const char *event_type; /* "call_analyzed" */
     const char *entity_id;  /* the call, booking or payment the event is about */
-    const char *tenant_id;  /* may be NULL when not yet known */
+    const char *tenant_id;  /* may be NULL when not known */
     const char *headers;    /* JSON object of the headers kept for audit, may be NULL */
     const void *body;       /* raw bytes as received */
     size_t body_len;
@@ -38,37 +41,49 @@ typedef struct {
 
 typedef enum { GW_INGEST_ACCEPTED = 0, GW_INGEST_DUPLICATE = 1 } gw_ingest_t;
 
+/* Called once per ingest from the committer thread, after the commit (rc CM_OK) or the
+ * failure. Must be quick: it runs between batches. */
+typedef void (*gw_ingest_cb)(void *ud, cm_err_t rc, gw_ingest_t result);
+
 typedef struct {
     int64_t id;
     int64_t event_id;
     char kind[64];
     char entity_id[128];
+    char tenant_id[64];
     int attempts;  /* including the current one */
     cm_buf_t body; /* the event's raw body; owned, freed by gw_store_job_free */
 } gw_job_t;
 
 typedef struct {
-    int64_t pending, running, done, dead;
+    int64_t pending, running, done, dead, discarded;
 } gw_queue_stats_t;
 
-/* Opens (creating if needed) the database at path and migrates the schema. sync_full
- * selects synchronous=FULL (every commit fsynced) rather than NORMAL. */
+/* Opens (creating if needed) the database at path, migrates the schema and starts the
+ * committer. sync_full selects synchronous=FULL (every commit fsynced) over NORMAL. */
 cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *err) CM_WUR;
+/* Stops intake (see gw_store_stop_intake), then closes. Accepts NULL; clears *s. */
 void gw_store_close(gw_store_t **s);
 
-/* Stores the event and queues its job in one transaction. *result tells whether it was
- * new or a duplicate (then only the duplicate counter moves). On error nothing is stored. */
+/* Queues the event for the next group commit; cb(ud, ...) reports the outcome. ev and
+ * everything it points to must stay valid until cb runs. Returns CM_ESTATE (and never
+ * calls cb) when intake has stopped. */
+cm_err_t gw_store_ingest_async(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_cb cb,
+                               void *ud) CM_WUR;
+/* The same, waiting for the commit. */
 cm_err_t gw_store_ingest(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *result) CM_WUR;
+/* Commits what is queued, reports it, then refuses new ingests. Idempotent. After it
+ * returns no ingest callback runs any more. */
+void gw_store_stop_intake(gw_store_t *s);
 
 /* Crash recovery, called once at start: jobs left 'running' by a dead process go back to
- * 'pending'; those that already used max_attempts go to the dead-letter state instead,
- * so a job that crashes the worker every time cannot loop forever. Returns the count
- * of jobs requeued through *requeued. */
+ * 'pending'; those that already used max_attempts are dead-lettered instead, so a job
+ * that crashes the worker every time cannot loop forever. *requeued: jobs requeued. */
 cm_err_t gw_store_recover(gw_store_t *s, int max_attempts, int64_t now_ms, int *requeued) CM_WUR;
 
-/* Claims the oldest due job (state pending, next_at <= now): marks it running and counts
- * the attempt. CM_ENOTFOUND when none is due; *next_due_ms then holds the earliest future
- * due time (or -1 when the queue is empty). */
+/* Claims the oldest due job (pending, next_at <= now) whose entity has no job running, so
+ * two workers never race on one call: marks it running and counts the attempt.
+ * CM_ENOTFOUND when none; *next_due_ms then holds the earliest future due time (-1: none). */
 cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, gw_job_t *job, int64_t *next_due_ms) CM_WUR;
 void gw_store_job_free(gw_job_t *job);
 
@@ -79,20 +94,41 @@ cm_err_t gw_store_job_retry(gw_store_t *s, int64_t job_id, int64_t retry_at_ms, 
 cm_err_t gw_store_job_dead(gw_store_t *s, int64_t job_id, const char *reason,
                            int64_t now_ms) CM_WUR;
 
+/* Dead letters and re-runs (admin). replay: a dead job goes back to pending with its
+ * attempts reset; discard: a dead job is set aside for good. CM_ENOTFOUND: no such job;
+ * CM_ESTATE: the job is not dead. rerun: queues a new job for a stored event (its
+ * original job kind); *job_id is the new job. */
+cm_err_t gw_store_job_replay(gw_store_t *s, int64_t job_id, int64_t now_ms) CM_WUR;
+cm_err_t gw_store_job_discard(gw_store_t *s, int64_t job_id, int64_t now_ms) CM_WUR;
+cm_err_t gw_store_event_rerun(gw_store_t *s, int64_t event_id, int64_t now_ms,
+                              int64_t *job_id) CM_WUR;
+
 cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *st) CM_WUR;
 
-/* Call outcomes. state is a short word ("booking", "booked", "no_slot", "failed", ...);
- * booking_uid and error may be NULL. Upsert keyed by call id. */
-cm_err_t gw_store_call_set(gw_store_t *s, const char *call_id, const char *tenant_id,
-                           const char *state, const char *booking_uid, const char *error,
-                           int64_t now_ms) CM_WUR;
-/* Appends the call's row as a JSON object to out; CM_ENOTFOUND when unknown. */
-cm_err_t gw_store_call_json(gw_store_t *s, const char *call_id, cm_buf_t *out) CM_WUR;
-/* The call's state word into state (cap bytes); CM_ENOTFOUND when unknown. */
-cm_err_t gw_store_call_state(gw_store_t *s, const char *call_id, char *state, size_t cap) CM_WUR;
+/* Entities: one row per (kind, id) - "call", "booking", "payment" - with a state word,
+ * a rank, a reference (e.g. the booking uid), an error and event flags.
+ * set: overwrites state/error (ref and tenant kept when NULL) - for the single writer of
+ * a state, the entity's serialised worker.
+ * merge: the state only moves to a higher (rank, state) pair and flags are OR-ed, so
+ * webhooks applied in any order and any number of times converge to the same row; with
+ * state NULL only the flags (and a missing ref or tenant) are merged. */
+cm_err_t gw_store_entity_set(gw_store_t *s, const char *kind, const char *id, const char *tenant_id,
+                             const char *state, const char *ref, const char *error,
+                             int64_t now_ms) CM_WUR;
+cm_err_t gw_store_entity_merge(gw_store_t *s, const char *kind, const char *id,
+                               const char *tenant_id, const char *state, int rank, const char *ref,
+                               int64_t flags, int64_t now_ms) CM_WUR;
+/* The state word into state (cap bytes) and flags (may be NULL); CM_ENOTFOUND if none. */
+cm_err_t gw_store_entity_state(gw_store_t *s, const char *kind, const char *id, char *state,
+                               size_t cap, int64_t *flags) CM_WUR;
 
-/* Appends {"count":N,"events":[...]} for a provider (NULL: all) to out, newest last,
- * at most limit rows. */
-cm_err_t gw_store_events_json(gw_store_t *s, const char *provider, int limit, cm_buf_t *out) CM_WUR;
+/* JSON views for the admin API, appended to out. */
+cm_err_t gw_store_entity_json(gw_store_t *s, const char *kind, const char *id,
+                              cm_buf_t *out) CM_WUR; /* CM_ENOTFOUND */
+cm_err_t gw_store_events_json(gw_store_t *s, const char *provider, const char *entity_id, int limit,
+                              cm_buf_t *out) CM_WUR; /* {"count","events"} */
+cm_err_t gw_store_jobs_json(gw_store_t *s, const char *state, int limit,
+                            cm_buf_t *out) CM_WUR; /* {"count","jobs"} */
+cm_err_t gw_store_job_json(gw_store_t *s, int64_t job_id, cm_buf_t *out) CM_WUR; /* + body */
 
 #endif

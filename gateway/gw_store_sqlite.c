@@ -1,70 +1,126 @@
-/* gw_store_sqlite.c - gw_store.h on SQLite (WAL, one file). */
+/* gw_store_sqlite.c - gw_store.h on SQLite (WAL, one file) with group commit. */
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cm_log.h"
 #include "gw_store.h"
 
-/* One connection with its lock. SQLite connections are not to be shared by threads
- * without serialisation, and WAL lets the two connections read while the other writes. */
+#define BATCH_MAX 512
+
+/* One queued ingest. */
+typedef struct pending {
+    const gw_event_in_t *ev;
+    gw_ingest_cb cb;
+    void *ud;
+    cm_err_t rc;
+    gw_ingest_t result;
+    struct pending *next;
+} pending_t;
+
+/* A connection with its lock. SQLite connections must not be used by two threads at once,
+ * and WAL lets one connection read while the other writes. */
 typedef struct {
     sqlite3 *db;
     pthread_mutex_t mu;
 } conn_t;
 
 struct gw_store {
-    conn_t ingest; /* webhook handlers */
-    conn_t work;   /* workers and admin reads */
+    conn_t ingest; /* the committer's only */
+    conn_t work;   /* workers and admin */
+    sqlite3_stmt *st_event, *st_job, *st_dup;
+
+    pthread_t committer;
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    pending_t *head, *tail;
+    int stopping;
+    int started;
 };
 
-static const char *const schema = "CREATE TABLE IF NOT EXISTS events("
-                                  " id INTEGER PRIMARY KEY,"
-                                  " provider TEXT NOT NULL,"
-                                  " event_key TEXT NOT NULL UNIQUE,"
-                                  " event_type TEXT NOT NULL,"
-                                  " entity_id TEXT,"
-                                  " tenant_id TEXT,"
-                                  " received_at_ms INTEGER NOT NULL,"
-                                  " headers TEXT,"
-                                  " body BLOB NOT NULL,"
-                                  " duplicates INTEGER NOT NULL DEFAULT 0,"
-                                  " last_duplicate_at_ms INTEGER);"
-                                  "CREATE INDEX IF NOT EXISTS events_entity ON events(entity_id);"
-                                  "CREATE TABLE IF NOT EXISTS jobs("
-                                  " id INTEGER PRIMARY KEY,"
-                                  " event_id INTEGER NOT NULL REFERENCES events(id),"
-                                  " kind TEXT NOT NULL,"
-                                  " entity_id TEXT,"
-                                  " state TEXT NOT NULL DEFAULT 'pending',"
-                                  " attempts INTEGER NOT NULL DEFAULT 0,"
-                                  " next_at_ms INTEGER NOT NULL,"
-                                  " last_error TEXT,"
-                                  " updated_at_ms INTEGER NOT NULL);"
-                                  "CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at_ms);"
-                                  "CREATE TABLE IF NOT EXISTS calls("
-                                  " call_id TEXT PRIMARY KEY,"
-                                  " tenant_id TEXT,"
-                                  " state TEXT NOT NULL,"
-                                  " booking_uid TEXT,"
-                                  " error TEXT,"
-                                  " updated_at_ms INTEGER NOT NULL);";
+static const char *const schema =
+    "CREATE TABLE IF NOT EXISTS events("
+    " id INTEGER PRIMARY KEY,"
+    " provider TEXT NOT NULL,"
+    " event_key TEXT NOT NULL UNIQUE,"
+    " alt_key TEXT UNIQUE,"
+    " event_type TEXT NOT NULL,"
+    " entity_id TEXT,"
+    " tenant_id TEXT,"
+    " job_kind TEXT,"
+    " received_at_ms INTEGER NOT NULL,"
+    " headers TEXT,"
+    " body BLOB NOT NULL,"
+    " duplicates INTEGER NOT NULL DEFAULT 0,"
+    " last_duplicate_at_ms INTEGER);"
+    "CREATE INDEX IF NOT EXISTS events_entity ON events(entity_id);"
+    "CREATE TABLE IF NOT EXISTS jobs("
+    " id INTEGER PRIMARY KEY,"
+    " event_id INTEGER NOT NULL REFERENCES events(id),"
+    " kind TEXT NOT NULL,"
+    " entity_id TEXT,"
+    " tenant_id TEXT,"
+    " state TEXT NOT NULL DEFAULT 'pending',"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_at_ms INTEGER NOT NULL,"
+    " last_error TEXT,"
+    " created_at_ms INTEGER NOT NULL,"
+    " updated_at_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at_ms);"
+    "CREATE INDEX IF NOT EXISTS jobs_entity ON jobs(entity_id, state);"
+    "CREATE TABLE IF NOT EXISTS entities("
+    " kind TEXT NOT NULL,"
+    " id TEXT NOT NULL,"
+    " tenant_id TEXT,"
+    " state TEXT NOT NULL,"
+    " rank INTEGER NOT NULL DEFAULT 0,"
+    " ref TEXT,"
+    " error TEXT,"
+    " flags INTEGER NOT NULL DEFAULT 0,"
+    " updated_at_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(kind, id));"
+    "PRAGMA user_version=1;";
+
+static cm_err_t sql_fail(sqlite3 *db, const char *what)
+{
+    CM_ERROR("gw.store", "%s: %s", what, sqlite3_errmsg(db));
+    return CM_ESTORE;
+}
+
+static cm_err_t exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        CM_ERROR("gw.store", "%s: %s", sql, msg ? msg : "?");
+        sqlite3_free(msg);
+        return CM_ESTORE;
+    }
+    return CM_OK;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
 
 static cm_err_t conn_open(conn_t *c, const char *path, int sync_full, char *err)
 {
     int rc = sqlite3_open_v2(
         path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    pthread_mutex_init(&c->mu, NULL);
     if (rc != SQLITE_OK) {
         cm_errf(err, "%s: %s", path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
         return CM_ESTORE;
     }
-    pthread_mutex_init(&c->mu, NULL);
-    /* busy_timeout covers the short moments when both connections want the write lock. */
-    sqlite3_busy_timeout(c->db, 5000);
-    char sql[256];
+    /* The busy timeout covers the moments when both connections want the write lock. */
+    sqlite3_busy_timeout(c->db, 10000);
+    char sql[160];
     snprintf(sql, sizeof sql,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
              sync_full ? "FULL" : "NORMAL");
@@ -81,26 +137,242 @@ static void conn_close(conn_t *c)
 {
     if (c->db) {
         sqlite3_close_v2(c->db);
-        pthread_mutex_destroy(&c->mu);
         c->db = NULL;
     }
+    pthread_mutex_destroy(&c->mu);
 }
+
+/* ---- group commit ---------------------------------------------------------------- */
+
+/* Writes one event (and its job, or its duplicate count) inside the open transaction. */
+static cm_err_t write_one(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *result)
+{
+    sqlite3 *db = s->ingest.db;
+    sqlite3_stmt *st = s->st_event;
+    cm_err_t rc = CM_OK;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    bind_text(st, 1, ev->provider);
+    bind_text(st, 2, ev->event_key);
+    bind_text(st, 3, ev->alt_key);
+    bind_text(st, 4, ev->event_type);
+    bind_text(st, 5, ev->entity_id);
+    bind_text(st, 6, ev->tenant_id);
+    bind_text(st, 7, ev->job_kind);
+    sqlite3_bind_int64(st, 8, ev->received_at_ms);
+    bind_text(st, 9, ev->headers);
+    sqlite3_bind_blob(st, 10, ev->body, (int)ev->body_len, SQLITE_STATIC);
+    /* ON CONFLICT DO NOTHING covers both unique keys: the insert itself is the dedup. */
+    int step = sqlite3_step(st);
+    int64_t event_id = step == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    if (step == SQLITE_ROW)
+        step = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (step != SQLITE_DONE)
+        return sql_fail(db, "insert event");
+    if (event_id < 0) {
+        *result = GW_INGEST_DUPLICATE;
+        st = s->st_dup;
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, ev->received_at_ms);
+        bind_text(st, 2, ev->event_key);
+        bind_text(st, 3, ev->alt_key);
+    } else {
+        *result = GW_INGEST_ACCEPTED;
+        if (!ev->job_kind)
+            return CM_OK;
+        st = s->st_job;
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, event_id);
+        bind_text(st, 2, ev->job_kind);
+        bind_text(st, 3, ev->entity_id);
+        bind_text(st, 4, ev->tenant_id);
+        sqlite3_bind_int64(st, 5, ev->received_at_ms);
+    }
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = sql_fail(db, "write job/duplicate");
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* One transaction for the whole batch; a savepoint per event so one bad event fails
+ * alone instead of taking the batch down. */
+static void commit_batch(gw_store_t *s, pending_t *batch)
+{
+    sqlite3 *db = s->ingest.db;
+    cm_err_t rc = exec(db, "BEGIN IMMEDIATE");
+    for (pending_t *p = batch; p; p = p->next) {
+        p->rc = rc;
+        if (rc)
+            continue;
+        if (exec(db, "SAVEPOINT ev")) {
+            p->rc = CM_ESTORE;
+            continue;
+        }
+        p->rc = write_one(s, p->ev, &p->result);
+        if (p->rc)
+            (void)exec(db, "ROLLBACK TO ev");
+        (void)exec(db, "RELEASE ev");
+    }
+    if (!rc && exec(db, "COMMIT")) {
+        (void)exec(db, "ROLLBACK");
+        for (pending_t *p = batch; p; p = p->next)
+            p->rc = CM_ESTORE;
+    }
+}
+
+static void *committer_main(void *arg)
+{
+    gw_store_t *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->qmu);
+        while (!s->head && !s->stopping)
+            pthread_cond_wait(&s->qcv, &s->qmu);
+        if (!s->head && s->stopping) {
+            pthread_mutex_unlock(&s->qmu);
+            break;
+        }
+        /* Take up to BATCH_MAX: one fsync for all of them. */
+        pending_t *batch = s->head, *last = s->head;
+        int n = 1;
+        while (last->next && n < BATCH_MAX) {
+            last = last->next;
+            n++;
+        }
+        s->head = last->next;
+        if (!s->head)
+            s->tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&s->qmu);
+
+        pthread_mutex_lock(&s->ingest.mu);
+        commit_batch(s, batch);
+        pthread_mutex_unlock(&s->ingest.mu);
+        while (batch) {
+            pending_t *next = batch->next;
+            batch->cb(batch->ud, batch->rc, batch->result);
+            free(batch);
+            batch = next;
+        }
+    }
+    return NULL;
+}
+
+cm_err_t gw_store_ingest_async(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_cb cb, void *ud)
+{
+    pending_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return CM_ENOMEM;
+    p->ev = ev;
+    p->cb = cb;
+    p->ud = ud;
+    pthread_mutex_lock(&s->qmu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->qmu);
+        free(p);
+        return CM_ESTATE;
+    }
+    if (s->tail)
+        s->tail->next = p;
+    else
+        s->head = p;
+    s->tail = p;
+    pthread_cond_signal(&s->qcv);
+    pthread_mutex_unlock(&s->qmu);
+    return CM_OK;
+}
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    cm_err_t rc;
+    gw_ingest_t result;
+} waiter_t;
+
+static void wake_waiter(void *ud, cm_err_t rc, gw_ingest_t result)
+{
+    waiter_t *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->rc = rc;
+    w->result = result;
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+cm_err_t gw_store_ingest(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *result)
+{
+    waiter_t w = {.done = 0};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    cm_err_t rc = gw_store_ingest_async(s, ev, wake_waiter, &w);
+    if (!rc) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        rc = w.rc;
+        *result = w.result;
+    }
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+    return rc;
+}
+
+void gw_store_stop_intake(gw_store_t *s)
+{
+    pthread_mutex_lock(&s->qmu);
+    s->stopping = 1;
+    pthread_cond_broadcast(&s->qcv);
+    int started = s->started;
+    s->started = 0;
+    pthread_mutex_unlock(&s->qmu);
+    if (started)
+        pthread_join(s->committer, NULL);
+}
+
+/* ---- open / close ---------------------------------------------------------------- */
 
 cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *err)
 {
     gw_store_t *s = calloc(1, sizeof *s);
     cm_err_t rc = s ? CM_OK : CM_ENOMEM;
-    char *msg = NULL;
     *out = NULL;
-    if (!rc)
-        rc = conn_open(&s->ingest, path, sync_full, err);
-    if (!rc && sqlite3_exec(s->ingest.db, schema, NULL, NULL, &msg) != SQLITE_OK) {
-        cm_errf(err, "schema: %s", msg ? msg : "?");
+    if (rc)
+        return rc;
+    pthread_mutex_init(&s->qmu, NULL);
+    pthread_cond_init(&s->qcv, NULL);
+    rc = conn_open(&s->ingest, path, sync_full, err);
+    if (!rc && exec(s->ingest.db, schema)) {
+        cm_errf(err, "%s: cannot create the schema", path);
         rc = CM_ESTORE;
     }
-    sqlite3_free(msg);
     if (!rc)
         rc = conn_open(&s->work, path, sync_full, err);
+    if (!rc &&
+        (sqlite3_prepare_v2(s->ingest.db,
+                            "INSERT INTO events(provider,event_key,alt_key,event_type,entity_id,"
+                            "tenant_id,job_kind,received_at_ms,headers,body) "
+                            "VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING id",
+                            -1, &s->st_event, NULL) != SQLITE_OK ||
+         sqlite3_prepare_v2(s->ingest.db,
+                            "INSERT INTO jobs(event_id,kind,entity_id,tenant_id,state,next_at_ms,"
+                            "created_at_ms,updated_at_ms) VALUES(?1,?2,?3,?4,'pending',?5,?5,?5)",
+                            -1, &s->st_job, NULL) != SQLITE_OK ||
+         sqlite3_prepare_v2(s->ingest.db,
+                            "UPDATE events SET duplicates=duplicates+1, last_duplicate_at_ms=?1 "
+                            "WHERE event_key=?2 OR (?3 IS NOT NULL AND alt_key=?3)",
+                            -1, &s->st_dup, NULL) != SQLITE_OK)) {
+        cm_errf(err, "prepare: %s", sqlite3_errmsg(s->ingest.db));
+        rc = CM_ESTORE;
+    }
+    if (!rc) {
+        if (pthread_create(&s->committer, NULL, committer_main, s) != 0)
+            rc = CM_ENOMEM;
+        else
+            s->started = 1;
+    }
     if (rc) {
         gw_store_close(&s);
         return rc;
@@ -114,161 +386,120 @@ void gw_store_close(gw_store_t **sp)
     gw_store_t *s = sp ? *sp : NULL;
     if (!s)
         return;
+    gw_store_stop_intake(s);
+    sqlite3_finalize(s->st_event);
+    sqlite3_finalize(s->st_job);
+    sqlite3_finalize(s->st_dup);
     conn_close(&s->work);
     conn_close(&s->ingest);
+    pthread_cond_destroy(&s->qcv);
+    pthread_mutex_destroy(&s->qmu);
     free(s);
     *sp = NULL;
 }
 
-static cm_err_t sql_fail(sqlite3 *db, const char *what)
-{
-    CM_ERROR("gw.store", "%s: %s", what, sqlite3_errmsg(db));
-    return CM_ESTORE;
-}
+/* ---- work connection ------------------------------------------------------------- */
 
-/* Runs a statement without results; the caller holds the connection's lock. */
-static cm_err_t exec(sqlite3 *db, const char *sql)
+/* Prepares sql on the work connection and binds ints ("i") and texts ("t") from the
+ * format string, in order. The caller holds the lock. */
+static cm_err_t prep(gw_store_t *s, sqlite3_stmt **st, const char *sql, const char *fmt, va_list ap)
 {
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        CM_ERROR("gw.store", "%s: %s", sql, msg ? msg : "?");
-        sqlite3_free(msg);
-        return CM_ESTORE;
+    if (sqlite3_prepare_v2(s->work.db, sql, -1, st, NULL) != SQLITE_OK)
+        return sql_fail(s->work.db, sql);
+    for (int i = 0; fmt[i]; i++) {
+        if (fmt[i] == 'i')
+            sqlite3_bind_int64(*st, i + 1, va_arg(ap, int64_t));
+        else
+            bind_text(*st, i + 1, va_arg(ap, const char *));
     }
     return CM_OK;
 }
 
-static void bind_text(sqlite3_stmt *st, int i, const char *v)
-{
-    if (v)
-        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(st, i);
-}
-
-cm_err_t gw_store_ingest(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *result)
-{
-    sqlite3 *db = s->ingest.db;
-    sqlite3_stmt *st = NULL;
-    cm_err_t rc;
-    pthread_mutex_lock(&s->ingest.mu);
-    rc = exec(db, "BEGIN IMMEDIATE");
-    if (rc)
-        goto out;
-    /* The UNIQUE key decides, inside the transaction: two concurrent copies can never
-     * both be inserted, whatever the timing. */
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO events(provider,event_key,event_type,entity_id,"
-                           "tenant_id,received_at_ms,headers,body) VALUES(?,?,?,?,?,?,?,?) "
-                           "ON CONFLICT(event_key) DO NOTHING RETURNING id",
-                           -1, &st, NULL) != SQLITE_OK) {
-        rc = sql_fail(db, "prepare insert event");
-        goto rollback;
-    }
-    bind_text(st, 1, ev->provider);
-    bind_text(st, 2, ev->event_key);
-    bind_text(st, 3, ev->event_type);
-    bind_text(st, 4, ev->entity_id);
-    bind_text(st, 5, ev->tenant_id);
-    sqlite3_bind_int64(st, 6, ev->received_at_ms);
-    bind_text(st, 7, ev->headers);
-    sqlite3_bind_blob(st, 8, ev->body, (int)ev->body_len, SQLITE_TRANSIENT);
-    int step = sqlite3_step(st);
-    int64_t event_id = step == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    if (step == SQLITE_ROW)
-        step = sqlite3_step(st);
-    if (step != SQLITE_DONE) {
-        rc = sql_fail(db, "insert event");
-        goto rollback;
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-
-    if (event_id < 0) {
-        *result = GW_INGEST_DUPLICATE;
-        if (sqlite3_prepare_v2(db,
-                               "UPDATE events SET duplicates=duplicates+1, "
-                               "last_duplicate_at_ms=? WHERE event_key=?",
-                               -1, &st, NULL) != SQLITE_OK) {
-            rc = sql_fail(db, "prepare duplicate");
-            goto rollback;
-        }
-        sqlite3_bind_int64(st, 1, ev->received_at_ms);
-        bind_text(st, 2, ev->event_key);
-    } else {
-        *result = GW_INGEST_ACCEPTED;
-        if (!ev->job_kind)
-            goto commit;
-        if (sqlite3_prepare_v2(db,
-                               "INSERT INTO jobs(event_id,kind,entity_id,state,next_at_ms,"
-                               "updated_at_ms) VALUES(?,?,?,'pending',?,?)",
-                               -1, &st, NULL) != SQLITE_OK) {
-            rc = sql_fail(db, "prepare insert job");
-            goto rollback;
-        }
-        sqlite3_bind_int64(st, 1, event_id);
-        bind_text(st, 2, ev->job_kind);
-        bind_text(st, 3, ev->entity_id);
-        sqlite3_bind_int64(st, 4, ev->received_at_ms);
-        sqlite3_bind_int64(st, 5, ev->received_at_ms);
-    }
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = sql_fail(db, "write job/duplicate");
-        goto rollback;
-    }
-commit:
-    sqlite3_finalize(st);
-    st = NULL;
-    rc = exec(db, "COMMIT");
-    if (!rc)
-        goto out;
-rollback:
-    sqlite3_finalize(st);
-    (void)exec(db, "ROLLBACK");
-out:
-    pthread_mutex_unlock(&s->ingest.mu);
-    return rc;
-}
-
-/* Runs one parameterised write on the work connection: binds ints ("i") and texts ("t")
- * from the format string, in order. */
-static cm_err_t work_write(gw_store_t *s, const char *sql, const char *fmt, ...)
+/* Runs one parameterised write; *changes (may be NULL) gets the rows changed. */
+static cm_err_t work_write(gw_store_t *s, int *changes, const char *sql, const char *fmt, ...)
 {
     sqlite3_stmt *st = NULL;
-    cm_err_t rc = CM_OK;
     va_list ap;
     pthread_mutex_lock(&s->work.mu);
-    if (sqlite3_prepare_v2(s->work.db, sql, -1, &st, NULL) != SQLITE_OK) {
+    va_start(ap, fmt);
+    cm_err_t rc = prep(s, &st, sql, fmt, ap);
+    va_end(ap);
+    if (!rc && sqlite3_step(st) != SQLITE_DONE)
         rc = sql_fail(s->work.db, sql);
-    } else {
-        va_start(ap, fmt);
-        for (int i = 0; fmt[i]; i++) {
-            if (fmt[i] == 'i')
-                sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-            else
-                bind_text(st, i + 1, va_arg(ap, const char *));
-        }
-        va_end(ap);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = sql_fail(s->work.db, sql);
-    }
+    if (!rc && changes)
+        *changes = sqlite3_changes(s->work.db);
     sqlite3_finalize(st);
     pthread_mutex_unlock(&s->work.mu);
     return rc;
 }
 
+/* Appends the current row's column i as a JSON value. */
+static cm_err_t col_json(cm_buf_t *out, sqlite3_stmt *st, int i)
+{
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_NULL:
+        return cm_buf_addstr(out, "null");
+    case SQLITE_INTEGER:
+        return cm_buf_printf(out, "%lld", (long long)sqlite3_column_int64(st, i));
+    default:
+        return cm_buf_add_json_str(out, (const char *)sqlite3_column_text(st, i));
+    }
+}
+
+/* Runs a query and appends its rows as JSON objects. With a wrapper name, the output is
+ * {"<name>":[...],"count":N}; without, the single row's object (CM_ENOTFOUND if none). */
+static cm_err_t work_json(gw_store_t *s, cm_buf_t *out, const char *wrapper, const char *sql,
+                          const char *fmt, ...)
+{
+    sqlite3_stmt *st = NULL;
+    va_list ap;
+    int rows = 0, step = SQLITE_DONE;
+    size_t mark = out->len;
+    pthread_mutex_lock(&s->work.mu);
+    va_start(ap, fmt);
+    cm_err_t rc = prep(s, &st, sql, fmt, ap);
+    va_end(ap);
+    if (!rc && wrapper)
+        rc = cm_buf_printf(out, "{\"%s\":[", wrapper);
+    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = cm_buf_addstr(out, rows ? ",{" : "{");
+        for (int i = 0; !rc && i < sqlite3_column_count(st); i++) {
+            rc = cm_buf_printf(out, "%s\"%s\":", i ? "," : "", sqlite3_column_name(st, i));
+            if (!rc)
+                rc = col_json(out, st, i);
+        }
+        if (!rc)
+            rc = cm_buf_addstr(out, "}");
+        rows++;
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = sql_fail(s->work.db, "read rows");
+    if (!rc && wrapper)
+        rc = cm_buf_printf(out, "],\"count\":%d}", rows);
+    if (!rc && !wrapper && rows == 0)
+        rc = CM_ENOTFOUND;
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->work.mu);
+    if (rc) {
+        out->len = mark;
+        if (out->data)
+            out->data[mark] = '\0';
+    }
+    return rc;
+}
+
 cm_err_t gw_store_recover(gw_store_t *s, int max_attempts, int64_t now_ms, int *requeued)
 {
-    cm_err_t rc = work_write(s,
+    *requeued = 0;
+    cm_err_t rc = work_write(s, NULL,
                              "UPDATE jobs SET state='dead', last_error='worker crashed on every "
                              "attempt', updated_at_ms=? WHERE state='running' AND attempts>=?",
                              "ii", now_ms, (int64_t)max_attempts);
     if (!rc)
-        rc = work_write(s,
-                        "UPDATE jobs SET state='pending', next_at_ms=?, updated_at_ms=? "
+        rc = work_write(s, requeued,
+                        "UPDATE jobs SET state='pending', next_at_ms=?1, updated_at_ms=?1 "
                         "WHERE state='running'",
-                        "ii", now_ms, now_ms);
-    *requeued = rc ? 0 : sqlite3_changes(s->work.db);
+                        "i", now_ms);
     return rc;
 }
 
@@ -281,25 +512,29 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, gw_job_t *job, int64_t *n
     cm_buf_init(&job->body, 64u << 20);
     *next_due_ms = -1;
     pthread_mutex_lock(&s->work.mu);
+    /* A job whose entity already has one running waits: per-entity serialisation. */
     if (sqlite3_prepare_v2(db,
-                           "UPDATE jobs SET state='running', attempts=attempts+1, updated_at_ms=? "
-                           "WHERE id=(SELECT id FROM jobs WHERE state='pending' AND next_at_ms<=? "
-                           "ORDER BY next_at_ms, id LIMIT 1) "
-                           "RETURNING id, event_id, kind, entity_id, attempts",
+                           "UPDATE jobs SET state='running', attempts=attempts+1, updated_at_ms=?1 "
+                           "WHERE id=(SELECT j.id FROM jobs j WHERE j.state='pending' AND "
+                           "j.next_at_ms<=?1 AND NOT EXISTS (SELECT 1 FROM jobs r WHERE "
+                           "r.state='running' AND r.entity_id=j.entity_id) "
+                           "ORDER BY j.next_at_ms, j.id LIMIT 1) "
+                           "RETURNING id, event_id, kind, entity_id, tenant_id, attempts",
                            -1, &st, NULL) != SQLITE_OK) {
         rc = sql_fail(db, "prepare claim");
         goto out;
     }
     sqlite3_bind_int64(st, 1, now_ms);
-    sqlite3_bind_int64(st, 2, now_ms);
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
+        const unsigned char *ent = sqlite3_column_text(st, 3);
+        const unsigned char *ten = sqlite3_column_text(st, 4);
         job->id = sqlite3_column_int64(st, 0);
         job->event_id = sqlite3_column_int64(st, 1);
         snprintf(job->kind, sizeof job->kind, "%s", (const char *)sqlite3_column_text(st, 2));
-        const unsigned char *ent = sqlite3_column_text(st, 3);
         snprintf(job->entity_id, sizeof job->entity_id, "%s", ent ? (const char *)ent : "");
-        job->attempts = sqlite3_column_int(st, 4);
+        snprintf(job->tenant_id, sizeof job->tenant_id, "%s", ten ? (const char *)ten : "");
+        job->attempts = sqlite3_column_int(st, 5);
         step = sqlite3_step(st);
         rc = CM_OK;
     }
@@ -312,17 +547,20 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, gw_job_t *job, int64_t *n
     if (rc == CM_OK) {
         if (sqlite3_prepare_v2(db, "SELECT body FROM events WHERE id=?", -1, &st, NULL) !=
                 SQLITE_OK ||
-            (sqlite3_bind_int64(st, 1, job->event_id), sqlite3_step(st)) != SQLITE_ROW) {
+            sqlite3_bind_int64(st, 1, job->event_id) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
             rc = sql_fail(db, "load event body");
-        } else if (cm_buf_add(&job->body, sqlite3_column_blob(st, 0),
-                              (size_t)sqlite3_column_bytes(st, 0)) != CM_OK) {
+        else if (cm_buf_add(&job->body, sqlite3_column_blob(st, 0),
+                            (size_t)sqlite3_column_bytes(st, 0)) != CM_OK)
             rc = CM_ENOMEM;
-        }
-    } else {
-        if (sqlite3_prepare_v2(db, "SELECT MIN(next_at_ms) FROM jobs WHERE state='pending'", -1,
-                               &st, NULL) == SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-            *next_due_ms = sqlite3_column_int64(st, 0);
+    } else if (sqlite3_prepare_v2(db,
+                                  "SELECT MIN(next_at_ms) FROM jobs WHERE state='pending' AND "
+                                  "next_at_ms>?",
+                                  -1, &st, NULL) == SQLITE_OK &&
+               sqlite3_bind_int64(st, 1, now_ms) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+               sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        /* Due jobs held back by a running entity are not counted: the worker finishing
+         * that entity's job wakes the others. */
+        *next_due_ms = sqlite3_column_int64(st, 0);
     }
 out:
     sqlite3_finalize(st);
@@ -339,14 +577,14 @@ void gw_store_job_free(gw_job_t *job)
 
 cm_err_t gw_store_job_done(gw_store_t *s, int64_t job_id, int64_t now_ms)
 {
-    return work_write(s, "UPDATE jobs SET state='done', updated_at_ms=? WHERE id=?", "ii", now_ms,
-                      job_id);
+    return work_write(s, NULL, "UPDATE jobs SET state='done', updated_at_ms=? WHERE id=?", "ii",
+                      now_ms, job_id);
 }
 
 cm_err_t gw_store_job_retry(gw_store_t *s, int64_t job_id, int64_t retry_at_ms, const char *error,
                             int64_t now_ms)
 {
-    return work_write(s,
+    return work_write(s, NULL,
                       "UPDATE jobs SET state='pending', next_at_ms=?, last_error=?, "
                       "updated_at_ms=? WHERE id=?",
                       "itii", retry_at_ms, error, now_ms, job_id);
@@ -354,8 +592,68 @@ cm_err_t gw_store_job_retry(gw_store_t *s, int64_t job_id, int64_t retry_at_ms, 
 
 cm_err_t gw_store_job_dead(gw_store_t *s, int64_t job_id, const char *reason, int64_t now_ms)
 {
-    return work_write(s, "UPDATE jobs SET state='dead', last_error=?, updated_at_ms=? WHERE id=?",
+    return work_write(s, NULL,
+                      "UPDATE jobs SET state='dead', last_error=?, updated_at_ms=? WHERE id=?",
                       "tii", reason, now_ms, job_id);
+}
+
+/* Moves a dead job to new_state; tells a missing job from one in another state. */
+static cm_err_t move_dead(gw_store_t *s, int64_t job_id, const char *sql, int64_t now_ms)
+{
+    int changed = 0;
+    cm_err_t rc = work_write(s, &changed, sql, "ii", now_ms, job_id);
+    if (rc || changed)
+        return rc;
+    cm_buf_t b;
+    cm_buf_init(&b, 4096);
+    rc = work_json(s, &b, NULL, "SELECT id FROM jobs WHERE id=?", "i", job_id);
+    cm_buf_free(&b);
+    return rc == CM_OK ? CM_ESTATE : rc;
+}
+
+cm_err_t gw_store_job_replay(gw_store_t *s, int64_t job_id, int64_t now_ms)
+{
+    return move_dead(s, job_id,
+                     "UPDATE jobs SET state='pending', attempts=0, next_at_ms=?1, "
+                     "updated_at_ms=?1 WHERE id=?2 AND state='dead'",
+                     now_ms);
+}
+
+cm_err_t gw_store_job_discard(gw_store_t *s, int64_t job_id, int64_t now_ms)
+{
+    return move_dead(s, job_id,
+                     "UPDATE jobs SET state='discarded', updated_at_ms=?1 WHERE id=?2 AND "
+                     "state='dead'",
+                     now_ms);
+}
+
+cm_err_t gw_store_event_rerun(gw_store_t *s, int64_t event_id, int64_t now_ms, int64_t *job_id)
+{
+    sqlite3_stmt *st = NULL;
+    cm_err_t rc = CM_OK;
+    *job_id = -1;
+    pthread_mutex_lock(&s->work.mu);
+    if (sqlite3_prepare_v2(s->work.db,
+                           "INSERT INTO jobs(event_id,kind,entity_id,tenant_id,state,next_at_ms,"
+                           "created_at_ms,updated_at_ms) SELECT id, job_kind, entity_id, "
+                           "tenant_id, 'pending', ?1, ?1, ?1 FROM events WHERE id=?2 AND "
+                           "job_kind IS NOT NULL RETURNING id",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_fail(s->work.db, "prepare rerun");
+    } else {
+        sqlite3_bind_int64(st, 1, now_ms);
+        sqlite3_bind_int64(st, 2, event_id);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW)
+            *job_id = sqlite3_column_int64(st, 0);
+        else if (step == SQLITE_DONE)
+            rc = CM_ENOTFOUND;
+        else
+            rc = sql_fail(s->work.db, "rerun");
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->work.mu);
+    return rc;
 }
 
 cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *q)
@@ -372,14 +670,16 @@ cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *q)
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
             const char *state = (const char *)sqlite3_column_text(st, 0);
             int64_t n = sqlite3_column_int64(st, 1);
-            if (strcmp(state, "pending") == 0)
+            if (!strcmp(state, "pending"))
                 q->pending = n;
-            else if (strcmp(state, "running") == 0)
+            else if (!strcmp(state, "running"))
                 q->running = n;
-            else if (strcmp(state, "done") == 0)
+            else if (!strcmp(state, "done"))
                 q->done = n;
-            else if (strcmp(state, "dead") == 0)
+            else if (!strcmp(state, "dead"))
                 q->dead = n;
+            else if (!strcmp(state, "discarded"))
+                q->discarded = n;
         }
         if (step != SQLITE_DONE)
             rc = sql_fail(s->work.db, "queue stats");
@@ -389,97 +689,69 @@ cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *q)
     return rc;
 }
 
-cm_err_t gw_store_call_set(gw_store_t *s, const char *call_id, const char *tenant_id,
-                           const char *state, const char *booking_uid, const char *error,
-                           int64_t now_ms)
+cm_err_t gw_store_entity_set(gw_store_t *s, const char *kind, const char *id, const char *tenant_id,
+                             const char *state, const char *ref, const char *error, int64_t now_ms)
 {
-    /* COALESCE keeps a known booking uid or tenant when a later update does not carry it. */
-    return work_write(s,
-                      "INSERT INTO calls(call_id,tenant_id,state,booking_uid,error,updated_at_ms) "
-                      "VALUES(?,?,?,?,?,?) ON CONFLICT(call_id) DO UPDATE SET "
-                      "tenant_id=COALESCE(excluded.tenant_id,calls.tenant_id), "
-                      "state=excluded.state, "
-                      "booking_uid=COALESCE(excluded.booking_uid,calls.booking_uid), "
+    return work_write(s, NULL,
+                      "INSERT INTO entities(kind,id,tenant_id,state,ref,error,updated_at_ms) "
+                      "VALUES(?,?,?,?,?,?,?) ON CONFLICT(kind,id) DO UPDATE SET "
+                      "tenant_id=COALESCE(excluded.tenant_id,entities.tenant_id), "
+                      "state=excluded.state, ref=COALESCE(excluded.ref,entities.ref), "
                       "error=excluded.error, updated_at_ms=excluded.updated_at_ms",
-                      "ttttti", call_id, tenant_id, state, booking_uid, error, now_ms);
+                      "tttttti", kind, id, tenant_id, state, ref, error, now_ms);
 }
 
-/* Appends the current row's column i as a JSON value (NULL, integer or string). */
-static cm_err_t col_json(cm_buf_t *out, sqlite3_stmt *st, int i)
+cm_err_t gw_store_entity_merge(gw_store_t *s, const char *kind, const char *id,
+                               const char *tenant_id, const char *state, int rank, const char *ref,
+                               int64_t flags, int64_t now_ms)
 {
-    switch (sqlite3_column_type(st, i)) {
-    case SQLITE_NULL:
-        return cm_buf_addstr(out, "null");
-    case SQLITE_INTEGER:
-        return cm_buf_printf(out, "%lld", (long long)sqlite3_column_int64(st, i));
-    default:
-        return cm_buf_add_json_str(out, (const char *)sqlite3_column_text(st, i));
-    }
+    if (!state)
+        return work_write(s, NULL,
+                          "INSERT INTO entities(kind,id,tenant_id,state,rank,ref,flags,"
+                          "updated_at_ms) VALUES(?,?,?,'received',0,?,?,?) "
+                          "ON CONFLICT(kind,id) DO UPDATE SET "
+                          "tenant_id=COALESCE(entities.tenant_id,excluded.tenant_id), "
+                          "ref=COALESCE(entities.ref,excluded.ref), "
+                          "flags=entities.flags|excluded.flags, "
+                          "updated_at_ms=excluded.updated_at_ms",
+                          "ttttii", kind, id, tenant_id, ref, flags, now_ms);
+    /* A join-semilattice: the state with the higher (rank, state) pair wins and flags are
+     * OR-ed; both are order-independent and idempotent, which is what makes any delivery
+     * order and any number of copies converge to the same row. */
+    return work_write(s, NULL,
+                      "INSERT INTO entities(kind,id,tenant_id,state,rank,ref,flags,updated_at_ms) "
+                      "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(kind,id) DO UPDATE SET "
+                      "tenant_id=COALESCE(entities.tenant_id,excluded.tenant_id), "
+                      "state=CASE WHEN excluded.rank>entities.rank OR (excluded.rank="
+                      "entities.rank AND excluded.state>entities.state) THEN excluded.state "
+                      "ELSE entities.state END, "
+                      "rank=MAX(entities.rank,excluded.rank), "
+                      "ref=COALESCE(entities.ref,excluded.ref), "
+                      "flags=entities.flags|excluded.flags, "
+                      "updated_at_ms=excluded.updated_at_ms",
+                      "ttttitii", kind, id, tenant_id, state, (int64_t)rank, ref, flags, now_ms);
 }
 
-/* Appends every result row of st as a JSON object ({"col":value,...}), comma-separated;
- * counts rows in *rows. The caller holds the lock. */
-static cm_err_t rows_json(sqlite3 *db, sqlite3_stmt *st, cm_buf_t *out, int *rows)
-{
-    cm_err_t rc = CM_OK;
-    int step;
-    *rows = 0;
-    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = cm_buf_addstr(out, *rows ? ",{" : "{");
-        for (int i = 0; !rc && i < sqlite3_column_count(st); i++) {
-            rc = cm_buf_printf(out, "%s\"%s\":", i ? "," : "", sqlite3_column_name(st, i));
-            if (!rc)
-                rc = col_json(out, st, i);
-        }
-        if (!rc)
-            rc = cm_buf_addstr(out, "}");
-        (*rows)++;
-    }
-    if (!rc && step != SQLITE_DONE)
-        rc = sql_fail(db, "read rows");
-    return rc;
-}
-
-cm_err_t gw_store_call_json(gw_store_t *s, const char *call_id, cm_buf_t *out)
-{
-    sqlite3_stmt *st = NULL;
-    cm_err_t rc;
-    int rows = 0;
-    pthread_mutex_lock(&s->work.mu);
-    if (sqlite3_prepare_v2(s->work.db,
-                           "SELECT c.call_id, c.tenant_id, c.state, c.booking_uid, c.error, "
-                           "c.updated_at_ms, (SELECT COALESCE(SUM(j.attempts),0) FROM jobs j "
-                           "WHERE j.entity_id=c.call_id) AS attempts FROM calls c "
-                           "WHERE c.call_id=?",
-                           -1, &st, NULL) != SQLITE_OK) {
-        rc = sql_fail(s->work.db, "prepare call");
-    } else {
-        bind_text(st, 1, call_id);
-        rc = rows_json(s->work.db, st, out, &rows);
-        if (!rc && rows == 0)
-            rc = CM_ENOTFOUND;
-    }
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->work.mu);
-    return rc;
-}
-
-cm_err_t gw_store_call_state(gw_store_t *s, const char *call_id, char *state, size_t cap)
+cm_err_t gw_store_entity_state(gw_store_t *s, const char *kind, const char *id, char *state,
+                               size_t cap, int64_t *flags)
 {
     sqlite3_stmt *st = NULL;
     cm_err_t rc = CM_ENOTFOUND;
     pthread_mutex_lock(&s->work.mu);
-    if (sqlite3_prepare_v2(s->work.db, "SELECT state FROM calls WHERE call_id=?", -1, &st, NULL) !=
-        SQLITE_OK) {
-        rc = sql_fail(s->work.db, "prepare call state");
+    if (sqlite3_prepare_v2(s->work.db, "SELECT state, flags FROM entities WHERE kind=? AND id=?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_fail(s->work.db, "prepare entity state");
     } else {
-        bind_text(st, 1, call_id);
+        bind_text(st, 1, kind);
+        bind_text(st, 2, id);
         int step = sqlite3_step(st);
         if (step == SQLITE_ROW) {
             snprintf(state, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+            if (flags)
+                *flags = sqlite3_column_int64(st, 1);
             rc = CM_OK;
         } else if (step != SQLITE_DONE) {
-            rc = sql_fail(s->work.db, "call state");
+            rc = sql_fail(s->work.db, "entity state");
         }
     }
     sqlite3_finalize(st);
@@ -487,34 +759,42 @@ cm_err_t gw_store_call_state(gw_store_t *s, const char *call_id, char *state, si
     return rc;
 }
 
-cm_err_t gw_store_events_json(gw_store_t *s, const char *provider, int limit, cm_buf_t *out)
+cm_err_t gw_store_entity_json(gw_store_t *s, const char *kind, const char *id, cm_buf_t *out)
 {
-    sqlite3_stmt *st = NULL;
-    cm_err_t rc;
-    int rows = 0;
-    pthread_mutex_lock(&s->work.mu);
-    if (sqlite3_prepare_v2(s->work.db,
-                           "SELECT id, provider, event_key, event_type, entity_id, tenant_id, "
-                           "received_at_ms, duplicates FROM events WHERE ?1 IS NULL OR "
-                           "provider=?1 ORDER BY id LIMIT ?2",
-                           -1, &st, NULL) != SQLITE_OK) {
-        rc = sql_fail(s->work.db, "prepare events");
-    } else {
-        bind_text(st, 1, provider);
-        sqlite3_bind_int(st, 2, limit);
-        size_t mark = out->len;
-        rc = cm_buf_addstr(out, "{\"events\":[");
-        if (!rc)
-            rc = rows_json(s->work.db, st, out, &rows);
-        if (!rc)
-            rc = cm_buf_printf(out, "],\"count\":%d}", rows);
-        if (rc) {
-            out->len = mark;
-            if (out->data)
-                out->data[mark] = '\0';
-        }
-    }
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->work.mu);
-    return rc;
+    return work_json(s, out, NULL,
+                     "SELECT e.kind, e.id, e.tenant_id, e.state, e.rank, e.ref, e.error, e.flags, "
+                     "e.updated_at_ms, (SELECT COALESCE(SUM(j.attempts),0) FROM jobs j WHERE "
+                     "j.entity_id=e.id) AS attempts FROM entities e WHERE e.kind=? AND e.id=?",
+                     "tt", kind, id);
+}
+
+cm_err_t gw_store_events_json(gw_store_t *s, const char *provider, const char *entity_id, int limit,
+                              cm_buf_t *out)
+{
+    return work_json(s, out, "events",
+                     "SELECT id, provider, event_key, alt_key, event_type, entity_id, tenant_id, "
+                     "received_at_ms, duplicates FROM events WHERE (?1 IS NULL OR provider=?1) "
+                     "AND (?2 IS NULL OR entity_id=?2) ORDER BY id LIMIT ?3",
+                     "tti", provider, entity_id, (int64_t)limit);
+}
+
+cm_err_t gw_store_jobs_json(gw_store_t *s, const char *state, int limit, cm_buf_t *out)
+{
+    return work_json(s, out, "jobs",
+                     "SELECT j.id, j.event_id, j.kind, j.entity_id, j.tenant_id, j.state, "
+                     "j.attempts, j.next_at_ms, j.last_error, j.created_at_ms, j.updated_at_ms, "
+                     "e.event_key FROM jobs j JOIN events e ON e.id=j.event_id WHERE "
+                     "(?1 IS NULL OR j.state=?1) ORDER BY j.id LIMIT ?2",
+                     "ti", state, (int64_t)limit);
+}
+
+cm_err_t gw_store_job_json(gw_store_t *s, int64_t job_id, cm_buf_t *out)
+{
+    return work_json(s, out, NULL,
+                     "SELECT j.id, j.event_id, j.kind, j.entity_id, j.tenant_id, j.state, "
+                     "j.attempts, j.next_at_ms, j.last_error, j.created_at_ms, j.updated_at_ms, "
+                     "e.provider, e.event_key, e.event_type, e.received_at_ms, e.headers, "
+                     "CAST(e.body AS TEXT) AS body FROM jobs j JOIN events e ON e.id=j.event_id "
+                     "WHERE j.id=?",
+                     "i", job_id);
 }

@@ -14,16 +14,31 @@
 #include "cm_log.h"
 #include "gw_calcom.h"
 
+#define MAX_LANES 16
+
+/* One worker thread with what it must not share: its HTTP client (keep-alive) and its
+ * random generator (seeded from the config seed and the lane number). */
+typedef struct {
+    struct gw_worker *w;
+    pthread_t thread;
+    int started;
+    cm_rand_t rng;
+    cm_http_client_t *http;
+    const gw_config_t *cfg;
+    gw_store_t *store;
+} lane_t;
+
 struct gw_worker {
     const gw_config_t *cfg;
     gw_store_t *store;
-    pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping;
-    int kicked; /* set by notify so a wake-up between claim and wait is not lost */
-    cm_rand_t rng;
-    cm_http_client_t *http;
+    /* Bumped by every notify; a lane waits only while it is unchanged since its last
+     * claim, so a wake-up that lands between claim and wait is never lost. */
+    uint64_t gen;
+    lane_t lanes[MAX_LANES];
+    unsigned nlanes;
 };
 
 /* What a job handler tells the loop. */
@@ -44,17 +59,17 @@ static job_result_t outcome_to_result(gw_outcome_t o)
 
 /* Records a call's permanent failure. The job is dead-lettered with the same reason
  * either way, so a store error here only costs the per-call view, and is logged. */
-static void mark_failed(gw_worker_t *w, const char *call_id, const char *tenant_id, const char *err)
+static void mark_failed(lane_t *w, const char *call_id, const char *tenant_id, const char *err)
 {
-    cm_err_t rc =
-        gw_store_call_set(w->store, call_id, tenant_id, "failed", NULL, err, cm_clock_now_ms());
+    cm_err_t rc = gw_store_entity_set(w->store, "call", call_id, tenant_id, "failed", NULL, err,
+                                      cm_clock_now_ms());
     if (rc)
         CM_ERROR("gw.worker", "call %s: failure not recorded: %s", call_id, cm_strerror(rc));
 }
 
 /* Books the slot a call_analyzed event asks for. Idempotent: a call already booked or
  * already refused is left alone, so a redelivered or replayed job books nothing twice. */
-static job_result_t run_call_analyzed(gw_worker_t *w, const json_t *ev, char *err)
+static job_result_t run_call_analyzed(lane_t *w, const json_t *ev, char *err)
 {
     const char *call_id = cm_json_str(ev, "call.call_id", NULL);
     const char *agent_id = cm_json_str(ev, "call.agent_id", NULL);
@@ -71,7 +86,7 @@ static job_result_t run_call_analyzed(gw_worker_t *w, const json_t *ev, char *er
         cm_errf(err, "no tenant has agent_id \"%s\"", agent_id ? agent_id : "(none)");
         return JOB_DEAD;
     }
-    cm_err_t src = gw_store_call_state(w->store, call_id, state, sizeof state);
+    cm_err_t src = gw_store_entity_state(w->store, "call", call_id, state, sizeof state, NULL);
     if (src && src != CM_ENOTFOUND) {
         cm_errf(err, "store: %s", cm_strerror(src));
         return JOB_RETRY;
@@ -83,7 +98,7 @@ static job_result_t run_call_analyzed(gw_worker_t *w, const json_t *ev, char *er
     const char *start = cm_json_str(cad, "booking_start", NULL);
     if (!start) {
         CM_INFO("gw.worker", "call %s asked for no booking", call_id);
-        return gw_store_call_set(w->store, call_id, t->id, "no_booking", NULL, NULL, now)
+        return gw_store_entity_set(w->store, "call", call_id, t->id, "no_booking", NULL, NULL, now)
                    ? JOB_RETRY
                    : JOB_DONE;
     }
@@ -106,7 +121,7 @@ static job_result_t run_call_analyzed(gw_worker_t *w, const json_t *ev, char *er
         mark_failed(w, call_id, t->id, err);
         return JOB_DEAD;
     }
-    if (gw_store_call_set(w->store, call_id, t->id, "booking", NULL, NULL, now)) {
+    if (gw_store_entity_set(w->store, "call", call_id, t->id, "booking", NULL, NULL, now)) {
         cm_errf(err, "store: cannot record booking start");
         return JOB_RETRY;
     }
@@ -121,8 +136,8 @@ static job_result_t run_call_analyzed(gw_worker_t *w, const json_t *ev, char *er
     now = cm_clock_now_ms();
     if (!is_free || o == GW_OUT_TAKEN) {
         CM_INFO("gw.worker", "call %s: slot %s not available", call_id, start);
-        return gw_store_call_set(w->store, call_id, t->id, "no_slot", NULL,
-                                 is_free ? err : "slot not offered", now)
+        return gw_store_entity_set(w->store, "call", call_id, t->id, "no_slot", NULL,
+                                   is_free ? err : "slot not offered", now)
                    ? JOB_RETRY
                    : JOB_DONE;
     }
@@ -132,7 +147,7 @@ static job_result_t run_call_analyzed(gw_worker_t *w, const json_t *ev, char *er
         return outcome_to_result(o);
     }
     CM_INFO("gw.worker", "call %s booked at Cal.com as %s", call_id, uid);
-    if (gw_store_call_set(w->store, call_id, t->id, "booked", uid, NULL, now)) {
+    if (gw_store_entity_set(w->store, "call", call_id, t->id, "booked", uid, NULL, now)) {
         /* The booking exists; retrying would find the call still 'booking'. The saga
          * (metadata lookup) closes this window; until then, report it loudly. */
         CM_ERROR("gw.worker", "call %s booked as %s but the outcome could not be stored", call_id,
@@ -143,21 +158,118 @@ static job_result_t run_call_analyzed(gw_worker_t *w, const json_t *ev, char *er
     return JOB_DONE;
 }
 
-static job_result_t run_job(gw_worker_t *w, const gw_job_t *job, char *err)
+/* Call lifecycle flags, merged in any order (see gw_store_entity_merge). */
+enum { CALL_STARTED = 1, CALL_ENDED = 2, CALL_ANALYZED = 4 };
+
+static job_result_t run_call_event(lane_t *w, const gw_job_t *job, const json_t *ev, char *err)
+{
+    const char *event = cm_json_str(ev, "event", "");
+    int64_t flag = !strcmp(event, "call_started")    ? CALL_STARTED
+                   : !strcmp(event, "call_ended")    ? CALL_ENDED
+                   : !strcmp(event, "call_analyzed") ? CALL_ANALYZED
+                                                     : 0;
+    if (gw_store_entity_merge(w->store, "call", job->entity_id, job->tenant_id, NULL, 0, NULL, flag,
+                              cm_clock_now_ms())) {
+        cm_errf(err, "store: cannot record %s", event);
+        return JOB_RETRY;
+    }
+    return JOB_DONE;
+}
+
+/* Booking lifecycle from Cal.com webhooks. The ranks make the final state independent of
+ * delivery order: a cancellation is final whatever arrives after it. */
+static job_result_t run_calcom(lane_t *w, const gw_job_t *job, const json_t *ev, char *err)
+{
+    static const struct {
+        const char *trigger, *state;
+        int rank;
+    } map[] = {
+        {"BOOKING_REQUESTED", "requested", 1}, {"BOOKING_CREATED", "accepted", 2},
+        {"BOOKING_PAID", "paid", 3},           {"BOOKING_RESCHEDULED", "accepted", 2},
+        {"MEETING_ENDED", "ended", 4},         {"BOOKING_REJECTED", "rejected", 5},
+        {"BOOKING_CANCELLED", "cancelled", 5},
+    };
+    const char *trigger = cm_json_str(ev, "triggerEvent", "");
+    const char *state = NULL;
+    int rank = 0;
+    int64_t now = cm_clock_now_ms();
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(trigger, map[i].trigger)) {
+            state = map[i].state;
+            rank = map[i].rank;
+        }
+    cm_err_t rc = gw_store_entity_merge(w->store, "booking", job->entity_id, job->tenant_id, state,
+                                        rank, NULL, 0, now);
+    /* A reschedule creates a new uid; the old booking is over, linked to the new one. */
+    const char *old = cm_json_str(ev, "payload.rescheduleUid",
+                                  cm_json_str(ev, "payload.rescheduledFromUid", NULL));
+    if (!rc && !strcmp(trigger, "BOOKING_RESCHEDULED") && old && strcmp(old, job->entity_id))
+        rc = gw_store_entity_merge(w->store, "booking", old, job->tenant_id, "rescheduled", 5,
+                                   job->entity_id, 0, now);
+    if (rc) {
+        cm_errf(err, "store: cannot record %s", trigger);
+        return JOB_RETRY;
+    }
+    return JOB_DONE;
+}
+
+/* Payment lifecycle from Stripe events: a success outranks a failure (a second card can
+ * succeed after a decline), a refund outranks a success. */
+static job_result_t run_stripe(lane_t *w, const gw_job_t *job, const json_t *ev, char *err)
+{
+    static const struct {
+        const char *type, *state;
+        int rank;
+    } map[] = {
+        {"payment_intent.created", "created", 1},
+        {"payment_intent.requires_action", "requires_action", 2},
+        {"payment_intent.processing", "processing", 3},
+        {"payment_intent.payment_failed", "failed", 4},
+        {"payment_intent.amount_capturable_updated", "requires_capture", 5},
+        {"payment_intent.canceled", "canceled", 6},
+        {"payment_intent.succeeded", "succeeded", 7},
+        {"charge.succeeded", "succeeded", 7},
+        {"charge.refunded", "refunded", 8},
+    };
+    const char *type = cm_json_str(ev, "type", "");
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        if (strcmp(type, map[i].type))
+            continue;
+        if (gw_store_entity_merge(w->store, "payment", job->entity_id, job->tenant_id, map[i].state,
+                                  map[i].rank, NULL, 0, cm_clock_now_ms())) {
+            cm_errf(err, "store: cannot record %s", type);
+            return JOB_RETRY;
+        }
+        return JOB_DONE;
+    }
+    CM_DEBUG("gw.worker", "stripe %s: no state change", type);
+    return JOB_DONE;
+}
+
+static job_result_t run_job(lane_t *w, const gw_job_t *job, char *err)
 {
     json_t *ev = NULL;
     if (cm_json_parse(job->body.data, job->body.len, job->body.toobig, &ev, err) != CM_OK)
         return JOB_DEAD; /* it parsed at ingest, so this is corruption: never retry */
     job_result_t res = JOB_DEAD;
-    if (strcmp(job->kind, "retell.call_analyzed") == 0)
-        res = run_call_analyzed(w, ev, err);
-    else
+    if (!strcmp(job->kind, "retell.call_analyzed")) {
+        res = run_call_event(w, job, ev, err);
+        if (res == JOB_DONE)
+            res = run_call_analyzed(w, ev, err);
+    } else if (!strcmp(job->kind, "retell.call_event")) {
+        res = run_call_event(w, job, ev, err);
+    } else if (!strcmp(job->kind, "calcom.booking")) {
+        res = run_calcom(w, job, ev, err);
+    } else if (!strcmp(job->kind, "stripe.event")) {
+        res = run_stripe(w, job, ev, err);
+    } else {
         cm_errf(err, "unknown job kind \"%s\"", job->kind);
+    }
     json_decref(ev);
     return res;
 }
 
-static void finish(gw_worker_t *w, const gw_job_t *job, job_result_t res, const char *err)
+static void finish(lane_t *w, const gw_job_t *job, job_result_t res, const char *err)
 {
     int64_t now = cm_clock_now_ms();
     cm_err_t rc;
@@ -183,12 +295,11 @@ static void finish(gw_worker_t *w, const gw_job_t *job, job_result_t res, const 
                  cm_strerror(rc));
 }
 
-/* Waits until notified, stopping, or until_ms (realtime, -1: a while). pthread condvars
- * with CLOCK_MONOTONIC scale under libfaketime, so waits stay consistent with the clock. */
-static void wait_for_work(gw_worker_t *w, int64_t until_ms)
+/* Waits until notified after seen_gen, stopping, or until_ms (realtime; -1: a while).
+ * Condvars on CLOCK_MONOTONIC scale under libfaketime like the rest of the clock. */
+static void wait_for_work(gw_worker_t *w, uint64_t seen_gen, int64_t until_ms)
 {
-    int64_t now = cm_clock_now_ms();
-    int64_t delay = until_ms < 0 ? 1000 : until_ms - now;
+    int64_t delay = until_ms < 0 ? 1000 : until_ms - cm_clock_now_ms();
     if (delay > 1000)
         delay = 1000; /* re-check now and then: a bounded wait survives any missed signal */
     if (delay <= 0)
@@ -199,20 +310,20 @@ static void wait_for_work(gw_worker_t *w, int64_t until_ms)
     ts.tv_sec += (time_t)(delay / 1000 + ns / 1000000000);
     ts.tv_nsec = (long)(ns % 1000000000);
     pthread_mutex_lock(&w->mu);
-    while (!w->stopping && !w->kicked)
+    while (!w->stopping && w->gen == seen_gen)
         if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) != 0)
             break;
-    w->kicked = 0;
     pthread_mutex_unlock(&w->mu);
 }
 
-static void *worker_main(void *arg)
+static void *lane_main(void *arg)
 {
-    gw_worker_t *w = arg;
+    lane_t *lane = arg;
+    gw_worker_t *w = lane->w;
     for (;;) {
         pthread_mutex_lock(&w->mu);
         int stop = w->stopping;
-        w->kicked = 0;
+        uint64_t gen = w->gen;
         pthread_mutex_unlock(&w->mu);
         if (stop)
             break;
@@ -220,21 +331,23 @@ static void *worker_main(void *arg)
         int64_t next_due = -1;
         cm_err_t rc = gw_store_claim(w->store, cm_clock_now_ms(), &job, &next_due);
         if (rc == CM_ENOTFOUND) {
-            wait_for_work(w, next_due);
+            wait_for_work(w, gen, next_due);
             continue;
         }
         if (rc) {
             CM_ERROR("gw.worker", "claim failed: %s", cm_strerror(rc));
-            wait_for_work(w, cm_clock_now_ms() + 500);
+            wait_for_work(w, gen, cm_clock_now_ms() + 500);
             continue;
         }
         char cid[80], err[CM_ERR_LEN] = "";
         snprintf(cid, sizeof cid, "job-%lld", (long long)job.id);
         cm_log_set_cid(cid);
-        job_result_t res = run_job(w, &job, err);
-        finish(w, &job, res, err);
+        job_result_t res = run_job(lane, &job, err);
+        finish(lane, &job, res, err);
         cm_log_set_cid(NULL);
         gw_store_job_free(&job);
+        /* This entity is free again: a lane may be waiting for it. */
+        gw_worker_notify(w);
     }
     return NULL;
 }
@@ -242,26 +355,34 @@ static void *worker_main(void *arg)
 cm_err_t gw_worker_start(const gw_config_t *cfg, gw_store_t *store, gw_worker_t **out)
 {
     gw_worker_t *w = calloc(1, sizeof *w);
+    cm_err_t rc = CM_OK;
     *out = NULL;
-    if (!w || !(w->http = cm_http_client_new())) {
-        free(w);
+    if (!w)
         return CM_ENOMEM;
-    }
     w->cfg = cfg;
     w->store = store;
-    cm_rand_seed(&w->rng, cfg->seed);
+    w->nlanes = cfg->worker_threads < MAX_LANES ? cfg->worker_threads : MAX_LANES;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&w->cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&w->mu, NULL);
-    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-        cm_http_client_free(&w->http);
-        pthread_cond_destroy(&w->cv);
-        pthread_mutex_destroy(&w->mu);
-        free(w);
-        return CM_ENOMEM;
+    for (unsigned i = 0; !rc && i < w->nlanes; i++) {
+        lane_t *l = &w->lanes[i];
+        l->w = w;
+        l->cfg = cfg;
+        l->store = store;
+        cm_rand_seed(&l->rng, cfg->seed * 1000003u + i);
+        if (!(l->http = cm_http_client_new()) ||
+            pthread_create(&l->thread, NULL, lane_main, l) != 0)
+            rc = CM_ENOMEM;
+        else
+            l->started = 1;
+    }
+    if (rc) {
+        gw_worker_stop(&w);
+        return rc;
     }
     *out = w;
     return CM_OK;
@@ -270,7 +391,7 @@ cm_err_t gw_worker_start(const gw_config_t *cfg, gw_store_t *store, gw_worker_t 
 void gw_worker_notify(gw_worker_t *w)
 {
     pthread_mutex_lock(&w->mu);
-    w->kicked = 1;
+    w->gen++;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
@@ -284,8 +405,11 @@ void gw_worker_stop(gw_worker_t **wp)
     w->stopping = 1;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    pthread_join(w->thread, NULL);
-    cm_http_client_free(&w->http);
+    for (unsigned i = 0; i < w->nlanes; i++) {
+        if (w->lanes[i].started)
+            pthread_join(w->lanes[i].thread, NULL);
+        cm_http_client_free(&w->lanes[i].http);
+    }
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
     free(w);

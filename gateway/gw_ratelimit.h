@@ -1,0 +1,70 @@
+/* gw_ratelimit.h - token-bucket rate limits per key (provider + API key), so the gateway
+ * stays under each provider's published limit (Cal.com 120 requests/min per API key,
+ * Stripe 25/s in test mode, 100/s live) instead of learning it from 429s.
+ *
+ * A limiter holds one bucket per key, created on first use with the limiter's default
+ * rate and burst, or with the values set for that key. A caller that may wait gets a
+ * reservation: the token is taken now (the bucket may go into debt) and the caller sleeps
+ * the returned time before sending, so waiting callers are served in order and the long
+ * run rate never exceeds the limit. A caller that must not wait (an inbound request path)
+ * is refused at once when no token is there.
+ *
+ * Time is passed in (now_ms, monotonic). The number of keys is bounded: when full, the
+ * least recently used key is forgotten (it starts again full, which is what an idle key's
+ * bucket would be anyway once it has refilled).
+ *
+ * Keys are copied; pass an identifier of the API key rather than the key itself where one
+ * exists: the limiter never logs or exposes keys, but it keeps them in memory.
+ * Thread-safety: every function is safe from any thread (one mutex per limiter), except
+ * gw_ratelimit_free.
+ */
+#ifndef GW_RATELIMIT_H
+#define GW_RATELIMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cm_err.h"
+
+typedef struct gw_ratelimit gw_ratelimit_t;
+
+/* rate_per_s > 0 tokens per second, burst >= 1 tokens (the bucket's size). max_keys >= 1.
+ * CM_EINVAL or CM_ENOMEM. */
+cm_err_t gw_ratelimit_new(double rate_per_s, double burst, size_t max_keys,
+                          gw_ratelimit_t **out) CM_WUR;
+void gw_ratelimit_free(gw_ratelimit_t **rl);
+
+/* Sets the rate and burst of one key (created if needed, starting full; an existing
+ * bucket keeps its tokens, capped at the new burst). CM_EINVAL, CM_ENOMEM. */
+cm_err_t gw_ratelimit_set(gw_ratelimit_t *rl, const char *key, double rate_per_s, double burst,
+                          int64_t now_ms) CM_WUR;
+
+typedef enum {
+    GW_RL_OK = 0, /* a token was taken: go now */
+    GW_RL_WAIT,   /* a token is reserved: sleep *wait_ms, then go (do not call again) */
+    GW_RL_REJECT  /* no token, and waiting is not allowed or would exceed max_wait_ms */
+} gw_rl_verdict_t;
+
+/* "ok", "wait", "reject". */
+const char *gw_rl_verdict_name(gw_rl_verdict_t v);
+
+/* Takes one token for key at now_ms. With wait_allowed and a wait of at most max_wait_ms,
+ * reserves it and returns GW_RL_WAIT with *wait_ms set; otherwise GW_RL_REJECT leaves the
+ * bucket as it was and sets *wait_ms to the wait that would have been needed. *wait_ms is
+ * 0 on GW_RL_OK. Out of memory for a new key also rejects (and the call is not limited
+ * more than it would have been: it is refused). */
+gw_rl_verdict_t gw_ratelimit_acquire(gw_ratelimit_t *rl, const char *key, int64_t now_ms,
+                                     int wait_allowed, int64_t max_wait_ms, int64_t *wait_ms);
+
+/* Gives back a token taken by acquire whose call was not made (e.g. the breaker refused it
+ * afterwards), so that refused calls do not eat the provider's quota. */
+void gw_ratelimit_refund(gw_ratelimit_t *rl, const char *key, int64_t now_ms);
+
+/* Tokens available for key at now_ms (negative while reservations are outstanding);
+ * the limiter's burst for an unknown key. */
+double gw_ratelimit_tokens(gw_ratelimit_t *rl, const char *key, int64_t now_ms);
+
+/* Keys currently held. */
+size_t gw_ratelimit_keys(gw_ratelimit_t *rl);
+
+#endif

@@ -1,0 +1,15 @@
+# gateway/outbound.cmake - the outbound policy stack (breaker, retry, rate limit, slot cache,
+# policy wrapper) and observability (metrics, trace context). Included from
+# gateway/CMakeLists.txt right after the gwcore library is defined.
+target_sources(gwcore PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/gw_breaker.c
+  ${CMAKE_CURRENT_LIST_DIR}/gw_retry.c)
+
+if(BB_TESTS)
+  foreach(t test_gw_breaker test_gw_retry)
+    add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/${t}.c)
+    target_link_libraries(${t} PRIVATE gwcore PkgConfig::CRITERION)
+    target_compile_options(${t} PRIVATE -Wno-missing-prototypes)
+    add_test(NAME ${t} COMMAND ${t} --jobs 2)
+  endforeach()
+endif()
