@@ -79,8 +79,11 @@ static void refill(rl_bucket_t *k, int64_t now_ms)
 /* The bucket of key, created (full) when create is set; NULL when absent or out of memory.
  * A linear scan: a gateway has a handful of keys per provider, far below where a hash
  * would pay off. */
-static rl_bucket_t *find(gw_ratelimit_t *rl, const char *key, int64_t now_ms, int create)
+static rl_bucket_t *find(gw_ratelimit_t *rl, const char *key, int64_t now_ms, int create,
+                         int *created)
 {
+    if (created)
+        *created = 0;
     for (size_t i = 0; i < rl->n; i++)
         if (strcmp(rl->b[i].key, key) == 0) {
             rl->b[i].used = ++rl->clock;
@@ -107,6 +110,8 @@ static rl_bucket_t *find(gw_ratelimit_t *rl, const char *key, int64_t now_ms, in
                        .tokens = rl->burst,
                        .last_ms = now_ms,
                        .used = ++rl->clock};
+    if (created)
+        *created = 1;
     return k;
 }
 
@@ -117,14 +122,15 @@ cm_err_t gw_ratelimit_set(gw_ratelimit_t *rl, const char *key, double rate_per_s
         return CM_EINVAL;
     cm_err_t rc = CM_OK;
     pthread_mutex_lock(&rl->mu);
-    rl_bucket_t *k = find(rl, key, now_ms, 1);
+    int created;
+    rl_bucket_t *k = find(rl, key, now_ms, 1, &created);
     if (!k) {
         rc = CM_ENOMEM;
     } else {
         refill(k, now_ms);
         k->rate = rate_per_s;
         k->burst = burst;
-        if (k->tokens > burst)
+        if (created || k->tokens > burst)
             k->tokens = burst;
     }
     pthread_mutex_unlock(&rl->mu);
@@ -137,7 +143,7 @@ gw_rl_verdict_t gw_ratelimit_acquire(gw_ratelimit_t *rl, const char *key, int64_
     gw_rl_verdict_t v;
     *wait_ms = 0;
     pthread_mutex_lock(&rl->mu);
-    rl_bucket_t *k = find(rl, key, now_ms, 1);
+    rl_bucket_t *k = find(rl, key, now_ms, 1, NULL);
     if (!k) {
         v = GW_RL_REJECT;
     } else {
@@ -164,7 +170,7 @@ gw_rl_verdict_t gw_ratelimit_acquire(gw_ratelimit_t *rl, const char *key, int64_
 void gw_ratelimit_refund(gw_ratelimit_t *rl, const char *key, int64_t now_ms)
 {
     pthread_mutex_lock(&rl->mu);
-    rl_bucket_t *k = find(rl, key, now_ms, 0);
+    rl_bucket_t *k = find(rl, key, now_ms, 0, NULL);
     if (k) {
         refill(k, now_ms);
         k->tokens += 1.0;
@@ -178,7 +184,7 @@ double gw_ratelimit_tokens(gw_ratelimit_t *rl, const char *key, int64_t now_ms)
 {
     double t;
     pthread_mutex_lock(&rl->mu);
-    rl_bucket_t *k = find(rl, key, now_ms, 0);
+    rl_bucket_t *k = find(rl, key, now_ms, 0, NULL);
     if (k) {
         refill(k, now_ms);
         t = k->tokens;

@@ -29,8 +29,13 @@ typedef struct {
 } conn_t;
 
 struct gw_store {
-    conn_t ingest; /* the committer's only */
-    conn_t work;   /* workers and admin */
+    /* Every write goes through one connection under one mutex: writers then queue on a
+     * mutex instead of meeting SQLite's busy handler, which sleeps in steps up to 100 ms
+     * and wrecked acknowledgement latency when workers and the committer collided. */
+    conn_t wr;
+    conn_t rd; /* reads (admin views, states); WAL lets them run beside the writer */
+    int sync_full;    /* configured durability of ingest commits */
+    int wr_sync_full; /* what the writer connection is set to now */
     sqlite3_stmt *st_event, *st_job, *st_dup;
 
     pthread_t committer;
@@ -147,7 +152,7 @@ static void conn_close(conn_t *c)
 /* Writes one event (and its job, or its duplicate count) inside the open transaction. */
 static cm_err_t write_one(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *result)
 {
-    sqlite3 *db = s->ingest.db;
+    sqlite3 *db = s->wr.db;
     sqlite3_stmt *st = s->st_event;
     cm_err_t rc = CM_OK;
     sqlite3_reset(st);
@@ -197,9 +202,24 @@ static cm_err_t write_one(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *r
 
 /* One transaction for the whole batch; a savepoint per event so one bad event fails
  * alone instead of taking the batch down. */
+/* Sets the writer's synchronous mode (the caller holds the writer lock). Ingest commits
+ * use the configured mode (FULL: fsync per commit) because an acknowledged webhook must
+ * survive power loss. Job bookkeeping uses NORMAL: in WAL mode it still survives a
+ * process crash (kill -9), and after a power loss the worst case is a job run again,
+ * which every job handler tolerates; it saves several fsyncs per job that would
+ * otherwise compete with the ingest commits. */
+static void writer_sync(gw_store_t *s, int full)
+{
+    if (s->wr_sync_full == full)
+        return;
+    if (exec(s->wr.db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") == CM_OK)
+        s->wr_sync_full = full;
+}
+
 static void commit_batch(gw_store_t *s, pending_t *batch)
 {
-    sqlite3 *db = s->ingest.db;
+    sqlite3 *db = s->wr.db;
+    writer_sync(s, s->sync_full);
     cm_err_t rc = exec(db, "BEGIN IMMEDIATE");
     for (pending_t *p = batch; p; p = p->next) {
         p->rc = rc;
@@ -245,9 +265,9 @@ static void *committer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&s->qmu);
 
-        pthread_mutex_lock(&s->ingest.mu);
+        pthread_mutex_lock(&s->wr.mu);
         commit_batch(s, batch);
-        pthread_mutex_unlock(&s->ingest.mu);
+        pthread_mutex_unlock(&s->wr.mu);
         while (batch) {
             pending_t *next = batch->next;
             batch->cb(batch->ud, batch->rc, batch->result);
@@ -343,28 +363,29 @@ cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *
         return rc;
     pthread_mutex_init(&s->qmu, NULL);
     pthread_cond_init(&s->qcv, NULL);
-    rc = conn_open(&s->ingest, path, sync_full, err);
-    if (!rc && exec(s->ingest.db, schema)) {
+    rc = conn_open(&s->wr, path, sync_full, err);
+    if (!rc && exec(s->wr.db, schema)) {
         cm_errf(err, "%s: cannot create the schema", path);
         rc = CM_ESTORE;
     }
+    s->sync_full = s->wr_sync_full = sync_full;
     if (!rc)
-        rc = conn_open(&s->work, path, sync_full, err);
+        rc = conn_open(&s->rd, path, sync_full, err);
     if (!rc &&
-        (sqlite3_prepare_v2(s->ingest.db,
+        (sqlite3_prepare_v2(s->wr.db,
                             "INSERT INTO events(provider,event_key,alt_key,event_type,entity_id,"
                             "tenant_id,job_kind,received_at_ms,headers,body) "
                             "VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING id",
                             -1, &s->st_event, NULL) != SQLITE_OK ||
-         sqlite3_prepare_v2(s->ingest.db,
+         sqlite3_prepare_v2(s->wr.db,
                             "INSERT INTO jobs(event_id,kind,entity_id,tenant_id,state,next_at_ms,"
                             "created_at_ms,updated_at_ms) VALUES(?1,?2,?3,?4,'pending',?5,?5,?5)",
                             -1, &s->st_job, NULL) != SQLITE_OK ||
-         sqlite3_prepare_v2(s->ingest.db,
+         sqlite3_prepare_v2(s->wr.db,
                             "UPDATE events SET duplicates=duplicates+1, last_duplicate_at_ms=?1 "
                             "WHERE event_key=?2 OR (?3 IS NOT NULL AND alt_key=?3)",
                             -1, &s->st_dup, NULL) != SQLITE_OK)) {
-        cm_errf(err, "prepare: %s", sqlite3_errmsg(s->ingest.db));
+        cm_errf(err, "prepare: %s", sqlite3_errmsg(s->wr.db));
         rc = CM_ESTORE;
     }
     if (!rc) {
@@ -390,8 +411,8 @@ void gw_store_close(gw_store_t **sp)
     sqlite3_finalize(s->st_event);
     sqlite3_finalize(s->st_job);
     sqlite3_finalize(s->st_dup);
-    conn_close(&s->work);
-    conn_close(&s->ingest);
+    conn_close(&s->rd);
+    conn_close(&s->wr);
     pthread_cond_destroy(&s->qcv);
     pthread_mutex_destroy(&s->qmu);
     free(s);
@@ -402,10 +423,10 @@ void gw_store_close(gw_store_t **sp)
 
 /* Prepares sql on the work connection and binds ints ("i") and texts ("t") from the
  * format string, in order. The caller holds the lock. */
-static cm_err_t prep(gw_store_t *s, sqlite3_stmt **st, const char *sql, const char *fmt, va_list ap)
+static cm_err_t prep(sqlite3 *db, sqlite3_stmt **st, const char *sql, const char *fmt, va_list ap)
 {
-    if (sqlite3_prepare_v2(s->work.db, sql, -1, st, NULL) != SQLITE_OK)
-        return sql_fail(s->work.db, sql);
+    if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
+        return sql_fail(db, sql);
     for (int i = 0; fmt[i]; i++) {
         if (fmt[i] == 'i')
             sqlite3_bind_int64(*st, i + 1, va_arg(ap, int64_t));
@@ -420,16 +441,17 @@ static cm_err_t work_write(gw_store_t *s, int *changes, const char *sql, const c
 {
     sqlite3_stmt *st = NULL;
     va_list ap;
-    pthread_mutex_lock(&s->work.mu);
+    pthread_mutex_lock(&s->wr.mu);
+    writer_sync(s, 0);
     va_start(ap, fmt);
-    cm_err_t rc = prep(s, &st, sql, fmt, ap);
+    cm_err_t rc = prep(s->wr.db, &st, sql, fmt, ap);
     va_end(ap);
     if (!rc && sqlite3_step(st) != SQLITE_DONE)
-        rc = sql_fail(s->work.db, sql);
+        rc = sql_fail(s->wr.db, sql);
     if (!rc && changes)
-        *changes = sqlite3_changes(s->work.db);
+        *changes = sqlite3_changes(s->wr.db);
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->work.mu);
+    pthread_mutex_unlock(&s->wr.mu);
     return rc;
 }
 
@@ -455,9 +477,9 @@ static cm_err_t work_json(gw_store_t *s, cm_buf_t *out, const char *wrapper, con
     va_list ap;
     int rows = 0, step = SQLITE_DONE;
     size_t mark = out->len;
-    pthread_mutex_lock(&s->work.mu);
+    pthread_mutex_lock(&s->rd.mu);
     va_start(ap, fmt);
-    cm_err_t rc = prep(s, &st, sql, fmt, ap);
+    cm_err_t rc = prep(s->rd.db, &st, sql, fmt, ap);
     va_end(ap);
     if (!rc && wrapper)
         rc = cm_buf_printf(out, "{\"%s\":[", wrapper);
@@ -473,13 +495,13 @@ static cm_err_t work_json(gw_store_t *s, cm_buf_t *out, const char *wrapper, con
         rows++;
     }
     if (!rc && step != SQLITE_DONE)
-        rc = sql_fail(s->work.db, "read rows");
+        rc = sql_fail(s->rd.db, "read rows");
     if (!rc && wrapper)
         rc = cm_buf_printf(out, "],\"count\":%d}", rows);
     if (!rc && !wrapper && rows == 0)
         rc = CM_ENOTFOUND;
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->work.mu);
+    pthread_mutex_unlock(&s->rd.mu);
     if (rc) {
         out->len = mark;
         if (out->data)
@@ -505,13 +527,14 @@ cm_err_t gw_store_recover(gw_store_t *s, int max_attempts, int64_t now_ms, int *
 
 cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, gw_job_t *job, int64_t *next_due_ms)
 {
-    sqlite3 *db = s->work.db;
+    sqlite3 *db = s->wr.db;
     sqlite3_stmt *st = NULL;
     cm_err_t rc = CM_ENOTFOUND;
     memset(job, 0, sizeof *job);
     cm_buf_init(&job->body, 64u << 20);
     *next_due_ms = -1;
-    pthread_mutex_lock(&s->work.mu);
+    pthread_mutex_lock(&s->wr.mu);
+    writer_sync(s, 0);
     /* A job whose entity already has one running waits: per-entity serialisation. */
     if (sqlite3_prepare_v2(db,
                            "UPDATE jobs SET state='running', attempts=attempts+1, updated_at_ms=?1 "
@@ -564,7 +587,7 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, gw_job_t *job, int64_t *n
     }
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->work.mu);
+    pthread_mutex_unlock(&s->wr.mu);
     if (rc != CM_OK)
         gw_store_job_free(job);
     return rc;
@@ -632,14 +655,15 @@ cm_err_t gw_store_event_rerun(gw_store_t *s, int64_t event_id, int64_t now_ms, i
     sqlite3_stmt *st = NULL;
     cm_err_t rc = CM_OK;
     *job_id = -1;
-    pthread_mutex_lock(&s->work.mu);
-    if (sqlite3_prepare_v2(s->work.db,
+    pthread_mutex_lock(&s->wr.mu);
+    writer_sync(s, 0);
+    if (sqlite3_prepare_v2(s->wr.db,
                            "INSERT INTO jobs(event_id,kind,entity_id,tenant_id,state,next_at_ms,"
                            "created_at_ms,updated_at_ms) SELECT id, job_kind, entity_id, "
                            "tenant_id, 'pending', ?1, ?1, ?1 FROM events WHERE id=?2 AND "
                            "job_kind IS NOT NULL RETURNING id",
                            -1, &st, NULL) != SQLITE_OK) {
-        rc = sql_fail(s->work.db, "prepare rerun");
+        rc = sql_fail(s->wr.db, "prepare rerun");
     } else {
         sqlite3_bind_int64(st, 1, now_ms);
         sqlite3_bind_int64(st, 2, event_id);
@@ -649,10 +673,10 @@ cm_err_t gw_store_event_rerun(gw_store_t *s, int64_t event_id, int64_t now_ms, i
         else if (step == SQLITE_DONE)
             rc = CM_ENOTFOUND;
         else
-            rc = sql_fail(s->work.db, "rerun");
+            rc = sql_fail(s->wr.db, "rerun");
     }
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->work.mu);
+    pthread_mutex_unlock(&s->wr.mu);
     return rc;
 }
 
@@ -661,10 +685,10 @@ cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *q)
     sqlite3_stmt *st = NULL;
     cm_err_t rc = CM_OK;
     memset(q, 0, sizeof *q);
-    pthread_mutex_lock(&s->work.mu);
-    if (sqlite3_prepare_v2(s->work.db, "SELECT state, COUNT(*) FROM jobs GROUP BY state", -1, &st,
+    pthread_mutex_lock(&s->rd.mu);
+    if (sqlite3_prepare_v2(s->rd.db, "SELECT state, COUNT(*) FROM jobs GROUP BY state", -1, &st,
                            NULL) != SQLITE_OK) {
-        rc = sql_fail(s->work.db, "queue stats");
+        rc = sql_fail(s->rd.db, "queue stats");
     } else {
         int step;
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -682,10 +706,10 @@ cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *q)
                 q->discarded = n;
         }
         if (step != SQLITE_DONE)
-            rc = sql_fail(s->work.db, "queue stats");
+            rc = sql_fail(s->rd.db, "queue stats");
     }
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->work.mu);
+    pthread_mutex_unlock(&s->rd.mu);
     return rc;
 }
 
@@ -737,10 +761,10 @@ cm_err_t gw_store_entity_state(gw_store_t *s, const char *kind, const char *id, 
 {
     sqlite3_stmt *st = NULL;
     cm_err_t rc = CM_ENOTFOUND;
-    pthread_mutex_lock(&s->work.mu);
-    if (sqlite3_prepare_v2(s->work.db, "SELECT state, flags FROM entities WHERE kind=? AND id=?",
+    pthread_mutex_lock(&s->rd.mu);
+    if (sqlite3_prepare_v2(s->rd.db, "SELECT state, flags FROM entities WHERE kind=? AND id=?",
                            -1, &st, NULL) != SQLITE_OK) {
-        rc = sql_fail(s->work.db, "prepare entity state");
+        rc = sql_fail(s->rd.db, "prepare entity state");
     } else {
         bind_text(st, 1, kind);
         bind_text(st, 2, id);
@@ -751,11 +775,11 @@ cm_err_t gw_store_entity_state(gw_store_t *s, const char *kind, const char *id, 
                 *flags = sqlite3_column_int64(st, 1);
             rc = CM_OK;
         } else if (step != SQLITE_DONE) {
-            rc = sql_fail(s->work.db, "entity state");
+            rc = sql_fail(s->rd.db, "entity state");
         }
     }
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->work.mu);
+    pthread_mutex_unlock(&s->rd.mu);
     return rc;
 }
 

@@ -3,10 +3,14 @@
 # gateway/CMakeLists.txt right after the gwcore library is defined.
 target_sources(gwcore PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/gw_breaker.c
-  ${CMAKE_CURRENT_LIST_DIR}/gw_retry.c)
+  ${CMAKE_CURRENT_LIST_DIR}/gw_retry.c
+  ${CMAKE_CURRENT_LIST_DIR}/gw_ratelimit.c
+  ${CMAKE_CURRENT_LIST_DIR}/gw_slotcache.c
+  ${CMAKE_CURRENT_LIST_DIR}/gw_trace.c
+  ${CMAKE_CURRENT_LIST_DIR}/gw_metrics.c)
 
 if(BB_TESTS)
-  foreach(t test_gw_breaker test_gw_retry)
+  foreach(t test_gw_breaker test_gw_retry test_gw_ratelimit test_gw_slotcache test_gw_trace test_gw_metrics)
     add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/${t}.c)
     target_link_libraries(${t} PRIVATE gwcore PkgConfig::CRITERION)
     target_compile_options(${t} PRIVATE -Wno-missing-prototypes)

@@ -1,0 +1,111 @@
+/* rp_result.h - the in-memory result model of one scenario run, handed to the report
+ * writers (JUnit XML now; JSON and HTML later sit beside it and read the same model).
+ *
+ * A report holds suites (one per scenario file), a suite holds cases (one per scenario),
+ * a case holds its outcome, its failure diagnosis and its log as timed lines, so that a
+ * timeline writer can place each line without re-parsing text.
+ *
+ * Ownership: the report owns everything reachable from it; every string given to a setter
+ * is copied. Suites and cases are returned as borrowed pointers that stay valid until the
+ * report is freed (they are allocated one by one, so adding more never moves them).
+ * Not thread-safe: one thread builds a report; give parallel runners one case each and
+ * let a single thread add them.
+ */
+#ifndef RP_RESULT_H
+#define RP_RESULT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cm_err.h"
+
+/* Past this many log lines a case keeps only a count of the dropped ones: a runaway
+ * polling loop must not eat the machine's memory or a CI page. */
+#define RP_MAX_LINES 20000
+#define RP_MAX_LINE_LEN 4096
+
+typedef enum {
+    RP_PASSED = 0,
+    RP_FAILED,  /* an expectation did not hold */
+    RP_ERRORED, /* the scenario could not be run as written: invalid file, start failure */
+    RP_SKIPPED,
+} rp_status_t;
+
+typedef struct {
+    int64_t t_ms;   /* since the case started */
+    char actor[24]; /* "runner", "sim", "gw", "step[3]", ... */
+    char *text;
+} rp_line_t;
+
+typedef struct {
+    /* public, read-only for writers */
+    char *name;      /* scenario name */
+    char *classname; /* file path without .json, '/' -> '.' */
+    rp_status_t status;
+    double time_s;
+    int64_t started_ms; /* wall-clock epoch ms; 0 when not started */
+    char *type;         /* failure/error type ("expectation", "timeout", "invalid", ...), or NULL */
+    char *message;      /* one line, or NULL */
+    char *detail;       /* the diagnosis, expected and got; may span lines; or NULL */
+    rp_line_t *lines;
+    size_t nlines;
+    size_t dropped_lines;
+    /* private */
+    size_t _cap;
+} rp_case_t;
+
+typedef struct {
+    char *name; /* the scenario file path */
+    rp_case_t **cases;
+    size_t ncases;
+    size_t _cap;
+} rp_suite_t;
+
+typedef struct {
+    char *name;
+    double time_s;
+    rp_suite_t **suites;
+    size_t nsuites;
+    size_t _cap;
+} rp_report_t;
+
+typedef struct {
+    size_t tests, failures, errors, skipped;
+    double time_s;
+} rp_counts_t;
+
+/* New empty report named name (copied). NULL when out of memory. */
+rp_report_t *rp_report_new(const char *name);
+/* Frees the report and everything in it, sets *r to NULL; accepts NULL. */
+void rp_report_free(rp_report_t **r);
+
+/* Appends a suite / a case (name copied). Borrowed result, NULL when out of memory
+ * (the report is then unchanged). A new case starts as RP_PASSED with no lines. */
+rp_suite_t *rp_report_add_suite(rp_report_t *r, const char *name);
+rp_case_t *rp_suite_add_case(rp_suite_t *s, const char *name, const char *classname);
+
+/* Sets the outcome; type, message and detail are copied (each may be NULL). A failure
+ * message is cut at its first newline (it becomes an XML attribute); the whole text
+ * belongs in detail. */
+cm_err_t rp_case_set_outcome(rp_case_t *c, rp_status_t st, const char *type, const char *message,
+                             const char *detail) CM_WUR;
+
+/* Appends one log line (text copied, cut at RP_MAX_LINE_LEN). Past RP_MAX_LINES only
+ * dropped_lines grows. */
+cm_err_t rp_case_add_line(rp_case_t *c, int64_t t_ms, const char *actor, const char *text) CM_WUR;
+
+/* The case's log as text, one "  +1.234 actor  text" line per entry: a new string the
+ * caller frees, NULL when out of memory. */
+char *rp_case_log_text(const rp_case_t *c);
+
+/* The class name for a file path: strips "./" and leading '/', a trailing ".json", and
+ * turns '/' into '.'. Writes into out (cap bytes, truncated). Returns out. */
+char *rp_classname(const char *path, char *out, size_t cap);
+
+/* Totals over the suite (s) or the whole report (r). */
+rp_counts_t rp_suite_counts(const rp_suite_t *s);
+rp_counts_t rp_report_counts(const rp_report_t *r);
+
+const char *rp_status_name(rp_status_t st);
+
+#endif

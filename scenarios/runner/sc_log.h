@@ -1,0 +1,43 @@
+/* sc_log.h - a scenario's buffered log and its failure record.
+ *
+ * Log lines go into the scenario's rp_case_t with the time since the scenario began and
+ * an actor ("runner", "sim", "gw", "step[3]"); the runner prints them only for failures
+ * (or with -v), and the JUnit writer puts them in <system-out>. Not thread-safe: the
+ * context's one thread.
+ */
+#ifndef SC_LOG_H
+#define SC_LOG_H
+
+#include "sc_ctx.h"
+
+/* For writes into diagnoses and logs: a full or failed buffer there must not change a
+ * test's outcome, so their errors are dropped on purpose (a cast to void does not silence
+ * warn_unused_result in GCC). */
+#define SC_BEST_EFFORT(expr)                                                                       \
+    do {                                                                                           \
+        if (expr) {                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* Appends a line. Allocation failures drop the line (a log must not fail a test). */
+void sc_log(sc_ctx_t *ctx, const char *actor, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records the scenario's failure unless one is recorded already (then the message is only
+ * logged). status is RP_FAILED or RP_ERRORED; type a short word. The message is one line;
+ * add the diagnosis with sc_fail_detail. Returns CM_EINVAL so callers can
+ * `return sc_fail(...)`. */
+cm_err_t sc_fail(sc_ctx_t *ctx, rp_status_t status, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Appends to the failure's detail while the first failure is being described (a later
+ * sc_fail only adds an "also:" line and ends that). */
+void sc_fail_detail(sc_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Same for text of any length (no formatting), e.g. a log tail. */
+void sc_fail_text(sc_ctx_t *ctx, const char *text);
+
+/* "steps[3] (webhook)" or "steps[3] (webhook \"five copies\")" into out. */
+const char *sc_step_label(const sc_step_t *s, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,352 @@
+/* sc_match.c - path lookup, lenient deep equality and the $-operators. */
+#include "sc_match.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm_json.h"
+
+/* Diagnosis text is best effort: a full buffer must not change the verdict (a cast to
+ * void does not silence warn_unused_result in GCC). */
+#define BEST_EFFORT(expr)                                                                          \
+    do {                                                                                           \
+        if (expr) {                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* Longest rendering of a value in a diagnosis; the full answer is shown elsewhere. */
+#define SC_MATCH_SHOW 300
+
+const json_t *sc_match_path(const json_t *root, const char *path)
+{
+    const json_t *cur = root;
+    const char *p = path;
+    char key[256];
+    while (cur && *p) {
+        size_t klen = strcspn(p, ".");
+        if (klen >= sizeof key)
+            return NULL;
+        memcpy(key, p, klen);
+        key[klen] = '\0';
+        if (json_is_object(cur)) {
+            cur = json_object_get(cur, key);
+        } else if (json_is_array(cur)) {
+            char *end;
+            long idx = strtol(key, &end, 10);
+            if (!*key || *end)
+                return NULL;
+            if (idx < 0)
+                idx += (long)json_array_size(cur);
+            cur = idx >= 0 ? json_array_get(cur, (size_t)idx) : NULL;
+        } else {
+            cur = NULL;
+        }
+        p += klen;
+        if (*p == '.')
+            p++;
+    }
+    return cur;
+}
+
+static int is_number(const json_t *v)
+{
+    return json_is_integer(v) || json_is_real(v);
+}
+
+int sc_match_equal(const json_t *a, const json_t *b)
+{
+    if (is_number(a) && is_number(b)) {
+        if (json_is_integer(a) && json_is_integer(b))
+            return json_integer_value(a) == json_integer_value(b);
+        return json_number_value(a) == json_number_value(b);
+    }
+    if (json_is_array(a) && json_is_array(b)) {
+        if (json_array_size(a) != json_array_size(b))
+            return 0;
+        for (size_t i = 0; i < json_array_size(a); i++)
+            if (!sc_match_equal(json_array_get(a, i), json_array_get(b, i)))
+                return 0;
+        return 1;
+    }
+    if (json_is_object(a) && json_is_object(b)) {
+        const char *k;
+        json_t *v;
+        if (json_object_size(a) != json_object_size(b))
+            return 0;
+        json_object_foreach((json_t *)a, k, v)
+        {
+            if (!sc_match_equal(v, json_object_get(b, k)))
+                return 0;
+        }
+        return 1;
+    }
+    return json_equal((json_t *)a, (json_t *)b);
+}
+
+static int is_operator_object(const json_t *v)
+{
+    const char *k;
+    json_t *x;
+    if (!json_is_object(v) || json_object_size(v) == 0)
+        return 0;
+    json_object_foreach((json_t *)v, k, x)
+    {
+        if (k[0] == '$')
+            return 1;
+    }
+    return 0;
+}
+
+static const char *const type_names[] = {"string", "number", "integer", "boolean",
+                                         "null",   "object", "array",   NULL};
+
+static cm_err_t validate_ops(const char *path, const json_t *ops, char *err)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)ops, k, v)
+    {
+        if (k[0] != '$') {
+            cm_errf(err, "\"%s\": cannot mix operators and the plain key \"%s\"", path, k);
+            return CM_EINVAL;
+        }
+        if (!strcmp(k, "$eq") || !strcmp(k, "$ne") || !strcmp(k, "$contains"))
+            continue;
+        if (!strcmp(k, "$gt") || !strcmp(k, "$gte") || !strcmp(k, "$lt") || !strcmp(k, "$lte")) {
+            if (!is_number(v) && !json_is_string(v)) {
+                cm_errf(err, "\"%s\": %s needs a number or a string", path, k);
+                return CM_EINVAL;
+            }
+        } else if (!strcmp(k, "$exists")) {
+            if (!json_is_boolean(v)) {
+                cm_errf(err, "\"%s\": $exists needs true or false", path);
+                return CM_EINVAL;
+            }
+        } else if (!strcmp(k, "$len")) {
+            if (is_operator_object(v)) {
+                cm_err_t rc = validate_ops(path, v, err);
+                if (rc)
+                    return rc;
+            } else if (!json_is_integer(v) || json_integer_value(v) < 0) {
+                cm_errf(err, "\"%s\": $len needs a non-negative integer or operators", path);
+                return CM_EINVAL;
+            }
+        } else if (!strcmp(k, "$in")) {
+            if (!json_is_array(v)) {
+                cm_errf(err, "\"%s\": $in needs an array", path);
+                return CM_EINVAL;
+            }
+        } else if (!strcmp(k, "$type")) {
+            int ok = 0;
+            for (int i = 0; json_is_string(v) && type_names[i]; i++)
+                ok |= !strcmp(json_string_value(v), type_names[i]);
+            if (!ok) {
+                cm_errf(err,
+                        "\"%s\": $type must be one of string, number, integer, boolean, "
+                        "null, object, array",
+                        path);
+                return CM_EINVAL;
+            }
+        } else {
+            cm_errf(err,
+                    "\"%s\": unknown operator \"%s\" (known: $eq $ne $gt $gte $lt $lte "
+                    "$exists $len $contains $in $type)",
+                    path, k);
+            return CM_EINVAL;
+        }
+    }
+    return CM_OK;
+}
+
+cm_err_t sc_match_validate(const json_t *spec, char *err)
+{
+    const char *k;
+    json_t *v;
+    if (!json_is_object(spec)) {
+        cm_errf(err, "must be an object of path -> expected value");
+        return CM_EINVAL;
+    }
+    json_object_foreach((json_t *)spec, k, v)
+    {
+        if (is_operator_object(v)) {
+            cm_err_t rc = validate_ops(k, v, err);
+            if (rc)
+                return rc;
+        }
+    }
+    return CM_OK;
+}
+
+static const char *type_of(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "object";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_STRING:
+        return "string";
+    case JSON_INTEGER:
+        return "integer";
+    case JSON_REAL:
+        return "number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "boolean";
+    case JSON_NULL:
+        return "null";
+    }
+    return "?";
+}
+
+/* Compares with the ordering operators; -2 when the types cannot be ordered. */
+static int order(const json_t *a, const json_t *b)
+{
+    if (is_number(a) && is_number(b)) {
+        double x = json_number_value(a), y = json_number_value(b);
+        if (json_is_integer(a) && json_is_integer(b)) {
+            json_int_t i = json_integer_value(a), j = json_integer_value(b);
+            return i < j ? -1 : i > j;
+        }
+        return x < y ? -1 : x > y;
+    }
+    if (json_is_string(a) && json_is_string(b)) {
+        int c = strcmp(json_string_value(a), json_string_value(b));
+        return c < 0 ? -1 : c > 0;
+    }
+    return -2;
+}
+
+static int length_of(const json_t *v, size_t *len)
+{
+    if (json_is_string(v))
+        *len = json_string_length(v);
+    else if (json_is_array(v))
+        *len = json_array_size(v);
+    else if (json_is_object(v))
+        *len = json_object_size(v);
+    else
+        return 0;
+    return 1;
+}
+
+/* Does the (possibly NULL) value satisfy all operators? */
+static int ops_hold(const json_t *got, const json_t *ops)
+{
+    const char *k;
+    json_t *x;
+    json_object_foreach((json_t *)ops, k, x)
+    {
+        if (!strcmp(k, "$exists")) {
+            if ((got != NULL) != json_is_true(x))
+                return 0;
+            continue;
+        }
+        if (!got)
+            return 0;
+        if (!strcmp(k, "$eq")) {
+            if (!sc_match_equal(got, x))
+                return 0;
+        } else if (!strcmp(k, "$ne")) {
+            if (sc_match_equal(got, x))
+                return 0;
+        } else if (!strcmp(k, "$gt") || !strcmp(k, "$gte") || !strcmp(k, "$lt") ||
+                   !strcmp(k, "$lte")) {
+            int c = order(got, x);
+            if (c == -2)
+                return 0;
+            int ok = !strcmp(k, "$gt")    ? c > 0
+                     : !strcmp(k, "$gte") ? c >= 0
+                     : !strcmp(k, "$lt")  ? c < 0
+                                          : c <= 0;
+            if (!ok)
+                return 0;
+        } else if (!strcmp(k, "$len")) {
+            size_t n;
+            if (!length_of(got, &n))
+                return 0;
+            json_t *nj = json_integer((json_int_t)n);
+            int ok = nj && (json_is_object(x) ? ops_hold(nj, x) : sc_match_equal(nj, x));
+            json_decref(nj);
+            if (!ok)
+                return 0;
+        } else if (!strcmp(k, "$contains")) {
+            int ok = 0;
+            if (json_is_string(got) && json_is_string(x)) {
+                ok = strstr(json_string_value(got), json_string_value(x)) != NULL;
+            } else if (json_is_array(got)) {
+                for (size_t i = 0; !ok && i < json_array_size(got); i++)
+                    ok = sc_match_equal(json_array_get(got, i), x);
+            }
+            if (!ok)
+                return 0;
+        } else if (!strcmp(k, "$in")) {
+            int ok = 0;
+            for (size_t i = 0; !ok && i < json_array_size(x); i++)
+                ok = sc_match_equal(got, json_array_get(x, i));
+            if (!ok)
+                return 0;
+        } else if (!strcmp(k, "$type")) {
+            const char *want = json_string_value(x);
+            const char *have = type_of(got);
+            int ok = !strcmp(want, have) || (!strcmp(want, "number") && is_number(got));
+            if (!ok)
+                return 0;
+        } else {
+            return 0; /* not validated: never a silent pass */
+        }
+    }
+    return 1;
+}
+
+/* Appends a value shortened to SC_MATCH_SHOW bytes. */
+static void show(cm_buf_t *b, const json_t *v)
+{
+    char *t = cm_json_dumps(v);
+    if (!t) {
+        BEST_EFFORT(cm_buf_addstr(b, "(?)"));
+        return;
+    }
+    size_t n = strlen(t);
+    if (n > SC_MATCH_SHOW)
+        BEST_EFFORT(cm_buf_printf(b, "%.*s... (%zu bytes)", SC_MATCH_SHOW, t, n));
+    else
+        BEST_EFFORT(cm_buf_addstr(b, t));
+    free(t);
+}
+
+int sc_match(const json_t *answer, const json_t *spec, cm_buf_t *diag)
+{
+    const char *k;
+    json_t *want;
+    int bad = 0;
+    json_object_foreach((json_t *)spec, k, want)
+    {
+        const json_t *got = answer ? sc_match_path(answer, k) : NULL;
+        int ok = is_operator_object(want) ? ops_hold(got, want)
+                                          : (got != NULL && sc_match_equal(got, want));
+        if (ok)
+            continue;
+        bad++;
+        if (!diag)
+            continue;
+        BEST_EFFORT(cm_buf_printf(diag, "  \"%s\": expected ", k));
+        show(diag, want);
+        if (!answer) {
+            BEST_EFFORT(cm_buf_addstr(diag, ", got no JSON answer\n"));
+        } else if (!got) {
+            BEST_EFFORT(cm_buf_addstr(diag, ", got nothing (no such path)\n"));
+        } else {
+            size_t len;
+            BEST_EFFORT(cm_buf_addstr(diag, ", got "));
+            show(diag, got);
+            /* A long array cut to SC_MATCH_SHOW bytes hides its length: say it. */
+            if (is_operator_object(want) && json_object_get(want, "$len") && length_of(got, &len))
+                BEST_EFFORT(cm_buf_printf(diag, " (length %zu)", len));
+            BEST_EFFORT(cm_buf_addstr(diag, "\n"));
+        }
+    }
+    return bad;
+}

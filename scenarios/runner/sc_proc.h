@@ -1,0 +1,63 @@
+/* sc_proc.h - starting and stopping the programs under test.
+ *
+ * Each child runs in its own process group (its pid is the group id), with stdin from
+ * /dev/null and stdout+stderr appended to a log file, so the whole group (the program and
+ * anything it spawned) can be stopped at once and its output shown when a scenario fails.
+ * Readiness is a file the child writes atomically once it listens; we poll for it with a
+ * deadline and notice at once when the child died instead.
+ *
+ * A sc_proc_t is a plain value owned by the caller; one thread uses it at a time. Starting
+ * uses posix_spawn with a prepared environment, so it is safe with other threads running.
+ */
+#ifndef SC_PROC_H
+#define SC_PROC_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cm_err.h"
+
+/* Ready-file polling interval: short enough to start fast, long enough not to spin. */
+#define SC_PROC_POLL_MS 15
+
+typedef struct {
+    /* read-only */
+    char name[32]; /* for messages: "simulators", "gateway" */
+    pid_t pid;     /* also the process group id; 0 when never started */
+    int exited;    /* the child has been reaped */
+    int status;    /* its waitpid status, valid when exited */
+    char log_path[PATH_MAX];
+} sc_proc_t;
+
+/* Starts argv[0] (a path, not searched in PATH) with argv, the runner's environment plus
+ * env (NULL-terminated "NAME=value" strings that replace same-named variables; may be
+ * NULL), output appended to log_path. On error p->pid is 0 and err (CM_ERR_LEN) says why. */
+cm_err_t sc_proc_start(sc_proc_t *p, const char *name, const char *const argv[],
+                       const char *const env[], const char *log_path, char *err) CM_WUR;
+
+/* 1 while the child runs; reaps it (setting exited/status) when it has ended. */
+int sc_proc_running(sc_proc_t *p);
+
+/* Waits until ready_path exists and parses as JSON (*ready: new reference), the child
+ * dies (CM_ESTATE), timeout_ms passes (CM_ETIMEOUT) or the runner is interrupted
+ * (CM_ESTATE). err (CM_ERR_LEN) says which, naming the process and the file. */
+cm_err_t sc_proc_wait_ready(sc_proc_t *p, const char *ready_path, int64_t timeout_ms,
+                            json_t **ready, char *err) CM_WUR;
+
+/* Stops the child: SIGTERM to its group, up to grace_ms for it to exit, then SIGKILL to
+ * the group; stragglers in the group are killed once the leader is gone. Returns CM_OK
+ * when it exited with status 0 after SIGTERM, CM_ESTATE when it had died before, exited
+ * otherwise or needed SIGKILL (err says how). A never-started child is CM_OK. */
+cm_err_t sc_proc_stop(sc_proc_t *p, int64_t grace_ms, char *err) CM_WUR;
+
+/* "exited with status 1", "killed by signal 11 (Segmentation fault)", "running". */
+void sc_proc_describe(const sc_proc_t *p, char *out, size_t cap);
+
+/* The last max_lines lines of a log file (at most its last 64 KiB), each prefixed with
+ * indent: a new string the caller frees, or NULL when the file cannot be read. An empty
+ * file gives "". */
+char *sc_proc_log_tail(const char *path, int max_lines, const char *indent);
+
+#endif

@@ -1,0 +1,346 @@
+/* sc_run.c - the life of one scenario: temp dir, children, steps, teardown. */
+#include "sc_run.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cm_clock.h"
+#include "cm_codec.h"
+#include "cm_json.h"
+#include "sc_ctx.h"
+#include "sc_duration.h"
+#include "sc_files.h"
+#include "sc_http.h"
+#include "sc_log.h"
+#include "sc_signal.h"
+#include "sc_steps.h"
+
+/* A gateway config is a hand-written fixture. */
+#define SC_CONFIG_MAX (1u << 20)
+#define SC_MAX_ENV 64
+
+static cm_err_t make_tmpdir(sc_ctx_t *ctx)
+{
+    const char *base = getenv("TMPDIR");
+    char err[CM_ERR_LEN];
+    if (!base || !*base)
+        base = "/tmp";
+    snprintf(ctx->tmpdir, sizeof ctx->tmpdir, "%s/scenario-XXXXXX", base);
+    if (!mkdtemp(ctx->tmpdir)) {
+        int e = errno;
+        char tried[PATH_MAX];
+        snprintf(tried, sizeof tried, "%s", ctx->tmpdir);
+        ctx->tmpdir[0] = '\0';
+        return sc_fail(ctx, RP_ERRORED, "startup", "cannot create a temp dir %s: %s", tried,
+                       strerror(e));
+    }
+    /* As varnishtest does: a kept directory says which test it belonged to. */
+    char path[PATH_MAX + 16], info[PATH_MAX * 2 + 600];
+    int n = snprintf(info, sizeof info, "name: %s\nfile: %s\nseed: %lld\n", ctx->sc->name,
+                     ctx->sc->path, ctx->seed);
+    snprintf(path, sizeof path, "%s/INFO", ctx->tmpdir);
+    if (sc_files_write(path, info, (size_t)n, err) != CM_OK)
+        return sc_fail(ctx, RP_ERRORED, "startup", "%s", err);
+    snprintf(path, sizeof path, "%s/data", ctx->tmpdir);
+    if (mkdir(path, 0700) != 0)
+        return sc_fail(ctx, RP_ERRORED, "startup", "cannot create %s: %s", path, strerror(errno));
+    if (sc_vars_set_str(ctx->vars, "tmp_dir", ctx->tmpdir) ||
+        sc_vars_set_str(ctx->vars, "data_dir", path))
+        return sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+    return CM_OK;
+}
+
+/* Adds the last lines of a child's log to the diagnosis. */
+static void add_tail(sc_ctx_t *ctx, const sc_proc_t *p)
+{
+    if (p->pid <= 0)
+        return;
+    char *tail = sc_proc_log_tail(p->log_path, SC_LOG_TAIL_LINES, "  ");
+    sc_fail_detail(ctx, "last lines of %s:\n", p->log_path);
+    sc_fail_text(ctx, !tail ? "  (cannot read it)\n" : *tail ? tail : "  (empty)\n");
+    free(tail);
+}
+
+/* Reads a port out of a ready file. */
+static int ready_port(const json_t *ready, const char *key)
+{
+    json_int_t v = json_integer_value(json_object_get(ready, key));
+    return v > 0 && v < 65536 ? (int)v : 0;
+}
+
+static cm_err_t set_endpoint(sc_ctx_t *ctx, sc_target_t t, const char *name, int port)
+{
+    char var[32];
+    snprintf(ctx->url[t], sizeof ctx->url[t], "http://127.0.0.1:%d", port);
+    snprintf(var, sizeof var, "%s_url", name);
+    cm_err_t rc = sc_vars_set_str(ctx->vars, var, ctx->url[t]);
+    snprintf(var, sizeof var, "%s_port", name);
+    if (!rc)
+        rc = sc_vars_set_int(ctx->vars, var, port);
+    return rc;
+}
+
+static cm_err_t start_child(sc_ctx_t *ctx, sc_proc_t *p, const char *name, const char *actor,
+                            const char *const argv[], const char *const env[],
+                            const char *ready_path, json_t **ready)
+{
+    char err[CM_ERR_LEN], log[PATH_MAX + 16];
+    snprintf(log, sizeof log, "%s/%s.log", ctx->tmpdir, actor);
+    if (sc_proc_start(p, name, argv, env, log, err) != CM_OK)
+        return sc_fail(ctx, RP_ERRORED, "startup", "%s", err);
+    sc_log(ctx, actor, "started %s (pid %d), log %s", argv[0], (int)p->pid, log);
+    int64_t t = cm_clock_mono_ms();
+    cm_err_t rc = sc_proc_wait_ready(p, ready_path, SC_READY_TIMEOUT_MS, ready, err);
+    if (rc) {
+        sc_fail(ctx, RP_ERRORED, sc_signal_caught() ? "interrupted" : "startup", "%s", err);
+        add_tail(ctx, p);
+        /* Reported: stop (or reap) it now, and let teardown skip it rather than report
+         * the same death twice. */
+        if (sc_proc_stop(p, SC_STOP_GRACE_MS, err) != CM_OK)
+            sc_log(ctx, actor, "%s", err);
+        p->pid = 0;
+        return rc;
+    }
+    char *shown = cm_json_dumps(*ready);
+    sc_log(ctx, actor, "ready in %lld ms: %s", (long long)(cm_clock_mono_ms() - t),
+           shown ? shown : "");
+    free(shown);
+    return CM_OK;
+}
+
+static cm_err_t start_simulators(sc_ctx_t *ctx)
+{
+    char ready_path[PATH_MAX + 16], seed[32];
+    json_t *ready = NULL;
+    snprintf(ready_path, sizeof ready_path, "%s/sim.ready", ctx->tmpdir);
+    snprintf(seed, sizeof seed, "%lld", ctx->seed);
+    const char *argv[] = {ctx->opts->simulators, "--ready-file", ready_path, "--seed", seed, NULL};
+    cm_err_t rc = start_child(ctx, &ctx->sim, "simulators", "sim", argv, NULL, ready_path, &ready);
+    if (rc)
+        return rc;
+    static const struct {
+        sc_target_t t;
+        const char *name;
+    } eps[] = {{SC_TO_RETELL, "retell"},
+               {SC_TO_CALCOM, "calcom"},
+               {SC_TO_STRIPE, "stripe"},
+               {SC_TO_CONTROL, "control"}};
+    for (size_t i = 0; !rc && i < sizeof eps / sizeof eps[0]; i++) {
+        int port = ready_port(ready, eps[i].name);
+        if (!port)
+            rc = sc_fail(ctx, RP_ERRORED, "startup",
+                         "the simulators' ready file has no valid \"%s\" port", eps[i].name);
+        else if (set_endpoint(ctx, eps[i].t, eps[i].name, port))
+            rc = sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+    }
+    json_decref(ready);
+    return rc;
+}
+
+/* Expands the scenario's gateway config into DIR/gateway.json. */
+static cm_err_t write_gateway_config(sc_ctx_t *ctx, char *out, size_t cap)
+{
+    char src[PATH_MAX], err[SC_ERR_LEN];
+    char *text = NULL, *expanded = NULL;
+    cm_err_t rc;
+    if (sc_scenario_resolve(ctx->sc, ctx->sc->gateway_config, src, sizeof src, err) != CM_OK)
+        return sc_fail(ctx, RP_ERRORED, "startup", "gateway config: %s", err);
+    if (sc_files_read(src, SC_CONFIG_MAX, &text, NULL, err) != CM_OK)
+        return sc_fail(ctx, RP_ERRORED, "startup", "gateway config: %s", err);
+    if (sc_vars_expand(ctx->vars, text, &expanded, err) != CM_OK) {
+        free(text);
+        return sc_fail(ctx, RP_ERRORED, "startup", "gateway config %s: %s", src, err);
+    }
+    free(text);
+    snprintf(out, cap, "%s/gateway.json", ctx->tmpdir);
+    rc = sc_files_write(out, expanded, strlen(expanded), err);
+    free(expanded);
+    if (rc)
+        return sc_fail(ctx, RP_ERRORED, "startup", "%s", err);
+    sc_log(ctx, "runner", "gateway config %s expanded into %s", src, out);
+    return CM_OK;
+}
+
+static cm_err_t start_gateway(sc_ctx_t *ctx)
+{
+    char config[PATH_MAX + 16], ready_path[PATH_MAX + 16], err[CM_ERR_LEN];
+    char *env[SC_MAX_ENV + 2] = {NULL};
+    size_t nenv = 0;
+    json_t *ready = NULL;
+    cm_err_t rc = write_gateway_config(ctx, config, sizeof config);
+    if (rc)
+        return rc;
+
+    /* A fresh admin token per run: the gateway reads it from the environment (the config
+     * says {"env":"GW_ADMIN_TOKEN"}), we send it as Bearer on /admin/ requests. */
+    unsigned char raw[16];
+    if (cm_random_bytes(raw, sizeof raw) != 0)
+        return sc_fail(ctx, RP_ERRORED, "startup", "no random bytes for the admin token");
+    cm_hex_encode(raw, sizeof raw, ctx->admin_token);
+    size_t len = strlen("GW_ADMIN_TOKEN=") + sizeof ctx->admin_token;
+    if (!(env[nenv] = malloc(len)))
+        return sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+    snprintf(env[nenv++], len, "GW_ADMIN_TOKEN=%s", ctx->admin_token);
+
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)ctx->sc->env, k, v)
+    {
+        char *val = NULL;
+        if (nenv >= SC_MAX_ENV) {
+            rc = sc_fail(ctx, RP_ERRORED, "invalid", "\"env\": more than %d variables", SC_MAX_ENV);
+            break;
+        }
+        if (sc_vars_expand(ctx->vars, json_string_value(v), &val, err) != CM_OK) {
+            rc = sc_fail(ctx, RP_ERRORED, "startup", "\"env\" %s: %s", k, err);
+            break;
+        }
+        len = strlen(k) + strlen(val) + 2;
+        if ((env[nenv] = malloc(len)))
+            snprintf(env[nenv++], len, "%s=%s", k, val);
+        free(val);
+        sc_log(ctx, "runner", "gateway env %s set", k); /* the value may be a secret */
+    }
+    if (!rc) {
+        snprintf(ready_path, sizeof ready_path, "%s/gw.ready", ctx->tmpdir);
+        const char *argv[] = {ctx->opts->gateway, "--config", config,
+                              "--ready-file",     ready_path, NULL};
+        rc = start_child(ctx, &ctx->gw, "gateway", "gw", argv, (const char *const *)env, ready_path,
+                         &ready);
+    }
+    for (size_t i = 0; i < nenv; i++)
+        free(env[i]);
+    if (rc)
+        return rc;
+    int port = ready_port(ready, "port");
+    json_decref(ready);
+    if (!port)
+        return sc_fail(ctx, RP_ERRORED, "startup",
+                       "the gateway's ready file has no valid \"port\"");
+    if (set_endpoint(ctx, SC_TO_GATEWAY, "gateway", port))
+        return sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+    return CM_OK;
+}
+
+/* Points the Retell simulator's webhooks at the gateway. */
+static cm_err_t connect_webhook(sc_ctx_t *ctx)
+{
+    char body[256], shown[SC_HTTP_SHOW + 128];
+    snprintf(body, sizeof body, "{\"url\":\"%s/webhooks/retell\"}", ctx->url[SC_TO_GATEWAY]);
+    sc_http_req_t r = {.to = SC_TO_CONTROL,
+                       .method = "PUT",
+                       .path = "/control/retell/webhook",
+                       .body = body,
+                       .body_len = strlen(body)};
+    sc_answer_t a;
+    cm_err_t rc = CM_OK;
+    sc_http_do(ctx, "runner", &r, 0, &a);
+    if (a.transport != CM_OK || a.status < 200 || a.status > 299)
+        rc =
+            sc_fail(ctx, RP_ERRORED, "startup", "PUT /control/retell/webhook: expected 204, got %s",
+                    sc_answer_show(&a, shown, sizeof shown));
+    sc_answer_free(&a);
+    return rc;
+}
+
+/* A child that died during a step fails the scenario right there, with its log. */
+static cm_err_t check_alive(sc_ctx_t *ctx, sc_proc_t *p, const char *when)
+{
+    char how[96];
+    if (p->pid <= 0 || sc_proc_running(p))
+        return CM_OK;
+    sc_proc_describe(p, how, sizeof how);
+    int first = !ctx->fail.set;
+    sc_fail(ctx, RP_FAILED, "process", "%s %s %s", p->name, how, when);
+    if (first)
+        add_tail(ctx, p);
+    p->pid = 0; /* reported; teardown has nothing left to stop */
+    return CM_EINVAL;
+}
+
+static void stop_child(sc_ctx_t *ctx, sc_proc_t *p, const char *actor)
+{
+    char err[CM_ERR_LEN];
+    if (p->pid <= 0)
+        return;
+    int64_t t = cm_clock_mono_ms();
+    if (sc_proc_stop(p, SC_STOP_GRACE_MS, err) != CM_OK) {
+        int first = !ctx->fail.set;
+        sc_fail(ctx, RP_FAILED, "process", "%s", err);
+        if (first)
+            add_tail(ctx, p);
+    } else {
+        sc_log(ctx, actor, "stopped in %lld ms", (long long)(cm_clock_mono_ms() - t));
+    }
+}
+
+rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case_t *out,
+                            char kept[PATH_MAX])
+{
+    sc_ctx_t ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.opts = o;
+    ctx.sc = sc;
+    ctx.rc = out;
+    ctx.t0_ms = cm_clock_mono_ms();
+    ctx.deadline_ms = ctx.t0_ms + o->timeout_ms;
+    ctx.seed = o->has_seed ? o->seed : sc->seed;
+    out->started_ms = cm_clock_now_ms();
+    kept[0] = '\0';
+
+    sc_log(&ctx, "runner", "scenario \"%s\" from %s, seed %lld", sc->name, sc->path, ctx.seed);
+    cm_err_t rc = CM_OK;
+    if (!(ctx.vars = sc_vars_new()) || !(ctx.http = cm_http_client_new()) ||
+        sc_vars_set_int(ctx.vars, "seed", ctx.seed))
+        rc = sc_fail(&ctx, RP_ERRORED, "internal", "out of memory");
+    if (!rc)
+        rc = make_tmpdir(&ctx);
+    if (!rc)
+        rc = start_simulators(&ctx);
+    if (!rc)
+        rc = start_gateway(&ctx);
+    if (!rc)
+        rc = connect_webhook(&ctx);
+    for (size_t i = 0; !rc && i < sc->nsteps; i++) {
+        if (sc_signal_caught()) {
+            rc = sc_fail(&ctx, RP_ERRORED, "interrupted",
+                         "interrupted by signal %d before steps[%zu]", sc_signal_caught(), i);
+            break;
+        }
+        if (cm_clock_mono_ms() >= ctx.deadline_ms) {
+            char d[24];
+            rc = sc_fail(&ctx, RP_FAILED, "timeout",
+                         "the scenario's --timeout (%s) passed before steps[%zu]",
+                         sc_duration_format(o->timeout_ms, d), i);
+            break;
+        }
+        rc = sc_step_run(&ctx, &sc->steps[i]);
+        char when[64];
+        snprintf(when, sizeof when, "during steps[%zu]", i);
+        if (check_alive(&ctx, &ctx.gw, when) || check_alive(&ctx, &ctx.sim, when))
+            rc = CM_EINVAL;
+    }
+    /* The gateway first: it must not see its providers vanish while it still works. */
+    stop_child(&ctx, &ctx.gw, "gw");
+    stop_child(&ctx, &ctx.sim, "sim");
+
+    if (ctx.fail.set && rp_case_set_outcome(out, ctx.fail.status, ctx.fail.type, ctx.fail.message,
+                                            ctx.fail.detail.data) != CM_OK)
+        out->status = ctx.fail.status; /* out of memory for the words, not for the verdict */
+    if (*ctx.tmpdir) {
+        if (o->keep || ctx.fail.set) {
+            snprintf(kept, PATH_MAX, "%s", ctx.tmpdir);
+            sc_log(&ctx, "runner", "temp dir kept: %s", ctx.tmpdir);
+        } else if (sc_files_remove_tree(ctx.tmpdir) != CM_OK) {
+            sc_log(&ctx, "runner", "could not remove all of %s", ctx.tmpdir);
+        }
+    }
+    out->time_s = (double)(cm_clock_mono_ms() - ctx.t0_ms) / 1000.0;
+    cm_buf_free(&ctx.fail.detail);
+    cm_http_client_free(&ctx.http);
+    sc_vars_free(&ctx.vars);
+    return out->status;
+}

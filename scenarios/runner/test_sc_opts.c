@@ -1,0 +1,105 @@
+/* test_sc_opts.c - the command line: defaults, values, and usage errors. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "sc_opts.h"
+
+static cm_err_t parse(sc_opts_t *o, char *err, int argc, char **argv)
+{
+    return sc_opts_parse(argc, argv, "/b/scenarios/scenario", o, err);
+}
+
+Test(opts, defaults)
+{
+    char *argv[] = {"scenario", "scenarios/basic", NULL};
+    sc_opts_t o;
+    char err[CM_ERR_LEN] = "";
+    cr_assert_eq(parse(&o, err, 2, argv), CM_OK, "%s", err);
+    cr_assert_str_eq(o.junit, "reports/out/junit.xml");
+    cr_assert_str_eq(o.gateway, "/b/gateway/gateway");
+    cr_assert_str_eq(o.simulators, "/b/simulators/simulators");
+    cr_assert_eq(o.timeout_ms, 60000);
+    cr_assert_not(o.has_seed);
+    cr_assert_not(o.keep);
+    cr_assert_not(o.verbose);
+    cr_assert_eq(o.ninputs, 1);
+    cr_assert_str_eq(o.inputs[0], "scenarios/basic");
+    sc_opts_free(&o);
+}
+
+Test(opts, every_option)
+{
+    char *argv[] = {"scenario",
+                    "--junit",
+                    "out.xml",
+                    "--filter=dedup",
+                    "--seed",
+                    "42",
+                    "-k",
+                    "--gateway",
+                    "/g",
+                    "--simulators=/s",
+                    "--timeout",
+                    "2m",
+                    "-v",
+                    "a.json",
+                    "--check",
+                    "--",
+                    "--odd-name.json",
+                    NULL};
+    sc_opts_t o;
+    char err[CM_ERR_LEN] = "";
+    cr_assert_eq(parse(&o, err, 17, argv), CM_OK, "%s", err);
+    cr_assert_str_eq(o.junit, "out.xml");
+    cr_assert_str_eq(o.filter, "dedup");
+    cr_assert(o.has_seed);
+    cr_assert_eq(o.seed, 42);
+    cr_assert(o.keep);
+    cr_assert(o.verbose);
+    cr_assert(o.check);
+    cr_assert_str_eq(o.gateway, "/g");
+    cr_assert_str_eq(o.simulators, "/s");
+    cr_assert_eq(o.timeout_ms, 120000);
+    cr_assert_eq(o.ninputs, 2);
+    cr_assert_str_eq(o.inputs[1], "--odd-name.json");
+    sc_opts_free(&o);
+}
+
+Test(opts, usage_errors)
+{
+    struct {
+        int argc;
+        char *argv[4];
+        const char *want;
+    } cases[] = {
+        {2, {"scenario", "--bogus"}, "unknown option '--bogus'"},
+        {2, {"scenario", "-x"}, "unknown option '-x'"},
+        {3, {"scenario", "--seedling", "x"}, "unknown option '--seedling'"},
+        {2, {"scenario", "--junit"}, "--junit needs a value"},
+        {3, {"scenario", "--junit=", "x"}, "--junit needs a non-empty value"},
+        {4, {"scenario", "--seed", "-3", "x"}, "--seed: '-3' is not a non-negative integer"},
+        {4, {"scenario", "--seed", "7x", "x"}, "--seed: '7x'"},
+        {4, {"scenario", "--timeout", "60", "x"}, "--timeout: \"60\" is not a duration"},
+        {4, {"scenario", "--timeout", "0s", "x"}, "--timeout must be longer than 0"},
+        {1, {"scenario"}, "no scenario files or directories given"},
+        {2, {"scenario", "-v"}, "no scenario files or directories given"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sc_opts_t o;
+        char err[CM_ERR_LEN] = "";
+        cr_assert_eq(parse(&o, err, cases[i].argc, cases[i].argv), CM_EINVAL, "case %zu", i);
+        cr_assert_not_null(strstr(err, cases[i].want), "want \"%s\", got \"%s\"", cases[i].want,
+                           err);
+        sc_opts_free(&o);
+    }
+}
+
+Test(opts, help_needs_no_inputs)
+{
+    char *argv[] = {"scenario", "--help", NULL};
+    sc_opts_t o;
+    cr_assert_eq(parse(&o, NULL, 2, argv), CM_OK);
+    cr_assert(o.help);
+    cr_assert_not_null(strstr(sc_opts_usage(), "--junit FILE"));
+    sc_opts_free(&o);
+}

@@ -1,0 +1,265 @@
+/* test_sc_scenario.c - loading scenario files: a full valid file, and the messages for
+ * each kind of mistake (they must name the file, the step and the field). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sc_scenario.h"
+
+static char dir[64];
+static char gw[128], fx[128];
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/sc_scn_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(gw, sizeof gw, "%s/gw.json", dir);
+    snprintf(fx, sizeof fx, "%s/call.json", dir);
+    FILE *f = fopen(gw, "w");
+    fputs("{}", f);
+    fclose(f);
+    f = fopen(fx, "w");
+    fputs("{\"agent_id\":\"a\"}", f);
+    fclose(f);
+}
+
+static void teardown(void)
+{
+    unlink(gw);
+    unlink(fx);
+    rmdir(dir);
+}
+
+TestSuite(scenario, .init = setup, .fini = teardown);
+
+/* A scenario around the given steps (JSON text of the array's contents), with %G for the
+ * gateway config and %F for the fixture path. */
+static char *make(const char *top_extra, const char *steps)
+{
+    static char text[8192];
+    char body[6144] = "";
+    size_t n = 0;
+    for (const char *p = steps; *p && n + 130 < sizeof body; p++) {
+        if (p[0] == '%' && p[1] == 'F') {
+            n += (size_t)snprintf(body + n, sizeof body - n, "%s", fx);
+            p++;
+        } else {
+            body[n++] = *p;
+        }
+    }
+    body[n] = '\0';
+    snprintf(text, sizeof text,
+             "{\"name\":\"t\",\"tags\":[\"x\"],\"seed\":7,\"gateway\":{\"config\":\"%s\"}%s,"
+             "\"steps\":[%s]}",
+             gw, top_extra, body);
+    return text;
+}
+
+static void expect_error(const char *text, const char *want)
+{
+    sc_scenario_t *sc = (sc_scenario_t *)1;
+    char err[SC_ERR_LEN] = "";
+    cr_assert_neq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK,
+                  "accepted: %s", text);
+    cr_assert_null(sc);
+    cr_assert_not_null(strstr(err, want), "want \"%s\"\n got \"%s\"\n for %s", want, err, text);
+    cr_assert_eq(strncmp(err, "sc/x.json: ", 11), 0, "no file name in \"%s\"", err);
+}
+
+static const char *const ok_steps =
+    "{\"name\":\"make a call\",\"call\":{\"fixture\":\"%F\",\"set\":{\"a.b\":1}}},"
+    "{\"webhook\":{\"provider\":\"retell\",\"call\":\"${call.call_id}\",\"copies\":5,"
+    "\"concurrent\":true,\"forge\":false,\"timestamp_offset_ms\":-1000},"
+    "\"expect\":{\"statuses\":[204,200],\"json\":{\"deliveries\":{\"$len\":5}}}},"
+    "{\"wait\":{\"request\":{\"to\":\"gateway\",\"path\":\"/admin/calls/${call.call_id}\"},"
+    "\"until\":{\"status\":200,\"json\":{\"state\":\"booked\"}},\"within\":\"250ms\"}},"
+    "{\"request\":{\"to\":\"control\",\"method\":\"POST\",\"path\":\"/control/reset\","
+    "\"headers\":{\"X-A\":\"b\"},\"body\":\"raw\"}},"
+    "{\"request\":{\"to\":\"stripe\",\"path\":\"/v1/x\",\"auth\":true,\"json\":[1]},"
+    "\"expect\":{\"status\":[200,201]},\"capture\":{\"x\":\"id\",\"all\":\"\"}}";
+
+Test(scenario, valid_file_loads_with_defaults)
+{
+    const char *text = make(",\"description\":\"d\",\"env\":{\"A_B\":\"c\"}", ok_steps);
+    sc_scenario_t *sc = NULL;
+    char err[SC_ERR_LEN] = "";
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert_str_eq(sc->name, "t");
+    cr_assert_str_eq(sc->description, "d");
+    cr_assert_str_eq(sc->dir, "sc");
+    cr_assert_eq(sc->seed, 7);
+    cr_assert_eq(sc->nsteps, 5);
+
+    const sc_step_t *s = &sc->steps[0];
+    cr_assert_eq(s->kind, SC_STEP_CALL);
+    cr_assert_str_eq(s->name, "make a call");
+    cr_assert_str_eq(s->as, "call");
+    cr_assert_not_null(s->set);
+
+    s = &sc->steps[1];
+    cr_assert_eq(s->kind, SC_STEP_WEBHOOK);
+    cr_assert_str_eq(s->event, "call_analyzed");
+    cr_assert_eq(s->copies, 5);
+    cr_assert(s->concurrent);
+    cr_assert_not(s->forge);
+    cr_assert_eq(s->timestamp_offset_ms, -1000);
+    cr_assert_eq(s->expect.nstatuses, 2);
+    cr_assert_eq(s->expect.statuses[1], 200);
+
+    s = &sc->steps[2];
+    cr_assert_eq(s->kind, SC_STEP_WAIT);
+    cr_assert_eq(s->within_ms, 250);
+    cr_assert_eq(s->req.to, SC_TO_GATEWAY);
+    cr_assert_str_eq(s->req.method, "GET");
+    cr_assert_eq(s->req.auth, -1);
+    cr_assert(s->expect.present);
+
+    s = &sc->steps[3];
+    cr_assert_eq(s->kind, SC_STEP_REQUEST);
+    cr_assert_not(s->expect.present, "no expect: any 2xx at run time");
+    cr_assert_str_eq(s->req.body, "raw");
+
+    s = &sc->steps[4];
+    cr_assert_eq(s->req.to, SC_TO_STRIPE);
+    cr_assert_eq(s->req.auth, 1);
+    cr_assert_not_null(s->req.json);
+    cr_assert_not_null(s->capture);
+    sc_scenario_free(&sc);
+    cr_assert_null(sc);
+}
+
+Test(scenario, top_level_mistakes)
+{
+    char text[1024];
+    expect_error("[]", "a scenario must be a JSON object");
+    expect_error("{\"name\":", "invalid JSON at line 1");
+    snprintf(text, sizeof text, "%s", make(",\"speed\":20", "{}"));
+    expect_error(text, "unknown key \"speed\" (allowed: \"name\", \"description\"");
+    expect_error("{\"tags\":[],\"seed\":1}", "\"name\" is required");
+    expect_error("{\"name\":\"n\",\"tags\":[1],\"seed\":1}", "\"tags\"[0] must be a string");
+    expect_error("{\"name\":\"n\",\"tags\":[],\"seed\":-1}", "\"seed\" is required (a "
+                                                             "non-negative integer)");
+    expect_error("{\"name\":\"n\",\"tags\":[],\"seed\":1,\"gateway\":{\"config\":\"/nope.json\"},"
+                 "\"steps\":[]}",
+                 "sc/x.json: gateway: \"config\": /nope.json: no such file");
+    expect_error("{\"name\":\"n\",\"tags\":[],\"seed\":1,\"gateway\":{\"config\":\"nope.json\"},"
+                 "\"steps\":[]}",
+                 "\"nope.json\" not found in");
+    snprintf(text, sizeof text, "%s", make(",\"env\":{\"A\":1}", "{}"));
+    expect_error(text, "\"env\": \"A\" must be a string");
+    snprintf(text, sizeof text, "%s", make("", ""));
+    expect_error(text, "\"steps\" is required (a non-empty list)");
+}
+
+Test(scenario, step_mistakes)
+{
+    struct {
+        const char *steps, *want;
+    } cases[] = {
+        {"{\"sleep\":\"1s\"}", "steps[0]: unknown step kind (keys: \"sleep\""},
+        {"{\"call\":{\"fixture\":\"%F\"},\"wait\":{}}", "steps[0]: a step has exactly one kind"},
+        {"1", "steps[0]: a step must be an object"},
+        {"{\"call\":{\"fixture\":\"%F\"}},{\"webhook\":{\"provider\":\"retell\",\"call\":\"c\","
+         "\"copies\":0}}",
+         "steps[1] (webhook): \"copies\" must be a positive integer"},
+        {"{\"webhook\":{\"provider\":\"retell\",\"call\":\"c\",\"copies\":\"5\"}}",
+         "steps[0] (webhook): \"copies\" must be a positive integer"},
+        {"{\"webhook\":{\"provider\":\"stripe\",\"call\":\"c\"}}",
+         "only \"retell\" webhooks are supported"},
+        {"{\"webhook\":{\"provider\":\"retell\"}}", "steps[0] (webhook): \"call\" is required"},
+        {"{\"webhook\":{\"provider\":\"retell\",\"call\":\"c\",\"forge\":\"yes\"}}",
+         "\"forge\" must be true or false"},
+        {"{\"webhook\":{\"provider\":\"retell\",\"call\":\"c\"},\"expect\":{\"status\":204}}",
+         "unknown key \"status\" in \"expect\" (allowed: \"statuses\", \"json\")"},
+        {"{\"webhook\":{\"provider\":\"retell\",\"call\":\"c\"},\"expect\":{\"statuses\":[]}}",
+         "\"statuses\" must be a non-empty list of HTTP statuses"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"},\"expect\":{\"status\":99}}",
+         "steps[0] (request): \"status\" must hold HTTP statuses (100-599)"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"},\"expect\":{}}", "\"expect\" is empty"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"},\"expect\":{\"json\":{\"a\":"
+         "{\"$foo\":1}}}}",
+         "steps[0] (request): \"expect\".\"json\": \"a\": unknown operator \"$foo\""},
+        {"{\"request\":{\"to\":\"db\",\"path\":\"/x\"}}",
+         "\"to\" must be one of gateway, control, retell, calcom, stripe (got \"db\")"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"x\"}}", "\"path\" must start with '/'"},
+        {"{\"request\":{\"to\":\"gateway\"}}", "\"path\" is required"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\",\"method\":\"get\"}}",
+         "\"method\" must be one of GET"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\",\"json\":{},\"body\":\"\"}}",
+         "give either \"json\" or \"body\", not both"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\",\"headers\":{\"A\":1}}}",
+         "header \"A\" must be a string"},
+        {"{\"request\":{\"to\":\"control\",\"path\":\"/x\",\"auth\":true}}",
+         "the control port takes no credentials"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\",\"timeout\":\"1s\"}}",
+         "unknown key \"timeout\" in \"request\""},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"},\"until\":{}}",
+         "steps[0] (request): unknown key \"until\" (allowed: \"name\", \"request\", "
+         "\"expect\", \"capture\")"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"},\"capture\":{\"seed\":\"a\"}}",
+         "\"capture\": \"seed\" is a built-in variable"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"},\"capture\":{\"a.b\":\"a\"}}",
+         "\"capture\": \"a.b\" is not a variable name"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"},\"capture\":{\"a\":1}}",
+         "\"capture\": \"a\" must name an answer path"},
+        {"{\"wait\":{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"}}}",
+         "steps[0] (wait): \"until\" is required"},
+        {"{\"wait\":{\"until\":{\"status\":200}}}", "steps[0] (wait): \"request\" is required"},
+        {"{\"wait\":{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"},\"until\":{\"status\":200},"
+         "\"within\":\"10\"}}",
+         "steps[0] (wait): \"within\": \"10\" is not a duration"},
+        {"{\"wait\":{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"},\"until\":{\"status\":200},"
+         "\"within\":\"0ms\"}}",
+         "\"within\" must be longer than 0"},
+        {"{\"call\":{\"fixture\":\"missing.json\"}}", "steps[0] (call): \"fixture\": "
+                                                      "\"missing.json\" not found"},
+        {"{\"call\":{\"fixture\":\"%F\",\"as\":\"gateway_url\"}}", "is a built-in variable"},
+        {"{\"call\":{\"fixture\":\"%F\",\"set\":[]}}", "\"set\" must be an object"},
+        {"{\"name\":5,\"call\":{\"fixture\":\"%F\"}}", "\"name\" must be a string"},
+        /* valid steps but nothing is checked anywhere */
+        {"{\"call\":{\"fixture\":\"%F\"}},{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"}}",
+         "sc/x.json: the scenario has no expectation"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_error(make("", cases[i].steps), cases[i].want);
+}
+
+Test(scenario, variables_in_file_paths_are_checked_at_run_time)
+{
+    const char *text = make("", "{\"call\":{\"fixture\":\"${fixtures}/x.json\"}},"
+                                "{\"request\":{\"to\":\"gateway\",\"path\":\"${p}\"},"
+                                "\"expect\":{\"status\":200}}");
+    sc_scenario_t *sc = NULL;
+    char err[SC_ERR_LEN] = "";
+    cr_assert_eq(sc_scenario_parse("x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert_str_eq(sc->dir, ".");
+    sc_scenario_free(&sc);
+}
+
+Test(scenario, resolve_prefers_cwd_then_file_dir)
+{
+    sc_scenario_t *sc = NULL;
+    char path[256], text[512], err[SC_ERR_LEN], out[512];
+    snprintf(path, sizeof path, "%s/s.json", dir);
+    snprintf(text, sizeof text, "%s",
+             make("", "{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"},"
+                      "\"expect\":{\"status\":200}}"));
+    cr_assert_eq(sc_scenario_parse(path, text, strlen(text), &sc, err), CM_OK, "%s", err);
+    /* call.json is not in the cwd but sits beside the scenario */
+    cr_assert_eq(sc_scenario_resolve(sc, "call.json", out, sizeof out, err), CM_OK, "%s", err);
+    cr_assert_str_eq(out, fx);
+    cr_assert_eq(sc_scenario_resolve(sc, "nope.json", out, sizeof out, err), CM_ENOTFOUND);
+    cr_assert_not_null(strstr(err, "(the repo root) nor in /tmp/sc_scn_"), "%s", err);
+    sc_scenario_free(&sc);
+}
+
+Test(scenario, load_from_disk)
+{
+    sc_scenario_t *sc = (sc_scenario_t *)1;
+    char err[SC_ERR_LEN];
+    cr_assert_eq(sc_scenario_load("/nonexistent/x.json", &sc, err), CM_ENOTFOUND);
+    cr_assert_null(sc);
+    cr_assert_not_null(strstr(err, "/nonexistent/x.json"), "%s", err);
+}
