@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_clock.h"
 #include "cm_log.h"
 #include "gw_store.h"
 
@@ -33,8 +34,13 @@ struct gw_store {
      * mutex instead of meeting SQLite's busy handler, which sleeps in steps up to 100 ms
      * and wrecked acknowledgement latency when workers and the committer collided. */
     conn_t wr;
-    conn_t rd; /* reads (admin views, states); WAL lets them run beside the writer */
-    int sync_full;    /* configured durability of ingest commits */
+    conn_t rd;     /* reads (admin views, states); WAL lets them run beside the writer */
+    int sync_full; /* configured durability of ingest commits */
+    /* The committer has a batch and wants the writer: bookkeeping writes step aside, so
+     * webhook acknowledgement never queues behind a stream of worker updates. */
+    pthread_mutex_t prio_mu;
+    pthread_cond_t prio_cv;
+    int commit_waiting;
     int wr_sync_full; /* what the writer connection is set to now */
     sqlite3_stmt *st_event, *st_job, *st_dup;
 
@@ -265,9 +271,20 @@ static void *committer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&s->qmu);
 
+        int64_t t0 = cm_clock_mono_ns();
+        pthread_mutex_lock(&s->prio_mu);
+        s->commit_waiting = 1;
+        pthread_mutex_unlock(&s->prio_mu);
         pthread_mutex_lock(&s->wr.mu);
+        int64_t t1 = cm_clock_mono_ns();
         commit_batch(s, batch);
         pthread_mutex_unlock(&s->wr.mu);
+        pthread_mutex_lock(&s->prio_mu);
+        s->commit_waiting = 0;
+        pthread_cond_broadcast(&s->prio_cv);
+        pthread_mutex_unlock(&s->prio_mu);
+        CM_DEBUG("gw.store", "group commit: %d event(s), lock wait %lld us, commit %lld us", n,
+                 (long long)(t1 - t0) / 1000, (long long)(cm_clock_mono_ns() - t1) / 1000);
         while (batch) {
             pending_t *next = batch->next;
             batch->cb(batch->ud, batch->rc, batch->result);
@@ -352,6 +369,16 @@ void gw_store_stop_intake(gw_store_t *s)
         pthread_join(s->committer, NULL);
 }
 
+/* Takes the writer for bookkeeping, after any batch the committer is waiting to write. */
+static void writer_lock_low(gw_store_t *s)
+{
+    pthread_mutex_lock(&s->prio_mu);
+    while (s->commit_waiting)
+        pthread_cond_wait(&s->prio_cv, &s->prio_mu);
+    pthread_mutex_unlock(&s->prio_mu);
+    pthread_mutex_lock(&s->wr.mu);
+}
+
 /* ---- open / close ---------------------------------------------------------------- */
 
 cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *err)
@@ -363,6 +390,8 @@ cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *
         return rc;
     pthread_mutex_init(&s->qmu, NULL);
     pthread_cond_init(&s->qcv, NULL);
+    pthread_mutex_init(&s->prio_mu, NULL);
+    pthread_cond_init(&s->prio_cv, NULL);
     rc = conn_open(&s->wr, path, sync_full, err);
     if (!rc && exec(s->wr.db, schema)) {
         cm_errf(err, "%s: cannot create the schema", path);
@@ -415,6 +444,8 @@ void gw_store_close(gw_store_t **sp)
     conn_close(&s->wr);
     pthread_cond_destroy(&s->qcv);
     pthread_mutex_destroy(&s->qmu);
+    pthread_cond_destroy(&s->prio_cv);
+    pthread_mutex_destroy(&s->prio_mu);
     free(s);
     *sp = NULL;
 }
@@ -441,7 +472,7 @@ static cm_err_t work_write(gw_store_t *s, int *changes, const char *sql, const c
 {
     sqlite3_stmt *st = NULL;
     va_list ap;
-    pthread_mutex_lock(&s->wr.mu);
+    writer_lock_low(s);
     writer_sync(s, 0);
     va_start(ap, fmt);
     cm_err_t rc = prep(s->wr.db, &st, sql, fmt, ap);
@@ -533,7 +564,7 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, gw_job_t *job, int64_t *n
     memset(job, 0, sizeof *job);
     cm_buf_init(&job->body, 64u << 20);
     *next_due_ms = -1;
-    pthread_mutex_lock(&s->wr.mu);
+    writer_lock_low(s);
     writer_sync(s, 0);
     /* A job whose entity already has one running waits: per-entity serialisation. */
     if (sqlite3_prepare_v2(db,
@@ -655,7 +686,7 @@ cm_err_t gw_store_event_rerun(gw_store_t *s, int64_t event_id, int64_t now_ms, i
     sqlite3_stmt *st = NULL;
     cm_err_t rc = CM_OK;
     *job_id = -1;
-    pthread_mutex_lock(&s->wr.mu);
+    writer_lock_low(s);
     writer_sync(s, 0);
     if (sqlite3_prepare_v2(s->wr.db,
                            "INSERT INTO jobs(event_id,kind,entity_id,tenant_id,state,next_at_ms,"
@@ -762,8 +793,8 @@ cm_err_t gw_store_entity_state(gw_store_t *s, const char *kind, const char *id, 
     sqlite3_stmt *st = NULL;
     cm_err_t rc = CM_ENOTFOUND;
     pthread_mutex_lock(&s->rd.mu);
-    if (sqlite3_prepare_v2(s->rd.db, "SELECT state, flags FROM entities WHERE kind=? AND id=?",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(s->rd.db, "SELECT state, flags FROM entities WHERE kind=? AND id=?", -1,
+                           &st, NULL) != SQLITE_OK) {
         rc = sql_fail(s->rd.db, "prepare entity state");
     } else {
         bind_text(st, 1, kind);

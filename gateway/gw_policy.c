@@ -1,0 +1,188 @@
+/* gw_policy.c - one outbound call through rate limit > breaker > timeout > retry. */
+#include "gw_policy.h"
+
+#include "cm_clock.h"
+
+static int64_t real_mono(void *ud)
+{
+    (void)ud;
+    return cm_clock_mono_ms();
+}
+
+static int64_t real_wall(void *ud)
+{
+    (void)ud;
+    return cm_clock_now_ms();
+}
+
+static int real_sleep(void *ud, int64_t ms)
+{
+    (void)ud;
+    cm_clock_sleep_ms(ms);
+    return 0;
+}
+
+void gw_policy_clock_real(gw_policy_clock_t *c)
+{
+    *c = (gw_policy_clock_t){
+        .mono_ms = real_mono, .wall_ms = real_wall, .sleep_ms = real_sleep, .ud = NULL};
+}
+
+const char *gw_policy_status_name(gw_policy_status_t s)
+{
+    static const char *const names[] = {"done",         "failed",   "breaker_open",
+                                        "rate_limited", "deadline", "aborted"};
+    return (unsigned)s < 6 ? names[s] : "?";
+}
+
+static void emit(const gw_policy_t *p, gw_policy_event_t e)
+{
+    if (p->on_event)
+        p->on_event(p->event_ud, p, &e);
+}
+
+static int is_failure(const gw_att_result_t *r)
+{
+    return r->kind == GW_ATT_CONNECT || r->kind == GW_ATT_TIMEOUT || r->kind == GW_ATT_TRANSPORT ||
+           (r->kind == GW_ATT_OK && r->status >= 500);
+}
+
+static int transient_verdict(gw_retry_verdict_t v)
+{
+    return v == GW_RETRY_NO_EXHAUSTED || v == GW_RETRY_NO_BUDGET || v == GW_RETRY_NO_RETRY_AFTER;
+}
+
+gw_policy_status_t gw_policy_run(const gw_policy_t *p, const gw_policy_clock_t *clk, cm_rand_t *rng,
+                                 gw_attempt_fn fn, void *fn_ud, gw_policy_outcome_t *out)
+{
+    int64_t start = clk->mono_ms(clk->ud);
+    int64_t deadline_at = p->deadline_ms > 0 ? start + p->deadline_ms : INT64_MAX;
+    *out = (gw_policy_outcome_t){.status = GW_POL_FAILED, .verdict = GW_RETRY_NO_DONE};
+    /* One deposit per operation, not per attempt: the budget is a share of operations. */
+    if (p->budget)
+        gw_retry_budget_deposit(p->budget, start);
+
+    for (int attempt = 1;; attempt++) {
+        int64_t now = clk->mono_ms(clk->ud);
+        int have_token = 0;
+
+        /* 1. Rate limit. The wait is bounded by the deadline as well. */
+        if (p->ratelimit) {
+            int64_t wait = 0, max_wait = p->rl_max_wait_ms;
+            if (deadline_at != INT64_MAX && deadline_at - now < max_wait)
+                max_wait = deadline_at - now;
+            gw_rl_verdict_t v =
+                gw_ratelimit_acquire(p->ratelimit, p->rl_key, now, p->rl_wait, max_wait, &wait);
+            if (v == GW_RL_REJECT) {
+                emit(p, (gw_policy_event_t){.type = GW_POL_EV_RL_REJECT, .attempt = attempt});
+                out->status = GW_POL_RATE_LIMITED;
+                out->transient = 1;
+                out->retry_in_ms = wait;
+                break;
+            }
+            have_token = 1;
+            if (v == GW_RL_WAIT) {
+                emit(p, (gw_policy_event_t){
+                            .type = GW_POL_EV_RL_WAIT, .attempt = attempt, .delay_ms = wait});
+                out->waited_ms += wait;
+                if (clk->sleep_ms(clk->ud, wait) != 0) {
+                    gw_ratelimit_refund(p->ratelimit, p->rl_key, clk->mono_ms(clk->ud));
+                    out->status = GW_POL_ABORTED;
+                    break;
+                }
+                now = clk->mono_ms(clk->ud);
+            }
+        }
+
+        /* 2. Breaker. */
+        gw_brk_permit_t permit = {0};
+        if (p->breaker) {
+            gw_brk_verdict_t bv = gw_breaker_acquire(p->breaker, now, &permit);
+            if (bv != GW_BRK_PERMITTED) {
+                if (have_token)
+                    gw_ratelimit_refund(p->ratelimit, p->rl_key, now);
+                emit(p, (gw_policy_event_t){
+                            .type = GW_POL_EV_BREAKER_REJECT, .attempt = attempt, .breaker = bv});
+                out->status = GW_POL_BREAKER_OPEN;
+                out->transient = 1;
+                out->retry_in_ms = permit.retry_in_ms;
+                break;
+            }
+        }
+
+        /* 3. Timeout: never past the deadline. */
+        int64_t left = deadline_at - now;
+        if (left <= 0) {
+            gw_breaker_release(&permit, now);
+            if (have_token)
+                gw_ratelimit_refund(p->ratelimit, p->rl_key, now);
+            out->status = GW_POL_DEADLINE;
+            out->transient = 1;
+            break;
+        }
+        gw_attempt_ctx_t ctx = {.attempt = attempt,
+                                .timeout_ms =
+                                    p->attempt_timeout_ms > 0 ? p->attempt_timeout_ms : left};
+        if (ctx.timeout_ms > left)
+            ctx.timeout_ms = left;
+        ctx.connect_timeout_ms = p->connect_timeout_ms > 0 && p->connect_timeout_ms < ctx.timeout_ms
+                                     ? p->connect_timeout_ms
+                                     : ctx.timeout_ms;
+
+        /* 4. The attempt. */
+        gw_att_result_t r = {.kind = GW_ATT_TRANSPORT};
+        fn(fn_ud, &ctx, &r);
+        int64_t end = clk->mono_ms(clk->ud);
+        out->attempts = attempt;
+        out->last = r;
+        if (r.kind == GW_ATT_OK && r.status == 429)
+            gw_breaker_release(&permit, end);
+        else
+            gw_breaker_record(&permit, is_failure(&r) ? GW_BRK_FAILURE : GW_BRK_SUCCESS, end);
+        emit(p, (gw_policy_event_t){.type = GW_POL_EV_ATTEMPT,
+                                    .attempt = attempt,
+                                    .result = &r,
+                                    .duration_ms = end - now});
+
+        /* 5. Retry? */
+        gw_retry_decision_t d = gw_retry_decide(&p->retry, p->safe, &r, attempt,
+                                                clk->wall_ms(clk->ud), end, rng, p->budget);
+        out->verdict = d.verdict;
+        if (d.verdict != GW_RETRY_YES) {
+            if (d.verdict == GW_RETRY_NO_DONE) {
+                out->status = GW_POL_DONE;
+            } else {
+                out->status = GW_POL_FAILED;
+                out->transient = transient_verdict(d.verdict);
+                out->retry_in_ms = d.retry_after_ms > 0 ? d.retry_after_ms : 0;
+                emit(p, (gw_policy_event_t){.type = GW_POL_EV_GIVE_UP,
+                                            .attempt = attempt,
+                                            .result = &r,
+                                            .verdict = d.verdict});
+            }
+            break;
+        }
+        if (deadline_at != INT64_MAX && d.delay_ms >= deadline_at - end) {
+            /* Sleeping would wake up with no time left for the attempt. */
+            out->status = GW_POL_DEADLINE;
+            out->transient = 1;
+            out->retry_in_ms = d.delay_ms;
+            emit(p, (gw_policy_event_t){.type = GW_POL_EV_GIVE_UP,
+                                        .attempt = attempt,
+                                        .result = &r,
+                                        .verdict = d.verdict});
+            break;
+        }
+        emit(p, (gw_policy_event_t){.type = GW_POL_EV_RETRY,
+                                    .attempt = attempt,
+                                    .result = &r,
+                                    .delay_ms = d.delay_ms,
+                                    .verdict = d.verdict});
+        out->waited_ms += d.delay_ms;
+        if (clk->sleep_ms(clk->ud, d.delay_ms) != 0) {
+            out->status = GW_POL_ABORTED;
+            break;
+        }
+    }
+    return out->status;
+}
