@@ -35,7 +35,7 @@ static void problem(checker_t *ck, const char *path, const char *fmt, ...)
 
 static const char *const top_keys[] = {"listen",    "data_dir", "admin_token", "log_level",
                                        "seed",      "webhooks", "store",       "worker",
-                                       "providers", "tenants",  NULL};
+                                       "providers", "tenants",  "sources",     NULL};
 
 static void unknown_keys(checker_t *ck, const char *path, const json_t *obj,
                          const char *const *known)

@@ -111,3 +111,18 @@ Test(config, wrong_types_are_reported)
     cr_assert(strstr(report, "listen: \"port\" must be an integer from 0 to 65535"), "%s", report);
     cr_assert(strstr(report, "worker: \"max_attempts\" must be an integer"), "%s", report);
 }
+
+Test(config, sources_and_optional_provider_secrets)
+{
+    gw_config_t *cfg = NULL;
+    const char *text =
+        "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"t\",\"providers\":{\"calcom\":"
+        "{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT "],"
+        "\"sources\":[{\"id\":\"crm\",\"secrets\":[\"whsec_bm90IGJhc2U2NA==\"]},"
+        "{\"id\":\"Bad Id\",\"secrets\":[\"whsec_***\"]},{\"id\":\"crm\",\"secrets\":[]}]}";
+    cr_assert_eq(load_text(text, &cfg), 4, "%s", report);
+    cr_assert(strstr(report, "sources[1]: \"id\" may use only"), "%s", report);
+    cr_assert(strstr(report, "sources[1]: secrets[0] is not base64"), "%s", report);
+    cr_assert(strstr(report, "sources[2]: \"secrets\" must list 1 to"), "%s", report);
+    cr_assert(strstr(report, "sources: id \"crm\" appears twice"), "%s", report);
+}

@@ -67,8 +67,7 @@ Test(trace, invalid_headers_are_refused)
         "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.", /* future, no dash */
         "0x-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 x",
-        "00-4bf92f3577b34da6a3ce9\x01"
-        "9d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce9\0019d0e0e4736-00f067aa0ba902b7-01", /* control char */
     };
     gw_traceparent_t t = {.version = 7};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
