@@ -35,6 +35,22 @@ const char *gw_policy_status_name(gw_policy_status_t s)
     return (unsigned)s < 6 ? names[s] : "?";
 }
 
+void gw_policy_classify_http(cm_err_t rc, const cm_http_response_t *resp, gw_att_result_t *out,
+                             char *ra, size_t ra_cap, char *sr, size_t sr_cap)
+{
+    *out = (gw_att_result_t){.kind = GW_ATT_TRANSPORT};
+    if (rc == CM_ECONNECT)
+        out->kind = GW_ATT_CONNECT;
+    else if (rc == CM_ETIMEOUT)
+        out->kind = GW_ATT_TIMEOUT;
+    else if (rc == CM_OK && resp->status > 0) {
+        out->kind = GW_ATT_OK;
+        out->status = (int)resp->status;
+        out->retry_after = cm_http_response_header(resp, "Retry-After", ra, ra_cap);
+        out->should_retry = cm_http_response_header(resp, "Stripe-Should-Retry", sr, sr_cap);
+    }
+}
+
 static void emit(const gw_policy_t *p, gw_policy_event_t e)
 {
     if (p->on_event)
@@ -163,7 +179,9 @@ gw_policy_status_t gw_policy_run(const gw_policy_t *p, const gw_policy_clock_t *
             break;
         }
         if (deadline_at != INT64_MAX && d.delay_ms >= deadline_at - end) {
-            /* Sleeping would wake up with no time left for the attempt. */
+            /* Sleeping would wake up with no time left for the attempt. The retry token
+             * the decision took from the budget stays spent: the run wanted a retry, and
+             * counting it keeps the budget conservative during an outage. */
             out->status = GW_POL_DEADLINE;
             out->transient = 1;
             out->retry_in_ms = d.delay_ms;

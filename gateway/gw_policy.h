@@ -24,8 +24,10 @@
 #ifndef GW_POLICY_H
 #define GW_POLICY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "cm_http_client.h"
 #include "cm_rand.h"
 #include "gw_breaker.h"
 #include "gw_ratelimit.h"
@@ -122,6 +124,16 @@ typedef struct {
     int transient;
     int64_t retry_in_ms; /* when transient: a hint (breaker wait, Retry-After, token), or 0 */
 } gw_policy_outcome_t;
+
+/* Classifies what cm_http_client_do returned, for an attempt function: CM_ECONNECT ->
+ * GW_ATT_CONNECT, CM_ETIMEOUT -> GW_ATT_TIMEOUT (libcurl reports a connect timeout the same
+ * way, so it is treated as "may have been sent": the cautious side), any other transport
+ * error -> GW_ATT_TRANSPORT, CM_OK -> GW_ATT_OK with the status, and the Retry-After and
+ * Stripe-Should-Retry values copied into ra / sr (cap bytes each) and pointed to by *out.
+ * A provider's definitive business answers (a taken slot) are the caller's to mark
+ * GW_ATT_REFUSED afterwards. */
+void gw_policy_classify_http(cm_err_t rc, const cm_http_response_t *resp, gw_att_result_t *out,
+                             char *ra, size_t ra_cap, char *sr, size_t sr_cap);
 
 /* Runs the operation. Returns out->status. rng draws the jitter (the caller's own). */
 gw_policy_status_t gw_policy_run(const gw_policy_t *p, const gw_policy_clock_t *clk, cm_rand_t *rng,

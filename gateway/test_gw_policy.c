@@ -400,3 +400,31 @@ Test(policy, the_real_clock_is_wired)
     cr_assert_gt(c.wall_ms(c.ud), 1600000000000LL);
     cr_assert_eq(c.sleep_ms(c.ud, 0), 0);
 }
+
+Test(policy, http_results_are_classified)
+{
+    cm_http_response_t r = {.status = 503};
+    char ra[64], sr[16];
+    gw_att_result_t a;
+    cm_buf_init(&r.headers, 4096);
+    cm_buf_init(&r.body, 4096);
+    cr_assert_eq(cm_buf_addstr(&r.headers, "Content-Type: application/json\r\n"
+                                           "retry-after: 7\r\nStripe-Should-Retry: false\r\n"),
+                 CM_OK);
+    gw_policy_classify_http(CM_OK, &r, &a, ra, sizeof ra, sr, sizeof sr);
+    cr_assert_eq(a.kind, GW_ATT_OK);
+    cr_assert_eq(a.status, 503);
+    cr_assert_str_eq(a.retry_after, "7");
+    cr_assert_str_eq(a.should_retry, "false");
+    cm_buf_reset(&r.headers);
+    gw_policy_classify_http(CM_OK, &r, &a, ra, sizeof ra, sr, sizeof sr);
+    cr_assert_null(a.retry_after);
+    cr_assert_null(a.should_retry);
+    gw_policy_classify_http(CM_ECONNECT, &r, &a, ra, sizeof ra, sr, sizeof sr);
+    cr_assert_eq(a.kind, GW_ATT_CONNECT);
+    gw_policy_classify_http(CM_ETIMEOUT, &r, &a, ra, sizeof ra, sr, sizeof sr);
+    cr_assert_eq(a.kind, GW_ATT_TIMEOUT);
+    gw_policy_classify_http(CM_EHTTP, &r, &a, ra, sizeof ra, sr, sizeof sr);
+    cr_assert_eq(a.kind, GW_ATT_TRANSPORT);
+    cm_http_response_free(&r);
+}
