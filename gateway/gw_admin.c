@@ -237,9 +237,118 @@ static void h_queue(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
                                 "dead", (json_int_t)q.dead, "discarded", (json_int_t)q.discarded));
 }
 
+/* GET /metrics: Prometheus text format. Open like /health: it carries no personal data
+ * and scrapers rarely hold admin tokens. */
+static void h_metrics(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    cm_buf_t b;
+    cm_buf_init(&b, 16u << 20);
+    if (gw_metrics_render(app->obs->reg, &b) != CM_OK) {
+        cm_http_resp_problem(resp, 500, "Internal Server Error", "metrics could not be rendered");
+    } else {
+        cm_http_resp_text(resp, 200, GW_METRICS_CONTENT_TYPE, b.data);
+    }
+    cm_buf_free(&b);
+}
+
+/* GET /health/ready: 503 when the store cannot be read (webhooks could not be taken);
+ * 200 otherwise, "degraded" when a provider's breaker is not closed (webhooks are still
+ * taken and queued; only the outbound side waits). The body names each dependency. */
+static void h_ready(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    gw_queue_stats_t q;
+    int store_ok = gw_store_queue_stats(app->store, &q) == CM_OK;
+    int degraded = 0;
+    json_t *deps = json_object();
+    json_object_set_new(deps, "store", json_pack("{s:s}", "status", store_ok ? "ok" : "failing"));
+    const char *names[] = {"calcom", "stripe"};
+    for (size_t i = 0; i < 2; i++) {
+        gw_prov_rt_t *p = gw_outbound_provider(app->ob, names[i]);
+        if (!p)
+            continue;
+        gw_brk_state_t st = gw_breaker_state(p->breaker, cm_clock_mono_ms());
+        int ok = st == GW_BRK_CLOSED || st == GW_BRK_DISABLED;
+        degraded |= !ok;
+        json_object_set_new(deps, names[i],
+                            json_pack("{s:s,s:s}", "status", ok ? "ok" : "degraded", "breaker",
+                                      gw_brk_state_name(st)));
+    }
+    const char *status = !store_ok ? "failing" : degraded ? "degraded" : "ok";
+    json_t *body = json_pack("{s:s,s:o}", "status", status, "dependencies", deps);
+    if (store_ok)
+        json_object_set_new(
+            body, "queue",
+            json_pack("{s:I,s:I}", "pending", (json_int_t)q.pending, "dead", (json_int_t)q.dead));
+    cm_http_resp_json(resp, store_ok ? 200 : 503, body);
+}
+
+/* GET /admin/breakers: every breaker's state and transition journal. */
+static void h_breakers(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    if (!authorised(app, req, resp))
+        return;
+    cm_buf_t b;
+    cm_buf_init(&b, 4u << 20);
+    cm_err_t rc = cm_buf_addstr(&b, "{");
+    const char *names[] = {"calcom", "stripe"};
+    int n = 0;
+    for (size_t i = 0; !rc && i < 2; i++) {
+        gw_prov_rt_t *p = gw_outbound_provider(app->ob, names[i]);
+        if (!p)
+            continue;
+        rc = cm_buf_printf(&b, "%s\"%s\":", n++ ? "," : "", names[i]);
+        if (!rc)
+            rc = gw_breaker_json(p->breaker, cm_clock_mono_ms(), cm_clock_now_ms(), &b);
+    }
+    if (!rc)
+        rc = cm_buf_addstr(&b, "}");
+    answer_buf(resp, rc, &b, NULL);
+}
+
+/* POST /admin/breakers/{provider}/{force-open|disable|reset}. */
+static void h_breaker_action(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    if (!authorised(app, req, resp))
+        return;
+    gw_prov_rt_t *p = gw_outbound_provider(app->ob, cm_http_req_param(req, "provider"));
+    const char *action = cm_http_req_param(req, "action");
+    int64_t now = cm_clock_mono_ms();
+    if (!p) {
+        cm_http_resp_problem(resp, 404, "Not Found", "no such provider");
+        return;
+    }
+    if (!strcmp(action, "force-open"))
+        gw_breaker_force_open(p->breaker, now, "admin");
+    else if (!strcmp(action, "disable"))
+        gw_breaker_disable(p->breaker, now, "admin");
+    else if (!strcmp(action, "reset"))
+        gw_breaker_reset(p->breaker, now, "admin");
+    else {
+        cm_http_resp_problem(resp, 404, "Not Found", "action must be force-open, disable or reset");
+        return;
+    }
+    CM_WARN("gw.admin", "breaker %s: %s", p->name, action);
+    cm_http_resp_json(resp, 200,
+                      json_pack("{s:s,s:s}", "provider", p->name, "state",
+                                gw_brk_state_name(gw_breaker_state(p->breaker, now))));
+}
+
 cm_err_t gw_admin_routes(cm_http_server_t *srv, gw_app_t *app)
 {
     cm_err_t rc = cm_http_server_route(srv, "GET /health/live", h_live, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "GET /health/ready", h_ready, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "GET /metrics", h_metrics, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "GET /admin/breakers", h_breakers, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "POST /admin/breakers/{provider}/{action}", h_breaker_action,
+                                  app);
     if (!rc)
         rc = cm_http_server_route(srv, "GET /admin/events", h_events, app);
     if (!rc)

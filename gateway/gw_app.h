@@ -6,6 +6,8 @@
 
 #include "cm_http_server.h"
 #include "gw_config.h"
+#include "gw_obs.h"
+#include "gw_outbound.h"
 #include "gw_store.h"
 #include "gw_worker.h"
 
@@ -13,11 +15,13 @@ typedef struct {
     const gw_config_t *cfg;
     gw_store_t *store;
     gw_worker_t *worker;
+    gw_obs_t *obs;
+    gw_outbound_t *ob;
 } gw_app_t;
 
 /* Registers POST /webhooks/{provider} routes (gw_inbound.c). */
 cm_err_t gw_inbound_routes(cm_http_server_t *srv, gw_app_t *app) CM_WUR;
-/* Registers /health/ and /admin/ routes (gw_admin.c). */
+/* Registers /health/, /metrics and /admin/ routes (gw_admin.c). */
 cm_err_t gw_admin_routes(cm_http_server_t *srv, gw_app_t *app) CM_WUR;
 
 #endif

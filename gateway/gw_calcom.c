@@ -44,60 +44,85 @@ int gw_calcom_slots_contain(const json_t *data, int64_t want_ms)
     return 0;
 }
 
-/* Maps a transport result and status to an outcome; 2xx is left to the caller. */
-static gw_outcome_t classify(cm_err_t rc, const cm_http_response_t *r, char *err)
+/* Maps a finished policy run to an outcome; a 2xx answer is left to the caller. */
+static gw_outcome_t classify(gw_calcom_ctx_t *c, gw_policy_status_t st,
+                             const gw_policy_outcome_t *o, const cm_http_response_t *r, char *err)
 {
-    if (rc) {
-        cm_errf(err, "%s", r->err);
-        return GW_OUT_RETRY;
+    c->retry_in_ms = o->retry_in_ms;
+    if (st != GW_POL_DONE) {
+        cm_errf(err, "Cal.com %s after %d attempt(s)%s%s", gw_policy_status_name(st), o->attempts,
+                r->err[0] ? ": " : "", r->err);
+        return o->transient ? GW_OUT_RETRY : GW_OUT_FAIL;
     }
-    if (r->status == 429 || r->status >= 500) {
-        cm_errf(err, "HTTP %ld", r->status);
-        return GW_OUT_RETRY;
+    if (o->last.kind == GW_ATT_REFUSED) {
+        cm_errf(err, "slot taken (HTTP %ld)", r->status);
+        return GW_OUT_TAKEN;
     }
     cm_errf(err, "HTTP %ld: %.160s", r->status, r->body.data ? r->body.data : "");
-    return GW_OUT_FAIL;
+    return r->status == 429 || r->status >= 500 ? GW_OUT_RETRY : GW_OUT_FAIL;
 }
 
-static void auth_header(char *buf, size_t cap, const char *api_key)
+/* Cal.com refuses a taken slot with 400 and a fixed message (409 on some paths). */
+static int slot_taken(const cm_http_response_t *r)
 {
-    snprintf(buf, cap, "Authorization: Bearer %s", api_key);
+    return r->status == 409 ||
+           (r->status == 400 && r->body.data && strstr(r->body.data, "already has booking"));
 }
 
-gw_outcome_t gw_calcom_slot_free(cm_http_client_t *c, const gw_provider_t *p, const char *api_key,
-                                 int64_t event_type_id, int64_t start_ms, int *is_free, char *err)
+gw_outcome_t gw_calcom_slot_free(gw_calcom_ctx_t *c, int64_t event_type_id, int64_t start_ms,
+                                 int *is_free, char *err)
 {
-    char url[512], from[25], to[25], auth[512];
+    char url[512], from[25], to[25], auth[512], day[11];
+    const gw_provider_t *p = c->ob->calcom.cfg;
     cm_http_response_t r;
+    gw_policy_outcome_t po;
     json_t *body = NULL;
-    gw_outcome_t out;
+    char *cached = NULL;
+    size_t clen = 0;
+    gw_outcome_t out = GW_OUT_OK;
+    int64_t now = cm_clock_mono_ms();
     *is_free = 0;
-    /* Ask for the whole UTC day (and the next, for slots near midnight in other zones). */
-    cm_clock_iso8601(start_ms - start_ms % 86400000, from);
-    cm_clock_iso8601(start_ms - start_ms % 86400000 + 86400000, to);
-    from[10] = to[10] = '\0';
-    snprintf(url, sizeof url, "%s/v2/slots?eventTypeId=%lld&start=%s&end=%s&timeZone=UTC",
-             p->base_url, (long long)event_type_id, from, to);
-    auth_header(auth, sizeof auth, api_key);
-    const char *hdrs[] = {auth, SLOTS_VERSION, NULL};
-    cm_http_request_t req = {.method = "GET",
-                             .url = url,
-                             .headers = hdrs,
-                             .connect_timeout_ms = p->connect_timeout_ms,
-                             .timeout_ms = p->timeout_ms};
-    cm_err_t rc = cm_http_client_do(c, &req, &r);
-    if (rc || r.status != 200) {
-        out = classify(rc, &r, err);
-    } else if (cm_json_parse(r.body.data, r.body.len, r.body.toobig, &body, err) != CM_OK) {
-        out = GW_OUT_RETRY; /* a garbled answer is a provider fault, likely transient */
-    } else {
+    gw_slotcache_day(start_ms, day);
+    if (gw_slotcache_get(c->ob->slots, c->api_key, event_type_id, day, now, &cached, &clen) ==
+        CM_OK) {
+        if (cm_json_parse(cached, clen, 1u << 20, &body, err) != CM_OK)
+            body = NULL; /* unreadable entry: ask again */
+        free(cached);
+    }
+    memset(&r, 0, sizeof r);
+    if (!body) {
+        /* Ask for the whole UTC day (and the next, for slots near midnight elsewhere). */
+        cm_clock_iso8601(start_ms - start_ms % 86400000, from);
+        cm_clock_iso8601(start_ms - start_ms % 86400000 + 86400000, to);
+        from[10] = to[10] = '\0';
+        snprintf(url, sizeof url, "%s/v2/slots?eventTypeId=%lld&start=%s&end=%s&timeZone=UTC",
+                 p->base_url, (long long)event_type_id, from, to);
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->api_key);
+        const char *hdrs[] = {auth, SLOTS_VERSION, NULL};
+        gw_call_t call = {.operation = "slots",
+                          .safe = 1,
+                          .rl_key = c->api_key,
+                          .traceparent = c->traceparent,
+                          .req = {.method = "GET", .url = url, .headers = hdrs}};
+        uint64_t epoch = gw_slotcache_epoch(c->ob->slots);
+        gw_policy_status_t st =
+            gw_outbound_call(c->ob, &c->ob->calcom, c->http, c->rng, &call, &r, &po);
+        if (st != GW_POL_DONE || r.status != 200) {
+            out = classify(c, st, &po, &r, err);
+        } else if (cm_json_parse(r.body.data, r.body.len, r.body.toobig, &body, err) != CM_OK) {
+            out = GW_OUT_RETRY; /* a garbled answer is a provider fault, likely transient */
+        } else if (gw_slotcache_put(c->ob->slots, c->api_key, event_type_id, day, r.body.data,
+                                    r.body.len, epoch, cm_clock_mono_ms()) != CM_OK) {
+            CM_DEBUG("gw.calcom", "slots for %s not cached", day);
+        }
+    }
+    if (out == GW_OUT_OK) {
         int has = gw_calcom_slots_contain(json_object_get(body, "data"), start_ms);
         if (has < 0) {
             cm_errf(err, "slots answer has no known shape");
             out = GW_OUT_FAIL;
         } else {
             *is_free = has;
-            out = GW_OUT_OK;
         }
     }
     json_decref(body);
@@ -105,11 +130,13 @@ gw_outcome_t gw_calcom_slot_free(cm_http_client_t *c, const gw_provider_t *p, co
     return out;
 }
 
-gw_outcome_t gw_calcom_book(cm_http_client_t *c, const gw_provider_t *p, const char *api_key,
-                            const gw_booking_req_t *rq, char *uid, size_t cap, char *err)
+gw_outcome_t gw_calcom_book(gw_calcom_ctx_t *c, const gw_booking_req_t *rq, char *uid, size_t cap,
+                            char *err)
 {
     char url[512], start[25], auth[512];
+    const gw_provider_t *p = c->ob->calcom.cfg;
     cm_http_response_t r;
+    gw_policy_outcome_t po;
     json_t *ans = NULL;
     gw_outcome_t out;
     json_t *attendee =
@@ -128,18 +155,23 @@ gw_outcome_t gw_calcom_book(cm_http_client_t *c, const gw_provider_t *p, const c
         return GW_OUT_FAIL;
     }
     snprintf(url, sizeof url, "%s/v2/bookings", p->base_url);
-    auth_header(auth, sizeof auth, api_key);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->api_key);
     const char *hdrs[] = {auth, BOOKINGS_VERSION, "Content-Type: application/json", NULL};
-    cm_http_request_t req = {.method = "POST",
-                             .url = url,
-                             .headers = hdrs,
-                             .body = text,
-                             .body_len = strlen(text),
-                             .connect_timeout_ms = p->connect_timeout_ms,
-                             .timeout_ms = p->timeout_ms};
-    cm_err_t rc = cm_http_client_do(c, &req, &r);
+    /* Not safe to repeat blindly: only connect errors and 429s are retried inside the
+     * run; a timeout ends it, and the job is retried after checking the call's state. */
+    gw_call_t call = {
+        .operation = "book",
+        .safe = 0,
+        .write = 1,
+        .rl_key = c->api_key,
+        .refused = slot_taken,
+        .traceparent = c->traceparent,
+        .req = {
+            .method = "POST", .url = url, .headers = hdrs, .body = text, .body_len = strlen(text)}};
+    gw_policy_status_t st =
+        gw_outbound_call(c->ob, &c->ob->calcom, c->http, c->rng, &call, &r, &po);
     free(text);
-    if (!rc && (r.status == 200 || r.status == 201)) {
+    if (st == GW_POL_DONE && (r.status == 200 || r.status == 201)) {
         const char *u = NULL;
         if (cm_json_parse(r.body.data, r.body.len, r.body.toobig, &ans, err) == CM_OK)
             u = cm_json_str(ans, "data.uid", NULL);
@@ -152,13 +184,12 @@ gw_outcome_t gw_calcom_book(cm_http_client_t *c, const gw_provider_t *p, const c
             cm_errf(err, "booking answer without data.uid");
             out = GW_OUT_FAIL;
         }
-    } else if (!rc && (r.status == 409 || (r.status == 400 && r.body.data &&
-                                           strstr(r.body.data, "already has booking")))) {
-        cm_errf(err, "slot taken (HTTP %ld)", r.status);
-        out = GW_OUT_TAKEN;
     } else {
-        out = classify(rc, &r, err);
+        out = classify(c, st, &po, &r, err);
     }
+    /* Our own booking (or an unknown outcome) changes availability: drop cached slots. */
+    if (out != GW_OUT_FAIL || st != GW_POL_DONE)
+        gw_slotcache_invalidate_event_type(c->ob->slots, c->api_key, rq->event_type_id);
     json_decref(ans);
     cm_http_response_free(&r);
     return out;

@@ -1,11 +1,13 @@
 /* gw_calcom.h - the gateway's Cal.com API v2 client: slot lookup and booking.
  *
  * Only API v2, with the cal-api-version each endpoint needs (slots 2024-09-04, bookings
- * 2024-08-13). Every call classifies its result so callers never parse HTTP statuses:
- * GW_OUT_OK, GW_OUT_TAKEN (slot no longer free: 400 "already has booking" or 409),
- * GW_OUT_RETRY (transport error, timeout, 429, 5xx: worth another attempt later) and
- * GW_OUT_FAIL (anything else: retrying cannot help). err (CM_ERR_LEN) says what happened.
- * Functions are thread-safe as long as each thread passes its own cm_http_client_t.
+ * 2024-08-13). Every call goes through the Cal.com policy stack (gw_outbound) and
+ * classifies its result so callers never parse HTTP statuses: GW_OUT_OK, GW_OUT_TAKEN
+ * (slot no longer free: 400 "already has booking" or 409), GW_OUT_RETRY (transport error,
+ * timeout, 429, 5xx, breaker open, rate limited: worth another attempt later, after
+ * *retry_in_ms when known) and GW_OUT_FAIL (anything else: retrying cannot help).
+ * err (CM_ERR_LEN) says what happened. Thread-safe as long as each thread passes its own
+ * gw_calcom_ctx_t (HTTP client and random generator).
  */
 #ifndef GW_CALCOM_H
 #define GW_CALCOM_H
@@ -13,12 +15,21 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "cm_http_client.h"
-#include "gw_config.h"
+#include "gw_outbound.h"
 
 typedef enum { GW_OUT_OK = 0, GW_OUT_TAKEN, GW_OUT_RETRY, GW_OUT_FAIL } gw_outcome_t;
 
 const char *gw_outcome_name(gw_outcome_t o);
+
+/* What one worker thread brings to a call. */
+typedef struct {
+    gw_outbound_t *ob;
+    cm_http_client_t *http;
+    cm_rand_t *rng;
+    const char *api_key;
+    const char *traceparent; /* may be NULL */
+    int64_t retry_in_ms;     /* out: a hint after GW_OUT_RETRY, 0 when unknown */
+} gw_calcom_ctx_t;
 
 typedef struct {
     int64_t event_type_id;
@@ -30,14 +41,15 @@ typedef struct {
     const char *call_id;        /* goes into metadata, so the booking can be traced back */
 } gw_booking_req_t;
 
-/* Asks GET /v2/slots for the day around start_ms and sets *is_free when a slot starts
- * exactly at start_ms. */
-gw_outcome_t gw_calcom_slot_free(cm_http_client_t *c, const gw_provider_t *p, const char *api_key,
-                                 int64_t event_type_id, int64_t start_ms, int *is_free, char *err);
+/* Sets *is_free when a slot starts exactly at start_ms. Served from the slot cache when
+ * fresh (60 s by default); a miss asks GET /v2/slots for the day and fills the cache. */
+gw_outcome_t gw_calcom_slot_free(gw_calcom_ctx_t *c, int64_t event_type_id, int64_t start_ms,
+                                 int *is_free, char *err);
 
-/* POST /v2/bookings. On GW_OUT_OK the new booking's uid is copied into uid (cap bytes). */
-gw_outcome_t gw_calcom_book(cm_http_client_t *c, const gw_provider_t *p, const char *api_key,
-                            const gw_booking_req_t *req, char *uid, size_t cap, char *err);
+/* POST /v2/bookings. On GW_OUT_OK the new booking's uid is copied into uid (cap bytes).
+ * Any answer but a clear refusal invalidates the event type's cached slots. */
+gw_outcome_t gw_calcom_book(gw_calcom_ctx_t *c, const gw_booking_req_t *req, char *uid, size_t cap,
+                            char *err);
 
 /* Whether a slots answer's "data" holds a slot starting at want_ms. Accepts both shapes
  * Cal.com has used: {"2050-09-05":[{"start":ISO}]} (2024-09-04, also {start,end} ranges)

@@ -144,17 +144,56 @@ static const json_t *obj_field(checker_t *ck, const char *path, const json_t *ob
     return v;
 }
 
-static void load_provider(checker_t *ck, const char *name, const json_t *obj, gw_provider_t *p)
+static void load_provider(checker_t *ck, const char *name, const json_t *obj, gw_provider_t *p,
+                          double default_rate)
 {
     char path[64];
     snprintf(path, sizeof path, "providers.%s", name);
+    static const char *const known[] = {
+        "base_url",    "connect_timeout_ms", "timeout_ms", "read_timeout_ms", "write_timeout_ms",
+        "deadline_ms", "rate_per_min",       "burst",      "breaker",         "retry",
+        NULL};
+    unknown_keys(ck, path, obj, known);
     p->base_url = str_field(ck, path, obj, "base_url", NULL);
     if (p->base_url && strncmp(p->base_url, "http://", 7) && strncmp(p->base_url, "https://", 8))
         problem(ck, path, "\"base_url\" must start with http:// or https://");
     p->connect_timeout_ms = (long)int_field(ck, path, obj, "connect_timeout_ms", 1000, 1, 60000);
-    p->timeout_ms = (long)int_field(ck, path, obj, "timeout_ms", 5000, 1, 300000);
-    static const char *const known[] = {"base_url", "connect_timeout_ms", "timeout_ms", NULL};
-    unknown_keys(ck, path, obj, known);
+    long t = (long)int_field(ck, path, obj, "timeout_ms", 5000, 1, 300000);
+    p->read_timeout_ms = (long)int_field(ck, path, obj, "read_timeout_ms", t, 1, 300000);
+    p->write_timeout_ms = (long)int_field(ck, path, obj, "write_timeout_ms", t * 2, 1, 300000);
+    p->deadline_ms = (long)int_field(ck, path, obj, "deadline_ms", 30000, 1, 3600000);
+    p->rate_per_min =
+        (double)int_field(ck, path, obj, "rate_per_min", (int64_t)default_rate, 1, 1000000);
+    p->burst = (double)int_field(ck, path, obj, "burst", 10, 1, 100000);
+
+    char sub[96];
+    snprintf(sub, sizeof sub, "%s.breaker", path);
+    const json_t *br = obj_field(ck, path, obj, "breaker", 0);
+    static const char *const bknown[] = {"failures",  "failure_pct", "window",  "open_ms",
+                                         "half_open", "successes",   "slow_ms", NULL};
+    if (br)
+        unknown_keys(ck, sub, br, bknown);
+    p->breaker_failures = (int)int_field(ck, sub, br, "failures", 5, 0, 10000);
+    p->breaker_failure_pct = (int)int_field(ck, sub, br, "failure_pct", 50, 0, 100);
+    p->breaker_window = (int)int_field(ck, sub, br, "window", 20, 1, 10000);
+    p->breaker_open_ms = (long)int_field(ck, sub, br, "open_ms", 60000, 1, 86400000);
+    p->breaker_half_open = (int)int_field(ck, sub, br, "half_open", 3, 1, 1000);
+    p->breaker_successes = (int)int_field(ck, sub, br, "successes", 2, 1, 1000);
+    p->breaker_slow_ms = (long)int_field(ck, sub, br, "slow_ms", 0, 0, 3600000);
+    if (p->breaker_successes > p->breaker_half_open)
+        problem(ck, sub, "\"successes\" cannot exceed \"half_open\"");
+
+    snprintf(sub, sizeof sub, "%s.retry", path);
+    const json_t *rt = obj_field(ck, path, obj, "retry", 0);
+    static const char *const rknown[] = {"max_attempts",       "base_ms",    "cap_ms",
+                                         "max_retry_after_ms", "budget_pct", NULL};
+    if (rt)
+        unknown_keys(ck, sub, rt, rknown);
+    p->retry_max_attempts = (int)int_field(ck, sub, rt, "max_attempts", 3, 1, 20);
+    p->retry_base_ms = (long)int_field(ck, sub, rt, "base_ms", 200, 1, 600000);
+    p->retry_cap_ms = (long)int_field(ck, sub, rt, "cap_ms", 5000, 1, 3600000);
+    p->retry_max_after_ms = (long)int_field(ck, sub, rt, "max_retry_after_ms", 10000, 0, 3600000);
+    p->budget_ratio = (double)int_field(ck, sub, rt, "budget_pct", 20, 1, 100) / 100.0;
 }
 
 static void load_source(checker_t *ck, size_t i, const json_t *o, gw_source_t *out)
@@ -348,9 +387,17 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
     c->backoff_cap_ms = int_field(&ck, "worker", wk, "backoff_cap_ms", 60000, 1, 86400000);
 
     const json_t *prov = obj_field(&ck, "$", root, "providers", 1);
+    static const char *const pknown[] = {"calcom", "stripe", "slot_cache_ttl_ms", NULL};
+    if (prov)
+        unknown_keys(&ck, "providers", prov, pknown);
     const json_t *cal = prov ? obj_field(&ck, "providers", prov, "calcom", 1) : NULL;
     if (cal)
-        load_provider(&ck, "calcom", cal, &c->calcom);
+        load_provider(&ck, "calcom", cal, &c->calcom, 120);
+    c->slot_cache_ttl_ms =
+        prov ? int_field(&ck, "providers", prov, "slot_cache_ttl_ms", 60000, 1, 3600000) : 60000;
+    const json_t *stp = prov ? obj_field(&ck, "providers", prov, "stripe", 0) : NULL;
+    if (stp)
+        load_provider(&ck, "stripe", stp, &c->stripe, 25 * 60);
 
     const json_t *tenants = json_object_get(root, "tenants");
     if (!json_is_array(tenants) || json_array_size(tenants) == 0) {
@@ -429,6 +476,7 @@ void gw_config_free(gw_config_t **cp)
     free(c->admin_token);
     free(c->log_level);
     free(c->calcom.base_url);
+    free(c->stripe.base_url);
     free(c);
     *cp = NULL;
 }

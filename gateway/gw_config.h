@@ -42,10 +42,28 @@ typedef struct {
     size_t nsecrets;
 } gw_source_t;
 
+/* How the gateway calls one provider: timeouts per kind of operation, and the policy
+ * stack's settings (rate limit > breaker > timeout > retry with jitter and a budget). */
 typedef struct {
     char *base_url;
     long connect_timeout_ms;
-    long timeout_ms;
+    long read_timeout_ms;  /* GETs: short, a slow read is better retried */
+    long write_timeout_ms; /* POSTs: longer, the provider may queue the write */
+    long deadline_ms;      /* one operation, retries and waits included */
+    double rate_per_min;   /* per API key; Cal.com allows 120 */
+    double burst;
+    int breaker_failures;    /* consecutive failures that open the breaker (audit: 5) */
+    int breaker_failure_pct; /* failure rate that opens it, over breaker_window calls */
+    int breaker_window;      /* calls in the count window */
+    long breaker_open_ms;    /* wait in open before half-open (audit: 60 s) */
+    int breaker_half_open;   /* trial calls in half-open (audit: 3) */
+    int breaker_successes;   /* successes in half-open that close it (audit: 2) */
+    long breaker_slow_ms;    /* a call this slow counts as slow; 0: off */
+    int retry_max_attempts;
+    long retry_base_ms;
+    long retry_cap_ms;
+    long retry_max_after_ms; /* a longer Retry-After ends the operation instead */
+    double budget_ratio;     /* retries at most this share of calls */
 } gw_provider_t;
 
 typedef struct {
@@ -72,6 +90,8 @@ typedef struct {
     int64_t backoff_cap_ms;
 
     gw_provider_t calcom;
+    gw_provider_t stripe;      /* base_url NULL when no tenant takes deposits */
+    int64_t slot_cache_ttl_ms; /* Cal.com availability cache (the audit found 5 minutes) */
 
     gw_tenant_t *tenants;
     size_t ntenants;

@@ -22,12 +22,24 @@
 typedef struct {
     gw_app_t *app;
     cm_http_deferred_t *d;
+    int64_t received_ns; /* for the acknowledgement latency */
     gw_event_in_t ev;
     char provider[48], key[512], alt_key[512], type[96], entity[160], tenant[64], headers[640];
 } intake_t;
 
-static void refuse_signature(cm_http_resp_t *resp, cm_err_t rc, const char *header)
+/* Counts a refused webhook; provider is the route's ("retell", "calcom", ...). */
+static void count_refusal(gw_app_t *app, const char *provider, const char *why)
 {
+    if (app && app->obs)
+        gw_obs_count(app->obs->webhooks, GW_LV(provider, why));
+}
+
+static void refuse_signature(gw_app_t *app, const char *provider, cm_http_resp_t *resp, cm_err_t rc,
+                             const char *header)
+{
+    count_refusal(app, provider,
+                  rc == CM_ESIG_STALE || rc == CM_ESIG_FUTURE ? "rejected_stale"
+                                                              : "rejected_signature");
     char detail[160];
     switch (rc) {
     case CM_ESIG_MISSING:
@@ -47,8 +59,10 @@ static void refuse_signature(cm_http_resp_t *resp, cm_err_t rc, const char *head
     cm_http_resp_problem(resp, 401, "Unauthorized", detail);
 }
 
-static void bad_request(cm_http_resp_t *resp, const char *detail)
+static void bad_request(gw_app_t *app, const char *provider, cm_http_resp_t *resp,
+                        const char *detail)
 {
+    count_refusal(app, provider, "rejected_malformed");
     CM_WARN("gw.inbound", "webhook refused: %s", detail);
     cm_http_resp_problem(resp, 400, "Bad Request", detail);
 }
@@ -57,6 +71,14 @@ static void intake_done(void *ud, cm_err_t rc, gw_ingest_t result)
 {
     intake_t *in = ud;
     cm_http_resp_t *resp = cm_http_deferred_resp(in->d);
+    gw_obs_t *obs = in->app->obs;
+    /* "std:crm" is reported as "std": source ids are configuration, not a closed set. */
+    const char *prov = strncmp(in->provider, "std:", 4) ? in->provider : "std";
+    gw_obs_count(obs->webhooks, GW_LV(prov, rc                             ? "not_stored"
+                                            : result == GW_INGEST_ACCEPTED ? "accepted"
+                                                                           : "duplicate"));
+    gw_obs_observe(obs->ack_seconds, GW_LV(prov),
+                   (double)(cm_clock_mono_ns() - in->received_ns) / 1e9);
     if (rc) {
         /* Not stored: a 503 makes the provider deliver again, so nothing is lost. */
         CM_ERROR("gw.inbound", "%s %s not stored: %s", in->provider, in->key, cm_strerror(rc));
@@ -81,6 +103,7 @@ static intake_t *intake_new(gw_app_t *app, const cm_http_req_t *req, const char 
     if (!in)
         return NULL;
     in->app = app;
+    in->received_ns = req->received_mono_ns;
     snprintf(in->provider, sizeof in->provider, "%s", provider);
     snprintf(in->tenant, sizeof in->tenant, "%s", tenant_id ? tenant_id : "");
     in->ev = (gw_event_in_t){.provider = in->provider,
@@ -151,12 +174,12 @@ static void h_retell(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     cm_err_t rc;
     const gw_tenant_t *t = verify_retell(app->cfg, req, sig, &rc);
     if (!t) {
-        refuse_signature(resp, rc, "x-retell-signature");
+        refuse_signature(app, "retell", resp, rc, "x-retell-signature");
         return;
     }
     json_t *ev = NULL;
     if (cm_json_parse(req->body, req->body_len, app->cfg->body_limit, &ev, NULL) != CM_OK) {
-        bad_request(resp, "body is not valid JSON");
+        bad_request(app, "retell", resp, "body is not valid JSON");
         return;
     }
     const char *event = cm_json_str(ev, "event", NULL);
@@ -165,10 +188,11 @@ static void h_retell(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         gw_config_tenant_by_agent(app->cfg, cm_json_str(ev, "call.agent_id", NULL));
     intake_t *in = NULL;
     if (!event || !*event || !call_id || !*call_id || strlen(call_id) > 128 || strlen(event) > 64) {
-        bad_request(resp, "a Retell webhook needs \"event\" and \"call.call_id\"");
+        bad_request(app, "retell", resp, "a Retell webhook needs \"event\" and \"call.call_id\"");
     } else if (owner && owner != t) {
         /* A valid signature from tenant A for an agent of tenant B: refuse rather than act
          * for the wrong company. */
+        count_refusal(app, "retell", "rejected_signature");
         cm_http_resp_problem(resp, 401, "Unauthorized", "signature does not match the agent");
     } else if (!(in = intake_new(app, req, "retell", t->id,
                                  !strcmp(event, "call_analyzed") ? "retell.call_analyzed"
@@ -206,12 +230,13 @@ static void h_calcom(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     }
     if (!t) {
         /* "no-secret-provided" (Cal.com's value when no secret is set) lands here too. */
-        refuse_signature(resp, rc == CM_OK ? CM_ESIG_MISMATCH : rc, "X-Cal-Signature-256");
+        refuse_signature(app, "calcom", resp, rc == CM_OK ? CM_ESIG_MISMATCH : rc,
+                         "X-Cal-Signature-256");
         return;
     }
     json_t *ev = NULL;
     if (cm_json_parse(req->body, req->body_len, cfg->body_limit, &ev, NULL) != CM_OK) {
-        bad_request(resp, "body is not valid JSON");
+        bad_request(app, "calcom", resp, "body is not valid JSON");
         return;
     }
     const char *trigger = cm_json_str(ev, "triggerEvent", NULL);
@@ -221,16 +246,18 @@ static void h_calcom(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     intake_t *in = NULL;
     if (!trigger || !created || !uid || strlen(trigger) > 64 || strlen(uid) > 128 ||
         strlen(created) > 40) {
-        bad_request(resp, "a Cal.com webhook needs \"triggerEvent\", \"createdAt\" and "
-                          "\"payload.uid\"");
+        bad_request(app, "calcom", resp,
+                    "a Cal.com webhook needs \"triggerEvent\", \"createdAt\" and "
+                    "\"payload.uid\"");
     } else if (cm_clock_parse_iso8601(created, &created_ms) != 0) {
-        bad_request(resp, "\"createdAt\" is not an ISO 8601 time");
+        bad_request(app, "calcom", resp, "\"createdAt\" is not an ISO 8601 time");
     } else if (created_ms < now - cfg->calcom_replay_window_ms ||
                created_ms > now + cfg->calcom_replay_window_ms) {
         /* Cal.com signs no timestamp, so a captured delivery stays valid forever; the
          * signed createdAt bounds how long a replay can work. */
         CM_WARN("gw.inbound", "calcom %s %s refused: createdAt outside the replay window", trigger,
                 uid);
+        count_refusal(app, "calcom", "rejected_replay");
         cm_http_resp_problem(resp, 401, "Unauthorized", "event outside the replay window");
     } else if (!(in = intake_new(app, req, "calcom", t->id, "calcom.booking"))) {
         cm_http_resp_problem(resp, 503, "Service Unavailable", "out of memory");
@@ -267,12 +294,13 @@ static void h_stripe(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
             break;
     }
     if (!t) {
-        refuse_signature(resp, rc == CM_OK ? CM_ESIG_MISMATCH : rc, "Stripe-Signature");
+        refuse_signature(app, "stripe", resp, rc == CM_OK ? CM_ESIG_MISMATCH : rc,
+                         "Stripe-Signature");
         return;
     }
     json_t *ev = NULL;
     if (cm_json_parse(req->body, req->body_len, cfg->body_limit, &ev, NULL) != CM_OK) {
-        bad_request(resp, "body is not valid JSON");
+        bad_request(app, "stripe", resp, "body is not valid JSON");
         return;
     }
     const char *id = cm_json_str(ev, "id", NULL);
@@ -283,7 +311,8 @@ static void h_stripe(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     intake_t *in = NULL;
     if (!id || !type || !obj || strlen(id) > 128 || strlen(type) > 64 || strlen(obj) > 128 ||
         strlen(entity) > 128) {
-        bad_request(resp, "a Stripe event needs \"id\", \"type\" and \"data.object.id\"");
+        bad_request(app, "stripe", resp,
+                    "a Stripe event needs \"id\", \"type\" and \"data.object.id\"");
     } else if (!(in = intake_new(app, req, "stripe", t->id, "stripe.event"))) {
         cm_http_resp_problem(resp, 503, "Service Unavailable", "out of memory");
     } else {
@@ -317,18 +346,19 @@ static void h_std(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         cm_sig_stdwh_verify((const char *const *)src->secrets, src->nsecrets, id, ts, sig,
                             req->body, req->body_len, cm_clock_now_s(), app->cfg->std_tolerance_s);
     if (rc) {
-        refuse_signature(resp, rc == CM_EINVAL ? CM_ESIG_MISMATCH : rc, "webhook-signature");
+        refuse_signature(app, "std", resp, rc == CM_EINVAL ? CM_ESIG_MISMATCH : rc,
+                         "webhook-signature");
         return;
     }
     json_t *ev = NULL;
     if (cm_json_parse(req->body, req->body_len, app->cfg->body_limit, &ev, NULL) != CM_OK) {
-        bad_request(resp, "body is not valid JSON");
+        bad_request(app, "std", resp, "body is not valid JSON");
         return;
     }
     const char *type = cm_json_str(ev, "type", "unknown");
     intake_t *in = NULL;
     if (strlen(id) > 200 || strlen(type) > 64) {
-        bad_request(resp, "webhook-id or type too long");
+        bad_request(app, "std", resp, "webhook-id or type too long");
     } else if (!(in = intake_new(app, req, "std", NULL, NULL))) {
         cm_http_resp_problem(resp, 503, "Service Unavailable", "out of memory");
     } else {

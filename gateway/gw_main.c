@@ -58,6 +58,8 @@ static int run(const char *config_path, const char *ready_path)
     gw_config_t *cfg = NULL;
     gw_store_t *store = NULL;
     gw_worker_t *worker = NULL;
+    gw_obs_t *obs = NULL;
+    gw_outbound_t *ob = NULL;
     cm_http_server_t *srv = NULL;
     char err[CM_ERR_LEN] = "";
     int n = 0, status = 1, requeued = 0;
@@ -92,11 +94,15 @@ static int run(const char *config_path, const char *ready_path)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (gw_worker_start(cfg, store, &worker) != CM_OK) {
+    if (gw_obs_new(store, &obs, err) != CM_OK || gw_outbound_new(cfg, obs, &ob, err) != CM_OK) {
+        fprintf(stderr, "gateway: %s\n", err[0] ? err : "out of memory");
+        goto out;
+    }
+    if (gw_worker_start(cfg, store, ob, obs, &worker) != CM_OK) {
         fprintf(stderr, "gateway: cannot start workers\n");
         goto out;
     }
-    gw_app_t app = {.cfg = cfg, .store = store, .worker = worker};
+    gw_app_t app = {.cfg = cfg, .store = store, .worker = worker, .obs = obs, .ob = ob};
     cm_http_server_cfg_t scfg = {.bind_addr = cfg->listen_addr,
                                  .port = cfg->listen_port,
                                  .threads = cfg->http_threads,
@@ -127,6 +133,8 @@ out:
         gw_store_stop_intake(store);
     cm_http_server_free(&srv);
     gw_worker_stop(&worker);
+    gw_outbound_free(&ob);
+    gw_obs_free(&obs);
     gw_store_close(&store);
     gw_config_free(&cfg);
     return status;

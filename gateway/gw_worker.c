@@ -13,6 +13,7 @@
 #include "cm_json.h"
 #include "cm_log.h"
 #include "gw_calcom.h"
+#include "gw_trace.h"
 
 #define MAX_LANES 16
 
@@ -26,11 +27,16 @@ typedef struct {
     cm_http_client_t *http;
     const gw_config_t *cfg;
     gw_store_t *store;
+    gw_outbound_t *ob;
+    gw_obs_t *obs;
+    char traceparent[GW_TRACEPARENT_LEN + 1]; /* the current job's trace */
+    int64_t retry_hint_ms;                    /* from the provider (Retry-After, breaker) */
 } lane_t;
 
 struct gw_worker {
     const gw_config_t *cfg;
     gw_store_t *store;
+    gw_outbound_t *ob;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping;
@@ -126,13 +132,20 @@ static job_result_t run_call_analyzed(lane_t *w, const json_t *ev, char *err)
         return JOB_RETRY;
     }
     int is_free = 0;
-    gw_outcome_t o = gw_calcom_slot_free(w->http, &w->cfg->calcom, t->calcom_api_key,
-                                         rq.event_type_id, rq.start_ms, &is_free, err);
+    gw_calcom_ctx_t cc = {.ob = w->ob,
+                          .http = w->http,
+                          .rng = &w->rng,
+                          .api_key = t->calcom_api_key,
+                          .traceparent = w->traceparent};
+    gw_outcome_t o = gw_calcom_slot_free(&cc, rq.event_type_id, rq.start_ms, &is_free, err);
+    w->retry_hint_ms = cc.retry_in_ms;
     if (o != GW_OUT_OK)
         return outcome_to_result(o);
     char uid[128] = "";
-    if (is_free)
-        o = gw_calcom_book(w->http, &w->cfg->calcom, t->calcom_api_key, &rq, uid, sizeof uid, err);
+    if (is_free) {
+        o = gw_calcom_book(&cc, &rq, uid, sizeof uid, err);
+        w->retry_hint_ms = cc.retry_in_ms;
+    }
     now = cm_clock_now_ms();
     if (!is_free || o == GW_OUT_TAKEN) {
         CM_INFO("gw.worker", "call %s: slot %s not available", call_id, start);
@@ -198,6 +211,10 @@ static job_result_t run_calcom(lane_t *w, const gw_job_t *job, const json_t *ev,
             state = map[i].state;
             rank = map[i].rank;
         }
+    /* Someone booked, moved or cancelled: the cached availability is wrong now. */
+    int64_t et = cm_json_int(ev, "payload.eventTypeId", 0);
+    if (et > 0)
+        gw_slotcache_invalidate_event_type(w->ob->slots, NULL, et);
     cm_err_t rc = gw_store_entity_merge(w->store, "booking", job->entity_id, job->tenant_id, state,
                                         rank, NULL, 0, now);
     /* A reschedule creates a new uid; the old booking is over, linked to the new one. */
@@ -280,6 +297,9 @@ static void finish(lane_t *w, const gw_job_t *job, job_result_t res, const char 
         rc = gw_store_job_dead(w->store, job->id, reason, now);
     } else if (res == JOB_RETRY) {
         int64_t delay = gw_worker_backoff_ms(w->cfg, job->attempts, &w->rng);
+        /* The provider said when (Retry-After, breaker wait): no earlier than that. */
+        if (delay < w->retry_hint_ms)
+            delay = w->retry_hint_ms;
         CM_INFO("gw.worker", "job %lld attempt %d failed (%s); retry in %lld ms",
                 (long long)job->id, job->attempts, err, (long long)delay);
         rc = gw_store_job_retry(w->store, job->id, now + delay, err, now);
@@ -331,6 +351,7 @@ static void *lane_main(void *arg)
         int64_t next_due = -1;
         cm_err_t rc = gw_store_claim(w->store, cm_clock_now_ms(), &job, &next_due);
         if (rc == CM_ENOTFOUND) {
+            gw_outbound_tick(w->ob); /* open -> half-open happens on time, not on demand */
             wait_for_work(w, gen, next_due);
             continue;
         }
@@ -340,9 +361,24 @@ static void *lane_main(void *arg)
             continue;
         }
         char cid[80], err[CM_ERR_LEN] = "";
-        snprintf(cid, sizeof cid, "job-%lld", (long long)job.id);
+        /* One trace per job attempt; its id is the log correlation id and every provider
+         * call carries a child span of it. */
+        gw_traceparent_t tr;
+        gw_trace_new(&lane->rng, GW_TRACE_SAMPLED, &tr);
+        gw_trace_format(&tr, lane->traceparent);
+        snprintf(cid, sizeof cid, "%s", tr.trace_id);
         cm_log_set_cid(cid);
+        lane->retry_hint_ms = 0;
+        int64_t t0 = cm_clock_mono_ns();
         job_result_t res = run_job(lane, &job, err);
+        gw_obs_observe(lane->obs->job_seconds, GW_LV(job.kind),
+                       (double)(cm_clock_mono_ns() - t0) / 1e9);
+        gw_obs_count(
+            lane->obs->jobs,
+            GW_LV(job.kind, res == JOB_DONE ? "done"
+                            : res == JOB_RETRY
+                                ? (job.attempts >= lane->cfg->max_attempts ? "dead" : "retry")
+                                : "dead"));
         finish(lane, &job, res, err);
         cm_log_set_cid(NULL);
         gw_store_job_free(&job);
@@ -352,7 +388,8 @@ static void *lane_main(void *arg)
     return NULL;
 }
 
-cm_err_t gw_worker_start(const gw_config_t *cfg, gw_store_t *store, gw_worker_t **out)
+cm_err_t gw_worker_start(const gw_config_t *cfg, gw_store_t *store, gw_outbound_t *ob,
+                         gw_obs_t *obs, gw_worker_t **out)
 {
     gw_worker_t *w = calloc(1, sizeof *w);
     cm_err_t rc = CM_OK;
@@ -361,6 +398,7 @@ cm_err_t gw_worker_start(const gw_config_t *cfg, gw_store_t *store, gw_worker_t 
         return CM_ENOMEM;
     w->cfg = cfg;
     w->store = store;
+    w->ob = ob;
     w->nlanes = cfg->worker_threads < MAX_LANES ? cfg->worker_threads : MAX_LANES;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -373,6 +411,8 @@ cm_err_t gw_worker_start(const gw_config_t *cfg, gw_store_t *store, gw_worker_t 
         l->w = w;
         l->cfg = cfg;
         l->store = store;
+        l->ob = ob;
+        l->obs = obs;
         cm_rand_seed(&l->rng, cfg->seed * 1000003u + i);
         if (!(l->http = cm_http_client_new()) ||
             pthread_create(&l->thread, NULL, lane_main, l) != 0)

@@ -14,12 +14,15 @@
 #include "cm_err.h"
 #include "cm_rand.h"
 #include "gw_config.h"
+#include "gw_obs.h"
+#include "gw_outbound.h"
 #include "gw_store.h"
 
 typedef struct gw_worker gw_worker_t;
 
-/* Borrowed: cfg and store must outlive the worker. */
-cm_err_t gw_worker_start(const gw_config_t *cfg, gw_store_t *store, gw_worker_t **out) CM_WUR;
+/* Borrowed: cfg, store, ob and obs must outlive the worker. */
+cm_err_t gw_worker_start(const gw_config_t *cfg, gw_store_t *store, gw_outbound_t *ob,
+                         gw_obs_t *obs, gw_worker_t **out) CM_WUR;
 /* Wakes the workers: a new job may be due. */
 void gw_worker_notify(gw_worker_t *w);
 /* Stops after the job in hand (if any) and frees; sets *w to NULL. Accepts NULL. */

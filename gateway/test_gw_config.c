@@ -41,7 +41,10 @@ Test(config, minimal_valid_config_gets_defaults)
     cr_assert_str_eq(cfg->db_path, "/tmp/x/gateway.db");
     cr_assert_eq(cfg->retell_tolerance_ms, 300000);
     cr_assert_eq(cfg->max_attempts, 6);
-    cr_assert_eq(cfg->calcom.timeout_ms, 5000);
+    cr_assert_eq(cfg->calcom.read_timeout_ms, 5000);
+    cr_assert_eq(cfg->calcom.write_timeout_ms, 10000);
+    cr_assert_eq(cfg->calcom.rate_per_min, 120);
+    cr_assert_eq(cfg->calcom.breaker_failures, 5);
     cr_assert_eq(gw_config_tenant_by_agent(cfg, "ag1"), &cfg->tenants[0]);
     cr_assert_null(gw_config_tenant_by_agent(cfg, "nope"));
     gw_config_free(&cfg);

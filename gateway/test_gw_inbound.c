@@ -16,6 +16,8 @@ static char dir[64], cfgpath[128];
 static gw_config_t *cfg;
 static gw_store_t *store;
 static gw_worker_t *worker;
+static gw_obs_t *obs;
+static gw_outbound_t *ob;
 static cm_http_server_t *srv;
 static cm_http_client_t *cli;
 static gw_app_t app;
@@ -49,8 +51,10 @@ static void setup(void)
     cr_assert_eq(gw_config_load(cfgpath, &cfg, stderr, &n), CM_OK);
     cm_log_set_level("error"); /* refusals are expected here; keep the output readable */
     cr_assert_eq(gw_store_open(cfg->db_path, 1, &store, err), CM_OK, "%s", err);
-    cr_assert_eq(gw_worker_start(cfg, store, &worker), CM_OK);
-    app = (gw_app_t){.cfg = cfg, .store = store, .worker = worker};
+    cr_assert_eq(gw_obs_new(store, &obs, err), CM_OK, "%s", err);
+    cr_assert_eq(gw_outbound_new(cfg, obs, &ob, err), CM_OK, "%s", err);
+    cr_assert_eq(gw_worker_start(cfg, store, ob, obs, &worker), CM_OK);
+    app = (gw_app_t){.cfg = cfg, .store = store, .worker = worker, .obs = obs, .ob = ob};
     cm_http_server_cfg_t scfg = {.threads = 2, .body_limit = cfg->body_limit, .name = "t"};
     srv = cm_http_server_new(&scfg);
     cr_assert_eq(gw_inbound_routes(srv, &app), CM_OK);
@@ -68,6 +72,8 @@ static void teardown(void)
     gw_store_stop_intake(store);
     cm_http_server_free(&srv);
     gw_worker_stop(&worker);
+    gw_outbound_free(&ob);
+    gw_obs_free(&obs);
     gw_store_close(&store);
     gw_config_free(&cfg);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

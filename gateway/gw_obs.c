@@ -1,0 +1,126 @@
+/* gw_obs.c - metric families of the gateway. */
+#include "gw_obs.h"
+
+#include <stdlib.h>
+
+static double queue_gauge(gw_store_t *store, int which)
+{
+    gw_queue_stats_t q;
+    if (!store || gw_store_queue_stats(store, &q) != CM_OK)
+        return -1; /* visible in a scrape, unlike a silent 0 */
+    return (double)(which == 0 ? q.pending : which == 1 ? q.running : q.dead);
+}
+
+static double pending_fn(void *ud)
+{
+    return queue_gauge(ud, 0);
+}
+
+static double running_fn(void *ud)
+{
+    return queue_gauge(ud, 1);
+}
+
+static double dead_fn(void *ud)
+{
+    return queue_gauge(ud, 2);
+}
+
+cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
+{
+    gw_obs_t *o = calloc(1, sizeof *o);
+    const double *lat = gw_metrics_latency_buckets;
+    const size_t nlat = GW_METRICS_LATENCY_NBUCKETS;
+    cm_err_t rc = o ? gw_metrics_new(4096, &o->reg) : CM_ENOMEM;
+    *out = NULL;
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_webhooks_total",
+                                "Webhooks received, by provider and result "
+                                "(accepted, duplicate, rejected_signature, rejected_malformed, "
+                                "not_stored)",
+                                "provider,result", &o->webhooks, err);
+    if (!rc)
+        rc = gw_metrics_histogram(o->reg, "gw_webhook_ack_seconds",
+                                  "Time from request to acknowledgement (after the commit)",
+                                  "provider", lat, nlat, &o->ack_seconds, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_jobs_total", "Jobs finished, by kind and result",
+                                "kind,result", &o->jobs, err);
+    if (!rc)
+        rc = gw_metrics_histogram(o->reg, "gw_job_processing_seconds",
+                                  "Time spent processing one job attempt", "kind", lat, nlat,
+                                  &o->job_seconds, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_outbound_calls_total",
+                                "Outbound operations, by provider, operation and outcome",
+                                "provider,operation,outcome", &o->outbound, err);
+    if (!rc)
+        rc = gw_metrics_histogram(o->reg, "gw_outbound_call_seconds", "Outbound attempt latency",
+                                  "provider,operation", lat, nlat, &o->outbound_seconds, err);
+    if (!rc)
+        rc = gw_metrics_gauge(o->reg, "gw_breaker_state",
+                              "Circuit breaker state: 1 for the current state of each provider",
+                              "provider,state", &o->breaker_state, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_breaker_transitions_total",
+                                "Circuit breaker transitions", "provider,from,to",
+                                &o->breaker_moves, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_outbound_retries_total", "Retries of outbound calls",
+                                "provider,operation", &o->retries, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_retry_budget_rejections_total",
+                                "Retries refused by the retry budget", "provider",
+                                &o->budget_rejects, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_ratelimit_waits_total",
+                                "Outbound calls that waited for a rate-limit token", "provider",
+                                &o->rl_waits, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_ratelimit_rejections_total",
+                                "Outbound calls refused by the rate limiter", "provider",
+                                &o->rl_rejects, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_sagas_total", "Booking sagas ended, by outcome",
+                                "outcome", &o->sagas, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_payments_total",
+                                "Deposit attempts, by result (succeeded, declined, failed)",
+                                "result", &o->payments, err);
+    if (!rc)
+        rc = gw_metrics_gauge_func(o->reg, "gw_jobs_pending", "Jobs waiting to run", pending_fn,
+                                   store, err);
+    if (!rc)
+        rc = gw_metrics_gauge_func(o->reg, "gw_jobs_running", "Jobs running", running_fn, store,
+                                   err);
+    if (!rc)
+        rc = gw_metrics_gauge_func(o->reg, "gw_dlq_depth", "Dead-lettered jobs", dead_fn, store,
+                                   err);
+    if (rc) {
+        gw_obs_free(&o);
+        return rc;
+    }
+    *out = o;
+    return CM_OK;
+}
+
+void gw_obs_free(gw_obs_t **op)
+{
+    if (!op || !*op)
+        return;
+    gw_metrics_free(&(*op)->reg);
+    free(*op);
+    *op = NULL;
+}
+
+void gw_obs_count(gw_mfamily_t *f, const char *const *labels)
+{
+    if (f)
+        gw_counter_inc(gw_metrics_with(f, labels));
+}
+
+void gw_obs_observe(gw_mfamily_t *f, const char *const *labels, double seconds)
+{
+    if (f)
+        gw_hist_observe(gw_metrics_with(f, labels), seconds);
+}

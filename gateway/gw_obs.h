@@ -1,0 +1,42 @@
+/* gw_obs.h - what the gateway shows of itself: the Prometheus families it updates, and
+ * the /metrics exposition.
+ *
+ * Created once at start-up (all families registered up front, so a name clash or a bad
+ * label is a start-up error), then updated from any thread: series handles are looked up
+ * per update through gw_metrics_with, which is lock-free after first use. Freed last.
+ */
+#ifndef GW_OBS_H
+#define GW_OBS_H
+
+#include "cm_err.h"
+#include "gw_metrics.h"
+#include "gw_store.h"
+
+typedef struct {
+    gw_metrics_t *reg;
+    gw_mfamily_t *webhooks;         /* gw_webhooks_total{provider,result} */
+    gw_mfamily_t *ack_seconds;      /* gw_webhook_ack_seconds{provider} */
+    gw_mfamily_t *jobs;             /* gw_jobs_total{kind,result} */
+    gw_mfamily_t *job_seconds;      /* gw_job_processing_seconds{kind} */
+    gw_mfamily_t *outbound;         /* gw_outbound_calls_total{provider,operation,outcome} */
+    gw_mfamily_t *outbound_seconds; /* gw_outbound_call_seconds{provider,operation} */
+    gw_mfamily_t *breaker_state;    /* gw_breaker_state{provider,state} 0/1 */
+    gw_mfamily_t *breaker_moves;    /* gw_breaker_transitions_total{provider,from,to} */
+    gw_mfamily_t *retries;          /* gw_outbound_retries_total{provider,operation} */
+    gw_mfamily_t *budget_rejects;   /* gw_retry_budget_rejections_total{provider} */
+    gw_mfamily_t *rl_waits;         /* gw_ratelimit_waits_total{provider} */
+    gw_mfamily_t *rl_rejects;       /* gw_ratelimit_rejections_total{provider} */
+    gw_mfamily_t *sagas;            /* gw_sagas_total{outcome} */
+    gw_mfamily_t *payments;         /* gw_payments_total{result} */
+} gw_obs_t;
+
+/* Registers every family; store (borrowed, may be NULL in tests) feeds the queue gauges
+ * at scrape time. */
+cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err) CM_WUR;
+void gw_obs_free(gw_obs_t **o);
+
+/* Shorthands: count one event / observe seconds, for label values from closed sets. */
+void gw_obs_count(gw_mfamily_t *f, const char *const *labels);
+void gw_obs_observe(gw_mfamily_t *f, const char *const *labels, double seconds);
+
+#endif

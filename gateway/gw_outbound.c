@@ -1,0 +1,224 @@
+/* gw_outbound.c - the per-provider policy stacks and the HTTP attempt they wrap. */
+#include "gw_outbound.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm_clock.h"
+#include "cm_log.h"
+#include "gw_trace.h"
+
+/* The breaker's transition hook feeds the state gauge (one series per state, 1 for the
+ * current one) and the transitions counter. Runs with the breaker's lock held: only
+ * lock-free metric updates here. */
+static void on_transition(void *ud, const char *name, gw_brk_state_t from, gw_brk_state_t to,
+                          const char *reason, int64_t now_ms)
+{
+    gw_obs_t *obs = ud;
+    gw_gauge_set(gw_metrics_with(obs->breaker_state, GW_LV(name, gw_brk_state_name(from))), 0);
+    gw_gauge_set(gw_metrics_with(obs->breaker_state, GW_LV(name, gw_brk_state_name(to))), 1);
+    gw_obs_count(obs->breaker_moves, GW_LV(name, gw_brk_state_name(from), gw_brk_state_name(to)));
+    CM_WARN("gw.outbound", "breaker %s: %s -> %s (%s)", name, gw_brk_state_name(from),
+            gw_brk_state_name(to), reason ? reason : "");
+}
+
+static cm_err_t prov_init(gw_prov_rt_t *p, const char *name, const gw_provider_t *cfg,
+                          gw_obs_t *obs, char *err)
+{
+    gw_brk_config_t bc;
+    gw_retry_budget_config_t rb;
+    p->name = name;
+    p->cfg = cfg;
+    p->obs = obs;
+    gw_brk_config_default(&bc);
+    bc.consecutive_failures = cfg->breaker_failures;
+    bc.failure_rate_pct = cfg->breaker_failure_pct;
+    bc.window_size = cfg->breaker_window;
+    bc.min_calls = cfg->breaker_window < 10 ? cfg->breaker_window : 10;
+    bc.open_wait_ms = cfg->breaker_open_ms;
+    bc.half_open_permits = cfg->breaker_half_open;
+    bc.half_open_successes = cfg->breaker_successes;
+    bc.slow_call_ms = cfg->breaker_slow_ms;
+    bc.slow_rate_pct = cfg->breaker_slow_ms ? 50 : 0;
+    cm_err_t rc = gw_breaker_new(name, &bc, &p->breaker, err);
+    if (!rc) {
+        gw_breaker_set_callback(p->breaker, on_transition, obs);
+        gw_gauge_set(gw_metrics_with(obs->breaker_state, GW_LV(name, "closed")), 1);
+        rc = gw_ratelimit_new(cfg->rate_per_min / 60.0, cfg->burst, 1024, &p->rl);
+    }
+    if (!rc) {
+        gw_retry_budget_config_default(&rb);
+        rb.ratio = cfg->budget_ratio;
+        rc = gw_retry_budget_new(&rb, &p->budget, err);
+    }
+    return rc;
+}
+
+static void prov_free(gw_prov_rt_t *p)
+{
+    gw_breaker_free(&p->breaker);
+    gw_ratelimit_free(&p->rl);
+    gw_retry_budget_free(&p->budget);
+}
+
+cm_err_t gw_outbound_new(const gw_config_t *cfg, gw_obs_t *obs, gw_outbound_t **out, char *err)
+{
+    gw_outbound_t *ob = calloc(1, sizeof *ob);
+    cm_err_t rc = ob ? CM_OK : CM_ENOMEM;
+    *out = NULL;
+    if (!rc)
+        rc = prov_init(&ob->calcom, "calcom", &cfg->calcom, obs, err);
+    if (!rc && cfg->stripe.base_url)
+        rc = prov_init(&ob->stripe, "stripe", &cfg->stripe, obs, err);
+    if (!rc)
+        rc = gw_slotcache_new(cfg->slot_cache_ttl_ms, 4096, 1u << 20, &ob->slots);
+    if (rc) {
+        gw_outbound_free(&ob);
+        return rc;
+    }
+    gw_policy_clock_real(&ob->clock);
+    *out = ob;
+    return CM_OK;
+}
+
+void gw_outbound_free(gw_outbound_t **obp)
+{
+    gw_outbound_t *ob = obp ? *obp : NULL;
+    if (!ob)
+        return;
+    prov_free(&ob->calcom);
+    prov_free(&ob->stripe);
+    gw_slotcache_free(&ob->slots);
+    free(ob);
+    *obp = NULL;
+}
+
+void gw_outbound_tick(gw_outbound_t *ob)
+{
+    int64_t now = cm_clock_mono_ms();
+    if (ob->calcom.breaker)
+        gw_breaker_tick(ob->calcom.breaker, now);
+    if (ob->stripe.breaker)
+        gw_breaker_tick(ob->stripe.breaker, now);
+}
+
+gw_prov_rt_t *gw_outbound_provider(gw_outbound_t *ob, const char *name)
+{
+    if (!strcmp(name, "calcom"))
+        return &ob->calcom;
+    if (!strcmp(name, "stripe") && ob->stripe.breaker)
+        return &ob->stripe;
+    return NULL;
+}
+
+/* State of one run, for the attempt callback and the event hook. */
+typedef struct {
+    gw_prov_rt_t *p;
+    const gw_call_t *call;
+    cm_http_client_t *http;
+    cm_http_response_t *resp;
+    int have_resp;
+    char ra[64], sr[16];
+    char tp_header[96];
+    cm_rand_t *rng;
+} run_t;
+
+static void attempt(void *ud, const gw_attempt_ctx_t *ctx, gw_att_result_t *res)
+{
+    run_t *r = ud;
+    const char *hdrs[24];
+    size_t n = 0;
+    for (const char *const *h = r->call->req.headers; h && *h && n < 20; h++)
+        hdrs[n++] = *h;
+    /* A child span per attempt, so the provider's logs can tell attempts apart. */
+    gw_traceparent_t parent, child;
+    if (r->call->traceparent && r->call->traceparent[0] &&
+        gw_trace_parse(r->call->traceparent, &parent, NULL) == CM_OK) {
+        char tp[GW_TRACEPARENT_LEN + 1];
+        gw_trace_child(&parent, r->rng, &child);
+        gw_trace_format(&child, tp);
+        snprintf(r->tp_header, sizeof r->tp_header, "traceparent: %s", tp);
+        hdrs[n++] = r->tp_header;
+    }
+    hdrs[n] = NULL;
+    cm_http_request_t req = r->call->req;
+    req.headers = hdrs;
+    req.connect_timeout_ms = (long)ctx->connect_timeout_ms;
+    req.timeout_ms = (long)ctx->timeout_ms;
+    if (r->have_resp)
+        cm_http_response_free(r->resp);
+    cm_err_t rc = cm_http_client_do(r->http, &req, r->resp);
+    r->have_resp = 1;
+    gw_policy_classify_http(rc, r->resp, res, r->ra, sizeof r->ra, r->sr, sizeof r->sr);
+    if (res->kind == GW_ATT_OK && r->call->refused && r->call->refused(r->resp))
+        res->kind = GW_ATT_REFUSED;
+    gw_obs_observe(r->p->obs->outbound_seconds, GW_LV(r->p->name, r->call->operation),
+                   r->resp->total_ms / 1000.0);
+}
+
+static void on_event(void *ud, const gw_policy_t *pol, const gw_policy_event_t *e)
+{
+    gw_prov_rt_t *p = ud;
+    switch (e->type) {
+    case GW_POL_EV_RETRY:
+        gw_obs_count(p->obs->retries, GW_LV(p->name, pol->operation));
+        CM_INFO("gw.outbound", "%s %s attempt %d: %s; retry in %lld ms", p->name, pol->operation,
+                e->attempt, e->result ? gw_att_kind_name(e->result->kind) : "?",
+                (long long)e->delay_ms);
+        break;
+    case GW_POL_EV_GIVE_UP:
+        if (e->verdict == GW_RETRY_NO_BUDGET)
+            gw_obs_count(p->obs->budget_rejects, GW_LV(p->name));
+        break;
+    case GW_POL_EV_RL_WAIT:
+        gw_obs_count(p->obs->rl_waits, GW_LV(p->name));
+        break;
+    case GW_POL_EV_RL_REJECT:
+        gw_obs_count(p->obs->rl_rejects, GW_LV(p->name));
+        break;
+    default:
+        break;
+    }
+}
+
+gw_policy_status_t gw_outbound_call(gw_outbound_t *ob, gw_prov_rt_t *p, cm_http_client_t *http,
+                                    cm_rand_t *rng, const gw_call_t *call, cm_http_response_t *resp,
+                                    gw_policy_outcome_t *out)
+{
+    const gw_provider_t *c = p->cfg;
+    gw_policy_t pol = {
+        .provider = p->name,
+        .operation = call->operation,
+        .breaker = p->breaker,
+        .ratelimit = p->rl,
+        .rl_key = call->rl_key,
+        .rl_wait = 1, /* workers wait for a token rather than fail: nothing is waiting on them */
+        .rl_max_wait_ms = c->deadline_ms,
+        .budget = p->budget,
+        .safe = call->safe,
+        .connect_timeout_ms = c->connect_timeout_ms,
+        .attempt_timeout_ms = call->write ? c->write_timeout_ms : c->read_timeout_ms,
+        .deadline_ms = c->deadline_ms,
+        .on_event = on_event,
+        .event_ud = p,
+    };
+    gw_retry_config_default(&pol.retry);
+    pol.retry.max_attempts = c->retry_max_attempts;
+    pol.retry.base_ms = c->retry_base_ms;
+    pol.retry.cap_ms = c->retry_cap_ms;
+    pol.retry.max_retry_after_ms = c->retry_max_after_ms;
+    run_t r = {.p = p, .call = call, .http = http, .resp = resp, .rng = rng};
+    memset(resp, 0, sizeof *resp);
+    gw_policy_status_t st = gw_policy_run(&pol, &ob->clock, rng, attempt, &r, out);
+    if (!r.have_resp) { /* no attempt made (breaker open, rate limited): an empty answer */
+        cm_buf_init(&resp->body, 1);
+        cm_buf_init(&resp->headers, 1);
+    }
+    const char *outcome = st != GW_POL_DONE                  ? gw_policy_status_name(st)
+                          : out->last.kind == GW_ATT_REFUSED ? "refused"
+                          : out->last.status >= 400          ? "error"
+                                                             : "ok";
+    gw_obs_count(p->obs->outbound, GW_LV(p->name, call->operation, outcome));
+    return st;
+}
