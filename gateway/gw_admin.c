@@ -4,7 +4,9 @@
 
 #include "cm_clock.h"
 #include "cm_codec.h"
+#include "cm_json.h"
 #include "cm_log.h"
+#include "gw_testhook.h"
 #include "gw_app.h"
 
 static int authorised(const gw_app_t *app, const cm_http_req_t *req, cm_http_resp_t *resp)
@@ -337,6 +339,55 @@ static void h_breaker_action(const cm_http_req_t *req, cm_http_resp_t *resp, voi
                                 gw_brk_state_name(gw_breaker_state(p->breaker, now))));
 }
 
+/* GET /admin/sagas?state=: every saga, or those in one state. */
+static void h_sagas(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    int limit;
+    if (!authorised(app, req, resp) || !limit_query(req, resp, &limit))
+        return;
+    cm_buf_t b;
+    cm_buf_init(&b, 64u << 20);
+    answer_buf(resp, gw_store_sagas_json(app->store, cm_http_req_query(req, "state"), limit, &b),
+               &b, NULL);
+}
+
+/* GET /admin/sagas/{id}: the saga (id = call id) and its step log. */
+static void h_saga(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    if (!authorised(app, req, resp))
+        return;
+    cm_buf_t b;
+    cm_buf_init(&b, 16u << 20);
+    answer_buf(resp, gw_store_saga_json(app->store, cm_http_req_param(req, "id"), &b), &b,
+               "no such saga");
+}
+
+/* POST /admin/test/crash-at {"point":"saga.book.after"}: only with --test-hooks. */
+static void h_crash_at(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    json_t *v = NULL;
+    if (!authorised(app, req, resp))
+        return;
+    if (!gw_testhook_enabled()) {
+        cm_http_resp_problem(resp, 404, "Not Found",
+                             "test hooks are off (start with --test-hooks)");
+        return;
+    }
+    const char *point = NULL;
+    if (cm_json_parse(req->body, req->body_len, 4096, &v, NULL) == CM_OK)
+        point = cm_json_str(v, "point", NULL);
+    if (!point || gw_testhook_arm(point) != CM_OK) {
+        cm_http_resp_problem(resp, 400, "Bad Request", "body must be {\"point\": \"name\"}");
+    } else {
+        CM_WARN("gw.admin", "crash point armed: %s", point);
+        cm_http_resp_json(resp, 200, json_pack("{s:s}", "armed", point));
+    }
+    json_decref(v);
+}
+
 cm_err_t gw_admin_routes(cm_http_server_t *srv, gw_app_t *app)
 {
     cm_err_t rc = cm_http_server_route(srv, "GET /health/live", h_live, app);
@@ -346,6 +397,12 @@ cm_err_t gw_admin_routes(cm_http_server_t *srv, gw_app_t *app)
         rc = cm_http_server_route(srv, "GET /metrics", h_metrics, app);
     if (!rc)
         rc = cm_http_server_route(srv, "GET /admin/breakers", h_breakers, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "GET /admin/sagas", h_sagas, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "GET /admin/sagas/{id}", h_saga, app);
+    if (!rc)
+        rc = cm_http_server_route(srv, "POST /admin/test/crash-at", h_crash_at, app);
     if (!rc)
         rc = cm_http_server_route(srv, "POST /admin/breakers/{provider}/{action}", h_breaker_action,
                                   app);

@@ -148,6 +148,8 @@ gw_outcome_t gw_calcom_book(gw_calcom_ctx_t *c, const gw_booking_req_t *rq, char
         json_pack("{s:s,s:I,s:o,s:{s:s}}", "start", cm_clock_iso8601(rq->start_ms, start),
                   "eventTypeId", (json_int_t)rq->event_type_id, "attendee", attendee, "metadata",
                   "retell_call_id", rq->call_id);
+    if (body && rq->saga_id)
+        json_object_set_new(json_object_get(body, "metadata"), "saga_id", json_string(rq->saga_id));
     char *text = body ? cm_json_dumps(body) : NULL;
     json_decref(body);
     if (!text) {
@@ -190,6 +192,104 @@ gw_outcome_t gw_calcom_book(gw_calcom_ctx_t *c, const gw_booking_req_t *rq, char
     /* Our own booking (or an unknown outcome) changes availability: drop cached slots. */
     if (out != GW_OUT_FAIL || st != GW_POL_DONE)
         gw_slotcache_invalidate_event_type(c->ob->slots, c->api_key, rq->event_type_id);
+    json_decref(ans);
+    cm_http_response_free(&r);
+    return out;
+}
+
+gw_outcome_t gw_calcom_cancel(gw_calcom_ctx_t *c, const char *uid, const char *reason, char *err)
+{
+    char url[512], auth[512];
+    cm_http_response_t r;
+    gw_policy_outcome_t po;
+    json_t *body = json_pack("{s:s}", "cancellationReason", reason);
+    char *text = body ? cm_json_dumps(body) : NULL;
+    json_decref(body);
+    if (!text) {
+        cm_errf(err, "cannot encode the cancellation");
+        return GW_OUT_FAIL;
+    }
+    snprintf(url, sizeof url, "%s/v2/bookings/%s/cancel", c->ob->calcom.cfg->base_url, uid);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->api_key);
+    const char *hdrs[] = {auth, BOOKINGS_VERSION, "Content-Type: application/json", NULL};
+    /* Cancelling twice is harmless: safe to retry. */
+    gw_call_t call = {
+        .operation = "cancel",
+        .safe = 1,
+        .write = 1,
+        .rl_key = c->api_key,
+        .traceparent = c->traceparent,
+        .req = {
+            .method = "POST", .url = url, .headers = hdrs, .body = text, .body_len = strlen(text)}};
+    gw_policy_status_t st =
+        gw_outbound_call(c->ob, &c->ob->calcom, c->http, c->rng, &call, &r, &po);
+    free(text);
+    gw_outcome_t out;
+    if (st == GW_POL_DONE && ((r.status >= 200 && r.status < 300) || r.status == 404 ||
+                              (r.status == 400 && r.body.data && strstr(r.body.data, "already")))) {
+        out = GW_OUT_OK;
+    } else {
+        out = classify(c, st, &po, &r, err);
+    }
+    cm_http_response_free(&r);
+    return out;
+}
+
+gw_outcome_t gw_calcom_find(gw_calcom_ctx_t *c, const char *attendee_email, int64_t start_ms,
+                            const char *saga_id, char *uid, size_t cap, int *found, char *err)
+{
+    char url[1024], auth[512], after[25], before[25], email[320];
+    cm_http_response_t r;
+    gw_policy_outcome_t po;
+    json_t *ans = NULL;
+    gw_outcome_t out = GW_OUT_OK;
+    *found = 0;
+    cm_clock_iso8601(start_ms - 60000, after);
+    cm_clock_iso8601(start_ms + 86400000, before);
+    /* The address goes into a query string: keep it to what needs no escaping. */
+    size_t n = 0;
+    for (const char *p = attendee_email; *p && n + 4 < sizeof email; p++) {
+        if (*p == '+') {
+            memcpy(email + n, "%2B", 3);
+            n += 3;
+        } else if (*p > ' ' && *p != '&' && *p != '#' && *p != '%') {
+            email[n++] = *p;
+        }
+    }
+    email[n] = '\0';
+    snprintf(url, sizeof url, "%s/v2/bookings?attendeeEmail=%s&afterStart=%s&beforeEnd=%s&take=100",
+             c->ob->calcom.cfg->base_url, email, after, before);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->api_key);
+    const char *hdrs[] = {auth, BOOKINGS_VERSION, NULL};
+    gw_call_t call = {.operation = "find",
+                      .safe = 1,
+                      .rl_key = c->api_key,
+                      .traceparent = c->traceparent,
+                      .req = {.method = "GET", .url = url, .headers = hdrs}};
+    gw_policy_status_t st =
+        gw_outbound_call(c->ob, &c->ob->calcom, c->http, c->rng, &call, &r, &po);
+    if (st != GW_POL_DONE || r.status != 200) {
+        out = classify(c, st, &po, &r, err);
+    } else if (cm_json_parse(r.body.data, r.body.len, r.body.toobig, &ans, err) != CM_OK) {
+        out = GW_OUT_RETRY;
+    } else {
+        const json_t *list = json_object_get(ans, "data");
+        if (json_is_object(list)) /* some versions wrap the list: {"bookings":[...]} */
+            list = json_object_get(list, "bookings");
+        size_t i;
+        json_t *b;
+        json_array_foreach(list, i, b)
+        {
+            const char *sid = cm_json_str(b, "metadata.saga_id", NULL);
+            const char *u = cm_json_str(b, "uid", NULL);
+            const char *status = cm_json_str(b, "status", "");
+            if (sid && u && !strcmp(sid, saga_id) && strcmp(status, "cancelled")) {
+                snprintf(uid, cap, "%s", u);
+                *found = 1;
+                break;
+            }
+        }
+    }
     json_decref(ans);
     cm_http_response_free(&r);
     return out;

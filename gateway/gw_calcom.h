@@ -39,6 +39,7 @@ typedef struct {
     const char *attendee_phone; /* may be NULL */
     const char *time_zone;      /* IANA name; "UTC" when NULL */
     const char *call_id;        /* goes into metadata, so the booking can be traced back */
+    const char *saga_id;        /* metadata too: finds the booking after a lost answer */
 } gw_booking_req_t;
 
 /* Sets *is_free when a slot starts exactly at start_ms. Served from the slot cache when
@@ -50,6 +51,15 @@ gw_outcome_t gw_calcom_slot_free(gw_calcom_ctx_t *c, int64_t event_type_id, int6
  * Any answer but a clear refusal invalidates the event type's cached slots. */
 gw_outcome_t gw_calcom_book(gw_calcom_ctx_t *c, const gw_booking_req_t *req, char *uid, size_t cap,
                             char *err);
+
+/* POST /v2/bookings/{uid}/cancel. A booking already cancelled or gone counts as done. */
+gw_outcome_t gw_calcom_cancel(gw_calcom_ctx_t *c, const char *uid, const char *reason, char *err);
+
+/* Looks among the attendee's bookings starting at start_ms for one whose metadata carries
+ * saga_id: after a crash or a lost answer, the booking may exist though we never learnt
+ * its uid. Sets *found and copies the uid. */
+gw_outcome_t gw_calcom_find(gw_calcom_ctx_t *c, const char *attendee_email, int64_t start_ms,
+                            const char *saga_id, char *uid, size_t cap, int *found, char *err);
 
 /* Whether a slots answer's "data" holds a slot starting at want_ms. Accepts both shapes
  * Cal.com has used: {"2050-09-05":[{"start":ISO}]} (2024-09-04, also {start,end} ranges)

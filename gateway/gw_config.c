@@ -33,9 +33,9 @@ static void problem(checker_t *ck, const char *path, const char *fmt, ...)
     fputc('\n', ck->report);
 }
 
-static const char *const top_keys[] = {"listen",    "data_dir", "admin_token", "log_level",
-                                       "seed",      "webhooks", "store",       "worker",
-                                       "providers", "tenants",  "sources",     NULL};
+static const char *const top_keys[] = {
+    "listen", "data_dir",  "admin_token", "log_level", "seed", "webhooks", "store",
+    "worker", "providers", "tenants",     "sources",   "saga", NULL};
 
 static void unknown_keys(checker_t *ck, const char *path, const json_t *obj,
                          const char *const *known)
@@ -239,7 +239,8 @@ static void load_tenant(checker_t *ck, size_t i, const json_t *t, gw_tenant_t *o
         problem(ck, path, "must be an object");
         return;
     }
-    static const char *const known[] = {"id", "name", "retell", "calcom", "stripe", NULL};
+    static const char *const known[] = {"id",     "name",    "retell", "calcom",
+                                        "stripe", "booking", NULL};
     unknown_keys(ck, path, t, known);
     out->id = str_field(ck, path, t, "id", NULL);
     out->name = str_field(ck, path, t, "name", "");
@@ -288,7 +289,8 @@ static void load_tenant(checker_t *ck, size_t i, const json_t *t, gw_tenant_t *o
     snprintf(sub, sizeof sub, "%s.stripe", path);
     const json_t *sp = obj_field(ck, path, t, "stripe", 0);
     if (sp) {
-        static const char *const sknown[] = {"api_key", "webhook_secrets", NULL};
+        static const char *const sknown[] = {"api_key",  "webhook_secrets", "deposit_amount",
+                                             "currency", "payment_method",  NULL};
         unknown_keys(ck, sub, sp, sknown);
         char kp[192];
         snprintf(kp, sizeof kp, "%s.api_key", sub);
@@ -299,7 +301,24 @@ static void load_tenant(checker_t *ck, size_t i, const json_t *t, gw_tenant_t *o
         secret_list(ck, sub, sp, "webhook_secrets", out->stripe_webhook_secrets,
                     &out->nstripe_webhook_secrets, 1,
                     " (Stripe signing secrets, whsec_...: Stripe webhooks are verified with them)");
+        out->deposit_amount = int_field(ck, sub, sp, "deposit_amount", 0, 0, 100000000);
     }
+}
+
+static void load_tenant_defaults(checker_t *ck, const char *path, const json_t *t, gw_tenant_t *out)
+{
+    char sub[128];
+    const json_t *sp = json_object_get(t, "stripe");
+    snprintf(sub, sizeof sub, "%s.stripe", path);
+    out->deposit_currency = str_field(ck, sub, sp, "currency", "eur");
+    out->payment_method = str_field(ck, sub, sp, "payment_method", "pm_card_visa");
+    snprintf(sub, sizeof sub, "%s.booking", path);
+    const json_t *bk = obj_field(ck, path, t, "booking", 0);
+    static const char *const bknown[] = {"alternatives", "step_min", NULL};
+    if (bk)
+        unknown_keys(ck, sub, bk, bknown);
+    out->alternatives = (int)int_field(ck, sub, bk, "alternatives", 4, 0, 48);
+    out->alternative_step_ms = int_field(ck, sub, bk, "step_min", 30, 5, 1440) * 60000;
 }
 
 const gw_tenant_t *gw_config_tenant_by_agent(const gw_config_t *cfg, const char *agent_id)
@@ -379,6 +398,11 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
     c->store_sync_full = !sync || strcmp(sync, "normal") != 0;
     free(sync);
 
+    const json_t *sg = obj_field(&ck, "$", root, "saga", 0);
+    c->saga_deadline_ms = int_field(&ck, "saga", sg, "deadline_ms", 600000, 1000, 7 * 86400000LL);
+    static const char *const sgknown[] = {"deadline_ms", NULL};
+    if (sg)
+        unknown_keys(&ck, "saga", sg, sgknown);
     const json_t *wk = obj_field(&ck, "$", root, "worker", 0);
     c->worker_threads = (unsigned)int_field(&ck, "worker", wk, "threads", 2, 1, 16);
     c->max_attempts = (int)int_field(&ck, "worker", wk, "max_attempts", 6, 1, 100);
@@ -405,8 +429,13 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
     } else {
         c->ntenants = json_array_size(tenants);
         c->tenants = calloc(c->ntenants, sizeof *c->tenants);
-        for (size_t i = 0; c->tenants && i < c->ntenants; i++)
+        for (size_t i = 0; c->tenants && i < c->ntenants; i++) {
+            char tp[32];
+            snprintf(tp, sizeof tp, "tenants[%zu]", i);
             load_tenant(&ck, i, json_array_get(tenants, i), &c->tenants[i]);
+            if (json_is_object(json_array_get(tenants, i)))
+                load_tenant_defaults(&ck, tp, json_array_get(tenants, i), &c->tenants[i]);
+        }
         /* An agent id in two tenants would make routing ambiguous. */
         for (size_t i = 0; c->tenants && i < c->ntenants; i++)
             for (size_t k = 0; k < c->tenants[i].nagent_ids; k++) {
@@ -460,6 +489,8 @@ void gw_config_free(gw_config_t **cp)
         for (size_t k = 0; k < t->ncalcom_webhook_secrets; k++)
             free(t->calcom_webhook_secrets[k]);
         free(t->stripe_api_key);
+        free(t->deposit_currency);
+        free(t->payment_method);
         for (size_t k = 0; k < t->nstripe_webhook_secrets; k++)
             free(t->stripe_webhook_secrets[k]);
     }

@@ -33,6 +33,11 @@ typedef struct {
     char *stripe_api_key; /* NULL when the tenant takes no deposits */
     char *stripe_webhook_secrets[GW_MAX_KEYS];
     size_t nstripe_webhook_secrets;
+    int64_t deposit_amount; /* minor units; 0: no deposit unless the call asks for one */
+    char *deposit_currency;
+    char *payment_method; /* used when the call names none, e.g. "pm_card_visa" in tests */
+    int alternatives;     /* other slots tried when the wanted one is gone */
+    int64_t alternative_step_ms;
 } gw_tenant_t;
 
 /* A generic sender verified with Standard Webhooks at /webhooks/std/{id}. */
@@ -92,6 +97,7 @@ typedef struct {
     gw_provider_t calcom;
     gw_provider_t stripe;      /* base_url NULL when no tenant takes deposits */
     int64_t slot_cache_ttl_ms; /* Cal.com availability cache (the audit found 5 minutes) */
+    int64_t saga_deadline_ms;  /* a saga still waiting after this goes to a person */
 
     gw_tenant_t *tenants;
     size_t ntenants;

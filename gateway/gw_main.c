@@ -13,15 +13,17 @@
 #include "cm_http_server.h"
 #include "cm_log.h"
 #include "gw_app.h"
+#include "gw_testhook.h"
 
 static void usage(FILE *f)
 {
-    fputs("usage: gateway --config FILE [--ready-file PATH]\n"
+    fputs("usage: gateway --config FILE [--ready-file PATH] [--test-hooks]\n"
           "       gateway --check-config FILE\n"
           "\n"
           "  --config FILE        run with this JSON configuration\n"
           "  --ready-file PATH    once listening, write {\"pid\":N,\"port\":P} there\n"
-          "  --check-config FILE  report every problem in FILE and exit (0: valid)\n",
+          "  --check-config FILE  report every problem in FILE and exit (0: valid)\n"
+          "  --test-hooks         let the admin API arm crash points (crash tests only)\n",
           f);
 }
 
@@ -148,6 +150,10 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
+        }
+        if (!strcmp(a, "--test-hooks")) {
+            gw_testhook_enable();
+            continue;
         }
         if (i + 1 >= argc ||
             (strcmp(a, "--config") && strcmp(a, "--ready-file") && strcmp(a, "--check-config"))) {

@@ -122,6 +122,37 @@ cm_err_t gw_store_entity_merge(gw_store_t *s, const char *kind, const char *id,
 cm_err_t gw_store_entity_state(gw_store_t *s, const char *kind, const char *id, char *state,
                                size_t cap, int64_t *flags) CM_WUR;
 
+/* Sagas: one booking saga per call, its state persisted before and after every step. */
+typedef struct {
+    char id[128]; /* the call id */
+    char tenant_id[64];
+    char state[32];   /* started, slot_chosen, booked, charged, completed, compensating, ... */
+    char reason[256]; /* why it failed or is compensating */
+    char final[32];   /* the state compensation ends in (failed_payment, compensated, ...) */
+    char booking_uid[128];
+    char payment_intent[128];
+    int64_t wanted_ms;       /* the start the caller asked for */
+    int64_t start_ms;        /* the slot chosen (0: none yet) */
+    int tries;               /* slots tried so far */
+    int64_t deadline_ms;     /* wall time after which a waiting saga goes to a person */
+    int64_t created_at_ms;   /* wall time */
+    int refunded, cancelled; /* compensations done */
+} gw_saga_t;
+
+/* CM_ENOTFOUND when the call has no saga. */
+cm_err_t gw_store_saga_get(gw_store_t *s, const char *id, gw_saga_t *out) CM_WUR;
+/* The saga whose booking is uid; CM_ENOTFOUND when none. */
+cm_err_t gw_store_saga_by_booking(gw_store_t *s, const char *uid, gw_saga_t *out) CM_WUR;
+/* Inserts or replaces the saga row and appends one line to its step log (step, phase:
+ * "intent", "done", "failed", detail may be NULL) in one transaction. */
+cm_err_t gw_store_saga_put(gw_store_t *s, const gw_saga_t *sg, const char *step, const char *phase,
+                           const char *detail, int64_t now_ms) CM_WUR;
+/* Whether the step log holds an intent for step with no "done" after it: the step may
+ * have run without its result being recorded (a crash in the middle of a call). */
+int gw_store_saga_intent_open(gw_store_t *s, const char *id, const char *step);
+cm_err_t gw_store_saga_json(gw_store_t *s, const char *id, cm_buf_t *out) CM_WUR; /* + steps */
+cm_err_t gw_store_sagas_json(gw_store_t *s, const char *state, int limit, cm_buf_t *out) CM_WUR;
+
 /* JSON views for the admin API, appended to out. */
 cm_err_t gw_store_entity_json(gw_store_t *s, const char *kind, const char *id,
                               cm_buf_t *out) CM_WUR; /* CM_ENOTFOUND */

@@ -93,7 +93,32 @@ static const char *const schema =
     " flags INTEGER NOT NULL DEFAULT 0,"
     " updated_at_ms INTEGER NOT NULL,"
     " PRIMARY KEY(kind, id));"
-    "PRAGMA user_version=1;";
+    "CREATE TABLE IF NOT EXISTS sagas("
+    " id TEXT PRIMARY KEY,"
+    " tenant_id TEXT,"
+    " state TEXT NOT NULL,"
+    " reason TEXT,"
+    " final TEXT,"
+    " booking_uid TEXT,"
+    " payment_intent TEXT,"
+    " wanted_ms INTEGER NOT NULL,"
+    " start_ms INTEGER NOT NULL DEFAULT 0,"
+    " tries INTEGER NOT NULL DEFAULT 0,"
+    " deadline_ms INTEGER NOT NULL,"
+    " refunded INTEGER NOT NULL DEFAULT 0,"
+    " cancelled INTEGER NOT NULL DEFAULT 0,"
+    " created_at_ms INTEGER NOT NULL,"
+    " updated_at_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS sagas_booking ON sagas(booking_uid);"
+    "CREATE TABLE IF NOT EXISTS saga_steps("
+    " id INTEGER PRIMARY KEY,"
+    " saga_id TEXT NOT NULL,"
+    " step TEXT NOT NULL,"
+    " phase TEXT NOT NULL,"
+    " detail TEXT,"
+    " at_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS saga_steps_saga ON saga_steps(saga_id, id);"
+    "PRAGMA user_version=2;";
 
 static cm_err_t sql_fail(sqlite3 *db, const char *what)
 {
@@ -852,4 +877,188 @@ cm_err_t gw_store_job_json(gw_store_t *s, int64_t job_id, cm_buf_t *out)
                      "CAST(e.body AS TEXT) AS body FROM jobs j JOIN events e ON e.id=j.event_id "
                      "WHERE j.id=?",
                      "i", job_id);
+}
+
+/* ---- sagas ------------------------------------------------------------------------ */
+
+static void copy_col(char *dst, size_t cap, sqlite3_stmt *st, int i)
+{
+    const unsigned char *v = sqlite3_column_text(st, i);
+    snprintf(dst, cap, "%s", v ? (const char *)v : "");
+}
+
+static cm_err_t saga_select(gw_store_t *s, const char *where, const char *key, gw_saga_t *out)
+{
+    char sql[512];
+    sqlite3_stmt *st = NULL;
+    cm_err_t rc = CM_ENOTFOUND;
+    snprintf(sql, sizeof sql,
+             "SELECT id, tenant_id, state, reason, final, booking_uid, payment_intent, "
+             "wanted_ms, start_ms, tries, deadline_ms, created_at_ms, refunded, cancelled "
+             "FROM sagas WHERE %s=? LIMIT 1",
+             where);
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&s->rd.mu);
+    if (sqlite3_prepare_v2(s->rd.db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_fail(s->rd.db, "prepare saga");
+    } else {
+        bind_text(st, 1, key);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW) {
+            copy_col(out->id, sizeof out->id, st, 0);
+            copy_col(out->tenant_id, sizeof out->tenant_id, st, 1);
+            copy_col(out->state, sizeof out->state, st, 2);
+            copy_col(out->reason, sizeof out->reason, st, 3);
+            copy_col(out->final, sizeof out->final, st, 4);
+            copy_col(out->booking_uid, sizeof out->booking_uid, st, 5);
+            copy_col(out->payment_intent, sizeof out->payment_intent, st, 6);
+            out->wanted_ms = sqlite3_column_int64(st, 7);
+            out->start_ms = sqlite3_column_int64(st, 8);
+            out->tries = sqlite3_column_int(st, 9);
+            out->deadline_ms = sqlite3_column_int64(st, 10);
+            out->created_at_ms = sqlite3_column_int64(st, 11);
+            out->refunded = sqlite3_column_int(st, 12);
+            out->cancelled = sqlite3_column_int(st, 13);
+            rc = CM_OK;
+        } else if (step != SQLITE_DONE) {
+            rc = sql_fail(s->rd.db, "saga");
+        }
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->rd.mu);
+    return rc;
+}
+
+cm_err_t gw_store_saga_get(gw_store_t *s, const char *id, gw_saga_t *out)
+{
+    return saga_select(s, "id", id, out);
+}
+
+cm_err_t gw_store_saga_by_booking(gw_store_t *s, const char *uid, gw_saga_t *out)
+{
+    return saga_select(s, "booking_uid", uid, out);
+}
+
+static const char *nz(const char *v)
+{
+    return v && *v ? v : NULL;
+}
+
+cm_err_t gw_store_saga_put(gw_store_t *s, const gw_saga_t *sg, const char *step, const char *phase,
+                           const char *detail, int64_t now_ms)
+{
+    sqlite3 *db = s->wr.db;
+    sqlite3_stmt *st = NULL;
+    writer_lock_low(s);
+    /* The saga's state is what makes a restart resume correctly, so unlike other
+     * bookkeeping it is committed with the configured durability. */
+    writer_sync(s, s->sync_full);
+    cm_err_t rc = exec(db, "BEGIN IMMEDIATE");
+    if (!rc && sqlite3_prepare_v2(db,
+                                  "INSERT INTO sagas(id,tenant_id,state,reason,final,booking_uid,"
+                                  "payment_intent,wanted_ms,start_ms,tries,deadline_ms,refunded,"
+                                  "cancelled,created_at_ms,updated_at_ms) "
+                                  "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE "
+                                  "SET state=excluded.state, reason=excluded.reason, "
+                                  "final=excluded.final, booking_uid=excluded.booking_uid, "
+                                  "payment_intent=excluded.payment_intent, "
+                                  "start_ms=excluded.start_ms, tries=excluded.tries, "
+                                  "refunded=excluded.refunded, cancelled=excluded.cancelled, "
+                                  "updated_at_ms=excluded.updated_at_ms",
+                                  -1, &st, NULL) != SQLITE_OK)
+        rc = sql_fail(db, "prepare saga put");
+    if (!rc) {
+        bind_text(st, 1, sg->id);
+        bind_text(st, 2, nz(sg->tenant_id));
+        bind_text(st, 3, sg->state);
+        bind_text(st, 4, nz(sg->reason));
+        bind_text(st, 5, nz(sg->final));
+        bind_text(st, 6, nz(sg->booking_uid));
+        bind_text(st, 7, nz(sg->payment_intent));
+        sqlite3_bind_int64(st, 8, sg->wanted_ms);
+        sqlite3_bind_int64(st, 9, sg->start_ms);
+        sqlite3_bind_int(st, 10, sg->tries);
+        sqlite3_bind_int64(st, 11, sg->deadline_ms);
+        sqlite3_bind_int(st, 12, sg->refunded);
+        sqlite3_bind_int(st, 13, sg->cancelled);
+        sqlite3_bind_int64(st, 14, sg->created_at_ms ? sg->created_at_ms : now_ms);
+        sqlite3_bind_int64(st, 15, now_ms);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = sql_fail(db, "saga put");
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (!rc && step) {
+        if (sqlite3_prepare_v2(db,
+                               "INSERT INTO saga_steps(saga_id,step,phase,detail,at_ms) "
+                               "VALUES(?,?,?,?,?)",
+                               -1, &st, NULL) != SQLITE_OK) {
+            rc = sql_fail(db, "prepare saga step");
+        } else {
+            bind_text(st, 1, sg->id);
+            bind_text(st, 2, step);
+            bind_text(st, 3, phase);
+            bind_text(st, 4, detail);
+            sqlite3_bind_int64(st, 5, now_ms);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = sql_fail(db, "saga step");
+        }
+        sqlite3_finalize(st);
+    }
+    if (!rc)
+        rc = exec(db, "COMMIT");
+    if (rc)
+        (void)exec(db, "ROLLBACK");
+    pthread_mutex_unlock(&s->wr.mu);
+    return rc;
+}
+
+int gw_store_saga_intent_open(gw_store_t *s, const char *id, const char *step)
+{
+    sqlite3_stmt *st = NULL;
+    int open = 0;
+    pthread_mutex_lock(&s->rd.mu);
+    if (sqlite3_prepare_v2(s->rd.db,
+                           "SELECT phase FROM saga_steps WHERE saga_id=? AND step=? "
+                           "ORDER BY id DESC LIMIT 1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        bind_text(st, 1, id);
+        bind_text(st, 2, step);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            open = !strcmp((const char *)sqlite3_column_text(st, 0), "intent");
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->rd.mu);
+    return open;
+}
+
+cm_err_t gw_store_saga_json(gw_store_t *s, const char *id, cm_buf_t *out)
+{
+    size_t mark = out->len;
+    cm_err_t rc = cm_buf_addstr(out, "{\"saga\":");
+    if (!rc)
+        rc = work_json(s, out, NULL, "SELECT * FROM sagas WHERE id=?", "t", id);
+    if (!rc)
+        rc = cm_buf_addstr(out, ",\"history\":");
+    if (!rc)
+        rc = work_json(s, out, "steps",
+                       "SELECT step, phase, detail, at_ms FROM saga_steps WHERE saga_id=? "
+                       "ORDER BY id",
+                       "t", id);
+    if (!rc)
+        rc = cm_buf_addstr(out, "}");
+    if (rc) {
+        out->len = mark;
+        if (out->data)
+            out->data[mark] = '\0';
+    }
+    return rc;
+}
+
+cm_err_t gw_store_sagas_json(gw_store_t *s, const char *state, int limit, cm_buf_t *out)
+{
+    return work_json(s, out, "sagas",
+                     "SELECT * FROM sagas WHERE (?1 IS NULL OR state=?1) ORDER BY created_at_ms "
+                     "LIMIT ?2",
+                     "ti", state, (int64_t)limit);
 }

@@ -13,6 +13,7 @@
 #include "cm_json.h"
 #include "cm_log.h"
 #include "gw_calcom.h"
+#include "gw_saga.h"
 #include "gw_trace.h"
 
 #define MAX_LANES 16
@@ -58,11 +59,6 @@ int64_t gw_worker_backoff_ms(const gw_config_t *cfg, int attempts, cm_rand_t *rn
     return (int64_t)cm_rand_below(rng, (uint64_t)ceiling + 1);
 }
 
-static job_result_t outcome_to_result(gw_outcome_t o)
-{
-    return o == GW_OUT_RETRY ? JOB_RETRY : JOB_DEAD;
-}
-
 /* Records a call's permanent failure. The job is dead-lettered with the same reason
  * either way, so a store error here only costs the per-call view, and is logged. */
 static void mark_failed(lane_t *w, const char *call_id, const char *tenant_id, const char *err)
@@ -73,102 +69,53 @@ static void mark_failed(lane_t *w, const char *call_id, const char *tenant_id, c
         CM_ERROR("gw.worker", "call %s: failure not recorded: %s", call_id, cm_strerror(rc));
 }
 
-/* Books the slot a call_analyzed event asks for. Idempotent: a call already booked or
- * already refused is left alone, so a redelivered or replayed job books nothing twice. */
+static gw_saga_env_t saga_env(lane_t *w)
+{
+    return (gw_saga_env_t){.cfg = w->cfg,
+                           .store = w->store,
+                           .ob = w->ob,
+                           .obs = w->obs,
+                           .http = w->http,
+                           .rng = &w->rng,
+                           .traceparent = w->traceparent};
+}
+
+static job_result_t saga_result(lane_t *w, gw_saga_result_t r, const gw_saga_env_t *env)
+{
+    w->retry_hint_ms = env->retry_hint_ms;
+    return r == GW_SAGA_DONE ? JOB_DONE : r == GW_SAGA_RETRY ? JOB_RETRY : JOB_DEAD;
+}
+
+/* A call_analyzed event: when the analysis carries a booking request, run (or resume) the
+ * call's booking saga. Idempotent: a finished saga is left alone, so a redelivered or
+ * replayed job books and charges nothing twice. */
 static job_result_t run_call_analyzed(lane_t *w, const json_t *ev, char *err)
 {
     const char *call_id = cm_json_str(ev, "call.call_id", NULL);
     const char *agent_id = cm_json_str(ev, "call.agent_id", NULL);
     const json_t *cad = cm_json_path(ev, "call.call_analysis.custom_analysis_data");
     const gw_tenant_t *t = gw_config_tenant_by_agent(w->cfg, agent_id);
-    char state[32] = "";
-    int64_t now = cm_clock_now_ms();
-
     if (!call_id) {
         cm_errf(err, "event without call.call_id");
         return JOB_DEAD;
     }
     if (!t) {
+        /* Dead-lettered, not dropped: once the agent is configured, a replay books it. */
         cm_errf(err, "no tenant has agent_id \"%s\"", agent_id ? agent_id : "(none)");
         return JOB_DEAD;
     }
-    cm_err_t src = gw_store_entity_state(w->store, "call", call_id, state, sizeof state, NULL);
-    if (src && src != CM_ENOTFOUND) {
-        cm_errf(err, "store: %s", cm_strerror(src));
-        return JOB_RETRY;
-    }
-    if (!strcmp(state, "booked") || !strcmp(state, "no_slot") || !strcmp(state, "no_booking")) {
-        CM_INFO("gw.worker", "call %s already %s; nothing to do", call_id, state);
-        return JOB_DONE;
-    }
-    const char *start = cm_json_str(cad, "booking_start", NULL);
-    if (!start) {
+    if (!cm_json_str(cad, "booking_start", NULL)) {
         CM_INFO("gw.worker", "call %s asked for no booking", call_id);
-        return gw_store_entity_set(w->store, "call", call_id, t->id, "no_booking", NULL, NULL, now)
+        return gw_store_entity_set(w->store, "call", call_id, t->id, "no_booking", NULL, NULL,
+                                   cm_clock_now_ms())
                    ? JOB_RETRY
                    : JOB_DONE;
     }
-    gw_booking_req_t rq = {
-        .event_type_id = cm_json_int(cad, "event_type_id", t->calcom_event_type_id),
-        .attendee_name = cm_json_str(cad, "attendee_name", NULL),
-        .attendee_email = cm_json_str(cad, "attendee_email", NULL),
-        .attendee_phone = cm_json_str(cad, "attendee_phone", NULL),
-        .time_zone = cm_json_str(cad, "time_zone", "UTC"),
-        .call_id = call_id,
-    };
-    /* Retell's analysis values are often strings: accept "101" for the event type too. */
-    const char *ets = cm_json_str(cad, "event_type_id", NULL);
-    if (ets)
-        rq.event_type_id = strtoll(ets, NULL, 10);
-    if (cm_clock_parse_iso8601(start, &rq.start_ms) || !rq.attendee_name || !rq.attendee_email ||
-        !strchr(rq.attendee_email, '@') || rq.event_type_id <= 0) {
-        cm_errf(err, "booking request incomplete or malformed (booking_start, attendee_name, "
-                     "attendee_email, event_type_id)");
+    gw_saga_env_t env = saga_env(w);
+    gw_saga_result_t r = gw_saga_run(&env, t, ev, err);
+    if (r == GW_SAGA_DEAD)
         mark_failed(w, call_id, t->id, err);
-        return JOB_DEAD;
-    }
-    if (gw_store_entity_set(w->store, "call", call_id, t->id, "booking", NULL, NULL, now)) {
-        cm_errf(err, "store: cannot record booking start");
-        return JOB_RETRY;
-    }
-    int is_free = 0;
-    gw_calcom_ctx_t cc = {.ob = w->ob,
-                          .http = w->http,
-                          .rng = &w->rng,
-                          .api_key = t->calcom_api_key,
-                          .traceparent = w->traceparent};
-    gw_outcome_t o = gw_calcom_slot_free(&cc, rq.event_type_id, rq.start_ms, &is_free, err);
-    w->retry_hint_ms = cc.retry_in_ms;
-    if (o != GW_OUT_OK)
-        return outcome_to_result(o);
-    char uid[128] = "";
-    if (is_free) {
-        o = gw_calcom_book(&cc, &rq, uid, sizeof uid, err);
-        w->retry_hint_ms = cc.retry_in_ms;
-    }
-    now = cm_clock_now_ms();
-    if (!is_free || o == GW_OUT_TAKEN) {
-        CM_INFO("gw.worker", "call %s: slot %s not available", call_id, start);
-        return gw_store_entity_set(w->store, "call", call_id, t->id, "no_slot", NULL,
-                                   is_free ? err : "slot not offered", now)
-                   ? JOB_RETRY
-                   : JOB_DONE;
-    }
-    if (o != GW_OUT_OK) {
-        if (o == GW_OUT_FAIL)
-            mark_failed(w, call_id, t->id, err);
-        return outcome_to_result(o);
-    }
-    CM_INFO("gw.worker", "call %s booked at Cal.com as %s", call_id, uid);
-    if (gw_store_entity_set(w->store, "call", call_id, t->id, "booked", uid, NULL, now)) {
-        /* The booking exists; retrying would find the call still 'booking'. The saga
-         * (metadata lookup) closes this window; until then, report it loudly. */
-        CM_ERROR("gw.worker", "call %s booked as %s but the outcome could not be stored", call_id,
-                 uid);
-        cm_errf(err, "booked as %s but outcome not stored", uid);
-        return JOB_DEAD;
-    }
-    return JOB_DONE;
+    return saga_result(w, r, &env);
 }
 
 /* Call lifecycle flags, merged in any order (see gw_store_entity_merge). */
@@ -226,6 +173,10 @@ static job_result_t run_calcom(lane_t *w, const gw_job_t *job, const json_t *ev,
     if (rc) {
         cm_errf(err, "store: cannot record %s", trigger);
         return JOB_RETRY;
+    }
+    if (!strcmp(trigger, "BOOKING_CANCELLED")) {
+        gw_saga_env_t env = saga_env(w);
+        return saga_result(w, gw_saga_booking_cancelled(&env, job->entity_id, err), &env);
     }
     return JOB_DONE;
 }
