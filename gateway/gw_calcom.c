@@ -49,7 +49,9 @@ static gw_outcome_t classify(gw_calcom_ctx_t *c, gw_policy_status_t st,
                              const gw_policy_outcome_t *o, const cm_http_response_t *r, char *err)
 {
     c->retry_in_ms = o->retry_in_ms;
-    if (st != GW_POL_DONE) {
+    /* Judge by the HTTP answer when the run ended on one (retries used up on a 503 is
+     * still "the provider answered 503"); otherwise by how the run ended. */
+    if (st != GW_POL_DONE && !(st == GW_POL_FAILED && o->last.kind == GW_ATT_OK)) {
         cm_errf(err, "Cal.com %s after %d attempt(s)%s%s", gw_policy_status_name(st), o->attempts,
                 r->err[0] ? ": " : "", r->err);
         return o->transient ? GW_OUT_RETRY : GW_OUT_FAIL;

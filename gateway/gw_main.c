@@ -23,7 +23,8 @@ static void usage(FILE *f)
           "  --config FILE        run with this JSON configuration\n"
           "  --ready-file PATH    once listening, write {\"pid\":N,\"port\":P} there\n"
           "  --check-config FILE  report every problem in FILE and exit (0: valid)\n"
-          "  --test-hooks         let the admin API arm crash points (crash tests only)\n",
+          "  --test-hooks         let the admin API arm crash points (crash tests only;\n"
+          "                       GW_TEST_HOOKS=1 in the environment does the same)\n",
           f);
 }
 
@@ -172,6 +173,11 @@ int main(int argc, char **argv)
     }
     if (check)
         return check_config(check);
+    /* The environment can turn the hooks on too, so a test runner that only controls the
+     * environment can run crash tests. */
+    const char *th = getenv("GW_TEST_HOOKS");
+    if (th && !strcmp(th, "1"))
+        gw_testhook_enable();
     if (!config) {
         fprintf(stderr, "gateway: --config FILE is required\n");
         usage(stderr);

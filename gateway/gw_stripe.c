@@ -70,7 +70,10 @@ static gw_stripe_out_t post(gw_stripe_ctx_t *c, const char *op, const char *path
     /* The body is read for error details; an unreadable one leaves *ans NULL. */
     if (r.body.len && cm_json_parse(r.body.data, r.body.len, r.body.toobig, ans, NULL) != CM_OK)
         *ans = NULL;
-    if (st != GW_POL_DONE) {
+    /* A run that ended on an HTTP answer (e.g. 402 with Stripe-Should-Retry: false) is
+     * judged by that answer; only runs without one are judged by how the run ended. */
+    int answered = st == GW_POL_DONE || (st == GW_POL_FAILED && po.last.kind == GW_ATT_OK);
+    if (!answered) {
         cm_errf(err, "Stripe %s after %d attempt(s)%s%s", gw_policy_status_name(st), po.attempts,
                 r.err[0] ? ": " : "", r.err);
         out = po.transient ? GW_STRIPE_RETRY : GW_STRIPE_FAIL;
