@@ -390,43 +390,32 @@ static void h_crash_at(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 
 cm_err_t gw_admin_routes(cm_http_server_t *srv, gw_app_t *app)
 {
-    cm_err_t rc = cm_http_server_route(srv, "GET /health/live", h_live, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "GET /health/ready", h_ready, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "GET /metrics", h_metrics, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "GET /admin/breakers", h_breakers, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "GET /admin/sagas", h_sagas, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "GET /admin/sagas/{id}", h_saga, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "POST /admin/test/crash-at", h_crash_at, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "POST /admin/breakers/{provider}/{action}", h_breaker_action,
-                                  app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "GET /admin/events", h_events, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "GET /admin/calls/{call_id}", h_call, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "GET /admin/queue", h_queue, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "GET /admin/entities/{kind}/{id}", h_entity, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "GET /admin/jobs", h_jobs, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "GET /admin/jobs/{id}", h_job, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "GET /admin/dead-letters", h_dead_letters, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "GET /admin/dead-letters/{id}", h_job, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "POST /admin/dead-letters/{id}/replay", h_replay, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "POST /admin/dead-letters/{id}/discard", h_discard, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "POST /admin/events/{id}/rerun", h_rerun, app);
+    static const struct {
+        const char *pattern;
+        cm_http_handler_fn fn;
+    } routes[] = {
+        {"GET /health/live", h_live},
+        {"GET /health/ready", h_ready},
+        {"GET /metrics", h_metrics},
+        {"GET /admin/breakers", h_breakers},
+        {"GET /admin/sagas", h_sagas},
+        {"GET /admin/sagas/{id}", h_saga},
+        {"POST /admin/test/crash-at", h_crash_at},
+        {"POST /admin/breakers/{provider}/{action}", h_breaker_action},
+        {"GET /admin/events", h_events},
+        {"GET /admin/calls/{call_id}", h_call},
+        {"GET /admin/queue", h_queue},
+        {"GET /admin/entities/{kind}/{id}", h_entity},
+        {"GET /admin/jobs", h_jobs},
+        {"GET /admin/jobs/{id}", h_job},
+        {"GET /admin/dead-letters", h_dead_letters},
+        {"GET /admin/dead-letters/{id}", h_job},
+        {"POST /admin/dead-letters/{id}/replay", h_replay},
+        {"POST /admin/dead-letters/{id}/discard", h_discard},
+        {"POST /admin/events/{id}/rerun", h_rerun},
+    };
+    cm_err_t rc = CM_OK;
+    for (size_t i = 0; !rc && i < sizeof routes / sizeof routes[0]; i++)
+        rc = cm_http_server_route(srv, routes[i].pattern, routes[i].fn, app);
     return rc;
 }

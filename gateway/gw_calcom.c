@@ -132,11 +132,43 @@ gw_outcome_t gw_calcom_slot_free(gw_calcom_ctx_t *c, int64_t event_type_id, int6
     return out;
 }
 
+/* POSTs body (taken) as JSON to path at Cal.com through the policy stack. *resp holds
+ * the answer (free it); returns how the run ended. */
+static gw_policy_status_t post_json(gw_calcom_ctx_t *c, const char *op, const char *path, int safe,
+                                    int (*refused)(const cm_http_response_t *), json_t *body,
+                                    cm_http_response_t *resp, gw_policy_outcome_t *po, char *err)
+{
+    char url[512], auth[512];
+    char *text = body ? cm_json_dumps(body) : NULL;
+    json_decref(body);
+    if (!text) {
+        cm_errf(err, "cannot encode the %s request", op);
+        memset(resp, 0, sizeof *resp);
+        memset(po, 0, sizeof *po);
+        return GW_POL_FAILED;
+    }
+    snprintf(url, sizeof url, "%s%s", c->ob->calcom.cfg->base_url, path);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->api_key);
+    const char *hdrs[] = {auth, BOOKINGS_VERSION, "Content-Type: application/json", NULL};
+    gw_call_t call = {
+        .operation = op,
+        .safe = safe,
+        .write = 1,
+        .rl_key = c->api_key,
+        .refused = refused,
+        .traceparent = c->traceparent,
+        .req = {
+            .method = "POST", .url = url, .headers = hdrs, .body = text, .body_len = strlen(text)}};
+    gw_policy_status_t st =
+        gw_outbound_call(c->ob, &c->ob->calcom, c->http, c->rng, &call, resp, po);
+    free(text);
+    return st;
+}
+
 gw_outcome_t gw_calcom_book(gw_calcom_ctx_t *c, const gw_booking_req_t *rq, char *uid, size_t cap,
                             char *err)
 {
-    char url[512], start[25], auth[512];
-    const gw_provider_t *p = c->ob->calcom.cfg;
+    char start[25];
     cm_http_response_t r;
     gw_policy_outcome_t po;
     json_t *ans = NULL;
@@ -152,29 +184,9 @@ gw_outcome_t gw_calcom_book(gw_calcom_ctx_t *c, const gw_booking_req_t *rq, char
                   "retell_call_id", rq->call_id);
     if (body && rq->saga_id)
         json_object_set_new(json_object_get(body, "metadata"), "saga_id", json_string(rq->saga_id));
-    char *text = body ? cm_json_dumps(body) : NULL;
-    json_decref(body);
-    if (!text) {
-        cm_errf(err, "cannot encode booking request");
-        return GW_OUT_FAIL;
-    }
-    snprintf(url, sizeof url, "%s/v2/bookings", p->base_url);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->api_key);
-    const char *hdrs[] = {auth, BOOKINGS_VERSION, "Content-Type: application/json", NULL};
     /* Not safe to repeat blindly: only connect errors and 429s are retried inside the
-     * run; a timeout ends it, and the job is retried after checking the call's state. */
-    gw_call_t call = {
-        .operation = "book",
-        .safe = 0,
-        .write = 1,
-        .rl_key = c->api_key,
-        .refused = slot_taken,
-        .traceparent = c->traceparent,
-        .req = {
-            .method = "POST", .url = url, .headers = hdrs, .body = text, .body_len = strlen(text)}};
-    gw_policy_status_t st =
-        gw_outbound_call(c->ob, &c->ob->calcom, c->http, c->rng, &call, &r, &po);
-    free(text);
+     * run; after a timeout the saga looks for the booking by its metadata first. */
+    gw_policy_status_t st = post_json(c, "book", "/v2/bookings", 0, slot_taken, body, &r, &po, err);
     if (st == GW_POL_DONE && (r.status == 200 || r.status == 201)) {
         const char *u = NULL;
         if (cm_json_parse(r.body.data, r.body.len, r.body.toobig, &ans, err) == CM_OK)
@@ -201,31 +213,13 @@ gw_outcome_t gw_calcom_book(gw_calcom_ctx_t *c, const gw_booking_req_t *rq, char
 
 gw_outcome_t gw_calcom_cancel(gw_calcom_ctx_t *c, const char *uid, const char *reason, char *err)
 {
-    char url[512], auth[512];
+    char path[256];
     cm_http_response_t r;
     gw_policy_outcome_t po;
-    json_t *body = json_pack("{s:s}", "cancellationReason", reason);
-    char *text = body ? cm_json_dumps(body) : NULL;
-    json_decref(body);
-    if (!text) {
-        cm_errf(err, "cannot encode the cancellation");
-        return GW_OUT_FAIL;
-    }
-    snprintf(url, sizeof url, "%s/v2/bookings/%s/cancel", c->ob->calcom.cfg->base_url, uid);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->api_key);
-    const char *hdrs[] = {auth, BOOKINGS_VERSION, "Content-Type: application/json", NULL};
+    snprintf(path, sizeof path, "/v2/bookings/%s/cancel", uid);
     /* Cancelling twice is harmless: safe to retry. */
-    gw_call_t call = {
-        .operation = "cancel",
-        .safe = 1,
-        .write = 1,
-        .rl_key = c->api_key,
-        .traceparent = c->traceparent,
-        .req = {
-            .method = "POST", .url = url, .headers = hdrs, .body = text, .body_len = strlen(text)}};
-    gw_policy_status_t st =
-        gw_outbound_call(c->ob, &c->ob->calcom, c->http, c->rng, &call, &r, &po);
-    free(text);
+    gw_policy_status_t st = post_json(
+        c, "cancel", path, 1, NULL, json_pack("{s:s}", "cancellationReason", reason), &r, &po, err);
     gw_outcome_t out;
     if (st == GW_POL_DONE && ((r.status >= 200 && r.status < 300) || r.status == 404 ||
                               (r.status == 400 && r.body.data && strstr(r.body.data, "already")))) {

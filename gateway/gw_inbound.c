@@ -375,12 +375,17 @@ static void h_std(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 
 cm_err_t gw_inbound_routes(cm_http_server_t *srv, gw_app_t *app)
 {
-    cm_err_t rc = cm_http_server_route(srv, "POST /webhooks/retell", h_retell, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "POST /webhooks/calcom", h_calcom, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "POST /webhooks/stripe", h_stripe, app);
-    if (!rc)
-        rc = cm_http_server_route(srv, "POST /webhooks/std/{source}", h_std, app);
+    static const struct {
+        const char *pattern;
+        cm_http_handler_fn fn;
+    } routes[] = {
+        {"POST /webhooks/retell", h_retell},
+        {"POST /webhooks/calcom", h_calcom},
+        {"POST /webhooks/stripe", h_stripe},
+        {"POST /webhooks/std/{source}", h_std},
+    };
+    cm_err_t rc = CM_OK;
+    for (size_t i = 0; !rc && i < sizeof routes / sizeof routes[0]; i++)
+        rc = cm_http_server_route(srv, routes[i].pattern, routes[i].fn, app);
     return rc;
 }
