@@ -223,6 +223,16 @@ cm_err_t cm_http_resp_header(cm_http_resp_t *resp, const char *name, const char 
     return CM_OK;
 }
 
+int cm_http_resp_header_at(const cm_http_resp_t *resp, size_t i, const char **name,
+                           const char **value)
+{
+    if (i >= resp->_nheaders)
+        return 0;
+    *name = resp->_hname[i];
+    *value = resp->_hval[i];
+    return 1;
+}
+
 void cm_http_resp_text(cm_http_resp_t *resp, int status, const char *ctype, const char *text)
 {
     resp->status = status;

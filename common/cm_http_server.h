@@ -114,6 +114,10 @@ int cm_http_req_fd(const cm_http_req_t *req);
 /* Response helpers. Each replaces the body set before. Header name and value are copied;
  * setting more than CM_HTTP_MAX_RESP_HEADERS fails with CM_ETOOBIG. */
 cm_err_t cm_http_resp_header(cm_http_resp_t *resp, const char *name, const char *value);
+/* The i-th response header set so far (borrowed): 1 with *name and *value set, 0 when
+ * there are fewer than i + 1. For code that writes an answer itself (fault injection). */
+int cm_http_resp_header_at(const cm_http_resp_t *resp, size_t i, const char **name,
+                           const char **value);
 void cm_http_resp_text(cm_http_resp_t *resp, int status, const char *ctype, const char *text);
 /* Takes the reference to v (json_decref'd here), so callers can write
  * cm_http_resp_json(resp, 200, json_pack(...)). A NULL v answers 500. */

@@ -1,13 +1,20 @@
-/* sim_calcom.c - Cal.com API v2: slots and bookings over the seed event types. */
+/* sim_calcom.c - Cal.com API v2: event types, slots, bookings (create, list, cancel,
+ * reschedule), a per-key rate limit and signed booking webhooks. */
 #include "sim_calcom.h"
 
 #include <pthread.h>
 #include <stdio.h>
+#include <strings.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cm_clock.h"
+#include "cm_codec.h"
+#include "cm_http_client.h"
+#include "cm_json.h"
 #include "cm_log.h"
+#include "cm_sig.h"
 #include "sim_http.h"
 #include "sim_rng.h"
 #include "sim_slots.h"
@@ -15,30 +22,69 @@
 #define COMP "sim.calcom"
 #define SLOTS_VERSION "2024-09-04"
 #define BOOKINGS_VERSION "2024-08-13"
+#define EVENT_TYPES_VERSION "2024-06-14"
 /* A guard on answer size, not a Cal.com rule: a year of 30-minute slots is ~6000 items. */
 #define MAX_RANGE_DAYS 366
 /* short-uuid's flickrBase58 alphabet: Cal.com uids are 22 characters of it. */
 #define UID_ALPHABET "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
 #define UID_LEN 22
 
+#define NHOSTS 3
+#define TEAM_ID 201
+#define TEAM_SLUG "sim-team"
+
+typedef struct {
+    int id;
+    const char *name, *email, *username;
+} host_t;
+
+/* Host 1 owns the personal event types; hosts 2 and 3 form team 201. */
+static const host_t hosts[NHOSTS + 1] = {
+    {0, NULL, NULL, NULL},
+    {1, "Sim Host", "host@sim.example", "simhost"},
+    {2, "Team Host A", "a@team.sim.example", "teamhosta"},
+    {3, "Team Host B", "b@team.sim.example", "teamhostb"},
+};
+
 typedef struct {
     int id;
     const char *slug;
     const char *title;
     int length_min;
+    int team_id;            /* 0: a personal event type of host 1 */
+    const char *scheduling; /* NULL, or "ROUND_ROBIN" */
+    int host_ids[NHOSTS];   /* 0-terminated */
 } event_type_t;
 
 static const event_type_t event_types[] = {
-    {101, "consultation", "Consultation", 30},
-    {102, "long-session", "Long session", 60},
+    {101, "consultation", "Consultation", 30, 0, NULL, {1, 0}},
+    {102, "long-session", "Long session", 60, 0, NULL, {1, 0}},
+    {103, "team-consultation", "Team consultation", 30, TEAM_ID, "ROUND_ROBIN", {2, 3, 0}},
 };
 
 static const sim_hours_t hours = {9 * 60, 17 * 60};
 
-#define HOST_ID 1
-#define HOST_NAME "Sim Host"
-#define HOST_EMAIL "host@sim.example"
-#define HOST_USERNAME "simhost"
+#define TEAM_TAKEN_MSG                                                                             \
+    "One of the hosts either already has booking at this time or is not available"
+#define RATE_WINDOW_MS 60000
+#define RATE_KEYS 32
+
+typedef struct {
+    sim_interval_t *v;
+    size_t n, cap;
+} busy_t;
+
+/* Requests in the last minute for one API key: a ring of their times. */
+typedef struct {
+    char key_digest[17];
+    int64_t *times;
+    size_t head, len;
+} rate_t;
+
+typedef struct hook {
+    char *trigger, *body;
+    struct hook *next;
+} hook_t;
 
 struct sim_calcom {
     pthread_mutex_t mu;
@@ -46,12 +92,20 @@ struct sim_calcom {
     char *webhook_secret;
     int taken_status;
     sim_rng_t rng;
+    sim_journal_t *journal;
+    int rate_limit; /* requests per minute per key; 0: none */
+    pthread_cond_t cv;
+    int stopping;
     /* guarded by mu */
-    json_t *ledger;       /* array of booking objects, creation order */
-    json_t *by_uid;       /* uid -> the same booking objects */
-    sim_interval_t *busy; /* intervals of accepted bookings */
-    size_t nbusy, capbusy;
-    int64_t next_id; /* never reset: ids are unique for the process's life */
+    json_t *ledger;          /* array of booking objects, creation order */
+    json_t *by_uid;          /* uid -> the same booking objects */
+    busy_t busy[NHOSTS + 1]; /* per host: accepted bookings and calendar busy times */
+    int64_t next_id;         /* never reset: ids are unique for the process's life */
+    rate_t rates[RATE_KEYS];
+    char *hook_url;
+    hook_t *hooks; /* queued webhook deliveries, oldest first */
+    pthread_t worker;
+    int has_worker;
 };
 
 sim_calcom_t *sim_calcom_new(const sim_calcom_cfg_t *cfg)
@@ -65,6 +119,13 @@ sim_calcom_t *sim_calcom_new(const sim_calcom_cfg_t *cfg)
     c->api_key = strdup(cfg->api_key);
     c->webhook_secret = strdup(cfg->webhook_secret ? cfg->webhook_secret : "");
     c->taken_status = cfg->taken_status;
+    c->journal = cfg->journal;
+    c->rate_limit = cfg->rate_limit < 0 ? 0 : cfg->rate_limit;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
     sim_rng_init(&c->rng, cfg->seed, 2);
     c->ledger = json_array();
     c->by_uid = json_object();
@@ -74,14 +135,34 @@ sim_calcom_t *sim_calcom_new(const sim_calcom_cfg_t *cfg)
     return c;
 }
 
+static void hooks_free(hook_t *h)
+{
+    while (h) {
+        hook_t *n = h->next;
+        free(h->trigger);
+        free(h->body);
+        free(h);
+        h = n;
+    }
+}
+
 void sim_calcom_free(sim_calcom_t **cp)
 {
     sim_calcom_t *c = cp ? *cp : NULL;
     if (!c)
         return;
+    sim_calcom_shutdown(c);
+    if (c->has_worker)
+        pthread_join(c->worker, NULL);
+    hooks_free(c->hooks);
+    free(c->hook_url);
+    for (size_t i = 0; i <= NHOSTS; i++)
+        free(c->busy[i].v);
+    for (size_t i = 0; i < RATE_KEYS; i++)
+        free(c->rates[i].times);
+    pthread_cond_destroy(&c->cv);
     json_decref(c->ledger);
     json_decref(c->by_uid);
-    free(c->busy);
     free(c->api_key);
     free(c->webhook_secret);
     sim_rng_destroy(&c->rng);
@@ -95,8 +176,16 @@ void sim_calcom_reset(sim_calcom_t *c)
     pthread_mutex_lock(&c->mu);
     json_array_clear(c->ledger);
     json_object_clear(c->by_uid);
-    c->nbusy = 0;
+    for (size_t i = 0; i <= NHOSTS; i++)
+        c->busy[i].n = 0;
+    for (size_t i = 0; i < RATE_KEYS; i++)
+        c->rates[i].len = 0;
+    free(c->hook_url);
+    c->hook_url = NULL;
+    hook_t *h = c->hooks;
+    c->hooks = NULL;
     pthread_mutex_unlock(&c->mu);
+    hooks_free(h);
 }
 
 json_t *sim_calcom_bookings(sim_calcom_t *c)
@@ -201,16 +290,92 @@ static int parse_id(const char *s, int64_t *out)
     return 0;
 }
 
+/* ---- hosts and availability (under the lock) ----------------------------------------- */
+
+static cm_err_t busy_add(busy_t *b, int64_t start_ms, int64_t end_ms)
+{
+    if (b->n == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 32;
+        sim_interval_t *nb = realloc(b->v, ncap * sizeof *nb);
+        if (!nb)
+            return CM_ENOMEM;
+        b->v = nb;
+        b->cap = ncap;
+    }
+    b->v[b->n++] = (sim_interval_t){start_ms, end_ms};
+    return CM_OK;
+}
+
+static void busy_remove(busy_t *b, int64_t start_ms, int64_t end_ms)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->v[i].start_ms == start_ms && b->v[i].end_ms == end_ms) {
+            b->v[i] = b->v[--b->n];
+            return;
+        }
+    }
+}
+
+/* Accepted bookings of a host, for round-robin fairness. */
+static size_t host_load(const sim_calcom_t *c, int host)
+{
+    size_t n = 0, i;
+    json_t *v;
+    json_array_foreach(c->ledger, i, v)
+    {
+        if (strcmp(cm_json_str(v, "status", ""), "accepted") == 0 &&
+            cm_json_int(v, "hosts.0.id", 0) == host)
+            n++;
+    }
+    return n;
+}
+
+/* Whether start is bookable for et now: SIM_SLOT_FREE with *host set to the host who takes
+ * it (round robin: the least loaded free host), or why not. */
+static sim_slot_state_t slot_for(const sim_calcom_t *c, const event_type_t *et, int64_t start,
+                                 int64_t now, int *host)
+{
+    int64_t len = (int64_t)et->length_min * 60000;
+    sim_slot_state_t worst = SIM_SLOT_TAKEN;
+    size_t best_load = (size_t)-1;
+    *host = 0;
+    for (size_t i = 0; i < NHOSTS && et->host_ids[i]; i++) {
+        int h = et->host_ids[i];
+        sim_slot_state_t st = sim_slots_check(&hours, len, start, c->busy[h].v, c->busy[h].n, now);
+        if (st == SIM_SLOT_FREE) {
+            size_t load = et->scheduling ? host_load(c, h) : 0;
+            if (load < best_load) {
+                best_load = load;
+                *host = h;
+            }
+        } else if (st != SIM_SLOT_TAKEN) {
+            worst = st; /* off the grid or past: the same for every host */
+        }
+    }
+    return *host ? SIM_SLOT_FREE : worst;
+}
+
+static int rate_limited(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t *resp);
+
+/* ---- GET /v2/slots and the older /v2/slots/available ------------------------------------ */
+
 typedef struct {
+    const sim_calcom_t *c;
+    const event_type_t *et;
+    int64_t now;
     json_t *data;
     int64_t len_ms;
     int range;
+    int older; /* the older shape: {"slots":{day:[{"time"}]}} */
     int oom;
 } slot_sink_t;
 
 static int add_slot(int64_t start_ms, void *ud)
 {
     slot_sink_t *k = ud;
+    int host;
+    if (slot_for(k->c, k->et, start_ms, k->now, &host) != SIM_SLOT_FREE)
+        return 0;
     char s[25], e[25], day[11];
     cm_clock_iso8601(start_ms, s);
     memcpy(day, s, 10);
@@ -226,9 +391,10 @@ static int add_slot(int64_t start_ms, void *ud)
     /* Emitted in UTC with a Z suffix. Real Cal.com writes these in the requested
      * timeZone's offset ("2050-09-05T11:00:00.000+02:00"): every client must parse and
      * compare instants, never compare these strings. */
-    json_t *item = k->range ? json_pack("{s:s,s:s}", "start", s, "end",
-                                        cm_clock_iso8601(start_ms + k->len_ms, e))
-                            : json_pack("{s:s}", "start", s);
+    json_t *item = k->older   ? json_pack("{s:s}", "time", s)
+                   : k->range ? json_pack("{s:s,s:s}", "start", s, "end",
+                                          cm_clock_iso8601(start_ms + k->len_ms, e))
+                              : json_pack("{s:s}", "start", s);
     if (!item || json_array_append_new(list, item)) {
         k->oom = 1;
         return 1;
@@ -236,17 +402,13 @@ static int add_slot(int64_t start_ms, void *ud)
     return 0;
 }
 
-static void h_slots(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+static void slots_common(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t *resp, int older,
+                         const char *qstart, const char *qend, const char *sname, const char *ename)
 {
-    sim_calcom_t *c = ud;
-    if (!authorised(c, req, resp))
-        return;
-    note_version(req, resp, SLOTS_VERSION);
     const char *qid = cm_http_req_query(req, "eventTypeId");
-    const char *qstart = cm_http_req_query(req, "start");
-    const char *qend = cm_http_req_query(req, "end");
     const char *qfmt = cm_http_req_query(req, "slotFormat");
     int64_t id, from, to;
+    char msg[160];
     if (!qid) {
         answer_bad_request(req, resp,
                            "eventTypeId is required (eventTypeSlug lookups are "
@@ -258,53 +420,291 @@ static void h_slots(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         return;
     }
     if (!qstart || parse_bound(qstart, 0, &from) != 0) {
-        answer_bad_request(req, resp,
-                           "start must be a date (YYYY-MM-DD) or an ISO 8601 "
-                           "date-time");
+        snprintf(msg, sizeof msg, "%s must be a date (YYYY-MM-DD) or an ISO 8601 date-time", sname);
+        answer_bad_request(req, resp, msg);
         return;
     }
     if (!qend || parse_bound(qend, 1, &to) != 0) {
-        answer_bad_request(req, resp,
-                           "end must be a date (YYYY-MM-DD) or an ISO 8601 "
-                           "date-time");
+        snprintf(msg, sizeof msg, "%s must be a date (YYYY-MM-DD) or an ISO 8601 date-time", ename);
+        answer_bad_request(req, resp, msg);
         return;
     }
     if (to < from) {
-        answer_bad_request(req, resp, "end must not be before start");
+        snprintf(msg, sizeof msg, "%s must not be before %s", ename, sname);
+        answer_bad_request(req, resp, msg);
         return;
     }
     if (to - from > (int64_t)MAX_RANGE_DAYS * SIM_DAY_MS) {
-        answer_bad_request(req, resp, "the range from start to end must not exceed 366 days");
+        snprintf(msg, sizeof msg, "the range from %s to %s must not exceed 366 days", sname, ename);
+        answer_bad_request(req, resp, msg);
         return;
     }
-    if (qfmt && strcmp(qfmt, "time") != 0 && strcmp(qfmt, "range") != 0) {
+    if (!older && qfmt && strcmp(qfmt, "time") != 0 && strcmp(qfmt, "range") != 0) {
         answer_bad_request(req, resp, "slotFormat must be one of: time, range");
         return;
     }
     const event_type_t *et = find_event_type(id);
     if (!et) {
-        char msg[96];
         snprintf(msg, sizeof msg, "Event type with id=%lld not found", (long long)id);
         answer_error(req, resp, 404, "NotFoundException", msg);
         return;
     }
-    slot_sink_t sink = {.data = json_object(),
+    slot_sink_t sink = {.c = c,
+                        .et = et,
+                        .now = cm_clock_now_ms(),
+                        .data = json_object(),
                         .len_ms = (int64_t)et->length_min * 60000,
-                        .range = qfmt && strcmp(qfmt, "range") == 0};
+                        .range = qfmt && strcmp(qfmt, "range") == 0,
+                        .older = older};
     if (!sink.data) {
         cm_http_resp_json(resp, 500, NULL);
         return;
     }
-    int64_t now = cm_clock_now_ms();
     pthread_mutex_lock(&c->mu);
-    sim_slots_list(&hours, sink.len_ms, from, to, c->busy, c->nbusy, now, add_slot, &sink);
+    /* The grid comes from the hours alone; add_slot checks each host's busy times. */
+    sim_slots_list(&hours, sink.len_ms, from, to, NULL, 0, sink.now, add_slot, &sink);
     pthread_mutex_unlock(&c->mu);
     if (sink.oom) {
         json_decref(sink.data);
         cm_http_resp_json(resp, 500, NULL);
         return;
     }
-    answer_success(resp, 200, sink.data);
+    answer_success(resp, 200, older ? json_pack("{s:o}", "slots", sink.data) : sink.data);
+}
+
+static void h_slots(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_calcom_t *c = ud;
+    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+        return;
+    note_version(req, resp, SLOTS_VERSION);
+    /* Without the right cal-api-version Cal.com serves the older slots controller, with
+     * its older shape; so does the simulator. */
+    const char *v = cm_http_req_header(req, "cal-api-version");
+    int older = !v || strcmp(v, SLOTS_VERSION) != 0;
+    slots_common(c, req, resp, older, cm_http_req_query(req, "start"),
+                 cm_http_req_query(req, "end"), "start", "end");
+}
+
+static void h_slots_available(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_calcom_t *c = ud;
+    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+        return;
+    slots_common(c, req, resp, 1, cm_http_req_query(req, "startTime"),
+                 cm_http_req_query(req, "endTime"), "startTime", "endTime");
+}
+
+/* ---- webhooks ------------------------------------------------------------------------- */
+
+/* Queues a signed webhook for trigger about booking b. Under the lock. */
+static void queue_hook(sim_calcom_t *c, const char *trigger, const json_t *b, const char *extra_key,
+                       const char *extra_val)
+{
+    if (!c->hook_url)
+        return;
+    char now[25];
+    json_t *payload = json_pack(
+        "{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:s,s:O}", "uid", json_object_get(b, "uid"), "bookingId",
+        json_object_get(b, "id"), "eventTypeId", json_object_get(b, "eventTypeId"), "title",
+        json_object_get(b, "title"), "startTime", json_object_get(b, "start"), "endTime",
+        json_object_get(b, "end"), "organizer", json_array_get(json_object_get(b, "hosts"), 0),
+        "attendees", json_object_get(b, "attendees"), "status",
+        strcmp(cm_json_str(b, "status", ""), "accepted") == 0 ? "ACCEPTED" : "CANCELLED",
+        "metadata", json_object_get(b, "metadata"));
+    if (payload && extra_key)
+        json_object_set_new(payload, extra_key, extra_val ? json_string(extra_val) : json_null());
+    json_t *env = payload ? json_pack("{s:s,s:s,s:o}", "triggerEvent", trigger, "createdAt",
+                                      cm_clock_iso8601(cm_clock_now_ms(), now), "payload", payload)
+                          : NULL;
+    hook_t *h = calloc(1, sizeof *h);
+    if (h && env) {
+        h->trigger = strdup(trigger);
+        h->body = cm_json_dumps(env);
+    }
+    json_decref(env);
+    if (!h || !h->trigger || !h->body) {
+        if (h) {
+            free(h->trigger);
+            free(h->body);
+            free(h);
+        }
+        CM_WARN(COMP, "out of memory: %s webhook not sent", trigger);
+        return;
+    }
+    hook_t **pp = &c->hooks;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = h;
+    pthread_cond_broadcast(&c->cv);
+}
+
+/* Sends each queued webhook once, as Cal.com does (no retry), in order. */
+static void *hook_worker(void *arg)
+{
+    sim_calcom_t *c = arg;
+    cm_http_client_t *cl = cm_http_client_new();
+    pthread_mutex_lock(&c->mu);
+    while (!c->stopping) {
+        if (!c->hooks) {
+            pthread_cond_wait(&c->cv, &c->mu);
+            continue;
+        }
+        hook_t *h = c->hooks;
+        c->hooks = h->next;
+        char *url = c->hook_url ? strdup(c->hook_url) : NULL;
+        pthread_mutex_unlock(&c->mu);
+        char sig[CM_SIG_HDR_LEN], hdr[CM_SIG_HDR_LEN + 32];
+        size_t len = strlen(h->body);
+        /* No secret: Cal.com sends the literal "no-secret-provided". */
+        if (!*c->webhook_secret || cm_sig_calcom_sign(c->webhook_secret, h->body, len, sig))
+            snprintf(sig, sizeof sig, "no-secret-provided");
+        snprintf(hdr, sizeof hdr, "X-Cal-Signature-256: %s", sig);
+        const char *headers[] = {"Content-Type: application/json", hdr,
+                                 "X-Cal-Webhook-Version: 2021-10-20", NULL};
+        cm_http_request_t req = {.method = "POST",
+                                 .url = url,
+                                 .headers = headers,
+                                 .body = h->body,
+                                 .body_len = len,
+                                 .abort = &c->stopping};
+        cm_http_response_t resp;
+        int64_t at = cm_clock_now_ms(), t0 = cm_clock_mono_ns();
+        cm_err_t rc = url && cl ? cm_http_client_do(cl, &req, &resp) : CM_ENOMEM;
+        double ms = (double)(cm_clock_mono_ns() - t0) / 1e6;
+        if (c->journal) {
+            json_t *hj = json_pack("{s:s}", "X-Cal-Signature-256", sig);
+            sim_journal_add(
+                c->journal,
+                &(sim_journal_rec_t){.kind = SIM_JOURNAL_DELIVERY,
+                                     .provider = "calcom",
+                                     .method = "POST",
+                                     .path = url ? url : "",
+                                     .headers = hj,
+                                     .body = h->body,
+                                     .body_len = len,
+                                     .status = rc ? 0 : (int)resp.status,
+                                     .outcome = rc ? (url ? resp.err : "no URL") : "answered",
+                                     .at_ms = at,
+                                     .duration_ms = ms,
+                                     .event = h->trigger,
+                                     .attempt = 1});
+            json_decref(hj);
+        }
+        if (url && cl)
+            cm_http_response_free(&resp);
+        free(url);
+        free(h->trigger);
+        free(h->body);
+        free(h);
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    cm_http_client_free(&cl);
+    return NULL;
+}
+
+cm_err_t sim_calcom_set_webhook(sim_calcom_t *c, const char *url, char *err)
+{
+    if (!url || (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) || strlen(url) > 2048) {
+        cm_errf(err, "url must be an http:// or https:// URL of at most 2048 bytes");
+        return CM_EINVAL;
+    }
+    char *copy = strdup(url);
+    if (!copy)
+        return CM_ENOMEM;
+    cm_err_t rc = CM_OK;
+    pthread_mutex_lock(&c->mu);
+    free(c->hook_url);
+    c->hook_url = copy;
+    if (!c->has_worker) {
+        c->has_worker = pthread_create(&c->worker, NULL, hook_worker, c) == 0;
+        if (!c->has_worker)
+            rc = CM_ENOMEM;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+void sim_calcom_shutdown(sim_calcom_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    __atomic_store_n(&c->stopping, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+cm_err_t sim_calcom_add_busy(sim_calcom_t *c, int host, int64_t start_ms, int64_t end_ms, char *err)
+{
+    if (host < 1 || host > NHOSTS || end_ms <= start_ms) {
+        cm_errf(err, "hostId must be 1..%d and end after start", NHOSTS);
+        return CM_EINVAL;
+    }
+    pthread_mutex_lock(&c->mu);
+    cm_err_t rc = busy_add(&c->busy[host], start_ms, end_ms);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+/* ---- rate limit ------------------------------------------------------------------------- */
+
+/* 1 when this request is over the per-key limit (and answers 429). Keys are told apart by a
+ * digest of the Authorization header, so no key is kept in memory. */
+static int rate_limited(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t *resp)
+{
+    if (!c->rate_limit)
+        return 0;
+    const char *auth = cm_http_req_header(req, "Authorization");
+    uint8_t d[CM_SHA256_LEN];
+    char dig[17];
+    cm_sha256(auth ? auth : "", auth ? strlen(auth) : 0, d);
+    cm_hex_encode(d, 8, dig);
+    int64_t now = cm_clock_mono_ms();
+    int limited = 0;
+    int64_t reset_ms = 0;
+    size_t remaining = 0;
+    pthread_mutex_lock(&c->mu);
+    rate_t *r = NULL, *oldest = &c->rates[0];
+    for (size_t i = 0; i < RATE_KEYS && !r; i++) {
+        if (strcmp(c->rates[i].key_digest, dig) == 0)
+            r = &c->rates[i];
+        else if (!c->rates[i].len || (oldest->len && c->rates[i].len < oldest->len))
+            oldest = &c->rates[i];
+    }
+    if (!r) {
+        r = oldest; /* a new key takes the least used slot */
+        snprintf(r->key_digest, sizeof r->key_digest, "%s", dig);
+        r->len = r->head = 0;
+    }
+    if (!r->times)
+        r->times = calloc((size_t)c->rate_limit, sizeof *r->times);
+    while (r->len && now - r->times[r->head] >= RATE_WINDOW_MS) {
+        r->head = (r->head + 1) % (size_t)c->rate_limit;
+        r->len--;
+    }
+    if (!r->times) {
+        limited = 0;
+    } else if (r->len >= (size_t)c->rate_limit) {
+        limited = 1;
+        reset_ms = RATE_WINDOW_MS - (now - r->times[r->head]);
+    } else {
+        r->times[(r->head + r->len) % (size_t)c->rate_limit] = now;
+        r->len++;
+        remaining = (size_t)c->rate_limit - r->len;
+    }
+    pthread_mutex_unlock(&c->mu);
+    char v[32];
+    snprintf(v, sizeof v, "%d", c->rate_limit);
+    (void)cm_http_resp_header(resp, "X-RateLimit-Limit", v);
+    snprintf(v, sizeof v, "%zu", remaining);
+    (void)cm_http_resp_header(resp, "X-RateLimit-Remaining", v);
+    if (limited) {
+        snprintf(v, sizeof v, "%lld", (long long)((reset_ms + 999) / 1000));
+        (void)cm_http_resp_header(resp, "X-RateLimit-Reset", v);
+        (void)cm_http_resp_header(resp, "Retry-After", v);
+        answer_error(req, resp, 429, "ThrottlerException", "ThrottlerException: Too Many Requests");
+    }
+    return limited;
 }
 
 /* ---- POST /v2/bookings ------------------------------------------------------------ */
@@ -316,12 +716,23 @@ typedef struct {
     const json_t *metadata; /* NULL: none sent */
 } booking_req_t;
 
+static const event_type_t *find_by_slug(const char *slug, const char *team)
+{
+    for (size_t i = 0; i < sizeof event_types / sizeof event_types[0]; i++)
+        if (strcmp(event_types[i].slug, slug) == 0 &&
+            (!team || (event_types[i].team_id && strcmp(team, TEAM_SLUG) == 0)))
+            return &event_types[i];
+    return NULL;
+}
+
 /* Checks the body; on failure writes the message Cal.com's validation would give. */
 static int validate_booking(const json_t *body, booking_req_t *b, char *msg, size_t cap,
                             int *not_found)
 {
     const json_t *start = json_object_get(body, "start");
     const json_t *etid = json_object_get(body, "eventTypeId");
+    const json_t *slug = json_object_get(body, "eventTypeSlug");
+    const json_t *team = json_object_get(body, "teamSlug");
     const json_t *att = json_object_get(body, "attendee");
     const json_t *meta = json_object_get(body, "metadata");
     *not_found = 0;
@@ -334,10 +745,18 @@ static int validate_booking(const json_t *body, booking_req_t *b, char *msg, siz
                  json_string_value(start));
         return -1;
     }
-    if (!json_is_integer(etid) || json_integer_value(etid) <= 0) {
+    if (!etid && json_is_string(slug)) {
+        /* Team event types may be named by slug + teamSlug. */
+        b->et = find_by_slug(json_string_value(slug), json_string_value(team));
+        if (!b->et) {
+            snprintf(msg, cap, "Event type with slug=%.60s not found", json_string_value(slug));
+            *not_found = 1;
+            return -1;
+        }
+    } else if (!json_is_integer(etid) || json_integer_value(etid) <= 0) {
         snprintf(msg, cap,
-                 "eventTypeId must be a positive integer (eventTypeSlug lookups are "
-                 "not simulated)");
+                 "eventTypeId must be a positive integer (or give eventTypeSlug and "
+                 "teamSlug)");
         return -1;
     }
     if (!json_is_object(att)) {
@@ -368,12 +787,14 @@ static int validate_booking(const json_t *body, booking_req_t *b, char *msg, siz
         snprintf(msg, cap, "metadata must be an object");
         return -1;
     }
-    b->et = find_event_type(json_integer_value(etid));
-    if (!b->et) {
-        snprintf(msg, cap, "Event type with id=%lld not found",
-                 (long long)json_integer_value(etid));
-        *not_found = 1;
-        return -1;
+    if (etid) {
+        b->et = find_event_type(json_integer_value(etid));
+        if (!b->et) {
+            snprintf(msg, cap, "Event type with id=%lld not found",
+                     (long long)json_integer_value(etid));
+            *not_found = 1;
+            return -1;
+        }
     }
     b->attendee = att;
     b->metadata = meta;
@@ -382,18 +803,19 @@ static int validate_booking(const json_t *body, booking_req_t *b, char *msg, siz
 
 /* Builds the booking object as POST /v2/bookings (2024-08-13) answers it. Called under
  * the lock, because it takes the next id. */
-static json_t *make_booking(sim_calcom_t *c, const booking_req_t *b, int64_t now)
+static json_t *make_booking(sim_calcom_t *c, const booking_req_t *b, int host_id, int64_t now)
 {
     char uid[UID_LEN + 1], s[25], e[25], created[25];
+    const host_t *h = &hosts[host_id];
     const json_t *att = b->attendee;
     const char *name = json_string_value(json_object_get(att, "name"));
     const char *lang = json_string_value(json_object_get(att, "language"));
     const json_t *phone = json_object_get(att, "phoneNumber");
-    size_t tcap = strlen(b->et->title) + strlen(HOST_NAME) + strlen(name) + 16;
+    size_t tcap = strlen(b->et->title) + strlen(h->name) + strlen(name) + 16;
     char *title = malloc(tcap);
     if (!title)
         return NULL;
-    snprintf(title, tcap, "%s between %s and %s", b->et->title, HOST_NAME, name);
+    snprintf(title, tcap, "%s between %s and %s", b->et->title, h->name, name);
     sim_rng_chars(&c->rng, UID_ALPHABET, uid, UID_LEN);
     json_t *attendee =
         json_pack("{s:O,s:O,s:O,s:s,s:b}", "name", json_object_get(att, "name"), "email",
@@ -408,8 +830,8 @@ static json_t *make_booking(sim_calcom_t *c, const booking_req_t *b, int64_t now
         cm_clock_iso8601(b->start_ms, s), "end",
         cm_clock_iso8601(b->start_ms + (int64_t)b->et->length_min * 60000, e), "duration",
         b->et->length_min, "eventTypeId", b->et->id, "eventType", "id", b->et->id, "slug",
-        b->et->slug, "attendees", attendee, "hosts", "id", HOST_ID, "name", HOST_NAME, "email",
-        HOST_EMAIL, "username", HOST_USERNAME, "timeZone", "UTC", "metadata", meta, "createdAt",
+        b->et->slug, "attendees", attendee, "hosts", "id", h->id, "name", h->name, "email",
+        h->email, "username", h->username, "timeZone", "UTC", "metadata", meta, "createdAt",
         cm_clock_iso8601(now, created));
     free(title);
     if (v)
@@ -418,34 +840,61 @@ static json_t *make_booking(sim_calcom_t *c, const booking_req_t *b, int64_t now
 }
 
 /* Records v as a busy, listed booking. Under the lock. On error nothing is changed. */
-static cm_err_t store_booking(sim_calcom_t *c, json_t *v, int64_t start_ms, int64_t end_ms)
+static cm_err_t store_booking(sim_calcom_t *c, json_t *v, int host, int64_t start_ms,
+                              int64_t end_ms)
 {
-    if (c->nbusy == c->capbusy) {
-        size_t ncap = c->capbusy ? c->capbusy * 2 : 32;
-        sim_interval_t *nb = realloc(c->busy, ncap * sizeof *nb);
-        if (!nb)
-            return CM_ENOMEM;
-        c->busy = nb;
-        c->capbusy = ncap;
-    }
-    if (json_array_append(c->ledger, v))
+    if (busy_add(&c->busy[host], start_ms, end_ms))
         return CM_ENOMEM;
+    if (json_array_append(c->ledger, v)) {
+        c->busy[host].n--;
+        return CM_ENOMEM;
+    }
     if (json_object_set(c->by_uid, json_string_value(json_object_get(v, "uid")), v)) {
         json_array_remove(c->ledger, json_array_size(c->ledger) - 1);
+        c->busy[host].n--;
         return CM_ENOMEM;
     }
-    c->busy[c->nbusy++] = (sim_interval_t){start_ms, end_ms};
     return CM_OK;
+}
+
+static void answer_taken(const sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t *resp,
+                         const event_type_t *et)
+{
+    answer_error(req, resp, c->taken_status,
+                 c->taken_status == 409 ? "ConflictException" : "BadRequestException",
+                 et->team_id ? TEAM_TAKEN_MSG : SIM_CALCOM_TAKEN_MSG);
+}
+
+/* Books b now: check and insert in one critical section, which is what makes concurrent
+ * requests for one slot end in exactly one booking. *answer is a copy of the booking. */
+static sim_slot_state_t book_locked(sim_calcom_t *c, const booking_req_t *b, int64_t now,
+                                    json_t **answer, cm_err_t *rc)
+{
+    int host = 0;
+    int64_t len_ms = (int64_t)b->et->length_min * 60000;
+    sim_slot_state_t st = slot_for(c, b->et, b->start_ms, now, &host);
+    *answer = NULL;
+    *rc = CM_OK;
+    if (st == SIM_SLOT_FREE) {
+        json_t *booking = make_booking(c, b, host, now);
+        *rc = booking ? store_booking(c, booking, host, b->start_ms, b->start_ms + len_ms)
+                      : CM_ENOMEM;
+        if (!*rc)
+            *answer = json_deep_copy(booking); /* the stored one stays private to the lock */
+        json_decref(booking);
+    }
+    return st;
 }
 
 static void h_book(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_calcom_t *c = ud;
     char msg[CM_ERR_LEN];
-    json_t *body = NULL;
+    json_t *body = NULL, *answer = NULL;
     booking_req_t b;
     int not_found;
-    if (!authorised(c, req, resp))
+    cm_err_t rc;
+    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
         return;
     note_version(req, resp, BOOKINGS_VERSION);
     if (sim_http_json_object(req, 0, &body, msg) != CM_OK) {
@@ -460,30 +909,19 @@ static void h_book(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         json_decref(body);
         return;
     }
-
-    int64_t now = cm_clock_now_ms();
-    int64_t len_ms = (int64_t)b.et->length_min * 60000;
-    json_t *booking = NULL, *answer = NULL;
-    cm_err_t rc = CM_OK;
-    /* Check and insert in one critical section: this is what makes two concurrent
-     * requests for one slot end in exactly one booking. */
     pthread_mutex_lock(&c->mu);
-    sim_slot_state_t st = sim_slots_check(&hours, len_ms, b.start_ms, c->busy, c->nbusy, now);
-    if (st == SIM_SLOT_FREE) {
-        booking = make_booking(c, &b, now);
-        rc = booking ? store_booking(c, booking, b.start_ms, b.start_ms + len_ms) : CM_ENOMEM;
-        if (!rc)
-            answer = json_deep_copy(booking); /* the stored one stays private to the lock */
+    sim_slot_state_t st = book_locked(c, &b, cm_clock_now_ms(), &answer, &rc);
+    if (answer) {
+        sim_journal_effect(c->journal, "calcom", "booking", cm_json_str(answer, "uid", ""), NULL,
+                           cm_log_cid(), NULL);
+        queue_hook(c, "BOOKING_CREATED", answer, NULL, NULL);
     }
     pthread_mutex_unlock(&c->mu);
-    json_decref(booking);
 
     if (st == SIM_SLOT_PAST) {
         answer_bad_request(req, resp, "Attempting to book a meeting in the past.");
     } else if (st != SIM_SLOT_FREE) {
-        answer_error(req, resp, c->taken_status,
-                     c->taken_status == 409 ? "ConflictException" : "BadRequestException",
-                     SIM_CALCOM_TAKEN_MSG);
+        answer_taken(c, req, resp, b.et);
     } else if (rc || !answer) {
         cm_http_resp_json(resp, 500, NULL);
     } else {
@@ -495,13 +933,20 @@ static void h_book(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     json_decref(body);
 }
 
-/* ---- GET /v2/bookings/{uid} ------------------------------------------------------- */
+/* ---- GET /v2/bookings/{uid}, GET /v2/bookings -------------------------------------------- */
+
+static void answer_no_booking(const cm_http_req_t *req, cm_http_resp_t *resp, const char *uid)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "Booking with uid=%.100s was not found in the database", uid);
+    answer_error(req, resp, 404, "NotFoundException", msg);
+}
 
 static void h_get_booking(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_calcom_t *c = ud;
     const char *uid = cm_http_req_param(req, "uid");
-    if (!authorised(c, req, resp))
+    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
         return;
     note_version(req, resp, BOOKINGS_VERSION);
     pthread_mutex_lock(&c->mu);
@@ -509,20 +954,319 @@ static void h_get_booking(const cm_http_req_t *req, cm_http_resp_t *resp, void *
     json_t *copy = v ? json_deep_copy(v) : NULL;
     pthread_mutex_unlock(&c->mu);
     if (!v) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "Booking with uid=%.100s was not found in the database", uid);
-        answer_error(req, resp, 404, "NotFoundException", msg);
+        answer_no_booking(req, resp, uid);
         return;
     }
     answer_success(resp, 200, copy);
 }
 
+static int list_filter(const json_t *b, const char *status, const char *email, int64_t etid,
+                       int64_t after, int64_t before, int64_t now)
+{
+    int64_t start = 0, end = 0;
+    (void)cm_clock_parse_iso8601(cm_json_str(b, "start", ""), &start);
+    (void)cm_clock_parse_iso8601(cm_json_str(b, "end", ""), &end);
+    const char *st = cm_json_str(b, "status", "");
+    if (status) {
+        /* A comma-separated list of upcoming, past, cancelled, unconfirmed, recurring. */
+        int ok = 0;
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s", status);
+        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (strcmp(t, "cancelled") == 0)
+                ok |= strcmp(st, "cancelled") == 0;
+            else if (strcmp(t, "upcoming") == 0)
+                ok |= strcmp(st, "accepted") == 0 && end > now;
+            else if (strcmp(t, "past") == 0)
+                ok |= strcmp(st, "accepted") == 0 && end <= now;
+        }
+        if (!ok)
+            return 0;
+    }
+    if (email && strcasecmp(email, cm_json_str(b, "attendees.0.email", "")) != 0)
+        return 0;
+    if (etid && cm_json_int(b, "eventTypeId", 0) != etid)
+        return 0;
+    if (after && start < after)
+        return 0;
+    if (before && end > before)
+        return 0;
+    return 1;
+}
+
+static void h_list_bookings(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_calcom_t *c = ud;
+    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+        return;
+    note_version(req, resp, BOOKINGS_VERSION);
+    const char *status = cm_http_req_query(req, "status");
+    const char *email = cm_http_req_query(req, "attendeeEmail");
+    const char *qet = cm_http_req_query(req, "eventTypeId");
+    const char *qa = cm_http_req_query(req, "afterStart");
+    const char *qb = cm_http_req_query(req, "beforeEnd");
+    const char *qt = cm_http_req_query(req, "take");
+    const char *qs = cm_http_req_query(req, "skip");
+    int64_t etid = 0, after = 0, before = 0, take = 100, skip = 0;
+    if (status) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s", status);
+        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (strcmp(t, "upcoming") && strcmp(t, "past") && strcmp(t, "cancelled") &&
+                strcmp(t, "unconfirmed") && strcmp(t, "recurring")) {
+                answer_bad_request(req, resp,
+                                   "status must be one of upcoming, recurring, past, cancelled, "
+                                   "unconfirmed");
+                return;
+            }
+        }
+    }
+    if ((qet && parse_id(qet, &etid)) || (qa && parse_bound(qa, 0, &after)) ||
+        (qb && parse_bound(qb, 1, &before)) || (qt && (parse_id(qt, &take) || take > 250)) ||
+        (qs && strcmp(qs, "0") != 0 && parse_id(qs, &skip))) {
+        answer_bad_request(req, resp,
+                           "eventTypeId, take (1..250) and skip must be integers; afterStart and "
+                           "beforeEnd ISO 8601 dates");
+        return;
+    }
+    int64_t now = cm_clock_now_ms();
+    json_t *all = json_array(), *page = json_array();
+    pthread_mutex_lock(&c->mu);
+    size_t i;
+    json_t *v;
+    json_array_foreach(c->ledger, i, v)
+    {
+        if (list_filter(v, status, email, etid, after, before, now))
+            json_array_append_new(all, json_deep_copy(v));
+    }
+    pthread_mutex_unlock(&c->mu);
+    size_t total = json_array_size(all);
+    for (size_t k = (size_t)skip; k < total && json_array_size(page) < (size_t)take; k++)
+        json_array_append(page, json_array_get(all, k));
+    size_t returned = json_array_size(page);
+    size_t remaining = total > (size_t)skip + returned ? total - (size_t)skip - returned : 0;
+    json_int_t pages = take ? (json_int_t)((total + (size_t)take - 1) / (size_t)take) : 0;
+    json_t *answer =
+        json_pack("{s:s,s:o,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:b}}", "status", "success", "data",
+                  page, "pagination", "totalItems", (json_int_t)total, "remainingItems",
+                  (json_int_t)remaining, "returnedItems", (json_int_t)returned, "itemsPerPage",
+                  (json_int_t)take, "currentPage", (json_int_t)(take ? skip / take + 1 : 1),
+                  "totalPages", pages, "hasNextPage", remaining > 0, "hasPreviousPage", skip > 0);
+    json_decref(all);
+    cm_http_resp_json(resp, 200, answer);
+}
+
+/* ---- cancel and reschedule ------------------------------------------------------------ */
+
+/* Frees the slot of booking v (accepted) and marks it cancelled. Under the lock. */
+static void cancel_locked(sim_calcom_t *c, json_t *v)
+{
+    int64_t start = 0, end = 0;
+    (void)cm_clock_parse_iso8601(cm_json_str(v, "start", ""), &start);
+    (void)cm_clock_parse_iso8601(cm_json_str(v, "end", ""), &end);
+    int host = (int)cm_json_int(v, "hosts.0.id", 0);
+    if (host >= 1 && host <= NHOSTS)
+        busy_remove(&c->busy[host], start, end);
+    json_object_set_new(v, "status", json_string("cancelled"));
+}
+
+static void h_cancel(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_calcom_t *c = ud;
+    const char *uid = cm_http_req_param(req, "uid");
+    char msg[CM_ERR_LEN];
+    json_t *body = NULL, *answer = NULL;
+    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+        return;
+    note_version(req, resp, BOOKINGS_VERSION);
+    if (sim_http_json_object(req, 1, &body, msg) != CM_OK) {
+        answer_bad_request(req, resp, msg);
+        return;
+    }
+    const json_t *reason = json_object_get(body, "cancellationReason");
+    if (reason && !json_is_string(reason)) {
+        json_decref(body);
+        answer_bad_request(req, resp, "cancellationReason must be a string");
+        return;
+    }
+    int state = 0; /* 0 missing, 1 done, 2 already cancelled */
+    pthread_mutex_lock(&c->mu);
+    json_t *v = json_object_get(c->by_uid, uid);
+    if (v && strcmp(cm_json_str(v, "status", ""), "cancelled") == 0) {
+        state = 2;
+    } else if (v) {
+        state = 1;
+        cancel_locked(c, v);
+        json_object_set_new(v, "cancellationReason",
+                            reason ? json_copy((json_t *)reason) : json_null());
+        answer = json_deep_copy(v);
+        sim_journal_effect(c->journal, "calcom", "cancellation", uid, NULL, cm_log_cid(), NULL);
+        queue_hook(c, "BOOKING_CANCELLED", v, "cancellationReason",
+                   reason ? json_string_value(reason) : NULL);
+    }
+    pthread_mutex_unlock(&c->mu);
+    json_decref(body);
+    if (state == 0)
+        answer_no_booking(req, resp, uid);
+    else if (state == 2)
+        answer_bad_request(req, resp, "This booking has already been cancelled.");
+    else
+        answer_success(resp, 200, answer);
+}
+
+static void h_reschedule(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_calcom_t *c = ud;
+    const char *uid = cm_http_req_param(req, "uid");
+    char msg[CM_ERR_LEN];
+    json_t *body = NULL, *answer = NULL;
+    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+        return;
+    note_version(req, resp, BOOKINGS_VERSION);
+    if (sim_http_json_object(req, 0, &body, msg) != CM_OK) {
+        answer_bad_request(req, resp, msg);
+        return;
+    }
+    const json_t *start = json_object_get(body, "start");
+    const json_t *reason = json_object_get(body, "reschedulingReason");
+    booking_req_t b = {0};
+    if (!json_is_string(start) || cm_clock_parse_iso8601(json_string_value(start), &b.start_ms)) {
+        json_decref(body);
+        answer_bad_request(req, resp, "start must be a valid ISO 8601 date-time string (UTC)");
+        return;
+    }
+    if (reason && !json_is_string(reason)) {
+        json_decref(body);
+        answer_bad_request(req, resp, "reschedulingReason must be a string");
+        return;
+    }
+    int state = 0; /* 0 missing, 1 booked, 2 cancelled, 3 slot not free */
+    sim_slot_state_t st = SIM_SLOT_FREE;
+    cm_err_t rc = CM_OK;
+    pthread_mutex_lock(&c->mu);
+    json_t *old = json_object_get(c->by_uid, uid);
+    if (old && strcmp(cm_json_str(old, "status", ""), "cancelled") == 0) {
+        state = 2;
+    } else if (old) {
+        b.et = find_event_type(cm_json_int(old, "eventTypeId", 0));
+        b.attendee = json_array_get(json_object_get(old, "attendees"), 0);
+        b.metadata = json_object_get(old, "metadata");
+        /* The old slot is let go first, so a booking can move within its own time. */
+        int64_t os = 0, oe = 0;
+        (void)cm_clock_parse_iso8601(cm_json_str(old, "start", ""), &os);
+        (void)cm_clock_parse_iso8601(cm_json_str(old, "end", ""), &oe);
+        int oh = (int)cm_json_int(old, "hosts.0.id", 1);
+        busy_remove(&c->busy[oh], os, oe);
+        st = b.et ? book_locked(c, &b, cm_clock_now_ms(), &answer, &rc) : SIM_SLOT_OFF_GRID;
+        if (!answer) {
+            if (busy_add(&c->busy[oh], os, oe))
+                CM_WARN(COMP, "could not restore the busy time of %s", uid);
+            state = 3;
+        } else {
+            state = 1;
+            const char *nuid = cm_json_str(answer, "uid", "");
+            json_object_set_new(old, "status", json_string("cancelled"));
+            json_object_set_new(old, "rescheduled", json_true());
+            json_object_set_new(old, "rescheduledToUid", json_string(nuid));
+            if (reason)
+                json_object_set(old, "reschedulingReason", (json_t *)reason);
+            json_object_set_new(answer, "rescheduledFromUid", json_string(uid));
+            json_t *stored = json_object_get(c->by_uid, nuid);
+            json_object_set_new(stored, "rescheduledFromUid", json_string(uid));
+            sim_journal_effect(c->journal, "calcom", "reschedule", nuid, NULL, cm_log_cid(),
+                               json_pack("{s:s}", "from_uid", uid));
+            queue_hook(c, "BOOKING_RESCHEDULED", stored, "rescheduleUid", uid);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    json_decref(body);
+    if (state == 0)
+        answer_no_booking(req, resp, uid);
+    else if (state == 2)
+        answer_bad_request(req, resp, "Cannot reschedule a cancelled booking.");
+    else if (state == 3 && st == SIM_SLOT_PAST)
+        answer_bad_request(req, resp, "Attempting to book a meeting in the past.");
+    else if (state == 3 && !rc)
+        answer_taken(c, req, resp, b.et ? b.et : &event_types[0]);
+    else if (state == 3)
+        cm_http_resp_json(resp, 500, NULL);
+    else
+        answer_success(resp, 201, answer);
+}
+
+/* ---- event types ------------------------------------------------------------------------ */
+
+static json_t *event_type_json(const event_type_t *et)
+{
+    json_t *hl = json_array();
+    for (size_t i = 0; hl && i < NHOSTS && et->host_ids[i]; i++) {
+        const host_t *h = &hosts[et->host_ids[i]];
+        json_array_append_new(hl, json_pack("{s:i,s:s,s:s}", "userId", h->id, "name", h->name,
+                                            "username", h->username));
+    }
+    json_t *v =
+        json_pack("{s:i,s:s,s:s,s:i,s:o}", "id", et->id, "slug", et->slug, "title", et->title,
+                  "lengthInMinutes", et->length_min, "hosts", hl ? hl : json_array());
+    if (v && et->team_id) {
+        json_object_set_new(v, "teamId", json_integer(et->team_id));
+        json_object_set_new(v, "schedulingType", json_string(et->scheduling));
+    } else if (v) {
+        json_object_set_new(v, "ownerId", json_integer(1));
+        json_object_set_new(v, "schedulingType", json_null());
+    }
+    return v;
+}
+
+static void list_event_types(cm_http_resp_t *resp, int team)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < sizeof event_types / sizeof event_types[0]; i++)
+        if (team < 0 || event_types[i].team_id == team)
+            json_array_append_new(list, event_type_json(&event_types[i]));
+    answer_success(resp, 200, list);
+}
+
+static void h_event_types(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_calcom_t *c = ud;
+    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+        return;
+    note_version(req, resp, EVENT_TYPES_VERSION);
+    list_event_types(resp, 0);
+}
+
+static void h_team_event_types(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_calcom_t *c = ud;
+    int64_t team;
+    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+        return;
+    note_version(req, resp, EVENT_TYPES_VERSION);
+    if (parse_id(cm_http_req_param(req, "teamId"), &team) != 0 || team != TEAM_ID) {
+        answer_error(req, resp, 404, "NotFoundException", "Team not found");
+        return;
+    }
+    list_event_types(resp, (int)team);
+}
+
 cm_err_t sim_calcom_routes(sim_calcom_t *c, cm_http_server_t *srv)
 {
-    cm_err_t rc = cm_http_server_route(srv, "GET /v2/slots", h_slots, c);
-    if (!rc)
-        rc = cm_http_server_route(srv, "POST /v2/bookings", h_book, c);
-    if (!rc)
-        rc = cm_http_server_route(srv, "GET /v2/bookings/{uid}", h_get_booking, c);
+    static const struct {
+        const char *pattern;
+        cm_http_handler_fn fn;
+    } routes[] = {
+        {"GET /v2/slots", h_slots},
+        {"GET /v2/slots/available", h_slots_available},
+        {"POST /v2/bookings", h_book},
+        {"GET /v2/bookings", h_list_bookings},
+        {"GET /v2/bookings/{uid}", h_get_booking},
+        {"POST /v2/bookings/{uid}/cancel", h_cancel},
+        {"POST /v2/bookings/{uid}/reschedule", h_reschedule},
+        {"GET /v2/event-types", h_event_types},
+        {"GET /v2/teams/{teamId}/event-types", h_team_event_types},
+    };
+    cm_err_t rc = CM_OK;
+    for (size_t i = 0; !rc && i < sizeof routes / sizeof routes[0]; i++)
+        rc = cm_http_server_route(srv, routes[i].pattern, routes[i].fn, c);
     return rc;
 }

@@ -2,12 +2,22 @@
  *
  * Serves the provider's own routes on a server the caller owns:
  *   GET  /v2/slots?eventTypeId&start&end[&timeZone][&slotFormat=time|range]
- *   POST /v2/bookings
- *   GET  /v2/bookings/{uid}
- * with Cal.com's bearer check, success envelope {"status":"success","data":...} and error
- * envelope {"status":"error","timestamp","path","error":{"code","message","details"}}.
+ *        (without cal-api-version 2024-09-04: the older shape, as Cal.com falls back)
+ *   GET  /v2/slots/available?eventTypeId&startTime&endTime  (older: {"slots":{day:[{"time"}]}})
+ *   POST /v2/bookings, GET /v2/bookings (status, attendeeEmail, eventTypeId, afterStart,
+ *        beforeEnd, take, skip), GET /v2/bookings/{uid}
+ *   POST /v2/bookings/{uid}/cancel, POST /v2/bookings/{uid}/reschedule (new uid, linked
+ *        both ways by rescheduledFromUid / rescheduledToUid)
+ *   GET  /v2/event-types, GET /v2/teams/{teamId}/event-types
+ * with Cal.com's bearer check, a per-key rate limit (429 ThrottlerException above it),
+ * success envelope {"status":"success","data":...} and error envelope
+ * {"status":"error","timestamp","path","error":{"code","message","details"}}.
  * Seed data: event types 101 "Consultation" (30 min) and 102 "Long session" (60 min), both
- * personal event types of user 1 "Sim Host", available 09:00-17:00 UTC every day.
+ * personal event types of user 1 "Sim Host"; 103 "Team consultation" (30 min), a
+ * ROUND_ROBIN type of team 201 "sim-team" with hosts 2 and 3 (the least loaded free host
+ * takes a booking). Everyone works 09:00-17:00 UTC every day; extra busy times per host
+ * can be added. Booking webhooks (BOOKING_CREATED, BOOKING_CANCELLED,
+ * BOOKING_RESCHEDULED) are signed with X-Cal-Signature-256 and sent once each.
  *
  * Every booking ever made stays in memory (the effects ledger) until a reset, so that
  * exactly-once can be checked from outside. All state sits behind one mutex: a booking
@@ -22,6 +32,7 @@
 
 #include "cm_err.h"
 #include "cm_http_server.h"
+#include "sim_journal.h"
 
 typedef struct sim_calcom sim_calcom_t;
 
@@ -30,6 +41,8 @@ typedef struct {
     const char *webhook_secret; /* for Cal.com's own webhooks (a later issue); copied */
     int taken_status;           /* answer for a slot that is taken: 400 (default) or 409 */
     uint64_t seed;              /* id stream seed */
+    sim_journal_t *journal;     /* borrowed, may be NULL: effects and webhook attempts */
+    int rate_limit;             /* requests per minute per API key; 0: no limit */
 } sim_calcom_cfg_t;
 
 /* The message Cal.com sends when a personal event type's slot is not available. */
@@ -39,13 +52,24 @@ typedef struct {
  * (no key, taken_status not 400/409). */
 sim_calcom_t *sim_calcom_new(const sim_calcom_cfg_t *cfg);
 /* Frees everything and sets *c to NULL; accepts NULL. No handler may be running: stop
- * the server first. */
+ * the server first. The webhook worker is stopped and joined here. */
 void sim_calcom_free(sim_calcom_t **c);
+
+/* Aborts a webhook in flight and stops the worker (call before stopping the servers). */
+void sim_calcom_shutdown(sim_calcom_t *c);
+
+/* Sets where booking webhooks go (copied). CM_EINVAL when not an http(s) URL. */
+cm_err_t sim_calcom_set_webhook(sim_calcom_t *c, const char *url, char *err) CM_WUR;
+
+/* Adds a busy time [start, end) to host 1..3's calendar. */
+cm_err_t sim_calcom_add_busy(sim_calcom_t *c, int host, int64_t start_ms, int64_t end_ms,
+                             char *err) CM_WUR;
 
 /* Adds the provider routes to srv (before it starts); c must outlive srv. */
 cm_err_t sim_calcom_routes(sim_calcom_t *c, cm_http_server_t *srv) CM_WUR;
 
-/* Drops all bookings (back to the seed data). Ids and uids keep counting up, so none is
+/* Drops all bookings, busy times, rate-limit counts and the webhook URL (back to the seed
+ * data). Ids and uids keep counting up, so none is
  * ever handed out twice by one process. */
 void sim_calcom_reset(sim_calcom_t *c);
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_clock.h"
 #include "cm_json.h"
 #include "cm_log.h"
 #include "sim_http.h"
@@ -110,51 +111,179 @@ static int opt_int(const json_t *body, const char *name, int64_t *out, char *err
     return 0;
 }
 
+/* Answers a report with six significant digits for "ms" (1.4, not 1.3999999999999999). */
+static void answer_report(cm_http_resp_t *resp, int status, json_t *report)
+{
+    char *text = report ? json_dumps(report, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+    json_decref(report);
+    if (text)
+        cm_http_resp_text(resp, status, "application/json", text);
+    else
+        answer_problem(resp, 500, "could not encode the report");
+    free(text);
+}
+
+static const char *const webhook_fields[] = {"event",      "events",   "copies",
+                                             "concurrent", "forge",    "timestamp_offset_ms",
+                                             "order",      "retries",  "retry_interval_ms",
+                                             "timeout_ms", "delay_ms", "async",
+                                             NULL};
+
 static void h_send_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_control_t *ctl = ud;
     char err[CM_ERR_LEN] = "";
     json_t *body = NULL, *report = NULL;
+    const char *names[SIM_RETELL_MAX_EVENTS + 1] = {0};
     cm_err_t rc = sim_http_json_object(req, 1, &body, err);
     if (rc) {
         answer_err(resp, rc, err);
         return;
     }
     sim_retell_send_t opt = {.event = "call_analyzed", .copies = 1};
-    int64_t copies = 1;
+    sim_retell_delivery_defaults(ctl->retell, &opt);
+    int64_t copies = 1, retries = opt.retries;
+    const char *k;
+    json_t *fv;
+    json_object_foreach(body, k, fv)
+    {
+        size_t i = 0;
+        while (webhook_fields[i] && strcmp(webhook_fields[i], k) != 0)
+            i++;
+        if (!webhook_fields[i] && !rc) {
+            cm_errf(err, "%s: unknown option", k);
+            rc = CM_EINVAL;
+        }
+    }
     const json_t *ev = json_object_get(body, "event");
-    if (ev && !json_is_string(ev)) {
+    const json_t *evs = json_object_get(body, "events");
+    const json_t *order = json_object_get(body, "order");
+    if (rc) {
+    } else if (ev && !json_is_string(ev)) {
         cm_errf(err, "event must be a string");
         rc = CM_EINVAL;
     } else if (ev) {
         opt.event = json_string_value(ev);
     }
-    if (!rc && (opt_int(body, "copies", &copies, err) ||
-                opt_bool(body, "concurrent", &opt.concurrent, err) ||
-                opt_bool(body, "forge", &opt.forge, err) ||
-                opt_int(body, "timestamp_offset_ms", &opt.timestamp_offset_ms, err)))
+    if (!rc && evs) {
+        if (!json_is_array(evs) || !json_array_size(evs) ||
+            json_array_size(evs) > SIM_RETELL_MAX_EVENTS) {
+            cm_errf(err, "events must be an array of 1 to %d event names", SIM_RETELL_MAX_EVENTS);
+            rc = CM_EINVAL;
+        }
+        for (size_t i = 0; !rc && i < json_array_size(evs); i++) {
+            names[i] = json_string_value(json_array_get(evs, i));
+            if (!names[i]) {
+                cm_errf(err, "events[%zu] must be a string", i);
+                rc = CM_EINVAL;
+            }
+        }
+        opt.events = names;
+    }
+    if (!rc && order) {
+        const char *o = json_is_string(order) ? json_string_value(order) : "";
+        if (strcmp(o, "given") == 0)
+            opt.order = SIM_RETELL_ORDER_GIVEN;
+        else if (strcmp(o, "reverse") == 0)
+            opt.order = SIM_RETELL_ORDER_REVERSE;
+        else if (strcmp(o, "shuffle") == 0)
+            opt.order = SIM_RETELL_ORDER_SHUFFLE;
+        else {
+            cm_errf(err, "order must be given, reverse or shuffle");
+            rc = CM_EINVAL;
+        }
+    }
+    if (!rc &&
+        (opt_int(body, "copies", &copies, err) ||
+         opt_bool(body, "concurrent", &opt.concurrent, err) ||
+         opt_bool(body, "forge", &opt.forge, err) ||
+         opt_int(body, "timestamp_offset_ms", &opt.timestamp_offset_ms, err) ||
+         opt_int(body, "retries", &retries, err) ||
+         opt_int(body, "retry_interval_ms", &opt.retry_interval_ms, err) ||
+         opt_int(body, "timeout_ms", &opt.timeout_ms, err) ||
+         opt_int(body, "delay_ms", &opt.delay_ms, err) || opt_bool(body, "async", &opt.async, err)))
         rc = CM_EINVAL;
     if (!rc && (copies < 1 || copies > SIM_RETELL_MAX_COPIES)) {
         cm_errf(err, "copies must be between 1 and %d", SIM_RETELL_MAX_COPIES);
         rc = CM_EINVAL;
     }
+    if (!rc && (retries < 0 || retries > SIM_RETELL_MAX_RETRIES || opt.retry_interval_ms < 0 ||
+                opt.retry_interval_ms > 3600000 || opt.timeout_ms < 0 || opt.timeout_ms > 600000 ||
+                opt.delay_ms < 0 || opt.delay_ms > 3600000)) {
+        cm_errf(err,
+                "retries must be 0..%d; retry_interval_ms and delay_ms 0..3600000; "
+                "timeout_ms 0..600000",
+                SIM_RETELL_MAX_RETRIES);
+        rc = CM_EINVAL;
+    }
     opt.copies = (unsigned)copies;
+    opt.retries = (unsigned)retries;
     if (!rc)
         rc = sim_retell_send_webhook(ctl->retell, cm_http_req_param(req, "call_id"), &opt, &report,
                                      err);
     json_decref(body);
-    if (rc) {
+    if (rc)
         answer_err(resp, rc, err);
-        return;
-    }
-    /* Six significant digits keep "ms" readable (1.4, not 1.3999999999999999). */
-    char *text = json_dumps(report, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    json_decref(report);
-    if (text)
-        cm_http_resp_text(resp, 200, "application/json", text);
     else
-        answer_problem(resp, 500, "could not encode the report");
-    free(text);
+        answer_report(resp, opt.async ? 202 : 200, report);
+}
+
+static void h_get_delivery(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    json_t *v = sim_retell_delivery(ctl->retell, cm_http_req_param(req, "id"));
+    if (v)
+        answer_report(resp, 200, v);
+    else
+        answer_problem(resp, 404, "no such delivery (only the last 256 are kept)");
+}
+
+static void h_replay(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    char err[CM_ERR_LEN] = "";
+    json_t *body = NULL, *report = NULL;
+    int resign = 0;
+    cm_err_t rc = sim_http_json_object(req, 1, &body, err);
+    if (!rc && opt_bool(body, "resign", &resign, err))
+        rc = CM_EINVAL;
+    if (!rc)
+        rc = sim_retell_replay(ctl->retell, cm_http_req_param(req, "id"), resign, &report, err);
+    json_decref(body);
+    if (rc)
+        answer_err(resp, rc, err);
+    else
+        answer_report(resp, 200, report);
+}
+
+static void h_delivery_defaults(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    char err[CM_ERR_LEN] = "";
+    json_t *body = NULL;
+    sim_retell_send_t d = {0};
+    sim_retell_delivery_defaults(ctl->retell, &d);
+    int64_t retries = d.retries;
+    cm_err_t rc = sim_http_json_object(req, 0, &body, err);
+    if (!rc && (opt_int(body, "retries", &retries, err) ||
+                opt_int(body, "retry_interval_ms", &d.retry_interval_ms, err) ||
+                opt_int(body, "timeout_ms", &d.timeout_ms, err)))
+        rc = CM_EINVAL;
+    if (!rc && (retries < 0 || retries > SIM_RETELL_MAX_RETRIES)) {
+        cm_errf(err, "retries must be 0..%d", SIM_RETELL_MAX_RETRIES);
+        rc = CM_EINVAL;
+    }
+    if (!rc)
+        rc = sim_retell_set_delivery_defaults(ctl->retell, (unsigned)retries, d.retry_interval_ms,
+                                              d.timeout_ms, err);
+    json_decref(body);
+    if (rc)
+        answer_err(resp, rc, err);
+    else
+        cm_http_resp_json(resp, 200,
+                          json_pack("{s:I,s:I,s:I}", "retries", (json_int_t)retries,
+                                    "retry_interval_ms", (json_int_t)d.retry_interval_ms,
+                                    "timeout_ms", (json_int_t)d.timeout_ms));
 }
 
 static void h_calcom_bookings(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
@@ -169,12 +298,259 @@ static void h_stripe_intents(const cm_http_req_t *req, cm_http_resp_t *resp, voi
     cm_http_resp_json(resp, 200, sim_stripe_payment_intents(ctl->stripe));
 }
 
+/* ---- faults ------------------------------------------------------------------------ */
+
+static int need(const void *part, cm_http_resp_t *resp, const char *what)
+{
+    if (part)
+        return 1;
+    char msg[96];
+    snprintf(msg, sizeof msg, "the %s is not enabled in this process", what);
+    answer_problem(resp, 404, msg);
+    return 0;
+}
+
+/* POST /control/faults: one rule (an object) or several ([rule, ...], all or nothing). */
+static void h_fault_add(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    char err[CM_ERR_LEN] = "";
+    json_t *body = NULL, *added = NULL;
+    if (!need(ctl->fault, resp, "fault engine"))
+        return;
+    cm_err_t rc = req->body_len ? cm_json_parse(req->body, req->body_len, req->body_len, &body, err)
+                                : CM_EINVAL;
+    if (rc) {
+        answer_problem(resp, 400, *err ? err : "a fault rule (JSON object) is required");
+        return;
+    }
+    if (json_is_array(body)) {
+        json_t *ids = json_array();
+        for (size_t i = 0; !rc && i < json_array_size(body); i++) {
+            char perr[CM_ERR_LEN] = "";
+            rc = sim_fault_add(ctl->fault, json_array_get(body, i), &added, perr);
+            if (rc) {
+                /* Take back what this request added, so a bad batch changes nothing. */
+                for (size_t k = 0; k < json_array_size(ids); k++)
+                    if (sim_fault_delete(ctl->fault, json_integer_value(json_array_get(ids, k))))
+                        CM_WARN(COMP, "could not take back a rule of a refused batch");
+                cm_errf(err, "$[%zu]%s", i, perr + 1);
+            } else {
+                json_array_append_new(ids, json_integer(cm_json_int(added, "id", 0)));
+                json_decref(added);
+            }
+        }
+        if (!rc)
+            cm_http_resp_json(
+                resp, 201,
+                json_pack("{s:I,s:o}", "count", (json_int_t)json_array_size(ids), "ids", ids));
+        else
+            json_decref(ids);
+    } else {
+        rc = sim_fault_add(ctl->fault, body, &added, err);
+        if (!rc)
+            cm_http_resp_json(resp, 201, added);
+    }
+    json_decref(body);
+    if (rc)
+        answer_problem(resp, rc == CM_ETOOBIG ? 409 : status_for(rc), err);
+}
+
+static void h_fault_list(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    if (need(ctl->fault, resp, "fault engine"))
+        cm_http_resp_json(resp, 200, sim_fault_list(ctl->fault));
+}
+
+static void h_fault_delete(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    const char *id = cm_http_req_param(req, "id");
+    char *end;
+    if (!need(ctl->fault, resp, "fault engine"))
+        return;
+    long long v = strtoll(id, &end, 10);
+    if (*end || v <= 0) {
+        answer_problem(resp, 400, "the rule id must be a positive integer");
+        return;
+    }
+    if (sim_fault_delete(ctl->fault, v) != CM_OK)
+        answer_problem(resp, 404, "no such fault rule");
+    else
+        cm_http_resp_text(resp, 204, NULL, NULL);
+}
+
+static void h_fault_clear(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    if (!need(ctl->fault, resp, "fault engine"))
+        return;
+    sim_fault_clear(ctl->fault);
+    cm_http_resp_text(resp, 204, NULL, NULL);
+}
+
+/* ---- journal and effects ------------------------------------------------------------- */
+
+static int query_int(const cm_http_req_t *req, const char *name, int64_t def, int64_t *out,
+                     cm_http_resp_t *resp)
+{
+    const char *v = cm_http_req_query(req, name);
+    char *end;
+    *out = def;
+    if (!v)
+        return 0;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || x < 0) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s must be a non-negative integer", name);
+        answer_problem(resp, 400, msg);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static void h_journal(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    int64_t since, limit;
+    if (!need(ctl->journal, resp, "journal"))
+        return;
+    const char *kind = cm_http_req_query(req, "kind");
+    sim_journal_filter_t f = {.provider = cm_http_req_query(req, "provider"),
+                              .route = cm_http_req_query(req, "route"),
+                              .kind = -1};
+    if (kind && strcmp(kind, "request") == 0)
+        f.kind = SIM_JOURNAL_REQUEST;
+    else if (kind && strcmp(kind, "delivery") == 0)
+        f.kind = SIM_JOURNAL_DELIVERY;
+    else if (kind && *kind) {
+        answer_problem(resp, 400, "kind must be request or delivery");
+        return;
+    }
+    if (query_int(req, "since", 0, &since, resp) || query_int(req, "limit", 1000, &limit, resp))
+        return;
+    f.since = since;
+    f.limit = (size_t)(limit > 100000 ? 100000 : limit);
+    char *text = NULL;
+    json_t *v = sim_journal_query(ctl->journal, &f);
+    text = v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+    json_decref(v);
+    if (text)
+        cm_http_resp_text(resp, 200, "application/json", text);
+    else
+        answer_problem(resp, 500, "could not encode the journal");
+    free(text);
+}
+
+static void h_effects(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    if (need(ctl->journal, resp, "journal"))
+        cm_http_resp_json(resp, 200,
+                          sim_journal_effects(ctl->journal, cm_http_req_query(req, "provider"),
+                                              cm_http_req_query(req, "kind")));
+}
+
+static void h_stripe_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    char err[CM_ERR_LEN] = "";
+    json_t *body = NULL;
+    cm_err_t rc = sim_http_json_object(req, 0, &body, err);
+    if (!rc)
+        rc = sim_stripe_set_webhook(ctl->stripe, body, err);
+    json_decref(body);
+    if (rc)
+        answer_err(resp, rc, err);
+    else
+        cm_http_resp_text(resp, 204, NULL, NULL);
+}
+
+static void h_stripe_settings(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    char err[CM_ERR_LEN] = "";
+    json_t *body = NULL;
+    int64_t decline_next = 0, error_next = 0, hold_ms = 0;
+    const char *code = NULL;
+    cm_err_t rc = sim_http_json_object(req, 0, &body, err);
+    if (!rc &&
+        (opt_int(body, "decline_next", &decline_next, err) ||
+         opt_int(body, "error_next", &error_next, err) || opt_int(body, "hold_ms", &hold_ms, err)))
+        rc = CM_EINVAL;
+    const json_t *dc = json_object_get(body, "decline_code");
+    if (!rc && dc && !json_is_string(dc)) {
+        cm_errf(err, "decline_code must be a string");
+        rc = CM_EINVAL;
+    }
+    code = dc ? json_string_value(dc) : NULL;
+    if (!rc)
+        rc = sim_stripe_settings(ctl->stripe, decline_next, code, error_next, err);
+    if (!rc)
+        rc = sim_stripe_hold(ctl->stripe, hold_ms, err);
+    json_decref(body);
+    if (rc)
+        answer_err(resp, rc, err);
+    else
+        cm_http_resp_text(resp, 204, NULL, NULL);
+}
+
+static void h_stripe_refunds(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    cm_http_resp_json(resp, 200, sim_stripe_refunds(ctl->stripe));
+}
+
+static void h_calcom_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    char err[CM_ERR_LEN] = "";
+    json_t *body = NULL;
+    cm_err_t rc = sim_http_json_object(req, 0, &body, err);
+    if (!rc)
+        rc = sim_calcom_set_webhook(ctl->calcom, cm_json_str(body, "url", NULL), err);
+    json_decref(body);
+    if (rc)
+        answer_err(resp, rc, err);
+    else
+        cm_http_resp_text(resp, 204, NULL, NULL);
+}
+
+static void h_calcom_busy(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    char err[CM_ERR_LEN] = "";
+    json_t *body = NULL;
+    int64_t host = 1, start = 0, end = 0;
+    cm_err_t rc = sim_http_json_object(req, 0, &body, err);
+    if (!rc && opt_int(body, "hostId", &host, err))
+        rc = CM_EINVAL;
+    if (!rc && (cm_clock_parse_iso8601(cm_json_str(body, "start", ""), &start) ||
+                cm_clock_parse_iso8601(cm_json_str(body, "end", ""), &end))) {
+        cm_errf(err, "start and end must be ISO 8601 date-times");
+        rc = CM_EINVAL;
+    }
+    if (!rc)
+        rc = sim_calcom_add_busy(ctl->calcom, (int)host, start, end, err);
+    json_decref(body);
+    if (rc)
+        answer_err(resp, rc, err);
+    else
+        cm_http_resp_text(resp, 204, NULL, NULL);
+}
+
 static void h_reset(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_control_t *ctl = ud;
     sim_retell_reset(ctl->retell);
     sim_calcom_reset(ctl->calcom);
     sim_stripe_reset(ctl->stripe);
+    if (ctl->fault)
+        sim_fault_clear(ctl->fault);
+    if (ctl->journal)
+        sim_journal_clear(ctl->journal);
     CM_INFO(COMP, "all providers reset to the seed data");
     cm_http_resp_text(resp, 204, NULL, NULL);
 }
@@ -186,12 +562,27 @@ cm_err_t sim_control_routes(sim_control_t *ctl, cm_http_server_t *srv)
         cm_http_handler_fn fn;
     } routes[] = {
         {"GET /control/health", h_health},
+        {"GET /_sim/health", h_health},
+        {"POST /control/faults", h_fault_add},
+        {"GET /control/faults", h_fault_list},
+        {"DELETE /control/faults", h_fault_clear},
+        {"DELETE /control/faults/{id}", h_fault_delete},
+        {"GET /control/journal", h_journal},
+        {"GET /control/effects", h_effects},
         {"PUT /control/retell/webhook", h_set_webhook},
         {"POST /control/retell/calls", h_create_call},
         {"GET /control/retell/calls/{call_id}", h_get_call},
         {"POST /control/retell/calls/{call_id}/webhook", h_send_webhook},
+        {"GET /control/retell/deliveries/{id}", h_get_delivery},
+        {"POST /control/retell/deliveries/{id}/replay", h_replay},
+        {"PUT /control/retell/delivery", h_delivery_defaults},
         {"GET /control/calcom/bookings", h_calcom_bookings},
+        {"PUT /control/calcom/webhook", h_calcom_webhook},
+        {"POST /control/calcom/busy", h_calcom_busy},
         {"GET /control/stripe/payment_intents", h_stripe_intents},
+        {"GET /control/stripe/refunds", h_stripe_refunds},
+        {"PUT /control/stripe/webhook", h_stripe_webhook},
+        {"PUT /control/stripe/settings", h_stripe_settings},
         {"POST /control/reset", h_reset},
     };
     cm_err_t rc = CM_OK;

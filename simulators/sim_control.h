@@ -14,6 +14,8 @@
 #include "cm_err.h"
 #include "cm_http_server.h"
 #include "sim_calcom.h"
+#include "sim_fault.h"
+#include "sim_journal.h"
 #include "sim_retell.h"
 #include "sim_stripe.h"
 
@@ -22,6 +24,8 @@ typedef struct {
     sim_retell_t *retell;
     sim_calcom_t *calcom;
     sim_stripe_t *stripe;
+    sim_fault_t *fault;     /* NULL: the fault routes answer 404 */
+    sim_journal_t *journal; /* NULL: the journal and effects routes answer 404 */
 } sim_control_t;
 
 /* Adds the control routes to srv (before it starts). ctl is borrowed and must outlive

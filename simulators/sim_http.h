@@ -26,4 +26,13 @@ cm_err_t sim_http_json_object(const cm_http_req_t *req, int empty_ok, json_t **o
  * '?', so an error answer quoting it can always be built. NULL only when out of memory. */
 json_t *sim_http_str(const char *s);
 
+/* Matches "METHOD /path" against a route pattern "METHOD /a/{x}/b" where METHOD may be
+ * "*" (any), a segment "{name}" or "*" matches any one non-empty segment, and a last
+ * segment "*" matches one or more segments. pattern NULL or "" matches everything; a
+ * pattern without a method ("/v2/bookings") matches any method. 1 when it matches. */
+int sim_http_route_match(const char *pattern, const char *method, const char *path);
+
+/* Checks a route pattern's syntax; 0 when usable, -1 (err says why) otherwise. */
+int sim_http_route_check(const char *pattern, char *err);
+
 #endif

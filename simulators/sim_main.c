@@ -23,6 +23,8 @@
 #include "cm_log.h"
 #include "sim_calcom.h"
 #include "sim_control.h"
+#include "sim_fault.h"
+#include "sim_journal.h"
 #include "sim_retell.h"
 #include "sim_stripe.h"
 
@@ -39,13 +41,21 @@ typedef struct {
     const char *stripe_api_key;
     const char *stripe_webhook_secret;
     int calcom_taken_status;
+    const char *faults_file;
+    uint64_t journal_size;
+    int calcom_rate_limit;
+    unsigned threads;
+    unsigned retell_retries;
+    int64_t retell_retry_interval_ms, retell_timeout_ms;
 } sim_opts_t;
 
 static const char usage[] =
     "usage: simulators --ready-file PATH [--seed N] [--log-level debug|info|warn|error]\n"
     "                  [--retell-api-key K] [--calcom-api-key K] [--calcom-webhook-secret S]\n"
     "                  [--stripe-api-key K] [--stripe-webhook-secret S]\n"
-    "                  [--calcom-taken-status 400|409]\n"
+    "                  [--calcom-taken-status 400|409] [--faults FILE] [--journal-size N]\n"
+    "                  [--retell-retries N] [--retell-retry-interval MS] [--retell-timeout-ms MS]\n"
+    "                  [--calcom-rate-limit N] [--threads N]\n"
     "\n"
     "Runs the Retell, Cal.com v2 and Stripe simulators and their control API on free\n"
     "ports of 127.0.0.1, then writes {\"pid\",\"retell\",\"calcom\",\"stripe\",\"control\"} to\n"
@@ -61,6 +71,16 @@ static const char usage[] =
     "  --stripe-api-key K           Stripe bearer key (env SIM_STRIPE_API_KEY, sk_test_sim)\n"
     "  --stripe-webhook-secret S    (env SIM_STRIPE_WEBHOOK_SECRET, whsec_sim_secret)\n"
     "  --calcom-taken-status N      status for a taken Cal.com slot, 400 or 409 (default 400)\n"
+    "  --faults FILE                fault rules to start with ([rule...] or {\"faults\":[...]})\n"
+    "  --journal-size N             records the journal keeps (default 10000)\n"
+    "  --retell-retries N           Retell delivery retries on non-2xx/timeout (default 3)\n"
+    "  --retell-retry-interval MS   pause before each retry (default 1000)\n"
+    "  --retell-timeout-ms MS       per-attempt timeout (default 10000)\n"
+    "  --calcom-rate-limit N        Cal.com requests/min per API key, 0: none (default 120)\n"
+    "  --threads N                  provider servers: 0 = a thread per connection (default;\n"
+    "                               a hang or latency fault holds only its own connection),\n"
+    "                               N = an epoll pool of N threads (faster; each hang or\n"
+    "                               latency fault in progress holds one of the N)\n"
     "  --help                       this text\n";
 
 /* The default, overridden by the environment variable when it is set. */
@@ -110,7 +130,8 @@ static int parse_args(int argc, char **argv, sim_opts_t *o, char *err, size_t ca
         .stripe_webhook_secret = env_or("SIM_STRIPE_WEBHOOK_SECRET", "whsec_sim_secret"),
         .calcom_taken_status = 400,
     };
-    const char *seed = NULL, *taken = NULL;
+    const char *seed = NULL, *taken = NULL, *jsize = NULL, *rretries = NULL, *rinterval = NULL,
+               *rtimeout = NULL, *rate = NULL, *threads = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
@@ -127,6 +148,20 @@ static int parse_args(int argc, char **argv, sim_opts_t *o, char *err, size_t ca
             dest = &seed;
         if (!dest && nl == 21 && strncmp(a, "--calcom-taken-status", nl) == 0)
             dest = &taken;
+        if (!dest && nl == 8 && strncmp(a, "--faults", nl) == 0)
+            dest = &o->faults_file;
+        if (!dest && nl == 14 && strncmp(a, "--journal-size", nl) == 0)
+            dest = &jsize;
+        if (!dest && nl == 16 && strncmp(a, "--retell-retries", nl) == 0)
+            dest = &rretries;
+        if (!dest && nl == 23 && strncmp(a, "--retell-retry-interval", nl) == 0)
+            dest = &rinterval;
+        if (!dest && nl == 19 && strncmp(a, "--retell-timeout-ms", nl) == 0)
+            dest = &rtimeout;
+        if (!dest && nl == 19 && strncmp(a, "--calcom-rate-limit", nl) == 0)
+            dest = &rate;
+        if (!dest && nl == 9 && strncmp(a, "--threads", nl) == 0)
+            dest = &threads;
         if (!dest) {
             snprintf(err, cap, "unknown option '%.*s'", (int)nl, a);
             return -1;
@@ -147,6 +182,55 @@ static int parse_args(int argc, char **argv, sim_opts_t *o, char *err, size_t ca
     if (seed && parse_u64(seed, &o->seed) != 0) {
         snprintf(err, cap, "--seed must be an unsigned 64-bit integer, not '%s'", seed);
         return -1;
+    }
+    o->journal_size = SIM_JOURNAL_DEFAULT_CAPACITY;
+    if (jsize && (parse_u64(jsize, &o->journal_size) != 0 || o->journal_size < 1 ||
+                  o->journal_size > 10000000)) {
+        snprintf(err, cap, "--journal-size must be from 1 to 10000000, not '%s'", jsize);
+        return -1;
+    }
+    uint64_t v;
+    o->retell_retries = SIM_RETELL_DEFAULT_RETRIES;
+    o->retell_retry_interval_ms = 1000;
+    o->retell_timeout_ms = SIM_RETELL_WEBHOOK_TIMEOUT_MS;
+    if (rretries) {
+        if (parse_u64(rretries, &v) != 0 || v > SIM_RETELL_MAX_RETRIES) {
+            snprintf(err, cap, "--retell-retries must be 0..%d, not '%s'", SIM_RETELL_MAX_RETRIES,
+                     rretries);
+            return -1;
+        }
+        o->retell_retries = (unsigned)v;
+    }
+    if (rinterval) {
+        if (parse_u64(rinterval, &v) != 0 || v > 3600000) {
+            snprintf(err, cap, "--retell-retry-interval must be 0..3600000 ms, not '%s'",
+                     rinterval);
+            return -1;
+        }
+        o->retell_retry_interval_ms = (int64_t)v;
+    }
+    if (rtimeout) {
+        if (parse_u64(rtimeout, &v) != 0 || v < 1 || v > 600000) {
+            snprintf(err, cap, "--retell-timeout-ms must be 1..600000, not '%s'", rtimeout);
+            return -1;
+        }
+        o->retell_timeout_ms = (int64_t)v;
+    }
+    if (threads) {
+        if (parse_u64(threads, &v) != 0 || v > 256) {
+            snprintf(err, cap, "--threads must be 0..256, not '%s'", threads);
+            return -1;
+        }
+        o->threads = (unsigned)v;
+    }
+    o->calcom_rate_limit = 120;
+    if (rate) {
+        if (parse_u64(rate, &v) != 0 || v > 100000) {
+            snprintf(err, cap, "--calcom-rate-limit must be 0..100000 requests/min, not '%s'",
+                     rate);
+            return -1;
+        }
+        o->calcom_rate_limit = (int)v;
     }
     if (taken) {
         if (strcmp(taken, "400") != 0 && strcmp(taken, "409") != 0) {
@@ -179,44 +263,88 @@ typedef struct {
     sim_retell_t *retell;
     sim_calcom_t *calcom;
     sim_stripe_t *stripe;
+    sim_journal_t *journal;
+    sim_fault_t *fault;
     sim_control_t control;
     cm_http_server_t *srv_retell, *srv_calcom, *srv_stripe, *srv_control;
 } sim_app_t;
 
-/* Creates one server. The simulators are not benchmarks of themselves: a thread per
- * connection keeps a slow (faulted) answer from holding up the others. */
-static cm_http_server_t *new_server(const char *name)
+/* Creates one server. By default a thread per connection keeps a slow (faulted) answer
+ * from holding up the others; --threads N trades that for throughput. */
+static cm_http_server_t *new_server(const char *name, unsigned threads)
 {
-    cm_http_server_cfg_t cfg = {.bind_addr = "127.0.0.1", .port = 0, .threads = 0, .name = name};
+    cm_http_server_cfg_t cfg = {
+        .bind_addr = "127.0.0.1", .port = 0, .threads = threads, .name = name};
     return cm_http_server_new(&cfg);
+}
+
+/* GET /_sim/health on every provider port: the runner can check each listener. */
+static void h_health(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    cm_http_resp_json(resp, 200, json_pack("{s:b,s:s}", "ok", 1, "provider", (const char *)ud));
 }
 
 static cm_err_t app_start(sim_app_t *app, const sim_opts_t *o, char *err)
 {
     cm_err_t rc = CM_OK;
+    app->journal = sim_journal_new((size_t)o->journal_size);
+    app->fault = app->journal
+                     ? sim_fault_new(&(sim_fault_cfg_t){.seed = o->seed, .journal = app->journal})
+                     : NULL;
+    if (!app->journal || !app->fault) {
+        cm_errf(err, "out of memory while setting up");
+        return CM_ENOMEM;
+    }
+    if (o->faults_file) {
+        size_t n = 0;
+        rc = sim_fault_load_file(app->fault, o->faults_file, &n, err);
+        if (rc)
+            return rc;
+        CM_INFO(COMP, "%zu fault rule%s loaded from %s", n, n == 1 ? "" : "s", o->faults_file);
+    }
     app->retell =
-        sim_retell_new(&(sim_retell_cfg_t){.api_key = o->retell_api_key, .seed = o->seed});
+        sim_retell_new(&(sim_retell_cfg_t){.api_key = o->retell_api_key,
+                                           .seed = o->seed,
+                                           .journal = app->journal,
+                                           .retries = o->retell_retries,
+                                           .retry_interval_ms = o->retell_retry_interval_ms,
+                                           .timeout_ms = o->retell_timeout_ms});
     app->calcom = sim_calcom_new(&(sim_calcom_cfg_t){.api_key = o->calcom_api_key,
                                                      .webhook_secret = o->calcom_webhook_secret,
                                                      .taken_status = o->calcom_taken_status,
-                                                     .seed = o->seed});
-    app->stripe = sim_stripe_new(&(sim_stripe_cfg_t){
-        .api_key = o->stripe_api_key, .webhook_secret = o->stripe_webhook_secret, .seed = o->seed});
-    app->control = (sim_control_t){app->retell, app->calcom, app->stripe};
-    app->srv_retell = new_server("sim.retell");
-    app->srv_calcom = new_server("sim.calcom");
-    app->srv_stripe = new_server("sim.stripe");
-    app->srv_control = new_server("sim.control");
+                                                     .seed = o->seed,
+                                                     .journal = app->journal,
+                                                     .rate_limit = o->calcom_rate_limit});
+    app->stripe = sim_stripe_new(&(sim_stripe_cfg_t){.api_key = o->stripe_api_key,
+                                                     .webhook_secret = o->stripe_webhook_secret,
+                                                     .seed = o->seed,
+                                                     .journal = app->journal});
+    app->control = (sim_control_t){app->retell, app->calcom, app->stripe, app->fault, app->journal};
+    app->srv_retell = new_server("sim.retell", o->threads);
+    app->srv_calcom = new_server("sim.calcom", o->threads);
+    app->srv_stripe = new_server("sim.stripe", o->threads);
+    app->srv_control = new_server("sim.control", 0);
     if (!app->retell || !app->calcom || !app->stripe || !app->srv_retell || !app->srv_calcom ||
         !app->srv_stripe || !app->srv_control) {
         cm_errf(err, "out of memory while setting up");
         return CM_ENOMEM;
     }
-    /* Issue 3 (fault engine) plugs in here: cm_http_server_set_filter(srv, ...) on the
-     * three provider servers, never on the control server, so that latency, error
-     * statuses, socket faults and sequences stay one concern and the provider handlers
-     * never know about them. */
-    rc = sim_retell_routes(app->retell, app->srv_retell);
+    /* The fault engine sits in the three provider servers' filter and after hook, never
+     * in the control server's, so latency, error statuses, socket faults and sequences
+     * stay one concern and the provider handlers never know about them. */
+    rc = sim_fault_attach(app->fault, app->srv_retell, "retell");
+    if (!rc)
+        rc = sim_fault_attach(app->fault, app->srv_calcom, "calcom");
+    if (!rc)
+        rc = sim_fault_attach(app->fault, app->srv_stripe, "stripe");
+    if (!rc)
+        rc = cm_http_server_route(app->srv_retell, "GET /_sim/health", h_health, "retell");
+    if (!rc)
+        rc = cm_http_server_route(app->srv_calcom, "GET /_sim/health", h_health, "calcom");
+    if (!rc)
+        rc = cm_http_server_route(app->srv_stripe, "GET /_sim/health", h_health, "stripe");
+    if (!rc)
+        rc = sim_retell_routes(app->retell, app->srv_retell);
     if (!rc)
         rc = sim_calcom_routes(app->calcom, app->srv_calcom);
     if (!rc)
@@ -238,6 +366,15 @@ static cm_err_t app_start(sim_app_t *app, const sim_opts_t *o, char *err)
  * then frees the state they used. */
 static void app_stop(sim_app_t *app)
 {
+    /* Release hangs and slow answers first, or stopping a server would wait for them. */
+    if (app->fault)
+        sim_fault_shutdown(app->fault);
+    if (app->retell)
+        sim_retell_shutdown(app->retell);
+    if (app->stripe)
+        sim_stripe_shutdown(app->stripe);
+    if (app->calcom)
+        sim_calcom_shutdown(app->calcom);
     cm_http_server_free(&app->srv_control);
     cm_http_server_free(&app->srv_retell);
     cm_http_server_free(&app->srv_calcom);
@@ -245,6 +382,8 @@ static void app_stop(sim_app_t *app)
     sim_retell_free(&app->retell);
     sim_calcom_free(&app->calcom);
     sim_stripe_free(&app->stripe);
+    sim_fault_free(&app->fault);
+    sim_journal_free(&app->journal);
 }
 
 /* Writes the ready file as a temporary file renamed into place, so a reader never sees

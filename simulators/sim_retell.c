@@ -1,15 +1,18 @@
 /* sim_retell.c - Retell calls, signed webhook deliveries and GET /v2/get-call. */
 #include "sim_retell.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cm_clock.h"
 #include "cm_http_client.h"
 #include "cm_json.h"
 #include "cm_log.h"
+#include "cm_rand.h"
 #include "cm_sig.h"
 #include "sim_http.h"
 #include "sim_rng.h"
@@ -19,14 +22,28 @@
 /* What a forged delivery is signed with: any key but the real one will do. */
 #define FORGED_KEY "key_forged_by_the_simulator"
 
+struct job;
+
 struct sim_retell {
     pthread_mutex_t mu;
+    pthread_cond_t cv; /* monotonic; signalled at shutdown */
     char *api_key;
     sim_rng_t rng;
+    sim_journal_t *journal;
+    int stopping; /* read atomically by in-flight transfers (their abort flag) */
     /* guarded by mu */
     json_t *calls;     /* call_id -> call object */
+    json_t *call_text; /* call_id -> the call serialised (calls never change once stored) */
     char *webhook_url; /* NULL until set */
+    unsigned retries;
+    int64_t retry_interval_ms, timeout_ms;
+    cm_rand_t order_gen; /* shuffled batches */
+    struct job *jobs;    /* newest first */
+    int64_t next_delivery;
 };
+
+static void jobs_join(sim_retell_t *r, int all);
+static void jobs_free_all(sim_retell_t *r);
 
 sim_retell_t *sim_retell_new(const sim_retell_cfg_t *cfg)
 {
@@ -36,10 +53,22 @@ sim_retell_t *sim_retell_new(const sim_retell_cfg_t *cfg)
     if (!r)
         return NULL;
     pthread_mutex_init(&r->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    r->journal = cfg->journal;
+    r->retries = cfg->retries;
+    r->retry_interval_ms = cfg->retry_interval_ms;
+    r->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : SIM_RETELL_WEBHOOK_TIMEOUT_MS;
+    cm_rand_seed(&r->order_gen, cfg->seed ^ 0x6f72646572ULL);
+    r->next_delivery = 1;
     r->api_key = strdup(cfg->api_key);
     r->calls = json_object();
+    r->call_text = json_object();
     sim_rng_init(&r->rng, cfg->seed, 1);
-    if (!r->api_key || !r->calls)
+    if (!r->api_key || !r->calls || !r->call_text)
         sim_retell_free(&r);
     return r;
 }
@@ -49,7 +78,12 @@ void sim_retell_free(sim_retell_t **rp)
     sim_retell_t *r = rp ? *rp : NULL;
     if (!r)
         return;
+    sim_retell_shutdown(r);
+    jobs_join(r, 1);
+    jobs_free_all(r);
+    pthread_cond_destroy(&r->cv);
     json_decref(r->calls);
+    json_decref(r->call_text);
     free(r->webhook_url);
     free(r->api_key);
     sim_rng_destroy(&r->rng);
@@ -62,6 +96,7 @@ void sim_retell_reset(sim_retell_t *r)
 {
     pthread_mutex_lock(&r->mu);
     json_object_clear(r->calls);
+    json_object_clear(r->call_text);
     free(r->webhook_url);
     r->webhook_url = NULL;
     pthread_mutex_unlock(&r->mu);
@@ -198,8 +233,21 @@ cm_err_t sim_retell_create_call(sim_retell_t *r, const json_t *overrides, json_t
             id = gen;
     }
     if (!rc && (json_object_set_new(call, "call_id", json_string(id)) ||
-                json_object_set(r->calls, id, call)))
+                json_object_set(r->calls, id, call) ||
+                json_object_set_new(r->call_text, id,
+                                    json_stringn_nocheck("", 0)))) /* filled just below */
         rc = CM_ENOMEM;
+    if (!rc) {
+        /* GET /v2/get-call answers this text: no copy, no encoding per request. */
+        char *text = json_dumps(call, JSON_COMPACT);
+        if (!text || json_object_set_new(r->call_text, id, json_string_nocheck(text)))
+            rc = CM_ENOMEM;
+        free(text);
+        if (rc) {
+            json_object_del(r->calls, id);
+            json_object_del(r->call_text, id);
+        }
+    }
     if (!rc)
         *out = json_deep_copy(call);
     pthread_mutex_unlock(&r->mu);
@@ -232,34 +280,140 @@ typedef struct gate {
 } gate_t;
 
 typedef struct {
-    const char *url;
-    const char *body;
+    long status; /* 0: no HTTP answer */
+    char err[160];
+    double ms;
+    char sig[CM_SIG_HDR_LEN];
+} attempt_t;
+
+typedef struct {
+    const char *event; /* one of the static event names */
+    char *body;
     size_t len;
-    const char *const *headers;
+    char sig[CM_SIG_HDR_LEN]; /* the first attempt's signature, the same for every copy */
+} ev_t;
+
+struct job;
+
+typedef struct {
+    struct job *job;
+    unsigned ev, copy;
     cm_http_client_t *client; /* each concurrent copy has its own; sequential ones share */
     gate_t *gate;             /* NULL when sequential */
-    /* results */
-    long status; /* 0: no HTTP answer */
-    char err[CM_ERR_LEN];
-    double ms;
+    attempt_t attempts[1 + SIM_RETELL_MAX_RETRIES];
+    unsigned nattempts;
 } delivery_t;
+
+/* One trigger: its events, their bytes, and (when done) its report. Kept in r->jobs for
+ * GET /control/retell/deliveries/{id} and replays, at most HISTORY finished ones. */
+typedef struct job {
+    sim_retell_t *r;
+    char id[32];
+    char replay_of[32];
+    char *call_id, *url;
+    ev_t evs[SIM_RETELL_MAX_EVENTS];
+    unsigned nev;
+    unsigned copies;
+    int concurrent, forge, resign;
+    int64_t ts_offset_ms, delay_ms, timeout_ms, interval_ms;
+    unsigned retries;
+    delivery_t *ds; /* nev * copies, event-major */
+    json_t *report; /* set when done */
+    int done, has_thread;
+    int reaping; /* being joined: not pruned, not joined twice */
+    pthread_t thread;
+    struct job *next;
+} job_t;
+
+#define HISTORY 256
+
+static void job_free(job_t *j)
+{
+    if (!j)
+        return;
+    for (unsigned i = 0; i < j->nev; i++)
+        free(j->evs[i].body);
+    free(j->ds);
+    free(j->call_id);
+    free(j->url);
+    json_decref(j->report);
+    free(j);
+}
+
+/* Waits ms unless the simulator stops. 1 when it stops. The wait is the retry interval
+ * (behaviour), not a wait for something to happen. */
+static int pause_ms(sim_retell_t *r, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = (int64_t)ts.tv_nsec + (ms % 1000) * 1000000LL;
+    ts.tv_sec += (time_t)(ms / 1000 + ns / 1000000000LL);
+    ts.tv_nsec = (long)(ns % 1000000000LL);
+    pthread_mutex_lock(&r->mu);
+    while (!r->stopping && pthread_cond_timedwait(&r->cv, &r->mu, &ts) != ETIMEDOUT)
+        ;
+    int stopped = r->stopping;
+    pthread_mutex_unlock(&r->mu);
+    return stopped;
+}
 
 static void deliver(delivery_t *d)
 {
-    cm_http_response_t resp;
-    cm_http_request_t req = {.method = "POST",
-                             .url = d->url,
-                             .headers = d->headers,
-                             .body = d->body,
-                             .body_len = d->len,
-                             .timeout_ms = SIM_RETELL_WEBHOOK_TIMEOUT_MS};
-    int64_t t0 = cm_clock_mono_ns();
-    cm_err_t rc = cm_http_client_do(d->client, &req, &resp);
-    d->ms = (double)(cm_clock_mono_ns() - t0) / 1e6;
-    d->status = rc ? 0 : resp.status;
-    if (rc)
-        snprintf(d->err, sizeof d->err, "%s: %.200s", cm_strerror(rc), resp.err);
-    cm_http_response_free(&resp);
+    job_t *j = d->job;
+    sim_retell_t *r = j->r;
+    ev_t *e = &j->evs[d->ev];
+    for (unsigned n = 0; n <= j->retries; n++) {
+        attempt_t *a = &d->attempts[n];
+        if (n > 0 && pause_ms(r, j->interval_ms))
+            break;
+        if (n == 0 || !j->resign) {
+            memcpy(a->sig, e->sig, sizeof a->sig);
+        } else if (cm_sig_retell_sign(j->forge ? FORGED_KEY : r->api_key, e->body, e->len,
+                                      cm_clock_now_ms() + j->ts_offset_ms, a->sig) != CM_OK) {
+            memcpy(a->sig, e->sig, sizeof a->sig);
+        }
+        char sighdr[CM_SIG_HDR_LEN + 32];
+        snprintf(sighdr, sizeof sighdr, "x-retell-signature: %s", a->sig);
+        const char *headers[] = {"Content-Type: application/json", sighdr, NULL};
+        cm_http_response_t resp;
+        cm_http_request_t req = {.method = "POST",
+                                 .url = j->url,
+                                 .headers = headers,
+                                 .body = e->body,
+                                 .body_len = e->len,
+                                 .timeout_ms = j->timeout_ms,
+                                 .abort = &r->stopping};
+        int64_t at = cm_clock_now_ms(), t0 = cm_clock_mono_ns();
+        cm_err_t rc = cm_http_client_do(d->client, &req, &resp);
+        a->ms = (double)(cm_clock_mono_ns() - t0) / 1e6;
+        a->status = rc ? 0 : resp.status;
+        if (rc)
+            snprintf(a->err, sizeof a->err, "%s: %.120s", cm_strerror(rc), resp.err);
+        cm_http_response_free(&resp);
+        d->nattempts = n + 1;
+        if (r->journal) {
+            json_t *h = json_pack("{s:s}", "x-retell-signature", a->sig);
+            sim_journal_add(r->journal, &(sim_journal_rec_t){.kind = SIM_JOURNAL_DELIVERY,
+                                                             .provider = "retell",
+                                                             .method = "POST",
+                                                             .path = j->url,
+                                                             .headers = h,
+                                                             .body = e->body,
+                                                             .body_len = e->len,
+                                                             .status = (int)a->status,
+                                                             .outcome = rc ? a->err : "answered",
+                                                             .at_ms = at,
+                                                             .duration_ms = a->ms,
+                                                             .delivery_id = j->id,
+                                                             .event = e->event,
+                                                             .attempt = (int)n + 1});
+            json_decref(h);
+        }
+        if (a->status >= 200 && a->status < 300)
+            break;
+        if (__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE))
+            break;
+    }
 }
 
 static void *deliver_thread(void *arg)
@@ -281,18 +435,20 @@ static void *deliver_thread(void *arg)
 static void deliver_concurrently(delivery_t *ds, unsigned n)
 {
     gate_t g = {.waiting = 0, .open = 0};
-    pthread_t tids[SIM_RETELL_MAX_COPIES];
-    int started[SIM_RETELL_MAX_COPIES] = {0};
+    pthread_t *tids = calloc(n, sizeof *tids);
+    int *started = calloc(n, sizeof *started);
     unsigned nstarted = 0;
     pthread_mutex_init(&g.mu, NULL);
     pthread_cond_init(&g.cv, NULL);
-    for (unsigned i = 0; i < n; i++) {
+    for (unsigned i = 0; tids && started && i < n; i++) {
         ds[i].gate = &g;
         if (pthread_create(&tids[i], NULL, deliver_thread, &ds[i]) == 0) {
             started[i] = 1;
             nstarted++;
         } else {
-            snprintf(ds[i].err, sizeof ds[i].err, "could not start a delivery thread");
+            snprintf(ds[i].attempts[0].err, sizeof ds[i].attempts[0].err,
+                     "could not start a delivery thread");
+            ds[i].nattempts = 1;
         }
     }
     pthread_mutex_lock(&g.mu);
@@ -301,17 +457,22 @@ static void deliver_concurrently(delivery_t *ds, unsigned n)
     g.open = 1;
     pthread_cond_broadcast(&g.cv);
     pthread_mutex_unlock(&g.mu);
-    for (unsigned i = 0; i < n; i++)
+    for (unsigned i = 0; tids && started && i < n; i++)
         if (started[i])
             pthread_join(tids[i], NULL);
     pthread_cond_destroy(&g.cv);
     pthread_mutex_destroy(&g.mu);
+    free(tids);
+    free(started);
 }
 
-static int known_event(const char *ev)
+static const char *known_event(const char *ev)
 {
-    return strcmp(ev, "call_started") == 0 || strcmp(ev, "call_ended") == 0 ||
-           strcmp(ev, "call_analyzed") == 0;
+    static const char *const names[] = {"call_started", "call_ended", "call_analyzed"};
+    for (size_t i = 0; i < 3; i++)
+        if (strcmp(ev, names[i]) == 0)
+            return names[i];
+    return NULL;
 }
 
 /* Shapes the call (taken) as the event carries it and wraps it in the envelope. */
@@ -330,49 +491,221 @@ static json_t *make_envelope(const char *event, json_t *call)
     return json_pack("{s:s,s:o}", "event", event, "call", call);
 }
 
-static json_t *make_report(const char *event, const char *call_id, const char *url, const char *sig,
-                           const delivery_t *ds, unsigned n)
+/* A call that never connected (dial_failed, dial_no_answer, dial_busy) has no
+ * call_started, as on Retell. */
+static int undialled(const json_t *call)
 {
-    json_t *list = json_array();
-    for (unsigned i = 0; list && i < n; i++) {
-        double ms = ds[i].ms;
-        json_t *item = json_pack("{s:o,s:o,s:f}", "status",
-                                 ds[i].status ? json_integer(ds[i].status) : json_null(), "error",
-                                 ds[i].err[0] ? json_string(ds[i].err) : json_null(), "ms", ms);
+    const char *why = cm_json_str(call, "disconnection_reason", "");
+    return strncmp(why, "dial_", 5) == 0 ||
+           strcmp(cm_json_str(call, "call_status", ""), "not_connected") == 0;
+}
+
+static json_t *attempt_json(const attempt_t *a)
+{
+    return json_pack("{s:o,s:o,s:f}", "status", a->status ? json_integer(a->status) : json_null(),
+                     "error", a->err[0] ? json_string(a->err) : json_null(), "ms", a->ms);
+}
+
+static json_t *make_report(const job_t *j)
+{
+    json_t *list = json_array(), *events = json_array();
+    for (unsigned i = 0; list && events && i < j->nev * j->copies; i++) {
+        const delivery_t *d = &j->ds[i];
+        const attempt_t *last = &d->attempts[d->nattempts ? d->nattempts - 1 : 0];
+        json_t *att = json_array();
+        for (unsigned k = 0; att && k < d->nattempts; k++)
+            json_array_append_new(att, attempt_json(&d->attempts[k]));
+        json_t *item = json_pack(
+            "{s:o,s:o,s:f,s:s,s:o}", "status",
+            last->status ? json_integer(last->status) : json_null(), "error",
+            last->err[0] ? json_string(last->err)
+                         : (d->nattempts ? json_null() : json_string("not sent (stopping)")),
+            "ms", last->ms, "event", j->evs[d->ev].event, "attempts", att ? att : json_array());
         if (!item || json_array_append_new(list, item)) {
             json_decref(list);
+            json_decref(events);
             return NULL;
         }
     }
-    if (!list)
+    for (unsigned i = 0; events && i < j->nev; i++)
+        json_array_append_new(events, json_string(j->evs[i].event));
+    if (!list || !events) {
+        json_decref(list);
+        json_decref(events);
         return NULL;
-    return json_pack("{s:s,s:s,s:s,s:s,s:o}", "event", event, "call_id", call_id, "url", url,
-                     "signature", sig, "deliveries", list);
+    }
+    json_t *v =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:o}", "delivery_id", j->id, "status",
+                  j->done ? "done" : "pending", "event", j->evs[0].event, "call_id", j->call_id,
+                  "url", j->url, "signature", j->evs[0].sig, "events", events, "deliveries", list);
+    if (v && j->replay_of[0])
+        json_object_set_new(v, "replay_of", json_string(j->replay_of));
+    return v;
+}
+
+static void job_run(job_t *j)
+{
+    sim_retell_t *r = j->r;
+    if (j->delay_ms > 0)
+        (void)pause_ms(r, j->delay_ms);
+    CM_INFO(COMP, "delivery %s: %u event%s of %s to %s, %u cop%s%s%s, %u retr%s", j->id, j->nev,
+            j->nev == 1 ? "" : "s", j->call_id, j->url, j->copies, j->copies == 1 ? "y" : "ies",
+            j->concurrent ? ", concurrent" : "", j->forge ? ", forged" : "", j->retries,
+            j->retries == 1 ? "y" : "ies");
+    /* Events go out in order, each one's copies before the next: "in order, but not
+     * blocking" - a failed event does not hold the next one back. */
+    for (unsigned e = 0; e < j->nev; e++) {
+        delivery_t *ds = &j->ds[e * j->copies];
+        if (j->concurrent && j->copies > 1)
+            deliver_concurrently(ds, j->copies);
+        else
+            for (unsigned i = 0; i < j->copies; i++)
+                deliver(&ds[i]);
+    }
+    json_t *report = make_report(j);
+    pthread_mutex_lock(&r->mu);
+    j->done = 1;
+    if (report)
+        json_object_set_new(report, "status", json_string("done"));
+    j->report = report;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void *job_thread(void *arg)
+{
+    job_run(arg);
+    return NULL;
+}
+
+/* Links j into the history, dropping the oldest finished jobs beyond HISTORY. Under mu. */
+static void job_keep(sim_retell_t *r, job_t *j)
+{
+    j->next = r->jobs;
+    r->jobs = j;
+    size_t n = 0;
+    for (job_t **pp = &r->jobs; *pp;) {
+        job_t *x = *pp;
+        if (++n > HISTORY && x->done && !x->has_thread) {
+            *pp = x->next;
+            job_free(x);
+            continue;
+        }
+        pp = &x->next;
+    }
+}
+
+/* Creates the clients, then runs the job inline or from its own thread. */
+static cm_err_t job_start(sim_retell_t *r, job_t *j, int async, json_t **report)
+{
+    cm_err_t rc = CM_OK;
+    size_t n = (size_t)j->nev * j->copies;
+    j->ds = calloc(n, sizeof *j->ds);
+    if (!j->ds)
+        return CM_ENOMEM;
+    cm_http_client_t *shared = NULL;
+    for (size_t i = 0; i < n && !rc; i++) {
+        j->ds[i] = (delivery_t){
+            .job = j, .ev = (unsigned)(i / j->copies), .copy = (unsigned)(i % j->copies)};
+        if (j->concurrent || i == 0) {
+            j->ds[i].client = cm_http_client_new();
+            if (!j->ds[i].client)
+                rc = CM_ENOMEM;
+            if (i == 0)
+                shared = j->ds[0].client;
+        } else {
+            j->ds[i].client = shared;
+        }
+    }
+    if (!rc) {
+        pthread_mutex_lock(&r->mu);
+        snprintf(j->id, sizeof j->id, "dlv_%06lld", (long long)r->next_delivery++);
+        job_keep(r, j);
+        if (async) {
+            j->has_thread = pthread_create(&j->thread, NULL, job_thread, j) == 0;
+            if (!j->has_thread)
+                rc = CM_ENOMEM;
+        }
+        pthread_mutex_unlock(&r->mu);
+        if (!async) {
+            job_run(j);
+            pthread_mutex_lock(&r->mu);
+            *report = j->report ? json_deep_copy(j->report) : NULL;
+            pthread_mutex_unlock(&r->mu);
+            if (!*report)
+                rc = CM_ENOMEM;
+        } else if (!rc) {
+            *report = json_pack("{s:s,s:s,s:s}", "delivery_id", j->id, "status", "pending",
+                                "call_id", j->call_id);
+        }
+    }
+    if (!async || rc) {
+        /* Clients are not kept by finished sync jobs; async ones free theirs below. */
+        for (size_t i = 0; i < n; i++)
+            if ((j->concurrent || i == 0) && (!async || rc))
+                cm_http_client_free(&j->ds[i].client);
+    }
+    return rc;
 }
 
 cm_err_t sim_retell_send_webhook(sim_retell_t *r, const char *call_id, const sim_retell_send_t *opt,
                                  json_t **report, char *err)
 {
     cm_err_t rc = CM_OK;
-    char *url = NULL, *body = NULL;
-    json_t *env = NULL;
-    delivery_t *ds = NULL;
-    char sig[CM_SIG_HDR_LEN], sighdr[CM_SIG_HDR_LEN + 32];
+    const char *names[SIM_RETELL_MAX_EVENTS];
+    unsigned nnames = 0;
     *report = NULL;
 
-    if (!opt->event || !known_event(opt->event)) {
-        cm_errf(err, "event must be call_started, call_ended or call_analyzed");
+    if (opt->events) {
+        for (; opt->events[nnames]; nnames++) {
+            if (nnames >= SIM_RETELL_MAX_EVENTS) {
+                cm_errf(err, "events: at most %d", SIM_RETELL_MAX_EVENTS);
+                return CM_EINVAL;
+            }
+            if (!(names[nnames] = known_event(opt->events[nnames])) &&
+                strcmp(opt->events[nnames], "lifecycle") != 0) {
+                cm_errf(err, "events[%u] must be call_started, call_ended or call_analyzed",
+                        nnames);
+                return CM_EINVAL;
+            }
+        }
+        if (!nnames) {
+            cm_errf(err, "events must not be empty");
+            return CM_EINVAL;
+        }
+    } else if (opt->event && strcmp(opt->event, "lifecycle") == 0) {
+        nnames = 0; /* filled below from the call */
+    } else if (!opt->event || !(names[0] = known_event(opt->event))) {
+        cm_errf(err, "event must be call_started, call_ended, call_analyzed or lifecycle");
         return CM_EINVAL;
+    } else {
+        nnames = 1;
     }
     if (opt->copies < 1 || opt->copies > SIM_RETELL_MAX_COPIES) {
         cm_errf(err, "copies must be between 1 and %d", SIM_RETELL_MAX_COPIES);
         return CM_EINVAL;
     }
-    int64_t ts = cm_clock_now_ms() + opt->timestamp_offset_ms;
-    if (ts < 0) {
+    if (opt->retries > SIM_RETELL_MAX_RETRIES) {
+        cm_errf(err, "retries must be between 0 and %d", SIM_RETELL_MAX_RETRIES);
+        return CM_EINVAL;
+    }
+    if (cm_clock_now_ms() + opt->timestamp_offset_ms < 0) {
         cm_errf(err, "timestamp_offset_ms puts the signed time before 1970");
         return CM_EINVAL;
     }
+
+    job_t *j = calloc(1, sizeof *j);
+    if (!j)
+        return CM_ENOMEM;
+    j->r = r;
+    j->copies = opt->copies;
+    j->concurrent = opt->concurrent;
+    j->forge = opt->forge;
+    j->resign = 1;
+    j->ts_offset_ms = opt->timestamp_offset_ms;
+    j->delay_ms = opt->delay_ms;
+    j->retries = opt->retries;
+    j->interval_ms = opt->retry_interval_ms;
+    j->timeout_ms = opt->timeout_ms > 0 ? opt->timeout_ms : SIM_RETELL_WEBHOOK_TIMEOUT_MS;
 
     /* Copy what is needed and let go of the lock: the receiver may call GET
      * /v2/get-call while the delivery is in flight. */
@@ -381,79 +714,209 @@ cm_err_t sim_retell_send_webhook(sim_retell_t *r, const char *call_id, const sim
     json_t *call = stored ? json_deep_copy(stored) : NULL;
     int have_url = r->webhook_url != NULL;
     if (have_url)
-        url = strdup(r->webhook_url);
+        j->url = strdup(r->webhook_url);
     pthread_mutex_unlock(&r->mu);
+    j->call_id = strdup(call_id);
     if (!stored) {
         cm_errf(err, "no call with call_id '%s'", call_id);
         rc = CM_ENOTFOUND;
     } else if (!have_url) {
         cm_errf(err, "no webhook URL set (PUT /control/retell/webhook first)");
         rc = CM_ESTATE;
-    } else if (!call || !url) {
+    } else if (!call || !j->url || !j->call_id) {
         rc = CM_ENOMEM;
     }
-    if (rc) {
-        json_decref(call);
-        free(url);
-        return rc;
-    }
-
-    /* One serialisation for every copy: duplicates are byte-identical, as a provider's
-     * retries and replays are. */
-    env = make_envelope(opt->event, call);
-    body = env ? cm_json_dumps(env) : NULL;
-    if (!body) {
-        rc = CM_ENOMEM;
-        goto done;
-    }
-    rc = cm_sig_retell_sign(opt->forge ? FORGED_KEY : r->api_key, body, strlen(body), ts, sig);
-    if (rc) {
-        cm_errf(err, "signing failed: %s", cm_strerror(rc));
-        goto done;
-    }
-    snprintf(sighdr, sizeof sighdr, "x-retell-signature: %s", sig);
-    const char *headers[] = {"Content-Type: application/json", sighdr, NULL};
-
-    ds = calloc(opt->copies, sizeof *ds);
-    if (!ds) {
-        rc = CM_ENOMEM;
-        goto done;
-    }
-    cm_http_client_t *shared = NULL;
-    for (unsigned i = 0; i < opt->copies && !rc; i++) {
-        ds[i] = (delivery_t){.url = url, .body = body, .len = strlen(body), .headers = headers};
-        if (opt->concurrent || i == 0) {
-            ds[i].client = cm_http_client_new();
-            if (!ds[i].client)
-                rc = CM_ENOMEM;
-            shared = ds[0].client;
-        } else {
-            ds[i].client = shared;
+    /* "lifecycle" (alone or in a list) is the three events Retell sends for the call. */
+    const char *expanded[SIM_RETELL_MAX_EVENTS];
+    unsigned nexp = 0;
+    if (!rc) {
+        if (!nnames) {
+            names[0] = "lifecycle";
+            nnames = 1;
+        }
+        for (unsigned i = 0; i < nnames && nexp < SIM_RETELL_MAX_EVENTS; i++) {
+            const char *ev = opt->events ? opt->events[i] : names[i];
+            if (strcmp(ev, "lifecycle") == 0) {
+                if (!undialled(call))
+                    expanded[nexp++] = "call_started";
+                if (nexp < SIM_RETELL_MAX_EVENTS)
+                    expanded[nexp++] = "call_ended";
+                if (nexp < SIM_RETELL_MAX_EVENTS)
+                    expanded[nexp++] = "call_analyzed";
+            } else {
+                expanded[nexp++] = known_event(ev);
+            }
+        }
+        if (opt->order == SIM_RETELL_ORDER_REVERSE) {
+            for (unsigned i = 0; i < nexp / 2; i++) {
+                const char *t = expanded[i];
+                expanded[i] = expanded[nexp - 1 - i];
+                expanded[nexp - 1 - i] = t;
+            }
+        } else if (opt->order == SIM_RETELL_ORDER_SHUFFLE) {
+            pthread_mutex_lock(&r->mu);
+            for (unsigned i = nexp; i > 1; i--) { /* Fisher-Yates, seeded */
+                unsigned k = (unsigned)cm_rand_below(&r->order_gen, i);
+                const char *t = expanded[i - 1];
+                expanded[i - 1] = expanded[k];
+                expanded[k] = t;
+            }
+            pthread_mutex_unlock(&r->mu);
         }
     }
+    /* One serialisation per event, signed once: copies are byte-identical, as a
+     * provider's duplicates are. */
+    for (unsigned i = 0; !rc && i < nexp; i++) {
+        ev_t *e = &j->evs[j->nev++];
+        e->event = expanded[i];
+        json_t *env = make_envelope(e->event, json_deep_copy(call));
+        e->body = env ? cm_json_dumps(env) : NULL;
+        json_decref(env);
+        if (!e->body) {
+            rc = CM_ENOMEM;
+            break;
+        }
+        e->len = strlen(e->body);
+        rc = cm_sig_retell_sign(opt->forge ? FORGED_KEY : r->api_key, e->body, e->len,
+                                cm_clock_now_ms() + opt->timestamp_offset_ms, e->sig);
+        if (rc)
+            cm_errf(err, "signing failed: %s", cm_strerror(rc));
+    }
+    json_decref(call);
+    if (!rc)
+        rc = job_start(r, j, opt->async, report);
+    else
+        job_free(j);
+    return rc;
+}
+
+cm_err_t sim_retell_replay(sim_retell_t *r, const char *delivery_id, int resign, json_t **report,
+                           char *err)
+{
+    job_t *j = calloc(1, sizeof *j);
+    cm_err_t rc = j ? CM_OK : CM_ENOMEM;
+    *report = NULL;
+    pthread_mutex_lock(&r->mu);
+    job_t *old = r->jobs;
+    while (old && strcmp(old->id, delivery_id) != 0)
+        old = old->next;
+    if (!rc && !old) {
+        cm_errf(err, "no delivery '%s' (only the last %d are kept)", delivery_id, HISTORY);
+        rc = CM_ENOTFOUND;
+    }
     if (!rc) {
-        CM_INFO(COMP, "delivering %s of %s to %s: %u cop%s%s%s", opt->event, call_id, url,
-                opt->copies, opt->copies == 1 ? "y" : "ies", opt->concurrent ? ", concurrent" : "",
-                opt->forge ? ", forged" : "");
-        if (opt->concurrent && opt->copies > 1)
-            deliver_concurrently(ds, opt->copies);
-        else
-            for (unsigned i = 0; i < opt->copies; i++)
-                deliver(&ds[i]);
-        *report = make_report(opt->event, call_id, url, sig, ds, opt->copies);
-        if (!*report)
+        j->r = r;
+        j->copies = 1;
+        j->resign = resign;
+        j->timeout_ms = old->timeout_ms;
+        j->forge = old->forge;
+        j->ts_offset_ms = old->ts_offset_ms;
+        snprintf(j->replay_of, sizeof j->replay_of, "%s", old->id);
+        j->url = strdup(r->webhook_url ? r->webhook_url : old->url);
+        j->call_id = strdup(old->call_id);
+        for (unsigned i = 0; i < old->nev; i++) {
+            ev_t *e = &j->evs[j->nev++];
+            *e = old->evs[i];
+            e->body = strdup(old->evs[i].body);
+            if (!e->body)
+                rc = CM_ENOMEM;
+            else if (resign &&
+                     cm_sig_retell_sign(j->forge ? FORGED_KEY : r->api_key, e->body, e->len,
+                                        cm_clock_now_ms() + j->ts_offset_ms, e->sig) != CM_OK)
+                rc = CM_EINVAL;
+        }
+        if (!j->url || !j->call_id)
             rc = CM_ENOMEM;
     }
-    for (unsigned i = 0; i < opt->copies; i++)
-        if (opt->concurrent || i == 0)
-            cm_http_client_free(&ds[i].client);
-
-done:
-    free(ds);
-    free(body);
-    json_decref(env);
-    free(url);
+    pthread_mutex_unlock(&r->mu);
+    if (!rc)
+        return job_start(r, j, 0, report);
+    job_free(j);
     return rc;
+}
+
+json_t *sim_retell_delivery(sim_retell_t *r, const char *delivery_id)
+{
+    json_t *v = NULL;
+    pthread_mutex_lock(&r->mu);
+    for (job_t *j = r->jobs; j; j = j->next) {
+        if (strcmp(j->id, delivery_id) == 0) {
+            v = j->done && j->report ? json_deep_copy(j->report)
+                                     : json_pack("{s:s,s:s,s:s}", "delivery_id", j->id, "status",
+                                                 "pending", "call_id", j->call_id);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return v;
+}
+
+void sim_retell_shutdown(sim_retell_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    __atomic_store_n(&r->stopping, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Joins finished async jobs' threads and frees their clients. */
+static void jobs_join(sim_retell_t *r, int all)
+{
+    for (;;) {
+        job_t *t = NULL;
+        pthread_mutex_lock(&r->mu);
+        for (job_t *j = r->jobs; j && !t; j = j->next)
+            if (j->has_thread && !j->reaping && (all || j->done))
+                t = j;
+        if (t)
+            t->reaping = 1; /* has_thread stays set, so job_keep cannot free it meanwhile */
+        pthread_mutex_unlock(&r->mu);
+        if (!t)
+            return;
+        pthread_join(t->thread, NULL);
+        for (size_t i = 0; i < (size_t)t->nev * t->copies; i++)
+            if (t->concurrent || i == 0)
+                cm_http_client_free(&t->ds[i].client);
+        pthread_mutex_lock(&r->mu);
+        t->has_thread = 0;
+        pthread_mutex_unlock(&r->mu);
+    }
+}
+
+static void jobs_free_all(sim_retell_t *r)
+{
+    while (r->jobs) {
+        job_t *n = r->jobs->next;
+        job_free(r->jobs);
+        r->jobs = n;
+    }
+}
+
+void sim_retell_delivery_defaults(sim_retell_t *r, sim_retell_send_t *opt)
+{
+    pthread_mutex_lock(&r->mu);
+    opt->retries = r->retries;
+    opt->retry_interval_ms = r->retry_interval_ms;
+    opt->timeout_ms = r->timeout_ms;
+    pthread_mutex_unlock(&r->mu);
+    jobs_join(r, 0); /* a convenient moment to reap finished async deliveries */
+}
+
+cm_err_t sim_retell_set_delivery_defaults(sim_retell_t *r, unsigned retries, int64_t interval_ms,
+                                          int64_t timeout_ms, char *err)
+{
+    if (retries > SIM_RETELL_MAX_RETRIES || interval_ms < 0 || interval_ms > 3600000 ||
+        timeout_ms < 1 || timeout_ms > 600000) {
+        cm_errf(err, "retries must be 0..%d, retry_interval_ms 0..3600000, timeout_ms 1..600000",
+                SIM_RETELL_MAX_RETRIES);
+        return CM_EINVAL;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->retries = retries;
+    r->retry_interval_ms = interval_ms;
+    r->timeout_ms = timeout_ms;
+    pthread_mutex_unlock(&r->mu);
+    return CM_OK;
 }
 
 /* ---- GET /v2/get-call/{call_id} --------------------------------------------------- */
@@ -472,15 +935,172 @@ static void h_get_call(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         answer_error(resp, 401, "Unauthorized: invalid or missing API key");
         return;
     }
-    json_t *call = sim_retell_get_call(r, cm_http_req_param(req, "call_id"));
-    if (!call) {
+    pthread_mutex_lock(&r->mu);
+    json_t *t = json_object_get(r->call_text, cm_http_req_param(req, "call_id"));
+    if (t)
+        cm_http_resp_text(resp, 200, "application/json", json_string_value(t));
+    pthread_mutex_unlock(&r->mu);
+    if (!t)
         answer_error(resp, 404, "Call not found");
+}
+
+/* ---- POST /v2/create-phone-call ------------------------------------------------- */
+
+static int e164(const json_t *v)
+{
+    const char *s = json_string_value(v);
+    return s && s[0] == '+' && strlen(s) >= 8 && strlen(s) <= 16 &&
+           strspn(s + 1, "0123456789") == strlen(s + 1);
+}
+
+static void h_create_phone_call(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_retell_t *r = ud;
+    char err[CM_ERR_LEN] = "";
+    json_t *body = NULL, *call = NULL;
+    if (!sim_http_bearer_ok(req, r->api_key)) {
+        answer_error(resp, 401, "Unauthorized: invalid or missing API key");
         return;
     }
-    cm_http_resp_json(resp, 200, call);
+    if (sim_http_json_object(req, 0, &body, err) != CM_OK) {
+        answer_error(resp, 400, err);
+        return;
+    }
+    const json_t *from = json_object_get(body, "from_number");
+    const json_t *to = json_object_get(body, "to_number");
+    const json_t *agent = json_object_get(body, "override_agent_id");
+    const json_t *meta = json_object_get(body, "metadata");
+    const json_t *dyn = json_object_get(body, "retell_llm_dynamic_variables");
+    const char *bad = !e164(from)                       ? "from_number must be an E.164 number"
+                      : !e164(to)                       ? "to_number must be an E.164 number"
+                      : agent && !json_is_string(agent) ? "override_agent_id must be a string"
+                      : meta && !json_is_object(meta)   ? "metadata must be an object"
+                      : dyn && !json_is_object(dyn)
+                          ? "retell_llm_dynamic_variables must be an object"
+                          : NULL;
+    if (bad) {
+        json_decref(body);
+        answer_error(resp, 400, bad);
+        return;
+    }
+    /* A registered outbound call: nothing about its course or end is known yet. */
+    json_t *ov = json_pack("{s:s,s:s,s:O,s:O,s:n,s:n,s:n,s:n,s:n,s:n}", "call_status", "registered",
+                           "direction", "outbound", "from_number", from, "to_number", to,
+                           "start_timestamp", "end_timestamp", "duration_ms", "transcript",
+                           "disconnection_reason", "call_analysis");
+    if (ov && agent)
+        json_object_set(ov, "agent_id", (json_t *)agent);
+    if (ov && meta)
+        json_object_set(ov, "metadata", (json_t *)meta);
+    if (ov && dyn)
+        json_object_set(ov, "retell_llm_dynamic_variables", (json_t *)dyn);
+    cm_err_t rc = ov ? sim_retell_create_call(r, ov, &call, err) : CM_ENOMEM;
+    json_decref(ov);
+    json_decref(body);
+    if (rc)
+        answer_error(resp, 500, "could not create the call");
+    else
+        cm_http_resp_json(resp, 201, call);
+}
+
+/* ---- POST /v3/list-calls --------------------------------------------------------- */
+
+/* filter_criteria: each given key is a list of accepted values for that call field. */
+static int call_passes(const json_t *call, const json_t *criteria)
+{
+    static const char *const keys[] = {"agent_id",  "call_status",          "direction",
+                                       "call_type", "disconnection_reason", "from_number",
+                                       "to_number"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const json_t *allowed = json_object_get(criteria, keys[i]);
+        if (!json_is_array(allowed))
+            continue;
+        const json_t *have = json_object_get(call, keys[i]);
+        int ok = 0;
+        size_t k;
+        json_t *v;
+        json_array_foreach(allowed, k, v) ok |= json_equal((json_t *)have, v);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+static void h_list_calls(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_retell_t *r = ud;
+    char err[CM_ERR_LEN] = "";
+    json_t *body = NULL;
+    if (!sim_http_bearer_ok(req, r->api_key)) {
+        answer_error(resp, 401, "Unauthorized: invalid or missing API key");
+        return;
+    }
+    if (sim_http_json_object(req, 1, &body, err) != CM_OK) {
+        answer_error(resp, 400, err);
+        return;
+    }
+    const json_t *crit = json_object_get(body, "filter_criteria");
+    const json_t *lim = json_object_get(body, "limit");
+    const json_t *key = json_object_get(body, "pagination_key");
+    const char *order = cm_json_str(body, "sort_order", "descending");
+    const char *bad = crit && !json_is_object(crit) ? "filter_criteria must be an object"
+                      : lim && (!json_is_integer(lim) || json_integer_value(lim) < 1 ||
+                                json_integer_value(lim) > 1000)
+                          ? "limit must be an integer from 1 to 1000"
+                      : key && !json_is_string(key) ? "pagination_key must be a string"
+                      : strcmp(order, "ascending") && strcmp(order, "descending")
+                          ? "sort_order must be ascending or descending"
+                          : NULL;
+    if (bad) {
+        json_decref(body);
+        answer_error(resp, 400, bad);
+        return;
+    }
+    size_t limit = lim ? (size_t)json_integer_value(lim) : 50;
+    int desc = strcmp(order, "descending") == 0;
+    json_t *all = json_array(), *items = json_array();
+    /* Calls are kept in creation order; descending is newest first. */
+    pthread_mutex_lock(&r->mu);
+    const char *id;
+    json_t *c;
+    json_object_foreach(r->calls, id, c)
+    {
+        if (call_passes(c, crit))
+            json_array_append_new(all, json_deep_copy(c));
+    }
+    pthread_mutex_unlock(&r->mu);
+    size_t n = json_array_size(all), start = 0;
+    if (key) {
+        /* The key is the last call_id of the previous page; an unknown one starts over. */
+        for (size_t i = 0; i < n; i++) {
+            size_t idx = desc ? n - 1 - i : i;
+            if (strcmp(cm_json_str(json_array_get(all, idx), "call_id", ""),
+                       json_string_value(key)) == 0) {
+                start = i + 1;
+                break;
+            }
+        }
+    }
+    for (size_t i = start; i < n && json_array_size(items) < limit; i++)
+        json_array_append(items, json_array_get(all, desc ? n - 1 - i : i));
+    int has_more = start + json_array_size(items) < n;
+    const char *last =
+        json_array_size(items)
+            ? cm_json_str(json_array_get(items, json_array_size(items) - 1), "call_id", NULL)
+            : NULL;
+    json_t *v = json_pack("{s:o,s:b,s:o}", "items", items, "has_more", has_more, "pagination_key",
+                          has_more && last ? json_string(last) : json_null());
+    json_decref(all);
+    json_decref(body);
+    cm_http_resp_json(resp, 200, v);
 }
 
 cm_err_t sim_retell_routes(sim_retell_t *r, cm_http_server_t *srv)
 {
-    return cm_http_server_route(srv, "GET /v2/get-call/{call_id}", h_get_call, r);
+    cm_err_t rc = cm_http_server_route(srv, "GET /v2/get-call/{call_id}", h_get_call, r);
+    if (!rc)
+        rc = cm_http_server_route(srv, "POST /v2/create-phone-call", h_create_phone_call, r);
+    if (!rc)
+        rc = cm_http_server_route(srv, "POST /v3/list-calls", h_list_calls, r);
+    return rc;
 }

@@ -1,15 +1,29 @@
-/* sim_stripe.h - the Stripe simulator, minimal for now: PaymentIntents that succeed.
+/* sim_stripe.h - the Stripe simulator: PaymentIntents, refunds, idempotency, test-card
+ * declines and signed event deliveries.
  *
  * Routes served on a server the caller owns, with Stripe's bearer check, form-encoded
  * request bodies (nested "metadata[k]=v" keys), JSON answers, Stripe's error shape
- * {"error":{"type","code","message","param"}} and a Request-Id header on every answer:
- *   POST /v1/payment_intents       amount, currency required; creates a succeeded intent
+ * {"error":{"type","code","decline_code","message","param"}} and a Request-Id header on
+ * every answer:
+ *   POST /v1/payment_intents               amount, currency; confirm (default true here),
+ *                                          payment_method, capture_method, metadata[...]
  *   GET  /v1/payment_intents/{id}
- * Not yet simulated (later issues): Idempotency-Key, confirm/capture/cancel, refunds,
- * webhooks, rate limits.
+ *   POST /v1/payment_intents/{id}/confirm  | /capture (amount_to_capture) | /cancel
+ *   POST /v1/refunds                       payment_intent or charge, amount, reason
+ *   GET  /v1/refunds/{id}
+ * Declines: the test payment methods pm_card_chargeDeclined* (InsufficientFunds,
+ * ExpiredCard, Fraudulent, ...) or sim_stripe_settings answer 402 card_error with
+ * decline_code; the intent goes back to requires_payment_method with last_payment_error.
+ * Idempotency-Key on POSTs: the first result is stored once execution began (500s
+ * included) and replayed for 24 h with Idempotent-Replayed: true and its Request-Id;
+ * other parameters -> 400 idempotency_error; while the first is in flight -> 409
+ * idempotency_key_in_use (Stripe-Should-Retry: true); validation failures and 429s are not
+ * stored. Events (payment_intent.succeeded / payment_failed / canceled /
+ * amount_capturable_updated, charge.refunded) go to the URL set with sim_stripe_set_webhook,
+ * signed afresh on every attempt (one v1 per secret), retried on the configured schedule.
  *
- * Every intent stays in memory (the effects ledger) until a reset. State sits behind
- * one mutex; all functions but new/free are thread-safe.
+ * Intents, refunds and effects stay in memory until a reset. State sits behind one mutex;
+ * all functions but new/free are thread-safe.
  */
 #ifndef SIM_STRIPE_H
 #define SIM_STRIPE_H
@@ -19,6 +33,7 @@
 
 #include "cm_err.h"
 #include "cm_http_server.h"
+#include "sim_journal.h"
 
 typedef struct sim_stripe sim_stripe_t;
 
@@ -26,17 +41,46 @@ typedef struct {
     const char *api_key;        /* the accepted "Bearer <key>"; copied */
     const char *webhook_secret; /* for Stripe's webhooks (a later issue); copied */
     uint64_t seed;              /* id stream seed */
+    sim_journal_t *journal;     /* borrowed, may be NULL: effects and delivery attempts */
 } sim_stripe_cfg_t;
 
 /* NULL when out of memory or api_key is empty. */
 sim_stripe_t *sim_stripe_new(const sim_stripe_cfg_t *cfg);
-/* Frees everything, sets *s to NULL, accepts NULL. Stop the server first. */
+/* Frees everything, sets *s to NULL, accepts NULL. Stop the server first; the delivery
+ * worker is stopped and joined here. */
 void sim_stripe_free(sim_stripe_t **s);
+
+/* Aborts deliveries in flight and stops the delivery worker's waits. */
+void sim_stripe_shutdown(sim_stripe_t *s);
+
+/* Sets where events go: {"url", "extra_secrets":[...] (signed besides the configured
+ * secret, for rotation), "retry_schedule_ms":[60000,600000,3600000] (delays after each
+ * failed attempt; its length is the number of retries), "twin": false (also send a second
+ * event id for each change), "timeout_ms": 10000}. CM_EINVAL (err says why) changes
+ * nothing. Only changes made after this are delivered. */
+cm_err_t sim_stripe_set_webhook(sim_stripe_t *s, const json_t *cfg, char *err) CM_WUR;
+
+/* Declines: decline_next -1 makes every charge decline, N the next N, 0 none; decline_code
+ * (NULL: keep) is the decline_code given. error_next N: the next N POST executions answer
+ * 500 api_error (stored under their idempotency key, as Stripe does). */
+cm_err_t sim_stripe_settings(sim_stripe_t *s, int64_t decline_next, const char *decline_code,
+                             int64_t error_next, char *err) CM_WUR;
+
+/* Holds every POST execution hold_ms (0..60000) after its idempotency key is taken, so
+ * tests can see 409 idempotency_key_in_use. */
+cm_err_t sim_stripe_hold(sim_stripe_t *s, int64_t hold_ms, char *err) CM_WUR;
+
+/* "in_flight", "stored" or NULL: what the idempotency layer holds for key (static). */
+const char *sim_stripe_idem_state(sim_stripe_t *s, const char *key);
+
+/* A new {"count":N,"refunds":[...]} in creation order; NULL when out of memory. */
+json_t *sim_stripe_refunds(sim_stripe_t *s);
 
 /* Adds the provider routes to srv (before it starts); s must outlive srv. */
 cm_err_t sim_stripe_routes(sim_stripe_t *s, cm_http_server_t *srv) CM_WUR;
 
-/* Forgets every intent. The id stream is not rewound. */
+/* Forgets every intent, refund, idempotency key, setting and the webhook URL (queued
+ * deliveries are dropped). The id stream is not rewound. */
 void sim_stripe_reset(sim_stripe_t *s);
 
 /* The effects ledger: a new {"count":N,"payment_intents":[...]} in creation order (deep

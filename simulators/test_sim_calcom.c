@@ -7,28 +7,41 @@
 #include "cm_http_client.h"
 #include "cm_http_server.h"
 #include "cm_json.h"
+#include "cm_clock.h"
 #include "cm_log.h"
+#include "cm_sig.h"
 #include "sim_calcom.h"
 
 #define KEY "cal_test_key"
 
 static sim_calcom_t *cal;
+static sim_journal_t *jr;
 static cm_http_server_t *srv;
 static char base[64];
 
-static void start_with(int taken_status)
+static void start_full(int taken_status, int rate_limit)
 {
     char err[CM_ERR_LEN] = "";
     cr_assert_eq(cm_http_global_init(), CM_OK);
     cm_log_set_level("warn"); /* keep test output to failures */
-    cal = sim_calcom_new(&(sim_calcom_cfg_t){
-        .api_key = KEY, .webhook_secret = "s", .taken_status = taken_status, .seed = 7});
+    jr = sim_journal_new(100);
+    cal = sim_calcom_new(&(sim_calcom_cfg_t){.api_key = KEY,
+                                             .webhook_secret = "s",
+                                             .taken_status = taken_status,
+                                             .seed = 7,
+                                             .journal = jr,
+                                             .rate_limit = rate_limit});
     cr_assert_not_null(cal);
     srv = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.calcom"});
     cr_assert_not_null(srv);
     cr_assert_eq(sim_calcom_routes(cal, srv), CM_OK);
     cr_assert_eq(cm_http_server_start(srv, err), CM_OK, "%s", err);
     snprintf(base, sizeof base, "http://127.0.0.1:%u", cm_http_server_port(srv));
+}
+
+static void start_with(int taken_status)
+{
+    start_full(taken_status, 0);
 }
 
 static void setup(void)
@@ -38,8 +51,10 @@ static void setup(void)
 
 static void teardown(void)
 {
+    sim_calcom_shutdown(cal);
     cm_http_server_free(&srv);
     sim_calcom_free(&cal);
+    sim_journal_free(&jr);
 }
 
 typedef struct {
@@ -201,10 +216,17 @@ Test(calcom, slots_shape_and_booked_slots_disappear)
     json_decref(r.body);
 
     json_decref(book(BOOK_BODY("2050-09-05T09:30:00Z", "Ada")).body);
-    r = call("GET", "/v2/slots?eventTypeId=102&start=2050-09-05&end=2050-09-05&slotFormat=range",
-             BEARER, NULL, NULL);
+    r = call("GET", "/v2/slots?eventTypeId=102&start=2050-09-05&end=2050-09-05", BEARER, NULL,
+             NULL);
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.fallback, "1", "a missing cal-api-version is flagged");
+    cr_assert_str_eq(cm_json_str(r.body, "data.slots.2050-09-05.0.time", ""),
+                     "2050-09-05T10:00:00.000Z",
+                     "and answered in the older shape, as Cal.com does");
+    json_decref(r.body);
+    r = call("GET", "/v2/slots?eventTypeId=102&start=2050-09-05&end=2050-09-05&slotFormat=range",
+             BEARER, "2024-09-04", NULL);
+    cr_assert_eq(r.status, 200);
     cr_assert_eq(json_array_size(cm_json_path(r.body, "data.2050-09-05")), 7,
                  "the 09:00 hour overlaps the booked 09:30");
     cr_assert_str_eq(cm_json_str(r.body, "data.2050-09-05.0.start", ""),
@@ -285,7 +307,7 @@ Test(calcom, wrong_version_still_books_but_is_flagged)
     json_decref(r.body);
 }
 
-#define RACERS 8
+#define RACERS 50
 static pthread_barrier_t line_up;
 
 static void *racer(void *arg)
@@ -327,5 +349,165 @@ Test(calcom_409, taken_status_is_a_setting, .init = NULL, .fini = teardown)
     json_decref(r.body);
     r = book(BOOK_BODY("2050-09-05T09:00:00Z", "Ada"));
     assert_error(&r, 409, "ConflictException", SIM_CALCOM_TAKEN_MSG);
+    json_decref(r.body);
+}
+
+/* ---- cancel, reschedule, lists, teams, rate limit, webhooks ------------------------- */
+
+static pthread_mutex_t hmu = PTHREAD_MUTEX_INITIALIZER;
+static char *hbody[8], *hsig[8];
+static int nhooks;
+
+static void h_hook(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    const char *sig = cm_http_req_header(req, "X-Cal-Signature-256");
+    pthread_mutex_lock(&hmu);
+    if (nhooks < 8) {
+        hbody[nhooks] = strndup(req->body, req->body_len);
+        hsig[nhooks] = strdup(sig ? sig : "");
+        nhooks++;
+    }
+    pthread_mutex_unlock(&hmu);
+    cm_http_resp_text(resp, 500, NULL, NULL); /* Cal.com does not retry even then */
+}
+
+static void wait_hooks(int n)
+{
+    int64_t deadline = cm_clock_mono_ms() + 5000;
+    for (;;) {
+        pthread_mutex_lock(&hmu);
+        int have = nhooks;
+        pthread_mutex_unlock(&hmu);
+        if (have >= n)
+            return;
+        cr_assert_lt(cm_clock_mono_ms(), deadline, "only %d webhooks", have);
+        cm_clock_sleep_ms(5);
+    }
+}
+
+Test(calcom, cancel_reschedule_list_and_signed_webhooks)
+{
+    char err[CM_ERR_LEN] = "", path[160], url[96];
+    cm_http_server_t *hooks =
+        cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.hooks"});
+    cr_assert_eq(cm_http_server_route(hooks, "POST /h", h_hook, NULL), CM_OK);
+    cr_assert_eq(cm_http_server_start(hooks, err), CM_OK);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/h", cm_http_server_port(hooks));
+    cr_assert_eq(sim_calcom_set_webhook(cal, url, err), CM_OK, "%s", err);
+
+    result_t r = book(BOOK_BODY("2050-09-08T10:00:00Z", "Ada"));
+    cr_assert_eq(r.status, 201);
+    char uid[64];
+    snprintf(uid, sizeof uid, "%s", cm_json_str(r.body, "data.uid", ""));
+    json_decref(r.body);
+
+    snprintf(path, sizeof path, "/v2/bookings/%s/reschedule", uid);
+    r = call("POST", path, BEARER, "2024-08-13",
+             "{\"start\":\"2050-09-08T11:00:00Z\",\"reschedulingReason\":\"dentist\"}");
+    cr_assert_eq(r.status, 201);
+    char nuid[64];
+    snprintf(nuid, sizeof nuid, "%s", cm_json_str(r.body, "data.uid", ""));
+    cr_assert_str_neq(nuid, uid, "a reschedule makes a new uid");
+    cr_assert_str_eq(cm_json_str(r.body, "data.rescheduledFromUid", ""), uid);
+    json_decref(r.body);
+    snprintf(path, sizeof path, "/v2/bookings/%s", uid);
+    r = call("GET", path, BEARER, "2024-08-13", NULL);
+    cr_assert_str_eq(cm_json_str(r.body, "data.rescheduledToUid", ""), nuid, "linked both ways");
+    cr_assert_str_eq(cm_json_str(r.body, "data.status", ""), "cancelled");
+    json_decref(r.body);
+    r = book(BOOK_BODY("2050-09-08T10:00:00Z", "Bob"));
+    cr_assert_eq(r.status, 201, "the old slot is free again");
+    json_decref(r.body);
+
+    snprintf(path, sizeof path, "/v2/bookings/%s/cancel", nuid);
+    r = call("POST", path, BEARER, "2024-08-13", "{\"cancellationReason\":\"ill\"}");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(cm_json_str(r.body, "data.status", ""), "cancelled");
+    json_decref(r.body);
+    r = call("POST", path, BEARER, "2024-08-13", "{}");
+    assert_error(&r, 400, "BadRequestException", "already been cancelled");
+    json_decref(r.body);
+    r = call("POST", "/v2/bookings/nope/cancel", BEARER, "2024-08-13", "{}");
+    cr_assert_eq(r.status, 404);
+    json_decref(r.body);
+
+    r = call("GET", "/v2/bookings?status=cancelled", BEARER, "2024-08-13", NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(json_array_size(cm_json_path(r.body, "data")), 2);
+    cr_assert_eq(cm_json_int(r.body, "pagination.totalItems", -1), 2);
+    json_decref(r.body);
+    r = call("GET", "/v2/bookings?status=upcoming&take=1", BEARER, "2024-08-13", NULL);
+    cr_assert_eq(json_array_size(cm_json_path(r.body, "data")), 1);
+    cr_assert_str_eq(cm_json_str(r.body, "data.0.attendees.0.name", ""), "Bob");
+    json_decref(r.body);
+    r = call("GET", "/v2/bookings?attendeeEmail=nobody@example.com", BEARER, "2024-08-13", NULL);
+    cr_assert_eq(json_array_size(cm_json_path(r.body, "data")), 0);
+    json_decref(r.body);
+    r = call("GET", "/v2/bookings?status=bogus", BEARER, "2024-08-13", NULL);
+    cr_assert_eq(r.status, 400);
+    json_decref(r.body);
+
+    wait_hooks(4);
+    static const char *const want[] = {"BOOKING_CREATED", "BOOKING_RESCHEDULED", "BOOKING_CREATED",
+                                       "BOOKING_CANCELLED"};
+    for (int i = 0; i < 4; i++) {
+        json_t *v = json_loads(hbody[i], 0, NULL);
+        cr_assert_str_eq(cm_json_str(v, "triggerEvent", ""), want[i]);
+        json_decref(v);
+        const char *secrets[] = {"s"};
+        cr_assert_eq(cm_sig_calcom_verify(secrets, 1, hbody[i], strlen(hbody[i]), hsig[i]), CM_OK);
+    }
+    json_t *j = sim_journal_query(jr, &(sim_journal_filter_t){.kind = SIM_JOURNAL_DELIVERY});
+    cr_assert_eq(cm_json_int(j, "count", -1), 4, "one attempt each, even after a 500");
+    json_decref(j);
+    json_t *e = sim_journal_effects(jr, "calcom", NULL);
+    cr_assert_eq(cm_json_int(e, "count", -1), 4, "booking, reschedule, booking, cancellation");
+    json_decref(e);
+    cm_http_server_free(&hooks);
+    for (int i = 0; i < nhooks; i++) {
+        free(hbody[i]);
+        free(hsig[i]);
+    }
+}
+
+#define TEAM_BODY(start, name)                                                                     \
+    "{\"start\":\"" start "\",\"eventTypeSlug\":\"team-consultation\",\"teamSlug\":\"sim-team\","  \
+    "\"attendee\":{\"name\":\"" name "\",\"email\":\"t@example.com\",\"timeZone\":\"UTC\"}}"
+
+Test(calcom, team_round_robin_and_older_slots)
+{
+    result_t a = book(TEAM_BODY("2050-09-09T09:00:00Z", "One"));
+    result_t b = book(TEAM_BODY("2050-09-09T09:00:00Z", "Two"));
+    result_t c = book(TEAM_BODY("2050-09-09T09:00:00Z", "Three"));
+    cr_assert_eq(a.status, 201);
+    cr_assert_eq(b.status, 201, "the second host takes the same slot");
+    cr_assert_neq(cm_json_int(a.body, "data.hosts.0.id", 0),
+                  cm_json_int(b.body, "data.hosts.0.id", 0));
+    assert_error(&c, 400, "BadRequestException", "One of the hosts");
+    json_decref(a.body);
+    json_decref(b.body);
+    json_decref(c.body);
+    result_t r =
+        call("GET", "/v2/slots/available?eventTypeId=103&startTime=2050-09-09&endTime=2050-09-09",
+             BEARER, NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(cm_json_str(r.body, "data.slots.2050-09-09.0.time", ""),
+                     "2050-09-09T09:30:00.000Z", "09:00 is taken by both hosts");
+    json_decref(r.body);
+    r = call("GET", "/v2/teams/201/event-types", BEARER, "2024-06-14", NULL);
+    cr_assert_str_eq(cm_json_str(r.body, "data.0.schedulingType", ""), "ROUND_ROBIN");
+    json_decref(r.body);
+}
+
+Test(calcom_rate, above_the_limit_is_429, .init = NULL, .fini = teardown)
+{
+    start_full(400, 5);
+    for (int i = 0; i < 5; i++) {
+        result_t r = call("GET", "/v2/bookings", BEARER, "2024-08-13", NULL);
+        cr_assert_eq(r.status, 200, "request %d", i);
+        json_decref(r.body);
+    }
+    result_t r = call("GET", "/v2/bookings", BEARER, "2024-08-13", NULL);
+    assert_error(&r, 429, "ThrottlerException", "Too Many Requests");
     json_decref(r.body);
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cm_clock.h"
 #include "cm_http_client.h"
 #include "cm_http_server.h"
 #include "cm_json.h"
@@ -30,6 +31,8 @@ static void setup(void)
     ctl.retell = sim_retell_new(&(sim_retell_cfg_t){.api_key = "key_t", .seed = 1});
     ctl.calcom = sim_calcom_new(&(sim_calcom_cfg_t){.api_key = "cal_t", .taken_status = 400});
     ctl.stripe = sim_stripe_new(&(sim_stripe_cfg_t){.api_key = "sk_test_t"});
+    ctl.journal = sim_journal_new(100);
+    ctl.fault = sim_fault_new(&(sim_fault_cfg_t){.seed = 1, .journal = ctl.journal});
     srv = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.control"});
     receiver = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.recv"});
     cr_assert_eq(sim_control_routes(&ctl, srv), CM_OK);
@@ -47,6 +50,66 @@ static void teardown(void)
     sim_retell_free(&ctl.retell);
     sim_calcom_free(&ctl.calcom);
     sim_stripe_free(&ctl.stripe);
+    sim_fault_free(&ctl.fault);
+    sim_journal_free(&ctl.journal);
+}
+
+static long call(const char *method, const char *path, const char *body, json_t **out);
+
+Test(control, faults_routes)
+{
+    json_t *v;
+    cr_assert_eq(call("POST", "/control/faults",
+                      "{\"route\":\"GET /x\",\"probability\":2.0,"
+                      "\"status\":503}",
+                      &v),
+                 400);
+    cr_assert_str_eq(cm_json_str(v, "detail", ""),
+                     "$.probability: must be a number from 0 to 1, not 2");
+    json_decref(v);
+    cr_assert_eq(call("POST", "/control/faults", "{\"socket\":\"explode\"}", &v), 400);
+    cr_assert(strstr(cm_json_str(v, "detail", ""), "$.socket: unknown socket fault 'explode'"));
+    json_decref(v);
+    cr_assert_eq(call("POST", "/control/faults", "{not json", NULL), 400);
+    cr_assert_eq(call("POST", "/control/faults",
+                      "{\"provider\":\"calcom\",\"route\":\"POST /v2/bookings\","
+                      "\"sequence\":[{\"times\":2,\"status\":503,\"retry_after\":1},"
+                      "{\"times\":1,\"socket\":\"reset\"}]}",
+                      &v),
+                 201);
+    int64_t id = cm_json_int(v, "id", 0);
+    cr_assert_gt(id, 0);
+    json_decref(v);
+    cr_assert_eq(
+        call("POST", "/control/faults", "[{\"status\":500},{\"status\":501},{\"stat\":1}]", &v),
+        400);
+    cr_assert(strstr(cm_json_str(v, "detail", ""), "$[2].stat: unknown field"), "%s",
+              cm_json_str(v, "detail", ""));
+    json_decref(v);
+    cr_assert_eq(call("GET", "/control/faults", NULL, &v), 200);
+    cr_assert_eq(cm_json_int(v, "count", -1), 1, "a refused batch adds nothing");
+    cr_assert_eq(cm_json_int(v, "rules.0.hits", -1), 0);
+    json_decref(v);
+    cr_assert_eq(call("POST", "/control/faults", "[{\"status\":500},{\"status\":501}]", &v), 201);
+    cr_assert_eq(cm_json_int(v, "count", -1), 2);
+    json_decref(v);
+    char path[64];
+    snprintf(path, sizeof path, "/control/faults/%lld", (long long)id);
+    cr_assert_eq(call("DELETE", path, NULL, NULL), 204);
+    cr_assert_eq(call("DELETE", path, NULL, NULL), 404);
+    cr_assert_eq(call("DELETE", "/control/faults", NULL, NULL), 204);
+    cr_assert_eq(call("GET", "/control/faults", NULL, &v), 200);
+    cr_assert_eq(cm_json_int(v, "count", -1), 0);
+    json_decref(v);
+    cr_assert_eq(call("GET", "/control/journal?kind=request&limit=5", NULL, &v), 200);
+    cr_assert_eq(cm_json_int(v, "count", -1), 0, "control requests are not journaled");
+    json_decref(v);
+    cr_assert_eq(call("GET", "/control/journal?kind=other", NULL, NULL), 400);
+    cr_assert_eq(call("GET", "/control/journal?since=x", NULL, NULL), 400);
+    cr_assert_eq(call("GET", "/control/effects?provider=stripe&kind=charge", NULL, &v), 200);
+    cr_assert_eq(cm_json_int(v, "count", -1), 0);
+    json_decref(v);
+    cr_assert_eq(call("GET", "/_sim/health", NULL, NULL), 200);
 }
 
 static long call(const char *method, const char *path, const char *body, json_t **out)
@@ -115,4 +178,70 @@ Test(control, health_call_webhook_and_reset)
     cr_assert_eq(call("GET", "/control/retell/calls/call_c1", NULL, NULL), 404);
     cr_assert_eq(call("POST", "/control/retell/calls", "{\"call_id\":\"call_c1\"}", NULL), 201);
     cr_assert_eq(call("POST", path, "{}", NULL), 409, "reset forgets the webhook URL");
+}
+
+Test(control, provider_control_routes)
+{
+    json_t *v;
+    char body[200], path[160];
+    /* Retell: async trigger, its report, a replay, delivery defaults. */
+    cr_assert_eq(call("POST", "/control/retell/calls", "{\"call_id\":\"call_a\"}", NULL), 201);
+    snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%u/hook\"}", recv_port);
+    cr_assert_eq(call("PUT", "/control/retell/webhook", body, NULL), 204);
+    cr_assert_eq(call("POST", "/control/retell/calls/call_a/webhook", "{\"bogus\":1}", &v), 400);
+    cr_assert(strstr(cm_json_str(v, "detail", ""), "bogus: unknown option"));
+    json_decref(v);
+    cr_assert_eq(call("POST", "/control/retell/calls/call_a/webhook",
+                      "{\"event\":\"lifecycle\",\"async\":true}", &v),
+                 202);
+    snprintf(path, sizeof path, "/control/retell/deliveries/%s", cm_json_str(v, "delivery_id", ""));
+    json_decref(v);
+    int64_t deadline = cm_clock_mono_ms() + 5000;
+    for (;;) {
+        cr_assert_eq(call("GET", path, NULL, &v), 200);
+        if (strcmp(cm_json_str(v, "status", ""), "done") == 0)
+            break;
+        json_decref(v);
+        cr_assert_lt(cm_clock_mono_ms(), deadline);
+        cm_clock_sleep_ms(5);
+    }
+    cr_assert_eq(json_array_size(cm_json_path(v, "deliveries")), 3);
+    json_decref(v);
+    strncat(path, "/replay", sizeof path - strlen(path) - 1);
+    cr_assert_eq(call("POST", path, "{}", &v), 200);
+    cr_assert_eq(json_array_size(cm_json_path(v, "deliveries")), 3);
+    json_decref(v);
+    cr_assert_eq(received, 6);
+    cr_assert_eq(call("GET", "/control/retell/deliveries/dlv_nope", NULL, NULL), 404);
+    cr_assert_eq(call("PUT", "/control/retell/delivery", "{\"retries\":11}", NULL), 400);
+    cr_assert_eq(call("PUT", "/control/retell/delivery", "{\"retries\":0}", &v), 200);
+    cr_assert_eq(cm_json_int(v, "retries", -1), 0);
+    json_decref(v);
+    /* Stripe and Cal.com settings. */
+    cr_assert_eq(call("PUT", "/control/stripe/webhook", "{\"url\":\"ftp://x\"}", NULL), 400);
+    cr_assert_eq(call("PUT", "/control/stripe/webhook",
+                      "{\"url\":\"http://127.0.0.1:9/x\","
+                      "\"retry_schedule_ms\":[-1]}",
+                      NULL),
+                 400);
+    cr_assert_eq(call("PUT", "/control/stripe/webhook",
+                      "{\"url\":\"http://127.0.0.1:9/x\","
+                      "\"retry_schedule_ms\":[10],\"twin\":true}",
+                      NULL),
+                 204);
+    cr_assert_eq(call("PUT", "/control/stripe/settings", "{\"decline_next\":-2}", NULL), 400);
+    cr_assert_eq(call("PUT", "/control/stripe/settings", "{\"decline_next\":1}", NULL), 204);
+    cr_assert_eq(call("GET", "/control/stripe/refunds", NULL, &v), 200);
+    cr_assert_eq(cm_json_int(v, "count", -1), 0);
+    json_decref(v);
+    cr_assert_eq(call("PUT", "/control/calcom/webhook", "{\"url\":\"nope\"}", NULL), 400);
+    cr_assert_eq(call("PUT", "/control/calcom/webhook", "{\"url\":\"http://127.0.0.1:9/c\"}", NULL),
+                 204);
+    cr_assert_eq(
+        call("POST", "/control/calcom/busy",
+             "{\"hostId\":2,\"start\":\"2050-01-01T10:00:00Z\",\"end\":\"2050-01-01T11:00:00Z\"}",
+             NULL),
+        204);
+    cr_assert_eq(call("POST", "/control/calcom/busy", "{\"hostId\":9,\"start\":\"x\"}", NULL), 400);
+    cr_assert_eq(call("POST", "/control/reset", NULL, NULL), 204);
 }

@@ -26,6 +26,9 @@ static pthread_mutex_t seen_mu = PTHREAD_MUTEX_INITIALIZER;
 static char *seen_body[MAX_SEEN], *seen_sig[MAX_SEEN], *seen_ctype[MAX_SEEN];
 static size_t nseen;
 static int receiver_status = 204;
+static int fail_first;       /* answer 503 to this many requests first */
+static int slow_receiver_ms; /* the receiver's own slowness (the behaviour under test) */
+static sim_journal_t *journal;
 
 static void h_receive(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
@@ -39,6 +42,12 @@ static void h_receive(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         nseen++;
     }
     pthread_mutex_unlock(&seen_mu);
+    if (slow_receiver_ms)
+        cm_clock_sleep_ms(slow_receiver_ms);
+    if (__atomic_fetch_sub(&fail_first, 1, __ATOMIC_SEQ_CST) > 0) {
+        cm_http_resp_text(resp, 503, NULL, NULL);
+        return;
+    }
     cm_http_resp_text(resp, receiver_status, NULL, NULL);
 }
 
@@ -47,7 +56,10 @@ static void setup(void)
     char err[CM_ERR_LEN] = "";
     cr_assert_eq(cm_http_global_init(), CM_OK);
     cm_log_set_level("warn"); /* keep test output to failures */
-    ret = sim_retell_new(&(sim_retell_cfg_t){.api_key = KEY, .seed = 1});
+    journal = sim_journal_new(1000);
+    fail_first = 0;
+    slow_receiver_ms = 0;
+    ret = sim_retell_new(&(sim_retell_cfg_t){.api_key = KEY, .seed = 1, .journal = journal});
     cr_assert_not_null(ret);
     api = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.retell"});
     receiver = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.recv"});
@@ -65,6 +77,7 @@ static void teardown(void)
     cm_http_server_free(&receiver);
     cm_http_server_free(&api);
     sim_retell_free(&ret);
+    sim_journal_free(&journal);
     for (size_t i = 0; i < nseen; i++) {
         free(seen_body[i]);
         free(seen_sig[i]);
@@ -325,4 +338,204 @@ Test(retell, get_call_needs_the_bearer_key)
     cr_assert_eq(get_call("call_missing", "Bearer " KEY, &b), 404);
     json_decref(b);
     json_decref(c);
+}
+
+/* ---- delivery like Retell: retries, batches, async, replay ------------------------ */
+
+static void set_url(void)
+{
+    char err[CM_ERR_LEN] = "";
+    cr_assert_eq(sim_retell_set_webhook_url(ret, hook_url, err), CM_OK, "%s", err);
+}
+
+Test(retell, retries_on_non_2xx_each_signed_afresh)
+{
+    json_t *c = create(NULL);
+    set_url();
+    fail_first = 2;
+    json_t *r =
+        send(cm_json_str(c, "call_id", ""),
+             (sim_retell_send_t){
+                 .event = "call_analyzed", .copies = 1, .retries = 3, .retry_interval_ms = 20});
+    cr_assert_eq(cm_json_int(r, "deliveries.0.status", 0), 204);
+    cr_assert_eq(json_array_size(cm_json_path(r, "deliveries.0.attempts")), 3);
+    cr_assert_eq(cm_json_int(r, "deliveries.0.attempts.0.status", 0), 503);
+    cr_assert_eq(nseen, 3);
+    cr_assert_str_eq(seen_body[0], seen_body[2], "retries carry the same bytes");
+    cr_assert_str_neq(seen_sig[0], seen_sig[2], "but a fresh v= and signature");
+    for (size_t i = 0; i < nseen; i++)
+        cr_assert_eq(verify(i, KEY, 300000), CM_OK);
+    sim_journal_filter_t f = {.kind = SIM_JOURNAL_DELIVERY};
+    json_t *j = sim_journal_query(journal, &f);
+    cr_assert_eq(cm_json_int(j, "count", 0), 3);
+    cr_assert_eq(cm_json_int(j, "entries.2.attempt", 0), 3);
+    cr_assert_str_eq(cm_json_str(j, "entries.2.event", ""), "call_analyzed");
+    cr_assert_str_eq(cm_json_str(j, "entries.0.delivery_id", ""),
+                     cm_json_str(r, "delivery_id", "?"));
+    json_decref(j);
+    json_decref(r);
+    /* Retries give up after the count. */
+    fail_first = 10;
+    r = send(cm_json_str(c, "call_id", ""),
+             (sim_retell_send_t){.event = "call_ended", .copies = 1, .retries = 2});
+    cr_assert_eq(cm_json_int(r, "deliveries.0.status", 0), 503);
+    cr_assert_eq(json_array_size(cm_json_path(r, "deliveries.0.attempts")), 3);
+    json_decref(r);
+    json_decref(c);
+}
+
+Test(retell, timeouts_are_retried)
+{
+    json_t *c = create(NULL);
+    set_url();
+    slow_receiver_ms = 300;
+    json_t *r = send(cm_json_str(c, "call_id", ""),
+                     (sim_retell_send_t){
+                         .event = "call_analyzed", .copies = 1, .retries = 1, .timeout_ms = 100});
+    cr_assert(json_is_null(cm_json_path(r, "deliveries.0.status")));
+    cr_assert(strstr(cm_json_str(r, "deliveries.0.error", ""), "timed out"), "%s",
+              cm_json_str(r, "deliveries.0.error", ""));
+    cr_assert_eq(json_array_size(cm_json_path(r, "deliveries.0.attempts")), 2);
+    json_decref(r);
+    json_decref(c);
+}
+
+static void seen_events(char *out, size_t cap)
+{
+    out[0] = '\0';
+    for (size_t i = 0; i < nseen; i++) {
+        json_t *v = json_loads(seen_body[i], 0, NULL);
+        strncat(out, cm_json_str(v, "event", "?"), cap - strlen(out) - 2);
+        strncat(out, " ", cap - strlen(out) - 1);
+        json_decref(v);
+    }
+}
+
+Test(retell, lifecycle_and_undialled_calls)
+{
+    char got[256];
+    json_t *c = create(NULL);
+    json_t *u =
+        create("{\"disconnection_reason\":\"dial_no_answer\",\"call_status\":\"not_connected\"}");
+    set_url();
+    json_decref(send(cm_json_str(c, "call_id", ""),
+                     (sim_retell_send_t){.event = "lifecycle", .copies = 1}));
+    seen_events(got, sizeof got);
+    cr_assert_str_eq(got, "call_started call_ended call_analyzed ");
+    json_t *r =
+        send(cm_json_str(u, "call_id", ""), (sim_retell_send_t){.event = "lifecycle", .copies = 1});
+    seen_events(got, sizeof got);
+    cr_assert_str_eq(got, "call_started call_ended call_analyzed call_ended call_analyzed ",
+                     "an undialled call sends no call_started");
+    cr_assert_eq(json_array_size(cm_json_path(r, "events")), 2);
+    json_decref(r);
+    const char *batch[] = {"call_started", "call_ended", "call_analyzed", NULL};
+    r = send(cm_json_str(c, "call_id", ""),
+             (sim_retell_send_t){.events = batch, .order = SIM_RETELL_ORDER_REVERSE, .copies = 2});
+    cr_assert_eq(json_array_size(cm_json_path(r, "deliveries")), 6);
+    cr_assert_str_eq(cm_json_str(r, "deliveries.0.event", ""), "call_analyzed");
+    cr_assert_str_eq(cm_json_str(r, "deliveries.5.event", ""), "call_started");
+    json_decref(r);
+    json_decref(c);
+    json_decref(u);
+}
+
+Test(retell, async_delivery_and_replay)
+{
+    char err[CM_ERR_LEN] = "";
+    json_t *c = create(NULL);
+    set_url();
+    json_t *r = send(cm_json_str(c, "call_id", ""),
+                     (sim_retell_send_t){.event = "call_analyzed", .copies = 2, .async = 1});
+    cr_assert_str_eq(cm_json_str(r, "status", ""), "pending");
+    char id[32];
+    snprintf(id, sizeof id, "%s", cm_json_str(r, "delivery_id", ""));
+    json_decref(r);
+    int64_t deadline = cm_clock_mono_ms() + 5000;
+    for (;;) {
+        r = sim_retell_delivery(ret, id);
+        cr_assert_not_null(r);
+        if (strcmp(cm_json_str(r, "status", ""), "done") == 0)
+            break;
+        json_decref(r);
+        cr_assert_lt(cm_clock_mono_ms(), deadline, "the async delivery did not finish");
+        cm_clock_sleep_ms(5);
+    }
+    cr_assert_eq(cm_json_int(r, "deliveries.1.status", 0), 204);
+    json_decref(r);
+    cr_assert_null(sim_retell_delivery(ret, "dlv_nope"));
+
+    cr_assert_eq(sim_retell_replay(ret, id, 0, &r, err), CM_OK, "%s", err);
+    cr_assert_str_eq(cm_json_str(r, "replay_of", ""), id);
+    cr_assert_eq(nseen, 3);
+    cr_assert_str_eq(seen_body[2], seen_body[0], "a replay is byte for byte");
+    cr_assert_str_eq(seen_sig[2], seen_sig[0], "with the old signature");
+    json_decref(r);
+    cr_assert_eq(sim_retell_replay(ret, id, 1, &r, err), CM_OK, "%s", err);
+    json_decref(r);
+    cr_assert_eq(sim_retell_replay(ret, "dlv_nope", 0, &r, err), CM_ENOTFOUND);
+    json_decref(c);
+}
+
+static long post(const char *path, const char *body, json_t **out)
+{
+    char url[256], ah[64];
+    const char *hdrs[] = {"Content-Type: application/json", ah, NULL};
+    snprintf(url, sizeof url, "%s%s", api_base, path);
+    snprintf(ah, sizeof ah, "Authorization: Bearer %s", KEY);
+    cm_http_client_t *cl = cm_http_client_new();
+    cm_http_response_t r;
+    cm_http_request_t req = {
+        .method = "POST", .url = url, .headers = hdrs, .body = body, .body_len = strlen(body)};
+    cr_assert_eq(cm_http_client_do(cl, &req, &r), CM_OK, "%s", r.err);
+    long st = r.status;
+    *out = json_loads(r.body.data ? r.body.data : "", 0, NULL);
+    cm_http_response_free(&r);
+    cm_http_client_free(&cl);
+    return st;
+}
+
+Test(retell, create_phone_call_and_list_calls_with_pagination)
+{
+    json_t *v;
+    cr_assert_eq(post("/v2/create-phone-call", "{\"from_number\":\"+14155550100\"}", &v), 400);
+    json_decref(v);
+    cr_assert_eq(post("/v2/create-phone-call",
+                      "{\"from_number\":\"+14155550100\",\"to_number\":\"+14155550111\","
+                      "\"metadata\":{\"k\":\"v\"}}",
+                      &v),
+                 201);
+    cr_assert_str_eq(cm_json_str(v, "call_status", ""), "registered");
+    cr_assert_str_eq(cm_json_str(v, "direction", ""), "outbound");
+    cr_assert_null(cm_json_path(v, "end_timestamp"));
+    cr_assert_str_eq(cm_json_str(v, "metadata.k", ""), "v");
+    json_decref(v);
+    for (int i = 0; i < 4; i++)
+        json_decref(create(NULL));
+    cr_assert_eq(post("/v3/list-calls", "{\"limit\":2}", &v), 200);
+    cr_assert_eq(json_array_size(cm_json_path(v, "items")), 2);
+    cr_assert(json_is_true(cm_json_path(v, "has_more")));
+    char body[160];
+    snprintf(body, sizeof body, "{\"limit\":2,\"pagination_key\":\"%s\"}",
+             cm_json_str(v, "pagination_key", ""));
+    json_decref(v);
+    cr_assert_eq(post("/v3/list-calls", body, &v), 200);
+    cr_assert_eq(json_array_size(cm_json_path(v, "items")), 2);
+    snprintf(body, sizeof body, "{\"limit\":2,\"pagination_key\":\"%s\"}",
+             cm_json_str(v, "pagination_key", ""));
+    json_decref(v);
+    cr_assert_eq(post("/v3/list-calls", body, &v), 200);
+    cr_assert_eq(json_array_size(cm_json_path(v, "items")), 1);
+    cr_assert(json_is_false(cm_json_path(v, "has_more")));
+    cr_assert(json_is_null(cm_json_path(v, "pagination_key")));
+    cr_assert_str_eq(cm_json_str(v, "items.0.call_status", ""), "registered",
+                     "descending: the oldest call comes last");
+    json_decref(v);
+    cr_assert_eq(
+        post("/v3/list-calls", "{\"filter_criteria\":{\"call_status\":[\"registered\"]}}", &v),
+        200);
+    cr_assert_eq(json_array_size(cm_json_path(v, "items")), 1);
+    json_decref(v);
+    cr_assert_eq(post("/v3/list-calls", "{\"limit\":0}", &v), 400);
+    json_decref(v);
 }
