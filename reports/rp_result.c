@@ -30,6 +30,10 @@ static void case_free(rp_case_t *c)
     free(c->type);
     free(c->message);
     free(c->detail);
+    free(c->kept_dir);
+    for (size_t i = 0; i < c->ntags; i++)
+        free(c->tags[i]);
+    free(c->tags);
     for (size_t i = 0; i < c->nlines; i++)
         free(c->lines[i].text);
     free(c->lines);
@@ -127,6 +131,37 @@ cm_err_t rp_case_set_outcome(rp_case_t *c, rp_status_t st, const char *type, con
     c->message = m;
     c->detail = d;
     c->status = st;
+    return CM_OK;
+}
+
+cm_err_t rp_case_set_tags(rp_case_t *c, const char *const *tags, size_t n)
+{
+    char **t = calloc(n ? n : 1, sizeof *t);
+    if (!t)
+        return CM_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (!(t[i] = strdup(tags[i] ? tags[i] : ""))) {
+            for (size_t j = 0; j < i; j++)
+                free(t[j]);
+            free(t);
+            return CM_ENOMEM;
+        }
+    }
+    for (size_t i = 0; i < c->ntags; i++)
+        free(c->tags[i]);
+    free(c->tags);
+    c->tags = t;
+    c->ntags = n;
+    return CM_OK;
+}
+
+cm_err_t rp_case_set_kept(rp_case_t *c, const char *dir)
+{
+    char *d = NULL;
+    if (dir && *dir && !(d = strdup(dir)))
+        return CM_ENOMEM;
+    free(c->kept_dir);
+    c->kept_dir = d;
     return CM_OK;
 }
 

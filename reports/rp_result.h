@@ -44,9 +44,15 @@ typedef struct {
     rp_status_t status;
     double time_s;
     int64_t started_ms; /* wall-clock epoch ms; 0 when not started */
-    char *type;         /* failure/error type ("expectation", "timeout", "invalid", ...), or NULL */
-    char *message;      /* one line, or NULL */
-    char *detail;       /* the diagnosis, expected and got; may span lines; or NULL */
+    long long seed;     /* the seed the scenario ran with */
+    int speed;          /* clock speed-up (1: real time) */
+    double sim_time_s;  /* simulated time covered: time_s * speed */
+    char **tags;        /* the scenario's tags (rp_case_set_tags) */
+    size_t ntags;
+    char *kept_dir; /* the temp dir when it was kept, or NULL */
+    char *type;     /* failure/error type ("expectation", "timeout", "invalid", ...), or NULL */
+    char *message;  /* one line, or NULL */
+    char *detail;   /* the diagnosis, expected and got; may span lines; or NULL */
     rp_line_t *lines;
     size_t nlines;
     size_t dropped_lines;
@@ -64,6 +70,13 @@ typedef struct {
 typedef struct {
     char *name;
     double time_s;
+    /* About the run, for the JSON and HTML reports (set by the runner; 0 when unknown). */
+    int64_t started_ms; /* wall-clock epoch ms */
+    int has_seed;       /* a --seed overrode every scenario's seed */
+    long long seed;
+    int jobs;   /* scenarios run in parallel */
+    int repeat; /* each scenario run this many times */
+    int speed;  /* a --speed overrode every scenario's, or 0 */
     rp_suite_t **suites;
     size_t nsuites;
     size_t _cap;
@@ -89,6 +102,12 @@ rp_case_t *rp_suite_add_case(rp_suite_t *s, const char *name, const char *classn
  * belongs in detail. */
 cm_err_t rp_case_set_outcome(rp_case_t *c, rp_status_t st, const char *type, const char *message,
                              const char *detail) CM_WUR;
+
+/* Replaces the case's tags with copies of tags[0..n-1]. On error nothing changes. */
+cm_err_t rp_case_set_tags(rp_case_t *c, const char *const *tags, size_t n) CM_WUR;
+
+/* Records the kept temp dir (copied; NULL or "" clears it). */
+cm_err_t rp_case_set_kept(rp_case_t *c, const char *dir) CM_WUR;
 
 /* Appends one log line (text copied, cut at RP_MAX_LINE_LEN). Past RP_MAX_LINES only
  * dropped_lines grows. */

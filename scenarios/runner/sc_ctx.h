@@ -9,6 +9,7 @@
 #define SC_CTX_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "cm_buf.h"
@@ -31,7 +32,7 @@ typedef struct {
     cm_buf_t detail; /* expected vs got, the answer, ... */
 } sc_failure_t;
 
-typedef struct {
+typedef struct sc_ctx {
     const sc_opts_t *opts;   /* borrowed */
     const sc_scenario_t *sc; /* borrowed */
     rp_case_t *rc;           /* borrowed: where log lines go */
@@ -43,10 +44,22 @@ typedef struct {
     cm_http_client_t *http;
     char tmpdir[PATH_MAX];
     sc_proc_t sim, gw;
-    char admin_token[33]; /* never logged */
-    char url[5][64];      /* base URL per sc_target_t, "" until known */
+    int gw_starts;         /* how many times the gateway was started */
+    char admin_token[256]; /* never logged */
+    char url[5][256];      /* base URL per sc_target_t, "" until known */
 
     sc_failure_t fail;
+
+    /* The clock the parts run on (libfaketime, see sc_time.h). speed 1: real time. */
+    int speed;
+    int64_t ref_real_ms; /* wall-clock epoch ms at which simulated time = real time */
+
+    /* Set in the worker copies of a concurrent repeat (sc_steps.c): they share rc (the
+     * log, under log_lock) and read sim/gw without reaping them; everything else (vars,
+     * http, fail) is the worker's own. NULL / 0 in the scenario's own context. */
+    pthread_mutex_t *log_lock;
+    int worker;
+    char iter[64]; /* "i=17" inside repeats (nested: "i=3 j=5"), "" outside */
 } sc_ctx_t;
 
 #endif

@@ -52,7 +52,7 @@ static cm_err_t walk(sc_filelist_t *l, const char *dir, int depth, char *err)
     char path[PATH_MAX];
     while (!rc && (e = readdir(d)) != NULL) {
         struct stat st;
-        if (e->d_name[0] == '.')
+        if (e->d_name[0] == '.' || e->d_name[0] == '_') /* hidden, or helpers (_fixtures/) */
             continue;
         if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
             continue;

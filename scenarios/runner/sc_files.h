@@ -15,8 +15,9 @@ typedef struct {
 } sc_filelist_t;
 
 /* Adds input to list: a file as it is (whatever its name: it was asked for), a
- * directory's *.json files recursively (hidden entries skipped), sorted by path.
- * CM_ENOTFOUND with err (CM_ERR_LEN) naming a missing input. */
+ * directory's *.json files recursively (entries starting with "." or "_" skipped: "_fixtures/"
+ * holds helper files), sorted by path. CM_ENOTFOUND with err (CM_ERR_LEN) naming a missing input.
+ */
 cm_err_t sc_files_collect(sc_filelist_t *list, const char *input, char *err) CM_WUR;
 void sc_files_free(sc_filelist_t *list);
 

@@ -102,7 +102,7 @@ cm_err_t sc_http_do(sc_ctx_t *ctx, const char *actor, const sc_http_req_t *r, in
             has_ct |= strcasecmp(k, "Content-Type") == 0;
         }
     }
-    char authz[256];
+    char authz[300];
     if (!rc && r->auth) {
         const char *secret = r->to == SC_TO_GATEWAY ? ctx->admin_token : provider_key(r->to);
         if (secret) {

@@ -13,7 +13,11 @@ void sc_log(sc_ctx_t *ctx, const char *actor, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    if (ctx->log_lock)
+        pthread_mutex_lock(ctx->log_lock);
     SC_BEST_EFFORT(rp_case_add_line(ctx->rc, cm_clock_mono_ms() - ctx->t0_ms, actor, line));
+    if (ctx->log_lock)
+        pthread_mutex_unlock(ctx->log_lock);
 }
 
 cm_err_t sc_fail(sc_ctx_t *ctx, rp_status_t status, const char *type, const char *fmt, ...)
@@ -53,12 +57,15 @@ void sc_fail_detail(sc_ctx_t *ctx, const char *fmt, ...)
     SC_BEST_EFFORT(cm_buf_addstr(&ctx->fail.detail, buf));
 }
 
-const char *sc_step_label(const sc_step_t *s, char *out, size_t cap)
+const char *sc_step_label(const sc_ctx_t *ctx, const sc_step_t *s, char *out, size_t cap)
 {
+    const char *it = ctx && *ctx->iter ? ctx->iter : NULL;
     if (s->name)
-        snprintf(out, cap, "steps[%zu] (%s \"%s\")", s->index, sc_step_kind_name(s->kind), s->name);
+        snprintf(out, cap, "%s (%s \"%s\")%s%s%s", s->loc, sc_step_kind_name(s->kind), s->name,
+                 it ? " [" : "", it ? it : "", it ? "]" : "");
     else
-        snprintf(out, cap, "steps[%zu] (%s)", s->index, sc_step_kind_name(s->kind));
+        snprintf(out, cap, "%s (%s)%s%s%s", s->loc, sc_step_kind_name(s->kind), it ? " [" : "",
+                 it ? it : "", it ? "]" : "");
     return out;
 }
 

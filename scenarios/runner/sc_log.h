@@ -3,7 +3,8 @@
  * Log lines go into the scenario's rp_case_t with the time since the scenario began and
  * an actor ("runner", "sim", "gw", "step[3]"); the runner prints them only for failures
  * (or with -v), and the JUnit writer puts them in <system-out>. Not thread-safe: the
- * context's one thread.
+ * context's one thread; sc_log alone may be called from the worker copies of a concurrent
+ * repeat (they share the case's log under ctx->log_lock).
  */
 #ifndef SC_LOG_H
 #define SC_LOG_H
@@ -37,7 +38,8 @@ void sc_fail_detail(sc_ctx_t *ctx, const char *fmt, ...) __attribute__((format(p
 /* Same for text of any length (no formatting), e.g. a log tail. */
 void sc_fail_text(sc_ctx_t *ctx, const char *text);
 
-/* "steps[3] (webhook)" or "steps[3] (webhook \"five copies\")" into out. */
-const char *sc_step_label(const sc_step_t *s, char *out, size_t cap);
+/* "steps[3] (webhook)" or "steps[3] (webhook \"five copies\")" into out; inside a repeat
+ * "steps[3].step (request) [i=17]". ctx may be NULL (no iteration shown). */
+const char *sc_step_label(const sc_ctx_t *ctx, const sc_step_t *s, char *out, size_t cap);
 
 #endif

@@ -1,6 +1,8 @@
-/* sc_main.c - the scenario runner's command line: find the files, validate them, run each
- * scenario, print progress and diagnoses, write the JUnit report, summarise. The only
- * place that exits. */
+/* sc_main.c - the scenario runner's command line: find the files, validate them, run the
+ * scenarios (in parallel with -j), print progress and diagnoses, write the reports,
+ * summarise. The only place that exits. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,8 @@
 
 #include "cm_clock.h"
 #include "cm_http_client.h"
+#include "rp_html.h"
+#include "rp_json.h"
 #include "rp_junit.h"
 #include "rp_result.h"
 #include "sc_files.h"
@@ -19,9 +23,32 @@
 /* Exit statuses: 0 all passed, 1 some failed, 2 usage or setup error. */
 enum { EXIT_PASS = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
-static int matches(const sc_opts_t *o, const char *path, const char *name)
+/* One scenario run: the scenario (borrowed from the loaded list) and its case. */
+typedef struct {
+    const sc_scenario_t *sc;
+    rp_case_t *c;
+} job_t;
+
+/* How results are shown: colours and the live count only on a terminal. */
+typedef struct {
+    const sc_opts_t *o;
+    int tty;    /* stdout is a terminal and not CI: a live count line */
+    int colour; /* tty and no NO_COLOR */
+    pthread_mutex_t lock;
+    size_t total, done, passed, failed, running;
+    int status_shown; /* the live line is on screen */
+} out_t;
+
+static const char *paint(const out_t *u, int ok)
 {
-    return !o->filter || strstr(path, o->filter) || (name && strstr(name, o->filter));
+    if (!u->colour)
+        return "";
+    return ok ? "\033[32m" : "\033[31m";
+}
+
+static const char *unpaint(const out_t *u)
+{
+    return u->colour ? "\033[0m" : "";
 }
 
 /* Prints text with every line indented. */
@@ -37,34 +64,67 @@ static void print_indented(FILE *f, const char *text, const char *indent)
     }
 }
 
-static void print_result(const sc_opts_t *o, const rp_case_t *c, const char *kept)
+static void clear_status(out_t *u)
 {
+    if (u->status_shown) {
+        fputs("\r\033[K", stdout);
+        u->status_shown = 0;
+    }
+}
+
+static void show_status(out_t *u)
+{
+    if (!u->tty || u->done >= u->total)
+        return;
+    printf("[%zu/%zu] %zu passed, %zu failed, %zu running", u->done, u->total, u->passed, u->failed,
+           u->running);
+    u->status_shown = 1;
+    fflush(stdout);
+}
+
+/* One result: a line (PASS lines only when not quiet), and for failures the diagnosis,
+ * the log and the kept dir. Called with u->lock held. */
+static void print_result(out_t *u, const rp_case_t *c)
+{
+    const sc_opts_t *o = u->o;
     int ok = c->status == RP_PASSED;
-    printf("%s %s (%.2f s)\n", ok ? "PASS" : "FAIL", c->name, c->time_s);
-    if (!ok)
+    clear_status(u);
+    if (!ok || !o->quiet || o->verbose) {
+        char count[48] = "";
+        if (u->total > 1)
+            snprintf(count, sizeof count, " [%zu/%zu]", u->done, u->total);
+        printf("%s%s%s %s (%.2f s)%s\n", paint(u, ok),
+               ok                        ? "PASS"
+               : c->status == RP_SKIPPED ? "SKIP"
+               : c->status == RP_ERRORED ? "ERROR"
+                                         : "FAIL",
+               unpaint(u), c->name, c->time_s, count);
+    }
+    if (!ok && c->status != RP_SKIPPED)
         print_indented(stdout, c->detail ? c->detail : c->message, "    ");
-    if (!ok || o->verbose) {
+    if ((!ok && c->status != RP_SKIPPED) || o->verbose) {
         char *log = rp_case_log_text(c);
         if (log && *log) {
-            printf("    log:\n");
+            printf("    log (seed %lld%s):\n", c->seed, c->speed > 1 ? ", speed-up" : "");
             print_indented(stdout, log, "    ");
         }
         free(log);
     }
-    if (*kept)
-        printf("    kept %s\n", kept);
+    if (c->kept_dir)
+        printf("    kept %s\n", c->kept_dir);
+    show_status(u);
     fflush(stdout);
 }
 
 /* Records a file that could not be loaded as an errored case (no name: the file's). */
-static cm_err_t record_invalid(rp_report_t *r, const char *path, const char *msg)
+static rp_case_t *record_invalid(rp_report_t *r, const char *path, const char *msg)
 {
     char cls[1024];
     rp_suite_t *s = rp_report_add_suite(r, path);
     rp_case_t *c = s ? rp_suite_add_case(s, path, rp_classname(path, cls, sizeof cls)) : NULL;
-    if (!c)
-        return CM_ENOMEM;
-    return rp_case_set_outcome(c, RP_ERRORED, "invalid", msg, msg);
+    if (!c || rp_case_set_outcome(c, RP_ERRORED, "invalid", msg, msg) != CM_OK)
+        return NULL;
+    return c;
 }
 
 static int check_program(const char *what, const char *path, const char *flag)
@@ -76,25 +136,167 @@ static int check_program(const char *what, const char *path, const char *flag)
     return 0;
 }
 
+static int selected(const sc_opts_t *o, const char *path, const sc_scenario_t *sc)
+{
+    if (o->filter && !strstr(path, o->filter) && !(sc && strstr(sc->name, o->filter)))
+        return 0;
+    if (o->ntags == 0)
+        return 1;
+    if (!sc)
+        return 1; /* an invalid file: its tags are unknown, and it must not pass silently */
+    for (size_t i = 0; i < json_array_size(sc->tags); i++)
+        if (sc_opts_has_tag(o, json_string_value(json_array_get(sc->tags, i))))
+            return 1;
+    return 0;
+}
+
+static int has_gateway_step(const sc_step_t *steps, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (steps[i].kind == SC_STEP_GATEWAY ||
+            has_gateway_step(steps[i].children, steps[i].nchildren))
+            return 1;
+    return 0;
+}
+
+/* Why a scenario cannot run against attached parts, or NULL when it can. */
+static const char *unsuitable_for_attach(const sc_opts_t *o, const sc_scenario_t *sc)
+{
+    if (!o->attach)
+        return NULL;
+    if (has_gateway_step(sc->steps, sc->nsteps))
+        return "not run: --attach cannot kill, stop or start the gateway";
+    if (sc->speed > 1 && o->speed != 1)
+        return "not run: --attach cannot speed up the parts' clocks (pass --speed 1 to run it "
+               "in real time)";
+    return NULL;
+}
+
+/* ---- the worker pool ------------------------------------------------------------ */
+
+typedef struct {
+    const sc_opts_t *o;
+    job_t *jobs;
+    size_t njobs;
+    atomic_size_t next;
+    atomic_int stop; /* --fail-fast after a failure, or a signal */
+    out_t *u;
+} pool_t;
+
+static void *worker(void *arg)
+{
+    pool_t *p = arg;
+    for (;;) {
+        size_t k = atomic_fetch_add(&p->next, 1);
+        if (k >= p->njobs)
+            break;
+        job_t *j = &p->jobs[k];
+        const char *unsuitable = unsuitable_for_attach(p->o, j->sc);
+        if (unsuitable || atomic_load(&p->stop) || sc_signal_caught()) {
+            const char *why = unsuitable           ? unsuitable
+                              : sc_signal_caught() ? "not run: the runner was interrupted"
+                                                   : "not run: --fail-fast after a failure";
+            if (rp_case_set_outcome(j->c, RP_SKIPPED, "skipped", why, NULL) != CM_OK)
+                j->c->status = RP_SKIPPED;
+            pthread_mutex_lock(&p->u->lock);
+            p->u->done++;
+            if (unsuitable)
+                print_result(p->u, j->c);
+            pthread_mutex_unlock(&p->u->lock);
+            continue;
+        }
+        pthread_mutex_lock(&p->u->lock);
+        p->u->running++;
+        show_status(p->u);
+        pthread_mutex_unlock(&p->u->lock);
+
+        char kept[PATH_MAX] = "";
+        rp_status_t st = sc_run_scenario(p->o, j->sc, j->c, kept);
+        if (*kept && rp_case_set_kept(j->c, kept) != CM_OK) {
+            /* the path is also in the case's log */
+        }
+        if (st != RP_PASSED && p->o->fail_fast)
+            atomic_store(&p->stop, 1);
+
+        pthread_mutex_lock(&p->u->lock);
+        p->u->running--;
+        p->u->done++;
+        if (st == RP_PASSED)
+            p->u->passed++;
+        else
+            p->u->failed++;
+        print_result(p->u, j->c);
+        pthread_mutex_unlock(&p->u->lock);
+    }
+    return NULL;
+}
+
+static int run_pool(pool_t *p, int jobs)
+{
+    pthread_t tids[SC_MAX_JOBS];
+    int n = jobs < (int)p->njobs ? jobs : (int)p->njobs, started = 0;
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&tids[i], NULL, worker, p) != 0)
+            break;
+        started++;
+    }
+    if (started == 0 && p->njobs > 0)
+        worker(p); /* no threads at all: run them here, one by one */
+    for (int i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+    return started;
+}
+
+static int write_reports(const sc_opts_t *o, const rp_report_t *report)
+{
+    char err[CM_ERR_LEN];
+    int ok = 1;
+    if (rp_junit_write(report, o->junit, err) != CM_OK) {
+        fprintf(stderr, "scenario: JUnit report: %s\n", err);
+        ok = 0;
+    }
+    if (o->json && rp_json_write(report, o->json, err) != CM_OK) {
+        fprintf(stderr, "scenario: JSON report: %s\n", err);
+        ok = 0;
+    }
+    if (o->html && rp_html_write(report, o->html, err) != CM_OK) {
+        fprintf(stderr, "scenario: HTML report: %s\n", err);
+        ok = 0;
+    }
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     sc_opts_t o;
     sc_filelist_t files = {0};
     rp_report_t *report = NULL;
+    sc_scenario_t **loaded = NULL;
+    job_t *jobs = NULL;
+    size_t nloaded = 0, njobs = 0, nselected = 0, invalid = 0;
     char err[SC_ERR_LEN];
     int status = EXIT_PASS;
-    size_t passed = 0, failed = 0;
+    out_t u;
+    memset(&u, 0, sizeof u);
+    pthread_mutex_init(&u.lock, NULL);
 
     if (sc_opts_parse(argc, argv, NULL, &o, err) != CM_OK) {
         fprintf(stderr, "scenario: %s\n", err);
         sc_opts_free(&o);
+        pthread_mutex_destroy(&u.lock);
         return EXIT_USAGE;
     }
     if (o.help) {
         fputs(sc_opts_usage(), stdout);
         sc_opts_free(&o);
+        pthread_mutex_destroy(&u.lock);
         return EXIT_PASS;
     }
+    u.o = &o;
+    const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
+    u.tty = isatty(STDOUT_FILENO) && !o.quiet && !(term && !strcmp(term, "dumb"));
+    u.colour = u.tty && !(nc && *nc);
+
     for (size_t i = 0; i < o.ninputs; i++) {
         if (sc_files_collect(&files, o.inputs[i], err) != CM_OK) {
             fprintf(stderr, "scenario: %s\n", err);
@@ -107,87 +309,131 @@ int main(int argc, char **argv)
         status = EXIT_USAGE;
         goto out;
     }
-    if (!o.check && !(check_program("gateway", o.gateway, "--gateway") &&
-                      check_program("simulators", o.simulators, "--simulators"))) {
+    if (!o.check && !o.attach &&
+        !(check_program("gateway", o.gateway, "--gateway") &&
+          check_program("simulators", o.simulators, "--simulators"))) {
         status = EXIT_USAGE;
         goto out;
     }
     sc_signal_install();
-    if (cm_http_global_init() != CM_OK || !(report = rp_report_new("scenario"))) {
-        fprintf(stderr, "scenario: cannot initialise libcurl\n");
+    if (cm_http_global_init() != CM_OK || !(report = rp_report_new("scenario")) ||
+        !(loaded = calloc(files.n, sizeof *loaded)) ||
+        !(jobs = calloc(files.n * (size_t)o.repeat, sizeof *jobs))) {
+        fprintf(stderr, "scenario: cannot initialise (libcurl or memory)\n");
         status = EXIT_USAGE;
         goto out;
     }
+    report->started_ms = cm_clock_now_ms();
+    report->has_seed = o.has_seed;
+    report->seed = o.seed;
+    report->jobs = o.jobs;
+    report->repeat = o.repeat;
+    report->speed = o.speed;
 
-    size_t selected = 0;
-    int64_t t0 = cm_clock_mono_ms();
+    /* Load and validate everything first: a broken file is reported before anything
+     * starts, and the cases exist before the workers fill them in. */
     for (size_t i = 0; i < files.n; i++) {
         const char *path = files.paths[i];
         sc_scenario_t *sc = NULL;
-        char kept[PATH_MAX] = "";
-        if (sc_signal_caught()) {
-            fprintf(stderr, "scenario: interrupted, %zu file(s) not run\n", files.n - i);
-            break;
-        }
         if (sc_scenario_load(path, &sc, err) != CM_OK) {
-            if (!matches(&o, path, NULL))
+            if (!selected(&o, path, NULL))
                 continue;
-            selected++;
-            failed++;
-            if (record_invalid(report, path, err) != CM_OK) {
+            nselected++;
+            invalid++;
+            rp_case_t *c = record_invalid(report, path, err);
+            if (!c) {
                 fprintf(stderr, "scenario: out of memory\n");
                 status = EXIT_USAGE;
                 goto out;
             }
-            rp_suite_t *s = report->suites[report->nsuites - 1];
-            print_result(&o, s->cases[0], kept);
+            u.done++;
+            u.failed++;
+            print_result(&u, c);
             continue;
         }
-        if (!matches(&o, path, sc->name)) {
+        if (!selected(&o, path, sc)) {
             sc_scenario_free(&sc);
             continue;
         }
-        selected++;
+        nselected++;
+        loaded[nloaded++] = sc;
+        if (o.check) {
+            u.passed++;
+            if (!o.quiet)
+                printf("PASS %s (valid)\n", sc->name);
+            continue;
+        }
         char cls[1024];
         rp_suite_t *s = rp_report_add_suite(report, path);
-        rp_case_t *c =
-            s ? rp_suite_add_case(s, sc->name, rp_classname(path, cls, sizeof cls)) : NULL;
-        if (!c) {
-            sc_scenario_free(&sc);
-            fprintf(stderr, "scenario: out of memory\n");
-            status = EXIT_USAGE;
-            goto out;
-        }
-        if (o.check) {
-            passed++;
-            printf("PASS %s (valid)\n", sc->name);
-        } else {
-            if (sc_run_scenario(&o, sc, c, kept) == RP_PASSED)
-                passed++;
+        rp_classname(path, cls, sizeof cls);
+        const char *tags[64];
+        size_t ntags = json_array_size(sc->tags) < 64 ? json_array_size(sc->tags) : 64;
+        for (size_t t = 0; t < ntags; t++)
+            tags[t] = json_string_value(json_array_get(sc->tags, t));
+        for (int r = 1; r <= o.repeat; r++) {
+            char name[1200];
+            if (o.repeat > 1)
+                snprintf(name, sizeof name, "%s #%d", sc->name, r);
             else
-                failed++;
-            print_result(&o, c, kept);
+                snprintf(name, sizeof name, "%s", sc->name);
+            rp_case_t *c = s ? rp_suite_add_case(s, name, cls) : NULL;
+            if (!c || rp_case_set_tags(c, tags, ntags) != CM_OK) {
+                fprintf(stderr, "scenario: out of memory\n");
+                status = EXIT_USAGE;
+                goto out;
+            }
+            jobs[njobs].sc = sc;
+            jobs[njobs].c = c;
+            njobs++;
         }
-        sc_scenario_free(&sc);
     }
-    if (selected == 0) {
-        fprintf(stderr, "scenario: no scenario matches --filter \"%s\"\n", o.filter);
+    if (nselected == 0) {
+        if (o.ntags)
+            fprintf(stderr, "scenario: no scenario matches the --tag/--filter given\n");
+        else
+            fprintf(stderr, "scenario: no scenario matches --filter \"%s\"\n", o.filter);
         status = EXIT_USAGE;
         goto out;
     }
+
     if (!o.check) {
+        u.total = njobs + invalid;
+        int64_t t0 = cm_clock_mono_ms();
+        pool_t pool = {.o = &o, .jobs = jobs, .njobs = njobs, .u = &u};
+        atomic_init(&pool.next, 0);
+        atomic_init(&pool.stop, 0);
+        if (o.fail_fast && invalid)
+            atomic_store(&pool.stop, 1);
+        run_pool(&pool, o.jobs);
+        pthread_mutex_lock(&u.lock);
+        clear_status(&u);
+        pthread_mutex_unlock(&u.lock);
         report->time_s = (double)(cm_clock_mono_ms() - t0) / 1000.0;
-        if (rp_junit_write(report, o.junit, err) != CM_OK) {
-            fprintf(stderr, "scenario: JUnit report: %s\n", err);
+        if (!write_reports(&o, report))
             status = EXIT_USAGE;
-        }
+        rp_counts_t k = rp_report_counts(report);
+        double sim = 0;
+        for (size_t i = 0; i < njobs; i++)
+            sim += jobs[i].c->sim_time_s;
+        if (k.skipped)
+            printf("%zu not run (--fail-fast, --attach or interrupted)\n", k.skipped);
+        /* A fixed shape: ci/bench-suite reads it. */
+        printf("ran %zu scenarios in %.2f s wall (-j %d), %.1f s simulated\n", k.tests - k.skipped,
+               report->time_s, o.jobs, sim);
     }
-    printf("%zu passed, %zu failed\n", passed, failed);
-    if (status == EXIT_PASS && (failed || sc_signal_caught()))
+    if (sc_signal_caught())
+        fprintf(stderr, "scenario: interrupted by signal %d\n", sc_signal_caught());
+    printf("%zu passed, %zu failed\n", u.passed, u.failed);
+    if (status == EXIT_PASS && (u.failed || sc_signal_caught()))
         status = EXIT_FAILED;
 out:
+    for (size_t i = 0; i < nloaded; i++)
+        sc_scenario_free(&loaded[i]);
+    free(loaded);
+    free(jobs);
     rp_report_free(&report);
     sc_files_free(&files);
     sc_opts_free(&o);
+    pthread_mutex_destroy(&u.lock);
     return status;
 }

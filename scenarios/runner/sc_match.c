@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cm_json.h"
+#include "sc_duration.h"
 
 /* Diagnosis text is best effort: a full buffer must not change the verdict (a cast to
  * void does not silence warn_unused_result in GCC). */
@@ -102,6 +103,167 @@ static int is_operator_object(const json_t *v)
 static const char *const type_names[] = {"string", "number", "integer", "boolean",
                                          "null",   "object", "array",   NULL};
 
+static int order(const json_t *a, const json_t *b);
+
+/* $gaps: the differences between consecutive elements' field (times in ms). */
+typedef struct {
+    const char *field; /* "" : the elements themselves */
+    int has_min, has_max, has_env;
+    int64_t min, max;
+    int64_t base, cap, slack; /* envelope: gap i <= min(cap, base * factor^i) + slack */
+    double factor;
+} gaps_t;
+
+/* A duration operand: milliseconds as a number, or "250ms" / "1s" / "2m". */
+static cm_err_t duration_of(const json_t *v, const char *name, int64_t *ms, char *err)
+{
+    char derr[CM_ERR_LEN];
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *ms = json_integer_value(v);
+        return CM_OK;
+    }
+    if (json_is_string(v) && sc_duration_parse(json_string_value(v), ms, derr) == CM_OK)
+        return CM_OK;
+    cm_errf(err, "\"%s\" must be milliseconds or a duration like \"250ms\"", name);
+    return CM_EINVAL;
+}
+
+static cm_err_t gaps_parse(const json_t *v, gaps_t *g, char *err)
+{
+    const char *k;
+    json_t *x;
+    memset(g, 0, sizeof *g);
+    g->field = "";
+    if (!json_is_object(v)) {
+        cm_errf(err, "needs an object {\"field\", \"min\", \"max\", \"envelope\"}");
+        return CM_EINVAL;
+    }
+    json_object_foreach((json_t *)v, k, x)
+    {
+        cm_err_t rc = CM_OK;
+        if (!strcmp(k, "field")) {
+            if (!json_is_string(x)) {
+                cm_errf(err, "\"field\" must be a string");
+                return CM_EINVAL;
+            }
+            g->field = json_string_value(x);
+        } else if (!strcmp(k, "min")) {
+            g->has_min = 1;
+            rc = duration_of(x, "min", &g->min, err);
+        } else if (!strcmp(k, "max")) {
+            g->has_max = 1;
+            rc = duration_of(x, "max", &g->max, err);
+        } else if (!strcmp(k, "envelope")) {
+            const json_t *b = json_object_get(x, "base"), *f = json_object_get(x, "factor");
+            const json_t *c = json_object_get(x, "cap"), *sl = json_object_get(x, "slack");
+            if (!json_is_object(x) || !b || !c ||
+                json_object_size(x) != 2u + (f != NULL) + (sl != NULL)) {
+                cm_errf(err, "\"envelope\" needs \"base\" and \"cap\", and may have \"factor\" "
+                             "(default 2) and \"slack\"");
+                return CM_EINVAL;
+            }
+            g->has_env = 1;
+            g->factor = 2;
+            if (f && (!is_number(f) || json_number_value(f) < 1)) {
+                cm_errf(err, "\"envelope\".\"factor\" must be a number >= 1");
+                return CM_EINVAL;
+            }
+            if (f)
+                g->factor = json_number_value(f);
+            rc = duration_of(b, "base", &g->base, err);
+            if (!rc)
+                rc = duration_of(c, "cap", &g->cap, err);
+            if (!rc && sl)
+                rc = duration_of(sl, "slack", &g->slack, err);
+        } else {
+            cm_errf(err, "unknown key \"%s\" (field, min, max, envelope)", k);
+            return CM_EINVAL;
+        }
+        if (rc)
+            return rc;
+    }
+    if (!g->has_min && !g->has_max && !g->has_env) {
+        cm_errf(err, "say what the gaps must be: \"min\", \"max\" and/or \"envelope\"");
+        return CM_EINVAL;
+    }
+    return CM_OK;
+}
+
+/* The field of element i as a number (ms), or 0 when it is not one. */
+static int element_ms(const json_t *arr, size_t i, const char *field, double *out)
+{
+    const json_t *e = json_array_get(arr, i);
+    const json_t *v = *field ? sc_match_path(e, field) : e;
+    if (!is_number(v))
+        return 0;
+    *out = json_number_value(v);
+    return 1;
+}
+
+/* Do the gaps hold? When diag is given, lists every gap and marks the bad ones. */
+static int gaps_hold(const json_t *got, const gaps_t *g, cm_buf_t *diag)
+{
+    if (!json_is_array(got))
+        return 0;
+    int ok = 1;
+    size_t n = json_array_size(got);
+    double prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        double t;
+        if (!element_ms(got, i, g->field, &t)) {
+            if (diag)
+                BEST_EFFORT(
+                    cm_buf_printf(diag, " [element %zu has no number at \"%s\"]", i, g->field));
+            return 0;
+        }
+        if (i > 0) {
+            double gap = t - prev;
+            int good = 1;
+            if (g->has_min && gap < (double)g->min)
+                good = 0;
+            if (g->has_max && gap > (double)g->max)
+                good = 0;
+            double lim = 0;
+            if (g->has_env) {
+                lim = (double)g->base;
+                for (size_t e = 1; e < i && lim < (double)g->cap; e++)
+                    lim *= g->factor;
+                if (lim > (double)g->cap)
+                    lim = (double)g->cap;
+                if (gap < 0 || gap > lim + (double)g->slack)
+                    good = 0;
+            }
+            if (diag)
+                BEST_EFFORT(cm_buf_printf(diag, "%s%.0f%s", i == 1 ? " [gaps ms: " : ", ", gap,
+                                          good ? "" : "!"));
+            if (diag && g->has_env && !good)
+                BEST_EFFORT(cm_buf_printf(diag, " (envelope %.0f)", lim + (double)g->slack));
+            ok &= good;
+        }
+        prev = t;
+    }
+    if (diag && n > 1)
+        BEST_EFFORT(cm_buf_addstr(diag, "]"));
+    return ok;
+}
+
+static int sorted_by(const json_t *got, const char *field)
+{
+    if (!json_is_array(got))
+        return 0;
+    for (size_t i = 1; i < json_array_size(got); i++) {
+        const json_t *a = json_array_get(got, i - 1), *b = json_array_get(got, i);
+        const json_t *x = *field ? sc_match_path(a, field) : a;
+        const json_t *y = *field ? sc_match_path(b, field) : b;
+        if (!x || !y)
+            return 0;
+        int c = order(x, y);
+        if (c == -2 || c > 0)
+            return 0;
+    }
+    return 1;
+}
+
 static cm_err_t validate_ops(const char *path, const json_t *ops, char *err)
 {
     const char *k;
@@ -138,6 +300,25 @@ static cm_err_t validate_ops(const char *path, const json_t *ops, char *err)
                 cm_errf(err, "\"%s\": $in needs an array", path);
                 return CM_EINVAL;
             }
+        } else if (!strcmp(k, "$each")) {
+            char sub[CM_ERR_LEN];
+            if (sc_match_validate(v, sub) != CM_OK) {
+                cm_errf(err, "\"%s\": $each: %s", path, sub);
+                return CM_EINVAL;
+            }
+        } else if (!strcmp(k, "$sorted")) {
+            if (!json_is_string(v)) {
+                cm_errf(err, "\"%s\": $sorted needs the field to sort by (\"\" for the elements)",
+                        path);
+                return CM_EINVAL;
+            }
+        } else if (!strcmp(k, "$gaps")) {
+            gaps_t g;
+            char sub[CM_ERR_LEN];
+            if (gaps_parse(v, &g, sub) != CM_OK) {
+                cm_errf(err, "\"%s\": $gaps: %s", path, sub);
+                return CM_EINVAL;
+            }
         } else if (!strcmp(k, "$type")) {
             int ok = 0;
             for (int i = 0; json_is_string(v) && type_names[i]; i++)
@@ -152,7 +333,7 @@ static cm_err_t validate_ops(const char *path, const json_t *ops, char *err)
         } else {
             cm_errf(err,
                     "\"%s\": unknown operator \"%s\" (known: $eq $ne $gt $gte $lt $lte "
-                    "$exists $len $contains $in $type)",
+                    "$exists $len $contains $in $type $each $sorted $gaps)",
                     path, k);
             return CM_EINVAL;
         }
@@ -288,6 +469,19 @@ static int ops_hold(const json_t *got, const json_t *ops)
                 ok = sc_match_equal(got, json_array_get(x, i));
             if (!ok)
                 return 0;
+        } else if (!strcmp(k, "$each")) {
+            if (!json_is_array(got))
+                return 0;
+            for (size_t i = 0; i < json_array_size(got); i++)
+                if (sc_match(json_array_get(got, i), x, NULL) != 0)
+                    return 0;
+        } else if (!strcmp(k, "$sorted")) {
+            if (!sorted_by(got, json_string_value(x)))
+                return 0;
+        } else if (!strcmp(k, "$gaps")) {
+            gaps_t g;
+            if (gaps_parse(x, &g, NULL) != CM_OK || !gaps_hold(got, &g, NULL))
+                return 0;
         } else if (!strcmp(k, "$type")) {
             const char *want = json_string_value(x);
             const char *have = type_of(got);
@@ -345,8 +539,39 @@ int sc_match(const json_t *answer, const json_t *spec, cm_buf_t *diag)
             /* A long array cut to SC_MATCH_SHOW bytes hides its length: say it. */
             if (is_operator_object(want) && json_object_get(want, "$len") && length_of(got, &len))
                 BEST_EFFORT(cm_buf_printf(diag, " (length %zu)", len));
+            /* Which gaps were wrong, and which element broke an $each. */
+            gaps_t g;
+            const json_t *gs = is_operator_object(want) ? json_object_get(want, "$gaps") : NULL;
+            if (gs && gaps_parse(gs, &g, NULL) == CM_OK)
+                gaps_hold(got, &g, diag);
+            const json_t *each = is_operator_object(want) ? json_object_get(want, "$each") : NULL;
+            for (size_t i = 0; each && json_is_array(got) && i < json_array_size(got); i++) {
+                if (sc_match(json_array_get(got, i), each, NULL) != 0) {
+                    BEST_EFFORT(cm_buf_printf(diag, " [element %zu: ", i));
+                    show(diag, json_array_get(got, i));
+                    BEST_EFFORT(cm_buf_addstr(diag, "]"));
+                    break;
+                }
+            }
             BEST_EFFORT(cm_buf_addstr(diag, "\n"));
         }
     }
     return bad;
+}
+
+int sc_match_value(const json_t *got, const json_t *want, const char *label, cm_buf_t *diag)
+{
+    int ok = is_operator_object(want) ? ops_hold(got, want) : (got && sc_match_equal(got, want));
+    if (ok || !diag)
+        return ok;
+    BEST_EFFORT(cm_buf_printf(diag, "  %s: expected ", label));
+    show(diag, want);
+    if (got) {
+        BEST_EFFORT(cm_buf_addstr(diag, ", got "));
+        show(diag, got);
+        BEST_EFFORT(cm_buf_addstr(diag, "\n"));
+    } else {
+        BEST_EFFORT(cm_buf_addstr(diag, ", got nothing (no such series)\n"));
+    }
+    return 0;
 }

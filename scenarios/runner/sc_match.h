@@ -12,6 +12,14 @@
  *   $contains        a substring of a string, or an element equal to it in an array
  *   $in              equal to one of the array's elements
  *   $type            "string" "number" "integer" "boolean" "null" "object" "array"
+ *   $each            an expectation map every element of an array must meet
+ *   $sorted          "field": the array is in non-decreasing order of that field ("" for
+ *                    the elements themselves)
+ *   $gaps            {"field": "at_ms", "min": "1s", "max": "5s", "envelope": {"base":
+ *                    "100ms", "factor": 2, "cap": "5s", "slack": "50ms"}}: the differences
+ *                    between consecutive elements' field (ms); gap i (between elements i
+ *                    and i+1, from 0) must lie in [min, max] and in [0, min(cap, base *
+ *                    factor^i) + slack] - the full-jitter back-off envelope
  * Every operator but $exists:false fails on a missing path. Thread-safe (no state).
  */
 #ifndef SC_MATCH_H
@@ -38,5 +46,10 @@ int sc_match_equal(const json_t *a, const json_t *b);
  *   "bookings.0.status": expected "accepted", got "cancelled"
  * Buffer errors while writing diag are ignored: the count is what decides. */
 int sc_match(const json_t *answer, const json_t *spec, cm_buf_t *diag);
+
+/* Checks one value (got may be NULL: absent) against want (a plain value or validated
+ * operators); on a miss appends `  label: expected X, got Y` to diag (may be NULL).
+ * Returns 1 when it holds. */
+int sc_match_value(const json_t *got, const json_t *want, const char *label, cm_buf_t *diag);
 
 #endif

@@ -1,6 +1,7 @@
 /* sc_opts.c - command-line parsing; every bad value is a usage error naming the option. */
 #include "sc_opts.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,13 +17,27 @@ const char *sc_opts_usage(void)
            "order) against freshly started simulators and gateway.\n"
            "\n"
            "  --junit FILE       JUnit XML report (default " SC_DEFAULT_JUNIT ")\n"
+           "  --json FILE        JSON report (everything: seeds, timings, logs)\n"
+           "  --html FILE        self-contained HTML report with a timeline per scenario\n"
            "  --filter SUBSTR    run only scenarios whose name or file path contains SUBSTR\n"
+           "  --tag TAG          run only scenarios with this tag (repeat it, or a,b: any)\n"
+           "  -j N, --jobs N     run N scenarios in parallel (default 1)\n"
+           "  --repeat N         run every scenario N times (flake hunting)\n"
+           "  --fail-fast        start no new scenario after the first failure\n"
+           "  -q, --quiet        print failures and the summary only (default when $CI is set)\n"
            "  --seed N           override every scenario's seed\n"
            "  --keep, -k         keep every scenario's temp dir (failed ones are always kept)\n"
            "  --gateway PATH     gateway program (default: ../gateway/gateway next to this one)\n"
            "  --simulators PATH  simulators program (default: ../simulators/simulators)\n"
            "  --timeout DUR      deadline per scenario, e.g. 90s, 2m (default 60s)\n"
+           "  --speed N          override every scenario's clock speed-up (1: real time)\n"
+           "  --faketime-lib PATH  libfaketime for speed > 1 (default\n"
+           "                     " SC_DEFAULT_FAKETIME_LIB ")\n"
            "  --check            only load and validate the files, start nothing\n"
+           "  --attach gateway=URL,control=URL[,retell=URL,calcom=URL,stripe=URL,webhook=URL]\n"
+           "                     run against parts already running (admin token from\n"
+           "                     $SC_ADMIN_TOKEN or $GW_ADMIN_TOKEN); scenarios that\n"
+           "                     kill/restart the gateway or need a speed-up are skipped\n"
            "  -v, --verbose      print every scenario's log, not only the failures'\n"
            "  -h, --help         this text\n"
            "\n"
@@ -47,6 +62,63 @@ static void sibling(const char *exe, const char *rel, char *dst, size_t cap)
         snprintf(dst, cap, "%s", rel); /* absurdly deep build tree: fail later, clearly */
 }
 
+/* "gateway=URL,control=URL,...": each URL http(s), without a trailing slash. */
+static int parse_attach(sc_opts_t *o, const char *val, char *err)
+{
+    static const char *const names[] = {"gateway", "control", "retell", "calcom", "stripe"};
+    o->attach = 1;
+    for (const char *p = val; *p;) {
+        size_t n = strcspn(p, ","), k = strcspn(p, "=");
+        if (k >= n) {
+            cm_errf(err, "--attach: '%.*s' is not NAME=URL", (int)n, p);
+            return -1;
+        }
+        const char *url = p + k + 1;
+        size_t ulen = n - k - 1;
+        while (ulen && url[ulen - 1] == '/')
+            ulen--;
+        if ((strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) ||
+            ulen >= sizeof o->attach_webhook) {
+            cm_errf(err, "--attach: %.*s must be an http(s) URL", (int)k, p);
+            return -1;
+        }
+        char *dst = NULL;
+        if (k == 7 && !strncmp(p, "webhook", 7))
+            dst = o->attach_webhook;
+        for (int i = 0; i < 5 && !dst; i++)
+            if (strlen(names[i]) == k && !strncmp(p, names[i], k))
+                dst = o->attach_url[i];
+        if (!dst) {
+            cm_errf(err,
+                    "--attach: unknown part '%.*s' (gateway, control, retell, calcom, stripe, "
+                    "webhook)",
+                    (int)k, p);
+            return -1;
+        }
+        snprintf(dst, sizeof o->attach_webhook, "%.*s", (int)ulen, url);
+        p += n + (p[n] == ',');
+    }
+    if (!*o->attach_url[0]) {
+        cm_errf(err, "--attach needs at least gateway=URL");
+        return -1;
+    }
+    return 0;
+}
+
+/* A whole number from 1 to max for option name. */
+static int parse_count(const char *name, const char *val, int max, int *out, char *err)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(val, &end, 10);
+    if (errno || *end || n < 1 || n > max || !isdigit((unsigned char)val[0])) {
+        cm_errf(err, "%s: '%s' is not a whole number from 1 to %d", name, val, max);
+        return -1;
+    }
+    *out = (int)n;
+    return 0;
+}
+
 /* Matches "--name" or "--name=value"; takes the value from the next argument if needed.
  * Returns 1 on a match (with *val set), 0 when arg is another option, -1 on a missing
  * value. */
@@ -68,13 +140,27 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
     return 1;
 }
 
+int sc_opts_has_tag(const sc_opts_t *o, const char *tag)
+{
+    for (size_t i = 0; i < o->ntags; i++) {
+        size_t n = strcspn(o->tags[i], ",");
+        if (strlen(tag) == n && strncmp(tag, o->tags[i], n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o, char *err)
 {
-    static const char *const valued[] = {"--junit",      "--filter",  "--seed", "--gateway",
-                                         "--simulators", "--timeout", NULL};
+    static const char *const valued[] = {"--junit",      "--filter",  "--seed",  "--gateway",
+                                         "--simulators", "--timeout", "--speed", "--faketime-lib",
+                                         "--json",       "--html",    "--tag",   "--jobs",
+                                         "--repeat",     "--attach",  NULL};
     memset(o, 0, sizeof *o);
     o->junit = SC_DEFAULT_JUNIT;
     o->timeout_ms = SC_DEFAULT_TIMEOUT_MS;
+    o->jobs = 1;
+    o->repeat = 1;
     o->inputs = calloc((size_t)(argc > 0 ? argc : 1), sizeof *o->inputs);
     if (!o->inputs) {
         cm_errf(err, "out of memory");
@@ -93,6 +179,7 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
     }
     sibling(exe, "gateway/gateway", o->gateway, sizeof o->gateway);
     sibling(exe, "simulators/simulators", o->simulators, sizeof o->simulators);
+    snprintf(o->faketime_lib, sizeof o->faketime_lib, "%s", SC_DEFAULT_FAKETIME_LIB);
 
     int only_inputs = 0;
     for (int i = 1; i < argc; i++) {
@@ -108,6 +195,21 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
             o->keep = 1;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             o->verbose = 1;
+        } else if (!strcmp(a, "--fail-fast")) {
+            o->fail_fast = 1;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            o->quiet = 1;
+        } else if (!strncmp(a, "-j", 2) && a[1] == 'j' && a[2] != '\0') {
+            /* -j4 */
+            if (parse_count("-j", a + 2, SC_MAX_JOBS, &o->jobs, err))
+                return CM_EINVAL;
+        } else if (!strcmp(a, "-j")) {
+            if (i + 1 >= argc) {
+                cm_errf(err, "-j needs a value");
+                return CM_EINVAL;
+            }
+            if (parse_count("-j", argv[++i], SC_MAX_JOBS, &o->jobs, err))
+                return CM_EINVAL;
         } else if (!strcmp(a, "--check")) {
             o->check = 1;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -152,6 +254,48 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
                     return CM_EINVAL;
                 }
                 snprintf(dst, PATH_MAX, "%s", val);
+            } else if (!strcmp(name, "--attach")) {
+                if (parse_attach(o, val, err))
+                    return CM_EINVAL;
+            } else if (!strcmp(name, "--json")) {
+                o->json = val;
+            } else if (!strcmp(name, "--html")) {
+                o->html = val;
+            } else if (!strcmp(name, "--jobs")) {
+                if (parse_count(name, val, SC_MAX_JOBS, &o->jobs, err))
+                    return CM_EINVAL;
+            } else if (!strcmp(name, "--repeat")) {
+                if (parse_count(name, val, 10000, &o->repeat, err))
+                    return CM_EINVAL;
+            } else if (!strcmp(name, "--tag")) {
+                /* "a,b" or repeated: any of them. The strings stay argv's; split in place
+                 * would modify argv, so keep each comma-separated part as a pointer into a
+                 * copy-free scan: tags are matched with their length below. */
+                for (const char *t = val; *t;) {
+                    size_t n = strcspn(t, ",");
+                    if (n && o->ntags >= SC_MAX_TAGS) {
+                        cm_errf(err, "--tag: more than %d tags", SC_MAX_TAGS);
+                        return CM_EINVAL;
+                    }
+                    if (n)
+                        o->tags[o->ntags++] = t;
+                    t += n + (t[n] == ',');
+                }
+            } else if (!strcmp(name, "--speed")) {
+                char *end;
+                errno = 0;
+                long sp = strtol(val, &end, 10);
+                if (errno || *end || sp < 1 || sp > 100 || !isdigit((unsigned char)val[0])) {
+                    cm_errf(err, "--speed: '%s' is not a whole number from 1 to 100", val);
+                    return CM_EINVAL;
+                }
+                o->speed = (int)sp;
+            } else if (!strcmp(name, "--faketime-lib")) {
+                if (strlen(val) >= PATH_MAX) {
+                    cm_errf(err, "%s: path too long", name);
+                    return CM_EINVAL;
+                }
+                snprintf(o->faketime_lib, sizeof o->faketime_lib, "%s", val);
             } else if (!strcmp(name, "--timeout")) {
                 char derr[CM_ERR_LEN];
                 if (sc_duration_parse(val, &o->timeout_ms, derr) != CM_OK) {
@@ -165,6 +309,9 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
             }
         }
     }
+    const char *ci = getenv("CI");
+    if (ci && *ci && strcmp(ci, "0") != 0 && strcmp(ci, "false") != 0)
+        o->quiet = 1;
     if (!o->help && o->ninputs == 0) {
         cm_errf(err, "no scenario files or directories given (see --help)");
         return CM_EINVAL;

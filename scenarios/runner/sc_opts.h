@@ -1,7 +1,9 @@
 /* sc_opts.h - the runner's command line.
  *
- *   scenario [--junit FILE] [--filter SUBSTR] [--seed N] [--keep] [--gateway PATH]
- *            [--simulators PATH] [--timeout 60s] [--check] [-v] FILE_OR_DIR...
+ *   scenario [--junit FILE] [--json FILE] [--html FILE] [--filter SUBSTR] [--tag T]
+ *            [-j N] [--repeat N] [--fail-fast] [--seed N] [--speed N] [--keep]
+ *            [--gateway PATH] [--simulators PATH] [--timeout 60s] [--check] [-q] [-v]
+ *            FILE_OR_DIR...
  *
  * Options take their value as the next argument or after '=' (--seed=7); "--" ends the
  * options. The result borrows argv's strings. Thread-safe after parsing (read-only).
@@ -17,20 +19,39 @@
 
 #define SC_DEFAULT_JUNIT "reports/out/junit.xml"
 #define SC_DEFAULT_TIMEOUT_MS 60000
+#define SC_DEFAULT_FAKETIME_LIB "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+#define SC_MAX_TAGS 16
+#define SC_MAX_JOBS 64
 
 typedef struct {
-    const char *junit;  /* report path; default SC_DEFAULT_JUNIT */
-    const char *filter; /* substring of the scenario's name or file path, or NULL */
-    int has_seed;       /* --seed given: overrides every scenario's seed */
+    const char *junit;             /* report path; default SC_DEFAULT_JUNIT */
+    const char *json;              /* JSON report path, or NULL */
+    const char *html;              /* HTML report path, or NULL */
+    const char *tags[SC_MAX_TAGS]; /* --tag (repeatable, or a,b): scenarios with any of them */
+    size_t ntags;
+    int jobs;      /* -j N: scenarios in parallel (default 1) */
+    int repeat;    /* --repeat N: run each scenario N times (default 1) */
+    int fail_fast; /* start no new scenario after a failure */
+    int quiet;     /* -q: no PASS lines (also when the CI variable is set) */
+    /* --attach: run against parts already running, by URL (index sc_target_t; "" when not
+     * given); no process is started or stopped. */
+    int attach;
+    char attach_url[5][256];
+    char attach_webhook[256]; /* where the Retell simulator delivers; default gateway's */
+    const char *filter;       /* substring of the scenario's name or file path, or NULL */
+    int has_seed;             /* --seed given: overrides every scenario's seed */
     long long seed;
     int keep;           /* keep every temp dir (failed ones are always kept) */
     int verbose;        /* print every scenario's log, not only failures' */
     int check;          /* only load and validate the files */
     int help;           /* -h/--help: print usage, exit 0 */
     int64_t timeout_ms; /* whole-scenario deadline */
+    int speed;          /* --speed N: overrides every scenario's speed; 0: theirs */
     char gateway[PATH_MAX];
     char simulators[PATH_MAX];
-    const char **inputs; /* files and directories, borrowed from argv */
+    char faketime_lib[PATH_MAX]; /* libfaketime for scenarios with "speed" > 1 */
+    const char **inputs;         /* files and directories, borrowed from argv */
     size_t ninputs;
 } sc_opts_t;
 
@@ -40,6 +61,9 @@ typedef struct {
  * free with sc_opts_free. */
 cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o, char *err) CM_WUR;
 void sc_opts_free(sc_opts_t *o);
+
+/* 1 when tag is one of the --tag values. */
+int sc_opts_has_tag(const sc_opts_t *o, const char *tag);
 
 /* The usage text (static). */
 const char *sc_opts_usage(void);

@@ -209,6 +209,27 @@ cm_err_t sc_proc_stop(sc_proc_t *p, int64_t grace_ms, char *err)
     return CM_OK;
 }
 
+cm_err_t sc_proc_kill(sc_proc_t *p, char *err)
+{
+    char how[96];
+    if (p->pid <= 0)
+        return CM_OK;
+    if (!sc_proc_running(p)) {
+        sc_proc_describe(p, how, sizeof how);
+        kill(-p->pid, SIGKILL);
+        cm_errf(err, "%s ended before it was killed: %s", p->name, how);
+        return CM_ESTATE;
+    }
+    kill(-p->pid, SIGKILL);
+    if (!reap_until(p, cm_clock_mono_ms() + SC_PROC_KILL_WAIT_MS)) {
+        cm_errf(err, "%s (pid %d) survived SIGKILL for %d ms", p->name, (int)p->pid,
+                SC_PROC_KILL_WAIT_MS);
+        return CM_ESTATE;
+    }
+    kill(-p->pid, SIGKILL); /* anything the leader left behind in its group */
+    return CM_OK;
+}
+
 char *sc_proc_log_tail(const char *path, int max_lines, const char *indent)
 {
     enum { TAIL_MAX = 64 << 10 };

@@ -52,6 +52,11 @@ cm_err_t sc_proc_wait_ready(sc_proc_t *p, const char *ready_path, int64_t timeou
  * otherwise or needed SIGKILL (err says how). A never-started child is CM_OK. */
 cm_err_t sc_proc_stop(sc_proc_t *p, int64_t grace_ms, char *err) CM_WUR;
 
+/* Kills the child's whole group with SIGKILL (a crash on purpose) and waits until the
+ * leader is reaped. CM_OK when it is gone (whatever it was doing), CM_ESTATE when it had
+ * ended before (err says how) or survived SIGKILL. A never-started child is CM_OK. */
+cm_err_t sc_proc_kill(sc_proc_t *p, char *err) CM_WUR;
+
 /* "exited with status 1", "killed by signal 11 (Segmentation fault)", "running". */
 void sc_proc_describe(const sc_proc_t *p, char *out, size_t cap);
 

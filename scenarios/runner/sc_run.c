@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cm_clock.h"
 #include "cm_codec.h"
@@ -17,6 +18,7 @@
 #include "sc_log.h"
 #include "sc_signal.h"
 #include "sc_steps.h"
+#include "sc_time.h"
 
 /* A gateway config is a hand-written fixture. */
 #define SC_CONFIG_MAX (1u << 20)
@@ -39,8 +41,8 @@ static cm_err_t make_tmpdir(sc_ctx_t *ctx)
     }
     /* As varnishtest does: a kept directory says which test it belonged to. */
     char path[PATH_MAX + 16], info[PATH_MAX * 2 + 600];
-    int n = snprintf(info, sizeof info, "name: %s\nfile: %s\nseed: %lld\n", ctx->sc->name,
-                     ctx->sc->path, ctx->seed);
+    int n = snprintf(info, sizeof info, "name: %s\nfile: %s\nseed: %lld\nspeed: %d\n",
+                     ctx->sc->name, ctx->sc->path, ctx->seed, ctx->speed);
     snprintf(path, sizeof path, "%s/INFO", ctx->tmpdir);
     if (sc_files_write(path, info, (size_t)n, err) != CM_OK)
         return sc_fail(ctx, RP_ERRORED, "startup", "%s", err);
@@ -83,6 +85,31 @@ static cm_err_t set_endpoint(sc_ctx_t *ctx, sc_target_t t, const char *name, int
     return rc;
 }
 
+/* Appends LD_PRELOAD and FAKETIME for a child started now (see sc_time.h). */
+static cm_err_t add_faketime_env(sc_ctx_t *ctx, char **env, size_t *nenv)
+{
+    char ft[64], line[PATH_MAX + 32];
+    sc_time_faketime(ctx, ft, sizeof ft);
+    snprintf(line, sizeof line, "LD_PRELOAD=%s", ctx->opts->faketime_lib);
+    if (!(env[*nenv] = strdup(line)))
+        return CM_ENOMEM;
+    (*nenv)++;
+    snprintf(line, sizeof line, "FAKETIME=%s", ft);
+    if (!(env[*nenv] = strdup(line)))
+        return CM_ENOMEM;
+    (*nenv)++;
+    /* A sanitizer build wants its runtime first in the preload list and refuses to start
+     * otherwise; libfaketime only wraps the clock calls, so the order does not matter. */
+    const char *asan = getenv("ASAN_OPTIONS");
+    snprintf(line, sizeof line, "ASAN_OPTIONS=%s%sverify_asan_link_order=0", asan ? asan : "",
+             asan && *asan ? ":" : "");
+    if (!(env[*nenv] = strdup(line)))
+        return CM_ENOMEM;
+    (*nenv)++;
+    sc_log(ctx, "runner", "clock: LD_PRELOAD=%s FAKETIME=\"%s\"", ctx->opts->faketime_lib, ft);
+    return CM_OK;
+}
+
 static cm_err_t start_child(sc_ctx_t *ctx, sc_proc_t *p, const char *name, const char *actor,
                             const char *const argv[], const char *const env[],
                             const char *ready_path, json_t **ready)
@@ -118,7 +145,16 @@ static cm_err_t start_simulators(sc_ctx_t *ctx)
     snprintf(ready_path, sizeof ready_path, "%s/sim.ready", ctx->tmpdir);
     snprintf(seed, sizeof seed, "%lld", ctx->seed);
     const char *argv[] = {ctx->opts->simulators, "--ready-file", ready_path, "--seed", seed, NULL};
-    cm_err_t rc = start_child(ctx, &ctx->sim, "simulators", "sim", argv, NULL, ready_path, &ready);
+    char *env[4] = {NULL};
+    size_t nenv = 0;
+    cm_err_t rc = CM_OK;
+    if (ctx->speed > 1 && add_faketime_env(ctx, env, &nenv) != CM_OK)
+        rc = sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+    if (!rc)
+        rc = start_child(ctx, &ctx->sim, "simulators", "sim", argv, (const char *const *)env,
+                         ready_path, &ready);
+    for (size_t i = 0; i < nenv; i++)
+        free(env[i]);
     if (rc)
         return rc;
     static const struct {
@@ -140,13 +176,15 @@ static cm_err_t start_simulators(sc_ctx_t *ctx)
     return rc;
 }
 
-/* Expands the scenario's gateway config into DIR/gateway.json. */
-static cm_err_t write_gateway_config(sc_ctx_t *ctx, char *out, size_t cap)
+/* Expands a gateway config (rel: the scenario's when NULL) into DIR/gateway.json
+ * (DIR/gateway-N.json for the Nth start, so a kept dir shows each). */
+static cm_err_t write_gateway_config(sc_ctx_t *ctx, const char *rel, char *out, size_t cap)
 {
     char src[PATH_MAX], err[SC_ERR_LEN];
     char *text = NULL, *expanded = NULL;
     cm_err_t rc;
-    if (sc_scenario_resolve(ctx->sc, ctx->sc->gateway_config, src, sizeof src, err) != CM_OK)
+    if (sc_scenario_resolve(ctx->sc, rel ? rel : ctx->sc->gateway_config, src, sizeof src, err) !=
+        CM_OK)
         return sc_fail(ctx, RP_ERRORED, "startup", "gateway config: %s", err);
     if (sc_files_read(src, SC_CONFIG_MAX, &text, NULL, err) != CM_OK)
         return sc_fail(ctx, RP_ERRORED, "startup", "gateway config: %s", err);
@@ -155,7 +193,13 @@ static cm_err_t write_gateway_config(sc_ctx_t *ctx, char *out, size_t cap)
         return sc_fail(ctx, RP_ERRORED, "startup", "gateway config %s: %s", src, err);
     }
     free(text);
-    snprintf(out, cap, "%s/gateway.json", ctx->tmpdir);
+    int n = ctx->gw_starts <= 1
+                ? snprintf(out, cap, "%s/gateway.json", ctx->tmpdir)
+                : snprintf(out, cap, "%s/gateway-%d.json", ctx->tmpdir, ctx->gw_starts);
+    if (n >= (int)cap) {
+        free(expanded);
+        return sc_fail(ctx, RP_ERRORED, "startup", "temp dir path too long");
+    }
     rc = sc_files_write(out, expanded, strlen(expanded), err);
     free(expanded);
     if (rc)
@@ -164,15 +208,38 @@ static cm_err_t write_gateway_config(sc_ctx_t *ctx, char *out, size_t cap)
     return CM_OK;
 }
 
-static cm_err_t start_gateway(sc_ctx_t *ctx)
+static cm_err_t connect_webhook(sc_ctx_t *ctx);
+
+cm_err_t sc_run_gateway_start(sc_ctx_t *ctx, const char *config_rel)
 {
     char config[PATH_MAX + 16], ready_path[PATH_MAX + 16], err[CM_ERR_LEN];
-    char *env[SC_MAX_ENV + 2] = {NULL};
+    char *env[SC_MAX_ENV + 4] = {NULL};
     size_t nenv = 0;
     json_t *ready = NULL;
-    cm_err_t rc = write_gateway_config(ctx, config, sizeof config);
+    if (ctx->gw.pid > 0 && sc_proc_running(&ctx->gw))
+        return sc_fail(ctx, RP_FAILED, "invalid",
+                       "the gateway is running (pid %d): stop or kill it before starting it",
+                       (int)ctx->gw.pid);
+    ctx->gw_starts++;
+    cm_err_t rc = write_gateway_config(ctx, config_rel, config, sizeof config);
     if (rc)
         return rc;
+    /* A killed gateway leaves its ready file behind: it must not pass for the new one. */
+    snprintf(ready_path, sizeof ready_path, "%s/gw.ready", ctx->tmpdir);
+    if (unlink(ready_path) != 0 && errno != ENOENT)
+        return sc_fail(ctx, RP_ERRORED, "startup", "cannot remove %s: %s", ready_path,
+                       strerror(errno));
+    if (ctx->gw_starts > 1) {
+        /* The log continues in gw.log; a marker line shows where each instance begins. */
+        char log[PATH_MAX + 16];
+        snprintf(log, sizeof log, "%s/gw.log", ctx->tmpdir);
+        FILE *f = fopen(log, "a");
+        if (f) {
+            fprintf(f, "=== scenario runner: gateway start #%d, config %s ===\n", ctx->gw_starts,
+                    config);
+            fclose(f);
+        }
+    }
 
     /* A fresh admin token per run: the gateway reads it from the environment (the config
      * says {"env":"GW_ADMIN_TOKEN"}), we send it as Bearer on /admin/ requests. */
@@ -204,8 +271,9 @@ static cm_err_t start_gateway(sc_ctx_t *ctx)
         free(val);
         sc_log(ctx, "runner", "gateway env %s set", k); /* the value may be a secret */
     }
+    if (!rc && ctx->speed > 1 && (rc = add_faketime_env(ctx, env, &nenv)) != CM_OK)
+        rc = sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
     if (!rc) {
-        snprintf(ready_path, sizeof ready_path, "%s/gw.ready", ctx->tmpdir);
         const char *argv[] = {ctx->opts->gateway, "--config", config,
                               "--ready-file",     ready_path, NULL};
         rc = start_child(ctx, &ctx->gw, "gateway", "gw", argv, (const char *const *)env, ready_path,
@@ -222,14 +290,17 @@ static cm_err_t start_gateway(sc_ctx_t *ctx)
                        "the gateway's ready file has no valid \"port\"");
     if (set_endpoint(ctx, SC_TO_GATEWAY, "gateway", port))
         return sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
-    return CM_OK;
+    return connect_webhook(ctx);
 }
 
 /* Points the Retell simulator's webhooks at the gateway. */
 static cm_err_t connect_webhook(sc_ctx_t *ctx)
 {
-    char body[256], shown[SC_HTTP_SHOW + 128];
-    snprintf(body, sizeof body, "{\"url\":\"%s/webhooks/retell\"}", ctx->url[SC_TO_GATEWAY]);
+    char body[400], shown[SC_HTTP_SHOW + 128];
+    if (*ctx->opts->attach_webhook)
+        snprintf(body, sizeof body, "{\"url\":\"%s\"}", ctx->opts->attach_webhook);
+    else
+        snprintf(body, sizeof body, "{\"url\":\"%s/webhooks/retell\"}", ctx->url[SC_TO_GATEWAY]);
     sc_http_req_t r = {.to = SC_TO_CONTROL,
                        .method = "PUT",
                        .path = "/control/retell/webhook",
@@ -244,6 +315,44 @@ static cm_err_t connect_webhook(sc_ctx_t *ctx)
                     sc_answer_show(&a, shown, sizeof shown));
     sc_answer_free(&a);
     return rc;
+}
+
+/* Attach mode: the parts run already; take their URLs and the admin token, and point the
+ * Retell simulator at the gateway when its control port is known. */
+static cm_err_t attach_parts(sc_ctx_t *ctx)
+{
+    static const char *const names[] = {"gateway", "control", "retell", "calcom", "stripe"};
+    const sc_opts_t *o = ctx->opts;
+    for (int t = 0; t < 5; t++) {
+        if (!*o->attach_url[t])
+            continue;
+        char var[32];
+        const char *hostport = strstr(o->attach_url[t], "://") + 3;
+        const char *colon = strrchr(hostport, ':');
+        int port = colon && !strchr(colon, '/')             ? atoi(colon + 1)
+                   : !strncmp(o->attach_url[t], "https", 5) ? 443
+                                                            : 80;
+        snprintf(ctx->url[t], sizeof ctx->url[t], "%s", o->attach_url[t]);
+        snprintf(var, sizeof var, "%s_url", names[t]);
+        cm_err_t rc = sc_vars_set_str(ctx->vars, var, ctx->url[t]);
+        snprintf(var, sizeof var, "%s_port", names[t]);
+        if (rc || sc_vars_set_int(ctx->vars, var, port))
+            return sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+        sc_log(ctx, "runner", "attached to %s at %s", names[t], ctx->url[t]);
+    }
+    const char *tok = getenv("SC_ADMIN_TOKEN");
+    if (!tok || !*tok)
+        tok = getenv("GW_ADMIN_TOKEN");
+    if (tok && strlen(tok) >= sizeof ctx->admin_token)
+        return sc_fail(ctx, RP_ERRORED, "startup",
+                       "the admin token ($SC_ADMIN_TOKEN) is longer than %zu characters",
+                       sizeof ctx->admin_token - 1);
+    snprintf(ctx->admin_token, sizeof ctx->admin_token, "%s", tok ? tok : "");
+    if (!*ctx->admin_token)
+        sc_log(ctx, "runner",
+               "no $SC_ADMIN_TOKEN / $GW_ADMIN_TOKEN: /admin/ requests go "
+               "without a valid token");
+    return *ctx->url[SC_TO_CONTROL] ? connect_webhook(ctx) : CM_OK;
 }
 
 /* A child that died during a step fails the scenario right there, with its log. */
@@ -277,6 +386,46 @@ static void stop_child(sc_ctx_t *ctx, sc_proc_t *p, const char *actor)
     }
 }
 
+cm_err_t sc_run_gateway_stop(sc_ctx_t *ctx, const char *label)
+{
+    char err[CM_ERR_LEN];
+    if (ctx->gw.pid <= 0)
+        return sc_fail(ctx, RP_FAILED, "invalid",
+                       "%s: the gateway is not running (nothing to stop)", label);
+    int64_t t = cm_clock_mono_ms();
+    cm_err_t rc = sc_proc_stop(&ctx->gw, SC_STOP_GRACE_MS, err);
+    ctx->url[SC_TO_GATEWAY][0] = '\0';
+    if (rc) {
+        sc_fail(ctx, RP_FAILED, "process", "%s: %s", label, err);
+        add_tail(ctx, &ctx->gw);
+    } else {
+        sc_log(ctx, "gw", "stopped in %lld ms (exit status 0)",
+               (long long)(cm_clock_mono_ms() - t));
+    }
+    ctx->gw.pid = 0; /* stopped (or reported): teardown has nothing left to do */
+    return rc ? CM_EINVAL : CM_OK;
+}
+
+cm_err_t sc_run_gateway_kill(sc_ctx_t *ctx, const char *label)
+{
+    char err[CM_ERR_LEN];
+    if (ctx->gw.pid <= 0)
+        return sc_fail(ctx, RP_FAILED, "invalid",
+                       "%s: the gateway is not running (nothing to kill)", label);
+    int64_t t = cm_clock_mono_ms();
+    cm_err_t rc = sc_proc_kill(&ctx->gw, err);
+    ctx->url[SC_TO_GATEWAY][0] = '\0';
+    if (rc) {
+        sc_fail(ctx, RP_FAILED, "process", "%s: %s", label, err);
+        add_tail(ctx, &ctx->gw);
+    } else {
+        sc_log(ctx, "gw", "killed (SIGKILL to pid group %d), gone in %lld ms", (int)ctx->gw.pid,
+               (long long)(cm_clock_mono_ms() - t));
+    }
+    ctx->gw.pid = 0;
+    return rc ? CM_EINVAL : CM_OK;
+}
+
 rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case_t *out,
                             char kept[PATH_MAX])
 {
@@ -288,22 +437,36 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
     ctx.t0_ms = cm_clock_mono_ms();
     ctx.deadline_ms = ctx.t0_ms + o->timeout_ms;
     ctx.seed = o->has_seed ? o->seed : sc->seed;
+    ctx.speed = o->attach ? 1 : o->speed > 0 ? o->speed : sc->speed;
     out->started_ms = cm_clock_now_ms();
+    ctx.ref_real_ms = out->started_ms; /* simulated time starts as real time */
+    out->seed = ctx.seed;
+    out->speed = ctx.speed;
     kept[0] = '\0';
 
-    sc_log(&ctx, "runner", "scenario \"%s\" from %s, seed %lld", sc->name, sc->path, ctx.seed);
+    sc_log(&ctx, "runner", "scenario \"%s\" from %s, seed %lld%s", sc->name, sc->path, ctx.seed,
+           ctx.speed > 1 ? ", clock speed-up (libfaketime)" : "");
+    if (ctx.speed > 1)
+        sc_log(&ctx, "runner", "speed x%d: \"within\" and signature times are simulated",
+               ctx.speed);
     cm_err_t rc = CM_OK;
     if (!(ctx.vars = sc_vars_new()) || !(ctx.http = cm_http_client_new()) ||
         sc_vars_set_int(ctx.vars, "seed", ctx.seed))
         rc = sc_fail(&ctx, RP_ERRORED, "internal", "out of memory");
+    if (!rc && ctx.speed > 1 && access(o->faketime_lib, R_OK) != 0)
+        rc = sc_fail(&ctx, RP_ERRORED, "startup",
+                     "speed x%d needs libfaketime, not found at %s (install the Debian package "
+                     "libfaketime, as ci/install-deps does, or pass --faketime-lib PATH; "
+                     "--speed 1 runs in real time)",
+                     ctx.speed, o->faketime_lib);
     if (!rc)
         rc = make_tmpdir(&ctx);
-    if (!rc)
+    if (!rc && o->attach)
+        rc = attach_parts(&ctx);
+    if (!rc && !o->attach)
         rc = start_simulators(&ctx);
-    if (!rc)
-        rc = start_gateway(&ctx);
-    if (!rc)
-        rc = connect_webhook(&ctx);
+    if (!rc && !o->attach)
+        rc = sc_run_gateway_start(&ctx, NULL);
     for (size_t i = 0; !rc && i < sc->nsteps; i++) {
         if (sc_signal_caught()) {
             rc = sc_fail(&ctx, RP_ERRORED, "interrupted",
@@ -339,6 +502,7 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
         }
     }
     out->time_s = (double)(cm_clock_mono_ms() - ctx.t0_ms) / 1000.0;
+    out->sim_time_s = out->time_s * ctx.speed;
     cm_buf_free(&ctx.fail.detail);
     cm_http_client_free(&ctx.http);
     sc_vars_free(&ctx.vars);

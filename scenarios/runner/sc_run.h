@@ -32,4 +32,17 @@
 rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case_t *out,
                             char kept[PATH_MAX]);
 
+/* For the gateway step (sc_steps.c); each records its own failure in ctx.
+ * start: refuses while the gateway runs; expands the config (config_rel, or the
+ * scenario's when NULL) into the temp dir, starts the gateway on the same data dir
+ * (a new port: ${gateway_url} and ${gateway_port} change), waits for its ready file and
+ * points the Retell simulator's webhooks at it.
+ * stop: SIGTERM, it must exit with status 0 within SC_STOP_GRACE_MS.
+ * kill: SIGKILL to its process group, returns once it is gone.
+ * label (the step) starts their failure messages. */
+struct sc_ctx;
+cm_err_t sc_run_gateway_start(struct sc_ctx *ctx, const char *config_rel) CM_WUR;
+cm_err_t sc_run_gateway_stop(struct sc_ctx *ctx, const char *label) CM_WUR;
+cm_err_t sc_run_gateway_kill(struct sc_ctx *ctx, const char *label) CM_WUR;
+
 #endif

@@ -7,22 +7,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cm_json.h"
 #include "sc_duration.h"
 #include "sc_files.h"
 #include "sc_match.h"
+#include "sc_metrics.h"
 #include "sc_vars.h"
 
 const char *const sc_builtin_vars[] = {
-    "seed",        "tmp_dir",      "data_dir",    "gateway_url", "gateway_port",
-    "control_url", "control_port", "retell_url",  "retell_port", "calcom_url",
-    "calcom_port", "stripe_url",   "stripe_port", NULL,
+    "seed",         "tmp_dir",    "data_dir",    "gateway_url", "gateway_port", "control_url",
+    "control_port", "retell_url", "retell_port", "calcom_url",  "calcom_port",  "stripe_url",
+    "stripe_port",  "now_ms",     "now_iso",     NULL,
 };
 
+const char *const sc_scenario_keys[] = {"name",    "description", "tags",  "seed", "speed",
+                                        "gateway", "env",         "steps", NULL};
+
 static const char *const target_names[] = {"gateway", "control", "retell", "calcom", "stripe"};
-static const char *const kind_names[] = {"request", "call", "webhook", "wait"};
+static const char *const kind_names[SC_STEP__COUNT] = {"request", "call",   "webhook", "wait",
+                                                       "gateway", "repeat", "include"};
+static const char *const scheme_names[] = {"none", "retell", "calcom", "stripe", "std"};
+static const char *const action_names[] = {"kill", "stop", "start", "restart"};
 
 const char *sc_target_name(sc_target_t t)
 {
@@ -31,14 +39,26 @@ const char *sc_target_name(sc_target_t t)
 
 const char *sc_step_kind_name(sc_step_kind_t k)
 {
-    return (unsigned)k < 4 ? kind_names[k] : "?";
+    return (unsigned)k < SC_STEP__COUNT ? kind_names[k] : "?";
+}
+
+const char *sc_sign_scheme_name(sc_sign_scheme_t s)
+{
+    return (unsigned)s <= SC_SIGN_STD ? scheme_names[s] : "?";
+}
+
+const char *sc_gw_action_name(sc_gw_action_t a)
+{
+    return (unsigned)a <= SC_GW_RESTART ? action_names[a] : "?";
 }
 
 /* Validation context: where we are, for the message prefix. */
 typedef struct {
     const sc_scenario_t *sc;
-    char where[96]; /* "steps[3] (webhook)", "" at top level */
+    char where[224]; /* "steps[3] (webhook)", "" at top level */
     char *err;
+    int in_concurrent; /* parsing inside a repeat with concurrency > 1 */
+    int depth;         /* include depth */
 } vctx_t;
 
 static cm_err_t fail(vctx_t *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -156,10 +176,132 @@ static cm_err_t parse_target(vctx_t *v, const json_t *obj, sc_target_t *to)
                 s);
 }
 
+static cm_err_t opt_int(vctx_t *v, const json_t *obj, const char *key, long long def, long long min,
+                        long long max, long long *out)
+{
+    const json_t *x = json_object_get(obj, key);
+    *out = def;
+    if (!x)
+        return CM_OK;
+    if (!json_is_integer(x) || json_integer_value(x) < min || json_integer_value(x) > max)
+        return fail(v, "\"%s\" must be an integer from %lld to %lld", key, min, max);
+    *out = json_integer_value(x);
+    return CM_OK;
+}
+
+/* "body_repeat": {"text": "x", "times": 300000}: a big body without a big file. */
+static cm_err_t parse_body_repeat(vctx_t *v, const json_t *x, sc_request_t *r)
+{
+    static const char *const keys[] = {"text", "times", NULL};
+    cm_err_t rc;
+    if (!json_is_object(x))
+        return fail(v, "\"body_repeat\" must be an object {\"text\": \"x\", \"times\": N}");
+    if ((rc = check_keys(v, x, "\"body_repeat\"", keys)) ||
+        (rc = req_str(v, x, "text", &r->repeat_text)))
+        return rc;
+    const json_t *t = json_object_get(x, "times");
+    if (!json_is_integer(t) || json_integer_value(t) < 1)
+        return fail(v, "\"body_repeat\": \"times\" is required (a positive integer)");
+    r->repeat_times = json_integer_value(t);
+    if ((unsigned long long)r->repeat_times > SC_BODY_REPEAT_MAX / strlen(r->repeat_text))
+        return fail(v, "\"body_repeat\": the body would be larger than %u bytes",
+                    SC_BODY_REPEAT_MAX);
+    return CM_OK;
+}
+
+/* The headers each scheme writes (a "headers" entry with the same name is an error). */
+static const char *const *sign_headers(sc_sign_scheme_t s)
+{
+    static const char *const retell[] = {"x-retell-signature", NULL};
+    static const char *const calcom[] = {"X-Cal-Signature-256", NULL};
+    static const char *const stripe[] = {"Stripe-Signature", NULL};
+    static const char *const std[] = {"webhook-id", "webhook-timestamp", "webhook-signature", NULL};
+    static const char *const none[] = {NULL};
+    switch (s) {
+    case SC_SIGN_RETELL:
+        return retell;
+    case SC_SIGN_CALCOM:
+        return calcom;
+    case SC_SIGN_STRIPE:
+        return stripe;
+    case SC_SIGN_STD:
+        return std;
+    default:
+        return none;
+    }
+}
+
+static cm_err_t parse_sign(vctx_t *v, const json_t *x, sc_request_t *r)
+{
+    static const char *const keys[] = {"scheme", "key", "keys", "timestamp_offset_ms",
+                                       "forge",  "id",  NULL};
+    sc_sign_t *g = &r->sign;
+    const char *scheme;
+    cm_err_t rc;
+    if (!json_is_object(x))
+        return fail(v, "\"sign\" must be an object {\"scheme\": ..., \"key\": ...}");
+    if ((rc = check_keys(v, x, "\"sign\"", keys)) || (rc = req_str(v, x, "scheme", &scheme)))
+        return rc;
+    for (int i = SC_SIGN_RETELL; i <= SC_SIGN_STD; i++)
+        if (!strcmp(scheme, scheme_names[i]))
+            g->scheme = (sc_sign_scheme_t)i;
+    if (g->scheme == SC_SIGN_NONE)
+        return fail(v,
+                    "\"sign\": \"scheme\" must be one of retell, calcom, stripe, std (got "
+                    "\"%s\")",
+                    scheme);
+    if ((rc = opt_str(v, x, "key", &g->key)) || (rc = opt_bool(v, x, "forge", 0, &g->forge)) ||
+        (rc = opt_str(v, x, "id", &g->id)))
+        return rc;
+    g->keys = json_object_get(x, "keys");
+    if ((g->key != NULL) == (g->keys != NULL))
+        return fail(v, "\"sign\": give exactly one of \"key\" and \"keys\"");
+    if (g->key && !*g->key)
+        return fail(v, "\"sign\": \"key\" must not be empty");
+    if (g->keys) {
+        size_t n = json_is_array(g->keys) ? json_array_size(g->keys) : 0;
+        if (g->scheme == SC_SIGN_RETELL || g->scheme == SC_SIGN_CALCOM)
+            return fail(v, "\"sign\": %s signs with one \"key\" (\"keys\" is for stripe and std)",
+                        scheme);
+        if (n < 1 || n > SC_SIGN_MAX_KEYS)
+            return fail(v, "\"sign\": \"keys\" must be a list of 1 to %d keys", SC_SIGN_MAX_KEYS);
+        for (size_t i = 0; i < n; i++) {
+            const json_t *k = json_array_get(g->keys, i);
+            if (!json_is_string(k) || json_string_length(k) == 0)
+                return fail(v, "\"sign\": \"keys\"[%zu] must be a non-empty string", i);
+        }
+    }
+    const json_t *off = json_object_get(x, "timestamp_offset_ms");
+    if (off) {
+        if (!json_is_integer(off))
+            return fail(v, "\"sign\": \"timestamp_offset_ms\" must be an integer");
+        if (g->scheme == SC_SIGN_CALCOM)
+            return fail(v, "\"sign\": calcom signatures carry no timestamp (drop "
+                           "\"timestamp_offset_ms\")");
+        g->ts_offset_ms = json_integer_value(off);
+    }
+    if (g->scheme == SC_SIGN_STD && (!g->id || !*g->id))
+        return fail(v, "\"sign\": std needs \"id\" (the webhook-id, e.g. \"msg_${i}\")");
+    if (g->scheme != SC_SIGN_STD && g->id)
+        return fail(v, "\"sign\": \"id\" is only for the std scheme");
+    if (r->headers) {
+        const char *k;
+        json_t *hv;
+        json_object_foreach((json_t *)r->headers, k, hv)
+        {
+            for (const char *const *h = sign_headers(g->scheme); *h; h++)
+                if (!strcasecmp(k, *h))
+                    return fail(v, "\"headers\": \"%s\" is set by \"sign\"; give one or the other",
+                                k);
+        }
+    }
+    return CM_OK;
+}
+
 static cm_err_t parse_request(vctx_t *v, const json_t *obj, sc_request_t *r)
 {
-    static const char *const keys[] = {"to",   "method", "path", "headers",
-                                       "json", "body",   "auth", NULL};
+    static const char *const keys[] = {"to",   "method", "path",        "headers", "json",
+                                       "body", "auth",   "body_repeat", "sign",    NULL};
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
     cm_err_t rc;
     if (!json_is_object(obj))
@@ -182,8 +324,14 @@ static cm_err_t parse_request(vctx_t *v, const json_t *obj, sc_request_t *r)
     if (r->path[0] != '/' && strncmp(r->path, "${", 2) != 0)
         return fail(v, "\"path\" must start with '/' (got \"%s\")", r->path);
     r->json = json_object_get(obj, "json");
-    if (r->json && r->body)
-        return fail(v, "give either \"json\" or \"body\", not both");
+    const json_t *rep = json_object_get(obj, "body_repeat");
+    if ((r->json != NULL) + (r->body != NULL) + (rep != NULL) > 1)
+        return fail(v, "give one of \"json\", \"body\" and \"body_repeat\", not several");
+    if (rep && (rc = parse_body_repeat(v, rep, r)))
+        return rc;
+    const json_t *sign = json_object_get(obj, "sign");
+    if (sign && (rc = parse_sign(v, sign, r)))
+        return rc;
     if (r->headers) {
         const char *k;
         json_t *x;
@@ -238,7 +386,7 @@ static cm_err_t parse_match(vctx_t *v, const json_t *x, const char *what)
 static cm_err_t parse_expect(vctx_t *v, const json_t *x, const char *what, int webhook,
                              sc_expect_t *e)
 {
-    static const char *const req_keys[] = {"status", "json", NULL};
+    static const char *const req_keys[] = {"status", "json", "metrics", NULL};
     static const char *const hook_keys[] = {"statuses", "json", NULL};
     const char *skey = webhook ? "statuses" : "status";
     cm_err_t rc;
@@ -254,6 +402,24 @@ static cm_err_t parse_expect(vctx_t *v, const json_t *x, const char *what, int w
     const json_t *s = json_object_get(x, skey);
     if (s && (rc = parse_statuses(v, s, skey, e)))
         return rc;
+    e->metrics = json_object_get(x, "metrics");
+    if (e->metrics) {
+        const char *k;
+        json_t *want;
+        char merr[CM_ERR_LEN];
+        if (!json_is_object(e->metrics) || json_object_size(e->metrics) == 0)
+            return fail(v, "\"%s\".\"metrics\" must be an object of selector -> value", what);
+        json_object_foreach((json_t *)e->metrics, k, want)
+        {
+            if (sc_metrics_selector_valid(k, merr) != CM_OK)
+                return fail(v, "\"%s\".\"metrics\": %s", what, merr);
+        }
+        /* The values are checked like "json" expectations (keys are not paths there). */
+        char m[48];
+        snprintf(m, sizeof m, "\"%s\".\"metrics\"", what);
+        if ((rc = parse_match(v, e->metrics, m)))
+            return rc;
+    }
     e->json = json_object_get(x, "json");
     if (e->json) {
         char m[48];
@@ -378,20 +544,159 @@ static cm_err_t parse_wait(vctx_t *v, const json_t *obj, sc_step_t *s)
     return CM_OK;
 }
 
-static cm_err_t parse_step(vctx_t *v, const json_t *obj, size_t i, sc_step_t *s)
+static cm_err_t parse_gateway(vctx_t *v, const json_t *obj, sc_step_t *s)
+{
+    static const char *const keys[] = {"action", "config", NULL};
+    const char *action;
+    cm_err_t rc;
+    if (!json_is_object(obj))
+        return fail(v, "\"gateway\" must be an object {\"action\": ...}");
+    if ((rc = check_keys(v, obj, "\"gateway\"", keys)) ||
+        (rc = req_str(v, obj, "action", &action)) || (rc = opt_str(v, obj, "config", &s->config)))
+        return rc;
+    int found = 0;
+    for (int i = SC_GW_KILL; i <= SC_GW_RESTART && !found; i++)
+        if (!strcmp(action, action_names[i])) {
+            s->action = (sc_gw_action_t)i;
+            found = 1;
+        }
+    if (!found)
+        return fail(v, "\"action\" must be one of kill, stop, start, restart (got \"%s\")", action);
+    if (s->config && s->action != SC_GW_START && s->action != SC_GW_RESTART)
+        return fail(v, "\"config\" is only for start and restart");
+    if (s->config && (rc = check_file(v, "config", s->config)))
+        return rc;
+    if (v->in_concurrent)
+        return fail(v, "a gateway step cannot run inside a repeat with \"concurrency\" > 1");
+    return CM_OK;
+}
+
+static cm_err_t parse_steps(vctx_t *v, const json_t *list, const char *loc, const char *actor,
+                            sc_step_t **out, size_t *n);
+
+static cm_err_t parse_repeat(vctx_t *v, const json_t *obj, sc_step_t *s)
+{
+    static const char *const keys[] = {"times",       "step",         "steps", "var",
+                                       "concurrency", "shuffle_seed", NULL};
+    long long conc, seed;
+    cm_err_t rc;
+    if (!json_is_object(obj))
+        return fail(v, "\"repeat\" must be an object {\"times\": N, \"step\": {...}}");
+    if ((rc = check_keys(v, obj, "\"repeat\"", keys)) || (rc = opt_str(v, obj, "var", &s->var)) ||
+        (rc = opt_int(v, obj, "concurrency", 1, 1, SC_REPEAT_MAX_CONCURRENCY, &conc)) ||
+        (rc = opt_int(v, obj, "shuffle_seed", -1, 0, INT64_MAX, &seed)))
+        return rc;
+    const json_t *t = json_object_get(obj, "times");
+    if (!json_is_integer(t) || json_integer_value(t) < 1 ||
+        json_integer_value(t) > SC_REPEAT_MAX_TIMES)
+        return fail(v, "\"times\" is required (an integer from 1 to %d)", SC_REPEAT_MAX_TIMES);
+    s->times = json_integer_value(t);
+    s->concurrency = (int)conc;
+    s->shuffle = seed >= 0;
+    s->shuffle_seed = seed >= 0 ? (unsigned long long)seed : 0;
+    if (!s->var)
+        s->var = "i";
+    if (!sc_vars_valid_name(s->var))
+        return fail(v, "\"var\": \"%s\" is not a variable name", s->var);
+    for (const char *const *b = sc_builtin_vars; *b; b++)
+        if (!strcmp(s->var, *b))
+            return fail(v, "\"var\": \"%s\" is a built-in variable", s->var);
+    if (v->in_concurrent && s->concurrency > 1)
+        return fail(v, "a repeat with \"concurrency\" > 1 cannot sit inside another one");
+    const json_t *one = json_object_get(obj, "step"), *many = json_object_get(obj, "steps");
+    if ((one != NULL) == (many != NULL))
+        return fail(v, "give exactly one of \"step\" (one step) and \"steps\" (a list)");
+    if (one && !json_is_object(one))
+        return fail(v, "\"step\" must be a step object");
+    json_t *list = one ? json_pack("[O]", one) : json_incref((json_t *)many);
+    if (!list)
+        return fail(v, "out of memory");
+    char loc[sizeof s->loc], actor[sizeof s->actor], where[sizeof v->where];
+    if (snprintf(loc, sizeof loc, "%s.%s", s->loc, one ? "step" : "steps") >= (int)sizeof loc ||
+        snprintf(actor, sizeof actor, "%.*s", (int)strlen(s->actor) - 1, s->actor) >=
+            (int)sizeof actor) {
+        json_decref(list);
+        return fail(v, "repeats nested too deep");
+    }
+    snprintf(where, sizeof where, "%s", v->where);
+    int outer = v->in_concurrent;
+    v->in_concurrent |= s->concurrency > 1;
+    rc = parse_steps(v, list, loc, actor, &s->children, &s->nchildren);
+    v->in_concurrent = outer;
+    json_decref(list);
+    if (!rc)
+        snprintf(v->where, sizeof v->where, "%s", where);
+    return rc;
+}
+
+/* {"include": "path"}: the file holds a list of steps (or {"steps": [...]}), inlined
+ * here at load time; its steps see the scenario's variables. */
+static cm_err_t parse_include(vctx_t *v, const json_t *x, sc_step_t *s)
+{
+    char path[PATH_MAX], err[SC_ERR_LEN], jerr[CM_ERR_LEN], loc[sizeof s->loc];
+    char where[sizeof v->where];
+    json_t *doc = NULL;
+    if (!json_is_string(x) || json_string_length(x) == 0)
+        return fail(v, "\"include\" must name a file of steps");
+    s->include = json_string_value(x);
+    if (strstr(s->include, "${"))
+        return fail(v, "\"include\": the path is read at load time, it cannot hold ${...}");
+    if (v->depth >= SC_INCLUDE_DEPTH)
+        return fail(v, "\"include\": more than %d levels (does a file include itself?)",
+                    SC_INCLUDE_DEPTH);
+    if (sc_scenario_resolve(v->sc, s->include, path, sizeof path, err) != CM_OK)
+        return fail(v, "\"include\": %s", err);
+    if (cm_json_load_file(path, SC_FILE_MAX, &doc, jerr) != CM_OK)
+        return fail(v, "\"include\": %s", jerr);
+    /* The scenario keeps the document: the steps borrow their strings from it. */
+    if (json_array_append_new(((sc_scenario_t *)v->sc)->included, doc) != 0)
+        return fail(v, "out of memory");
+    const json_t *list = json_is_object(doc) ? json_object_get(doc, "steps") : doc;
+    if (!json_is_array(list) || (json_is_object(doc) && json_object_size(doc) != 1))
+        return fail(v, "\"include\": %s must hold a list of steps, or {\"steps\": [...]}", path);
+    char actor[sizeof s->actor];
+    /* The file's base name: nested includes must still fit a message. */
+    const char *base = strrchr(s->include, '/') ? strrchr(s->include, '/') + 1 : s->include;
+    if (snprintf(loc, sizeof loc, "%s:%s", s->loc, base) >= (int)sizeof loc)
+        return fail(v, "\"include\": the path is too long for messages");
+    snprintf(actor, sizeof actor, "%.*s", (int)strlen(s->actor) - 1, s->actor);
+    snprintf(where, sizeof where, "%s", v->where);
+    int in_concurrent = v->in_concurrent;
+    v->depth++;
+    cm_err_t rc = parse_steps(v, list, loc, actor, &s->children, &s->nchildren);
+    v->depth--;
+    v->in_concurrent = in_concurrent;
+    if (!rc)
+        snprintf(v->where, sizeof v->where, "%s", where);
+    return rc;
+}
+
+/* One step. loc: where it sits ("steps[3]", "steps[3].steps[1]"), actor: "step[3"
+ * ("step[3.1"), both without the index's closing part. */
+static cm_err_t parse_step(vctx_t *v, const json_t *obj, size_t i, const char *loc,
+                           const char *actor, int single, sc_step_t *s)
 {
     static const char *const request_keys[] = {"name", "request", "expect", "capture", NULL};
     static const char *const webhook_keys[] = {"name", "webhook", "expect", "capture", NULL};
     static const char *const call_keys[] = {"name", "call", NULL};
     static const char *const wait_keys[] = {"name", "wait", NULL};
+    static const char *const gateway_keys[] = {"name", "gateway", NULL};
+    static const char *const repeat_keys[] = {"name", "repeat", NULL};
+    static const char *const include_keys[] = {"name", "include", NULL};
     cm_err_t rc;
     int nkinds = 0;
 
     s->index = i;
-    snprintf(v->where, sizeof v->where, "steps[%zu]", i);
+    int n1 = single ? snprintf(s->loc, sizeof s->loc, "%s", loc)
+                    : snprintf(s->loc, sizeof s->loc, "%s[%zu]", loc, i);
+    int n2 =
+        snprintf(s->actor, sizeof s->actor, "%s%s%zu]", actor, strchr(actor, '[')[1] ? "." : "", i);
+    if (n1 >= (int)sizeof s->loc || n2 >= (int)sizeof s->actor)
+        return fail(v, "repeats nested too deep");
+    snprintf(v->where, sizeof v->where, "%s", s->loc);
     if (!json_is_object(obj))
         return fail(v, "a step must be an object");
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < SC_STEP__COUNT; k++)
         if (json_object_get(obj, kind_names[k])) {
             s->kind = (sc_step_kind_t)k;
             nkinds++;
@@ -408,11 +713,12 @@ static cm_err_t parse_step(vctx_t *v, const json_t *obj, size_t i, sc_step_t *s)
         if (nkinds == 0)
             return fail(v,
                         "unknown step kind (keys: %s; a step is one of \"request\", "
-                        "\"call\", \"webhook\", \"wait\")",
+                        "\"call\", \"webhook\", \"wait\", \"gateway\", \"repeat\", "
+                        "\"include\")",
                         *keys ? keys : "none");
         return fail(v, "a step has exactly one kind (keys: %s)", keys);
     }
-    snprintf(v->where, sizeof v->where, "steps[%zu] (%s)", i, kind_names[s->kind]);
+    snprintf(v->where, sizeof v->where, "%s (%s)", s->loc, kind_names[s->kind]);
     if ((rc = opt_str(v, obj, "name", &s->name)))
         return rc;
     const json_t *body = json_object_get(obj, kind_names[s->kind]);
@@ -439,13 +745,64 @@ static cm_err_t parse_step(vctx_t *v, const json_t *obj, size_t i, sc_step_t *s)
         if ((rc = check_keys(v, obj, "", wait_keys)))
             return rc;
         return parse_wait(v, body, s);
+    case SC_STEP_GATEWAY:
+        if ((rc = check_keys(v, obj, "", gateway_keys)))
+            return rc;
+        return parse_gateway(v, body, s);
+    case SC_STEP_REPEAT:
+        if ((rc = check_keys(v, obj, "", repeat_keys)))
+            return rc;
+        return parse_repeat(v, body, s);
+    case SC_STEP_INCLUDE:
+        if ((rc = check_keys(v, obj, "", include_keys)))
+            return rc;
+        return parse_include(v, body, s);
+    case SC_STEP__COUNT:
+        break;
     }
     return fail(v, "unknown step kind");
 }
 
+static cm_err_t parse_steps(vctx_t *v, const json_t *list, const char *loc, const char *actor,
+                            sc_step_t **out, size_t *n)
+{
+    size_t count = json_array_size(list);
+    *out = NULL;
+    *n = 0;
+    if (!json_is_array(list) || count == 0)
+        return fail(v, "\"steps\" must be a non-empty list");
+    *out = calloc(count, sizeof **out);
+    if (!*out)
+        return fail(v, "out of memory");
+    *n = count; /* parsed or not, every element is freed */
+    int single = strlen(loc) >= 5 && !strcmp(loc + strlen(loc) - 5, ".step");
+    for (size_t i = 0; i < count; i++) {
+        cm_err_t rc = parse_step(v, json_array_get(list, i), i, loc, actor, single, &(*out)[i]);
+        if (rc)
+            return rc;
+    }
+    return CM_OK;
+}
+
+static void steps_free(sc_step_t *steps, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        steps_free(steps[i].children, steps[i].nchildren);
+    free(steps);
+}
+
+int sc_steps_expectations(const sc_step_t *steps, size_t n)
+{
+    int count = 0;
+    for (size_t i = 0; i < n; i++)
+        count +=
+            steps[i].expect.present + sc_steps_expectations(steps[i].children, steps[i].nchildren);
+    return count;
+}
+
 static cm_err_t validate(sc_scenario_t *sc, char *err)
 {
-    static const char *const keys[] = {"name",    "description", "tags",  "seed",
+    static const char *const keys[] = {"name",    "description", "tags",  "seed", "speed",
                                        "gateway", "env",         "steps", NULL};
     static const char *const gw_keys[] = {"config", NULL};
     vctx_t vc = {.sc = sc, .where = "", .err = err};
@@ -470,6 +827,16 @@ static cm_err_t validate(sc_scenario_t *sc, char *err)
     if (!json_is_integer(seed) || json_integer_value(seed) < 0)
         return fail(v, "\"seed\" is required (a non-negative integer)");
     sc->seed = json_integer_value(seed);
+
+    const json_t *speed = json_object_get(root, "speed");
+    sc->speed = 1;
+    if (speed) {
+        if (!json_is_integer(speed) || json_integer_value(speed) < 1 ||
+            json_integer_value(speed) > SC_SPEED_MAX)
+            return fail(v, "\"speed\" must be a whole number from 1 to %d (the clock speed-up)",
+                        SC_SPEED_MAX);
+        sc->speed = (int)json_integer_value(speed);
+    }
 
     const json_t *gw = json_object_get(root, "gateway");
     if (!json_is_object(gw))
@@ -498,20 +865,10 @@ static cm_err_t validate(sc_scenario_t *sc, char *err)
     const json_t *steps = json_object_get(root, "steps");
     if (!json_is_array(steps) || json_array_size(steps) == 0)
         return fail(v, "\"steps\" is required (a non-empty list)");
-    sc->nsteps = json_array_size(steps);
-    sc->steps = calloc(sc->nsteps, sizeof *sc->steps);
-    if (!sc->steps) {
-        sc->nsteps = 0;
-        return fail(v, "out of memory");
-    }
-    int expectations = 0;
-    for (size_t i = 0; i < sc->nsteps; i++) {
-        if ((rc = parse_step(v, json_array_get(steps, i), i, &sc->steps[i])))
-            return rc;
-        expectations += sc->steps[i].expect.present;
-    }
+    if ((rc = parse_steps(v, steps, "steps", "step[", &sc->steps, &sc->nsteps)))
+        return rc;
     *v->where = '\0';
-    if (!expectations)
+    if (!sc_steps_expectations(sc->steps, sc->nsteps))
         return fail(v, "the scenario has no expectation: add \"expect\" to a request or webhook "
                        "step, or a \"wait\" step");
     return CM_OK;
@@ -532,6 +889,11 @@ cm_err_t sc_scenario_parse(const char *path, const char *text, size_t len, sc_sc
     const char *slash = strrchr(path, '/');
     sc->dir = slash ? strndup(path, (size_t)(slash - path == 0 ? 1 : slash - path)) : strdup(".");
     if (!sc->dir) {
+        sc_scenario_free(&sc);
+        snprintf(err, SC_ERR_LEN, "%s: out of memory", path);
+        return CM_ENOMEM;
+    }
+    if (!(sc->included = json_array())) {
         sc_scenario_free(&sc);
         snprintf(err, SC_ERR_LEN, "%s: out of memory", path);
         return CM_ENOMEM;
@@ -567,7 +929,8 @@ void sc_scenario_free(sc_scenario_t **scp)
     if (!scp || !*scp)
         return;
     sc_scenario_t *sc = *scp;
-    free(sc->steps);
+    steps_free(sc->steps, sc->nsteps);
+    json_decref(sc->included);
     json_decref(sc->root);
     free(sc->path);
     free(sc->dir);

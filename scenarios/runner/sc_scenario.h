@@ -6,7 +6,11 @@
  *    "steps": [ {"request": {...}, "expect"?: {...}, "capture"?: {...}},
  *               {"call": {...}},
  *               {"webhook": {...}, "expect"?: {...}, "capture"?: {...}},
- *               {"wait": {"request": {...}, "until": {...}, "within"?: "10s", "capture"?}} ]}
+ *               {"wait": {"request": {...}, "until": {...}, "within"?: "10s", "capture"?}},
+ *               {"gateway": {"action": "kill|stop|start|restart", "config"?: "..."}},
+ *               {"repeat": {"times": N, "step"|"steps": ..., "var"?, "concurrency"?,
+ *                           "shuffle_seed"?}},
+ *               {"include": "scenarios/_steps/x.json"} ]}
  * every step may also carry "name". Unknown keys, unknown step kinds, missing or mistyped
  * fields are errors of the form
  *   FILE: steps[3] (webhook): "copies" must be a positive integer
@@ -28,12 +32,17 @@
 
 #include "cm_err.h"
 
+/* Includes may include others, this deep (a cycle ends here with an error). */
+#define SC_INCLUDE_DEPTH 8
 /* Room for "FILE: steps[12] (webhook): ..." with a long path. */
 #define SC_ERR_LEN 1024
 /* A scenario file is hand-written; anything bigger is a mistake. */
 #define SC_FILE_MAX (4u << 20)
 #define SC_MAX_STATUSES 16
 #define SC_WAIT_DEFAULT_MS 10000
+/* "speed": whole-number clock speed-ups only (libfaketime reads the factor with the
+ * locale's decimal mark); beyond 100 real latencies swamp simulated timeouts. */
+#define SC_SPEED_MAX 100
 
 typedef enum {
     SC_TO_GATEWAY = 0,
@@ -48,28 +57,74 @@ typedef enum {
     SC_STEP_CALL,
     SC_STEP_WEBHOOK,
     SC_STEP_WAIT,
+    SC_STEP_GATEWAY,
+    SC_STEP_REPEAT,
+    SC_STEP_INCLUDE,
+    SC_STEP__COUNT
 } sc_step_kind_t;
+
+/* Provider signature schemes a request can be signed with (common/cm_sig.h). */
+typedef enum {
+    SC_SIGN_NONE = 0,
+    SC_SIGN_RETELL, /* x-retell-signature: v=<ms>,d=<hex> */
+    SC_SIGN_CALCOM, /* X-Cal-Signature-256 (no timestamp) */
+    SC_SIGN_STRIPE, /* Stripe-Signature: t=<s>,v1=... (one v1 per key) */
+    SC_SIGN_STD,    /* Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature */
+} sc_sign_scheme_t;
+
+/* At most this many keys in "keys" (Stripe-Signature with 4 v1 fits CM_SIG_HDR_LEN). */
+#define SC_SIGN_MAX_KEYS 4
+/* body_repeat builds bodies up to this size (oversized-body tests need a few MiB). */
+#define SC_BODY_REPEAT_MAX (64u << 20)
+/* A repeat runs at most this many iterations, from at most this many threads. */
+#define SC_REPEAT_MAX_TIMES 1000000
+#define SC_REPEAT_MAX_CONCURRENCY 64
+
+typedef struct {
+    sc_sign_scheme_t scheme; /* SC_SIGN_NONE: the request is not signed */
+    const char *key;         /* "key", or NULL when "keys" was given; may hold ${...} */
+    const json_t *keys;      /* "keys": array of 1..SC_SIGN_MAX_KEYS strings, or NULL */
+    long long ts_offset_ms;  /* added to the scenario's (simulated) now */
+    int forge;               /* sign with a key nobody configured */
+    const char *id;          /* std: webhook-id (required), may hold ${...} */
+} sc_sign_t;
+
+typedef enum {
+    SC_GW_KILL = 0, /* SIGKILL the process group, wait until it is gone */
+    SC_GW_STOP,     /* SIGTERM, must exit with status 0 */
+    SC_GW_START,    /* start again on the same data dir (new port) */
+    SC_GW_RESTART,  /* stop + start */
+} sc_gw_action_t;
 
 typedef struct {
     sc_target_t to;
-    const char *method;    /* GET (default), HEAD, POST, PUT, PATCH, DELETE */
-    const char *path;      /* "/admin/queue?x=1", may hold ${...} */
-    const json_t *headers; /* object of string values, or NULL */
-    const json_t *json;    /* body as JSON, or NULL */
-    const char *body;      /* raw body, or NULL (never both json and body) */
-    int auth;              /* -1: default (gateway /admin/ paths only), 0: never, 1: always */
+    const char *method;      /* GET (default), HEAD, POST, PUT, PATCH, DELETE */
+    const char *path;        /* "/admin/queue?x=1", may hold ${...} */
+    const json_t *headers;   /* object of string values, or NULL */
+    const json_t *json;      /* body as JSON, or NULL */
+    const char *body;        /* raw body, or NULL (never both json and body) */
+    int auth;                /* -1: default (gateway /admin/ paths only), 0: never, 1: always */
+    const char *repeat_text; /* "body_repeat": text (may hold ${...}), or NULL */
+    long long repeat_times;  /* "body_repeat": how many times */
+    sc_sign_t sign;          /* "sign", scheme SC_SIGN_NONE when absent */
 } sc_request_t;
 
 typedef struct {
     int present;                   /* "expect" / "until" was written */
     int statuses[SC_MAX_STATUSES]; /* allowed statuses; none listed: any 2xx */
     size_t nstatuses;
-    const json_t *json; /* sc_match expectation map, or NULL */
+    const json_t *json;    /* sc_match expectation map, or NULL */
+    const json_t *metrics; /* selector -> value/operators on a Prometheus answer, or NULL */
 } sc_expect_t;
 
-typedef struct {
+typedef struct sc_step sc_step_t;
+
+struct sc_step {
     sc_step_kind_t kind;
-    size_t index;
+    size_t index;     /* in its own list */
+    char loc[160];    /* "steps[3]", nested "steps[3].steps[0]", included
+                         "steps[3]:x.json[0]" (base name): for messages */
+    char actor[24];   /* "step[3]", nested "step[3.0]": for log lines */
     const char *name; /* optional "name", or NULL */
 
     sc_request_t req;      /* request, wait */
@@ -91,21 +146,42 @@ typedef struct {
 
     /* wait */
     int64_t within_ms;
-} sc_step_t;
+
+    /* gateway */
+    sc_gw_action_t action;
+    const char *config; /* start/restart: another gateway config, or NULL (the scenario's) */
+
+    /* repeat: children run times times, with var = 0..times-1 (shuffled when shuffle) */
+    sc_step_t *children; /* owned by the step */
+    size_t nchildren;
+    long long times;
+    int concurrency; /* 1: in order on the scenario's thread; >1: that many threads */
+    int shuffle;
+    unsigned long long shuffle_seed;
+    const char *var; /* default "i" */
+
+    /* include: children are the included file's steps; path as written */
+    const char *include;
+};
 
 typedef struct {
-    char *path;   /* as given on the command line */
-    char *dir;    /* the file's directory */
-    json_t *root; /* the whole file */
+    char *path;       /* as given on the command line */
+    char *dir;        /* the file's directory */
+    json_t *root;     /* the whole file */
+    json_t *included; /* array of the parsed include files (steps borrow from them) */
     const char *name;
     const char *description; /* or NULL */
     const json_t *tags;      /* array of strings */
     long long seed;
+    int speed;                  /* clock speed-up for the parts (libfaketime), 1: none */
     const char *gateway_config; /* path, relative to the repo root or the file's dir */
     const json_t *env;          /* object of strings, or NULL */
     sc_step_t *steps;
     size_t nsteps;
 } sc_scenario_t;
+
+/* The keys a scenario file may have at its top level (NULL-terminated). */
+extern const char *const sc_scenario_keys[];
 
 /* The variables the runner defines for every scenario; captures may not overwrite them. */
 extern const char *const sc_builtin_vars[];
@@ -132,5 +208,10 @@ cm_err_t sc_scenario_resolve(const sc_scenario_t *sc, const char *rel, char *out
 
 const char *sc_target_name(sc_target_t t);
 const char *sc_step_kind_name(sc_step_kind_t k);
+const char *sc_sign_scheme_name(sc_sign_scheme_t s);
+const char *sc_gw_action_name(sc_gw_action_t a);
+
+/* How many expectations ("expect", "until") the steps hold, nested ones included. */
+int sc_steps_expectations(const sc_step_t *steps, size_t n);
 
 #endif

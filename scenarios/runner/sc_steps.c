@@ -1,17 +1,24 @@
-/* sc_steps.c - request, call, webhook and wait steps. */
+/* sc_steps.c - request, call, webhook, wait, gateway and repeat steps. */
 #include "sc_steps.h"
 
 #include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cm_clock.h"
 #include "cm_json.h"
+#include "cm_rand.h"
+#include "cm_sig.h"
 #include "sc_http.h"
 #include "sc_log.h"
 #include "sc_match.h"
+#include "sc_metrics.h"
+#include "sc_run.h"
 #include "sc_signal.h"
+#include "sc_time.h"
 
 /* Fixtures are hand-written call templates. */
 #define SC_FIXTURE_MAX (1u << 20)
@@ -22,6 +29,7 @@ typedef struct {
     char *path;
     json_t *headers;
     char *body;
+    size_t body_len;
 } prepared_t;
 
 static void prepared_free(prepared_t *p)
@@ -35,6 +43,98 @@ static void prepared_free(prepared_t *p)
 static cm_err_t fail_var(sc_ctx_t *ctx, const char *label, const char *err)
 {
     return sc_fail(ctx, RP_FAILED, "variable", "%s: %s", label, err);
+}
+
+/* Keys nobody configures: "forge" signs with these (std keys must be base64). */
+static const char *forged_key(sc_sign_scheme_t s)
+{
+    switch (s) {
+    case SC_SIGN_STRIPE:
+        return "whsec_forged_by_the_scenario_runner";
+    case SC_SIGN_STD:
+        return "whsec_Zm9yZ2VkIGJ5IHRoZSBzY2VuYXJpbyBydW5uZXIhISE=";
+    default:
+        return "forged_by_the_scenario_runner";
+    }
+}
+
+static cm_err_t set_header(sc_ctx_t *ctx, const char *label, prepared_t *p, const char *name,
+                           const char *value)
+{
+    if (strpbrk(value, "\r\n"))
+        return sc_fail(ctx, RP_FAILED, "variable", "%s: header \"%s\" would hold a line break",
+                       label, name);
+    if ((!p->headers && !(p->headers = json_object())) ||
+        json_object_set_new(p->headers, name, json_string(value)) != 0)
+        return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
+    return CM_OK;
+}
+
+/* Signs the final body bytes (after expansion) as the provider would and adds the
+ * headers. The timestamp is the scenario's simulated now plus the offset. */
+static cm_err_t sign_request(sc_ctx_t *ctx, const char *label, const sc_sign_t *g, prepared_t *p)
+{
+    char err[CM_ERR_LEN], hdr[CM_SIG_HDR_LEN], ts[32];
+    char *owned[SC_SIGN_MAX_KEYS] = {NULL};
+    const char *keys[SC_SIGN_MAX_KEYS];
+    char *id = NULL;
+    size_t n = g->keys ? json_array_size(g->keys) : 1;
+    cm_err_t rc = CM_OK;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const char *k = g->keys ? json_string_value(json_array_get(g->keys, i)) : g->key;
+        if (sc_vars_expand(ctx->vars, k, &owned[i], err) != CM_OK)
+            rc = fail_var(ctx, label, err);
+        keys[i] = g->forge ? forged_key(g->scheme) : owned[i];
+    }
+    if (!rc && g->id && sc_vars_expand(ctx->vars, g->id, &id, err) != CM_OK)
+        rc = fail_var(ctx, label, err);
+    int64_t at_ms = sc_time_now_ms(ctx) + g->ts_offset_ms;
+    int64_t at_s = at_ms >= 0 ? at_ms / 1000 : -((-at_ms + 999) / 1000);
+    const void *body = p->body ? p->body : "";
+    const char *name = NULL;
+    cm_err_t src = CM_OK;
+    if (!rc) {
+        switch (g->scheme) {
+        case SC_SIGN_RETELL:
+            name = "x-retell-signature";
+            src = cm_sig_retell_sign(keys[0], body, p->body_len, at_ms, hdr);
+            break;
+        case SC_SIGN_CALCOM:
+            name = "X-Cal-Signature-256";
+            src = cm_sig_calcom_sign(keys[0], body, p->body_len, hdr);
+            break;
+        case SC_SIGN_STRIPE:
+            name = "Stripe-Signature";
+            src = cm_sig_stripe_sign(keys, n, body, p->body_len, at_s, hdr);
+            break;
+        case SC_SIGN_STD:
+            name = "webhook-signature";
+            src = cm_sig_stdwh_sign(keys, n, id, at_s, body, p->body_len, hdr);
+            break;
+        case SC_SIGN_NONE:
+            break;
+        }
+        if (src != CM_OK)
+            rc = sc_fail(ctx, RP_FAILED, "sign",
+                         "%s: cannot sign with the %s scheme: %s (std keys must be "
+                         "\"whsec_\" + base64; timestamps must not be negative)",
+                         label, sc_sign_scheme_name(g->scheme), cm_strerror(src));
+    }
+    if (!rc && g->scheme == SC_SIGN_STD) {
+        snprintf(ts, sizeof ts, "%lld", (long long)at_s);
+        rc = set_header(ctx, label, p, "webhook-id", id);
+        if (!rc)
+            rc = set_header(ctx, label, p, "webhook-timestamp", ts);
+    }
+    if (!rc && name)
+        rc = set_header(ctx, label, p, name, hdr);
+    if (!rc && !*ctx->iter) /* inside a repeat: one line per request is enough */
+        sc_log(ctx, "runner", "%s: signed %zu bytes (%s%s): %s: %.120s", label, p->body_len,
+               sc_sign_scheme_name(g->scheme), g->forge ? ", forged" : "", name, hdr);
+    for (size_t i = 0; i < n; i++)
+        free(owned[i]);
+    free(id);
+    return rc;
 }
 
 static cm_err_t prepare(sc_ctx_t *ctx, const char *label, const sc_request_t *q, prepared_t *p)
@@ -71,15 +171,44 @@ static cm_err_t prepare(sc_ctx_t *ctx, const char *label, const sc_request_t *q,
         json_decref(j);
         if (!p->body)
             return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
-    } else if (q->body && sc_vars_expand(ctx->vars, q->body, &p->body, err) != CM_OK) {
-        return fail_var(ctx, label, err);
+        p->body_len = strlen(p->body);
+    } else if (q->body) {
+        if (sc_vars_expand(ctx->vars, q->body, &p->body, err) != CM_OK)
+            return fail_var(ctx, label, err);
+        p->body_len = strlen(p->body);
+    } else if (q->repeat_text) {
+        char *t = NULL;
+        if (sc_vars_expand(ctx->vars, q->repeat_text, &t, err) != CM_OK)
+            return fail_var(ctx, label, err);
+        size_t tl = strlen(t);
+        if (tl == 0 || (unsigned long long)q->repeat_times > SC_BODY_REPEAT_MAX / tl) {
+            free(t);
+            return sc_fail(ctx, RP_FAILED, "variable",
+                           "%s: \"body_repeat\": the expanded body would be empty or larger "
+                           "than %u bytes",
+                           label, SC_BODY_REPEAT_MAX);
+        }
+        p->body_len = tl * (size_t)q->repeat_times;
+        if (!(p->body = malloc(p->body_len + 1))) {
+            free(t);
+            return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
+        }
+        for (size_t i = 0; i < (size_t)q->repeat_times; i++)
+            memcpy(p->body + i * tl, t, tl);
+        p->body[p->body_len] = '\0';
+        free(t);
+    }
+    if (q->sign.scheme != SC_SIGN_NONE) {
+        cm_err_t rc = sign_request(ctx, label, &q->sign, p);
+        if (rc)
+            return rc;
     }
     p->r.to = q->to;
     p->r.method = q->method;
     p->r.path = p->path;
     p->r.headers = p->headers;
     p->r.body = p->body;
-    p->r.body_len = p->body ? strlen(p->body) : 0;
+    p->r.body_len = p->body_len;
     p->r.auth = q->auth < 0 ? sc_http_default_auth(q->to, p->path) : q->auth;
     return CM_OK;
 }
@@ -111,7 +240,8 @@ static const char *statuses_str(const sc_expect_t *e, char *out, size_t cap)
 }
 
 /* Counts unmet expectations of a (status and json; spec already expanded) into diag. */
-static int unmet(const sc_expect_t *e, const json_t *spec, const sc_answer_t *a, cm_buf_t *diag)
+static int unmet(const sc_expect_t *e, const json_t *spec, const json_t *mspec,
+                 const sc_answer_t *a, cm_buf_t *diag)
 {
     char want[96];
     int bad = 0;
@@ -134,6 +264,18 @@ static int unmet(const sc_expect_t *e, const json_t *spec, const sc_answer_t *a,
         } else {
             bad += sc_match(a->json, spec, diag);
         }
+    }
+    const char *sel;
+    json_t *mwant;
+    json_object_foreach((json_t *)mspec, sel, mwant)
+    {
+        double sum = 0;
+        int n = sc_metrics_sum(a->body ? a->body : "", a->body_len, sel, &sum);
+        json_t *got = n > 0 ? json_real(sum) : NULL;
+        char label[300];
+        snprintf(label, sizeof label, "metric %s", sel);
+        bad += !sc_match_value(got, mwant, label, diag);
+        json_decref(got);
     }
     return bad;
 }
@@ -199,7 +341,8 @@ static cm_err_t fail_exchange(sc_ctx_t *ctx, const char *label, const sc_http_re
             r->path, suffix ? suffix : "", first, bad > 1 ? " (and more)" : "");
     sc_fail_text(ctx, diag->data ? diag->data : "");
     sc_fail_detail(ctx, "answer: %s\n", sc_answer_show(a, shown, sizeof shown));
-    if (a->transport != CM_OK && r->to == SC_TO_GATEWAY && !sc_proc_running(&ctx->gw)) {
+    if (a->transport != CM_OK && r->to == SC_TO_GATEWAY && !ctx->worker && ctx->gw.pid > 0 &&
+        !sc_proc_running(&ctx->gw)) {
         char how[96];
         sc_proc_describe(&ctx->gw, how, sizeof how);
         sc_fail_detail(ctx, "the gateway has %s\n", how);
@@ -210,19 +353,22 @@ static cm_err_t fail_exchange(sc_ctx_t *ctx, const char *label, const sc_http_re
 static cm_err_t run_request(sc_ctx_t *ctx, const sc_step_t *s, const char *label, const char *actor)
 {
     prepared_t p;
-    json_t *spec = NULL;
+    json_t *spec = NULL, *mspec = NULL;
     sc_answer_t a;
     cm_buf_t diag;
     cm_err_t rc = prepare(ctx, label, &s->req, &p);
     if (!rc)
         rc = expand_spec(ctx, label, s->expect.json, &spec);
+    if (!rc)
+        rc = expand_spec(ctx, label, s->expect.metrics, &mspec);
     if (rc) {
+        json_decref(spec);
         prepared_free(&p);
         return rc;
     }
     cm_buf_init(&diag, 64 << 10);
     sc_http_do(ctx, actor, &p.r, 0, &a);
-    int bad = unmet(&s->expect, spec, &a, &diag);
+    int bad = unmet(&s->expect, spec, mspec, &a, &diag);
     if (bad)
         rc = fail_exchange(ctx, label, &p.r, &a, &diag, bad, NULL);
     else
@@ -230,6 +376,7 @@ static cm_err_t run_request(sc_ctx_t *ctx, const sc_step_t *s, const char *label
     sc_answer_free(&a);
     cm_buf_free(&diag);
     json_decref(spec);
+    json_decref(mspec);
     prepared_free(&p);
     return rc;
 }
@@ -441,16 +588,20 @@ out:
 static cm_err_t run_wait(sc_ctx_t *ctx, const sc_step_t *s, const char *label, const char *actor)
 {
     prepared_t p;
-    json_t *spec = NULL;
+    json_t *spec = NULL, *mspec = NULL;
     cm_err_t rc = prepare(ctx, label, &s->req, &p);
     if (!rc)
         rc = expand_spec(ctx, label, s->expect.json, &spec);
+    if (!rc)
+        rc = expand_spec(ctx, label, s->expect.metrics, &mspec);
     if (rc) {
+        json_decref(spec);
         prepared_free(&p);
         return rc;
     }
     int64_t start = cm_clock_mono_ms();
-    int64_t deadline = start + s->within_ms;
+    /* "within" is simulated time: at speed 10, "60s" is 6 s of the runner's time. */
+    int64_t deadline = start + sc_time_real_ms(ctx, s->within_ms);
     int capped = deadline > ctx->deadline_ms;
     if (capped)
         deadline = ctx->deadline_ms;
@@ -462,15 +613,20 @@ static cm_err_t run_wait(sc_ctx_t *ctx, const sc_step_t *s, const char *label, c
     memset(&answered, 0, sizeof answered);
     long polls = 0;
     int bad;
-    sc_log(ctx, actor, "%s %s %s until it holds, within %lld ms", p.r.method,
-           sc_target_name(p.r.to), p.path, (long long)(deadline - start));
+    char speed_note[64] = "";
+    if (ctx->speed > 1)
+        snprintf(speed_note, sizeof speed_note, " simulated (%lld ms real at x%d)",
+                 (long long)(deadline - start), ctx->speed);
+    sc_log(ctx, actor, "%s %s %s until it holds, within %lld ms%s", p.r.method,
+           sc_target_name(p.r.to), p.path, (long long)sc_time_sim_ms(ctx, deadline - start),
+           speed_note);
     for (;;) {
         int64_t left = deadline - cm_clock_mono_ms();
         p.r.timeout_ms = left < 1 ? 1 : left;
         cm_buf_reset(&diag);
         sc_http_do(ctx, actor, &p.r, 1, &a);
         polls++;
-        bad = unmet(&s->expect, spec, &a, &diag);
+        bad = unmet(&s->expect, spec, mspec, &a, &diag);
         /* Log only changes: a wait polls every 20 ms and the log is for people. */
         sc_answer_show(&a, cur, sizeof cur);
         if (strcmp(cur, prev) != 0) {
@@ -494,34 +650,289 @@ static cm_err_t run_wait(sc_ctx_t *ctx, const sc_step_t *s, const char *label, c
         a = answered;
         memset(&answered, 0, sizeof answered);
         cm_buf_reset(&diag);
-        bad = unmet(&s->expect, spec, &a, &diag);
+        bad = unmet(&s->expect, spec, mspec, &a, &diag);
     }
     int64_t took = cm_clock_mono_ms() - start;
     if (!bad) {
-        sc_log(ctx, actor, "holds after %ld polls, %lld ms", polls, (long long)took);
+        sc_log(ctx, actor, "holds after %ld polls, %lld ms%s", polls,
+               (long long)sc_time_sim_ms(ctx, took), ctx->speed > 1 ? " simulated" : "");
         rc = capture(ctx, label, s->capture, &a);
     } else if (sc_signal_caught()) {
         rc = sc_fail(ctx, RP_ERRORED, "interrupted", "%s: interrupted by signal %d", label,
                      sc_signal_caught());
     } else {
         char suffix[160];
-        snprintf(suffix, sizeof suffix, " did not hold within %lld ms%s (%ld polls)",
-                 (long long)took, capped ? ", the scenario's --timeout" : "", polls);
+        snprintf(suffix, sizeof suffix, " did not hold within %lld ms%s%s (%ld polls)",
+                 (long long)sc_time_sim_ms(ctx, took), ctx->speed > 1 ? " simulated" : "",
+                 capped ? ", the scenario's --timeout" : "", polls);
         rc = fail_exchange(ctx, label, &p.r, &a, &diag, bad, suffix);
     }
     sc_answer_free(&answered);
     sc_answer_free(&a);
     cm_buf_free(&diag);
     json_decref(spec);
+    json_decref(mspec);
     prepared_free(&p);
+    return rc;
+}
+
+static cm_err_t run_gateway(sc_ctx_t *ctx, const sc_step_t *s, const char *label)
+{
+    char err[CM_ERR_LEN];
+    char *config = NULL;
+    cm_err_t rc = CM_OK;
+    if (s->config && sc_vars_expand(ctx->vars, s->config, &config, err) != CM_OK)
+        return fail_var(ctx, label, err);
+    sc_log(ctx, "runner", "%s: %s the gateway", label, sc_gw_action_name(s->action));
+    switch (s->action) {
+    case SC_GW_KILL:
+        rc = sc_run_gateway_kill(ctx, label);
+        break;
+    case SC_GW_STOP:
+        rc = sc_run_gateway_stop(ctx, label);
+        break;
+    case SC_GW_RESTART:
+        rc = sc_run_gateway_stop(ctx, label);
+        if (!rc)
+            rc = sc_run_gateway_start(ctx, config);
+        break;
+    case SC_GW_START:
+        rc = sc_run_gateway_start(ctx, config);
+        break;
+    }
+    free(config);
+    return rc;
+}
+
+/* Runs a repeat's children once, in the calling thread's context. */
+static cm_err_t run_children(sc_ctx_t *ctx, const sc_step_t *s)
+{
+    for (size_t k = 0; k < s->nchildren; k++) {
+        cm_err_t rc = sc_step_run(ctx, &s->children[k]);
+        if (rc)
+            return rc;
+    }
+    return CM_OK;
+}
+
+/* Before an iteration: the runner was interrupted, or the scenario's deadline passed. */
+static cm_err_t iteration_blocked(sc_ctx_t *ctx, const char *label, long long i)
+{
+    if (sc_signal_caught())
+        return sc_fail(ctx, RP_ERRORED, "interrupted", "%s: interrupted by signal %d before %lld",
+                       label, sc_signal_caught(), i);
+    if (cm_clock_mono_ms() >= ctx->deadline_ms)
+        return sc_fail(ctx, RP_FAILED, "timeout",
+                       "%s: the scenario's --timeout passed before iteration %lld", label, i);
+    return CM_OK;
+}
+
+static void set_iter(sc_ctx_t *ctx, const char *outer, const char *var, long long i)
+{
+    /* "outer var=i", cut at the buffer's end (labels only need the start). */
+    char num[24];
+    const char *parts[] = {outer, *outer ? " " : "", var, "=", num};
+    size_t n = 0;
+    snprintf(num, sizeof num, "%lld", i);
+    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+        for (const char *c = parts[k]; *c && n + 1 < sizeof ctx->iter; c++)
+            ctx->iter[n++] = *c;
+    ctx->iter[n] = '\0';
+}
+
+typedef struct repeat_pool repeat_pool_t;
+
+typedef struct {
+    repeat_pool_t *pool;
+    sc_ctx_t ctx;
+    pthread_t tid;
+    int index, started;
+} repeat_worker_t;
+
+struct repeat_pool {
+    sc_ctx_t *parent;
+    const sc_step_t *s;
+    const char *label;
+    const long long *order;
+    atomic_llong next;
+    atomic_int stop;
+    pthread_mutex_t lock; /* the log, and first/others below */
+    int first;            /* the worker whose failure is reported, or -1 */
+    long long others;     /* further failed iterations */
+};
+
+static void *repeat_worker(void *arg)
+{
+    repeat_worker_t *w = arg;
+    repeat_pool_t *pl = w->pool;
+    sc_ctx_t *ctx = &w->ctx;
+    for (;;) {
+        long long k = atomic_fetch_add(&pl->next, 1);
+        if (k >= pl->s->times || atomic_load(&pl->stop))
+            break;
+        long long i = pl->order[k];
+        cm_err_t rc = iteration_blocked(ctx, pl->label, i);
+        if (!rc) {
+            set_iter(ctx, pl->parent->iter, pl->s->var, i);
+            if (!(ctx->vars = sc_vars_clone(pl->parent->vars)) ||
+                sc_vars_set_int(ctx->vars, pl->s->var, i) != CM_OK)
+                rc = sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", pl->label);
+            else
+                rc = run_children(ctx, pl->s);
+            sc_vars_free(&ctx->vars);
+        }
+        if (rc) {
+            pthread_mutex_lock(&pl->lock);
+            if (pl->first < 0)
+                pl->first = w->index;
+            else
+                pl->others++;
+            pthread_mutex_unlock(&pl->lock);
+            atomic_store(&pl->stop, 1);
+            break;
+        }
+    }
+    return NULL;
+}
+/* concurrency > 1: workers with their own HTTP client, variables (a copy per iteration:
+ * what an iteration captures stays in it) and failure record, sharing the log. The first
+ * failure stops the others from taking new iterations and becomes the step's failure. */
+static cm_err_t run_repeat_concurrent(sc_ctx_t *ctx, const sc_step_t *s, const char *label,
+                                      const long long *order)
+{
+    int n = s->concurrency < s->times ? s->concurrency : (int)s->times;
+    repeat_pool_t pl = {.parent = ctx, .s = s, .label = label, .order = order, .first = -1};
+    repeat_worker_t *w = calloc((size_t)n, sizeof *w);
+    cm_err_t rc = CM_OK;
+    if (!w)
+        return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
+    atomic_init(&pl.next, 0);
+    atomic_init(&pl.stop, 0);
+    pthread_mutex_init(&pl.lock, NULL);
+    /* From here on the scenario's own context is only read (and its log shared). */
+    ctx->log_lock = &pl.lock;
+    int started = 0;
+    for (int k = 0; k < n; k++) {
+        w[k].pool = &pl;
+        w[k].index = k;
+        w[k].ctx = *ctx;
+        w[k].ctx.worker = 1;
+        w[k].ctx.vars = NULL;
+        memset(&w[k].ctx.fail, 0, sizeof w[k].ctx.fail);
+        if (!(w[k].ctx.http = cm_http_client_new()))
+            break;
+        if (pthread_create(&w[k].tid, NULL, repeat_worker, &w[k]) != 0) {
+            cm_http_client_free(&w[k].ctx.http);
+            break;
+        }
+        w[k].started = 1;
+        started++;
+    }
+    if (started < n)
+        atomic_store(&pl.stop, 1);
+    for (int k = 0; k < n; k++)
+        if (w[k].started)
+            pthread_join(w[k].tid, NULL);
+    ctx->log_lock = NULL;
+    pthread_mutex_destroy(&pl.lock);
+
+    if (pl.first >= 0) {
+        const sc_failure_t *f = &w[pl.first].ctx.fail;
+        sc_fail(ctx, f->status, f->type, "%s", f->message);
+        const char *rest = f->detail.data ? strchr(f->detail.data, '\n') : NULL;
+        if (rest && rest[1])
+            sc_fail_text(ctx, rest + 1);
+        if (pl.others)
+            sc_fail_detail(ctx, "(%lld more iteration(s) failed at the same time)\n", pl.others);
+        rc = CM_EINVAL;
+    } else if (started < n) {
+        rc = sc_fail(ctx, RP_ERRORED, "internal", "%s: could only start %d of %d threads", label,
+                     started, n);
+    } else if (atomic_load(&pl.next) < s->times) {
+        /* Nobody failed, yet not every iteration ran: only a signal or the deadline. */
+        rc = iteration_blocked(ctx, label, atomic_load(&pl.next));
+        if (!rc)
+            rc = sc_fail(ctx, RP_ERRORED, "internal", "%s: iterations left undone", label);
+    }
+    for (int k = 0; k < n; k++) {
+        cm_buf_free(&w[k].ctx.fail.detail);
+        cm_http_client_free(&w[k].ctx.http);
+    }
+    free(w);
+    return rc;
+}
+
+/* concurrency 1: in order on this thread, in the scenario's own variables (captures stay
+ * after the repeat); the repeat's variable is restored to what it was before. */
+static cm_err_t run_repeat_serial(sc_ctx_t *ctx, const sc_step_t *s, const char *label,
+                                  const long long *order)
+{
+    char outer[sizeof ctx->iter];
+    const json_t *old = sc_vars_lookup(ctx->vars, s->var);
+    json_t *saved = old ? json_incref((json_t *)old) : NULL;
+    cm_err_t rc = CM_OK;
+    snprintf(outer, sizeof outer, "%s", ctx->iter);
+    for (long long k = 0; k < s->times && !rc; k++) {
+        long long i = order[k];
+        if ((rc = iteration_blocked(ctx, label, i)))
+            break;
+        set_iter(ctx, outer, s->var, i);
+        if (sc_vars_set_int(ctx->vars, s->var, i) != CM_OK)
+            rc = sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
+        else
+            rc = run_children(ctx, s);
+    }
+    snprintf(ctx->iter, sizeof ctx->iter, "%s", outer);
+    if (saved) {
+        if (sc_vars_set(ctx->vars, s->var, saved) != CM_OK && !rc)
+            rc = sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
+        json_decref(saved);
+    } else {
+        sc_vars_unset(ctx->vars, s->var);
+    }
+    return rc;
+}
+
+static cm_err_t run_repeat(sc_ctx_t *ctx, const sc_step_t *s, const char *label)
+{
+    long long *order = malloc((size_t)s->times * sizeof *order);
+    if (!order)
+        return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
+    for (long long k = 0; k < s->times; k++)
+        order[k] = k;
+    if (s->shuffle) {
+        cm_rand_t r;
+        cm_rand_seed(&r, s->shuffle_seed);
+        for (long long k = s->times - 1; k > 0; k--) {
+            long long j = (long long)cm_rand_below(&r, (uint64_t)k + 1);
+            long long t = order[k];
+            order[k] = order[j];
+            order[j] = t;
+        }
+    }
+    int64_t t0 = cm_clock_mono_ms();
+    sc_log(ctx, "runner", "%s: %lld times%s, %s = %lld first, %d thread(s)", label, s->times,
+           s->shuffle ? " in shuffled order" : "", s->var, order[0],
+           s->concurrency < s->times ? s->concurrency : (int)s->times);
+    cm_err_t rc = s->concurrency > 1 && s->times > 1 ? run_repeat_concurrent(ctx, s, label, order)
+                                                     : run_repeat_serial(ctx, s, label, order);
+    if (!rc)
+        sc_log(ctx, "runner", "%s: all %lld iterations passed in %lld ms", label, s->times,
+               (long long)(cm_clock_mono_ms() - t0));
+    free(order);
     return rc;
 }
 
 cm_err_t sc_step_run(sc_ctx_t *ctx, const sc_step_t *s)
 {
-    char label[160], actor[24];
-    sc_step_label(s, label, sizeof label);
-    snprintf(actor, sizeof actor, "step[%zu]", s->index);
+    char label[240], iso[25];
+    const char *actor = s->actor;
+    sc_step_label(ctx, s, label, sizeof label);
+    /* The simulated now, for payloads that carry their own time (Cal.com createdAt). */
+    int64_t now = sc_time_now_ms(ctx);
+    if (sc_vars_set_int(ctx->vars, "now_ms", now) != CM_OK ||
+        sc_vars_set_str(ctx->vars, "now_iso", cm_clock_iso8601(now, iso)) != CM_OK)
+        return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
     switch (s->kind) {
     case SC_STEP_REQUEST:
         return run_request(ctx, s, label, actor);
@@ -531,6 +942,14 @@ cm_err_t sc_step_run(sc_ctx_t *ctx, const sc_step_t *s)
         return run_webhook(ctx, s, label, actor);
     case SC_STEP_WAIT:
         return run_wait(ctx, s, label, actor);
+    case SC_STEP_GATEWAY:
+        return run_gateway(ctx, s, label);
+    case SC_STEP_REPEAT:
+        return run_repeat(ctx, s, label);
+    case SC_STEP_INCLUDE:
+        return run_children(ctx, s);
+    case SC_STEP__COUNT:
+        break;
     }
     return sc_fail(ctx, RP_ERRORED, "internal", "%s: unknown step kind", label);
 }

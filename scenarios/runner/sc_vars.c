@@ -86,6 +86,29 @@ cm_err_t sc_vars_set(sc_vars_t *s, const char *name, json_t *value)
     return CM_OK;
 }
 
+void sc_vars_unset(sc_vars_t *s, const char *name)
+{
+    var_t *e = find(s, name, strlen(name));
+    if (!e)
+        return;
+    free(e->name);
+    json_decref(e->value);
+    *e = s->v[--s->n];
+}
+
+sc_vars_t *sc_vars_clone(const sc_vars_t *s)
+{
+    sc_vars_t *c = sc_vars_new();
+    for (size_t i = 0; c && i < s->n; i++) {
+        json_t *copy = json_deep_copy(s->v[i].value);
+        cm_err_t rc = copy ? sc_vars_set(c, s->v[i].name, copy) : CM_ENOMEM;
+        json_decref(copy);
+        if (rc)
+            sc_vars_free(&c);
+    }
+    return c;
+}
+
 cm_err_t sc_vars_set_str(sc_vars_t *s, const char *name, const char *str)
 {
     json_t *j = json_string(str);

@@ -31,6 +31,13 @@ cm_err_t sc_vars_set(sc_vars_t *v, const char *name, json_t *value) CM_WUR;
 cm_err_t sc_vars_set_str(sc_vars_t *v, const char *name, const char *s) CM_WUR;
 cm_err_t sc_vars_set_int(sc_vars_t *v, const char *name, long long n) CM_WUR;
 
+/* Removes a variable (absent: nothing happens). */
+void sc_vars_unset(sc_vars_t *v, const char *name);
+
+/* A new store with deep copies of every value (so the copy can be used from another
+ * thread while the original is only read). NULL when out of memory. Reads v only. */
+sc_vars_t *sc_vars_clone(const sc_vars_t *v);
+
 /* The value a reference ("call" or "call.call_analysis.x", array elements by number)
  * points at: borrowed, or NULL when absent. */
 const json_t *sc_vars_lookup(const sc_vars_t *v, const char *ref);

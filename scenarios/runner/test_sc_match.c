@@ -176,3 +176,89 @@ Test(match, equality_helper)
     json_decref(b);
     json_decref(c);
 }
+
+/* Runs spec (text) against answer (text): the number of failed paths, diag into out. */
+static int run_on(const char *answer, const char *spec, char *out, size_t cap)
+{
+    json_t *a = json_loads(answer, JSON_DECODE_ANY, NULL);
+    json_t *s = json_loads(spec, 0, NULL);
+    char err[CM_ERR_LEN] = "";
+    cr_assert_not_null(a);
+    cr_assert_not_null(s);
+    cr_assert_eq(sc_match_validate(s, err), CM_OK, "%s: %s", spec, err);
+    cm_buf_t d;
+    cm_buf_init(&d, 1 << 16);
+    int bad = sc_match(a, s, &d);
+    snprintf(out, cap, "%s", d.data ? d.data : "");
+    cm_buf_free(&d);
+    json_decref(a);
+    json_decref(s);
+    return bad;
+}
+
+Test(match, each_sorted_and_gaps)
+{
+    char d[2048];
+    const char *journal = "{\"entries\":[{\"status\":503,\"at_ms\":1000},"
+                          "{\"status\":503,\"at_ms\":1090},{\"status\":201,\"at_ms\":1290},"
+                          "{\"status\":201,\"at_ms\":1700}]}";
+    cr_assert_eq(
+        run_on(journal, "{\"entries\":{\"$each\":{\"status\":{\"$in\":[201,503]}}}}", d, sizeof d),
+        0, "%s", d);
+    cr_assert_eq(run_on(journal, "{\"entries\":{\"$each\":{\"status\":503}}}", d, sizeof d), 1);
+    cr_assert_not_null(strstr(d, "[element 2: {\"status\":201"), "%s", d);
+    cr_assert_eq(run_on(journal, "{\"entries\":{\"$sorted\":\"at_ms\"}}", d, sizeof d), 0, "%s", d);
+    cr_assert_eq(run_on("[3,1]", "{\"\":{\"$sorted\":\"\"}}", d, sizeof d), 1);
+    cr_assert_eq(run_on("[\"a\",\"b\"]", "{\"\":{\"$sorted\":\"\"}}", d, sizeof d), 0);
+
+    /* gaps 90, 200, 410 ms */
+    cr_assert_eq(
+        run_on(journal, "{\"entries\":{\"$gaps\":{\"field\":\"at_ms\",\"min\":90}}}", d, sizeof d),
+        0, "%s", d);
+    cr_assert_eq(run_on(journal, "{\"entries\":{\"$gaps\":{\"field\":\"at_ms\",\"min\":\"1s\"}}}",
+                        d, sizeof d),
+                 1);
+    cr_assert_not_null(strstr(d, "[gaps ms: 90!, 200!, 410!]"), "%s", d);
+    /* envelope base 100, factor 2: limits 100, 200, 400 (+ slack 10): 410 just fits */
+    cr_assert_eq(run_on(journal,
+                        "{\"entries\":{\"$gaps\":{\"field\":\"at_ms\",\"envelope\":{\"base\":"
+                        "\"100ms\",\"cap\":\"5s\",\"slack\":10}}}}",
+                        d, sizeof d),
+                 0, "%s", d);
+    cr_assert_eq(run_on(journal,
+                        "{\"entries\":{\"$gaps\":{\"field\":\"at_ms\",\"envelope\":{\"base\":100,"
+                        "\"cap\":300}}}}",
+                        d, sizeof d),
+                 1);
+    cr_assert_not_null(strstr(d, "410! (envelope 300)"), "%s", d);
+    cr_assert_eq(run_on("{\"e\":[{\"t\":1}]}", "{\"e\":{\"$gaps\":{\"field\":\"t\",\"max\":1}}}", d,
+                        sizeof d),
+                 0, "one element: no gaps to break");
+    cr_assert_eq(run_on("{\"e\":[{\"t\":1},{\"x\":2}]}",
+                        "{\"e\":{\"$gaps\":{\"field\":\"t\",\"max\":1}}}", d, sizeof d),
+                 1);
+    cr_assert_not_null(strstr(d, "element 1 has no number at \"t\""), "%s", d);
+}
+
+Test(match, each_sorted_and_gaps_are_validated)
+{
+    const char *bad[][2] = {
+        {"{\"a\":{\"$each\":1}}", "\"a\": $each: must be an object"},
+        {"{\"a\":{\"$each\":{\"b\":{\"$foo\":1}}}}", "$each: \"b\": unknown operator"},
+        {"{\"a\":{\"$sorted\":1}}", "$sorted needs the field"},
+        {"{\"a\":{\"$gaps\":{\"field\":\"t\"}}}", "say what the gaps must be"},
+        {"{\"a\":{\"$gaps\":{\"min\":\"soon\"}}}", "\"min\" must be milliseconds or a duration"},
+        {"{\"a\":{\"$gaps\":{\"envelope\":{\"base\":1}}}}", "\"envelope\" needs \"base\" and"},
+        {"{\"a\":{\"$gaps\":{\"envelope\":{\"base\":1,\"cap\":2,\"factor\":0.5}}}}",
+         "\"factor\" must be a number >= 1"},
+        {"{\"a\":{\"$gaps\":{\"every\":1}}}", "unknown key \"every\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *spec = json_loads(bad[i][0], JSON_DECODE_ANY, NULL);
+        char err[CM_ERR_LEN] = "";
+        cr_assert_not_null(spec, "%s", bad[i][0]);
+        cr_assert_eq(sc_match_validate(spec, err), CM_EINVAL, "accepted %s", bad[i][0]);
+        cr_assert_not_null(strstr(err, bad[i][1]), "%s: got \"%s\"", bad[i][0], err);
+        json_decref(spec);
+    }
+}

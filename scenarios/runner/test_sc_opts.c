@@ -103,3 +103,57 @@ Test(opts, help_needs_no_inputs)
     cr_assert_not_null(strstr(sc_opts_usage(), "--junit FILE"));
     sc_opts_free(&o);
 }
+
+Test(opts, parallel_tags_repeat_reports_and_clock)
+{
+    char *argv[] = {
+        "scenario",       "-j4",    "--tag",  "dedup,retry", "--tag=crash",   "--repeat", "3",
+        "--fail-fast",    "-q",     "--json", "r.json",      "--html=r.html", "--speed",  "10",
+        "--faketime-lib", "/ft.so", "d",      NULL};
+    sc_opts_t o;
+    char err[CM_ERR_LEN] = "";
+    cr_assert_eq(parse(&o, err, 17, argv), CM_OK, "%s", err);
+    cr_assert_eq(o.jobs, 4);
+    cr_assert_eq(o.ntags, 3);
+    cr_assert(sc_opts_has_tag(&o, "dedup"));
+    cr_assert(sc_opts_has_tag(&o, "retry"));
+    cr_assert(sc_opts_has_tag(&o, "crash"));
+    cr_assert_not(sc_opts_has_tag(&o, "dedu"));
+    cr_assert_not(sc_opts_has_tag(&o, "basic"));
+    cr_assert_eq(o.repeat, 3);
+    cr_assert(o.fail_fast);
+    cr_assert(o.quiet);
+    cr_assert_str_eq(o.json, "r.json");
+    cr_assert_str_eq(o.html, "r.html");
+    cr_assert_eq(o.speed, 10);
+    cr_assert_str_eq(o.faketime_lib, "/ft.so");
+    sc_opts_free(&o);
+
+    char *argv2[] = {"scenario", "-j", "2", "d", NULL};
+    cr_assert_eq(parse(&o, err, 4, argv2), CM_OK, "%s", err);
+    cr_assert_eq(o.jobs, 2);
+    cr_assert_eq(o.repeat, 1);
+    cr_assert_eq(o.speed, 0, "no --speed: each scenario's own");
+    sc_opts_free(&o);
+}
+
+Test(opts, bad_counts)
+{
+    struct {
+        char *a, *b, *want;
+    } cases[] = {
+        {"-j", "0", "-j: '0' is not a whole number from 1 to 64"},
+        {"--jobs", "65", "--jobs: '65' is not a whole number from 1 to 64"},
+        {"--repeat", "x", "--repeat: 'x' is not a whole number"},
+        {"--speed", "2.5", "--speed: '2.5' is not a whole number from 1 to 100"},
+        {"--speed", "-3", "--speed: '-3' is not a whole number"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *argv[] = {"scenario", cases[i].a, cases[i].b, "d", NULL};
+        sc_opts_t o;
+        char err[CM_ERR_LEN] = "";
+        cr_assert_eq(parse(&o, err, 4, argv), CM_EINVAL, "%s %s accepted", cases[i].a, cases[i].b);
+        cr_assert_not_null(strstr(err, cases[i].want), "want %s\n got %s", cases[i].want, err);
+        sc_opts_free(&o);
+    }
+}

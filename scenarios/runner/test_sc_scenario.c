@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sc_log.h"
 #include "sc_scenario.h"
 
 static char dir[64];
@@ -38,8 +39,8 @@ TestSuite(scenario, .init = setup, .fini = teardown);
  * gateway config and %F for the fixture path. */
 static char *make(const char *top_extra, const char *steps)
 {
-    static char text[8192];
-    char body[6144] = "";
+    static char text[16384];
+    char body[12288] = "";
     size_t n = 0;
     for (const char *p = steps; *p && n + 130 < sizeof body; p++) {
         if (p[0] == '%' && p[1] == 'F') {
@@ -82,7 +83,8 @@ static const char *const ok_steps =
 
 Test(scenario, valid_file_loads_with_defaults)
 {
-    const char *text = make(",\"description\":\"d\",\"env\":{\"A_B\":\"c\"}", ok_steps);
+    const char *text =
+        make(",\"description\":\"d\",\"speed\":20,\"env\":{\"A_B\":\"c\"}", ok_steps);
     sc_scenario_t *sc = NULL;
     char err[SC_ERR_LEN] = "";
     cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
@@ -90,6 +92,7 @@ Test(scenario, valid_file_loads_with_defaults)
     cr_assert_str_eq(sc->description, "d");
     cr_assert_str_eq(sc->dir, "sc");
     cr_assert_eq(sc->seed, 7);
+    cr_assert_eq(sc->speed, 20);
     cr_assert_eq(sc->nsteps, 5);
 
     const sc_step_t *s = &sc->steps[0];
@@ -135,8 +138,12 @@ Test(scenario, top_level_mistakes)
     char text[1024];
     expect_error("[]", "a scenario must be a JSON object");
     expect_error("{\"name\":", "invalid JSON at line 1");
-    snprintf(text, sizeof text, "%s", make(",\"speed\":20", "{}"));
-    expect_error(text, "unknown key \"speed\" (allowed: \"name\", \"description\"");
+    snprintf(text, sizeof text, "%s", make(",\"sped\":20", "{}"));
+    expect_error(text, "unknown key \"sped\" (allowed: \"name\", \"description\"");
+    snprintf(text, sizeof text, "%s", make(",\"speed\":2.5", "{}"));
+    expect_error(text, "\"speed\" must be a whole number from 1 to 100");
+    snprintf(text, sizeof text, "%s", make(",\"speed\":0", "{}"));
+    expect_error(text, "\"speed\" must be a whole number from 1 to 100");
     expect_error("{\"tags\":[],\"seed\":1}", "\"name\" is required");
     expect_error("{\"name\":\"n\",\"tags\":[1],\"seed\":1}", "\"tags\"[0] must be a string");
     expect_error("{\"name\":\"n\",\"tags\":[],\"seed\":-1}", "\"seed\" is required (a "
@@ -188,7 +195,7 @@ Test(scenario, step_mistakes)
         {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\",\"method\":\"get\"}}",
          "\"method\" must be one of GET"},
         {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\",\"json\":{},\"body\":\"\"}}",
-         "give either \"json\" or \"body\", not both"},
+         "give one of \"json\", \"body\" and \"body_repeat\", not several"},
         {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\",\"headers\":{\"A\":1}}}",
          "header \"A\" must be a string"},
         {"{\"request\":{\"to\":\"control\",\"path\":\"/x\",\"auth\":true}}",
@@ -262,4 +269,251 @@ Test(scenario, load_from_disk)
     cr_assert_eq(sc_scenario_load("/nonexistent/x.json", &sc, err), CM_ENOTFOUND);
     cr_assert_null(sc);
     cr_assert_not_null(strstr(err, "/nonexistent/x.json"), "%s", err);
+}
+
+/* ---- sign, body_repeat, gateway and repeat ---------------------------------------- */
+
+static const char *const new_steps =
+    "{\"request\":{\"to\":\"gateway\",\"method\":\"POST\",\"path\":\"/webhooks/retell\","
+    "\"json\":{\"a\":\"${i}\"},\"sign\":{\"scheme\":\"retell\",\"key\":\"key_sim_retell\","
+    "\"timestamp_offset_ms\":-600000}},\"expect\":{\"status\":401}},"
+    "{\"request\":{\"to\":\"gateway\",\"method\":\"POST\",\"path\":\"/webhooks/std/s\","
+    "\"body_repeat\":{\"text\":\"ab\",\"times\":3},\"sign\":{\"scheme\":\"std\","
+    "\"keys\":[\"whsec_a\",\"whsec_b\"],\"id\":\"msg_${i}\",\"forge\":true}}},"
+    "{\"name\":\"crash\",\"gateway\":{\"action\":\"kill\"}},"
+    "{\"gateway\":{\"action\":\"restart\",\"config\":\"%F\"}},"
+    "{\"repeat\":{\"times\":1000,\"concurrency\":8,\"shuffle_seed\":7,"
+    "\"step\":{\"request\":{\"to\":\"gateway\",\"path\":\"/x/${i}\"}}}},"
+    "{\"repeat\":{\"times\":2,\"var\":\"n\",\"steps\":[{\"call\":{\"fixture\":\"%F\"}},"
+    "{\"repeat\":{\"times\":3,\"var\":\"m\",\"step\":{\"gateway\":{\"action\":\"stop\"}}}}]}}";
+
+Test(scenario, sign_body_repeat_gateway_and_repeat_load)
+{
+    const char *text = make("", new_steps);
+    sc_scenario_t *sc = NULL;
+    char err[SC_ERR_LEN] = "", label[200];
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert_eq(sc->nsteps, 6);
+    cr_assert_eq(sc->speed, 1, "no speed: real time");
+
+    const sc_step_t *s = &sc->steps[0];
+    cr_assert_eq(s->req.sign.scheme, SC_SIGN_RETELL);
+    cr_assert_str_eq(s->req.sign.key, "key_sim_retell");
+    cr_assert_null(s->req.sign.keys);
+    cr_assert_eq(s->req.sign.ts_offset_ms, -600000);
+    cr_assert_not(s->req.sign.forge);
+
+    s = &sc->steps[1];
+    cr_assert_eq(s->req.sign.scheme, SC_SIGN_STD);
+    cr_assert_null(s->req.sign.key);
+    cr_assert_eq(json_array_size(s->req.sign.keys), 2);
+    cr_assert_str_eq(s->req.sign.id, "msg_${i}");
+    cr_assert(s->req.sign.forge);
+    cr_assert_str_eq(s->req.repeat_text, "ab");
+    cr_assert_eq(s->req.repeat_times, 3);
+    cr_assert_not(s->expect.present);
+
+    s = &sc->steps[2];
+    cr_assert_eq(s->kind, SC_STEP_GATEWAY);
+    cr_assert_eq(s->action, SC_GW_KILL);
+    cr_assert_null(s->config);
+    cr_assert_str_eq(sc_step_kind_name(s->kind), "gateway");
+
+    s = &sc->steps[3];
+    cr_assert_eq(s->action, SC_GW_RESTART);
+    cr_assert_str_eq(s->config, fx);
+
+    s = &sc->steps[4];
+    cr_assert_eq(s->kind, SC_STEP_REPEAT);
+    cr_assert_eq(s->times, 1000);
+    cr_assert_eq(s->concurrency, 8);
+    cr_assert(s->shuffle);
+    cr_assert_eq(s->shuffle_seed, 7);
+    cr_assert_str_eq(s->var, "i");
+    cr_assert_eq(s->nchildren, 1);
+    cr_assert_str_eq(s->children[0].loc, "steps[4].step");
+    cr_assert_str_eq(s->children[0].actor, "step[4.0]");
+    cr_assert_eq(s->children[0].kind, SC_STEP_REQUEST);
+
+    s = &sc->steps[5];
+    cr_assert_eq(s->concurrency, 1);
+    cr_assert_not(s->shuffle);
+    cr_assert_str_eq(s->var, "n");
+    cr_assert_eq(s->nchildren, 2);
+    cr_assert_str_eq(s->children[1].loc, "steps[5].steps[1]");
+    cr_assert_str_eq(s->children[1].children[0].loc, "steps[5].steps[1].step");
+    cr_assert_str_eq(s->children[1].children[0].actor, "step[5.1.0]");
+    cr_assert_str_eq(sc_step_label(NULL, &s->children[1].children[0], label, sizeof label),
+                     "steps[5].steps[1].step (gateway)");
+    cr_assert_str_eq(sc_step_label(NULL, &sc->steps[2], label, sizeof label),
+                     "steps[2] (gateway \"crash\")");
+    cr_assert_eq(sc_steps_expectations(sc->steps, sc->nsteps), 1);
+    sc_scenario_free(&sc);
+}
+
+Test(scenario, expectations_inside_a_repeat_count)
+{
+    const char *text = make("", "{\"repeat\":{\"times\":2,\"step\":{\"request\":{\"to\":"
+                                "\"gateway\",\"path\":\"/x\"},\"expect\":{\"status\":200}}}}");
+    sc_scenario_t *sc = NULL;
+    char err[SC_ERR_LEN] = "";
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    sc_scenario_free(&sc);
+}
+
+Test(scenario, sign_gateway_and_repeat_mistakes)
+{
+#define REQ(extra)                                                                                 \
+    "{\"request\":{\"to\":\"gateway\",\"method\":\"POST\",\"path\":\"/w\"," extra "}}"
+    struct {
+        const char *steps, *want;
+    } cases[] = {
+        {REQ("\"sign\":{\"scheme\":\"github\",\"key\":\"k\"}"),
+         "steps[0] (request): \"sign\": \"scheme\" must be one of retell, calcom, stripe, std "
+         "(got \"github\")"},
+        {REQ("\"sign\":{\"scheme\":\"retell\"}"),
+         "\"sign\": give exactly one of \"key\" and \"keys\""},
+        {REQ("\"sign\":{\"scheme\":\"stripe\",\"key\":\"a\",\"keys\":[\"b\"]}"),
+         "\"sign\": give exactly one of \"key\" and \"keys\""},
+        {REQ("\"sign\":{\"scheme\":\"retell\",\"keys\":[\"a\"]}"),
+         "\"sign\": retell signs with one \"key\""},
+        {REQ("\"sign\":{\"scheme\":\"stripe\",\"keys\":[]}"),
+         "\"sign\": \"keys\" must be a list of 1 to 4 keys"},
+        {REQ("\"sign\":{\"scheme\":\"stripe\",\"keys\":[\"a\",\"\"]}"),
+         "\"sign\": \"keys\"[1] must be a non-empty string"},
+        {REQ("\"sign\":{\"scheme\":\"std\",\"key\":\"whsec_a\"}"), "\"sign\": std needs \"id\""},
+        {REQ("\"sign\":{\"scheme\":\"retell\",\"key\":\"k\",\"id\":\"m\"}"),
+         "\"sign\": \"id\" is only for the std scheme"},
+        {REQ("\"sign\":{\"scheme\":\"calcom\",\"key\":\"k\",\"timestamp_offset_ms\":5}"),
+         "calcom signatures carry no timestamp"},
+        {REQ("\"sign\":{\"scheme\":\"retell\",\"key\":\"k\",\"timestamp_offset_ms\":\"5\"}"),
+         "\"timestamp_offset_ms\" must be an integer"},
+        {REQ("\"sign\":{\"scheme\":\"retell\",\"key\":\"k\",\"forge\":1}"),
+         "\"forge\" must be true or false"},
+        {REQ("\"sign\":{\"scheme\":\"retell\",\"key\":\"k\",\"ts\":1}"),
+         "unknown key \"ts\" in \"sign\""},
+        {REQ("\"headers\":{\"X-Retell-Signature\":\"v=1,d=2\"},"
+             "\"sign\":{\"scheme\":\"retell\",\"key\":\"k\"}"),
+         "\"headers\": \"X-Retell-Signature\" is set by \"sign\""},
+        {REQ("\"sign\":\"retell\""), "\"sign\" must be an object"},
+        {REQ("\"body_repeat\":{\"text\":\"x\"}"),
+         "\"body_repeat\": \"times\" is required (a positive integer)"},
+        {REQ("\"body_repeat\":{\"text\":\"\",\"times\":2}"), "\"text\" is required"},
+        {REQ("\"body_repeat\":{\"text\":\"xy\",\"times\":40000000}"),
+         "\"body_repeat\": the body would be larger than 67108864 bytes"},
+        {REQ("\"body\":\"a\",\"body_repeat\":{\"text\":\"x\",\"times\":2}"),
+         "give one of \"json\", \"body\" and \"body_repeat\""},
+        {"{\"gateway\":{\"action\":\"reboot\"}}",
+         "steps[0] (gateway): \"action\" must be one of kill, stop, start, restart (got "
+         "\"reboot\")"},
+        {"{\"gateway\":{}}", "steps[0] (gateway): \"action\" is required"},
+        {"{\"gateway\":{\"action\":\"kill\",\"config\":\"%F\"}}",
+         "\"config\" is only for start and restart"},
+        {"{\"gateway\":{\"action\":\"start\",\"config\":\"nope.json\"}}",
+         "\"config\": \"nope.json\" not found"},
+        {"{\"repeat\":{\"step\":{\"gateway\":{\"action\":\"kill\"}}}}",
+         "steps[0] (repeat): \"times\" is required (an integer from 1 to 1000000)"},
+        {"{\"repeat\":{\"times\":2}}",
+         "give exactly one of \"step\" (one step) and \"steps\" (a list)"},
+        {"{\"repeat\":{\"times\":2,\"steps\":[]}}", "\"steps\" must be a non-empty list"},
+        {"{\"repeat\":{\"times\":2,\"concurrency\":0,\"step\":{}}}",
+         "\"concurrency\" must be an integer from 1 to 64"},
+        {"{\"repeat\":{\"times\":2,\"shuffle_seed\":-3,\"step\":{}}}",
+         "\"shuffle_seed\" must be an integer from 0"},
+        {"{\"repeat\":{\"times\":2,\"var\":\"seed\",\"step\":{}}}",
+         "\"var\": \"seed\" is a built-in variable"},
+        {"{\"repeat\":{\"times\":2,\"step\":{\"sleep\":1}}}",
+         "steps[0].step: unknown step kind (keys: \"sleep\""},
+        {"{\"repeat\":{\"times\":2,\"steps\":[{\"call\":{\"fixture\":\"%F\"}},"
+         "{\"request\":{\"to\":\"x\",\"path\":\"/\"}}]}}",
+         "steps[0].steps[1] (request): \"to\" must be one of"},
+        {"{\"repeat\":{\"times\":2,\"concurrency\":2,\"step\":{\"gateway\":{\"action\":"
+         "\"kill\"}}}}",
+         "steps[0].step (gateway): a gateway step cannot run inside a repeat with "
+         "\"concurrency\" > 1"},
+        {"{\"repeat\":{\"times\":2,\"concurrency\":2,\"step\":{\"repeat\":{\"times\":2,"
+         "\"concurrency\":2,\"step\":{\"call\":{\"fixture\":\"%F\"}}}}}}",
+         "steps[0].step (repeat): a repeat with \"concurrency\" > 1 cannot sit inside"},
+        /* a repeat of steps without expectations expects nothing */
+        {"{\"repeat\":{\"times\":2,\"step\":{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"}}}}",
+         "sc/x.json: the scenario has no expectation"},
+    };
+#undef REQ
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_error(make("", cases[i].steps), cases[i].want);
+}
+
+/* ---- include --------------------------------------------------------------------- */
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(scenario, include_inlines_steps_from_files)
+{
+    char inner[128], outer[128], steps[512];
+    snprintf(inner, sizeof inner, "%s/inner.json", dir);
+    snprintf(outer, sizeof outer, "%s/outer.json", dir);
+    write_file(inner, "{\"steps\":[{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"},"
+                      "\"expect\":{\"status\":200}}]}");
+    snprintf(steps, sizeof steps, "[{\"call\":{\"fixture\":\"call.json\"}},{\"include\":\"%s\"}]",
+             inner);
+    write_file(outer, steps);
+    snprintf(steps, sizeof steps, "{\"name\":\"inc\",\"include\":\"%s\"}", outer);
+    const char *text = make("", steps);
+    sc_scenario_t *sc = NULL;
+    char err[SC_ERR_LEN] = "";
+    char path[160];
+    snprintf(path, sizeof path, "%s/s.json", dir); /* so call.json resolves beside it */
+    cr_assert_eq(sc_scenario_parse(path, text, strlen(text), &sc, err), CM_OK, "%s", err);
+    const sc_step_t *s = &sc->steps[0];
+    cr_assert_eq(s->kind, SC_STEP_INCLUDE);
+    cr_assert_eq(s->nchildren, 2);
+    cr_assert_eq(s->children[0].kind, SC_STEP_CALL);
+    cr_assert_eq(s->children[1].kind, SC_STEP_INCLUDE);
+    const sc_step_t *r = &s->children[1].children[0];
+    cr_assert_eq(r->kind, SC_STEP_REQUEST);
+    char want[400];
+    snprintf(want, sizeof want, "steps[0]:outer.json[1]:inner.json[0]");
+    cr_assert_str_eq(r->loc, want);
+    cr_assert_str_eq(r->actor, "step[0.1.0]");
+    cr_assert_eq(sc_steps_expectations(sc->steps, sc->nsteps), 1, "included expectations count");
+    sc_scenario_free(&sc);
+    unlink(inner);
+    unlink(outer);
+}
+
+Test(scenario, include_mistakes)
+{
+    char self[128], bad[128], broken[128], text_steps[512];
+    snprintf(self, sizeof self, "%s/self.json", dir);
+    snprintf(bad, sizeof bad, "%s/bad.json", dir);
+    snprintf(broken, sizeof broken, "%s/broken.json", dir);
+    snprintf(text_steps, sizeof text_steps, "[{\"include\":\"%s\"}]", self);
+    write_file(self, text_steps);
+    write_file(bad, "{\"steps\":[{\"sleep\":1}]}");
+    write_file(broken, "{\"stepz\":[]}");
+    struct {
+        char steps[300];
+        const char *want;
+    } cases[5];
+    snprintf(cases[0].steps, 300, "{\"include\":\"%s\"}", self);
+    cases[0].want = "more than 8 levels (does a file include itself?)";
+    snprintf(cases[1].steps, 300, "{\"include\":\"%s\"}", bad);
+    cases[1].want = "[0]: unknown step kind";
+    snprintf(cases[2].steps, 300, "{\"include\":\"%s\"}", broken);
+    cases[2].want = "must hold a list of steps";
+    snprintf(cases[3].steps, 300, "{\"include\":\"${dir}/x.json\"}");
+    cases[3].want = "cannot hold ${...}";
+    snprintf(cases[4].steps, 300, "{\"include\":\"nope/x.json\"}");
+    cases[4].want = "\"include\": \"nope/x.json\" not found";
+    for (size_t i = 0; i < 5; i++)
+        expect_error(make("", cases[i].steps), cases[i].want);
+    unlink(self);
+    unlink(bad);
+    unlink(broken);
 }

@@ -125,3 +125,24 @@ Test(vars, replace_and_lookup)
     cr_assert_null(sc_vars_lookup(v, "nobody"));
     sc_vars_free(&v);
 }
+
+Test(vars, clone_is_deep_and_unset_removes)
+{
+    sc_vars_t *v = vars();
+    sc_vars_t *c = sc_vars_clone(v);
+    cr_assert_not_null(c);
+    cr_assert_eq(json_integer_value(sc_vars_lookup(c, "call.list.2")), 3);
+    /* the copies are separate: a change in one is not seen in the other */
+    json_object_set_new((json_t *)sc_vars_lookup(c, "call"), "x", json_true());
+    cr_assert_null(sc_vars_lookup(v, "call.x"));
+    cr_assert_eq(sc_vars_set_int(c, "i", 4), CM_OK);
+    cr_assert_null(sc_vars_lookup(v, "i"));
+    sc_vars_unset(c, "i");
+    sc_vars_unset(c, "i"); /* absent: nothing happens */
+    cr_assert_null(sc_vars_lookup(c, "i"));
+    sc_vars_unset(c, "seed");
+    cr_assert_null(sc_vars_lookup(c, "seed"));
+    cr_assert_not_null(sc_vars_lookup(c, "call"), "the others stay");
+    sc_vars_free(&c);
+    sc_vars_free(&v);
+}
