@@ -83,6 +83,15 @@ cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
     if (!rc)
         rc = gw_metrics_counter(o->reg, "gw_sagas_total", "Booking sagas ended, by outcome",
                                 "outcome", &o->sagas, err);
+    static const double saga_buckets[] = {0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600};
+    if (!rc)
+        rc = gw_metrics_histogram(o->reg, "gw_saga_duration_seconds",
+                                  "Time from a saga's start to its end, by outcome", "outcome",
+                                  saga_buckets, sizeof saga_buckets / sizeof saga_buckets[0],
+                                  &o->saga_seconds, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_sagas_started_total", "Booking sagas started", "",
+                                &o->sagas_started, err);
     if (!rc)
         rc = gw_metrics_counter(o->reg, "gw_payments_total",
                                 "Deposit attempts, by result (succeeded, declined, failed)",

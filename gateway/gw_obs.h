@@ -27,6 +27,8 @@ typedef struct {
     gw_mfamily_t *rl_waits;         /* gw_ratelimit_waits_total{provider} */
     gw_mfamily_t *rl_rejects;       /* gw_ratelimit_rejections_total{provider} */
     gw_mfamily_t *sagas;            /* gw_sagas_total{outcome} */
+    gw_mfamily_t *saga_seconds;     /* gw_saga_duration_seconds{outcome} */
+    gw_mfamily_t *sagas_started;    /* gw_sagas_started_total */
     gw_mfamily_t *payments;         /* gw_payments_total{result} */
 } gw_obs_t;
 

@@ -73,6 +73,8 @@ static int save(gw_saga_env_t *env, gw_saga_t *sg, const char *step, const char 
 static void end_metrics(gw_saga_env_t *env, const gw_saga_t *sg)
 {
     gw_obs_count(env->obs->sagas, GW_LV(sg->state));
+    gw_obs_observe(env->obs->saga_seconds, GW_LV(sg->state),
+                   (double)(cm_clock_now_ms() - sg->created_at_ms) / 1000.0);
     CM_INFO("gw.saga", "saga %s ended %s%s%s", sg->id, sg->state, sg->reason[0] ? ": " : "",
             sg->reason);
 }
@@ -190,6 +192,7 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
         sg.created_at_ms = now;
         if (save(env, &sg, "start", "done", NULL, err))
             return GW_SAGA_RETRY;
+        gw_counter_inc(gw_metrics_with(env->obs->sagas_started, NULL));
     } else if (rc) {
         cm_errf(err, "store: %s", cm_strerror(rc));
         return GW_SAGA_RETRY;
