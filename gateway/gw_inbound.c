@@ -16,6 +16,7 @@
 #include "cm_log.h"
 #include "cm_sig.h"
 #include "gw_app.h"
+#include "gw_trace.h"
 
 /* One webhook on its way to the store; owns the strings the event points to. The body
  * stays the HTTP layer's until the deferred answer is finished. */
@@ -134,15 +135,32 @@ static void submit(intake_t *in, cm_http_resp_t *resp)
 
 /* Copies a header value into the audit JSON, keeping only characters that need no JSON
  * escaping (signature headers are ASCII tokens). */
-static void audit_headers(char *out, size_t cap, const char *name, const char *value)
+/* Keeps only characters that need no JSON escaping (header values here are ASCII
+ * tokens); anything else is dropped rather than escaped. */
+static void clean_token(char *out, size_t cap, const char *value)
 {
-    char clean[400];
     size_t n = 0;
-    for (const char *p = value ? value : ""; *p && n + 1 < sizeof clean; p++)
+    for (const char *p = value ? value : ""; *p && n + 1 < cap; p++)
         if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
-            clean[n++] = *p;
-    clean[n] = '\0';
-    snprintf(out, cap, "{\"%s\":\"%s\"}", name, clean);
+            out[n++] = *p;
+    out[n] = '\0';
+}
+
+/* The headers kept with the event: the signature header (audit) and a valid W3C
+ * traceparent, which the job's outbound calls continue. */
+static void audit_headers(const cm_http_req_t *req, char *out, size_t cap, const char *name,
+                          const char *value)
+{
+    char clean[400], tp[64] = "";
+    gw_traceparent_t t;
+    const char *h = cm_http_req_header(req, "traceparent");
+    clean_token(clean, sizeof clean, value);
+    if (h && gw_trace_parse(h, &t, NULL) == CM_OK)
+        gw_trace_format(&t, tp);
+    if (tp[0])
+        snprintf(out, cap, "{\"%s\":\"%s\",\"traceparent\":\"%s\"}", name, clean, tp);
+    else
+        snprintf(out, cap, "{\"%s\":\"%s\"}", name, clean);
 }
 
 /* ---- Retell --------------------------------------------------------------------- */
@@ -202,7 +220,7 @@ static void h_retell(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         snprintf(in->key, sizeof in->key, "retell:%s:%s", call_id, event);
         snprintf(in->type, sizeof in->type, "%s", event);
         snprintf(in->entity, sizeof in->entity, "%s", call_id);
-        audit_headers(in->headers, sizeof in->headers, "x-retell-signature", sig);
+        audit_headers(req, in->headers, sizeof in->headers, "x-retell-signature", sig);
         submit(in, resp);
     }
     json_decref(ev);
@@ -265,7 +283,7 @@ static void h_calcom(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         snprintf(in->key, sizeof in->key, "calcom:%s:%s:%s", trigger, uid, created);
         snprintf(in->type, sizeof in->type, "%s", trigger);
         snprintf(in->entity, sizeof in->entity, "%s", uid);
-        audit_headers(in->headers, sizeof in->headers, "x-cal-signature-256", sig);
+        audit_headers(req, in->headers, sizeof in->headers, "x-cal-signature-256", sig);
         submit(in, resp);
     }
     json_decref(ev);
@@ -323,7 +341,7 @@ static void h_stripe(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         in->ev.alt_key = in->alt_key;
         snprintf(in->type, sizeof in->type, "%s", type);
         snprintf(in->entity, sizeof in->entity, "%s", entity);
-        audit_headers(in->headers, sizeof in->headers, "stripe-signature", sig);
+        audit_headers(req, in->headers, sizeof in->headers, "stripe-signature", sig);
         submit(in, resp);
     }
     json_decref(ev);
@@ -367,7 +385,7 @@ static void h_std(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         snprintf(in->key, sizeof in->key, "std:%s:%s", src->id, id);
         snprintf(in->type, sizeof in->type, "%s", type);
         snprintf(in->entity, sizeof in->entity, "%.150s", cm_json_str(ev, "data.id", id));
-        audit_headers(in->headers, sizeof in->headers, "webhook-id", id);
+        audit_headers(req, in->headers, sizeof in->headers, "webhook-id", id);
         submit(in, resp);
     }
     json_decref(ev);

@@ -51,8 +51,9 @@ typedef struct {
     char kind[64];
     char entity_id[128];
     char tenant_id[64];
-    int attempts;  /* including the current one */
-    cm_buf_t body; /* the event's raw body; owned, freed by gw_store_job_free */
+    int attempts;         /* including the current one */
+    char traceparent[64]; /* the sender's W3C trace context, "" when none came */
+    cm_buf_t body;        /* the event's raw body; owned, freed by gw_store_job_free */
 } gw_job_t;
 
 typedef struct {

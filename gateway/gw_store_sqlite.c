@@ -624,13 +624,20 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, gw_job_t *job, int64_t *n
     sqlite3_finalize(st);
     st = NULL;
     if (rc == CM_OK) {
-        if (sqlite3_prepare_v2(db, "SELECT body FROM events WHERE id=?", -1, &st, NULL) !=
+        if (sqlite3_prepare_v2(db, "SELECT body, headers FROM events WHERE id=?", -1, &st, NULL) !=
                 SQLITE_OK ||
             sqlite3_bind_int64(st, 1, job->event_id) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
             rc = sql_fail(db, "load event body");
         else if (cm_buf_add(&job->body, sqlite3_column_blob(st, 0),
                             (size_t)sqlite3_column_bytes(st, 0)) != CM_OK)
             rc = CM_ENOMEM;
+        else {
+            /* The intake wrote it as "traceparent":"<55 chars>"; nothing else to parse. */
+            const char *h = (const char *)sqlite3_column_text(st, 1);
+            const char *tp = h ? strstr(h, "\"traceparent\":\"") : NULL;
+            if (tp)
+                snprintf(job->traceparent, sizeof job->traceparent, "%.55s", tp + 15);
+        }
     } else if (sqlite3_prepare_v2(db,
                                   "SELECT MIN(next_at_ms) FROM jobs WHERE state='pending' AND "
                                   "next_at_ms>?",

@@ -314,8 +314,11 @@ static void *lane_main(void *arg)
         char cid[80], err[CM_ERR_LEN] = "";
         /* One trace per job attempt; its id is the log correlation id and every provider
          * call carries a child span of it. */
-        gw_traceparent_t tr;
-        gw_trace_new(&lane->rng, GW_TRACE_SAMPLED, &tr);
+        gw_traceparent_t tr, parent;
+        if (job.traceparent[0] && gw_trace_parse(job.traceparent, &parent, NULL) == CM_OK)
+            gw_trace_child(&parent, &lane->rng, &tr); /* continue the sender's trace */
+        else
+            gw_trace_new(&lane->rng, GW_TRACE_SAMPLED, &tr);
         gw_trace_format(&tr, lane->traceparent);
         snprintf(cid, sizeof cid, "%s", tr.trace_id);
         cm_log_set_cid(cid);

@@ -315,3 +315,17 @@ Test(store, flags_only_merge_keeps_the_worker_state)
     cr_assert_str_eq(state, "booked");
     cr_assert_eq(f, 3);
 }
+
+Test(store, claim_returns_the_senders_traceparent)
+{
+    gw_ingest_t r;
+    gw_job_t job;
+    int64_t next;
+    gw_event_in_t ev = event("tp", "{}");
+    ev.headers = "{\"x-retell-signature\":\"v=1,d=ab\",\"traceparent\":"
+                 "\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"}";
+    cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, &job, &next), CM_OK);
+    cr_assert_str_eq(job.traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    gw_store_job_free(&job);
+}
