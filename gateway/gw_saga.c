@@ -163,7 +163,7 @@ static gw_saga_result_t fail_and_compensate(gw_saga_env_t *env, const gw_tenant_
 {
     snprintf(sg->state, sizeof sg->state, "compensating");
     snprintf(sg->final, sizeof sg->final, "%s", final);
-    snprintf(sg->reason, sizeof sg->reason, "%s", reason);
+    snprintf(sg->reason, sizeof sg->reason, "%.255s", reason); /* may be cut */
     if (save(env, sg, "compensate", "intent", reason, err))
         return GW_SAGA_RETRY;
     return compensate(env, t, sg, cc, err);
