@@ -36,6 +36,15 @@ static const char *mark_colour(const rp_line_t *l)
 {
     const char *t = l->text;
     const char *arrow = strstr(t, "-> ");
+    if (!strncmp(l->actor, "breaker", 7) && arrow) {
+        if (!strncmp(arrow + 3, "open", 4))
+            return "#ff7f0e";
+        if (!strncmp(arrow + 3, "closed", 6))
+            return "#2ca02c";
+        return "#e6b800";
+    }
+    if (!strncmp(l->actor, "saga", 4))
+        return strstr(t, "compensat") || strstr(t, "fail") ? "#d62728" : "#8c564b";
     if (strstr(t, "FAIL:") || strstr(t, "also:"))
         return "#d62728";
     if (strstr(t, "killed") || strstr(t, "kill the gateway") || strstr(t, "ended before"))
@@ -59,14 +68,20 @@ static const char *mark_colour(const rp_line_t *l)
     return "#7f7f7f";
 }
 
+/* The i-th mark: the log lines first, then the events the parts recorded. */
+static const rp_line_t *mark_at(const rp_case_t *c, size_t i)
+{
+    return i < c->nlines ? &c->lines[i] : &c->events[i - c->nlines];
+}
+
 static cm_err_t timeline(const rp_case_t *c, cm_buf_t *b)
 {
     char lanes[RP_HTML_MAX_LANES][24];
     int64_t first[RP_HTML_MAX_LANES], last[RP_HTML_MAX_LANES];
-    size_t nl = 0;
+    size_t nl = 0, total = c->nlines + c->nevents;
     int64_t end = 1;
-    for (size_t i = 0; i < c->nlines; i++) {
-        const rp_line_t *l = &c->lines[i];
+    for (size_t i = 0; i < total; i++) {
+        const rp_line_t *l = mark_at(c, i);
         size_t k = 0;
         while (k < nl && strcmp(lanes[k], l->actor) != 0)
             k++;
@@ -81,6 +96,8 @@ static cm_err_t timeline(const rp_case_t *c, cm_buf_t *b)
         }
         if (k < nl && l->t_ms > last[k])
             last[k] = l->t_ms;
+        if (k < nl && l->t_ms < first[k])
+            first[k] = l->t_ms;
         if (l->t_ms > end)
             end = l->t_ms;
     }
@@ -113,9 +130,16 @@ static cm_err_t timeline(const rp_case_t *c, cm_buf_t *b)
                                LEFT + (double)first[k] * scale, y + 3,
                                (double)(last[k] - first[k]) * scale + 2, LANE - 6);
     }
-    size_t marks = c->nlines < RP_HTML_MAX_MARKS ? c->nlines : RP_HTML_MAX_MARKS;
-    for (size_t i = 0; !rc && i < marks; i++) {
-        const rp_line_t *l = &c->lines[i];
+    /* At most RP_HTML_MAX_MARKS marks, shared between the log and the events. */
+    size_t lines = c->nlines, events = c->nevents;
+    if (lines + events > RP_HTML_MAX_MARKS) {
+        events = events < RP_HTML_MAX_MARKS / 2 ? events : RP_HTML_MAX_MARKS / 2;
+        lines = RP_HTML_MAX_MARKS - events < lines ? RP_HTML_MAX_MARKS - events : lines;
+    }
+    for (size_t i = 0; !rc && i < total; i++) {
+        if ((i < c->nlines && i >= lines) || (i >= c->nlines && i - c->nlines >= events))
+            continue;
+        const rp_line_t *l = mark_at(c, i);
         size_t k = 0;
         while (k < nl && strcmp(lanes[k], l->actor) != 0)
             k++;
@@ -133,9 +157,10 @@ static cm_err_t timeline(const rp_case_t *c, cm_buf_t *b)
     }
     if (!rc)
         rc = cm_buf_addstr(b, "</svg>\n");
-    if (!rc && c->nlines > marks)
-        rc = cm_buf_printf(b, "<p class=\"note\">%zu more log lines are not drawn.</p>\n",
-                           c->nlines - marks);
+    if (!rc && lines + events < total)
+        rc =
+            cm_buf_printf(b, "<p class=\"note\">%zu more log lines and events are not drawn.</p>\n",
+                          total - lines - events);
     return rc;
 }
 
@@ -178,7 +203,7 @@ static cm_err_t render_case(const rp_case_t *c, size_t id, cm_buf_t *b)
         if (!rc)
             rc = cm_buf_addstr(b, "</pre>\n");
     }
-    if (!rc && c->nlines)
+    if (!rc && c->nlines + c->nevents)
         rc = timeline(c, b);
     if (!rc && c->nlines) {
         char *log = rp_case_log_text(c);
@@ -262,6 +287,7 @@ cm_err_t rp_html_render(const rp_report_t *r, cm_buf_t *b)
                "<span style=\"background:#ff7f0e\"></span>kill"
                "<span style=\"background:#9467bd\"></span>start/stop"
                "<span style=\"background:#17becf\"></span>webhook deliveries"
+               "<span style=\"background:#8c564b\"></span>saga step"
                "<span style=\"background:#7f7f7f\"></span>other; hover a mark for its line</p>\n");
     id = 0;
     for (size_t i = 0; !rc && i < r->nsuites; i++)

@@ -5,7 +5,9 @@
  * then per scenario its diagnosis, an SVG timeline of its log (one lane per actor: the
  * runner, the simulators, the gateway, each step; a mark per logged request or event,
  * coloured by outcome, with the line as a tooltip) and the log itself (collapsed unless
- * the scenario failed). Thread-safe: the report is only read.
+ * the scenario failed). The timeline also draws what the parts recorded (rp_case_t events:
+ * provider requests with their faults, webhook deliveries, breaker transitions, saga
+ * steps) in lanes of their own. Thread-safe: the report is only read.
  */
 #ifndef RP_HTML_H
 #define RP_HTML_H

@@ -151,7 +151,30 @@ static cm_err_t render_case(const rp_case_t *c, cm_buf_t *b)
             rc = cm_buf_addstr(b, "}");
     }
     if (!rc)
-        rc = cm_buf_printf(b, "],\"dropped_lines\":%zu}", c->dropped_lines);
+        rc = cm_buf_printf(b, "],\"dropped_lines\":%zu,\"events\":[", c->dropped_lines);
+    for (size_t i = 0; !rc && i < c->nevents; i++) {
+        const rp_line_t *l = &c->events[i];
+        rc = cm_buf_printf(b, "%s{\"t_ms\":%lld", i ? "," : "", (long long)l->t_ms);
+        if (!rc)
+            rc = key_str(b, "source", l->actor, 1);
+        if (!rc)
+            rc = key_str(b, "text", l->text, 1);
+        if (!rc)
+            rc = cm_buf_addstr(b, "}");
+    }
+    if (!rc)
+        rc = cm_buf_printf(b, "],\"dropped_events\":%zu,\"assertions\":[", c->dropped_events);
+    for (size_t i = 0; !rc && i < c->nasserts; i++) {
+        rc = cm_buf_addstr(b, i ? ",{" : "{");
+        if (!rc)
+            rc = key_str(b, "name", c->asserts[i].name, 0);
+        if (!rc)
+            rc = key_str(b, "status", rp_status_name(c->asserts[i].status), 1);
+        if (!rc)
+            rc = cm_buf_printf(b, ",\"time_s\":%.3f}", c->asserts[i].time_s);
+    }
+    if (!rc)
+        rc = cm_buf_addstr(b, "]}");
     return rc;
 }
 

@@ -37,6 +37,12 @@ static void case_free(rp_case_t *c)
     for (size_t i = 0; i < c->nlines; i++)
         free(c->lines[i].text);
     free(c->lines);
+    for (size_t i = 0; i < c->nevents; i++)
+        free(c->events[i].text);
+    free(c->events);
+    for (size_t i = 0; i < c->nasserts; i++)
+        free(c->asserts[i].name);
+    free(c->asserts);
     free(c);
 }
 
@@ -179,6 +185,36 @@ cm_err_t rp_case_add_line(rp_case_t *c, int64_t t_ms, const char *actor, const c
     if (!(l->text = strndup(text ? text : "", RP_MAX_LINE_LEN)))
         return CM_ENOMEM;
     c->nlines++;
+    return CM_OK;
+}
+
+cm_err_t rp_case_add_event(rp_case_t *c, int64_t t_ms, const char *actor, const char *text)
+{
+    if (c->nevents >= RP_MAX_LINES) {
+        c->dropped_events++;
+        return CM_OK;
+    }
+    if (grow((void **)&c->events, &c->_ecap, c->nevents, sizeof *c->events))
+        return CM_ENOMEM;
+    rp_line_t *l = &c->events[c->nevents];
+    l->t_ms = t_ms;
+    snprintf(l->actor, sizeof l->actor, "%s", actor ? actor : "");
+    if (!(l->text = strndup(text ? text : "", RP_MAX_LINE_LEN)))
+        return CM_ENOMEM;
+    c->nevents++;
+    return CM_OK;
+}
+
+cm_err_t rp_case_add_assert(rp_case_t *c, const char *name, rp_status_t st, double time_s)
+{
+    if (grow((void **)&c->asserts, &c->_acap, c->nasserts, sizeof *c->asserts))
+        return CM_ENOMEM;
+    rp_assert_t *a = &c->asserts[c->nasserts];
+    if (!(a->name = strdup(name ? name : "")))
+        return CM_ENOMEM;
+    a->status = st;
+    a->time_s = time_s;
+    c->nasserts++;
     return CM_OK;
 }
 

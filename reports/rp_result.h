@@ -37,6 +37,13 @@ typedef struct {
     char *text;
 } rp_line_t;
 
+/* One assertion of a scenario: a top-level step that holds expectations. */
+typedef struct {
+    char *name;         /* "steps[3] (request \"no booking made\")" */
+    rp_status_t status; /* passed, failed (the case's failure), or skipped (not reached) */
+    double time_s;
+} rp_assert_t;
+
 typedef struct {
     /* public, read-only for writers */
     char *name;      /* scenario name */
@@ -56,8 +63,20 @@ typedef struct {
     rp_line_t *lines;
     size_t nlines;
     size_t dropped_lines;
+    /* What the parts recorded (simulator journal, breaker transitions, saga steps), placed
+     * on the case's clock: t_ms since the case started, in real time. For timelines; not
+     * part of the log text. */
+    rp_line_t *events;
+    size_t nevents;
+    size_t dropped_events;
+    /* The scenario's assertions in order (JUnit writes one testcase each). When the
+     * case's failure belongs to one of them, failed_assert is its index + 1; 0 when the
+     * failure (setup, teardown, a step without expectations) belongs to the scenario. */
+    rp_assert_t *asserts;
+    size_t nasserts;
+    size_t failed_assert;
     /* private */
-    size_t _cap;
+    size_t _cap, _ecap, _acap;
 } rp_case_t;
 
 typedef struct {
@@ -112,6 +131,12 @@ cm_err_t rp_case_set_kept(rp_case_t *c, const char *dir) CM_WUR;
 /* Appends one log line (text copied, cut at RP_MAX_LINE_LEN). Past RP_MAX_LINES only
  * dropped_lines grows. */
 cm_err_t rp_case_add_line(rp_case_t *c, int64_t t_ms, const char *actor, const char *text) CM_WUR;
+
+/* Appends one event (same rules as rp_case_add_line, its own RP_MAX_LINES). */
+cm_err_t rp_case_add_event(rp_case_t *c, int64_t t_ms, const char *actor, const char *text) CM_WUR;
+
+/* Appends an assertion (name copied). */
+cm_err_t rp_case_add_assert(rp_case_t *c, const char *name, rp_status_t st, double time_s) CM_WUR;
 
 /* The case's log as text, one "  +1.234 actor  text" line per entry: a new string the
  * caller frees, NULL when out of memory. */

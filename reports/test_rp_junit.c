@@ -289,3 +289,44 @@ Test(junit, write_reports_unwritable_path)
     cr_assert_not_null(strstr(err, "/proc/nope"), "%s", err);
     rp_report_free(&r);
 }
+
+Test(junit, one_testcase_per_assertion_with_matching_counts)
+{
+    rp_report_t *r = rp_report_new("scenario");
+    rp_suite_t *s = rp_report_add_suite(r, "scenarios/basic/002_x.json");
+    /* failed at its second assertion, the third not reached */
+    rp_case_t *c = rp_suite_add_case(s, "forged", "scenarios.basic.002_x");
+    cr_assert_eq(rp_case_add_assert(c, "steps[1] (webhook)", RP_PASSED, 0.3), CM_OK);
+    cr_assert_eq(rp_case_add_assert(c, "steps[2] (request)", RP_FAILED, 0.01), CM_OK);
+    cr_assert_eq(rp_case_add_assert(c, "steps[3] (request)", RP_SKIPPED, 0), CM_OK);
+    c->failed_assert = 2;
+    cr_assert_eq(rp_case_set_outcome(c, RP_FAILED, "expectation", "count: expected 0, got 1",
+                                     "count: expected 0, got 1"),
+                 CM_OK);
+    cr_assert_eq(rp_case_add_line(c, 5, "runner", "log line"), CM_OK);
+    /* all assertions passed, then the gateway crashed at teardown: the scenario fails */
+    rp_case_t *d = rp_suite_add_case(s, "crashed", "scenarios.basic.002_x");
+    cr_assert_eq(rp_case_add_assert(d, "steps[0] (request)", RP_PASSED, 0.1), CM_OK);
+    cr_assert_eq(rp_case_set_outcome(d, RP_FAILED, "process", "gateway killed by signal 11", NULL),
+                 CM_OK);
+
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 20);
+    cr_assert_eq(rp_junit_render(r, &b), CM_OK);
+    xml_stats_t st;
+    const char *bad = check_xml(b.data, &st);
+    cr_assert_null(bad, "%s in:\n%s", bad, b.data);
+    cr_assert_eq(st.testcase, 5, "3 + 1 assertions + the crashed scenario itself:\n%s", b.data);
+    cr_assert_eq(st.failure, 2);
+    cr_assert_eq(st.skipped, 1);
+    cr_assert_eq(st.top_tests, 5);
+    cr_assert_eq(st.top_failures, 2);
+    cr_assert_eq(st.top_skipped, 1);
+    cr_assert_eq(st.sum_tests, st.top_tests);
+    cr_assert_not_null(strstr(b.data, "name=\"forged: steps[2] (request)\""));
+    cr_assert_not_null(strstr(b.data, "not reached: an earlier step failed"));
+    cr_assert_not_null(strstr(b.data, "name=\"crashed\""), "%s", b.data);
+    cr_assert_null(strstr(b.data, "name=\"forged\""), "the failure belongs to an assertion");
+    cm_buf_free(&b);
+    rp_report_free(&r);
+}

@@ -28,6 +28,9 @@ static rp_report_t *sample(void)
     ok->seed = 42;
     cr_assert_eq(rp_case_add_line(ok, 5, "step[0]", "POST gateway /webhooks/retell -> 204"), CM_OK);
     cr_assert_eq(rp_case_add_line(ok, 900, "gw", "killed (SIGKILL)"), CM_OK);
+    cr_assert_eq(rp_case_add_event(ok, 400, "breaker calcom", "closed -> open: 5 failures"), CM_OK);
+    cr_assert_eq(rp_case_add_event(ok, 300, "sim calcom", "POST /v2/bookings -> 503, fault: x"),
+                 CM_OK);
     bad->time_s = 0.5;
     bad->speed = 1;
     cr_assert_eq(rp_case_set_outcome(bad, RP_FAILED, "expectation", "status: expected 204",
@@ -63,6 +66,9 @@ Test(report, json_holds_everything_and_parses)
     cr_assert_str_eq(json_string_value(json_array_get(json_object_get(c0, "tags"), 1)), "dedup");
     cr_assert_eq(json_integer_value(json_object_get(c0, "speed")), 10);
     cr_assert_eq(json_array_size(json_object_get(c0, "log")), 2);
+    json_t *ev = json_array_get(json_object_get(c0, "events"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "source")), "breaker calcom");
+    cr_assert_eq(json_integer_value(json_object_get(ev, "t_ms")), 400);
     cr_assert_str_eq(json_string_value(json_object_get(c1, "status")), "failed");
     cr_assert_str_eq(json_string_value(json_object_get(c1, "name")), "fails <b>");
     cr_assert_not_null(strstr(json_string_value(json_object_get(c1, "detail")), "\xef\xbf\xbd"),
@@ -93,6 +99,8 @@ Test(report, html_is_self_contained_with_timelines)
     cr_assert_null(strstr(h, "</pre>\"<"), "log text is escaped");
     cr_assert_not_null(strstr(h, "&lt;oops&gt;"));
     cr_assert_not_null(strstr(h, "#ff7f0e"), "the kill is marked");
+    cr_assert_not_null(strstr(h, ">breaker calcom</text>"), "events get lanes of their own");
+    cr_assert_not_null(strstr(h, "+0.400 breaker calcom closed -&gt; open"), "%s", h);
     cr_assert_not_null(strstr(h, "--seed 42"));
     cm_buf_free(&b);
     rp_report_free(&r);

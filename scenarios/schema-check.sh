@@ -13,7 +13,8 @@ if [ ! -x "$ajv" ]; then
     exit 77
   fi
   mkdir -p "$cache"
-  if ! timeout 300 npm install --prefix "$cache" --silent --no-audit --no-fund ajv-cli@5 \
+  if ! timeout 120 npm install --prefix "$cache" --silent --no-audit --no-fund --fetch-retries=1 \
+      --fetch-timeout=20000 ajv-cli@5 \
       >"$cache/npm.log" 2>&1; then
     echo "SKIP: npm could not install ajv-cli (offline?); see $cache/npm.log"
     exit 77

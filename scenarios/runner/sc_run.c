@@ -11,6 +11,7 @@
 #include "cm_clock.h"
 #include "cm_codec.h"
 #include "cm_json.h"
+#include "sc_collect.h"
 #include "sc_ctx.h"
 #include "sc_duration.h"
 #include "sc_files.h"
@@ -426,6 +427,31 @@ cm_err_t sc_run_gateway_kill(sc_ctx_t *ctx, const char *label)
     return rc ? CM_EINVAL : CM_OK;
 }
 
+/* A top-level step with expectations is an assertion of the scenario (one JUnit testcase
+ * each). owns_failure: the scenario's failure happened in this step. */
+static void record_assert(sc_ctx_t *ctx, const sc_step_t *s, rp_status_t st, int64_t ms,
+                          int owns_failure)
+{
+    char label[240];
+    if (!sc_steps_expectations(s, 1))
+        return;
+    sc_step_label(NULL, s, label, sizeof label);
+    if (rp_case_add_assert(ctx->rc, label, st, (double)ms / 1000.0) != CM_OK)
+        return; /* out of memory: the scenario's own testcase still tells */
+    if (owns_failure)
+        ctx->rc->failed_assert = ctx->rc->nasserts;
+}
+
+static int asserted(const sc_ctx_t *ctx, const sc_step_t *s)
+{
+    char label[240];
+    sc_step_label(NULL, s, label, sizeof label);
+    for (size_t i = 0; i < ctx->rc->nasserts; i++)
+        if (!strcmp(ctx->rc->asserts[i].name, label))
+            return 1;
+    return 0;
+}
+
 rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case_t *out,
                             char kept[PATH_MAX])
 {
@@ -480,12 +506,22 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
                          sc_duration_format(o->timeout_ms, d), i);
             break;
         }
+        int was_failed = ctx.fail.set;
+        int64_t t = cm_clock_mono_ms();
         rc = sc_step_run(&ctx, &sc->steps[i]);
         char when[64];
         snprintf(when, sizeof when, "during steps[%zu]", i);
         if (check_alive(&ctx, &ctx.gw, when) || check_alive(&ctx, &ctx.sim, when))
             rc = CM_EINVAL;
+        record_assert(&ctx, &sc->steps[i], rc ? ctx.fail.status : RP_PASSED, cm_clock_mono_ms() - t,
+                      rc && !was_failed && ctx.fail.set);
     }
+    /* The assertions a failure kept from running. */
+    for (size_t i = 0; i < sc->nsteps; i++)
+        if (sc_steps_expectations(&sc->steps[i], 1) && !asserted(&ctx, &sc->steps[i]))
+            record_assert(&ctx, &sc->steps[i], RP_SKIPPED, 0, 0);
+    if (!o->attach && !sc_signal_caught())
+        sc_collect_events(&ctx);
     /* The gateway first: it must not see its providers vanish while it still works. */
     stop_child(&ctx, &ctx.gw, "gw");
     stop_child(&ctx, &ctx.sim, "sim");

@@ -407,6 +407,17 @@ Test(scenario, sign_gateway_and_repeat_mistakes)
          "steps[0] (gateway): \"action\" must be one of kill, stop, start, restart (got "
          "\"reboot\")"},
         {"{\"gateway\":{}}", "steps[0] (gateway): \"action\" is required"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/metrics\"},\"expect\":{\"metrics\":"
+         "{\"gw_x{a\":1}}}",
+         "\"expect\".\"metrics\": \"gw_x{a\" is not a metric selector"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/metrics\"},\"expect\":{\"metrics\":"
+         "{\"gw_x\":{\"$most\":1}}}}",
+         "\"expect\".\"metrics\": \"gw_x\": unknown operator \"$most\""},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/metrics\"},\"expect\":{\"metrics\":{}}}",
+         "\"metrics\" must be an object of selector -> value"},
+        {"{\"webhook\":{\"provider\":\"retell\",\"call\":\"c\"},\"expect\":{\"metrics\":"
+         "{\"a\":1}}}",
+         "unknown key \"metrics\" in \"expect\""},
         {"{\"gateway\":{\"action\":\"kill\",\"config\":\"%F\"}}",
          "\"config\" is only for start and restart"},
         {"{\"gateway\":{\"action\":\"start\",\"config\":\"nope.json\"}}",
