@@ -45,6 +45,7 @@ typedef struct sc_ctx {
     char tmpdir[PATH_MAX];
     sc_proc_t sim, gw;
     int gw_starts;         /* how many times the gateway was started */
+    int gw_may_exit;       /* expect_exit: the gateway may die by itself until wait_exit */
     char admin_token[256]; /* never logged */
     char url[5][256];      /* base URL per sc_target_t, "" until known */
 

@@ -427,6 +427,33 @@ cm_err_t sc_run_gateway_kill(sc_ctx_t *ctx, const char *label)
     return rc ? CM_EINVAL : CM_OK;
 }
 
+cm_err_t sc_run_gateway_wait_exit(sc_ctx_t *ctx, const char *label, int64_t within_ms)
+{
+    char how[96];
+    if (ctx->gw.pid <= 0)
+        return sc_fail(ctx, RP_FAILED, "invalid", "%s: the gateway is not running", label);
+    if (!ctx->gw_may_exit)
+        return sc_fail(ctx, RP_FAILED, "invalid", "%s: wait_exit needs an earlier expect_exit step",
+                       label);
+    int64_t t0 = cm_clock_mono_ms();
+    /* Polls the child (a condition with a deadline, never a fixed sleep). */
+    while (sc_proc_running(&ctx->gw)) {
+        if (cm_clock_mono_ms() - t0 >= within_ms) {
+            sc_fail(ctx, RP_FAILED, "timeout", "%s: the gateway did not exit within %lld ms", label,
+                    (long long)within_ms);
+            add_tail(ctx, &ctx->gw);
+            return CM_EINVAL;
+        }
+        cm_clock_sleep_ms(10);
+    }
+    sc_proc_describe(&ctx->gw, how, sizeof how);
+    sc_log(ctx, "gw", "%s after %lld ms, as expected", how, (long long)(cm_clock_mono_ms() - t0));
+    ctx->url[SC_TO_GATEWAY][0] = '\0';
+    ctx->gw.pid = 0;
+    ctx->gw_may_exit = 0;
+    return CM_OK;
+}
+
 /* A top-level step with expectations is an assertion of the scenario (one JUnit testcase
  * each). owns_failure: the scenario's failure happened in this step. */
 static void record_assert(sc_ctx_t *ctx, const sc_step_t *s, rp_status_t st, int64_t ms,
@@ -511,7 +538,8 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
         rc = sc_step_run(&ctx, &sc->steps[i]);
         char when[64];
         snprintf(when, sizeof when, "during steps[%zu]", i);
-        if (check_alive(&ctx, &ctx.gw, when) || check_alive(&ctx, &ctx.sim, when))
+        if ((!ctx.gw_may_exit && check_alive(&ctx, &ctx.gw, when)) ||
+            check_alive(&ctx, &ctx.sim, when))
             rc = CM_EINVAL;
         record_assert(&ctx, &sc->steps[i], rc ? ctx.fail.status : RP_PASSED, cm_clock_mono_ms() - t,
                       rc && !was_failed && ctx.fail.set);

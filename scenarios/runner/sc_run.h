@@ -44,5 +44,8 @@ struct sc_ctx;
 cm_err_t sc_run_gateway_start(struct sc_ctx *ctx, const char *config_rel) CM_WUR;
 cm_err_t sc_run_gateway_stop(struct sc_ctx *ctx, const char *label) CM_WUR;
 cm_err_t sc_run_gateway_kill(struct sc_ctx *ctx, const char *label) CM_WUR;
+/* wait_exit: waits up to within_ms for a gateway that was allowed to die (expect_exit) to
+ * end by itself, reaps it and logs how it ended. */
+cm_err_t sc_run_gateway_wait_exit(struct sc_ctx *ctx, const char *label, int64_t within_ms) CM_WUR;
 
 #endif

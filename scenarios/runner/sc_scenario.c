@@ -30,7 +30,8 @@ static const char *const target_names[] = {"gateway", "control", "retell", "calc
 static const char *const kind_names[SC_STEP__COUNT] = {"request", "call",   "webhook", "wait",
                                                        "gateway", "repeat", "include"};
 static const char *const scheme_names[] = {"none", "retell", "calcom", "stripe", "std"};
-static const char *const action_names[] = {"kill", "stop", "start", "restart"};
+static const char *const action_names[] = {"kill",    "stop",        "start",
+                                           "restart", "expect_exit", "wait_exit"};
 
 const char *sc_target_name(sc_target_t t)
 {
@@ -49,7 +50,7 @@ const char *sc_sign_scheme_name(sc_sign_scheme_t s)
 
 const char *sc_gw_action_name(sc_gw_action_t a)
 {
-    return (unsigned)a <= SC_GW_RESTART ? action_names[a] : "?";
+    return (unsigned)a <= SC_GW_WAIT_EXIT ? action_names[a] : "?";
 }
 
 /* Validation context: where we are, for the message prefix. */
@@ -546,24 +547,38 @@ static cm_err_t parse_wait(vctx_t *v, const json_t *obj, sc_step_t *s)
 
 static cm_err_t parse_gateway(vctx_t *v, const json_t *obj, sc_step_t *s)
 {
-    static const char *const keys[] = {"action", "config", NULL};
-    const char *action;
+    static const char *const keys[] = {"action", "config", "within", NULL};
+    const char *action, *within = NULL;
     cm_err_t rc;
     if (!json_is_object(obj))
         return fail(v, "\"gateway\" must be an object {\"action\": ...}");
     if ((rc = check_keys(v, obj, "\"gateway\"", keys)) ||
-        (rc = req_str(v, obj, "action", &action)) || (rc = opt_str(v, obj, "config", &s->config)))
+        (rc = req_str(v, obj, "action", &action)) || (rc = opt_str(v, obj, "config", &s->config)) ||
+        (rc = opt_str(v, obj, "within", &within)))
         return rc;
     int found = 0;
-    for (int i = SC_GW_KILL; i <= SC_GW_RESTART && !found; i++)
+    for (int i = SC_GW_KILL; i <= SC_GW_WAIT_EXIT && !found; i++)
         if (!strcmp(action, action_names[i])) {
             s->action = (sc_gw_action_t)i;
             found = 1;
         }
     if (!found)
-        return fail(v, "\"action\" must be one of kill, stop, start, restart (got \"%s\")", action);
+        return fail(v,
+                    "\"action\" must be one of kill, stop, start, restart, expect_exit, "
+                    "wait_exit (got \"%s\")",
+                    action);
     if (s->config && s->action != SC_GW_START && s->action != SC_GW_RESTART)
         return fail(v, "\"config\" is only for start and restart");
+    if (within && s->action != SC_GW_WAIT_EXIT)
+        return fail(v, "\"within\" is only for wait_exit");
+    s->within_ms = SC_WAIT_DEFAULT_MS;
+    if (within) {
+        char err[CM_ERR_LEN];
+        if (sc_duration_parse(within, &s->within_ms, err) != CM_OK)
+            return fail(v, "\"within\": %s", err);
+        if (s->within_ms <= 0)
+            return fail(v, "\"within\" must be longer than 0");
+    }
     if (s->config && (rc = check_file(v, "config", s->config)))
         return rc;
     if (v->in_concurrent)

@@ -90,10 +90,12 @@ typedef struct {
 } sc_sign_t;
 
 typedef enum {
-    SC_GW_KILL = 0, /* SIGKILL the process group, wait until it is gone */
-    SC_GW_STOP,     /* SIGTERM, must exit with status 0 */
-    SC_GW_START,    /* start again on the same data dir (new port) */
-    SC_GW_RESTART,  /* stop + start */
+    SC_GW_KILL = 0,    /* SIGKILL the process group, wait until it is gone */
+    SC_GW_STOP,        /* SIGTERM, must exit with status 0 */
+    SC_GW_START,       /* start again on the same data dir (new port) */
+    SC_GW_RESTART,     /* stop + start */
+    SC_GW_EXPECT_EXIT, /* from now on the gateway may die by itself (a crash test) */
+    SC_GW_WAIT_EXIT,   /* wait (within) until it has died by itself, and reap it */
 } sc_gw_action_t;
 
 typedef struct {

@@ -699,6 +699,12 @@ static cm_err_t run_gateway(sc_ctx_t *ctx, const sc_step_t *s, const char *label
     case SC_GW_START:
         rc = sc_run_gateway_start(ctx, config);
         break;
+    case SC_GW_EXPECT_EXIT:
+        ctx->gw_may_exit = 1;
+        break;
+    case SC_GW_WAIT_EXIT:
+        rc = sc_run_gateway_wait_exit(ctx, label, s->within_ms);
+        break;
     }
     free(config);
     return rc;

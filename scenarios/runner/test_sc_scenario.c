@@ -404,8 +404,10 @@ Test(scenario, sign_gateway_and_repeat_mistakes)
         {REQ("\"body\":\"a\",\"body_repeat\":{\"text\":\"x\",\"times\":2}"),
          "give one of \"json\", \"body\" and \"body_repeat\""},
         {"{\"gateway\":{\"action\":\"reboot\"}}",
-         "steps[0] (gateway): \"action\" must be one of kill, stop, start, restart (got "
-         "\"reboot\")"},
+         "steps[0] (gateway): \"action\" must be one of kill, stop, start, restart, expect_exit, "
+         "wait_exit (got \"reboot\")"},
+        {"{\"gateway\":{\"action\":\"kill\",\"within\":\"1s\"}}",
+         "steps[0] (gateway): \"within\" is only for wait_exit"},
         {"{\"gateway\":{}}", "steps[0] (gateway): \"action\" is required"},
         {"{\"request\":{\"to\":\"gateway\",\"path\":\"/metrics\"},\"expect\":{\"metrics\":"
          "{\"gw_x{a\":1}}}",
