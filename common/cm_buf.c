@@ -1,6 +1,7 @@
 /* cm_buf.c - growable, capped byte buffer. */
 #include "cm_buf.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,4 +119,24 @@ cm_err_t cm_buf_add_json_str(cm_buf_t *b, const char *s)
         }
     }
     return rc ? rc : cm_buf_add(b, "\"", 1);
+}
+
+cm_err_t cm_buf_read_file(cm_buf_t *b, const char *path, char *err)
+{
+    char chunk[8192];
+    cm_err_t rc = CM_OK;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cm_errf(err, "%s: %s", path, strerror(errno));
+        return CM_ENOTFOUND;
+    }
+    size_t n;
+    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = cm_buf_add(b, chunk, n);
+    if (!rc && ferror(f))
+        rc = CM_EIO;
+    fclose(f);
+    if (rc)
+        cm_errf(err, "%s: %s", path, rc == CM_ETOOBIG ? "file too large" : "read error");
+    return rc;
 }

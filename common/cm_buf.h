@@ -33,6 +33,11 @@ cm_err_t cm_buf_printf(cm_buf_t *b, const char *fmt, ...) CM_WUR
  * on success: an empty buffer yields "". Returns NULL only when out of memory. */
 char *cm_buf_take(cm_buf_t *b);
 
+/* Appends the whole file at path (at most the buffer's cap). CM_ENOTFOUND when it cannot
+ * be opened, CM_ETOOBIG, CM_EIO; err (CM_ERR_LEN, may be NULL) starts with the path. On
+ * error the buffer may hold part of the file: the caller frees it either way. */
+cm_err_t cm_buf_read_file(cm_buf_t *b, const char *path, char *err) CM_WUR;
+
 /* Appends s as a JSON string literal (with quotes and escapes). */
 cm_err_t cm_buf_add_json_str(cm_buf_t *b, const char *s) CM_WUR;
 

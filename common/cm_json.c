@@ -29,24 +29,10 @@ cm_err_t cm_json_parse(const void *data, size_t len, size_t cap, json_t **out, c
 cm_err_t cm_json_load_file(const char *path, size_t cap, json_t **out, char *err)
 {
     cm_buf_t b;
-    char chunk[8192];
-    cm_err_t rc = CM_OK;
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cm_errf(err, "%s: cannot open", path);
-        return CM_ENOTFOUND;
-    }
     cm_buf_init(&b, cap);
-    size_t n;
-    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc = cm_buf_add(&b, chunk, n);
-    if (!rc && ferror(f))
-        rc = CM_EIO;
-    fclose(f);
-    if (rc) {
-        cm_errf(err, "%s: %s", path, rc == CM_ETOOBIG ? "file too large" : "read error");
-    } else {
+    cm_err_t rc = cm_buf_read_file(&b, path, err);
+    if (!rc) {
         char perr[CM_ERR_LEN];
         rc = cm_json_parse(b.data ? b.data : "", b.len, cap, out, perr);
         if (rc)

@@ -1,6 +1,7 @@
 /* test_cm_common.c - unit tests for clock, buffers, JSON helpers and log masking. */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cm_buf.h"
 #include "cm_clock.h"
@@ -126,4 +127,25 @@ Test(log, truncates_safely)
     char out[8];
     cm_log_mask("abcdefghijklmnop", out, sizeof out);
     cr_assert_str_eq(out, "abcdefg");
+}
+
+Test(buf, read_file_whole_capped_and_missing)
+{
+    char path[] = "/tmp/test_cm_buf_XXXXXX", err[CM_ERR_LEN];
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "0123456789", 10), 10);
+    close(fd);
+    cm_buf_t b;
+    cm_buf_init(&b, 100);
+    cr_assert_eq(cm_buf_read_file(&b, path, err), CM_OK, "%s", err);
+    cr_assert_str_eq(b.data, "0123456789");
+    cm_buf_free(&b);
+    cm_buf_init(&b, 5);
+    cr_assert_eq(cm_buf_read_file(&b, path, err), CM_ETOOBIG);
+    cr_assert(strstr(err, "file too large"), "%s", err);
+    cm_buf_free(&b);
+    unlink(path);
+    cr_assert_eq(cm_buf_read_file(&b, path, err), CM_ENOTFOUND);
+    cr_assert(strstr(err, path), "%s", err);
 }

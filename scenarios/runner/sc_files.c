@@ -107,24 +107,11 @@ void sc_files_free(sc_filelist_t *l)
 
 cm_err_t sc_files_read(const char *path, size_t cap, char **out, size_t *len, char *err)
 {
-    char chunk[8192];
     cm_buf_t b;
-    cm_err_t rc = CM_OK;
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cm_errf(err, "%s: %s", path, strerror(errno));
-        return CM_ENOTFOUND;
-    }
     cm_buf_init(&b, cap);
-    size_t n;
-    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc = cm_buf_add(&b, chunk, n);
-    if (!rc && ferror(f))
-        rc = CM_EIO;
-    fclose(f);
+    cm_err_t rc = cm_buf_read_file(&b, path, err);
     if (rc) {
-        cm_errf(err, "%s: %s", path, rc == CM_ETOOBIG ? "file too large" : "read error");
         cm_buf_free(&b);
         return rc;
     }
