@@ -1173,8 +1173,10 @@ static void h_reschedule(const cm_http_req_t *req, cm_http_resp_t *resp, void *u
             json_object_set_new(answer, "rescheduledFromUid", json_string(uid));
             json_t *stored = json_object_get(c->by_uid, nuid);
             json_object_set_new(stored, "rescheduledFromUid", json_string(uid));
+            json_t *detail = json_pack("{s:s}", "from_uid", uid); /* borrowed by the journal */
             sim_journal_effect(c->journal, "calcom", "reschedule", nuid, NULL, cm_log_cid(),
-                               json_pack("{s:s}", "from_uid", uid));
+                               detail);
+            json_decref(detail);
             queue_hook(c, "BOOKING_RESCHEDULED", stored, "rescheduleUid", uid);
         }
     }
