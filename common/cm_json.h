@@ -33,5 +33,7 @@ int cm_json_bool(const json_t *root, const char *path, int def);
 
 /* Serialises compactly into a new malloc'd string (caller frees); NULL on failure. */
 char *cm_json_dumps(const json_t *v);
+/* The same with object keys sorted: equal values give equal text (for digests). */
+char *cm_json_dumps_sorted(const json_t *v);
 
 #endif

@@ -49,6 +49,7 @@ static gw_outcome_t classify(gw_calcom_ctx_t *c, gw_policy_status_t st,
                              const gw_policy_outcome_t *o, const cm_http_response_t *r, char *err)
 {
     c->retry_in_ms = o->retry_in_ms;
+    c->unavailable = st == GW_POL_BREAKER_OPEN || st == GW_POL_RATE_LIMITED;
     /* Judge by the HTTP answer when the run ended on one (retries used up on a 503 is
      * still "the provider answered 503"); otherwise by how the run ended. */
     if (st != GW_POL_DONE && !(st == GW_POL_FAILED && o->last.kind == GW_ATT_OK)) {

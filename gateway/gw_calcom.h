@@ -29,6 +29,7 @@ typedef struct {
     const char *api_key;
     const char *traceparent; /* may be NULL */
     int64_t retry_in_ms;     /* out: a hint after GW_OUT_RETRY, 0 when unknown */
+    int unavailable;         /* out: the breaker or rate limiter refused; nothing was sent */
 } gw_calcom_ctx_t;
 
 typedef struct {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cm_clock.h"
+#include "cm_codec.h"
 #include "cm_json.h"
 #include "cm_log.h"
 #include "cm_sig.h"
@@ -205,7 +206,7 @@ static void h_retell(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     const gw_tenant_t *owner =
         gw_config_tenant_by_agent(app->cfg, cm_json_str(ev, "call.agent_id", NULL));
     intake_t *in = NULL;
-    if (!event || !*event || !call_id || !*call_id || strlen(call_id) > 128 || strlen(event) > 64) {
+    if (!event || !*event || !call_id || !*call_id || strlen(call_id) > 127 || strlen(event) > 64) {
         bad_request(app, "retell", resp, "a Retell webhook needs \"event\" and \"call.call_id\"");
     } else if (owner && owner != t) {
         /* A valid signature from tenant A for an agent of tenant B: refuse rather than act
@@ -262,7 +263,7 @@ static void h_calcom(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     const char *uid = cm_json_str(ev, "payload.uid", NULL);
     int64_t created_ms = 0, now = cm_clock_now_ms();
     intake_t *in = NULL;
-    if (!trigger || !created || !uid || strlen(trigger) > 64 || strlen(uid) > 128 ||
+    if (!trigger || !created || !uid || strlen(trigger) > 64 || strlen(uid) > 127 ||
         strlen(created) > 40) {
         bad_request(app, "calcom", resp,
                     "a Cal.com webhook needs \"triggerEvent\", \"createdAt\" and "
@@ -327,17 +328,27 @@ static void h_stripe(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     /* A charge event belongs to its payment intent: that is the entity we track. */
     const char *entity = cm_json_str(ev, "data.object.payment_intent", obj);
     intake_t *in = NULL;
-    if (!id || !type || !obj || strlen(id) > 128 || strlen(type) > 64 || strlen(obj) > 128 ||
-        strlen(entity) > 128) {
+    if (!id || !type || !obj || strlen(id) > 127 || strlen(type) > 64 || strlen(obj) > 127 ||
+        strlen(entity) > 127) {
         bad_request(app, "stripe", resp,
                     "a Stripe event needs \"id\", \"type\" and \"data.object.id\"");
     } else if (!(in = intake_new(app, req, "stripe", t->id, "stripe.event"))) {
         cm_http_resp_problem(resp, 503, "Service Unavailable", "out of memory");
     } else {
         snprintf(in->key, sizeof in->key, "stripe:%s", id);
-        /* Stripe sometimes sends two Event objects for one change: the object id and type
-         * are the second identity that catches the twin. */
-        snprintf(in->alt_key, sizeof in->alt_key, "stripe:%s:%s", obj, type);
+        /* Stripe sometimes sends two Event objects for one change: same object, same type,
+         * same snapshot of the object. The snapshot's digest keeps a genuinely new change
+         * of the same type (a second decline, a second partial refund) from being taken
+         * for a twin. */
+        char digest[2 * CM_SHA256_LEN + 1] = "";
+        char *snap = cm_json_dumps_sorted(cm_json_path(ev, "data.object"));
+        if (snap) {
+            uint8_t h[CM_SHA256_LEN];
+            cm_sha256(snap, strlen(snap), h);
+            cm_hex_encode(h, 8, digest);
+            free(snap);
+        }
+        snprintf(in->alt_key, sizeof in->alt_key, "stripe:%s:%s:%s", obj, type, digest);
         in->ev.alt_key = in->alt_key;
         snprintf(in->type, sizeof in->type, "%s", type);
         snprintf(in->entity, sizeof in->entity, "%s", entity);
@@ -384,7 +395,7 @@ static void h_std(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         /* webhook-id is stable across the sender's retries: it is the dedup key. */
         snprintf(in->key, sizeof in->key, "std:%s:%s", src->id, id);
         snprintf(in->type, sizeof in->type, "%s", type);
-        snprintf(in->entity, sizeof in->entity, "%.150s", cm_json_str(ev, "data.id", id));
+        snprintf(in->entity, sizeof in->entity, "%.127s", cm_json_str(ev, "data.id", id));
         audit_headers(req, in->headers, sizeof in->headers, "webhook-id", id);
         submit(in, resp);
     }

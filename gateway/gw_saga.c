@@ -93,6 +93,7 @@ static gw_saga_result_t choose_slot(gw_saga_env_t *env, gw_calcom_ctx_t *cc, con
         gw_outcome_t o = gw_calcom_slot_free(cc, rq->event_type_id, cand, &is_free, err);
         if (o != GW_OUT_OK) {
             env->retry_hint_ms = cc->retry_in_ms;
+            env->waiting = cc->unavailable;
             return o == GW_OUT_RETRY ? GW_SAGA_RETRY : GW_SAGA_DEAD;
         }
         if (is_free) {
@@ -122,6 +123,7 @@ static gw_saga_result_t compensate(gw_saga_env_t *env, const gw_tenant_t *t, gw_
         gw_stripe_out_t o = gw_stripe_refund(&sc, idem, sg->payment_intent, sg->reason, err);
         if (o == GW_STRIPE_RETRY) {
             env->retry_hint_ms = sc.retry_in_ms;
+            env->waiting = sc.unavailable;
             return GW_SAGA_RETRY;
         }
         if (o != GW_STRIPE_OK) {
@@ -139,6 +141,7 @@ static gw_saga_result_t compensate(gw_saga_env_t *env, const gw_tenant_t *t, gw_
         gw_outcome_t o = gw_calcom_cancel(cc, sg->booking_uid, sg->reason, err);
         if (o == GW_OUT_RETRY) {
             env->retry_hint_ms = cc->retry_in_ms;
+            env->waiting = cc->unavailable;
             return GW_SAGA_RETRY;
         }
         if (o != GW_OUT_OK) {
@@ -178,6 +181,7 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
     int64_t now = cm_clock_now_ms();
     char idem[192], detail[160];
     env->retry_hint_ms = 0;
+    env->waiting = 0;
 
     if (parse_request(t, cad, &rq, err))
         return GW_SAGA_DEAD;
@@ -238,11 +242,18 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
             int found = 0;
             br.start_ms = sg.start_ms;
             /* An intent without a result: the booking may exist (crash or lost answer). */
-            if (gw_store_saga_intent_open(env->store, sg.id, "book")) {
+            int open = gw_store_saga_intent_open(env->store, sg.id, "book");
+            if (open < 0) {
+                cm_errf(err, "store: cannot read saga %s's step log", sg.id);
+                res = GW_SAGA_RETRY;
+                break;
+            }
+            if (open) {
                 gw_outcome_t o =
                     gw_calcom_find(&cc, rq.email, sg.start_ms, sg.id, uid, sizeof uid, &found, err);
                 if (o != GW_OUT_OK) {
                     env->retry_hint_ms = cc.retry_in_ms;
+                    env->waiting = cc.unavailable;
                     res = o == GW_OUT_RETRY ? GW_SAGA_RETRY : GW_SAGA_DEAD;
                     break;
                 }
@@ -271,6 +282,7 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
                     return GW_SAGA_RETRY;
             } else if (o == GW_OUT_RETRY) {
                 env->retry_hint_ms = cc.retry_in_ms;
+                env->waiting = cc.unavailable;
                 res = GW_SAGA_RETRY;
             } else {
                 snprintf(sg.state, sizeof sg.state, "failed");
@@ -309,6 +321,7 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
                     return GW_SAGA_RETRY;
             } else if (o == GW_STRIPE_RETRY) {
                 env->retry_hint_ms = sc.retry_in_ms;
+                env->waiting = sc.unavailable;
                 res = GW_SAGA_RETRY;
             } else {
                 gw_obs_count(env->obs->payments,
@@ -329,7 +342,8 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
             return GW_SAGA_DEAD;
         }
     }
-    if (res == GW_SAGA_RETRY && cm_clock_now_ms() > sg.deadline_ms) {
+    if (res == GW_SAGA_RETRY &&
+        (cm_clock_now_ms() > sg.deadline_ms || (env->last_attempt && !env->waiting))) {
         /* Waited long enough for a provider: nothing is lost (the booking, if any, and
          * the state are kept), but a person has to finish this call. */
         CM_WARN("gw.saga", "saga %s: deadline passed in state %s (%s); flagged for a person", sg.id,
@@ -357,6 +371,7 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
 gw_saga_result_t gw_saga_booking_cancelled(gw_saga_env_t *env, const char *uid, char *err)
 {
     gw_saga_t sg;
+    env->waiting = 0;
     cm_err_t rc = gw_store_saga_by_booking(env->store, uid, &sg);
     if (rc == CM_ENOTFOUND)
         return GW_SAGA_DONE;
@@ -364,8 +379,15 @@ gw_saga_result_t gw_saga_booking_cancelled(gw_saga_env_t *env, const char *uid, 
         cm_errf(err, "store: %s", cm_strerror(rc));
         return GW_SAGA_RETRY;
     }
-    if (strcmp(sg.state, "completed") && strcmp(sg.state, "compensating"))
-        return GW_SAGA_DONE; /* the saga's own path handles the other states */
+    if (gw_saga_state_final(sg.state) && strcmp(sg.state, "completed"))
+        return GW_SAGA_DONE; /* already ended without a live booking to pay for */
+    if (strcmp(sg.state, "completed") && strcmp(sg.state, "compensating")) {
+        /* The saga is still running (it may charge next): come back once it has settled,
+         * then refund. Waiting for it is not a failed attempt. */
+        cm_errf(err, "saga %s still in %s: cancellation waits for it", sg.id, sg.state);
+        env->waiting = 1;
+        return GW_SAGA_RETRY;
+    }
     const gw_tenant_t *t = NULL;
     for (size_t i = 0; i < env->cfg->ntenants && !t; i++)
         if (!strcmp(env->cfg->tenants[i].id, sg.tenant_id))

@@ -36,6 +36,10 @@ typedef struct {
     cm_rand_t *rng;
     const char *traceparent;
     int64_t retry_hint_ms; /* out: when to try again after GW_SAGA_RETRY (0: back-off) */
+    int last_attempt;      /* in: the job will not be retried again: a RETRY now would leave
+                            * the saga half-done, so it goes to a person instead */
+    int waiting;           /* out: RETRY because a provider's breaker or limiter said wait:
+                            * not a failed attempt; the saga's deadline bounds the wait */
 } gw_saga_env_t;
 
 /* Runs (or resumes) the saga of a call_analyzed event. err says why on RETRY/DEAD. */

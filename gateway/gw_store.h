@@ -148,8 +148,9 @@ cm_err_t gw_store_saga_by_booking(gw_store_t *s, const char *uid, gw_saga_t *out
  * "intent", "done", "failed", detail may be NULL) in one transaction. */
 cm_err_t gw_store_saga_put(gw_store_t *s, const gw_saga_t *sg, const char *step, const char *phase,
                            const char *detail, int64_t now_ms) CM_WUR;
-/* Whether the step log holds an intent for step with no "done" after it: the step may
- * have run without its result being recorded (a crash in the middle of a call). */
+/* Whether the step log's last line for step is an intent (1) or not (0): the step may
+ * have run without its result being recorded (a crash in the middle of a call). -1 when
+ * the store cannot tell: the caller must not assume the step never ran. */
 int gw_store_saga_intent_open(gw_store_t *s, const char *id, const char *step);
 cm_err_t gw_store_saga_json(gw_store_t *s, const char *id, cm_buf_t *out) CM_WUR; /* + steps */
 cm_err_t gw_store_sagas_json(gw_store_t *s, const char *state, int limit, cm_buf_t *out) CM_WUR;

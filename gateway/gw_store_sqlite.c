@@ -1023,7 +1023,7 @@ cm_err_t gw_store_saga_put(gw_store_t *s, const gw_saga_t *sg, const char *step,
 int gw_store_saga_intent_open(gw_store_t *s, const char *id, const char *step)
 {
     sqlite3_stmt *st = NULL;
-    int open = 0;
+    int open = -1;
     pthread_mutex_lock(&s->rd.mu);
     if (sqlite3_prepare_v2(s->rd.db,
                            "SELECT phase FROM saga_steps WHERE saga_id=? AND step=? "
@@ -1031,9 +1031,14 @@ int gw_store_saga_intent_open(gw_store_t *s, const char *id, const char *step)
                            -1, &st, NULL) == SQLITE_OK) {
         bind_text(st, 1, id);
         bind_text(st, 2, step);
-        if (sqlite3_step(st) == SQLITE_ROW)
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW)
             open = !strcmp((const char *)sqlite3_column_text(st, 0), "intent");
+        else if (r == SQLITE_DONE)
+            open = 0;
     }
+    if (open < 0)
+        (void)sql_fail(s->rd.db, "saga intent");
     sqlite3_finalize(st);
     pthread_mutex_unlock(&s->rd.mu);
     return open;

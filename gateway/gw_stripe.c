@@ -67,6 +67,7 @@ static gw_stripe_out_t post(gw_stripe_ctx_t *c, const char *op, const char *path
                               .body_len = form->len}};
     gw_policy_status_t st = gw_outbound_call(c->ob, p, c->http, c->rng, &call, &r, &po);
     c->retry_in_ms = po.retry_in_ms;
+    c->unavailable = st == GW_POL_BREAKER_OPEN || st == GW_POL_RATE_LIMITED;
     /* The body is read for error details; an unreadable one leaves *ans NULL. */
     if (r.body.len && cm_json_parse(r.body.data, r.body.len, r.body.toobig, ans, NULL) != CM_OK)
         *ans = NULL;

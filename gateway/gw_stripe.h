@@ -28,6 +28,7 @@ typedef struct {
     const char *api_key;
     const char *traceparent;
     int64_t retry_in_ms; /* out: a hint after GW_STRIPE_RETRY */
+    int unavailable;     /* out: the breaker or rate limiter refused; nothing was sent */
 } gw_stripe_ctx_t;
 
 /* Creates and confirms a payment intent. On OK, the intent id goes to pi (cap bytes); on

@@ -32,6 +32,8 @@ typedef struct {
     gw_obs_t *obs;
     char traceparent[GW_TRACEPARENT_LEN + 1]; /* the current job's trace */
     int64_t retry_hint_ms;                    /* from the provider (Retry-After, breaker) */
+    int waiting;      /* the job waits for a provider (breaker open, rate limited): no failure */
+    int last_attempt; /* the current job will not be retried after this run */
 } lane_t;
 
 struct gw_worker {
@@ -71,7 +73,8 @@ static void mark_failed(lane_t *w, const char *call_id, const char *tenant_id, c
 
 static gw_saga_env_t saga_env(lane_t *w)
 {
-    return (gw_saga_env_t){.cfg = w->cfg,
+    return (gw_saga_env_t){.last_attempt = w->last_attempt,
+                           .cfg = w->cfg,
                            .store = w->store,
                            .ob = w->ob,
                            .obs = w->obs,
@@ -83,6 +86,7 @@ static gw_saga_env_t saga_env(lane_t *w)
 static job_result_t saga_result(lane_t *w, gw_saga_result_t r, const gw_saga_env_t *env)
 {
     w->retry_hint_ms = env->retry_hint_ms;
+    w->waiting = r == GW_SAGA_RETRY && env->waiting;
     return r == GW_SAGA_DONE ? JOB_DONE : r == GW_SAGA_RETRY ? JOB_RETRY : JOB_DEAD;
 }
 
@@ -241,7 +245,9 @@ static void finish(lane_t *w, const gw_job_t *job, job_result_t res, const char 
 {
     int64_t now = cm_clock_now_ms();
     cm_err_t rc;
-    if (res == JOB_RETRY && job->attempts >= w->cfg->max_attempts) {
+    /* Waiting for an open breaker is not a failed attempt: the saga's own deadline ends
+     * that wait (needs_human), so it must not be cut short by max_attempts. */
+    if (res == JOB_RETRY && job->attempts >= w->cfg->max_attempts && !w->waiting) {
         char reason[CM_ERR_LEN + 64];
         snprintf(reason, sizeof reason, "gave up after %d attempts: %s", job->attempts, err);
         CM_WARN("gw.worker", "job %lld dead-lettered: %s", (long long)job->id, reason);
@@ -323,16 +329,20 @@ static void *lane_main(void *arg)
         snprintf(cid, sizeof cid, "%s", tr.trace_id);
         cm_log_set_cid(cid);
         lane->retry_hint_ms = 0;
+        lane->waiting = 0;
+        lane->last_attempt = job.attempts >= lane->cfg->max_attempts;
         int64_t t0 = cm_clock_mono_ns();
         job_result_t res = run_job(lane, &job, err);
         gw_obs_observe(lane->obs->job_seconds, GW_LV(job.kind),
                        (double)(cm_clock_mono_ns() - t0) / 1e9);
         gw_obs_count(
             lane->obs->jobs,
-            GW_LV(job.kind, res == JOB_DONE ? "done"
-                            : res == JOB_RETRY
-                                ? (job.attempts >= lane->cfg->max_attempts ? "dead" : "retry")
-                                : "dead"));
+            GW_LV(
+                job.kind,
+                res == JOB_DONE ? "done"
+                : res == JOB_RETRY
+                    ? (job.attempts >= lane->cfg->max_attempts && !lane->waiting ? "dead" : "retry")
+                    : "dead"));
         finish(lane, &job, res, err);
         cm_log_set_cid(NULL);
         gw_store_job_free(&job);

@@ -227,7 +227,13 @@ Test(inbound, stripe_event_ids_and_twin_events)
     cr_assert_eq(stripe(PI_EVENT("evt_3", "payment_intent.created"), "whsec_acme", 0), 204);
     cr_assert_eq(stripe(PI_EVENT("evt_4", "payment_intent.created"), "whsec_other", 0), 401);
     cr_assert_eq(stripe(PI_EVENT("evt_5", "payment_intent.created"), "whsec_acme", -400), 401);
-    cr_assert_eq(events_count("stripe"), 2);
+    /* A second, different change of the same type on the same object is not a twin. */
+    cr_assert_eq(stripe("{\"id\":\"evt_6\",\"object\":\"event\",\"type\":"
+                        "\"payment_intent.succeeded\",\"data\":{\"object\":{\"id\":\"pi_1\","
+                        "\"object\":\"payment_intent\",\"amount_received\":500}}}",
+                        "whsec_acme", 0),
+                 204);
+    cr_assert_eq(events_count("stripe"), 3);
 }
 
 Test(inbound, standard_webhooks_source)
