@@ -586,11 +586,20 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, gw_job_t *job, int64_t *n
     sqlite3 *db = s->wr.db;
     sqlite3_stmt *st = NULL;
     cm_err_t rc = CM_ENOTFOUND;
+    int in_tx = 0;
     memset(job, 0, sizeof *job);
     cm_buf_init(&job->body, 64u << 20);
     *next_due_ms = -1;
     writer_lock_low(s);
     writer_sync(s, 0);
+    /* The claim and the read of its body are one transaction: if the read fails, the job
+     * must not be left 'running' with nobody working on it (that would block its entity
+     * until the next restart). */
+    in_tx = exec(db, "BEGIN IMMEDIATE") == CM_OK;
+    if (!in_tx) {
+        rc = CM_ESTORE;
+        goto out;
+    }
     /* A job whose entity already has one running waits: per-entity serialisation. */
     if (sqlite3_prepare_v2(db,
                            "UPDATE jobs SET state='running', attempts=attempts+1, updated_at_ms=?1 "
@@ -650,6 +659,12 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, gw_job_t *job, int64_t *n
     }
 out:
     sqlite3_finalize(st);
+    /* CM_ENOTFOUND changed nothing; anything else but success is undone. */
+    if (in_tx && exec(db, rc == CM_OK || rc == CM_ENOTFOUND ? "COMMIT" : "ROLLBACK") != CM_OK &&
+        rc == CM_OK) {
+        (void)exec(db, "ROLLBACK");
+        rc = CM_ESTORE;
+    }
     pthread_mutex_unlock(&s->wr.mu);
     if (rc != CM_OK)
         gw_store_job_free(job);
