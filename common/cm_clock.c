@@ -40,6 +40,31 @@ void cm_clock_sleep_ms(int64_t ms)
         ;
 }
 
+int cm_clock_cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    int rc = pthread_condattr_init(&ca);
+    if (rc)
+        return rc;
+    rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (!rc)
+        rc = pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return rc;
+}
+
+struct timespec cm_clock_mono_deadline(int64_t ms)
+{
+    if (ms < 0)
+        ms = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = (int64_t)ts.tv_nsec + (ms % 1000) * 1000000LL;
+    ts.tv_sec += (time_t)(ms / 1000 + ns / 1000000000LL);
+    ts.tv_nsec = (long)(ns % 1000000000LL);
+    return ts;
+}
+
 /* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (Howard Hinnant's
  * algorithm); avoids timegm's dependence on the process time zone. */
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)

@@ -7,8 +7,10 @@
 #ifndef CM_CLOCK_H
 #define CM_CLOCK_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <time.h>
 
 /* Wall-clock time: Unix epoch milliseconds / seconds (CLOCK_REALTIME). */
 int64_t cm_clock_now_ms(void);
@@ -21,6 +23,15 @@ int64_t cm_clock_mono_ms(void);
 /* Sleeps for ms milliseconds (interrupted sleeps resume). Use only for pacing, never to
  * wait for something to happen: wait on a condition with a deadline instead. */
 void cm_clock_sleep_ms(int64_t ms);
+
+/* Initialises cv so that its timed waits run on the monotonic clock: a wall-clock step
+ * (NTP, a test moving the date) neither cuts a wait short nor stretches it. 0 or an errno. */
+int cm_clock_cond_init(pthread_cond_t *cv);
+
+/* The absolute monotonic time ms from now, for pthread_cond_timedwait on a cv made by
+ * cm_clock_cond_init. Compute it once before a wait loop so spurious wake-ups do not
+ * extend the deadline. */
+struct timespec cm_clock_mono_deadline(int64_t ms);
 
 /* Formats epoch ms as ISO 8601 UTC with milliseconds, "2050-09-05T07:00:00.000Z".
  * out must hold 25 bytes. Returns out. */

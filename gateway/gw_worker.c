@@ -281,11 +281,7 @@ static void wait_for_work(gw_worker_t *w, uint64_t seen_gen, int64_t until_ms)
         delay = 1000; /* re-check now and then: a bounded wait survives any missed signal */
     if (delay <= 0)
         return;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = ts.tv_nsec + (delay % 1000) * 1000000;
-    ts.tv_sec += (time_t)(delay / 1000 + ns / 1000000000);
-    ts.tv_nsec = (long)(ns % 1000000000);
+    struct timespec ts = cm_clock_mono_deadline(delay);
     pthread_mutex_lock(&w->mu);
     while (!w->stopping && w->gen == seen_gen)
         if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) != 0)
@@ -364,11 +360,7 @@ cm_err_t gw_worker_start(const gw_config_t *cfg, gw_store_t *store, gw_outbound_
     w->store = store;
     w->ob = ob;
     w->nlanes = cfg->worker_threads < MAX_LANES ? cfg->worker_threads : MAX_LANES;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    cm_clock_cond_init(&w->cv);
     pthread_mutex_init(&w->mu, NULL);
     for (unsigned i = 0; !rc && i < w->nlanes; i++) {
         lane_t *l = &w->lanes[i];

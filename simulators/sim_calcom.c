@@ -121,11 +121,7 @@ sim_calcom_t *sim_calcom_new(const sim_calcom_cfg_t *cfg)
     c->taken_status = cfg->taken_status;
     c->journal = cfg->journal;
     c->rate_limit = cfg->rate_limit < 0 ? 0 : cfg->rate_limit;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    cm_clock_cond_init(&c->cv);
     sim_rng_init(&c->rng, cfg->seed, 2);
     c->ledger = json_array();
     c->by_uid = json_object();

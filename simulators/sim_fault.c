@@ -89,11 +89,7 @@ sim_fault_t *sim_fault_new(const sim_fault_cfg_t *cfg)
     if (!f)
         return NULL;
     pthread_mutex_init(&f->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&f->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    cm_clock_cond_init(&f->cv);
     /* Its own stream: the faults drawn do not depend on how many ids were handed out. */
     cm_rand_seed(&f->gen, cfg->seed ^ 0x6661756c74ULL);
     f->journal = cfg->journal;
@@ -149,11 +145,7 @@ void sim_fault_shutdown(sim_fault_t *f)
  * fault itself (latency, a slow body), not a wait for something to happen. */
 static int wait_ms(sim_fault_t *f, int64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = (int64_t)ts.tv_nsec + (ms % 1000) * 1000000LL;
-    ts.tv_sec += (time_t)(ms / 1000 + ns / 1000000000LL);
-    ts.tv_nsec = (long)(ns % 1000000000LL);
+    struct timespec ts = cm_clock_mono_deadline(ms);
     pthread_mutex_lock(&f->mu);
     while (!f->stopping && pthread_cond_timedwait(&f->cv, &f->mu, &ts) != ETIMEDOUT)
         ;

@@ -36,6 +36,7 @@ typedef struct {
 
 struct sim_journal {
     pthread_mutex_t mu;
+    pthread_cond_t added; /* broadcast on every record, for sim_journal_wait */
     entry_t *ring;
     size_t cap, head, len; /* head: index of the oldest */
     int64_t next_seq;
@@ -68,6 +69,7 @@ sim_journal_t *sim_journal_new(size_t capacity)
     j->next_seq = 1;
     j->next_effect_seq = 1;
     pthread_mutex_init(&j->mu, NULL);
+    cm_clock_cond_init(&j->added);
     if (!j->ring || !j->effects)
         sim_journal_free(&j);
     return j;
@@ -84,6 +86,7 @@ void sim_journal_free(sim_journal_t **jp)
     free(j->ring);
     json_decref(j->effects);
     pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->added);
     free(j);
     *jp = NULL;
 }
@@ -142,6 +145,7 @@ void sim_journal_add(sim_journal_t *j, const sim_journal_rec_t *r)
         j->len++;
     }
     j->ring[slot] = e;
+    pthread_cond_broadcast(&j->added);
     pthread_mutex_unlock(&j->mu);
     entry_clear(&old);
 }
@@ -218,6 +222,23 @@ json_t *sim_journal_query(sim_journal_t *j, const sim_journal_filter_t *f)
     pthread_mutex_unlock(&j->mu);
     return json_pack("{s:I,s:I,s:I,s:o}", "count", (json_int_t)json_array_size(list), "dropped",
                      (json_int_t)dropped, "last_seq", (json_int_t)last, "entries", list);
+}
+
+size_t sim_journal_wait(sim_journal_t *j, const sim_journal_filter_t *f, size_t n,
+                        int64_t timeout_ms)
+{
+    struct timespec until = cm_clock_mono_deadline(timeout_ms);
+    size_t have = 0;
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        have = 0;
+        for (size_t i = 0; i < j->len; i++)
+            have += (size_t)entry_matches(&j->ring[(j->head + i) % j->cap], f);
+        if (have >= n || pthread_cond_timedwait(&j->added, &j->mu, &until) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&j->mu);
+    return have;
 }
 
 void sim_journal_effect(sim_journal_t *j, const char *provider, const char *kind,

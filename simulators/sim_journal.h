@@ -71,6 +71,12 @@ typedef struct {
 /* New {"count":N,"dropped":D,"last_seq":S,"entries":[...]} oldest first; NULL on OOM. */
 json_t *sim_journal_query(sim_journal_t *j, const sim_journal_filter_t *f);
 
+/* Waits until at least n records match f or timeout_ms passes; returns how many matched at
+ * the end. For callers that saw the far side of an exchange (a receiver that answered a
+ * delivery) and must wait for the simulator to journal it. */
+size_t sim_journal_wait(sim_journal_t *j, const sim_journal_filter_t *f, size_t n,
+                        int64_t timeout_ms);
+
 /* Records an effect. detail (borrowed, may be NULL) is merged into the record. */
 void sim_journal_effect(sim_journal_t *j, const char *provider, const char *kind,
                         const char *object_id, const char *idempotency_key, const char *request_id,

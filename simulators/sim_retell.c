@@ -53,11 +53,7 @@ sim_retell_t *sim_retell_new(const sim_retell_cfg_t *cfg)
     if (!r)
         return NULL;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    cm_clock_cond_init(&r->cv);
     r->journal = cfg->journal;
     r->retries = cfg->retries;
     r->retry_interval_ms = cfg->retry_interval_ms;
@@ -344,11 +340,7 @@ static void job_free(job_t *j)
  * (behaviour), not a wait for something to happen. */
 static int pause_ms(sim_retell_t *r, int64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = (int64_t)ts.tv_nsec + (ms % 1000) * 1000000LL;
-    ts.tv_sec += (time_t)(ms / 1000 + ns / 1000000000LL);
-    ts.tv_nsec = (long)(ns % 1000000000LL);
+    struct timespec ts = cm_clock_mono_deadline(ms);
     pthread_mutex_lock(&r->mu);
     while (!r->stopping && pthread_cond_timedwait(&r->cv, &r->mu, &ts) != ETIMEDOUT)
         ;

@@ -72,11 +72,7 @@ sim_stripe_t *sim_stripe_new(const sim_stripe_cfg_t *cfg)
     if (!s)
         return NULL;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    cm_clock_cond_init(&s->cv);
     s->journal = cfg->journal;
     s->refunds = json_array();
     s->refunds_by_id = json_object();
@@ -961,11 +957,7 @@ static void queue_event(sim_stripe_t *s, const op_t *o, const char *type, const 
 static void wait_until(sim_stripe_t *s, int64_t due)
 {
     int64_t ms = due - cm_clock_mono_ms();
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = (int64_t)ts.tv_nsec + (ms % 1000) * 1000000LL;
-    ts.tv_sec += (time_t)(ms / 1000 + ns / 1000000000LL);
-    ts.tv_nsec = (long)(ns % 1000000000LL);
+    struct timespec ts = cm_clock_mono_deadline(ms);
     (void)pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 }
 

@@ -371,20 +371,13 @@ static result_t get(const char *method, const char *path, long timeout_ms)
  * records it once the fault has ended). */
 static json_t *last_record(int64_t want_count)
 {
-    int64_t deadline = cm_clock_mono_ms() + 5000;
-    for (;;) {
-        sim_journal_filter_t f = {.route = "* /thing", .kind = -1};
-        json_t *v = sim_journal_query(jr, &f);
-        if (cm_json_int(v, "count", 0) >= want_count) {
-            json_t *e =
-                json_incref(json_array_get(cm_json_path(v, "entries"), (size_t)want_count - 1));
-            json_decref(v);
-            return e;
-        }
-        json_decref(v);
-        cr_assert_lt(cm_clock_mono_ms(), deadline, "no journal record %lld", (long long)want_count);
-        cm_clock_sleep_ms(5);
-    }
+    sim_journal_filter_t f = {.route = "* /thing", .kind = -1};
+    cr_assert_geq(sim_journal_wait(jr, &f, (size_t)want_count, 5000), (size_t)want_count,
+                  "no journal record %lld", (long long)want_count);
+    json_t *v = sim_journal_query(jr, &f);
+    json_t *e = json_incref(json_array_get(cm_json_path(v, "entries"), (size_t)want_count - 1));
+    json_decref(v);
+    return e;
 }
 
 Test(fault, answers_with_headers_and_provider_shaped_bodies)

@@ -1,9 +1,11 @@
 /* test_sim_journal.c - the journal's ring buffer, filters and paging, and the effects
  * ledger. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "cm_clock.h"
 #include "cm_json.h"
 #include "sim_journal.h"
 
@@ -39,6 +41,30 @@ Test(journal, ring_keeps_the_newest_and_counts_the_dropped)
     json_decref(v);
     sim_journal_free(&j);
     cr_assert_null(j);
+}
+
+static void *late_delivery(void *arg)
+{
+    cm_clock_sleep_ms(30); /* pacing: the record arrives while the test waits */
+    rec(arg, SIM_JOURNAL_REQUEST, "stripe", "GET", "/v1/refunds", 200);
+    rec(arg, SIM_JOURNAL_DELIVERY, "stripe", "POST", "http://127.0.0.1:9/webhooks/stripe", 200);
+    return NULL;
+}
+
+Test(journal, wait_wakes_on_a_matching_record_and_gives_up_at_its_deadline)
+{
+    sim_journal_t *j = sim_journal_new(0);
+    sim_journal_filter_t f = {.kind = SIM_JOURNAL_DELIVERY};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, late_delivery, j), 0);
+    int64_t t0 = cm_clock_mono_ms();
+    cr_assert_eq(sim_journal_wait(j, &f, 1, 5000), 1, "a request does not count, a delivery does");
+    cr_assert_lt(cm_clock_mono_ms() - t0, 4000, "woken by the record, not by the deadline");
+    pthread_join(t, NULL);
+    t0 = cm_clock_mono_ms();
+    cr_assert_eq(sim_journal_wait(j, &f, 2, 40), 1, "answers how many there are");
+    cr_assert_geq(cm_clock_mono_ms() - t0, 40, "and only after the deadline");
+    sim_journal_free(&j);
 }
 
 Test(journal, filters_and_paging)
