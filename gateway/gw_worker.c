@@ -6,6 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "cm_clock.h"
@@ -293,6 +297,12 @@ static void *lane_main(void *arg)
 {
     lane_t *lane = arg;
     gw_worker_t *w = lane->w;
+    prctl(PR_SET_NAME, "gw-worker"); /* names the thread in top -H, perf and gdb */
+    /* Acknowledging a webhook is what a provider times out on; processing it is not. When
+     * the CPU is short (a burst), intake should win and the lanes catch up afterwards, so
+     * each lane thread runs at a lower priority (Linux applies nice per thread). */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+        CM_DEBUG("gw.worker", "lane priority unchanged");
     for (;;) {
         pthread_mutex_lock(&w->mu);
         int stop = w->stopping;
