@@ -32,9 +32,10 @@ struct sim_retell {
     sim_journal_t *journal;
     int stopping; /* read atomically by in-flight transfers (their abort flag) */
     /* guarded by mu */
-    json_t *calls;     /* call_id -> call object */
-    json_t *call_text; /* call_id -> the call serialised (calls never change once stored) */
-    char *webhook_url; /* NULL until set */
+    json_t *calls;       /* call_id -> call object */
+    json_t *call_text;   /* call_id -> the call serialised (calls never change once stored) */
+    char *webhook_url;   /* NULL until set; each attempt reads it when it is sent */
+    uint64_t generation; /* bumped by each reset: deliveries from before it stop */
     unsigned retries;
     int64_t retry_interval_ms, timeout_ms;
     cm_rand_t order_gen; /* shuffled batches */
@@ -95,6 +96,7 @@ void sim_retell_reset(sim_retell_t *r)
     json_object_clear(r->call_text);
     free(r->webhook_url);
     r->webhook_url = NULL;
+    r->generation++;
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -279,14 +281,18 @@ typedef struct {
     long status; /* 0: no HTTP answer */
     char err[160];
     double ms;
-    char sig[CM_SIG_HDR_LEN];
+    char sig[CM_SIG_HDR_LEN]; /* "" when nothing was sent */
+    char *url;                /* where it went: the URL configured when it was sent */
 } attempt_t;
 
 typedef struct {
     const char *event; /* one of the static event names */
     char *body;
     size_t len;
-    char sig[CM_SIG_HDR_LEN]; /* the first attempt's signature, the same for every copy */
+    /* The signature of the first attempt sent (the report's, and what a replay without
+     * resign sends again); under r->mu, since a replay may read it while this job runs. */
+    char sig[CM_SIG_HDR_LEN];
+    int have_sig;
 } ev_t;
 
 struct job;
@@ -296,6 +302,7 @@ typedef struct {
     unsigned ev, copy;
     cm_http_client_t *client; /* each concurrent copy has its own; sequential ones share */
     gate_t *gate;             /* NULL when sequential */
+    const char *presig;       /* concurrent copies: the first attempt's shared signature */
     attempt_t attempts[1 + SIM_RETELL_MAX_RETRIES];
     unsigned nattempts;
 } delivery_t;
@@ -306,7 +313,9 @@ typedef struct job {
     sim_retell_t *r;
     char id[32];
     char replay_of[32];
-    char *call_id, *url;
+    char *call_id;
+    char *url;           /* the webhook URL when triggered (each attempt reads the current one) */
+    uint64_t generation; /* r->generation when triggered */
     ev_t evs[SIM_RETELL_MAX_EVENTS];
     unsigned nev;
     unsigned copies;
@@ -329,6 +338,9 @@ static void job_free(job_t *j)
         return;
     for (unsigned i = 0; i < j->nev; i++)
         free(j->evs[i].body);
+    for (size_t i = 0; j->ds && i < (size_t)j->nev * j->copies; i++)
+        for (unsigned k = 0; k < 1 + SIM_RETELL_MAX_RETRIES; k++)
+            free(j->ds[i].attempts[k].url);
     free(j->ds);
     free(j->call_id);
     free(j->url);
@@ -349,46 +361,95 @@ static int pause_ms(sim_retell_t *r, int64_t ms)
     return stopped;
 }
 
+/* Signs body for job j as of now (plus the job's offset): Retell signs each attempt when
+ * it sends it, so a delayed first attempt or a late retry is never stale on arrival. */
+static cm_err_t sign_now(const job_t *j, const ev_t *e, char out[CM_SIG_HDR_LEN])
+{
+    return cm_sig_retell_sign(j->forge ? FORGED_KEY : j->r->api_key, e->body, e->len,
+                              cm_clock_now_ms() + j->ts_offset_ms, out);
+}
+
+/* The URL attempt n goes to, as Retell reads the agent's webhook URL when it sends: a
+ * copy of the one configured now. NULL with a->err set when it must not be sent: the
+ * simulator was reset since the trigger (its webhook URL and calls belong to the
+ * scenario before), or out of memory. *stop is set when no later attempt may go. */
+static char *attempt_url(job_t *j, attempt_t *a, int *stop)
+{
+    sim_retell_t *r = j->r;
+    char *url = NULL;
+    pthread_mutex_lock(&r->mu);
+    int reset = r->generation != j->generation || !r->webhook_url;
+    if (!reset)
+        url = strdup(r->webhook_url);
+    pthread_mutex_unlock(&r->mu);
+    if (reset) {
+        snprintf(a->err, sizeof a->err, "not sent: the simulator was reset since the trigger");
+        *stop = 1;
+    } else if (!url) {
+        snprintf(a->err, sizeof a->err, "not sent: out of memory");
+    }
+    return url;
+}
+
 static void deliver(delivery_t *d)
 {
     job_t *j = d->job;
     sim_retell_t *r = j->r;
     ev_t *e = &j->evs[d->ev];
-    for (unsigned n = 0; n <= j->retries; n++) {
+    int stop = 0;
+    for (unsigned n = 0; n <= j->retries && !stop; n++) {
         attempt_t *a = &d->attempts[n];
         if (n > 0 && pause_ms(r, j->interval_ms))
             break;
-        if (n == 0 || !j->resign) {
+        d->nattempts = n + 1;
+        a->url = attempt_url(j, a, &stop);
+        if (!a->url)
+            continue;
+        cm_err_t rc = CM_OK;
+        if (!j->resign) {
+            /* A replay: the old bytes with the old signature. */
+            pthread_mutex_lock(&r->mu);
             memcpy(a->sig, e->sig, sizeof a->sig);
-        } else if (cm_sig_retell_sign(j->forge ? FORGED_KEY : r->api_key, e->body, e->len,
-                                      cm_clock_now_ms() + j->ts_offset_ms, a->sig) != CM_OK) {
-            memcpy(a->sig, e->sig, sizeof a->sig);
+            pthread_mutex_unlock(&r->mu);
+        } else if (n == 0 && d->presig) {
+            memcpy(a->sig, d->presig, sizeof a->sig);
+        } else {
+            rc = sign_now(j, e, a->sig);
         }
+        if (rc) {
+            snprintf(a->err, sizeof a->err, "not sent: signing failed: %s", cm_strerror(rc));
+            continue;
+        }
+        pthread_mutex_lock(&r->mu);
+        if (!e->have_sig) {
+            memcpy(e->sig, a->sig, sizeof e->sig);
+            e->have_sig = 1;
+        }
+        pthread_mutex_unlock(&r->mu);
         char sighdr[CM_SIG_HDR_LEN + 32];
         snprintf(sighdr, sizeof sighdr, "x-retell-signature: %s", a->sig);
         const char *headers[] = {"Content-Type: application/json", sighdr, NULL};
         cm_http_response_t resp;
         cm_http_request_t req = {.method = "POST",
-                                 .url = j->url,
+                                 .url = a->url,
                                  .headers = headers,
                                  .body = e->body,
                                  .body_len = e->len,
                                  .timeout_ms = j->timeout_ms,
                                  .abort = &r->stopping};
         int64_t at = cm_clock_now_ms(), t0 = cm_clock_mono_ns();
-        cm_err_t rc = cm_http_client_do(d->client, &req, &resp);
+        rc = cm_http_client_do(d->client, &req, &resp);
         a->ms = (double)(cm_clock_mono_ns() - t0) / 1e6;
         a->status = rc ? 0 : resp.status;
         if (rc)
             snprintf(a->err, sizeof a->err, "%s: %.120s", cm_strerror(rc), resp.err);
         cm_http_response_free(&resp);
-        d->nattempts = n + 1;
         if (r->journal) {
             json_t *h = json_pack("{s:s}", "x-retell-signature", a->sig);
             sim_journal_add(r->journal, &(sim_journal_rec_t){.kind = SIM_JOURNAL_DELIVERY,
                                                              .provider = "retell",
                                                              .method = "POST",
-                                                             .path = j->url,
+                                                             .path = a->url,
                                                              .headers = h,
                                                              .body = e->body,
                                                              .body_len = e->len,
@@ -423,10 +484,14 @@ static void *deliver_thread(void *arg)
 }
 
 /* Runs every copy from its own thread; the threads park at a gate that opens only
- * when all of them are there, so the copies leave together and really race. */
+ * when all of them are there, so the copies leave together and really race. Their
+ * first attempts carry one signature, made as the gate opens: they are sent at the
+ * same moment, and byte-identical duplicates are what the gateway must absorb. */
 static void deliver_concurrently(delivery_t *ds, unsigned n)
 {
     gate_t g = {.waiting = 0, .open = 0};
+    job_t *j = ds[0].job;
+    char presig[CM_SIG_HDR_LEN];
     pthread_t *tids = calloc(n, sizeof *tids);
     int *started = calloc(n, sizeof *started);
     unsigned nstarted = 0;
@@ -446,6 +511,10 @@ static void deliver_concurrently(delivery_t *ds, unsigned n)
     pthread_mutex_lock(&g.mu);
     while (g.waiting < nstarted)
         pthread_cond_wait(&g.cv, &g.mu);
+    /* Published to the copies by the gate's mutex; one that fails signs on its own. */
+    if (j->resign && sign_now(j, &j->evs[ds[0].ev], presig) == CM_OK)
+        for (unsigned i = 0; i < n; i++)
+            ds[i].presig = presig;
     g.open = 1;
     pthread_cond_broadcast(&g.cv);
     pthread_mutex_unlock(&g.mu);
@@ -492,10 +561,14 @@ static int undialled(const json_t *call)
            strcmp(cm_json_str(call, "call_status", ""), "not_connected") == 0;
 }
 
+/* url and signature are null for an attempt that was not sent. */
 static json_t *attempt_json(const attempt_t *a)
 {
-    return json_pack("{s:o,s:o,s:f}", "status", a->status ? json_integer(a->status) : json_null(),
-                     "error", a->err[0] ? json_string(a->err) : json_null(), "ms", a->ms);
+    return json_pack("{s:o,s:o,s:f,s:o,s:o}", "status",
+                     a->status ? json_integer(a->status) : json_null(), "error",
+                     a->err[0] ? json_string(a->err) : json_null(), "ms", a->ms, "url",
+                     a->url ? json_string(a->url) : json_null(), "signature",
+                     a->sig[0] ? json_string(a->sig) : json_null());
 }
 
 static json_t *make_report(const job_t *j)
@@ -526,10 +599,12 @@ static json_t *make_report(const job_t *j)
         json_decref(events);
         return NULL;
     }
-    json_t *v =
-        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:o}", "delivery_id", j->id, "status",
-                  j->done ? "done" : "pending", "event", j->evs[0].event, "call_id", j->call_id,
-                  "url", j->url, "signature", j->evs[0].sig, "events", events, "deliveries", list);
+    /* Read after every copy has ended: no lock needed for the signature. */
+    json_t *v = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:o}", "delivery_id", j->id, "status",
+                          j->done ? "done" : "pending", "event", j->evs[0].event, "call_id",
+                          j->call_id, "url", j->url, "signature",
+                          j->evs[0].have_sig ? json_string(j->evs[0].sig) : json_null(), "events",
+                          events, "deliveries", list);
     if (v && j->replay_of[0])
         json_object_set_new(v, "replay_of", json_string(j->replay_of));
     return v;
@@ -540,10 +615,10 @@ static void job_run(job_t *j)
     sim_retell_t *r = j->r;
     if (j->delay_ms > 0)
         (void)pause_ms(r, j->delay_ms);
-    CM_INFO(COMP, "delivery %s: %u event%s of %s to %s, %u cop%s%s%s, %u retr%s", j->id, j->nev,
-            j->nev == 1 ? "" : "s", j->call_id, j->url, j->copies, j->copies == 1 ? "y" : "ies",
-            j->concurrent ? ", concurrent" : "", j->forge ? ", forged" : "", j->retries,
-            j->retries == 1 ? "y" : "ies");
+    CM_INFO(COMP, "delivery %s: %u event%s of %s (triggered for %s), %u cop%s%s%s, %u retr%s",
+            j->id, j->nev, j->nev == 1 ? "" : "s", j->call_id, j->url, j->copies,
+            j->copies == 1 ? "y" : "ies", j->concurrent ? ", concurrent" : "",
+            j->forge ? ", forged" : "", j->retries, j->retries == 1 ? "y" : "ies");
     /* Events go out in order, each one's copies before the next: "in order, but not
      * blocking" - a failed event does not hold the next one back. */
     for (unsigned e = 0; e < j->nev; e++) {
@@ -707,6 +782,7 @@ cm_err_t sim_retell_send_webhook(sim_retell_t *r, const char *call_id, const sim
     int have_url = r->webhook_url != NULL;
     if (have_url)
         j->url = strdup(r->webhook_url);
+    j->generation = r->generation;
     pthread_mutex_unlock(&r->mu);
     j->call_id = strdup(call_id);
     if (!stored) {
@@ -756,8 +832,8 @@ cm_err_t sim_retell_send_webhook(sim_retell_t *r, const char *call_id, const sim
             pthread_mutex_unlock(&r->mu);
         }
     }
-    /* One serialisation per event, signed once: copies are byte-identical, as a
-     * provider's duplicates are. */
+    /* One serialisation per event: copies and retries carry the same bytes, as a
+     * provider's duplicates do. Signing waits for each attempt (deliver). */
     for (unsigned i = 0; !rc && i < nexp; i++) {
         ev_t *e = &j->evs[j->nev++];
         e->event = expanded[i];
@@ -769,8 +845,11 @@ cm_err_t sim_retell_send_webhook(sim_retell_t *r, const char *call_id, const sim
             break;
         }
         e->len = strlen(e->body);
-        rc = cm_sig_retell_sign(opt->forge ? FORGED_KEY : r->api_key, e->body, e->len,
-                                cm_clock_now_ms() + opt->timestamp_offset_ms, e->sig);
+    }
+    if (!rc) {
+        /* A trial signature refuses now a timestamp the attempts could not sign. */
+        char trial[CM_SIG_HDR_LEN];
+        rc = sign_now(j, &j->evs[0], trial);
         if (rc)
             cm_errf(err, "signing failed: %s", cm_strerror(rc));
     }
@@ -804,20 +883,30 @@ cm_err_t sim_retell_replay(sim_retell_t *r, const char *delivery_id, int resign,
         j->forge = old->forge;
         j->ts_offset_ms = old->ts_offset_ms;
         snprintf(j->replay_of, sizeof j->replay_of, "%s", old->id);
-        j->url = strdup(r->webhook_url ? r->webhook_url : old->url);
+        j->generation = r->generation;
+        j->url = r->webhook_url ? strdup(r->webhook_url) : NULL;
         j->call_id = strdup(old->call_id);
-        for (unsigned i = 0; i < old->nev; i++) {
+        if (!r->webhook_url) {
+            cm_errf(err, "no webhook URL set (PUT /control/retell/webhook first)");
+            rc = CM_ESTATE;
+        }
+        for (unsigned i = 0; !rc && i < old->nev; i++) {
             ev_t *e = &j->evs[j->nev++];
             *e = old->evs[i];
             e->body = strdup(old->evs[i].body);
-            if (!e->body)
+            if (resign) { /* its own first signature, made when sent */
+                e->sig[0] = '\0';
+                e->have_sig = 0;
+            }
+            if (!e->body) {
                 rc = CM_ENOMEM;
-            else if (resign &&
-                     cm_sig_retell_sign(j->forge ? FORGED_KEY : r->api_key, e->body, e->len,
-                                        cm_clock_now_ms() + j->ts_offset_ms, e->sig) != CM_OK)
-                rc = CM_EINVAL;
+            } else if (!resign && !e->have_sig) {
+                cm_errf(err, "delivery %s never sent %s: there is no signature to replay", old->id,
+                        e->event);
+                rc = CM_ESTATE;
+            }
         }
-        if (!j->url || !j->call_id)
+        if (!rc && (!j->url || !j->call_id))
             rc = CM_ENOMEM;
     }
     pthread_mutex_unlock(&r->mu);

@@ -3,10 +3,12 @@
  * /v2/create-phone-call and POST /v3/list-calls.
  *
  * Calls are created through the control API with Retell's own field names and kept in
- * memory until a reset. A webhook trigger serialises the envelope {"event","call"} once,
- * signs it as Retell does (x-retell-signature: v=<ms>,d=hex(HMAC-SHA256(api key,
- * body || ms))) and POSTs it to the configured URL as many times as asked, one after the
- * other or from threads released together so that the copies really race.
+ * memory until a reset. A webhook trigger serialises the envelope {"event","call"} once
+ * and POSTs it as many times as asked, one after the other or from threads released
+ * together so that the copies really race. As on Retell, each attempt is signed just
+ * before it is sent (x-retell-signature: v=<ms>,d=hex(HMAC-SHA256(api key, body || ms)))
+ * and goes to the webhook URL configured at that moment, so a delayed delivery is not
+ * stale on arrival and retries follow a gateway that moved to another port.
  *
  * State sits behind one mutex that is never held while a webhook is in flight (the
  * receiver may call back into GET /v2/get-call). All functions but new/free are
@@ -54,10 +56,13 @@ void sim_retell_shutdown(sim_retell_t *r);
 cm_err_t sim_retell_routes(sim_retell_t *r, cm_http_server_t *srv) CM_WUR;
 
 /* Forgets every call and the webhook URL (back to the seed state). The call id stream
- * is not rewound: no process ever hands out one generated id twice. */
+ * is not rewound: no process ever hands out one generated id twice. Deliveries triggered
+ * before the reset send no further attempt (each such attempt is reported as not sent),
+ * so nothing of the scenario before reaches the webhook URL set after it. */
 void sim_retell_reset(sim_retell_t *r);
 
-/* Sets the URL deliveries go to (copied); it must start with http:// or https://.
+/* Sets the URL deliveries go to (copied); it must start with http:// or https://. Every
+ * attempt sent from now on goes there, including those of deliveries already in flight.
  * CM_EINVAL (err says why) leaves the old URL. */
 cm_err_t sim_retell_set_webhook_url(sim_retell_t *r, const char *url, char *err) CM_WUR;
 
@@ -85,7 +90,7 @@ typedef struct {
     unsigned copies;             /* 1..SIM_RETELL_MAX_COPIES deliveries of the very same bytes */
     int concurrent;              /* 1: all copies start at once from their own threads */
     int forge;                   /* 1: sign with a key that is not the API key */
-    int64_t timestamp_offset_ms; /* added to now for the signed v= (stale/future) */
+    int64_t timestamp_offset_ms; /* added to each attempt's send time for v= (stale/future) */
     /* A batch instead of event: NULL-terminated names (also "lifecycle"), sent in order. */
     const char *const *events;
     sim_retell_order_t order;
@@ -105,17 +110,23 @@ cm_err_t sim_retell_set_delivery_defaults(sim_retell_t *r, unsigned retries, int
 /* Delivers the event(s) for call_id and returns, after every copy has ended, a new report
  *   {"delivery_id","status":"done","event","events":[...],"call_id","url","signature",
  *    "deliveries":[{"status":204|null,"error":null|"...","ms":1.4,"event",
- *                   "attempts":[{"status","error","ms"}...]}, ...]}
+ *                   "attempts":[{"status","error","ms","url","signature"}...]}, ...]}
  * event-major, in copy order (status/error/ms: the last attempt; status null when no HTTP
- * answer came). "lifecycle" is call_started (left out for undialled calls: dial_* reasons
- * or not_connected), call_ended, call_analyzed. Each event is serialised and signed once,
- * so copies are byte-identical; each retry is signed afresh (a new v=). With async the
- * report is {"delivery_id","status":"pending","call_id"} at once and
- * sim_retell_delivery gives the rest later. The envelope leaves out call_analysis for
- * call_started and call_ended; call_started also shows the call as "ongoing" without its
- * end fields. Every attempt is journaled (kind delivery). Errors (nothing sent):
- * CM_EINVAL (bad options), CM_ENOTFOUND (no such call), CM_ESTATE (no webhook URL set),
- * CM_ENOMEM. */
+ * answer came). The top "url" is the webhook URL when triggered, "signature" the first
+ * attempt's (null if none was sent); each attempt has the URL and signature it was sent
+ * with (null when it was not sent: after a reset, see sim_retell_reset). "lifecycle" is
+ * call_started (left out for undialled calls: dial_* reasons or not_connected),
+ * call_ended, call_analyzed. Each event is serialised once, so copies and retries carry
+ * the same bytes; every attempt, the first after delay_ms included, is signed when it is
+ * sent (v= is the send time plus timestamp_offset_ms), and goes to the URL configured
+ * then. Concurrent copies share the signature made as they are released together;
+ * sequential ones are each signed when sent. With async the report is
+ * {"delivery_id","status":"pending","call_id"} at once and sim_retell_delivery gives the
+ * rest later. The envelope leaves out call_analysis for call_started and call_ended;
+ * call_started also shows the call as "ongoing" without its end fields. Every attempt sent
+ * is journaled (kind delivery, with its URL). Errors (nothing sent): CM_EINVAL (bad
+ * options, a timestamp that cannot be signed), CM_ENOTFOUND (no such call), CM_ESTATE (no
+ * webhook URL set), CM_ENOMEM. */
 cm_err_t sim_retell_send_webhook(sim_retell_t *r, const char *call_id, const sim_retell_send_t *opt,
                                  json_t **report, char *err) CM_WUR;
 
@@ -123,9 +134,11 @@ cm_err_t sim_retell_send_webhook(sim_retell_t *r, const char *call_id, const sim
  * is unknown (only the last 256 are kept). */
 json_t *sim_retell_delivery(sim_retell_t *r, const char *delivery_id);
 
-/* Sends an earlier delivery's events again, once each, byte for byte with their old
- * signatures (resign 0: a replay attack, stale after 5 minutes) or signed afresh (resign 1),
- * to the current webhook URL. The report is that of a new delivery with "replay_of". */
+/* Sends an earlier delivery's events again, once each, byte for byte with the signatures
+ * their first attempts were sent with (resign 0: a replay attack, stale after 5 minutes)
+ * or signed when sent (resign 1), to the current webhook URL. The report is that of a new
+ * delivery with "replay_of". CM_ENOTFOUND (unknown delivery), CM_ESTATE (no webhook URL
+ * set, or resign 0 and an event of it was never sent) send nothing. */
 cm_err_t sim_retell_replay(sim_retell_t *r, const char *delivery_id, int resign, json_t **report,
                            char *err) CM_WUR;
 

@@ -23,12 +23,21 @@ static char api_base[64], hook_url[96];
 
 /* What the receiver saw. */
 static pthread_mutex_t seen_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t seen_cv; /* monotonic; signalled on each request and on release */
 static char *seen_body[MAX_SEEN], *seen_sig[MAX_SEEN], *seen_ctype[MAX_SEEN];
+static int64_t seen_at[MAX_SEEN]; /* wall clock (ms) when the request arrived */
 static size_t nseen;
 static int receiver_status = 204;
 static int fail_first;       /* answer 503 to this many requests first */
 static int slow_receiver_ms; /* the receiver's own slowness (the behaviour under test) */
+static int hold;             /* 1: each request waits for release() before it is answered */
 static sim_journal_t *journal;
+
+/* A second receiver, "B": where the gateway is after a restart on another port. */
+static cm_http_server_t *receiver_b;
+static char hook_url_b[96];
+static char *b_body[MAX_SEEN], *b_sig[MAX_SEEN];
+static size_t b_nseen;
 
 static void h_receive(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
@@ -39,8 +48,15 @@ static void h_receive(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         seen_body[nseen] = strndup(req->body, req->body_len);
         seen_sig[nseen] = strdup(sig ? sig : "");
         seen_ctype[nseen] = strdup(ct ? ct : "");
+        seen_at[nseen] = cm_clock_now_ms();
         nseen++;
     }
+    pthread_cond_broadcast(&seen_cv);
+    /* Held: the test changes something while this attempt is in flight. The deadline
+     * only keeps a failed test from hanging. */
+    struct timespec until = cm_clock_mono_deadline(10000);
+    while (hold && pthread_cond_timedwait(&seen_cv, &seen_mu, &until) == 0)
+        ;
     pthread_mutex_unlock(&seen_mu);
     if (slow_receiver_ms)
         cm_clock_sleep_ms(slow_receiver_ms);
@@ -51,6 +67,40 @@ static void h_receive(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     cm_http_resp_text(resp, receiver_status, NULL, NULL);
 }
 
+static void h_receive_b(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    const char *sig = cm_http_req_header(req, "x-retell-signature");
+    pthread_mutex_lock(&seen_mu);
+    if (b_nseen < MAX_SEEN) {
+        b_body[b_nseen] = strndup(req->body, req->body_len);
+        b_sig[b_nseen] = strdup(sig ? sig : "");
+        b_nseen++;
+    }
+    pthread_mutex_unlock(&seen_mu);
+    cm_http_resp_text(resp, 204, NULL, NULL);
+}
+
+/* 1 when receiver A has seen at least n requests within timeout_ms. */
+static int wait_seen(size_t n, int64_t timeout_ms)
+{
+    struct timespec until = cm_clock_mono_deadline(timeout_ms);
+    pthread_mutex_lock(&seen_mu);
+    while (nseen < n && pthread_cond_timedwait(&seen_cv, &seen_mu, &until) == 0)
+        ;
+    int ok = nseen >= n;
+    pthread_mutex_unlock(&seen_mu);
+    return ok;
+}
+
+/* Lets held requests be answered. */
+static void release(void)
+{
+    pthread_mutex_lock(&seen_mu);
+    hold = 0;
+    pthread_cond_broadcast(&seen_cv);
+    pthread_mutex_unlock(&seen_mu);
+}
+
 static void setup(void)
 {
     char err[CM_ERR_LEN] = "";
@@ -59,22 +109,33 @@ static void setup(void)
     journal = sim_journal_new(1000);
     fail_first = 0;
     slow_receiver_ms = 0;
+    hold = 0;
+    cr_assert_eq(cm_clock_cond_init(&seen_cv), 0);
     ret = sim_retell_new(&(sim_retell_cfg_t){.api_key = KEY, .seed = 1, .journal = journal});
     cr_assert_not_null(ret);
     api = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.retell"});
     receiver = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.recv"});
+    receiver_b = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.recv.b"});
     cr_assert_eq(sim_retell_routes(ret, api), CM_OK);
     cr_assert_eq(cm_http_server_route(receiver, "POST /webhooks/retell", h_receive, NULL), CM_OK);
+    cr_assert_eq(cm_http_server_route(receiver_b, "POST /webhooks/retell", h_receive_b, NULL),
+                 CM_OK);
     cr_assert_eq(cm_http_server_start(api, err), CM_OK, "%s", err);
     cr_assert_eq(cm_http_server_start(receiver, err), CM_OK, "%s", err);
+    cr_assert_eq(cm_http_server_start(receiver_b, err), CM_OK, "%s", err);
     snprintf(api_base, sizeof api_base, "http://127.0.0.1:%u", cm_http_server_port(api));
     snprintf(hook_url, sizeof hook_url, "http://127.0.0.1:%u/webhooks/retell",
              cm_http_server_port(receiver));
+    snprintf(hook_url_b, sizeof hook_url_b, "http://127.0.0.1:%u/webhooks/retell",
+             cm_http_server_port(receiver_b));
 }
 
 static void teardown(void)
 {
+    release(); /* a failed test may have left a request held */
+    sim_retell_shutdown(ret);
     cm_http_server_free(&receiver);
+    cm_http_server_free(&receiver_b);
     cm_http_server_free(&api);
     sim_retell_free(&ret);
     sim_journal_free(&journal);
@@ -84,6 +145,12 @@ static void teardown(void)
         free(seen_ctype[i]);
     }
     nseen = 0;
+    for (size_t i = 0; i < b_nseen; i++) {
+        free(b_body[i]);
+        free(b_sig[i]);
+    }
+    b_nseen = 0;
+    pthread_cond_destroy(&seen_cv);
 }
 
 static json_t *create(const char *overrides_json)
@@ -396,6 +463,197 @@ Test(retell, timeouts_are_retried)
     cr_assert(strstr(cm_json_str(r, "deliveries.0.error", ""), "timed out"), "%s",
               cm_json_str(r, "deliveries.0.error", ""));
     cr_assert_eq(json_array_size(cm_json_path(r, "deliveries.0.attempts")), 2);
+    json_decref(r);
+    json_decref(c);
+}
+
+/* The signed time (v=) of an x-retell-signature, -1 when there is none. */
+static int64_t sig_ts(const char *sig)
+{
+    long long v = -1;
+    if (!sig || sscanf(sig, "v=%lld,", &v) != 1)
+        return -1;
+    return v;
+}
+
+Test(retell, delayed_delivery_is_signed_when_each_attempt_is_sent)
+{
+    json_t *c = create(NULL);
+    set_url();
+    fail_first = 1;
+    const int64_t delay = 600, interval = 300;
+    int64_t t0 = cm_clock_now_ms();
+    json_t *r =
+        send(cm_json_str(c, "call_id", ""), (sim_retell_send_t){.event = "call_analyzed",
+                                                                .copies = 1,
+                                                                .retries = 1,
+                                                                .retry_interval_ms = interval,
+                                                                .delay_ms = delay});
+    cr_assert_eq(nseen, 2, "received %zu, expected 2", nseen);
+    cr_assert_eq(cm_json_int(r, "deliveries.0.status", 0), 204);
+    int64_t v0 = sig_ts(seen_sig[0]), v1 = sig_ts(seen_sig[1]);
+    /* The pause is on the monotonic clock; 10 ms leave room for a slewed wall clock. */
+    cr_assert_geq(v0, t0 + delay - 10,
+                  "the first attempt is signed when sent, after the %lld ms delay: "
+                  "v=%lld, triggered at %lld",
+                  (long long)delay, (long long)v0, (long long)t0);
+    cr_assert_leq(v0, seen_at[0], "v=%lld, arrived at %lld", (long long)v0, (long long)seen_at[0]);
+    cr_assert_geq(v1, seen_at[0] + interval - 10, "the retry is signed after its pause: %lld, %lld",
+                  (long long)v1, (long long)seen_at[0]);
+    cr_assert_leq(v1, seen_at[1], "v=%lld, arrived at %lld", (long long)v1, (long long)seen_at[1]);
+    for (size_t i = 0; i < nseen; i++)
+        cr_assert_eq(verify(i, KEY, 300000), CM_OK, "attempt %zu: %s", i, seen_sig[i]);
+    /* The report and the journal show what was sent. */
+    cr_assert_str_eq(cm_json_str(r, "signature", ""), seen_sig[0]);
+    cr_assert_str_eq(cm_json_str(r, "deliveries.0.attempts.0.signature", ""), seen_sig[0]);
+    cr_assert_str_eq(cm_json_str(r, "deliveries.0.attempts.1.signature", ""), seen_sig[1]);
+    sim_journal_filter_t f = {.kind = SIM_JOURNAL_DELIVERY};
+    json_t *j = sim_journal_query(journal, &f);
+    cr_assert_eq(cm_json_int(j, "count", 0), 2);
+    cr_assert_str_eq(cm_json_str(j, "entries.0.headers.x-retell-signature", ""), seen_sig[0]);
+    cr_assert_str_eq(cm_json_str(j, "entries.1.headers.x-retell-signature", ""), seen_sig[1]);
+    json_decref(j);
+    json_decref(r);
+    json_decref(c);
+}
+
+Test(retell, stale_offset_is_applied_to_the_send_time)
+{
+    json_t *c = create(NULL);
+    set_url();
+    const int64_t delay = 600, offset = -600000;
+    int64_t t0 = cm_clock_now_ms();
+    json_t *r =
+        send(cm_json_str(c, "call_id", ""), (sim_retell_send_t){.event = "call_analyzed",
+                                                                .copies = 3,
+                                                                .concurrent = 1,
+                                                                .timestamp_offset_ms = offset,
+                                                                .delay_ms = delay});
+    cr_assert_eq(nseen, 3, "received %zu, expected 3", nseen);
+    for (size_t i = 0; i < nseen; i++) {
+        int64_t v = sig_ts(seen_sig[i]);
+        cr_assert_geq(v, t0 + delay + offset - 10, "copy %zu: v=%lld, triggered at %lld", i,
+                      (long long)v, (long long)t0);
+        cr_assert_leq(v, seen_at[i] + offset, "copy %zu: v=%lld, arrived at %lld", i, (long long)v,
+                      (long long)seen_at[i]);
+        cr_assert_eq(verify(i, KEY, 300000), CM_ESIG_STALE, "stale as asked: %s", seen_sig[i]);
+        cr_assert_eq(verify(i, KEY, 3600000), CM_OK, "only the timestamp is off");
+        cr_assert_str_eq(seen_sig[i], seen_sig[0],
+                         "concurrent copies leave together, alike: %s, %s", seen_sig[i],
+                         seen_sig[0]);
+    }
+    json_decref(r);
+    json_decref(c);
+}
+
+/* A synchronous delivery run from its own thread, so the test can act while it is in
+ * flight. */
+typedef struct {
+    const char *call_id;
+    sim_retell_send_t opt;
+    cm_err_t rc;
+    json_t *report;
+    char err[CM_ERR_LEN];
+} bg_send_t;
+
+static void *bg_send(void *arg)
+{
+    bg_send_t *b = arg;
+    b->rc = sim_retell_send_webhook(ret, b->call_id, &b->opt, &b->report, b->err);
+    return NULL;
+}
+
+Test(retell, retry_goes_to_the_webhook_url_set_since_the_first_attempt)
+{
+    char err[CM_ERR_LEN] = "";
+    json_t *c = create(NULL);
+    set_url(); /* receiver A */
+    fail_first = 1;
+    hold = 1;
+    bg_send_t b = {.call_id = cm_json_str(c, "call_id", ""),
+                   .opt = {.event = "call_analyzed", .copies = 1, .retries = 1}};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, bg_send, &b), 0);
+    /* A holds the first attempt while the gateway "restarts" on B's port. */
+    int arrived = wait_seen(1, 10000);
+    cm_err_t set = sim_retell_set_webhook_url(ret, hook_url_b, err);
+    release(); /* A answers 503 now: the retry follows */
+    pthread_join(t, NULL);
+    cr_assert(arrived, "the first attempt never reached A");
+    cr_assert_eq(set, CM_OK, "%s", err);
+    cr_assert_eq(b.rc, CM_OK, "%s %s", cm_strerror(b.rc), b.err);
+
+    cr_assert_eq(nseen, 1, "A saw %zu requests, expected the first attempt only", nseen);
+    cr_assert_eq(b_nseen, 1, "B saw %zu requests, expected the retry", b_nseen);
+    cr_assert_str_eq(b_body[0], seen_body[0], "the same bytes");
+    const char *keys[] = {KEY};
+    cr_assert_eq(cm_sig_retell_verify(keys, 1, b_body[0], strlen(b_body[0]), b_sig[0],
+                                      cm_clock_now_ms(), 300000),
+                 CM_OK, "%s", b_sig[0]);
+    cr_assert_geq(sig_ts(b_sig[0]), seen_at[0], "signed after the first attempt arrived: %s",
+                  b_sig[0]);
+
+    json_t *r = b.report;
+    cr_assert_eq(cm_json_int(r, "deliveries.0.status", 0), 204);
+    cr_assert_eq(cm_json_int(r, "deliveries.0.attempts.0.status", 0), 503);
+    cr_assert_str_eq(cm_json_str(r, "deliveries.0.attempts.0.url", ""), hook_url,
+                     "%s: %s, expected %s", "deliveries.0.attempts.0.url",
+                     cm_json_str(r, "deliveries.0.attempts.0.url", "(none)"), hook_url);
+    cr_assert_str_eq(cm_json_str(r, "deliveries.0.attempts.1.url", ""), hook_url_b,
+                     "%s: %s, expected %s", "deliveries.0.attempts.1.url",
+                     cm_json_str(r, "deliveries.0.attempts.1.url", "(none)"), hook_url_b);
+    cr_assert_str_eq(cm_json_str(r, "url", ""), hook_url, "the URL when triggered");
+    sim_journal_filter_t f = {.kind = SIM_JOURNAL_DELIVERY};
+    json_t *j = sim_journal_query(journal, &f);
+    cr_assert_eq(cm_json_int(j, "count", 0), 2, "journaled %lld attempts, expected 2",
+                 (long long)cm_json_int(j, "count", 0));
+    cr_assert_eq(cm_json_int(j, "entries.0.attempt", 0), 1);
+    cr_assert_eq(cm_json_int(j, "entries.0.status", 0), 503, "journaled status %lld",
+                 (long long)cm_json_int(j, "entries.0.status", 0));
+    cr_assert_str_eq(cm_json_str(j, "entries.0.url", ""), hook_url, "%s: %s, expected %s",
+                     "entries.0.url", cm_json_str(j, "entries.0.url", "(none)"), hook_url);
+    cr_assert_eq(cm_json_int(j, "entries.1.attempt", 0), 2);
+    cr_assert_eq(cm_json_int(j, "entries.1.status", 0), 204, "journaled status %lld",
+                 (long long)cm_json_int(j, "entries.1.status", 0));
+    cr_assert_str_eq(cm_json_str(j, "entries.1.url", ""), hook_url_b, "%s: %s, expected %s",
+                     "entries.1.url", cm_json_str(j, "entries.1.url", "(none)"), hook_url_b);
+    cr_assert_str_eq(cm_json_str(j, "entries.1.headers.x-retell-signature", ""), b_sig[0]);
+    json_decref(j);
+    json_decref(r);
+    json_decref(c);
+}
+
+Test(retell, reset_abandons_the_retries_of_a_delivery_in_flight)
+{
+    char err[CM_ERR_LEN] = "";
+    json_t *c = create(NULL);
+    set_url();
+    fail_first = 1;
+    hold = 1;
+    bg_send_t b = {.call_id = cm_json_str(c, "call_id", ""),
+                   .opt = {.event = "call_analyzed", .copies = 1, .retries = 2}};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, bg_send, &b), 0);
+    int arrived = wait_seen(1, 10000);
+    /* The next scenario: everything back to the seed state, a new gateway. */
+    sim_retell_reset(ret);
+    cm_err_t set = sim_retell_set_webhook_url(ret, hook_url_b, err);
+    release();
+    pthread_join(t, NULL);
+    cr_assert(arrived, "the first attempt never reached A");
+    cr_assert_eq(set, CM_OK, "%s", err);
+    cr_assert_eq(b.rc, CM_OK, "%s %s", cm_strerror(b.rc), b.err);
+    cr_assert_eq(nseen, 1, "A saw %zu requests, expected 1", nseen);
+    cr_assert_eq(b_nseen, 0,
+                 "B saw %zu requests: a delivery from before the reset must reach "
+                 "nobody after it",
+                 b_nseen);
+    json_t *r = b.report;
+    cr_assert_eq(json_array_size(cm_json_path(r, "deliveries.0.attempts")), 2);
+    cr_assert(json_is_null(cm_json_path(r, "deliveries.0.status")));
+    cr_assert(json_is_null(cm_json_path(r, "deliveries.0.attempts.1.url")), "nothing was sent");
+    cr_assert(strstr(cm_json_str(r, "deliveries.0.error", ""), "reset"), "%s",
+              cm_json_str(r, "deliveries.0.error", ""));
     json_decref(r);
     json_decref(c);
 }
