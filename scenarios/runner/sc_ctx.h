@@ -43,11 +43,12 @@ typedef struct sc_ctx {
     sc_vars_t *vars;
     cm_http_client_t *http;
     char tmpdir[PATH_MAX];
-    sc_proc_t sim, gw;
-    int gw_starts;         /* how many times the gateway was started */
-    int gw_may_exit;       /* expect_exit: the gateway may die by itself until wait_exit */
-    char admin_token[256]; /* never logged */
-    char url[5][256];      /* base URL per sc_target_t, "" until known */
+    sc_proc_t sim, gw, chaos;  /* chaos: only for scenarios with "chaos" */
+    int link_port[SC_LINKS];   /* the chaos proxy's listening port per link, 0: not proxied */
+    int gw_starts;             /* how many times the gateway was started */
+    int gw_may_exit;           /* expect_exit: the gateway may die by itself until wait_exit */
+    char admin_token[256];     /* never logged */
+    char url[SC_TARGETS][256]; /* base URL per sc_target_t, "" until known */
 
     sc_failure_t fail;
 

@@ -166,6 +166,8 @@ static const char *unsuitable_for_attach(const sc_opts_t *o, const sc_scenario_t
         return NULL;
     if (has_gateway_step(sc->steps, sc->nsteps))
         return "not run: --attach cannot kill, stop or start the gateway";
+    if (sc->chaos_links)
+        return "not run: --attach does not start a chaos proxy";
     if (sc->speed > 1 && o->speed != 1)
         return "not run: --attach cannot speed up the parts' clocks (pass --speed 1 to run it "
                "in real time)";

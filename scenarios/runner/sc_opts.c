@@ -29,6 +29,8 @@ const char *sc_opts_usage(void)
            "  --keep, -k         keep every scenario's temp dir (failed ones are always kept)\n"
            "  --gateway PATH     gateway program (default: ../gateway/gateway next to this one)\n"
            "  --simulators PATH  simulators program (default: ../simulators/simulators)\n"
+           "  --chaos-proxy PATH chaos proxy for scenarios with \"chaos\" (default:\n"
+           "                     ../chaos/chaos-proxy)\n"
            "  --timeout DUR      deadline per scenario, e.g. 90s, 2m (default 60s)\n"
            "  --speed N          override every scenario's clock speed-up (1: real time)\n"
            "  --faketime-lib PATH  libfaketime for speed > 1 (default\n"
@@ -152,10 +154,10 @@ int sc_opts_has_tag(const sc_opts_t *o, const char *tag)
 
 cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o, char *err)
 {
-    static const char *const valued[] = {"--junit",      "--filter",  "--seed",  "--gateway",
-                                         "--simulators", "--timeout", "--speed", "--faketime-lib",
-                                         "--json",       "--html",    "--tag",   "--jobs",
-                                         "--repeat",     "--attach",  NULL};
+    static const char *const valued[] = {
+        "--junit",  "--filter",       "--seed",        "--gateway", "--simulators", "--timeout",
+        "--speed",  "--faketime-lib", "--json",        "--html",    "--tag",        "--jobs",
+        "--repeat", "--attach",       "--chaos-proxy", NULL};
     memset(o, 0, sizeof *o);
     o->junit = SC_DEFAULT_JUNIT;
     o->timeout_ms = SC_DEFAULT_TIMEOUT_MS;
@@ -179,6 +181,7 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
     }
     sibling(exe, "gateway/gateway", o->gateway, sizeof o->gateway);
     sibling(exe, "simulators/simulators", o->simulators, sizeof o->simulators);
+    sibling(exe, "chaos/chaos-proxy", o->chaos_proxy, sizeof o->chaos_proxy);
     snprintf(o->faketime_lib, sizeof o->faketime_lib, "%s", SC_DEFAULT_FAKETIME_LIB);
 
     int only_inputs = 0;
@@ -247,8 +250,11 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
                 }
                 o->has_seed = 1;
                 o->seed = s;
-            } else if (!strcmp(name, "--gateway") || !strcmp(name, "--simulators")) {
-                char *dst = name[2] == 'g' ? o->gateway : o->simulators;
+            } else if (!strcmp(name, "--gateway") || !strcmp(name, "--simulators") ||
+                       !strcmp(name, "--chaos-proxy")) {
+                char *dst = name[2] == 'g'   ? o->gateway
+                            : name[2] == 's' ? o->simulators
+                                             : o->chaos_proxy;
                 if (strlen(val) >= PATH_MAX) {
                     cm_errf(err, "%s: path too long", name);
                     return CM_EINVAL;

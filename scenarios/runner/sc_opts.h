@@ -2,7 +2,8 @@
  *
  *   scenario [--junit FILE] [--json FILE] [--html FILE] [--filter SUBSTR] [--tag T]
  *            [-j N] [--repeat N] [--fail-fast] [--seed N] [--speed N] [--keep]
- *            [--gateway PATH] [--simulators PATH] [--timeout 60s] [--check] [-q] [-v]
+ *            [--gateway PATH] [--simulators PATH] [--chaos-proxy PATH] [--timeout 60s]
+ *            [--check] [-q] [-v]
  *            FILE_OR_DIR...
  *
  * Options take their value as the next argument or after '=' (--seed=7); "--" ends the
@@ -50,6 +51,7 @@ typedef struct {
     int speed;          /* --speed N: overrides every scenario's speed; 0: theirs */
     char gateway[PATH_MAX];
     char simulators[PATH_MAX];
+    char chaos_proxy[PATH_MAX];
     char faketime_lib[PATH_MAX]; /* libfaketime for scenarios with "speed" > 1 */
     const char **inputs;         /* files and directories, borrowed from argv */
     size_t ninputs;

@@ -177,6 +177,93 @@ static cm_err_t start_simulators(sc_ctx_t *ctx)
     return rc;
 }
 
+/* Starts the chaos proxy (chaos/) with one link per proxied connection. The Cal.com and
+ * Stripe links forward to the simulators and take over ${calcom_url} / ${stripe_url}, the
+ * names gateway configs use, while the runner's own "to": "calcom" requests still go
+ * straight to the simulator. The gateway link's upstream is set at each gateway start. */
+static cm_err_t start_chaos(sc_ctx_t *ctx)
+{
+    static const sc_target_t upstream[SC_LINKS] = {SC_TO_CALCOM, SC_TO_STRIPE, SC_TO_GATEWAY};
+    char ready_path[PATH_MAX + 16], seed[32], links[SC_LINKS][96];
+    const char *argv[8 + 2 * SC_LINKS] = {ctx->opts->chaos_proxy, "--ready-file", ready_path,
+                                          "--seed", seed};
+    size_t argc = 5;
+    json_t *ready = NULL;
+    snprintf(ready_path, sizeof ready_path, "%s/chaos.ready", ctx->tmpdir);
+    snprintf(seed, sizeof seed, "%lld", ctx->seed);
+    for (int l = 0; l < SC_LINKS; l++) {
+        if (!(ctx->sc->chaos_links & (1u << l)))
+            continue;
+        /* Port 9 (discard) until the gateway is up: nothing sends on that link before. */
+        const char *up = ctx->url[upstream[l]];
+        snprintf(links[l], sizeof links[l], "%s=%s", sc_link_names[l],
+                 *up ? up + strlen("http://") : "127.0.0.1:9");
+        argv[argc++] = "--link";
+        argv[argc++] = links[l];
+    }
+    char *env[4] = {NULL};
+    size_t nenv = 0;
+    cm_err_t rc = CM_OK;
+    if (ctx->speed > 1 && add_faketime_env(ctx, env, &nenv) != CM_OK)
+        rc = sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+    if (!rc)
+        rc = start_child(ctx, &ctx->chaos, "chaos-proxy", "chaos", argv, (const char *const *)env,
+                         ready_path, &ready);
+    for (size_t i = 0; i < nenv; i++)
+        free(env[i]);
+    if (rc)
+        return rc;
+    int port = ready_port(ready, "control_port");
+    if (!port || set_endpoint(ctx, SC_TO_CHAOS, "chaos", port))
+        rc = sc_fail(ctx, RP_ERRORED, "startup",
+                     "the chaos proxy's ready file has no valid \"control_port\"");
+    for (int l = 0; !rc && l < SC_LINKS; l++) {
+        if (!(ctx->sc->chaos_links & (1u << l)))
+            continue;
+        ctx->link_port[l] =
+            ready_port(json_object_get(json_object_get(ready, "links"), sc_link_names[l]), "port");
+        if (!ctx->link_port[l])
+            rc = sc_fail(ctx, RP_ERRORED, "startup",
+                         "the chaos proxy's ready file has no port for link \"%s\"",
+                         sc_link_names[l]);
+        else if (l != SC_LINK_GATEWAY) {
+            /* Only the variables: ctx->url keeps the simulator's own address. */
+            char var[32];
+            snprintf(var, sizeof var, "%s_url", sc_link_names[l]);
+            char url[64];
+            snprintf(url, sizeof url, "http://127.0.0.1:%d", ctx->link_port[l]);
+            snprintf(links[l], sizeof links[l], "%s_port", sc_link_names[l]);
+            if (sc_vars_set_str(ctx->vars, var, url) ||
+                sc_vars_set_int(ctx->vars, links[l], ctx->link_port[l]))
+                rc = sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+            else
+                sc_log(ctx, "chaos", "link %s: gateway -> %s -> %s", sc_link_names[l], url,
+                       ctx->url[upstream[l]]);
+        }
+    }
+    json_decref(ready);
+    return rc;
+}
+
+/* Points the chaos proxy's gateway link at the gateway just started. */
+static cm_err_t relink_gateway(sc_ctx_t *ctx)
+{
+    char body[128], path[64], shown[SC_HTTP_SHOW + 128];
+    snprintf(body, sizeof body, "{\"upstream\":\"%s\"}",
+             ctx->url[SC_TO_GATEWAY] + strlen("http://"));
+    snprintf(path, sizeof path, "/links/%s", sc_link_names[SC_LINK_GATEWAY]);
+    sc_http_req_t r = {
+        .to = SC_TO_CHAOS, .method = "PUT", .path = path, .body = body, .body_len = strlen(body)};
+    sc_answer_t a;
+    cm_err_t rc = CM_OK;
+    sc_http_do(ctx, "runner", &r, 0, &a);
+    if (a.transport != CM_OK || a.status != 200)
+        rc = sc_fail(ctx, RP_ERRORED, "startup", "PUT %s: expected 200, got %s", path,
+                     sc_answer_show(&a, shown, sizeof shown));
+    sc_answer_free(&a);
+    return rc;
+}
+
 /* Expands a gateway config (rel: the scenario's when NULL) into DIR/gateway.json
  * (DIR/gateway-N.json for the Nth start, so a kept dir shows each). */
 static cm_err_t write_gateway_config(sc_ctx_t *ctx, const char *rel, char *out, size_t cap)
@@ -291,6 +378,8 @@ cm_err_t sc_run_gateway_start(sc_ctx_t *ctx, const char *config_rel)
                        "the gateway's ready file has no valid \"port\"");
     if (set_endpoint(ctx, SC_TO_GATEWAY, "gateway", port))
         return sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+    if (ctx->link_port[SC_LINK_GATEWAY] && (rc = relink_gateway(ctx)) != CM_OK)
+        return rc;
     return connect_webhook(ctx);
 }
 
@@ -300,6 +389,9 @@ static cm_err_t connect_webhook(sc_ctx_t *ctx)
     char body[400], shown[SC_HTTP_SHOW + 128];
     if (*ctx->opts->attach_webhook)
         snprintf(body, sizeof body, "{\"url\":\"%s\"}", ctx->opts->attach_webhook);
+    else if (ctx->link_port[SC_LINK_GATEWAY])
+        snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%d/webhooks/retell\"}",
+                 ctx->link_port[SC_LINK_GATEWAY]);
     else
         snprintf(body, sizeof body, "{\"url\":\"%s/webhooks/retell\"}", ctx->url[SC_TO_GATEWAY]);
     sc_http_req_t r = {.to = SC_TO_CONTROL,
@@ -518,6 +610,8 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
         rc = attach_parts(&ctx);
     if (!rc && !o->attach)
         rc = start_simulators(&ctx);
+    if (!rc && !o->attach && sc->chaos_links)
+        rc = start_chaos(&ctx);
     if (!rc && !o->attach)
         rc = sc_run_gateway_start(&ctx, NULL);
     for (size_t i = 0; !rc && i < sc->nsteps; i++) {
@@ -539,7 +633,7 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
         char when[64];
         snprintf(when, sizeof when, "during steps[%zu]", i);
         if ((!ctx.gw_may_exit && check_alive(&ctx, &ctx.gw, when)) ||
-            check_alive(&ctx, &ctx.sim, when))
+            check_alive(&ctx, &ctx.sim, when) || check_alive(&ctx, &ctx.chaos, when))
             rc = CM_EINVAL;
         record_assert(&ctx, &sc->steps[i], rc ? ctx.fail.status : RP_PASSED, cm_clock_mono_ms() - t,
                       rc && !was_failed && ctx.fail.set);
@@ -552,6 +646,7 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
         sc_collect_events(&ctx);
     /* The gateway first: it must not see its providers vanish while it still works. */
     stop_child(&ctx, &ctx.gw, "gw");
+    stop_child(&ctx, &ctx.chaos, "chaos");
     stop_child(&ctx, &ctx.sim, "sim");
 
     if (ctx.fail.set && rp_case_set_outcome(out, ctx.fail.status, ctx.fail.type, ctx.fail.message,

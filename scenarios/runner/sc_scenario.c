@@ -20,22 +20,25 @@
 const char *const sc_builtin_vars[] = {
     "seed",         "tmp_dir",    "data_dir",    "gateway_url", "gateway_port", "control_url",
     "control_port", "retell_url", "retell_port", "calcom_url",  "calcom_port",  "stripe_url",
-    "stripe_port",  "now_ms",     "now_iso",     NULL,
+    "stripe_port",  "now_ms",     "now_iso",     "chaos_url",   "chaos_port",   NULL,
 };
 
-const char *const sc_scenario_keys[] = {"name",    "description", "tags",  "seed", "speed",
-                                        "gateway", "env",         "steps", NULL};
+const char *const sc_scenario_keys[] = {"name",    "description", "tags",  "seed",  "speed",
+                                        "gateway", "env",         "chaos", "steps", NULL};
 
-static const char *const target_names[] = {"gateway", "control", "retell", "calcom", "stripe"};
+const char *const sc_link_names[SC_LINKS] = {"calcom", "stripe", "gateway"};
+
+static const char *const target_names[SC_TARGETS] = {"gateway", "control", "retell",
+                                                     "calcom",  "stripe",  "chaos"};
 static const char *const kind_names[SC_STEP__COUNT] = {"request", "call",   "webhook", "wait",
-                                                       "gateway", "repeat", "include"};
+                                                       "gateway", "repeat", "include", "chaos"};
 static const char *const scheme_names[] = {"none", "retell", "calcom", "stripe", "std"};
 static const char *const action_names[] = {"kill",    "stop",        "start",
                                            "restart", "expect_exit", "wait_exit"};
 
 const char *sc_target_name(sc_target_t t)
 {
-    return (unsigned)t < 5 ? target_names[t] : "?";
+    return (unsigned)t < SC_TARGETS ? target_names[t] : "?";
 }
 
 const char *sc_step_kind_name(sc_step_kind_t k)
@@ -168,12 +171,17 @@ static cm_err_t parse_target(vctx_t *v, const json_t *obj, sc_target_t *to)
     cm_err_t rc = req_str(v, obj, "to", &s);
     if (rc)
         return rc;
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < SC_TARGETS; i++)
         if (!strcmp(s, target_names[i])) {
             *to = (sc_target_t)i;
+            if (*to == SC_TO_CHAOS && !v->sc->chaos_links)
+                return fail(v, "\"to\": \"chaos\" needs the scenario's \"chaos\" (which links "
+                               "to route through the proxy)");
             return CM_OK;
         }
-    return fail(v, "\"to\" must be one of gateway, control, retell, calcom, stripe (got \"%s\")",
+    return fail(v,
+                "\"to\" must be one of gateway, control, retell, calcom, stripe, chaos (got "
+                "\"%s\")",
                 s);
 }
 
@@ -589,6 +597,70 @@ static cm_err_t parse_gateway(vctx_t *v, const json_t *obj, sc_step_t *s)
 static cm_err_t parse_steps(vctx_t *v, const json_t *list, const char *loc, const char *actor,
                             sc_step_t **out, size_t *n);
 
+/* Finds a link by name; SC_LINKS when there is none. */
+static sc_link_t link_named(const char *name)
+{
+    for (int i = 0; i < SC_LINKS; i++)
+        if (!strcmp(name, sc_link_names[i]))
+            return (sc_link_t)i;
+    return SC_LINKS;
+}
+
+/* {"link": "calcom", "faults": [...]}: the fault objects are the proxy's to validate (its
+ * answer names the bad field); here only the shape, so a typo fails before anything runs. */
+static cm_err_t parse_chaos(vctx_t *v, const json_t *obj, sc_step_t *s)
+{
+    static const char *const keys[] = {"link", "faults", NULL};
+    const char *link;
+    cm_err_t rc;
+    if (!json_is_object(obj))
+        return fail(v, "\"chaos\" must be an object {\"link\": ..., \"faults\": [...]}");
+    if ((rc = check_keys(v, obj, "\"chaos\"", keys)) || (rc = req_str(v, obj, "link", &link)))
+        return rc;
+    s->link = link_named(link);
+    if (s->link == SC_LINKS || !(v->sc->chaos_links & (1u << s->link)))
+        return fail(v, "\"link\": \"%s\" is not one of the scenario's \"chaos\" links", link);
+    s->faults = json_object_get(obj, "faults");
+    if (!json_is_array(s->faults))
+        return fail(v, "\"faults\" is required (a list of fault objects; [] clears the link)");
+    for (size_t i = 0; i < json_array_size(s->faults); i++) {
+        const json_t *f = json_array_get(s->faults, i);
+        if (!json_is_object(f) || !json_is_string(json_object_get(f, "type")))
+            return fail(v, "\"faults\"[%zu] must be an object with a \"type\"", i);
+    }
+    return CM_OK;
+}
+
+/* "chaos": {"links": ["calcom", "stripe", "gateway"]}: which connections go through the
+ * chaos proxy. */
+static cm_err_t parse_chaos_setup(vctx_t *v, const json_t *obj, unsigned *links)
+{
+    static const char *const keys[] = {"links", NULL};
+    cm_err_t rc;
+    *links = 0;
+    if (!obj)
+        return CM_OK;
+    snprintf(v->where, sizeof v->where, "chaos");
+    if (!json_is_object(obj))
+        return fail(v, "\"chaos\" must be an object {\"links\": [...]}");
+    if ((rc = check_keys(v, obj, "", keys)))
+        return rc;
+    const json_t *list = json_object_get(obj, "links");
+    if (!json_is_array(list) || json_array_size(list) == 0)
+        return fail(v, "\"links\" must be a non-empty list of calcom, stripe, gateway");
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const char *name = json_string_value(json_array_get(list, i));
+        sc_link_t l = name ? link_named(name) : SC_LINKS;
+        if (l == SC_LINKS)
+            return fail(v, "\"links\"[%zu] must be one of calcom, stripe, gateway", i);
+        if (*links & (1u << l))
+            return fail(v, "\"links\"[%zu]: \"%s\" is listed twice", i, name);
+        *links |= 1u << l;
+    }
+    *v->where = '\0';
+    return CM_OK;
+}
+
 static cm_err_t parse_repeat(vctx_t *v, const json_t *obj, sc_step_t *s)
 {
     static const char *const keys[] = {"times",       "step",         "steps", "var",
@@ -698,6 +770,7 @@ static cm_err_t parse_step(vctx_t *v, const json_t *obj, size_t i, const char *l
     static const char *const gateway_keys[] = {"name", "gateway", NULL};
     static const char *const repeat_keys[] = {"name", "repeat", NULL};
     static const char *const include_keys[] = {"name", "include", NULL};
+    static const char *const chaos_keys[] = {"name", "chaos", NULL};
     cm_err_t rc;
     int nkinds = 0;
 
@@ -729,7 +802,7 @@ static cm_err_t parse_step(vctx_t *v, const json_t *obj, size_t i, const char *l
             return fail(v,
                         "unknown step kind (keys: %s; a step is one of \"request\", "
                         "\"call\", \"webhook\", \"wait\", \"gateway\", \"repeat\", "
-                        "\"include\")",
+                        "\"include\", \"chaos\")",
                         *keys ? keys : "none");
         return fail(v, "a step has exactly one kind (keys: %s)", keys);
     }
@@ -772,6 +845,10 @@ static cm_err_t parse_step(vctx_t *v, const json_t *obj, size_t i, const char *l
         if ((rc = check_keys(v, obj, "", include_keys)))
             return rc;
         return parse_include(v, body, s);
+    case SC_STEP_CHAOS:
+        if ((rc = check_keys(v, obj, "", chaos_keys)))
+            return rc;
+        return parse_chaos(v, body, s);
     case SC_STEP__COUNT:
         break;
     }
@@ -817,8 +894,6 @@ int sc_steps_expectations(const sc_step_t *steps, size_t n)
 
 static cm_err_t validate(sc_scenario_t *sc, char *err)
 {
-    static const char *const keys[] = {"name",    "description", "tags",  "seed", "speed",
-                                       "gateway", "env",         "steps", NULL};
     static const char *const gw_keys[] = {"config", NULL};
     vctx_t vc = {.sc = sc, .where = "", .err = err};
     vctx_t *v = &vc;
@@ -827,7 +902,8 @@ static cm_err_t validate(sc_scenario_t *sc, char *err)
 
     if (!json_is_object(root))
         return fail(v, "a scenario must be a JSON object");
-    if ((rc = check_keys(v, root, "", keys)) || (rc = req_str(v, root, "name", &sc->name)) ||
+    if ((rc = check_keys(v, root, "", sc_scenario_keys)) ||
+        (rc = req_str(v, root, "name", &sc->name)) ||
         (rc = opt_str(v, root, "description", &sc->description)))
         return rc;
 
@@ -876,6 +952,9 @@ static cm_err_t validate(sc_scenario_t *sc, char *err)
                 return fail(v, "\"env\": \"%s\" must be a string", k);
         }
     }
+
+    if ((rc = parse_chaos_setup(v, json_object_get(root, "chaos"), &sc->chaos_links)))
+        return rc;
 
     const json_t *steps = json_object_get(root, "steps");
     if (!json_is_array(steps) || json_array_size(steps) == 0)

@@ -50,7 +50,20 @@ typedef enum {
     SC_TO_RETELL,
     SC_TO_CALCOM,
     SC_TO_STRIPE,
+    SC_TO_CHAOS, /* the chaos proxy's control API (scenarios with "chaos") */
+    SC_TARGETS
 } sc_target_t;
+
+/* The connections a scenario's "chaos" can route through the chaos proxy (chaos/). */
+typedef enum {
+    SC_LINK_CALCOM = 0, /* gateway -> Cal.com simulator */
+    SC_LINK_STRIPE,     /* gateway -> Stripe simulator */
+    SC_LINK_GATEWAY,    /* Retell simulator's webhooks -> gateway */
+    SC_LINKS
+} sc_link_t;
+
+/* Link names as written in files and as the proxy calls them, index sc_link_t. */
+extern const char *const sc_link_names[SC_LINKS];
 
 typedef enum {
     SC_STEP_REQUEST = 0,
@@ -60,6 +73,7 @@ typedef enum {
     SC_STEP_GATEWAY,
     SC_STEP_REPEAT,
     SC_STEP_INCLUDE,
+    SC_STEP_CHAOS,
     SC_STEP__COUNT
 } sc_step_kind_t;
 
@@ -164,6 +178,10 @@ struct sc_step {
 
     /* include: children are the included file's steps; path as written */
     const char *include;
+
+    /* chaos: replace the faults of one link (an empty list clears them) */
+    sc_link_t link;
+    const json_t *faults; /* array of fault objects, passed to the proxy as written */
 };
 
 typedef struct {
@@ -178,6 +196,7 @@ typedef struct {
     int speed;                  /* clock speed-up for the parts (libfaketime), 1: none */
     const char *gateway_config; /* path, relative to the repo root or the file's dir */
     const json_t *env;          /* object of strings, or NULL */
+    unsigned chaos_links;       /* "chaos": bit (1u << sc_link_t) per proxied link, 0: none */
     sc_step_t *steps;
     size_t nsteps;
 } sc_scenario_t;

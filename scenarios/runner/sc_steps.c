@@ -929,6 +929,37 @@ static cm_err_t run_repeat(sc_ctx_t *ctx, const sc_step_t *s, const char *label)
     return rc;
 }
 
+/* Replaces one link's faults at the chaos proxy; the proxy validates each fault and its
+ * 400 names the bad field, which the failure shows. */
+static cm_err_t run_chaos(sc_ctx_t *ctx, const sc_step_t *s, const char *label, const char *actor)
+{
+    char err[CM_ERR_LEN], path[64], shown[SC_HTTP_SHOW + 128];
+    json_t *faults = NULL;
+    if (sc_vars_expand_json(ctx->vars, s->faults, &faults, err) != CM_OK)
+        return fail_var(ctx, label, err);
+    json_t *doc = json_pack("{s:o}", "faults", faults);
+    char *body = doc ? cm_json_dumps(doc) : NULL;
+    json_decref(doc);
+    if (!body)
+        return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
+    snprintf(path, sizeof path, "/links/%s/faults", sc_link_names[s->link]);
+    sc_http_req_t r = {
+        .to = SC_TO_CHAOS, .method = "PUT", .path = path, .body = body, .body_len = strlen(body)};
+    sc_answer_t a;
+    cm_err_t rc = CM_OK;
+    sc_http_do(ctx, actor, &r, 0, &a);
+    free(body);
+    if (a.transport != CM_OK || a.status != 200)
+        rc = sc_fail(ctx, RP_FAILED, a.transport ? "transport" : "chaos",
+                     "%s: setting the faults of link %s: expected 200, got %s", label,
+                     sc_link_names[s->link], sc_answer_show(&a, shown, sizeof shown));
+    else
+        sc_log(ctx, "chaos", "link %s: %zu fault(s) set", sc_link_names[s->link],
+               json_array_size(s->faults));
+    sc_answer_free(&a);
+    return rc;
+}
+
 cm_err_t sc_step_run(sc_ctx_t *ctx, const sc_step_t *s)
 {
     char label[240], iso[25];
@@ -954,6 +985,8 @@ cm_err_t sc_step_run(sc_ctx_t *ctx, const sc_step_t *s)
         return run_repeat(ctx, s, label);
     case SC_STEP_INCLUDE:
         return run_children(ctx, s);
+    case SC_STEP_CHAOS:
+        return run_chaos(ctx, s, label, actor);
     case SC_STEP__COUNT:
         break;
     }

@@ -189,7 +189,7 @@ Test(scenario, step_mistakes)
          "{\"$foo\":1}}}}",
          "steps[0] (request): \"expect\".\"json\": \"a\": unknown operator \"$foo\""},
         {"{\"request\":{\"to\":\"db\",\"path\":\"/x\"}}",
-         "\"to\" must be one of gateway, control, retell, calcom, stripe (got \"db\")"},
+         "\"to\" must be one of gateway, control, retell, calcom, stripe, chaos (got \"db\")"},
         {"{\"request\":{\"to\":\"gateway\",\"path\":\"x\"}}", "\"path\" must start with '/'"},
         {"{\"request\":{\"to\":\"gateway\"}}", "\"path\" is required"},
         {"{\"request\":{\"to\":\"gateway\",\"path\":\"/x\",\"method\":\"get\"}}",
@@ -498,6 +498,59 @@ Test(scenario, include_inlines_steps_from_files)
     sc_scenario_free(&sc);
     unlink(inner);
     unlink(outer);
+}
+
+Test(scenario, chaos_links_and_steps)
+{
+    static const char *const wait_step =
+        "{\"wait\":{\"request\":{\"to\":\"gateway\",\"path\":\"/health/live\"},"
+        "\"until\":{\"status\":200}}}";
+    char steps[1024];
+    snprintf(steps, sizeof steps,
+             "{\"chaos\":{\"link\":\"calcom\",\"faults\":[{\"type\":\"latency\",\"ms\":50}]}},"
+             "{\"chaos\":{\"link\":\"gateway\",\"faults\":[]}},"
+             "{\"request\":{\"to\":\"chaos\",\"path\":\"/links\"}},%s",
+             wait_step);
+    sc_scenario_t *sc = NULL;
+    char err[SC_ERR_LEN] = "";
+    const char *text = make(",\"chaos\":{\"links\":[\"calcom\",\"gateway\"]}", steps);
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert_eq(sc->chaos_links, (1u << SC_LINK_CALCOM) | (1u << SC_LINK_GATEWAY));
+    cr_assert_eq(sc->steps[0].kind, SC_STEP_CHAOS);
+    cr_assert_eq(sc->steps[0].link, SC_LINK_CALCOM);
+    cr_assert_eq(json_array_size(sc->steps[1].faults), 0);
+    cr_assert_eq(sc->steps[2].req.to, SC_TO_CHAOS);
+    sc_scenario_free(&sc);
+
+    struct {
+        const char *top, *steps, *want;
+    } cases[] = {
+        {",\"chaos\":[\"calcom\"]", wait_step, "chaos: \"chaos\" must be an object"},
+        {",\"chaos\":{\"links\":[]}", wait_step, "\"links\" must be a non-empty list"},
+        {",\"chaos\":{\"links\":[\"retell\"]}", wait_step,
+         "\"links\"[0] must be one of calcom, stripe, gateway"},
+        {",\"chaos\":{\"links\":[\"stripe\",\"stripe\"]}", wait_step,
+         "\"links\"[1]: \"stripe\" is listed twice"},
+        {",\"chaos\":{\"links\":[\"stripe\"],\"seed\":1}", wait_step, "unknown key \"seed\""},
+        {"", "{\"chaos\":{\"link\":\"calcom\",\"faults\":[]}}",
+         "steps[0] (chaos): \"link\": \"calcom\" is not one of the scenario's \"chaos\" links"},
+        {",\"chaos\":{\"links\":[\"stripe\"]}", "{\"chaos\":{\"link\":\"calcom\",\"faults\":[]}}",
+         "\"link\": \"calcom\" is not one of the scenario's \"chaos\" links"},
+        {",\"chaos\":{\"links\":[\"stripe\"]}", "{\"chaos\":{\"link\":\"stripe\"}}",
+         "\"faults\" is required"},
+        {",\"chaos\":{\"links\":[\"stripe\"]}",
+         "{\"chaos\":{\"link\":\"stripe\",\"faults\":[{\"ms\":5}]}}",
+         "\"faults\"[0] must be an object with a \"type\""},
+        {",\"chaos\":{\"links\":[\"stripe\"]}",
+         "{\"chaos\":{\"link\":\"stripe\",\"faults\":[],\"for\":\"1s\"}}", "unknown key \"for\""},
+        {"", "{\"request\":{\"to\":\"chaos\",\"path\":\"/links\"}}",
+         "\"to\": \"chaos\" needs the scenario's \"chaos\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char full[4096];
+        snprintf(full, sizeof full, "%s", make(cases[i].top, cases[i].steps));
+        expect_error(full, cases[i].want);
+    }
 }
 
 Test(scenario, include_mistakes)

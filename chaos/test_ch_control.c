@@ -1,0 +1,345 @@
+/* test_ch_control.c - the control API over HTTP: links, faults, reset, journal, and every
+ * error answer (404, 405, 409, 400 naming the path, 413). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ch_control.h"
+#include "ch_journal.h"
+#include "ch_link.h"
+#include "cm_http_client.h"
+#include "cm_http_server.h"
+#include "cm_json.h"
+#include "cm_log.h"
+#include "test_ch_util.h"
+
+static ch_journal_t *jr;
+static ch_links_t *ls;
+static ch_control_t ctl;
+static cm_http_server_t *srv;
+static tu_server_t *up;
+static char base[64], upstream[32];
+
+static void setup(void)
+{
+    char err[CM_ERR_LEN] = "";
+    cm_log_set_level("warn");
+    cr_assert_eq(cm_http_global_init(), CM_OK);
+    up = tu_server_start(NULL);
+    jr = ch_journal_new(0);
+    ls = ch_links_new(&(ch_links_cfg_t){.seed = 1, .journal = jr}, err);
+    cr_assert_not_null(ls, "%s", err);
+    snprintf(upstream, sizeof upstream, "127.0.0.1:%u", tu_server_port(up));
+    cr_assert_eq(ch_links_add(ls, "calcom", upstream, 0, NULL, err), CM_OK, "%s", err);
+    ctl = (ch_control_t){.links = ls, .journal = jr};
+    srv = cm_http_server_new(&(cm_http_server_cfg_t){
+        .threads = 0, .body_limit = CH_CONTROL_BODY_LIMIT, .name = "test.chaos"});
+    cr_assert_eq(ch_control_routes(&ctl, srv), CM_OK);
+    cr_assert_eq(cm_http_server_start(srv, err), CM_OK, "%s", err);
+    snprintf(base, sizeof base, "http://127.0.0.1:%u", cm_http_server_port(srv));
+}
+
+static void teardown(void)
+{
+    cm_http_server_free(&srv);
+    ch_links_free(&ls);
+    tu_server_stop(&up);
+    ch_journal_free(&jr);
+}
+
+TestSuite(control, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Performs a request; returns the status and, when out is not NULL, the parsed body. */
+static long call(const char *method, const char *path, const char *body, json_t **out)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    cm_http_client_t *c = cm_http_client_new();
+    cm_http_response_t r;
+    const char *const hdrs[] = {"Content-Type: application/json", NULL};
+    cm_err_t rc = cm_http_client_do(c,
+                                    &(cm_http_request_t){.method = method,
+                                                         .url = url,
+                                                         .headers = hdrs,
+                                                         .body = body,
+                                                         .body_len = body ? strlen(body) : 0},
+                                    &r);
+    cr_assert_eq(rc, CM_OK, "%s %s: %s", method, path, r.err);
+    long status = r.status;
+    if (out) {
+        char err[CM_ERR_LEN];
+        cr_assert_eq(cm_json_parse(r.body.data ? r.body.data : "", r.body.len, 1 << 22, out, err),
+                     CM_OK, "%s %s answered %ld: %s", method, path, status, r.body.data);
+    }
+    cm_http_response_free(&r);
+    cm_http_client_free(&c);
+    return status;
+}
+
+/* Expects status and a problem whose detail is exactly detail. */
+static void expect_problem(const char *method, const char *path, const char *body, long status,
+                           const char *detail)
+{
+    json_t *v = NULL;
+    long got = call(method, path, body, &v);
+    cr_expect_eq(got, status, "%s %s: %ld, expected %ld", method, path, got, status);
+    if (detail)
+        cr_expect_str_eq(cm_json_str(v, "detail", ""), detail, "%s %s", method, path);
+    cr_expect_eq(cm_json_int(v, "status", 0), status);
+    json_decref(v);
+}
+
+Test(control, links)
+{
+    json_t *v = NULL;
+    cr_assert_eq(call("GET", "/links", NULL, &v), 200);
+    cr_expect_eq(json_array_size(cm_json_path(v, "links")), 1);
+    cr_expect_str_eq(cm_json_str(v, "links.0.name", ""), "calcom");
+    cr_expect_str_eq(cm_json_str(v, "links.0.upstream", ""), upstream);
+    cr_expect_gt(cm_json_int(v, "links.0.port", 0), 0);
+    cr_expect_eq(cm_json_int(v, "links.0.stats.connections", -1), 0);
+    cr_expect_eq(cm_json_int(v, "links.0.stats.faults_applied", -1), 0);
+    json_decref(v);
+
+    char body[128];
+    snprintf(body, sizeof body, "{\"name\":\"stripe\",\"upstream\":\"%s\",\"port\":0}", upstream);
+    cr_assert_eq(call("POST", "/links", body, &v), 201);
+    cr_expect_str_eq(cm_json_str(v, "name", ""), "stripe");
+    int64_t port = cm_json_int(v, "port", 0);
+    json_decref(v);
+    cr_expect_gt(port, 0);
+    expect_problem("POST", "/links", body, 409, "a link named \"stripe\" exists");
+
+    /* The new link carries traffic. */
+    int fd = tu_connect((uint16_t)port);
+    cr_assert_geq(fd, 0);
+    char buf[4];
+    tu_how_t how;
+    cr_assert_eq(tu_send_all(fd, "hey", 3, 2000), 0);
+    cr_expect_eq(tu_recv_n(fd, buf, 3, 3000, &how, NULL), 3);
+    close(fd);
+
+    cr_assert_eq(call("GET", "/links/stripe", NULL, &v), 200);
+    cr_expect_eq(cm_json_int(v, "stats.connections", -1), 1);
+    json_decref(v);
+    cr_assert_eq(call("PUT", "/links/stripe", "{\"upstream\":\"127.0.0.1:9\"}", &v), 200);
+    cr_expect_str_eq(cm_json_str(v, "upstream", ""), "127.0.0.1:9");
+    json_decref(v);
+
+    expect_problem("GET", "/links/nope", NULL, 404, "no link named \"nope\"");
+    expect_problem("PUT", "/links/nope", "{\"upstream\":\"127.0.0.1:9\"}", 404, NULL);
+    expect_problem("DELETE", "/links/calcom", NULL, 405, NULL);
+    expect_problem("POST", "/links", "{\"name\":\"x\"}", 400, "upstream: required (HOST:PORT)");
+    expect_problem("POST", "/links", "{\"upstream\":\"127.0.0.1:1\"}", 400, "name: required");
+    expect_problem("POST", "/links", "{\"name\":5,\"upstream\":\"127.0.0.1:1\"}", 400,
+                   "name: must be a string");
+    expect_problem("POST", "/links", "{\"name\":\"UP\",\"upstream\":\"127.0.0.1:1\"}", 400,
+                   "name: \"UP\" is not 1 to 32 of a-z, 0-9, _ and -");
+    expect_problem("POST", "/links", "{\"name\":\"x\",\"upstream\":\"127.0.0.1\"}", 400,
+                   "upstream: \"127.0.0.1\" is not HOST:PORT with a port from 1 to 65535");
+    expect_problem("POST", "/links", "{\"name\":\"x\",\"upstream\":\"127.0.0.1:1\",\"port\":-1}",
+                   400, "port: must be an integer from 0 (any free port) to 65535");
+    expect_problem("POST", "/links", "{\"name\":\"x\",\"upstream\":\"127.0.0.1:1\",\"tls\":true}",
+                   400, "tls: unknown field (expected name, upstream, port)");
+    expect_problem("PUT", "/links/calcom", "{\"upstream\":1}", 400,
+                   "upstream: must be a string HOST:PORT");
+    expect_problem("PUT", "/links/calcom", "{\"upstream\":\"a:1\",\"name\":\"b\"}", 400,
+                   "name: unknown field (expected upstream)");
+    expect_problem("PUT", "/links/calcom", "", 400, "a JSON object body is required");
+    expect_problem("PUT", "/links/calcom", "[1]", 400, "the body must be a JSON object");
+    expect_problem("PUT", "/links/calcom", "{\"upstream\":", 400, NULL);
+    expect_problem("PUT", "/links/calcom", "{\"upstream\":\"a:1\",\"upstream\":\"b:2\"}", 400,
+                   NULL);
+}
+
+Test(control, faults)
+{
+    json_t *v = NULL;
+    cr_assert_eq(call("PUT", "/links/calcom/faults",
+                      "{\"faults\":[{\"type\":\"latency\",\"ms\":100,\"jitter_ms\":10},"
+                      "{\"type\":\"reset\",\"direction\":\"upstream\",\"probability\":0.5}]}",
+                      &v),
+                 200);
+    cr_expect_eq(json_array_size(cm_json_path(v, "faults")), 2);
+    cr_expect_str_eq(cm_json_str(v, "faults.0.type", ""), "latency");
+    cr_expect_str_eq(cm_json_str(v, "faults.0.direction", ""), "both");
+    cr_expect_eq(cm_json_int(v, "faults.0.jitter_ms", -1), 10);
+    cr_expect_str_eq(cm_json_str(v, "faults.1.direction", ""), "upstream");
+    json_decref(v);
+
+    /* A refused list changes nothing. */
+    expect_problem("PUT", "/links/calcom/faults",
+                   "{\"faults\":[{\"type\":\"blackhole\"},{\"type\":\"latency\",\"ms\":-5}]}", 400,
+                   "faults[1].ms: must be a non-negative integer");
+    expect_problem("PUT", "/links/calcom/faults", "{\"faults\":[],\"x\":1}", 400,
+                   "x: unknown field (expected faults)");
+    expect_problem("PUT", "/links/calcom/faults",
+                   "{\"faults\":[{\"type\":\"down\","
+                   "\"probability\":0.5}]}",
+                   400,
+                   "faults[0].probability: not allowed for down (a link is down for every "
+                   "connection)");
+    expect_problem("PUT", "/links/nope/faults", "{\"faults\":[]}", 404, "no link named \"nope\"");
+    cr_assert_eq(call("GET", "/links/calcom", NULL, &v), 200);
+    cr_expect_eq(json_array_size(cm_json_path(v, "faults")), 2, "unchanged by the bad ones");
+    json_decref(v);
+
+    cr_assert_eq(call("DELETE", "/links/calcom/faults", NULL, &v), 200);
+    cr_expect_eq(json_array_size(cm_json_path(v, "faults")), 0);
+    json_decref(v);
+    expect_problem("DELETE", "/links/nope/faults", NULL, 404, NULL);
+
+    cr_assert_eq(call("PUT", "/links/calcom/faults", "{\"faults\":[{\"type\":\"down\"}]}", NULL),
+                 200);
+    cr_assert_eq(call("POST", "/reset", NULL, &v), 200);
+    cr_expect_eq(json_array_size(cm_json_path(v, "links.0.faults")), 0);
+    json_decref(v);
+    cr_assert_eq(call("GET", "/links/calcom", NULL, &v), 200);
+    cr_expect_eq(json_array_size(cm_json_path(v, "faults")), 0, "reset cleared the faults");
+    json_decref(v);
+}
+
+Test(control, body_too_large)
+{
+    size_t n = CH_CONTROL_BODY_LIMIT + 10;
+    char *big = malloc(n + 1);
+    memset(big, ' ', n);
+    memcpy(big, "{\"faults\":[]", 12);
+    big[n - 1] = '}';
+    big[n] = '\0';
+    expect_problem("PUT", "/links/calcom/faults", big, 413, NULL);
+    /* Just under the limit is fine. */
+    big[CH_CONTROL_BODY_LIMIT - 1] = '}';
+    big[CH_CONTROL_BODY_LIMIT] = '\0';
+    cr_expect_eq(call("PUT", "/links/calcom/faults", big, NULL), 200);
+    free(big);
+}
+
+Test(control, journal)
+{
+    cr_assert_eq(call("PUT", "/links/calcom/faults", "{\"faults\":[{\"type\":\"down\"}]}", NULL),
+                 200);
+    json_t *v = NULL;
+    cr_assert_eq(call("GET", "/links/calcom", NULL, &v), 200);
+    uint16_t port = (uint16_t)cm_json_int(v, "port", 0);
+    json_decref(v);
+    int fd = tu_connect(port);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(ch_journal_wait(jr, &(ch_journal_filter_t){.event = CH_EV_REFUSED}, 1, 5000), 1);
+
+    cr_assert_eq(call("GET", "/journal?since=0&link=calcom", NULL, &v), 200);
+    cr_expect_eq(cm_json_int(v, "count", -1), 1);
+    cr_expect_eq(cm_json_int(v, "last_seq", -1), 1);
+    cr_expect_eq(cm_json_int(v, "dropped", -1), 0);
+    cr_expect_eq(cm_json_int(v, "entries.0.seq", -1), 1);
+    cr_expect_str_eq(cm_json_str(v, "entries.0.link", ""), "calcom");
+    cr_expect_eq(cm_json_int(v, "entries.0.conn", -1), 1);
+    cr_expect_str_eq(cm_json_str(v, "entries.0.event", ""), "refused");
+    cr_expect_str_eq(cm_json_str(v, "entries.0.fault", ""), "down");
+    cr_expect(json_is_null(cm_json_path(v, "entries.0.direction")));
+    cr_expect_gt(cm_json_int(v, "entries.0.at_ms", 0), 1600000000000LL);
+    json_decref(v);
+    cr_assert_eq(call("GET", "/journal?since=1", NULL, &v), 200);
+    cr_expect_eq(cm_json_int(v, "count", -1), 0);
+    cr_expect_eq(cm_json_int(v, "last_seq", -1), 1);
+    json_decref(v);
+    cr_assert_eq(call("GET", "/links/calcom", NULL, &v), 200);
+    cr_expect_eq(cm_json_int(v, "stats.refused", -1), 1);
+    cr_expect_eq(cm_json_int(v, "stats.connections", -1), 1);
+    json_decref(v);
+
+    expect_problem("GET", "/journal?since=abc", NULL, 400,
+                   "since: must be an integer from 0 to 9223372036854775807, not \"abc\"");
+    expect_problem("GET", "/journal?since=-1", NULL, 400, NULL);
+    expect_problem("GET", "/journal?link=nope", NULL, 404, "link: no link named \"nope\"");
+    expect_problem("GET", "/journal?event=boom", NULL, 400,
+                   "event: must be one of open, close, reset, refused, fault, upstream_error");
+    cr_expect_eq(call("GET", "/journal?event=refused&limit=5", NULL, NULL), 200);
+    cr_expect_eq(call("GET", "/health", NULL, NULL), 200);
+}
+
+/* ---- HTTP through a link ------------------------------------------------------------ */
+
+static int bookings;
+
+static void h_book(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    __atomic_add_fetch(&bookings, 1, __ATOMIC_SEQ_CST);
+    cm_http_resp_json(resp, 201, json_pack("{s:s}", "id", "bk_1"));
+}
+
+/* POSTs to 127.0.0.1:port/v2/bookings on a fresh connection; returns the client's result. */
+static cm_err_t book(uint16_t port, long *status, double *ms)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v2/bookings", port);
+    cm_http_client_t *c = cm_http_client_new();
+    cm_http_response_t r;
+    cm_err_t rc = cm_http_client_do(
+        c,
+        &(cm_http_request_t){
+            .method = "POST", .url = url, .body = "{}", .body_len = 2, .timeout_ms = 5000},
+        &r);
+    *status = r.status;
+    *ms = r.total_ms;
+    cm_http_response_free(&r);
+    cm_http_client_free(&c);
+    return rc;
+}
+
+static int link_idle(void *arg)
+{
+    return ch_link_stats(arg).active == 0;
+}
+
+Test(control, http_through_a_link)
+{
+    char err[CM_ERR_LEN] = "", body[160];
+    cm_http_server_t *api =
+        cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.api"});
+    cr_assert_eq(cm_http_server_route(api, "POST /v2/bookings", h_book, NULL), CM_OK);
+    cr_assert_eq(cm_http_server_start(api, err), CM_OK, "%s", err);
+    snprintf(body, sizeof body, "{\"name\":\"api\",\"upstream\":\"127.0.0.1:%u\"}",
+             cm_http_server_port(api));
+    json_t *v = NULL;
+    cr_assert_eq(call("POST", "/links", body, &v), 201);
+    uint16_t port = (uint16_t)cm_json_int(v, "port", 0);
+    json_decref(v);
+
+    long status;
+    double ms;
+    cr_assert_eq(book(port, &status, &ms), CM_OK);
+    cr_expect_eq(status, 201);
+    cr_expect_eq(__atomic_load_n(&bookings, __ATOMIC_SEQ_CST), 1);
+    /* Each list is drawn by the connections open when it is set: let the last one end so
+     * the counts below are exact. */
+    ch_link_t *api_link = ch_links_find(ls, "api");
+    cr_assert(tu_wait_until(link_idle, api_link, 5000));
+
+    /* The upstream does the work, the answer is lost: the case exactly-once must survive. */
+    cr_assert_eq(call("PUT", "/links/api/faults",
+                      "{\"faults\":[{\"type\":\"reset\",\"direction\":\"downstream\"}]}", NULL),
+                 200);
+    cr_expect_neq(book(port, &status, &ms), CM_OK, "the client must see a transport error");
+    cr_expect_eq(status, 0);
+    cr_expect_eq(__atomic_load_n(&bookings, __ATOMIC_SEQ_CST), 2);
+    cr_assert(tu_wait_until(link_idle, api_link, 5000));
+
+    cr_assert_eq(
+        call("PUT", "/links/api/faults",
+             "{\"faults\":[{\"type\":\"latency\",\"ms\":300,\"direction\":\"downstream\"}]}", NULL),
+        200);
+    cr_assert_eq(book(port, &status, &ms), CM_OK);
+    cr_expect_eq(status, 201);
+    cr_expect(ms >= 290 && ms < 3000, "answer after %.0f ms", ms);
+
+    cr_assert_eq(call("GET", "/links/api", NULL, &v), 200);
+    cr_expect_eq(cm_json_int(v, "stats.connections", -1), 3);
+    cr_expect_eq(cm_json_int(v, "stats.resets", -1), 1);
+    cr_expect_eq(cm_json_int(v, "stats.faults_applied", -1), 2);
+    json_decref(v);
+    cm_http_server_free(&api);
+}
