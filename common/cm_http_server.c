@@ -43,7 +43,9 @@ struct cm_http_server {
 enum { DEFER_NONE = 0, DEFER_WAITING, DEFER_DONE };
 
 /* Per-request state kept across libmicrohttpd's calls of the access handler. A deferred
- * request keeps its response here until it is finished. */
+ * request keeps its response here until it is finished, and what the after hook needs
+ * that libmicrohttpd does not give again when it resumes: the route's params and the
+ * correlation id. */
 typedef struct cm_http_deferred {
     cm_buf_t body;
     int toobig;
@@ -51,6 +53,10 @@ typedef struct cm_http_deferred {
     struct MHD_Connection *conn;
     int deferred; /* DEFER_*, read and written atomically */
     cm_http_resp_t resp;
+    const char *param_names[CM_HTTP_MAX_PARAMS];
+    char *param_vals[CM_HTTP_MAX_PARAMS]; /* owned while deferred */
+    size_t nparams;
+    char cid[64];
 } conn_ctx_t;
 
 cm_http_server_t *cm_http_server_new(const cm_http_server_cfg_t *cfg)
@@ -419,6 +425,40 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, cm_http_resp_t
     return ret;
 }
 
+static void ctx_free_params(conn_ctx_t *ctx)
+{
+    for (size_t i = 0; i < ctx->nparams; i++)
+        free(ctx->param_vals[i]);
+    ctx->nparams = 0;
+}
+
+/* Sends a finished deferred answer, on the libmicrohttpd thread that resumed the
+ * connection: the after hook sees it here, exactly once, like an immediate answer. */
+static enum MHD_Result send_deferred(cm_http_server_t *s, conn_ctx_t *ctx, const char *method,
+                                     const char *url)
+{
+    cm_http_resp_t *resp = &ctx->resp;
+    cm_http_req_t req = {.method = method,
+                         .path = url,
+                         .body = ctx->body.data ? ctx->body.data : "",
+                         .body_len = ctx->body.len,
+                         .received_mono_ns = ctx->start_ns,
+                         ._conn = ctx->conn,
+                         ._nparams = ctx->nparams};
+    memcpy(req._param_names, ctx->param_names, sizeof req._param_names);
+    memcpy(req._param_vals, ctx->param_vals, sizeof req._param_vals);
+    cm_log_set_cid(ctx->cid);
+    if (s->after)
+        s->after(&req, resp, s->after_ud);
+    ctx_free_params(ctx);
+    CM_DEBUG(s->name, "%s %s -> %d (deferred)", method, url, resp->status);
+    cm_log_set_cid(NULL);
+    enum MHD_Result ret = send_response(ctx->conn, resp);
+    resp_free(resp);
+    __atomic_store_n(&ctx->deferred, DEFER_NONE, __ATOMIC_RELEASE);
+    return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -450,10 +490,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         /* Resumed: send the deferred answer once it is finished. */
         if (__atomic_load_n(&ctx->deferred, __ATOMIC_ACQUIRE) != DEFER_DONE)
             return MHD_YES;
-        enum MHD_Result ret = send_response(conn, &ctx->resp);
-        resp_free(&ctx->resp);
-        ctx->deferred = DEFER_NONE;
-        return ret;
+        return send_deferred(s, ctx, method, url);
     }
 
     cm_http_req_t req = {.method = method,
@@ -476,14 +513,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     } else {
         dispatch(s, &req, resp);
     }
-    /* A deferred answer is not known yet, so the after hook sees only immediate ones. */
-    if (s->after && __atomic_load_n(&ctx->deferred, __ATOMIC_ACQUIRE) == DEFER_NONE)
+    if (__atomic_load_n(&ctx->deferred, __ATOMIC_ACQUIRE) != DEFER_NONE) {
+        /* The answer is not known yet (even if another thread has finished it already, it
+         * is sent from the resumed call): the after hook runs there, with what is kept. */
+        memcpy(ctx->param_names, req._param_names, sizeof ctx->param_names);
+        memcpy(ctx->param_vals, req._param_vals, sizeof ctx->param_vals);
+        ctx->nparams = req._nparams;
+        snprintf(ctx->cid, sizeof ctx->cid, "%s", cm_log_cid());
+        cm_log_set_cid(NULL);
+        return MHD_YES; /* suspended; answered when finished */
+    }
+    if (s->after)
         s->after(&req, resp, s->after_ud);
     for (size_t i = 0; i < req._nparams; i++)
         free(req._param_vals[i]);
     cm_log_set_cid(NULL);
-    if (__atomic_load_n(&ctx->deferred, __ATOMIC_ACQUIRE) != DEFER_NONE)
-        return MHD_YES; /* suspended; answered when finished */
     CM_DEBUG(s->name, "%s %s -> %d", method, url, resp->status);
     enum MHD_Result ret = send_response(conn, resp);
     resp_free(resp);
@@ -495,6 +539,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     conn_ctx_t *ctx = *con_cls;
     if (ctx) {
+        /* A deferred request whose connection ended before its answer went out. */
+        ctx_free_params(ctx);
         resp_free(&ctx->resp);
         cm_buf_free(&ctx->body);
         free(ctx);

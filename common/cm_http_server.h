@@ -65,10 +65,19 @@ typedef void (*cm_http_handler_fn)(const cm_http_req_t *req, cm_http_resp_t *res
  * the simulators' fault engine so that faults are one concern, not spread over handlers. */
 typedef int (*cm_http_filter_fn)(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud);
 
-/* Runs after the answer is decided (by the filter, a handler, or the server's own 404/405/
- * 413) and before it is sent; it may change resp (e.g. its action). Used by the
+/* Runs exactly once for every answered request, after the answer is decided (by the
+ * filter, a handler - deferred or not - or the server's own 404/405/413) and before it is
+ * sent, with the final status; it may change resp (e.g. its action). Used by the
  * simulators to record every exchange and to apply faults that need the handler's real
- * answer (a truncated or slowly dribbled body). */
+ * answer (a truncated or slowly dribbled body).
+ * Thread: always a libmicrohttpd thread serving the connection, never the thread that
+ * calls cm_http_deferred_finish. For an immediate answer it runs right after the filter or
+ * handler on the same thread. For a deferred one it runs when the connection resumes after
+ * cm_http_deferred_finish, so the elapsed time since req->received_mono_ns includes the
+ * wait; req's method, path, body, params and headers are valid again, but thread-local
+ * state the filter or handler left may not be (the thread may have served other requests
+ * in between). A request that ends unanswered (the client hung up, or the server was freed
+ * before a deferred answer was finished) does not reach it. */
 typedef void (*cm_http_after_fn)(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud);
 
 typedef struct {
@@ -87,7 +96,7 @@ cm_http_server_t *cm_http_server_new(const cm_http_server_cfg_t *cfg);
 cm_err_t cm_http_server_route(cm_http_server_t *s, const char *pattern, cm_http_handler_fn fn,
                               void *ud) CM_WUR;
 void cm_http_server_set_filter(cm_http_server_t *s, cm_http_filter_fn fn, void *ud);
-/* Sets the after hook (before start; NULL removes it). */
+/* Sets the after hook (before start; NULL removes it). ud is borrowed. */
 void cm_http_server_set_after(cm_http_server_t *s, cm_http_after_fn fn, void *ud);
 
 /* Binds and starts serving. On error err says why and the server stays stopped. */

@@ -48,6 +48,83 @@ static void h_deferred(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     pthread_detach(t);
 }
 
+#define LATE_MS 150
+
+/* What the after hook saw, per path. */
+typedef struct {
+    char path[64];
+    int calls;
+    int status;
+    int64_t elapsed_ns; /* from the request's arrival to the hook */
+    pthread_t thread;
+    char id[16]; /* the route's {id} param */
+} seen_t;
+
+static pthread_mutex_t seen_mu = PTHREAD_MUTEX_INITIALIZER;
+static seen_t seen[8];
+static pthread_t late_finisher; /* the thread that finished the late answer */
+
+static void after(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    pthread_mutex_lock(&seen_mu);
+    for (size_t i = 0; i < sizeof seen / sizeof seen[0]; i++) {
+        seen_t *e = &seen[i];
+        if (e->path[0] && strcmp(e->path, req->path) != 0)
+            continue;
+        const char *id = cm_http_req_param(req, "id");
+        snprintf(e->path, sizeof e->path, "%s", req->path);
+        e->calls++;
+        e->status = resp->status;
+        e->elapsed_ns = cm_clock_mono_ns() - req->received_mono_ns;
+        e->thread = pthread_self();
+        snprintf(e->id, sizeof e->id, "%s", id ? id : "");
+        break;
+    }
+    pthread_mutex_unlock(&seen_mu);
+}
+
+/* A copy of what the hook saw for path (calls 0 when nothing). */
+static seen_t seen_for(const char *path)
+{
+    seen_t out = {.calls = 0};
+    pthread_mutex_lock(&seen_mu);
+    for (size_t i = 0; i < sizeof seen / sizeof seen[0]; i++)
+        if (!strcmp(seen[i].path, path))
+            out = seen[i];
+    pthread_mutex_unlock(&seen_mu);
+    return out;
+}
+
+static void *finish_late(void *arg)
+{
+    cm_http_deferred_t *d = arg;
+    /* The answer is late on purpose (it stands for a slow commit): this sleep is the
+     * behaviour under test, not a wait for something. */
+    cm_clock_sleep_ms(LATE_MS);
+    pthread_mutex_lock(&seen_mu);
+    late_finisher = pthread_self();
+    pthread_mutex_unlock(&seen_mu);
+    cm_http_resp_text(cm_http_deferred_resp(d), 201, "text/plain", "late");
+    cm_http_deferred_finish(d);
+    return NULL;
+}
+
+static void h_deferred_late(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    pthread_t t;
+    cm_http_deferred_t *d = cm_http_resp_defer(resp);
+    pthread_create(&t, NULL, finish_late, d);
+    pthread_detach(t);
+}
+
+/* Deferred and finished before the handler returns, as an intake that fails at once. */
+static void h_deferred_now(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    cm_http_deferred_t *d = cm_http_resp_defer(resp);
+    cm_http_resp_problem(cm_http_deferred_resp(d), 503, "Service Unavailable", "at once");
+    cm_http_deferred_finish(d);
+}
+
 static int filter(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     if (strcmp(req->path, "/filtered") != 0)
@@ -69,7 +146,10 @@ static void setup(void)
     cr_assert_eq(cm_http_server_route(srv, "GET /reset", h_reset, NULL), CM_OK);
     cr_assert_eq(cm_http_server_route(srv, "POST /deferred", h_deferred, NULL), CM_OK);
     cr_assert_eq(cm_http_server_route(srv, "GET /static/*", h_echo, "rest"), CM_OK);
+    cr_assert_eq(cm_http_server_route(srv, "POST /late/{id}", h_deferred_late, NULL), CM_OK);
+    cr_assert_eq(cm_http_server_route(srv, "POST /now/{id}", h_deferred_now, NULL), CM_OK);
     cm_http_server_set_filter(srv, filter, NULL);
+    cm_http_server_set_after(srv, after, NULL);
     cr_assert_eq(cm_http_server_start(srv, err), CM_OK, "%s", err);
     cr_assert_gt(cm_http_server_port(srv), 0);
     snprintf(base, sizeof base, "http://127.0.0.1:%u", cm_http_server_port(srv));
@@ -191,4 +271,48 @@ Test(http, deferred_answer_from_another_thread_keeps_the_connection)
         cr_assert_str_eq(r.body.data, "finished elsewhere");
         cm_http_response_free(&r);
     }
+}
+
+Test(http, after_hook_sees_every_answer_once_deferred_or_not)
+{
+    cm_http_response_t r;
+    cr_assert_eq(call("POST", "/late/d1", "{}", 2000, &r), CM_OK, "%s", r.err);
+    cr_assert_eq(r.status, 201);
+    cm_http_response_free(&r);
+    cr_assert_eq(call("POST", "/now/d2", "{}", 2000, &r), CM_OK, "%s", r.err);
+    cr_assert_eq(r.status, 503);
+    cm_http_response_free(&r);
+    cr_assert_eq(call("GET", "/items/7", NULL, 2000, &r), CM_OK, "%s", r.err);
+    cr_assert_eq(r.status, 200);
+    cm_http_response_free(&r);
+    /* One more exchange on the same keep-alive connection: a late second call of the hook
+     * for the requests above would have happened by now. */
+    cr_assert_eq(call("GET", "/nope", NULL, 2000, &r), CM_OK, "%s", r.err);
+    cr_assert_eq(r.status, 404);
+    cm_http_response_free(&r);
+
+    seen_t late = seen_for("/late/d1");
+    cr_assert_eq(late.calls, 1, "deferred answer: hook called %d times", late.calls);
+    cr_assert_eq(late.status, 201, "the final status, got %d", late.status);
+    cr_assert_geq(late.elapsed_ns, (int64_t)LATE_MS * 1000000,
+                  "the hook ran after the answer was finished: %lld ns after arrival",
+                  (long long)late.elapsed_ns);
+    cr_assert_str_eq(late.id, "d1", "params are valid in the hook");
+    pthread_mutex_lock(&seen_mu);
+    int same = pthread_equal(late.thread, late_finisher);
+    pthread_mutex_unlock(&seen_mu);
+    cr_assert_not(same, "the hook runs on a server thread, not the finishing one");
+
+    seen_t now = seen_for("/now/d2");
+    cr_assert_eq(now.calls, 1, "finished inside the handler: hook called %d times", now.calls);
+    cr_assert_eq(now.status, 503);
+    cr_assert_str_eq(now.id, "d2");
+
+    seen_t items = seen_for("/items/7");
+    cr_assert_eq(items.calls, 1, "immediate answer: hook called %d times", items.calls);
+    cr_assert_eq(items.status, 200);
+    cr_assert_str_eq(items.id, "7");
+    seen_t nope = seen_for("/nope");
+    cr_assert_eq(nope.calls, 1);
+    cr_assert_eq(nope.status, 404);
 }

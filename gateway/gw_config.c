@@ -409,6 +409,8 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
     c->backoff_base_ms = int_field(&ck, "worker", wk, "backoff_base_ms", 200, 1, 3600000);
     c->backoff_factor = (double)int_field(&ck, "worker", wk, "backoff_factor", 2, 1, 10);
     c->backoff_cap_ms = int_field(&ck, "worker", wk, "backoff_cap_ms", 60000, 1, 86400000);
+    /* At least a few seconds: renewals come every third of it, between jobs. */
+    c->job_lease_ms = int_field(&ck, "worker", wk, "lease_ms", 30000, 3000, 86400000);
 
     const json_t *prov = obj_field(&ck, "$", root, "providers", 1);
     static const char *const pknown[] = {"calcom", "stripe", "slot_cache_ttl_ms", NULL};

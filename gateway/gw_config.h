@@ -93,6 +93,10 @@ typedef struct {
     int64_t backoff_base_ms;
     double backoff_factor;
     int64_t backoff_cap_ms;
+    /* A claimed job is leased for this long and the workers renew the leases of the jobs
+     * they are on; a running job whose lease ran out (its outcome could not be stored) is
+     * requeued. */
+    int64_t job_lease_ms;
 
     gw_provider_t calcom;
     gw_provider_t stripe;      /* base_url NULL when no tenant takes deposits */

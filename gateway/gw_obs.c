@@ -51,6 +51,16 @@ cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
                                   "Time spent processing one job attempt", "kind", lat, nlat,
                                   &o->job_seconds, err);
     if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_job_outcomes_unstored_total",
+                                "Job outcomes (done, retry, dead) the store refused on every "
+                                "try; the job runs again once its lease expires",
+                                "result", &o->unstored, err);
+    /* Shown at 0 from the start, so an alert on its increase needs no series to appear. */
+    static const char *const outcomes[] = {"done", "retry", "dead"};
+    for (size_t i = 0; !rc && i < sizeof outcomes / sizeof outcomes[0]; i++)
+        if (!gw_metrics_with(o->unstored, GW_LV(outcomes[i])))
+            rc = CM_ENOMEM;
+    if (!rc)
         rc = gw_metrics_counter(o->reg, "gw_outbound_calls_total",
                                 "Outbound operations, by provider, operation and outcome",
                                 "provider,operation,outcome", &o->outbound, err);

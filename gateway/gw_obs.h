@@ -18,6 +18,7 @@ typedef struct {
     gw_mfamily_t *ack_seconds;      /* gw_webhook_ack_seconds{provider} */
     gw_mfamily_t *jobs;             /* gw_jobs_total{kind,result} */
     gw_mfamily_t *job_seconds;      /* gw_job_processing_seconds{kind} */
+    gw_mfamily_t *unstored;         /* gw_job_outcomes_unstored_total{result} */
     gw_mfamily_t *outbound;         /* gw_outbound_calls_total{provider,operation,outcome} */
     gw_mfamily_t *outbound_seconds; /* gw_outbound_call_seconds{provider,operation} */
     gw_mfamily_t *breaker_state;    /* gw_breaker_state{provider,state} 0/1 */

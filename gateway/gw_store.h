@@ -60,7 +60,8 @@ typedef struct {
     int64_t pending, running, done, dead, discarded;
 } gw_queue_stats_t;
 
-/* Opens (creating if needed) the database at path, migrates the schema and starts the
+/* Opens (creating if needed) the database at path, migrates the schema (PRAGMA
+ * user_version; CM_ESTATE for a database made by a newer gateway) and starts the
  * committer. sync_full selects synchronous=FULL (every commit fsynced) over NORMAL. */
 cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *err) CM_WUR;
 /* Stops intake (see gw_store_stop_intake), then closes. Accepts NULL; clears *s. */
@@ -77,18 +78,42 @@ cm_err_t gw_store_ingest(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *re
  * returns no ingest callback runs any more. */
 void gw_store_stop_intake(gw_store_t *s);
 
-/* Crash recovery, called once at start: jobs left 'running' by a dead process go back to
- * 'pending'; those that already used max_attempts are dead-lettered instead, so a job
- * that crashes the worker every time cannot loop forever. *requeued: jobs requeued. */
+/* Crash recovery, called once at start, before any worker runs: every job left 'running'
+ * by a dead process counts one attempt cut short by a restart and goes back to 'pending';
+ * those that already used max_attempts are dead-lettered instead, so a job that crashes
+ * the worker every time cannot loop forever. The dead letter's reason is "worker crashed
+ * on every attempt" only when restarts cut short all its attempts; otherwise it is
+ * "interrupted by a restart on attempt N of M; previous error: <its last error>".
+ * *requeued: jobs requeued. */
 cm_err_t gw_store_recover(gw_store_t *s, int max_attempts, int64_t now_ms, int *requeued) CM_WUR;
 
 /* Claims the oldest due job (pending, next_at <= now) whose entity has no job running, so
- * two workers never race on one call: marks it running and counts the attempt.
- * CM_ENOTFOUND when none; *next_due_ms then holds the earliest future due time (-1: none). */
-cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, gw_job_t *job, int64_t *next_due_ms) CM_WUR;
+ * two workers never race on one call: marks it running, counts the attempt, and leases it
+ * until now_ms + lease_ms (see gw_store_reclaim).
+ * CM_ENOTFOUND when none; *next_due_ms then holds the earliest future due time (-1: none).
+ * On error the job is left as it was (the claim and the body read are one transaction). */
+cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_t *job,
+                        int64_t *next_due_ms) CM_WUR;
 void gw_store_job_free(gw_job_t *job);
 
-/* Ends a claimed job: done, retried at retry_at_ms, or dead-lettered with the reason. */
+/* Leases, for the running process's periodic path: in one transaction, renews the lease of
+ * the jobs in held (ids the caller's workers are still on, nheld of them; borrowed) to
+ * now_ms + lease_ms, then puts back to 'pending' every other running job whose lease has
+ * expired - a job whose outcome could not be stored, which would otherwise stay 'running'
+ * (and block its entity) until the next restart. Such a job is requeued whatever its
+ * attempts, since the lost outcome says nothing against it, with last_error saying why.
+ * *requeued: jobs requeued (0 on error, when nothing is changed). */
+cm_err_t gw_store_reclaim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, const int64_t *held,
+                          size_t nheld, int *requeued) CM_WUR;
+
+/* How long a statement waits for a lock another connection or process holds before it
+ * fails with CM_ESTORE (10 s after open). For tests that hold the lock on purpose, and for
+ * callers that would rather retry themselves. */
+void gw_store_set_busy_timeout(gw_store_t *s, int ms);
+
+/* Ends a claimed job: done, retried at retry_at_ms, or dead-lettered with the reason.
+ * Each is one statement: on error (CM_ESTORE, e.g. the database is locked or failing) the
+ * job stays 'running' under its lease, and the call may simply be repeated. */
 cm_err_t gw_store_job_done(gw_store_t *s, int64_t job_id, int64_t now_ms) CM_WUR;
 cm_err_t gw_store_job_retry(gw_store_t *s, int64_t job_id, int64_t retry_at_ms, const char *error,
                             int64_t now_ms) CM_WUR;

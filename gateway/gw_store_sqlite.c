@@ -81,7 +81,11 @@ static const char *const schema =
     " next_at_ms INTEGER NOT NULL,"
     " last_error TEXT,"
     " created_at_ms INTEGER NOT NULL,"
-    " updated_at_ms INTEGER NOT NULL);"
+    " updated_at_ms INTEGER NOT NULL,"
+    /* Schema 3 (the columns a migration appends, so they come last): attempts cut short
+     * by a restart, and when a running job's claim lapses. */
+    " crashes INTEGER NOT NULL DEFAULT 0,"
+    " lease_until_ms INTEGER);"
     "CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_at_ms);"
     "CREATE INDEX IF NOT EXISTS jobs_entity ON jobs(entity_id, state);"
     "CREATE TABLE IF NOT EXISTS entities("
@@ -119,8 +123,20 @@ static const char *const schema =
     " phase TEXT NOT NULL,"
     " detail TEXT,"
     " at_ms INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS saga_steps_saga ON saga_steps(saga_id, id);"
-    "PRAGMA user_version=2;";
+    "CREATE INDEX IF NOT EXISTS saga_steps_saga ON saga_steps(saga_id, id);";
+
+/* PRAGMA user_version numbers the schema. A new database gets the whole schema above; an
+ * older one gets it too (CREATE ... IF NOT EXISTS adds the tables it lacks, which was all
+ * that versions 1 and 2 needed) and then every step below newer than its version, for
+ * what CREATE cannot do to an existing table. Append steps; never edit one. */
+#define SCHEMA_VERSION 3
+static const struct {
+    int version; /* what the database is at after this step */
+    const char *sql;
+} migrations[] = {
+    {3, "ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE jobs ADD COLUMN lease_until_ms INTEGER;"},
+};
 
 static cm_err_t sql_fail(sqlite3 *db, const char *what)
 {
@@ -422,6 +438,47 @@ static void writer_lock_low(gw_store_t *s)
 
 /* ---- open / close ---------------------------------------------------------------- */
 
+/* Brings the database to SCHEMA_VERSION in one transaction, so a failed step leaves it as
+ * it was, and two processes opening one file never both migrate it. A database made by a
+ * newer gateway is refused rather than written with assumptions that may not hold. */
+static cm_err_t migrate(sqlite3 *db, const char *path, char *err)
+{
+    sqlite3_stmt *st = NULL;
+    int version = -1;
+    cm_err_t rc = exec(db, "BEGIN IMMEDIATE");
+    int in_tx = rc == CM_OK;
+    if (!rc && sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (!rc && version < 0)
+        rc = CM_ESTORE;
+    else if (!rc && version > SCHEMA_VERSION)
+        rc = CM_ESTATE;
+    if (!rc)
+        rc = exec(db, schema);
+    /* Version 0 is a new file: the schema just made is already the latest. */
+    for (size_t i = 0; !rc && version > 0 && i < sizeof migrations / sizeof migrations[0]; i++)
+        if (migrations[i].version > version)
+            rc = exec(db, migrations[i].sql);
+    if (!rc) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA user_version=%d", SCHEMA_VERSION);
+        rc = exec(db, sql);
+    }
+    if (!rc)
+        rc = exec(db, "COMMIT");
+    if (rc == CM_ESTATE)
+        cm_errf(err, "%s: schema version %d is newer than this gateway's (%d)", path, version,
+                SCHEMA_VERSION);
+    else if (rc)
+        cm_errf(err, "%s: cannot bring the schema from version %d to %d: %s", path, version,
+                SCHEMA_VERSION, sqlite3_errmsg(db));
+    if (rc && in_tx)
+        (void)exec(db, "ROLLBACK");
+    return rc;
+}
+
 cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *err)
 {
     gw_store_t *s = calloc(1, sizeof *s);
@@ -434,10 +491,8 @@ cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *
     pthread_mutex_init(&s->prio_mu, NULL);
     pthread_cond_init(&s->prio_cv, NULL);
     rc = conn_open(&s->wr, path, sync_full, err);
-    if (!rc && exec(s->wr.db, schema)) {
-        cm_errf(err, "%s: cannot create the schema", path);
-        rc = CM_ESTORE;
-    }
+    if (!rc)
+        rc = migrate(s->wr.db, path, err);
     s->sync_full = s->wr_sync_full = sync_full;
     if (!rc)
         rc = conn_open(&s->rd, path, sync_full, err);
@@ -592,19 +647,93 @@ static cm_err_t work_json(gw_store_t *s, cm_buf_t *out, const char *wrapper, con
 cm_err_t gw_store_recover(gw_store_t *s, int max_attempts, int64_t now_ms, int *requeued)
 {
     *requeued = 0;
-    cm_err_t rc = work_write(s, NULL,
-                             "UPDATE jobs SET state='dead', last_error='worker crashed on every "
-                             "attempt', updated_at_ms=? WHERE state='running' AND attempts>=?",
-                             "ii", now_ms, (int64_t)max_attempts);
+    /* The reason must say what happened: a job whose earlier attempts failed on their own
+     * (last_error) and whose last one met a restart did not crash the worker every time.
+     * crashes counts the attempts restarts cut short, this one included (+1); the values
+     * on the right of SET are the row's before the update. */
+    cm_err_t rc = work_write(
+        s, NULL,
+        "UPDATE jobs SET state='dead', crashes=crashes+1, lease_until_ms=NULL, updated_at_ms=?1, "
+        "last_error=CASE WHEN crashes+1>=attempts THEN 'worker crashed on every attempt' "
+        "ELSE 'interrupted by a restart on attempt '||attempts||' of '||?2||"
+        "COALESCE('; previous error: '||last_error,'') END "
+        "WHERE state='running' AND attempts>=?2",
+        "ii", now_ms, (int64_t)max_attempts);
     if (!rc)
         rc = work_write(s, requeued,
-                        "UPDATE jobs SET state='pending', next_at_ms=?1, updated_at_ms=?1 "
-                        "WHERE state='running'",
+                        "UPDATE jobs SET state='pending', crashes=crashes+1, lease_until_ms=NULL, "
+                        "next_at_ms=?1, updated_at_ms=?1 WHERE state='running'",
                         "i", now_ms);
     return rc;
 }
 
-cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, gw_job_t *job, int64_t *next_due_ms)
+cm_err_t gw_store_reclaim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, const int64_t *held,
+                          size_t nheld, int *requeued)
+{
+    sqlite3 *db = s->wr.db;
+    sqlite3_stmt *st = NULL;
+    cm_err_t rc = CM_OK;
+    *requeued = 0;
+    writer_lock_low(s);
+    writer_sync(s, 0);
+    /* Renewing first, in the same transaction, is what keeps a held job whose lease just
+     * ran out from being requeued under its worker. */
+    int in_tx = exec(db, "BEGIN IMMEDIATE") == CM_OK;
+    if (!in_tx)
+        rc = CM_ESTORE;
+    else if (sqlite3_prepare_v2(db,
+                                "UPDATE jobs SET lease_until_ms=?1 WHERE id=?2 AND state='running'",
+                                -1, &st, NULL) != SQLITE_OK)
+        rc = sql_fail(db, "prepare lease renewal");
+    for (size_t i = 0; !rc && i < nheld; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, now_ms + lease_ms);
+        sqlite3_bind_int64(st, 2, held[i]);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = sql_fail(db, "lease renewal");
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    /* The attempt ran but its outcome is lost, which says nothing against the job: it goes
+     * back to pending whatever its attempts (the next outcome applies max_attempts as
+     * usual), and last_error says why it runs again. */
+    if (!rc && sqlite3_prepare_v2(db,
+                                  "UPDATE jobs SET state='pending', lease_until_ms=NULL, "
+                                  "next_at_ms=?1, updated_at_ms=?1, last_error='outcome of "
+                                  "attempt '||attempts||' not stored (lease expired)' "
+                                  "WHERE state='running' AND lease_until_ms<=?1",
+                                  -1, &st, NULL) != SQLITE_OK)
+        rc = sql_fail(db, "prepare reclaim");
+    if (!rc) {
+        sqlite3_bind_int64(st, 1, now_ms);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = sql_fail(db, "reclaim");
+        else
+            *requeued = sqlite3_changes(db);
+    }
+    sqlite3_finalize(st);
+    if (in_tx && exec(db, rc ? "ROLLBACK" : "COMMIT") != CM_OK && !rc) {
+        (void)exec(db, "ROLLBACK");
+        rc = CM_ESTORE;
+    }
+    if (rc)
+        *requeued = 0;
+    pthread_mutex_unlock(&s->wr.mu);
+    return rc;
+}
+
+void gw_store_set_busy_timeout(gw_store_t *s, int ms)
+{
+    pthread_mutex_lock(&s->wr.mu);
+    sqlite3_busy_timeout(s->wr.db, ms);
+    pthread_mutex_unlock(&s->wr.mu);
+    pthread_mutex_lock(&s->rd.mu);
+    sqlite3_busy_timeout(s->rd.db, ms);
+    pthread_mutex_unlock(&s->rd.mu);
+}
+
+cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_t *job,
+                        int64_t *next_due_ms)
 {
     sqlite3 *db = s->wr.db;
     sqlite3_stmt *st = NULL;
@@ -625,9 +754,10 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, gw_job_t *job, int64_t *n
     }
     /* A job whose entity already has one running waits: per-entity serialisation. */
     if (sqlite3_prepare_v2(db,
-                           "UPDATE jobs SET state='running', attempts=attempts+1, updated_at_ms=?1 "
-                           "WHERE id=(SELECT j.id FROM jobs j WHERE j.state='pending' AND "
-                           "j.next_at_ms<=?1 AND NOT EXISTS (SELECT 1 FROM jobs r WHERE "
+                           "UPDATE jobs SET state='running', attempts=attempts+1, "
+                           "lease_until_ms=?2, updated_at_ms=?1 WHERE id=(SELECT j.id FROM jobs j "
+                           "WHERE j.state='pending' AND j.next_at_ms<=?1 AND NOT EXISTS "
+                           "(SELECT 1 FROM jobs r WHERE "
                            "r.state='running' AND r.entity_id=j.entity_id) "
                            "ORDER BY j.next_at_ms, j.id LIMIT 1) "
                            "RETURNING id, event_id, kind, entity_id, tenant_id, attempts",
@@ -636,6 +766,7 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, gw_job_t *job, int64_t *n
         goto out;
     }
     sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, now_ms + lease_ms);
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
         const unsigned char *ent = sqlite3_column_text(st, 3);
@@ -701,8 +832,10 @@ void gw_store_job_free(gw_job_t *job)
 
 cm_err_t gw_store_job_done(gw_store_t *s, int64_t job_id, int64_t now_ms)
 {
-    return work_write(s, NULL, "UPDATE jobs SET state='done', updated_at_ms=? WHERE id=?", "ii",
-                      now_ms, job_id);
+    return work_write(s, NULL,
+                      "UPDATE jobs SET state='done', lease_until_ms=NULL, updated_at_ms=? "
+                      "WHERE id=?",
+                      "ii", now_ms, job_id);
 }
 
 cm_err_t gw_store_job_retry(gw_store_t *s, int64_t job_id, int64_t retry_at_ms, const char *error,
@@ -710,14 +843,15 @@ cm_err_t gw_store_job_retry(gw_store_t *s, int64_t job_id, int64_t retry_at_ms, 
 {
     return work_write(s, NULL,
                       "UPDATE jobs SET state='pending', next_at_ms=?, last_error=?, "
-                      "updated_at_ms=? WHERE id=?",
+                      "lease_until_ms=NULL, updated_at_ms=? WHERE id=?",
                       "itii", retry_at_ms, error, now_ms, job_id);
 }
 
 cm_err_t gw_store_job_dead(gw_store_t *s, int64_t job_id, const char *reason, int64_t now_ms)
 {
     return work_write(s, NULL,
-                      "UPDATE jobs SET state='dead', last_error=?, updated_at_ms=? WHERE id=?",
+                      "UPDATE jobs SET state='dead', last_error=?, lease_until_ms=NULL, "
+                      "updated_at_ms=? WHERE id=?",
                       "tii", reason, now_ms, job_id);
 }
 
@@ -738,7 +872,7 @@ static cm_err_t move_dead(gw_store_t *s, int64_t job_id, const char *sql, int64_
 cm_err_t gw_store_job_replay(gw_store_t *s, int64_t job_id, int64_t now_ms)
 {
     return move_dead(s, job_id,
-                     "UPDATE jobs SET state='pending', attempts=0, next_at_ms=?1, "
+                     "UPDATE jobs SET state='pending', attempts=0, crashes=0, next_at_ms=?1, "
                      "updated_at_ms=?1 WHERE id=?2 AND state='dead'",
                      now_ms);
 }

@@ -21,6 +21,12 @@
 #include "gw_trace.h"
 
 #define MAX_LANES 16
+/* Storing a job's outcome is tried this many times, waiting OUTCOME_BACKOFF_MS, then twice
+ * that, ... in between (700 ms in all, plus the store's busy timeout per try): long enough
+ * to ride out a lock held by another process or a transient I/O error, short enough that a
+ * lane is not lost to a store that stays broken. After that the job's lease brings it back. */
+#define OUTCOME_TRIES 4
+#define OUTCOME_BACKOFF_MS 100
 
 /* One worker thread with what it must not share: its HTTP client (keep-alive) and its
  * random generator (seeded from the config seed and the lane number). */
@@ -38,6 +44,7 @@ typedef struct {
     int64_t retry_hint_ms;                    /* from the provider (Retry-After, breaker) */
     int waiting;      /* the job waits for a provider (breaker open, rate limited): no failure */
     int last_attempt; /* the current job will not be retried after this run */
+    int64_t job_id;   /* the job in hand, 0 for none; under w->mu (the lease renewal reads it) */
 } lane_t;
 
 struct gw_worker {
@@ -50,6 +57,7 @@ struct gw_worker {
     /* Bumped by every notify; a lane waits only while it is unchanged since its last
      * claim, so a wake-up that lands between claim and wait is never lost. */
     uint64_t gen;
+    int64_t next_lease_check_ms; /* monotonic; when a lane next renews and reclaims leases */
     lane_t lanes[MAX_LANES];
     unsigned nlanes;
 };
@@ -245,17 +253,54 @@ static job_result_t run_job(lane_t *w, const gw_job_t *job, char *err)
     return res;
 }
 
-static void finish(lane_t *w, const gw_job_t *job, job_result_t res, const char *err)
+/* Waits ms, or less when the worker stops. Returns 1 when it is stopping. Notifications
+ * (new work) do not end the wait. */
+static int pause_unless_stopping(gw_worker_t *w, int64_t ms)
+{
+    struct timespec ts = cm_clock_mono_deadline(ms);
+    pthread_mutex_lock(&w->mu);
+    while (!w->stopping)
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) != 0)
+            break;
+    int stopping = w->stopping;
+    pthread_mutex_unlock(&w->mu);
+    return stopping;
+}
+
+typedef enum { OUT_DONE, OUT_RETRY, OUT_DEAD } outcome_t;
+
+static cm_err_t store_outcome(lane_t *w, int64_t job_id, outcome_t out, int64_t retry_at_ms,
+                              const char *text)
 {
     int64_t now = cm_clock_now_ms();
-    cm_err_t rc;
+    switch (out) {
+    case OUT_RETRY:
+        return gw_store_job_retry(w->store, job_id, retry_at_ms, text, now);
+    case OUT_DEAD:
+        return gw_store_job_dead(w->store, job_id, text, now);
+    default:
+        return gw_store_job_done(w->store, job_id, now);
+    }
+}
+
+/* Decides and stores the job's outcome. Returns CM_OK, or the store's error when the
+ * outcome could not be stored on any try (or the worker stopped between tries): the job
+ * is then left 'running' under its lease, which ends once this lane lets go of it, and the
+ * lease check requeues it (a restart before that requeues it too). */
+static cm_err_t finish(lane_t *w, const gw_job_t *job, job_result_t res, const char *err)
+{
+    static const char *const out_name[] = {"done", "retry", "dead"};
+    char reason[CM_ERR_LEN + 64];
+    const char *text = err;
+    int64_t retry_at = 0;
+    outcome_t out = OUT_DONE;
     /* Waiting for an open breaker is not a failed attempt: the saga's own deadline ends
      * that wait (needs_human), so it must not be cut short by max_attempts. */
     if (res == JOB_RETRY && job->attempts >= w->cfg->max_attempts && !w->waiting) {
-        char reason[CM_ERR_LEN + 64];
         snprintf(reason, sizeof reason, "gave up after %d attempts: %s", job->attempts, err);
         CM_WARN("gw.worker", "job %lld dead-lettered: %s", (long long)job->id, reason);
-        rc = gw_store_job_dead(w->store, job->id, reason, now);
+        out = OUT_DEAD;
+        text = reason;
     } else if (res == JOB_RETRY) {
         int64_t delay = gw_worker_backoff_ms(w->cfg, job->attempts, &w->rng);
         /* The provider said when (Retry-After, breaker wait): no earlier than that. */
@@ -263,17 +308,59 @@ static void finish(lane_t *w, const gw_job_t *job, job_result_t res, const char 
             delay = w->retry_hint_ms;
         CM_INFO("gw.worker", "job %lld attempt %d failed (%s); retry in %lld ms",
                 (long long)job->id, job->attempts, err, (long long)delay);
-        rc = gw_store_job_retry(w->store, job->id, now + delay, err, now);
+        out = OUT_RETRY;
+        retry_at = cm_clock_now_ms() + delay;
     } else if (res == JOB_DEAD) {
         CM_WARN("gw.worker", "job %lld dead-lettered: %s", (long long)job->id, err);
-        rc = gw_store_job_dead(w->store, job->id, err, now);
-    } else {
-        rc = gw_store_job_done(w->store, job->id, now);
+        out = OUT_DEAD;
     }
-    if (rc)
-        /* The job stays 'running'; recovery at the next start requeues it. */
-        CM_ERROR("gw.worker", "job %lld: outcome not stored: %s", (long long)job->id,
-                 cm_strerror(rc));
+    cm_err_t rc = store_outcome(w, job->id, out, retry_at, text);
+    for (int i = 1; rc && i < OUTCOME_TRIES; i++) {
+        CM_WARN("gw.worker", "job %lld: outcome %s not stored (try %d of %d): %s",
+                (long long)job->id, out_name[out], i, OUTCOME_TRIES, cm_strerror(rc));
+        if (pause_unless_stopping(w->w, (int64_t)OUTCOME_BACKOFF_MS << (i - 1)))
+            break;
+        rc = store_outcome(w, job->id, out, retry_at, text);
+    }
+    if (rc) {
+        CM_ERROR("gw.worker",
+                 "job %lld: outcome %s not stored: %s; it stays running until its lease "
+                 "expires, then runs again",
+                 (long long)job->id, out_name[out], cm_strerror(rc));
+        gw_obs_count(w->obs->unstored, GW_LV(out_name[out]));
+    }
+    return rc;
+}
+
+/* The lease check, done by whichever lane comes by first once per third of a lease: it
+ * renews the leases of the jobs the lanes hold (a job may run longer than one lease) and
+ * requeues running jobs nobody holds whose lease ran out (their outcome was not stored). */
+static void check_leases(lane_t *lane)
+{
+    gw_worker_t *w = lane->w;
+    int64_t held[MAX_LANES], mono = cm_clock_mono_ms();
+    size_t n = 0;
+    pthread_mutex_lock(&w->mu);
+    int due = mono >= w->next_lease_check_ms;
+    if (due) {
+        w->next_lease_check_ms = mono + lane->cfg->job_lease_ms / 3;
+        for (unsigned i = 0; i < w->nlanes; i++)
+            if (w->lanes[i].job_id)
+                held[n++] = w->lanes[i].job_id;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (!due)
+        return;
+    int requeued = 0;
+    cm_err_t rc =
+        gw_store_reclaim(w->store, cm_clock_now_ms(), lane->cfg->job_lease_ms, held, n, &requeued);
+    if (rc) {
+        CM_ERROR("gw.worker", "lease check failed: %s", cm_strerror(rc));
+    } else if (requeued) {
+        CM_WARN("gw.worker", "requeued %d job(s) whose lease expired (outcome not stored)",
+                requeued);
+        gw_worker_notify(w);
+    }
 }
 
 /* Waits until notified after seen_gen, stopping, or until_ms (realtime; -1: a while).
@@ -310,9 +397,11 @@ static void *lane_main(void *arg)
         pthread_mutex_unlock(&w->mu);
         if (stop)
             break;
+        check_leases(lane);
         gw_job_t job;
         int64_t next_due = -1;
-        cm_err_t rc = gw_store_claim(w->store, cm_clock_now_ms(), &job, &next_due);
+        cm_err_t rc =
+            gw_store_claim(w->store, cm_clock_now_ms(), lane->cfg->job_lease_ms, &job, &next_due);
         if (rc == CM_ENOTFOUND) {
             gw_outbound_tick(w->ob); /* open -> half-open happens on time, not on demand */
             wait_for_work(w, gen, next_due);
@@ -323,6 +412,9 @@ static void *lane_main(void *arg)
             wait_for_work(w, gen, cm_clock_now_ms() + 500);
             continue;
         }
+        pthread_mutex_lock(&w->mu);
+        lane->job_id = job.id;
+        pthread_mutex_unlock(&w->mu);
         char cid[80], err[CM_ERR_LEN] = "";
         /* One trace per job attempt; its id is the log correlation id and every provider
          * call carries a child span of it. */
@@ -349,7 +441,11 @@ static void *lane_main(void *arg)
                 : res == JOB_RETRY
                     ? (job.attempts >= lane->cfg->max_attempts && !lane->waiting ? "dead" : "retry")
                     : "dead"));
-        finish(lane, &job, res, err);
+        /* An outcome not stored is logged and counted there; the lease takes it from here. */
+        (void)finish(lane, &job, res, err);
+        pthread_mutex_lock(&w->mu);
+        lane->job_id = 0;
+        pthread_mutex_unlock(&w->mu);
         cm_log_set_cid(NULL);
         gw_store_job_free(&job);
         /* This entity is free again: a lane may be waiting for it. */

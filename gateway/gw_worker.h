@@ -4,6 +4,10 @@
  * done, retried later with exponential back-off and full jitter, or dead-lettered
  * (permanent failure, or attempts used up). Webhook handlers only store and wake the
  * workers; nothing slow happens before the acknowledgement.
+ * An outcome the store refuses is tried again a few times over a bounded time; if it
+ * still cannot be stored it is logged and counted (gw_job_outcomes_unstored_total), and
+ * the job, leased at its claim (cfg->job_lease_ms), runs again once its lease expires:
+ * between jobs the lanes renew the leases of the jobs they hold and requeue the others.
  * gw_worker_notify() is safe from any thread; start/stop from the main thread only.
  */
 #ifndef GW_WORKER_H

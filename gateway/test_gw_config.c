@@ -41,6 +41,7 @@ Test(config, minimal_valid_config_gets_defaults)
     cr_assert_str_eq(cfg->db_path, "/tmp/x/gateway.db");
     cr_assert_eq(cfg->retell_tolerance_ms, 300000);
     cr_assert_eq(cfg->max_attempts, 6);
+    cr_assert_eq(cfg->job_lease_ms, 30000);
     cr_assert_eq(cfg->calcom.read_timeout_ms, 5000);
     cr_assert_eq(cfg->calcom.write_timeout_ms, 10000);
     cr_assert_eq(cfg->calcom.rate_per_min, 120);
@@ -108,11 +109,12 @@ Test(config, wrong_types_are_reported)
 {
     gw_config_t *cfg = NULL;
     const char *text = "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"t\",\"listen\":{\"port\":70000},"
-                       "\"worker\":{\"max_attempts\":\"5\"},\"providers\":{\"calcom\":"
-                       "{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT "]}";
-    cr_assert_eq(load_text(text, &cfg), 2, "%s", report);
+                       "\"worker\":{\"max_attempts\":\"5\",\"lease_ms\":100},\"providers\":"
+                       "{\"calcom\":{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT "]}";
+    cr_assert_eq(load_text(text, &cfg), 3, "%s", report);
     cr_assert(strstr(report, "listen: \"port\" must be an integer from 0 to 65535"), "%s", report);
     cr_assert(strstr(report, "worker: \"max_attempts\" must be an integer"), "%s", report);
+    cr_assert(strstr(report, "worker: \"lease_ms\" must be an integer from 3000"), "%s", report);
 }
 
 Test(config, sources_and_optional_provider_secrets)

@@ -1,5 +1,6 @@
 /* test_gw_store.c - the SQLite store on a real file: one-transaction dedup (also under
- * concurrent copies), job lifecycle, and crash recovery. */
+ * concurrent copies), job lifecycle, crash recovery and its dead-letter reasons, leases,
+ * outcome writes refused under a real lock, and schema migration. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -8,8 +9,11 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sqlite3.h>
 
 #include "gw_store.h"
+
+#define LEASE 60000 /* ms; the tests that are not about leases never reach its end */
 
 static char dir[64];
 static char dbpath[96];
@@ -34,6 +38,25 @@ static void teardown(void)
 }
 
 TestSuite(store, .init = setup, .fini = teardown);
+
+/* The job's last_error as stored, read through the admin view. */
+static void store_job_error(gw_store_t *s, int64_t id, char *out, size_t cap)
+{
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 16);
+    cr_assert_eq(gw_store_job_json(s, id, &b), CM_OK);
+    json_t *v = json_loads(b.data, 0, NULL);
+    cr_assert_not_null(v, "%s", b.data);
+    const char *e = json_string_value(json_object_get(v, "last_error"));
+    snprintf(out, cap, "%s", e ? e : "(null)");
+    json_decref(v);
+    cm_buf_free(&b);
+}
+
+static void job_error(int64_t id, char *out, size_t cap)
+{
+    store_job_error(st, id, out, cap);
+}
 
 static gw_event_in_t event(const char *key, const char *body)
 {
@@ -122,24 +145,25 @@ Test(store, job_lifecycle_retry_then_done)
     int64_t next = 0;
     gw_event_in_t ev = event("k1", "{\"body\":1}");
     cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
-    cr_assert_eq(gw_store_claim(st, 999, &job, &next), CM_ENOTFOUND, "not due before receipt");
+    cr_assert_eq(gw_store_claim(st, 999, LEASE, &job, &next), CM_ENOTFOUND,
+                 "not due before receipt");
     cr_assert_eq(next, 1000);
-    cr_assert_eq(gw_store_claim(st, 1000, &job, &next), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 1000, LEASE, &job, &next), CM_OK);
     cr_assert_str_eq(job.kind, "retell.call_analyzed");
     cr_assert_str_eq(job.body.data, "{\"body\":1}");
     cr_assert_eq(job.attempts, 1);
     cr_assert_eq(gw_store_job_retry(st, job.id, 5000, "HTTP 503", 1001), CM_OK);
     gw_store_job_free(&job);
-    cr_assert_eq(gw_store_claim(st, 4999, &job, &next), CM_ENOTFOUND);
+    cr_assert_eq(gw_store_claim(st, 4999, LEASE, &job, &next), CM_ENOTFOUND);
     cr_assert_eq(next, 5000);
-    cr_assert_eq(gw_store_claim(st, 5000, &job, &next), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 5000, LEASE, &job, &next), CM_OK);
     cr_assert_eq(job.attempts, 2);
     cr_assert_eq(gw_store_job_done(st, job.id, 5001), CM_OK);
     gw_store_job_free(&job);
     gw_queue_stats_t q;
     cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
     cr_assert(q.done == 1 && q.pending == 0 && q.running == 0);
-    cr_assert_eq(gw_store_claim(st, 9999, &job, &next), CM_ENOTFOUND);
+    cr_assert_eq(gw_store_claim(st, 9999, LEASE, &job, &next), CM_ENOTFOUND);
     cr_assert_eq(next, -1);
 }
 
@@ -153,7 +177,7 @@ Test(store, recovery_requeues_running_and_buries_crashers)
     cr_assert_eq(gw_store_ingest(st, &a, &r), CM_OK);
     /* Job a: claimed 3 times without finishing (a worker that crashes on it). */
     for (int i = 0; i < 3; i++) {
-        cr_assert_eq(gw_store_claim(st, 2000, &job, &next), CM_OK);
+        cr_assert_eq(gw_store_claim(st, 2000, LEASE, &job, &next), CM_OK);
         gw_store_job_free(&job);
         if (i < 2)
             cr_assert_eq(gw_store_recover(st, 3, 2000, &requeued), CM_OK);
@@ -161,7 +185,7 @@ Test(store, recovery_requeues_running_and_buries_crashers)
     /* Job b (another call) is left running once. */
     b.entity_id = "call_2";
     cr_assert_eq(gw_store_ingest(st, &b, &r), CM_OK);
-    cr_assert_eq(gw_store_claim(st, 2000, &job, &next), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &job, &next), CM_OK);
     gw_store_job_free(&job);
     cr_assert_eq(gw_store_recover(st, 3, 2000, &requeued), CM_OK);
     cr_assert_eq(requeued, 1);
@@ -169,6 +193,138 @@ Test(store, recovery_requeues_running_and_buries_crashers)
     cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
     cr_assert_eq(q.dead, 1, "crasher dead-lettered");
     cr_assert_eq(q.pending, 1);
+    char why[256];
+    job_error(1, why, sizeof why);
+    cr_assert_str_eq(why, "worker crashed on every attempt");
+}
+
+Test(store, recovery_reason_names_the_restart_and_the_previous_error)
+{
+    gw_ingest_t r;
+    gw_job_t job;
+    int64_t next;
+    int requeued = 0;
+    char why[256];
+    gw_event_in_t a = event("a", "{}");
+    cr_assert_eq(gw_store_ingest(st, &a, &r), CM_OK);
+    /* Attempts 1 and 2 fail on their own; the restart cuts attempt 3 short. */
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &job, &next), CM_OK);
+    cr_assert_eq(gw_store_job_retry(st, job.id, 2000, "HTTP 503 from calcom", 2001), CM_OK);
+    gw_store_job_free(&job);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &job, &next), CM_OK);
+    cr_assert_eq(gw_store_job_retry(st, job.id, 2000, "HTTP 502 from calcom", 2002), CM_OK);
+    gw_store_job_free(&job);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &job, &next), CM_OK);
+    cr_assert_eq(job.attempts, 3);
+    gw_store_job_free(&job);
+    cr_assert_eq(gw_store_recover(st, 3, 3000, &requeued), CM_OK);
+    cr_assert_eq(requeued, 0);
+    job_error(job.id, why, sizeof why);
+    cr_assert_str_eq(why, "interrupted by a restart on attempt 3 of 3; previous error: HTTP 502 "
+                          "from calcom");
+}
+
+Test(store, recovery_reason_after_a_crash_then_a_failure_then_a_crash)
+{
+    gw_ingest_t r;
+    gw_job_t job;
+    int64_t next;
+    int requeued = 0;
+    char why[256];
+    gw_event_in_t a = event("a", "{}");
+    cr_assert_eq(gw_store_ingest(st, &a, &r), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &job, &next), CM_OK);
+    gw_store_job_free(&job);
+    cr_assert_eq(gw_store_recover(st, 3, 2000, &requeued), CM_OK); /* attempt 1: crash */
+    cr_assert_eq(requeued, 1);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &job, &next), CM_OK);
+    cr_assert_eq(gw_store_job_retry(st, job.id, 2000, "timeout", 2001), CM_OK); /* 2: failed */
+    gw_store_job_free(&job);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &job, &next), CM_OK);
+    gw_store_job_free(&job);
+    cr_assert_eq(gw_store_recover(st, 3, 2000, &requeued), CM_OK); /* 3: crash */
+    job_error(job.id, why, sizeof why);
+    cr_assert_str_eq(why, "interrupted by a restart on attempt 3 of 3; previous error: timeout");
+    /* Replayed, it starts afresh: crashing on its one attempt is crashing on every one. */
+    cr_assert_eq(gw_store_job_replay(st, job.id, 4000), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 4000, LEASE, &job, &next), CM_OK);
+    gw_store_job_free(&job);
+    cr_assert_eq(gw_store_recover(st, 1, 4000, &requeued), CM_OK);
+    job_error(job.id, why, sizeof why);
+    cr_assert_str_eq(why, "worker crashed on every attempt");
+}
+
+Test(store, expired_lease_requeues_a_job_nobody_holds_and_renews_the_held)
+{
+    gw_ingest_t r;
+    gw_job_t a, b;
+    int64_t next;
+    int requeued = -1;
+    char why[256];
+    gw_event_in_t ea = event("a", "{}"), eb = event("b", "{}");
+    eb.entity_id = "call_2";
+    cr_assert_eq(gw_store_ingest(st, &ea, &r), CM_OK);
+    cr_assert_eq(gw_store_ingest(st, &eb, &r), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, 1000, &a, &next), CM_OK); /* leased until 3000 */
+    cr_assert_eq(gw_store_claim(st, 2000, 1000, &b, &next), CM_OK);
+    /* Not yet expired: nothing moves. */
+    cr_assert_eq(gw_store_reclaim(st, 2999, 1000, NULL, 0, &requeued), CM_OK);
+    cr_assert_eq(requeued, 0);
+    /* b is still held (a long run): its lease is renewed; a is requeued. */
+    cr_assert_eq(gw_store_reclaim(st, 3000, 1000, &b.id, 1, &requeued), CM_OK);
+    cr_assert_eq(requeued, 1);
+    job_error(a.id, why, sizeof why);
+    cr_assert_str_eq(why, "outcome of attempt 1 not stored (lease expired)");
+    gw_queue_stats_t q;
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert(q.pending == 1 && q.running == 1, "pending %lld running %lld", (long long)q.pending,
+              (long long)q.running);
+    /* b's lease now runs to 4000. */
+    cr_assert_eq(gw_store_reclaim(st, 3999, 1000, NULL, 0, &requeued), CM_OK);
+    cr_assert_eq(requeued, 0, "a renewed lease is not expired");
+    cr_assert_eq(gw_store_job_done(st, b.id, 3999), CM_OK);
+    cr_assert_eq(gw_store_reclaim(st, 9000, 1000, NULL, 0, &requeued), CM_OK);
+    cr_assert_eq(requeued, 0, "a finished job has no lease");
+    gw_store_job_free(&b);
+    /* The requeued job runs again and can end normally. */
+    gw_store_job_free(&a);
+    cr_assert_eq(gw_store_claim(st, 9000, 1000, &a, &next), CM_OK);
+    cr_assert_eq(a.attempts, 2);
+    cr_assert_eq(gw_store_job_done(st, a.id, 9001), CM_OK);
+    gw_store_job_free(&a);
+}
+
+Test(store, outcome_refused_under_a_real_lock_is_stored_after_the_lease_expires)
+{
+    gw_ingest_t r;
+    gw_job_t job;
+    int64_t next;
+    int requeued = 0;
+    sqlite3 *other = NULL;
+    gw_event_in_t ev = event("a", "{}");
+    cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, 1000, &job, &next), CM_OK);
+    gw_store_job_free(&job);
+    /* Another process takes the write lock and keeps it longer than the busy timeout. */
+    gw_store_set_busy_timeout(st, 20);
+    cr_assert_eq(sqlite3_open(dbpath, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(gw_store_job_done(st, job.id, 2500), CM_ESTORE);
+    cr_assert_eq(gw_store_reclaim(st, 3000, 1000, NULL, 0, &requeued), CM_ESTORE);
+    cr_assert_eq(requeued, 0);
+    gw_queue_stats_t q;
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK, "reads go on beside the lock (WAL)");
+    cr_assert_eq(q.running, 1, "the refused outcome left the job running");
+    /* The lock goes; the lease check requeues the job and its next run is stored. */
+    cr_assert_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    cr_assert_eq(gw_store_reclaim(st, 3000, 1000, NULL, 0, &requeued), CM_OK);
+    cr_assert_eq(requeued, 1);
+    cr_assert_eq(gw_store_claim(st, 3000, 1000, &job, &next), CM_OK);
+    cr_assert_eq(gw_store_job_done(st, job.id, 3001), CM_OK);
+    gw_store_job_free(&job);
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert(q.done == 1 && q.running == 0 && q.pending == 0);
 }
 
 Test(store, call_outcome_upsert_keeps_uid)
@@ -197,16 +353,16 @@ Test(store, one_running_job_per_entity)
     cr_assert_eq(gw_store_ingest(st, &a, &r), CM_OK);
     cr_assert_eq(gw_store_ingest(st, &b, &r), CM_OK);
     cr_assert_eq(gw_store_ingest(st, &c, &r), CM_OK);
-    cr_assert_eq(gw_store_claim(st, 2000, &j1, &next), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j1, &next), CM_OK);
     cr_assert_str_eq(j1.entity_id, "call_1");
     /* b is due but call_1 is busy: the next claim takes the other entity. */
-    cr_assert_eq(gw_store_claim(st, 2000, &j2, &next), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j2, &next), CM_OK);
     cr_assert_str_eq(j2.entity_id, "call_other");
     gw_store_job_free(&j2);
-    cr_assert_eq(gw_store_claim(st, 2000, &j2, &next), CM_ENOTFOUND);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j2, &next), CM_ENOTFOUND);
     cr_assert_eq(gw_store_job_done(st, j1.id, 2001), CM_OK);
     gw_store_job_free(&j1);
-    cr_assert_eq(gw_store_claim(st, 2002, &j2, &next), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2002, LEASE, &j2, &next), CM_OK);
     cr_assert_str_eq(j2.entity_id, "call_1");
     gw_store_job_free(&j2);
 }
@@ -218,7 +374,7 @@ Test(store, dead_letter_replay_discard_and_rerun)
     int64_t next, rerun = 0;
     gw_event_in_t a = event("a", "{}");
     cr_assert_eq(gw_store_ingest(st, &a, &r), CM_OK);
-    cr_assert_eq(gw_store_claim(st, 2000, &j, &next), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j, &next), CM_OK);
     cr_assert_eq(gw_store_job_replay(st, j.id, 2001), CM_ESTATE, "running jobs are not dead");
     cr_assert_eq(gw_store_job_dead(st, j.id, "poison", 2001), CM_OK);
     cr_assert_eq(gw_store_job_replay(st, 999, 2001), CM_ENOTFOUND);
@@ -233,7 +389,7 @@ Test(store, dead_letter_replay_discard_and_rerun)
     cm_buf_free(&b);
     cr_assert_eq(gw_store_job_replay(st, j.id, 3000), CM_OK);
     gw_store_job_free(&j);
-    cr_assert_eq(gw_store_claim(st, 3000, &j, &next), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 3000, LEASE, &j, &next), CM_OK);
     cr_assert_eq(j.attempts, 1, "replay resets the attempts");
     cr_assert_eq(gw_store_job_dead(st, j.id, "again", 3001), CM_OK);
     cr_assert_eq(gw_store_job_discard(st, j.id, 3002), CM_OK);
@@ -325,7 +481,78 @@ Test(store, claim_returns_the_senders_traceparent)
     ev.headers = "{\"x-retell-signature\":\"v=1,d=ab\",\"traceparent\":"
                  "\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"}";
     cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
-    cr_assert_eq(gw_store_claim(st, 2000, &job, &next), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &job, &next), CM_OK);
     cr_assert_str_eq(job.traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     gw_store_job_free(&job);
+}
+
+/* The events and jobs tables as schema version 2 made them. */
+static const char *const v2_schema =
+    "CREATE TABLE events(id INTEGER PRIMARY KEY, provider TEXT NOT NULL,"
+    " event_key TEXT NOT NULL UNIQUE, alt_key TEXT UNIQUE, event_type TEXT NOT NULL,"
+    " entity_id TEXT, tenant_id TEXT, job_kind TEXT, received_at_ms INTEGER NOT NULL,"
+    " headers TEXT, body BLOB NOT NULL, duplicates INTEGER NOT NULL DEFAULT 0,"
+    " last_duplicate_at_ms INTEGER);"
+    "CREATE TABLE jobs(id INTEGER PRIMARY KEY, event_id INTEGER NOT NULL REFERENCES events(id),"
+    " kind TEXT NOT NULL, entity_id TEXT, tenant_id TEXT, state TEXT NOT NULL DEFAULT 'pending',"
+    " attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL, last_error TEXT,"
+    " created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL);"
+    "INSERT INTO events(provider,event_key,event_type,entity_id,job_kind,received_at_ms,body)"
+    " VALUES('retell','k','call_analyzed','call_1','retell.call_analyzed',1000,'{}');"
+    "INSERT INTO jobs(event_id,kind,entity_id,state,attempts,next_at_ms,last_error,"
+    "created_at_ms,updated_at_ms) VALUES(1,'retell.call_analyzed','call_1','running',2,1000,"
+    "'HTTP 500',1000,1500);"
+    "PRAGMA user_version=2;";
+
+static int user_version(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    int v = -1;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW)
+        v = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return v;
+}
+
+Test(store, a_version_2_database_is_migrated_and_keeps_its_jobs)
+{
+    char path[128], err[CM_ERR_LEN] = "", why[256];
+    sqlite3 *db = NULL;
+    gw_store_t *old = NULL;
+    int requeued = -1;
+    snprintf(path, sizeof path, "%s/v2.db", dir);
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, v2_schema, NULL, NULL, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(db));
+    sqlite3_close(db);
+    cr_assert_eq(gw_store_open(path, 1, &old, err), CM_OK, "%s", err);
+    cr_assert_eq(user_version(path), 3);
+    /* The job left running by the old gateway is recovered with the new columns. */
+    cr_assert_eq(gw_store_recover(old, 2, 2000, &requeued), CM_OK);
+    store_job_error(old, 1, why, sizeof why);
+    cr_assert_str_eq(why, "interrupted by a restart on attempt 2 of 2; previous error: HTTP 500");
+    gw_store_close(&old);
+    /* Opening it again changes nothing. */
+    cr_assert_eq(gw_store_open(path, 1, &old, err), CM_OK, "%s", err);
+    cr_assert_eq(user_version(path), 3);
+    gw_store_close(&old);
+}
+
+Test(store, a_database_from_a_newer_gateway_is_refused)
+{
+    char path[128], err[CM_ERR_LEN] = "";
+    sqlite3 *db = NULL;
+    gw_store_t *newer = NULL;
+    snprintf(path, sizeof path, "%s/v99.db", dir);
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    cr_assert_eq(gw_store_open(path, 1, &newer, err), CM_ESTATE);
+    cr_assert_null(newer);
+    cr_assert(strstr(err, "schema version 99 is newer"), "%s", err);
+    cr_assert_eq(user_version(path), 99, "left as it was");
 }

@@ -35,7 +35,9 @@ for want in 204 204; do
         --data-binary "$body" "$url/webhooks/retell")
   [ "$got" = "$want" ] || { echo "FAIL: signed webhook got $got, want $want"; exit 1; }
 done
-got=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "x-retell-signature: v=$ts,d=${sig%?}0" \
+# Forged: the last hex digit changed (to 1 when it was 0, else to 0, so it always differs).
+case $sig in *0) forged=${sig%?}1 ;; *) forged=${sig%?}0 ;; esac
+got=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "x-retell-signature: v=$ts,d=$forged" \
       --data-binary "$body" "$url/webhooks/retell")
 [ "$got" = 401 ] || { echo "FAIL: forged webhook got $got"; exit 1; }
 
@@ -49,7 +51,8 @@ for want in 'gw_webhooks_total{provider="retell",result="accepted"} 1' \
             'gw_webhooks_total{provider="retell",result="duplicate"} 1' \
             'gw_webhooks_total{provider="retell",result="rejected_signature"} 1' \
             'gw_breaker_state{provider="calcom",state="open"} 1' \
-            'gw_sagas_started_total 1'; do
+            'gw_sagas_started_total 1' \
+            'gw_job_outcomes_unstored_total{result="done"} 0'; do
   grep -qF "$want" "$dir/metrics.txt" || { echo "FAIL: no '$want' in the scrape"; cat "$dir/metrics.txt"; exit 1; }
 done
 grep -q '^gw_breaker_transitions_total{' "$dir/metrics.txt" || { echo "FAIL: breaker never moved"; exit 1; }
