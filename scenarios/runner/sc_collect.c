@@ -76,6 +76,31 @@ static void journal(sc_ctx_t *ctx)
     json_decref(j);
 }
 
+/* The chaos proxy's journal: which fault bit which connection, resets, refusals. Plain
+ * opens and closes are left out: they would bury the faults on a busy link. */
+static void chaos(sc_ctx_t *ctx)
+{
+    char path[96], text[600], source[24];
+    snprintf(path, sizeof path, "/journal?limit=%d", SC_COLLECT_JOURNAL);
+    json_t *j = get(ctx, SC_TO_CHAOS, path);
+    const json_t *entries = json_object_get(j, "entries");
+    for (size_t i = 0; i < json_array_size(entries); i++) {
+        const json_t *e = json_array_get(entries, i);
+        const json_t *at = json_object_get(e, "at_ms");
+        const char *event = cm_json_str(e, "event", "?");
+        if (!json_is_integer(at) || !strcmp(event, "open") || !strcmp(event, "close"))
+            continue;
+        const char *fault = cm_json_str(e, "fault", NULL), *dir = cm_json_str(e, "direction", NULL);
+        const char *detail = cm_json_str(e, "detail", NULL);
+        snprintf(source, sizeof source, "chaos %s", cm_json_str(e, "link", "?"));
+        snprintf(text, sizeof text, "conn %lld %s%s%s%s%s%s%s",
+                 (long long)cm_json_int(e, "conn", 0), event, fault ? " " : "", fault ? fault : "",
+                 dir ? " " : "", dir ? dir : "", detail ? ": " : "", detail ? detail : "");
+        add(ctx, json_integer_value(at), source, text);
+    }
+    json_decref(j);
+}
+
 static void breakers(sc_ctx_t *ctx)
 {
     char text[600], source[24];
@@ -168,6 +193,8 @@ void sc_collect_events(sc_ctx_t *ctx)
     int64_t t = cm_clock_mono_ms();
     if (*ctx->url[SC_TO_CONTROL])
         journal(ctx);
+    if (*ctx->url[SC_TO_CHAOS])
+        chaos(ctx);
     if (*ctx->url[SC_TO_GATEWAY]) {
         breakers(ctx);
         sagas(ctx);

@@ -1,8 +1,8 @@
 /* sc_collect.h - what the parts recorded, gathered after the steps (before teardown) for
  * the report's timeline: the simulators' journal (every provider request with its fault
- * and answer, every webhook delivery), the gateway's breaker transitions and its sagas'
- * steps. Their times (the parts' own, simulated under a speed-up) are put on the case's
- * real-time clock: t = (at_ms - scenario start) / speed.
+ * and answer, every webhook delivery), the chaos proxy's faults (scenarios with "chaos"),
+ * the gateway's breaker transitions and its sagas' steps. Their times (the parts' own, simulated
+ * under a speed-up) are put on the case's real-time clock: t = (at_ms - scenario start) / speed.
  *
  * Best effort and bounded (a few requests with short timeouts): a part that is down or
  * answers something else leaves its lanes empty and never changes the verdict.
