@@ -99,6 +99,7 @@ cm_err_t cm_http_client_do(cm_http_client_t *c, const cm_http_request_t *req,
     for (const char *const *p = req->headers; p && *p; p++)
         hl = curl_slist_append(hl, *p);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, req->fresh_connection ? 1L : 0L);
 
     CURLcode cc = curl_easy_perform(h);
     switch (cc) {

@@ -27,6 +27,11 @@ typedef struct {
     /* When not NULL, the transfer is abandoned (CM_EHTTP, "aborted") soon after *abort
      * becomes non-zero, e.g. when the owner shuts down. Read atomically, from any thread. */
     const int *abort;
+    /* Send on a new connection. libcurl silently sends a request again when a reused
+     * keep-alive connection breaks before any answer byte arrives (it takes the connection
+     * for one the server had closed); for a request that is not safe to repeat (a booking)
+     * that is a second booking, so such requests must not ride a reused connection. */
+    int fresh_connection;
 } cm_http_request_t;
 
 typedef struct {

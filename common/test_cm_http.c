@@ -32,6 +32,14 @@ static void h_reset(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     resp->action = CM_HTTP_DROP_RESET;
 }
 
+/* Counts the POSTs it receives and resets each one's connection without answering. */
+static int reset_posts;
+static void h_reset_post(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    __atomic_add_fetch(&reset_posts, 1, __ATOMIC_SEQ_CST);
+    resp->action = CM_HTTP_DROP_RESET;
+}
+
 static void *finish_later(void *arg)
 {
     cm_http_deferred_t *d = arg;
@@ -144,6 +152,7 @@ static void setup(void)
     cr_assert_eq(cm_http_server_route(srv, "GET /items/{id}", h_echo, "t1"), CM_OK);
     cr_assert_eq(cm_http_server_route(srv, "GET /slow", h_slow, NULL), CM_OK);
     cr_assert_eq(cm_http_server_route(srv, "GET /reset", h_reset, NULL), CM_OK);
+    cr_assert_eq(cm_http_server_route(srv, "POST /reset", h_reset_post, NULL), CM_OK);
     cr_assert_eq(cm_http_server_route(srv, "POST /deferred", h_deferred, NULL), CM_OK);
     cr_assert_eq(cm_http_server_route(srv, "GET /static/*", h_echo, "rest"), CM_OK);
     cr_assert_eq(cm_http_server_route(srv, "POST /late/{id}", h_deferred_late, NULL), CM_OK);
@@ -252,6 +261,31 @@ Test(http, reset_is_a_transport_error)
     cr_assert_eq(call("GET", "/reset", NULL, 0, &r), CM_EHTTP, "status %ld", r.status);
     cr_assert_eq(r.status, 0);
     cm_http_response_free(&r);
+}
+
+/* A POST on a reused keep-alive connection that is reset before any answer byte: libcurl
+ * takes the connection for one the server had closed and sends the POST again by itself,
+ * which for a booking would be a second booking. fresh_connection keeps it to one. */
+static int posts_through_a_reused_connection(int fresh)
+{
+    cm_http_response_t r;
+    char url[128];
+    cr_assert_eq(call("GET", "/items/warm", NULL, 0, &r), CM_OK); /* opens the connection */
+    cm_http_response_free(&r);
+    __atomic_store_n(&reset_posts, 0, __ATOMIC_SEQ_CST);
+    snprintf(url, sizeof url, "%s/reset", base);
+    cm_http_request_t req = {
+        .method = "POST", .url = url, .body = "{}", .body_len = 2, .fresh_connection = fresh};
+    cr_assert_eq(cm_http_client_do(cli, &req, &r), CM_EHTTP, "status %ld", r.status);
+    cm_http_response_free(&r);
+    return __atomic_load_n(&reset_posts, __ATOMIC_SEQ_CST);
+}
+
+Test(http, an_unsafe_request_on_a_fresh_connection_is_sent_once)
+{
+    cr_assert_eq(posts_through_a_reused_connection(1), 1);
+    /* Why the flag exists: without it libcurl repeats the request. */
+    cr_assert_eq(posts_through_a_reused_connection(0), 2);
 }
 
 Test(http, connection_refused_is_connect_error)

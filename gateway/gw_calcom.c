@@ -203,6 +203,13 @@ gw_outcome_t gw_calcom_book(gw_calcom_ctx_t *c, const gw_booking_req_t *rq, char
         }
     } else {
         out = classify(c, st, &po, &r, err);
+        /* A timeout or a broken connection after the request went out: Cal.com may have
+         * booked. Not retried here (that could book twice), but not a failure either: the
+         * saga's next try finds the open intent and looks the booking up by its metadata
+         * before booking again. */
+        if (out == GW_OUT_FAIL && st == GW_POL_FAILED &&
+            (po.last.kind == GW_ATT_TIMEOUT || po.last.kind == GW_ATT_TRANSPORT))
+            out = GW_OUT_RETRY;
     }
     /* Our own booking (or an unknown outcome) changes availability: drop cached slots. */
     if (out != GW_OUT_FAIL || st != GW_POL_DONE)

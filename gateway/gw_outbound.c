@@ -144,6 +144,8 @@ static void attempt(void *ud, const gw_attempt_ctx_t *ctx, gw_att_result_t *res)
     hdrs[n] = NULL;
     cm_http_request_t req = r->call->req;
     req.headers = hdrs;
+    /* An operation that is not safe to repeat must not be repeated by libcurl either. */
+    req.fresh_connection = !r->call->safe;
     req.connect_timeout_ms = (long)ctx->connect_timeout_ms;
     req.timeout_ms = (long)ctx->timeout_ms;
     if (r->have_resp)
