@@ -86,11 +86,15 @@ static cm_err_t set_endpoint(sc_ctx_t *ctx, sc_target_t t, const char *name, int
     return rc;
 }
 
-/* Appends LD_PRELOAD and FAKETIME for a child started now (see sc_time.h). */
-static cm_err_t add_faketime_env(sc_ctx_t *ctx, char **env, size_t *nenv)
+/* Appends LD_PRELOAD and FAKETIME for a child of kind p started now (see sc_time.h), when
+ * the scenario speeds clocks up or puts this one off; nothing otherwise. */
+static cm_err_t add_faketime_env(sc_ctx_t *ctx, sc_proc_kind_t p, char **env, size_t *nenv)
 {
     char ft[64], line[PATH_MAX + 32];
-    sc_time_faketime(ctx, ft, sizeof ft);
+    int64_t skew = ctx->opts->attach ? 0 : ctx->sc->skew_ms[p];
+    if (ctx->speed <= 1 && !skew)
+        return CM_OK;
+    sc_time_faketime(ctx, skew, ft, sizeof ft);
     snprintf(line, sizeof line, "LD_PRELOAD=%s", ctx->opts->faketime_lib);
     if (!(env[*nenv] = strdup(line)))
         return CM_ENOMEM;
@@ -149,7 +153,7 @@ static cm_err_t start_simulators(sc_ctx_t *ctx)
     char *env[4] = {NULL};
     size_t nenv = 0;
     cm_err_t rc = CM_OK;
-    if (ctx->speed > 1 && add_faketime_env(ctx, env, &nenv) != CM_OK)
+    if (add_faketime_env(ctx, SC_PROC_SIMULATORS, env, &nenv) != CM_OK)
         rc = sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
     if (!rc)
         rc = start_child(ctx, &ctx->sim, "simulators", "sim", argv, (const char *const *)env,
@@ -204,7 +208,7 @@ static cm_err_t start_chaos(sc_ctx_t *ctx)
     char *env[4] = {NULL};
     size_t nenv = 0;
     cm_err_t rc = CM_OK;
-    if (ctx->speed > 1 && add_faketime_env(ctx, env, &nenv) != CM_OK)
+    if (add_faketime_env(ctx, SC_PROC_CHAOS, env, &nenv) != CM_OK)
         rc = sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
     if (!rc)
         rc = start_child(ctx, &ctx->chaos, "chaos-proxy", "chaos", argv, (const char *const *)env,
@@ -359,7 +363,7 @@ cm_err_t sc_run_gateway_start(sc_ctx_t *ctx, const char *config_rel)
         free(val);
         sc_log(ctx, "runner", "gateway env %s set", k); /* the value may be a secret */
     }
-    if (!rc && ctx->speed > 1 && (rc = add_faketime_env(ctx, env, &nenv)) != CM_OK)
+    if (!rc && (rc = add_faketime_env(ctx, SC_PROC_GATEWAY, env, &nenv)) != CM_OK)
         rc = sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
     if (!rc) {
         const char *argv[] = {ctx->opts->gateway, "--config", config,
@@ -598,12 +602,15 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
     if (!(ctx.vars = sc_vars_new()) || !(ctx.http = cm_http_client_new()) ||
         sc_vars_set_int(ctx.vars, "seed", ctx.seed))
         rc = sc_fail(&ctx, RP_ERRORED, "internal", "out of memory");
-    if (!rc && ctx.speed > 1 && access(o->faketime_lib, R_OK) != 0)
+    int skewed = 0;
+    for (int p = 0; p < SC_PROCS; p++)
+        skewed |= sc->skew_ms[p] != 0;
+    if (!rc && (ctx.speed > 1 || skewed) && access(o->faketime_lib, R_OK) != 0)
         rc = sc_fail(&ctx, RP_ERRORED, "startup",
-                     "speed x%d needs libfaketime, not found at %s (install the Debian package "
-                     "libfaketime, as ci/install-deps does, or pass --faketime-lib PATH; "
-                     "--speed 1 runs in real time)",
-                     ctx.speed, o->faketime_lib);
+                     "%s needs libfaketime, not found at %s (install the Debian package "
+                     "libfaketime, as ci/install-deps does, or pass --faketime-lib PATH%s)",
+                     ctx.speed > 1 ? "a clock speed-up" : "a clock skew", o->faketime_lib,
+                     ctx.speed > 1 ? "; --speed 1 runs in real time" : "");
     if (!rc)
         rc = make_tmpdir(&ctx);
     if (!rc && o->attach)

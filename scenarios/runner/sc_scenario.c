@@ -27,6 +27,7 @@ const char *const sc_scenario_keys[] = {"name",    "description", "tags",  "seed
                                         "gateway", "env",         "chaos", "steps", NULL};
 
 const char *const sc_link_names[SC_LINKS] = {"calcom", "stripe", "gateway"};
+const char *const sc_proc_names[SC_PROCS] = {"gateway", "simulators", "chaos"};
 
 static const char *const target_names[SC_TARGETS] = {"gateway", "control", "retell",
                                                      "calcom",  "stripe",  "chaos"};
@@ -631,31 +632,68 @@ static cm_err_t parse_chaos(vctx_t *v, const json_t *obj, sc_step_t *s)
     return CM_OK;
 }
 
-/* "chaos": {"links": ["calcom", "stripe", "gateway"]}: which connections go through the
- * chaos proxy. */
-static cm_err_t parse_chaos_setup(vctx_t *v, const json_t *obj, unsigned *links)
+/* A signed duration: "+6m", "-30s", "90s" (plus when unsigned); durations stop at a day. */
+static cm_err_t parse_offset(vctx_t *v, const char *key, const json_t *x, int64_t *ms)
 {
-    static const char *const keys[] = {"links", NULL};
+    char err[CM_ERR_LEN];
+    const char *t = json_string_value(x);
+    if (!t)
+        return fail(v, "\"skew\".\"%s\" must be a signed duration such as \"+6m\" or \"-30s\"",
+                    key);
+    int neg = *t == '-';
+    if (sc_duration_parse(t + (*t == '-' || *t == '+'), ms, err) != CM_OK)
+        return fail(v, "\"skew\".\"%s\": %s", key, err);
+    if (neg)
+        *ms = -*ms;
+    return CM_OK;
+}
+
+/* "chaos": {"links": ["calcom", "stripe", "gateway"], "skew": {"gateway": "+6m"}}: which
+ * connections go through the chaos proxy, and which processes' clocks are off. */
+static cm_err_t parse_chaos_setup(vctx_t *v, const json_t *obj, sc_scenario_t *sc)
+{
+    static const char *const keys[] = {"links", "skew", NULL};
     cm_err_t rc;
-    *links = 0;
+    sc->chaos_links = 0;
     if (!obj)
         return CM_OK;
     snprintf(v->where, sizeof v->where, "chaos");
     if (!json_is_object(obj))
-        return fail(v, "\"chaos\" must be an object {\"links\": [...]}");
+        return fail(v, "\"chaos\" must be an object {\"links\": [...], \"skew\": {...}}");
     if ((rc = check_keys(v, obj, "", keys)))
         return rc;
-    const json_t *list = json_object_get(obj, "links");
-    if (!json_is_array(list) || json_array_size(list) == 0)
+    const json_t *list = json_object_get(obj, "links"), *skew = json_object_get(obj, "skew");
+    if (!list && !skew)
+        return fail(v, "\"chaos\" needs \"links\", \"skew\" or both");
+    if (list && (!json_is_array(list) || json_array_size(list) == 0))
         return fail(v, "\"links\" must be a non-empty list of calcom, stripe, gateway");
     for (size_t i = 0; i < json_array_size(list); i++) {
         const char *name = json_string_value(json_array_get(list, i));
         sc_link_t l = name ? link_named(name) : SC_LINKS;
         if (l == SC_LINKS)
             return fail(v, "\"links\"[%zu] must be one of calcom, stripe, gateway", i);
-        if (*links & (1u << l))
+        if (sc->chaos_links & (1u << l))
             return fail(v, "\"links\"[%zu]: \"%s\" is listed twice", i, name);
-        *links |= 1u << l;
+        sc->chaos_links |= 1u << l;
+    }
+    if (skew) {
+        if (!json_is_object(skew) || json_object_size(skew) == 0)
+            return fail(v, "\"skew\" must be an object of process -> offset, e.g. "
+                           "{\"gateway\": \"+6m\"}");
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)skew, k, x)
+        {
+            int p = 0;
+            while (p < SC_PROCS && strcmp(k, sc_proc_names[p]))
+                p++;
+            if (p == SC_PROCS)
+                return fail(v, "\"skew\": unknown process \"%s\" (gateway, simulators, chaos)", k);
+            if (p == SC_PROC_CHAOS && !sc->chaos_links)
+                return fail(v, "\"skew\".\"chaos\": no chaos proxy runs without \"links\"");
+            if ((rc = parse_offset(v, k, x, &sc->skew_ms[p])))
+                return rc;
+        }
     }
     *v->where = '\0';
     return CM_OK;
@@ -953,7 +991,7 @@ static cm_err_t validate(sc_scenario_t *sc, char *err)
         }
     }
 
-    if ((rc = parse_chaos_setup(v, json_object_get(root, "chaos"), &sc->chaos_links)))
+    if ((rc = parse_chaos_setup(v, json_object_get(root, "chaos"), sc)))
         return rc;
 
     const json_t *steps = json_object_get(root, "steps");

@@ -65,6 +65,10 @@ typedef enum {
 /* Link names as written in files and as the proxy calls them, index sc_link_t. */
 extern const char *const sc_link_names[SC_LINKS];
 
+/* The processes a scenario's "chaos"."skew" can put off the true time. */
+typedef enum { SC_PROC_GATEWAY = 0, SC_PROC_SIMULATORS, SC_PROC_CHAOS, SC_PROCS } sc_proc_kind_t;
+extern const char *const sc_proc_names[SC_PROCS];
+
 typedef enum {
     SC_STEP_REQUEST = 0,
     SC_STEP_CALL,
@@ -197,6 +201,7 @@ typedef struct {
     const char *gateway_config; /* path, relative to the repo root or the file's dir */
     const json_t *env;          /* object of strings, or NULL */
     unsigned chaos_links;       /* "chaos": bit (1u << sc_link_t) per proxied link, 0: none */
+    int64_t skew_ms[SC_PROCS];  /* "chaos"."skew": each process's clock offset, 0: none */
     sc_step_t *steps;
     size_t nsteps;
 } sc_scenario_t;

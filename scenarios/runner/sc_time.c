@@ -25,7 +25,7 @@ int64_t sc_time_sim_ms(const sc_ctx_t *ctx, int64_t real_ms)
     return ctx->speed <= 1 ? real_ms : real_ms * ctx->speed;
 }
 
-void sc_time_faketime(const sc_ctx_t *ctx, char *out, size_t cap)
+void sc_time_faketime(const sc_ctx_t *ctx, int64_t skew_ms, char *out, size_t cap)
 {
     /* libfaketime (with a rate) computes fake = start + rate * (real - start) + offset,
      * start being the child's own first moment. We want ref + rate * (real - ref), so
@@ -35,6 +35,8 @@ void sc_time_faketime(const sc_ctx_t *ctx, char *out, size_t cap)
     int64_t off_ms = (int64_t)(ctx->speed - 1) * (start - ctx->ref_real_ms);
     if (off_ms < 0)
         off_ms = 0;
-    snprintf(out, cap, "+%lld.%03lld x%d", (long long)(off_ms / 1000), (long long)(off_ms % 1000),
-             ctx->speed);
+    off_ms += skew_ms; /* a process whose clock is off by skew_ms ("chaos"."skew") */
+    int64_t mag = off_ms < 0 ? -off_ms : off_ms;
+    snprintf(out, cap, "%c%lld.%03lld x%d", off_ms < 0 ? '-' : '+', (long long)(mag / 1000),
+             (long long)(mag % 1000), ctx->speed > 1 ? ctx->speed : 1);
 }

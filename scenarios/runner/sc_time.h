@@ -24,7 +24,8 @@ int64_t sc_time_real_ms(const sc_ctx_t *ctx, int64_t sim_ms);
 int64_t sc_time_sim_ms(const sc_ctx_t *ctx, int64_t real_ms);
 
 /* The FAKETIME value for a child started now: "+<offset> x<speed>", where the offset
- * (seconds, 3 decimals) moves the child's own start onto the scenario's timeline. */
-void sc_time_faketime(const sc_ctx_t *ctx, char *out, size_t cap);
+ * (seconds, 3 decimals) moves the child's own start onto the scenario's timeline, plus
+ * skew_ms for a process whose clock is meant to be off ("-" when the sum is negative). */
+void sc_time_faketime(const sc_ctx_t *ctx, int64_t skew_ms, char *out, size_t cap);
 
 #endif

@@ -522,10 +522,29 @@ Test(scenario, chaos_links_and_steps)
     cr_assert_eq(sc->steps[2].req.to, SC_TO_CHAOS);
     sc_scenario_free(&sc);
 
+    text =
+        make(",\"chaos\":{\"skew\":{\"gateway\":\"+6m\",\"simulators\":\"-1500ms\"}}", wait_step);
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert_eq(sc->chaos_links, 0, "skew alone starts no proxy");
+    cr_assert_eq(sc->skew_ms[SC_PROC_GATEWAY], 360000);
+    cr_assert_eq(sc->skew_ms[SC_PROC_SIMULATORS], -1500);
+    cr_assert_eq(sc->skew_ms[SC_PROC_CHAOS], 0);
+    sc_scenario_free(&sc);
+
     struct {
         const char *top, *steps, *want;
     } cases[] = {
         {",\"chaos\":[\"calcom\"]", wait_step, "chaos: \"chaos\" must be an object"},
+        {",\"chaos\":{}", wait_step, "\"chaos\" needs \"links\", \"skew\" or both"},
+        {",\"chaos\":{\"skew\":{}}", wait_step, "\"skew\" must be an object of process"},
+        {",\"chaos\":{\"skew\":{\"db\":\"1s\"}}", wait_step,
+         "\"skew\": unknown process \"db\" (gateway, simulators, chaos)"},
+        {",\"chaos\":{\"skew\":{\"gateway\":60}}", wait_step,
+         "\"skew\".\"gateway\" must be a signed duration"},
+        {",\"chaos\":{\"skew\":{\"gateway\":\"+6h\"}}", wait_step, "\"skew\".\"gateway\": "},
+        {",\"chaos\":{\"skew\":{\"gateway\":\"+2000m\"}}", wait_step, "\"2000m\" is longer than a day"},
+        {",\"chaos\":{\"skew\":{\"chaos\":\"1s\"}}", wait_step,
+         "\"skew\".\"chaos\": no chaos proxy runs without \"links\""},
         {",\"chaos\":{\"links\":[]}", wait_step, "\"links\" must be a non-empty list"},
         {",\"chaos\":{\"links\":[\"retell\"]}", wait_step,
          "\"links\"[0] must be one of calcom, stripe, gateway"},
