@@ -13,6 +13,7 @@
 #include "cm_clock.h"
 #include "cm_codec.h"
 #include "cm_log.h"
+#include "cm_rand.h"
 
 #define MAX_ROUTES 64
 #define MAX_SEGS 12
@@ -391,8 +392,20 @@ static void set_cid(struct MHD_Connection *conn)
         snprintf(cid, sizeof cid, "%.32s", tp + 3);
         cm_log_set_cid(cid);
     } else {
-        uint8_t rnd[8] = {0};
-        (void)cm_random_bytes(rnd, sizeof rnd);
+        /* A correlation id must be unique, not secret: a per-thread generator seeded once
+         * from the OS. RAND_bytes per request cost a system call (OpenSSL's fork check)
+         * and a lock, measurable at webhook rates. */
+        static _Thread_local cm_rand_t gen;
+        static _Thread_local int seeded;
+        if (!seeded) {
+            uint64_t seed = (uint64_t)cm_clock_mono_ns() ^ (uint64_t)(uintptr_t)&gen;
+            (void)cm_random_bytes(&seed, sizeof seed);
+            cm_rand_seed(&gen, seed);
+            seeded = 1;
+        }
+        uint64_t v = cm_rand_next(&gen);
+        uint8_t rnd[8];
+        memcpy(rnd, &v, sizeof rnd);
         cm_hex_encode(rnd, sizeof rnd, cid);
         cm_log_set_cid(cid);
     }

@@ -155,6 +155,44 @@ static cm_err_t exec(sqlite3 *db, const char *sql)
     return CM_OK;
 }
 
+/* Statements are prepared once per connection and kept: parsing and planning a statement
+ * cost more than running it, and a job runs a dozen. stmt_prepare() returns the
+ * connection's idle statement for the same SQL when there is one; stmt_release() resets it
+ * for the next user instead of finalizing it. The caller holds the connection's lock for
+ * the whole use, and releases before unlocking, so "not busy" means "free". */
+enum { STMT_KEEP_MAX = 128 }; /* beyond this, statements are finalized as before */
+
+static int stmt_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+    int n = 0;
+    for (sqlite3_stmt *p = sqlite3_next_stmt(db, NULL); p; p = sqlite3_next_stmt(db, p), n++)
+        if (!sqlite3_stmt_busy(p) && !strcmp(sqlite3_sql(p), sql)) {
+            *st = p;
+            return SQLITE_OK;
+        }
+    return sqlite3_prepare_v3(db, sql, -1, n < STMT_KEEP_MAX ? SQLITE_PREPARE_PERSISTENT : 0, st,
+                              NULL);
+}
+
+static void stmt_release(sqlite3_stmt *st)
+{
+    if (!st)
+        return;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* Runs one single-statement SQL text through the statement cache. */
+static cm_err_t run(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt_prepare(db, sql, &st);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    stmt_release(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? CM_OK : sql_fail(db, sql);
+}
+
 static void bind_text(sqlite3_stmt *st, int i, const char *v)
 {
     if (v)
@@ -190,6 +228,9 @@ static cm_err_t conn_open(conn_t *c, const char *path, int sync_full, char *err)
 static void conn_close(conn_t *c)
 {
     if (c->db) {
+        sqlite3_stmt *st;
+        while ((st = sqlite3_next_stmt(c->db, NULL)))
+            sqlite3_finalize(st);
         sqlite3_close_v2(c->db);
         c->db = NULL;
     }
@@ -274,7 +315,7 @@ static void writer_sync(gw_store_t *s, int full)
 {
     if (s->wr_sync_full == full)
         return;
-    if (exec(s->wr.db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") == CM_OK)
+    if (run(s->wr.db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") == CM_OK)
         s->wr_sync_full = full;
 }
 
@@ -297,7 +338,7 @@ static void commit_batch(gw_store_t *s, pending_t *batch)
         (void)tx(s, TX_RELEASE);
     }
     if (!rc && tx(s, TX_COMMIT)) {
-        (void)exec(db, "ROLLBACK");
+        (void)run(db, "ROLLBACK");
         for (pending_t *p = batch; p; p = p->next)
             p->rc = CM_ESTORE;
     }
@@ -496,25 +537,24 @@ cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *
     s->sync_full = s->wr_sync_full = sync_full;
     if (!rc)
         rc = conn_open(&s->rd, path, sync_full, err);
-    if (!rc &&
-        (sqlite3_prepare_v2(s->wr.db,
-                            "INSERT INTO events(provider,event_key,alt_key,event_type,entity_id,"
-                            "tenant_id,job_kind,received_at_ms,headers,body) "
-                            "VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING id",
-                            -1, &s->st_event, NULL) != SQLITE_OK ||
-         sqlite3_prepare_v2(s->wr.db,
-                            "INSERT INTO jobs(event_id,kind,entity_id,tenant_id,state,next_at_ms,"
-                            "created_at_ms,updated_at_ms) VALUES(?1,?2,?3,?4,'pending',?5,?5,?5)",
-                            -1, &s->st_job, NULL) != SQLITE_OK ||
-         sqlite3_prepare_v2(s->wr.db,
-                            "UPDATE events SET duplicates=duplicates+1, last_duplicate_at_ms=?1 "
-                            "WHERE event_key=?2 OR (?3 IS NOT NULL AND alt_key=?3)",
-                            -1, &s->st_dup, NULL) != SQLITE_OK)) {
+    if (!rc && (stmt_prepare(s->wr.db,
+                             "INSERT INTO events(provider,event_key,alt_key,event_type,entity_id,"
+                             "tenant_id,job_kind,received_at_ms,headers,body) "
+                             "VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING id",
+                             &s->st_event) != SQLITE_OK ||
+                stmt_prepare(s->wr.db,
+                             "INSERT INTO jobs(event_id,kind,entity_id,tenant_id,state,next_at_ms,"
+                             "created_at_ms,updated_at_ms) VALUES(?1,?2,?3,?4,'pending',?5,?5,?5)",
+                             &s->st_job) != SQLITE_OK ||
+                stmt_prepare(s->wr.db,
+                             "UPDATE events SET duplicates=duplicates+1, last_duplicate_at_ms=?1 "
+                             "WHERE event_key=?2 OR (?3 IS NOT NULL AND alt_key=?3)",
+                             &s->st_dup) != SQLITE_OK)) {
         cm_errf(err, "prepare: %s", sqlite3_errmsg(s->wr.db));
         rc = CM_ESTORE;
     }
     for (size_t i = 0; !rc && i < sizeof s->st_tx / sizeof s->st_tx[0]; i++)
-        if (sqlite3_prepare_v2(s->wr.db, tx_sql[i], -1, &s->st_tx[i], NULL) != SQLITE_OK) {
+        if (stmt_prepare(s->wr.db, tx_sql[i], &s->st_tx[i]) != SQLITE_OK) {
             cm_errf(err, "prepare %s: %s", tx_sql[i], sqlite3_errmsg(s->wr.db));
             rc = CM_ESTORE;
         }
@@ -559,7 +599,7 @@ void gw_store_close(gw_store_t **sp)
  * format string, in order. The caller holds the lock. */
 static cm_err_t prep(sqlite3 *db, sqlite3_stmt **st, const char *sql, const char *fmt, va_list ap)
 {
-    if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
+    if (stmt_prepare(db, sql, st) != SQLITE_OK)
         return sql_fail(db, sql);
     for (int i = 0; fmt[i]; i++) {
         if (fmt[i] == 'i')
@@ -584,7 +624,7 @@ static cm_err_t work_write(gw_store_t *s, int *changes, const char *sql, const c
         rc = sql_fail(s->wr.db, sql);
     if (!rc && changes)
         *changes = sqlite3_changes(s->wr.db);
-    sqlite3_finalize(st);
+    stmt_release(st);
     pthread_mutex_unlock(&s->wr.mu);
     return rc;
 }
@@ -634,7 +674,7 @@ static cm_err_t work_json(gw_store_t *s, cm_buf_t *out, const char *wrapper, con
         rc = cm_buf_printf(out, "],\"count\":%d}", rows);
     if (!rc && !wrapper && rows == 0)
         rc = CM_ENOTFOUND;
-    sqlite3_finalize(st);
+    stmt_release(st);
     pthread_mutex_unlock(&s->rd.mu);
     if (rc) {
         out->len = mark;
@@ -678,12 +718,11 @@ cm_err_t gw_store_reclaim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, const
     writer_sync(s, 0);
     /* Renewing first, in the same transaction, is what keeps a held job whose lease just
      * ran out from being requeued under its worker. */
-    int in_tx = exec(db, "BEGIN IMMEDIATE") == CM_OK;
+    int in_tx = run(db, "BEGIN IMMEDIATE") == CM_OK;
     if (!in_tx)
         rc = CM_ESTORE;
-    else if (sqlite3_prepare_v2(db,
-                                "UPDATE jobs SET lease_until_ms=?1 WHERE id=?2 AND state='running'",
-                                -1, &st, NULL) != SQLITE_OK)
+    else if (stmt_prepare(db, "UPDATE jobs SET lease_until_ms=?1 WHERE id=?2 AND state='running'",
+                          &st) != SQLITE_OK)
         rc = sql_fail(db, "prepare lease renewal");
     for (size_t i = 0; !rc && i < nheld; i++) {
         sqlite3_reset(st);
@@ -692,17 +731,17 @@ cm_err_t gw_store_reclaim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, const
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = sql_fail(db, "lease renewal");
     }
-    sqlite3_finalize(st);
+    stmt_release(st);
     st = NULL;
     /* The attempt ran but its outcome is lost, which says nothing against the job: it goes
      * back to pending whatever its attempts (the next outcome applies max_attempts as
      * usual), and last_error says why it runs again. */
-    if (!rc && sqlite3_prepare_v2(db,
-                                  "UPDATE jobs SET state='pending', lease_until_ms=NULL, "
-                                  "next_at_ms=?1, updated_at_ms=?1, last_error='outcome of "
-                                  "attempt '||attempts||' not stored (lease expired)' "
-                                  "WHERE state='running' AND lease_until_ms<=?1",
-                                  -1, &st, NULL) != SQLITE_OK)
+    if (!rc && stmt_prepare(db,
+                            "UPDATE jobs SET state='pending', lease_until_ms=NULL, "
+                            "next_at_ms=?1, updated_at_ms=?1, last_error='outcome of "
+                            "attempt '||attempts||' not stored (lease expired)' "
+                            "WHERE state='running' AND lease_until_ms<=?1",
+                            &st) != SQLITE_OK)
         rc = sql_fail(db, "prepare reclaim");
     if (!rc) {
         sqlite3_bind_int64(st, 1, now_ms);
@@ -711,9 +750,9 @@ cm_err_t gw_store_reclaim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, const
         else
             *requeued = sqlite3_changes(db);
     }
-    sqlite3_finalize(st);
-    if (in_tx && exec(db, rc ? "ROLLBACK" : "COMMIT") != CM_OK && !rc) {
-        (void)exec(db, "ROLLBACK");
+    stmt_release(st);
+    if (in_tx && run(db, rc ? "ROLLBACK" : "COMMIT") != CM_OK && !rc) {
+        (void)run(db, "ROLLBACK");
         rc = CM_ESTORE;
     }
     if (rc)
@@ -747,21 +786,21 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_
     /* The claim and the read of its body are one transaction: if the read fails, the job
      * must not be left 'running' with nobody working on it (that would block its entity
      * until the next restart). */
-    in_tx = exec(db, "BEGIN IMMEDIATE") == CM_OK;
+    in_tx = run(db, "BEGIN IMMEDIATE") == CM_OK;
     if (!in_tx) {
         rc = CM_ESTORE;
         goto out;
     }
     /* A job whose entity already has one running waits: per-entity serialisation. */
-    if (sqlite3_prepare_v2(db,
-                           "UPDATE jobs SET state='running', attempts=attempts+1, "
-                           "lease_until_ms=?2, updated_at_ms=?1 WHERE id=(SELECT j.id FROM jobs j "
-                           "WHERE j.state='pending' AND j.next_at_ms<=?1 AND NOT EXISTS "
-                           "(SELECT 1 FROM jobs r WHERE "
-                           "r.state='running' AND r.entity_id=j.entity_id) "
-                           "ORDER BY j.next_at_ms, j.id LIMIT 1) "
-                           "RETURNING id, event_id, kind, entity_id, tenant_id, attempts",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (stmt_prepare(db,
+                     "UPDATE jobs SET state='running', attempts=attempts+1, "
+                     "lease_until_ms=?2, updated_at_ms=?1 WHERE id=(SELECT j.id FROM jobs j "
+                     "WHERE j.state='pending' AND j.next_at_ms<=?1 AND NOT EXISTS "
+                     "(SELECT 1 FROM jobs r WHERE "
+                     "r.state='running' AND r.entity_id=j.entity_id) "
+                     "ORDER BY j.next_at_ms, j.id LIMIT 1) "
+                     "RETURNING id, event_id, kind, entity_id, tenant_id, attempts",
+                     &st) != SQLITE_OK) {
         rc = sql_fail(db, "prepare claim");
         goto out;
     }
@@ -784,11 +823,10 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_
         rc = sql_fail(db, "claim");
         goto out;
     }
-    sqlite3_finalize(st);
+    stmt_release(st);
     st = NULL;
     if (rc == CM_OK) {
-        if (sqlite3_prepare_v2(db, "SELECT body, headers FROM events WHERE id=?", -1, &st, NULL) !=
-                SQLITE_OK ||
+        if (stmt_prepare(db, "SELECT body, headers FROM events WHERE id=?", &st) != SQLITE_OK ||
             sqlite3_bind_int64(st, 1, job->event_id) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
             rc = sql_fail(db, "load event body");
         else if (cm_buf_add(&job->body, sqlite3_column_blob(st, 0),
@@ -801,10 +839,10 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_
             if (tp)
                 snprintf(job->traceparent, sizeof job->traceparent, "%.55s", tp + 15);
         }
-    } else if (sqlite3_prepare_v2(db,
-                                  "SELECT MIN(next_at_ms) FROM jobs WHERE state='pending' AND "
-                                  "next_at_ms>?",
-                                  -1, &st, NULL) == SQLITE_OK &&
+    } else if (stmt_prepare(db,
+                            "SELECT MIN(next_at_ms) FROM jobs WHERE state='pending' AND "
+                            "next_at_ms>?",
+                            &st) == SQLITE_OK &&
                sqlite3_bind_int64(st, 1, now_ms) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
                sqlite3_column_type(st, 0) != SQLITE_NULL) {
         /* Due jobs held back by a running entity are not counted: the worker finishing
@@ -812,11 +850,11 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_
         *next_due_ms = sqlite3_column_int64(st, 0);
     }
 out:
-    sqlite3_finalize(st);
+    stmt_release(st);
     /* CM_ENOTFOUND changed nothing; anything else but success is undone. */
-    if (in_tx && exec(db, rc == CM_OK || rc == CM_ENOTFOUND ? "COMMIT" : "ROLLBACK") != CM_OK &&
+    if (in_tx && run(db, rc == CM_OK || rc == CM_ENOTFOUND ? "COMMIT" : "ROLLBACK") != CM_OK &&
         rc == CM_OK) {
-        (void)exec(db, "ROLLBACK");
+        (void)run(db, "ROLLBACK");
         rc = CM_ESTORE;
     }
     pthread_mutex_unlock(&s->wr.mu);
@@ -892,12 +930,12 @@ cm_err_t gw_store_event_rerun(gw_store_t *s, int64_t event_id, int64_t now_ms, i
     *job_id = -1;
     writer_lock_low(s);
     writer_sync(s, 0);
-    if (sqlite3_prepare_v2(s->wr.db,
-                           "INSERT INTO jobs(event_id,kind,entity_id,tenant_id,state,next_at_ms,"
-                           "created_at_ms,updated_at_ms) SELECT id, job_kind, entity_id, "
-                           "tenant_id, 'pending', ?1, ?1, ?1 FROM events WHERE id=?2 AND "
-                           "job_kind IS NOT NULL RETURNING id",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (stmt_prepare(s->wr.db,
+                     "INSERT INTO jobs(event_id,kind,entity_id,tenant_id,state,next_at_ms,"
+                     "created_at_ms,updated_at_ms) SELECT id, job_kind, entity_id, "
+                     "tenant_id, 'pending', ?1, ?1, ?1 FROM events WHERE id=?2 AND "
+                     "job_kind IS NOT NULL RETURNING id",
+                     &st) != SQLITE_OK) {
         rc = sql_fail(s->wr.db, "prepare rerun");
     } else {
         sqlite3_bind_int64(st, 1, now_ms);
@@ -910,7 +948,7 @@ cm_err_t gw_store_event_rerun(gw_store_t *s, int64_t event_id, int64_t now_ms, i
         else
             rc = sql_fail(s->wr.db, "rerun");
     }
-    sqlite3_finalize(st);
+    stmt_release(st);
     pthread_mutex_unlock(&s->wr.mu);
     return rc;
 }
@@ -921,8 +959,8 @@ cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *q)
     cm_err_t rc = CM_OK;
     memset(q, 0, sizeof *q);
     pthread_mutex_lock(&s->rd.mu);
-    if (sqlite3_prepare_v2(s->rd.db, "SELECT state, COUNT(*) FROM jobs GROUP BY state", -1, &st,
-                           NULL) != SQLITE_OK) {
+    if (stmt_prepare(s->rd.db, "SELECT state, COUNT(*) FROM jobs GROUP BY state", &st) !=
+        SQLITE_OK) {
         rc = sql_fail(s->rd.db, "queue stats");
     } else {
         int step;
@@ -943,7 +981,7 @@ cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *q)
         if (step != SQLITE_DONE)
             rc = sql_fail(s->rd.db, "queue stats");
     }
-    sqlite3_finalize(st);
+    stmt_release(st);
     pthread_mutex_unlock(&s->rd.mu);
     return rc;
 }
@@ -997,8 +1035,8 @@ cm_err_t gw_store_entity_state(gw_store_t *s, const char *kind, const char *id, 
     sqlite3_stmt *st = NULL;
     cm_err_t rc = CM_ENOTFOUND;
     pthread_mutex_lock(&s->rd.mu);
-    if (sqlite3_prepare_v2(s->rd.db, "SELECT state, flags FROM entities WHERE kind=? AND id=?", -1,
-                           &st, NULL) != SQLITE_OK) {
+    if (stmt_prepare(s->rd.db, "SELECT state, flags FROM entities WHERE kind=? AND id=?", &st) !=
+        SQLITE_OK) {
         rc = sql_fail(s->rd.db, "prepare entity state");
     } else {
         bind_text(st, 1, kind);
@@ -1013,7 +1051,7 @@ cm_err_t gw_store_entity_state(gw_store_t *s, const char *kind, const char *id, 
             rc = sql_fail(s->rd.db, "entity state");
         }
     }
-    sqlite3_finalize(st);
+    stmt_release(st);
     pthread_mutex_unlock(&s->rd.mu);
     return rc;
 }
@@ -1078,7 +1116,7 @@ static cm_err_t saga_select(gw_store_t *s, const char *where, const char *key, g
              where);
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&s->rd.mu);
-    if (sqlite3_prepare_v2(s->rd.db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (stmt_prepare(s->rd.db, sql, &st) != SQLITE_OK) {
         rc = sql_fail(s->rd.db, "prepare saga");
     } else {
         bind_text(st, 1, key);
@@ -1103,7 +1141,7 @@ static cm_err_t saga_select(gw_store_t *s, const char *where, const char *key, g
             rc = sql_fail(s->rd.db, "saga");
         }
     }
-    sqlite3_finalize(st);
+    stmt_release(st);
     pthread_mutex_unlock(&s->rd.mu);
     return rc;
 }
@@ -1132,19 +1170,19 @@ cm_err_t gw_store_saga_put(gw_store_t *s, const gw_saga_t *sg, const char *step,
     /* The saga's state is what makes a restart resume correctly, so unlike other
      * bookkeeping it is committed with the configured durability. */
     writer_sync(s, s->sync_full);
-    cm_err_t rc = exec(db, "BEGIN IMMEDIATE");
-    if (!rc && sqlite3_prepare_v2(db,
-                                  "INSERT INTO sagas(id,tenant_id,state,reason,final,booking_uid,"
-                                  "payment_intent,wanted_ms,start_ms,tries,deadline_ms,refunded,"
-                                  "cancelled,created_at_ms,updated_at_ms) "
-                                  "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE "
-                                  "SET state=excluded.state, reason=excluded.reason, "
-                                  "final=excluded.final, booking_uid=excluded.booking_uid, "
-                                  "payment_intent=excluded.payment_intent, "
-                                  "start_ms=excluded.start_ms, tries=excluded.tries, "
-                                  "refunded=excluded.refunded, cancelled=excluded.cancelled, "
-                                  "updated_at_ms=excluded.updated_at_ms",
-                                  -1, &st, NULL) != SQLITE_OK)
+    cm_err_t rc = run(db, "BEGIN IMMEDIATE");
+    if (!rc && stmt_prepare(db,
+                            "INSERT INTO sagas(id,tenant_id,state,reason,final,booking_uid,"
+                            "payment_intent,wanted_ms,start_ms,tries,deadline_ms,refunded,"
+                            "cancelled,created_at_ms,updated_at_ms) "
+                            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE "
+                            "SET state=excluded.state, reason=excluded.reason, "
+                            "final=excluded.final, booking_uid=excluded.booking_uid, "
+                            "payment_intent=excluded.payment_intent, "
+                            "start_ms=excluded.start_ms, tries=excluded.tries, "
+                            "refunded=excluded.refunded, cancelled=excluded.cancelled, "
+                            "updated_at_ms=excluded.updated_at_ms",
+                            &st) != SQLITE_OK)
         rc = sql_fail(db, "prepare saga put");
     if (!rc) {
         bind_text(st, 1, sg->id);
@@ -1165,13 +1203,13 @@ cm_err_t gw_store_saga_put(gw_store_t *s, const gw_saga_t *sg, const char *step,
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = sql_fail(db, "saga put");
     }
-    sqlite3_finalize(st);
+    stmt_release(st);
     st = NULL;
     if (!rc && step) {
-        if (sqlite3_prepare_v2(db,
-                               "INSERT INTO saga_steps(saga_id,step,phase,detail,at_ms) "
-                               "VALUES(?,?,?,?,?)",
-                               -1, &st, NULL) != SQLITE_OK) {
+        if (stmt_prepare(db,
+                         "INSERT INTO saga_steps(saga_id,step,phase,detail,at_ms) "
+                         "VALUES(?,?,?,?,?)",
+                         &st) != SQLITE_OK) {
             rc = sql_fail(db, "prepare saga step");
         } else {
             bind_text(st, 1, sg->id);
@@ -1182,12 +1220,12 @@ cm_err_t gw_store_saga_put(gw_store_t *s, const gw_saga_t *sg, const char *step,
             if (sqlite3_step(st) != SQLITE_DONE)
                 rc = sql_fail(db, "saga step");
         }
-        sqlite3_finalize(st);
+        stmt_release(st);
     }
     if (!rc)
-        rc = exec(db, "COMMIT");
+        rc = run(db, "COMMIT");
     if (rc)
-        (void)exec(db, "ROLLBACK");
+        (void)run(db, "ROLLBACK");
     pthread_mutex_unlock(&s->wr.mu);
     return rc;
 }
@@ -1197,10 +1235,10 @@ int gw_store_saga_intent_open(gw_store_t *s, const char *id, const char *step)
     sqlite3_stmt *st = NULL;
     int open = -1;
     pthread_mutex_lock(&s->rd.mu);
-    if (sqlite3_prepare_v2(s->rd.db,
-                           "SELECT phase FROM saga_steps WHERE saga_id=? AND step=? "
-                           "ORDER BY id DESC LIMIT 1",
-                           -1, &st, NULL) == SQLITE_OK) {
+    if (stmt_prepare(s->rd.db,
+                     "SELECT phase FROM saga_steps WHERE saga_id=? AND step=? "
+                     "ORDER BY id DESC LIMIT 1",
+                     &st) == SQLITE_OK) {
         bind_text(st, 1, id);
         bind_text(st, 2, step);
         int r = sqlite3_step(st);
@@ -1211,7 +1249,7 @@ int gw_store_saga_intent_open(gw_store_t *s, const char *id, const char *step)
     }
     if (open < 0)
         (void)sql_fail(s->rd.db, "saga intent");
-    sqlite3_finalize(st);
+    stmt_release(st);
     pthread_mutex_unlock(&s->rd.mu);
     return open;
 }
