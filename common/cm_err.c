@@ -24,6 +24,7 @@ static const char *const names[CM__COUNT] = {
     [CM_ECONFIG] = "configuration error",
     [CM_ESTATE] = "invalid state",
     [CM_EPROTO] = "protocol error",
+    [CM_EAGAIN] = "needs the general path",
 };
 
 const char *cm_strerror(cm_err_t err)

@@ -30,6 +30,7 @@ typedef enum {
     CM_ECONFIG = 16,       /* configuration problem */
     CM_ESTATE = 17,        /* operation not allowed in the current state */
     CM_EPROTO = 18,        /* peer answered something we cannot use */
+    CM_EAGAIN = 19,        /* this way cannot tell; take the general path */
     CM__COUNT
 } cm_err_t;
 
