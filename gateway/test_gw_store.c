@@ -497,12 +497,29 @@ static const char *const v2_schema =
     " kind TEXT NOT NULL, entity_id TEXT, tenant_id TEXT, state TEXT NOT NULL DEFAULT 'pending',"
     " attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL, last_error TEXT,"
     " created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL);"
+    "CREATE INDEX jobs_entity ON jobs(entity_id, state);"
     "INSERT INTO events(provider,event_key,event_type,entity_id,job_kind,received_at_ms,body)"
     " VALUES('retell','k','call_analyzed','call_1','retell.call_analyzed',1000,'{}');"
     "INSERT INTO jobs(event_id,kind,entity_id,state,attempts,next_at_ms,last_error,"
     "created_at_ms,updated_at_ms) VALUES(1,'retell.call_analyzed','call_1','running',2,1000,"
     "'HTTP 500',1000,1500);"
     "PRAGMA user_version=2;";
+
+/* 1 if the database at path has an index of that name. */
+static int has_index(const char *path, const char *name)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    int found = 0;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type='index' AND name=?", -1, &q,
+                           NULL) == SQLITE_OK &&
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC) == SQLITE_OK)
+        found = sqlite3_step(q) == SQLITE_ROW;
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return found;
+}
 
 static int user_version(const char *path)
 {
@@ -530,7 +547,10 @@ Test(store, a_version_2_database_is_migrated_and_keeps_its_jobs)
                  sqlite3_errmsg(db));
     sqlite3_close(db);
     cr_assert_eq(gw_store_open(path, 1, &old, err), CM_OK, "%s", err);
-    cr_assert_eq(user_version(path), 3);
+    cr_assert_eq(user_version(path), 4);
+    /* Version 4: the whole-table entity index of jobs gives way to one of running jobs. */
+    cr_assert(!has_index(path, "jobs_entity"));
+    cr_assert(has_index(path, "jobs_running") && has_index(path, "jobs_event"));
     /* The job left running by the old gateway is recovered with the new columns. */
     cr_assert_eq(gw_store_recover(old, 2, 2000, &requeued), CM_OK);
     store_job_error(old, 1, why, sizeof why);
@@ -538,7 +558,7 @@ Test(store, a_version_2_database_is_migrated_and_keeps_its_jobs)
     gw_store_close(&old);
     /* Opening it again changes nothing. */
     cr_assert_eq(gw_store_open(path, 1, &old, err), CM_OK, "%s", err);
-    cr_assert_eq(user_version(path), 3);
+    cr_assert_eq(user_version(path), 4);
     gw_store_close(&old);
 }
 
