@@ -459,6 +459,58 @@ Test(store, stop_intake_commits_what_is_queued_then_refuses)
     cr_assert_eq(q.pending, N);
 }
 
+typedef struct {
+    cm_err_t rc;
+    gw_ingest_t result;
+    int answered;
+} outcome_t;
+
+static void outcome_cb(void *ud, cm_err_t rc, gw_ingest_t result)
+{
+    outcome_t *o = ud;
+    o->rc = rc;
+    o->result = result;
+    o->answered++;
+}
+
+/* A batch is written without a savepoint per event; one event the database refuses must
+ * still fail alone, with the others of its batch stored and deduplicated as usual. */
+Test(store, an_event_that_cannot_be_stored_fails_alone_in_its_batch)
+{
+    enum { N = 40, BAD = 17, DUP = 30 };
+    static gw_event_in_t evs[N];
+    static char keys[N][32];
+    static outcome_t out[N];
+    sqlite3 *other = NULL;
+    /* Another connection holds the write lock while the events queue, so they meet the
+     * committer as one batch rather than one by one. */
+    cr_assert_eq(sqlite3_open(dbpath, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%d", i == DUP ? 3 : i);
+        evs[i] = event(keys[i], "{}");
+        if (i == BAD)
+            evs[i].provider = NULL; /* NOT NULL in the schema: the insert fails */
+        cr_assert_eq(gw_store_ingest_async(st, &evs[i], outcome_cb, &out[i]), CM_OK);
+    }
+    cr_assert_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    gw_store_stop_intake(st);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(out[i].answered, 1, "event %d", i);
+        if (i == BAD)
+            cr_assert_eq(out[i].rc, CM_ESTORE);
+        else
+            cr_assert_eq(out[i].rc, CM_OK, "event %d", i);
+        if (i != BAD)
+            cr_assert_eq(out[i].result, i == DUP ? GW_INGEST_DUPLICATE : GW_INGEST_ACCEPTED,
+                         "event %d", i);
+    }
+    gw_queue_stats_t q;
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert_eq(q.pending, N - 2, "all but the refused event and the duplicate are queued");
+}
+
 Test(store, flags_only_merge_keeps_the_worker_state)
 {
     char state[32];
