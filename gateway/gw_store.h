@@ -94,6 +94,12 @@ cm_err_t gw_store_recover(gw_store_t *s, int max_attempts, int64_t now_ms, int *
  * On error the job is left as it was (the claim and the body read are one transaction). */
 cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_t *job,
                         int64_t *next_due_ms) CM_WUR;
+
+/* gw_store_job_done(done_id) and gw_store_claim in one transaction: a worker going from one
+ * job to the next pays one commit instead of two. On any error neither happened: the
+ * finished job is still 'running' and its outcome must be stored some other way. */
+cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, int64_t now_ms, int64_t lease_ms,
+                                 gw_job_t *job, int64_t *next_due_ms) CM_WUR;
 void gw_store_job_free(gw_job_t *job);
 
 /* Leases, for the running process's periodic path: in one transaction, renews the lease of

@@ -894,6 +894,12 @@ void gw_store_set_busy_timeout(gw_store_t *s, int ms)
 cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_t *job,
                         int64_t *next_due_ms)
 {
+    return gw_store_done_and_claim(s, 0, now_ms, lease_ms, job, next_due_ms);
+}
+
+cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, int64_t now_ms, int64_t lease_ms,
+                                 gw_job_t *job, int64_t *next_due_ms)
+{
     sqlite3 *db = s->wr.db;
     sqlite3_stmt *st = NULL;
     cm_err_t rc = CM_ENOTFOUND;
@@ -910,6 +916,22 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_
     if (!in_tx) {
         rc = CM_ESTORE;
         goto out;
+    }
+    /* The finished job's outcome rides in this transaction: one commit, and the same
+     * pages of jobs and its index, instead of a transaction of its own. Done first, so the
+     * claim below already sees its entity free. */
+    if (done_id > 0) {
+        if (stmt_prepare(db,
+                         "UPDATE jobs SET state='done', lease_until_ms=NULL, updated_at_ms=?1 "
+                         "WHERE id=?2",
+                         &st) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 1, now_ms) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 2, done_id) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE) {
+            rc = sql_fail(db, "job done");
+            goto out;
+        }
+        stmt_release(st);
+        st = NULL;
     }
     /* A job whose entity already has one running waits: per-entity serialisation. */
     if (stmt_prepare(db,

@@ -332,6 +332,13 @@ static cm_err_t finish(lane_t *w, const gw_job_t *job, job_result_t res, const c
     return rc;
 }
 
+/* finish() for a job that ended done, known by its id alone. */
+static cm_err_t finish_done(lane_t *lane, int64_t job_id)
+{
+    gw_job_t job = {.id = job_id};
+    return finish(lane, &job, JOB_DONE, "");
+}
+
 /* The lease check, done by whichever lane comes by first once per third of a lease: it
  * renews the leases of the jobs the lanes hold (a job may run longer than one lease) and
  * requeues running jobs nobody holds whose lease ran out (their outcome was not stored). */
@@ -390,6 +397,9 @@ static void *lane_main(void *arg)
      * each lane thread runs at a lower priority (Linux applies nice per thread). */
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
         CM_DEBUG("gw.worker", "lane priority unchanged");
+    /* A job that ended done is marked so in the next claim's transaction (one commit per
+     * job instead of two); until then it stays this lane's, under its lease. */
+    int64_t done_id = 0;
     for (;;) {
         pthread_mutex_lock(&w->mu);
         int stop = w->stopping;
@@ -400,8 +410,19 @@ static void *lane_main(void *arg)
         check_leases(lane);
         gw_job_t job;
         int64_t next_due = -1;
-        cm_err_t rc =
-            gw_store_claim(w->store, cm_clock_now_ms(), lane->cfg->job_lease_ms, &job, &next_due);
+        cm_err_t rc = gw_store_done_and_claim(w->store, done_id, cm_clock_now_ms(),
+                                              lane->cfg->job_lease_ms, &job, &next_due);
+        if (done_id) {
+            /* Not stored with the claim: store it alone, with finish()'s retries. */
+            if (rc != CM_OK && rc != CM_ENOTFOUND)
+                (void)finish_done(lane, done_id);
+            done_id = 0;
+            pthread_mutex_lock(&w->mu);
+            lane->job_id = rc == CM_OK ? job.id : 0;
+            pthread_mutex_unlock(&w->mu);
+            /* That entity is free again: a lane may be waiting for it. */
+            gw_worker_notify(w);
+        }
         if (rc == CM_ENOTFOUND) {
             gw_outbound_tick(w->ob); /* open -> half-open happens on time, not on demand */
             wait_for_work(w, gen, next_due);
@@ -441,6 +462,12 @@ static void *lane_main(void *arg)
                 : res == JOB_RETRY
                     ? (job.attempts >= lane->cfg->max_attempts && !lane->waiting ? "dead" : "retry")
                     : "dead"));
+        if (res == JOB_DONE) {
+            done_id = job.id; /* stored by the next claim */
+            cm_log_set_cid(NULL);
+            gw_store_job_free(&job);
+            continue;
+        }
         /* An outcome not stored is logged and counted there; the lease takes it from here. */
         (void)finish(lane, &job, res, err);
         pthread_mutex_lock(&w->mu);
@@ -451,6 +478,8 @@ static void *lane_main(void *arg)
         /* This entity is free again: a lane may be waiting for it. */
         gw_worker_notify(w);
     }
+    if (done_id) /* stopping: one try, else the lease brings the job back after a restart */
+        (void)finish_done(lane, done_id);
     return NULL;
 }
 

@@ -367,6 +367,34 @@ Test(store, one_running_job_per_entity)
     gw_store_job_free(&j2);
 }
 
+/* The finished job's done and the next claim are one transaction: the claim already sees
+ * the entity free, and with nothing left to claim the done is stored all the same. */
+Test(store, done_and_claim_finishes_the_job_and_claims_the_next_in_one_go)
+{
+    gw_ingest_t r;
+    gw_job_t j1, j2;
+    int64_t next;
+    gw_queue_stats_t q;
+    gw_event_in_t a = event("a", "{}"), b = event("b", "{}");
+    cr_assert_eq(gw_store_ingest(st, &a, &r), CM_OK);
+    cr_assert_eq(gw_store_ingest(st, &b, &r), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j1, &next), CM_OK);
+    /* b's entity (call_1) is busy with a until a is done. */
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j2, &next), CM_ENOTFOUND);
+    cr_assert_eq(gw_store_done_and_claim(st, j1.id, 2001, LEASE, &j2, &next), CM_OK);
+    cr_assert_str_eq(j2.entity_id, "call_1");
+    cr_assert_neq(j2.id, j1.id);
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert_eq(q.done, 1);
+    cr_assert_eq(q.running, 1);
+    gw_store_job_free(&j1);
+    cr_assert_eq(gw_store_done_and_claim(st, j2.id, 2002, LEASE, &j1, &next), CM_ENOTFOUND);
+    gw_store_job_free(&j2);
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert_eq(q.done, 2, "stored though nothing was claimed");
+    cr_assert_eq(q.running + q.pending, 0);
+}
+
 Test(store, dead_letter_replay_discard_and_rerun)
 {
     gw_ingest_t r;
