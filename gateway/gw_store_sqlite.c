@@ -64,6 +64,12 @@ struct gw_store {
     pending_t *head, *tail;
     int stopping;
     int started;
+    /* WAL checkpoints run on their own thread and connection (see checkpointer_main). */
+    conn_t ck;
+    pthread_t ckpt;
+    int ckpt_started, ckpt_wanted, ckpt_stopping;
+    pthread_mutex_t cmu;
+    pthread_cond_t ccv;
 };
 
 static const char *const schema =
@@ -566,6 +572,67 @@ void gw_store_stop_intake(gw_store_t *s)
         pthread_join(s->syncer, NULL);
 }
 
+/* ---- checkpoints ------------------------------------------------------------------ */
+
+/* SQLite's own auto-checkpoint copies the WAL into the database every 1000 pages (4 MB),
+ * inside the commit that crosses the mark, holding the writer: with random keys the intake
+ * and the workers cross it dozens of times a second, and each time an acknowledgement or a
+ * job waits for a checkpoint and its fsyncs. Here the writer only signals; a thread of its
+ * own runs PASSIVE checkpoints (they never block the writer) on its own connection, less
+ * often, so a page rewritten many times in between is copied once (ingest with workers
+ * 7.3-8.6k -> 11.3-11.9k req/s at 10000 pages). If the WAL still grows past CKPT_HARD
+ * pages (the thread cannot keep up, or a reader pins old frames), the committing writer
+ * checkpoints itself as SQLite would, so the WAL stays bounded. Durability is unchanged:
+ * the checkpoint connection is synchronous=NORMAL, which syncs the WAL before copying it
+ * and the database after. */
+enum { CKPT_PAGES = 8000, CKPT_HARD = 64000 };
+
+static int wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
+{
+    gw_store_t *s = ud;
+    if (pages >= CKPT_HARD) {
+        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    } else if (pages >= CKPT_PAGES) {
+        pthread_mutex_lock(&s->cmu);
+        s->ckpt_wanted = 1;
+        pthread_cond_signal(&s->ccv);
+        pthread_mutex_unlock(&s->cmu);
+    }
+    return SQLITE_OK;
+}
+
+static void *checkpointer_main(void *arg)
+{
+    gw_store_t *s = arg;
+    prctl(PR_SET_NAME, "gw-ckpt");
+    for (;;) {
+        pthread_mutex_lock(&s->cmu);
+        while (!s->ckpt_wanted && !s->ckpt_stopping)
+            pthread_cond_wait(&s->ccv, &s->cmu);
+        int stop = s->ckpt_stopping;
+        s->ckpt_wanted = 0;
+        pthread_mutex_unlock(&s->cmu);
+        if (stop)
+            break;
+        int rc = sqlite3_wal_checkpoint_v2(s->ck.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            CM_WARN("gw.store", "checkpoint: %s", sqlite3_errmsg(s->ck.db));
+    }
+    return NULL;
+}
+
+static void checkpointer_stop(gw_store_t *s)
+{
+    pthread_mutex_lock(&s->cmu);
+    s->ckpt_stopping = 1;
+    pthread_cond_signal(&s->ccv);
+    int started = s->ckpt_started;
+    s->ckpt_started = 0;
+    pthread_mutex_unlock(&s->cmu);
+    if (started)
+        pthread_join(s->ckpt, NULL);
+}
+
 /* Takes the writer for bookkeeping, after any batch the committer is waiting to write. */
 static void writer_lock_low(gw_store_t *s)
 {
@@ -632,6 +699,8 @@ cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *
     pthread_cond_init(&s->prio_cv, NULL);
     pthread_mutex_init(&s->smu, NULL);
     pthread_cond_init(&s->scv, NULL);
+    pthread_mutex_init(&s->cmu, NULL);
+    pthread_cond_init(&s->ccv, NULL);
     s->wal_fd = -1;
     rc = conn_open(&s->wr, path, sync_full, err);
     if (!rc)
@@ -647,6 +716,16 @@ cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *
     }
     if (!rc)
         rc = conn_open(&s->rd, path, sync_full, err);
+    if (!rc)
+        rc = conn_open(&s->ck, path, 0, err);
+    if (!rc) {
+        /* Replaces SQLite's auto-checkpoint on the one connection that writes. */
+        sqlite3_wal_hook(s->wr.db, wal_hook, s);
+        if (pthread_create(&s->ckpt, NULL, checkpointer_main, s) != 0)
+            rc = CM_ENOMEM;
+        else
+            s->ckpt_started = 1;
+    }
     if (!rc && (stmt_prepare(s->wr.db,
                              "INSERT INTO events(provider,event_key,alt_key,event_type,entity_id,"
                              "tenant_id,job_kind,received_at_ms,headers,body) "
@@ -694,17 +773,21 @@ void gw_store_close(gw_store_t **sp)
     if (!s)
         return;
     gw_store_stop_intake(s);
+    checkpointer_stop(s);
     sqlite3_finalize(s->st_event);
     sqlite3_finalize(s->st_job);
     sqlite3_finalize(s->st_dup);
     for (size_t i = 0; i < sizeof s->st_tx / sizeof s->st_tx[0]; i++)
         sqlite3_finalize(s->st_tx[i]);
+    conn_close(&s->ck);
     conn_close(&s->rd);
     conn_close(&s->wr);
     if (s->wal_fd >= 0)
         close(s->wal_fd);
     pthread_cond_destroy(&s->scv);
     pthread_mutex_destroy(&s->smu);
+    pthread_cond_destroy(&s->ccv);
+    pthread_mutex_destroy(&s->cmu);
     pthread_cond_destroy(&s->qcv);
     pthread_mutex_destroy(&s->qmu);
     pthread_cond_destroy(&s->prio_cv);

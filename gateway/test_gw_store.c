@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -537,6 +539,34 @@ Test(store, an_event_that_cannot_be_stored_fails_alone_in_its_batch)
     gw_queue_stats_t q;
     cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
     cr_assert_eq(q.pending, N - 2, "all but the refused event and the duplicate are queued");
+}
+
+/* SQLite's auto-checkpoint is off on the writer; the store's own thread must still copy
+ * the WAL into the database once it passes its mark, or the WAL would only grow. */
+Test(store, the_wal_is_checkpointed_into_the_database_while_open)
+{
+    enum { N = 4500, BODY = 8000 }; /* about 9000 WAL pages, past the 8000-page mark */
+    static gw_event_in_t evs[N];
+    static char keys[N][16];
+    static char body[BODY + 16];
+    int done = 0;
+    struct stat sb;
+    snprintf(body, sizeof body, "{\"x\":\"%0*d\"}", BODY, 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "w%d", i);
+        evs[i] = event(keys[i], body);
+        cr_assert_eq(gw_store_ingest_async(st, &evs[i], count_cb, &done), CM_OK);
+    }
+    gw_store_stop_intake(st);
+    cr_assert_eq(done, N);
+    /* The checkpoint runs beside the writer: wait for the database file to hold the
+     * events (it is a few pages until a checkpoint copies the WAL into it). */
+    off_t want = (off_t)N * BODY / 2;
+    struct timespec nap = {0, 20 * 1000 * 1000};
+    for (int i = 0; i < 1500 && (stat(dbpath, &sb) != 0 || sb.st_size < want); i++)
+        nanosleep(&nap, NULL);
+    cr_assert_eq(stat(dbpath, &sb), 0);
+    cr_assert_geq(sb.st_size, want, "database %lld bytes after 30 s", (long long)sb.st_size);
 }
 
 Test(store, flags_only_merge_keeps_the_worker_state)
