@@ -61,10 +61,26 @@ static int parse_request(const gw_tenant_t *t, const json_t *cad, request_t *rq,
 
 /* Persists the saga with one step-log line; a store failure makes the job retry, and the
  * saga resumes from its last persisted state. */
+/* The call-level view of a finished saga. */
+static const char *call_state_of(const gw_saga_t *sg)
+{
+    return !strcmp(sg->state, "completed")        ? "booked"
+           : !strcmp(sg->state, "failed_no_slot") ? "no_slot"
+                                                  : sg->state;
+}
+
 static int save(gw_saga_env_t *env, gw_saga_t *sg, const char *step, const char *phase,
                 const char *detail, char *err)
 {
+    /* The save that ends gw_saga_run's saga sets the call's state in the same transaction:
+     * written apart, a reader could see the saga ended and the call not, and a failed
+     * second write left the call's view wrong for good. */
+    if (env->mirror_call && gw_saga_state_final(sg->state))
+        snprintf(sg->call_state, sizeof sg->call_state, "%s", call_state_of(sg));
+    else
+        sg->call_state[0] = '\0';
     cm_err_t rc = gw_store_saga_put(env->store, sg, step, phase, detail, cm_clock_now_ms());
+    sg->call_state[0] = '\0';
     if (rc)
         cm_errf(err, "store: saga %s not saved: %s", sg->id, cm_strerror(rc));
     return rc ? -1 : 0;
@@ -185,7 +201,9 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
 
     if (parse_request(t, cad, &rq, err))
         return GW_SAGA_DEAD;
+    env->mirror_call = 1;
     cm_err_t rc = gw_store_saga_get(env->store, call_id, &sg);
+    int was_final = rc == CM_OK && gw_saga_state_final(sg.state);
     if (rc == CM_ENOTFOUND) {
         memset(&sg, 0, sizeof sg);
         snprintf(sg.id, sizeof sg.id, "%s", call_id);
@@ -355,15 +373,15 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
         end_metrics(env, &sg);
         return GW_SAGA_DONE;
     }
-    /* Mirror the outcome onto the call entity for the call-level view. */
-    if (res == GW_SAGA_DONE) {
-        const char *cs = !strcmp(sg.state, "completed")        ? "booked"
-                         : !strcmp(sg.state, "failed_no_slot") ? "no_slot"
-                                                               : sg.state;
-        if (gw_store_entity_set(env->store, "call", sg.id, t->id, cs,
-                                sg.booking_uid[0] ? sg.booking_uid : NULL,
-                                sg.reason[0] ? sg.reason : NULL, cm_clock_now_ms()))
-            CM_WARN("gw.saga", "call %s: outcome not mirrored", sg.id);
+    /* A saga that was over before this run (a redelivered or replayed event) had its
+     * call's state set when it ended; set it again for one whose call's state an older
+     * gateway failed to write. A failure here is retried like any store failure. */
+    if (res == GW_SAGA_DONE && was_final &&
+        gw_store_entity_set(env->store, "call", sg.id, t->id, call_state_of(&sg),
+                            sg.booking_uid[0] ? sg.booking_uid : NULL,
+                            sg.reason[0] ? sg.reason : NULL, cm_clock_now_ms())) {
+        cm_errf(err, "store: call %s state not written", sg.id);
+        return GW_SAGA_RETRY;
     }
     return res;
 }

@@ -40,6 +40,7 @@ typedef struct {
                             * the saga half-done, so it goes to a person instead */
     int waiting;           /* out: RETRY because a provider's breaker or limiter said wait:
                             * not a failed attempt; the saga's deadline bounds the wait */
+    int mirror_call;       /* internal: gw_saga_run's final save also sets the call's state */
 } gw_saga_env_t;
 
 /* Runs (or resumes) the saga of a call_analyzed event. err says why on RETRY/DEAD. */

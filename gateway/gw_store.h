@@ -169,6 +169,10 @@ typedef struct {
     int64_t deadline_ms;     /* wall time after which a waiting saga goes to a person */
     int64_t created_at_ms;   /* wall time */
     int refunded, cancelled; /* compensations done */
+    /* Not stored with the saga: when set, gw_store_saga_put also sets the call entity (id)
+     * to this state, with booking_uid as its ref and reason as its error, in the same
+     * transaction, so the call's view never disagrees with a finished saga. */
+    char call_state[32];
 } gw_saga_t;
 
 /* CM_ENOTFOUND when the call has no saga. */
@@ -176,7 +180,8 @@ cm_err_t gw_store_saga_get(gw_store_t *s, const char *id, gw_saga_t *out) CM_WUR
 /* The saga whose booking is uid; CM_ENOTFOUND when none. */
 cm_err_t gw_store_saga_by_booking(gw_store_t *s, const char *uid, gw_saga_t *out) CM_WUR;
 /* Inserts or replaces the saga row and appends one line to its step log (step, phase:
- * "intent", "done", "failed", detail may be NULL) in one transaction. */
+ * "intent", "done", "failed", detail may be NULL) in one transaction, with the call
+ * entity's state when sg->call_state is set. */
 cm_err_t gw_store_saga_put(gw_store_t *s, const gw_saga_t *sg, const char *step, const char *phase,
                            const char *detail, int64_t now_ms) CM_WUR;
 /* Whether the step log's last line for step is an intent (1) or not (0): the step may

@@ -1211,16 +1211,19 @@ cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *q)
     return rc;
 }
 
+/* gw_store_entity_set's statement; gw_store_saga_put runs it too. */
+static const char entity_set_sql[] =
+    "INSERT INTO entities(kind,id,tenant_id,state,ref,error,updated_at_ms) "
+    "VALUES(?,?,?,?,?,?,?) ON CONFLICT(kind,id) DO UPDATE SET "
+    "tenant_id=COALESCE(excluded.tenant_id,entities.tenant_id), "
+    "state=excluded.state, ref=COALESCE(excluded.ref,entities.ref), "
+    "error=excluded.error, updated_at_ms=excluded.updated_at_ms";
+
 cm_err_t gw_store_entity_set(gw_store_t *s, const char *kind, const char *id, const char *tenant_id,
                              const char *state, const char *ref, const char *error, int64_t now_ms)
 {
-    return work_write(s, NULL,
-                      "INSERT INTO entities(kind,id,tenant_id,state,ref,error,updated_at_ms) "
-                      "VALUES(?,?,?,?,?,?,?) ON CONFLICT(kind,id) DO UPDATE SET "
-                      "tenant_id=COALESCE(excluded.tenant_id,entities.tenant_id), "
-                      "state=excluded.state, ref=COALESCE(excluded.ref,entities.ref), "
-                      "error=excluded.error, updated_at_ms=excluded.updated_at_ms",
-                      "tttttti", kind, id, tenant_id, state, ref, error, now_ms);
+    return work_write(s, NULL, entity_set_sql, "tttttti", kind, id, tenant_id, state, ref, error,
+                      now_ms);
 }
 
 cm_err_t gw_store_entity_merge(gw_store_t *s, const char *kind, const char *id,
@@ -1445,6 +1448,23 @@ cm_err_t gw_store_saga_put(gw_store_t *s, const gw_saga_t *sg, const char *step,
             sqlite3_bind_int64(st, 5, now_ms);
             if (sqlite3_step(st) != SQLITE_DONE)
                 rc = sql_fail(db, "saga step");
+        }
+        stmt_release(st);
+        st = NULL;
+    }
+    if (!rc && sg->call_state[0]) {
+        if (stmt_prepare(db, entity_set_sql, &st) != SQLITE_OK) {
+            rc = sql_fail(db, "prepare call state");
+        } else {
+            bind_text(st, 1, "call");
+            bind_text(st, 2, sg->id);
+            bind_text(st, 3, nz(sg->tenant_id));
+            bind_text(st, 4, sg->call_state);
+            bind_text(st, 5, nz(sg->booking_uid));
+            bind_text(st, 6, nz(sg->reason));
+            sqlite3_bind_int64(st, 7, now_ms);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = sql_fail(db, "call state");
         }
         stmt_release(st);
     }

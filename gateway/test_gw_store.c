@@ -569,6 +569,37 @@ Test(store, the_wal_is_checkpointed_into_the_database_while_open)
     cr_assert_geq(sb.st_size, want, "database %lld bytes after 30 s", (long long)sb.st_size);
 }
 
+/* A saga's save with call_state also sets the call entity, in the same transaction; a
+ * save without it leaves the call alone. */
+Test(store, saga_put_sets_the_calls_state_with_the_saga)
+{
+    char state[32];
+    gw_saga_t sg, back;
+    memset(&sg, 0, sizeof sg);
+    snprintf(sg.id, sizeof sg.id, "call_9");
+    snprintf(sg.tenant_id, sizeof sg.tenant_id, "acme");
+    snprintf(sg.state, sizeof sg.state, "booked");
+    snprintf(sg.booking_uid, sizeof sg.booking_uid, "uid-9");
+    sg.deadline_ms = 9000;
+    cr_assert_eq(gw_store_saga_put(st, &sg, "book", "done", NULL, 1000), CM_OK);
+    cr_assert_eq(gw_store_entity_state(st, "call", "call_9", state, sizeof state, NULL),
+                 CM_ENOTFOUND);
+    snprintf(sg.state, sizeof sg.state, "completed");
+    snprintf(sg.call_state, sizeof sg.call_state, "booked");
+    cr_assert_eq(gw_store_saga_put(st, &sg, "confirm", "done", NULL, 2000), CM_OK);
+    cr_assert_eq(gw_store_entity_state(st, "call", "call_9", state, sizeof state, NULL), CM_OK);
+    cr_assert_str_eq(state, "booked");
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 16);
+    cr_assert_eq(gw_store_entity_json(st, "call", "call_9", &b), CM_OK);
+    cr_assert(strstr(b.data, "\"ref\":\"uid-9\""), "%s", b.data);
+    cr_assert(strstr(b.data, "\"tenant_id\":\"acme\""), "%s", b.data);
+    cm_buf_free(&b);
+    cr_assert_eq(gw_store_saga_get(st, "call_9", &back), CM_OK);
+    cr_assert_str_eq(back.state, "completed");
+    cr_assert_str_eq(back.call_state, "", "not a stored column");
+}
+
 Test(store, flags_only_merge_keeps_the_worker_state)
 {
     char state[32];
