@@ -38,6 +38,7 @@ typedef struct {
     uint64_t seed;
     uint16_t control_port;
     const char *log_level;
+    uint64_t speed; /* the clock speed-up this process runs under (libfaketime); 1: none */
     flag_link_t links[MAX_FLAG_LINKS];
     size_t nlinks;
 } ch_opts_t;
@@ -45,6 +46,7 @@ typedef struct {
 static const char usage[] =
     "usage: chaos-proxy --ready-file FILE [--seed N] [--control-port P]\n"
     "                   [--link NAME=HOST:PORT]... [--log-level debug|info|warn|error]\n"
+    "                   [--speed N]\n"
     "\n"
     "A TCP proxy that injects network faults (latency, jitter, bandwidth, slicing, reset,\n"
     "black hole, timeout, down) between a client and its upstreams. Each link listens on a\n"
@@ -58,6 +60,10 @@ static const char usage[] =
     "  --control-port P         port of the control API (default 0: a free port)\n"
     "  --link NAME=HOST:PORT    a link (repeatable); NAME is 1-32 of a-z 0-9 _ -\n"
     "  --log-level L            minimum log level (default info)\n"
+    "  --speed N                the clock speed-up it runs under (libfaketime), 1..1000\n"
+    "                           (default 1): the upstream connect timeout (5 s) is\n"
+    "                           multiplied by it, so it stays the same in real time.\n"
+    "                           Fault times (latency, timeout, ...) are simulated time.\n"
     "  --help                   this text\n";
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -112,8 +118,8 @@ static int parse_link(const char *val, ch_opts_t *o, char *err, size_t cap)
 /* Returns 0 to run, 1 when --help was asked for, -1 on a usage error (err says why). */
 static int parse_args(int argc, char **argv, ch_opts_t *o, char *err, size_t cap)
 {
-    *o = (ch_opts_t){.seed = 1, .log_level = "info"};
-    const char *seed = NULL, *cport = NULL;
+    *o = (ch_opts_t){.seed = 1, .log_level = "info", .speed = 1};
+    const char *seed = NULL, *cport = NULL, *speed = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
@@ -122,10 +128,10 @@ static int parse_args(int argc, char **argv, ch_opts_t *o, char *err, size_t cap
         const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
         size_t nl = eq ? (size_t)(eq - a) : strlen(a);
         const char *val = eq ? eq + 1 : NULL;
-        static const char *const flags[] = {"--ready-file", "--seed", "--control-port", "--link",
-                                            "--log-level"};
+        static const char *const flags[] = {"--ready-file", "--seed",      "--control-port",
+                                            "--link",       "--log-level", "--speed"};
         int k = -1;
-        for (int f = 0; f < 5 && k < 0; f++)
+        for (int f = 0; f < 6 && k < 0; f++)
             if (strlen(flags[f]) == nl && strncmp(a, flags[f], nl) == 0)
                 k = f;
         if (k < 0) {
@@ -153,8 +159,11 @@ static int parse_args(int argc, char **argv, ch_opts_t *o, char *err, size_t cap
             if (parse_link(val, o, err, cap) != 0)
                 return -1;
             break;
-        default:
+        case 4:
             o->log_level = val;
+            break;
+        default:
+            speed = val;
             break;
         }
     }
@@ -164,6 +173,10 @@ static int parse_args(int argc, char **argv, ch_opts_t *o, char *err, size_t cap
     }
     if (seed && parse_u64(seed, &o->seed) != 0) {
         snprintf(err, cap, "--seed must be an unsigned 64-bit integer, not '%s'", seed);
+        return -1;
+    }
+    if (speed && (parse_u64(speed, &o->speed) != 0 || o->speed < 1 || o->speed > 1000)) {
+        snprintf(err, cap, "--speed must be 1..1000, not '%s'", speed);
         return -1;
     }
     uint64_t p = 0;
@@ -205,7 +218,12 @@ static cm_err_t app_start(ch_app_t *app, const ch_opts_t *o, char *err)
         cm_errf(err, "out of memory");
         return CM_ENOMEM;
     }
-    app->links = ch_links_new(&(ch_links_cfg_t){.seed = o->seed, .journal = app->journal}, err);
+    /* The upstream's accept is real time: keep the connect timeout's real length. */
+    app->links = ch_links_new(
+        &(ch_links_cfg_t){.seed = o->seed,
+                          .journal = app->journal,
+                          .connect_timeout_ms = CH_LINK_CONNECT_TIMEOUT_MS * (int64_t)o->speed},
+        err);
     if (!app->links)
         return CM_ENOMEM;
     for (size_t i = 0; i < o->nlinks; i++) {

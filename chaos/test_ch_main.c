@@ -128,6 +128,10 @@ Test(main, flag_errors_exit_2)
                        2, "--control-port must be 0..65535, not '70000'");
     expect_usage_error((const char *[]){"--ready-file", "/tmp/x", "--log-level", "loud", NULL}, 2,
                        "--log-level must be debug, info, warn or error");
+    expect_usage_error((const char *[]){"--ready-file", "/tmp/x", "--speed", "0", NULL}, 2,
+                       "--speed must be 1..1000, not '0'");
+    expect_usage_error((const char *[]){"--ready-file", "/tmp/x", "--speed=1001", NULL}, 2,
+                       "--speed must be 1..1000, not '1001'");
     expect_usage_error((const char *[]){"--ready-file", "/tmp/x", "--bogus", NULL}, 2,
                        "unknown option '--bogus'");
     expect_usage_error((const char *[]){"--ready-file", NULL}, 2,

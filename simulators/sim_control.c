@@ -207,13 +207,14 @@ static void h_send_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, void 
         cm_errf(err, "copies must be between 1 and %d", SIM_RETELL_MAX_COPIES);
         rc = CM_EINVAL;
     }
-    if (!rc && (retries < 0 || retries > SIM_RETELL_MAX_RETRIES || opt.retry_interval_ms < 0 ||
-                opt.retry_interval_ms > 3600000 || opt.timeout_ms < 0 || opt.timeout_ms > 600000 ||
-                opt.delay_ms < 0 || opt.delay_ms > 3600000)) {
+    if (!rc &&
+        (retries < 0 || retries > SIM_RETELL_MAX_RETRIES || opt.retry_interval_ms < 0 ||
+         opt.retry_interval_ms > 3600000 || opt.timeout_ms < 0 ||
+         opt.timeout_ms > SIM_TIMEOUT_MAX_MS || opt.delay_ms < 0 || opt.delay_ms > 3600000)) {
         cm_errf(err,
                 "retries must be 0..%d; retry_interval_ms and delay_ms 0..3600000; "
-                "timeout_ms 0..600000",
-                SIM_RETELL_MAX_RETRIES);
+                "timeout_ms 0..%d",
+                SIM_RETELL_MAX_RETRIES, SIM_TIMEOUT_MAX_MS);
         rc = CM_EINVAL;
     }
     opt.copies = (unsigned)copies;

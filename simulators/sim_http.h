@@ -11,6 +11,11 @@
 #include "cm_err.h"
 #include "cm_http_server.h"
 
+/* The longest answer timeout a simulated provider accepts from a flag or the control API
+ * (simulated time): a 10 s timeout at the largest clock speed-up, 1000 (simulators --speed
+ * multiplies the providers' default answer timeouts so they keep their real length). */
+#define SIM_TIMEOUT_MAX_MS 10000000
+
 /* 1 when the Authorization header is exactly "Bearer <key>" (scheme matched without
  * regard to case, the key compared in constant time), else 0. */
 int sim_http_bearer_ok(const cm_http_req_t *req, const char *key);

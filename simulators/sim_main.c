@@ -24,6 +24,7 @@
 #include "sim_calcom.h"
 #include "sim_control.h"
 #include "sim_fault.h"
+#include "sim_http.h"
 #include "sim_journal.h"
 #include "sim_retell.h"
 #include "sim_stripe.h"
@@ -47,6 +48,7 @@ typedef struct {
     unsigned threads;
     unsigned retell_retries;
     int64_t retell_retry_interval_ms, retell_timeout_ms;
+    unsigned speed; /* the clock speed-up this process runs under (libfaketime); 1: none */
 } sim_opts_t;
 
 static const char usage[] =
@@ -55,7 +57,7 @@ static const char usage[] =
     "                  [--stripe-api-key K] [--stripe-webhook-secret S]\n"
     "                  [--calcom-taken-status 400|409] [--faults FILE] [--journal-size N]\n"
     "                  [--retell-retries N] [--retell-retry-interval MS] [--retell-timeout-ms MS]\n"
-    "                  [--calcom-rate-limit N] [--threads N]\n"
+    "                  [--calcom-rate-limit N] [--threads N] [--speed N]\n"
     "\n"
     "Runs the Retell, Cal.com v2 and Stripe simulators and their control API on free\n"
     "ports of 127.0.0.1, then writes {\"pid\",\"retell\",\"calcom\",\"stripe\",\"control\"} to\n"
@@ -75,12 +77,19 @@ static const char usage[] =
     "  --journal-size N             records the journal keeps (default 10000)\n"
     "  --retell-retries N           Retell delivery retries on non-2xx/timeout (default 3)\n"
     "  --retell-retry-interval MS   pause before each retry (default 1000)\n"
-    "  --retell-timeout-ms MS       per-attempt timeout (default 10000)\n"
+    "  --retell-timeout-ms MS       per-attempt timeout (default 10000 x --speed)\n"
     "  --calcom-rate-limit N        Cal.com requests/min per API key, 0: none (default 120)\n"
     "  --threads N                  provider servers: 0 = a thread per connection (default;\n"
     "                               a hang or latency fault holds only its own connection),\n"
     "                               N = an epoll pool of N threads (faster; each hang or\n"
     "                               latency fault in progress holds one of the N)\n"
+    "  --speed N                    the clock speed-up these simulators run under\n"
+    "                               (libfaketime), 1..1000 (default 1). The providers'\n"
+    "                               default answer timeouts (Retell's and Stripe's 10 s\n"
+    "                               webhook timeouts) are multiplied by it: the receiver's\n"
+    "                               work is real time and does not speed up, so the\n"
+    "                               provider's patience must not shrink with the clock.\n"
+    "                               Timeouts given explicitly are simulated time.\n"
     "  --help                       this text\n";
 
 /* The default, overridden by the environment variable when it is set. */
@@ -131,7 +140,7 @@ static int parse_args(int argc, char **argv, sim_opts_t *o, char *err, size_t ca
         .calcom_taken_status = 400,
     };
     const char *seed = NULL, *taken = NULL, *jsize = NULL, *rretries = NULL, *rinterval = NULL,
-               *rtimeout = NULL, *rate = NULL, *threads = NULL;
+               *rtimeout = NULL, *rate = NULL, *threads = NULL, *speed = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
@@ -162,6 +171,8 @@ static int parse_args(int argc, char **argv, sim_opts_t *o, char *err, size_t ca
             dest = &rate;
         if (!dest && nl == 9 && strncmp(a, "--threads", nl) == 0)
             dest = &threads;
+        if (!dest && nl == 7 && strncmp(a, "--speed", nl) == 0)
+            dest = &speed;
         if (!dest) {
             snprintf(err, cap, "unknown option '%.*s'", (int)nl, a);
             return -1;
@@ -209,9 +220,19 @@ static int parse_args(int argc, char **argv, sim_opts_t *o, char *err, size_t ca
         }
         o->retell_retry_interval_ms = (int64_t)v;
     }
+    o->speed = 1;
+    if (speed) {
+        if (parse_u64(speed, &v) != 0 || v < 1 || v > 1000) {
+            snprintf(err, cap, "--speed must be 1..1000, not '%s'", speed);
+            return -1;
+        }
+        o->speed = (unsigned)v;
+        o->retell_timeout_ms = SIM_RETELL_WEBHOOK_TIMEOUT_MS * (int64_t)v;
+    }
     if (rtimeout) {
-        if (parse_u64(rtimeout, &v) != 0 || v < 1 || v > 600000) {
-            snprintf(err, cap, "--retell-timeout-ms must be 1..600000, not '%s'", rtimeout);
+        if (parse_u64(rtimeout, &v) != 0 || v < 1 || v > SIM_TIMEOUT_MAX_MS) {
+            snprintf(err, cap, "--retell-timeout-ms must be 1..%d, not '%s'", SIM_TIMEOUT_MAX_MS,
+                     rtimeout);
             return -1;
         }
         o->retell_timeout_ms = (int64_t)v;
@@ -315,10 +336,12 @@ static cm_err_t app_start(sim_app_t *app, const sim_opts_t *o, char *err)
                                                      .seed = o->seed,
                                                      .journal = app->journal,
                                                      .rate_limit = o->calcom_rate_limit});
-    app->stripe = sim_stripe_new(&(sim_stripe_cfg_t){.api_key = o->stripe_api_key,
-                                                     .webhook_secret = o->stripe_webhook_secret,
-                                                     .seed = o->seed,
-                                                     .journal = app->journal});
+    app->stripe = sim_stripe_new(&(sim_stripe_cfg_t){
+        .api_key = o->stripe_api_key,
+        .webhook_secret = o->stripe_webhook_secret,
+        .seed = o->seed,
+        .journal = app->journal,
+        .webhook_timeout_ms = SIM_STRIPE_WEBHOOK_TIMEOUT_MS * (int64_t)o->speed});
     app->control = (sim_control_t){app->retell, app->calcom, app->stripe, app->fault, app->journal};
     app->srv_retell = new_server("sim.retell", o->threads);
     app->srv_calcom = new_server("sim.calcom", o->threads);

@@ -772,11 +772,11 @@ cm_err_t sim_retell_send_webhook(sim_retell_t *r, const char *call_id, const sim
     j->delay_ms = opt->delay_ms;
     j->retries = opt->retries;
     j->interval_ms = opt->retry_interval_ms;
-    j->timeout_ms = opt->timeout_ms > 0 ? opt->timeout_ms : SIM_RETELL_WEBHOOK_TIMEOUT_MS;
 
     /* Copy what is needed and let go of the lock: the receiver may call GET
      * /v2/get-call while the delivery is in flight. */
     pthread_mutex_lock(&r->mu);
+    j->timeout_ms = opt->timeout_ms > 0 ? opt->timeout_ms : r->timeout_ms;
     json_t *stored = json_object_get(r->calls, call_id);
     json_t *call = stored ? json_deep_copy(stored) : NULL;
     int have_url = r->webhook_url != NULL;
@@ -987,9 +987,9 @@ cm_err_t sim_retell_set_delivery_defaults(sim_retell_t *r, unsigned retries, int
                                           int64_t timeout_ms, char *err)
 {
     if (retries > SIM_RETELL_MAX_RETRIES || interval_ms < 0 || interval_ms > 3600000 ||
-        timeout_ms < 1 || timeout_ms > 600000) {
-        cm_errf(err, "retries must be 0..%d, retry_interval_ms 0..3600000, timeout_ms 1..600000",
-                SIM_RETELL_MAX_RETRIES);
+        timeout_ms < 1 || timeout_ms > SIM_TIMEOUT_MAX_MS) {
+        cm_errf(err, "retries must be 0..%d, retry_interval_ms 0..3600000, timeout_ms 1..%d",
+                SIM_RETELL_MAX_RETRIES, SIM_TIMEOUT_MAX_MS);
         return CM_EINVAL;
     }
     pthread_mutex_lock(&r->mu);

@@ -80,7 +80,8 @@ sim_stripe_t *sim_stripe_new(const sim_stripe_cfg_t *cfg)
     s->idem = json_object();
     s->wh_secrets = json_array();
     s->wh_schedule = json_pack("[i,i,i]", 60000, 600000, 3600000);
-    s->wh_timeout_ms = 10000;
+    s->wh_timeout_ms =
+        cfg->webhook_timeout_ms > 0 ? cfg->webhook_timeout_ms : SIM_STRIPE_WEBHOOK_TIMEOUT_MS;
     snprintf(s->decline_code, sizeof s->decline_code, "generic_decline");
     s->api_key = strdup(cfg->api_key);
     s->webhook_secret = strdup(cfg->webhook_secret ? cfg->webhook_secret : "");
@@ -1105,8 +1106,8 @@ cm_err_t sim_stripe_set_webhook(sim_stripe_t *s, const json_t *cfg, char *err)
         return CM_EINVAL;
     }
     if (tmo && (!json_is_integer(tmo) || json_integer_value(tmo) < 1 ||
-                json_integer_value(tmo) > 600000)) {
-        cm_errf(err, "timeout_ms must be 1..600000");
+                json_integer_value(tmo) > SIM_TIMEOUT_MAX_MS)) {
+        cm_errf(err, "timeout_ms must be 1..%d", SIM_TIMEOUT_MAX_MS);
         return CM_EINVAL;
     }
     char *copy = strdup(url);

@@ -42,7 +42,11 @@ typedef struct {
     const char *webhook_secret; /* for Stripe's webhooks (a later issue); copied */
     uint64_t seed;              /* id stream seed */
     sim_journal_t *journal;     /* borrowed, may be NULL: effects and delivery attempts */
+    int64_t webhook_timeout_ms; /* per delivery attempt until changed; 0: 10 s */
 } sim_stripe_cfg_t;
+
+/* How long Stripe waits for a webhook endpoint's answer by default. */
+#define SIM_STRIPE_WEBHOOK_TIMEOUT_MS 10000
 
 /* NULL when out of memory or api_key is empty. */
 sim_stripe_t *sim_stripe_new(const sim_stripe_cfg_t *cfg);

@@ -145,11 +145,15 @@ static cm_err_t start_child(sc_ctx_t *ctx, sc_proc_t *p, const char *name, const
 
 static cm_err_t start_simulators(sc_ctx_t *ctx)
 {
-    char ready_path[PATH_MAX + 16], seed[32];
+    char ready_path[PATH_MAX + 16], seed[32], speed[16];
     json_t *ready = NULL;
     snprintf(ready_path, sizeof ready_path, "%s/sim.ready", ctx->tmpdir);
     snprintf(seed, sizeof seed, "%lld", ctx->seed);
-    const char *argv[] = {ctx->opts->simulators, "--ready-file", ready_path, "--seed", seed, NULL};
+    /* The speed-up, so the providers' answer timeouts keep their real length (a gateway's
+     * work does not speed up with the clock): a scenario means the same at any speed. */
+    snprintf(speed, sizeof speed, "%d", ctx->speed > 1 ? ctx->speed : 1);
+    const char *argv[] = {
+        ctx->opts->simulators, "--ready-file", ready_path, "--seed", seed, "--speed", speed, NULL};
     char *env[4] = {NULL};
     size_t nenv = 0;
     cm_err_t rc = CM_OK;
@@ -188,13 +192,14 @@ static cm_err_t start_simulators(sc_ctx_t *ctx)
 static cm_err_t start_chaos(sc_ctx_t *ctx)
 {
     static const sc_target_t upstream[SC_LINKS] = {SC_TO_CALCOM, SC_TO_STRIPE, SC_TO_GATEWAY};
-    char ready_path[PATH_MAX + 16], seed[32], links[SC_LINKS][96];
-    const char *argv[8 + 2 * SC_LINKS] = {ctx->opts->chaos_proxy, "--ready-file", ready_path,
-                                          "--seed", seed};
-    size_t argc = 5;
+    char ready_path[PATH_MAX + 16], seed[32], speed[16], links[SC_LINKS][96];
+    const char *argv[10 + 2 * SC_LINKS] = {
+        ctx->opts->chaos_proxy, "--ready-file", ready_path, "--seed", seed, "--speed", speed};
+    size_t argc = 7;
     json_t *ready = NULL;
     snprintf(ready_path, sizeof ready_path, "%s/chaos.ready", ctx->tmpdir);
     snprintf(seed, sizeof seed, "%lld", ctx->seed);
+    snprintf(speed, sizeof speed, "%d", ctx->speed > 1 ? ctx->speed : 1);
     for (int l = 0; l < SC_LINKS; l++) {
         if (!(ctx->sc->chaos_links & (1u << l)))
             continue;
