@@ -253,7 +253,7 @@ static int write_reports(const sc_opts_t *o, const rp_report_t *report)
 {
     char err[CM_ERR_LEN];
     int ok = 1;
-    if (rp_junit_write(report, o->junit, err) != CM_OK) {
+    if (o->junit && rp_junit_write(report, o->junit, err) != CM_OK) {
         fprintf(stderr, "scenario: JUnit report: %s\n", err);
         ok = 0;
     }
@@ -265,6 +265,15 @@ static int write_reports(const sc_opts_t *o, const rp_report_t *report)
         fprintf(stderr, "scenario: HTML report: %s\n", err);
         ok = 0;
     }
+    if (!ok)
+        return 0;
+    if (!o->junit && !o->json && !o->html)
+        printf("no report written (--out DIR writes junit.xml, report.json and report.html)\n");
+    const char *const kinds[3] = {"JUnit", "JSON", "HTML"};
+    const char *const paths[3] = {o->junit, o->json, o->html};
+    for (int k = 0; k < 3; k++)
+        if (paths[k])
+            printf("%-5s report: %s\n", kinds[k], paths[k]);
     return ok;
 }
 

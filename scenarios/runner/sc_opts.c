@@ -16,7 +16,9 @@ const char *sc_opts_usage(void)
            "Runs scenario files (directories are searched recursively for *.json, in sorted\n"
            "order) against freshly started simulators and gateway.\n"
            "\n"
-           "  --junit FILE       JUnit XML report (default " SC_DEFAULT_JUNIT ")\n"
+           "  --out DIR          write the three reports to DIR: junit.xml, report.json,\n"
+           "                     report.html (none is written unless asked)\n"
+           "  --junit FILE       JUnit XML report (instead of DIR/junit.xml)\n"
            "  --json FILE        JSON report (everything: seeds, timings, logs)\n"
            "  --html FILE        self-contained HTML report with a timeline per scenario\n"
            "  --filter SUBSTR    run only scenarios whose name or file path contains SUBSTR\n"
@@ -155,11 +157,11 @@ int sc_opts_has_tag(const sc_opts_t *o, const char *tag)
 cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o, char *err)
 {
     static const char *const valued[] = {
-        "--junit",  "--filter",       "--seed",        "--gateway", "--simulators", "--timeout",
-        "--speed",  "--faketime-lib", "--json",        "--html",    "--tag",        "--jobs",
-        "--repeat", "--attach",       "--chaos-proxy", NULL};
+        "--junit",   "--filter", "--seed",         "--gateway", "--simulators",
+        "--timeout", "--speed",  "--faketime-lib", "--json",    "--html",
+        "--tag",     "--jobs",   "--repeat",       "--attach",  "--chaos-proxy",
+        "--out",     NULL};
     memset(o, 0, sizeof *o);
-    o->junit = SC_DEFAULT_JUNIT;
     o->timeout_ms = SC_DEFAULT_TIMEOUT_MS;
     o->jobs = 1;
     o->repeat = 1;
@@ -238,6 +240,12 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
             }
             if (!strcmp(name, "--junit")) {
                 o->junit = val;
+            } else if (!strcmp(name, "--out")) {
+                if (strlen(val) + sizeof "/report.html" > PATH_MAX) {
+                    cm_errf(err, "--out: path too long");
+                    return CM_EINVAL;
+                }
+                o->out = val;
             } else if (!strcmp(name, "--filter")) {
                 o->filter = val;
             } else if (!strcmp(name, "--seed")) {
@@ -313,6 +321,15 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
                     return CM_EINVAL;
                 }
             }
+        }
+    }
+    if (o->out) {
+        static const char *const names[3] = {"junit.xml", "report.json", "report.html"};
+        const char **dst[3] = {&o->junit, &o->json, &o->html};
+        for (int k = 0; k < 3; k++) {
+            snprintf(o->out_paths[k], PATH_MAX, "%s/%s", o->out, names[k]);
+            if (!*dst[k])
+                *dst[k] = o->out_paths[k];
         }
     }
     const char *ci = getenv("CI");

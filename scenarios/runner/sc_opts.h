@@ -1,6 +1,6 @@
 /* sc_opts.h - the runner's command line.
  *
- *   scenario [--junit FILE] [--json FILE] [--html FILE] [--filter SUBSTR] [--tag T]
+ *   scenario [--out DIR] [--junit FILE] [--json FILE] [--html FILE] [--filter SUBSTR] [--tag T]
  *            [-j N] [--repeat N] [--fail-fast] [--seed N] [--speed N] [--keep]
  *            [--gateway PATH] [--simulators PATH] [--chaos-proxy PATH] [--timeout 60s]
  *            [--check] [-q] [-v]
@@ -18,7 +18,6 @@
 
 #include "cm_err.h"
 
-#define SC_DEFAULT_JUNIT "reports/out/junit.xml"
 #define SC_DEFAULT_TIMEOUT_MS 60000
 #define SC_DEFAULT_FAKETIME_LIB "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
@@ -26,9 +25,14 @@
 #define SC_MAX_JOBS 64
 
 typedef struct {
-    const char *junit;             /* report path; default SC_DEFAULT_JUNIT */
-    const char *json;              /* JSON report path, or NULL */
-    const char *html;              /* HTML report path, or NULL */
+    /* Report paths, or NULL: none is written unless asked (a run by hand must not replace
+     * another run's reports). --out DIR sets all three to DIR/junit.xml, DIR/report.json
+     * and DIR/report.html; --junit, --json and --html name one each and win over --out. */
+    const char *out;
+    const char *junit;
+    const char *json;
+    const char *html;
+    char out_paths[3][PATH_MAX];   /* storage for the --out paths */
     const char *tags[SC_MAX_TAGS]; /* --tag (repeatable, or a,b): scenarios with any of them */
     size_t ntags;
     int jobs;      /* -j N: scenarios in parallel (default 1) */

@@ -15,7 +15,10 @@ Test(opts, defaults)
     sc_opts_t o;
     char err[CM_ERR_LEN] = "";
     cr_assert_eq(parse(&o, err, 2, argv), CM_OK, "%s", err);
-    cr_assert_str_eq(o.junit, "reports/out/junit.xml");
+    /* No report unless asked: a run by hand must not replace another run's reports. */
+    cr_assert_null(o.junit);
+    cr_assert_null(o.json);
+    cr_assert_null(o.html);
     cr_assert_str_eq(o.gateway, "/b/gateway/gateway");
     cr_assert_str_eq(o.simulators, "/b/simulators/simulators");
     cr_assert_eq(o.timeout_ms, 60000);
@@ -24,6 +27,18 @@ Test(opts, defaults)
     cr_assert_not(o.verbose);
     cr_assert_eq(o.ninputs, 1);
     cr_assert_str_eq(o.inputs[0], "scenarios/basic");
+    sc_opts_free(&o);
+}
+
+Test(opts, out_dir_names_three_reports_and_single_files_win)
+{
+    char *argv[] = {"scenario", "--json", "/x/r.json", "--out", "reports/run1", "s", NULL};
+    sc_opts_t o;
+    char err[CM_ERR_LEN] = "";
+    cr_assert_eq(parse(&o, err, 6, argv), CM_OK, "%s", err);
+    cr_assert_str_eq(o.junit, "reports/run1/junit.xml");
+    cr_assert_str_eq(o.json, "/x/r.json");
+    cr_assert_str_eq(o.html, "reports/run1/report.html");
     sc_opts_free(&o);
 }
 
@@ -77,6 +92,7 @@ Test(opts, usage_errors)
         {3, {"scenario", "--seedling", "x"}, "unknown option '--seedling'"},
         {2, {"scenario", "--junit"}, "--junit needs a value"},
         {3, {"scenario", "--junit=", "x"}, "--junit needs a non-empty value"},
+        {2, {"scenario", "--out"}, "--out needs a value"},
         {4, {"scenario", "--seed", "-3", "x"}, "--seed: '-3' is not a non-negative integer"},
         {4, {"scenario", "--seed", "7x", "x"}, "--seed: '7x'"},
         {4, {"scenario", "--timeout", "60", "x"}, "--timeout: \"60\" is not a duration"},
