@@ -280,8 +280,13 @@ Test(main, control_port_in_use_exits_1)
 
 Test(main, latency_under_faketime)
 {
-    if (access(FAKETIME_LIB, R_OK) != 0)
+    if (access(FAKETIME_LIB, R_OK) != 0) {
+        /* On a CI runner everything is installed: a skip there hides a test not run. */
+        const char *ci = getenv("CI");
+        cr_assert(!ci || (strcmp(ci, "true") && strcmp(ci, "1")),
+                  "CI=%s and libfaketime is not installed at %s", ci, FAKETIME_LIB);
         cr_skip_test("libfaketime is not installed");
+    }
     tu_server_t *up = tu_server_start(NULL);
     char ready[128], link[64];
     snprintf(ready, sizeof ready, "%s/ready.json", dir);
