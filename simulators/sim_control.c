@@ -432,6 +432,13 @@ static void h_journal(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     }
     if (query_int(req, "since", 0, &since, resp) || query_int(req, "limit", 1000, &limit, resp))
         return;
+    const char *order = cm_http_req_query(req, "order");
+    if (order && strcmp(order, "started") == 0) {
+        f.by_start = 1;
+    } else if (order && *order && strcmp(order, "journalled") != 0) {
+        answer_problem(resp, 400, "order must be journalled or started");
+        return;
+    }
     f.since = since;
     f.limit = (size_t)(limit > 100000 ? 100000 : limit);
     char *text = NULL;

@@ -200,6 +200,14 @@ static int entry_matches(const entry_t *e, const sim_journal_filter_t *f)
     return 1;
 }
 
+static int by_start_cmp(const void *a, const void *b)
+{
+    const entry_t *x = *(const entry_t *const *)a, *y = *(const entry_t *const *)b;
+    if (x->at_ms != y->at_ms)
+        return x->at_ms < y->at_ms ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 json_t *sim_journal_query(sim_journal_t *j, const sim_journal_filter_t *f)
 {
     size_t limit = f->limit ? f->limit : 1000;
@@ -207,17 +215,30 @@ json_t *sim_journal_query(sim_journal_t *j, const sim_journal_filter_t *f)
     if (!list)
         return NULL;
     pthread_mutex_lock(&j->mu);
-    for (size_t i = 0; i < j->len && json_array_size(list) < limit; i++) {
+    /* The matching records in the order asked for (pointers into the ring, valid while the
+     * lock is held). */
+    const entry_t **pick = malloc((j->len ? j->len : 1) * sizeof *pick);
+    size_t n = 0;
+    for (size_t i = 0; pick && i < j->len && (f->by_start || n < limit); i++) {
         const entry_t *e = &j->ring[(j->head + i) % j->cap];
-        if (!entry_matches(e, f))
-            continue;
-        json_t *v = entry_json(e);
+        if (entry_matches(e, f))
+            pick[n++] = e;
+    }
+    if (pick && f->by_start)
+        qsort(pick, n, sizeof *pick, by_start_cmp);
+    for (size_t i = 0; pick && i < n && i < limit; i++) {
+        json_t *v = entry_json(pick[i]);
         if (!v || json_array_append_new(list, v)) {
-            pthread_mutex_unlock(&j->mu);
-            json_decref(list);
-            return NULL;
+            free(pick);
+            pick = NULL;
         }
     }
+    if (!pick) {
+        pthread_mutex_unlock(&j->mu);
+        json_decref(list);
+        return NULL;
+    }
+    free(pick);
     int64_t dropped = j->dropped, last = j->next_seq - 1;
     pthread_mutex_unlock(&j->mu);
     return json_pack("{s:I,s:I,s:I,s:o}", "count", (json_int_t)json_array_size(list), "dropped",

@@ -66,9 +66,13 @@ typedef struct {
     int kind;             /* -1: any, else sim_journal_kind_t */
     int64_t since;        /* only records with seq > since */
     size_t limit;         /* 0: 1000 */
+    int by_start;         /* order by at_ms (then seq) instead of by seq */
 } sim_journal_filter_t;
 
-/* New {"count":N,"dropped":D,"last_seq":S,"entries":[...]} oldest first; NULL on OOM. */
+/* New {"count":N,"dropped":D,"last_seq":S,"entries":[...]} oldest first; NULL on OOM.
+ * Records are journalled (and numbered) when they end, so a request that hung or was reset
+ * can follow the retry that came after it; by_start orders them as they arrived instead
+ * (limit applies after the ordering). */
 json_t *sim_journal_query(sim_journal_t *j, const sim_journal_filter_t *f);
 
 /* Waits until at least n records match f or timeout_ms passes; returns how many matched at

@@ -121,3 +121,38 @@ Test(journal, effects_ledger)
     json_decref(v);
     sim_journal_free(&j);
 }
+
+/* A hung request is journalled when it ends, after the retry that followed it: by_start
+ * orders records as they arrived (ties by seq), and the limit applies after ordering. */
+Test(journal, by_start_orders_as_requests_arrived)
+{
+    sim_journal_t *j = sim_journal_new(0);
+    const int64_t started[] = {2000, 1300, 1000, 1300}; /* journalled in this order */
+    for (int i = 0; i < 4; i++)
+        sim_journal_add(j, &(sim_journal_rec_t){.kind = SIM_JOURNAL_REQUEST,
+                                                .provider = "calcom",
+                                                .method = "GET",
+                                                .path = "/v2/slots",
+                                                .status = 200 + i,
+                                                .at_ms = started[i]});
+    sim_journal_filter_t f = {.kind = -1};
+    json_t *v = sim_journal_query(j, &f);
+    cr_assert_eq(cm_json_int(v, "entries.0.status", -1), 200, "journalled order by default");
+    json_decref(v);
+    f.by_start = 1;
+    v = sim_journal_query(j, &f);
+    cr_assert_eq(cm_json_int(v, "count", -1), 4);
+    const int want[] = {202, 201, 203, 200};
+    for (int i = 0; i < 4; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "entries.%d.status", i);
+        cr_expect_eq(cm_json_int(v, path, -1), want[i], "%s", path);
+    }
+    json_decref(v);
+    f.limit = 1;
+    v = sim_journal_query(j, &f);
+    cr_expect_eq(cm_json_int(v, "count", -1), 1);
+    cr_expect_eq(cm_json_int(v, "entries.0.status", -1), 202, "the earliest, not the first kept");
+    json_decref(v);
+    sim_journal_free(&j);
+}
