@@ -125,6 +125,14 @@ cm_err_t gw_store_job_retry(gw_store_t *s, int64_t job_id, int64_t retry_at_ms, 
                             int64_t now_ms) CM_WUR;
 cm_err_t gw_store_job_dead(gw_store_t *s, int64_t job_id, const char *reason,
                            int64_t now_ms) CM_WUR;
+/* gw_store_job_dead for a job whose call's view changes with it (a saga's job that ends in
+ * the dead letters): in the same transaction the call entity call_id is set to call_state,
+ * with reason as its error and tenant_id (may be NULL: kept) as gw_store_entity_set does.
+ * A reader sees both or neither. On error (CM_ESTORE) neither is written: the job stays
+ * 'running' under its lease, and the call may be repeated. Strings are borrowed. */
+cm_err_t gw_store_job_dead_call(gw_store_t *s, int64_t job_id, const char *reason,
+                                const char *call_id, const char *tenant_id, const char *call_state,
+                                int64_t now_ms) CM_WUR;
 
 /* Dead letters and re-runs (admin). replay: a dead job goes back to pending with its
  * attempts reset; discard: a dead job is set aside for good. CM_ENOTFOUND: no such job;

@@ -1118,6 +1118,65 @@ cm_err_t gw_store_job_dead(gw_store_t *s, int64_t job_id, const char *reason, in
                       "tii", reason, now_ms, job_id);
 }
 
+/* gw_store_entity_set's statement; gw_store_saga_put and gw_store_job_dead_call run it
+ * too. */
+static const char entity_set_sql[] =
+    "INSERT INTO entities(kind,id,tenant_id,state,ref,error,updated_at_ms) "
+    "VALUES(?,?,?,?,?,?,?) ON CONFLICT(kind,id) DO UPDATE SET "
+    "tenant_id=COALESCE(excluded.tenant_id,entities.tenant_id), "
+    "state=excluded.state, ref=COALESCE(excluded.ref,entities.ref), "
+    "error=excluded.error, updated_at_ms=excluded.updated_at_ms";
+
+cm_err_t gw_store_job_dead_call(gw_store_t *s, int64_t job_id, const char *reason,
+                                const char *call_id, const char *tenant_id, const char *call_state,
+                                int64_t now_ms)
+{
+    sqlite3 *db = s->wr.db;
+    sqlite3_stmt *st = NULL;
+    cm_err_t rc = CM_OK;
+    writer_lock_low(s);
+    writer_sync(s, 0);
+    int in_tx = run(db, "BEGIN IMMEDIATE") == CM_OK;
+    if (!in_tx)
+        rc = CM_ESTORE;
+    else if (stmt_prepare(db,
+                          "UPDATE jobs SET state='dead', last_error=?, lease_until_ms=NULL, "
+                          "updated_at_ms=? WHERE id=?",
+                          &st) != SQLITE_OK)
+        rc = sql_fail(db, "prepare job dead");
+    if (!rc) {
+        bind_text(st, 1, reason);
+        sqlite3_bind_int64(st, 2, now_ms);
+        sqlite3_bind_int64(st, 3, job_id);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = sql_fail(db, "job dead");
+    }
+    stmt_release(st);
+    st = NULL;
+    /* The call's view changes with the dead letter or not at all: written apart, a reader
+     * saw the job dead and the call unchanged, and a failed second write left it so. */
+    if (!rc && stmt_prepare(db, entity_set_sql, &st) != SQLITE_OK)
+        rc = sql_fail(db, "prepare call state");
+    if (!rc) {
+        bind_text(st, 1, "call");
+        bind_text(st, 2, call_id);
+        bind_text(st, 3, tenant_id);
+        bind_text(st, 4, call_state);
+        bind_text(st, 5, NULL);
+        bind_text(st, 6, reason);
+        sqlite3_bind_int64(st, 7, now_ms);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = sql_fail(db, "call state");
+    }
+    stmt_release(st);
+    if (in_tx && run(db, rc ? "ROLLBACK" : "COMMIT") != CM_OK && !rc) {
+        (void)run(db, "ROLLBACK");
+        rc = CM_ESTORE;
+    }
+    pthread_mutex_unlock(&s->wr.mu);
+    return rc;
+}
+
 /* Moves a dead job to new_state; tells a missing job from one in another state. */
 static cm_err_t move_dead(gw_store_t *s, int64_t job_id, const char *sql, int64_t now_ms)
 {
@@ -1210,14 +1269,6 @@ cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *q)
     pthread_mutex_unlock(&s->rd.mu);
     return rc;
 }
-
-/* gw_store_entity_set's statement; gw_store_saga_put runs it too. */
-static const char entity_set_sql[] =
-    "INSERT INTO entities(kind,id,tenant_id,state,ref,error,updated_at_ms) "
-    "VALUES(?,?,?,?,?,?,?) ON CONFLICT(kind,id) DO UPDATE SET "
-    "tenant_id=COALESCE(excluded.tenant_id,entities.tenant_id), "
-    "state=excluded.state, ref=COALESCE(excluded.ref,entities.ref), "
-    "error=excluded.error, updated_at_ms=excluded.updated_at_ms";
 
 cm_err_t gw_store_entity_set(gw_store_t *s, const char *kind, const char *id, const char *tenant_id,
                              const char *state, const char *ref, const char *error, int64_t now_ms)

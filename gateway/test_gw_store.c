@@ -600,6 +600,66 @@ Test(store, saga_put_sets_the_calls_state_with_the_saga)
     cr_assert_str_eq(back.call_state, "", "not a stored column");
 }
 
+/* Refuses (refuse) or allows again any write that sets an entity's state to "failed", from
+ * another connection: the schema changes under the store, as a failing disk would refuse
+ * one statement and not the next. */
+static void refuse_failed_state(int refuse)
+{
+    sqlite3 *other = NULL;
+    cr_assert_eq(sqlite3_open(dbpath, &other), SQLITE_OK);
+    const char *sql = refuse ? "CREATE TRIGGER refuse_i BEFORE INSERT ON entities WHEN "
+                               "NEW.state='failed' BEGIN SELECT RAISE(ABORT,'refused'); END;"
+                               "CREATE TRIGGER refuse_u BEFORE UPDATE ON entities WHEN "
+                               "NEW.state='failed' BEGIN SELECT RAISE(ABORT,'refused'); END;"
+                             : "DROP TRIGGER refuse_i; DROP TRIGGER refuse_u;";
+    cr_assert_eq(sqlite3_exec(other, sql, NULL, NULL, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(other));
+    sqlite3_close(other);
+}
+
+/* A saga's dead letter and its call's state are one transaction: when the call's write is
+ * refused the job is not dead-lettered either (it stays running under its lease, to run
+ * again), and when it goes through a reader sees both. */
+Test(store, job_dead_call_writes_the_dead_letter_and_the_calls_state_together)
+{
+    gw_ingest_t r;
+    gw_job_t j;
+    gw_queue_stats_t q;
+    int64_t next;
+    char state[32];
+    gw_event_in_t a = event("retell:call_1:call_analyzed", "{}");
+    cr_assert_eq(gw_store_ingest(st, &a, &r), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j, &next), CM_OK);
+    cr_assert_eq(gw_store_entity_merge(st, "call", "call_1", "acme", NULL, 0, NULL, 4, 2000),
+                 CM_OK);
+    refuse_failed_state(1);
+    cr_assert_eq(gw_store_job_dead_call(st, j.id, "poison", "call_1", "acme", "failed", 2001),
+                 CM_ESTORE);
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert(q.dead == 0 && q.running == 1, "dead %lld running %lld", (long long)q.dead,
+              (long long)q.running);
+    cr_assert_eq(gw_store_entity_state(st, "call", "call_1", state, sizeof state, NULL), CM_OK);
+    cr_assert_str_eq(state, "received");
+    refuse_failed_state(0);
+    cr_assert_eq(gw_store_job_dead_call(st, j.id, "poison", "call_1", "acme", "failed", 2002),
+                 CM_OK);
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert(q.dead == 1 && q.running == 0, "dead %lld running %lld", (long long)q.dead,
+              (long long)q.running);
+    cr_assert_eq(gw_store_entity_state(st, "call", "call_1", state, sizeof state, NULL), CM_OK);
+    cr_assert_str_eq(state, "failed");
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 16);
+    cr_assert_eq(gw_store_entity_json(st, "call", "call_1", &b), CM_OK);
+    cr_assert(strstr(b.data, "\"error\":\"poison\""), "%s", b.data);
+    cr_assert(strstr(b.data, "\"tenant_id\":\"acme\""), "%s", b.data);
+    cm_buf_free(&b);
+    char err[256];
+    job_error(j.id, err, sizeof err);
+    cr_assert_str_eq(err, "poison");
+    gw_store_job_free(&j);
+}
+
 Test(store, flags_only_merge_keeps_the_worker_state)
 {
     char state[32];
