@@ -59,8 +59,6 @@ static int parse_request(const gw_tenant_t *t, const json_t *cad, request_t *rq,
     return 0;
 }
 
-/* Persists the saga with one step-log line; a store failure makes the job retry, and the
- * saga resumes from its last persisted state. */
 /* The call-level view of a finished saga. */
 static const char *call_state_of(const gw_saga_t *sg)
 {
@@ -69,6 +67,8 @@ static const char *call_state_of(const gw_saga_t *sg)
                                                   : sg->state;
 }
 
+/* Persists the saga with one step-log line; a store failure makes the job retry, and the
+ * saga resumes from its last persisted state. */
 static int save(gw_saga_env_t *env, gw_saga_t *sg, const char *step, const char *phase,
                 const char *detail, char *err)
 {
@@ -80,6 +80,8 @@ static int save(gw_saga_env_t *env, gw_saga_t *sg, const char *step, const char 
     else
         sg->call_state[0] = '\0';
     cm_err_t rc = gw_store_saga_put(env->store, sg, step, phase, detail, cm_clock_now_ms());
+    if (!rc && sg->call_state[0])
+        env->call_open = 0; /* the call has its outcome: a later dead letter must not undo it */
     sg->call_state[0] = '\0';
     if (rc)
         cm_errf(err, "store: saga %s not saved: %s", sg->id, cm_strerror(rc));
@@ -198,12 +200,18 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
     char idem[192], detail[160];
     env->retry_hint_ms = 0;
     env->waiting = 0;
+    env->call_open = 0;
 
-    if (parse_request(t, cad, &rq, err))
+    if (parse_request(t, cad, &rq, err)) {
+        env->call_open = 1; /* no saga will ever run: the dead letter is the call's outcome */
         return GW_SAGA_DEAD;
+    }
     env->mirror_call = 1;
     cm_err_t rc = gw_store_saga_get(env->store, call_id, &sg);
     int was_final = rc == CM_OK && gw_saga_state_final(sg.state);
+    /* Only what the store holds counts: a final state set in memory whose save failed has
+     * not given the call its outcome (save() clears this once one is saved). */
+    env->call_open = rc == CM_ENOTFOUND || (rc == CM_OK && !was_final);
     if (rc == CM_ENOTFOUND) {
         memset(&sg, 0, sizeof sg);
         snprintf(sg.id, sizeof sg.id, "%s", call_id);

@@ -40,10 +40,18 @@ typedef struct {
                             * the saga half-done, so it goes to a person instead */
     int waiting;           /* out: RETRY because a provider's breaker or limiter said wait:
                             * not a failed attempt; the saga's deadline bounds the wait */
+    int call_open;         /* out (gw_saga_run): the call's outcome is still open - no saga
+                            * yet, or one not ended in the store - so if the job is
+                            * dead-lettered after this run, that is the call's outcome and
+                            * the dead letter sets its state ("failed"). 0 once the saga
+                            * has ended (its final save set the call's state) or when the
+                            * store could not say */
     int mirror_call;       /* internal: gw_saga_run's final save also sets the call's state */
 } gw_saga_env_t;
 
-/* Runs (or resumes) the saga of a call_analyzed event. err says why on RETRY/DEAD. */
+/* Runs (or resumes) the saga of a call_analyzed event. err says why on RETRY/DEAD. The
+ * call's state is written with the saga's final save; a DEAD (or a RETRY the job gives up
+ * on) leaves it to the caller's dead letter, see call_open. */
 gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const json_t *ev, char *err);
 
 /* A person cancelled booking uid at Cal.com: a completed saga refunds its deposit and ends

@@ -45,6 +45,10 @@ typedef struct {
     int waiting;      /* the job waits for a provider (breaker open, rate limited): no failure */
     int last_attempt; /* the current job will not be retried after this run */
     int64_t job_id;   /* the job in hand, 0 for none; under w->mu (the lease renewal reads it) */
+    /* The current job's call whose state goes with its dead letter ("" for none): a saga's
+     * job that ends there gives the call its outcome, "failed". */
+    char dead_call[sizeof(((gw_job_t *)0)->entity_id)];
+    const char *dead_call_tenant; /* borrowed from the configuration */
 } lane_t;
 
 struct gw_worker {
@@ -71,16 +75,6 @@ int64_t gw_worker_backoff_ms(const gw_config_t *cfg, int attempts, cm_rand_t *rn
     if (ceiling > (double)cfg->backoff_cap_ms)
         ceiling = (double)cfg->backoff_cap_ms;
     return (int64_t)cm_rand_below(rng, (uint64_t)ceiling + 1);
-}
-
-/* Records a call's permanent failure. The job is dead-lettered with the same reason
- * either way, so a store error here only costs the per-call view, and is logged. */
-static void mark_failed(lane_t *w, const char *call_id, const char *tenant_id, const char *err)
-{
-    cm_err_t rc = gw_store_entity_set(w->store, "call", call_id, tenant_id, "failed", NULL, err,
-                                      cm_clock_now_ms());
-    if (rc)
-        CM_ERROR("gw.worker", "call %s: failure not recorded: %s", call_id, cm_strerror(rc));
 }
 
 static gw_saga_env_t saga_env(lane_t *w)
@@ -129,8 +123,14 @@ static job_result_t run_call_analyzed(lane_t *w, const json_t *ev, char *err)
     }
     gw_saga_env_t env = saga_env(w);
     gw_saga_result_t r = gw_saga_run(&env, t, ev, err);
-    if (r == GW_SAGA_DEAD)
-        mark_failed(w, call_id, t->id, err);
+    /* If this run dead-letters the job (a permanent failure, or a retry past max_attempts),
+     * the call's "failed" state is written in the dead letter's transaction by finish():
+     * written apart, a reader saw the job dead and the call not, and a failed write left
+     * the call's view wrong for good; together, a failed write leaves the job to run again. */
+    if (r != GW_SAGA_DONE && env.call_open) {
+        snprintf(w->dead_call, sizeof w->dead_call, "%s", call_id);
+        w->dead_call_tenant = t->id;
+    }
     return saga_result(w, r, &env);
 }
 
@@ -277,6 +277,9 @@ static cm_err_t store_outcome(lane_t *w, int64_t job_id, outcome_t out, int64_t 
     case OUT_RETRY:
         return gw_store_job_retry(w->store, job_id, retry_at_ms, text, now);
     case OUT_DEAD:
+        if (w->dead_call[0])
+            return gw_store_job_dead_call(w->store, job_id, text, w->dead_call, w->dead_call_tenant,
+                                          "failed", now);
         return gw_store_job_dead(w->store, job_id, text, now);
     default:
         return gw_store_job_done(w->store, job_id, now);
@@ -449,6 +452,7 @@ static void *lane_main(void *arg)
         cm_log_set_cid(cid);
         lane->retry_hint_ms = 0;
         lane->waiting = 0;
+        lane->dead_call[0] = '\0';
         lane->last_attempt = job.attempts >= lane->cfg->max_attempts;
         int64_t t0 = cm_clock_mono_ns();
         job_result_t res = run_job(lane, &job, err);

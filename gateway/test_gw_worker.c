@@ -252,3 +252,163 @@ Test(worker, the_running_worker_requeues_a_job_whose_outcome_was_lost_and_finish
     cr_assert(strstr(b.data, "not stored (lease expired)"), "%s", b.data);
     cm_buf_free(&b);
 }
+
+/* ---- a saga's dead letter and its call's state ------------------------------------- */
+
+/* Queues a call_analyzed event for call c1 of tenant t; request is its
+ * custom_analysis_data. */
+static void queue_call_analyzed(const char *request)
+{
+    static char body[1024];
+    snprintf(body, sizeof body,
+             "{\"event\":\"call_analyzed\",\"call\":{\"call_id\":\"c1\",\"agent_id\":\"ag\","
+             "\"call_analysis\":{\"custom_analysis_data\":%s}}}",
+             request);
+    gw_event_in_t ev = {.provider = "retell",
+                        .event_key = "retell:c1:call_analyzed",
+                        .event_type = "call_analyzed",
+                        .entity_id = "c1",
+                        .tenant_id = "t",
+                        .body = body,
+                        .body_len = strlen(body),
+                        .received_at_ms = cm_clock_now_ms(),
+                        .job_kind = "retell.call_analyzed"};
+    gw_ingest_t r;
+    cr_assert_eq(gw_store_ingest(store, &ev, &r), CM_OK);
+    cr_assert_eq(r, GW_INGEST_ACCEPTED);
+}
+
+/* Runs sql on another connection: the schema changes under the store. */
+static void other_connection(const char *sql)
+{
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(cfg->db_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
+/* Every write that sets an entity's state to "failed" is refused (a write the disk
+ * refuses while others go through), or allowed again. */
+static void refuse_failed_state(int refuse)
+{
+    other_connection(refuse ? "CREATE TRIGGER refuse_i BEFORE INSERT ON entities WHEN "
+                              "NEW.state='failed' BEGIN SELECT RAISE(ABORT,'refused'); END;"
+                              "CREATE TRIGGER refuse_u BEFORE UPDATE ON entities WHEN "
+                              "NEW.state='failed' BEGIN SELECT RAISE(ABORT,'refused'); END;"
+                            : "DROP TRIGGER refuse_i; DROP TRIGGER refuse_u;");
+}
+
+static const char *call_state(char *out, size_t cap)
+{
+    cr_assert_eq(gw_store_entity_state(store, "call", "c1", out, cap, NULL), CM_OK);
+    return out;
+}
+
+/* A booking request without an e-mail fails for good: the job is dead-lettered and the
+ * call's state is "failed". When the store refuses that state, the dead letter must not
+ * be stored without it (the call would read "received" for good beside a dead job): the
+ * job stays running, its lease brings it back, and its next run stores both. */
+Test(worker, a_dead_lettered_sagas_call_state_is_stored_with_the_dead_letter_or_not_at_all)
+{
+    gw_job_t job;
+    char err[CM_ERR_LEN] = "", state[32];
+    lane_t *lane = &hand->lanes[0];
+    queue_call_analyzed("{\"booking_start\":\"2050-09-05T09:00:00.000Z\",\"attendee_name\":\"A\"}");
+    claim_at(cm_clock_now_ms(), &job);
+    refuse_failed_state(1);
+    job_result_t res = run_job(lane, &job, err);
+    cr_assert_eq(res, JOB_DEAD, "%s", err);
+    cr_assert_eq(finish(lane, &job, res, err), CM_ESTORE);
+    gw_queue_stats_t q = stats();
+    cr_assert(q.dead == 0 && q.running == 1,
+              "dead %lld running %lld: a dead letter without "
+              "the call's state",
+              (long long)q.dead, (long long)q.running);
+    cr_assert_str_eq(call_state(state, sizeof state), "received");
+    refuse_failed_state(0);
+    /* The lease runs out; the job's next run dead-letters it with the call's state. */
+    int requeued = 0;
+    int64_t later = cm_clock_now_ms() + cfg->job_lease_ms;
+    cr_assert_eq(gw_store_reclaim(store, later, cfg->job_lease_ms, NULL, 0, &requeued), CM_OK);
+    cr_assert_eq(requeued, 1);
+    gw_job_t again;
+    claim_at(later, &again);
+    cr_assert_eq(again.id, job.id);
+    res = run_job(lane, &again, err);
+    cr_assert_eq(res, JOB_DEAD, "%s", err);
+    cr_assert_eq(finish(lane, &again, res, err), CM_OK);
+    q = stats();
+    cr_assert(q.dead == 1 && q.running == 0, "dead %lld running %lld", (long long)q.dead,
+              (long long)q.running);
+    cr_assert_str_eq(call_state(state, sizeof state), "failed");
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 16);
+    cr_assert_eq(gw_store_entity_json(store, "call", "c1", &b), CM_OK);
+    cr_assert(strstr(b.data, "booking request incomplete"), "%s", b.data);
+    cm_buf_free(&b);
+    gw_store_job_free(&again);
+    gw_store_job_free(&job);
+}
+
+/* A saga's job that gives up after max_attempts (here every save of its saga is refused)
+ * is dead-lettered with the call's "failed" state too, in the same transaction. */
+Test(worker, a_sagas_job_dead_lettered_after_max_attempts_fails_its_call_with_it)
+{
+    gw_job_t job;
+    char err[CM_ERR_LEN] = "", state[32];
+    lane_t *lane = &hand->lanes[0];
+    queue_call_analyzed("{\"booking_start\":\"2050-09-05T09:00:00.000Z\",\"attendee_name\":\"A\","
+                        "\"attendee_email\":\"a@b.example\"}");
+    claim_at(cm_clock_now_ms(), &job);
+    other_connection("CREATE TRIGGER refuse_saga BEFORE INSERT ON sagas "
+                     "BEGIN SELECT RAISE(ABORT,'refused'); END;");
+    job.attempts = cfg->max_attempts; /* this is the job's last attempt */
+    lane->last_attempt = 1;
+    job_result_t res = run_job(lane, &job, err);
+    cr_assert_eq(res, JOB_RETRY, "%s", err);
+    cr_assert_eq(finish(lane, &job, res, err), CM_OK);
+    gw_queue_stats_t q = stats();
+    cr_assert(q.dead == 1 && q.running == 0, "dead %lld running %lld", (long long)q.dead,
+              (long long)q.running);
+    cr_assert_str_eq(call_state(state, sizeof state), "failed");
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 16);
+    cr_assert_eq(gw_store_entity_json(store, "call", "c1", &b), CM_OK);
+    cr_assert(strstr(b.data, "gave up after"), "%s", b.data);
+    cm_buf_free(&b);
+    gw_store_job_free(&job);
+}
+
+/* A saga that has ended gave its call its state with its final save; a later job of the
+ * call that ends in the dead letters (here: every attempt's write of the call refused)
+ * must not overwrite it with "failed". */
+Test(worker, a_dead_letter_leaves_the_state_of_a_call_whose_saga_ended)
+{
+    gw_job_t job;
+    gw_saga_t sg;
+    char err[CM_ERR_LEN] = "", state[32];
+    lane_t *lane = &hand->lanes[0];
+    memset(&sg, 0, sizeof sg);
+    snprintf(sg.id, sizeof sg.id, "c1");
+    snprintf(sg.tenant_id, sizeof sg.tenant_id, "t");
+    snprintf(sg.state, sizeof sg.state, "completed");
+    snprintf(sg.booking_uid, sizeof sg.booking_uid, "uid-1");
+    snprintf(sg.call_state, sizeof sg.call_state, "booked");
+    sg.deadline_ms = cm_clock_now_ms() + 60000;
+    cr_assert_eq(gw_store_saga_put(store, &sg, "confirm", "done", NULL, cm_clock_now_ms()), CM_OK);
+    queue_call_analyzed("{\"booking_start\":\"2050-09-05T09:00:00.000Z\",\"attendee_name\":\"A\","
+                        "\"attendee_email\":\"a@b.example\"}");
+    claim_at(cm_clock_now_ms(), &job);
+    /* The replayed saga sets the call's state again: refuse that write (it leaves the
+     * flags as they are, unlike the merge of the event's flag before it). */
+    other_connection("CREATE TRIGGER refuse_call BEFORE UPDATE ON entities WHEN "
+                     "NEW.flags=OLD.flags BEGIN SELECT RAISE(ABORT,'refused'); END;");
+    job.attempts = cfg->max_attempts;
+    lane->last_attempt = 1;
+    job_result_t res = run_job(lane, &job, err);
+    cr_assert_eq(res, JOB_RETRY, "%s", err);
+    cr_assert_eq(finish(lane, &job, res, err), CM_OK);
+    cr_assert_eq(stats().dead, 1);
+    cr_assert_str_eq(call_state(state, sizeof state), "booked");
+    gw_store_job_free(&job);
+}
