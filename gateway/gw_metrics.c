@@ -64,6 +64,8 @@ struct gw_mfamily {
     size_t nbounds;
     gw_metrics_gauge_fn fn;
     void *fn_ud;
+    gw_metrics_collect_fn collect; /* under m->mu, like fn */
+    void *collect_ud;
 
     pthread_mutex_t mu; /* guards series and nseries */
     gw_mseries_t **series;
@@ -304,6 +306,15 @@ cm_err_t gw_metrics_gauge_func(gw_metrics_t *m, const char *name, const char *he
     return rc;
 }
 
+void gw_metrics_set_collect(gw_mfamily_t *f, gw_metrics_collect_fn fn, void *ud)
+{
+    /* Under the lock render holds: the caller may free ud as soon as this returns. */
+    pthread_mutex_lock(&f->m->mu);
+    f->collect = fn;
+    f->collect_ud = ud;
+    pthread_mutex_unlock(&f->m->mu);
+}
+
 gw_mseries_t *gw_metrics_with(gw_mfamily_t *f, const char *const *values)
 {
     gw_mseries_t *s = NULL;
@@ -492,6 +503,9 @@ static cm_err_t render_family(gw_mfamily_t *f, cm_buf_t *b)
 {
     static const char *const types[] = {"counter", "gauge", "histogram"};
     cm_err_t rc = CM_OK;
+    /* Not under f->mu: it creates and sets series, which takes that lock. */
+    if (f->collect)
+        f->collect(f->collect_ud, f);
     /* Series are never removed, so the pointers stay valid after the lock is dropped;
      * sorting a copy keeps the output stable whatever order threads created them in. */
     pthread_mutex_lock(&f->mu);

@@ -16,9 +16,9 @@
  *
  * Thread-safety: updates (gw_counter_*, gw_gauge_*, gw_hist_observe) are lock-free atomics
  * and safe from any thread; gw_metrics_with and registration take a mutex and are safe from
- * any thread; rendering is safe at any time (a histogram's _count is the sum of the bucket
- * counts it printed, so a scrape is always self-consistent). gw_metrics_free must not race
- * with anything.
+ * any thread; rendering is safe at any time, one render at a time (a histogram's _count is
+ * the sum of the bucket counts it printed, so a scrape is always self-consistent).
+ * gw_metrics_free must not race with anything.
  */
 #ifndef GW_METRICS_H
 #define GW_METRICS_H
@@ -70,6 +70,17 @@ cm_err_t gw_metrics_histogram(gw_metrics_t *m, const char *name, const char *hel
 typedef double (*gw_metrics_gauge_fn)(void *ud);
 cm_err_t gw_metrics_gauge_func(gw_metrics_t *m, const char *name, const char *help,
                                gw_metrics_gauge_fn fn, void *ud, char *err) CM_WUR;
+
+/* A family whose values are computed when it is rendered, for state owned by someone
+ * else that must be shown as it is at the scrape (a breaker's state, one series per
+ * state): fn(ud, f) runs at each gw_metrics_render, with the registry's lock held, just
+ * before f's series are read, and sets them (gw_metrics_with, gw_gauge_set). Renders are
+ * serialised by that lock, so a scrape shows exactly what one call of fn set - provided
+ * fn is the only writer of those series. fn must not render or register. Replaces f's
+ * previous function; fn NULL removes it. ud is borrowed until it is removed: once this
+ * returns, no render is still running the previous fn. Safe from any thread. */
+typedef void (*gw_metrics_collect_fn)(void *ud, gw_mfamily_t *f);
+void gw_metrics_set_collect(gw_mfamily_t *f, gw_metrics_collect_fn fn, void *ud);
 
 /* The series of f for these label values (exactly as many as f has labels; NULL for an
  * unlabelled family), created on first use with value 0. Values are copied and may be any

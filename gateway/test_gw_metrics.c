@@ -209,6 +209,44 @@ Test(metrics, gauge_functions_are_read_at_render_time)
     gw_metrics_free(&m);
 }
 
+/* A state gauge whose owner says the state at render time: one series per state. */
+static void light_state(void *ud, gw_mfamily_t *f)
+{
+    const char *const names[] = {"closed", "open"};
+    int now = *(int *)ud;
+    for (int i = 0; i < 2; i++)
+        gw_gauge_set(gw_metrics_with(f, GW_LV("calcom", names[i])), i == now);
+}
+
+Test(metrics, a_collect_function_sets_its_series_at_render_time)
+{
+    gw_metrics_t *m = make(8);
+    gw_mfamily_t *f;
+    char err[CM_ERR_LEN];
+    int state = 0;
+    cr_assert_eq(gw_metrics_gauge(m, "gw_state", "State.", "provider,state", &f, err), CM_OK);
+    cr_assert_str_eq(render(m), "", "no series before the function is set");
+    gw_metrics_set_collect(f, light_state, &state);
+    const char *head = "# HELP gw_state State.\n# TYPE gw_state gauge\n";
+    char want[256];
+    snprintf(want, sizeof want,
+             "%sgw_state{provider=\"calcom\",state=\"closed\"} 1\n"
+             "gw_state{provider=\"calcom\",state=\"open\"} 0\n",
+             head);
+    cr_assert_str_eq(render(m), want);
+    state = 1; /* no update in between: the render asks */
+    snprintf(want, sizeof want,
+             "%sgw_state{provider=\"calcom\",state=\"closed\"} 0\n"
+             "gw_state{provider=\"calcom\",state=\"open\"} 1\n",
+             head);
+    cr_assert_str_eq(render(m), want);
+    /* Removed, it is no longer called: the series keep their last values. */
+    gw_metrics_set_collect(f, NULL, NULL);
+    state = 0;
+    cr_assert_str_eq(render(m), want);
+    gw_metrics_free(&m);
+}
+
 Test(metrics, label_sets_are_bounded)
 {
     gw_metrics_t *m = make(3);
