@@ -9,18 +9,37 @@
 #include "cm_log.h"
 #include "gw_trace.h"
 
-/* The breaker's transition hook feeds the state gauge (one series per state, 1 for the
- * current one) and the transitions counter. Runs with the breaker's lock held: only
- * lock-free metric updates here. */
+/* The breaker's transition hook feeds the transitions counter. Runs with the breaker's
+ * lock held: only metric updates here. */
 static void on_transition(void *ud, const char *name, gw_brk_state_t from, gw_brk_state_t to,
                           const char *reason, int64_t now_ms)
 {
     gw_obs_t *obs = ud;
-    gw_gauge_set(gw_metrics_with(obs->breaker_state, GW_LV(name, gw_brk_state_name(from))), 0);
-    gw_gauge_set(gw_metrics_with(obs->breaker_state, GW_LV(name, gw_brk_state_name(to))), 1);
     gw_obs_count(obs->breaker_moves, GW_LV(name, gw_brk_state_name(from), gw_brk_state_name(to)));
     CM_WARN("gw.outbound", "breaker %s: %s -> %s (%s)", name, gw_brk_state_name(from),
             gw_brk_state_name(to), reason ? reason : "");
+}
+
+/* gw_breaker_state{provider,state}, computed at each scrape from the breakers themselves,
+ * as /admin/breakers and /health/ready do: one series per state, 1 for the state the
+ * breaker is in at that moment (open -> half_open on time included). Set from the
+ * transition hook instead, a scrape between its two writes saw no state at 1 (or two),
+ * and a breaker whose open wait had passed stayed "open" in /metrics until a call or an
+ * idle lane moved it. This is the only writer of those series, and renders are
+ * serialised, so a scrape sees exactly one state at 1 per provider. */
+static void breaker_gauge(void *ud, gw_mfamily_t *f)
+{
+    gw_outbound_t *ob = ud;
+    gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe};
+    for (size_t i = 0; i < sizeof provs / sizeof provs[0]; i++) {
+        if (!provs[i]->breaker)
+            continue;
+        gw_brk_state_t st = gw_breaker_state(provs[i]->breaker, cm_clock_mono_ms());
+        for (int s = 0; s < GW_BRK__STATES; s++)
+            gw_gauge_set(
+                gw_metrics_with(f, GW_LV(provs[i]->name, gw_brk_state_name((gw_brk_state_t)s))),
+                s == (int)st);
+    }
 }
 
 static cm_err_t prov_init(gw_prov_rt_t *p, const char *name, const gw_provider_t *cfg,
@@ -44,7 +63,6 @@ static cm_err_t prov_init(gw_prov_rt_t *p, const char *name, const gw_provider_t
     cm_err_t rc = gw_breaker_new(name, &bc, &p->breaker, err);
     if (!rc) {
         gw_breaker_set_callback(p->breaker, on_transition, obs);
-        gw_gauge_set(gw_metrics_with(obs->breaker_state, GW_LV(name, "closed")), 1);
         rc = gw_ratelimit_new(cfg->rate_per_min / 60.0, cfg->burst, 1024, &p->rl);
     }
     if (!rc) {
@@ -78,6 +96,8 @@ cm_err_t gw_outbound_new(const gw_config_t *cfg, gw_obs_t *obs, gw_outbound_t **
         return rc;
     }
     gw_policy_clock_real(&ob->clock);
+    ob->obs = obs;
+    gw_metrics_set_collect(obs->breaker_state, breaker_gauge, ob);
     *out = ob;
     return CM_OK;
 }
@@ -87,6 +107,9 @@ void gw_outbound_free(gw_outbound_t **obp)
     gw_outbound_t *ob = obp ? *obp : NULL;
     if (!ob)
         return;
+    /* No scrape may read the breakers once they are freed. */
+    if (ob->obs)
+        gw_metrics_set_collect(ob->obs->breaker_state, NULL, NULL);
     prov_free(&ob->calcom);
     prov_free(&ob->stripe);
     gw_slotcache_free(&ob->slots);

@@ -35,9 +35,12 @@ typedef struct {
     gw_prov_rt_t stripe; /* breaker NULL when not configured */
     gw_slotcache_t *slots;
     gw_policy_clock_t clock;
+    gw_obs_t *obs; /* borrowed */
 } gw_outbound_t;
 
-/* Builds the stacks from cfg (borrowed, as is obs). err says which setting is wrong. */
+/* Builds the stacks from cfg (borrowed, as is obs). err says which setting is wrong. From
+ * then until gw_outbound_free, obs's gw_breaker_state gauge is computed from these
+ * breakers at each scrape (one gw_outbound_t per obs). */
 cm_err_t gw_outbound_new(const gw_config_t *cfg, gw_obs_t *obs, gw_outbound_t **out,
                          char *err) CM_WUR;
 void gw_outbound_free(gw_outbound_t **ob);
