@@ -1,4 +1,6 @@
-/* sc_proc.c - posix_spawn into a new process group, ready files, group shutdown. */
+/* sc_proc.c - posix_spawn into a new session, ready files, group shutdown. */
+/* POSIX_SPAWN_SETSID is a GNU extension (glibc 2.26). */
+#define _GNU_SOURCE
 #include "sc_proc.h"
 
 #include <errno.h>
@@ -75,20 +77,25 @@ cm_err_t sc_proc_start(sc_proc_t *p, const char *name, const char *const argv[],
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    /* Own process group (pgid = pid) before exec: no window in which a group kill misses
-     * it. The runner ignores SIGPIPE and catches SIGINT/SIGTERM; the child starts with
-     * default dispositions and an empty mask, as if started from a shell. */
+    /* Own session, so own process group (pgid = pid) before exec: no window in which a
+     * group kill misses it. The session matters for the CPU: with autogroup scheduling
+     * (Debian's default) each session is a scheduling group with a fair share, and nice
+     * counts only inside a group, as it does for a service in its own cgroup in
+     * production. In the runner's session the gateway's worker lanes (nice 10) competed
+     * with every other test and load on the machine and got a tenth of their share; a
+     * retry 100 ms late was 1 s late at speed 10 (runner self-test 006 failed under
+     * ci/stress). The runner ignores SIGPIPE and catches SIGINT/SIGTERM; the child starts
+     * with default dispositions and an empty mask, as if started from a shell. */
     sigemptyset(&none);
     sigemptyset(&def);
     sigaddset(&def, SIGPIPE);
     sigaddset(&def, SIGINT);
     sigaddset(&def, SIGTERM);
     sigaddset(&def, SIGHUP);
-    posix_spawnattr_setpgroup(&at, 0);
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &def);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(&at,
+                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid = 0;
     e = posix_spawn(&pid, argv[0], &fa, &at, (char *const *)argv, envp);
     if (e != 0) {

@@ -1,6 +1,8 @@
 /* sc_proc.h - starting and stopping the programs under test.
  *
- * Each child runs in its own process group (its pid is the group id), with stdin from
+ * Each child runs in its own session and process group (its pid is both ids: with
+ * autogroup scheduling it competes for the CPU as one group, like a service in its own
+ * cgroup, whatever else the machine runs), with stdin from
  * /dev/null and stdout+stderr appended to a log file, so the whole group (the program and
  * anything it spawned) can be stopped at once and its output shown when a scenario fails.
  * Readiness is a file the child writes atomically once it listens; we poll for it with a

@@ -47,6 +47,7 @@ Test(proc, ready_then_clean_stop_in_own_group)
              "> \"$1.tmp\" && mv \"$1.tmp\" \"$1\"; while :; do sleep 0.02; done",
              env);
     cr_assert_eq(getpgid(p.pid), p.pid, "the child leads its own process group");
+    cr_assert_eq(getsid(p.pid), p.pid, "and its own session (its own scheduling group)");
     json_t *r = NULL;
     char err[CM_ERR_LEN] = "";
     cr_assert_eq(sc_proc_wait_ready(&p, ready, 5000, &r, err), CM_OK, "%s", err);
