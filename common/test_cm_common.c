@@ -6,6 +6,7 @@
 #include "cm_buf.h"
 #include "cm_clock.h"
 #include "cm_codec.h"
+#include "cm_duration.h"
 #include "cm_json.h"
 #include "cm_log.h"
 
@@ -148,4 +149,84 @@ Test(buf, read_file_whole_capped_and_missing)
     unlink(path);
     cr_assert_eq(cm_buf_read_file(&b, path, err), CM_ENOTFOUND);
     cr_assert(strstr(err, path), "%s", err);
+}
+
+Test(duration, one_grammar_accepts)
+{
+    static const struct {
+        const char *s;
+        int64_t ms;
+    } ok[] = {{"0s", 0},
+              {"250ms", 250},
+              {"1.5s", 1500},
+              {"2m", 120000},
+              {"1h", 3600000},
+              {"0.25s", 250},
+              {"1.5m", 90000},
+              {"0.001s", 1},
+              {"10s", 10000},
+              {"007ms", 7},
+              {"1.000000000s", 1000},
+              {"0.5h", 1800000},
+              {"1.0000000000000h", 3600000}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        int64_t ms = -1;
+        char err[CM_ERR_LEN] = "";
+        cr_expect_eq(cm_duration_parse(ok[i].s, 0, &ms, err), CM_OK, "%s: %s", ok[i].s, err);
+        cr_expect_eq(ms, ok[i].ms, "%s: got %lld", ok[i].s, (long long)ms);
+    }
+}
+
+Test(duration, refusals_say_why_and_leave_the_result)
+{
+    static const struct {
+        const char *s;
+        int64_t max;
+        const char *want;
+    } bad[] = {
+        {"", 0, "is not a duration"},
+        {"10", 0, "the unit must be ms, s, m or h"},
+        {"-1s", 0, "is not a duration"},
+        {"+1s", 0, "is not a duration"},
+        {" 1s", 0, "is not a duration"},
+        {"1 s", 0, "the unit must be"},
+        {"1s ", 0, "the unit must be"},
+        {"1e3ms", 0, "the unit must be"},
+        {"1.s", 0, "digits must follow the point"},
+        {".5s", 0, "is not a duration"},
+        {"0.5ms", 0, "not a whole number of milliseconds"},
+        {"1.0001s", 0, "not a whole number of milliseconds"},
+        {"1.00000000001h", 0, "not a whole number of milliseconds"},
+        {"1d", 0, "the unit must be"},
+        {"inf", 0, "is not a duration"},
+        {"25h", 24 * 3600000LL, "is longer than 24h"},
+        {"1440.001m", 24 * 3600000LL, "is longer than 24h"},
+        {"99999999999999999999999h", 0, "is too long"},
+        {"3000000000000h", 0, "is too long"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t ms = -7;
+        char err[CM_ERR_LEN] = "";
+        cr_expect_eq(cm_duration_parse(bad[i].s, bad[i].max, &ms, err), CM_EINVAL, "%s", bad[i].s);
+        cr_expect_eq(ms, -7, "%s: result touched", bad[i].s);
+        cr_expect(strstr(err, bad[i].want), "%s: \"%s\" lacks \"%s\"", bad[i].s, err, bad[i].want);
+    }
+    int64_t ms = 0;
+    cr_expect_eq(cm_duration_parse("24h", 24 * 3600000LL, &ms, NULL), CM_OK, "the cap itself");
+    cr_expect_eq(cm_duration_parse(NULL, 0, &ms, NULL), CM_EINVAL);
+}
+
+Test(duration, format_round_trips)
+{
+    static const int64_t v[] = {0, 1, 250, 1500, 1000, 60000, 90000, 3600000, 86400000};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char out[32];
+        int64_t back = -1;
+        cr_assert_eq(cm_duration_parse(cm_duration_format(v[i], out), 0, &back, NULL), CM_OK, "%s",
+                     out);
+        cr_expect_eq(back, v[i], "%s", out);
+    }
+    char out[32];
+    cr_expect_str_eq(cm_duration_format(1500, out), "1500ms");
+    cr_expect_str_eq(cm_duration_format(7200000, out), "2h");
 }
