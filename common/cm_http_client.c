@@ -132,8 +132,13 @@ cm_err_t cm_http_client_do(cm_http_client_t *c, const cm_http_request_t *req,
 const char *cm_http_response_header(const cm_http_response_t *resp, const char *name, char *buf,
                                     size_t cap)
 {
+    return cm_http_header_find(resp->headers.data, name, buf, cap);
+}
+
+const char *cm_http_header_find(const char *raw, const char *name, char *buf, size_t cap)
+{
     size_t nl = strlen(name);
-    const char *p = resp->headers.data;
+    const char *p = raw;
     while (p && *p) {
         const char *eol = strstr(p, "\r\n");
         size_t ll = eol ? (size_t)(eol - p) : strlen(p);

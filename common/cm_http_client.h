@@ -58,6 +58,10 @@ cm_err_t cm_http_client_do(cm_http_client_t *c, const cm_http_request_t *req,
 const char *cm_http_response_header(const cm_http_response_t *resp, const char *name, char *buf,
                                     size_t cap);
 
+/* The same over raw "Name: value\r\n" lines (a response's headers kept apart from it);
+ * raw may be NULL. The first matching line wins. */
+const char *cm_http_header_find(const char *raw, const char *name, char *buf, size_t cap);
+
 void cm_http_response_free(cm_http_response_t *resp);
 
 #endif

@@ -148,6 +148,7 @@ cm_err_t sc_http_do(sc_ctx_t *ctx, const char *actor, const sc_http_req_t *r, in
     snprintf(a->err, sizeof a->err, "%s", resp.err);
     a->body_len = resp.body.len;
     a->body = cm_buf_take(&resp.body);
+    a->headers = resp.headers.len ? cm_buf_take(&resp.headers) : NULL;
     cm_http_response_free(&resp);
     if (!a->body) {
         a->transport = CM_ENOMEM;
@@ -170,6 +171,7 @@ out:
 void sc_answer_free(sc_answer_t *a)
 {
     free(a->body);
+    free(a->headers);
     json_decref(a->json);
     memset(a, 0, sizeof *a);
 }

@@ -36,7 +36,8 @@ typedef struct {
     long status;        /* 0 without an answer */
     char *body;         /* NUL-terminated, "" when empty; owned */
     size_t body_len;
-    json_t *json; /* the body parsed, or NULL when it is not JSON; owned */
+    json_t *json;  /* the body parsed, or NULL when it is not JSON; owned */
+    char *headers; /* the answer's raw "Name: value\r\n" lines, or NULL; owned */
     double ms;
     char err[CM_ERR_LEN]; /* transport error text */
 } sc_answer_t;

@@ -396,7 +396,7 @@ static cm_err_t parse_match(vctx_t *v, const json_t *x, const char *what)
 static cm_err_t parse_expect(vctx_t *v, const json_t *x, const char *what, int webhook,
                              sc_expect_t *e)
 {
-    static const char *const req_keys[] = {"status", "json", "metrics", NULL};
+    static const char *const req_keys[] = {"status", "json", "metrics", "headers", NULL};
     static const char *const hook_keys[] = {"statuses", "json", NULL};
     const char *skey = webhook ? "statuses" : "status";
     cm_err_t rc;
@@ -428,6 +428,24 @@ static cm_err_t parse_expect(vctx_t *v, const json_t *x, const char *what, int w
         char m[48];
         snprintf(m, sizeof m, "\"%s\".\"metrics\"", what);
         if ((rc = parse_match(v, e->metrics, m)))
+            return rc;
+    }
+    e->headers = json_object_get(x, "headers");
+    if (e->headers) {
+        const char *k;
+        json_t *want;
+        if (!json_is_object(e->headers) || json_object_size(e->headers) == 0)
+            return fail(v, "\"%s\".\"headers\" must be an object of header name -> value", what);
+        json_object_foreach((json_t *)e->headers, k, want)
+        {
+            /* An RFC 9110 token: what a header name can be. */
+            if (!*k || strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                 "!#$%&'*+-.^_`|~") != strlen(k))
+                return fail(v, "\"%s\".\"headers\": \"%.64s\" is not a header name", what, k);
+        }
+        char m[48];
+        snprintf(m, sizeof m, "\"%s\".\"headers\"", what);
+        if ((rc = parse_match(v, e->headers, m)))
             return rc;
     }
     e->json = json_object_get(x, "json");

@@ -135,6 +135,7 @@ typedef struct {
     size_t nstatuses;
     const json_t *json;    /* sc_match expectation map, or NULL */
     const json_t *metrics; /* selector -> value/operators on a Prometheus answer, or NULL */
+    const json_t *headers; /* header name (any case) -> value/operators, or NULL */
 } sc_expect_t;
 
 typedef struct sc_step sc_step_t;

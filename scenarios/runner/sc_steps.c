@@ -239,10 +239,37 @@ static const char *statuses_str(const sc_expect_t *e, char *out, size_t cap)
     return out;
 }
 
-/* Counts unmet expectations of a (status and json; spec already expanded) into diag. */
-static int unmet(const sc_expect_t *e, const json_t *spec, const json_t *mspec,
-                 const sc_answer_t *a, cm_buf_t *diag)
+/* An expectation's maps with the scenario's variables expanded. */
+typedef struct {
+    json_t *json, *metrics, *headers;
+} specs_t;
+
+static cm_err_t expand_spec(sc_ctx_t *ctx, const char *label, const json_t *in, json_t **out);
+
+static cm_err_t expand_specs(sc_ctx_t *ctx, const char *label, const sc_expect_t *e, specs_t *sp)
 {
+    memset(sp, 0, sizeof *sp);
+    cm_err_t rc = expand_spec(ctx, label, e->json, &sp->json);
+    if (!rc)
+        rc = expand_spec(ctx, label, e->metrics, &sp->metrics);
+    if (!rc)
+        rc = expand_spec(ctx, label, e->headers, &sp->headers);
+    return rc;
+}
+
+static void specs_free(specs_t *sp)
+{
+    json_decref(sp->json);
+    json_decref(sp->metrics);
+    json_decref(sp->headers);
+    memset(sp, 0, sizeof *sp);
+}
+
+/* Counts unmet expectations of a (status, json, metrics, headers; already expanded) into
+ * diag. */
+static int unmet(const sc_expect_t *e, const specs_t *sp, const sc_answer_t *a, cm_buf_t *diag)
+{
+    const json_t *spec = sp->json, *mspec = sp->metrics;
     char want[96];
     int bad = 0;
     if (a->transport != CM_OK) {
@@ -275,6 +302,18 @@ static int unmet(const sc_expect_t *e, const json_t *spec, const json_t *mspec,
         char label[300];
         snprintf(label, sizeof label, "metric %s", sel);
         bad += !sc_match_value(got, mwant, label, diag);
+        json_decref(got);
+    }
+    const char *name;
+    json_t *hwant;
+    json_object_foreach(sp->headers, name, hwant)
+    {
+        /* Names match in any case; an absent header is null, so {"$exists": false} works. */
+        char val[1024], label[300];
+        const char *v = cm_http_header_find(a->headers, name, val, sizeof val);
+        json_t *got = v ? json_string(v) : NULL;
+        snprintf(label, sizeof label, "header %s", name);
+        bad += !sc_match_value(got, hwant, label, diag);
         json_decref(got);
     }
     return bad;
@@ -353,30 +392,26 @@ static cm_err_t fail_exchange(sc_ctx_t *ctx, const char *label, const sc_http_re
 static cm_err_t run_request(sc_ctx_t *ctx, const sc_step_t *s, const char *label, const char *actor)
 {
     prepared_t p;
-    json_t *spec = NULL, *mspec = NULL;
+    specs_t sp = {0};
     sc_answer_t a;
     cm_buf_t diag;
     cm_err_t rc = prepare(ctx, label, &s->req, &p);
-    if (!rc)
-        rc = expand_spec(ctx, label, s->expect.json, &spec);
-    if (!rc)
-        rc = expand_spec(ctx, label, s->expect.metrics, &mspec);
-    if (rc) {
-        json_decref(spec);
+    if (!rc && (rc = expand_specs(ctx, label, &s->expect, &sp)) != CM_OK)
         prepared_free(&p);
+    if (rc) {
+        specs_free(&sp);
         return rc;
     }
     cm_buf_init(&diag, 64 << 10);
     sc_http_do(ctx, actor, &p.r, 0, &a);
-    int bad = unmet(&s->expect, spec, mspec, &a, &diag);
+    int bad = unmet(&s->expect, &sp, &a, &diag);
     if (bad)
         rc = fail_exchange(ctx, label, &p.r, &a, &diag, bad, NULL);
     else
         rc = capture(ctx, label, s->capture, &a);
     sc_answer_free(&a);
     cm_buf_free(&diag);
-    json_decref(spec);
-    json_decref(mspec);
+    specs_free(&sp);
     prepared_free(&p);
     return rc;
 }
@@ -588,15 +623,12 @@ out:
 static cm_err_t run_wait(sc_ctx_t *ctx, const sc_step_t *s, const char *label, const char *actor)
 {
     prepared_t p;
-    json_t *spec = NULL, *mspec = NULL;
+    specs_t sp = {0};
     cm_err_t rc = prepare(ctx, label, &s->req, &p);
-    if (!rc)
-        rc = expand_spec(ctx, label, s->expect.json, &spec);
-    if (!rc)
-        rc = expand_spec(ctx, label, s->expect.metrics, &mspec);
-    if (rc) {
-        json_decref(spec);
+    if (!rc && (rc = expand_specs(ctx, label, &s->expect, &sp)) != CM_OK)
         prepared_free(&p);
+    if (rc) {
+        specs_free(&sp);
         return rc;
     }
     int64_t start = cm_clock_mono_ms();
@@ -626,7 +658,7 @@ static cm_err_t run_wait(sc_ctx_t *ctx, const sc_step_t *s, const char *label, c
         cm_buf_reset(&diag);
         sc_http_do(ctx, actor, &p.r, 1, &a);
         polls++;
-        bad = unmet(&s->expect, spec, mspec, &a, &diag);
+        bad = unmet(&s->expect, &sp, &a, &diag);
         /* Log only changes: a wait polls every 20 ms and the log is for people. */
         sc_answer_show(&a, cur, sizeof cur);
         if (strcmp(cur, prev) != 0) {
@@ -650,7 +682,7 @@ static cm_err_t run_wait(sc_ctx_t *ctx, const sc_step_t *s, const char *label, c
         a = answered;
         memset(&answered, 0, sizeof answered);
         cm_buf_reset(&diag);
-        bad = unmet(&s->expect, spec, mspec, &a, &diag);
+        bad = unmet(&s->expect, &sp, &a, &diag);
     }
     int64_t took = cm_clock_mono_ms() - start;
     if (!bad) {
@@ -670,8 +702,7 @@ static cm_err_t run_wait(sc_ctx_t *ctx, const sc_step_t *s, const char *label, c
     sc_answer_free(&answered);
     sc_answer_free(&a);
     cm_buf_free(&diag);
-    json_decref(spec);
-    json_decref(mspec);
+    specs_free(&sp);
     prepared_free(&p);
     return rc;
 }

@@ -420,6 +420,17 @@ Test(scenario, sign_gateway_and_repeat_mistakes)
         {"{\"webhook\":{\"provider\":\"retell\",\"call\":\"c\"},\"expect\":{\"metrics\":"
          "{\"a\":1}}}",
          "unknown key \"metrics\" in \"expect\""},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/\"},\"expect\":{\"headers\":{}}}",
+         "\"expect\".\"headers\" must be an object of header name -> value"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/\"},\"expect\":{\"headers\":"
+         "{\"X Result\":\"a\"}}}",
+         "\"expect\".\"headers\": \"X Result\" is not a header name"},
+        {"{\"request\":{\"to\":\"gateway\",\"path\":\"/\"},\"expect\":{\"headers\":"
+         "{\"X-Result\":{\"$most\":1}}}}",
+         "\"expect\".\"headers\": \"X-Result\": unknown operator \"$most\""},
+        {"{\"webhook\":{\"provider\":\"retell\",\"call\":\"c\"},\"expect\":{\"headers\":"
+         "{\"a\":\"b\"}}}",
+         "unknown key \"headers\" in \"expect\""},
         {"{\"gateway\":{\"action\":\"kill\",\"config\":\"%F\"}}",
          "\"config\" is only for start and restart"},
         {"{\"gateway\":{\"action\":\"start\",\"config\":\"nope.json\"}}",
