@@ -242,6 +242,14 @@ static json_t *drill(const opts_t *o)
     add(steps, json_pack("{s:s,s:{s:o,s:{s:{s:I}},s:s}}", "name", "every saga completes", "wait",
                          "request", request("gateway", "GET", "/admin/sagas?state=completed", NULL),
                          "until", "json", "count", (json_int_t)n, "within", "120s"));
+    /* Waited for, not read once: a saga ends before its job is marked done (that outcome
+     * is written with the lane's next claim), so a read right after showed running 1.
+     * Once the queue has drained, the counts below are final. A dead letter never goes
+     * away, so waiting for dead 0 loses nothing. */
+    add(steps,
+        json_pack("{s:s,s:{s:o,s:{s:{s:i,s:i,s:i}},s:s}}", "name", "nothing dead-lettered or left",
+                  "wait", "request", request("gateway", "GET", "/admin/queue", NULL), "until",
+                  "json", "dead", 0, "pending", 0, "running", 0, "within", "60s"));
     add(steps,
         json_pack("{s:s,s:o,s:{s:{s:I,s:{s:{s:s}}}}}", "name",
                   "one booking per call, every one accepted", "request",
@@ -255,9 +263,6 @@ static json_t *drill(const opts_t *o)
         json_pack("{s:s,s:o,s:{s:{s:i}}}", "name", "no refund", "request",
                   request("control", "GET", "/control/effects?provider=stripe&kind=refund", NULL),
                   "expect", "json", "count", 0));
-    add(steps, json_pack("{s:s,s:o,s:{s:{s:i,s:i,s:i}}}", "name", "nothing dead-lettered or left",
-                         "request", request("gateway", "GET", "/admin/queue", NULL), "expect",
-                         "json", "dead", 0, "pending", 0, "running", 0));
 
     /* The simulators' clock is off the gateway's by up to 2 minutes either way, inside the
      * 5-minute signature window: drills run with the skew real deployments have. Its own
