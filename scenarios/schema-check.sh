@@ -21,7 +21,9 @@ if [ ! -x "$ajv" ]; then
   fi
 fi
 schema=docs/scenario.schema.json
-mapfile -t files < <(find scenarios -name '*.json' -not -path '*/_*' -not -path '*/.*' | sort)
+# JSON and YAML files alike (ajv-cli reads YAML with js-yaml).
+mapfile -t files < <(find scenarios \( -name '*.json' -o -name '*.yaml' -o -name '*.yml' \) \
+  -not -path '*/_*' -not -path '*/.*' | sort)
 args=()
 for f in "${files[@]}"; do args+=(-d "$f"); done
 status=0

@@ -60,7 +60,9 @@ static cm_err_t walk(sc_filelist_t *l, const char *dir, int depth, char *err)
             continue;
         if (S_ISDIR(st.st_mode))
             rc = walk(l, path, depth + 1, err);
-        else if (S_ISREG(st.st_mode) && ends_with(e->d_name, ".json"))
+        else if (S_ISREG(st.st_mode) &&
+                 (ends_with(e->d_name, ".json") || ends_with(e->d_name, ".yaml") ||
+                  ends_with(e->d_name, ".yml")))
             rc = add(l, path);
     }
     closedir(d);

@@ -1,6 +1,6 @@
-/* sc_files.h - finding scenario files and the file-system chores of a run: listing *.json
- * under directories in sorted order, reading whole files, removing temp dirs.
- * Thread-safe (no shared state).
+/* sc_files.h - finding scenario files and the file-system chores of a run: listing *.json and
+ * *.yaml under directories in sorted order, reading whole files, removing temp dirs. Thread-safe
+ * (no shared state).
  */
 #ifndef SC_FILES_H
 #define SC_FILES_H
@@ -15,8 +15,9 @@ typedef struct {
 } sc_filelist_t;
 
 /* Adds input to list: a file as it is (whatever its name: it was asked for), a
- * directory's *.json files recursively (entries starting with "." or "_" skipped: "_fixtures/"
- * holds helper files), sorted by path. CM_ENOTFOUND with err (CM_ERR_LEN) naming a missing input.
+ * directory's *.json, *.yaml and *.yml files recursively (entries starting with "." or "_" skipped:
+ * "_fixtures/" holds helper files), sorted by path. CM_ENOTFOUND with err (CM_ERR_LEN) naming a
+ * missing input.
  */
 cm_err_t sc_files_collect(sc_filelist_t *list, const char *input, char *err) CM_WUR;
 void sc_files_free(sc_filelist_t *list);

@@ -316,7 +316,7 @@ int main(int argc, char **argv)
         }
     }
     if (files.n == 0) {
-        fprintf(stderr, "scenario: no *.json scenario files found\n");
+        fprintf(stderr, "scenario: no *.json, *.yaml or *.yml scenario files found\n");
         status = EXIT_USAGE;
         goto out;
     }

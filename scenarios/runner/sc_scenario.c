@@ -16,6 +16,7 @@
 #include "sc_match.h"
 #include "sc_metrics.h"
 #include "sc_vars.h"
+#include "sc_yaml.h"
 
 const char *const sc_builtin_vars[] = {
     "seed",         "tmp_dir",    "data_dir",    "gateway_url", "gateway_port", "control_url",
@@ -774,6 +775,22 @@ static cm_err_t parse_repeat(vctx_t *v, const json_t *obj, sc_step_t *s)
 
 /* {"include": "path"}: the file holds a list of steps (or {"steps": [...]}), inlined
  * here at load time; its steps see the scenario's variables. */
+/* A JSON or YAML file (by its name) into *doc; err (CM_ERR_LEN) starts with the path. */
+static cm_err_t load_doc(const char *path, json_t **doc, char *err)
+{
+    if (!sc_yaml_path(path))
+        return cm_json_load_file(path, SC_FILE_MAX, doc, err);
+    char *text = NULL, ferr[CM_ERR_LEN], yerr[CM_ERR_LEN];
+    size_t len = 0;
+    cm_err_t rc = sc_files_read(path, SC_FILE_MAX, &text, &len, ferr);
+    if (rc)
+        cm_errf(err, "%s", ferr);
+    else if ((rc = sc_yaml_parse(text, len, doc, yerr)) != CM_OK)
+        cm_errf(err, "%s: %s", path, yerr);
+    free(text);
+    return rc;
+}
+
 static cm_err_t parse_include(vctx_t *v, const json_t *x, sc_step_t *s)
 {
     char path[PATH_MAX], err[SC_ERR_LEN], jerr[CM_ERR_LEN], loc[sizeof s->loc];
@@ -789,7 +806,7 @@ static cm_err_t parse_include(vctx_t *v, const json_t *x, sc_step_t *s)
                     SC_INCLUDE_DEPTH);
     if (sc_scenario_resolve(v->sc, s->include, path, sizeof path, err) != CM_OK)
         return fail(v, "\"include\": %s", err);
-    if (cm_json_load_file(path, SC_FILE_MAX, &doc, jerr) != CM_OK)
+    if (load_doc(path, &doc, jerr) != CM_OK)
         return fail(v, "\"include\": %s", jerr);
     /* The scenario keeps the document: the steps borrow their strings from it. */
     if (json_array_append_new(((sc_scenario_t *)v->sc)->included, doc) != 0)
@@ -1048,7 +1065,11 @@ cm_err_t sc_scenario_parse(const char *path, const char *text, size_t len, sc_sc
         snprintf(err, SC_ERR_LEN, "%s: out of memory", path);
         return CM_ENOMEM;
     }
-    rc = cm_json_parse(text, len, SC_FILE_MAX, &sc->root, jerr);
+    /* YAML is the same document in another syntax: one validation for both. */
+    if (sc_yaml_path(path))
+        rc = sc_yaml_parse(text, len, &sc->root, jerr);
+    else
+        rc = cm_json_parse(text, len, SC_FILE_MAX, &sc->root, jerr);
     if (rc)
         snprintf(err, SC_ERR_LEN, "%s: %s", path, jerr);
     else
