@@ -13,8 +13,9 @@
 const char *sc_opts_usage(void)
 {
     return "usage: scenario [options] FILE_OR_DIR...\n"
-           "Runs scenario files (directories are searched recursively for *.json, in sorted\n"
-           "order) against freshly started simulators and gateway.\n"
+           "Runs scenario files, JSON or YAML (directories are searched recursively for\n"
+           "*.json, *.yaml and *.yml, in sorted order) against freshly started simulators\n"
+           "and gateway.\n"
            "\n"
            "  --out DIR          write the three reports to DIR: junit.xml, report.json,\n"
            "                     report.html (none is written unless asked)\n"
