@@ -15,6 +15,7 @@
 
 #include "cm_clock.h"
 #include "cm_json.h"
+#include "cm_duration.h"
 #include "cm_log.h"
 #include "cm_rand.h"
 #include "sim_form.h"
@@ -158,30 +159,20 @@ static int wait_ms(sim_fault_t *f, int64_t ms)
 
 int64_t sim_fault_duration_ms(const json_t *v)
 {
-    if (json_is_integer(v))
-        return json_integer_value(v) >= 0 ? json_integer_value(v) : -1;
-    if (json_is_real(v))
-        return json_real_value(v) >= 0 ? (int64_t)llround(json_real_value(v)) : -1;
-    if (!json_is_string(v))
+    if (json_is_integer(v)) {
+        /* The old form, kept for one release: a scenario written for it still runs, and the
+         * log says how to write it now. */
+        json_int_t n = json_integer_value(v);
+        if (n < 0 || n > 1000000000000LL)
+            return -1;
+        CM_WARN(COMP, "a duration as a bare number (%lld) is deprecated: write \"%lldms\"",
+                (long long)n, (long long)n);
+        return n;
+    }
+    int64_t ms;
+    if (!json_is_string(v) || cm_duration_parse(json_string_value(v), 0, &ms, NULL) != CM_OK)
         return -1;
-    const char *s = json_string_value(v);
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (end == s || errno || x < 0 || x > 1e12)
-        return -1;
-    double mul;
-    if (strcmp(end, "ms") == 0 || *end == '\0')
-        mul = 1;
-    else if (strcmp(end, "s") == 0)
-        mul = 1000;
-    else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
-        mul = 60000;
-    else if (strcmp(end, "h") == 0)
-        mul = 3600000;
-    else
-        return -1;
-    return (int64_t)llround(x * mul);
+    return ms;
 }
 
 static const char *const socket_names[] = {
@@ -220,9 +211,7 @@ static int duration_field(const json_t *obj, const char *name, const char *at, i
     }
     int64_t ms = sim_fault_duration_ms(v);
     if (ms < 0)
-        PERR("%s: must be a duration: milliseconds or a string like \"250ms\", \"1.5s\", "
-             "\"2m\"",
-             name);
+        PERR("%s: must be a duration like \"250ms\", \"1.5s\", \"2m\", \"1h\"", name);
     if (limit > 0 && ms > limit)
         PERR("%s: must be at most %lld ms", name, (long long)limit);
     *out = ms;
@@ -235,8 +224,8 @@ static int parse_latency(const json_t *v, step_t *s, const char *at, char *err)
     if (!json_is_object(v)) {
         a = sim_fault_duration_ms(v);
         if (a < 0 || a > SIM_FAULT_LATENCY_LIMIT_MS)
-            PERR("latency: must be a duration (ms or \"250ms\") of at most %d ms, or an object "
-                 "with one of fixed, uniform, lognormal",
+            PERR("latency: must be a duration (\"250ms\", \"1.5s\") of at most %d ms, or an "
+                 "object with one of fixed, uniform, lognormal",
                  SIM_FAULT_LATENCY_LIMIT_MS);
         s->lat_kind = 1;
         s->lat_a = (double)a;

@@ -115,7 +115,9 @@ int sim_fault_decide(sim_fault_t *f, const char *provider, const char *method, c
                      const char *ctype, const char *body, size_t body_len, sim_fault_plan_t *plan);
 void sim_fault_plan_free(sim_fault_plan_t *plan);
 
-/* Parses a duration: a number of ms, or a string "250ms", "1.5s", "2m", "1h". -1 if bad. */
+/* Parses a duration in the one grammar (cm_duration.h: "250ms", "1.5s", "2m", "1h"). A
+ * bare integer of milliseconds is still taken, with a deprecation warning in the log, for
+ * one release. -1 if bad. */
 int64_t sim_fault_duration_ms(const json_t *v);
 
 #endif

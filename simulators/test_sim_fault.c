@@ -148,9 +148,23 @@ Test(fault, durations)
     static const struct {
         const char *text;
         int64_t ms;
-    } cases[] = {{"250", 250},        {"\"250ms\"", 250}, {"\"1.5s\"", 1500}, {"\"2m\"", 120000},
-                 {"\"1h\"", 3600000}, {"\"5\"", 5},       {"\"-1s\"", -1},    {"\"3 days\"", -1},
-                 {"true", -1},        {"-4", -1}};
+    } cases[] = {{"250", 250},
+                 {"\"250ms\"", 250},
+                 {"\"1.5s\"", 1500},
+                 {"\"2m\"", 120000},
+                 {"\"1h\"", 3600000},
+                 {"\"-1s\"", -1},
+                 {"\"3 days\"", -1},
+                 {"true", -1},
+                 {"-4", -1},
+                 /* The one grammar (cm_duration): a unit always, no exponent, no "min", no
+                  * fractions of a millisecond, no spaces, no JSON reals. */
+                 {"\"5\"", -1},
+                 {"\"1min\"", -1},
+                 {"\"1e3ms\"", -1},
+                 {"\"0.5ms\"", -1},
+                 {"\" 5s\"", -1},
+                 {"1.5", -1}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         v = json_loads(cases[i].text, JSON_DECODE_ANY, NULL);
         cr_assert_eq(sim_fault_duration_ms(v), cases[i].ms, "%s", cases[i].text);
