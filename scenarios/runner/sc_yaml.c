@@ -11,6 +11,9 @@
 /* Deeper than any scenario needs; a bound so hostile input cannot exhaust anything. */
 #define MAX_DEPTH 64
 #define MAX_ANCHORS 256
+/* Aliases copy nodes, so a small file can stand for a huge document ("a billion laughs":
+ * ten anchors each aliasing the previous one ten times). The document is bounded instead. */
+#define MAX_NODES 1000000
 
 #define TAG(x) "tag:yaml.org,2002:" x
 
@@ -27,8 +30,10 @@ typedef struct {
     struct {
         char *name;
         json_t *node;
+        size_t size; /* nodes in it, copies included */
     } anchors[MAX_ANCHORS];
     int nanchors;
+    size_t nodes; /* nodes in the document so far, copies included */
     char *err;
 } conv_t;
 
@@ -148,6 +153,30 @@ static json_t *scalar(conv_t *c, const yaml_event_t *ev)
     return v;
 }
 
+/* Nodes in v, itself included. */
+static size_t count_nodes(const json_t *v)
+{
+    size_t n = 1;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            n += count_nodes(json_array_get(v, i));
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x) n += count_nodes(x);
+    }
+    return n;
+}
+
+/* Counts n more nodes; CM_EINVAL past MAX_NODES. */
+static cm_err_t grow(conv_t *c, const yaml_mark_t *m, size_t n)
+{
+    c->nodes += n;
+    if (c->nodes > MAX_NODES)
+        return fail_at(c, m, "the document holds more than 1000000 nodes (aliases included)");
+    return CM_OK;
+}
+
 static cm_err_t add_anchor(conv_t *c, const yaml_mark_t *m, const char *name, json_t *node)
 {
     if (!name)
@@ -162,6 +191,7 @@ static cm_err_t add_anchor(conv_t *c, const yaml_mark_t *m, const char *name, js
     /* A later anchor of the same name replaces the earlier one from here on (YAML). */
     c->anchors[c->nanchors].name = copy;
     c->anchors[c->nanchors].node = json_incref(node);
+    c->anchors[c->nanchors].size = count_nodes(node);
     c->nanchors++;
     return CM_OK;
 }
@@ -233,6 +263,12 @@ static cm_err_t open_node(conv_t *c, const yaml_event_t *ev, json_t *node, const
 
 static cm_err_t on_event(conv_t *c, const yaml_event_t *ev, int *docs)
 {
+    cm_err_t grown = CM_OK;
+    if (ev->type == YAML_SCALAR_EVENT || ev->type == YAML_MAPPING_START_EVENT ||
+        ev->type == YAML_SEQUENCE_START_EVENT)
+        grown = grow(c, &ev->start_mark, 1);
+    if (grown)
+        return grown;
     switch (ev->type) {
     case YAML_DOCUMENT_START_EVENT:
         if (++*docs > 1)
@@ -289,6 +325,9 @@ static cm_err_t on_event(conv_t *c, const yaml_event_t *ev, int *docs)
         const char *name = (const char *)ev->data.alias.anchor;
         for (int i = c->nanchors - 1; i >= 0; i--) {
             if (strcmp(c->anchors[i].name, name) == 0) {
+                cm_err_t rc = grow(c, &ev->start_mark, c->anchors[i].size);
+                if (rc)
+                    return rc;
                 json_t *copy = json_deep_copy(c->anchors[i].node);
                 if (!copy) {
                     cm_errf(c->err, "out of memory");

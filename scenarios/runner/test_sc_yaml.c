@@ -123,6 +123,24 @@ Test(yaml, deep_nesting_is_bounded)
     cr_expect(strstr(err, "deeper than 64"), "%s", err);
 }
 
+/* Ten anchors, each aliasing the one before ten times: 10^10 nodes from 600 bytes. */
+Test(yaml, alias_bombs_are_bounded)
+{
+    char text[2048];
+    size_t n = (size_t)snprintf(text, sizeof text, "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for (int i = 1; i < 10; i++) {
+        n += (size_t)snprintf(text + n, sizeof text - n, "a%d: &a%d [", i, i);
+        for (int k = 0; k < 10; k++)
+            n += (size_t)snprintf(text + n, sizeof text - n, "%s*a%d", k ? ", " : "", i - 1);
+        n += (size_t)snprintf(text + n, sizeof text - n, "]\n");
+    }
+    json_t *v = NULL;
+    char err[CM_ERR_LEN] = "";
+    cr_expect_eq(sc_yaml_parse(text, n, &v, err), CM_EINVAL);
+    cr_expect_null(v);
+    cr_expect(strstr(err, "more than 1000000 nodes"), "%s", err);
+}
+
 Test(yaml, names)
 {
     cr_expect(sc_yaml_path("a/b.yaml"));
