@@ -40,6 +40,9 @@ printf '{%s,"steps":[{"request":{"to":"gateway","path":"/x","sign":{"scheme":"st
   "$base" >"$tmp/std.json"
 printf '{%s,"steps":[{"repeat":{"times":0,"step":{"gateway":{"action":"kill"}}}}]}' "$base" \
   >"$tmp/times.json"
+printf '{%s,"steps":[{"wait":{"saga":"c1","within":"1s"}}]}' "$base" >"$tmp/saga.json"
+printf '{%s,"steps":[{"wait":{"queue":"drained","request":{"to":"gateway","path":"/x"}}}]}' \
+  "$base" >"$tmp/mixed.json"
 for bad in "$tmp"/*.json; do
   if "$ajv" validate --spec=draft7 --strict=false -s "$schema" -d "$bad" >/dev/null 2>&1; then
     echo "schema-check: the schema accepts $(basename "$bad"), which the runner refuses: $(cat "$bad")"

@@ -542,6 +542,67 @@ static cm_err_t parse_webhook(vctx_t *v, const json_t *obj, sc_step_t *s)
     return CM_OK;
 }
 
+/* The high-level waits, written as the poll they stand for:
+ *   {"saga": ID, "state": S}  ->  GET gateway /admin/sagas/ID until {"saga.state": S}
+ *   {"call": ID, "state": S}  ->  GET gateway /admin/calls/ID until {"state": S}
+ *   {"queue": "drained"}      ->  GET gateway /admin/queue until {"pending": 0, "running": 0}
+ *   {"queue": {...}}          ->  GET gateway /admin/queue until {...}
+ * S is a value or operators, as in "json". *out is the low-level "wait" object, kept by the
+ * scenario (the step borrows its strings), or NULL when obj is already low-level. */
+static cm_err_t desugar_wait(vctx_t *v, const json_t *obj, const json_t **out)
+{
+    static const char *const keys[] = {"saga", "call", "queue", "state", "within", "capture", NULL};
+    const json_t *saga = json_object_get(obj, "saga"), *call = json_object_get(obj, "call");
+    const json_t *queue = json_object_get(obj, "queue"), *state = json_object_get(obj, "state");
+    *out = NULL;
+    int n = !!saga + !!call + !!queue;
+    if (n == 0)
+        return CM_OK;
+    cm_err_t rc = check_keys(v, obj, "\"wait\"", keys);
+    if (rc)
+        return rc;
+    if (n > 1 || json_object_get(obj, "request"))
+        return fail(v, "\"wait\" polls one thing: a \"saga\", a \"call\", the \"queue\" or a "
+                       "\"request\"");
+    json_t *until = NULL;
+    char path[512];
+    if (queue) {
+        if (state)
+            return fail(v, "\"wait\": \"state\" goes with \"saga\" or \"call\", not \"queue\"");
+        if (json_is_string(queue) && !strcmp(json_string_value(queue), "drained"))
+            until = json_pack("{s:i,s:i}", "pending", 0, "running", 0);
+        else if (json_is_object(queue) && json_object_size(queue) > 0)
+            until = json_deep_copy(queue);
+        else
+            return fail(v, "\"queue\" must be \"drained\" or an expectation on "
+                           "{\"pending\",\"running\",\"done\",\"dead\"}");
+        snprintf(path, sizeof path, "/admin/queue");
+    } else {
+        const json_t *id = saga ? saga : call;
+        const char *what = saga ? "saga" : "call";
+        if (!json_is_string(id) || json_string_length(id) == 0 ||
+            strcspn(json_string_value(id), "/?#% ") != json_string_length(id))
+            return fail(v, "\"%s\" must be an id (or a ${...} that gives one)", what);
+        if (!state)
+            return fail(v, "\"wait\" on a %s needs the \"state\" to wait for", what);
+        if (snprintf(path, sizeof path, "/admin/%s/%s", saga ? "sagas" : "calls",
+                     json_string_value(id)) >= (int)sizeof path)
+            return fail(v, "\"%s\": the id is too long", what);
+        until = json_pack("{s:O}", saga ? "saga.state" : "state", state);
+    }
+    json_t *low = until ? json_pack("{s:{s:s,s:s},s:{s:o}}", "request", "to", "gateway", "path",
+                                    path, "until", "json", until)
+                        : NULL;
+    const char *copy[] = {"within", "capture"};
+    for (size_t k = 0; low && k < 2; k++)
+        if (json_object_get(obj, copy[k]))
+            json_object_set(low, copy[k], json_object_get(obj, copy[k]));
+    if (!low || json_array_append_new(((sc_scenario_t *)v->sc)->included, low) != 0)
+        return fail(v, "out of memory");
+    *out = low;
+    return CM_OK;
+}
+
 static cm_err_t parse_wait(vctx_t *v, const json_t *obj, sc_step_t *s)
 {
     static const char *const keys[] = {"request", "until", "within", "capture", NULL};
@@ -549,6 +610,11 @@ static cm_err_t parse_wait(vctx_t *v, const json_t *obj, sc_step_t *s)
     const char *within;
     if (!json_is_object(obj))
         return fail(v, "\"wait\" must be an object");
+    const json_t *low = NULL;
+    if ((rc = desugar_wait(v, obj, &low)))
+        return rc;
+    if (low)
+        obj = low;
     if ((rc = check_keys(v, obj, "\"wait\"", keys)))
         return rc;
     const json_t *r = json_object_get(obj, "request");

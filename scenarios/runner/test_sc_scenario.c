@@ -217,6 +217,18 @@ Test(scenario, step_mistakes)
         {"{\"wait\":{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"},\"until\":{\"status\":200},"
          "\"within\":\"10\"}}",
          "steps[0] (wait): \"within\": \"10\" is not a duration"},
+        {"{\"wait\":{\"saga\":\"c1\"}}",
+         "steps[0] (wait): \"wait\" on a saga needs the \"state\" to wait for"},
+        {"{\"wait\":{\"saga\":\"c1\",\"call\":\"c1\",\"state\":\"x\"}}",
+         "\"wait\" polls one thing: a \"saga\", a \"call\", the \"queue\" or a \"request\""},
+        {"{\"wait\":{\"call\":\"a/b\",\"state\":\"x\"}}",
+         "\"call\" must be an id (or a ${...} that gives one)"},
+        {"{\"wait\":{\"queue\":\"empty\"}}", "\"queue\" must be \"drained\" or an expectation"},
+        {"{\"wait\":{\"queue\":\"drained\",\"state\":\"x\"}}",
+         "\"state\" goes with \"saga\" or \"call\", not \"queue\""},
+        {"{\"wait\":{\"saga\":\"c1\",\"state\":\"x\",\"until\":{}}}",
+         "unknown key \"until\" in \"wait\""},
+        {"{\"wait\":{\"saga\":\"c1\",\"state\":{\"$most\":1}}}", "unknown operator \"$most\""},
         {"{\"wait\":{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"},\"until\":{\"status\":200},"
          "\"within\":\"0ms\"}}",
          "\"within\" must be longer than 0"},
