@@ -32,8 +32,8 @@ const char *const sc_proc_names[SC_PROCS] = {"gateway", "simulators", "chaos"};
 
 static const char *const target_names[SC_TARGETS] = {"gateway", "control", "retell",
                                                      "calcom",  "stripe",  "chaos"};
-static const char *const kind_names[SC_STEP__COUNT] = {"request", "call",   "webhook", "wait",
-                                                       "gateway", "repeat", "include", "chaos"};
+static const char *const kind_names[SC_STEP__COUNT] = {
+    "request", "call", "webhook", "wait", "gateway", "repeat", "include", "chaos", "expect"};
 static const char *const scheme_names[] = {"none", "retell", "calcom", "stripe", "std"};
 static const char *const action_names[] = {"kill",    "stop",        "start",
                                            "restart", "expect_exit", "wait_exit"};
@@ -897,6 +897,102 @@ static cm_err_t parse_include(vctx_t *v, const json_t *x, sc_step_t *s)
     return rc;
 }
 
+/* Appends a request step {"name", "request": {"to", "path"}, "expect": {"json": want}} to
+ * list; takes want. */
+static int add_check(json_t *list, const char *name, const char *to, const char *path, json_t *want)
+{
+    json_t *st = json_pack("{s:s,s:{s:s,s:s},s:{s:o}}", "name", name, "request", "to", to, "path",
+                           path, "expect", "json", want);
+    return st ? json_array_append_new(list, st) : -1;
+}
+
+/* The high-level checks, one-shot, each rewritten into the request it stands for (so a
+ * failure shows the real answer):
+ *   {"effects": {"calcom.booking": 1, "stripe.refund": 0}}  the simulators' effects ledger
+ *   {"queue": {"dead": 0, "done": 3}}                        GET gateway /admin/queue
+ *   {"saga": ID, "state": S} / {"call": ID, "state": S}      the gateway's admin API
+ * Values are values or operators, as in "json". */
+static cm_err_t parse_expect_step(vctx_t *v, const json_t *obj, sc_step_t *s)
+{
+    static const char *const keys[] = {"effects", "queue", "saga", "call", "state", NULL};
+    /* What the simulators' effects ledger records (sim_journal.h). */
+    static const char *const known[] = {"calcom.booking", "calcom.cancellation",
+                                        "calcom.reschedule", "stripe.charge", "stripe.refund"};
+    cm_err_t rc;
+    if (!json_is_object(obj) || json_object_size(obj) == 0)
+        return fail(v, "\"expect\" must be an object: \"effects\", \"queue\", or a \"saga\" "
+                       "or \"call\" with its \"state\"");
+    if ((rc = check_keys(v, obj, "\"expect\"", keys)))
+        return rc;
+    json_t *list = json_array();
+    if (!list || json_array_append_new(((sc_scenario_t *)v->sc)->included, list) != 0)
+        return fail(v, "out of memory");
+    const json_t *effects = json_object_get(obj, "effects");
+    if (effects) {
+        const char *k;
+        json_t *want;
+        if (!json_is_object(effects) || json_object_size(effects) == 0)
+            return fail(v, "\"effects\" must map \"provider.kind\" (calcom.booking, "
+                           "stripe.charge, ...) to a count");
+        json_object_foreach((json_t *)effects, k, want)
+        {
+            size_t dot = strcspn(k, ".");
+            int ok = 0;
+            for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+                ok |= !strcmp(k, known[i]);
+            if (!ok)
+                return fail(v,
+                            "\"effects\": \"%.64s\" is not provider.kind (calcom.booking, "
+                            "calcom.cancellation, calcom.reschedule, stripe.charge, "
+                            "stripe.refund)",
+                            k);
+            char path[128], name[160];
+            snprintf(path, sizeof path, "/control/effects?provider=%.*s&kind=%s", (int)dot, k,
+                     k + dot + 1);
+            snprintf(name, sizeof name, "effects: %s", k);
+            if (add_check(list, name, "control", path, json_pack("{s:O}", "count", want)))
+                return fail(v, "out of memory");
+        }
+    }
+    const json_t *queue = json_object_get(obj, "queue");
+    if (queue) {
+        if (!json_is_object(queue) || json_object_size(queue) == 0)
+            return fail(v, "\"queue\" must be an expectation on {\"pending\",\"running\","
+                           "\"done\",\"dead\"}");
+        if (add_check(list, "queue", "gateway", "/admin/queue", json_deep_copy(queue)))
+            return fail(v, "out of memory");
+    }
+    const json_t *saga = json_object_get(obj, "saga"), *call = json_object_get(obj, "call");
+    const json_t *state = json_object_get(obj, "state");
+    if (saga && call)
+        return fail(v, "\"expect\": one \"saga\" or one \"call\" per step");
+    if ((saga || call) != !!state)
+        return fail(v, "\"expect\": \"state\" goes with a \"saga\" or a \"call\"");
+    if (saga || call) {
+        const json_t *id = saga ? saga : call;
+        const char *what = saga ? "saga" : "call";
+        char path[512], name[32];
+        if (!json_is_string(id) || json_string_length(id) == 0 ||
+            strcspn(json_string_value(id), "/?#% ") != json_string_length(id) ||
+            snprintf(path, sizeof path, "/admin/%s/%s", saga ? "sagas" : "calls",
+                     json_string_value(id)) >= (int)sizeof path)
+            return fail(v, "\"%s\" must be an id (or a ${...} that gives one)", what);
+        snprintf(name, sizeof name, "%s state", what);
+        if (add_check(list, name, "gateway", path,
+                      json_pack("{s:O}", saga ? "saga.state" : "state", state)))
+            return fail(v, "out of memory");
+    }
+    char loc[sizeof s->loc], actor[sizeof s->actor], where[sizeof v->where];
+    if (snprintf(loc, sizeof loc, "%s:expect", s->loc) >= (int)sizeof loc)
+        return fail(v, "nested too deep for messages");
+    snprintf(actor, sizeof actor, "%.*s", (int)strlen(s->actor) - 1, s->actor);
+    snprintf(where, sizeof where, "%s", v->where);
+    rc = parse_steps(v, list, loc, actor, &s->children, &s->nchildren);
+    if (!rc)
+        snprintf(v->where, sizeof v->where, "%s", where);
+    return rc;
+}
+
 /* One step. loc: where it sits ("steps[3]", "steps[3].steps[1]"), actor: "step[3"
  * ("step[3.1"), both without the index's closing part. */
 static cm_err_t parse_step(vctx_t *v, const json_t *obj, size_t i, const char *loc,
@@ -910,6 +1006,7 @@ static cm_err_t parse_step(vctx_t *v, const json_t *obj, size_t i, const char *l
     static const char *const repeat_keys[] = {"name", "repeat", NULL};
     static const char *const include_keys[] = {"name", "include", NULL};
     static const char *const chaos_keys[] = {"name", "chaos", NULL};
+    static const char *const expect_keys[] = {"name", "expect", NULL};
     cm_err_t rc;
     int nkinds = 0;
 
@@ -924,7 +1021,10 @@ static cm_err_t parse_step(vctx_t *v, const json_t *obj, size_t i, const char *l
     if (!json_is_object(obj))
         return fail(v, "a step must be an object");
     for (int k = 0; k < SC_STEP__COUNT; k++)
-        if (json_object_get(obj, kind_names[k])) {
+        /* "expect" is also what a request or webhook step expects: a kind on its own only. */
+        if (json_object_get(obj, kind_names[k]) &&
+            (k != SC_STEP_EXPECT ||
+             (!json_object_get(obj, "request") && !json_object_get(obj, "webhook")))) {
             s->kind = (sc_step_kind_t)k;
             nkinds++;
         }
@@ -941,7 +1041,7 @@ static cm_err_t parse_step(vctx_t *v, const json_t *obj, size_t i, const char *l
             return fail(v,
                         "unknown step kind (keys: %s; a step is one of \"request\", "
                         "\"call\", \"webhook\", \"wait\", \"gateway\", \"repeat\", "
-                        "\"include\", \"chaos\")",
+                        "\"include\", \"chaos\", \"expect\")",
                         *keys ? keys : "none");
         return fail(v, "a step has exactly one kind (keys: %s)", keys);
     }
@@ -988,6 +1088,10 @@ static cm_err_t parse_step(vctx_t *v, const json_t *obj, size_t i, const char *l
         if ((rc = check_keys(v, obj, "", chaos_keys)))
             return rc;
         return parse_chaos(v, body, s);
+    case SC_STEP_EXPECT:
+        if ((rc = check_keys(v, obj, "", expect_keys)))
+            return rc;
+        return parse_expect_step(v, body, s);
     case SC_STEP__COUNT:
         break;
     }

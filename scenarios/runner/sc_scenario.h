@@ -78,6 +78,7 @@ typedef enum {
     SC_STEP_REPEAT,
     SC_STEP_INCLUDE,
     SC_STEP_CHAOS,
+    SC_STEP_EXPECT, /* high-level checks, rewritten into request steps (children) at load */
     SC_STEP__COUNT
 } sc_step_kind_t;
 

@@ -1015,6 +1015,7 @@ cm_err_t sc_step_run(sc_ctx_t *ctx, const sc_step_t *s)
     case SC_STEP_REPEAT:
         return run_repeat(ctx, s, label);
     case SC_STEP_INCLUDE:
+    case SC_STEP_EXPECT:
         return run_children(ctx, s);
     case SC_STEP_CHAOS:
         return run_chaos(ctx, s, label, actor);
