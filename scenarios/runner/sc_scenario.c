@@ -1004,7 +1004,7 @@ static cm_err_t parse_step(vctx_t *v, const json_t *obj, size_t i, const char *l
     static const char *const wait_keys[] = {"name", "wait", NULL};
     static const char *const gateway_keys[] = {"name", "gateway", NULL};
     static const char *const repeat_keys[] = {"name", "repeat", NULL};
-    static const char *const include_keys[] = {"name", "include", NULL};
+    static const char *const include_keys[] = {"name", "include", "with", NULL};
     static const char *const chaos_keys[] = {"name", "chaos", NULL};
     static const char *const expect_keys[] = {"name", "expect", NULL};
     cm_err_t rc;
@@ -1083,6 +1083,20 @@ static cm_err_t parse_step(vctx_t *v, const json_t *obj, size_t i, const char *l
     case SC_STEP_INCLUDE:
         if ((rc = check_keys(v, obj, "", include_keys)))
             return rc;
+        if ((s->with = json_object_get(obj, "with"))) {
+            const char *k;
+            json_t *x;
+            if (!json_is_object(s->with) || json_object_size(s->with) == 0)
+                return fail(v, "\"with\" must be an object of variable -> value");
+            json_object_foreach((json_t *)s->with, k, x)
+            {
+                if (!sc_vars_valid_name(k))
+                    return fail(v, "\"with\": \"%s\" is not a variable name", k);
+                for (const char *const *b = sc_builtin_vars; *b; b++)
+                    if (!strcmp(k, *b))
+                        return fail(v, "\"with\": \"%s\" is a built-in variable", k);
+            }
+        }
         return parse_include(v, body, s);
     case SC_STEP_CHAOS:
         if ((rc = check_keys(v, obj, "", chaos_keys)))

@@ -182,8 +182,10 @@ struct sc_step {
     unsigned long long shuffle_seed;
     const char *var; /* default "i" */
 
-    /* include: children are the included file's steps; path as written */
+    /* include: children are the included file's steps; path as written. "with": variable ->
+     * value (expanded when the step runs), set before the children run: a template. */
     const char *include;
+    const json_t *with;
 
     /* chaos: replace the faults of one link (an empty list clears them) */
     sc_link_t link;

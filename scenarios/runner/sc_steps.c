@@ -752,6 +752,30 @@ static cm_err_t run_children(sc_ctx_t *ctx, const sc_step_t *s)
     return CM_OK;
 }
 
+/* An include's "with": each variable set (expanded now), then the included steps. The
+ * variables stay set afterwards, like a capture's. */
+static cm_err_t run_include(sc_ctx_t *ctx, const sc_step_t *s, const char *label)
+{
+    if (s->with) {
+        char err[CM_ERR_LEN];
+        json_t *w = NULL;
+        if (sc_vars_expand_json(ctx->vars, s->with, &w, err) != CM_OK)
+            return fail_var(ctx, label, err);
+        const char *k;
+        json_t *x;
+        cm_err_t rc = CM_OK;
+        json_object_foreach(w, k, x)
+        {
+            if (!rc && sc_vars_set(ctx->vars, k, x) != CM_OK)
+                rc = sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
+        }
+        json_decref(w);
+        if (rc)
+            return rc;
+    }
+    return run_children(ctx, s);
+}
+
 /* Before an iteration: the runner was interrupted, or the scenario's deadline passed. */
 static cm_err_t iteration_blocked(sc_ctx_t *ctx, const char *label, long long i)
 {
@@ -1015,6 +1039,7 @@ cm_err_t sc_step_run(sc_ctx_t *ctx, const sc_step_t *s)
     case SC_STEP_REPEAT:
         return run_repeat(ctx, s, label);
     case SC_STEP_INCLUDE:
+        return run_include(ctx, s, label);
     case SC_STEP_EXPECT:
         return run_children(ctx, s);
     case SC_STEP_CHAOS:
