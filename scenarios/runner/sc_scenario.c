@@ -542,6 +542,20 @@ static cm_err_t parse_webhook(vctx_t *v, const json_t *obj, sc_step_t *s)
     return CM_OK;
 }
 
+/* The admin path of a saga (saga != 0) or a call whose id (may hold ${...}) is x: into
+ * path (cap bytes), or a failure naming the problem. */
+static cm_err_t admin_path(vctx_t *v, const json_t *x, int saga, char *path, size_t cap)
+{
+    const char *what = saga ? "saga" : "call";
+    if (!json_is_string(x) || json_string_length(x) == 0 ||
+        strcspn(json_string_value(x), "/?#% ") != json_string_length(x))
+        return fail(v, "\"%s\" must be an id (or a ${...} that gives one)", what);
+    if (snprintf(path, cap, "/admin/%s/%s", saga ? "sagas" : "calls", json_string_value(x)) >=
+        (int)cap)
+        return fail(v, "\"%s\": the id is too long", what);
+    return CM_OK;
+}
+
 /* The high-level waits, written as the poll they stand for:
  *   {"saga": ID, "state": S}  ->  GET gateway /admin/sagas/ID until {"saga.state": S}
  *   {"call": ID, "state": S}  ->  GET gateway /admin/calls/ID until {"state": S}
@@ -578,16 +592,11 @@ static cm_err_t desugar_wait(vctx_t *v, const json_t *obj, const json_t **out)
                            "{\"pending\",\"running\",\"done\",\"dead\"}");
         snprintf(path, sizeof path, "/admin/queue");
     } else {
-        const json_t *id = saga ? saga : call;
-        const char *what = saga ? "saga" : "call";
-        if (!json_is_string(id) || json_string_length(id) == 0 ||
-            strcspn(json_string_value(id), "/?#% ") != json_string_length(id))
-            return fail(v, "\"%s\" must be an id (or a ${...} that gives one)", what);
+        if ((rc = admin_path(v, saga ? saga : call, !!saga, path, sizeof path)))
+            return rc;
         if (!state)
-            return fail(v, "\"wait\" on a %s needs the \"state\" to wait for", what);
-        if (snprintf(path, sizeof path, "/admin/%s/%s", saga ? "sagas" : "calls",
-                     json_string_value(id)) >= (int)sizeof path)
-            return fail(v, "\"%s\": the id is too long", what);
+            return fail(v, "\"wait\" on a %s needs the \"state\" to wait for",
+                        saga ? "saga" : "call");
         until = json_pack("{s:O}", saga ? "saga.state" : "state", state);
     }
     json_t *low = until ? json_pack("{s:{s:s,s:s},s:{s:o}}", "request", "to", "gateway", "path",
@@ -969,15 +978,10 @@ static cm_err_t parse_expect_step(vctx_t *v, const json_t *obj, sc_step_t *s)
     if ((saga || call) != !!state)
         return fail(v, "\"expect\": \"state\" goes with a \"saga\" or a \"call\"");
     if (saga || call) {
-        const json_t *id = saga ? saga : call;
-        const char *what = saga ? "saga" : "call";
         char path[512], name[32];
-        if (!json_is_string(id) || json_string_length(id) == 0 ||
-            strcspn(json_string_value(id), "/?#% ") != json_string_length(id) ||
-            snprintf(path, sizeof path, "/admin/%s/%s", saga ? "sagas" : "calls",
-                     json_string_value(id)) >= (int)sizeof path)
-            return fail(v, "\"%s\" must be an id (or a ${...} that gives one)", what);
-        snprintf(name, sizeof name, "%s state", what);
+        if ((rc = admin_path(v, saga ? saga : call, !!saga, path, sizeof path)))
+            return rc;
+        snprintf(name, sizeof name, "%s state", saga ? "saga" : "call");
         if (add_check(list, name, "gateway", path,
                       json_pack("{s:O}", saga ? "saga.state" : "state", state)))
             return fail(v, "out of memory");
