@@ -202,10 +202,36 @@ static int entry_matches(const entry_t *e, const sim_journal_filter_t *f)
 
 static int by_start_cmp(const void *a, const void *b)
 {
-    const entry_t *x = *(const entry_t *const *)a, *y = *(const entry_t *const *)b;
-    if (x->at_ms != y->at_ms)
-        return x->at_ms < y->at_ms ? -1 : 1;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    json_int_t xa = json_integer_value(json_object_get(x, "at_ms"));
+    json_int_t ya = json_integer_value(json_object_get(y, "at_ms"));
+    if (xa != ya)
+        return xa < ya ? -1 : 1;
+    json_int_t xs = json_integer_value(json_object_get(x, "seq"));
+    json_int_t ys = json_integer_value(json_object_get(y, "seq"));
+    return xs < ys ? -1 : xs > ys;
+}
+
+/* Reorders list (records as JSON) by start time, then seq, and keeps the first limit.
+ * -1 when out of memory (list is then left as it was). */
+static int order_by_start(json_t *list, size_t limit)
+{
+    size_t n = json_array_size(list);
+    json_t **a = malloc((n ? n : 1) * sizeof *a);
+    if (!a)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        a[i] = json_incref(json_array_get(list, i));
+    qsort(a, n, sizeof *a, by_start_cmp);
+    json_array_clear(list);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!rc && i < limit && json_array_append(list, a[i]) != 0)
+            rc = -1;
+        json_decref(a[i]);
+    }
+    free(a);
+    return rc;
 }
 
 json_t *sim_journal_query(sim_journal_t *j, const sim_journal_filter_t *f)
@@ -215,32 +241,24 @@ json_t *sim_journal_query(sim_journal_t *j, const sim_journal_filter_t *f)
     if (!list)
         return NULL;
     pthread_mutex_lock(&j->mu);
-    /* The matching records in the order asked for (pointers into the ring, valid while the
-     * lock is held). */
-    const entry_t **pick = malloc((j->len ? j->len : 1) * sizeof *pick);
-    size_t n = 0;
-    for (size_t i = 0; pick && i < j->len && (f->by_start || n < limit); i++) {
+    /* by_start orders every match before the limit applies; sorted outside the lock. */
+    for (size_t i = 0; i < j->len && (f->by_start || json_array_size(list) < limit); i++) {
         const entry_t *e = &j->ring[(j->head + i) % j->cap];
-        if (entry_matches(e, f))
-            pick[n++] = e;
-    }
-    if (pick && f->by_start)
-        qsort(pick, n, sizeof *pick, by_start_cmp);
-    for (size_t i = 0; pick && i < n && i < limit; i++) {
-        json_t *v = entry_json(pick[i]);
+        if (!entry_matches(e, f))
+            continue;
+        json_t *v = entry_json(e);
         if (!v || json_array_append_new(list, v)) {
-            free(pick);
-            pick = NULL;
+            pthread_mutex_unlock(&j->mu);
+            json_decref(list);
+            return NULL;
         }
     }
-    if (!pick) {
-        pthread_mutex_unlock(&j->mu);
+    int64_t dropped = j->dropped, last = j->next_seq - 1;
+    pthread_mutex_unlock(&j->mu);
+    if (f->by_start && order_by_start(list, limit) != 0) {
         json_decref(list);
         return NULL;
     }
-    free(pick);
-    int64_t dropped = j->dropped, last = j->next_seq - 1;
-    pthread_mutex_unlock(&j->mu);
     return json_pack("{s:I,s:I,s:I,s:o}", "count", (json_int_t)json_array_size(list), "dropped",
                      (json_int_t)dropped, "last_seq", (json_int_t)last, "entries", list);
 }

@@ -2,6 +2,7 @@
 #include "sc_yaml.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,19 +51,29 @@ static cm_err_t fail_at(conv_t *c, const yaml_mark_t *m, const char *what)
     return CM_EINVAL;
 }
 
-static int matches(const char *pattern, const char *s)
+/* The core schema's number forms, compiled once for every file and thread. */
+enum { RE_INT, RE_FLOAT, RE_SPECIAL, RE_COUNT };
+static const char *const patterns[RE_COUNT] = {
+    "^[-+]?[0-9]+$", "^[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?$",
+    "^([-+]?\\.(inf|Inf|INF)|\\.(nan|NaN|NAN))$"};
+static regex_t compiled[RE_COUNT];
+static int compiled_ok;
+static pthread_once_t compile_once = PTHREAD_ONCE_INIT;
+
+static void compile_patterns(void)
 {
-    regex_t re;
-    if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0)
-        return 0;
-    int ok = regexec(&re, s, 0, NULL, 0) == 0;
-    regfree(&re);
-    return ok;
+    compiled_ok = 1;
+    for (int k = 0; k < RE_COUNT; k++)
+        compiled_ok &= regcomp(&compiled[k], patterns[k], REG_EXTENDED | REG_NOSUB) == 0;
 }
 
-static const char *const INT_RE = "^[-+]?[0-9]+$";
-static const char *const FLOAT_RE = "^[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?$";
-static const char *const SPECIAL_RE = "^([-+]?\\.(inf|Inf|INF)|\\.(nan|NaN|NAN))$";
+/* Fixed patterns: compilation cannot fail but for memory, and then nothing matches (a
+ * number reads as a string, or a tagged one is refused). */
+static int matches(int re, const char *s)
+{
+    pthread_once(&compile_once, compile_patterns);
+    return compiled_ok && regexec(&compiled[re], s, 0, NULL, 0) == 0;
+}
 
 /* The value of a scalar event as JSON, or NULL with c->err set. */
 static json_t *scalar(conv_t *c, const yaml_event_t *ev)
@@ -102,9 +113,9 @@ static json_t *scalar(conv_t *c, const yaml_event_t *ev)
         else if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE") ||
                  !strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
             type = "bool";
-        else if (matches(INT_RE, s))
+        else if (matches(RE_INT, s))
             type = "int";
-        else if (matches(FLOAT_RE, s) || matches(SPECIAL_RE, s))
+        else if (matches(RE_FLOAT, s) || matches(RE_SPECIAL, s))
             type = "float";
     }
     json_t *v = NULL;
@@ -127,21 +138,21 @@ static json_t *scalar(conv_t *c, const yaml_event_t *ev)
         char *end;
         errno = 0;
         long long n = strtoll(s, &end, 10);
-        if (!matches(INT_RE, s) || errno || *end) {
+        if (!matches(RE_INT, s) || errno || *end) {
             fail_at(c, &ev->start_mark,
                     errno ? "an integer out of range" : "!!int holds no decimal integer");
             return NULL;
         }
         v = json_integer((json_int_t)n);
     } else {
-        if (matches(SPECIAL_RE, s)) {
+        if (matches(RE_SPECIAL, s)) {
             fail_at(c, &ev->start_mark, ".inf and .nan have no JSON form");
             return NULL;
         }
         char *end;
         errno = 0;
         double d = strtod(s, &end);
-        if (!matches(FLOAT_RE, s) || errno || *end) {
+        if (!matches(RE_FLOAT, s) || errno || *end) {
             fail_at(c, &ev->start_mark,
                     errno ? "a number out of range" : "!!float holds no decimal number");
             return NULL;
