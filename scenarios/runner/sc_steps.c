@@ -16,7 +16,7 @@
 #include "sc_log.h"
 #include "sc_match.h"
 #include "sc_metrics.h"
-#include "sc_run.h"
+#include "sc_parts.h"
 #include "sc_signal.h"
 #include "sc_time.h"
 
@@ -717,24 +717,24 @@ static cm_err_t run_gateway(sc_ctx_t *ctx, const sc_step_t *s, const char *label
     sc_log(ctx, "runner", "%s: %s the gateway", label, sc_gw_action_name(s->action));
     switch (s->action) {
     case SC_GW_KILL:
-        rc = sc_run_gateway_kill(ctx, label);
+        rc = sc_parts_gateway_kill(ctx, label);
         break;
     case SC_GW_STOP:
-        rc = sc_run_gateway_stop(ctx, label);
+        rc = sc_parts_gateway_stop(ctx, label);
         break;
     case SC_GW_RESTART:
-        rc = sc_run_gateway_stop(ctx, label);
+        rc = sc_parts_gateway_stop(ctx, label);
         if (!rc)
-            rc = sc_run_gateway_start(ctx, config);
+            rc = sc_parts_gateway_start(ctx, config);
         break;
     case SC_GW_START:
-        rc = sc_run_gateway_start(ctx, config);
+        rc = sc_parts_gateway_start(ctx, config);
         break;
     case SC_GW_EXPECT_EXIT:
         ctx->gw_may_exit = 1;
         break;
     case SC_GW_WAIT_EXIT:
-        rc = sc_run_gateway_wait_exit(ctx, label, s->within_ms);
+        rc = sc_parts_gateway_wait_exit(ctx, label, s->within_ms);
         break;
     }
     free(config);
