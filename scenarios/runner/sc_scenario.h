@@ -69,16 +69,11 @@ extern const char *const sc_link_names[SC_LINKS];
 typedef enum { SC_PROC_GATEWAY = 0, SC_PROC_SIMULATORS, SC_PROC_CHAOS, SC_PROCS } sc_proc_kind_t;
 extern const char *const sc_proc_names[SC_PROCS];
 
+/* The step kinds, in the order of sc_step_kinds.h. */
 typedef enum {
-    SC_STEP_REQUEST = 0,
-    SC_STEP_CALL,
-    SC_STEP_WEBHOOK,
-    SC_STEP_WAIT,
-    SC_STEP_GATEWAY,
-    SC_STEP_REPEAT,
-    SC_STEP_INCLUDE,
-    SC_STEP_CHAOS,
-    SC_STEP_EXPECT, /* high-level checks, rewritten into request steps (children) at load */
+#define SC_STEP_KIND(e, key, def) SC_STEP_##e,
+#include "sc_step_kinds.h"
+#undef SC_STEP_KIND
     SC_STEP__COUNT
 } sc_step_kind_t;
 

@@ -1,0 +1,159 @@
+/* sc_step_parts.c - the steps that act on the parts themselves: "gateway" (kill, stop,
+ * start, restart, expect and wait for its exit) and "chaos" (a link's faults on the chaos
+ * proxy). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm_json.h"
+#include "sc_duration.h"
+#include "sc_http.h"
+#include "sc_log.h"
+#include "sc_parts.h"
+#include "sc_step_def.h"
+#include "sc_vars.h"
+
+static cm_err_t run_gateway(sc_ctx_t *ctx, const sc_step_t *s, const char *label, const char *actor)
+{
+    (void)actor; /* the gateway logs as "gw", children as themselves */
+    char err[CM_ERR_LEN];
+    char *config = NULL;
+    cm_err_t rc = CM_OK;
+    if (s->config && sc_vars_expand(ctx->vars, s->config, &config, err) != CM_OK)
+        return sc_step_fail_var(ctx, label, err);
+    sc_log(ctx, "runner", "%s: %s the gateway", label, sc_gw_action_name(s->action));
+    switch (s->action) {
+    case SC_GW_KILL:
+        rc = sc_parts_gateway_kill(ctx, label);
+        break;
+    case SC_GW_STOP:
+        rc = sc_parts_gateway_stop(ctx, label);
+        break;
+    case SC_GW_RESTART:
+        rc = sc_parts_gateway_stop(ctx, label);
+        if (!rc)
+            rc = sc_parts_gateway_start(ctx, config);
+        break;
+    case SC_GW_START:
+        rc = sc_parts_gateway_start(ctx, config);
+        break;
+    case SC_GW_EXPECT_EXIT:
+        ctx->gw_may_exit = 1;
+        break;
+    case SC_GW_WAIT_EXIT:
+        rc = sc_parts_gateway_wait_exit(ctx, label, s->within_ms);
+        break;
+    }
+    free(config);
+    return rc;
+}
+
+/* Replaces one link's faults at the chaos proxy; the proxy validates each fault and its
+ * 400 names the bad field, which the failure shows. */
+static cm_err_t run_chaos(sc_ctx_t *ctx, const sc_step_t *s, const char *label, const char *actor)
+{
+    char err[CM_ERR_LEN], path[64], shown[SC_HTTP_SHOW + 128];
+    json_t *faults = NULL;
+    if (sc_vars_expand_json(ctx->vars, s->faults, &faults, err) != CM_OK)
+        return sc_step_fail_var(ctx, label, err);
+    json_t *doc = json_pack("{s:o}", "faults", faults);
+    char *body = doc ? cm_json_dumps(doc) : NULL;
+    json_decref(doc);
+    if (!body)
+        return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
+    snprintf(path, sizeof path, "/links/%s/faults", sc_link_names[s->link]);
+    sc_http_req_t r = {
+        .to = SC_TO_CHAOS, .method = "PUT", .path = path, .body = body, .body_len = strlen(body)};
+    sc_answer_t a;
+    cm_err_t rc = CM_OK;
+    sc_http_do(ctx, actor, &r, 0, &a);
+    free(body);
+    if (a.transport != CM_OK || a.status != 200)
+        rc = sc_fail(ctx, RP_FAILED, a.transport ? "transport" : "chaos",
+                     "%s: setting the faults of link %s: expected 200, got %s", label,
+                     sc_link_names[s->link], sc_answer_show(&a, shown, sizeof shown));
+    else
+        sc_log(ctx, "chaos", "link %s: %zu fault(s) set", sc_link_names[s->link],
+               json_array_size(s->faults));
+    sc_answer_free(&a);
+    return rc;
+}
+
+static cm_err_t parse_gateway(sc_parse_t *v, const json_t *step, const json_t *obj, sc_step_t *s)
+{
+    (void)step; /* everything is in the kind's own object */
+    static const char *const keys[] = {"action", "config", "within", NULL};
+    const char *action;
+    cm_err_t rc;
+    if (!json_is_object(obj))
+        return sc_parse_fail(v, "\"gateway\" must be an object {\"action\": ...}");
+    if ((rc = sc_parse_keys(v, obj, "\"gateway\"", keys)) ||
+        (rc = sc_parse_req_str(v, obj, "action", &action)) ||
+        (rc = sc_parse_opt_str(v, obj, "config", &s->config)) ||
+        (rc = sc_parse_within(v, obj, "within", SC_WAIT_DEFAULT_MS, &s->within_ms)))
+        return rc;
+    int found = 0;
+    for (int i = SC_GW_KILL; i <= SC_GW_WAIT_EXIT && !found; i++)
+        if (!strcmp(action, sc_gw_action_name((sc_gw_action_t)i))) {
+            s->action = (sc_gw_action_t)i;
+            found = 1;
+        }
+    if (!found)
+        return sc_parse_fail(v,
+                             "\"action\" must be one of kill, stop, start, restart, expect_exit, "
+                             "wait_exit (got \"%s\")",
+                             action);
+    if (s->config && s->action != SC_GW_START && s->action != SC_GW_RESTART)
+        return sc_parse_fail(v, "\"config\" is only for start and restart");
+    if (json_object_get(obj, "within") && s->action != SC_GW_WAIT_EXIT)
+        return sc_parse_fail(v, "\"within\" is only for wait_exit");
+    if (s->config && (rc = sc_parse_file(v, "config", s->config)))
+        return rc;
+    if (v->in_concurrent)
+        return sc_parse_fail(v,
+                             "a gateway step cannot run inside a repeat with \"concurrency\" > 1");
+    return CM_OK;
+}
+
+/* {"link": "calcom", "faults": [...]}: the fault objects are the proxy's to validate (its
+ * answer names the bad field); here only the shape, so a typo fails before anything runs. */
+static cm_err_t parse_chaos(sc_parse_t *v, const json_t *step, const json_t *obj, sc_step_t *s)
+{
+    (void)step; /* everything is in the kind's own object */
+    static const char *const keys[] = {"link", "faults", NULL};
+    const char *link;
+    cm_err_t rc;
+    if (!json_is_object(obj))
+        return sc_parse_fail(v, "\"chaos\" must be an object {\"link\": ..., \"faults\": [...]}");
+    if ((rc = sc_parse_keys(v, obj, "\"chaos\"", keys)) ||
+        (rc = sc_parse_req_str(v, obj, "link", &link)))
+        return rc;
+    s->link = sc_parse_link(link);
+    if (s->link == SC_LINKS || !(v->sc->chaos_links & (1u << s->link)))
+        return sc_parse_fail(v, "\"link\": \"%s\" is not one of the scenario's \"chaos\" links",
+                             link);
+    s->faults = json_object_get(obj, "faults");
+    if (!json_is_array(s->faults))
+        return sc_parse_fail(
+            v, "\"faults\" is required (a list of fault objects; [] clears the link)");
+    for (size_t i = 0; i < json_array_size(s->faults); i++) {
+        const json_t *f = json_array_get(s->faults, i);
+        if (!json_is_object(f) || !json_is_string(json_object_get(f, "type")))
+            return sc_parse_fail(v, "\"faults\"[%zu] must be an object with a \"type\"", i);
+    }
+    return CM_OK;
+}
+
+const sc_step_def_t sc_step_gateway = {
+    .key = "gateway",
+    .keys = (const char *const[]){"name", "gateway", NULL},
+    .parse = parse_gateway,
+    .run = run_gateway,
+};
+
+const sc_step_def_t sc_step_chaos = {
+    .key = "chaos",
+    .keys = (const char *const[]){"name", "chaos", NULL},
+    .parse = parse_chaos,
+    .run = run_chaos,
+};
