@@ -1,6 +1,6 @@
 /* sc_step_http.c - the steps that are HTTP exchanges: "request" (one exchange and its
- * expectation), "wait" (polled until its expectation holds) and "expect" (high-level checks,
- * rewritten at load into the requests they stand for). */
+ * expectation) and "wait" (polled until its expectation holds, or one of the short waits
+ * on a saga, a call or the queue, rewritten at load into the poll they stand for). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -532,92 +532,6 @@ static cm_err_t parse_wait(sc_parse_t *v, const json_t *step, const json_t *obj,
     return sc_parse_capture(v, obj, &s->capture);
 }
 
-/* Appends a request step {"name", "request": {"to", "path"}, "expect": {"json": want}} to
- * list; takes want. */
-static int add_check(json_t *list, const char *name, const char *to, const char *path, json_t *want)
-{
-    json_t *st = json_pack("{s:s,s:{s:s,s:s},s:{s:o}}", "name", name, "request", "to", to, "path",
-                           path, "expect", "json", want);
-    return st ? json_array_append_new(list, st) : -1;
-}
-
-/* The high-level checks, one-shot, each rewritten into the request it stands for (so a
- * failure shows the real answer):
- *   {"effects": {"calcom.booking": 1, "stripe.refund": 0}}  the simulators' effects ledger
- *   {"queue": {"dead": 0, "done": 3}}                        GET gateway /admin/queue
- *   {"saga": ID, "state": S} / {"call": ID, "state": S}      the gateway's admin API
- * Values are values or operators, as in "json". */
-static cm_err_t parse_expect_step(sc_parse_t *v, const json_t *step, const json_t *obj,
-                                  sc_step_t *s)
-{
-    (void)step; /* everything is in the kind's own object */
-    static const char *const keys[] = {"effects", "queue", "saga", "call", "state", NULL};
-    /* What the simulators' effects ledger records (sim_journal.h). */
-    static const char *const known[] = {"calcom.booking", "calcom.cancellation",
-                                        "calcom.reschedule", "stripe.charge", "stripe.refund"};
-    cm_err_t rc;
-    if (!json_is_object(obj) || json_object_size(obj) == 0)
-        return sc_parse_fail(v,
-                             "\"expect\" must be an object: \"effects\", \"queue\", or a \"saga\" "
-                             "or \"call\" with its \"state\"");
-    if ((rc = sc_parse_keys(v, obj, "\"expect\"", keys)))
-        return rc;
-    json_t *list = json_array();
-    if ((rc = sc_parse_keep(v, list)))
-        return rc;
-    const json_t *effects = json_object_get(obj, "effects");
-    if (effects) {
-        const char *k;
-        json_t *want;
-        if (!json_is_object(effects) || json_object_size(effects) == 0)
-            return sc_parse_fail(v, "\"effects\" must map \"provider.kind\" (calcom.booking, "
-                                    "stripe.charge, ...) to a count");
-        json_object_foreach((json_t *)effects, k, want)
-        {
-            size_t dot = strcspn(k, ".");
-            int ok = 0;
-            for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-                ok |= !strcmp(k, known[i]);
-            if (!ok)
-                return sc_parse_fail(v,
-                                     "\"effects\": \"%.64s\" is not provider.kind (calcom.booking, "
-                                     "calcom.cancellation, calcom.reschedule, stripe.charge, "
-                                     "stripe.refund)",
-                                     k);
-            char path[128], name[160];
-            snprintf(path, sizeof path, "/control/effects?provider=%.*s&kind=%s", (int)dot, k,
-                     k + dot + 1);
-            snprintf(name, sizeof name, "effects: %s", k);
-            if (add_check(list, name, "control", path, json_pack("{s:O}", "count", want)))
-                return sc_parse_fail(v, "out of memory");
-        }
-    }
-    const json_t *queue = json_object_get(obj, "queue");
-    if (queue) {
-        if (!json_is_object(queue) || json_object_size(queue) == 0)
-            return sc_parse_fail(v, "\"queue\" must be an expectation on {\"pending\",\"running\","
-                                    "\"done\",\"dead\"}");
-        if (add_check(list, "queue", "gateway", "/admin/queue", json_deep_copy(queue)))
-            return sc_parse_fail(v, "out of memory");
-    }
-    const json_t *saga = json_object_get(obj, "saga"), *call = json_object_get(obj, "call");
-    const json_t *state = json_object_get(obj, "state");
-    if (saga && call)
-        return sc_parse_fail(v, "\"expect\": one \"saga\" or one \"call\" per step");
-    if ((saga || call) != !!state)
-        return sc_parse_fail(v, "\"expect\": \"state\" goes with a \"saga\" or a \"call\"");
-    if (saga || call) {
-        char path[512], name[32];
-        if ((rc = sc_parse_admin_path(v, saga ? saga : call, !!saga, path, sizeof path)))
-            return rc;
-        snprintf(name, sizeof name, "%s state", saga ? "saga" : "call");
-        if (add_check(list, name, "gateway", path,
-                      json_pack("{s:O}", saga ? "saga.state" : "state", state)))
-            return sc_parse_fail(v, "out of memory");
-    }
-    return sc_parse_children(v, list, ":expect", s);
-}
-
 static cm_err_t request_parse(sc_parse_t *v, const json_t *obj, const json_t *body, sc_step_t *s)
 {
     cm_err_t rc;
@@ -625,13 +539,6 @@ static cm_err_t request_parse(sc_parse_t *v, const json_t *obj, const json_t *bo
         return rc;
     const json_t *e = json_object_get(obj, "expect");
     return e ? sc_parse_expect(v, e, "expect", 0, &s->expect) : CM_OK;
-}
-
-static cm_err_t expect_run(sc_ctx_t *ctx, const sc_step_t *s, const char *label, const char *actor)
-{
-    (void)label;
-    (void)actor;
-    return sc_step_run_children(ctx, s);
 }
 
 const sc_step_def_t sc_step_request = {
@@ -646,11 +553,4 @@ const sc_step_def_t sc_step_wait = {
     .keys = (const char *const[]){"name", "wait", NULL},
     .parse = parse_wait,
     .run = run_wait,
-};
-
-const sc_step_def_t sc_step_expect = {
-    .key = "expect",
-    .keys = (const char *const[]){"name", "expect", NULL},
-    .parse = parse_expect_step,
-    .run = expect_run,
 };

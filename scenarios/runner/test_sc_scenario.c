@@ -238,7 +238,25 @@ Test(scenario, step_mistakes)
         {"{\"expect\":{\"effects\":{\"calcom.charge\":1}}}",
          "\"effects\": \"calcom.charge\" is not provider.kind"},
         {"{\"expect\":{\"effects\":{\"calcom\":1}}}", "\"calcom\" is not provider.kind"},
-        {"{\"expect\":{\"saga\":\"c1\"}}", "\"state\" goes with a \"saga\" or a \"call\""},
+        {"{\"expect\":{\"saga\":\"c1\"}}", "a \"saga\" needs the \"state\" to check"},
+        {"{\"expect\":{\"journal\":{\"calcom\":1}}}",
+         "\"journal\": \"calcom\" must be \"PROVIDER METHOD /path\""},
+        {"{\"expect\":{\"journal\":{\"calcom GET v2\":1}}}", "must be \"PROVIDER METHOD /path\""},
+        {"{\"expect\":{\"journal\":{\"calcom GET /v2\":{}}}}", "is empty: give a count"},
+        {"{\"expect\":{\"journal\":{\"calcom GET /v2\":{\"count\":1,\"every\":{}}}}}",
+         "unknown key \"every\" in \"journal\".\"calcom GET /v2\""},
+        {"{\"expect\":{\"journal\":{\"calcom GET /v2\":{\"statuses\":[]}}}}",
+         "\"statuses\" must be the list of statuses in order"},
+        {"{\"expect\":{\"journal\":{\"calcom GET /v2\":{\"gaps\":{\"min\":\"soon\"}}}}}",
+         "\"journal\".\"calcom GET /v2\": \"entries\": $gaps: \"min\" must be"},
+        {"{\"expect\":{\"journal\":[]}}", "\"journal\" must map \"PROVIDER METHOD /path\""},
+        {"{\"expect\":{\"breaker\":{\"calcom\":{}}}}", "\"breaker\".\"calcom\" is empty"},
+        {"{\"expect\":{\"breaker\":{\"calcom\":{\"state\":\"open\",\"to\":1}}}}",
+         "unknown key \"to\" in \"breaker\".\"calcom\""},
+        {"{\"expect\":{\"breaker\":{\"calcom\":{\"transitions\":\"open\"}}}}",
+         "\"breaker\".\"calcom\".\"transitions\" must be a list of states"},
+        {"{\"expect\":{\"breaker\":{\"a.b\":\"open\"}}}", "\"a.b\" is not a provider name"},
+        {"{\"expect\":{\"dead_letters\":{\"$most\":1}}}", "unknown operator \"$most\""},
         {"{\"expect\":{\"state\":\"x\"}}", "\"state\" goes with a \"saga\" or a \"call\""},
         {"{\"expect\":{\"queue\":{\"dead\":{\"$most\":0}}}}", "unknown operator \"$most\""},
         {"{\"expect\":{\"json\":{\"a\":1}}}", "unknown key \"json\" in \"expect\""},
@@ -256,6 +274,42 @@ Test(scenario, step_mistakes)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect_error(make("", cases[i].steps), cases[i].want);
+}
+
+/* Each verb of an "expect" step becomes the request it stands for, in the verbs' order. */
+Test(scenario, expect_verbs_become_requests)
+{
+    const char *text =
+        make("", "{\"expect\":{\"journal\":{\"calcom GET /v2/slots\":{\"statuses\":[503,200],"
+                 "\"gaps\":{\"min\":\"1s\"},\"each\":{\"status\":{\"$gte\":200}}},"
+                 "\"retell delivery\":{\"$gte\":2}},\"breaker\":{\"calcom\":{\"state\":\"closed\","
+                 "\"transitions\":[\"open\",\"closed\"]},\"stripe\":\"closed\"},"
+                 "\"dead_letters\":0,\"effects\":{\"stripe.refund\":1}}}");
+    sc_scenario_t *sc = NULL;
+    char err[SC_ERR_LEN] = "", *got;
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    const sc_step_t *s = &sc->steps[0];
+    cr_assert_eq(s->kind, SC_STEP_EXPECT);
+    cr_assert_eq(s->nchildren, 5);
+    cr_assert_str_eq(s->children[0].req.path, "/control/effects?provider=stripe&kind=refund");
+    cr_assert_str_eq(s->children[1].req.path, "/admin/dead-letters");
+    cr_assert_str_eq(s->children[2].req.path, "/admin/breakers");
+    got = json_dumps(s->children[2].expect.json, JSON_SORT_KEYS | JSON_COMPACT);
+    cr_assert_str_eq(got, "{\"calcom.journal\":{\"$len\":2},\"calcom.journal.0.to\":\"open\","
+                          "\"calcom.journal.1.to\":\"closed\",\"calcom.state\":\"closed\","
+                          "\"stripe.state\":\"closed\"}");
+    free(got);
+    cr_assert_str_eq(s->children[3].req.path, "/control/journal?provider=calcom&kind=request&"
+                                              "route=GET%20/v2/slots&order=started");
+    got = json_dumps(s->children[3].expect.json, JSON_SORT_KEYS | JSON_COMPACT);
+    cr_assert_str_eq(got, "{\"entries\":{\"$each\":{\"status\":{\"$gte\":200}},\"$gaps\":{"
+                          "\"field\":\"at_ms\",\"min\":\"1s\"},\"$len\":2},"
+                          "\"entries.0.status\":503,\"entries.1.status\":200}");
+    free(got);
+    cr_assert_str_eq(s->children[4].req.path,
+                     "/control/journal?provider=retell&kind=delivery&order=started");
+    cr_assert_str_eq(s->children[4].name, "journal: retell delivery");
+    sc_scenario_free(&sc);
 }
 
 Test(scenario, variables_in_file_paths_are_checked_at_run_time)
