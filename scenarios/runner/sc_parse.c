@@ -199,8 +199,8 @@ static const char *const *sign_headers(sc_sign_scheme_t s)
 
 static cm_err_t parse_sign(sc_parse_t *v, const json_t *x, sc_request_t *r)
 {
-    static const char *const keys[] = {"scheme", "key", "keys", "timestamp_offset_ms",
-                                       "forge",  "id",  NULL};
+    static const char *const keys[] = {
+        "scheme", "key", "keys", "timestamp_offset", "timestamp_offset_ms", "forge", "id", NULL};
     sc_sign_t *g = &r->sign;
     const char *scheme;
     cm_err_t rc;
@@ -240,15 +240,14 @@ static cm_err_t parse_sign(sc_parse_t *v, const json_t *x, sc_request_t *r)
                 return sc_parse_fail(v, "\"sign\": \"keys\"[%zu] must be a non-empty string", i);
         }
     }
-    const json_t *off = json_object_get(x, "timestamp_offset_ms");
-    if (off) {
-        if (!json_is_integer(off))
-            return sc_parse_fail(v, "\"sign\": \"timestamp_offset_ms\" must be an integer");
-        if (g->scheme == SC_SIGN_CALCOM)
-            return sc_parse_fail(v, "\"sign\": calcom signatures carry no timestamp (drop "
-                                    "\"timestamp_offset_ms\")");
-        g->ts_offset_ms = json_integer_value(off);
-    }
+    int64_t off;
+    int has_off;
+    if ((rc = sc_parse_ts_offset(v, x, "\"sign\"", &off, &has_off)))
+        return rc;
+    if (has_off && g->scheme == SC_SIGN_CALCOM)
+        return sc_parse_fail(v, "\"sign\": calcom signatures carry no timestamp (drop "
+                                "\"timestamp_offset\")");
+    g->ts_offset_ms = off;
     if (g->scheme == SC_SIGN_STD && (!g->id || !*g->id))
         return sc_parse_fail(v, "\"sign\": std needs \"id\" (the webhook-id, e.g. \"msg_${i}\")");
     if (g->scheme != SC_SIGN_STD && g->id)
@@ -609,4 +608,55 @@ cm_err_t sc_parse_keep(sc_parse_t *v, json_t *doc)
     if (!doc || json_array_append_new(((sc_scenario_t *)v->sc)->included, doc) != 0)
         return sc_parse_fail(v, "out of memory");
     return CM_OK;
+}
+
+cm_err_t sc_parse_offset(sc_parse_t *v, const char *what, const json_t *x, int64_t *ms)
+{
+    char err[CM_ERR_LEN];
+    const char *t = json_string_value(x);
+    if (!t)
+        return sc_parse_fail(v, "%s must be a signed duration such as \"+6m\" or \"-30s\"", what);
+    int neg = *t == '-';
+    if (sc_duration_parse(t + (*t == '-' || *t == '+'), ms, err) != CM_OK)
+        return sc_parse_fail(v, "%s: %s", what, err);
+    if (neg)
+        *ms = -*ms;
+    return CM_OK;
+}
+
+cm_err_t sc_parse_ts_offset(sc_parse_t *v, const json_t *obj, const char *what, int64_t *ms,
+                            int *present)
+{
+    const json_t *d = json_object_get(obj, "timestamp_offset");
+    const json_t *old = json_object_get(obj, "timestamp_offset_ms");
+    char key[64];
+    *ms = 0;
+    *present = d || old;
+    if (d && old)
+        return sc_parse_fail(v,
+                             "%s: give \"timestamp_offset\" only (\"timestamp_offset_ms\" is "
+                             "its deprecated form)",
+                             what);
+    if (old) {
+        if (!json_is_integer(old))
+            return sc_parse_fail(v, "%s: \"timestamp_offset_ms\" must be an integer", what);
+        *ms = json_integer_value(old);
+        sc_parse_warn(v,
+                      "%s: \"timestamp_offset_ms\" is deprecated and goes in the next release; "
+                      "write \"timestamp_offset\": \"%s%lldms\"",
+                      what, *ms < 0 ? "-" : "+", (long long)(*ms < 0 ? -*ms : *ms));
+        return CM_OK;
+    }
+    snprintf(key, sizeof key, "%s: \"timestamp_offset\"", what);
+    return d ? sc_parse_offset(v, key, d, ms) : CM_OK;
+}
+
+void sc_parse_warn(sc_parse_t *v, const char *fmt, ...)
+{
+    char msg[SC_ERR_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s: %s%swarning: %s\n", v->sc->path, v->where, *v->where ? ": " : "", msg);
 }

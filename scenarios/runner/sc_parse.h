@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cm_err.h"
 #include "sc_scenario.h"
@@ -75,6 +76,17 @@ cm_err_t sc_parse_keep(sc_parse_t *v, json_t *doc) CM_WUR;
 cm_err_t sc_parse_load_doc(const char *path, json_t **doc, char *err) CM_WUR;
 /* A chaos link by name; SC_LINKS when there is none. */
 sc_link_t sc_parse_link(const char *name);
+
+/* A signed duration ("+6m", "-30s", "90s" is "+90s") in ms; what names it in messages. */
+cm_err_t sc_parse_offset(sc_parse_t *v, const char *what, const json_t *x, int64_t *ms) CM_WUR;
+/* obj's "timestamp_offset" (a signed duration), or its deprecated form "timestamp_offset_ms"
+ * (an integer, with a warning); *present says whether either was written. what ("\"sign\"",
+ * "\"webhook\"") starts messages. */
+cm_err_t sc_parse_ts_offset(sc_parse_t *v, const json_t *obj, const char *what, int64_t *ms,
+                            int *present) CM_WUR;
+/* A warning about the file (a deprecated form): "FILE: WHERE: warning: ..." on stderr. The
+ * load goes on. */
+void sc_parse_warn(sc_parse_t *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* A list of steps: loc ("steps", "steps[3].steps") and actor ("step[", "step[3") prefix
  * each step's own. *out is allocated even on failure (free it with its n). */

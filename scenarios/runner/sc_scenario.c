@@ -52,22 +52,6 @@ const char *sc_gw_action_name(sc_gw_action_t a)
     return (unsigned)a <= SC_GW_WAIT_EXIT ? action_names[a] : "?";
 }
 
-/* A signed duration: "+6m", "-30s", "90s" (plus when unsigned); durations stop at a day. */
-static cm_err_t parse_offset(sc_parse_t *v, const char *key, const json_t *x, int64_t *ms)
-{
-    char err[CM_ERR_LEN];
-    const char *t = json_string_value(x);
-    if (!t)
-        return sc_parse_fail(
-            v, "\"skew\".\"%s\" must be a signed duration such as \"+6m\" or \"-30s\"", key);
-    int neg = *t == '-';
-    if (sc_duration_parse(t + (*t == '-' || *t == '+'), ms, err) != CM_OK)
-        return sc_parse_fail(v, "\"skew\".\"%s\": %s", key, err);
-    if (neg)
-        *ms = -*ms;
-    return CM_OK;
-}
-
 /* "chaos": {"links": ["calcom", "stripe", "gateway"], "skew": {"gateway": "+6m"}}: which
  * connections go through the chaos proxy, and which processes' clocks are off. */
 static cm_err_t parse_chaos_setup(sc_parse_t *v, const json_t *obj, sc_scenario_t *sc)
@@ -113,7 +97,9 @@ static cm_err_t parse_chaos_setup(sc_parse_t *v, const json_t *obj, sc_scenario_
             if (p == SC_PROC_CHAOS && !sc->chaos_links)
                 return sc_parse_fail(v,
                                      "\"skew\".\"chaos\": no chaos proxy runs without \"links\"");
-            if ((rc = parse_offset(v, k, x, &sc->skew_ms[p])))
+            char what[64];
+            snprintf(what, sizeof what, "\"skew\".\"%s\"", k);
+            if ((rc = sc_parse_offset(v, what, x, &sc->skew_ms[p])))
                 return rc;
         }
     }

@@ -154,12 +154,16 @@ struct sc_step {
     const char *as;      /* variable for the answer; default "call" */
 
     /* webhook */
-    const char *provider; /* "retell" (the only one for now) */
-    const char *call_id;
-    const char *event; /* default "call_analyzed" */
-    long long copies;  /* >= 1 */
+    const char *provider; /* "retell", "stripe" or "calcom" */
+    const char *call_id;  /* retell: the call */
+    const char *event;    /* retell: default "call_analyzed"; stripe: type; calcom: trigger */
+    long long copies;     /* >= 1 */
     int concurrent, forge;
-    long long timestamp_offset_ms;
+    int64_t timestamp_offset_ms; /* added to the signature's time (retell, stripe) */
+    const json_t *object;        /* stripe: data.object; calcom: payload; or NULL */
+    const char *booking;         /* calcom: uid of a booking the simulator holds, or NULL */
+    const char *event_id;        /* stripe: the event's id, or NULL (the simulator's) */
+    long long created;           /* stripe: "created" (unix s), 0: now */
 
     /* wait */
     int64_t within_ms;

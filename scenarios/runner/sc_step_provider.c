@@ -115,35 +115,88 @@ static cm_err_t run_call(sc_ctx_t *ctx, const sc_step_t *s, const char *label, c
     return rc;
 }
 
-static cm_err_t run_webhook(sc_ctx_t *ctx, const sc_step_t *s, const char *label, const char *actor)
+/* Expands one string field into the control body (key), or fails the step. */
+static cm_err_t put_expanded(sc_ctx_t *ctx, const char *label, json_t *body, const char *key,
+                             const char *text)
 {
-    char err[CM_ERR_LEN], seg[512], path[700], shown[SC_HTTP_SHOW + 128];
-    char *call_id = NULL, *event = NULL;
-    json_t *spec = NULL;
-    cm_err_t rc = CM_OK;
+    char err[CM_ERR_LEN], *out = NULL;
+    if (!text)
+        return CM_OK;
+    if (sc_vars_expand(ctx->vars, text, &out, err) != CM_OK)
+        return sc_step_fail_var(ctx, label, err);
+    int bad = json_object_set_new(body, key, json_string(out));
+    free(out);
+    return bad ? sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label) : CM_OK;
+}
 
-    if (sc_vars_expand(ctx->vars, s->call_id, &call_id, err) != CM_OK ||
-        sc_vars_expand(ctx->vars, s->event, &event, err) != CM_OK) {
-        free(call_id);
+/* The control route that makes the step's provider deliver, and its body:
+ *   retell  POST /control/retell/calls/{call}/webhook {"event","copies","concurrent","forge",
+ *           "timestamp_offset_ms"}
+ *   stripe  POST /control/stripe/events {"type","object","id","created","copies","forge",
+ *           "timestamp_offset"}
+ *   calcom  POST /control/calcom/events {"trigger","booking_uid"|"payload","copies","forge"}
+ * *body is a new string. */
+static cm_err_t hook_request(sc_ctx_t *ctx, const sc_step_t *s, const char *label, char *path,
+                             size_t cap, char **body)
+{
+    char err[CM_ERR_LEN], off[40];
+    json_t *b = json_pack("{s:I,s:b}", "copies", (json_int_t)s->copies, "forge", s->forge);
+    json_t *object = NULL;
+    cm_err_t rc = CM_OK;
+    *body = NULL;
+    if (!b)
+        return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
+    if (s->object && sc_vars_expand_json(ctx->vars, s->object, &object, err) != CM_OK) {
+        json_decref(b);
         return sc_step_fail_var(ctx, label, err);
     }
-    if ((rc = sc_step_expand_spec(ctx, label, s->expect.json, &spec)) != CM_OK) {
+    if (!strcmp(s->provider, "retell")) {
+        char *call_id = NULL, seg[512];
+        if (sc_vars_expand(ctx->vars, s->call_id, &call_id, err) != CM_OK) {
+            rc = sc_step_fail_var(ctx, label, err);
+        } else {
+            sc_step_encode_segment(call_id, seg, sizeof seg);
+            snprintf(path, cap, "/control/retell/calls/%s/webhook", seg);
+            json_object_set_new(b, "concurrent", json_boolean(s->concurrent));
+            json_object_set_new(b, "timestamp_offset_ms", json_integer(s->timestamp_offset_ms));
+            rc = put_expanded(ctx, label, b, "event", s->event);
+        }
         free(call_id);
-        free(event);
-        return rc;
+    } else if (!strcmp(s->provider, "stripe")) {
+        snprintf(path, cap, "/control/stripe/events");
+        snprintf(off, sizeof off, "%s%lldms", s->timestamp_offset_ms < 0 ? "-" : "",
+                 (long long)llabs(s->timestamp_offset_ms));
+        json_object_set_new(b, "object", json_incref(object));
+        json_object_set_new(b, "timestamp_offset", json_string(off));
+        if (s->created)
+            json_object_set_new(b, "created", json_integer(s->created));
+        if (!(rc = put_expanded(ctx, label, b, "type", s->event)))
+            rc = put_expanded(ctx, label, b, "id", s->event_id);
+    } else {
+        snprintf(path, cap, "/control/calcom/events");
+        if (object)
+            json_object_set_new(b, "payload", json_incref(object));
+        if (!(rc = put_expanded(ctx, label, b, "trigger", s->event)))
+            rc = put_expanded(ctx, label, b, "booking_uid", s->booking);
     }
-    sc_step_encode_segment(call_id, seg, sizeof seg);
-    snprintf(path, sizeof path, "/control/retell/calls/%s/webhook", seg);
-    json_t *req = json_pack("{s:s,s:I,s:b,s:b,s:I}", "event", event, "copies",
-                            (json_int_t)s->copies, "concurrent", s->concurrent, "forge", s->forge,
-                            "timestamp_offset_ms", (json_int_t)s->timestamp_offset_ms);
-    char *body = req ? cm_json_dumps(req) : NULL;
-    json_decref(req);
-    free(call_id);
-    free(event);
-    if (!body) {
-        json_decref(spec);
-        return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
+    if (!rc && !(*body = cm_json_dumps(b)))
+        rc = sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
+    json_decref(object);
+    json_decref(b);
+    return rc;
+}
+
+static cm_err_t run_webhook(sc_ctx_t *ctx, const sc_step_t *s, const char *label, const char *actor)
+{
+    char path[700], shown[SC_HTTP_SHOW + 128];
+    json_t *spec = NULL;
+    char *body = NULL;
+    cm_err_t rc = hook_request(ctx, s, label, path, sizeof path, &body);
+    if (rc)
+        return rc;
+    if ((rc = sc_step_expand_spec(ctx, label, s->expect.json, &spec)) != CM_OK) {
+        free(body);
+        return rc;
     }
     sc_http_req_t r = {.to = SC_TO_CONTROL,
                        .method = "POST",
@@ -226,38 +279,73 @@ static cm_err_t parse_call(sc_parse_t *v, const json_t *step, const json_t *obj,
     return sc_parse_var_name(v, "as", s->as);
 }
 
+/* The three dialects: what each provider's simulator can be asked to deliver. */
 static cm_err_t parse_webhook(sc_parse_t *v, const json_t *obj, sc_step_t *s)
 {
-    static const char *const keys[] = {
-        "provider", "call", "event", "copies", "concurrent", "forge", "timestamp_offset_ms", NULL};
+    static const char *const retell_keys[] = {"provider",
+                                              "call",
+                                              "event",
+                                              "copies",
+                                              "concurrent",
+                                              "forge",
+                                              "timestamp_offset",
+                                              "timestamp_offset_ms",
+                                              NULL};
+    static const char *const stripe_keys[] = {"provider", "event",  "object", "id",
+                                              "created",  "copies", "forge",  "timestamp_offset",
+                                              NULL};
+    static const char *const calcom_keys[] = {"provider", "event", "booking", "payload",
+                                              "copies",   "forge", NULL};
     cm_err_t rc;
+    int has_off;
     if (!json_is_object(obj))
         return sc_parse_fail(v, "\"webhook\" must be an object");
-    if ((rc = sc_parse_keys(v, obj, "\"webhook\"", keys)) ||
-        (rc = sc_parse_req_str(v, obj, "provider", &s->provider)) ||
-        (rc = sc_parse_req_str(v, obj, "call", &s->call_id)) ||
+    if ((rc = sc_parse_req_str(v, obj, "provider", &s->provider)))
+        return rc;
+    int retell = !strcmp(s->provider, "retell"), stripe = !strcmp(s->provider, "stripe");
+    int calcom = !strcmp(s->provider, "calcom");
+    if (!retell && !stripe && !calcom)
+        return sc_parse_fail(v, "\"provider\" must be retell, stripe or calcom (got \"%s\")",
+                             s->provider);
+    if ((rc = sc_parse_keys(v, obj, "\"webhook\"",
+                            retell   ? retell_keys
+                            : stripe ? stripe_keys
+                                     : calcom_keys)) ||
         (rc = sc_parse_opt_str(v, obj, "event", &s->event)) ||
         (rc = sc_parse_opt_bool(v, obj, "concurrent", 0, &s->concurrent)) ||
-        (rc = sc_parse_opt_bool(v, obj, "forge", 0, &s->forge)))
+        (rc = sc_parse_opt_bool(v, obj, "forge", 0, &s->forge)) ||
+        (rc = sc_parse_opt_int(v, obj, "copies", 1, 1, 1000, &s->copies)) ||
+        (rc = sc_parse_ts_offset(v, obj, "\"webhook\"", &s->timestamp_offset_ms, &has_off)))
         return rc;
-    if (strcmp(s->provider, "retell") != 0)
-        return sc_parse_fail(v, "\"provider\": only \"retell\" webhooks are supported (got \"%s\")",
+    if (retell) {
+        if ((rc = sc_parse_req_str(v, obj, "call", &s->call_id)))
+            return rc;
+        if (!s->event)
+            s->event = "call_analyzed";
+        return CM_OK;
+    }
+    if (!s->event || !*s->event)
+        return sc_parse_fail(v, "\"event\" is required: the %s",
+                             stripe ? "event type (payment_intent.succeeded, ...)"
+                                    : "trigger (BOOKING_CREATED, BOOKING_CANCELLED, ...)");
+    if (s->copies > 20)
+        return sc_parse_fail(v, "\"copies\": the %s simulator sends at most 20 copies",
                              s->provider);
-    if (!s->event)
-        s->event = "call_analyzed";
-    const json_t *c = json_object_get(obj, "copies");
-    s->copies = 1;
-    if (c) {
-        if (!json_is_integer(c) || json_integer_value(c) < 1 || json_integer_value(c) > 1000)
-            return sc_parse_fail(v, "\"copies\" must be a positive integer (at most 1000)");
-        s->copies = json_integer_value(c);
+    if (stripe) {
+        if ((rc = sc_parse_opt_object(v, obj, "object", &s->object)) ||
+            (rc = sc_parse_opt_str(v, obj, "id", &s->event_id)) ||
+            (rc = sc_parse_opt_int(v, obj, "created", 0, 1, INT32_MAX, &s->created)))
+            return rc;
+        if (!s->object)
+            return sc_parse_fail(v, "\"object\" is required: the event's data.object");
+        return CM_OK;
     }
-    const json_t *t = json_object_get(obj, "timestamp_offset_ms");
-    if (t) {
-        if (!json_is_integer(t))
-            return sc_parse_fail(v, "\"timestamp_offset_ms\" must be an integer");
-        s->timestamp_offset_ms = json_integer_value(t);
-    }
+    if ((rc = sc_parse_opt_str(v, obj, "booking", &s->booking)) ||
+        (rc = sc_parse_opt_object(v, obj, "payload", &s->object)))
+        return rc;
+    if (!s->booking == !s->object)
+        return sc_parse_fail(v, "give exactly one of \"booking\" (the uid of a booking the "
+                                "simulator holds) and \"payload\"");
     return CM_OK;
 }
 

@@ -26,9 +26,9 @@ Test(duration, units)
 
 Test(duration, refusals_leave_output_alone)
 {
-    const char *bad[] = {"",      "10",    "s",    "-1s",   "+1s",
-                         " 1s",   "1s ",   "0.5ms", "25h",  "10S",
-                         "1e3ms", "0x10s", "10 s", "1441m", "99999999999999999999ms",
+    const char *bad[] = {"",      "10",    "s",     "-1s",   "+1s",
+                         " 1s",   "1s ",   "0.5ms", "25h",   "10S",
+                         "1e3ms", "0x10s", "10 s",  "1441m", "99999999999999999999ms",
                          NULL};
     for (int i = 0; bad[i]; i++) {
         int64_t ms = 42;
