@@ -158,29 +158,42 @@ Test(control, faults)
 {
     json_t *v = NULL;
     cr_assert_eq(call("PUT", "/links/calcom/faults",
-                      "{\"faults\":[{\"type\":\"latency\",\"ms\":100,\"jitter_ms\":10},"
-                      "{\"type\":\"reset\",\"direction\":\"upstream\",\"probability\":0.5}]}",
+                      "{\"faults\":[{\"latency\":\"100ms\",\"jitter\":\"10ms\"},"
+                      "{\"socket\":\"reset\",\"direction\":\"upstream\",\"probability\":0.5}]}",
                       &v),
                  200);
     cr_expect_eq(json_array_size(cm_json_path(v, "faults")), 2);
-    cr_expect_str_eq(cm_json_str(v, "faults.0.type", ""), "latency");
+    cr_expect_str_eq(cm_json_str(v, "faults.0.latency", ""), "100ms");
+    cr_expect_str_eq(cm_json_str(v, "faults.0.jitter", ""), "10ms");
     cr_expect_str_eq(cm_json_str(v, "faults.0.direction", ""), "both");
-    cr_expect_eq(cm_json_int(v, "faults.0.jitter_ms", -1), 10);
+    cr_expect_str_eq(cm_json_str(v, "faults.1.socket", ""), "reset");
+    cr_expect_eq(cm_json_int(v, "faults.1.after_bytes", -1), 0);
     cr_expect_str_eq(cm_json_str(v, "faults.1.direction", ""), "upstream");
     json_decref(v);
 
-    /* A refused list changes nothing. */
+    /* A refused list changes nothing; the detail names the path and the field. */
     expect_problem("PUT", "/links/calcom/faults",
-                   "{\"faults\":[{\"type\":\"blackhole\"},{\"type\":\"latency\",\"ms\":-5}]}", 400,
-                   "faults[1].ms: must be a non-negative integer");
+                   "{\"faults\":[{\"socket\":\"hang\"},{\"latency\":\"-5ms\"}]}", 400,
+                   "faults[1].latency: \"-5ms\" is not a duration (write e.g. \"250ms\", "
+                   "\"1.5s\", \"2m\", \"1h\")");
     expect_problem("PUT", "/links/calcom/faults", "{\"faults\":[],\"x\":1}", 400,
                    "x: unknown field (expected faults)");
     expect_problem("PUT", "/links/calcom/faults",
-                   "{\"faults\":[{\"type\":\"down\","
-                   "\"probability\":0.5}]}",
-                   400,
+                   "{\"faults\":[{\"down\":true,\"probability\":0.5}]}", 400,
                    "faults[0].probability: not allowed for down (a link is down for every "
                    "connection)");
+    expect_problem("PUT", "/links/calcom/faults",
+                   "{\"faults\":[{\"latency\":{\"lognormal\":{\"median\":\"1s\","
+                   "\"sigma\":1}}}]}",
+                   400,
+                   "faults[0].latency.lognormal: the proxy draws delays uniformly, it cannot do a "
+                   "lognormal one (a simulator rule can); write \"jitter\" or {\"uniform\": "
+                   "[min, max]}");
+    expect_problem("PUT", "/links/calcom/faults", "{\"faults\":[{\"socket\":\"garbage\"}]}", 400,
+                   "faults[0].socket: 'garbage' is a simulator rule's (it shapes an HTTP answer, "
+                   "which a link does not parse); a link can reset, hang or be down");
+    expect_problem("PUT", "/links/calcom/faults", "{\"faults\":[{\"type\":\"latency\"}]}", 400,
+                   "faults[0].ms: required (a non-negative integer)");
     expect_problem("PUT", "/links/nope/faults", "{\"faults\":[]}", 404, "no link named \"nope\"");
     cr_assert_eq(call("GET", "/links/calcom", NULL, &v), 200);
     cr_expect_eq(json_array_size(cm_json_path(v, "faults")), 2, "unchanged by the bad ones");
@@ -191,14 +204,58 @@ Test(control, faults)
     json_decref(v);
     expect_problem("DELETE", "/links/nope/faults", NULL, 404, NULL);
 
-    cr_assert_eq(call("PUT", "/links/calcom/faults", "{\"faults\":[{\"type\":\"down\"}]}", NULL),
-                 200);
+    cr_assert_eq(call("PUT", "/links/calcom/faults", "{\"faults\":[{\"down\":true}]}", NULL), 200);
     cr_assert_eq(call("POST", "/reset", NULL, &v), 200);
     cr_expect_eq(json_array_size(cm_json_path(v, "links.0.faults")), 0);
     json_decref(v);
     cr_assert_eq(call("GET", "/links/calcom", NULL, &v), 200);
     cr_expect_eq(json_array_size(cm_json_path(v, "faults")), 0, "reset cleared the faults");
     json_decref(v);
+}
+
+/* The faults of GET /links/calcom as a {"faults":[...]} body (new), checking the status. */
+static json_t *faults_shown(void)
+{
+    json_t *v = NULL;
+    cr_assert_eq(call("GET", "/links/calcom", NULL, &v), 200);
+    json_t *body = json_pack("{s:O}", "faults", cm_json_path(v, "faults"));
+    json_decref(v);
+    cr_assert_not_null(body);
+    return body;
+}
+
+Test(control, get_shows_faults_that_put_back_the_same_list)
+{
+    cr_assert_eq(call("PUT", "/links/calcom/faults",
+                      "{\"faults\":[{\"latency\":{\"uniform\":[\"200ms\",\"400ms\"]},"
+                      "\"direction\":\"downstream\"},"
+                      "{\"latency\":{\"uniform\":[\"1ms\",\"4ms\"]}},"
+                      "{\"bandwidth\":20000,\"probability\":0.75},"
+                      "{\"slice\":64,\"interval\":\"1ms\"},"
+                      "{\"socket\":\"reset\",\"after_bytes\":12},"
+                      "{\"socket\":\"hang\"},{\"socket\":\"hang\",\"hang_max\":\"2s\"},"
+                      "{\"socket\":\"down\"}]}",
+                      NULL),
+                 200);
+    json_t *first = faults_shown();
+    char *text = cm_json_dumps_sorted(first);
+    cr_expect_str_eq(text, "{\"faults\":[{\"direction\":\"downstream\",\"jitter\":\"100ms\","
+                           "\"latency\":\"300ms\",\"probability\":1.0},{\"direction\":\"both\","
+                           "\"latency\":{\"uniform\":[\"1ms\",\"4ms\"]},\"probability\":1.0},"
+                           "{\"bandwidth\":20000,\"direction\":\"both\",\"probability\":0.75},"
+                           "{\"direction\":\"both\",\"interval\":\"1ms\",\"probability\":1.0,"
+                           "\"slice\":64},{\"after_bytes\":12,\"direction\":\"both\","
+                           "\"probability\":1.0,\"socket\":\"reset\"},{\"direction\":\"both\","
+                           "\"probability\":1.0,\"socket\":\"hang\"},{\"direction\":\"both\","
+                           "\"hang_max\":\"2s\",\"probability\":1.0,\"socket\":\"hang\"},"
+                           "{\"down\":true}]}");
+    /* What GET shows, PUT back, is the same list: GET shows it the same way again. */
+    cr_assert_eq(call("PUT", "/links/calcom/faults", text, NULL), 200);
+    json_t *again = faults_shown();
+    cr_expect(json_equal(first, again), "GET after the round trip differs");
+    free(text);
+    json_decref(first);
+    json_decref(again);
 }
 
 Test(control, body_too_large)
@@ -219,8 +276,7 @@ Test(control, body_too_large)
 
 Test(control, journal)
 {
-    cr_assert_eq(call("PUT", "/links/calcom/faults", "{\"faults\":[{\"type\":\"down\"}]}", NULL),
-                 200);
+    cr_assert_eq(call("PUT", "/links/calcom/faults", "{\"faults\":[{\"down\":true}]}", NULL), 200);
     json_t *v = NULL;
     cr_assert_eq(call("GET", "/links/calcom", NULL, &v), 200);
     uint16_t port = (uint16_t)cm_json_int(v, "port", 0);
@@ -321,17 +377,16 @@ Test(control, http_through_a_link)
 
     /* The upstream does the work, the answer is lost: the case exactly-once must survive. */
     cr_assert_eq(call("PUT", "/links/api/faults",
-                      "{\"faults\":[{\"type\":\"reset\",\"direction\":\"downstream\"}]}", NULL),
+                      "{\"faults\":[{\"socket\":\"reset\",\"direction\":\"downstream\"}]}", NULL),
                  200);
     cr_expect_neq(book(port, &status, &ms), CM_OK, "the client must see a transport error");
     cr_expect_eq(status, 0);
     cr_expect_eq(__atomic_load_n(&bookings, __ATOMIC_SEQ_CST), 2);
     cr_assert(tu_wait_until(link_idle, api_link, 5000));
 
-    cr_assert_eq(
-        call("PUT", "/links/api/faults",
-             "{\"faults\":[{\"type\":\"latency\",\"ms\":300,\"direction\":\"downstream\"}]}", NULL),
-        200);
+    cr_assert_eq(call("PUT", "/links/api/faults",
+                      "{\"faults\":[{\"latency\":\"300ms\",\"direction\":\"downstream\"}]}", NULL),
+                 200);
     cr_assert_eq(book(port, &status, &ms), CM_OK);
     cr_expect_eq(status, 201);
     cr_expect(ms >= 290 && ms < 3000, "answer after %.0f ms", ms);

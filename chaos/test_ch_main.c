@@ -233,8 +233,7 @@ Test(main, ready_file_links_and_sigterm)
      * connection drew the latency too: faults_applied 2). */
     cr_assert(tu_wait_until(echo_link_idle, &cport, 5000), "the first connection did not end");
     cr_assert_eq(call(cport, "PUT", "/links/echo/faults",
-                      "{\"faults\":[{\"type\":\"latency\",\"ms\":200,\"direction\":\"upstream\"}]}",
-                      NULL),
+                      "{\"faults\":[{\"latency\":\"200ms\",\"direction\":\"upstream\"}]}", NULL),
                  200);
     int64_t dt = echo_ms(lport, "slow");
     cr_expect(dt >= 190 && dt < 3000, "round trip %lld ms", (long long)dt);
@@ -307,9 +306,7 @@ Test(main, latency_under_faketime)
     json_decref(rf);
     /* 2 s of the proxy's time each way is 0.2 s of ours at x10. */
     cr_assert_eq(call(cport, "PUT", "/links/echo/faults",
-                      "{\"faults\":[{\"type\":\"latency\",\"ms\":2000,\"direction\":"
-                      "\"downstream\"}]}",
-                      NULL),
+                      "{\"faults\":[{\"latency\":\"2s\",\"direction\":\"downstream\"}]}", NULL),
                  200);
     int64_t dt = echo_ms(lport, "fast clock");
     cr_expect(dt >= 150 && dt < 1500, "2000 ms at x10 took %lld ms of real time", (long long)dt);
