@@ -169,6 +169,7 @@ Test(control, faults)
     cr_expect_str_eq(cm_json_str(v, "faults.1.socket", ""), "reset");
     cr_expect_eq(cm_json_int(v, "faults.1.after_bytes", -1), 0);
     cr_expect_str_eq(cm_json_str(v, "faults.1.direction", ""), "upstream");
+    cr_expect_null(cm_json_path(v, "deprecated"), "nothing deprecated in the current form");
     json_decref(v);
 
     /* A refused list changes nothing; the detail names the path and the field. */
@@ -250,12 +251,44 @@ Test(control, get_shows_faults_that_put_back_the_same_list)
                            "\"hang_max\":\"2s\",\"probability\":1.0,\"socket\":\"hang\"},"
                            "{\"down\":true}]}");
     /* What GET shows, PUT back, is the same list: GET shows it the same way again. */
-    cr_assert_eq(call("PUT", "/links/calcom/faults", text, NULL), 200);
+    json_t *again_v = NULL;
+    cr_assert_eq(call("PUT", "/links/calcom/faults", text, &again_v), 200);
+    cr_expect_null(cm_json_path(again_v, "deprecated"));
+    json_decref(again_v);
     json_t *again = faults_shown();
     cr_expect(json_equal(first, again), "GET after the round trip differs");
     free(text);
     json_decref(first);
     json_decref(again);
+}
+
+Test(control, deprecated_form_taken_with_a_note)
+{
+    json_t *v = NULL;
+    cr_assert_eq(call("PUT", "/links/calcom/faults",
+                      "{\"faults\":[{\"type\":\"timeout\",\"ms\":2000},"
+                      "{\"latency\":\"5ms\"},"
+                      "{\"type\":\"slice\",\"bytes\":64,\"delay_ms\":1,"
+                      "\"direction\":\"downstream\"}]}",
+                      &v),
+                 200);
+    cr_expect_eq(json_array_size(cm_json_path(v, "faults")), 3);
+    cr_expect_str_eq(cm_json_str(v, "faults.0.socket", ""), "hang", "shown in the current form");
+    cr_expect_str_eq(cm_json_str(v, "faults.0.hang_max", ""), "2s");
+    cr_expect_eq(json_array_size(cm_json_path(v, "deprecated")), 2, "one note per old fault");
+    cr_expect_str_eq(cm_json_str(v, "deprecated.0", ""),
+                     "faults[0]: the {\"type\":...} form with integer milliseconds is deprecated "
+                     "and goes in the next release; write {\"socket\":\"hang\",\"hang_max\":"
+                     "\"2s\"}");
+    cr_expect_str_eq(cm_json_str(v, "deprecated.1", ""),
+                     "faults[2]: the {\"type\":...} form with integer milliseconds is deprecated "
+                     "and goes in the next release; write {\"slice\":64,\"interval\":\"1ms\","
+                     "\"direction\":\"downstream\"}");
+    json_decref(v);
+    cr_assert_eq(call("GET", "/links/calcom", NULL, &v), 200);
+    cr_expect_null(cm_json_path(v, "deprecated"), "the note is the PUT's answer only");
+    cr_expect_str_eq(cm_json_str(v, "faults.2.interval", ""), "1ms");
+    json_decref(v);
 }
 
 Test(control, body_too_large)
