@@ -360,8 +360,9 @@ static void h_book(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     cm_http_resp_json(resp, 201, json_pack("{s:s}", "id", "bk_1"));
 }
 
-/* POSTs to 127.0.0.1:port/v2/bookings on a fresh connection; returns the client's result. */
-static cm_err_t book(uint16_t port, long *status, double *ms)
+/* POSTs to 127.0.0.1:port/v2/bookings on a fresh connection within timeout_ms; returns the
+ * client's result, with its transport error in err (CM_ERR_LEN, may be NULL). */
+static cm_err_t book_within(uint16_t port, long timeout_ms, long *status, double *ms, char *err)
 {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/v2/bookings", port);
@@ -370,13 +371,20 @@ static cm_err_t book(uint16_t port, long *status, double *ms)
     cm_err_t rc = cm_http_client_do(
         c,
         &(cm_http_request_t){
-            .method = "POST", .url = url, .body = "{}", .body_len = 2, .timeout_ms = 5000},
+            .method = "POST", .url = url, .body = "{}", .body_len = 2, .timeout_ms = timeout_ms},
         &r);
     *status = r.status;
     *ms = r.total_ms;
+    if (err)
+        snprintf(err, CM_ERR_LEN, "%s", r.err);
     cm_http_response_free(&r);
     cm_http_client_free(&c);
     return rc;
+}
+
+static cm_err_t book(uint16_t port, long *status, double *ms)
+{
+    return book_within(port, 5000, status, ms, NULL);
 }
 
 static int link_idle(void *arg)
@@ -384,19 +392,28 @@ static int link_idle(void *arg)
     return ch_link_stats(arg).active == 0;
 }
 
-Test(control, http_through_a_link)
+/* Starts an HTTP server that books (h_book) and adds the link "api" in front of it; returns
+ * the link's port. */
+static uint16_t api_behind_a_link(cm_http_server_t **api)
 {
     char err[CM_ERR_LEN] = "", body[160];
-    cm_http_server_t *api =
-        cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.api"});
-    cr_assert_eq(cm_http_server_route(api, "POST /v2/bookings", h_book, NULL), CM_OK);
-    cr_assert_eq(cm_http_server_start(api, err), CM_OK, "%s", err);
+    *api = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.api"});
+    cr_assert_eq(cm_http_server_route(*api, "POST /v2/bookings", h_book, NULL), CM_OK);
+    cr_assert_eq(cm_http_server_start(*api, err), CM_OK, "%s", err);
     snprintf(body, sizeof body, "{\"name\":\"api\",\"upstream\":\"127.0.0.1:%u\"}",
-             cm_http_server_port(api));
+             cm_http_server_port(*api));
     json_t *v = NULL;
     cr_assert_eq(call("POST", "/links", body, &v), 201);
     uint16_t port = (uint16_t)cm_json_int(v, "port", 0);
     json_decref(v);
+    return port;
+}
+
+Test(control, http_through_a_link)
+{
+    cm_http_server_t *api = NULL;
+    uint16_t port = api_behind_a_link(&api);
+    json_t *v = NULL;
 
     long status;
     double ms;
@@ -429,5 +446,57 @@ Test(control, http_through_a_link)
     cr_expect_eq(cm_json_int(v, "stats.resets", -1), 1);
     cr_expect_eq(cm_json_int(v, "stats.faults_applied", -1), 2);
     json_decref(v);
+    cm_http_server_free(&api);
+}
+
+/* The socket faults a link shares with the simulators' rules look the same to a libcurl
+ * client as the rules' do (docs/interfaces.md, "What a libcurl client sees"), and a link
+ * that is down looks like nothing listening. */
+Test(control, a_libcurl_client_sees_what_a_rule_of_the_same_name_gives)
+{
+    char err[CM_ERR_LEN] = "";
+    cm_http_server_t *api = NULL;
+    uint16_t port = api_behind_a_link(&api);
+    ch_link_t *api_link = ch_links_find(ls, "api");
+    static const struct {
+        const char *fault;
+        long timeout_ms;
+        cm_err_t rc, rc_or; /* rc_or: another result timing may give, CM_OK: none */
+        const char *err;    /* in the client's message, NULL: not checked */
+        int reaches;        /* the request reaches the upstream */
+    } cases[] = {
+        /* a rule's reset: CURLE_RECV_ERROR, connection reset by peer */
+        {"{\"socket\":\"reset\"}", 5000, CM_EHTTP, CM_OK, "Failure when receiving data", 0},
+        {"{\"socket\":\"reset\",\"direction\":\"downstream\"}", 5000, CM_EHTTP, CM_OK,
+         "Failure when receiving data", 1},
+        /* a rule's hang: the client's own timeout; after hang_max, FIN without a byte */
+        {"{\"socket\":\"hang\"}", 300, CM_ETIMEOUT, CM_OK, NULL, 0},
+        {"{\"socket\":\"hang\",\"hang_max\":\"200ms\"}", 5000, CM_EHTTP, CM_OK,
+         "Server returned nothing", 0},
+        {"{\"socket\":\"hang\",\"hang_max\":\"200ms\",\"direction\":\"downstream\"}", 5000,
+         CM_EHTTP, CM_OK, "Server returned nothing", 1},
+        /* no rule has it: reset at accept, which the client takes for a refused connect, or
+         * for a reset when it had sent its request before the RST came */
+        {"{\"down\":true}", 5000, CM_ECONNECT, CM_EHTTP, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char put[256];
+        snprintf(put, sizeof put, "{\"faults\":[%s]}", cases[i].fault);
+        cr_assert_eq(call("PUT", "/links/api/faults", put, NULL), 200, "%s", put);
+        int before = __atomic_load_n(&bookings, __ATOMIC_SEQ_CST);
+        long status;
+        double ms;
+        cm_err_t rc = book_within(port, cases[i].timeout_ms, &status, &ms, err);
+        cr_expect(rc == cases[i].rc || (cases[i].rc_or && rc == cases[i].rc_or), "%s: %s (%s)",
+                  cases[i].fault, cm_strerror(rc), err);
+        cr_expect(!cases[i].err || strstr(err, cases[i].err), "%s: %s", cases[i].fault, err);
+        cr_expect_eq(status, 0, "%s: no answer", cases[i].fault);
+        /* Clearing the list releases a hung connection; once it is gone, the upstream has
+         * seen the request or never will. */
+        ch_link_set_faults(api_link, NULL);
+        cr_assert(tu_wait_until(link_idle, api_link, 5000));
+        cr_expect_eq(__atomic_load_n(&bookings, __ATOMIC_SEQ_CST) - before, cases[i].reaches,
+                     "%s: did the request reach the upstream?", cases[i].fault);
+    }
     cm_http_server_free(&api);
 }
