@@ -23,6 +23,7 @@
 
 #include "ch_link_int.h"
 #include "cm_clock.h"
+#include "cm_duration.h"
 #include "cm_log.h"
 
 #define COMP "chaos.conn"
@@ -52,8 +53,8 @@ typedef struct {
     int eof_read, eof_sent, reset_queued, want_out;
     int64_t wait_until; /* when the head may be written; 0: no wait */
     /* what the plan means for this direction (see derive) */
-    int drop;            /* -1, or the blackhole/timeout fault that discards data */
-    int timeout_idx;     /* -1, or the timeout fault that closes at timeout_at */
+    int drop;            /* -1, or the hang fault that discards data */
+    int timeout_idx;     /* -1, or the hang fault whose hang_max closes at timeout_at */
     int64_t timeout_at;  /* monotonic ns; 0: never */
     int64_t rate;        /* bytes per second; 0: unpaced */
     int slice_idx;       /* -1, or the slice fault in force */
@@ -67,7 +68,7 @@ typedef enum {
     END_NONE = 0,
     END_CLOSE,       /* both sides done, a peer went away, or an I/O error */
     END_FAULT_RESET, /* reset or down */
-    END_TIMEOUT,     /* a timeout fault's time ran out */
+    END_TIMEOUT,     /* a hang fault's hang_max ran out */
     END_STOP,        /* the proxy stops */
     END_UPSTREAM,    /* the upstream could not be reached */
 } end_kind_t;
@@ -136,8 +137,8 @@ static int applies(const conn_t *st, size_t i, const dir_t *d)
     return (st->mask & (1u << i)) && (st->faults->items[i].dirs & d->dir);
 }
 
-/* Works out what the plan means for direction d. Counts (reset's after_bytes, timeout's
- * ms) start again from now: a new plan is a new fault for the connection. */
+/* Works out what the plan means for direction d. Counts (reset's after_bytes, hang's
+ * hang_max) start again from now: a new plan is a new fault for the connection. */
 static void derive(conn_t *st, dir_t *d, int64_t now)
 {
     d->drop = d->timeout_idx = d->slice_idx = d->reset_idx = -1;
@@ -162,14 +163,12 @@ static void derive(conn_t *st, dir_t *d, int64_t now)
                 d->reset_limit = f->after_bytes;
             }
             break;
-        case CH_FAULT_BLACKHOLE:
+        case CH_FAULT_HANG:
             if (d->drop < 0)
                 d->drop = (int)i;
-            break;
-        case CH_FAULT_TIMEOUT:
-            d->drop = (int)i;
-            if (f->ms > 0 && (!d->timeout_at || now + f->ms * NS_PER_MS < d->timeout_at)) {
-                d->timeout_at = now + f->ms * NS_PER_MS;
+            if (f->hang_max_ms > 0 &&
+                (!d->timeout_at || now + f->hang_max_ms * NS_PER_MS < d->timeout_at)) {
+                d->timeout_at = now + f->hang_max_ms * NS_PER_MS;
                 d->timeout_idx = (int)i;
             }
             break;
@@ -300,8 +299,8 @@ static int can_read(const dir_t *d)
     return !d->eof_read && !d->reset_queued && (d->drop >= 0 || d->queued < QUEUE_CAP);
 }
 
-/* The delay of a chunk read now in direction d: the sum of its latency faults, each with
- * its own jitter, clamped at 0. */
+/* The delay of a chunk read now in direction d: the sum of its latency faults, each drawn
+ * from its own range and clamped at 0. */
 static int64_t latency_ns(conn_t *st, dir_t *d)
 {
     int64_t total = 0;
@@ -309,9 +308,9 @@ static int64_t latency_ns(conn_t *st, dir_t *d)
         const ch_fault_t *f = &st->faults->items[i];
         if (f->type != CH_FAULT_LATENCY || !applies(st, i, d))
             continue;
-        int64_t ms = f->ms;
-        if (f->jitter_ms > 0)
-            ms += (int64_t)cm_rand_below(&d->rng, (uint64_t)(2 * f->jitter_ms + 1)) - f->jitter_ms;
+        int64_t ms = f->min_ms;
+        if (f->max_ms > f->min_ms)
+            ms += (int64_t)cm_rand_below(&d->rng, (uint64_t)(f->max_ms - f->min_ms + 1));
         total += ms > 0 ? ms : 0;
     }
     return total * NS_PER_MS;
@@ -408,7 +407,7 @@ static int flush(conn_t *st, dir_t *d, int64_t now)
         const ch_fault_t *sl = d->slice_idx >= 0 ? &st->faults->items[d->slice_idx] : NULL;
         if (sl) {
             if (d->slice_left <= 0)
-                d->slice_left = slice_draw(d, sl->bytes);
+                d->slice_left = slice_draw(d, sl->slice_bytes);
             if ((int64_t)piece > d->slice_left)
                 piece = (size_t)d->slice_left;
         }
@@ -438,8 +437,8 @@ static int flush(conn_t *st, dir_t *d, int64_t now)
             d->slice_left -= n;
             if (d->slice_left <= 0 || h->off == h->len) {
                 d->slice_left = 0;
-                if (sl->delay_ms > 0)
-                    d->next_write_ns = now + sl->delay_ms * NS_PER_MS;
+                if (sl->interval_ms > 0)
+                    d->next_write_ns = now + sl->interval_ms * NS_PER_MS;
             }
         }
         if (d->rate) {
@@ -493,9 +492,10 @@ static void pump(conn_t *st)
         for (int i = 0; i < 2; i++) {
             dir_t *d = &st->d[i];
             if (d->timeout_at && now >= d->timeout_at) {
-                const ch_fault_t *f = &st->faults->items[d->timeout_idx];
-                end(st, END_TIMEOUT, CH_FAULT_TIMEOUT, d->dir, 0, 0, "timeout after %lld ms",
-                    (long long)f->ms);
+                char max[32];
+                cm_duration_format(st->faults->items[d->timeout_idx].hang_max_ms, max);
+                end(st, END_TIMEOUT, CH_FAULT_HANG, d->dir, 0, 0,
+                    "faults[%d]: hung for its hang_max of %s, then closed", d->timeout_idx, max);
                 return;
             }
         }

@@ -197,8 +197,19 @@ static void h_set_faults(const cm_http_req_t *req, cm_http_resp_t *resp, void *u
         answer_err(resp, rc, err);
         return;
     }
+    /* The deprecated form still works for one release; the log and the answer both say
+     * how to write it now, so neither an operator nor a runner misses it. */
+    json_t *notes = ch_faults_deprecation_notes(faults);
+    for (size_t i = 0; i < json_array_size(notes); i++)
+        CM_WARN(COMP, "link %s: %s", ch_link_name(l), json_string_value(json_array_get(notes, i)));
     ch_link_set_faults(l, faults);
-    answer_link(resp, 200, l);
+    json_t *answer = ch_link_json(l);
+    if (answer && notes && json_object_set(answer, "deprecated", notes) != 0) {
+        json_decref(answer);
+        answer = NULL;
+    }
+    json_decref(notes);
+    cm_http_resp_json(resp, 200, answer);
 }
 
 static void h_clear_faults(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)

@@ -2,7 +2,9 @@
  * their faults, read the journal (the routes and bodies are in chaos/README.md).
  *
  * Answers are JSON; errors are application/problem+json whose detail names the problem
- * and, for a bad body, the JSON path ("faults[1].ms: must be a non-negative integer").
+ * and, for a bad body, the JSON path ("faults[1].jitter: "5x" is not a duration ...").
+ * Faults set in the deprecated {"type":...} form are taken, logged at warn, and listed in
+ * the answer's "deprecated" array with the way to write each one now.
  * Bodies over CH_CONTROL_BODY_LIMIT are refused with 413 by the server (give the server
  * that body_limit). Handlers are thread-safe; the links and journal are borrowed and must
  * outlive the server.

@@ -5,9 +5,10 @@
  * A drill is an ordinary scenario (scenarios/README.md), so the runner starts the parts,
  * puts the chaos proxy on every link, checks, and reports it like any other: JUnit, JSON,
  * HTML timeline. Each round draws, from the seed, a set of faults per link (latency,
- * jitter, slicing, bandwidth, resets, black holes, timeouts, a link down), sends K booking
- * calls through the Retell simulator while those faults hold, and sometimes kills the
- * gateway with SIGKILL and starts it again. At the end the links are cleared, every call's
+ * jitter, slicing, bandwidth, resets, hangs with and without hang_max, a link down; written
+ * in the simulators' fault vocabulary, chaos/README.md), sends K booking calls through the
+ * Retell simulator while those faults hold, and sometimes kills the gateway with SIGKILL
+ * and starts it again. At the end the links are cleared, every call's
  * webhook is delivered once more (as Retell's replay or an operator would: a webhook the
  * gateway never acknowledged was the provider's to retry, not ours to have lost) and the
  * invariants are checked: every saga completed, exactly one booking and one charge per
@@ -23,6 +24,7 @@
 #include <string.h>
 
 #include "cm_clock.h"
+#include "cm_duration.h"
 #include "cm_json.h"
 #include "cm_rand.h"
 
@@ -91,6 +93,13 @@ static long long between(cm_rand_t *r, long long lo, long long hi)
     return lo + (long long)cm_rand_below(r, (uint64_t)(hi - lo + 1));
 }
 
+/* A duration as the faults write it ("250ms", "1.5s"): a new JSON string. */
+static json_t *dur(long long ms)
+{
+    char text[32];
+    return json_string(cm_duration_format(ms, text));
+}
+
 static const char *direction(cm_rand_t *r)
 {
     static const char *const d[] = {"upstream", "downstream", "both"};
@@ -107,36 +116,35 @@ static json_t *provider_faults(cm_rand_t *r)
     case 1: /* a quiet round */
         break;
     case 2:
-        json_array_append_new(list,
-                              json_pack("{s:s,s:I,s:I}", "type", "latency", "ms",
-                                        between(r, 50, 900), "jitter_ms", between(r, 0, 200)));
+        json_array_append_new(list, json_pack("{s:o,s:o}", "latency", dur(between(r, 50, 900)),
+                                              "jitter", dur(between(r, 0, 200))));
         break;
     case 3:
-        json_array_append_new(list, json_pack("{s:s,s:I,s:I,s:s}", "type", "slice", "bytes",
-                                              between(r, 8, 256), "delay_ms", between(r, 0, 20),
-                                              "direction", direction(r)));
+        json_array_append_new(list,
+                              json_pack("{s:I,s:o,s:s}", "slice", between(r, 8, 256), "interval",
+                                        dur(between(r, 0, 20)), "direction", direction(r)));
         break;
     case 4:
-        json_array_append_new(list, json_pack("{s:s,s:I,s:s}", "type", "bandwidth", "bytes_per_s",
-                                              between(r, 500, 20000), "direction", "downstream"));
+        json_array_append_new(list, json_pack("{s:I,s:s}", "bandwidth", between(r, 500, 20000),
+                                              "direction", "downstream"));
         break;
     case 5:
-        json_array_append_new(list, json_pack("{s:s,s:I,s:s,s:f}", "type", "reset", "after_bytes",
+        json_array_append_new(list, json_pack("{s:s,s:I,s:s,s:f}", "socket", "reset", "after_bytes",
                                               between(r, 0, 400), "direction", direction(r),
                                               "probability", 0.2 + 0.1 * (double)between(r, 0, 4)));
         break;
     case 6:
-        json_array_append_new(list, json_pack("{s:s,s:s,s:f}", "type", "blackhole", "direction",
+        json_array_append_new(list, json_pack("{s:s,s:s,s:f}", "socket", "hang", "direction",
                                               direction(r), "probability",
                                               0.2 + 0.1 * (double)between(r, 0, 3)));
         break;
     case 7:
-        json_array_append_new(list, json_pack("{s:s,s:I,s:f}", "type", "timeout", "ms",
-                                              between(r, 100, 1000), "probability",
+        json_array_append_new(list, json_pack("{s:s,s:o,s:f}", "socket", "hang", "hang_max",
+                                              dur(between(r, 100, 1000)), "probability",
                                               0.3 + 0.1 * (double)between(r, 0, 4)));
         break;
     default:
-        json_array_append_new(list, json_pack("{s:s}", "type", "down"));
+        json_array_append_new(list, json_pack("{s:b}", "down", 1));
         break;
     }
     return list;
@@ -152,19 +160,18 @@ static json_t *gateway_faults(cm_rand_t *r)
     case 1:
         break;
     case 2:
-        json_array_append_new(list,
-                              json_pack("{s:s,s:I,s:I}", "type", "latency", "ms",
-                                        between(r, 20, 400), "jitter_ms", between(r, 0, 100)));
+        json_array_append_new(list, json_pack("{s:o,s:o}", "latency", dur(between(r, 20, 400)),
+                                              "jitter", dur(between(r, 0, 100))));
         break;
     case 3: /* acknowledgements lost after the gateway stored the event */
-        json_array_append_new(list,
-                              json_pack("{s:s,s:s,s:f}", "type", "reset", "direction", "downstream",
-                                        "probability", 0.3 + 0.1 * (double)between(r, 0, 4)));
+        json_array_append_new(list, json_pack("{s:s,s:s,s:f}", "socket", "reset", "direction",
+                                              "downstream", "probability",
+                                              0.3 + 0.1 * (double)between(r, 0, 4)));
         break;
     default:
-        json_array_append_new(list, json_pack("{s:s,s:I,s:I,s:s}", "type", "slice", "bytes",
-                                              between(r, 16, 256), "delay_ms", between(r, 0, 10),
-                                              "direction", "upstream"));
+        json_array_append_new(list,
+                              json_pack("{s:I,s:o,s:s}", "slice", between(r, 16, 256), "interval",
+                                        dur(between(r, 0, 10)), "direction", "upstream"));
         break;
     }
     return list;

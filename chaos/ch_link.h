@@ -11,7 +11,7 @@
  * (ch_link_set_faults): new connections draw which faults apply to them when accepted,
  * open connections draw again at the swap, and each connection picks up its new plan
  * before the next chunk it moves (a wake-up makes idle ones notice at once, so `down`
- * resets them and a timeout starts counting).
+ * resets them and a hang_max starts counting).
  *
  * Randomness: each link has a generator seeded from the proxy seed and the link's name.
  * Every accepted connection (refused ones included) takes one number from it, which seeds

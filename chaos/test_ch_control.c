@@ -158,29 +158,43 @@ Test(control, faults)
 {
     json_t *v = NULL;
     cr_assert_eq(call("PUT", "/links/calcom/faults",
-                      "{\"faults\":[{\"type\":\"latency\",\"ms\":100,\"jitter_ms\":10},"
-                      "{\"type\":\"reset\",\"direction\":\"upstream\",\"probability\":0.5}]}",
+                      "{\"faults\":[{\"latency\":\"100ms\",\"jitter\":\"10ms\"},"
+                      "{\"socket\":\"reset\",\"direction\":\"upstream\",\"probability\":0.5}]}",
                       &v),
                  200);
     cr_expect_eq(json_array_size(cm_json_path(v, "faults")), 2);
-    cr_expect_str_eq(cm_json_str(v, "faults.0.type", ""), "latency");
+    cr_expect_str_eq(cm_json_str(v, "faults.0.latency", ""), "100ms");
+    cr_expect_str_eq(cm_json_str(v, "faults.0.jitter", ""), "10ms");
     cr_expect_str_eq(cm_json_str(v, "faults.0.direction", ""), "both");
-    cr_expect_eq(cm_json_int(v, "faults.0.jitter_ms", -1), 10);
+    cr_expect_str_eq(cm_json_str(v, "faults.1.socket", ""), "reset");
+    cr_expect_eq(cm_json_int(v, "faults.1.after_bytes", -1), 0);
     cr_expect_str_eq(cm_json_str(v, "faults.1.direction", ""), "upstream");
+    cr_expect_null(cm_json_path(v, "deprecated"), "nothing deprecated in the current form");
     json_decref(v);
 
-    /* A refused list changes nothing. */
+    /* A refused list changes nothing; the detail names the path and the field. */
     expect_problem("PUT", "/links/calcom/faults",
-                   "{\"faults\":[{\"type\":\"blackhole\"},{\"type\":\"latency\",\"ms\":-5}]}", 400,
-                   "faults[1].ms: must be a non-negative integer");
+                   "{\"faults\":[{\"socket\":\"hang\"},{\"latency\":\"-5ms\"}]}", 400,
+                   "faults[1].latency: \"-5ms\" is not a duration (write e.g. \"250ms\", "
+                   "\"1.5s\", \"2m\", \"1h\")");
     expect_problem("PUT", "/links/calcom/faults", "{\"faults\":[],\"x\":1}", 400,
                    "x: unknown field (expected faults)");
     expect_problem("PUT", "/links/calcom/faults",
-                   "{\"faults\":[{\"type\":\"down\","
-                   "\"probability\":0.5}]}",
-                   400,
+                   "{\"faults\":[{\"down\":true,\"probability\":0.5}]}", 400,
                    "faults[0].probability: not allowed for down (a link is down for every "
                    "connection)");
+    expect_problem("PUT", "/links/calcom/faults",
+                   "{\"faults\":[{\"latency\":{\"lognormal\":{\"median\":\"1s\","
+                   "\"sigma\":1}}}]}",
+                   400,
+                   "faults[0].latency.lognormal: the proxy draws delays uniformly, it cannot do a "
+                   "lognormal one (a simulator rule can); write \"jitter\" or {\"uniform\": "
+                   "[min, max]}");
+    expect_problem("PUT", "/links/calcom/faults", "{\"faults\":[{\"socket\":\"garbage\"}]}", 400,
+                   "faults[0].socket: 'garbage' is a simulator rule's (it shapes an HTTP answer, "
+                   "which a link does not parse); a link can reset, hang or be down");
+    expect_problem("PUT", "/links/calcom/faults", "{\"faults\":[{\"type\":\"latency\"}]}", 400,
+                   "faults[0].ms: required (a non-negative integer)");
     expect_problem("PUT", "/links/nope/faults", "{\"faults\":[]}", 404, "no link named \"nope\"");
     cr_assert_eq(call("GET", "/links/calcom", NULL, &v), 200);
     cr_expect_eq(json_array_size(cm_json_path(v, "faults")), 2, "unchanged by the bad ones");
@@ -191,13 +205,89 @@ Test(control, faults)
     json_decref(v);
     expect_problem("DELETE", "/links/nope/faults", NULL, 404, NULL);
 
-    cr_assert_eq(call("PUT", "/links/calcom/faults", "{\"faults\":[{\"type\":\"down\"}]}", NULL),
-                 200);
+    cr_assert_eq(call("PUT", "/links/calcom/faults", "{\"faults\":[{\"down\":true}]}", NULL), 200);
     cr_assert_eq(call("POST", "/reset", NULL, &v), 200);
     cr_expect_eq(json_array_size(cm_json_path(v, "links.0.faults")), 0);
     json_decref(v);
     cr_assert_eq(call("GET", "/links/calcom", NULL, &v), 200);
     cr_expect_eq(json_array_size(cm_json_path(v, "faults")), 0, "reset cleared the faults");
+    json_decref(v);
+}
+
+/* The faults of GET /links/calcom as a {"faults":[...]} body (new), checking the status. */
+static json_t *faults_shown(void)
+{
+    json_t *v = NULL;
+    cr_assert_eq(call("GET", "/links/calcom", NULL, &v), 200);
+    json_t *body = json_pack("{s:O}", "faults", cm_json_path(v, "faults"));
+    json_decref(v);
+    cr_assert_not_null(body);
+    return body;
+}
+
+Test(control, get_shows_faults_that_put_back_the_same_list)
+{
+    cr_assert_eq(call("PUT", "/links/calcom/faults",
+                      "{\"faults\":[{\"latency\":{\"uniform\":[\"200ms\",\"400ms\"]},"
+                      "\"direction\":\"downstream\"},"
+                      "{\"latency\":{\"uniform\":[\"1ms\",\"4ms\"]}},"
+                      "{\"bandwidth\":20000,\"probability\":0.75},"
+                      "{\"slice\":64,\"interval\":\"1ms\"},"
+                      "{\"socket\":\"reset\",\"after_bytes\":12},"
+                      "{\"socket\":\"hang\"},{\"socket\":\"hang\",\"hang_max\":\"2s\"},"
+                      "{\"socket\":\"down\"}]}",
+                      NULL),
+                 200);
+    json_t *first = faults_shown();
+    char *text = cm_json_dumps_sorted(first);
+    cr_expect_str_eq(text, "{\"faults\":[{\"direction\":\"downstream\",\"jitter\":\"100ms\","
+                           "\"latency\":\"300ms\",\"probability\":1.0},{\"direction\":\"both\","
+                           "\"latency\":{\"uniform\":[\"1ms\",\"4ms\"]},\"probability\":1.0},"
+                           "{\"bandwidth\":20000,\"direction\":\"both\",\"probability\":0.75},"
+                           "{\"direction\":\"both\",\"interval\":\"1ms\",\"probability\":1.0,"
+                           "\"slice\":64},{\"after_bytes\":12,\"direction\":\"both\","
+                           "\"probability\":1.0,\"socket\":\"reset\"},{\"direction\":\"both\","
+                           "\"probability\":1.0,\"socket\":\"hang\"},{\"direction\":\"both\","
+                           "\"hang_max\":\"2s\",\"probability\":1.0,\"socket\":\"hang\"},"
+                           "{\"down\":true}]}");
+    /* What GET shows, PUT back, is the same list: GET shows it the same way again. */
+    json_t *again_v = NULL;
+    cr_assert_eq(call("PUT", "/links/calcom/faults", text, &again_v), 200);
+    cr_expect_null(cm_json_path(again_v, "deprecated"));
+    json_decref(again_v);
+    json_t *again = faults_shown();
+    cr_expect(json_equal(first, again), "GET after the round trip differs");
+    free(text);
+    json_decref(first);
+    json_decref(again);
+}
+
+Test(control, deprecated_form_taken_with_a_note)
+{
+    json_t *v = NULL;
+    cr_assert_eq(call("PUT", "/links/calcom/faults",
+                      "{\"faults\":[{\"type\":\"timeout\",\"ms\":2000},"
+                      "{\"latency\":\"5ms\"},"
+                      "{\"type\":\"slice\",\"bytes\":64,\"delay_ms\":1,"
+                      "\"direction\":\"downstream\"}]}",
+                      &v),
+                 200);
+    cr_expect_eq(json_array_size(cm_json_path(v, "faults")), 3);
+    cr_expect_str_eq(cm_json_str(v, "faults.0.socket", ""), "hang", "shown in the current form");
+    cr_expect_str_eq(cm_json_str(v, "faults.0.hang_max", ""), "2s");
+    cr_expect_eq(json_array_size(cm_json_path(v, "deprecated")), 2, "one note per old fault");
+    cr_expect_str_eq(cm_json_str(v, "deprecated.0", ""),
+                     "faults[0]: the {\"type\":...} form with integer milliseconds is deprecated "
+                     "and goes in the next release; write {\"socket\":\"hang\",\"hang_max\":"
+                     "\"2s\"}");
+    cr_expect_str_eq(cm_json_str(v, "deprecated.1", ""),
+                     "faults[2]: the {\"type\":...} form with integer milliseconds is deprecated "
+                     "and goes in the next release; write {\"slice\":64,\"interval\":\"1ms\","
+                     "\"direction\":\"downstream\"}");
+    json_decref(v);
+    cr_assert_eq(call("GET", "/links/calcom", NULL, &v), 200);
+    cr_expect_null(cm_json_path(v, "deprecated"), "the note is the PUT's answer only");
+    cr_expect_str_eq(cm_json_str(v, "faults.2.interval", ""), "1ms");
     json_decref(v);
 }
 
@@ -219,8 +309,7 @@ Test(control, body_too_large)
 
 Test(control, journal)
 {
-    cr_assert_eq(call("PUT", "/links/calcom/faults", "{\"faults\":[{\"type\":\"down\"}]}", NULL),
-                 200);
+    cr_assert_eq(call("PUT", "/links/calcom/faults", "{\"faults\":[{\"down\":true}]}", NULL), 200);
     json_t *v = NULL;
     cr_assert_eq(call("GET", "/links/calcom", NULL, &v), 200);
     uint16_t port = (uint16_t)cm_json_int(v, "port", 0);
@@ -271,8 +360,9 @@ static void h_book(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     cm_http_resp_json(resp, 201, json_pack("{s:s}", "id", "bk_1"));
 }
 
-/* POSTs to 127.0.0.1:port/v2/bookings on a fresh connection; returns the client's result. */
-static cm_err_t book(uint16_t port, long *status, double *ms)
+/* POSTs to 127.0.0.1:port/v2/bookings on a fresh connection within timeout_ms; returns the
+ * client's result, with its transport error in err (CM_ERR_LEN, may be NULL). */
+static cm_err_t book_within(uint16_t port, long timeout_ms, long *status, double *ms, char *err)
 {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/v2/bookings", port);
@@ -281,13 +371,20 @@ static cm_err_t book(uint16_t port, long *status, double *ms)
     cm_err_t rc = cm_http_client_do(
         c,
         &(cm_http_request_t){
-            .method = "POST", .url = url, .body = "{}", .body_len = 2, .timeout_ms = 5000},
+            .method = "POST", .url = url, .body = "{}", .body_len = 2, .timeout_ms = timeout_ms},
         &r);
     *status = r.status;
     *ms = r.total_ms;
+    if (err)
+        snprintf(err, CM_ERR_LEN, "%s", r.err);
     cm_http_response_free(&r);
     cm_http_client_free(&c);
     return rc;
+}
+
+static cm_err_t book(uint16_t port, long *status, double *ms)
+{
+    return book_within(port, 5000, status, ms, NULL);
 }
 
 static int link_idle(void *arg)
@@ -295,19 +392,28 @@ static int link_idle(void *arg)
     return ch_link_stats(arg).active == 0;
 }
 
-Test(control, http_through_a_link)
+/* Starts an HTTP server that books (h_book) and adds the link "api" in front of it; returns
+ * the link's port. */
+static uint16_t api_behind_a_link(cm_http_server_t **api)
 {
     char err[CM_ERR_LEN] = "", body[160];
-    cm_http_server_t *api =
-        cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.api"});
-    cr_assert_eq(cm_http_server_route(api, "POST /v2/bookings", h_book, NULL), CM_OK);
-    cr_assert_eq(cm_http_server_start(api, err), CM_OK, "%s", err);
+    *api = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.api"});
+    cr_assert_eq(cm_http_server_route(*api, "POST /v2/bookings", h_book, NULL), CM_OK);
+    cr_assert_eq(cm_http_server_start(*api, err), CM_OK, "%s", err);
     snprintf(body, sizeof body, "{\"name\":\"api\",\"upstream\":\"127.0.0.1:%u\"}",
-             cm_http_server_port(api));
+             cm_http_server_port(*api));
     json_t *v = NULL;
     cr_assert_eq(call("POST", "/links", body, &v), 201);
     uint16_t port = (uint16_t)cm_json_int(v, "port", 0);
     json_decref(v);
+    return port;
+}
+
+Test(control, http_through_a_link)
+{
+    cm_http_server_t *api = NULL;
+    uint16_t port = api_behind_a_link(&api);
+    json_t *v = NULL;
 
     long status;
     double ms;
@@ -321,17 +427,16 @@ Test(control, http_through_a_link)
 
     /* The upstream does the work, the answer is lost: the case exactly-once must survive. */
     cr_assert_eq(call("PUT", "/links/api/faults",
-                      "{\"faults\":[{\"type\":\"reset\",\"direction\":\"downstream\"}]}", NULL),
+                      "{\"faults\":[{\"socket\":\"reset\",\"direction\":\"downstream\"}]}", NULL),
                  200);
     cr_expect_neq(book(port, &status, &ms), CM_OK, "the client must see a transport error");
     cr_expect_eq(status, 0);
     cr_expect_eq(__atomic_load_n(&bookings, __ATOMIC_SEQ_CST), 2);
     cr_assert(tu_wait_until(link_idle, api_link, 5000));
 
-    cr_assert_eq(
-        call("PUT", "/links/api/faults",
-             "{\"faults\":[{\"type\":\"latency\",\"ms\":300,\"direction\":\"downstream\"}]}", NULL),
-        200);
+    cr_assert_eq(call("PUT", "/links/api/faults",
+                      "{\"faults\":[{\"latency\":\"300ms\",\"direction\":\"downstream\"}]}", NULL),
+                 200);
     cr_assert_eq(book(port, &status, &ms), CM_OK);
     cr_expect_eq(status, 201);
     cr_expect(ms >= 290 && ms < 3000, "answer after %.0f ms", ms);
@@ -341,5 +446,57 @@ Test(control, http_through_a_link)
     cr_expect_eq(cm_json_int(v, "stats.resets", -1), 1);
     cr_expect_eq(cm_json_int(v, "stats.faults_applied", -1), 2);
     json_decref(v);
+    cm_http_server_free(&api);
+}
+
+/* The socket faults a link shares with the simulators' rules look the same to a libcurl
+ * client as the rules' do (docs/interfaces.md, "What a libcurl client sees"), and a link
+ * that is down looks like nothing listening. */
+Test(control, a_libcurl_client_sees_what_a_rule_of_the_same_name_gives)
+{
+    char err[CM_ERR_LEN] = "";
+    cm_http_server_t *api = NULL;
+    uint16_t port = api_behind_a_link(&api);
+    ch_link_t *api_link = ch_links_find(ls, "api");
+    static const struct {
+        const char *fault;
+        long timeout_ms;
+        cm_err_t rc, rc_or; /* rc_or: another result timing may give, CM_OK: none */
+        const char *err;    /* in the client's message, NULL: not checked */
+        int reaches;        /* the request reaches the upstream */
+    } cases[] = {
+        /* a rule's reset: CURLE_RECV_ERROR, connection reset by peer */
+        {"{\"socket\":\"reset\"}", 5000, CM_EHTTP, CM_OK, "Failure when receiving data", 0},
+        {"{\"socket\":\"reset\",\"direction\":\"downstream\"}", 5000, CM_EHTTP, CM_OK,
+         "Failure when receiving data", 1},
+        /* a rule's hang: the client's own timeout; after hang_max, FIN without a byte */
+        {"{\"socket\":\"hang\"}", 300, CM_ETIMEOUT, CM_OK, NULL, 0},
+        {"{\"socket\":\"hang\",\"hang_max\":\"200ms\"}", 5000, CM_EHTTP, CM_OK,
+         "Server returned nothing", 0},
+        {"{\"socket\":\"hang\",\"hang_max\":\"200ms\",\"direction\":\"downstream\"}", 5000,
+         CM_EHTTP, CM_OK, "Server returned nothing", 1},
+        /* no rule has it: reset at accept, which the client takes for a refused connect, or
+         * for a reset when it had sent its request before the RST came */
+        {"{\"down\":true}", 5000, CM_ECONNECT, CM_EHTTP, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char put[256];
+        snprintf(put, sizeof put, "{\"faults\":[%s]}", cases[i].fault);
+        cr_assert_eq(call("PUT", "/links/api/faults", put, NULL), 200, "%s", put);
+        int before = __atomic_load_n(&bookings, __ATOMIC_SEQ_CST);
+        long status;
+        double ms;
+        cm_err_t rc = book_within(port, cases[i].timeout_ms, &status, &ms, err);
+        cr_expect(rc == cases[i].rc || (cases[i].rc_or && rc == cases[i].rc_or), "%s: %s (%s)",
+                  cases[i].fault, cm_strerror(rc), err);
+        cr_expect(!cases[i].err || strstr(err, cases[i].err), "%s: %s", cases[i].fault, err);
+        cr_expect_eq(status, 0, "%s: no answer", cases[i].fault);
+        /* Clearing the list releases a hung connection; once it is gone, the upstream has
+         * seen the request or never will. */
+        ch_link_set_faults(api_link, NULL);
+        cr_assert(tu_wait_until(link_idle, api_link, 5000));
+        cr_expect_eq(__atomic_load_n(&bookings, __ATOMIC_SEQ_CST) - before, cases[i].reaches,
+                     "%s: did the request reach the upstream?", cases[i].fault);
+    }
     cm_http_server_free(&api);
 }

@@ -183,19 +183,19 @@ Test(link, half_close_is_forwarded)
 
 Test(link, latency)
 {
-    set_faults(lk, "{\"faults\":[{\"type\":\"latency\",\"ms\":200,\"direction\":\"downstream\"}]}");
+    set_faults(lk, "{\"faults\":[{\"latency\":\"200ms\",\"direction\":\"downstream\"}]}");
     int fd = connect_link(lk);
     int64_t rtt = round_trip(fd, "ping", 5000);
     cr_expect(rtt >= 190 && rtt < 2000, "one-way 200 ms: round trip %lld ms", (long long)rtt);
     cr_expect_eq(journal_count(1, CH_EV_FAULT), 1);
 
     /* A new list applies to the open connection from its next chunk: both ways now. */
-    set_faults(lk, "{\"faults\":[{\"type\":\"latency\",\"ms\":150}]}");
+    set_faults(lk, "{\"faults\":[{\"latency\":\"150ms\"}]}");
     rtt = round_trip(fd, "pong", 5000);
     cr_expect(rtt >= 290 && rtt < 2500, "150 ms each way: round trip %lld ms", (long long)rtt);
 
-    /* Jitter stays within ms +- jitter_ms. */
-    set_faults(lk, "{\"faults\":[{\"type\":\"latency\",\"ms\":100,\"jitter_ms\":80,"
+    /* Jitter stays within latency +- jitter. */
+    set_faults(lk, "{\"faults\":[{\"latency\":\"100ms\",\"jitter\":\"80ms\","
                    "\"direction\":\"upstream\"}]}");
     for (int i = 0; i < 4; i++) {
         rtt = round_trip(fd, "jit", 5000);
@@ -209,7 +209,7 @@ Test(link, latency)
 
 Test(link, bandwidth)
 {
-    set_faults(lk, "{\"faults\":[{\"type\":\"bandwidth\",\"bytes_per_s\":40000,"
+    set_faults(lk, "{\"faults\":[{\"bandwidth\":40000,"
                    "\"direction\":\"downstream\"}]}");
     const size_t len = 20000;
     unsigned char *out = malloc(len), *in = malloc(len);
@@ -231,7 +231,7 @@ Test(link, bandwidth)
 
 Test(link, slice_delivers_in_pieces)
 {
-    set_faults(lk, "{\"faults\":[{\"type\":\"slice\",\"bytes\":100,\"delay_ms\":10,"
+    set_faults(lk, "{\"faults\":[{\"slice\":100,\"interval\":\"10ms\","
                    "\"direction\":\"downstream\"}]}");
     const size_t len = 2000;
     unsigned char out[2000], in[2000];
@@ -251,11 +251,11 @@ Test(link, slice_delivers_in_pieces)
     close(fd);
 }
 
-/* ---- reset, blackhole, timeout, down ----------------------------------------------- */
+/* ---- reset, hang, hang_max, down -------------------------------------------------- */
 
 Test(link, reset_after_bytes)
 {
-    set_faults(lk, "{\"faults\":[{\"type\":\"reset\",\"after_bytes\":1000,"
+    set_faults(lk, "{\"faults\":[{\"socket\":\"reset\",\"after_bytes\":1000,"
                    "\"direction\":\"downstream\"}]}");
     unsigned char out[10000], in[10000];
     tu_pattern(out, sizeof out, 9);
@@ -277,7 +277,7 @@ Test(link, reset_after_bytes)
     cr_expect_eq(ch_link_stats(lk).bytes_downstream, 1000);
 
     /* after_bytes 0 upstream: the request never reaches the upstream. */
-    set_faults(lk, "{\"faults\":[{\"type\":\"reset\",\"direction\":\"upstream\"}]}");
+    set_faults(lk, "{\"faults\":[{\"socket\":\"reset\",\"direction\":\"upstream\"}]}");
     uint64_t before = tu_server_received(up);
     fd = connect_link(lk);
     cr_assert_eq(tu_send_all(fd, "GET / HTTP/1.1\r\n\r\n", 18, 2000), 0);
@@ -295,9 +295,9 @@ static int upstream_got_5(void *arg)
     return tu_server_received(arg) == 5;
 }
 
-Test(link, blackhole_keeps_connection_open)
+Test(link, hang_keeps_connection_open)
 {
-    set_faults(lk, "{\"faults\":[{\"type\":\"blackhole\",\"direction\":\"downstream\"}]}");
+    set_faults(lk, "{\"faults\":[{\"socket\":\"hang\",\"direction\":\"downstream\"}]}");
     int fd = connect_link(lk);
     cr_assert_eq(tu_send_all(fd, "hello", 5, 2000), 0);
     char buf[16];
@@ -315,9 +315,11 @@ Test(link, blackhole_keeps_connection_open)
     close(fd);
 }
 
-Test(link, timeout_closes_with_fin)
+Test(link, hang_max_closes_with_fin)
 {
-    set_faults(lk, "{\"faults\":[{\"type\":\"timeout\",\"ms\":300,\"direction\":\"downstream\"}]}");
+    set_faults(
+        lk,
+        "{\"faults\":[{\"socket\":\"hang\",\"hang_max\":\"300ms\",\"direction\":\"downstream\"}]}");
     int fd = connect_link(lk);
     int64_t t0 = cm_clock_mono_ms();
     cr_assert_eq(tu_send_all(fd, "x", 1, 2000), 0);
@@ -331,7 +333,10 @@ Test(link, timeout_closes_with_fin)
     close(fd);
     cr_assert_eq(journal_wait(1, CH_EV_CLOSE, 1), 1);
     json_t *v = ch_journal_query(jr, &(ch_journal_filter_t){.event = CH_EV_CLOSE});
-    cr_expect_str_eq(cm_json_str(v, "entries.0.fault", ""), "timeout");
+    cr_expect_str_eq(cm_json_str(v, "entries.0.fault", ""), "hang");
+    const char *detail = cm_json_str(v, "entries.0.detail", "");
+    cr_expect_eq(strncmp(detail, "faults[0]: hung for its hang_max of 300ms, then closed;", 55), 0,
+                 "detail: %s", detail);
     json_decref(v);
 }
 
@@ -340,7 +345,7 @@ Test(link, down_refuses_and_resets_then_recovers)
     int open_fd = connect_link(lk);
     round_trip(open_fd, "before", 3000);
 
-    set_faults(lk, "{\"faults\":[{\"type\":\"down\"}]}");
+    set_faults(lk, "{\"faults\":[{\"down\":true}]}");
     char buf[8];
     tu_how_t how;
     size_t got = tu_recv_n(open_fd, buf, 1, 5000, &how, NULL);
@@ -449,7 +454,7 @@ Test(link, add_errors)
 
 Test(link, probability_zero_and_one)
 {
-    set_faults(lk, "{\"faults\":[{\"type\":\"reset\",\"direction\":\"upstream\","
+    set_faults(lk, "{\"faults\":[{\"socket\":\"reset\",\"direction\":\"upstream\","
                    "\"probability\":0}]}");
     for (int i = 0; i < 5; i++) {
         int fd = connect_link(lk);
@@ -459,7 +464,7 @@ Test(link, probability_zero_and_one)
     cr_expect_eq(ch_journal_count(jr, &(ch_journal_filter_t){.event = CH_EV_FAULT}), 0);
     /* Closed connections still open in the proxy would draw the next list too. */
     cr_assert(tu_wait_until(link_idle, lk, 5000));
-    set_faults(lk, "{\"faults\":[{\"type\":\"reset\",\"direction\":\"upstream\","
+    set_faults(lk, "{\"faults\":[{\"socket\":\"reset\",\"direction\":\"upstream\","
                    "\"probability\":1}]}");
     for (int i = 0; i < 5; i++) {
         int fd = connect_link(lk);
@@ -483,7 +488,7 @@ static uint32_t draws(uint64_t seed)
     jr = ch_journal_new(0);
     ch_links_t *s = new_links(seed, 0);
     ch_link_t *l = add_link(s, "p", up);
-    set_faults(l, "{\"faults\":[{\"type\":\"latency\",\"ms\":0,\"probability\":0.5}]}");
+    set_faults(l, "{\"faults\":[{\"latency\":\"0ms\",\"probability\":0.5}]}");
     for (uint64_t i = 1; i <= 24; i++) {
         int fd = connect_link(l);
         /* One at a time, so accept order is connection order. */
@@ -539,7 +544,7 @@ Test(link, stop_closes_open_connections)
 {
     int fd = connect_link(lk);
     round_trip(fd, "hi", 3000);
-    set_faults(lk, "{\"faults\":[{\"type\":\"latency\",\"ms\":60000}]}");
+    set_faults(lk, "{\"faults\":[{\"latency\":\"1m\"}]}");
     cr_assert_eq(tu_send_all(fd, "held", 4, 2000), 0);
     int64_t t0 = cm_clock_mono_ms();
     ch_links_free(&ls);
