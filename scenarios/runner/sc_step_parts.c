@@ -138,8 +138,9 @@ static cm_err_t parse_chaos(sc_parse_t *v, const json_t *step, const json_t *obj
             v, "\"faults\" is required (a list of fault objects; [] clears the link)");
     for (size_t i = 0; i < json_array_size(s->faults); i++) {
         const json_t *f = json_array_get(s->faults, i);
-        if (!json_is_object(f) || !json_is_string(json_object_get(f, "type")))
-            return sc_parse_fail(v, "\"faults\"[%zu] must be an object with a \"type\"", i);
+        if (!json_is_object(f) || !json_object_size(f))
+            return sc_parse_fail(
+                v, "\"faults\"[%zu] must be a fault object such as {\"latency\": \"100ms\"}", i);
     }
     return CM_OK;
 }

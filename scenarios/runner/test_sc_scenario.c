@@ -651,7 +651,7 @@ Test(scenario, chaos_links_and_steps)
         "\"until\":{\"status\":200}}}";
     char steps[1024];
     snprintf(steps, sizeof steps,
-             "{\"chaos\":{\"link\":\"calcom\",\"faults\":[{\"type\":\"latency\",\"ms\":50}]}},"
+             "{\"chaos\":{\"link\":\"calcom\",\"faults\":[{\"latency\":\"50ms\"}]}},"
              "{\"chaos\":{\"link\":\"gateway\",\"faults\":[]}},"
              "{\"request\":{\"to\":\"chaos\",\"path\":\"/links\"}},%s",
              wait_step);
@@ -703,9 +703,8 @@ Test(scenario, chaos_links_and_steps)
          "\"link\": \"calcom\" is not one of the scenario's \"chaos\" links"},
         {",\"chaos\":{\"links\":[\"stripe\"]}", "{\"chaos\":{\"link\":\"stripe\"}}",
          "\"faults\" is required"},
-        {",\"chaos\":{\"links\":[\"stripe\"]}",
-         "{\"chaos\":{\"link\":\"stripe\",\"faults\":[{\"ms\":5}]}}",
-         "\"faults\"[0] must be an object with a \"type\""},
+        {",\"chaos\":{\"links\":[\"stripe\"]}", "{\"chaos\":{\"link\":\"stripe\",\"faults\":[{}]}}",
+         "\"faults\"[0] must be a fault object such as {\"latency\": \"100ms\"}"},
         {",\"chaos\":{\"links\":[\"stripe\"]}",
          "{\"chaos\":{\"link\":\"stripe\",\"faults\":[],\"for\":\"1s\"}}", "unknown key \"for\""},
         {"", "{\"request\":{\"to\":\"chaos\",\"path\":\"/links\"}}",
