@@ -23,6 +23,10 @@
 #include "sc_match.h"
 #include "sc_step_def.h"
 
+/* A count over the journal must see every record: the most the control API lists at once
+ * (and "dropped": 0 says the ring lost none of them). */
+#define SC_JOURNAL_ALL "100000"
+
 /* Appends a request step {"name", "request": {"to", "path"}, "expect": {"json": want}} to
  * list; takes want. */
 static cm_err_t add_check(sc_parse_t *v, json_t *list, const char *name, const char *to,
@@ -73,7 +77,8 @@ static cm_err_t verb_effects(sc_parse_t *v, const json_t *obj, const json_t *x, 
         snprintf(path, sizeof path, "/control/effects?provider=%.*s&kind=%s", (int)dot, k,
                  k + dot + 1);
         snprintf(name, sizeof name, "effects: %s", k);
-        cm_err_t rc = add_check(v, list, name, "control", path, json_pack("{s:O}", "count", want));
+        cm_err_t rc = add_check(v, list, name, "control", path,
+                                json_pack("{s:O,s:i}", "count", want, "dropped", 0));
         if (rc)
             return rc;
     }
@@ -184,8 +189,16 @@ static cm_err_t journal_query(sc_parse_t *v, const char *key, char *out, size_t 
     memcpy(prov, key, n);
     prov[n] = '\0';
     const char *rest = sp + 1;
+    if (!strcmp(rest, "*")) { /* every request, whatever its route */
+        snprintf(out, cap,
+                 "/control/journal?provider=%s&kind=request&order=started&limit=" SC_JOURNAL_ALL,
+                 prov);
+        return CM_OK;
+    }
     if (!strcmp(rest, "delivery")) {
-        snprintf(out, cap, "/control/journal?provider=%s&kind=delivery&order=started", prov);
+        snprintf(out, cap,
+                 "/control/journal?provider=%s&kind=delivery&order=started&limit=" SC_JOURNAL_ALL,
+                 prov);
         return CM_OK;
     }
     sp = strchr(rest, ' ');
@@ -201,14 +214,16 @@ static cm_err_t journal_query(sc_parse_t *v, const char *key, char *out, size_t 
         r += (size_t)(strchr("%&#+ ?=", *c)
                           ? snprintf(route + r, sizeof route - r, "%%%02X", (unsigned char)*c)
                           : snprintf(route + r, sizeof route - r, "%c", *c));
-    if (snprintf(out, cap, "/control/journal?provider=%s&kind=request&route=%s&order=started", prov,
-                 route) >= (int)cap)
+    if (snprintf(out, cap,
+                 "/control/"
+                 "journal?provider=%s&kind=request&route=%s&order=started&limit=" SC_JOURNAL_ALL,
+                 prov, route) >= (int)cap)
         return sc_parse_fail(v, "\"journal\": \"%.64s\" is too long", key);
     return CM_OK;
 bad:
     return sc_parse_fail(v,
                          "\"journal\": \"%.64s\" must be \"PROVIDER METHOD /path\" (a route "
-                         "pattern, as in fault rules) or \"PROVIDER delivery\"",
+                         "pattern, as in fault rules), \"PROVIDER *\" or \"PROVIDER delivery\"",
                          key);
 }
 
@@ -230,6 +245,10 @@ static cm_err_t journal_want(sc_parse_t *v, const char *key, const json_t *x, js
         json_decref(entries);
         return sc_parse_fail(v, "%s is empty: give a count or {\"count\", \"statuses\", ...}",
                              what);
+    }
+    if (json_object_set_new(want, "dropped", json_integer(0))) {
+        json_decref(entries);
+        return sc_parse_fail(v, "out of memory");
     }
     if (is_value(x)) {
         json_decref(entries);

@@ -323,20 +323,31 @@ Test(scenario, expect_verbs_become_requests)
                           "\"stripe.state\":\"closed\"}");
     free(got);
     cr_assert_str_eq(s->children[3].req.path, "/control/journal?provider=calcom&kind=request&"
-                                              "route=GET%20/v2/slots&order=started");
+                                              "route=GET%20/v2/slots&order=started&limit=100000");
     got = json_dumps(s->children[3].expect.json, JSON_SORT_KEYS | JSON_COMPACT);
-    cr_assert_str_eq(got, "{\"entries\":{\"$each\":{\"status\":{\"$gte\":200}},\"$gaps\":{"
-                          "\"field\":\"at_ms\",\"min\":\"1s\"},\"$len\":2},"
+    cr_assert_str_eq(got, "{\"dropped\":0,\"entries\":{\"$each\":{\"status\":{\"$gte\":200}},"
+                          "\"$gaps\":{\"field\":\"at_ms\",\"min\":\"1s\"},\"$len\":2},"
                           "\"entries.0.status\":503,\"entries.1.status\":200}");
     free(got);
     cr_assert_str_eq(s->children[4].req.path,
-                     "/control/journal?provider=retell&kind=delivery&order=started");
+                     "/control/journal?provider=retell&kind=delivery&order=started&limit=100000");
     cr_assert_str_eq(s->children[4].name, "journal: retell delivery");
     sc_scenario_free(&sc);
 }
 
 /* Stripe and Cal.com events the simulators sign and deliver; the offset's old form still
  * loads (with a warning on stderr) for one release. */
+Test(scenario, journal_of_every_route)
+{
+    const char *text = make("", "{\"expect\":{\"journal\":{\"stripe *\":0}}}");
+    sc_scenario_t *sc = NULL;
+    char err[SC_ERR_LEN] = "";
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert_str_eq(sc->steps[0].children[0].req.path,
+                     "/control/journal?provider=stripe&kind=request&order=started&limit=100000");
+    sc_scenario_free(&sc);
+}
+
 Test(scenario, webhook_dialects_and_the_deprecated_offset)
 {
     const char *text = make(
