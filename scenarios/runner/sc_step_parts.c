@@ -75,6 +75,17 @@ static cm_err_t run_chaos(sc_ctx_t *ctx, const sc_step_t *s, const char *label, 
     else
         sc_log(ctx, "chaos", "link %s: %zu fault(s) set", sc_link_names[s->link],
                json_array_size(s->faults));
+    /* The proxy still takes the old fault form for a release and says how to write it. */
+    const json_t *old = a.json ? json_object_get(a.json, "deprecated") : NULL;
+    for (size_t i = 0; !rc && i < json_array_size(old); i++) {
+        const json_t *n = json_array_get(old, i);
+        char *note = json_is_string(n) ? NULL : cm_json_dumps(n);
+        sc_log(ctx, "chaos", "warning: %s",
+               json_is_string(n) ? json_string_value(n)
+               : note            ? note
+                                 : "?");
+        free(note);
+    }
     sc_answer_free(&a);
     return rc;
 }
