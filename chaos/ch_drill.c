@@ -111,37 +111,49 @@ static const char *direction(cm_rand_t *r)
 static json_t *provider_faults(cm_rand_t *r)
 {
     json_t *list = json_array();
+    long long a, b;
+    const char *d;
     switch (cm_rand_below(r, 9)) {
     case 0:
     case 1: /* a quiet round */
         break;
     case 2:
-        json_array_append_new(list, json_pack("{s:o,s:o}", "latency", dur(between(r, 50, 900)),
-                                              "jitter", dur(between(r, 0, 200))));
+        /* Draws into locals, in reading order: C leaves the order of a call's arguments
+         * unspecified, and a seed must give the same drill whatever the compiler. */
+        a = between(r, 50, 900);
+        b = between(r, 0, 200);
+        json_array_append_new(list, json_pack("{s:o,s:o}", "latency", dur(a), "jitter", dur(b)));
         break;
     case 3:
-        json_array_append_new(list,
-                              json_pack("{s:I,s:o,s:s}", "slice", between(r, 8, 256), "interval",
-                                        dur(between(r, 0, 20)), "direction", direction(r)));
+        a = between(r, 8, 256);
+        b = between(r, 0, 20);
+        d = direction(r);
+        json_array_append_new(
+            list, json_pack("{s:I,s:o,s:s}", "slice", a, "interval", dur(b), "direction", d));
         break;
     case 4:
         json_array_append_new(list, json_pack("{s:I,s:s}", "bandwidth", between(r, 500, 20000),
                                               "direction", "downstream"));
         break;
     case 5:
-        json_array_append_new(list, json_pack("{s:s,s:I,s:s,s:f}", "socket", "reset", "after_bytes",
-                                              between(r, 0, 400), "direction", direction(r),
-                                              "probability", 0.2 + 0.1 * (double)between(r, 0, 4)));
+        a = between(r, 0, 400);
+        d = direction(r);
+        b = between(r, 0, 4);
+        json_array_append_new(list,
+                              json_pack("{s:s,s:I,s:s,s:f}", "socket", "reset", "after_bytes", a,
+                                        "direction", d, "probability", 0.2 + 0.1 * (double)b));
         break;
     case 6:
-        json_array_append_new(list, json_pack("{s:s,s:s,s:f}", "socket", "hang", "direction",
-                                              direction(r), "probability",
-                                              0.2 + 0.1 * (double)between(r, 0, 3)));
+        d = direction(r);
+        b = between(r, 0, 3);
+        json_array_append_new(list, json_pack("{s:s,s:s,s:f}", "socket", "hang", "direction", d,
+                                              "probability", 0.2 + 0.1 * (double)b));
         break;
     case 7:
-        json_array_append_new(list, json_pack("{s:s,s:o,s:f}", "socket", "hang", "hang_max",
-                                              dur(between(r, 100, 1000)), "probability",
-                                              0.3 + 0.1 * (double)between(r, 0, 4)));
+        a = between(r, 100, 1000);
+        b = between(r, 0, 4);
+        json_array_append_new(list, json_pack("{s:s,s:o,s:f}", "socket", "hang", "hang_max", dur(a),
+                                              "probability", 0.3 + 0.1 * (double)b));
         break;
     default:
         json_array_append_new(list, json_pack("{s:b}", "down", 1));
@@ -155,13 +167,15 @@ static json_t *provider_faults(cm_rand_t *r)
 static json_t *gateway_faults(cm_rand_t *r)
 {
     json_t *list = json_array();
+    long long a, b;
     switch (cm_rand_below(r, 5)) {
     case 0:
     case 1:
         break;
     case 2:
-        json_array_append_new(list, json_pack("{s:o,s:o}", "latency", dur(between(r, 20, 400)),
-                                              "jitter", dur(between(r, 0, 100))));
+        a = between(r, 20, 400);
+        b = between(r, 0, 100);
+        json_array_append_new(list, json_pack("{s:o,s:o}", "latency", dur(a), "jitter", dur(b)));
         break;
     case 3: /* acknowledgements lost after the gateway stored the event */
         json_array_append_new(list, json_pack("{s:s,s:s,s:f}", "socket", "reset", "direction",
@@ -169,9 +183,10 @@ static json_t *gateway_faults(cm_rand_t *r)
                                               0.3 + 0.1 * (double)between(r, 0, 4)));
         break;
     default:
-        json_array_append_new(list,
-                              json_pack("{s:I,s:o,s:s}", "slice", between(r, 16, 256), "interval",
-                                        dur(between(r, 0, 10)), "direction", "upstream"));
+        a = between(r, 16, 256);
+        b = between(r, 0, 10);
+        json_array_append_new(list, json_pack("{s:I,s:o,s:s}", "slice", a, "interval", dur(b),
+                                              "direction", "upstream"));
         break;
     }
     return list;
