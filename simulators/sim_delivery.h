@@ -1,0 +1,104 @@
+/* sim_delivery.h - webhook delivery attempts as every simulated provider makes them, and a
+ * bounded log of the reports of deliveries the control API asked for.
+ *
+ * sim_delivery_send makes one attempt: it POSTs the bytes with the signature the provider
+ * made, times the exchange and journals it (kind delivery), so Retell, Cal.com and Stripe
+ * record attempts the same way. The report helpers give every control route one shape:
+ *   delivery {"status":204|null,"error":null|"...","ms":1.4,
+ *             "attempts":[{"status","error","ms","url","signature"}, ...]}
+ * The log keeps, per triggered event, {"delivery_id","status","event","url","deliveries"}
+ * with one delivery per copy, filled in by the provider's worker as attempts end; the
+ * trigger waits for the first attempt of every copy and later reads show the retries.
+ *
+ * sim_delivery_send and the JSON helpers only touch their arguments. The log's functions
+ * are thread-safe (one mutex, never held while anything is sent); new/free are not.
+ */
+#ifndef SIM_DELIVERY_H
+#define SIM_DELIVERY_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "cm_err.h"
+#include "cm_http_client.h"
+#include "cm_sig.h"
+#include "sim_journal.h"
+
+/* How many finished reports a log keeps (as Retell keeps its deliveries). */
+#define SIM_DELIVERY_HISTORY 256
+#define SIM_DELIVERY_ID_LEN 32
+
+/* One attempt, as sent and as answered. */
+typedef struct {
+    long status;              /* HTTP status; 0 when no answer came (or nothing was sent) */
+    char err[160];            /* "" or why no answer came / why it was not sent */
+    double ms;                /* from sending to the answer or the failure */
+    char sig[CM_SIG_HDR_LEN]; /* the signature header's value as sent; "" when none */
+    char *url;                /* where it was sent (malloc'd; the caller frees); NULL: not sent */
+} sim_attempt_t;
+
+typedef struct {
+    const char *provider;       /* "retell", "calcom", "stripe": for the journal */
+    const char *sig_header;     /* the signature header's name; its value is the attempt's sig */
+    const char *const *headers; /* further "Name: value" headers, NULL-terminated; at most 4 */
+    const void *body;
+    size_t len;
+    int64_t timeout_ms;      /* the whole exchange; 0: the HTTP client's default (10 s) */
+    const int *abort;        /* the provider's stopping flag: a transfer in flight ends */
+    sim_journal_t *journal;  /* may be NULL */
+    const char *delivery_id; /* journal fields; may be NULL */
+    const char *event;
+    int attempt; /* 1 for the first */
+} sim_delivery_req_t;
+
+/* Sends one attempt of req to a->url (set by the caller) with "<sig_header>: <a->sig>",
+ * using client c (not thread-safe: one per thread), and journals it. Fills a->status,
+ * a->err ("<cm_strerror>: <detail>" when no HTTP answer came, else "") and a->ms. */
+void sim_delivery_send(cm_http_client_t *c, const sim_delivery_req_t *req, sim_attempt_t *a);
+
+/* A new {"status","error","ms","url","signature"} of a (status, error, url and signature
+ * null when absent); NULL when out of memory. */
+json_t *sim_delivery_attempt_json(const sim_attempt_t *a);
+
+/* A new {"status","error","ms","attempts"} for one delivery. attempts is taken: an array
+ * of sim_delivery_attempt_json values, oldest first; status, error and ms are the last
+ * one's (with none: null, "not sent (stopping)", 0). NULL when out of memory. */
+json_t *sim_delivery_item(json_t *attempts);
+
+typedef struct sim_delivery_log sim_delivery_log_t;
+
+/* Ids are prefix "_" and six or more digits ("dlv_stripe_000001"); prefix is copied and at
+ * most 16 bytes. NULL when out of memory or prefix is too long. */
+sim_delivery_log_t *sim_delivery_log_new(const char *prefix);
+/* Frees every report and sets *l to NULL; accepts NULL. Nobody may be waiting. */
+void sim_delivery_log_free(sim_delivery_log_t **l);
+
+/* Opens the report of copies (>= 1) deliveries of event (copied) triggered while url was
+ * the webhook URL (copied). *seq identifies it to sim_delivery_log_attempt, id
+ * (SIM_DELIVERY_ID_LEN bytes) names it to readers. Drops the oldest finished reports beyond
+ * SIM_DELIVERY_HISTORY. CM_ENOMEM leaves nothing opened. */
+cm_err_t sim_delivery_log_open(sim_delivery_log_t *l, const json_t *event, const char *url,
+                               unsigned copies, uint64_t *seq, char *id) CM_WUR;
+
+/* Adds attempt a of copy (0-based) to report seq; more is 1 when another attempt of that
+ * copy will follow. a is copied. An unknown seq or copy is ignored (the report was dropped). */
+void sim_delivery_log_attempt(sim_delivery_log_t *l, uint64_t seq, unsigned copy,
+                              const sim_attempt_t *a, int more);
+
+/* Ends copy of report seq with an attempt that was not sent, error why (e.g. "not sent: the
+ * simulator was reset"). */
+void sim_delivery_log_unsent(sim_delivery_log_t *l, uint64_t seq, unsigned copy, const char *why);
+
+/* Waits until the first attempt of every copy of report seq has ended (or the log is
+ * stopped), then returns a new copy of the report; NULL when out of memory or unknown. The
+ * report's status is "pending" while a first attempt is to come, "retrying" while a copy
+ * has another attempt to come, else "done". */
+json_t *sim_delivery_log_wait_first(sim_delivery_log_t *l, uint64_t seq);
+
+/* A new copy of report id as it is now; NULL when unknown (or out of memory). */
+json_t *sim_delivery_log_report(sim_delivery_log_t *l, const char *id);
+
+/* Releases every wait, now and later (shutdown). */
+void sim_delivery_log_stop(sim_delivery_log_t *l);
+
+#endif
