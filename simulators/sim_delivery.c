@@ -73,6 +73,61 @@ json_t *sim_delivery_item(json_t *attempts)
                      last ? json_object_get(last, "ms") : json_real(0), "attempts", attempts);
 }
 
+/* ---- queued jobs -------------------------------------------------------------------- */
+
+sim_delivery_job_t *sim_delivery_job_new(const char *event, const char *id, char *body)
+{
+    sim_delivery_job_t *j = body ? calloc(1, sizeof *j) : NULL;
+    if (j) {
+        j->body = body;
+        j->len = strlen(body);
+        j->event = strdup(event);
+        j->id = id ? strdup(id) : NULL;
+        j->due_mono_ms = cm_clock_mono_ms();
+    }
+    if (!j || !j->event || (id && !j->id)) {
+        if (j)
+            sim_delivery_job_free(j);
+        else
+            free(body);
+        return NULL;
+    }
+    return j;
+}
+
+const char *sim_delivery_job_id(const sim_delivery_job_t *j)
+{
+    return j->report.seq ? j->report.id : j->id;
+}
+
+void sim_delivery_job_free(sim_delivery_job_t *j)
+{
+    if (!j)
+        return;
+    free(j->event);
+    free(j->id);
+    free(j->body);
+    free(j);
+}
+
+void sim_delivery_jobs_append(sim_delivery_job_t **list, sim_delivery_job_t *j)
+{
+    while (*list)
+        list = &(*list)->next;
+    *list = j;
+}
+
+void sim_delivery_jobs_drop(sim_delivery_log_t *l, sim_delivery_job_t *list, const char *why)
+{
+    while (list) {
+        sim_delivery_job_t *n = list->next;
+        if (l)
+            sim_delivery_log_unsent(l, &list->report, why);
+        sim_delivery_job_free(list);
+        list = n;
+    }
+}
+
 /* ---- the log ------------------------------------------------------------------------- */
 
 typedef struct rec {
@@ -146,7 +201,7 @@ static int finished(const rec_t *r)
 }
 
 cm_err_t sim_delivery_log_open(sim_delivery_log_t *l, const json_t *event, const char *url,
-                               unsigned copies, uint64_t *seq, char *id)
+                               unsigned copies, sim_delivery_ref_t *ref)
 {
     rec_t *r = copies ? calloc(1, sizeof *r) : NULL;
     if (!r)
@@ -181,8 +236,8 @@ cm_err_t sim_delivery_log_open(sim_delivery_log_t *l, const json_t *event, const
         }
         pp = &x->next;
     }
-    *seq = r->seq;
-    memcpy(id, r->id, sizeof r->id);
+    *ref = (sim_delivery_ref_t){.seq = r->seq, .copy = 0};
+    memcpy(ref->id, r->id, sizeof r->id);
     pthread_mutex_unlock(&l->mu);
     return CM_OK;
 }
@@ -196,12 +251,15 @@ static rec_t *find_seq(sim_delivery_log_t *l, uint64_t seq)
     return r;
 }
 
-void sim_delivery_log_attempt(sim_delivery_log_t *l, uint64_t seq, unsigned copy,
+void sim_delivery_log_attempt(sim_delivery_log_t *l, const sim_delivery_ref_t *ref,
                               const sim_attempt_t *a, int more)
 {
+    if (!ref->seq)
+        return;
+    unsigned copy = ref->copy;
     json_t *aj = sim_delivery_attempt_json(a);
     pthread_mutex_lock(&l->mu);
-    rec_t *r = find_seq(l, seq);
+    rec_t *r = find_seq(l, ref->seq);
     if (r && copy < r->copies) {
         /* Out of memory, the report shows one attempt fewer; its status still moves on. */
         if (aj)
@@ -219,11 +277,11 @@ void sim_delivery_log_attempt(sim_delivery_log_t *l, uint64_t seq, unsigned copy
     json_decref(aj);
 }
 
-void sim_delivery_log_unsent(sim_delivery_log_t *l, uint64_t seq, unsigned copy, const char *why)
+void sim_delivery_log_unsent(sim_delivery_log_t *l, const sim_delivery_ref_t *ref, const char *why)
 {
     sim_attempt_t a = {.status = 0};
     snprintf(a.err, sizeof a.err, "%s", why);
-    sim_delivery_log_attempt(l, seq, copy, &a, 0);
+    sim_delivery_log_attempt(l, ref, &a, 0);
 }
 
 /* Under mu. */
@@ -243,11 +301,11 @@ static json_t *report_of(const rec_t *r)
                      r->event, "url", r->url, "deliveries", list);
 }
 
-json_t *sim_delivery_log_wait_first(sim_delivery_log_t *l, uint64_t seq)
+json_t *sim_delivery_log_wait_first(sim_delivery_log_t *l, const sim_delivery_ref_t *ref)
 {
     json_t *v = NULL;
     pthread_mutex_lock(&l->mu);
-    rec_t *r = find_seq(l, seq);
+    rec_t *r = find_seq(l, ref->seq);
     if (r) {
         /* Only delivery workers end attempts; this waits for them, not for time. */
         r->waiters++;

@@ -67,6 +67,13 @@ json_t *sim_delivery_item(json_t *attempts);
 
 typedef struct sim_delivery_log sim_delivery_log_t;
 
+/* Where a queued delivery's attempts go in the log: a report and one copy of it. */
+typedef struct {
+    uint64_t seq;                 /* 0: not reported (the provider's own events) */
+    unsigned copy;                /* 0-based */
+    char id[SIM_DELIVERY_ID_LEN]; /* the report's delivery_id */
+} sim_delivery_ref_t;
+
 /* Ids are prefix "_" and six or more digits ("dlv_stripe_000001"); prefix is copied and at
  * most 16 bytes. NULL when out of memory or prefix is too long. */
 sim_delivery_log_t *sim_delivery_log_new(const char *prefix);
@@ -74,26 +81,54 @@ sim_delivery_log_t *sim_delivery_log_new(const char *prefix);
 void sim_delivery_log_free(sim_delivery_log_t **l);
 
 /* Opens the report of copies (>= 1) deliveries of event (copied) triggered while url was
- * the webhook URL (copied). *seq identifies it to sim_delivery_log_attempt, id
- * (SIM_DELIVERY_ID_LEN bytes) names it to readers. Drops the oldest finished reports beyond
- * SIM_DELIVERY_HISTORY. CM_ENOMEM leaves nothing opened. */
+ * the webhook URL (copied), and fills *ref for its copy 0. Drops the oldest finished
+ * reports beyond SIM_DELIVERY_HISTORY. CM_ENOMEM leaves nothing opened. */
 cm_err_t sim_delivery_log_open(sim_delivery_log_t *l, const json_t *event, const char *url,
-                               unsigned copies, uint64_t *seq, char *id) CM_WUR;
+                               unsigned copies, sim_delivery_ref_t *ref) CM_WUR;
 
-/* Adds attempt a of copy (0-based) to report seq; more is 1 when another attempt of that
- * copy will follow. a is copied. An unknown seq or copy is ignored (the report was dropped). */
-void sim_delivery_log_attempt(sim_delivery_log_t *l, uint64_t seq, unsigned copy,
+/* Adds attempt a (copied) to ref's copy; more is 1 when another attempt of that copy will
+ * follow. Nothing happens for ref->seq 0, or when the report was dropped. */
+void sim_delivery_log_attempt(sim_delivery_log_t *l, const sim_delivery_ref_t *ref,
                               const sim_attempt_t *a, int more);
 
-/* Ends copy of report seq with an attempt that was not sent, error why (e.g. "not sent: the
- * simulator was reset"). */
-void sim_delivery_log_unsent(sim_delivery_log_t *l, uint64_t seq, unsigned copy, const char *why);
+/* Ends ref's copy with an attempt that was not sent, error why (e.g. "not sent: the
+ * simulator was reset"). Nothing happens for ref->seq 0. */
+void sim_delivery_log_unsent(sim_delivery_log_t *l, const sim_delivery_ref_t *ref, const char *why);
 
-/* Waits until the first attempt of every copy of report seq has ended (or the log is
+/* Waits until the first attempt of every copy of ref's report has ended (or the log is
  * stopped), then returns a new copy of the report; NULL when out of memory or unknown. The
  * report's status is "pending" while a first attempt is to come, "retrying" while a copy
  * has another attempt to come, else "done". */
-json_t *sim_delivery_log_wait_first(sim_delivery_log_t *l, uint64_t seq);
+json_t *sim_delivery_log_wait_first(sim_delivery_log_t *l, const sim_delivery_ref_t *ref);
+
+/* A webhook waiting in a provider's queue: its bytes, how its attempts are signed and
+ * where they are reported. Owned by the queue it is in (or the worker that took it out). */
+typedef struct sim_delivery_job {
+    char *event; /* the event type or trigger, for the journal */
+    char *id;    /* the provider's id of the event for the journal, or NULL */
+    char *body;  /* serialised once: every attempt carries these bytes */
+    size_t len;
+    unsigned attempt; /* attempts made so far */
+    int64_t due_mono_ms;
+    uint64_t generation; /* the provider's reset count when queued */
+    int forge;           /* signed with a secret nobody configured */
+    int64_t ts_offset_ms;
+    sim_delivery_ref_t report; /* seq 0 for the provider's own events */
+    struct sim_delivery_job *next;
+} sim_delivery_job_t;
+
+/* A new job for body (taken: freed here on error), due now; id may be NULL. NULL when out
+ * of memory. */
+sim_delivery_job_t *sim_delivery_job_new(const char *event, const char *id, char *body);
+/* What the journal calls the job's delivery: its report's id, else its own id (may be NULL). */
+const char *sim_delivery_job_id(const sim_delivery_job_t *j);
+/* Frees j; accepts NULL. */
+void sim_delivery_job_free(sim_delivery_job_t *j);
+/* Appends j to the end of the queue *list. */
+void sim_delivery_jobs_append(sim_delivery_job_t **list, sim_delivery_job_t *j);
+/* Frees a list of jobs taken off a queue; those with a report end there as not sent, why
+ * (l may be NULL when none has a report). */
+void sim_delivery_jobs_drop(sim_delivery_log_t *l, sim_delivery_job_t *list, const char *why);
 
 /* A new copy of report id as it is now; NULL when unknown (or out of memory). */
 json_t *sim_delivery_log_report(sim_delivery_log_t *l, const char *id);

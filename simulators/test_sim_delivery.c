@@ -68,10 +68,12 @@ Test(delivery, attempt_and_item_json)
 
 Test(delivery, states_follow_the_attempts)
 {
-    uint64_t seq;
-    char id[SIM_DELIVERY_ID_LEN];
-    cr_assert_eq(sim_delivery_log_open(lg, event, "http://h/x", 2, &seq, id), CM_OK);
-    cr_assert_str_eq(id, "dlv_test_000001");
+    sim_delivery_ref_t r0, r1;
+    cr_assert_eq(sim_delivery_log_open(lg, event, "http://h/x", 2, &r0), CM_OK);
+    cr_assert_str_eq(r0.id, "dlv_test_000001");
+    const char *id = r0.id;
+    r1 = r0;
+    r1.copy = 1;
     json_t *v = sim_delivery_log_report(lg, id);
     cr_assert_str_eq(cm_json_str(v, "status", ""), "pending");
     cr_assert_str_eq(cm_json_str(v, "event.id", ""), "evt_1");
@@ -80,15 +82,16 @@ Test(delivery, states_follow_the_attempts)
     json_decref(v);
 
     sim_attempt_t fail = answered(500, "http://h/x"), ok = answered(204, "http://h/y");
-    sim_delivery_log_attempt(lg, seq, 0, &fail, 1);
-    sim_delivery_log_attempt(lg, seq, 1, &ok, 0);
-    v = sim_delivery_log_wait_first(lg, seq);
+    sim_delivery_log_attempt(lg, &r0, &fail, 1);
+    sim_delivery_log_attempt(lg, &r1, &ok, 0);
+    v = sim_delivery_log_wait_first(lg, &r0);
     cr_assert_str_eq(cm_json_str(v, "status", ""), "retrying");
     cr_assert_eq(cm_json_int(v, "deliveries.0.status", 0), 500);
     cr_assert_eq(cm_json_int(v, "deliveries.1.status", 0), 204);
     json_decref(v);
-    sim_delivery_log_attempt(lg, seq, 0, &ok, 0);
-    sim_delivery_log_attempt(lg, seq, 7, &ok, 0); /* no such copy: ignored */
+    sim_delivery_log_attempt(lg, &r0, &ok, 0);
+    r1.copy = 7; /* no such copy: ignored */
+    sim_delivery_log_attempt(lg, &r1, &ok, 0);
     v = sim_delivery_log_report(lg, id);
     cr_assert_str_eq(cm_json_str(v, "status", ""), "done");
     cr_assert_eq(json_array_size(cm_json_path(v, "deliveries.0.attempts")), 2);
@@ -98,27 +101,28 @@ Test(delivery, states_follow_the_attempts)
 }
 
 typedef struct {
-    uint64_t seq;
+    sim_delivery_ref_t ref;
     json_t *report;
 } waiter_t;
 
 static void *wait_first(void *arg)
 {
     waiter_t *w = arg;
-    w->report = sim_delivery_log_wait_first(lg, w->seq);
+    w->report = sim_delivery_log_wait_first(lg, &w->ref);
     return NULL;
 }
 
 Test(delivery, wait_first_returns_when_every_first_attempt_ended)
 {
     waiter_t w = {0};
-    char id[SIM_DELIVERY_ID_LEN];
-    cr_assert_eq(sim_delivery_log_open(lg, event, "http://h/x", 2, &w.seq, id), CM_OK);
+    cr_assert_eq(sim_delivery_log_open(lg, event, "http://h/x", 2, &w.ref), CM_OK);
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, wait_first, &w), 0);
-    sim_delivery_log_unsent(lg, w.seq, 1, "not sent: the simulator was reset");
+    sim_delivery_ref_t second = w.ref;
+    second.copy = 1;
+    sim_delivery_log_unsent(lg, &second, "not sent: the simulator was reset");
     sim_attempt_t ok = answered(200, "http://h/x");
-    sim_delivery_log_attempt(lg, w.seq, 0, &ok, 0);
+    sim_delivery_log_attempt(lg, &w.ref, &ok, 0);
     pthread_join(t, NULL);
     cr_assert_str_eq(cm_json_str(w.report, "status", ""), "done");
     cr_assert_str_eq(cm_json_str(w.report, "deliveries.1.error", ""),
@@ -127,7 +131,7 @@ Test(delivery, wait_first_returns_when_every_first_attempt_ended)
     json_decref(w.report);
 
     /* A stopped log releases a wait that no worker will end. */
-    cr_assert_eq(sim_delivery_log_open(lg, event, "http://h/x", 1, &w.seq, id), CM_OK);
+    cr_assert_eq(sim_delivery_log_open(lg, event, "http://h/x", 1, &w.ref), CM_OK);
     cr_assert_eq(pthread_create(&t, NULL, wait_first, &w), 0);
     sim_delivery_log_stop(lg);
     pthread_join(t, NULL);
@@ -137,21 +141,20 @@ Test(delivery, wait_first_returns_when_every_first_attempt_ended)
 
 Test(delivery, history_keeps_the_last_finished_and_every_open_report)
 {
-    uint64_t seq, open_seq;
-    char id[SIM_DELIVERY_ID_LEN], open_id[SIM_DELIVERY_ID_LEN], first_id[SIM_DELIVERY_ID_LEN];
+    sim_delivery_ref_t ref, open, first;
     sim_attempt_t ok = answered(200, "http://h/x");
-    cr_assert_eq(sim_delivery_log_open(lg, event, "http://h/x", 1, &open_seq, open_id), CM_OK);
+    cr_assert_eq(sim_delivery_log_open(lg, event, "http://h/x", 1, &open), CM_OK);
     for (int i = 0; i < SIM_DELIVERY_HISTORY + 10; i++) {
-        cr_assert_eq(sim_delivery_log_open(lg, event, "http://h/x", 1, &seq, id), CM_OK);
-        sim_delivery_log_attempt(lg, seq, 0, &ok, 0);
+        cr_assert_eq(sim_delivery_log_open(lg, event, "http://h/x", 1, &ref), CM_OK);
+        sim_delivery_log_attempt(lg, &ref, &ok, 0);
         if (i == 0)
-            memcpy(first_id, id, sizeof id);
+            first = ref;
     }
-    json_t *v = sim_delivery_log_report(lg, open_id);
+    json_t *v = sim_delivery_log_report(lg, open.id);
     cr_assert_not_null(v, "a report still waiting for its attempts is kept");
     json_decref(v);
-    cr_assert_null(sim_delivery_log_report(lg, first_id), "the oldest finished one is gone");
-    v = sim_delivery_log_report(lg, id);
+    cr_assert_null(sim_delivery_log_report(lg, first.id), "the oldest finished one is gone");
+    v = sim_delivery_log_report(lg, ref.id);
     cr_assert_not_null(v);
     json_decref(v);
 }
