@@ -1117,6 +1117,152 @@ cm_err_t sim_stripe_set_webhook(sim_stripe_t *s, const json_t *cfg, char *err)
     return rc;
 }
 
+/* ---- events sent on request ------------------------------------------------------------ */
+
+/* 1 when type is two or three dot-separated words of a-z, 0-9 and '_', as Stripe's are. */
+static int event_type_ok(const char *type)
+{
+    size_t words = 0, len = strlen(type);
+    if (len > 127)
+        return 0;
+    for (const char *p = type;; p++) {
+        size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_");
+        if (!n)
+            return 0;
+        words++;
+        p += n;
+        if (!*p)
+            break;
+        if (*p != '.')
+            return 0;
+    }
+    return words == 2 || words == 3;
+}
+
+/* The "object" member Stripe gives an event's data.object of type (checked). out holds
+ * 128 bytes. */
+static void object_name(const char *type, char out[128])
+{
+    const char *action = strrchr(type, '.');
+    const char *first_dot = strchr(type, '.');
+    size_t from = 0;
+    /* charge.dispute.*, charge.refund.*, customer.subscription.*, customer.tax_id.* ... are
+     * the sub-resource itself; checkout.session.* and the like keep their namespace. */
+    if (first_dot != action &&
+        (strncmp(type, "charge.", 7) == 0 || strncmp(type, "customer.", 9) == 0))
+        from = (size_t)(first_dot - type) + 1;
+    snprintf(out, 128, "%.*s", (int)(action - type) - (int)from, type + from);
+}
+
+/* Checks ev; CM_EINVAL with err naming the field. */
+static cm_err_t check_event(const sim_stripe_event_t *ev, char *err)
+{
+    const json_t *name = ev->object ? json_object_get(ev->object, "object") : NULL;
+    if (!ev->type)
+        cm_errf(err, "type is required (e.g. \"payment_intent.succeeded\")");
+    else if (!event_type_ok(ev->type))
+        cm_errf(err,
+                "type must be two or three dot-separated words of a-z, 0-9 and _ (e.g. "
+                "\"payment_intent.succeeded\"), not \"%.64s\"",
+                ev->type);
+    else if (!json_is_object(ev->object))
+        cm_errf(err, "object must be a JSON object: the fields of data.object");
+    else if (name && !json_is_string(name))
+        cm_errf(err, "object.object must be a string");
+    else if (ev->id && (!*ev->id || strlen(ev->id) > 255))
+        cm_errf(err, "id must be a non-empty string of at most 255 bytes");
+    else if (ev->has_created && ev->created < 0)
+        cm_errf(err, "created must be a Unix time in seconds, not negative");
+    else if (ev->copies < 1 || ev->copies > SIM_STRIPE_MAX_COPIES)
+        cm_errf(err, "copies must be between 1 and %d", SIM_STRIPE_MAX_COPIES);
+    else if (ev->timestamp_offset_ms < -SIM_STRIPE_MAX_OFFSET_MS ||
+             ev->timestamp_offset_ms > SIM_STRIPE_MAX_OFFSET_MS)
+        cm_errf(err, "timestamp_offset must be within 3650 days either way");
+    else if (cm_clock_now_ms() + ev->timestamp_offset_ms < 0)
+        cm_errf(err, "timestamp_offset puts the signed time before 1970");
+    else
+        return CM_OK;
+    return CM_EINVAL;
+}
+
+/* A new data.object: "id" first and "object" next, as Stripe orders them, then the rest
+ * of ev->object. NULL when out of memory. */
+static json_t *data_object(const sim_stripe_event_t *ev)
+{
+    char name[128];
+    object_name(ev->type, name);
+    json_t *o = json_object();
+    const json_t *id = json_object_get(ev->object, "id");
+    if (o && id && json_object_set(o, "id", (json_t *)id))
+        goto fail;
+    if (o && json_object_set_new(o, "object", json_string(name)))
+        goto fail;
+    if (o && json_object_update(o, (json_t *)ev->object))
+        goto fail;
+    return o;
+fail:
+    json_decref(o);
+    return NULL;
+}
+
+cm_err_t sim_stripe_send_event(sim_stripe_t *s, const sim_stripe_event_t *ev, json_t **report,
+                               char *err)
+{
+    *report = NULL;
+    cm_err_t rc = check_event(ev, err);
+    if (rc)
+        return rc;
+    json_t *obj = data_object(ev), *env = NULL;
+    char *body = NULL;
+    sim_delivery_ref_t ref = {0};
+    if (!obj)
+        return CM_ENOMEM;
+    pthread_mutex_lock(&s->mu);
+    if (!s->wh_url || !s->has_worker) {
+        cm_errf(err, "no webhook URL set (PUT /control/stripe/webhook first)");
+        rc = CM_ESTATE;
+    } else {
+        char gen[40] = "";
+        if (!ev->id)
+            new_id(s, "evt_", gen);
+        env = new_event(ev->id ? ev->id : gen, ev->type,
+                        ev->has_created ? ev->created : cm_clock_now_s(), obj, NULL, NULL);
+        /* One serialisation: every copy and every retry carries the same bytes. */
+        body = env ? cm_json_dumps(env) : NULL;
+        if (!body || sim_delivery_log_open(s->log, env, s->wh_url, (unsigned)ev->copies, &ref))
+            rc = CM_ENOMEM;
+    }
+    for (unsigned k = 0; !rc && k < (unsigned)ev->copies; k++) {
+        sim_delivery_job_t *p = enqueue(s, cm_json_str(env, "id", ""), ev->type, strdup(body));
+        ref.copy = k;
+        if (!p) {
+            sim_delivery_log_unsent(s->log, &ref, "not sent: out of memory");
+            continue;
+        }
+        p->report = ref;
+        p->forge = ev->forge;
+        p->ts_offset_ms = ev->timestamp_offset_ms;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!rc) {
+        CM_INFO(COMP, "event %s (%s) sent on request, %lld cop%s%s: %s", cm_json_str(env, "id", ""),
+                ev->type, (long long)ev->copies, ev->copies == 1 ? "y" : "ies",
+                ev->forge ? ", forged" : "", ref.id);
+        *report = sim_delivery_log_wait_first(s->log, &ref);
+        if (!*report)
+            rc = CM_ENOMEM;
+    }
+    free(body);
+    json_decref(env);
+    json_decref(obj);
+    return rc;
+}
+
+json_t *sim_stripe_delivery(sim_stripe_t *s, const char *delivery_id)
+{
+    return sim_delivery_log_report(s->log, delivery_id);
+}
+
 cm_err_t sim_stripe_hold(sim_stripe_t *s, int64_t hold_ms, char *err)
 {
     if (hold_ms < 0 || hold_ms > 60000) {
