@@ -511,31 +511,29 @@ static json_t *hook_payload(const char *trigger, const json_t *b)
     return payload;
 }
 
-/* Wraps payload (taken) in the envelope, created now, and queues it serialised. Returns
- * the queued webhook, which the caller may fill in until it lets go of the lock; NULL when
- * out of memory. Under the lock. */
-static sim_delivery_job_t *hook_add(sim_calcom_t *c, const char *trigger, json_t *payload)
+/* A new envelope of payload (taken), created now. NULL when out of memory. */
+static json_t *hook_envelope(const char *trigger, json_t *payload)
 {
     char now[25];
-    json_t *env = payload ? json_pack("{s:s,s:s,s:o}", "triggerEvent", trigger, "createdAt",
-                                      cm_clock_iso8601(cm_clock_now_ms(), now), "payload", payload)
-                          : NULL;
-    sim_delivery_job_t *h = env ? sim_delivery_job_new(trigger, NULL, cm_json_dumps(env)) : NULL;
-    json_decref(env);
-    if (!h) {
-        CM_WARN(COMP, "out of memory: %s webhook not sent", trigger);
-        return NULL;
-    }
-    sim_delivery_jobs_append(&c->hooks, h);
-    pthread_cond_broadcast(&c->cv);
-    return h;
+    return payload ? json_pack("{s:s,s:s,s:o}", "triggerEvent", trigger, "createdAt",
+                               cm_clock_iso8601(cm_clock_now_ms(), now), "payload", payload)
+                   : NULL;
 }
 
 /* Queues the signed webhook for trigger about booking b, when a URL is set. Under the lock. */
 static void queue_hook(sim_calcom_t *c, const char *trigger, const json_t *b)
 {
-    if (c->hook_url)
-        (void)hook_add(c, trigger, hook_payload(trigger, b));
+    if (!c->hook_url)
+        return;
+    json_t *env = hook_envelope(trigger, hook_payload(trigger, b));
+    sim_delivery_job_t *h = env ? sim_delivery_job_new(trigger, NULL, cm_json_dumps(env)) : NULL;
+    json_decref(env);
+    if (!h) {
+        CM_WARN(COMP, "out of memory: %s webhook not sent", trigger);
+        return;
+    }
+    sim_delivery_jobs_append(&c->hooks, h);
+    pthread_cond_broadcast(&c->cv);
 }
 
 /* Sends each queued webhook once, as Cal.com does (no retry), in order. */
@@ -605,6 +603,100 @@ cm_err_t sim_calcom_set_webhook(sim_calcom_t *c, const char *url, char *err)
     }
     pthread_mutex_unlock(&c->mu);
     return rc;
+}
+
+/* ---- webhooks sent on request ------------------------------------------------------------ */
+
+/* The triggers Cal.com has that the simulator knows (PROVIDERS.md); the first three are the
+ * ones it sends itself and can build a payload for. */
+static const char *const triggers[] = {
+    "BOOKING_CREATED",   "BOOKING_RESCHEDULED", "BOOKING_CANCELLED", "BOOKING_REJECTED",
+    "BOOKING_REQUESTED", "BOOKING_PAID",        "MEETING_ENDED"};
+#define OWN_TRIGGERS 3
+
+/* The index of trigger in triggers, -1 when unknown. */
+static int trigger_index(const char *trigger)
+{
+    for (size_t i = 0; trigger && i < sizeof triggers / sizeof triggers[0]; i++)
+        if (strcmp(trigger, triggers[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Checks ev; CM_EINVAL with err naming the field. */
+static cm_err_t check_event(const sim_calcom_event_t *ev, char *err)
+{
+    int t = trigger_index(ev->trigger);
+    if (!ev->trigger)
+        cm_errf(err, "trigger is required (e.g. \"BOOKING_CANCELLED\")");
+    else if (t < 0)
+        cm_errf(err,
+                "trigger must be one of BOOKING_CREATED, BOOKING_RESCHEDULED, BOOKING_CANCELLED, "
+                "BOOKING_REJECTED, BOOKING_REQUESTED, BOOKING_PAID, MEETING_ENDED, not \"%.40s\"",
+                ev->trigger);
+    else if (!ev->booking_uid == !ev->payload)
+        cm_errf(err, "booking_uid or payload: give exactly one of the two");
+    else if (ev->payload && !json_is_object(ev->payload))
+        cm_errf(err, "payload must be a JSON object");
+    else if (ev->booking_uid && !*ev->booking_uid)
+        cm_errf(err, "booking_uid must not be empty");
+    else if (ev->booking_uid && t >= OWN_TRIGGERS)
+        cm_errf(err,
+                "booking_uid: the simulator builds payloads only for BOOKING_CREATED, "
+                "BOOKING_RESCHEDULED and BOOKING_CANCELLED; give the %s payload instead",
+                ev->trigger);
+    else if (ev->copies < 1 || ev->copies > SIM_CALCOM_MAX_COPIES)
+        cm_errf(err, "copies must be between 1 and %d", SIM_CALCOM_MAX_COPIES);
+    else
+        return CM_OK;
+    return CM_EINVAL;
+}
+
+cm_err_t sim_calcom_send_event(sim_calcom_t *c, const sim_calcom_event_t *ev, json_t **report,
+                               char *err)
+{
+    *report = NULL;
+    cm_err_t rc = check_event(ev, err);
+    if (rc)
+        return rc;
+    json_t *env = NULL;
+    sim_delivery_ref_t ref = {0};
+    sim_delivery_job_t *jobs = NULL;
+    pthread_mutex_lock(&c->mu);
+    const json_t *b = ev->booking_uid ? json_object_get(c->by_uid, ev->booking_uid) : NULL;
+    if (ev->booking_uid && !b) {
+        cm_errf(err, "booking_uid: no booking '%.100s'", ev->booking_uid);
+        rc = CM_ENOTFOUND;
+    } else if (!c->hook_url || !c->has_worker) {
+        cm_errf(err, "no webhook URL set (PUT /control/calcom/webhook first)");
+        rc = CM_ESTATE;
+    } else {
+        env = hook_envelope(ev->trigger,
+                            b ? hook_payload(ev->trigger, b) : json_deep_copy(ev->payload));
+        sim_delivery_copies_t cp = {
+            .event = ev->trigger, .copies = (unsigned)ev->copies, .forge = ev->forge};
+        rc = env ? sim_delivery_log_queue(c->log, env, c->hook_url, &cp, &ref, &jobs) : CM_ENOMEM;
+    }
+    if (!rc) {
+        sim_delivery_jobs_append(&c->hooks, jobs);
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (!rc) {
+        CM_INFO(COMP, "%s webhook sent on request, %lld cop%s%s: %s", ev->trigger,
+                (long long)ev->copies, ev->copies == 1 ? "y" : "ies", ev->forge ? ", forged" : "",
+                ref.id);
+        *report = sim_delivery_log_wait_first(c->log, &ref);
+        if (!*report)
+            rc = CM_ENOMEM;
+    }
+    json_decref(env);
+    return rc;
+}
+
+json_t *sim_calcom_delivery(sim_calcom_t *c, const char *delivery_id)
+{
+    return sim_delivery_log_report(c->log, delivery_id);
 }
 
 void sim_calcom_shutdown(sim_calcom_t *c)

@@ -612,6 +612,35 @@ static void h_calcom_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, voi
         cm_http_resp_text(resp, 204, NULL, NULL);
 }
 
+static const char *const calcom_event_fields[] = {"trigger", "booking_uid", "payload",
+                                                  "copies",  "forge",       NULL};
+
+static void h_calcom_event(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    char err[CM_ERR_LEN] = "";
+    json_t *body = NULL, *report = NULL;
+    sim_calcom_event_t ev = {.copies = 1};
+    cm_err_t rc = sim_http_json_object(req, 0, &body, err);
+    if (!rc &&
+        (unknown_option(body, calcom_event_fields, err) ||
+         opt_str(body, "trigger", &ev.trigger, err) ||
+         opt_str(body, "booking_uid", &ev.booking_uid, err) ||
+         opt_int(body, "copies", &ev.copies, err) || opt_bool(body, "forge", &ev.forge, err)))
+        rc = CM_EINVAL;
+    ev.payload = json_object_get(body, "payload");
+    if (!rc)
+        rc = sim_calcom_send_event(ctl->calcom, &ev, &report, err);
+    json_decref(body);
+    answer_sent(resp, rc, err, 200, report);
+}
+
+static void h_calcom_delivery(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    answer_delivery(resp, sim_calcom_delivery(ctl->calcom, cm_http_req_param(req, "id")));
+}
+
 static void h_calcom_busy(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_control_t *ctl = ud;
@@ -673,6 +702,8 @@ cm_err_t sim_control_routes(sim_control_t *ctl, cm_http_server_t *srv)
         {"GET /control/calcom/bookings", h_calcom_bookings},
         {"PUT /control/calcom/webhook", h_calcom_webhook},
         {"POST /control/calcom/busy", h_calcom_busy},
+        {"POST /control/calcom/events", h_calcom_event},
+        {"GET /control/calcom/deliveries/{id}", h_calcom_delivery},
         {"GET /control/stripe/payment_intents", h_stripe_intents},
         {"GET /control/stripe/refunds", h_stripe_refunds},
         {"PUT /control/stripe/webhook", h_stripe_webhook},

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cm_clock.h"
+#include "cm_json.h"
 
 void sim_delivery_send(cm_http_client_t *c, const sim_delivery_req_t *req, sim_attempt_t *a)
 {
@@ -299,6 +300,42 @@ static json_t *report_of(const rec_t *r)
     const char *status = r->first_left ? "pending" : r->open ? "retrying" : "done";
     return json_pack("{s:s,s:s,s:O,s:s,s:o}", "delivery_id", r->id, "status", status, "event",
                      r->event, "url", r->url, "deliveries", list);
+}
+
+cm_err_t sim_delivery_log_queue(sim_delivery_log_t *l, const json_t *event, const char *url,
+                                const sim_delivery_copies_t *c, sim_delivery_ref_t *ref,
+                                sim_delivery_job_t **jobs)
+{
+    sim_delivery_job_t *list = NULL, **tail = &list;
+    /* One serialisation: every copy and every retry carries the same bytes. */
+    char *body = cm_json_dumps(event);
+    cm_err_t rc = body ? CM_OK : CM_ENOMEM;
+    for (unsigned k = 0; !rc && k < c->copies; k++) {
+        sim_delivery_job_t *j = sim_delivery_job_new(c->event, c->id, strdup(body));
+        if (!j) {
+            rc = CM_ENOMEM;
+            break;
+        }
+        j->forge = c->forge;
+        j->ts_offset_ms = c->ts_offset_ms;
+        j->generation = c->generation;
+        j->report.copy = k;
+        *tail = j;
+        tail = &j->next;
+    }
+    free(body);
+    if (!rc)
+        rc = sim_delivery_log_open(l, event, url, c->copies, ref);
+    for (sim_delivery_job_t *j = list; !rc && j; j = j->next) {
+        j->report.seq = ref->seq;
+        memcpy(j->report.id, ref->id, sizeof ref->id);
+    }
+    if (rc) {
+        sim_delivery_jobs_drop(NULL, list, NULL);
+        list = NULL;
+    }
+    *jobs = list;
+    return rc;
 }
 
 json_t *sim_delivery_log_wait_first(sim_delivery_log_t *l, const sim_delivery_ref_t *ref)

@@ -130,6 +130,24 @@ void sim_delivery_jobs_append(sim_delivery_job_t **list, sim_delivery_job_t *j);
  * (l may be NULL when none has a report). */
 void sim_delivery_jobs_drop(sim_delivery_log_t *l, sim_delivery_job_t *list, const char *why);
 
+/* How the copies of an event sent on request are made. */
+typedef struct {
+    const char *event; /* the event type or trigger */
+    const char *id;    /* the provider's id of the event, or NULL */
+    unsigned copies;   /* >= 1 */
+    int forge;
+    int64_t ts_offset_ms;
+    uint64_t generation;
+} sim_delivery_copies_t;
+
+/* Serialises event once, opens its report (url: the webhook URL now) and makes c->copies
+ * jobs of those bytes, due now, job k reported as copy k. The caller appends *jobs to its
+ * queue and then waits with sim_delivery_log_wait_first(l, ref). CM_ENOMEM: nothing made,
+ * nothing opened. */
+cm_err_t sim_delivery_log_queue(sim_delivery_log_t *l, const json_t *event, const char *url,
+                                const sim_delivery_copies_t *c, sim_delivery_ref_t *ref,
+                                sim_delivery_job_t **jobs) CM_WUR;
+
 /* A new copy of report id as it is now; NULL when unknown (or out of memory). */
 json_t *sim_delivery_log_report(sim_delivery_log_t *l, const char *id);
 

@@ -1213,8 +1213,8 @@ cm_err_t sim_stripe_send_event(sim_stripe_t *s, const sim_stripe_event_t *ev, js
     if (rc)
         return rc;
     json_t *obj = data_object(ev), *env = NULL;
-    char *body = NULL;
     sim_delivery_ref_t ref = {0};
+    sim_delivery_job_t *jobs = NULL;
     if (!obj)
         return CM_ENOMEM;
     pthread_mutex_lock(&s->mu);
@@ -1225,23 +1225,20 @@ cm_err_t sim_stripe_send_event(sim_stripe_t *s, const sim_stripe_event_t *ev, js
         char gen[40] = "";
         if (!ev->id)
             new_id(s, "evt_", gen);
-        env = new_event(ev->id ? ev->id : gen, ev->type,
-                        ev->has_created ? ev->created : cm_clock_now_s(), obj, NULL, NULL);
-        /* One serialisation: every copy and every retry carries the same bytes. */
-        body = env ? cm_json_dumps(env) : NULL;
-        if (!body || sim_delivery_log_open(s->log, env, s->wh_url, (unsigned)ev->copies, &ref))
-            rc = CM_ENOMEM;
+        const char *id = ev->id ? ev->id : gen;
+        env = new_event(id, ev->type, ev->has_created ? ev->created : cm_clock_now_s(), obj, NULL,
+                        NULL);
+        sim_delivery_copies_t c = {.event = ev->type,
+                                   .id = id,
+                                   .copies = (unsigned)ev->copies,
+                                   .forge = ev->forge,
+                                   .ts_offset_ms = ev->timestamp_offset_ms,
+                                   .generation = s->generation};
+        rc = env ? sim_delivery_log_queue(s->log, env, s->wh_url, &c, &ref, &jobs) : CM_ENOMEM;
     }
-    for (unsigned k = 0; !rc && k < (unsigned)ev->copies; k++) {
-        sim_delivery_job_t *p = enqueue(s, cm_json_str(env, "id", ""), ev->type, strdup(body));
-        ref.copy = k;
-        if (!p) {
-            sim_delivery_log_unsent(s->log, &ref, "not sent: out of memory");
-            continue;
-        }
-        p->report = ref;
-        p->forge = ev->forge;
-        p->ts_offset_ms = ev->timestamp_offset_ms;
+    if (!rc) {
+        sim_delivery_jobs_append(&s->queue, jobs);
+        pthread_cond_broadcast(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);
     if (!rc) {
@@ -1252,7 +1249,6 @@ cm_err_t sim_stripe_send_event(sim_stripe_t *s, const sim_stripe_event_t *ev, js
         if (!*report)
             rc = CM_ENOMEM;
     }
-    free(body);
     json_decref(env);
     json_decref(obj);
     return rc;

@@ -278,6 +278,18 @@ static void assert_refused(const char *path, const char *body, long status, cons
     json_decref(v);
 }
 
+typedef struct {
+    const char *body;
+    long status;
+    const char *detail; /* a part of the problem's detail */
+} refusal_t;
+
+static void assert_refusals(const char *path, const refusal_t *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        assert_refused(path, r[i].body, r[i].status, r[i].detail);
+}
+
 Test(control, stripe_events_on_request)
 {
     json_t *v;
@@ -288,31 +300,31 @@ Test(control, stripe_events_on_request)
     snprintf(body, sizeof body,
              "{\"url\":\"http://127.0.0.1:%u/hook\",\"retry_schedule_ms\":[50,100]}", recv_port);
     cr_assert_eq(call("PUT", "/control/stripe/webhook", body, NULL), 204);
-    assert_refused(route, "", 400, "");
-    assert_refused(route, "{\"type\":\"payment_intent.succeeded\",\"object\":{},\"bogus\":1}", 400,
-                   "bogus: unknown option");
-    assert_refused(route, "{\"object\":{}}", 400, "type is required");
-    assert_refused(route, "{\"type\":\"succeeded\",\"object\":{}}", 400, "type must be");
-    assert_refused(route, "{\"type\":7,\"object\":{}}", 400, "type must be a string");
-    assert_refused(route, "{\"type\":\"charge.refunded\",\"object\":[]}", 400,
-                   "object must be a JSON object");
-    assert_refused(route, "{\"type\":\"charge.refunded\"}", 400, "object must be");
-    assert_refused(route, "{\"type\":\"charge.refunded\",\"object\":{},\"copies\":21}", 400,
-                   "copies must be between 1 and 20");
-    assert_refused(route, "{\"type\":\"charge.refunded\",\"object\":{},\"copies\":\"2\"}", 400,
-                   "copies must be an integer");
-    assert_refused(route, "{\"type\":\"charge.refunded\",\"object\":{},\"forge\":1}", 400,
-                   "forge must be true or false");
-    assert_refused(route,
-                   "{\"type\":\"charge.refunded\",\"object\":{},\"timestamp_offset\":\"-6 min\"}",
-                   400, "timestamp_offset: ");
-    assert_refused(route,
-                   "{\"type\":\"charge.refunded\",\"object\":{},\"timestamp_offset\":\"0.5ms\"}",
-                   400, "timestamp_offset: ");
-    assert_refused(route, "{\"type\":\"charge.refunded\",\"object\":{},\"timestamp_offset\":-6}",
-                   400, "timestamp_offset must be a string");
-    assert_refused(route, "{\"type\":\"charge.refunded\",\"object\":{},\"created\":-1}", 400,
-                   "created must be");
+
+    static const refusal_t refused[] = {
+        {"", 400, ""},
+        {"{\"type\":\"payment_intent.succeeded\",\"object\":{},\"bogus\":1}", 400,
+         "bogus: unknown option"},
+        {"{\"object\":{}}", 400, "type is required"},
+        {"{\"type\":\"succeeded\",\"object\":{}}", 400, "type must be"},
+        {"{\"type\":7,\"object\":{}}", 400, "type must be a string"},
+        {"{\"type\":\"charge.refunded\",\"object\":[]}", 400, "object must be a JSON object"},
+        {"{\"type\":\"charge.refunded\"}", 400, "object must be"},
+        {"{\"type\":\"charge.refunded\",\"object\":{},\"copies\":21}", 400,
+         "copies must be between 1 and 20"},
+        {"{\"type\":\"charge.refunded\",\"object\":{},\"copies\":\"2\"}", 400,
+         "copies must be an integer"},
+        {"{\"type\":\"charge.refunded\",\"object\":{},\"forge\":1}", 400,
+         "forge must be true or false"},
+        {"{\"type\":\"charge.refunded\",\"object\":{},\"timestamp_offset\":\"-6 min\"}", 400,
+         "timestamp_offset: "},
+        {"{\"type\":\"charge.refunded\",\"object\":{},\"timestamp_offset\":\"0.5ms\"}", 400,
+         "timestamp_offset: "},
+        {"{\"type\":\"charge.refunded\",\"object\":{},\"timestamp_offset\":-6}", 400,
+         "timestamp_offset must be a string"},
+        {"{\"type\":\"charge.refunded\",\"object\":{},\"created\":-1}", 400, "created must be"},
+    };
+    assert_refusals(route, refused, sizeof refused / sizeof refused[0]);
     cr_assert_eq(received, 0, "refused events send nothing");
 
     /* 500 then 204: the answer shows the first attempt, the retry follows. */
@@ -342,4 +354,55 @@ Test(control, stripe_events_on_request)
     cr_assert_eq(call("GET", "/control/journal?provider=stripe&kind=delivery", NULL, &v), 200);
     cr_assert_eq(cm_json_int(v, "count", -1), 3, "every attempt journaled");
     json_decref(v);
+}
+
+Test(control, calcom_events_on_request)
+{
+    json_t *v;
+    char body[160], path[96];
+    const char *route = "/control/calcom/events";
+    assert_refused(route, "{\"trigger\":\"BOOKING_CREATED\",\"payload\":{}}", 409,
+                   "no webhook URL");
+    snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%u/hook\"}", recv_port);
+    cr_assert_eq(call("PUT", "/control/calcom/webhook", body, NULL), 204);
+
+    static const refusal_t refused[] = {
+        {"{\"trigger\":\"BOOKING_CREATED\",\"payload\":{},\"retries\":1}", 400,
+         "retries: unknown option"},
+        {"{\"payload\":{}}", 400, "trigger is required"},
+        {"{\"trigger\":\"BOOKING_LOST\",\"payload\":{}}", 400, "trigger must be one of"},
+        {"{\"trigger\":\"BOOKING_CREATED\"}", 400, "exactly one"},
+        {"{\"trigger\":\"BOOKING_CREATED\",\"payload\":{},\"booking_uid\":\"u\"}", 400,
+         "exactly one"},
+        {"{\"trigger\":\"BOOKING_CREATED\",\"payload\":\"x\"}", 400,
+         "payload must be a JSON object"},
+        {"{\"trigger\":\"BOOKING_CREATED\",\"booking_uid\":7}", 400,
+         "booking_uid must be a string"},
+        {"{\"trigger\":\"BOOKING_CREATED\",\"payload\":{},\"copies\":21}", 400,
+         "copies must be between 1 and 20"},
+        {"{\"trigger\":\"BOOKING_CREATED\",\"booking_uid\":\"nope\"}", 404, "no booking 'nope'"},
+    };
+    assert_refusals(route, refused, sizeof refused / sizeof refused[0]);
+    cr_assert_eq(received, 0, "refused webhooks send nothing");
+
+    fail_first = 1; /* Cal.com does not retry, not even after a 500 */
+    cr_assert_eq(call("POST", route,
+                      "{\"trigger\":\"BOOKING_CANCELLED\",\"payload\":{\"uid\":\"bk_506\","
+                      "\"status\":\"CANCELLED\"},\"copies\":2}",
+                      &v),
+                 200);
+    cr_assert_str_eq(cm_json_str(v, "status", ""), "done");
+    cr_assert_str_eq(cm_json_str(v, "event.triggerEvent", ""), "BOOKING_CANCELLED");
+    cr_assert_str_eq(cm_json_str(v, "event.payload.uid", ""), "bk_506");
+    cr_assert_eq(cm_json_int(v, "deliveries.0.status", 0), 500);
+    cr_assert_eq(cm_json_int(v, "deliveries.1.status", 0), 204);
+    cr_assert_eq(json_array_size(cm_json_path(v, "deliveries.0.attempts")), 1);
+    cr_assert_eq(strlen(cm_json_str(v, "deliveries.1.attempts.0.signature", "")), 64);
+    snprintf(path, sizeof path, "/control/calcom/deliveries/%s", cm_json_str(v, "delivery_id", ""));
+    json_decref(v);
+    cr_assert_eq(call("GET", path, NULL, &v), 200);
+    cr_assert_eq(json_array_size(cm_json_path(v, "deliveries")), 2);
+    json_decref(v);
+    cr_assert_eq(received, 2);
+    cr_assert_eq(call("GET", "/control/calcom/deliveries/dlv_calcom_999999", NULL, NULL), 404);
 }
