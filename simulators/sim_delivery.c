@@ -68,10 +68,12 @@ json_t *sim_delivery_item(json_t *attempts)
     size_t n = json_array_size(attempts);
     const json_t *last = n ? json_array_get(attempts, n - 1) : NULL;
     json_t *err = last ? json_object_get(last, "error") : NULL;
-    return json_pack("{s:O,s:o,s:O,s:o}", "status",
-                     last ? json_object_get(last, "status") : json_null(), "error",
+    /* "o" throughout: each value is a new reference, taken by the pack. */
+    return json_pack("{s:o,s:o,s:o,s:o}", "status",
+                     last ? json_incref(json_object_get(last, "status")) : json_null(), "error",
                      last ? json_incref(err) : json_string("not sent (stopping)"), "ms",
-                     last ? json_object_get(last, "ms") : json_real(0), "attempts", attempts);
+                     last ? json_incref(json_object_get(last, "ms")) : json_real(0), "attempts",
+                     attempts);
 }
 
 /* ---- queued jobs -------------------------------------------------------------------- */
