@@ -6,12 +6,15 @@
  * record attempts the same way. The report helpers give every control route one shape:
  *   delivery {"status":204|null,"error":null|"...","ms":1.4,
  *             "attempts":[{"status","error","ms","url","signature"}, ...]}
- * The log keeps, per triggered event, {"delivery_id","status","event","url","deliveries"}
- * with one delivery per copy, filled in by the provider's worker as attempts end; the
- * trigger waits for the first attempt of every copy and later reads show the retries.
+ * Jobs are what Stripe's and Cal.com's queues hold: an event's bytes, how its attempts are
+ * signed and where they are reported. The log keeps, per event sent on request,
+ * {"delivery_id","status","event","url","deliveries"} with one delivery per copy, filled in
+ * by the provider's worker as attempts end; the trigger waits for the first attempt of
+ * every copy and later reads show the retries.
  *
- * sim_delivery_send and the JSON helpers only touch their arguments. The log's functions
- * are thread-safe (one mutex, never held while anything is sent); new/free are not.
+ * sim_delivery_send and the JSON and job helpers only touch their arguments (a queue is
+ * guarded by its provider's lock). The log's functions are thread-safe (one mutex, taken
+ * after the provider's and never held while anything is sent); new/free are not.
  */
 #ifndef SIM_DELIVERY_H
 #define SIM_DELIVERY_H
