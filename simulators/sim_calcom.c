@@ -15,6 +15,7 @@
 #include "cm_json.h"
 #include "cm_log.h"
 #include "cm_sig.h"
+#include "sim_delivery.h"
 #include "sim_http.h"
 #include "sim_rng.h"
 #include "sim_slots.h"
@@ -32,6 +33,8 @@
 #define NHOSTS 3
 #define TEAM_ID 201
 #define TEAM_SLUG "sim-team"
+/* What a forged webhook is signed with: a secret nobody configured. */
+#define FORGED_SECRET "calsecret_forged_by_the_simulator"
 
 typedef struct {
     int id;
@@ -81,11 +84,6 @@ typedef struct {
     size_t head, len;
 } rate_t;
 
-typedef struct hook {
-    char *trigger, *body;
-    struct hook *next;
-} hook_t;
-
 struct sim_calcom {
     pthread_mutex_t mu;
     char *api_key;
@@ -103,9 +101,10 @@ struct sim_calcom {
     int64_t next_id;         /* never reset: ids are unique for the process's life */
     rate_t rates[RATE_KEYS];
     char *hook_url;
-    hook_t *hooks; /* queued webhook deliveries, oldest first */
+    sim_delivery_job_t *hooks; /* queued webhook deliveries, oldest first */
     pthread_t worker;
     int has_worker;
+    sim_delivery_log_t *log; /* reports of the webhooks sent through the control API */
 };
 
 sim_calcom_t *sim_calcom_new(const sim_calcom_cfg_t *cfg)
@@ -126,20 +125,10 @@ sim_calcom_t *sim_calcom_new(const sim_calcom_cfg_t *cfg)
     c->ledger = json_array();
     c->by_uid = json_object();
     c->next_id = 1;
-    if (!c->api_key || !c->webhook_secret || !c->ledger || !c->by_uid)
+    c->log = sim_delivery_log_new("dlv_calcom");
+    if (!c->api_key || !c->webhook_secret || !c->ledger || !c->by_uid || !c->log)
         sim_calcom_free(&c);
     return c;
-}
-
-static void hooks_free(hook_t *h)
-{
-    while (h) {
-        hook_t *n = h->next;
-        free(h->trigger);
-        free(h->body);
-        free(h);
-        h = n;
-    }
 }
 
 void sim_calcom_free(sim_calcom_t **cp)
@@ -150,7 +139,8 @@ void sim_calcom_free(sim_calcom_t **cp)
     sim_calcom_shutdown(c);
     if (c->has_worker)
         pthread_join(c->worker, NULL);
-    hooks_free(c->hooks);
+    sim_delivery_jobs_drop(c->log, c->hooks, "not sent: the simulator stopped");
+    sim_delivery_log_free(&c->log);
     free(c->hook_url);
     for (size_t i = 0; i <= NHOSTS; i++)
         free(c->busy[i].v);
@@ -178,10 +168,10 @@ void sim_calcom_reset(sim_calcom_t *c)
         c->rates[i].len = 0;
     free(c->hook_url);
     c->hook_url = NULL;
-    hook_t *h = c->hooks;
+    sim_delivery_job_t *h = c->hooks;
     c->hooks = NULL;
     pthread_mutex_unlock(&c->mu);
-    hooks_free(h);
+    sim_delivery_jobs_drop(c->log, h, "not sent: the simulator was reset");
 }
 
 json_t *sim_calcom_bookings(sim_calcom_t *c)
@@ -493,13 +483,11 @@ static void h_slots_available(const cm_http_req_t *req, cm_http_resp_t *resp, vo
 
 /* ---- webhooks ------------------------------------------------------------------------- */
 
-/* Queues a signed webhook for trigger about booking b. Under the lock. */
-static void queue_hook(sim_calcom_t *c, const char *trigger, const json_t *b, const char *extra_key,
-                       const char *extra_val)
+/* The payload of the simulator's own webhook of trigger for booking b, as b is now:
+ * BOOKING_CANCELLED adds its cancellationReason, BOOKING_RESCHEDULED the uid it was moved
+ * from (rescheduleUid). NULL when out of memory. Under the lock. */
+static json_t *hook_payload(const char *trigger, const json_t *b)
 {
-    if (!c->hook_url)
-        return;
-    char now[25];
     json_t *payload = json_pack(
         "{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:s,s:O}", "uid", json_object_get(b, "uid"), "bookingId",
         json_object_get(b, "id"), "eventTypeId", json_object_get(b, "eventTypeId"), "title",
@@ -508,30 +496,43 @@ static void queue_hook(sim_calcom_t *c, const char *trigger, const json_t *b, co
         "attendees", json_object_get(b, "attendees"), "status",
         strcmp(cm_json_str(b, "status", ""), "accepted") == 0 ? "ACCEPTED" : "CANCELLED",
         "metadata", json_object_get(b, "metadata"));
-    if (payload && extra_key)
-        json_object_set_new(payload, extra_key, extra_val ? json_string(extra_val) : json_null());
-    json_t *env = payload ? json_pack("{s:s,s:s,s:o}", "triggerEvent", trigger, "createdAt",
-                                      cm_clock_iso8601(cm_clock_now_ms(), now), "payload", payload)
-                          : NULL;
-    hook_t *h = calloc(1, sizeof *h);
-    if (h && env) {
-        h->trigger = strdup(trigger);
-        h->body = cm_json_dumps(env);
+    const char *key = NULL, *from = NULL;
+    if (strcmp(trigger, "BOOKING_CANCELLED") == 0)
+        key = from = "cancellationReason";
+    else if (strcmp(trigger, "BOOKING_RESCHEDULED") == 0)
+        key = "rescheduleUid", from = "rescheduledFromUid";
+    const json_t *v = key ? json_object_get(b, from) : NULL;
+    if (payload && key &&
+        json_object_set_new(payload, key,
+                            json_is_string(v) ? json_copy((json_t *)v) : json_null())) {
+        json_decref(payload);
+        payload = NULL;
     }
+    return payload;
+}
+
+/* A new envelope of payload (taken), created now. NULL when out of memory. */
+static json_t *hook_envelope(const char *trigger, json_t *payload)
+{
+    char now[25];
+    return payload ? json_pack("{s:s,s:s,s:o}", "triggerEvent", trigger, "createdAt",
+                               cm_clock_iso8601(cm_clock_now_ms(), now), "payload", payload)
+                   : NULL;
+}
+
+/* Queues the signed webhook for trigger about booking b, when a URL is set. Under the lock. */
+static void queue_hook(sim_calcom_t *c, const char *trigger, const json_t *b)
+{
+    if (!c->hook_url)
+        return;
+    json_t *env = hook_envelope(trigger, hook_payload(trigger, b));
+    sim_delivery_job_t *h = env ? sim_delivery_job_new(trigger, NULL, cm_json_dumps(env)) : NULL;
     json_decref(env);
-    if (!h || !h->trigger || !h->body) {
-        if (h) {
-            free(h->trigger);
-            free(h->body);
-            free(h);
-        }
+    if (!h) {
         CM_WARN(COMP, "out of memory: %s webhook not sent", trigger);
         return;
     }
-    hook_t **pp = &c->hooks;
-    while (*pp)
-        pp = &(*pp)->next;
-    *pp = h;
+    sim_delivery_jobs_append(&c->hooks, h);
     pthread_cond_broadcast(&c->cv);
 }
 
@@ -546,53 +547,35 @@ static void *hook_worker(void *arg)
             pthread_cond_wait(&c->cv, &c->mu);
             continue;
         }
-        hook_t *h = c->hooks;
+        sim_delivery_job_t *h = c->hooks;
         c->hooks = h->next;
-        char *url = c->hook_url ? strdup(c->hook_url) : NULL;
+        sim_attempt_t a = {.url = c->hook_url ? strdup(c->hook_url) : NULL};
         pthread_mutex_unlock(&c->mu);
-        char sig[CM_SIG_HDR_LEN], hdr[CM_SIG_HDR_LEN + 32];
-        size_t len = strlen(h->body);
+        size_t len = h->len;
+        const char *secret = h->forge ? FORGED_SECRET : c->webhook_secret;
         /* No secret: Cal.com sends the literal "no-secret-provided". */
-        if (!*c->webhook_secret || cm_sig_calcom_sign(c->webhook_secret, h->body, len, sig))
-            snprintf(sig, sizeof sig, "no-secret-provided");
-        snprintf(hdr, sizeof hdr, "X-Cal-Signature-256: %s", sig);
-        const char *headers[] = {"Content-Type: application/json", hdr,
+        if (!*secret || cm_sig_calcom_sign(secret, h->body, len, a.sig))
+            snprintf(a.sig, sizeof a.sig, "no-secret-provided");
+        const char *headers[] = {"Content-Type: application/json",
                                  "X-Cal-Webhook-Version: 2021-10-20", NULL};
-        cm_http_request_t req = {.method = "POST",
-                                 .url = url,
-                                 .headers = headers,
-                                 .body = h->body,
-                                 .body_len = len,
-                                 .abort = &c->stopping};
-        cm_http_response_t resp;
-        int64_t at = cm_clock_now_ms(), t0 = cm_clock_mono_ns();
-        cm_err_t rc = url && cl ? cm_http_client_do(cl, &req, &resp) : CM_ENOMEM;
-        double ms = (double)(cm_clock_mono_ns() - t0) / 1e6;
-        if (c->journal) {
-            json_t *hj = json_pack("{s:s}", "X-Cal-Signature-256", sig);
-            sim_journal_add(
-                c->journal,
-                &(sim_journal_rec_t){.kind = SIM_JOURNAL_DELIVERY,
-                                     .provider = "calcom",
-                                     .method = "POST",
-                                     .path = url ? url : "",
-                                     .headers = hj,
-                                     .body = h->body,
-                                     .body_len = len,
-                                     .status = rc ? 0 : (int)resp.status,
-                                     .outcome = rc ? (url ? resp.err : "no URL") : "answered",
-                                     .at_ms = at,
-                                     .duration_ms = ms,
-                                     .event = h->trigger,
-                                     .attempt = 1});
-            json_decref(hj);
-        }
-        if (url && cl)
-            cm_http_response_free(&resp);
-        free(url);
-        free(h->trigger);
-        free(h->body);
-        free(h);
+        if (a.url && cl)
+            sim_delivery_send(cl,
+                              &(sim_delivery_req_t){.provider = "calcom",
+                                                    .sig_header = "X-Cal-Signature-256",
+                                                    .headers = headers,
+                                                    .body = h->body,
+                                                    .len = len,
+                                                    .abort = &c->stopping,
+                                                    .journal = c->journal,
+                                                    .delivery_id = sim_delivery_job_id(h),
+                                                    .event = h->event,
+                                                    .attempt = 1},
+                              &a);
+        else
+            snprintf(a.err, sizeof a.err, "not sent: out of memory");
+        sim_delivery_log_attempt(c->log, &h->report, &a, 0);
+        free(a.url);
+        sim_delivery_job_free(h);
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
@@ -622,12 +605,108 @@ cm_err_t sim_calcom_set_webhook(sim_calcom_t *c, const char *url, char *err)
     return rc;
 }
 
+/* ---- webhooks sent on request ------------------------------------------------------------ */
+
+/* The triggers Cal.com has that the simulator knows (PROVIDERS.md); the first three are the
+ * ones it sends itself and can build a payload for. */
+static const char *const triggers[] = {
+    "BOOKING_CREATED",   "BOOKING_RESCHEDULED", "BOOKING_CANCELLED", "BOOKING_REJECTED",
+    "BOOKING_REQUESTED", "BOOKING_PAID",        "MEETING_ENDED"};
+#define OWN_TRIGGERS 3
+
+/* The index of trigger in triggers, -1 when unknown. */
+static int trigger_index(const char *trigger)
+{
+    for (size_t i = 0; trigger && i < sizeof triggers / sizeof triggers[0]; i++)
+        if (strcmp(trigger, triggers[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Checks ev; CM_EINVAL with err naming the field. */
+static cm_err_t check_event(const sim_calcom_event_t *ev, char *err)
+{
+    int t = trigger_index(ev->trigger);
+    if (!ev->trigger)
+        cm_errf(err, "trigger is required (e.g. \"BOOKING_CANCELLED\")");
+    else if (t < 0)
+        cm_errf(err,
+                "trigger must be one of BOOKING_CREATED, BOOKING_RESCHEDULED, BOOKING_CANCELLED, "
+                "BOOKING_REJECTED, BOOKING_REQUESTED, BOOKING_PAID, MEETING_ENDED, not \"%.40s\"",
+                ev->trigger);
+    else if (!ev->booking_uid == !ev->payload)
+        cm_errf(err, "booking_uid or payload: give exactly one of the two");
+    else if (ev->payload && !json_is_object(ev->payload))
+        cm_errf(err, "payload must be a JSON object");
+    else if (ev->booking_uid && !*ev->booking_uid)
+        cm_errf(err, "booking_uid must not be empty");
+    else if (ev->booking_uid && t >= OWN_TRIGGERS)
+        cm_errf(err,
+                "booking_uid: the simulator builds payloads only for BOOKING_CREATED, "
+                "BOOKING_RESCHEDULED and BOOKING_CANCELLED; give the %s payload instead",
+                ev->trigger);
+    else if (ev->copies < 1 || ev->copies > SIM_CALCOM_MAX_COPIES)
+        cm_errf(err, "copies must be between 1 and %d", SIM_CALCOM_MAX_COPIES);
+    else
+        return CM_OK;
+    return CM_EINVAL;
+}
+
+cm_err_t sim_calcom_send_event(sim_calcom_t *c, const sim_calcom_event_t *ev, json_t **report,
+                               char *err)
+{
+    *report = NULL;
+    cm_err_t rc = check_event(ev, err);
+    if (rc)
+        return rc;
+    json_t *env = NULL;
+    sim_delivery_ref_t ref = {0};
+    sim_delivery_job_t *jobs = NULL;
+    pthread_mutex_lock(&c->mu);
+    const json_t *b = ev->booking_uid ? json_object_get(c->by_uid, ev->booking_uid) : NULL;
+    if (ev->booking_uid && !b) {
+        cm_errf(err, "booking_uid: no booking '%.100s'", ev->booking_uid);
+        rc = CM_ENOTFOUND;
+    } else if (!c->hook_url || !c->has_worker) {
+        cm_errf(err, "no webhook URL set (PUT /control/calcom/webhook first)");
+        rc = CM_ESTATE;
+    } else {
+        env = hook_envelope(ev->trigger,
+                            b ? hook_payload(ev->trigger, b) : json_deep_copy(ev->payload));
+        sim_delivery_copies_t cp = {
+            .event = ev->trigger, .copies = (unsigned)ev->copies, .forge = ev->forge};
+        rc = env ? sim_delivery_log_queue(c->log, env, c->hook_url, &cp, &ref, &jobs) : CM_ENOMEM;
+    }
+    if (!rc) {
+        sim_delivery_jobs_append(&c->hooks, jobs);
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (!rc) {
+        CM_INFO(COMP, "%s webhook sent on request, %lld cop%s%s: %s", ev->trigger,
+                (long long)ev->copies, ev->copies == 1 ? "y" : "ies", ev->forge ? ", forged" : "",
+                ref.id);
+        *report = sim_delivery_log_wait_first(c->log, &ref);
+        if (!*report)
+            rc = CM_ENOMEM;
+    }
+    json_decref(env);
+    return rc;
+}
+
+json_t *sim_calcom_delivery(sim_calcom_t *c, const char *delivery_id)
+{
+    return sim_delivery_log_report(c->log, delivery_id);
+}
+
 void sim_calcom_shutdown(sim_calcom_t *c)
 {
     pthread_mutex_lock(&c->mu);
     __atomic_store_n(&c->stopping, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
+    if (c->log)
+        sim_delivery_log_stop(c->log);
 }
 
 cm_err_t sim_calcom_add_busy(sim_calcom_t *c, int host, int64_t start_ms, int64_t end_ms, char *err)
@@ -910,7 +989,7 @@ static void h_book(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     if (answer) {
         sim_journal_effect(c->journal, "calcom", "booking", cm_json_str(answer, "uid", ""), NULL,
                            cm_log_cid(), NULL);
-        queue_hook(c, "BOOKING_CREATED", answer, NULL, NULL);
+        queue_hook(c, "BOOKING_CREATED", answer);
     }
     pthread_mutex_unlock(&c->mu);
 
@@ -1097,8 +1176,7 @@ static void h_cancel(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
                             reason ? json_copy((json_t *)reason) : json_null());
         answer = json_deep_copy(v);
         sim_journal_effect(c->journal, "calcom", "cancellation", uid, NULL, cm_log_cid(), NULL);
-        queue_hook(c, "BOOKING_CANCELLED", v, "cancellationReason",
-                   reason ? json_string_value(reason) : NULL);
+        queue_hook(c, "BOOKING_CANCELLED", v);
     }
     pthread_mutex_unlock(&c->mu);
     json_decref(body);
@@ -1173,7 +1251,7 @@ static void h_reschedule(const cm_http_req_t *req, cm_http_resp_t *resp, void *u
             sim_journal_effect(c->journal, "calcom", "reschedule", nuid, NULL, cm_log_cid(),
                                detail);
             json_decref(detail);
-            queue_hook(c, "BOOKING_RESCHEDULED", stored, "rescheduleUid", uid);
+            queue_hook(c, "BOOKING_RESCHEDULED", stored);
         }
     }
     pthread_mutex_unlock(&c->mu);

@@ -17,7 +17,8 @@
  * ROUND_ROBIN type of team 201 "sim-team" with hosts 2 and 3 (the least loaded free host
  * takes a booking). Everyone works 09:00-17:00 UTC every day; extra busy times per host
  * can be added. Booking webhooks (BOOKING_CREATED, BOOKING_CANCELLED,
- * BOOKING_RESCHEDULED) are signed with X-Cal-Signature-256 and sent once each.
+ * BOOKING_RESCHEDULED) are signed with X-Cal-Signature-256 and sent once each; the control
+ * API can send any trigger through the same worker (sim_calcom_send_event).
  *
  * Every booking ever made stays in memory (the effects ledger) until a reset, so that
  * exactly-once can be checked from outside. All state sits behind one mutex: a booking
@@ -60,6 +61,37 @@ void sim_calcom_shutdown(sim_calcom_t *c);
 
 /* Sets where booking webhooks go (copied). CM_EINVAL when not an http(s) URL. */
 cm_err_t sim_calcom_set_webhook(sim_calcom_t *c, const char *url, char *err) CM_WUR;
+
+/* The most copies of one webhook sim_calcom_send_event sends. */
+#define SIM_CALCOM_MAX_COPIES 20
+
+/* A webhook built and sent on request (the control API), not caused by a booking change. */
+typedef struct {
+    const char *trigger;     /* BOOKING_CREATED, BOOKING_RESCHEDULED, BOOKING_CANCELLED,
+                                BOOKING_REJECTED, BOOKING_REQUESTED, BOOKING_PAID, MEETING_ENDED */
+    const char *booking_uid; /* the payload the simulator builds for this booking, or */
+    const json_t *payload;   /* this payload as given (borrowed); exactly one of the two */
+    int64_t copies;          /* 1..SIM_CALCOM_MAX_COPIES deliveries of the same bytes */
+    int forge;               /* sign with a secret nobody configured */
+} sim_calcom_event_t;
+
+/* Builds {"triggerEvent","createdAt":<now>,"payload"} where payload is, for booking_uid,
+ * the one the simulator's own webhook of that trigger carries for that booking as it is now
+ * (only for the three triggers it sends itself: BOOKING_CREATED, BOOKING_RESCHEDULED,
+ * BOOKING_CANCELLED), else ev->payload as given. Serialises it once and queues ev->copies
+ * deliveries of those bytes for the webhook worker, signed as the simulator's own
+ * (X-Cal-Signature-256 with the webhook secret, "no-secret-provided" without one; forge: a
+ * secret nobody configured), one attempt each, no retry, as Cal.com. Returns once every
+ * copy's attempt has ended, with a new report shaped as sim_stripe_send_event's
+ * ("status":"done"). Every attempt is journaled (kind delivery, delivery_id the report's).
+ * Errors, nothing queued: CM_EINVAL (err names the field), CM_ENOTFOUND (no such booking),
+ * CM_ESTATE (no webhook URL set), CM_ENOMEM. Blocks until the attempts end. */
+cm_err_t sim_calcom_send_event(sim_calcom_t *c, const sim_calcom_event_t *ev, json_t **report,
+                               char *err) CM_WUR;
+
+/* A new copy of the report of a webhook sent with sim_calcom_send_event; NULL when unknown
+ * (the last 256 are kept, across resets). */
+json_t *sim_calcom_delivery(sim_calcom_t *c, const char *delivery_id);
 
 /* Adds a busy time [start, end) to host 1..3's calendar. */
 cm_err_t sim_calcom_add_busy(sim_calcom_t *c, int host, int64_t start_ms, int64_t end_ms,

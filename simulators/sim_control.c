@@ -1,4 +1,5 @@
-/* sim_control.c - control routes: Retell calls and webhooks, ledgers, reset. */
+/* sim_control.c - control routes: Retell calls and webhooks, Stripe events and Cal.com
+ * webhooks on request, ledgers, faults, journal, reset. */
 #include "sim_control.h"
 
 #include <jansson.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include "cm_clock.h"
+#include "cm_duration.h"
 #include "cm_json.h"
 #include "cm_log.h"
 #include "sim_http.h"
@@ -84,30 +86,85 @@ static void h_get_call(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         cm_http_resp_json(resp, 200, call);
 }
 
-/* Reads an optional field of the trigger body; -1 (with err) when it has the wrong type. */
-static int opt_bool(const json_t *body, const char *name, int *out, char *err)
+/* An optional field of a request body: NULL when absent, and also when it is there with
+ * another type (then *bad is set and err says it must be what). JSON_TRUE stands for
+ * either boolean. */
+static const json_t *opt_typed(const json_t *body, const char *name, json_type type,
+                               const char *what, char *err, int *bad)
 {
     const json_t *v = json_object_get(body, name);
-    if (!v)
-        return 0;
-    if (!json_is_boolean(v)) {
-        cm_errf(err, "%s must be true or false", name);
-        return -1;
-    }
-    *out = json_is_true(v);
-    return 0;
+    json_type t = v ? json_typeof(v) : type;
+    if (t == type || (type == JSON_TRUE && t == JSON_FALSE))
+        return v;
+    cm_errf(err, "%s must be %s", name, what);
+    *bad = 1;
+    return NULL;
+}
+
+/* Each reads an optional field into *out (left as it is when absent); -1 (with err) when
+ * it has the wrong type. */
+static int opt_bool(const json_t *body, const char *name, int *out, char *err)
+{
+    int bad = 0;
+    const json_t *v = opt_typed(body, name, JSON_TRUE, "true or false", err, &bad);
+    if (v)
+        *out = json_is_true(v);
+    return -bad;
 }
 
 static int opt_int(const json_t *body, const char *name, int64_t *out, char *err)
 {
-    const json_t *v = json_object_get(body, name);
+    int bad = 0;
+    const json_t *v = opt_typed(body, name, JSON_INTEGER, "an integer", err, &bad);
+    if (v)
+        *out = json_integer_value(v);
+    return -bad;
+}
+
+static int opt_str(const json_t *body, const char *name, const char **out, char *err)
+{
+    int bad = 0;
+    const json_t *v = opt_typed(body, name, JSON_STRING, "a string", err, &bad);
+    if (v)
+        *out = json_string_value(v);
+    return -bad;
+}
+
+/* An offset: a duration in the one grammar (cm_duration: "250ms", "1.5s", "6m"), which has
+ * no sign, so a leading '-' (back in time) or '+' is read here. */
+static int opt_offset(const json_t *body, const char *name, int64_t *out, char *err)
+{
+    const char *v = NULL;
+    char derr[CM_ERR_LEN];
+    int64_t ms;
+    if (opt_str(body, name, &v, err))
+        return -1;
     if (!v)
         return 0;
-    if (!json_is_integer(v)) {
-        cm_errf(err, "%s must be an integer", name);
+    int back = *v == '-';
+    if (cm_duration_parse(v + (back || *v == '+'), 0, &ms, derr) != CM_OK) {
+        cm_errf(err, "%s: %s, with a leading - to go back", name, derr);
         return -1;
     }
-    *out = json_integer_value(v);
+    *out = back ? -ms : ms;
+    return 0;
+}
+
+/* -1 (err naming it) when body has a key that is not one of fields (NULL-terminated). */
+static int unknown_option(const json_t *body, const char *const *fields, char *err)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)body, k, v)
+    {
+        size_t i = 0;
+        while (fields[i] && strcmp(fields[i], k) != 0)
+            i++;
+        if (!fields[i]) {
+            cm_errf(err, "%s: unknown option", k);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -121,6 +178,16 @@ static void answer_report(cm_http_resp_t *resp, int status, json_t *report)
     else
         answer_problem(resp, 500, "could not encode the report");
     free(text);
+}
+
+/* Answers what a trigger gave: the report (taken) with status, or the error. */
+static void answer_sent(cm_http_resp_t *resp, cm_err_t rc, const char *err, int status,
+                        json_t *report)
+{
+    if (rc)
+        answer_err(resp, rc, err);
+    else
+        answer_report(resp, status, report);
 }
 
 static const char *const webhook_fields[] = {"event",      "events",   "copies",
@@ -143,18 +210,8 @@ static void h_send_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, void 
     sim_retell_send_t opt = {.event = "call_analyzed", .copies = 1};
     sim_retell_delivery_defaults(ctl->retell, &opt);
     int64_t copies = 1, retries = opt.retries;
-    const char *k;
-    json_t *fv;
-    json_object_foreach(body, k, fv)
-    {
-        size_t i = 0;
-        while (webhook_fields[i] && strcmp(webhook_fields[i], k) != 0)
-            i++;
-        if (!webhook_fields[i] && !rc) {
-            cm_errf(err, "%s: unknown option", k);
-            rc = CM_EINVAL;
-        }
-    }
+    if (unknown_option(body, webhook_fields, err))
+        rc = CM_EINVAL;
     const json_t *ev = json_object_get(body, "event");
     const json_t *evs = json_object_get(body, "events");
     const json_t *order = json_object_get(body, "order");
@@ -223,20 +280,22 @@ static void h_send_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, void 
         rc = sim_retell_send_webhook(ctl->retell, cm_http_req_param(req, "call_id"), &opt, &report,
                                      err);
     json_decref(body);
-    if (rc)
-        answer_err(resp, rc, err);
+    answer_sent(resp, rc, err, opt.async ? 202 : 200, report);
+}
+
+/* A delivery's report (v, taken) or 404. */
+static void answer_delivery(cm_http_resp_t *resp, json_t *v)
+{
+    if (v)
+        answer_report(resp, 200, v);
     else
-        answer_report(resp, opt.async ? 202 : 200, report);
+        answer_problem(resp, 404, "no such delivery (only the last 256 are kept)");
 }
 
 static void h_get_delivery(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_control_t *ctl = ud;
-    json_t *v = sim_retell_delivery(ctl->retell, cm_http_req_param(req, "id"));
-    if (v)
-        answer_report(resp, 200, v);
-    else
-        answer_problem(resp, 404, "no such delivery (only the last 256 are kept)");
+    answer_delivery(resp, sim_retell_delivery(ctl->retell, cm_http_req_param(req, "id")));
 }
 
 static void h_replay(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
@@ -251,10 +310,7 @@ static void h_replay(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     if (!rc)
         rc = sim_retell_replay(ctl->retell, cm_http_req_param(req, "id"), resign, &report, err);
     json_decref(body);
-    if (rc)
-        answer_err(resp, rc, err);
-    else
-        answer_report(resp, 200, report);
+    answer_sent(resp, rc, err, 200, report);
 }
 
 static void h_delivery_defaults(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
@@ -511,6 +567,36 @@ static void h_stripe_refunds(const cm_http_req_t *req, cm_http_resp_t *resp, voi
     cm_http_resp_json(resp, 200, sim_stripe_refunds(ctl->stripe));
 }
 
+static const char *const stripe_event_fields[] = {
+    "type", "object", "id", "created", "copies", "forge", "timestamp_offset", NULL};
+
+static void h_stripe_event(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    char err[CM_ERR_LEN] = "";
+    json_t *body = NULL, *report = NULL;
+    sim_stripe_event_t ev = {.copies = 1};
+    cm_err_t rc = sim_http_json_object(req, 0, &body, err);
+    if (!rc &&
+        (unknown_option(body, stripe_event_fields, err) || opt_str(body, "type", &ev.type, err) ||
+         opt_str(body, "id", &ev.id, err) || opt_int(body, "created", &ev.created, err) ||
+         opt_int(body, "copies", &ev.copies, err) || opt_bool(body, "forge", &ev.forge, err) ||
+         opt_offset(body, "timestamp_offset", &ev.timestamp_offset_ms, err)))
+        rc = CM_EINVAL;
+    ev.object = json_object_get(body, "object");
+    ev.has_created = json_object_get(body, "created") != NULL;
+    if (!rc)
+        rc = sim_stripe_send_event(ctl->stripe, &ev, &report, err);
+    json_decref(body);
+    answer_sent(resp, rc, err, 200, report);
+}
+
+static void h_stripe_delivery(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    answer_delivery(resp, sim_stripe_delivery(ctl->stripe, cm_http_req_param(req, "id")));
+}
+
 static void h_calcom_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_control_t *ctl = ud;
@@ -524,6 +610,35 @@ static void h_calcom_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, voi
         answer_err(resp, rc, err);
     else
         cm_http_resp_text(resp, 204, NULL, NULL);
+}
+
+static const char *const calcom_event_fields[] = {"trigger", "booking_uid", "payload",
+                                                  "copies",  "forge",       NULL};
+
+static void h_calcom_event(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    char err[CM_ERR_LEN] = "";
+    json_t *body = NULL, *report = NULL;
+    sim_calcom_event_t ev = {.copies = 1};
+    cm_err_t rc = sim_http_json_object(req, 0, &body, err);
+    if (!rc &&
+        (unknown_option(body, calcom_event_fields, err) ||
+         opt_str(body, "trigger", &ev.trigger, err) ||
+         opt_str(body, "booking_uid", &ev.booking_uid, err) ||
+         opt_int(body, "copies", &ev.copies, err) || opt_bool(body, "forge", &ev.forge, err)))
+        rc = CM_EINVAL;
+    ev.payload = json_object_get(body, "payload");
+    if (!rc)
+        rc = sim_calcom_send_event(ctl->calcom, &ev, &report, err);
+    json_decref(body);
+    answer_sent(resp, rc, err, 200, report);
+}
+
+static void h_calcom_delivery(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_control_t *ctl = ud;
+    answer_delivery(resp, sim_calcom_delivery(ctl->calcom, cm_http_req_param(req, "id")));
 }
 
 static void h_calcom_busy(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
@@ -587,10 +702,14 @@ cm_err_t sim_control_routes(sim_control_t *ctl, cm_http_server_t *srv)
         {"GET /control/calcom/bookings", h_calcom_bookings},
         {"PUT /control/calcom/webhook", h_calcom_webhook},
         {"POST /control/calcom/busy", h_calcom_busy},
+        {"POST /control/calcom/events", h_calcom_event},
+        {"GET /control/calcom/deliveries/{id}", h_calcom_delivery},
         {"GET /control/stripe/payment_intents", h_stripe_intents},
         {"GET /control/stripe/refunds", h_stripe_refunds},
         {"PUT /control/stripe/webhook", h_stripe_webhook},
         {"PUT /control/stripe/settings", h_stripe_settings},
+        {"POST /control/stripe/events", h_stripe_event},
+        {"GET /control/stripe/deliveries/{id}", h_stripe_delivery},
         {"POST /control/reset", h_reset},
     };
     cm_err_t rc = CM_OK;

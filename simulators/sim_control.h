@@ -1,8 +1,10 @@
 /* sim_control.h - the simulators' control API (docs/interfaces.md, "simulators").
  *
  * The scenario runner drives the providers through these routes on their own port:
- * create Retell calls and trigger their signed webhooks, read the effects ledgers, and
- * reset everything to the seed data. Answers are JSON; errors are problem+json (RFC
+ * create Retell calls and trigger their signed webhooks, have Stripe and Cal.com build,
+ * sign and deliver any event, read the effects ledgers, and reset everything to the seed
+ * data. A trigger answers once the first attempt of each copy has ended, so it holds its
+ * connection's thread that long. Answers are JSON; errors are problem+json (RFC
  * 9457), because this is our API, not a provider's.
  *
  * Handlers only parse, delegate to the provider modules and answer; all state lives in

@@ -14,6 +14,7 @@
 #include "cm_log.h"
 #include "cm_rand.h"
 #include "cm_sig.h"
+#include "sim_delivery.h"
 #include "sim_http.h"
 #include "sim_rng.h"
 
@@ -278,14 +279,6 @@ typedef struct gate {
 } gate_t;
 
 typedef struct {
-    long status; /* 0: no HTTP answer */
-    char err[160];
-    double ms;
-    char sig[CM_SIG_HDR_LEN]; /* "" when nothing was sent */
-    char *url;                /* where it went: the URL configured when it was sent */
-} attempt_t;
-
-typedef struct {
     const char *event; /* one of the static event names */
     char *body;
     size_t len;
@@ -303,7 +296,7 @@ typedef struct {
     cm_http_client_t *client; /* each concurrent copy has its own; sequential ones share */
     gate_t *gate;             /* NULL when sequential */
     const char *presig;       /* concurrent copies: the first attempt's shared signature */
-    attempt_t attempts[1 + SIM_RETELL_MAX_RETRIES];
+    sim_attempt_t attempts[1 + SIM_RETELL_MAX_RETRIES];
     unsigned nattempts;
 } delivery_t;
 
@@ -373,7 +366,7 @@ static cm_err_t sign_now(const job_t *j, const ev_t *e, char out[CM_SIG_HDR_LEN]
  * copy of the one configured now. NULL with a->err set when it must not be sent: the
  * simulator was reset since the trigger (its webhook URL and calls belong to the
  * scenario before), or out of memory. *stop is set when no later attempt may go. */
-static char *attempt_url(job_t *j, attempt_t *a, int *stop)
+static char *attempt_url(job_t *j, sim_attempt_t *a, int *stop)
 {
     sim_retell_t *r = j->r;
     char *url = NULL;
@@ -398,7 +391,7 @@ static void deliver(delivery_t *d)
     ev_t *e = &j->evs[d->ev];
     int stop = 0;
     for (unsigned n = 0; n <= j->retries && !stop; n++) {
-        attempt_t *a = &d->attempts[n];
+        sim_attempt_t *a = &d->attempts[n];
         if (n > 0 && pause_ms(r, j->interval_ms))
             break;
         d->nattempts = n + 1;
@@ -426,42 +419,20 @@ static void deliver(delivery_t *d)
             e->have_sig = 1;
         }
         pthread_mutex_unlock(&r->mu);
-        char sighdr[CM_SIG_HDR_LEN + 32];
-        snprintf(sighdr, sizeof sighdr, "x-retell-signature: %s", a->sig);
-        const char *headers[] = {"Content-Type: application/json", sighdr, NULL};
-        cm_http_response_t resp;
-        cm_http_request_t req = {.method = "POST",
-                                 .url = a->url,
-                                 .headers = headers,
-                                 .body = e->body,
-                                 .body_len = e->len,
-                                 .timeout_ms = j->timeout_ms,
-                                 .abort = &r->stopping};
-        int64_t at = cm_clock_now_ms(), t0 = cm_clock_mono_ns();
-        rc = cm_http_client_do(d->client, &req, &resp);
-        a->ms = (double)(cm_clock_mono_ns() - t0) / 1e6;
-        a->status = rc ? 0 : resp.status;
-        if (rc)
-            snprintf(a->err, sizeof a->err, "%s: %.120s", cm_strerror(rc), resp.err);
-        cm_http_response_free(&resp);
-        if (r->journal) {
-            json_t *h = json_pack("{s:s}", "x-retell-signature", a->sig);
-            sim_journal_add(r->journal, &(sim_journal_rec_t){.kind = SIM_JOURNAL_DELIVERY,
-                                                             .provider = "retell",
-                                                             .method = "POST",
-                                                             .path = a->url,
-                                                             .headers = h,
-                                                             .body = e->body,
-                                                             .body_len = e->len,
-                                                             .status = (int)a->status,
-                                                             .outcome = rc ? a->err : "answered",
-                                                             .at_ms = at,
-                                                             .duration_ms = a->ms,
-                                                             .delivery_id = j->id,
-                                                             .event = e->event,
-                                                             .attempt = (int)n + 1});
-            json_decref(h);
-        }
+        const char *headers[] = {"Content-Type: application/json", NULL};
+        sim_delivery_send(d->client,
+                          &(sim_delivery_req_t){.provider = "retell",
+                                                .sig_header = "x-retell-signature",
+                                                .headers = headers,
+                                                .body = e->body,
+                                                .len = e->len,
+                                                .timeout_ms = j->timeout_ms,
+                                                .abort = &r->stopping,
+                                                .journal = r->journal,
+                                                .delivery_id = j->id,
+                                                .event = e->event,
+                                                .attempt = (int)n + 1},
+                          a);
         if (a->status >= 200 && a->status < 300)
             break;
         if (__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE))
@@ -561,31 +532,19 @@ static int undialled(const json_t *call)
            strcmp(cm_json_str(call, "call_status", ""), "not_connected") == 0;
 }
 
-/* url and signature are null for an attempt that was not sent. */
-static json_t *attempt_json(const attempt_t *a)
-{
-    return json_pack("{s:o,s:o,s:f,s:o,s:o}", "status",
-                     a->status ? json_integer(a->status) : json_null(), "error",
-                     a->err[0] ? json_string(a->err) : json_null(), "ms", a->ms, "url",
-                     a->url ? json_string(a->url) : json_null(), "signature",
-                     a->sig[0] ? json_string(a->sig) : json_null());
-}
-
 static json_t *make_report(const job_t *j)
 {
     json_t *list = json_array(), *events = json_array();
     for (unsigned i = 0; list && events && i < j->nev * j->copies; i++) {
         const delivery_t *d = &j->ds[i];
-        const attempt_t *last = &d->attempts[d->nattempts ? d->nattempts - 1 : 0];
         json_t *att = json_array();
         for (unsigned k = 0; att && k < d->nattempts; k++)
-            json_array_append_new(att, attempt_json(&d->attempts[k]));
-        json_t *item = json_pack(
-            "{s:o,s:o,s:f,s:s,s:o}", "status",
-            last->status ? json_integer(last->status) : json_null(), "error",
-            last->err[0] ? json_string(last->err)
-                         : (d->nattempts ? json_null() : json_string("not sent (stopping)")),
-            "ms", last->ms, "event", j->evs[d->ev].event, "attempts", att ? att : json_array());
+            json_array_append_new(att, sim_delivery_attempt_json(&d->attempts[k]));
+        json_t *item = sim_delivery_item(att);
+        if (item && json_object_set_new(item, "event", json_string(j->evs[d->ev].event))) {
+            json_decref(item);
+            item = NULL;
+        }
         if (!item || json_array_append_new(list, item)) {
             json_decref(list);
             json_decref(events);

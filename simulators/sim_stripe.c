@@ -16,6 +16,7 @@
 #include "cm_json.h"
 #include "cm_sig.h"
 #include "cm_log.h"
+#include "sim_delivery.h"
 #include "sim_form.h"
 #include "sim_http.h"
 #include "sim_rng.h"
@@ -25,14 +26,9 @@
 #define ID_LEN 24
 /* Stripe's own ceiling for amount: eight digits in the smallest currency unit. */
 #define MAX_AMOUNT 99999999LL
-
-/* A webhook delivery waiting for its next attempt. */
-typedef struct pending {
-    char *event_id, *type, *body;
-    unsigned attempt; /* attempts made so far */
-    int64_t due_mono_ms;
-    struct pending *next;
-} pending_t;
+#define API_VERSION "2024-06-20"
+/* What a forged event is signed with: a secret nobody configured. */
+#define FORGED_SECRET "whsec_forged_by_the_simulator"
 
 struct sim_stripe {
     pthread_mutex_t mu;
@@ -59,9 +55,11 @@ struct sim_stripe {
     json_t *wh_schedule; /* retry delays in ms after each failed attempt */
     int wh_twin;
     int64_t wh_timeout_ms;
-    pending_t *queue;
+    uint64_t generation;       /* bumped by each reset */
+    sim_delivery_job_t *queue; /* events waiting for their next attempt */
     pthread_t worker;
     int has_worker;
+    sim_delivery_log_t *log; /* reports of the events sent through the control API */
 };
 
 sim_stripe_t *sim_stripe_new(const sim_stripe_cfg_t *cfg)
@@ -88,13 +86,13 @@ sim_stripe_t *sim_stripe_new(const sim_stripe_cfg_t *cfg)
     sim_rng_init(&s->rng, cfg->seed, 3);
     s->ledger = json_array();
     s->by_id = json_object();
+    s->log = sim_delivery_log_new("dlv_stripe");
     if (!s->api_key || !s->webhook_secret || !s->ledger || !s->by_id || !s->refunds ||
-        !s->refunds_by_id || !s->charges || !s->idem || !s->wh_secrets || !s->wh_schedule)
+        !s->refunds_by_id || !s->charges || !s->idem || !s->wh_secrets || !s->wh_schedule ||
+        !s->log)
         sim_stripe_free(&s);
     return s;
 }
-
-static void queue_free(sim_stripe_t *s);
 
 void sim_stripe_free(sim_stripe_t **sp)
 {
@@ -104,7 +102,8 @@ void sim_stripe_free(sim_stripe_t **sp)
     sim_stripe_shutdown(s);
     if (s->has_worker)
         pthread_join(s->worker, NULL);
-    queue_free(s);
+    sim_delivery_jobs_drop(s->log, s->queue, "not sent: the simulator stopped");
+    sim_delivery_log_free(&s->log);
     json_decref(s->refunds);
     json_decref(s->refunds_by_id);
     json_decref(s->charges);
@@ -137,8 +136,11 @@ void sim_stripe_reset(sim_stripe_t *s)
     s->wh_url = NULL;
     s->wh_twin = 0;
     json_array_clear(s->wh_secrets);
+    s->generation++;
+    sim_delivery_job_t *dropped = s->queue;
+    s->queue = NULL;
     pthread_mutex_unlock(&s->mu);
-    queue_free(s);
+    sim_delivery_jobs_drop(s->log, dropped, "not sent: the simulator was reset");
 }
 
 json_t *sim_stripe_payment_intents(sim_stripe_t *s)
@@ -896,40 +898,35 @@ cm_err_t sim_stripe_settings(sim_stripe_t *s, int64_t decline_next, const char *
 
 /* ---- events and their delivery -------------------------------------------------------- */
 
-static void queue_free(sim_stripe_t *s)
+/* Queues body (taken) for delivery now and returns the job, which the caller may still
+ * fill in until it lets go of the lock. NULL when out of memory (body is freed). Under
+ * the lock. */
+static sim_delivery_job_t *enqueue(sim_stripe_t *s, const char *event_id, const char *type,
+                                   char *body)
 {
-    pthread_mutex_lock(&s->mu);
-    pending_t *p = s->queue;
-    s->queue = NULL;
-    pthread_mutex_unlock(&s->mu);
-    while (p) {
-        pending_t *n = p->next;
-        free(p->event_id);
-        free(p->type);
-        free(p->body);
-        free(p);
-        p = n;
+    sim_delivery_job_t *p = sim_delivery_job_new(type, event_id, body);
+    if (!p) {
+        CM_WARN(COMP, "out of memory: event %s not delivered", event_id);
+        return NULL;
     }
+    p->generation = s->generation;
+    sim_delivery_jobs_append(&s->queue, p);
+    pthread_cond_broadcast(&s->cv);
+    return p;
 }
 
-static void enqueue(sim_stripe_t *s, const char *event_id, const char *type, char *body)
+/* A new event as Stripe sends it, with data.object object itself (not a copy: serialise
+ * the event before object changes); request_id and idem_key may be NULL. NULL when out of
+ * memory. */
+static json_t *new_event(const char *id, const char *type, int64_t created, const json_t *object,
+                         const char *request_id, const char *idem_key)
 {
-    pending_t *p = calloc(1, sizeof *p);
-    if (!p || !(p->event_id = strdup(event_id)) || !(p->type = strdup(type))) {
-        if (p)
-            free(p->event_id);
-        free(p);
-        free(body);
-        CM_WARN(COMP, "out of memory: event %s not delivered", event_id);
-        return;
-    }
-    p->body = body;
-    p->due_mono_ms = cm_clock_mono_ms();
-    pending_t **pp = &s->queue;
-    while (*pp)
-        pp = &(*pp)->next;
-    *pp = p;
-    pthread_cond_broadcast(&s->cv);
+    return json_pack("{s:s,s:s,s:s,s:I,s:s,s:{s:o,s:{}},s:b,s:i,s:{s:o,s:o}}", "id", id, "object",
+                     "event", "api_version", API_VERSION, "created", (json_int_t)created, "type",
+                     type, "data", "object", json_incref((json_t *)object), "previous_attributes",
+                     "livemode", 0, "pending_webhooks", 1, "request", "id",
+                     request_id ? json_string(request_id) : json_null(), "idempotency_key",
+                     idem_key ? sim_http_str(idem_key) : json_null());
 }
 
 /* Builds the event (and its twin when asked) and queues it for delivery. Under the lock;
@@ -941,16 +938,12 @@ static void queue_event(sim_stripe_t *s, const op_t *o, const char *type, const 
     for (int copy = 0; copy < 1 + (s->wh_twin ? 1 : 0); copy++) {
         char id[40];
         new_id(s, "evt_", id);
-        json_t *ev = json_pack(
-            "{s:s,s:s,s:s,s:I,s:s,s:{s:O,s:{}},s:b,s:i,s:{s:o,s:o}}", "id", id, "object", "event",
-            "api_version", "2024-06-20", "created", (json_int_t)cm_clock_now_s(), "type", type,
-            "data", "object", object, "previous_attributes", "livemode", 0, "pending_webhooks", 1,
-            "request", "id", o && o->request_id[0] ? json_string(o->request_id) : json_null(),
-            "idempotency_key", o && o->idem_key ? sim_http_str(o->idem_key) : json_null());
+        json_t *ev =
+            new_event(id, type, cm_clock_now_s(), object,
+                      o && o->request_id[0] ? o->request_id : NULL, o ? o->idem_key : NULL);
         char *body = ev ? cm_json_dumps(ev) : NULL;
         json_decref(ev);
-        if (body)
-            enqueue(s, id, type, body);
+        (void)enqueue(s, id, type, body);
     }
 }
 
@@ -962,55 +955,37 @@ static void wait_until(sim_stripe_t *s, int64_t due)
     (void)pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 }
 
-static void attempt(sim_stripe_t *s, cm_http_client_t *c, pending_t *p, const char *url,
-                    json_t *secrets, int64_t timeout_ms, long *status)
+/* Makes the next attempt of p to a->url: signed now (a fresh t= on every attempt, shifted by
+ * the event's offset), with one v1 per secret while one rolls, or with a secret nobody
+ * configured for a forged event. */
+static void attempt(sim_stripe_t *s, cm_http_client_t *c, const sim_delivery_job_t *p,
+                    json_t *secrets, int64_t timeout_ms, sim_attempt_t *a)
 {
-    const char *keys[8];
+    const char *keys[4];
     size_t nk = 0;
-    keys[nk++] = s->webhook_secret;
-    for (size_t i = 0; i < json_array_size(secrets) && nk < 4; i++)
+    keys[nk++] = p->forge ? FORGED_SECRET : s->webhook_secret;
+    for (size_t i = 0; !p->forge && i < json_array_size(secrets) && nk < 4; i++)
         keys[nk++] = json_string_value(json_array_get(secrets, i));
-    char sig[CM_SIG_HDR_LEN], hdr[CM_SIG_HDR_LEN + 32];
-    size_t len = strlen(p->body);
-    /* A fresh t= and signature on every attempt, one v1 per secret while one rolls. */
-    if (cm_sig_stripe_sign(keys, nk, p->body, len, cm_clock_now_s(), sig) != CM_OK)
-        sig[0] = '\0';
-    snprintf(hdr, sizeof hdr, "Stripe-Signature: %s", sig);
-    const char *headers[] = {"Content-Type: application/json; charset=utf-8", hdr,
+    size_t len = p->len;
+    /* The offset was checked at the trigger not to reach before 1970. */
+    int64_t t = (cm_clock_now_ms() + p->ts_offset_ms) / 1000;
+    if (cm_sig_stripe_sign(keys, nk, p->body, len, t, a->sig) != CM_OK)
+        a->sig[0] = '\0';
+    const char *headers[] = {"Content-Type: application/json; charset=utf-8",
                              "User-Agent: Stripe/1.0 (+https://stripe.com/docs/webhooks)", NULL};
-    cm_http_request_t req = {.method = "POST",
-                             .url = url,
-                             .headers = headers,
-                             .body = p->body,
-                             .body_len = len,
-                             .timeout_ms = timeout_ms,
-                             .abort = &s->stopping};
-    cm_http_response_t resp;
-    int64_t at = cm_clock_now_ms(), t0 = cm_clock_mono_ns();
-    cm_err_t rc = cm_http_client_do(c, &req, &resp);
-    double ms = (double)(cm_clock_mono_ns() - t0) / 1e6;
-    *status = rc ? 0 : resp.status;
-    char outcome[CM_ERR_LEN];
-    snprintf(outcome, sizeof outcome, "%s", rc ? resp.err : "answered");
-    cm_http_response_free(&resp);
-    if (s->journal) {
-        json_t *h = json_pack("{s:s}", "Stripe-Signature", sig);
-        sim_journal_add(s->journal, &(sim_journal_rec_t){.kind = SIM_JOURNAL_DELIVERY,
-                                                         .provider = "stripe",
-                                                         .method = "POST",
-                                                         .path = url,
-                                                         .headers = h,
-                                                         .body = p->body,
-                                                         .body_len = len,
-                                                         .status = (int)*status,
-                                                         .outcome = outcome,
-                                                         .at_ms = at,
-                                                         .duration_ms = ms,
-                                                         .delivery_id = p->event_id,
-                                                         .event = p->type,
-                                                         .attempt = (int)p->attempt + 1});
-        json_decref(h);
-    }
+    sim_delivery_send(c,
+                      &(sim_delivery_req_t){.provider = "stripe",
+                                            .sig_header = "Stripe-Signature",
+                                            .headers = headers,
+                                            .body = p->body,
+                                            .len = len,
+                                            .timeout_ms = timeout_ms,
+                                            .abort = &s->stopping,
+                                            .journal = s->journal,
+                                            .delivery_id = sim_delivery_job_id(p),
+                                            .event = p->event,
+                                            .attempt = (int)p->attempt + 1},
+                      a);
 }
 
 /* The delivery worker: takes the earliest due delivery, tries it, and puts it back with
@@ -1021,8 +996,8 @@ static void *worker(void *arg)
     cm_http_client_t *c = cm_http_client_new();
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
-        pending_t **best = NULL;
-        for (pending_t **pp = &s->queue; *pp; pp = &(*pp)->next)
+        sim_delivery_job_t **best = NULL;
+        for (sim_delivery_job_t **pp = &s->queue; *pp; pp = &(*pp)->next)
             if (!best || (*pp)->due_mono_ms < (*best)->due_mono_ms)
                 best = pp;
         if (!best) {
@@ -1033,33 +1008,37 @@ static void *worker(void *arg)
             wait_until(s, (*best)->due_mono_ms);
             continue;
         }
-        pending_t *p = *best;
+        sim_delivery_job_t *p = *best;
         *best = p->next;
         p->next = NULL;
-        char *url = s->wh_url ? strdup(s->wh_url) : NULL;
+        sim_attempt_t a = {.url = s->wh_url ? strdup(s->wh_url) : NULL};
         json_t *secrets = json_deep_copy(s->wh_secrets);
         int64_t timeout = s->wh_timeout_ms;
         pthread_mutex_unlock(&s->mu);
-        long status = 0;
-        if (url && c)
-            attempt(s, c, p, url, secrets, timeout, &status);
-        free(url);
+        if (a.url && c)
+            attempt(s, c, p, secrets, timeout, &a);
+        else
+            snprintf(a.err, sizeof a.err, "not sent: out of memory");
         json_decref(secrets);
         pthread_mutex_lock(&s->mu);
         p->attempt++;
         size_t nsched = json_array_size(s->wh_schedule);
-        if ((status < 200 || status >= 300) && p->attempt <= nsched && !s->stopping) {
+        int failed = a.status < 200 || a.status >= 300;
+        /* A reset while this attempt was in flight ends the delivery: its retries belong
+         * to the scenario before and must not reach the webhook URL set after it. */
+        int retry =
+            failed && p->attempt <= nsched && !s->stopping && p->generation == s->generation;
+        sim_delivery_log_attempt(s->log, &p->report, &a, retry);
+        free(a.url);
+        if (retry) {
             p->due_mono_ms = cm_clock_mono_ms() +
                              json_integer_value(json_array_get(s->wh_schedule, p->attempt - 1));
             p->next = s->queue;
             s->queue = p;
         } else {
-            if (status < 200 || status >= 300)
-                CM_INFO(COMP, "event %s given up after %u attempts", p->event_id, p->attempt);
-            free(p->event_id);
-            free(p->type);
-            free(p->body);
-            free(p);
+            if (failed)
+                CM_INFO(COMP, "event %s given up after %u attempts", p->id, p->attempt);
+            sim_delivery_job_free(p);
         }
     }
     pthread_mutex_unlock(&s->mu);
@@ -1138,6 +1117,148 @@ cm_err_t sim_stripe_set_webhook(sim_stripe_t *s, const json_t *cfg, char *err)
     return rc;
 }
 
+/* ---- events sent on request ------------------------------------------------------------ */
+
+/* 1 when type is two or three dot-separated words of a-z, 0-9 and '_', as Stripe's are. */
+static int event_type_ok(const char *type)
+{
+    size_t words = 0, len = strlen(type);
+    if (len > 127)
+        return 0;
+    for (const char *p = type;; p++) {
+        size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_");
+        if (!n)
+            return 0;
+        words++;
+        p += n;
+        if (!*p)
+            break;
+        if (*p != '.')
+            return 0;
+    }
+    return words == 2 || words == 3;
+}
+
+/* The "object" member Stripe gives an event's data.object of type (checked). out holds
+ * 128 bytes. */
+static void object_name(const char *type, char out[128])
+{
+    const char *action = strrchr(type, '.');
+    const char *first_dot = strchr(type, '.');
+    size_t from = 0;
+    /* charge.dispute.*, charge.refund.*, customer.subscription.*, customer.tax_id.* ... are
+     * the sub-resource itself; checkout.session.* and the like keep their namespace. */
+    if (first_dot != action &&
+        (strncmp(type, "charge.", 7) == 0 || strncmp(type, "customer.", 9) == 0))
+        from = (size_t)(first_dot - type) + 1;
+    snprintf(out, 128, "%.*s", (int)(action - type) - (int)from, type + from);
+}
+
+/* Checks ev; CM_EINVAL with err naming the field. */
+static cm_err_t check_event(const sim_stripe_event_t *ev, char *err)
+{
+    const json_t *name = ev->object ? json_object_get(ev->object, "object") : NULL;
+    if (!ev->type)
+        cm_errf(err, "type is required (e.g. \"payment_intent.succeeded\")");
+    else if (!event_type_ok(ev->type))
+        cm_errf(err,
+                "type must be two or three dot-separated words of a-z, 0-9 and _ (e.g. "
+                "\"payment_intent.succeeded\"), not \"%.64s\"",
+                ev->type);
+    else if (!json_is_object(ev->object))
+        cm_errf(err, "object must be a JSON object: the fields of data.object");
+    else if (name && !json_is_string(name))
+        cm_errf(err, "object.object must be a string");
+    else if (ev->id && (!*ev->id || strlen(ev->id) > 255))
+        cm_errf(err, "id must be a non-empty string of at most 255 bytes");
+    else if (ev->has_created && ev->created < 0)
+        cm_errf(err, "created must be a Unix time in seconds, not negative");
+    else if (ev->copies < 1 || ev->copies > SIM_STRIPE_MAX_COPIES)
+        cm_errf(err, "copies must be between 1 and %d", SIM_STRIPE_MAX_COPIES);
+    else if (ev->timestamp_offset_ms < -SIM_STRIPE_MAX_OFFSET_MS ||
+             ev->timestamp_offset_ms > SIM_STRIPE_MAX_OFFSET_MS)
+        cm_errf(err, "timestamp_offset must be within 3650 days either way");
+    else if (cm_clock_now_ms() + ev->timestamp_offset_ms < 0)
+        cm_errf(err, "timestamp_offset puts the signed time before 1970");
+    else
+        return CM_OK;
+    return CM_EINVAL;
+}
+
+/* A new data.object: "id" first and "object" next, as Stripe orders them, then the rest
+ * of ev->object. NULL when out of memory. */
+static json_t *data_object(const sim_stripe_event_t *ev)
+{
+    char name[128];
+    object_name(ev->type, name);
+    json_t *o = json_object();
+    const json_t *id = json_object_get(ev->object, "id");
+    if (o && id && json_object_set(o, "id", (json_t *)id))
+        goto fail;
+    if (o && json_object_set_new(o, "object", json_string(name)))
+        goto fail;
+    if (o && json_object_update(o, (json_t *)ev->object))
+        goto fail;
+    return o;
+fail:
+    json_decref(o);
+    return NULL;
+}
+
+cm_err_t sim_stripe_send_event(sim_stripe_t *s, const sim_stripe_event_t *ev, json_t **report,
+                               char *err)
+{
+    *report = NULL;
+    cm_err_t rc = check_event(ev, err);
+    if (rc)
+        return rc;
+    json_t *obj = data_object(ev), *env = NULL;
+    sim_delivery_ref_t ref = {0};
+    sim_delivery_job_t *jobs = NULL;
+    if (!obj)
+        return CM_ENOMEM;
+    pthread_mutex_lock(&s->mu);
+    if (!s->wh_url || !s->has_worker) {
+        cm_errf(err, "no webhook URL set (PUT /control/stripe/webhook first)");
+        rc = CM_ESTATE;
+    } else {
+        char gen[40] = "";
+        if (!ev->id)
+            new_id(s, "evt_", gen);
+        const char *id = ev->id ? ev->id : gen;
+        env = new_event(id, ev->type, ev->has_created ? ev->created : cm_clock_now_s(), obj, NULL,
+                        NULL);
+        sim_delivery_copies_t c = {.event = ev->type,
+                                   .id = id,
+                                   .copies = (unsigned)ev->copies,
+                                   .forge = ev->forge,
+                                   .ts_offset_ms = ev->timestamp_offset_ms,
+                                   .generation = s->generation};
+        rc = env ? sim_delivery_log_queue(s->log, env, s->wh_url, &c, &ref, &jobs) : CM_ENOMEM;
+    }
+    if (!rc) {
+        sim_delivery_jobs_append(&s->queue, jobs);
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!rc) {
+        CM_INFO(COMP, "event %s (%s) sent on request, %lld cop%s%s: %s", cm_json_str(env, "id", ""),
+                ev->type, (long long)ev->copies, ev->copies == 1 ? "y" : "ies",
+                ev->forge ? ", forged" : "", ref.id);
+        *report = sim_delivery_log_wait_first(s->log, &ref);
+        if (!*report)
+            rc = CM_ENOMEM;
+    }
+    json_decref(env);
+    json_decref(obj);
+    return rc;
+}
+
+json_t *sim_stripe_delivery(sim_stripe_t *s, const char *delivery_id)
+{
+    return sim_delivery_log_report(s->log, delivery_id);
+}
+
 cm_err_t sim_stripe_hold(sim_stripe_t *s, int64_t hold_ms, char *err)
 {
     if (hold_ms < 0 || hold_ms > 60000) {
@@ -1165,4 +1286,6 @@ void sim_stripe_shutdown(sim_stripe_t *s)
     __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    if (s->log)
+        sim_delivery_log_stop(s->log);
 }

@@ -21,6 +21,7 @@
  * stored. Events (payment_intent.succeeded / payment_failed / canceled /
  * amount_capturable_updated, charge.refunded) go to the URL set with sim_stripe_set_webhook,
  * signed afresh on every attempt (one v1 per secret), retried on the configured schedule.
+ * The control API can send any event through the same worker (sim_stripe_send_event).
  *
  * Intents, refunds and effects stay in memory until a reset. State sits behind one mutex;
  * all functions but new/free are thread-safe.
@@ -63,6 +64,51 @@ void sim_stripe_shutdown(sim_stripe_t *s);
  * event id for each change), "timeout_ms": 10000}. CM_EINVAL (err says why) changes
  * nothing. Only changes made after this are delivered. */
 cm_err_t sim_stripe_set_webhook(sim_stripe_t *s, const json_t *cfg, char *err) CM_WUR;
+
+/* The most copies of one event sim_stripe_send_event sends. */
+#define SIM_STRIPE_MAX_COPIES 20
+/* How far timestamp_offset_ms may move t= either way: ten years. */
+#define SIM_STRIPE_MAX_OFFSET_MS (3650LL * 86400 * 1000)
+
+/* An event built and sent on request (the control API), not caused by a state change. */
+typedef struct {
+    const char *type;            /* "word.word[.word]" of a-z, 0-9, '_' ("charge.refunded") */
+    const json_t *object;        /* data.object's fields (borrowed); "object" defaults below */
+    const char *id;              /* NULL: a generated "evt_" id */
+    int has_created;             /* 0: created is now */
+    int64_t created;             /* Unix seconds */
+    int64_t copies;              /* 1..SIM_STRIPE_MAX_COPIES deliveries of the same bytes */
+    int forge;                   /* sign with a secret nobody configured */
+    int64_t timestamp_offset_ms; /* added to each attempt's send time for t= */
+} sim_stripe_event_t;
+
+/* Builds ev's event exactly as the simulator's own are built ({"id","object":"event",
+ * "api_version","created","type","data":{"object","previous_attributes":{}},"livemode":
+ * false,"pending_webhooks":1,"request":{"id":null,"idempotency_key":null}}), where
+ * data.object is ev->object with an "object" member, when it has none, named after the
+ * type: the type without its action ("payment_intent.succeeded": "payment_intent",
+ * "checkout.session.completed": "checkout.session"), but a charge's or customer's
+ * sub-resource alone ("charge.dispute.created": "dispute"). The event is serialised once
+ * and ev->copies deliveries of those bytes are queued for the delivery worker, each its own
+ * chain of attempts as for the simulator's own events: signed when sent (one v1 per
+ * configured secret, extra_secrets included; forge: a single v1 with a secret nobody
+ * configured; t= the send time plus timestamp_offset_ms, in whole seconds), the configured
+ * timeout, retried on the configured retry_schedule_ms. twin does not apply. Returns once
+ * the first attempt of every copy has ended, with a new report
+ *   {"delivery_id","status":"retrying"|"done","event":{the envelope},"url",
+ *    "deliveries":[{"status":204|null,"error":null|"...","ms",
+ *                   "attempts":[{"status","error","ms","url","signature"}]}, ...]}
+ * in copy order; retries go on in the background (sim_stripe_delivery). Every attempt is
+ * journaled (kind delivery, delivery_id the report's). Errors, nothing queued: CM_EINVAL
+ * (err names the field), CM_ESTATE (no webhook URL set), CM_ENOMEM. Blocks for as long as
+ * the first attempts take; call it from a thread that may wait. */
+cm_err_t sim_stripe_send_event(sim_stripe_t *s, const sim_stripe_event_t *ev, json_t **report,
+                               char *err) CM_WUR;
+
+/* A new copy of the report of an event sent with sim_stripe_send_event, with every attempt
+ * so far ("status":"done" when no retry is to come); NULL when unknown (the last 256
+ * finished reports are kept, across resets). */
+json_t *sim_stripe_delivery(sim_stripe_t *s, const char *delivery_id);
 
 /* Declines: decline_next -1 makes every charge decline, N the next N, 0 none; decline_code
  * (NULL: keep) is the decline_code given. error_next N: the next N POST executions answer

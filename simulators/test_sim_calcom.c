@@ -371,6 +371,38 @@ static void h_hook(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     cm_http_resp_text(resp, 500, NULL, NULL); /* Cal.com does not retry even then */
 }
 
+/* Starts a receiver of webhooks and points the simulator at it; the caller stops it with
+ * stop_hooks. */
+static cm_http_server_t *start_hooks(void)
+{
+    char err[CM_ERR_LEN] = "", url[96];
+    cm_http_server_t *hooks =
+        cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.hooks"});
+    cr_assert_eq(cm_http_server_route(hooks, "POST /h", h_hook, NULL), CM_OK);
+    cr_assert_eq(cm_http_server_start(hooks, err), CM_OK);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/h", cm_http_server_port(hooks));
+    cr_assert_eq(sim_calcom_set_webhook(cal, url, err), CM_OK, "%s", err);
+    return hooks;
+}
+
+static void stop_hooks(cm_http_server_t **hooks)
+{
+    cm_http_server_free(hooks);
+    for (int i = 0; i < nhooks; i++) {
+        free(hbody[i]);
+        free(hsig[i]);
+    }
+    nhooks = 0;
+}
+
+static int hooks_count(void)
+{
+    pthread_mutex_lock(&hmu);
+    int n = nhooks;
+    pthread_mutex_unlock(&hmu);
+    return n;
+}
+
 static void wait_hooks(int n)
 {
     int64_t deadline = cm_clock_mono_ms() + 5000;
@@ -387,13 +419,8 @@ static void wait_hooks(int n)
 
 Test(calcom, cancel_reschedule_list_and_signed_webhooks)
 {
-    char err[CM_ERR_LEN] = "", path[160], url[96];
-    cm_http_server_t *hooks =
-        cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.hooks"});
-    cr_assert_eq(cm_http_server_route(hooks, "POST /h", h_hook, NULL), CM_OK);
-    cr_assert_eq(cm_http_server_start(hooks, err), CM_OK);
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/h", cm_http_server_port(hooks));
-    cr_assert_eq(sim_calcom_set_webhook(cal, url, err), CM_OK, "%s", err);
+    char path[160];
+    cm_http_server_t *hooks = start_hooks();
 
     result_t r = book(BOOK_BODY("2050-09-08T10:00:00Z", "Ada"));
     cr_assert_eq(r.status, 201);
@@ -464,11 +491,142 @@ Test(calcom, cancel_reschedule_list_and_signed_webhooks)
     json_t *e = sim_journal_effects(jr, "calcom", NULL);
     cr_assert_eq(cm_json_int(e, "count", -1), 4, "booking, reschedule, booking, cancellation");
     json_decref(e);
-    cm_http_server_free(&hooks);
-    for (int i = 0; i < nhooks; i++) {
-        free(hbody[i]);
-        free(hsig[i]);
+    stop_hooks(&hooks);
+}
+
+/* Sends a webhook on request; the report, or NULL with *rc set. */
+static json_t *send_hook(sim_calcom_event_t ev, const char *payload, cm_err_t *rc,
+                         char err[CM_ERR_LEN])
+{
+    json_t *p = payload ? json_loads(payload, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *report = NULL;
+    ev.payload = p;
+    *rc = sim_calcom_send_event(cal, &ev, &report, err);
+    json_decref(p);
+    return report;
+}
+
+static json_t *payload_of(const char *body)
+{
+    json_t *v = json_loads(body, 0, NULL);
+    json_t *p = json_incref(json_object_get(v, "payload"));
+    json_decref(v);
+    return p;
+}
+
+Test(calcom, webhooks_on_request_by_booking_uid_and_by_payload)
+{
+    char err[CM_ERR_LEN] = "", path[160], uid[64];
+    cm_err_t rc;
+    const char *secrets[] = {"s"};
+    cm_http_server_t *hooks = start_hooks();
+    result_t r = book(BOOK_BODY("2050-09-10T10:00:00Z", "Ada"));
+    cr_assert_eq(r.status, 201);
+    snprintf(uid, sizeof uid, "%s", cm_json_str(r.body, "data.uid", ""));
+    json_decref(r.body);
+    snprintf(path, sizeof path, "/v2/bookings/%s/cancel", uid);
+    r = call("POST", path, BEARER, "2024-08-13", "{\"cancellationReason\":\"ill\"}");
+    cr_assert_eq(r.status, 200);
+    json_decref(r.body);
+    wait_hooks(2); /* the simulator's own BOOKING_CREATED and BOOKING_CANCELLED */
+
+    /* By booking: the very payload of the simulator's own webhook for it. */
+    int64_t before = cm_clock_now_ms();
+    json_t *rep = send_hook(
+        (sim_calcom_event_t){.trigger = "BOOKING_CANCELLED", .booking_uid = uid, .copies = 1}, NULL,
+        &rc, err);
+    cr_assert_eq(rc, CM_OK, "%s", err);
+    cr_assert_eq(strncmp(cm_json_str(rep, "delivery_id", ""), "dlv_calcom_", 11), 0);
+    cr_assert_str_eq(cm_json_str(rep, "status", ""), "done");
+    cr_assert_eq(cm_json_int(rep, "deliveries.0.status", 0), 500);
+    cr_assert_eq(json_array_size(cm_json_path(rep, "deliveries.0.attempts")), 1, "no retry");
+    cr_assert_eq(hooks_count(), 3);
+    json_t *own = payload_of(hbody[1]), *sent = payload_of(hbody[2]);
+    cr_assert(json_equal(own, sent), "%s\n%s", hbody[1], hbody[2]);
+    cr_assert_str_eq(cm_json_str(sent, "cancellationReason", ""), "ill");
+    json_decref(own);
+    json_decref(sent);
+    json_t *ev = json_loads(hbody[2], 0, NULL);
+    cr_assert(json_equal(ev, cm_json_path(rep, "event")));
+    cr_assert_str_eq(cm_json_str(ev, "triggerEvent", ""), "BOOKING_CANCELLED");
+    int64_t created = 0;
+    cr_assert_eq(cm_clock_parse_iso8601(cm_json_str(ev, "createdAt", ""), &created), 0);
+    cr_assert(created >= before - 1 && created <= cm_clock_now_ms(), "createdAt is now");
+    json_decref(ev);
+    cr_assert_eq(cm_sig_calcom_verify(secrets, 1, hbody[2], strlen(hbody[2]), hsig[2]), CM_OK);
+    cr_assert_str_eq(cm_json_str(rep, "deliveries.0.attempts.0.signature", ""), hsig[2]);
+    json_decref(rep);
+
+    /* By payload, as given, in copies of the same bytes; and forged. */
+    const char *given = "{\"uid\":\"bk_x\",\"status\":\"REJECTED\",\"rejectionReason\":\"full\"}";
+    rep = send_hook((sim_calcom_event_t){.trigger = "BOOKING_REJECTED", .copies = 2}, given, &rc,
+                    err);
+    cr_assert_eq(rc, CM_OK, "%s", err);
+    cr_assert_eq(json_array_size(cm_json_path(rep, "deliveries")), 2);
+    json_decref(rep);
+    cr_assert_eq(hooks_count(), 5);
+    cr_assert_str_eq(hbody[3], hbody[4]);
+    json_t *want = json_loads(given, 0, NULL);
+    sent = payload_of(hbody[3]);
+    cr_assert(json_equal(want, sent), "%s", hbody[3]);
+    json_decref(want);
+    json_decref(sent);
+    rep = send_hook((sim_calcom_event_t){.trigger = "MEETING_ENDED", .copies = 1, .forge = 1},
+                    "{\"uid\":\"bk_y\"}", &rc, err);
+    cr_assert_eq(rc, CM_OK, "%s", err);
+    json_decref(rep);
+    cr_assert_eq(cm_sig_calcom_verify(secrets, 1, hbody[5], strlen(hbody[5]), hsig[5]),
+                 CM_ESIG_MISMATCH);
+
+    /* Journaled under the report's id, one attempt each. */
+    sim_journal_filter_t f = {.provider = "calcom", .kind = SIM_JOURNAL_DELIVERY};
+    cr_assert_eq(sim_journal_wait(jr, &f, 6, 5000), 6);
+    json_t *j = sim_journal_query(jr, &f);
+    cr_assert_null(cm_json_path(j, "entries.1.delivery_id"), "own webhooks have none");
+    cr_assert_eq(strncmp(cm_json_str(j, "entries.2.delivery_id", ""), "dlv_calcom_", 11), 0);
+    cr_assert_eq(cm_json_int(j, "entries.2.attempt", 0), 1);
+    json_decref(j);
+    stop_hooks(&hooks);
+}
+
+Test(calcom, webhooks_on_request_are_refused_like_a_strict_api)
+{
+    char err[CM_ERR_LEN] = "";
+    cm_err_t rc;
+    json_t *rep = send_hook((sim_calcom_event_t){.trigger = "BOOKING_CREATED", .copies = 1},
+                            "{\"uid\":\"bk_1\"}", &rc, err);
+    cr_assert_eq(rc, CM_ESTATE, "no webhook URL yet: %s", err);
+    cr_assert_null(rep);
+    cm_http_server_t *hooks = start_hooks();
+    rep = send_hook(
+        (sim_calcom_event_t){.trigger = "BOOKING_CREATED", .booking_uid = "nope", .copies = 1},
+        NULL, &rc, err);
+    cr_assert_eq(rc, CM_ENOTFOUND, "%s", err);
+    static const struct {
+        sim_calcom_event_t ev;
+        const char *payload, *field;
+    } bad[] = {
+        {{.copies = 1}, "{}", "trigger"},
+        {{.trigger = "BOOKING_LOST", .copies = 1}, "{}", "trigger"},
+        {{.trigger = "BOOKING_CREATED", .copies = 1}, NULL, "booking_uid or payload"},
+        {{.trigger = "BOOKING_CREATED", .booking_uid = "x", .copies = 1},
+         "{}",
+         "booking_uid or payload"},
+        {{.trigger = "BOOKING_CREATED", .copies = 1}, "[]", "payload"},
+        {{.trigger = "BOOKING_CREATED", .booking_uid = "", .copies = 1}, NULL, "booking_uid"},
+        {{.trigger = "MEETING_ENDED", .booking_uid = "x", .copies = 1}, NULL, "booking_uid"},
+        {{.trigger = "BOOKING_CREATED", .copies = 0}, "{}", "copies"},
+        {{.trigger = "BOOKING_CREATED", .copies = 21}, "{}", "copies"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        rep = send_hook(bad[i].ev, bad[i].payload, &rc, err);
+        cr_assert_eq(rc, CM_EINVAL, "case %zu", i);
+        cr_assert_null(rep);
+        cr_assert_eq(strncmp(err, bad[i].field, strlen(bad[i].field)), 0, "case %zu: %s", i, err);
     }
+    cr_assert_eq(hooks_count(), 0, "refused webhooks send nothing");
+    stop_hooks(&hooks);
 }
 
 #define TEAM_BODY(start, name)                                                                     \

@@ -16,11 +16,13 @@ static cm_http_server_t *srv, *receiver;
 static char base[64];
 static unsigned recv_port;
 static int received;
+static int fail_first; /* answer 500 to this many requests first */
 
 static void h_receive(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     __atomic_add_fetch(&received, 1, __ATOMIC_SEQ_CST);
-    cm_http_resp_text(resp, 204, NULL, NULL);
+    int fail = __atomic_fetch_sub(&fail_first, 1, __ATOMIC_SEQ_CST) > 0;
+    cm_http_resp_text(resp, fail ? 500 : 204, NULL, NULL);
 }
 
 static void setup(void)
@@ -28,10 +30,14 @@ static void setup(void)
     char err[CM_ERR_LEN] = "";
     cr_assert_eq(cm_http_global_init(), CM_OK);
     cm_log_set_level("warn"); /* keep test output to failures */
-    ctl.retell = sim_retell_new(&(sim_retell_cfg_t){.api_key = "key_t", .seed = 1});
-    ctl.calcom = sim_calcom_new(&(sim_calcom_cfg_t){.api_key = "cal_t", .taken_status = 400});
-    ctl.stripe = sim_stripe_new(&(sim_stripe_cfg_t){.api_key = "sk_test_t"});
     ctl.journal = sim_journal_new(100);
+    ctl.retell = sim_retell_new(&(sim_retell_cfg_t){.api_key = "key_t", .seed = 1});
+    ctl.calcom = sim_calcom_new(&(sim_calcom_cfg_t){.api_key = "cal_t",
+                                                    .webhook_secret = "calsecret_t",
+                                                    .taken_status = 400,
+                                                    .journal = ctl.journal});
+    ctl.stripe = sim_stripe_new(&(sim_stripe_cfg_t){
+        .api_key = "sk_test_t", .webhook_secret = "whsec_t", .journal = ctl.journal});
     ctl.fault = sim_fault_new(&(sim_fault_cfg_t){.seed = 1, .journal = ctl.journal});
     srv = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.control"});
     receiver = cm_http_server_new(&(cm_http_server_cfg_t){.threads = 0, .name = "test.recv"});
@@ -41,6 +47,7 @@ static void setup(void)
     cr_assert_eq(cm_http_server_start(receiver, err), CM_OK, "%s", err);
     snprintf(base, sizeof base, "http://127.0.0.1:%u", cm_http_server_port(srv));
     recv_port = cm_http_server_port(receiver);
+    received = fail_first = 0;
 }
 
 static void teardown(void)
@@ -244,4 +251,158 @@ Test(control, provider_control_routes)
         204);
     cr_assert_eq(call("POST", "/control/calcom/busy", "{\"hostId\":9,\"start\":\"x\"}", NULL), 400);
     cr_assert_eq(call("POST", "/control/reset", NULL, NULL), 204);
+}
+
+/* Polls a delivery until its status is want (deadline 10 s); the report. */
+static json_t *wait_delivery(const char *path, const char *want)
+{
+    int64_t deadline = cm_clock_mono_ms() + 10000;
+    for (;;) {
+        json_t *v;
+        cr_assert_eq(call("GET", path, NULL, &v), 200);
+        if (strcmp(cm_json_str(v, "status", ""), want) == 0)
+            return v;
+        json_decref(v);
+        cr_assert_lt(cm_clock_mono_ms(), deadline, "%s never became %s", path, want);
+        cm_clock_sleep_ms(5);
+    }
+}
+
+static void assert_refused(const char *path, const char *body, long status, const char *detail)
+{
+    json_t *v = NULL;
+    long got = call("POST", path, body, &v);
+    cr_assert_eq(got, status, "%s -> %ld, want %ld", body, got, status);
+    cr_assert_not_null(strstr(cm_json_str(v, "detail", ""), detail), "%s: detail '%s' lacks '%s'",
+                       body, cm_json_str(v, "detail", ""), detail);
+    json_decref(v);
+}
+
+typedef struct {
+    const char *body;
+    long status;
+    const char *detail; /* a part of the problem's detail */
+} refusal_t;
+
+static void assert_refusals(const char *path, const refusal_t *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        assert_refused(path, r[i].body, r[i].status, r[i].detail);
+}
+
+Test(control, stripe_events_on_request)
+{
+    json_t *v;
+    char body[256], path[96];
+    const char *route = "/control/stripe/events";
+    assert_refused(route, "{\"type\":\"payment_intent.succeeded\",\"object\":{}}", 409,
+                   "no webhook URL");
+    snprintf(body, sizeof body,
+             "{\"url\":\"http://127.0.0.1:%u/hook\",\"retry_schedule_ms\":[50,100]}", recv_port);
+    cr_assert_eq(call("PUT", "/control/stripe/webhook", body, NULL), 204);
+
+    static const refusal_t refused[] = {
+        {"", 400, ""},
+        {"{\"type\":\"payment_intent.succeeded\",\"object\":{},\"bogus\":1}", 400,
+         "bogus: unknown option"},
+        {"{\"object\":{}}", 400, "type is required"},
+        {"{\"type\":\"succeeded\",\"object\":{}}", 400, "type must be"},
+        {"{\"type\":7,\"object\":{}}", 400, "type must be a string"},
+        {"{\"type\":\"charge.refunded\",\"object\":[]}", 400, "object must be a JSON object"},
+        {"{\"type\":\"charge.refunded\"}", 400, "object must be"},
+        {"{\"type\":\"charge.refunded\",\"object\":{},\"copies\":21}", 400,
+         "copies must be between 1 and 20"},
+        {"{\"type\":\"charge.refunded\",\"object\":{},\"copies\":\"2\"}", 400,
+         "copies must be an integer"},
+        {"{\"type\":\"charge.refunded\",\"object\":{},\"forge\":1}", 400,
+         "forge must be true or false"},
+        {"{\"type\":\"charge.refunded\",\"object\":{},\"timestamp_offset\":\"-6 min\"}", 400,
+         "timestamp_offset: "},
+        {"{\"type\":\"charge.refunded\",\"object\":{},\"timestamp_offset\":\"0.5ms\"}", 400,
+         "timestamp_offset: "},
+        {"{\"type\":\"charge.refunded\",\"object\":{},\"timestamp_offset\":-6}", 400,
+         "timestamp_offset must be a string"},
+        {"{\"type\":\"charge.refunded\",\"object\":{},\"created\":-1}", 400, "created must be"},
+    };
+    assert_refusals(route, refused, sizeof refused / sizeof refused[0]);
+    cr_assert_eq(received, 0, "refused events send nothing");
+
+    /* 500 then 204: the answer shows the first attempt, the retry follows. */
+    fail_first = 1;
+    int64_t before = cm_clock_now_s();
+    cr_assert_eq(call("POST", route,
+                      "{\"type\":\"payment_intent.succeeded\",\"object\":{\"id\":\"pi_9\"},"
+                      "\"copies\":2,\"timestamp_offset\":\"-6m\"}",
+                      &v),
+                 200);
+    cr_assert_str_eq(cm_json_str(v, "status", ""), "retrying");
+    cr_assert_str_eq(cm_json_str(v, "event.data.object.object", ""), "payment_intent");
+    cr_assert_eq(json_array_size(cm_json_path(v, "deliveries")), 2);
+    cr_assert_eq(cm_json_int(v, "deliveries.0.status", 0), 500);
+    cr_assert_eq(cm_json_int(v, "deliveries.1.status", 0), 204);
+    const char *sig = cm_json_str(v, "deliveries.1.attempts.0.signature", "");
+    int64_t t = strncmp(sig, "t=", 2) == 0 ? strtoll(sig + 2, NULL, 10) : 0;
+    cr_assert(t >= before - 360 && t <= cm_clock_now_s() - 360, "%s", sig);
+    snprintf(path, sizeof path, "/control/stripe/deliveries/%s", cm_json_str(v, "delivery_id", ""));
+    json_decref(v);
+    v = wait_delivery(path, "done");
+    cr_assert_eq(json_array_size(cm_json_path(v, "deliveries.0.attempts")), 2);
+    cr_assert_eq(cm_json_int(v, "deliveries.0.status", 0), 204);
+    json_decref(v);
+    cr_assert_eq(received, 3);
+    cr_assert_eq(call("GET", "/control/stripe/deliveries/dlv_stripe_999999", NULL, NULL), 404);
+    cr_assert_eq(call("GET", "/control/journal?provider=stripe&kind=delivery", NULL, &v), 200);
+    cr_assert_eq(cm_json_int(v, "count", -1), 3, "every attempt journaled");
+    json_decref(v);
+}
+
+Test(control, calcom_events_on_request)
+{
+    json_t *v;
+    char body[160], path[96];
+    const char *route = "/control/calcom/events";
+    assert_refused(route, "{\"trigger\":\"BOOKING_CREATED\",\"payload\":{}}", 409,
+                   "no webhook URL");
+    snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%u/hook\"}", recv_port);
+    cr_assert_eq(call("PUT", "/control/calcom/webhook", body, NULL), 204);
+
+    static const refusal_t refused[] = {
+        {"{\"trigger\":\"BOOKING_CREATED\",\"payload\":{},\"retries\":1}", 400,
+         "retries: unknown option"},
+        {"{\"payload\":{}}", 400, "trigger is required"},
+        {"{\"trigger\":\"BOOKING_LOST\",\"payload\":{}}", 400, "trigger must be one of"},
+        {"{\"trigger\":\"BOOKING_CREATED\"}", 400, "exactly one"},
+        {"{\"trigger\":\"BOOKING_CREATED\",\"payload\":{},\"booking_uid\":\"u\"}", 400,
+         "exactly one"},
+        {"{\"trigger\":\"BOOKING_CREATED\",\"payload\":\"x\"}", 400,
+         "payload must be a JSON object"},
+        {"{\"trigger\":\"BOOKING_CREATED\",\"booking_uid\":7}", 400,
+         "booking_uid must be a string"},
+        {"{\"trigger\":\"BOOKING_CREATED\",\"payload\":{},\"copies\":21}", 400,
+         "copies must be between 1 and 20"},
+        {"{\"trigger\":\"BOOKING_CREATED\",\"booking_uid\":\"nope\"}", 404, "no booking 'nope'"},
+    };
+    assert_refusals(route, refused, sizeof refused / sizeof refused[0]);
+    cr_assert_eq(received, 0, "refused webhooks send nothing");
+
+    fail_first = 1; /* Cal.com does not retry, not even after a 500 */
+    cr_assert_eq(call("POST", route,
+                      "{\"trigger\":\"BOOKING_CANCELLED\",\"payload\":{\"uid\":\"bk_506\","
+                      "\"status\":\"CANCELLED\"},\"copies\":2}",
+                      &v),
+                 200);
+    cr_assert_str_eq(cm_json_str(v, "status", ""), "done");
+    cr_assert_str_eq(cm_json_str(v, "event.triggerEvent", ""), "BOOKING_CANCELLED");
+    cr_assert_str_eq(cm_json_str(v, "event.payload.uid", ""), "bk_506");
+    cr_assert_eq(cm_json_int(v, "deliveries.0.status", 0), 500);
+    cr_assert_eq(cm_json_int(v, "deliveries.1.status", 0), 204);
+    cr_assert_eq(json_array_size(cm_json_path(v, "deliveries.0.attempts")), 1);
+    cr_assert_eq(strlen(cm_json_str(v, "deliveries.1.attempts.0.signature", "")), 64);
+    snprintf(path, sizeof path, "/control/calcom/deliveries/%s", cm_json_str(v, "delivery_id", ""));
+    json_decref(v);
+    cr_assert_eq(call("GET", path, NULL, &v), 200);
+    cr_assert_eq(json_array_size(cm_json_path(v, "deliveries")), 2);
+    json_decref(v);
+    cr_assert_eq(received, 2);
+    cr_assert_eq(call("GET", "/control/calcom/deliveries/dlv_calcom_999999", NULL, NULL), 404);
 }

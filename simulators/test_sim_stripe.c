@@ -457,3 +457,310 @@ Test(stripe, concurrent_requests_with_one_key_make_one_intent)
     cr_assert_eq(cm_json_int(e, "count", -1), 1, "and one charge");
     json_decref(e);
 }
+
+/* ---- events sent on request (sim_stripe_send_event) ----------------------------------- */
+
+static void set_hook(const char *extra)
+{
+    char err[CM_ERR_LEN] = "", cfg[512];
+    snprintf(cfg, sizeof cfg, "{\"url\":\"%s\"%s%s}", hook_url, extra ? "," : "",
+             extra ? extra : "");
+    json_t *c = json_loads(cfg, 0, NULL);
+    cr_assert_not_null(c, "%s", cfg);
+    cr_assert_eq(sim_stripe_set_webhook(st, c, err), CM_OK, "%s", err);
+    json_decref(c);
+}
+
+static int hooks_seen(void)
+{
+    pthread_mutex_lock(&hmu);
+    int n = nhooks;
+    pthread_mutex_unlock(&hmu);
+    return n;
+}
+
+/* Sends type with data.object fields obj (JSON text); the report, or NULL with *rc set. */
+static json_t *send_event(const sim_stripe_event_t *tmpl, const char *type, const char *obj,
+                          cm_err_t *rc, char err[CM_ERR_LEN])
+{
+    sim_stripe_event_t ev = tmpl ? *tmpl : (sim_stripe_event_t){.copies = 1};
+    json_t *o = obj ? json_loads(obj, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *report = NULL;
+    ev.type = type;
+    ev.object = o;
+    *rc = sim_stripe_send_event(st, &ev, &report, err);
+    json_decref(o);
+    return report;
+}
+
+/* The t= of a Stripe-Signature header. */
+static int64_t sig_t(const char *sig)
+{
+    return strncmp(sig, "t=", 2) == 0 ? strtoll(sig + 2, NULL, 10) : -1;
+}
+
+Test(stripe, an_event_on_request_is_built_and_signed_as_the_simulators_own)
+{
+    char err[CM_ERR_LEN] = "";
+    cm_err_t rc;
+    set_hook("\"extra_secrets\":[\"whsec_old\"]");
+    int64_t before = cm_clock_now_s();
+    json_t *r =
+        send_event(NULL, "payment_intent.succeeded", "{\"id\":\"pi_1\",\"amount\":2500}", &rc, err);
+    cr_assert_eq(rc, CM_OK, "%s", err);
+    cr_assert_eq(strncmp(cm_json_str(r, "delivery_id", ""), "dlv_stripe_", 11), 0);
+    cr_assert_str_eq(cm_json_str(r, "status", ""), "done");
+    cr_assert_str_eq(cm_json_str(r, "url", ""), hook_url);
+    cr_assert_eq(json_array_size(cm_json_path(r, "deliveries")), 1);
+    cr_assert_eq(cm_json_int(r, "deliveries.0.status", 0), 200);
+    cr_assert(json_is_null(cm_json_path(r, "deliveries.0.error")));
+    cr_assert_eq(json_array_size(cm_json_path(r, "deliveries.0.attempts")), 1);
+    cr_assert_eq(hooks_seen(), 1, "the answer comes after the first attempt");
+
+    /* The envelope as the simulator's own events have it. */
+    json_t *ev = json_loads(hbody[0], 0, NULL);
+    cr_assert(json_equal(ev, cm_json_path(r, "event")), "the report shows the bytes sent");
+    const char *id = cm_json_str(ev, "id", "");
+    cr_assert_eq(strncmp(id, "evt_", 4), 0, "%s", id);
+    cr_assert_eq(strlen(id), 28);
+    cr_assert_str_eq(cm_json_str(ev, "object", ""), "event");
+    cr_assert_str_eq(cm_json_str(ev, "api_version", ""), "2024-06-20");
+    cr_assert_geq(cm_json_int(ev, "created", 0), before);
+    cr_assert_leq(cm_json_int(ev, "created", 0), cm_clock_now_s());
+    cr_assert_str_eq(cm_json_str(ev, "type", ""), "payment_intent.succeeded");
+    cr_assert(json_is_false(cm_json_path(ev, "livemode")));
+    cr_assert_eq(cm_json_int(ev, "pending_webhooks", 0), 1);
+    cr_assert(json_is_null(cm_json_path(ev, "request.id")));
+    cr_assert(json_is_null(cm_json_path(ev, "request.idempotency_key")));
+    cr_assert_str_eq(cm_json_str(ev, "data.object.id", ""), "pi_1");
+    cr_assert_str_eq(cm_json_str(ev, "data.object.object", ""), "payment_intent");
+    cr_assert_eq(cm_json_int(ev, "data.object.amount", 0), 2500);
+    cr_assert_eq(json_object_size(cm_json_path(ev, "data.previous_attributes")), 0);
+    json_decref(ev);
+
+    /* Signed with the configured secret and every extra one, as Stripe does while one rolls. */
+    const char *cur[] = {"whsec_x"}, *old[] = {"whsec_old"}, *other[] = {"whsec_other"};
+    size_t len = strlen(hbody[0]);
+    cr_assert_str_eq(cm_json_str(r, "deliveries.0.attempts.0.signature", ""), hsig[0]);
+    cr_assert_eq(cm_sig_stripe_verify(cur, 1, hbody[0], len, hsig[0], cm_clock_now_s(), 300), CM_OK,
+                 "%s", hsig[0]);
+    cr_assert_eq(cm_sig_stripe_verify(old, 1, hbody[0], len, hsig[0], cm_clock_now_s(), 300),
+                 CM_OK);
+    cr_assert_eq(cm_sig_stripe_verify(other, 1, hbody[0], len, hsig[0], cm_clock_now_s(), 300),
+                 CM_ESIG_MISMATCH);
+    json_decref(r);
+
+    /* A journal record per attempt, under the report's delivery id. */
+    sim_journal_filter_t f = {.provider = "stripe", .kind = SIM_JOURNAL_DELIVERY};
+    cr_assert_eq(sim_journal_wait(jr, &f, 1, 5000), 1);
+    json_t *j = sim_journal_query(jr, &f);
+    cr_assert_eq(strncmp(cm_json_str(j, "entries.0.delivery_id", ""), "dlv_stripe_", 11), 0);
+    cr_assert_str_eq(cm_json_str(j, "entries.0.event", ""), "payment_intent.succeeded");
+    json_decref(j);
+}
+
+Test(stripe, an_event_on_request_keeps_given_fields_and_names_its_object)
+{
+    char err[CM_ERR_LEN] = "";
+    cm_err_t rc;
+    set_hook(NULL);
+    static const struct {
+        const char *type, *object, *name;
+    } cases[] = {
+        {"charge.refunded", "{}", "charge"},
+        {"charge.dispute.created", "{}", "dispute"},
+        {"customer.subscription.updated", "{}", "subscription"},
+        {"checkout.session.completed", "{}", "checkout.session"},
+        {"payment_intent.processing", "{\"object\":\"custom\"}", "custom"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *r = send_event(NULL, cases[i].type, cases[i].object, &rc, err);
+        cr_assert_eq(rc, CM_OK, "%s", err);
+        cr_assert_str_eq(cm_json_str(r, "event.data.object.object", ""), cases[i].name, "%s",
+                         cases[i].type);
+        json_decref(r);
+    }
+    sim_stripe_event_t ev = {
+        .copies = 1, .id = "evt_given", .has_created = 1, .created = 1700000002};
+    json_t *r = send_event(&ev, "payment_intent.created", "{\"id\":\"pi_505\"}", &rc, err);
+    cr_assert_eq(rc, CM_OK, "%s", err);
+    cr_assert_str_eq(cm_json_str(r, "event.id", ""), "evt_given");
+    cr_assert_eq(cm_json_int(r, "event.created", 0), 1700000002);
+    json_decref(r);
+}
+
+Test(stripe, forged_and_shifted_signatures)
+{
+    char err[CM_ERR_LEN] = "";
+    cm_err_t rc;
+    set_hook("\"extra_secrets\":[\"whsec_old\"]");
+    sim_stripe_event_t ev = {.copies = 1, .forge = 1};
+    json_t *r = send_event(&ev, "payment_intent.succeeded", "{}", &rc, err);
+    cr_assert_eq(rc, CM_OK, "%s", err);
+    json_decref(r);
+    const char *both[] = {"whsec_x", "whsec_old"};
+    cr_assert_eq(
+        cm_sig_stripe_verify(both, 2, hbody[0], strlen(hbody[0]), hsig[0], cm_clock_now_s(), 300),
+        CM_ESIG_MISMATCH, "%s", hsig[0]);
+    cr_assert_null(strstr(strstr(hsig[0], "v1=") + 3, "v1="), "one v1: a single forged secret");
+
+    ev = (sim_stripe_event_t){.copies = 1, .timestamp_offset_ms = -6 * 60000};
+    int64_t before = cm_clock_now_s();
+    r = send_event(&ev, "payment_intent.succeeded", "{}", &rc, err);
+    int64_t after = cm_clock_now_s();
+    cr_assert_eq(rc, CM_OK, "%s", err);
+    json_decref(r);
+    int64_t t = sig_t(hsig[1]);
+    cr_assert(t >= before - 360 && t <= after - 360, "t=%lld, now %lld", (long long)t,
+              (long long)before);
+    const char *cur[] = {"whsec_x"};
+    size_t len = strlen(hbody[1]);
+    cr_assert_eq(cm_sig_stripe_verify(cur, 1, hbody[1], len, hsig[1], cm_clock_now_s(), 300),
+                 CM_ESIG_STALE, "six minutes old is beyond stripe-node's 300 s");
+    cr_assert_eq(cm_sig_stripe_verify(cur, 1, hbody[1], len, hsig[1], cm_clock_now_s(), 600), CM_OK,
+                 "but signed with the right secret");
+
+    ev.timestamp_offset_ms = 120000;
+    before = cm_clock_now_s();
+    r = send_event(&ev, "payment_intent.succeeded", "{}", &rc, err);
+    json_decref(r);
+    t = sig_t(hsig[2]);
+    cr_assert(t >= before + 120 && t <= cm_clock_now_s() + 120, "t=%lld", (long long)t);
+}
+
+Test(stripe, copies_are_the_same_bytes_each_its_own_delivery)
+{
+    char err[CM_ERR_LEN] = "";
+    cm_err_t rc;
+    set_hook(NULL);
+    sim_stripe_event_t ev = {.copies = 3};
+    json_t *r = send_event(&ev, "charge.refunded", "{\"id\":\"ch_1\"}", &rc, err);
+    cr_assert_eq(rc, CM_OK, "%s", err);
+    cr_assert_eq(json_array_size(cm_json_path(r, "deliveries")), 3);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(json_array_size(json_object_get(
+                         json_array_get(cm_json_path(r, "deliveries"), (size_t)i), "attempts")),
+                     1);
+    json_decref(r);
+    cr_assert_eq(hooks_seen(), 3);
+    cr_assert_str_eq(hbody[0], hbody[1]);
+    cr_assert_str_eq(hbody[0], hbody[2]);
+}
+
+/* Sends an event to a receiver that answers 500 to the first fails requests, with the
+ * webhook settings extra; checks the answer shows that first attempt; its id into id. */
+static void send_failing(int fails, const char *extra, char id[48])
+{
+    char err[CM_ERR_LEN] = "";
+    cm_err_t rc;
+    set_hook(extra);
+    hook_fail_first = fails;
+    json_t *r = send_event(NULL, "payment_intent.payment_failed", "{\"id\":\"pi_2\"}", &rc, err);
+    cr_assert_eq(rc, CM_OK, "%s", err);
+    cr_assert_str_eq(cm_json_str(r, "status", ""), "retrying");
+    cr_assert_eq(cm_json_int(r, "deliveries.0.status", 0), 500);
+    cr_assert_eq(json_array_size(cm_json_path(r, "deliveries.0.attempts")), 1);
+    snprintf(id, 48, "%s", cm_json_str(r, "delivery_id", ""));
+    json_decref(r);
+}
+
+Test(stripe, the_answer_follows_the_first_attempt_and_retries_go_on_in_the_background)
+{
+    json_t *r;
+    /* The last delay spans a second, so the third attempt's t= must differ from the first. */
+    char id[48];
+    send_failing(2, "\"retry_schedule_ms\":[50,1000]", id);
+
+    int64_t deadline = cm_clock_mono_ms() + 10000;
+    for (;;) {
+        r = sim_stripe_delivery(st, id);
+        cr_assert_not_null(r);
+        if (strcmp(cm_json_str(r, "status", ""), "done") == 0)
+            break;
+        json_decref(r);
+        cr_assert_lt(cm_clock_mono_ms(), deadline, "the retries did not end");
+        cm_clock_sleep_ms(10);
+    }
+    const json_t *att = cm_json_path(r, "deliveries.0.attempts");
+    cr_assert_eq(json_array_size(att), 3);
+    cr_assert_eq(cm_json_int(r, "deliveries.0.status", 0), 200);
+    cr_assert_eq(cm_json_int(att, "1.status", 0), 500);
+    cr_assert_eq(cm_json_int(att, "2.status", 0), 200);
+    cr_assert_eq(hooks_seen(), 3);
+    cr_assert_str_eq(hbody[0], hbody[2], "a retry is the same bytes");
+    cr_assert_gt(sig_t(hsig[2]), sig_t(hsig[0]), "each retry is signed when sent");
+    cr_assert_str_eq(cm_json_str(att, "2.signature", ""), hsig[2]);
+    const char *cur[] = {"whsec_x"};
+    cr_assert_eq(
+        cm_sig_stripe_verify(cur, 1, hbody[2], strlen(hbody[2]), hsig[2], cm_clock_now_s(), 300),
+        CM_OK);
+    json_decref(r);
+    sim_journal_filter_t f = {.provider = "stripe", .kind = SIM_JOURNAL_DELIVERY};
+    cr_assert_eq(sim_journal_wait(jr, &f, 3, 5000), 3);
+    json_t *j = sim_journal_query(jr, &f);
+    for (int i = 0; i < 3; i++) {
+        char path[48];
+        snprintf(path, sizeof path, "entries.%d.attempt", i);
+        cr_assert_eq(cm_json_int(j, path, 0), i + 1);
+        snprintf(path, sizeof path, "entries.%d.delivery_id", i);
+        cr_assert_str_eq(cm_json_str(j, path, ""), id);
+    }
+    json_decref(j);
+}
+
+Test(stripe, a_reset_ends_the_retries_of_an_event_on_request)
+{
+    json_t *r;
+    char id[48];
+    send_failing(1, "\"retry_schedule_ms\":[60000]", id);
+    sim_stripe_reset(st);
+    r = sim_stripe_delivery(st, id);
+    cr_assert_str_eq(cm_json_str(r, "status", ""), "done", "reports outlive a reset");
+    cr_assert_str_eq(cm_json_str(r, "deliveries.0.error", ""), "not sent: the simulator was reset");
+    cr_assert(json_is_null(cm_json_path(r, "deliveries.0.attempts.1.url")));
+    json_decref(r);
+    cr_assert_eq(hooks_seen(), 1);
+}
+
+Test(stripe, events_on_request_are_refused_like_a_strict_api)
+{
+    char err[CM_ERR_LEN] = "";
+    cm_err_t rc;
+    json_t *r = send_event(NULL, "payment_intent.succeeded", "{}", &rc, err);
+    cr_assert_eq(rc, CM_ESTATE, "no webhook URL yet");
+    cr_assert_null(r);
+    set_hook(NULL);
+    static const struct {
+        const char *type, *object;
+        sim_stripe_event_t ev;
+        const char *field;
+    } bad[] = {
+        {NULL, "{}", {.copies = 1}, "type"},
+        {"payment_intent", "{}", {.copies = 1}, "type"},
+        {"Payment_intent.succeeded", "{}", {.copies = 1}, "type"},
+        {"a.b.c.d", "{}", {.copies = 1}, "type"},
+        {"payment_intent..succeeded", "{}", {.copies = 1}, "type"},
+        {"payment_intent.succeeded", NULL, {.copies = 1}, "object"},
+        {"payment_intent.succeeded", "[1]", {.copies = 1}, "object"},
+        {"payment_intent.succeeded", "{\"object\":1}", {.copies = 1}, "object.object"},
+        {"payment_intent.succeeded", "{}", {.copies = 1, .id = ""}, "id"},
+        {"payment_intent.succeeded",
+         "{}",
+         {.copies = 1, .has_created = 1, .created = -1},
+         "created"},
+        {"payment_intent.succeeded", "{}", {.copies = 0}, "copies"},
+        {"payment_intent.succeeded", "{}", {.copies = 21}, "copies"},
+        {"payment_intent.succeeded",
+         "{}",
+         {.copies = 1, .timestamp_offset_ms = SIM_STRIPE_MAX_OFFSET_MS + 1},
+         "timestamp_offset"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        r = send_event(&bad[i].ev, bad[i].type, bad[i].object, &rc, err);
+        cr_assert_eq(rc, CM_EINVAL, "case %zu", i);
+        cr_assert_null(r);
+        cr_assert_eq(strncmp(err, bad[i].field, strlen(bad[i].field)), 0, "case %zu: %s", i, err);
+    }
+    cr_assert_eq(hooks_seen(), 0, "refused events send nothing");
+}
