@@ -356,30 +356,42 @@ cm_err_t sc_parts_gateway_start(sc_ctx_t *ctx, const char *config_rel)
     return connect_webhook(ctx);
 }
 
-/* Points the Retell simulator's webhooks at the gateway. */
-static cm_err_t connect_webhook(sc_ctx_t *ctx)
+/* Points one simulator's webhooks (provider: retell, stripe, calcom) at the gateway:
+ * through the chaos proxy's gateway link when there is one, else straight to it. */
+static cm_err_t connect_one(sc_ctx_t *ctx, const char *provider)
 {
-    char body[400], shown[SC_HTTP_SHOW + 128];
-    if (*ctx->opts->attach_webhook)
+    char body[400], path[64], shown[SC_HTTP_SHOW + 128];
+    if (*ctx->opts->attach_webhook && !strcmp(provider, "retell"))
         snprintf(body, sizeof body, "{\"url\":\"%s\"}", ctx->opts->attach_webhook);
     else if (ctx->link_port[SC_LINK_GATEWAY])
-        snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%d/webhooks/retell\"}",
-                 ctx->link_port[SC_LINK_GATEWAY]);
+        snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%d/webhooks/%s\"}",
+                 ctx->link_port[SC_LINK_GATEWAY], provider);
     else
-        snprintf(body, sizeof body, "{\"url\":\"%s/webhooks/retell\"}", ctx->url[SC_TO_GATEWAY]);
-    sc_http_req_t r = {.to = SC_TO_CONTROL,
-                       .method = "PUT",
-                       .path = "/control/retell/webhook",
-                       .body = body,
-                       .body_len = strlen(body)};
+        snprintf(body, sizeof body, "{\"url\":\"%s/webhooks/%s\"}", ctx->url[SC_TO_GATEWAY],
+                 provider);
+    snprintf(path, sizeof path, "/control/%s/webhook", provider);
+    sc_http_req_t r = {
+        .to = SC_TO_CONTROL, .method = "PUT", .path = path, .body = body, .body_len = strlen(body)};
     sc_answer_t a;
     cm_err_t rc = CM_OK;
     sc_http_do(ctx, "runner", &r, 0, &a);
     if (a.transport != CM_OK || a.status < 200 || a.status > 299)
-        rc =
-            sc_fail(ctx, RP_ERRORED, "startup", "PUT /control/retell/webhook: expected 204, got %s",
-                    sc_answer_show(&a, shown, sizeof shown));
+        rc = sc_fail(ctx, RP_ERRORED, "startup", "PUT %s: expected 2xx, got %s", path,
+                     sc_answer_show(&a, shown, sizeof shown));
     sc_answer_free(&a);
+    return rc;
+}
+
+/* Retell's webhooks always go to the gateway, Stripe's and Cal.com's when the scenario
+ * says "webhooks" (their simulators otherwise send nothing: a scenario that does not ask
+ * for them sees no extra events). Set again at every gateway start (a new port). */
+static cm_err_t connect_webhook(sc_ctx_t *ctx)
+{
+    cm_err_t rc = connect_one(ctx, "retell");
+    if (!rc && (ctx->sc->webhooks & (1u << SC_TO_STRIPE)))
+        rc = connect_one(ctx, "stripe");
+    if (!rc && (ctx->sc->webhooks & (1u << SC_TO_CALCOM)))
+        rc = connect_one(ctx, "calcom");
     return rc;
 }
 

@@ -25,8 +25,9 @@ const char *const sc_builtin_vars[] = {
     "stripe_port",  "now_ms",     "now_iso",     "chaos_url",   "chaos_port",   NULL,
 };
 
-const char *const sc_scenario_keys[] = {"name",    "description", "tags",  "seed",  "speed",
-                                        "gateway", "env",         "chaos", "steps", NULL};
+const char *const sc_scenario_keys[] = {"name",     "description", "tags", "seed",
+                                        "speed",    "gateway",     "env",  "chaos",
+                                        "webhooks", "steps",       NULL};
 
 const char *const sc_link_names[SC_LINKS] = {"calcom", "stripe", "gateway"};
 const char *const sc_proc_names[SC_PROCS] = {"gateway", "simulators", "chaos"};
@@ -186,6 +187,21 @@ static cm_err_t validate(sc_scenario_t *sc, char *err)
         }
     }
 
+    const json_t *hooks = json_object_get(root, "webhooks");
+    if (hooks && (!json_is_array(hooks) || json_array_size(hooks) == 0))
+        return sc_parse_fail(v, "\"webhooks\" must be a non-empty list of stripe, calcom");
+    for (size_t i = 0; i < json_array_size(hooks); i++) {
+        const char *p = json_string_value(json_array_get(hooks, i));
+        sc_target_t t = p && !strcmp(p, "stripe")   ? SC_TO_STRIPE
+                        : p && !strcmp(p, "calcom") ? SC_TO_CALCOM
+                                                    : SC_TARGETS;
+        if (t == SC_TARGETS)
+            return sc_parse_fail(v,
+                                 "\"webhooks\"[%zu] must be stripe or calcom (Retell's always "
+                                 "go to the gateway)",
+                                 i);
+        sc->webhooks |= 1u << t;
+    }
     if ((rc = parse_chaos_setup(v, json_object_get(root, "chaos"), sc)))
         return rc;
 

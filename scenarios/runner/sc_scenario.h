@@ -204,6 +204,8 @@ typedef struct {
     const char *gateway_config; /* path, relative to the repo root or the file's dir */
     const json_t *env;          /* object of strings, or NULL */
     unsigned chaos_links;       /* "chaos": bit (1u << sc_link_t) per proxied link, 0: none */
+    unsigned webhooks;          /* "webhooks": bit (1u << sc_target_t) per simulator (stripe,
+                                   calcom) whose webhooks go to the gateway; Retell's always do */
     int64_t skew_ms[SC_PROCS];  /* "chaos"."skew": each process's clock offset, 0: none */
     sc_step_t *steps;
     size_t nsteps;
