@@ -330,3 +330,64 @@ Test(junit, one_testcase_per_assertion_with_matching_counts)
     cm_buf_free(&b);
     rp_report_free(&r);
 }
+
+Test(junit, failure_message_is_the_one_line_detail_in_the_body)
+{
+    rp_report_t *r = rp_report_new("scenario");
+    rp_case_t *c = rp_suite_add_case(rp_report_add_suite(r, "s.json"), "booking", "s");
+    cr_assert_eq(rp_case_add_assert(c, "steps[4] (expect \"booked once\")", RP_FAILED, 0.1), CM_OK);
+    c->failed_assert = 1;
+    cr_assert_eq(rp_case_set_outcome(c, RP_FAILED, "expectation",
+                                     "steps[4] \"booked once\": calcom.booking count: expected 1, "
+                                     "got 2",
+                                     "steps[4]:expect[0] (request): GET control /e: \"count\": "
+                                     "expected 1, got 2\n  \"count\": expected 1, got 2\n"),
+                 CM_OK);
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 20);
+    cr_assert_eq(rp_junit_render(r, &b), CM_OK);
+    xml_stats_t st;
+    const char *bad = check_xml(b.data, &st);
+    cr_assert_null(bad, "%s in:\n%s", bad, b.data);
+    cr_assert_not_null(strstr(b.data, "<failure message=\"steps[4] &quot;booked once&quot;: "
+                                      "calcom.booking count: expected 1, got 2\" "
+                                      "type=\"expectation\">steps[4]:expect[0] (request): GET "
+                                      "control /e: \"count\": expected 1, got 2\n  \"count\": "
+                                      "expected 1, got 2\n</failure>"),
+                       "%s", b.data);
+    cm_buf_free(&b);
+    rp_report_free(&r);
+}
+
+Test(result, message_defaults_to_the_detail_first_line)
+{
+    rp_report_t *r = rp_report_new("t");
+    rp_case_t *c = rp_suite_add_case(rp_report_add_suite(r, "s"), "c", "k");
+    cr_assert_eq(
+        rp_case_set_outcome(c, RP_FAILED, "x", NULL, "status: expected 204, got 500\nmore"), CM_OK);
+    cr_assert_str_eq(c->message, "status: expected 204, got 500");
+    cr_assert_str_eq(c->detail, "status: expected 204, got 500\nmore");
+    cr_assert_eq(rp_case_set_outcome(c, RP_PASSED, NULL, NULL, NULL), CM_OK);
+    cr_assert_null(c->message);
+    rp_report_free(&r);
+}
+
+Test(result, lanes_and_iterations)
+{
+    rp_report_t *r = rp_report_new("t");
+    rp_case_t *c = rp_suite_add_case(rp_report_add_suite(r, "s"), "c", "k");
+    cr_assert_eq(rp_case_add_lane(c, "step[3]", "book", "request", 0), CM_OK);
+    cr_assert_eq(rp_case_add_lane(c, "step[3]", "other", "wait", 2), CM_OK);
+    cr_assert_eq(c->nlanes, 1, "an actor keeps its first lane");
+    cr_assert_str_eq(rp_case_lane(c, "step[3]")->label, "book");
+    cr_assert_null(rp_case_lane(c, "step[4]"));
+    cr_assert_eq(rp_case_fail_lane(c, "step[4]"), CM_ENOTFOUND);
+    cr_assert_eq(rp_case_fail_lane(c, "step[3]"), CM_OK);
+    cr_assert(rp_case_lane(c, "step[3]")->failed);
+    for (int i = 0; i < RP_MAX_ITERATIONS + 3; i++)
+        cr_assert_eq(rp_case_add_iteration(c, i, "i=123456789012345678901234567890"), CM_OK);
+    cr_assert_eq(c->niterations, RP_MAX_ITERATIONS);
+    cr_assert_eq(c->dropped_iterations, 3);
+    cr_assert_str_eq(c->iterations[0].label, "i=123456789012345678901", "cut to fit");
+    rp_report_free(&r);
+}
