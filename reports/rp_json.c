@@ -185,6 +185,8 @@ static cm_err_t render_case(const rp_case_t *c, cm_buf_t *b)
         if (!rc)
             rc = key_str(b, "group", l->group, 1);
         if (!rc)
+            rc = key_str(b, "joins", l->joins[0] ? l->joins : NULL, 1);
+        if (!rc)
             rc = cm_buf_printf(b, ",\"depth\":%d,\"failed\":%s}", l->depth,
                                l->failed ? "true" : "false");
     }

@@ -251,6 +251,19 @@ cm_err_t rp_case_add_lane(rp_case_t *c, const char *actor, const char *label, co
     return CM_OK;
 }
 
+cm_err_t rp_case_join_lane(rp_case_t *c, const char *actor, const char *into)
+{
+    size_t i = lane_index(c, into), n = c->nlanes;
+    if (i == n)
+        return CM_ENOTFOUND;
+    /* A copy: adding may move the lanes. Joining a lane that joins another joins that. */
+    rp_lane_t l = c->lanes[i];
+    cm_err_t rc = rp_case_add_lane(c, actor, l.label, l.group, l.depth);
+    if (!rc && c->nlanes > n)
+        snprintf(c->lanes[n].joins, sizeof c->lanes[n].joins, "%s", l.joins[0] ? l.joins : into);
+    return rc;
+}
+
 cm_err_t rp_case_fail_lane(rp_case_t *c, const char *actor)
 {
     size_t i = lane_index(c, actor);

@@ -47,6 +47,7 @@ typedef struct {
     char group[24]; /* what lanes share one when there are too many: "request" */
     int depth;      /* how deep the step sits in others (0: a top-level step) */
     int failed;     /* the case's failure happened in this step (rp_case_fail_lane) */
+    char joins[24]; /* drawn in this actor's lane (rp_case_join_lane), or "" */
 } rp_lane_t;
 
 /* Where an iteration of a repeat began on the case's clock ("i=3"), or where the
@@ -171,6 +172,11 @@ cm_err_t rp_case_add_assert(rp_case_t *c, const char *name, rp_status_t st, doub
  * changes. */
 cm_err_t rp_case_add_lane(rp_case_t *c, const char *actor, const char *label, const char *group,
                           int depth) CM_WUR;
+
+/* Draws actor's lines in the lane of into (named already): the checks an expect step
+ * stands for are that step. actor gets into's label, group and depth. CM_ENOTFOUND when
+ * into has no lane; an actor named already keeps its lane (CM_OK). */
+cm_err_t rp_case_join_lane(rp_case_t *c, const char *actor, const char *into) CM_WUR;
 
 /* Marks the lane of actor as the one the case's failure happened in. CM_ENOTFOUND when
  * no lane has that actor. */

@@ -99,17 +99,21 @@ static rp_tl_lane_t *add_lane(rp_timeline_t *t, const char *label, int depth, in
     return l;
 }
 
-/* Merges the named lanes into slots (slot_of: per named lane) and decides which are drawn:
- * those with marks, the failing one, and the ancestors of those (a repeat's header). */
+/* Merges the named lanes into slots (slot_of: per named lane; one that joins another is in
+ * its slot) and decides which are drawn: those with marks, the failing one, and the
+ * ancestors of those (a repeat's header). */
 static size_t make_slots(const rp_case_t *c, const actors_t *a, slot_t *slots, size_t *slot_of)
 {
     size_t ns = 0;
     for (size_t i = 0; i < c->nlanes; i++) {
-        const rp_lane_t *l = &c->lanes[i], *p = i ? &c->lanes[i - 1] : NULL;
-        if (!p || p->depth != l->depth || strcmp(p->label, l->label) != 0)
+        const rp_lane_t *l = &c->lanes[i], *into = l->joins[0] ? rp_case_lane(c, l->joins) : NULL;
+        if (into && into < l) {
+            slot_of[i] = slot_of[into - c->lanes];
+        } else {
+            slot_of[i] = ns;
             slots[ns++] = (slot_t){.first = l, .lane = NONE};
-        slot_of[i] = ns - 1;
-        slots[ns - 1].failed |= l->failed;
+        }
+        slots[slot_of[i]].failed |= l->failed;
     }
     for (size_t k = 0; k < a->n; k++)
         if (a->named[k] != NONE)

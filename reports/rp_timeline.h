@@ -3,8 +3,8 @@
  *
  * Lanes, top to bottom: the parts that logged (runner, simulators, gateway, chaos proxy),
  * the steps in the order they were named (rp_case_add_lane: the step's name or location,
- * nested steps indented under their repeat, consecutive actors with the same label and
- * depth in one lane), then the parts that only recorded events (provider requests,
+ * nested steps indented under their repeat, rp_case_join_lane's actors in the lane they
+ * join), then the parts that only recorded events (provider requests,
  * deliveries, breakers, sagas, chaos links). An actor without a named lane is a part.
  *   - At most RP_TL_MAX_PARTS parts get a lane of their own; the rest share "other".
  *   - Steps take the rest of RP_TL_MAX_LANES. When they do not fit (a generated

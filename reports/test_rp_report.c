@@ -135,7 +135,7 @@ static rp_case_t *repeat_case(rp_report_t *r)
     cr_assert_eq(rp_case_add_lane(c, "step[1.0]", "steps[1].steps[0] (request)", "request", 1),
                  CM_OK);
     cr_assert_eq(rp_case_add_lane(c, "step[1.1]", "booked once", "expect", 1), CM_OK);
-    cr_assert_eq(rp_case_add_lane(c, "step[1.1.0]", "booked once", "expect", 1), CM_OK);
+    cr_assert_eq(rp_case_join_lane(c, "step[1.1.0]", "step[1.1]"), CM_OK);
     cr_assert_eq(rp_case_add_lane(c, "step[2]", "never logs", "request", 0), CM_OK);
     cr_assert_eq(rp_case_add_line(c, 1, "runner", "scenario starts"), CM_OK);
     cr_assert_eq(rp_case_add_line(c, 10, "step[0]", "GET gateway /admin/queue -> 200"), CM_OK);
@@ -293,6 +293,8 @@ Test(report, json_holds_lanes_and_iterations)
     cr_assert_str_eq(json_string_value(json_object_get(l, "actor")), "step[1.1.0]");
     cr_assert_str_eq(json_string_value(json_object_get(l, "label")), "booked once");
     cr_assert_str_eq(json_string_value(json_object_get(l, "group")), "expect");
+    cr_assert_str_eq(json_string_value(json_object_get(l, "joins")), "step[1.1]");
+    cr_assert(json_is_null(json_object_get(json_array_get(lanes, 3), "joins")));
     cr_assert_eq(json_integer_value(json_object_get(l, "depth")), 1);
     cr_assert(json_is_true(json_object_get(l, "failed")));
     cr_assert(json_is_false(json_object_get(json_array_get(lanes, 0), "failed")));
@@ -305,5 +307,35 @@ Test(report, json_holds_lanes_and_iterations)
                      "expected 1, got 2");
     json_decref(j);
     cm_buf_free(&b);
+    rp_report_free(&r);
+}
+
+Test(report, steps_of_one_name_keep_their_lanes_checks_join_theirs)
+{
+    rp_report_t *r = rp_report_new("scenario");
+    rp_case_t *c = rp_suite_add_case(rp_report_add_suite(r, "s.json"), "c", "s");
+    cr_assert_eq(rp_case_add_lane(c, "step[0]", "the links clear", "chaos", 0), CM_OK);
+    cr_assert_eq(rp_case_add_lane(c, "step[1]", "the links clear", "chaos", 0), CM_OK);
+    cr_assert_eq(rp_case_add_lane(c, "step[2]", "booked once", "expect", 0), CM_OK);
+    cr_assert_eq(rp_case_join_lane(c, "step[2.0]", "step[2]"), CM_OK);
+    cr_assert_eq(rp_case_join_lane(c, "step[2.0.0]", "step[2.0]"), CM_OK);
+    cr_assert_eq(rp_case_join_lane(c, "step[9]", "step[8]"), CM_ENOTFOUND);
+    cr_assert_str_eq(rp_case_lane(c, "step[2.0.0]")->joins, "step[2]", "joins the lane itself");
+    for (int i = 0; i < 2; i++) {
+        char actor[24];
+        snprintf(actor, sizeof actor, "step[%d]", i);
+        cr_assert_eq(rp_case_add_line(c, i, actor, "PUT chaos /links/x/faults -> 200"), CM_OK);
+    }
+    cr_assert_eq(rp_case_add_line(c, 3, "step[2.0]", "GET control /e -> 200"), CM_OK);
+    cr_assert_eq(rp_case_add_line(c, 4, "step[2.0.0]", "GET control /e -> 200"), CM_OK);
+    rp_timeline_t t;
+    cr_assert_eq(rp_timeline_build(c, &t), CM_OK);
+    cr_assert_eq(t.nlanes, 3);
+    cr_assert_str_eq(t.lanes[0].label, "the links clear");
+    cr_assert_str_eq(t.lanes[1].label, "the links clear");
+    cr_assert_str_eq(t.lanes[2].label, "booked once");
+    cr_assert_eq(t.lanes[2].nmarks, 2);
+    cr_assert_eq(t.nsteps, 3);
+    rp_timeline_free(&t);
     rp_report_free(&r);
 }

@@ -109,7 +109,7 @@ static void add_lanes(sc_ctx_t *ctx, const sc_step_t *s, const char *label, cons
         const sc_step_t *in = &s->children[k];
         char own[SC_ERR_LEN];
         if (s->kind == SC_STEP_EXPECT)
-            add_lanes(ctx, in, label, group, depth);
+            SC_BEST_EFFORT(rp_case_join_lane(ctx->rc, in->actor, s->actor));
         else
             add_lanes(ctx, in, step_name(in, 0, own, sizeof own), sc_step_kind_name(in->kind),
                       depth + 1);

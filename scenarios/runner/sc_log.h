@@ -43,7 +43,7 @@ void sc_fail_text(sc_ctx_t *ctx, const char *text);
 /* Names the timeline lanes of top-level step s and of every step inside it
  * (rp_case_add_lane, group: the step's kind): the step's name, else its location and kind
  * ("steps[3] (wait)"), nested steps one level deeper; an expect's checks (requests made
- * up at load) share the expect's lane. Call when s starts; best effort. */
+ * up at load) join the expect's lane. Call when s starts; best effort. */
 void sc_log_lanes(sc_ctx_t *ctx, const sc_step_t *s);
 
 /* Top-level step s has just failed the scenario (its first failure): marks the lane of the
