@@ -121,8 +121,9 @@ static cm_err_t axis(const rp_case_t *c, int64_t end, double scale, int top, int
         double ms = (double)end * t / 10.0, x = LEFT + ms * scale;
         rc = cm_buf_printf(b,
                            "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" class=\"grid\"/>"
-                           "<text x=\"%.1f\" y=\"%d\" class=\"axis\">%.2fs</text>\n",
-                           x, top, x, height - 16, x, height - 4, ms / 1000.0);
+                           "<text x=\"%.1f\" y=\"%d\" class=\"axis\"%s>%.2fs</text>\n",
+                           x, top, x, height - 16, x, height - 4,
+                           t == 10 ? " text-anchor=\"end\"" : "", ms / 1000.0);
     }
     double last = -1e9, last_label = -1e9;
     for (size_t i = 0; !rc && i < c->niterations; i++) {
