@@ -179,7 +179,10 @@ void sc_log_step_failed(sc_ctx_t *ctx, const sc_step_t *s)
         char inner[300];
         snprintf(in, sizeof in, " > %s", step_name(f, 1, inner, sizeof inner));
     }
-    snprintf(line, sizeof line, "%s%s%s%s%s: %s", s->name ? s->loc : "", s->name ? " " : "", top,
-             in, iter, what ? what : rest + 2);
+    /* A wait's "did not hold within 120014 ms (5569 polls)" sits before what was found. */
+    const char *held = what ? strstr(rest, " did not hold within ") : NULL;
+    int nheld = held && held < what ? (int)(what - 2 - held) : 0;
+    snprintf(line, sizeof line, "%s%s%s%s%s: %s%s%.*s", s->name ? s->loc : "", s->name ? " " : "",
+             top, in, iter, what ? what : rest + 2, nheld ? ";" : "", nheld, held ? held : "");
     snprintf(ctx->fail.message, sizeof ctx->fail.message, "%s", line);
 }
