@@ -208,4 +208,10 @@ void sc_collect_events(sc_ctx_t *ctx)
     ctx->deadline_ms = saved;
     sc_log(ctx, "runner", "timeline: %zu events recorded by the parts, collected in %lld ms",
            ctx->rc->nevents, (long long)(cm_clock_mono_ms() - t));
+    for (int p = 0; p < SC_PROCS && !ctx->opts->attach; p++)
+        if (ctx->sc->skew_ms[p])
+            sc_log(ctx, "runner",
+                   "timeline: the clock of the %s is off by %+.3f s; its events are shown "
+                   "at the true time",
+                   sc_proc_names[p], (double)ctx->sc->skew_ms[p] / 1000.0);
 }
