@@ -152,7 +152,7 @@ static rp_case_t *repeat_case(rp_report_t *r)
     cr_assert_eq(rp_case_add_event(c, 120, "sim calcom", "POST /v2/bookings -> 201"), CM_OK);
     cr_assert_eq(rp_case_fail_lane(c, "step[1.1.0]"), CM_OK);
     cr_assert_eq(rp_case_set_outcome(c, RP_FAILED, "expectation",
-                                     "steps[1] \"rounds\" › \"booked once\" [i=2]: calcom.booking "
+                                     "steps[1] \"rounds\" > \"booked once\" [i=2]: calcom.booking "
                                      "count: expected 1, got 2",
                                      "steps[1].steps[1]:expect[0] (request) [i=2]: GET control "
                                      "/y: \"count\": expected 1, got 2\n  \"count\": expected 1, "
@@ -166,7 +166,7 @@ Test(report, failure_in_one_line_before_timeline_and_log)
     rp_report_t *r = rp_report_new("scenario");
     repeat_case(r);
     char *h = html_of(r);
-    const char *line = "<p class=\"headline\">steps[1] \"rounds\" › \"booked once\" [i=2]: "
+    const char *line = "<p class=\"headline\">steps[1] \"rounds\" &gt; \"booked once\" [i=2]: "
                        "calcom.booking count: expected 1, got 2</p>";
     const char *at = strstr(h, line);
     cr_assert_not_null(at, "%s", h);
@@ -303,7 +303,7 @@ Test(report, json_holds_lanes_and_iterations)
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(its, 2), "label")), "i=2");
     cr_assert_eq(json_integer_value(json_object_get(json_array_get(its, 2), "t_ms")), 300);
     cr_assert_str_eq(json_string_value(json_object_get(c, "message")),
-                     "steps[1] \"rounds\" › \"booked once\" [i=2]: calcom.booking count: "
+                     "steps[1] \"rounds\" > \"booked once\" [i=2]: calcom.booking count: "
                      "expected 1, got 2");
     json_decref(j);
     cm_buf_free(&b);
