@@ -7,12 +7,17 @@
 
 #include "cm_clock.h"
 #include "rp_file.h"
+#include "rp_timeline.h"
 #include "rp_xml.h"
 
 #define RP_HTML_MAX (512u << 20)
 #define W 1000   /* timeline width (user units) */
-#define LEFT 110 /* room for lane names */
+#define LEFT 230 /* room for lane names */
 #define LANE 18
+#define TOP 14 /* room for iteration labels */
+#define BIN 4  /* width of a density bar */
+/* Lane names past this many characters are cut (the whole name is the tooltip). */
+#define LABEL_CHARS 36
 
 static cm_err_t text(cm_buf_t *b, const char *s)
 {
@@ -31,136 +36,266 @@ static const char *status_class(rp_status_t st)
     }
 }
 
-/* The colour of a mark: what the line says happened. */
-static const char *mark_colour(const rp_line_t *l)
+/* What a mark says happened, in rising severity: a density bar takes its worst mark's
+ * colour, so one failure among a thousand answers still shows. */
+typedef enum { K_OTHER, K_OK, K_DELIVERY, K_SAGA, K_START, K_4XX, K_KILL, K_FAIL, K__COUNT } kind_t;
+
+static const struct {
+    const char *colour, *name;
+} kinds[K__COUNT] = {
+    [K_OTHER] = {"#7f7f7f", "other"},
+    [K_OK] = {"#2ca02c", "2xx, breaker closed"},
+    [K_DELIVERY] = {"#17becf", "webhook deliveries"},
+    [K_SAGA] = {"#8c564b", "saga step"},
+    [K_START] = {"#9467bd", "start/stop"},
+    [K_4XX] = {"#e6b800", "4xx, breaker half-open"},
+    [K_KILL] = {"#ff7f0e", "kill, breaker open"},
+    [K_FAIL] = {"#d62728", "5xx, no answer, failure"},
+};
+
+static kind_t mark_kind(const rp_line_t *l)
 {
     const char *t = l->text;
     const char *arrow = strstr(t, "-> ");
     if (!strncmp(l->actor, "breaker", 7) && arrow) {
         if (!strncmp(arrow + 3, "open", 4))
-            return "#ff7f0e";
+            return K_KILL;
         if (!strncmp(arrow + 3, "closed", 6))
-            return "#2ca02c";
-        return "#e6b800";
+            return K_OK;
+        return K_4XX;
     }
     if (!strncmp(l->actor, "saga", 4))
-        return strstr(t, "compensat") || strstr(t, "fail") ? "#d62728" : "#8c564b";
+        return strstr(t, "compensat") || strstr(t, "fail") ? K_FAIL : K_SAGA;
     if (strstr(t, "FAIL:") || strstr(t, "also:"))
-        return "#d62728";
+        return K_FAIL;
     if (strstr(t, "killed") || strstr(t, "kill the gateway") || strstr(t, "ended before"))
-        return "#ff7f0e";
+        return K_KILL;
     if (strstr(t, "started ") || strstr(t, "ready in") || strstr(t, "stopped in") ||
         strstr(t, "the gateway"))
-        return "#9467bd";
+        return K_START;
     if (arrow) {
         if (strstr(arrow, "no answer"))
-            return "#d62728";
+            return K_FAIL;
         char d = arrow[3];
         if (d == '2')
-            return "#2ca02c";
+            return K_OK;
         if (d == '4')
-            return "#e6b800";
+            return K_4XX;
         if (d == '5')
-            return "#d62728";
+            return K_FAIL;
     }
     if (strstr(t, "deliveries:"))
-        return "#17becf";
-    return "#7f7f7f";
+        return K_DELIVERY;
+    return K_OTHER;
 }
 
-/* The i-th mark: the log lines first, then the events the parts recorded. */
-static const rp_line_t *mark_at(const rp_case_t *c, size_t i)
+/* s cut to max characters (UTF-8), with an ellipsis when cut, into out (cap bytes). */
+static const char *cut(const char *s, size_t max, char *out, size_t cap)
 {
-    return i < c->nlines ? &c->lines[i] : &c->events[i - c->nlines];
-}
-
-static cm_err_t timeline(const rp_case_t *c, cm_buf_t *b)
-{
-    char lanes[RP_HTML_MAX_LANES][24];
-    int64_t first[RP_HTML_MAX_LANES], last[RP_HTML_MAX_LANES];
-    size_t nl = 0, total = c->nlines + c->nevents;
-    int64_t end = 1;
-    for (size_t i = 0; i < total; i++) {
-        const rp_line_t *l = mark_at(c, i);
-        size_t k = 0;
-        while (k < nl && strcmp(lanes[k], l->actor) != 0)
-            k++;
-        if (k == nl) {
-            if (nl < RP_HTML_MAX_LANES) {
-                snprintf(lanes[nl], sizeof lanes[nl], "%s", l->actor);
-                first[nl] = last[nl] = l->t_ms;
-                nl++;
-            } else {
-                k = nl - 1; /* the rest share the last lane */
-            }
-        }
-        if (k < nl && l->t_ms > last[k])
-            last[k] = l->t_ms;
-        if (k < nl && l->t_ms < first[k])
-            first[k] = l->t_ms;
-        if (l->t_ms > end)
-            end = l->t_ms;
+    size_t n = 0, chars = 0;
+    while (s[n] && n + 4 < cap) {
+        if (((unsigned char)s[n] & 0xC0) != 0x80 && chars++ == max)
+            break;
+        n++;
     }
-    if (c->time_s * 1000.0 > (double)end)
-        end = (int64_t)(c->time_s * 1000.0);
-    double scale = (double)(W - LEFT - 10) / (double)end;
-    int height = (int)nl * LANE + 30;
-    cm_err_t rc = cm_buf_printf(b,
-                                "<svg class=\"tl\" viewBox=\"0 0 %d %d\" width=\"100%%\" "
-                                "role=\"img\" xmlns=\"http://www.w3.org/2000/svg\">\n",
-                                W, height);
-    /* the time axis: ten ticks */
+    if (s[n])
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--; /* not in the middle of a character */
+    snprintf(out, cap, "%.*s%s", (int)n, s, s[n] ? "\xe2\x80\xa6" : "");
+    return out;
+}
+
+/* Where a time goes; before the case began (a part's clock may be off) is its start. */
+static double xpos(int64_t ms, double scale)
+{
+    return LEFT + (double)(ms > 0 ? ms : 0) * scale;
+}
+
+/* The time axis (ten ticks) and the lines where the iterations of repeats began, thinned
+ * so that neighbours stay 3 units apart, labelled where there is room. */
+static cm_err_t axis(const rp_case_t *c, int64_t end, double scale, int top, int height,
+                     cm_buf_t *b)
+{
+    cm_err_t rc = CM_OK;
     for (int t = 0; !rc && t <= 10; t++) {
-        double ms = (double)end * t / 10.0;
-        double x = LEFT + ms * scale;
+        double ms = (double)end * t / 10.0, x = LEFT + ms * scale;
         rc = cm_buf_printf(b,
-                           "<line x1=\"%.1f\" y1=\"0\" x2=\"%.1f\" y2=\"%d\" class=\"grid\"/>"
-                           "<text x=\"%.1f\" y=\"%d\" class=\"axis\">%.2fs</text>\n",
-                           x, x, height - 16, x, height - 4, ms / 1000.0);
+                           "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" class=\"grid\"/>"
+                           "<text x=\"%.1f\" y=\"%d\" class=\"axis\"%s>%.2fs</text>\n",
+                           x, top, x, height - 16, x, height - 4,
+                           t == 10 ? " text-anchor=\"end\"" : "", ms / 1000.0);
     }
-    for (size_t k = 0; !rc && k < nl; k++) {
-        int y = (int)k * LANE;
-        rc = cm_buf_printf(b, "<text x=\"2\" y=\"%d\" class=\"lane\">", y + 13);
-        if (!rc)
-            rc = text(b, lanes[k]);
-        if (!rc)
-            rc = cm_buf_printf(b,
-                               "</text><rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\" "
-                               "class=\"span\"/>\n",
-                               LEFT + (double)first[k] * scale, y + 3,
-                               (double)(last[k] - first[k]) * scale + 2, LANE - 6);
-    }
-    /* At most RP_HTML_MAX_MARKS marks, shared between the log and the events. */
-    size_t lines = c->nlines, events = c->nevents;
-    if (lines + events > RP_HTML_MAX_MARKS) {
-        events = events < RP_HTML_MAX_MARKS / 2 ? events : RP_HTML_MAX_MARKS / 2;
-        lines = RP_HTML_MAX_MARKS - events < lines ? RP_HTML_MAX_MARKS - events : lines;
-    }
-    for (size_t i = 0; !rc && i < total; i++) {
-        if ((i < c->nlines && i >= lines) || (i >= c->nlines && i - c->nlines >= events))
+    double last = -1e9, last_label = -1e9;
+    for (size_t i = 0; !rc && i < c->niterations; i++) {
+        const rp_iteration_t *it = &c->iterations[i];
+        double x = xpos(it->t_ms, scale);
+        if (x - last < 3 && *it->label)
             continue;
-        const rp_line_t *l = mark_at(c, i);
-        size_t k = 0;
-        while (k < nl && strcmp(lanes[k], l->actor) != 0)
-            k++;
-        if (k == nl)
-            k = nl - 1;
+        last = x;
         rc = cm_buf_printf(b,
-                           "<rect x=\"%.1f\" y=\"%d\" width=\"3\" height=\"%d\" fill=\"%s\">"
+                           "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" class=\"iter\">"
+                           "<title>%s%s +%.3f s</title></line>\n",
+                           x, top - 4, x, height - 16, *it->label ? "iteration " : "repeat ended",
+                           it->label, (double)it->t_ms / 1000.0);
+        if (!rc && *it->label && x - last_label >= 40) {
+            last_label = x;
+            rc = cm_buf_printf(b, "<text x=\"%.1f\" y=\"%d\" class=\"it\">", x + 1, top - 5);
+            if (!rc)
+                rc = text(b, it->label);
+            if (!rc)
+                rc = cm_buf_addstr(b, "</text>\n");
+        }
+    }
+    return rc;
+}
+
+/* A lane's band (red when the failure happened there), name and span. */
+static cm_err_t lane_row(const rp_tl_lane_t *l, int y, int dense, double scale, cm_buf_t *b)
+{
+    char shown[LABEL_CHARS * 4 + 8];
+    cm_err_t rc = CM_OK;
+    if (l->failed)
+        rc = cm_buf_printf(
+            b, "<rect x=\"0\" y=\"%d\" width=\"%d\" height=\"%d\" class=\"badlane\"/>", y, W, LANE);
+    if (!rc)
+        rc = cm_buf_printf(b, "<text x=\"%d\" y=\"%d\" class=\"lane%s\">", 2 + 10 * l->depth,
+                           y + 13, l->failed ? " bad" : "");
+    if (!rc)
+        rc = text(b, cut(l->label, LABEL_CHARS - 2 * (size_t)l->depth, shown, sizeof shown));
+    if (!rc)
+        rc = cm_buf_addstr(b, "<title>");
+    if (!rc)
+        rc = text(b, l->label);
+    if (!rc)
+        rc = cm_buf_printf(b, ": %zu mark%s%s%s</title></text>", l->nmarks,
+                           l->nmarks == 1 ? "" : "s", dense ? ", drawn as density" : "",
+                           l->failed ? "; the failure happened here" : "");
+    if (!rc && l->nmarks)
+        rc = cm_buf_printf(
+            b, "<rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\" class=\"span\"/>",
+            xpos(l->first, scale), y + 3, (double)(l->last - l->first) * scale + 2, LANE - 6);
+    return rc ? rc : cm_buf_addstr(b, "\n");
+}
+
+/* The bars of a dense lane: counts[bin * K__COUNT + kind]. */
+static cm_err_t density(const unsigned *counts, size_t nbins, int y, double scale, cm_buf_t *b)
+{
+    unsigned max = 1;
+    for (size_t i = 0; i < nbins; i++) {
+        unsigned n = 0;
+        for (int k = 0; k < K__COUNT; k++)
+            n += counts[i * K__COUNT + k];
+        max = n > max ? n : max;
+    }
+    cm_err_t rc = CM_OK;
+    for (size_t i = 0; !rc && i < nbins; i++) {
+        const unsigned *n = &counts[i * K__COUNT];
+        unsigned total = 0;
+        int worst = K_OTHER;
+        for (int k = 0; k < K__COUNT; k++) {
+            total += n[k];
+            worst = n[k] ? k : worst;
+        }
+        if (!total)
+            continue;
+        double h = 3.0 + (LANE - 7) * (double)total / max;
+        rc = cm_buf_printf(b,
+                           "<rect x=\"%d\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\">"
+                           "<title>+%.2f..%.2f s: %u mark%s",
+                           LEFT + (int)i * BIN, y + LANE - 2 - h, BIN - 0.6, h, kinds[worst].colour,
+                           (double)i * BIN / scale / 1000.0, (double)(i + 1) * BIN / scale / 1000.0,
+                           total, total == 1 ? "" : "s");
+        for (int k = K__COUNT - 1; !rc && k >= 0; k--)
+            if (n[k])
+                rc = cm_buf_printf(b, "; %u %s", n[k], kinds[k].name);
+        if (!rc)
+            rc = cm_buf_addstr(b, "</title></rect>\n");
+    }
+    return rc;
+}
+
+/* The marks: one per line in lanes of at most RP_HTML_LANE_MARKS, density bars in the
+ * others. *ndense says how many lanes were dense. */
+static cm_err_t marks(const rp_case_t *c, const rp_timeline_t *t, int top, double scale,
+                      size_t *ndense, cm_buf_t *b)
+{
+    size_t nbins = (W - LEFT - 10) / BIN + 1, dense = 0;
+    size_t *slot = malloc((t->nlanes ? t->nlanes : 1) * sizeof *slot);
+    if (!slot)
+        return CM_ENOMEM;
+    for (size_t k = 0; k < t->nlanes; k++)
+        slot[k] = t->lanes[k].nmarks > RP_HTML_LANE_MARKS ? dense++ : (size_t)-1;
+    unsigned *counts = calloc((dense ? dense : 1) * nbins * K__COUNT, sizeof *counts);
+    cm_err_t rc = counts ? CM_OK : CM_ENOMEM;
+    for (size_t i = 0; !rc && i < t->nmarks; i++) {
+        const rp_line_t *l = rp_tl_mark(c, i);
+        size_t k = t->lane_of[i];
+        kind_t kind = mark_kind(l);
+        if (slot[k] != (size_t)-1) {
+            size_t bin = (size_t)(xpos(l->t_ms, scale) - LEFT) / BIN;
+            counts[(slot[k] * nbins + (bin < nbins ? bin : nbins - 1)) * K__COUNT + kind]++;
+            continue;
+        }
+        rc = cm_buf_printf(b,
+                           "<rect x=\"%.1f\" y=\"%d\" width=\"3\" height=\"%d\" fill=\"%s\"%s>"
                            "<title>+%.3f %s ",
-                           LEFT + (double)l->t_ms * scale, (int)k * LANE + 2, LANE - 4,
-                           mark_colour(l), (double)l->t_ms / 1000.0, l->actor);
+                           xpos(l->t_ms, scale), top + (int)k * LANE + 2, LANE - 4,
+                           kinds[kind].colour, t->lanes[k].failed ? " class=\"bad\"" : "",
+                           (double)l->t_ms / 1000.0, l->actor);
         if (!rc)
             rc = text(b, l->text);
         if (!rc)
             rc = cm_buf_addstr(b, "</title></rect>\n");
     }
+    for (size_t k = 0; !rc && k < t->nlanes; k++)
+        if (slot[k] != (size_t)-1)
+            rc = density(&counts[slot[k] * nbins * K__COUNT], nbins, top + (int)k * LANE, scale, b);
+    *ndense = dense;
+    free(counts);
+    free(slot);
+    return rc;
+}
+
+static cm_err_t timeline(const rp_case_t *c, cm_buf_t *b)
+{
+    rp_timeline_t t;
+    cm_err_t rc = rp_timeline_build(c, &t);
+    if (rc)
+        return rc;
+    double scale = (double)(W - LEFT - 10) / (double)t.end_ms;
+    int top = c->niterations ? TOP : 0;
+    int height = top + (int)t.nlanes * LANE + 30;
+    size_t ndense = 0;
+    rc = cm_buf_printf(b,
+                       "<svg class=\"tl\" viewBox=\"0 0 %d %d\" width=\"100%%\" "
+                       "role=\"img\" xmlns=\"http://www.w3.org/2000/svg\">\n",
+                       W, height);
+    for (size_t k = 0; !rc && k < t.nlanes; k++)
+        rc = lane_row(&t.lanes[k], top + (int)k * LANE, t.lanes[k].nmarks > RP_HTML_LANE_MARKS,
+                      scale, b);
+    if (!rc)
+        rc = axis(c, t.end_ms, scale, top, height, b);
+    if (!rc)
+        rc = marks(c, &t, top, scale, &ndense, b);
     if (!rc)
         rc = cm_buf_addstr(b, "</svg>\n");
-    if (!rc && lines + events < total)
-        rc =
-            cm_buf_printf(b, "<p class=\"note\">%zu more log lines and events are not drawn.</p>\n",
-                          total - lines - events);
+    if (!rc && ndense)
+        rc = cm_buf_printf(b,
+                           "<p class=\"note\">Lanes with more than %d marks show their density: "
+                           "a bar per %.2f s, as tall as its count and coloured by its worst "
+                           "mark (hover for the counts).</p>\n",
+                           RP_HTML_LANE_MARKS, BIN / scale / 1000.0);
+    if (!rc && t.grouped)
+        rc = cm_buf_printf(b,
+                           "<p class=\"note\">%zu steps logged, too many for a lane each: a lane "
+                           "per kind of step, the failing step on its own.</p>\n",
+                           t.nsteps);
+    if (!rc && (c->dropped_lines || c->dropped_events))
+        rc = cm_buf_printf(b,
+                           "<p class=\"note\">%zu log lines and %zu events past the case's "
+                           "limit were not kept.</p>\n",
+                           c->dropped_lines, c->dropped_events);
+    rp_timeline_free(&t);
     return rc;
 }
 
@@ -174,6 +309,10 @@ static const char *style =
     ".tl{max-width:1200px;border:1px solid #ddd;background:#fff}"
     ".grid{stroke:#eee}.axis{font-size:9px;fill:#666}.lane{font-size:11px;fill:#333}"
     ".span{fill:#e8eef7}.note,.meta{color:#666;font-size:12px}"
+    ".headline{font:bold 13px/1.4 ui-monospace,monospace;color:#cf222e;margin:.5em 0}"
+    ".badlane{fill:#fde8e8}.lane.bad{fill:#cf222e;font-weight:bold}"
+    ".tl rect.bad{stroke:#cf222e;stroke-width:1}"
+    ".iter{stroke:#c8d1dc;stroke-dasharray:2 2}.it{font-size:8px;fill:#8c959f}"
     ".legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}";
 
 static cm_err_t render_case(const rp_case_t *c, size_t id, cm_buf_t *b)
@@ -196,6 +335,14 @@ static cm_err_t render_case(const rp_case_t *c, size_t id, cm_buf_t *b)
     }
     if (!rc)
         rc = cm_buf_addstr(b, "</p>\n");
+    /* What failed, in one line, before anything else about the case. */
+    if (!rc && c->status != RP_PASSED && c->message) {
+        rc = cm_buf_addstr(b, "<p class=\"headline\">");
+        if (!rc)
+            rc = text(b, c->message);
+        if (!rc)
+            rc = cm_buf_addstr(b, "</p>\n");
+    }
     if (!rc && c->status != RP_PASSED && (c->detail || c->message)) {
         rc = cm_buf_addstr(b, "<pre>");
         if (!rc)
@@ -279,16 +426,12 @@ cm_err_t rp_html_render(const rp_report_t *r, cm_buf_t *b)
         }
     }
     if (!rc)
-        rc = cm_buf_addstr(
-            b, "</table>\n<p class=\"legend meta\">timeline marks:"
-               "<span style=\"background:#2ca02c\"></span>2xx"
-               "<span style=\"background:#e6b800\"></span>4xx"
-               "<span style=\"background:#d62728\"></span>5xx, no answer, failure"
-               "<span style=\"background:#ff7f0e\"></span>kill"
-               "<span style=\"background:#9467bd\"></span>start/stop"
-               "<span style=\"background:#17becf\"></span>webhook deliveries"
-               "<span style=\"background:#8c564b\"></span>saga step"
-               "<span style=\"background:#7f7f7f\"></span>other; hover a mark for its line</p>\n");
+        rc = cm_buf_addstr(b, "</table>\n<p class=\"legend meta\">timeline marks:");
+    for (int kind = K__COUNT - 1; !rc && kind >= 0; kind--)
+        rc = cm_buf_printf(b, "<span style=\"background:%s\"></span>%s", kinds[kind].colour,
+                           kinds[kind].name);
+    if (!rc)
+        rc = cm_buf_addstr(b, "; hover a mark for its line</p>\n");
     id = 0;
     for (size_t i = 0; !rc && i < r->nsuites; i++)
         for (size_t j = 0; !rc && j < r->suites[i]->ncases; j++)

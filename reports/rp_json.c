@@ -174,7 +174,33 @@ static cm_err_t render_case(const rp_case_t *c, cm_buf_t *b)
             rc = cm_buf_printf(b, ",\"time_s\":%.3f}", c->asserts[i].time_s);
     }
     if (!rc)
-        rc = cm_buf_addstr(b, "]}");
+        rc = cm_buf_addstr(b, "],\"lanes\":[");
+    for (size_t i = 0; !rc && i < c->nlanes; i++) {
+        const rp_lane_t *l = &c->lanes[i];
+        rc = cm_buf_addstr(b, i ? ",{" : "{");
+        if (!rc)
+            rc = key_str(b, "actor", l->actor, 0);
+        if (!rc)
+            rc = key_str(b, "label", l->label, 1);
+        if (!rc)
+            rc = key_str(b, "group", l->group, 1);
+        if (!rc)
+            rc = key_str(b, "joins", l->joins[0] ? l->joins : NULL, 1);
+        if (!rc)
+            rc = cm_buf_printf(b, ",\"depth\":%d,\"failed\":%s}", l->depth,
+                               l->failed ? "true" : "false");
+    }
+    if (!rc)
+        rc = cm_buf_addstr(b, "],\"iterations\":[");
+    for (size_t i = 0; !rc && i < c->niterations; i++) {
+        rc = cm_buf_printf(b, "%s{\"t_ms\":%lld", i ? "," : "", (long long)c->iterations[i].t_ms);
+        if (!rc)
+            rc = key_str(b, "label", c->iterations[i].label, 1);
+        if (!rc)
+            rc = cm_buf_addstr(b, "}");
+    }
+    if (!rc)
+        rc = cm_buf_printf(b, "],\"dropped_iterations\":%zu}", c->dropped_iterations);
     return rc;
 }
 

@@ -6,7 +6,13 @@
  *    "skipped","time_s","sim_time_s"},"suites":[{"file","counts":{...},"cases":[{"name",
  *    "classname","status","time_s","sim_time_s","started_at","seed","speed","tags",
  *    "type","message","detail","kept_dir","log":[{"t_ms","actor","text"}],
- *    "dropped_lines"}]}]}
+ *    "dropped_lines","events":[{"t_ms","source","text"}],"dropped_events",
+ *    "assertions":[{"name","status","time_s"}],"lanes":[{"actor","label","group","joins",
+ *    "depth","failed"}],"iterations":[{"t_ms","label"}],"dropped_iterations"}]}]}
+ *
+ * "message" is one line (where the case failed, what was expected and found); "lanes"
+ * name the timeline's step lanes (rp_case_add_lane), "iterations" where the iterations of
+ * repeats began ("label" "" where they ended).
  *
  * Strings are valid UTF-8 (bytes that are not become U+FFFD). Thread-safe: the report
  * is only read.

@@ -43,6 +43,10 @@ static void case_free(rp_case_t *c)
     for (size_t i = 0; i < c->nasserts; i++)
         free(c->asserts[i].name);
     free(c->asserts);
+    for (size_t i = 0; i < c->nlanes; i++)
+        free(c->lanes[i].label);
+    free(c->lanes);
+    free(c->iterations);
     free(c);
 }
 
@@ -121,6 +125,8 @@ cm_err_t rp_case_set_outcome(rp_case_t *c, rp_status_t st, const char *type, con
                              const char *detail)
 {
     int ok = 1;
+    if (!message)
+        message = detail; /* its first line */
     char *t = dup_or_null(type, 128, &ok);
     char *m = dup_or_null(message, message ? strcspn(message, "\n") : 0, &ok);
     char *d = dup_or_null(detail, (size_t)-1, &ok);
@@ -215,6 +221,75 @@ cm_err_t rp_case_add_assert(rp_case_t *c, const char *name, rp_status_t st, doub
     a->status = st;
     a->time_s = time_s;
     c->nasserts++;
+    return CM_OK;
+}
+
+/* The index of actor's lane, or c->nlanes. */
+static size_t lane_index(const rp_case_t *c, const char *actor)
+{
+    size_t i = 0;
+    while (actor && i < c->nlanes && strcmp(c->lanes[i].actor, actor) != 0)
+        i++;
+    return actor ? i : c->nlanes;
+}
+
+cm_err_t rp_case_add_lane(rp_case_t *c, const char *actor, const char *label, const char *group,
+                          int depth)
+{
+    if (lane_index(c, actor) < c->nlanes)
+        return CM_OK;
+    if (grow((void **)&c->lanes, &c->_lcap, c->nlanes, sizeof *c->lanes))
+        return CM_ENOMEM;
+    rp_lane_t *l = &c->lanes[c->nlanes];
+    memset(l, 0, sizeof *l);
+    if (!(l->label = strndup(label ? label : "", RP_MAX_LINE_LEN)))
+        return CM_ENOMEM;
+    snprintf(l->actor, sizeof l->actor, "%s", actor ? actor : "");
+    snprintf(l->group, sizeof l->group, "%s", group ? group : "");
+    l->depth = depth;
+    c->nlanes++;
+    return CM_OK;
+}
+
+cm_err_t rp_case_join_lane(rp_case_t *c, const char *actor, const char *into)
+{
+    size_t i = lane_index(c, into), n = c->nlanes;
+    if (i == n)
+        return CM_ENOTFOUND;
+    /* A copy: adding may move the lanes. Joining a lane that joins another joins that. */
+    rp_lane_t l = c->lanes[i];
+    cm_err_t rc = rp_case_add_lane(c, actor, l.label, l.group, l.depth);
+    if (!rc && c->nlanes > n)
+        snprintf(c->lanes[n].joins, sizeof c->lanes[n].joins, "%s", l.joins[0] ? l.joins : into);
+    return rc;
+}
+
+cm_err_t rp_case_fail_lane(rp_case_t *c, const char *actor)
+{
+    size_t i = lane_index(c, actor);
+    if (i == c->nlanes)
+        return CM_ENOTFOUND;
+    c->lanes[i].failed = 1;
+    return CM_OK;
+}
+
+const rp_lane_t *rp_case_lane(const rp_case_t *c, const char *actor)
+{
+    size_t i = lane_index(c, actor);
+    return i < c->nlanes ? &c->lanes[i] : NULL;
+}
+
+cm_err_t rp_case_add_iteration(rp_case_t *c, int64_t t_ms, const char *label)
+{
+    if (c->niterations >= RP_MAX_ITERATIONS) {
+        c->dropped_iterations++;
+        return CM_OK;
+    }
+    if (grow((void **)&c->iterations, &c->_icap, c->niterations, sizeof *c->iterations))
+        return CM_ENOMEM;
+    rp_iteration_t *it = &c->iterations[c->niterations++];
+    it->t_ms = t_ms;
+    snprintf(it->label, sizeof it->label, "%s", label ? label : "");
     return CM_OK;
 }
 

@@ -23,6 +23,9 @@
  * polling loop must not eat the machine's memory or a CI page. */
 #define RP_MAX_LINES 20000
 #define RP_MAX_LINE_LEN 4096
+/* A repeat of a million iterations must not eat memory either: past this many iteration
+ * starts a case keeps only a count. */
+#define RP_MAX_ITERATIONS 10000
 
 typedef enum {
     RP_PASSED = 0,
@@ -36,6 +39,23 @@ typedef struct {
     char actor[24]; /* "runner", "sim", "gw", "step[3]", ... */
     char *text;
 } rp_line_t;
+
+/* A timeline lane for one actor's lines: the step behind it, as the scenario names it. */
+typedef struct {
+    char actor[24]; /* "step[3.0]" */
+    char *label;    /* "book the slot", "steps[3].steps[0] (request)" */
+    char group[24]; /* what lanes share one when there are too many: "request" */
+    int depth;      /* how deep the step sits in others (0: a top-level step) */
+    int failed;     /* the case's failure happened in this step (rp_case_fail_lane) */
+    char joins[24]; /* drawn in this actor's lane (rp_case_join_lane), or "" */
+} rp_lane_t;
+
+/* Where an iteration of a repeat began on the case's clock ("i=3"), or where the
+ * iterations ended (""). */
+typedef struct {
+    int64_t t_ms;
+    char label[24];
+} rp_iteration_t;
 
 /* One assertion of a scenario: a top-level step that holds expectations. */
 typedef struct {
@@ -58,7 +78,7 @@ typedef struct {
     size_t ntags;
     char *kept_dir; /* the temp dir when it was kept, or NULL */
     char *type;     /* failure/error type ("expectation", "timeout", "invalid", ...), or NULL */
-    char *message;  /* one line, or NULL */
+    char *message;  /* one line: where it failed, what was expected and found; or NULL */
     char *detail;   /* the diagnosis, expected and got; may span lines; or NULL */
     rp_line_t *lines;
     size_t nlines;
@@ -75,8 +95,16 @@ typedef struct {
     rp_assert_t *asserts;
     size_t nasserts;
     size_t failed_assert;
+    /* The timeline's step lanes, in the order the steps were named (rp_case_add_lane);
+     * actors without one (the parts) get a lane named after themselves. */
+    rp_lane_t *lanes;
+    size_t nlanes;
+    /* The iterations of the repeats, in time order (rp_case_add_iteration). */
+    rp_iteration_t *iterations;
+    size_t niterations;
+    size_t dropped_iterations;
     /* private */
-    size_t _cap, _ecap, _acap;
+    size_t _cap, _ecap, _acap, _lcap, _icap;
 } rp_case_t;
 
 typedef struct {
@@ -118,7 +146,7 @@ rp_case_t *rp_suite_add_case(rp_suite_t *s, const char *name, const char *classn
 
 /* Sets the outcome; type, message and detail are copied (each may be NULL). A failure
  * message is cut at its first newline (it becomes an XML attribute); the whole text
- * belongs in detail. */
+ * belongs in detail. Without a message, detail's first line is the message. */
 cm_err_t rp_case_set_outcome(rp_case_t *c, rp_status_t st, const char *type, const char *message,
                              const char *detail) CM_WUR;
 
@@ -137,6 +165,29 @@ cm_err_t rp_case_add_event(rp_case_t *c, int64_t t_ms, const char *actor, const 
 
 /* Appends an assertion (name copied). */
 cm_err_t rp_case_add_assert(rp_case_t *c, const char *name, rp_status_t st, double time_s) CM_WUR;
+
+/* Names the lane of actor's lines label (copied, cut at RP_MAX_LINE_LEN), in group
+ * (copied, cut to fit: which lanes share one when there are too many), depth steps deep.
+ * An actor named already keeps its lane: CM_OK, nothing changes. On error nothing
+ * changes. */
+cm_err_t rp_case_add_lane(rp_case_t *c, const char *actor, const char *label, const char *group,
+                          int depth) CM_WUR;
+
+/* Draws actor's lines in the lane of into (named already): the checks an expect step
+ * stands for are that step. actor gets into's label, group and depth. CM_ENOTFOUND when
+ * into has no lane; an actor named already keeps its lane (CM_OK). */
+cm_err_t rp_case_join_lane(rp_case_t *c, const char *actor, const char *into) CM_WUR;
+
+/* Marks the lane of actor as the one the case's failure happened in. CM_ENOTFOUND when
+ * no lane has that actor. */
+cm_err_t rp_case_fail_lane(rp_case_t *c, const char *actor) CM_WUR;
+
+/* The lane named for actor (borrowed), or NULL. */
+const rp_lane_t *rp_case_lane(const rp_case_t *c, const char *actor);
+
+/* Appends an iteration start (label cut to fit; "" for the end of a repeat). Past
+ * RP_MAX_ITERATIONS only dropped_iterations grows. */
+cm_err_t rp_case_add_iteration(rp_case_t *c, int64_t t_ms, const char *label) CM_WUR;
 
 /* The case's log as text, one "  +1.234 actor  text" line per entry: a new string the
  * caller frees, NULL when out of memory. */

@@ -179,6 +179,17 @@ static const char *check_xml(const char *x, xml_stats_t *st)
     return depth ? "unclosed element" : NULL;
 }
 
+/* The report as JUnit XML (a string the caller frees), checked to be well formed. */
+static char *junit_of(const rp_report_t *r, xml_stats_t *st)
+{
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 20);
+    cr_assert_eq(rp_junit_render(r, &b), CM_OK);
+    const char *bad = check_xml(b.data, st);
+    cr_assert_null(bad, "%s in:\n%s", bad, b.data);
+    return cm_buf_take(&b);
+}
+
 static rp_report_t *sample(void)
 {
     rp_report_t *r = rp_report_new("scenario");
@@ -210,12 +221,8 @@ static rp_report_t *sample(void)
 Test(junit, render_parses_back_with_matching_counts)
 {
     rp_report_t *r = sample();
-    cm_buf_t b;
-    cm_buf_init(&b, 1 << 20);
-    cr_assert_eq(rp_junit_render(r, &b), CM_OK);
     xml_stats_t st;
-    const char *bad = check_xml(b.data, &st);
-    cr_assert_null(bad, "%s in:\n%s", bad, b.data);
+    char *x = junit_of(r, &st);
     cr_assert_eq(st.testsuites, 1);
     cr_assert_eq(st.testsuite, 3);
     cr_assert_eq(st.testcase, 4);
@@ -231,13 +238,13 @@ Test(junit, render_parses_back_with_matching_counts)
     cr_assert_eq(st.sum_failures, st.top_failures);
     cr_assert_eq(st.sum_errors, st.top_errors);
     cr_assert_eq(st.sum_skipped, st.top_skipped);
-    cr_assert_not_null(strstr(b.data, "name=\"happy &lt;path&gt; &amp; &quot;more&quot;\""));
-    cr_assert_not_null(strstr(b.data, "classname=\"scenarios.basic.001_ok\""));
-    cr_assert_not_null(strstr(b.data, "time=\"1.250\""));
-    cr_assert_not_null(strstr(b.data, "timestamp=\"2050-09-05T07:00:00\""));
-    cr_assert_not_null(strstr(b.data, "got: 204 \\x1b[31m&lt;ok&gt;\\x01</failure>"));
-    cr_assert_not_null(strstr(b.data, "+1.500 step[1]  POST &lt;x&gt; ]]&gt; \\x02"));
-    cm_buf_free(&b);
+    cr_assert_not_null(strstr(x, "name=\"happy &lt;path&gt; &amp; &quot;more&quot;\""));
+    cr_assert_not_null(strstr(x, "classname=\"scenarios.basic.001_ok\""));
+    cr_assert_not_null(strstr(x, "time=\"1.250\""));
+    cr_assert_not_null(strstr(x, "timestamp=\"2050-09-05T07:00:00\""));
+    cr_assert_not_null(strstr(x, "got: 204 \\x1b[31m&lt;ok&gt;\\x01</failure>"));
+    cr_assert_not_null(strstr(x, "+1.500 step[1]  POST &lt;x&gt; ]]&gt; \\x02"));
+    free(x);
     rp_report_free(&r);
 }
 
@@ -310,23 +317,76 @@ Test(junit, one_testcase_per_assertion_with_matching_counts)
     cr_assert_eq(rp_case_set_outcome(d, RP_FAILED, "process", "gateway killed by signal 11", NULL),
                  CM_OK);
 
-    cm_buf_t b;
-    cm_buf_init(&b, 1 << 20);
-    cr_assert_eq(rp_junit_render(r, &b), CM_OK);
     xml_stats_t st;
-    const char *bad = check_xml(b.data, &st);
-    cr_assert_null(bad, "%s in:\n%s", bad, b.data);
-    cr_assert_eq(st.testcase, 5, "3 + 1 assertions + the crashed scenario itself:\n%s", b.data);
+    char *x = junit_of(r, &st);
+    cr_assert_eq(st.testcase, 5, "3 + 1 assertions + the crashed scenario itself:\n%s", x);
     cr_assert_eq(st.failure, 2);
     cr_assert_eq(st.skipped, 1);
     cr_assert_eq(st.top_tests, 5);
     cr_assert_eq(st.top_failures, 2);
     cr_assert_eq(st.top_skipped, 1);
     cr_assert_eq(st.sum_tests, st.top_tests);
-    cr_assert_not_null(strstr(b.data, "name=\"forged: steps[2] (request)\""));
-    cr_assert_not_null(strstr(b.data, "not reached: an earlier step failed"));
-    cr_assert_not_null(strstr(b.data, "name=\"crashed\""), "%s", b.data);
-    cr_assert_null(strstr(b.data, "name=\"forged\""), "the failure belongs to an assertion");
-    cm_buf_free(&b);
+    cr_assert_not_null(strstr(x, "name=\"forged: steps[2] (request)\""));
+    cr_assert_not_null(strstr(x, "not reached: an earlier step failed"));
+    cr_assert_not_null(strstr(x, "name=\"crashed\""), "%s", x);
+    cr_assert_null(strstr(x, "name=\"forged\""), "the failure belongs to an assertion");
+    free(x);
+    rp_report_free(&r);
+}
+
+Test(junit, failure_message_is_the_one_line_detail_in_the_body)
+{
+    rp_report_t *r = rp_report_new("scenario");
+    rp_case_t *c = rp_suite_add_case(rp_report_add_suite(r, "s.json"), "booking", "s");
+    cr_assert_eq(rp_case_add_assert(c, "steps[4] (expect \"booked once\")", RP_FAILED, 0.1), CM_OK);
+    c->failed_assert = 1;
+    cr_assert_eq(rp_case_set_outcome(c, RP_FAILED, "expectation",
+                                     "steps[4] \"booked once\": calcom.booking count: expected 1, "
+                                     "got 2",
+                                     "steps[4]:expect[0] (request): GET control /e: \"count\": "
+                                     "expected 1, got 2\n  \"count\": expected 1, got 2\n"),
+                 CM_OK);
+    xml_stats_t st;
+    char *x = junit_of(r, &st);
+    cr_assert_not_null(strstr(x, "<failure message=\"steps[4] &quot;booked once&quot;: "
+                                 "calcom.booking count: expected 1, got 2\" "
+                                 "type=\"expectation\">steps[4]:expect[0] (request): GET "
+                                 "control /e: \"count\": expected 1, got 2\n  \"count\": "
+                                 "expected 1, got 2\n</failure>"),
+                       "%s", x);
+    free(x);
+    rp_report_free(&r);
+}
+
+Test(result, message_defaults_to_the_detail_first_line)
+{
+    rp_report_t *r = rp_report_new("t");
+    rp_case_t *c = rp_suite_add_case(rp_report_add_suite(r, "s"), "c", "k");
+    cr_assert_eq(
+        rp_case_set_outcome(c, RP_FAILED, "x", NULL, "status: expected 204, got 500\nmore"), CM_OK);
+    cr_assert_str_eq(c->message, "status: expected 204, got 500");
+    cr_assert_str_eq(c->detail, "status: expected 204, got 500\nmore");
+    cr_assert_eq(rp_case_set_outcome(c, RP_PASSED, NULL, NULL, NULL), CM_OK);
+    cr_assert_null(c->message);
+    rp_report_free(&r);
+}
+
+Test(result, lanes_and_iterations)
+{
+    rp_report_t *r = rp_report_new("t");
+    rp_case_t *c = rp_suite_add_case(rp_report_add_suite(r, "s"), "c", "k");
+    cr_assert_eq(rp_case_add_lane(c, "step[3]", "book", "request", 0), CM_OK);
+    cr_assert_eq(rp_case_add_lane(c, "step[3]", "other", "wait", 2), CM_OK);
+    cr_assert_eq(c->nlanes, 1, "an actor keeps its first lane");
+    cr_assert_str_eq(rp_case_lane(c, "step[3]")->label, "book");
+    cr_assert_null(rp_case_lane(c, "step[4]"));
+    cr_assert_eq(rp_case_fail_lane(c, "step[4]"), CM_ENOTFOUND);
+    cr_assert_eq(rp_case_fail_lane(c, "step[3]"), CM_OK);
+    cr_assert(rp_case_lane(c, "step[3]")->failed);
+    for (int i = 0; i < RP_MAX_ITERATIONS + 3; i++)
+        cr_assert_eq(rp_case_add_iteration(c, i, "i=123456789012345678901234567890"), CM_OK);
+    cr_assert_eq(c->niterations, RP_MAX_ITERATIONS);
+    cr_assert_eq(c->dropped_iterations, 3);
+    cr_assert_str_eq(c->iterations[0].label, "i=123456789012345678901", "cut to fit");
     rp_report_free(&r);
 }

@@ -12,15 +12,20 @@
 
 #define SC_COLLECT_TIMEOUT_MS 2000
 
-static int64_t rel_ms(const sc_ctx_t *ctx, int64_t at_ms)
+/* A part's time on the case's clock: its clock runs speed times as fast from the start
+ * and is off by its skew ("chaos"."skew": a drill's simulators run up to 2 minutes off),
+ * which would put its events that far before or after the steps that caused them. */
+static int64_t rel_ms(const sc_ctx_t *ctx, sc_proc_kind_t part, int64_t at_ms)
 {
     int speed = ctx->speed > 1 ? ctx->speed : 1;
-    return (at_ms - ctx->ref_real_ms) / speed;
+    int64_t skew = ctx->opts->attach ? 0 : ctx->sc->skew_ms[part];
+    return (at_ms - skew - ctx->ref_real_ms) / speed;
 }
 
-static void add(sc_ctx_t *ctx, int64_t at_ms, const char *source, const char *text)
+static void add(sc_ctx_t *ctx, sc_proc_kind_t part, int64_t at_ms, const char *source,
+                const char *text)
 {
-    SC_BEST_EFFORT(rp_case_add_event(ctx->rc, rel_ms(ctx, at_ms), source, text));
+    SC_BEST_EFFORT(rp_case_add_event(ctx->rc, rel_ms(ctx, part, at_ms), source, text));
 }
 
 /* GET to part; the answer's JSON (new reference) or NULL. */
@@ -71,7 +76,7 @@ static void journal(sc_ctx_t *ctx)
                      cm_json_str(e, "path", "?"), status, fault ? ", fault: " : "",
                      fault ? fault : "", json_number_value(json_object_get(e, "duration_ms")));
         }
-        add(ctx, json_integer_value(at), source, text);
+        add(ctx, SC_PROC_SIMULATORS, json_integer_value(at), source, text);
     }
     json_decref(j);
 }
@@ -96,7 +101,7 @@ static void chaos(sc_ctx_t *ctx)
         snprintf(text, sizeof text, "conn %lld %s%s%s%s%s%s%s",
                  (long long)cm_json_int(e, "conn", 0), event, fault ? " " : "", fault ? fault : "",
                  dir ? " " : "", dir ? dir : "", detail ? ": " : "", detail ? detail : "");
-        add(ctx, json_integer_value(at), source, text);
+        add(ctx, SC_PROC_CHAOS, json_integer_value(at), source, text);
     }
     json_decref(j);
 }
@@ -117,7 +122,8 @@ static void breakers(sc_ctx_t *ctx)
                 continue;
             snprintf(text, sizeof text, "%s -> %s: %s", cm_json_str(e, "from", "?"),
                      cm_json_str(e, "to", "?"), cm_json_str(e, "reason", ""));
-            add(ctx, json_integer_value(json_object_get(e, "at_ms")), source, text);
+            add(ctx, SC_PROC_GATEWAY, json_integer_value(json_object_get(e, "at_ms")), source,
+                text);
         }
     }
     json_decref(j);
@@ -146,12 +152,12 @@ static void walk_at_ms(sc_ctx_t *ctx, const json_t *v, const char *source, int d
             const char *detail = cm_json_str(v, "detail", NULL);
             snprintf(t, sizeof t, "%s %s%s%s", step, cm_json_str(v, "phase", ""),
                      detail ? ": " : "", detail ? detail : "");
-            add(ctx, json_integer_value(at), source, t);
+            add(ctx, SC_PROC_GATEWAY, json_integer_value(at), source, t);
         } else if (copy) {
             json_object_del(copy, "at_ms");
             char *t = cm_json_dumps(copy);
             if (t)
-                add(ctx, json_integer_value(at), source, t);
+                add(ctx, SC_PROC_GATEWAY, json_integer_value(at), source, t);
             free(t);
             json_decref(copy);
         }
@@ -202,4 +208,10 @@ void sc_collect_events(sc_ctx_t *ctx)
     ctx->deadline_ms = saved;
     sc_log(ctx, "runner", "timeline: %zu events recorded by the parts, collected in %lld ms",
            ctx->rc->nevents, (long long)(cm_clock_mono_ms() - t));
+    for (int p = 0; p < SC_PROCS && !ctx->opts->attach; p++)
+        if (ctx->sc->skew_ms[p])
+            sc_log(ctx, "runner",
+                   "timeline: the clock of the %s is off by %+.3f s; its events are shown "
+                   "at the true time",
+                   sc_proc_names[p], (double)ctx->sc->skew_ms[p] / 1000.0);
 }

@@ -2,7 +2,9 @@
  *
  * Log lines go into the scenario's rp_case_t with the time since the scenario began and
  * an actor ("runner", "sim", "gw", "step[3]"); the runner prints them only for failures
- * (or with -v), and the JUnit writer puts them in <system-out>. Not thread-safe: the
+ * (or with -v), and the JUnit writer puts them in <system-out>. For the timeline the log
+ * also names the steps' lanes and notes where each iteration of the outermost repeat
+ * begins (the first line logged in it; "" at the first line after the repeat). Not thread-safe: the
  * context's one thread; sc_log alone may be called from the worker copies of a concurrent
  * repeat (they share the case's log under ctx->log_lock).
  */
@@ -37,6 +39,21 @@ void sc_fail_detail(sc_ctx_t *ctx, const char *fmt, ...) __attribute__((format(p
 
 /* Same for text of any length (no formatting), e.g. a log tail. */
 void sc_fail_text(sc_ctx_t *ctx, const char *text);
+
+/* Names the timeline lanes of top-level step s and of every step inside it
+ * (rp_case_add_lane, group: the step's kind): the step's name, else its location and kind
+ * ("steps[3] (wait)"), nested steps one level deeper; an expect's checks (requests made
+ * up at load) join the expect's lane. Call when s starts; best effort. */
+void sc_log_lanes(sc_ctx_t *ctx, const sc_step_t *s);
+
+/* Top-level step s has just failed the scenario (its first failure): marks the lane of the
+ * step inside s the failure belongs to (s's own when the message names none, as when a
+ * part died during s), and makes the failure's message the one line a report shows first:
+ * the step as the scenario names it, the step inside it, the iteration, then what was
+ * expected and found:
+ *   steps[4] "booked once" > "effects: calcom.booking": "count": expected 1, got 2
+ * The detail still starts with the full message (the request made). Best effort. */
+void sc_log_step_failed(sc_ctx_t *ctx, const sc_step_t *s);
 
 /* "steps[3] (webhook)" or "steps[3] (webhook \"five copies\")" into out; inside a repeat
  * "steps[3].step (request) [i=17]". ctx may be NULL (no iteration shown). */

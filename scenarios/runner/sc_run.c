@@ -133,6 +133,7 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
                          sc_duration_format(o->timeout_ms, d), i);
             break;
         }
+        sc_log_lanes(&ctx, &sc->steps[i]);
         int was_failed = ctx.fail.set;
         int64_t t = cm_clock_mono_ms();
         rc = sc_step_run(&ctx, &sc->steps[i]);
@@ -142,8 +143,11 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
             sc_parts_check_alive(&ctx, &ctx.sim, when) ||
             sc_parts_check_alive(&ctx, &ctx.chaos, when))
             rc = CM_EINVAL;
+        int owns_failure = rc && !was_failed && ctx.fail.set;
+        if (owns_failure)
+            sc_log_step_failed(&ctx, &sc->steps[i]);
         record_assert(&ctx, &sc->steps[i], rc ? ctx.fail.status : RP_PASSED, cm_clock_mono_ms() - t,
-                      rc && !was_failed && ctx.fail.set);
+                      owns_failure);
     }
     /* The assertions a failure kept from running. */
     for (size_t i = 0; i < sc->nsteps; i++)
