@@ -51,6 +51,38 @@ const json_t *sc_match_path(const json_t *root, const char *path)
     return cur;
 }
 
+/* A path with a "*" segment ("entries.*.status"): the array of what the rest of the path
+ * gives for each element of the array there (null where an element lacks it). A new
+ * reference, or NULL when the path does not reach an array at the "*". Without "*": the
+ * borrowed value, incref'd. */
+static json_t *resolve(const json_t *root, const char *path)
+{
+    const char *star = !strcmp(path, "*") || !strncmp(path, "*.", 2) ? path : strstr(path, ".*");
+    while (star && star != path && star[2] != '\0' && star[2] != '.')
+        star = strstr(star + 2, ".*"); /* ".*x" is a key, not the wildcard */
+    if (!star)
+        return json_incref((json_t *)sc_match_path(root, path));
+    char head[512];
+    size_t hlen = star == path ? 0 : (size_t)(star - path);
+    const char *rest = star + (star == path ? 1 : 2);
+    if (hlen >= sizeof head)
+        return NULL;
+    memcpy(head, path, hlen);
+    head[hlen] = '\0';
+    const json_t *arr = hlen ? sc_match_path(root, head) : root;
+    if (!json_is_array(arr))
+        return NULL;
+    if (*rest == '.')
+        rest++;
+    json_t *out = json_array();
+    for (size_t i = 0; out && i < json_array_size(arr); i++) {
+        json_t *v =
+            *rest ? resolve(json_array_get(arr, i), rest) : json_incref(json_array_get(arr, i));
+        json_array_append_new(out, v ? v : json_null());
+    }
+    return out;
+}
+
 static int is_number(const json_t *v)
 {
     return json_is_integer(v) || json_is_real(v);
@@ -518,14 +550,18 @@ int sc_match(const json_t *answer, const json_t *spec, cm_buf_t *diag)
     int bad = 0;
     json_object_foreach((json_t *)spec, k, want)
     {
-        const json_t *got = answer ? sc_match_path(answer, k) : NULL;
+        json_t *got = answer ? resolve(answer, k) : NULL;
         int ok = is_operator_object(want) ? ops_hold(got, want)
                                           : (got != NULL && sc_match_equal(got, want));
-        if (ok)
+        if (ok) {
+            json_decref(got);
             continue;
+        }
         bad++;
-        if (!diag)
+        if (!diag) {
+            json_decref(got);
             continue;
+        }
         BEST_EFFORT(cm_buf_printf(diag, "  \"%s\": expected ", k));
         show(diag, want);
         if (!answer) {
@@ -555,6 +591,7 @@ int sc_match(const json_t *answer, const json_t *spec, cm_buf_t *diag)
             }
             BEST_EFFORT(cm_buf_addstr(diag, "\n"));
         }
+        json_decref(got);
     }
     return bad;
 }

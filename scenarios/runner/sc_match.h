@@ -3,7 +3,8 @@
  *   {"count": 1, "bookings.0.status": "accepted", "events.-1.duplicates": {"$gte": 4}}
  *
  * A path walks objects by key and arrays by index ("-1" is the last element); "" is the
- * whole answer. A plain value must be equal (deep; 1 and 1.0 are equal). An object whose
+ * whole answer. A "*" segment maps the rest of the path over an array's elements:
+ * "entries.*.status" is the array of the entries' statuses (null where one has none). A plain value must be equal (deep; 1 and 1.0 are equal). An object whose
  * keys all start with '$' is a set of operators that must all hold:
  *   $eq, $ne         equal / not equal
  *   $gt $gte $lt $lte  numbers, or two strings compared bytewise (ISO times sort so)

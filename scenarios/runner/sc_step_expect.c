@@ -126,17 +126,13 @@ static cm_err_t breaker_transitions(sc_parse_t *v, const char *who, const json_t
     char key[96];
     if (!json_is_array(t))
         return sc_parse_fail(v, "\"breaker\".\"%s\".\"transitions\" must be a list of states", who);
-    snprintf(key, sizeof key, "%s.journal", who);
-    if (json_object_set_new(want, key, json_pack("{s:I}", "$len", (json_int_t)json_array_size(t))))
-        return sc_parse_fail(v, "out of memory");
-    for (size_t i = 0; i < json_array_size(t); i++) {
+    for (size_t i = 0; i < json_array_size(t); i++)
         if (!json_is_string(json_array_get(t, i)))
             return sc_parse_fail(v, "\"breaker\".\"%s\".\"transitions\"[%zu] must be a state", who,
                                  i);
-        snprintf(key, sizeof key, "%s.journal.%zu.to", who, i);
-        if (json_object_set(want, key, json_array_get(t, i)))
-            return sc_parse_fail(v, "out of memory");
-    }
+    snprintf(key, sizeof key, "%s.journal.*.to", who);
+    if (json_object_set(want, key, (json_t *)t))
+        return sc_parse_fail(v, "out of memory");
     return CM_OK;
 }
 
@@ -266,14 +262,9 @@ static cm_err_t journal_want(sc_parse_t *v, const char *key, const json_t *x, js
             rc = sc_parse_fail(v, "%s.\"statuses\" must be the list of statuses in order", what);
             goto out;
         }
-        if (json_object_set_new(entries, "$len", json_integer((json_int_t)json_array_size(st))))
+        /* One list against the other: a failure shows both in one line. */
+        if (json_object_set(want, "entries.*.status", (json_t *)st))
             goto oom;
-        for (size_t i = 0; i < json_array_size(st); i++) {
-            char k[48];
-            snprintf(k, sizeof k, "entries.%zu.status", i);
-            if (json_object_set(want, k, json_array_get(st, i)))
-                goto oom;
-        }
     }
     if (gaps) {
         json_t *g = json_is_object(gaps) ? json_deep_copy(gaps) : NULL;

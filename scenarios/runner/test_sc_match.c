@@ -66,6 +66,24 @@ Test(match, mismatches_show_expected_and_got)
     cr_assert_eq(run("{\"count\":\"2\",\"ok\":1}", NULL, 0), 2);
 }
 
+/* "*" maps the rest of a path over an array; one list against the other in the diagnosis. */
+Test(match, wildcard_segment)
+{
+    char d[2048];
+    cr_assert_eq(run("{\"bookings.*.status\":[\"accepted\",\"cancelled\"],"
+                     "\"bookings.*.attendees.0.email\":[\"jane@example.com\",null],"
+                     "\"tags.*\":[\"a\",\"b\"],\"bookings.*\":{\"$len\":2}}",
+                     NULL, 0),
+                 0);
+    cr_assert_eq(run("{\"bookings.*.status\":[\"accepted\"]}", d, sizeof d), 1);
+    cr_assert_not_null(strstr(d, "\"bookings.*.status\": expected [\"accepted\"], got "
+                                 "[\"accepted\",\"cancelled\"]"),
+                       "%s", d);
+    /* "*" on something that is not an array reaches nothing */
+    cr_assert_eq(run("{\"obj.*.x\":{\"$exists\":false},\"count.*\":{\"$exists\":false}}", NULL, 0),
+                 0);
+}
+
 Test(match, missing_paths)
 {
     char d[1024];
