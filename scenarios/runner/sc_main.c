@@ -100,8 +100,14 @@ static void print_result(out_t *u, const rp_case_t *c)
                                          : "FAIL",
                unpaint(u), c->name, c->time_s, count);
     }
-    if (!ok && c->status != RP_SKIPPED)
-        print_indented(stdout, c->detail ? c->detail : c->message, "    ");
+    if (!ok && c->status != RP_SKIPPED) {
+        /* The one line (what was expected and found, named after the step) first, as the
+         * reports show it; then the diagnosis, unless it starts with that very line. */
+        if (c->message && (!c->detail || strncmp(c->detail, c->message, strlen(c->message))))
+            print_indented(stdout, c->message, "    ");
+        if (c->detail)
+            print_indented(stdout, c->detail, "    ");
+    }
     if ((!ok && c->status != RP_SKIPPED) || o->verbose) {
         char *log = rp_case_log_text(c);
         if (log && *log) {

@@ -53,8 +53,9 @@ typedef cm_err_t (*verb_fn)(sc_parse_t *v, const json_t *obj, const json_t *x, j
 static cm_err_t verb_effects(sc_parse_t *v, const json_t *obj, const json_t *x, json_t *list)
 {
     /* What the simulators' effects ledger records (sim_journal.h). */
-    static const char *const known[] = {"calcom.booking", "calcom.cancellation",
-                                        "calcom.reschedule", "stripe.charge", "stripe.refund"};
+    static const char *const known[] = {"calcom.booking",    "calcom.cancellation",
+                                        "calcom.reschedule", "stripe.charge",
+                                        "stripe.refund",     "stripe.cancellation"};
     const char *k;
     json_t *want;
     (void)obj;
@@ -71,7 +72,7 @@ static cm_err_t verb_effects(sc_parse_t *v, const json_t *obj, const json_t *x, 
             return sc_parse_fail(v,
                                  "\"effects\": \"%.64s\" is not provider.kind (calcom.booking, "
                                  "calcom.cancellation, calcom.reschedule, stripe.charge, "
-                                 "stripe.refund)",
+                                 "stripe.refund, stripe.cancellation)",
                                  k);
         char path[128], name[160];
         snprintf(path, sizeof path, "/control/effects?provider=%.*s&kind=%s", (int)dot, k,
