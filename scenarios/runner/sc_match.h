@@ -4,12 +4,11 @@
  *
  * A path walks objects by key and arrays by index ("-1" is the last element); "" is the
  * whole answer. A "*" segment maps the rest of the path over an array's elements:
- * "entries.*.status" is the array of the entries' statuses (null where one has none). A plain value must be equal (deep; 1 and 1.0 are equal). An object whose
- * keys all start with '$' is a set of operators that must all hold:
- *   $eq, $ne         equal / not equal
- *   $gt $gte $lt $lte  numbers, or two strings compared bytewise (ISO times sort so)
- *   $exists          true: the path is there; false: it is not
- *   $len             length of a string, array or object: a number or operators
+ * "entries.*.status" is the array of the entries' statuses (null where one has none). A plain value
+ * must be equal (deep; 1 and 1.0 are equal). An object whose keys all start with '$' is a set of
+ * operators that must all hold: $eq, $ne         equal / not equal $gt $gte $lt $lte  numbers, or
+ * two strings compared bytewise (ISO times sort so) $exists          true: the path is there;
+ * false: it is not $len             length of a string, array or object: a number or operators
  *   $contains        a substring of a string, or an element equal to it in an array
  *   $in              equal to one of the array's elements
  *   $type            "string" "number" "integer" "boolean" "null" "object" "array"

@@ -188,7 +188,7 @@ struct sc_step {
 
     /* chaos: replace the faults of one link (an empty list clears them) */
     sc_link_t link;
-    const json_t *faults; /* array of fault objects, passed to the proxy as written */
+    const json_t *faults; /* chaos: the proxy fault objects, as written; fault: a rule or a list */
 };
 
 typedef struct {

@@ -13,5 +13,6 @@ SC_STEP_KIND(GATEWAY, "gateway", sc_step_gateway) /* sc_step_parts.c */
 SC_STEP_KIND(REPEAT, "repeat", sc_step_repeat)    /* sc_step_flow.c */
 SC_STEP_KIND(INCLUDE, "include", sc_step_include) /* sc_step_flow.c */
 SC_STEP_KIND(CHAOS, "chaos", sc_step_chaos)       /* sc_step_parts.c */
+SC_STEP_KIND(FAULT, "fault", sc_step_fault)       /* sc_step_provider.c */
 SC_STEP_KIND(EXPECT, "expect", sc_step_expect)    /* sc_step_expect.c; high-level checks,
                                                      rewritten into requests at load */

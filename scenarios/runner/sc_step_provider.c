@@ -1,5 +1,6 @@
 /* sc_step_provider.c - the steps that act through the provider simulators: "call" (a
- * Retell call object from a fixture) and "webhook" (the simulator signs and delivers it). */
+ * Retell call object from a fixture), "webhook" (the simulator signs and delivers it) and
+ * "fault" (fault rules: the provider in trouble). */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -370,4 +371,59 @@ const sc_step_def_t sc_step_webhook = {
     .keys = (const char *const[]){"name", "webhook", "expect", "capture", NULL},
     .parse = webhook_parse,
     .run = run_webhook,
+};
+
+/* {"fault": RULE} or {"fault": [RULE, ...]}: the rules are the simulators' to validate
+ * (their answer names the bad field, with its JSON path); here only the shape. */
+static cm_err_t parse_fault(sc_parse_t *v, const json_t *step, const json_t *obj, sc_step_t *s)
+{
+    (void)step; /* everything is in the kind's own object */
+    size_t n = json_is_array(obj) ? json_array_size(obj) : 1;
+    if (json_is_array(obj) && n == 0)
+        return sc_parse_fail(v, "\"fault\" must be a fault rule or a non-empty list of them");
+    for (size_t i = 0; i < n; i++) {
+        const json_t *r = json_is_array(obj) ? json_array_get(obj, i) : obj;
+        if (!json_is_object(r) || json_object_size(r) == 0)
+            return sc_parse_fail(v,
+                                 "\"fault\"%s must be a fault rule such as {\"provider\": "
+                                 "\"calcom\", \"route\": \"GET /v2/slots\", \"status\": 503}",
+                                 json_is_array(obj) ? "[i]" : "");
+    }
+    s->faults = obj;
+    return CM_OK;
+}
+
+/* POST /control/faults: all the rules or none (the simulators' contract). */
+static cm_err_t run_fault(sc_ctx_t *ctx, const sc_step_t *s, const char *label, const char *actor)
+{
+    char err[CM_ERR_LEN], shown[SC_HTTP_SHOW + 128];
+    json_t *rules = NULL;
+    if (sc_vars_expand_json(ctx->vars, s->faults, &rules, err) != CM_OK)
+        return sc_step_fail_var(ctx, label, err);
+    char *body = cm_json_dumps(rules);
+    json_decref(rules);
+    if (!body)
+        return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
+    sc_http_req_t r = {.to = SC_TO_CONTROL,
+                       .method = "POST",
+                       .path = "/control/faults",
+                       .body = body,
+                       .body_len = strlen(body)};
+    sc_answer_t a;
+    cm_err_t rc = CM_OK;
+    sc_http_do(ctx, actor, &r, 0, &a);
+    free(body);
+    if (a.transport != CM_OK || a.status != 201)
+        rc = sc_fail(ctx, RP_FAILED, a.transport ? "transport" : "control",
+                     "%s: adding the fault rule(s): expected 201, got %s", label,
+                     sc_answer_show(&a, shown, sizeof shown));
+    sc_answer_free(&a);
+    return rc;
+}
+
+const sc_step_def_t sc_step_fault = {
+    .key = "fault",
+    .keys = (const char *const[]){"name", "fault", NULL},
+    .parse = parse_fault,
+    .run = run_fault,
 };

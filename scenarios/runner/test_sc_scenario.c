@@ -280,6 +280,11 @@ Test(scenario, step_mistakes)
          "\"breaker\".\"calcom\".\"transitions\" must be a list of states"},
         {"{\"expect\":{\"breaker\":{\"a.b\":\"open\"}}}", "\"a.b\" is not a provider name"},
         {"{\"expect\":{\"dead_letters\":{\"$most\":1}}}", "unknown operator \"$most\""},
+        {"{\"fault\":[]}", "steps[0] (fault): \"fault\" must be a fault rule or a non-empty list"},
+        {"{\"fault\":{}}", "\"fault\" must be a fault rule such as"},
+        {"{\"fault\":[{\"status\":503},5]}", "\"fault\"[i] must be a fault rule such as"},
+        {"{\"fault\":{\"status\":503},\"expect\":{\"status\":201}}",
+         "a step has exactly one kind (keys: \"fault\", \"expect\")"},
         {"{\"expect\":{\"state\":\"x\"}}", "\"state\" goes with a \"saga\" or a \"call\""},
         {"{\"expect\":{\"queue\":{\"dead\":{\"$most\":0}}}}", "unknown operator \"$most\""},
         {"{\"expect\":{\"json\":{\"a\":1}}}", "unknown key \"json\" in \"expect\""},
@@ -337,6 +342,21 @@ Test(scenario, expect_verbs_become_requests)
 
 /* Stripe and Cal.com events the simulators sign and deliver; the offset's old form still
  * loads (with a warning on stderr) for one release. */
+Test(scenario, fault_steps_take_a_rule_or_a_list)
+{
+    const char *text =
+        make("", "{\"fault\":{\"provider\":\"calcom\",\"status\":503}},"
+                 "{\"fault\":[{\"status\":500},{\"socket\":\"reset\"}]},"
+                 "{\"request\":{\"to\":\"gateway\",\"path\":\"/x\"},\"expect\":{\"status\":200}}");
+    sc_scenario_t *sc = NULL;
+    char err[SC_ERR_LEN] = "";
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert_eq(sc->steps[0].kind, SC_STEP_FAULT);
+    cr_assert(json_is_object(sc->steps[0].faults));
+    cr_assert_eq(json_array_size(sc->steps[1].faults), 2);
+    sc_scenario_free(&sc);
+}
+
 Test(scenario, journal_of_every_route)
 {
     const char *text = make("", "{\"expect\":{\"journal\":{\"stripe *\":0}}}");
