@@ -714,8 +714,14 @@ cm_err_t sim_retell_send_webhook(sim_retell_t *r, const char *call_id, const sim
         cm_errf(err, "retries must be between 0 and %d", SIM_RETELL_MAX_RETRIES);
         return CM_EINVAL;
     }
+    /* Bounded first: now plus any int64_t could overflow. */
+    if (opt->timestamp_offset_ms < -SIM_RETELL_MAX_OFFSET_MS ||
+        opt->timestamp_offset_ms > SIM_RETELL_MAX_OFFSET_MS) {
+        cm_errf(err, "timestamp_offset must be within 3650 days either way");
+        return CM_EINVAL;
+    }
     if (cm_clock_now_ms() + opt->timestamp_offset_ms < 0) {
-        cm_errf(err, "timestamp_offset_ms puts the signed time before 1970");
+        cm_errf(err, "timestamp_offset puts the signed time before 1970");
         return CM_EINVAL;
     }
 
