@@ -953,8 +953,9 @@ cm_err_t sim_retell_set_delivery_defaults(sim_retell_t *r, unsigned retries, int
 {
     if (retries > SIM_RETELL_MAX_RETRIES || interval_ms < 0 || interval_ms > 3600000 ||
         timeout_ms < 1 || timeout_ms > SIM_TIMEOUT_MAX_MS) {
-        cm_errf(err, "retries must be 0..%d, retry_interval_ms 0..3600000, timeout_ms 1..%d",
-                SIM_RETELL_MAX_RETRIES, SIM_TIMEOUT_MAX_MS);
+        cm_errf(err,
+                "retries must be 0..%d, retry_interval from 0ms to 1h, timeout from 1ms to %ds",
+                SIM_RETELL_MAX_RETRIES, SIM_TIMEOUT_MAX_MS / 1000);
         return CM_EINVAL;
     }
     pthread_mutex_lock(&r->mu);
