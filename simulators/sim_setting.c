@@ -22,8 +22,9 @@ void sim_setting_deprecated(const sim_setting_warn_t *w, const char *fmt, ...)
         CM_WARN(w->comp, "could not add the deprecation note to the answer");
 }
 
-/* The value given for setting name in body: *v NULL when neither form is there; *old set
- * when it is the deprecated one, whose name goes into old_name. -1 when both are. */
+/* Finds setting name in body: 1 with *v the value given, *old set when it is the
+ * deprecated form (whose name goes into old_name); 0 when neither form is there; -1 when
+ * both are. */
 static int pick(const json_t *body, const char *name, char old_name[64], const json_t **v, int *old,
                 char *err)
 {
@@ -37,7 +38,7 @@ static int pick(const json_t *body, const char *name, char old_name[64], const j
     }
     *old = dep != NULL;
     *v = now ? now : dep;
-    return 0;
+    return *v != NULL;
 }
 
 /* One value of s, named what in err: a duration string, or integer milliseconds when it is
@@ -80,11 +81,9 @@ int sim_setting_duration(const json_t *body, const sim_setting_t *s, int64_t *ms
 {
     char old_name[64], now[32];
     const json_t *v;
-    int old;
-    if (pick(body, s->name, old_name, &v, &old, err) != 0)
-        return -1;
-    if (!v)
-        return 0;
+    int old, given = pick(body, s->name, old_name, &v, &old, err);
+    if (given <= 0)
+        return given;
     if (one(v, s, old, old ? old_name : s->name, ms, err) != 0)
         return -1;
     if (old)
@@ -98,11 +97,9 @@ int sim_setting_durations(const json_t *body, const sim_setting_t *s, size_t cap
 {
     char old_name[64], what[96], now[1024] = "", one_text[32];
     const json_t *v;
-    int old;
-    if (pick(body, s->name, old_name, &v, &old, err) != 0)
-        return -1;
-    if (!v)
-        return 0;
+    int old, given = pick(body, s->name, old_name, &v, &old, err);
+    if (given <= 0)
+        return given;
     const char *name = old ? old_name : s->name;
     if (!json_is_array(v) || json_array_size(v) > cap) {
         cm_errf(err, "%s must be an array of at most %zu %s", name, cap,

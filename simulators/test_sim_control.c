@@ -418,20 +418,49 @@ Test(control, calcom_events_on_request)
 
 /* ---- durations in the one grammar, and the deprecated "_ms" forms ------------------- */
 
-/* v= of a Retell signature, Unix ms; -1 when there is none. */
-static int64_t retell_sig_ms(const char *sig)
+/* Creates call call_id and points Retell's webhooks at the receiver. */
+static void retell_ready(const char *call_id)
 {
-    long long v = -1;
-    return sig && sscanf(sig, "v=%lld,", &v) == 1 ? v : -1;
+    char body[96];
+    snprintf(body, sizeof body, "{\"call_id\":\"%s\"}", call_id);
+    cr_assert_eq(call("POST", "/control/retell/calls", body, NULL), 201);
+    snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%u/hook\"}", recv_port);
+    cr_assert_eq(call("PUT", "/control/retell/webhook", body, NULL), 204);
+}
+
+/* Triggers call_id's webhook with body, which asks for a 50 ms delay, one retry 10 ms
+ * after a failed attempt, and v= six minutes in the past; checks that it went so (the
+ * receiver fails the first attempt). The report. */
+static json_t *retell_delayed_retried_stale(const char *call_id, const char *body)
+{
+    char path[96];
+    json_t *v;
+    long long sig = -1;
+    snprintf(path, sizeof path, "/control/retell/calls/%s/webhook", call_id);
+    fail_first = 1;
+    int64_t t0 = cm_clock_now_ms(), m0 = cm_clock_mono_ms();
+    cr_assert_eq(call("POST", path, body, &v), 200, "%s", body);
+    cr_assert_geq(cm_clock_mono_ms() - m0, 50, "delay waited");
+    cr_assert_eq(cm_json_int(v, "deliveries.0.status", 0), 204);
+    cr_assert_eq(json_array_size(cm_json_path(v, "deliveries.0.attempts")), 2);
+    cr_assert_eq(sscanf(cm_json_str(v, "signature", ""), "v=%lld,", &sig), 1);
+    cr_assert(sig >= t0 - 360000 && sig <= cm_clock_now_ms() - 360000, "v=%lld, sent at %lld", sig,
+              (long long)t0);
+    return v;
+}
+
+/* Sets Stripe's webhook to the receiver, with settings (JSON members) besides the URL. */
+static void stripe_hook(const char *settings)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%u/hook\",%s}", recv_port, settings);
+    cr_assert_eq(call("PUT", "/control/stripe/webhook", body, NULL), 204, "%s", body);
 }
 
 Test(control, duration_settings_in_the_one_grammar)
 {
     json_t *v;
-    char body[256];
-    cr_assert_eq(call("POST", "/control/retell/calls", "{\"call_id\":\"call_d\"}", NULL), 201);
-    snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%u/hook\"}", recv_port);
-    cr_assert_eq(call("PUT", "/control/retell/webhook", body, NULL), 204);
+    retell_ready("call_d");
 
     cr_assert_eq(call("PUT", "/control/retell/delivery",
                       "{\"retries\":1,\"retry_interval\":\"10ms\",\"timeout\":\"2s\"}", &v),
@@ -441,28 +470,13 @@ Test(control, duration_settings_in_the_one_grammar)
     cr_assert_null(cm_json_path(v, "deprecated"), "nothing deprecated in the current form");
     json_decref(v);
 
-    /* The first attempt fails, the retry after retry_interval succeeds; v= is 6 min old. */
-    fail_first = 1;
-    int64_t t0 = cm_clock_now_ms(), m0 = cm_clock_mono_ms();
-    cr_assert_eq(call("POST", "/control/retell/calls/call_d/webhook",
-                      "{\"delay\":\"50ms\",\"timeout\":\"1s\",\"retry_interval\":\"10ms\","
-                      "\"retries\":1,\"timestamp_offset\":\"-6m\"}",
-                      &v),
-                 200);
-    cr_assert_geq(cm_clock_mono_ms() - m0, 50, "delay waited");
-    cr_assert_eq(cm_json_int(v, "deliveries.0.status", 0), 204);
-    cr_assert_eq(json_array_size(cm_json_path(v, "deliveries.0.attempts")), 2);
-    int64_t sig = retell_sig_ms(cm_json_str(v, "signature", ""));
-    cr_assert(sig >= t0 - 360000 && sig <= cm_clock_now_ms() - 360000, "v=%lld, sent at %lld",
-              (long long)sig, (long long)t0);
+    v = retell_delayed_retried_stale("call_d", "{\"delay\":\"50ms\",\"timeout\":\"1s\","
+                                               "\"retry_interval\":\"10ms\",\"retries\":1,"
+                                               "\"timestamp_offset\":\"-6m\"}");
     cr_assert_null(cm_json_path(v, "deprecated"));
     json_decref(v);
 
-    snprintf(body, sizeof body,
-             "{\"url\":\"http://127.0.0.1:%u/hook\",\"retry_schedule\":[\"1m\",\"10m\",\"1h\"],"
-             "\"timeout\":\"2s\"}",
-             recv_port);
-    cr_assert_eq(call("PUT", "/control/stripe/webhook", body, NULL), 204);
+    stripe_hook("\"retry_schedule\":[\"1m\",\"10m\",\"1h\"],\"timeout\":\"2s\"");
     cr_assert_eq(call("PUT", "/control/stripe/settings", "{\"hold\":\"100ms\"}", NULL), 204);
     cr_assert_eq(call("PUT", "/control/stripe/settings", "{}", NULL), 204, "hold back to 0");
 
@@ -552,17 +566,15 @@ static void teardown_logged(void)
     unlink(log_path);
 }
 
-/* 1 when the log has a warn line of the simulators' control or Stripe saying that name (an
- * "_ms" field) is deprecated. */
-static int log_warns(const char *name)
+/* 1 when the log has a warn line whose message has want (as JSON-escaped in the log). */
+static int log_warns(const char *want)
 {
-    char text[16384], want[96];
+    char text[16384];
     FILE *f = fopen(log_path, "r");
     cr_assert_not_null(f);
     size_t n = fread(text, 1, sizeof text - 1, f);
     fclose(f);
     text[n] = '\0';
-    snprintf(want, sizeof want, "\\\"%s\\\" is deprecated and goes in the next release", name);
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
         if (strstr(line, "\"level\":\"warn\"") && strstr(line, want))
             return 1;
@@ -571,32 +583,34 @@ static int log_warns(const char *name)
 
 TestSuite(control_deprecated, .init = setup_logged, .fini = teardown_logged);
 
+#define GONE "\" is deprecated and goes in the next release; write "
+
+/* Sends body with method to path, expects status and an answer whose last "deprecated"
+ * note is note; the answer. */
+static json_t *call_noted(const char *method, const char *path, const char *body, long status,
+                          const char *note)
+{
+    json_t *v = NULL;
+    cr_assert_eq(call(method, path, body, &v), status, "%s", body);
+    const json_t *notes = cm_json_path(v, "deprecated");
+    cr_assert_str_eq(json_string_value(json_array_get(notes, json_array_size(notes) - 1)), note,
+                     "%s", body);
+    return v;
+}
+
 Test(control_deprecated, old_ms_forms_taken_warned_and_noted)
 {
     json_t *v;
-    char body[256];
-    cr_assert_eq(call("POST", "/control/retell/calls", "{\"call_id\":\"call_o\"}", NULL), 201);
-    snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%u/hook\"}", recv_port);
-    cr_assert_eq(call("PUT", "/control/retell/webhook", body, NULL), 204);
+    retell_ready("call_o");
 
-    fail_first = 1;
-    int64_t t0 = cm_clock_now_ms();
-    cr_assert_eq(call("POST", "/control/retell/calls/call_o/webhook",
-                      "{\"delay_ms\":50,\"timeout_ms\":1000,\"retry_interval_ms\":10,"
-                      "\"retries\":1,\"timestamp_offset_ms\":-360000}",
-                      &v),
-                 200);
-    cr_assert_eq(cm_json_int(v, "deliveries.0.status", 0), 204, "taken as before");
-    cr_assert_eq(json_array_size(cm_json_path(v, "deliveries.0.attempts")), 2);
-    int64_t sig = retell_sig_ms(cm_json_str(v, "signature", ""));
-    cr_assert(sig >= t0 - 360000 && sig <= cm_clock_now_ms() - 360000, "v=%lld", (long long)sig);
+    v = retell_delayed_retried_stale("call_o", "{\"delay_ms\":50,\"timeout_ms\":1000,"
+                                               "\"retry_interval_ms\":10,\"retries\":1,"
+                                               "\"timestamp_offset_ms\":-360000}");
     static const char *const notes[] = {
-        "\"timestamp_offset_ms\" is deprecated and goes in the next release; write "
-        "\"timestamp_offset\": \"-6m\"",
-        "\"retry_interval_ms\" is deprecated and goes in the next release; write "
-        "\"retry_interval\": \"10ms\"",
-        "\"timeout_ms\" is deprecated and goes in the next release; write \"timeout\": \"1s\"",
-        "\"delay_ms\" is deprecated and goes in the next release; write \"delay\": \"50ms\"",
+        "\"timestamp_offset_ms" GONE "\"timestamp_offset\": \"-6m\"",
+        "\"retry_interval_ms" GONE "\"retry_interval\": \"10ms\"",
+        "\"timeout_ms" GONE "\"timeout\": \"1s\"",
+        "\"delay_ms" GONE "\"delay\": \"50ms\"",
     };
     cr_assert_eq(json_array_size(cm_json_path(v, "deprecated")), 4, "one note per old field");
     for (size_t i = 0; i < 4; i++)
@@ -605,44 +619,29 @@ Test(control_deprecated, old_ms_forms_taken_warned_and_noted)
     json_decref(v);
 
     /* What the scenario runner sends today, and an asynchronous trigger: noted too. */
-    cr_assert_eq(call("POST", "/control/retell/calls/call_o/webhook",
-                      "{\"copies\":1,\"forge\":false,\"concurrent\":false,"
-                      "\"timestamp_offset_ms\":0,\"event\":\"call_analyzed\"}",
-                      &v),
-                 200);
-    cr_assert_str_eq(cm_json_str(v, "deprecated.0", ""),
-                     "\"timestamp_offset_ms\" is deprecated and goes in the next release; write "
-                     "\"timestamp_offset\": \"0ms\"");
-    json_decref(v);
-    cr_assert_eq(call("POST", "/control/retell/calls/call_o/webhook",
-                      "{\"async\":true,\"delay_ms\":10}", &v),
-                 202);
-    cr_assert_str_eq(cm_json_str(v, "deprecated.0", ""),
-                     "\"delay_ms\" is deprecated and goes in the next release; write "
-                     "\"delay\": \"10ms\"");
+    const char *hook = "/control/retell/calls/call_o/webhook";
+    json_decref(call_noted("POST", hook,
+                           "{\"copies\":1,\"forge\":false,\"concurrent\":false,"
+                           "\"timestamp_offset_ms\":0,\"event\":\"call_analyzed\"}",
+                           200, "\"timestamp_offset_ms" GONE "\"timestamp_offset\": \"0ms\""));
+    v = call_noted("POST", hook, "{\"async\":true,\"delay_ms\":10}", 202,
+                   "\"delay_ms" GONE "\"delay\": \"10ms\"");
     char path[96];
     snprintf(path, sizeof path, "/control/retell/deliveries/%s", cm_json_str(v, "delivery_id", ""));
     json_decref(v);
     /* Done before fail_first is set again below, which it must not take. */
     json_decref(wait_delivery(path, "done"));
 
-    cr_assert_eq(call("PUT", "/control/retell/delivery",
-                      "{\"retry_interval_ms\":20,\"timeout_ms\":3000}", &v),
-                 200);
+    v = call_noted("PUT", "/control/retell/delivery",
+                   "{\"retry_interval_ms\":20,\"timeout_ms\":3000}", 200,
+                   "\"timeout_ms" GONE "\"timeout\": \"3s\"");
     cr_assert_eq(cm_json_int(v, "retry_interval_ms", -1), 20);
     cr_assert_eq(cm_json_int(v, "timeout_ms", -1), 3000);
     cr_assert_eq(json_array_size(cm_json_path(v, "deprecated")), 2);
-    cr_assert_str_eq(cm_json_str(v, "deprecated.1", ""),
-                     "\"timeout_ms\" is deprecated and goes in the next release; write "
-                     "\"timeout\": \"3s\"");
     json_decref(v);
 
     /* The Stripe settings answer 204, without a body: the log alone tells. */
-    snprintf(body, sizeof body,
-             "{\"url\":\"http://127.0.0.1:%u/hook\",\"retry_schedule_ms\":[10],"
-             "\"timeout_ms\":2000}",
-             recv_port);
-    cr_assert_eq(call("PUT", "/control/stripe/webhook", body, NULL), 204);
+    stripe_hook("\"retry_schedule_ms\":[10],\"timeout_ms\":2000");
     cr_assert_eq(call("PUT", "/control/stripe/settings", "{\"hold_ms\":0}", NULL), 204);
     /* ... and the schedule was taken: a failed first attempt is retried 10 ms later. */
     fail_first = 1;
@@ -658,6 +657,15 @@ Test(control_deprecated, old_ms_forms_taken_warned_and_noted)
     static const char *const warned[] = {"timestamp_offset_ms", "retry_interval_ms",
                                          "timeout_ms",          "delay_ms",
                                          "retry_schedule_ms",   "hold_ms"};
-    for (size_t i = 0; i < sizeof warned / sizeof warned[0]; i++)
-        cr_expect(log_warns(warned[i]), "no warn line for %s", warned[i]);
+    for (size_t i = 0; i < sizeof warned / sizeof warned[0]; i++) {
+        char want[96];
+        snprintf(want, sizeof want, "\\\"%s\\\" is deprecated and goes in the next release",
+                 warned[i]);
+        cr_expect(log_warns(want), "no warn line for %s", warned[i]);
+    }
+    /* A fault rule's bare number warns through the same function. */
+    cr_assert_eq(call("POST", "/control/faults",
+                      "{\"provider\":\"stripe\",\"route\":\"GET /none\",\"latency\":5}", NULL),
+                 201);
+    cr_expect(log_warns("a duration as a bare number (5) is deprecated: write \\\"5ms\\\""));
 }
