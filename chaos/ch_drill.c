@@ -238,8 +238,8 @@ static json_t *drill(const opts_t *o)
             snprintf(path, sizeof path, "/control/retell/calls/${%s.call_id}/webhook", var);
             add(steps, json_pack("{s:o,s:{s:i}}", "request",
                                  request("control", "POST", path,
-                                         json_pack("{s:s,s:i,s:i}", "event", "call_analyzed",
-                                                   "retries", 3, "retry_interval_ms", 200)),
+                                         json_pack("{s:s,s:i,s:s}", "event", "call_analyzed",
+                                                   "retries", 3, "retry_interval", "200ms")),
                                  "expect", "status", 200));
         }
         if ((long long)cm_rand_below(&r, 100) < o->kill_pct) {

@@ -7,9 +7,10 @@
 
 #define HINT "write e.g. \"250ms\", \"1.5s\", \"2m\", \"1h\""
 
-cm_err_t cm_duration_parse(const char *s, int64_t max_ms, int64_t *ms, char *err)
+/* Parses the unsigned duration that starts at p; errors quote the whole text s (p is s, or
+ * s after its sign). */
+static cm_err_t parse(const char *s, const char *p, int64_t max_ms, int64_t *ms, char *err)
 {
-    const char *p = s;
     if (!s || !isdigit((unsigned char)*p)) {
         cm_errf(err, "\"%.64s\" is not a duration (" HINT ")", s ? s : "");
         return CM_EINVAL;
@@ -70,6 +71,22 @@ cm_err_t cm_duration_parse(const char *s, int64_t max_ms, int64_t *ms, char *err
     }
     *ms = (int64_t)(whole * mult + part / scale);
     return CM_OK;
+}
+
+cm_err_t cm_duration_parse(const char *s, int64_t max_ms, int64_t *ms, char *err)
+{
+    return parse(s, s, max_ms, ms, err);
+}
+
+cm_err_t cm_duration_parse_signed(const char *s, int64_t max_ms, int64_t *ms, char *err)
+{
+    int back = s && *s == '-';
+    int64_t v;
+    cm_err_t rc = parse(s, s ? s + (back || *s == '+') : NULL, max_ms, &v, err);
+    /* The magnitude is at most INT64_MAX, so its negation fits. */
+    if (!rc)
+        *ms = back ? -v : v;
+    return rc;
 }
 
 char *cm_duration_format(int64_t ms, char out[32])

@@ -216,6 +216,48 @@ Test(duration, refusals_say_why_and_leave_the_result)
     cr_expect_eq(cm_duration_parse(NULL, 0, &ms, NULL), CM_EINVAL);
 }
 
+Test(duration, signed_offsets_take_a_sign_and_cap_the_magnitude)
+{
+    static const struct {
+        const char *s;
+        int64_t ms;
+    } ok[] = {{"-6m", -360000}, {"+6m", 360000},  {"6m", 360000},
+              {"-0s", 0},       {"-1.5s", -1500}, {"-24h", -24 * 3600000LL}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        int64_t ms = -1;
+        char err[CM_ERR_LEN] = "";
+        cr_expect_eq(cm_duration_parse_signed(ok[i].s, 24 * 3600000LL, &ms, err), CM_OK, "%s: %s",
+                     ok[i].s, err);
+        cr_expect_eq(ms, ok[i].ms, "%s: got %lld", ok[i].s, (long long)ms);
+    }
+    static const struct {
+        const char *s;
+        const char *want;
+    } bad[] = {
+        {"-", "\"-\" is not a duration"},
+        {"--1s", "\"--1s\" is not a duration"},
+        {"+-1s", "is not a duration"},
+        {"- 1s", "is not a duration"},
+        {"-6 min", "\"-6 min\" is not a duration: the unit must be"},
+        {"-0.5ms", "not a whole number of milliseconds"},
+        {"-25h", "\"-25h\" is longer than 24h"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t ms = -7;
+        char err[CM_ERR_LEN] = "";
+        cr_expect_eq(cm_duration_parse_signed(bad[i].s, 24 * 3600000LL, &ms, err), CM_EINVAL, "%s",
+                     bad[i].s);
+        cr_expect_eq(ms, -7, "%s: result touched", bad[i].s);
+        cr_expect(strstr(err, bad[i].want), "%s: \"%s\" lacks \"%s\"", bad[i].s, err, bad[i].want);
+    }
+    int64_t ms = 0;
+    cr_expect_eq(cm_duration_parse_signed(NULL, 0, &ms, NULL), CM_EINVAL);
+    cr_expect_eq(cm_duration_parse_signed("-3000000000000h", 0, &ms, NULL), CM_EINVAL,
+                 "too long either way");
+    char out[32];
+    cr_expect_str_eq(cm_duration_format(-360000, out), "-6m", "the sign is written back");
+}
+
 Test(duration, format_round_trips)
 {
     static const int64_t v[] = {0, 1, 250, 1500, 1000, 60000, 90000, 3600000, 86400000};

@@ -8,10 +8,10 @@
 #include <string.h>
 
 #include "cm_clock.h"
-#include "cm_duration.h"
 #include "cm_json.h"
 #include "cm_log.h"
 #include "sim_http.h"
+#include "sim_setting.h"
 
 #define COMP "sim.control"
 
@@ -130,26 +130,6 @@ static int opt_str(const json_t *body, const char *name, const char **out, char 
     return -bad;
 }
 
-/* An offset: a duration in the one grammar (cm_duration: "250ms", "1.5s", "6m"), which has
- * no sign, so a leading '-' (back in time) or '+' is read here. */
-static int opt_offset(const json_t *body, const char *name, int64_t *out, char *err)
-{
-    const char *v = NULL;
-    char derr[CM_ERR_LEN];
-    int64_t ms;
-    if (opt_str(body, name, &v, err))
-        return -1;
-    if (!v)
-        return 0;
-    int back = *v == '-';
-    if (cm_duration_parse(v + (back || *v == '+'), 0, &ms, derr) != CM_OK) {
-        cm_errf(err, "%s: %s, with a leading - to go back", name, derr);
-        return -1;
-    }
-    *out = back ? -ms : ms;
-    return 0;
-}
-
 /* -1 (err naming it) when body has a key that is not one of fields (NULL-terminated). */
 static int unknown_option(const json_t *body, const char *const *fields, char *err)
 {
@@ -190,20 +170,54 @@ static void answer_sent(cm_http_resp_t *resp, cm_err_t rc, const char *err, int 
         answer_report(resp, status, report);
 }
 
-static const char *const webhook_fields[] = {"event",      "events",   "copies",
-                                             "concurrent", "forge",    "timestamp_offset_ms",
-                                             "order",      "retries",  "retry_interval_ms",
-                                             "timeout_ms", "delay_ms", "async",
+/* Puts the deprecation notes (borrowed) into an answer (borrowed) as "deprecated" when
+ * there are any. Should that fail, the log lines written with the notes still tell. */
+static void add_notes(json_t *answer, json_t *notes)
+{
+    if (answer && json_array_size(notes) && json_object_set(answer, "deprecated", notes) != 0)
+        CM_WARN(COMP, "could not add the deprecation notes to the answer");
+}
+
+#define HOUR_MS 3600000
+
+/* The durations of Retell's deliveries; each also taken as "<name>_ms" for one release. */
+static const sim_setting_t retell_offset = {"timestamp_offset", -SIM_RETELL_MAX_OFFSET_MS,
+                                            SIM_RETELL_MAX_OFFSET_MS};
+static const sim_setting_t retell_interval = {"retry_interval", 0, HOUR_MS};
+static const sim_setting_t retell_delay = {"delay", 0, HOUR_MS};
+/* A trigger's timeout may be 0 (10 s); a default must be a real one. */
+static const sim_setting_t retell_timeout = {"timeout", 0, SIM_TIMEOUT_MAX_MS};
+static const sim_setting_t retell_default_timeout = {"timeout", 1, SIM_TIMEOUT_MAX_MS};
+
+/* The current names, then the deprecated "_ms" forms (sim_setting.h). */
+static const char *const webhook_fields[] = {"event",
+                                             "events",
+                                             "copies",
+                                             "concurrent",
+                                             "forge",
+                                             "timestamp_offset",
+                                             "order",
+                                             "retries",
+                                             "retry_interval",
+                                             "timeout",
+                                             "delay",
+                                             "async",
+                                             "timestamp_offset_ms",
+                                             "retry_interval_ms",
+                                             "timeout_ms",
+                                             "delay_ms",
                                              NULL};
 
 static void h_send_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_control_t *ctl = ud;
     char err[CM_ERR_LEN] = "";
-    json_t *body = NULL, *report = NULL;
+    json_t *body = NULL, *report = NULL, *notes = json_array();
+    const sim_setting_warn_t w = {COMP, notes};
     const char *names[SIM_RETELL_MAX_EVENTS + 1] = {0};
-    cm_err_t rc = sim_http_json_object(req, 1, &body, err);
+    cm_err_t rc = notes ? sim_http_json_object(req, 1, &body, err) : CM_ENOMEM;
     if (rc) {
+        json_decref(notes);
         answer_err(resp, rc, err);
         return;
     }
@@ -253,25 +267,19 @@ static void h_send_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, void 
     if (!rc &&
         (opt_int(body, "copies", &copies, err) ||
          opt_bool(body, "concurrent", &opt.concurrent, err) ||
-         opt_bool(body, "forge", &opt.forge, err) ||
-         opt_int(body, "timestamp_offset_ms", &opt.timestamp_offset_ms, err) ||
-         opt_int(body, "retries", &retries, err) ||
-         opt_int(body, "retry_interval_ms", &opt.retry_interval_ms, err) ||
-         opt_int(body, "timeout_ms", &opt.timeout_ms, err) ||
-         opt_int(body, "delay_ms", &opt.delay_ms, err) || opt_bool(body, "async", &opt.async, err)))
+         opt_bool(body, "forge", &opt.forge, err) || opt_int(body, "retries", &retries, err) ||
+         opt_bool(body, "async", &opt.async, err) ||
+         sim_setting_duration(body, &retell_offset, &opt.timestamp_offset_ms, &w, err) < 0 ||
+         sim_setting_duration(body, &retell_interval, &opt.retry_interval_ms, &w, err) < 0 ||
+         sim_setting_duration(body, &retell_timeout, &opt.timeout_ms, &w, err) < 0 ||
+         sim_setting_duration(body, &retell_delay, &opt.delay_ms, &w, err) < 0))
         rc = CM_EINVAL;
     if (!rc && (copies < 1 || copies > SIM_RETELL_MAX_COPIES)) {
         cm_errf(err, "copies must be between 1 and %d", SIM_RETELL_MAX_COPIES);
         rc = CM_EINVAL;
     }
-    if (!rc &&
-        (retries < 0 || retries > SIM_RETELL_MAX_RETRIES || opt.retry_interval_ms < 0 ||
-         opt.retry_interval_ms > 3600000 || opt.timeout_ms < 0 ||
-         opt.timeout_ms > SIM_TIMEOUT_MAX_MS || opt.delay_ms < 0 || opt.delay_ms > 3600000)) {
-        cm_errf(err,
-                "retries must be 0..%d; retry_interval_ms and delay_ms 0..3600000; "
-                "timeout_ms 0..%d",
-                SIM_RETELL_MAX_RETRIES, SIM_TIMEOUT_MAX_MS);
+    if (!rc && (retries < 0 || retries > SIM_RETELL_MAX_RETRIES)) {
+        cm_errf(err, "retries must be 0..%d", SIM_RETELL_MAX_RETRIES);
         rc = CM_EINVAL;
     }
     opt.copies = (unsigned)copies;
@@ -279,6 +287,9 @@ static void h_send_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, void 
     if (!rc)
         rc = sim_retell_send_webhook(ctl->retell, cm_http_req_param(req, "call_id"), &opt, &report,
                                      err);
+    if (!rc)
+        add_notes(report, notes);
+    json_decref(notes);
     json_decref(body);
     answer_sent(resp, rc, err, opt.async ? 202 : 200, report);
 }
@@ -317,14 +328,15 @@ static void h_delivery_defaults(const cm_http_req_t *req, cm_http_resp_t *resp, 
 {
     sim_control_t *ctl = ud;
     char err[CM_ERR_LEN] = "";
-    json_t *body = NULL;
+    json_t *body = NULL, *notes = json_array(), *answer = NULL;
+    const sim_setting_warn_t w = {COMP, notes};
     sim_retell_send_t d = {0};
     sim_retell_delivery_defaults(ctl->retell, &d);
     int64_t retries = d.retries;
-    cm_err_t rc = sim_http_json_object(req, 0, &body, err);
+    cm_err_t rc = notes ? sim_http_json_object(req, 0, &body, err) : CM_ENOMEM;
     if (!rc && (opt_int(body, "retries", &retries, err) ||
-                opt_int(body, "retry_interval_ms", &d.retry_interval_ms, err) ||
-                opt_int(body, "timeout_ms", &d.timeout_ms, err)))
+                sim_setting_duration(body, &retell_interval, &d.retry_interval_ms, &w, err) < 0 ||
+                sim_setting_duration(body, &retell_default_timeout, &d.timeout_ms, &w, err) < 0))
         rc = CM_EINVAL;
     if (!rc && (retries < 0 || retries > SIM_RETELL_MAX_RETRIES)) {
         cm_errf(err, "retries must be 0..%d", SIM_RETELL_MAX_RETRIES);
@@ -334,13 +346,17 @@ static void h_delivery_defaults(const cm_http_req_t *req, cm_http_resp_t *resp, 
         rc = sim_retell_set_delivery_defaults(ctl->retell, (unsigned)retries, d.retry_interval_ms,
                                               d.timeout_ms, err);
     json_decref(body);
+    if (!rc) {
+        /* The answer is data, in milliseconds, as the journal's and the reports' are. */
+        answer = json_pack("{s:I,s:I,s:I}", "retries", (json_int_t)retries, "retry_interval_ms",
+                           (json_int_t)d.retry_interval_ms, "timeout_ms", (json_int_t)d.timeout_ms);
+        add_notes(answer, notes);
+    }
+    json_decref(notes);
     if (rc)
         answer_err(resp, rc, err);
     else
-        cm_http_resp_json(resp, 200,
-                          json_pack("{s:I,s:I,s:I}", "retries", (json_int_t)retries,
-                                    "retry_interval_ms", (json_int_t)d.retry_interval_ms,
-                                    "timeout_ms", (json_int_t)d.timeout_ms));
+        cm_http_resp_json(resp, 200, answer);
 }
 
 static void h_calcom_bookings(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
@@ -534,15 +550,18 @@ static void h_stripe_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, voi
 
 static void h_stripe_settings(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
+    static const sim_setting_t hold = {"hold", 0, SIM_STRIPE_MAX_HOLD_MS};
+    /* 204 has no body for notes: the log alone tells. */
+    static const sim_setting_warn_t w = {COMP, NULL};
     sim_control_t *ctl = ud;
     char err[CM_ERR_LEN] = "";
     json_t *body = NULL;
     int64_t decline_next = 0, error_next = 0, hold_ms = 0;
     const char *code = NULL;
     cm_err_t rc = sim_http_json_object(req, 0, &body, err);
-    if (!rc &&
-        (opt_int(body, "decline_next", &decline_next, err) ||
-         opt_int(body, "error_next", &error_next, err) || opt_int(body, "hold_ms", &hold_ms, err)))
+    if (!rc && (opt_int(body, "decline_next", &decline_next, err) ||
+                opt_int(body, "error_next", &error_next, err) ||
+                sim_setting_duration(body, &hold, &hold_ms, &w, err) < 0))
         rc = CM_EINVAL;
     const json_t *dc = json_object_get(body, "decline_code");
     if (!rc && dc && !json_is_string(dc)) {
@@ -572,6 +591,10 @@ static const char *const stripe_event_fields[] = {
 
 static void h_stripe_event(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
+    /* Never had an "_ms" form: stripe_event_fields refuses timestamp_offset_ms. */
+    static const sim_setting_t offset = {"timestamp_offset", -SIM_STRIPE_MAX_OFFSET_MS,
+                                         SIM_STRIPE_MAX_OFFSET_MS};
+    static const sim_setting_warn_t w = {COMP, NULL};
     sim_control_t *ctl = ud;
     char err[CM_ERR_LEN] = "";
     json_t *body = NULL, *report = NULL;
@@ -581,7 +604,7 @@ static void h_stripe_event(const cm_http_req_t *req, cm_http_resp_t *resp, void 
         (unknown_option(body, stripe_event_fields, err) || opt_str(body, "type", &ev.type, err) ||
          opt_str(body, "id", &ev.id, err) || opt_int(body, "created", &ev.created, err) ||
          opt_int(body, "copies", &ev.copies, err) || opt_bool(body, "forge", &ev.forge, err) ||
-         opt_offset(body, "timestamp_offset", &ev.timestamp_offset_ms, err)))
+         sim_setting_duration(body, &offset, &ev.timestamp_offset_ms, &w, err) < 0))
         rc = CM_EINVAL;
     ev.object = json_object_get(body, "object");
     ev.has_created = json_object_get(body, "created") != NULL;

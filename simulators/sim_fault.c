@@ -20,6 +20,7 @@
 #include "cm_rand.h"
 #include "sim_form.h"
 #include "sim_http.h"
+#include "sim_setting.h"
 
 #define COMP "sim.fault"
 #define MAX_BINDINGS 8
@@ -165,8 +166,9 @@ int64_t sim_fault_duration_ms(const json_t *v)
         json_int_t n = json_integer_value(v);
         if (n < 0 || n > 1000000000000LL)
             return -1;
-        CM_WARN(COMP, "a duration as a bare number (%lld) is deprecated: write \"%lldms\"",
-                (long long)n, (long long)n);
+        sim_setting_deprecated(&(sim_setting_warn_t){.comp = COMP},
+                               "a duration as a bare number (%lld) is deprecated: write \"%lldms\"",
+                               (long long)n, (long long)n);
         return n;
     }
     int64_t ms;

@@ -714,8 +714,14 @@ cm_err_t sim_retell_send_webhook(sim_retell_t *r, const char *call_id, const sim
         cm_errf(err, "retries must be between 0 and %d", SIM_RETELL_MAX_RETRIES);
         return CM_EINVAL;
     }
+    /* Bounded first: now plus any int64_t could overflow. */
+    if (opt->timestamp_offset_ms < -SIM_RETELL_MAX_OFFSET_MS ||
+        opt->timestamp_offset_ms > SIM_RETELL_MAX_OFFSET_MS) {
+        cm_errf(err, "timestamp_offset must be within 3650 days either way");
+        return CM_EINVAL;
+    }
     if (cm_clock_now_ms() + opt->timestamp_offset_ms < 0) {
-        cm_errf(err, "timestamp_offset_ms puts the signed time before 1970");
+        cm_errf(err, "timestamp_offset puts the signed time before 1970");
         return CM_EINVAL;
     }
 
@@ -947,8 +953,9 @@ cm_err_t sim_retell_set_delivery_defaults(sim_retell_t *r, unsigned retries, int
 {
     if (retries > SIM_RETELL_MAX_RETRIES || interval_ms < 0 || interval_ms > 3600000 ||
         timeout_ms < 1 || timeout_ms > SIM_TIMEOUT_MAX_MS) {
-        cm_errf(err, "retries must be 0..%d, retry_interval_ms 0..3600000, timeout_ms 1..%d",
-                SIM_RETELL_MAX_RETRIES, SIM_TIMEOUT_MAX_MS);
+        cm_errf(err,
+                "retries must be 0..%d, retry_interval from 0ms to 1h, timeout from 1ms to %ds",
+                SIM_RETELL_MAX_RETRIES, SIM_TIMEOUT_MAX_MS / 1000);
         return CM_EINVAL;
     }
     pthread_mutex_lock(&r->mu);

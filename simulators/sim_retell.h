@@ -31,6 +31,8 @@
 #define SIM_RETELL_DEFAULT_RETRIES 3
 #define SIM_RETELL_MAX_RETRIES 10
 #define SIM_RETELL_MAX_EVENTS 8
+/* How far timestamp_offset_ms may move v= either way: ten years, as for Stripe's t=. */
+#define SIM_RETELL_MAX_OFFSET_MS (3650LL * 86400 * 1000)
 
 typedef struct sim_retell sim_retell_t;
 

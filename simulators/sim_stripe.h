@@ -59,15 +59,21 @@ void sim_stripe_free(sim_stripe_t **s);
 void sim_stripe_shutdown(sim_stripe_t *s);
 
 /* Sets where events go: {"url", "extra_secrets":[...] (signed besides the configured
- * secret, for rotation), "retry_schedule_ms":[60000,600000,3600000] (delays after each
- * failed attempt; its length is the number of retries), "twin": false (also send a second
- * event id for each change), "timeout_ms": 10000}. CM_EINVAL (err says why) changes
- * nothing. Only changes made after this are delivered. */
+ * secret, for rotation), "retry_schedule":["1m","10m","1h"] (delays after each failed
+ * attempt, at most SIM_STRIPE_MAX_RETRIES of up to 72h; its length is the number of
+ * retries), "twin": false (also send a second event id for each change), "timeout": "10s"}
+ * (durations as in cm_duration.h). The deprecated integer forms "retry_schedule_ms" and
+ * "timeout_ms" are still taken for one release, with a warning in the log (sim_setting.h).
+ * CM_EINVAL (err says why) changes nothing. Only changes made after this are delivered. */
 cm_err_t sim_stripe_set_webhook(sim_stripe_t *s, const json_t *cfg, char *err) CM_WUR;
+
+/* The most retries sim_stripe_set_webhook's schedule has, and the longest delay in it. */
+#define SIM_STRIPE_MAX_RETRIES 16
+#define SIM_STRIPE_MAX_RETRY_DELAY_MS (72LL * 3600 * 1000)
 
 /* The most copies of one event sim_stripe_send_event sends. */
 #define SIM_STRIPE_MAX_COPIES 20
-/* How far timestamp_offset_ms may move t= either way: ten years. */
+/* How far timestamp_offset may move t= either way: ten years. */
 #define SIM_STRIPE_MAX_OFFSET_MS (3650LL * 86400 * 1000)
 
 /* An event built and sent on request (the control API), not caused by a state change. */
@@ -93,7 +99,7 @@ typedef struct {
  * chain of attempts as for the simulator's own events: signed when sent (one v1 per
  * configured secret, extra_secrets included; forge: a single v1 with a secret nobody
  * configured; t= the send time plus timestamp_offset_ms, in whole seconds), the configured
- * timeout, retried on the configured retry_schedule_ms. twin does not apply. Returns once
+ * timeout, retried on the configured retry_schedule. twin does not apply. Returns once
  * the first attempt of every copy has ended, with a new report
  *   {"delivery_id","status":"retrying"|"done","event":{the envelope},"url",
  *    "deliveries":[{"status":204|null,"error":null|"...","ms",
@@ -116,8 +122,9 @@ json_t *sim_stripe_delivery(sim_stripe_t *s, const char *delivery_id);
 cm_err_t sim_stripe_settings(sim_stripe_t *s, int64_t decline_next, const char *decline_code,
                              int64_t error_next, char *err) CM_WUR;
 
-/* Holds every POST execution hold_ms (0..60000) after its idempotency key is taken, so
- * tests can see 409 idempotency_key_in_use. */
+/* Holds every POST execution hold_ms (0..SIM_STRIPE_MAX_HOLD_MS) after its idempotency key
+ * is taken, so tests can see 409 idempotency_key_in_use. */
+#define SIM_STRIPE_MAX_HOLD_MS 60000
 cm_err_t sim_stripe_hold(sim_stripe_t *s, int64_t hold_ms, char *err) CM_WUR;
 
 /* "in_flight", "stored" or NULL: what the idempotency layer holds for key (static). */

@@ -2,7 +2,9 @@
  * an in-process receiver, and reset empties the ledgers. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cm_clock.h"
 #include "cm_http_client.h"
@@ -228,12 +230,12 @@ Test(control, provider_control_routes)
     cr_assert_eq(call("PUT", "/control/stripe/webhook", "{\"url\":\"ftp://x\"}", NULL), 400);
     cr_assert_eq(call("PUT", "/control/stripe/webhook",
                       "{\"url\":\"http://127.0.0.1:9/x\","
-                      "\"retry_schedule_ms\":[-1]}",
+                      "\"retry_schedule\":[\"-1s\"]}",
                       NULL),
                  400);
     cr_assert_eq(call("PUT", "/control/stripe/webhook",
                       "{\"url\":\"http://127.0.0.1:9/x\","
-                      "\"retry_schedule_ms\":[10],\"twin\":true}",
+                      "\"retry_schedule\":[\"10ms\"],\"twin\":true}",
                       NULL),
                  204);
     cr_assert_eq(call("PUT", "/control/stripe/settings", "{\"decline_next\":-2}", NULL), 400);
@@ -268,14 +270,20 @@ static json_t *wait_delivery(const char *path, const char *want)
     }
 }
 
-static void assert_refused(const char *path, const char *body, long status, const char *detail)
+static void assert_refused_to(const char *method, const char *path, const char *body, long status,
+                              const char *detail)
 {
     json_t *v = NULL;
-    long got = call("POST", path, body, &v);
+    long got = call(method, path, body, &v);
     cr_assert_eq(got, status, "%s -> %ld, want %ld", body, got, status);
     cr_assert_not_null(strstr(cm_json_str(v, "detail", ""), detail), "%s: detail '%s' lacks '%s'",
                        body, cm_json_str(v, "detail", ""), detail);
     json_decref(v);
+}
+
+static void assert_refused(const char *path, const char *body, long status, const char *detail)
+{
+    assert_refused_to("POST", path, body, status, detail);
 }
 
 typedef struct {
@@ -298,7 +306,8 @@ Test(control, stripe_events_on_request)
     assert_refused(route, "{\"type\":\"payment_intent.succeeded\",\"object\":{}}", 409,
                    "no webhook URL");
     snprintf(body, sizeof body,
-             "{\"url\":\"http://127.0.0.1:%u/hook\",\"retry_schedule_ms\":[50,100]}", recv_port);
+             "{\"url\":\"http://127.0.0.1:%u/hook\",\"retry_schedule\":[\"50ms\",\"100ms\"]}",
+             recv_port);
     cr_assert_eq(call("PUT", "/control/stripe/webhook", body, NULL), 204);
 
     static const refusal_t refused[] = {
@@ -405,4 +414,258 @@ Test(control, calcom_events_on_request)
     json_decref(v);
     cr_assert_eq(received, 2);
     cr_assert_eq(call("GET", "/control/calcom/deliveries/dlv_calcom_999999", NULL, NULL), 404);
+}
+
+/* ---- durations in the one grammar, and the deprecated "_ms" forms ------------------- */
+
+/* Creates call call_id and points Retell's webhooks at the receiver. */
+static void retell_ready(const char *call_id)
+{
+    char body[96];
+    snprintf(body, sizeof body, "{\"call_id\":\"%s\"}", call_id);
+    cr_assert_eq(call("POST", "/control/retell/calls", body, NULL), 201);
+    snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%u/hook\"}", recv_port);
+    cr_assert_eq(call("PUT", "/control/retell/webhook", body, NULL), 204);
+}
+
+/* Triggers call_id's webhook with body, which asks for a 50 ms delay, one retry 10 ms
+ * after a failed attempt, and v= six minutes in the past; checks that it went so (the
+ * receiver fails the first attempt). The report. */
+static json_t *retell_delayed_retried_stale(const char *call_id, const char *body)
+{
+    char path[96];
+    json_t *v;
+    long long sig = -1;
+    snprintf(path, sizeof path, "/control/retell/calls/%s/webhook", call_id);
+    fail_first = 1;
+    int64_t t0 = cm_clock_now_ms(), m0 = cm_clock_mono_ms();
+    cr_assert_eq(call("POST", path, body, &v), 200, "%s", body);
+    cr_assert_geq(cm_clock_mono_ms() - m0, 50, "delay waited");
+    cr_assert_eq(cm_json_int(v, "deliveries.0.status", 0), 204);
+    cr_assert_eq(json_array_size(cm_json_path(v, "deliveries.0.attempts")), 2);
+    cr_assert_eq(sscanf(cm_json_str(v, "signature", ""), "v=%lld,", &sig), 1);
+    cr_assert(sig >= t0 - 360000 && sig <= cm_clock_now_ms() - 360000, "v=%lld, sent at %lld", sig,
+              (long long)t0);
+    return v;
+}
+
+/* Sets Stripe's webhook to the receiver, with settings (JSON members) besides the URL. */
+static void stripe_hook(const char *settings)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%u/hook\",%s}", recv_port, settings);
+    cr_assert_eq(call("PUT", "/control/stripe/webhook", body, NULL), 204, "%s", body);
+}
+
+Test(control, duration_settings_in_the_one_grammar)
+{
+    json_t *v;
+    retell_ready("call_d");
+
+    cr_assert_eq(call("PUT", "/control/retell/delivery",
+                      "{\"retries\":1,\"retry_interval\":\"10ms\",\"timeout\":\"2s\"}", &v),
+                 200);
+    cr_assert_eq(cm_json_int(v, "retry_interval_ms", -1), 10, "answers keep milliseconds");
+    cr_assert_eq(cm_json_int(v, "timeout_ms", -1), 2000);
+    cr_assert_null(cm_json_path(v, "deprecated"), "nothing deprecated in the current form");
+    json_decref(v);
+
+    v = retell_delayed_retried_stale("call_d", "{\"delay\":\"50ms\",\"timeout\":\"1s\","
+                                               "\"retry_interval\":\"10ms\",\"retries\":1,"
+                                               "\"timestamp_offset\":\"-6m\"}");
+    cr_assert_null(cm_json_path(v, "deprecated"));
+    json_decref(v);
+
+    stripe_hook("\"retry_schedule\":[\"1m\",\"10m\",\"1h\"],\"timeout\":\"2s\"");
+    cr_assert_eq(call("PUT", "/control/stripe/settings", "{\"hold\":\"100ms\"}", NULL), 204);
+    cr_assert_eq(call("PUT", "/control/stripe/settings", "{}", NULL), 204, "hold back to 0");
+
+    static const struct {
+        const char *method, *path, *body, *detail;
+    } refused[] = {
+        {"POST", "/control/retell/calls/call_d/webhook", "{\"delay\":\"1s\",\"delay_ms\":1000}",
+         "give delay or delay_ms, not both (delay_ms is its deprecated form)"},
+        {"POST", "/control/retell/calls/call_d/webhook",
+         "{\"timestamp_offset\":\"-6m\",\"timestamp_offset_ms\":-360000}",
+         "give timestamp_offset or timestamp_offset_ms, not both"},
+        {"POST", "/control/retell/calls/call_d/webhook", "{\"delay\":\"2 s\"}",
+         "delay: \"2 s\" is not a duration"},
+        {"POST", "/control/retell/calls/call_d/webhook", "{\"delay\":200}",
+         "delay must be a string, a duration"},
+        {"POST", "/control/retell/calls/call_d/webhook", "{\"delay\":\"61m\"}",
+         "delay must be from 0ms to 1h"},
+        {"POST", "/control/retell/calls/call_d/webhook", "{\"delay_ms\":3600001}",
+         "delay_ms must be from 0 to 3600000"},
+        {"POST", "/control/retell/calls/call_d/webhook", "{\"timeout\":\"-1s\"}",
+         "timeout: \"-1s\" is not a duration"},
+        {"POST", "/control/retell/calls/call_d/webhook", "{\"timeout\":\"3h\"}",
+         "timeout must be from 0ms to 10000s"},
+        {"POST", "/control/retell/calls/call_d/webhook", "{\"retry_interval\":\"0.5ms\"}",
+         "retry_interval: \"0.5ms\" is not a whole number of milliseconds"},
+        {"POST", "/control/retell/calls/call_d/webhook", "{\"timestamp_offset\":\"-6 min\"}",
+         "timestamp_offset: \"-6 min\" is not a duration"},
+        {"POST", "/control/retell/calls/call_d/webhook", "{\"timestamp_offset\":\"87601h\"}",
+         "timestamp_offset must be from -87600h to 87600h"},
+        {"POST", "/control/retell/calls/call_d/webhook", "{\"timestamp_offset_ms\":\"-6m\"}",
+         "timestamp_offset_ms must be an integer of milliseconds"},
+        {"PUT", "/control/retell/delivery", "{\"timeout\":\"0s\"}",
+         "timeout must be from 1ms to 10000s"},
+        {"PUT", "/control/retell/delivery", "{\"retry_interval\":\"1s\",\"retry_interval_ms\":1}",
+         "give retry_interval or retry_interval_ms, not both"},
+        {"PUT", "/control/stripe/webhook",
+         "{\"url\":\"http://127.0.0.1:9/x\",\"retry_schedule\":[\"1m\",\"1 m\"]}",
+         "retry_schedule[1]: \"1 m\" is not a duration"},
+        {"PUT", "/control/stripe/webhook",
+         "{\"url\":\"http://127.0.0.1:9/x\",\"retry_schedule\":[\"73h\"]}",
+         "retry_schedule[0] must be from 0ms to 72h"},
+        {"PUT", "/control/stripe/webhook",
+         "{\"url\":\"http://127.0.0.1:9/x\",\"retry_schedule\":[\"1m\"],"
+         "\"retry_schedule_ms\":[60000]}",
+         "give retry_schedule or retry_schedule_ms, not both"},
+        {"PUT", "/control/stripe/webhook", "{\"url\":\"http://127.0.0.1:9/x\",\"timeout\":\"0s\"}",
+         "timeout must be from 1ms to 10000s"},
+        {"PUT", "/control/stripe/webhook",
+         "{\"url\":\"http://127.0.0.1:9/x\",\"timeout\":\"1s\",\"timeout_ms\":1000}",
+         "give timeout or timeout_ms, not both"},
+        {"PUT", "/control/stripe/settings", "{\"hold\":\"2m\"}", "hold must be from 0ms to 1m"},
+        {"PUT", "/control/stripe/settings", "{\"hold\":\"1s\",\"hold_ms\":1000}",
+         "give hold or hold_ms, not both"},
+        {"PUT", "/control/stripe/settings", "{\"hold\":\"soon\"}",
+         "hold: \"soon\" is not a duration"},
+        {"POST", "/control/stripe/events",
+         "{\"type\":\"charge.refunded\",\"object\":{},\"timestamp_offset\":\"-87601h\"}",
+         "timestamp_offset must be from -87600h to 87600h"},
+        {"POST", "/control/stripe/events",
+         "{\"type\":\"charge.refunded\",\"object\":{},\"timestamp_offset_ms\":0}",
+         "timestamp_offset_ms: unknown option"},
+    };
+    int before = received;
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        assert_refused_to(refused[i].method, refused[i].path, refused[i].body, 400,
+                          refused[i].detail);
+    cr_assert_eq(received, before, "refused triggers send nothing");
+}
+
+/* The deprecated forms' warnings go to a log file of this test's own (each test runs in
+ * its own process); opened before the servers start, as cm_log_open wants. */
+static char log_path[64];
+
+static void setup_logged(void)
+{
+    snprintf(log_path, sizeof log_path, "/tmp/test_sim_control.XXXXXX");
+    int fd = mkstemp(log_path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(cm_log_open(log_path), CM_OK);
+    setup();
+}
+
+static void teardown_logged(void)
+{
+    teardown();
+    unlink(log_path);
+}
+
+/* 1 when the log has a warn line whose message has want (as JSON-escaped in the log). */
+static int log_warns(const char *want)
+{
+    char text[16384];
+    FILE *f = fopen(log_path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        if (strstr(line, "\"level\":\"warn\"") && strstr(line, want))
+            return 1;
+    return 0;
+}
+
+TestSuite(control_deprecated, .init = setup_logged, .fini = teardown_logged);
+
+#define GONE "\" is deprecated and goes in the next release; write "
+
+/* Sends body with method to path, expects status and an answer whose last "deprecated"
+ * note is note; the answer. */
+static json_t *call_noted(const char *method, const char *path, const char *body, long status,
+                          const char *note)
+{
+    json_t *v = NULL;
+    cr_assert_eq(call(method, path, body, &v), status, "%s", body);
+    const json_t *notes = cm_json_path(v, "deprecated");
+    cr_assert_str_eq(json_string_value(json_array_get(notes, json_array_size(notes) - 1)), note,
+                     "%s", body);
+    return v;
+}
+
+Test(control_deprecated, old_ms_forms_taken_warned_and_noted)
+{
+    json_t *v;
+    retell_ready("call_o");
+
+    v = retell_delayed_retried_stale("call_o", "{\"delay_ms\":50,\"timeout_ms\":1000,"
+                                               "\"retry_interval_ms\":10,\"retries\":1,"
+                                               "\"timestamp_offset_ms\":-360000}");
+    static const char *const notes[] = {
+        "\"timestamp_offset_ms" GONE "\"timestamp_offset\": \"-6m\"",
+        "\"retry_interval_ms" GONE "\"retry_interval\": \"10ms\"",
+        "\"timeout_ms" GONE "\"timeout\": \"1s\"",
+        "\"delay_ms" GONE "\"delay\": \"50ms\"",
+    };
+    cr_assert_eq(json_array_size(cm_json_path(v, "deprecated")), 4, "one note per old field");
+    for (size_t i = 0; i < 4; i++)
+        cr_expect_str_eq(json_string_value(json_array_get(cm_json_path(v, "deprecated"), i)),
+                         notes[i]);
+    json_decref(v);
+
+    /* What the scenario runner sends today, and an asynchronous trigger: noted too. */
+    const char *hook = "/control/retell/calls/call_o/webhook";
+    json_decref(call_noted("POST", hook,
+                           "{\"copies\":1,\"forge\":false,\"concurrent\":false,"
+                           "\"timestamp_offset_ms\":0,\"event\":\"call_analyzed\"}",
+                           200, "\"timestamp_offset_ms" GONE "\"timestamp_offset\": \"0ms\""));
+    v = call_noted("POST", hook, "{\"async\":true,\"delay_ms\":10}", 202,
+                   "\"delay_ms" GONE "\"delay\": \"10ms\"");
+    char path[96];
+    snprintf(path, sizeof path, "/control/retell/deliveries/%s", cm_json_str(v, "delivery_id", ""));
+    json_decref(v);
+    /* Done before fail_first is set again below, which it must not take. */
+    json_decref(wait_delivery(path, "done"));
+
+    v = call_noted("PUT", "/control/retell/delivery",
+                   "{\"retry_interval_ms\":20,\"timeout_ms\":3000}", 200,
+                   "\"timeout_ms" GONE "\"timeout\": \"3s\"");
+    cr_assert_eq(cm_json_int(v, "retry_interval_ms", -1), 20);
+    cr_assert_eq(cm_json_int(v, "timeout_ms", -1), 3000);
+    cr_assert_eq(json_array_size(cm_json_path(v, "deprecated")), 2);
+    json_decref(v);
+
+    /* The Stripe settings answer 204, without a body: the log alone tells. */
+    stripe_hook("\"retry_schedule_ms\":[10],\"timeout_ms\":2000");
+    cr_assert_eq(call("PUT", "/control/stripe/settings", "{\"hold_ms\":0}", NULL), 204);
+    /* ... and the schedule was taken: a failed first attempt is retried 10 ms later. */
+    fail_first = 1;
+    cr_assert_eq(
+        call("POST", "/control/stripe/events", "{\"type\":\"charge.refunded\",\"object\":{}}", &v),
+        200);
+    snprintf(path, sizeof path, "/control/stripe/deliveries/%s", cm_json_str(v, "delivery_id", ""));
+    json_decref(v);
+    v = wait_delivery(path, "done");
+    cr_assert_eq(json_array_size(cm_json_path(v, "deliveries.0.attempts")), 2);
+    json_decref(v);
+
+    static const char *const warned[] = {"timestamp_offset_ms", "retry_interval_ms",
+                                         "timeout_ms",          "delay_ms",
+                                         "retry_schedule_ms",   "hold_ms"};
+    for (size_t i = 0; i < sizeof warned / sizeof warned[0]; i++) {
+        char want[96];
+        snprintf(want, sizeof want, "\\\"%s\\\" is deprecated and goes in the next release",
+                 warned[i]);
+        cr_expect(log_warns(want), "no warn line for %s", warned[i]);
+    }
+    /* A fault rule's bare number warns through the same function. */
+    cr_assert_eq(call("POST", "/control/faults",
+                      "{\"provider\":\"stripe\",\"route\":\"GET /none\",\"latency\":5}", NULL),
+                 201);
+    cr_expect(log_warns("a duration as a bare number (5) is deprecated: write \\\"5ms\\\""));
 }

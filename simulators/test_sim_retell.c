@@ -282,6 +282,14 @@ Test(retell, signed_delivery_verifies_with_the_api_key)
     cr_assert_eq(sim_retell_send_webhook(ret, "call_nope", &opt, &report, err), CM_ENOTFOUND);
     opt.event = "call_exploded";
     cr_assert_eq(sim_retell_send_webhook(ret, id, &opt, &report, err), CM_EINVAL);
+    /* An offset beyond ten years is refused before now + offset could overflow. */
+    opt.event = "call_analyzed";
+    opt.timestamp_offset_ms = INT64_MAX;
+    cr_assert_eq(sim_retell_send_webhook(ret, id, &opt, &report, err), CM_EINVAL);
+    cr_assert_str_eq(err, "timestamp_offset must be within 3650 days either way");
+    opt.timestamp_offset_ms = -SIM_RETELL_MAX_OFFSET_MS - 1;
+    cr_assert_eq(sim_retell_send_webhook(ret, id, &opt, &report, err), CM_EINVAL);
+    cr_assert_eq(nseen, 1, "refused triggers send nothing");
     json_decref(c);
 }
 

@@ -369,8 +369,8 @@ Test(stripe, signed_events_with_rotation_retries_and_twins)
 {
     char err[CM_ERR_LEN] = "", cfg[256];
     snprintf(cfg, sizeof cfg,
-             "{\"url\":\"%s\",\"extra_secrets\":[\"whsec_old\"],\"retry_schedule_ms\":[30,30],"
-             "\"twin\":true}",
+             "{\"url\":\"%s\",\"extra_secrets\":[\"whsec_old\"],"
+             "\"retry_schedule\":[\"30ms\",\"30ms\"],\"twin\":true}",
              hook_url);
     json_t *c = json_loads(cfg, 0, NULL);
     cr_assert_eq(sim_stripe_set_webhook(st, c, err), CM_OK, "%s", err);
@@ -669,7 +669,7 @@ Test(stripe, the_answer_follows_the_first_attempt_and_retries_go_on_in_the_backg
     json_t *r;
     /* The last delay spans a second, so the third attempt's t= must differ from the first. */
     char id[48];
-    send_failing(2, "\"retry_schedule_ms\":[50,1000]", id);
+    send_failing(2, "\"retry_schedule\":[\"50ms\",\"1s\"]", id);
 
     int64_t deadline = cm_clock_mono_ms() + 10000;
     for (;;) {
@@ -712,7 +712,7 @@ Test(stripe, a_reset_ends_the_retries_of_an_event_on_request)
 {
     json_t *r;
     char id[48];
-    send_failing(1, "\"retry_schedule_ms\":[60000]", id);
+    send_failing(1, "\"retry_schedule\":[\"1m\"]", id);
     sim_stripe_reset(st);
     r = sim_stripe_delivery(st, id);
     cr_assert_str_eq(cm_json_str(r, "status", ""), "done", "reports outlive a reset");
