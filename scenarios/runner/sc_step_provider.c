@@ -132,7 +132,7 @@ static cm_err_t put_expanded(sc_ctx_t *ctx, const char *label, json_t *body, con
 
 /* The control route that makes the step's provider deliver, and its body:
  *   retell  POST /control/retell/calls/{call}/webhook {"event","copies","concurrent","forge",
- *           "timestamp_offset_ms"}
+ *           "timestamp_offset"}
  *   stripe  POST /control/stripe/events {"type","object","id","created","copies","forge",
  *           "timestamp_offset"}
  *   calcom  POST /control/calcom/events {"trigger","booking_uid"|"payload","copies","forge"}
@@ -151,6 +151,9 @@ static cm_err_t hook_request(sc_ctx_t *ctx, const sc_step_t *s, const char *labe
         json_decref(b);
         return sc_step_fail_var(ctx, label, err);
     }
+    /* The signed offset in the duration grammar, for Retell and Stripe. */
+    snprintf(off, sizeof off, "%s%lldms", s->timestamp_offset_ms < 0 ? "-" : "",
+             (long long)llabs(s->timestamp_offset_ms));
     if (!strcmp(s->provider, "retell")) {
         char *call_id = NULL, seg[512];
         if (sc_vars_expand(ctx->vars, s->call_id, &call_id, err) != CM_OK) {
@@ -159,14 +162,12 @@ static cm_err_t hook_request(sc_ctx_t *ctx, const sc_step_t *s, const char *labe
             sc_step_encode_segment(call_id, seg, sizeof seg);
             snprintf(path, cap, "/control/retell/calls/%s/webhook", seg);
             json_object_set_new(b, "concurrent", json_boolean(s->concurrent));
-            json_object_set_new(b, "timestamp_offset_ms", json_integer(s->timestamp_offset_ms));
+            json_object_set_new(b, "timestamp_offset", json_string(off));
             rc = put_expanded(ctx, label, b, "event", s->event);
         }
         free(call_id);
     } else if (!strcmp(s->provider, "stripe")) {
         snprintf(path, cap, "/control/stripe/events");
-        snprintf(off, sizeof off, "%s%lldms", s->timestamp_offset_ms < 0 ? "-" : "",
-                 (long long)llabs(s->timestamp_offset_ms));
         json_object_set_new(b, "object", json_incref(object));
         json_object_set_new(b, "timestamp_offset", json_string(off));
         if (s->created)
