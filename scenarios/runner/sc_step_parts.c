@@ -57,17 +57,13 @@ static cm_err_t run_chaos(sc_ctx_t *ctx, const sc_step_t *s, const char *label, 
     if (sc_vars_expand_json(ctx->vars, s->faults, &faults, err) != CM_OK)
         return sc_step_fail_var(ctx, label, err);
     json_t *doc = json_pack("{s:o}", "faults", faults);
-    char *body = doc ? cm_json_dumps(doc) : NULL;
-    json_decref(doc);
-    if (!body)
-        return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
     snprintf(path, sizeof path, "/links/%s/faults", sc_link_names[s->link]);
-    sc_http_req_t r = {
-        .to = SC_TO_CHAOS, .method = "PUT", .path = path, .body = body, .body_len = strlen(body)};
     sc_answer_t a;
-    cm_err_t rc = CM_OK;
-    sc_http_do(ctx, actor, &r, 0, &a);
-    free(body);
+    cm_err_t rc =
+        doc ? sc_step_send_json(ctx, actor, SC_TO_CHAOS, "PUT", path, doc, &a) : CM_ENOMEM;
+    json_decref(doc);
+    if (rc)
+        return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
     if (a.transport != CM_OK || a.status != 200)
         rc = sc_fail(ctx, RP_FAILED, a.transport ? "transport" : "chaos",
                      "%s: setting the faults of link %s: expected 200, got %s", label,

@@ -86,21 +86,13 @@ static cm_err_t run_call(sc_ctx_t *ctx, const sc_step_t *s, const char *label, c
         }
     }
     json_decref(set);
-    char *body = rc ? NULL : cm_json_dumps(call);
+    sc_answer_t a;
+    if (!rc && sc_step_send_json(ctx, actor, SC_TO_CONTROL, "POST", "/control/retell/calls", call,
+                                 &a) != CM_OK)
+        rc = sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
     json_decref(call);
     if (rc)
         return rc;
-    if (!body)
-        return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
-
-    sc_http_req_t r = {.to = SC_TO_CONTROL,
-                       .method = "POST",
-                       .path = "/control/retell/calls",
-                       .body = body,
-                       .body_len = strlen(body)};
-    sc_answer_t a;
-    sc_http_do(ctx, actor, &r, 0, &a);
-    free(body);
     if (a.transport != CM_OK || a.status != 201 || !json_is_object(a.json) ||
         !json_is_string(json_object_get(a.json, "call_id"))) {
         rc = sc_fail(ctx, RP_FAILED, a.transport ? "transport" : "control",
@@ -401,19 +393,12 @@ static cm_err_t run_fault(sc_ctx_t *ctx, const sc_step_t *s, const char *label, 
     json_t *rules = NULL;
     if (sc_vars_expand_json(ctx->vars, s->faults, &rules, err) != CM_OK)
         return sc_step_fail_var(ctx, label, err);
-    char *body = cm_json_dumps(rules);
-    json_decref(rules);
-    if (!body)
-        return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
-    sc_http_req_t r = {.to = SC_TO_CONTROL,
-                       .method = "POST",
-                       .path = "/control/faults",
-                       .body = body,
-                       .body_len = strlen(body)};
     sc_answer_t a;
-    cm_err_t rc = CM_OK;
-    sc_http_do(ctx, actor, &r, 0, &a);
-    free(body);
+    cm_err_t rc =
+        sc_step_send_json(ctx, actor, SC_TO_CONTROL, "POST", "/control/faults", rules, &a);
+    json_decref(rules);
+    if (rc)
+        return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
     if (a.transport != CM_OK || a.status != 201)
         rc = sc_fail(ctx, RP_FAILED, a.transport ? "transport" : "control",
                      "%s: adding the fault rule(s): expected 201, got %s", label,
