@@ -63,7 +63,8 @@ static cm_err_t prov_init(gw_prov_rt_t *p, const char *name, const gw_provider_t
     cm_err_t rc = gw_breaker_new(name, &bc, &p->breaker, err);
     if (!rc) {
         gw_breaker_set_callback(p->breaker, on_transition, obs);
-        rc = gw_ratelimit_new(cfg->rate_per_min / 60.0, cfg->burst, 1024, &p->rl);
+        rc = gw_ratelimit_new(gw_ratelimit_window_rate(cfg->rate_per_min, 60000, cfg->burst),
+                              cfg->burst, 1024, &p->rl);
     }
     if (!rc) {
         gw_retry_budget_config_default(&rb);

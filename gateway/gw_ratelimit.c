@@ -202,3 +202,9 @@ size_t gw_ratelimit_keys(gw_ratelimit_t *rl)
     pthread_mutex_unlock(&rl->mu);
     return n;
 }
+
+double gw_ratelimit_window_rate(double limit, int64_t window_ms, double burst)
+{
+    double per_window = limit - burst >= 1 ? limit - burst : 1;
+    return per_window * 1000.0 / (double)(window_ms > 0 ? window_ms : 1);
+}

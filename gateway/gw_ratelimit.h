@@ -64,6 +64,13 @@ void gw_ratelimit_refund(gw_ratelimit_t *rl, const char *key, int64_t now_ms);
  * the limiter's burst for an unknown key. */
 double gw_ratelimit_tokens(gw_ratelimit_t *rl, const char *key, int64_t now_ms);
 
+/* The refill rate (tokens per second) of a bucket with this burst that never lets more
+ * than limit calls through in any window of window_ms, as a provider's "N per minute"
+ * counts them (Cal.com's throttler: the calls of the last minute). A bucket refilled at
+ * limit/window lets limit + burst through in one window, which a sliding counter
+ * answers with 429s. At least one token per window. */
+double gw_ratelimit_window_rate(double limit, int64_t window_ms, double burst);
+
 /* Keys currently held. */
 size_t gw_ratelimit_keys(gw_ratelimit_t *rl);
 

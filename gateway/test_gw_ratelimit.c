@@ -72,6 +72,35 @@ Test(ratelimit, long_run_rate_never_exceeds_the_limit)
     gw_ratelimit_free(&rl);
 }
 
+/* Cal.com counts the calls of the last minute (120 at most). Greedy callers through a
+ * bucket at the window rate never put more than 120 in any 60 s window, burst included;
+ * at 120/60 s they would have put about 130. */
+static int max_in_window(double rate, double burst)
+{
+    gw_ratelimit_t *rl = make(rate, burst, 1);
+    int64_t at[400], w;
+    int n = 0, worst = 0;
+    for (int64_t now = 0; now < 200000 && n < 400; now += 10)
+        while (n < 400 && gw_ratelimit_acquire(rl, "calcom:k", now, 0, 0, &w) == GW_RL_OK)
+            at[n++] = now;
+    for (int i = 0, j = 0; i < n; i++) {
+        while (at[i] - at[j] >= 60000)
+            j++;
+        worst = i - j + 1 > worst ? i - j + 1 : worst;
+    }
+    gw_ratelimit_free(&rl);
+    return worst;
+}
+
+Test(ratelimit, window_rate_keeps_any_minute_under_the_limit)
+{
+    cr_assert_gt(max_in_window(120.0 / 60.0, 10), 125, "the plain rate overshoots by the burst");
+    cr_assert_leq(max_in_window(gw_ratelimit_window_rate(120, 60000, 10), 10), 120);
+    cr_assert_geq(max_in_window(gw_ratelimit_window_rate(120, 60000, 10), 10), 119);
+    cr_assert_float_eq(gw_ratelimit_window_rate(120, 60000, 10), 110.0 / 60.0, 1e-9);
+    cr_assert_float_eq(gw_ratelimit_window_rate(5, 60000, 10), 1.0 / 60.0, 1e-9);
+}
+
 Test(ratelimit, keys_are_independent_and_settable)
 {
     gw_ratelimit_t *rl = make(1, 1, 8);
