@@ -1,9 +1,9 @@
 /* gw_store_sqlite.c - gw_store.h on SQLite (WAL, one file) with group commit. */
 #include <pthread.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <assert.h>
 #include <string.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -164,13 +164,14 @@ static const struct {
     {4, "DROP INDEX IF EXISTS jobs_entity;"},
 };
 
-static cm_err_t sql_fail(sqlite3 *db, const char *what)
+static cm_err_t gw_sq_fail(sqlite3 *db, const char *what)
 {
     CM_ERROR("gw.store", "%s: %s", what, sqlite3_errmsg(db));
     return CM_ESTORE;
 }
 
-static cm_err_t exec(sqlite3 *db, const char *sql)
+/* Runs a script of several statements (schema, pragmas); not for values: nothing is bound. */
+static cm_err_t exec_script(sqlite3 *db, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -188,7 +189,7 @@ static cm_err_t exec(sqlite3 *db, const char *sql)
  * the whole use, and releases before unlocking, so "not busy" means "free". */
 enum { STMT_KEEP_MAX = 128 }; /* beyond this, statements are finalized as before */
 
-static int stmt_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+static int gw_sq_stmt_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 {
     int n = 0;
     for (sqlite3_stmt *p = sqlite3_next_stmt(db, NULL); p; p = sqlite3_next_stmt(db, p), n++)
@@ -200,7 +201,7 @@ static int stmt_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
                               NULL);
 }
 
-static void stmt_release(sqlite3_stmt *st)
+static void gw_sq_stmt_release(sqlite3_stmt *st)
 {
     if (!st)
         return;
@@ -208,23 +209,135 @@ static void stmt_release(sqlite3_stmt *st)
     sqlite3_clear_bindings(st);
 }
 
-/* Runs one single-statement SQL text through the statement cache. */
-static cm_err_t run(sqlite3 *db, const char *sql)
+/* ---- typed values ------------------------------------------------------------------ */
+
+typedef enum { GW_SQ_NULL, GW_SQ_INT, GW_SQ_TEXT, GW_SQ_BLOB } gw_sq_type_t;
+
+/* One value to bind. Made only by the constructors below, whose parameter types are what
+ * the compiler checks a call against (a format string could not be checked). Texts and
+ * blobs are borrowed, bound without a copy: they must stay valid until the statement is
+ * stepped and released. */
+typedef struct {
+    gw_sq_type_t type;
+    int64_t i;
+    const void *p; /* GW_SQ_TEXT: NUL-terminated; GW_SQ_BLOB: len bytes */
+    size_t len;
+} gw_sq_val_t;
+
+static inline gw_sq_val_t gw_sq_int(int64_t v)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = stmt_prepare(db, sql, &st);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    stmt_release(st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? CM_OK : sql_fail(db, sql);
+    return (gw_sq_val_t){.type = GW_SQ_INT, .i = v};
 }
 
-static void bind_text(sqlite3_stmt *st, int i, const char *v)
+/* NULL binds SQL NULL: an absent optional field is stored as NULL, not as "". */
+static inline gw_sq_val_t gw_sq_text(const char *v)
 {
-    if (v)
-        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, i);
+    return (gw_sq_val_t){.type = v ? GW_SQ_TEXT : GW_SQ_NULL, .p = v};
+}
+
+/* As sqlite3_bind_blob: a NULL pointer binds NULL, whatever len. */
+static inline gw_sq_val_t gw_sq_blob(const void *v, size_t len)
+{
+    return (gw_sq_val_t){.type = v ? GW_SQ_BLOB : GW_SQ_NULL, .p = v, .len = len};
+}
+
+static inline gw_sq_val_t gw_sq_null(void)
+{
+    return (gw_sq_val_t){.type = GW_SQ_NULL};
+}
+
+/* A statement's values, in parameter order (?1 is v[0]). */
+typedef struct {
+    const gw_sq_val_t *v;
+    size_t n;
+} gw_sq_args_t;
+
+/* GW_SQ_ARGS(gw_sq_int(now_ms), gw_sq_text(id)): the array lives as long as the full
+ * expression that uses it, i.e. for the call it is passed to. */
+#define GW_SQ_ARGS(...)                                                                            \
+    ((gw_sq_args_t){(const gw_sq_val_t[]){__VA_ARGS__},                                            \
+                    sizeof((const gw_sq_val_t[]){__VA_ARGS__}) / sizeof(gw_sq_val_t)})
+#define GW_SQ_NO_ARGS ((gw_sq_args_t){NULL, 0})
+
+static int bind_one(sqlite3_stmt *st, int i, const gw_sq_val_t *v)
+{
+    switch (v->type) {
+    case GW_SQ_INT:
+        return sqlite3_bind_int64(st, i, v->i);
+    case GW_SQ_TEXT:
+        return sqlite3_bind_text(st, i, v->p, -1, SQLITE_STATIC);
+    case GW_SQ_BLOB:
+        return sqlite3_bind_blob64(st, i, v->p, v->len, SQLITE_STATIC);
+    case GW_SQ_NULL:
+        break;
+    }
+    return sqlite3_bind_null(st, i);
+}
+
+/* Binds every parameter of st from args. A count that differs from the statement's
+ * parameters is a programming error, caught here rather than bound as NULL. */
+static cm_err_t gw_sq_bind(sqlite3 *db, sqlite3_stmt *st, gw_sq_args_t args)
+{
+    assert((int)args.n == sqlite3_bind_parameter_count(st));
+    for (size_t i = 0; i < args.n; i++)
+        if (bind_one(st, (int)i + 1, &args.v[i]) != SQLITE_OK)
+            return gw_sq_fail(db, sqlite3_sql(st));
+    return CM_OK;
+}
+
+/* Called for each row of a query; an error stops the query and is returned by it. */
+typedef cm_err_t (*gw_sq_row_fn)(sqlite3_stmt *st, void *arg);
+
+/* Runs one statement on db through the statement cache: binds args, steps it to the end
+ * calling row(st, arg) for each row (row may be NULL) and releases it. *rows (may be
+ * NULL) gets the rows seen. CM_ESTORE, logged with SQLite's message, when SQLite fails.
+ * The caller holds db's lock. */
+static cm_err_t gw_sq_query(sqlite3 *db, const char *sql, gw_sq_args_t args, gw_sq_row_fn row,
+                            void *arg, int *rows)
+{
+    sqlite3_stmt *st = NULL;
+    int n = 0, step = SQLITE_DONE;
+    cm_err_t rc = gw_sq_stmt_prepare(db, sql, &st) == SQLITE_OK ? CM_OK : gw_sq_fail(db, sql);
+    if (!rc)
+        rc = gw_sq_bind(db, st, args);
+    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        n++;
+        if (row)
+            rc = row(st, arg);
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = gw_sq_fail(db, sql);
+    gw_sq_stmt_release(st);
+    if (rows)
+        *rows = n;
+    return rc;
+}
+
+/* gw_sq_query for a statement run for its effect; *changes (may be NULL) gets the rows it
+ * inserted, updated or deleted. */
+static cm_err_t gw_sq_exec(sqlite3 *db, const char *sql, gw_sq_args_t args, int *changes)
+{
+    cm_err_t rc = gw_sq_query(db, sql, args, NULL, NULL, NULL);
+    if (!rc && changes)
+        *changes = sqlite3_changes(db);
+    return rc;
+}
+
+/* gw_sq_query on the read connection, under its lock. Any thread. */
+static cm_err_t gw_sq_read(gw_store_t *s, const char *sql, gw_sq_args_t args, gw_sq_row_fn row,
+                           void *arg, int *rows)
+{
+    pthread_mutex_lock(&s->rd.mu);
+    cm_err_t rc = gw_sq_query(s->rd.db, sql, args, row, arg, rows);
+    pthread_mutex_unlock(&s->rd.mu);
+    return rc;
+}
+
+/* Copies a text column (NULL: "") into dst of cap bytes, truncating. */
+static void gw_sq_col_text(char *dst, size_t cap, sqlite3_stmt *st, int i)
+{
+    const unsigned char *v = sqlite3_column_text(st, i);
+    snprintf(dst, cap, "%s", v ? (const char *)v : "");
 }
 
 static cm_err_t conn_open(conn_t *c, const char *path, int sync_full, char *err)
@@ -275,7 +388,7 @@ static cm_err_t tx(gw_store_t *s, int which)
     sqlite3_stmt *st = s->st_tx[which];
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? CM_OK : sql_fail(s->wr.db, tx_sql[which]);
+    return rc == SQLITE_DONE ? CM_OK : gw_sq_fail(s->wr.db, tx_sql[which]);
 }
 
 /* Writes one event (and its job, or its duplicate count) inside the open transaction. */
@@ -283,19 +396,15 @@ static cm_err_t write_one(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *r
 {
     sqlite3 *db = s->wr.db;
     sqlite3_stmt *st = s->st_event;
-    cm_err_t rc = CM_OK;
     sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    bind_text(st, 1, ev->provider);
-    bind_text(st, 2, ev->event_key);
-    bind_text(st, 3, ev->alt_key);
-    bind_text(st, 4, ev->event_type);
-    bind_text(st, 5, ev->entity_id);
-    bind_text(st, 6, ev->tenant_id);
-    bind_text(st, 7, ev->job_kind);
-    sqlite3_bind_int64(st, 8, ev->received_at_ms);
-    bind_text(st, 9, ev->headers);
-    sqlite3_bind_blob(st, 10, ev->body, (int)ev->body_len, SQLITE_STATIC);
+    cm_err_t rc = gw_sq_bind(
+        db, st,
+        GW_SQ_ARGS(gw_sq_text(ev->provider), gw_sq_text(ev->event_key), gw_sq_text(ev->alt_key),
+                   gw_sq_text(ev->event_type), gw_sq_text(ev->entity_id), gw_sq_text(ev->tenant_id),
+                   gw_sq_text(ev->job_kind), gw_sq_int(ev->received_at_ms), gw_sq_text(ev->headers),
+                   gw_sq_blob(ev->body, ev->body_len)));
+    if (rc)
+        return rc;
     /* ON CONFLICT DO NOTHING covers both unique keys: the insert itself is the dedup. */
     int step = sqlite3_step(st);
     int64_t event_id = step == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
@@ -303,28 +412,27 @@ static cm_err_t write_one(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *r
         step = sqlite3_step(st);
     sqlite3_reset(st);
     if (step != SQLITE_DONE)
-        return sql_fail(db, "insert event");
+        return gw_sq_fail(db, "insert event");
     if (event_id < 0) {
         *result = GW_INGEST_DUPLICATE;
         st = s->st_dup;
         sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, ev->received_at_ms);
-        bind_text(st, 2, ev->event_key);
-        bind_text(st, 3, ev->alt_key);
+        rc = gw_sq_bind(db, st,
+                        GW_SQ_ARGS(gw_sq_int(ev->received_at_ms), gw_sq_text(ev->event_key),
+                                   gw_sq_text(ev->alt_key)));
     } else {
         *result = GW_INGEST_ACCEPTED;
         if (!ev->job_kind)
             return CM_OK;
         st = s->st_job;
         sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, event_id);
-        bind_text(st, 2, ev->job_kind);
-        bind_text(st, 3, ev->entity_id);
-        bind_text(st, 4, ev->tenant_id);
-        sqlite3_bind_int64(st, 5, ev->received_at_ms);
+        rc = gw_sq_bind(db, st,
+                        GW_SQ_ARGS(gw_sq_int(event_id), gw_sq_text(ev->job_kind),
+                                   gw_sq_text(ev->entity_id), gw_sq_text(ev->tenant_id),
+                                   gw_sq_int(ev->received_at_ms)));
     }
-    if (sqlite3_step(st) != SQLITE_DONE)
-        rc = sql_fail(db, "write job/duplicate");
+    if (!rc && sqlite3_step(st) != SQLITE_DONE)
+        rc = gw_sq_fail(db, "write job/duplicate");
     sqlite3_reset(st);
     return rc;
 }
@@ -339,7 +447,8 @@ static void writer_sync(gw_store_t *s, int full)
 {
     if (s->wr_sync_full == full)
         return;
-    if (run(s->wr.db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") == CM_OK)
+    if (gw_sq_exec(s->wr.db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                   GW_SQ_NO_ARGS, NULL) == CM_OK)
         s->wr_sync_full = full;
 }
 
@@ -372,7 +481,7 @@ static void commit_batch(gw_store_t *s, pending_t *batch)
     cm_err_t rc = tx(s, TX_BEGIN);
     if (!rc && write_batch(s, batch, 0) != 0) {
         /* Some error may have ended the transaction already; ROLLBACK then just fails. */
-        (void)run(db, "ROLLBACK");
+        (void)gw_sq_exec(db, "ROLLBACK", GW_SQ_NO_ARGS, NULL);
         rc = tx(s, TX_BEGIN);
         if (!rc)
             (void)write_batch(s, batch, 1);
@@ -380,7 +489,7 @@ static void commit_batch(gw_store_t *s, pending_t *batch)
     for (pending_t *p = batch; rc && p; p = p->next)
         p->rc = rc;
     if (!rc && tx(s, TX_COMMIT)) {
-        (void)run(db, "ROLLBACK");
+        (void)gw_sq_exec(db, "ROLLBACK", GW_SQ_NO_ARGS, NULL);
         for (pending_t *p = batch; p; p = p->next)
             p->rc = CM_ESTORE;
     }
@@ -652,7 +761,7 @@ static cm_err_t migrate(sqlite3 *db, const char *path, char *err)
 {
     sqlite3_stmt *st = NULL;
     int version = -1;
-    cm_err_t rc = exec(db, "BEGIN IMMEDIATE");
+    cm_err_t rc = exec_script(db, "BEGIN IMMEDIATE");
     int in_tx = rc == CM_OK;
     if (!rc && sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
@@ -663,18 +772,18 @@ static cm_err_t migrate(sqlite3 *db, const char *path, char *err)
     else if (!rc && version > SCHEMA_VERSION)
         rc = CM_ESTATE;
     if (!rc)
-        rc = exec(db, schema);
+        rc = exec_script(db, schema);
     /* Version 0 is a new file: the schema just made is already the latest. */
     for (size_t i = 0; !rc && version > 0 && i < sizeof migrations / sizeof migrations[0]; i++)
         if (migrations[i].version > version)
-            rc = exec(db, migrations[i].sql);
+            rc = exec_script(db, migrations[i].sql);
     if (!rc) {
         char sql[64];
         snprintf(sql, sizeof sql, "PRAGMA user_version=%d", SCHEMA_VERSION);
-        rc = exec(db, sql);
+        rc = exec_script(db, sql);
     }
     if (!rc)
-        rc = exec(db, "COMMIT");
+        rc = exec_script(db, "COMMIT");
     if (rc == CM_ESTATE)
         cm_errf(err, "%s: schema version %d is newer than this gateway's (%d)", path, version,
                 SCHEMA_VERSION);
@@ -682,7 +791,7 @@ static cm_err_t migrate(sqlite3 *db, const char *path, char *err)
         cm_errf(err, "%s: cannot bring the schema from version %d to %d: %s", path, version,
                 SCHEMA_VERSION, sqlite3_errmsg(db));
     if (rc && in_tx)
-        (void)exec(db, "ROLLBACK");
+        (void)exec_script(db, "ROLLBACK");
     return rc;
 }
 
@@ -726,24 +835,25 @@ cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *
         else
             s->ckpt_started = 1;
     }
-    if (!rc && (stmt_prepare(s->wr.db,
-                             "INSERT INTO events(provider,event_key,alt_key,event_type,entity_id,"
-                             "tenant_id,job_kind,received_at_ms,headers,body) "
-                             "VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING id",
-                             &s->st_event) != SQLITE_OK ||
-                stmt_prepare(s->wr.db,
-                             "INSERT INTO jobs(event_id,kind,entity_id,tenant_id,state,next_at_ms,"
-                             "created_at_ms,updated_at_ms) VALUES(?1,?2,?3,?4,'pending',?5,?5,?5)",
-                             &s->st_job) != SQLITE_OK ||
-                stmt_prepare(s->wr.db,
-                             "UPDATE events SET duplicates=duplicates+1, last_duplicate_at_ms=?1 "
-                             "WHERE event_key=?2 OR (?3 IS NOT NULL AND alt_key=?3)",
-                             &s->st_dup) != SQLITE_OK)) {
+    if (!rc &&
+        (gw_sq_stmt_prepare(s->wr.db,
+                            "INSERT INTO events(provider,event_key,alt_key,event_type,entity_id,"
+                            "tenant_id,job_kind,received_at_ms,headers,body) "
+                            "VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING id",
+                            &s->st_event) != SQLITE_OK ||
+         gw_sq_stmt_prepare(s->wr.db,
+                            "INSERT INTO jobs(event_id,kind,entity_id,tenant_id,state,next_at_ms,"
+                            "created_at_ms,updated_at_ms) VALUES(?1,?2,?3,?4,'pending',?5,?5,?5)",
+                            &s->st_job) != SQLITE_OK ||
+         gw_sq_stmt_prepare(s->wr.db,
+                            "UPDATE events SET duplicates=duplicates+1, last_duplicate_at_ms=?1 "
+                            "WHERE event_key=?2 OR (?3 IS NOT NULL AND alt_key=?3)",
+                            &s->st_dup) != SQLITE_OK)) {
         cm_errf(err, "prepare: %s", sqlite3_errmsg(s->wr.db));
         rc = CM_ESTORE;
     }
     for (size_t i = 0; !rc && i < sizeof s->st_tx / sizeof s->st_tx[0]; i++)
-        if (stmt_prepare(s->wr.db, tx_sql[i], &s->st_tx[i]) != SQLITE_OK) {
+        if (gw_sq_stmt_prepare(s->wr.db, tx_sql[i], &s->st_tx[i]) != SQLITE_OK) {
             cm_errf(err, "prepare %s: %s", tx_sql[i], sqlite3_errmsg(s->wr.db));
             rc = CM_ESTORE;
         }
@@ -798,36 +908,13 @@ void gw_store_close(gw_store_t **sp)
 
 /* ---- work connection ------------------------------------------------------------- */
 
-/* Prepares sql on the work connection and binds ints ("i") and texts ("t") from the
- * format string, in order. The caller holds the lock. */
-static cm_err_t prep(sqlite3 *db, sqlite3_stmt **st, const char *sql, const char *fmt, va_list ap)
+/* Runs one write statement on the writer, as bookkeeping (after any waiting group commit,
+ * synchronous=NORMAL); *changes (may be NULL) gets the rows changed. */
+static cm_err_t gw_sq_write_stmt(gw_store_t *s, const char *sql, gw_sq_args_t args, int *changes)
 {
-    if (stmt_prepare(db, sql, st) != SQLITE_OK)
-        return sql_fail(db, sql);
-    for (int i = 0; fmt[i]; i++) {
-        if (fmt[i] == 'i')
-            sqlite3_bind_int64(*st, i + 1, va_arg(ap, int64_t));
-        else
-            bind_text(*st, i + 1, va_arg(ap, const char *));
-    }
-    return CM_OK;
-}
-
-/* Runs one parameterised write; *changes (may be NULL) gets the rows changed. */
-static cm_err_t work_write(gw_store_t *s, int *changes, const char *sql, const char *fmt, ...)
-{
-    sqlite3_stmt *st = NULL;
-    va_list ap;
     writer_lock_low(s);
     writer_sync(s, 0);
-    va_start(ap, fmt);
-    cm_err_t rc = prep(s->wr.db, &st, sql, fmt, ap);
-    va_end(ap);
-    if (!rc && sqlite3_step(st) != SQLITE_DONE)
-        rc = sql_fail(s->wr.db, sql);
-    if (!rc && changes)
-        *changes = sqlite3_changes(s->wr.db);
-    stmt_release(st);
+    cm_err_t rc = gw_sq_exec(s->wr.db, sql, args, changes);
     pthread_mutex_unlock(&s->wr.mu);
     return rc;
 }
@@ -845,45 +932,49 @@ static cm_err_t col_json(cm_buf_t *out, sqlite3_stmt *st, int i)
     }
 }
 
-/* Runs a query and appends its rows as JSON objects. With a wrapper name, the output is
- * {"<name>":[...],"count":N}; without, the single row's object (CM_ENOTFOUND if none). */
-static cm_err_t work_json(gw_store_t *s, cm_buf_t *out, const char *wrapper, const char *sql,
-                          const char *fmt, ...)
+typedef struct {
+    cm_buf_t *out;
+    int rows;
+} json_rows_t;
+
+/* Appends the row as one JSON object, its column names as keys. */
+static cm_err_t json_row(sqlite3_stmt *st, void *arg)
 {
-    sqlite3_stmt *st = NULL;
-    va_list ap;
-    int rows = 0, step = SQLITE_DONE;
-    size_t mark = out->len;
-    pthread_mutex_lock(&s->rd.mu);
-    va_start(ap, fmt);
-    cm_err_t rc = prep(s->rd.db, &st, sql, fmt, ap);
-    va_end(ap);
-    if (!rc && wrapper)
-        rc = cm_buf_printf(out, "{\"%s\":[", wrapper);
-    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = cm_buf_addstr(out, rows ? ",{" : "{");
-        for (int i = 0; !rc && i < sqlite3_column_count(st); i++) {
-            rc = cm_buf_printf(out, "%s\"%s\":", i ? "," : "", sqlite3_column_name(st, i));
-            if (!rc)
-                rc = col_json(out, st, i);
-        }
+    json_rows_t *j = arg;
+    cm_err_t rc = cm_buf_addstr(j->out, j->rows++ ? ",{" : "{");
+    for (int i = 0; !rc && i < sqlite3_column_count(st); i++) {
+        rc = cm_buf_printf(j->out, "%s\"%s\":", i ? "," : "", sqlite3_column_name(st, i));
         if (!rc)
-            rc = cm_buf_addstr(out, "}");
-        rows++;
+            rc = col_json(j->out, st, i);
     }
-    if (!rc && step != SQLITE_DONE)
-        rc = sql_fail(s->rd.db, "read rows");
+    return rc ? rc : cm_buf_addstr(j->out, "}");
+}
+
+/* Cuts out back to len bytes: what a failed view appended is taken back. */
+static void buf_truncate(cm_buf_t *out, size_t len)
+{
+    out->len = len;
+    if (out->data)
+        out->data[len] = '\0';
+}
+
+/* Runs a query and appends its rows as JSON objects. With a wrapper name, the output is
+ * {"<name>":[...],"count":N}; without, the single row's object (CM_ENOTFOUND if none).
+ * On error out is as it was. */
+static cm_err_t json_rows(gw_store_t *s, cm_buf_t *out, const char *wrapper, const char *sql,
+                          gw_sq_args_t args)
+{
+    json_rows_t j = {.out = out};
+    size_t mark = out->len;
+    cm_err_t rc = wrapper ? cm_buf_printf(out, "{\"%s\":[", wrapper) : CM_OK;
+    if (!rc)
+        rc = gw_sq_read(s, sql, args, json_row, &j, NULL);
     if (!rc && wrapper)
-        rc = cm_buf_printf(out, "],\"count\":%d}", rows);
-    if (!rc && !wrapper && rows == 0)
+        rc = cm_buf_printf(out, "],\"count\":%d}", j.rows);
+    if (!rc && !wrapper && j.rows == 0)
         rc = CM_ENOTFOUND;
-    stmt_release(st);
-    pthread_mutex_unlock(&s->rd.mu);
-    if (rc) {
-        out->len = mark;
-        if (out->data)
-            out->data[mark] = '\0';
-    }
+    if (rc)
+        buf_truncate(out, mark);
     return rc;
 }
 
@@ -894,19 +985,20 @@ cm_err_t gw_store_recover(gw_store_t *s, int max_attempts, int64_t now_ms, int *
      * (last_error) and whose last one met a restart did not crash the worker every time.
      * crashes counts the attempts restarts cut short, this one included (+1); the values
      * on the right of SET are the row's before the update. */
-    cm_err_t rc = work_write(
-        s, NULL,
+    cm_err_t rc = gw_sq_write_stmt(
+        s,
         "UPDATE jobs SET state='dead', crashes=crashes+1, lease_until_ms=NULL, updated_at_ms=?1, "
         "last_error=CASE WHEN crashes+1>=attempts THEN 'worker crashed on every attempt' "
         "ELSE 'interrupted by a restart on attempt '||attempts||' of '||?2||"
         "COALESCE('; previous error: '||last_error,'') END "
         "WHERE state='running' AND attempts>=?2",
-        "ii", now_ms, (int64_t)max_attempts);
+        GW_SQ_ARGS(gw_sq_int(now_ms), gw_sq_int(max_attempts)), NULL);
     if (!rc)
-        rc = work_write(s, requeued,
-                        "UPDATE jobs SET state='pending', crashes=crashes+1, lease_until_ms=NULL, "
-                        "next_at_ms=?1, updated_at_ms=?1 WHERE state='running'",
-                        "i", now_ms);
+        rc = gw_sq_write_stmt(s,
+                              "UPDATE jobs SET state='pending', crashes=crashes+1, "
+                              "lease_until_ms=NULL, next_at_ms=?1, updated_at_ms=?1 "
+                              "WHERE state='running'",
+                              GW_SQ_ARGS(gw_sq_int(now_ms)), requeued);
     return rc;
 }
 
@@ -914,48 +1006,30 @@ cm_err_t gw_store_reclaim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, const
                           size_t nheld, int *requeued)
 {
     sqlite3 *db = s->wr.db;
-    sqlite3_stmt *st = NULL;
     cm_err_t rc = CM_OK;
     *requeued = 0;
     writer_lock_low(s);
     writer_sync(s, 0);
     /* Renewing first, in the same transaction, is what keeps a held job whose lease just
      * ran out from being requeued under its worker. */
-    int in_tx = run(db, "BEGIN IMMEDIATE") == CM_OK;
+    int in_tx = gw_sq_exec(db, "BEGIN IMMEDIATE", GW_SQ_NO_ARGS, NULL) == CM_OK;
     if (!in_tx)
         rc = CM_ESTORE;
-    else if (stmt_prepare(db, "UPDATE jobs SET lease_until_ms=?1 WHERE id=?2 AND state='running'",
-                          &st) != SQLITE_OK)
-        rc = sql_fail(db, "prepare lease renewal");
-    for (size_t i = 0; !rc && i < nheld; i++) {
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, now_ms + lease_ms);
-        sqlite3_bind_int64(st, 2, held[i]);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = sql_fail(db, "lease renewal");
-    }
-    stmt_release(st);
-    st = NULL;
+    for (size_t i = 0; !rc && i < nheld; i++)
+        rc = gw_sq_exec(db, "UPDATE jobs SET lease_until_ms=?1 WHERE id=?2 AND state='running'",
+                        GW_SQ_ARGS(gw_sq_int(now_ms + lease_ms), gw_sq_int(held[i])), NULL);
     /* The attempt ran but its outcome is lost, which says nothing against the job: it goes
      * back to pending whatever its attempts (the next outcome applies max_attempts as
      * usual), and last_error says why it runs again. */
-    if (!rc && stmt_prepare(db,
-                            "UPDATE jobs SET state='pending', lease_until_ms=NULL, "
-                            "next_at_ms=?1, updated_at_ms=?1, last_error='outcome of "
-                            "attempt '||attempts||' not stored (lease expired)' "
-                            "WHERE state='running' AND lease_until_ms<=?1",
-                            &st) != SQLITE_OK)
-        rc = sql_fail(db, "prepare reclaim");
-    if (!rc) {
-        sqlite3_bind_int64(st, 1, now_ms);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = sql_fail(db, "reclaim");
-        else
-            *requeued = sqlite3_changes(db);
-    }
-    stmt_release(st);
-    if (in_tx && run(db, rc ? "ROLLBACK" : "COMMIT") != CM_OK && !rc) {
-        (void)run(db, "ROLLBACK");
+    if (!rc)
+        rc = gw_sq_exec(db,
+                        "UPDATE jobs SET state='pending', lease_until_ms=NULL, "
+                        "next_at_ms=?1, updated_at_ms=?1, last_error='outcome of "
+                        "attempt '||attempts||' not stored (lease expired)' "
+                        "WHERE state='running' AND lease_until_ms<=?1",
+                        GW_SQ_ARGS(gw_sq_int(now_ms)), requeued);
+    if (in_tx && gw_sq_exec(db, rc ? "ROLLBACK" : "COMMIT", GW_SQ_NO_ARGS, NULL) != CM_OK && !rc) {
+        (void)gw_sq_exec(db, "ROLLBACK", GW_SQ_NO_ARGS, NULL);
         rc = CM_ESTORE;
     }
     if (rc)
@@ -980,13 +1054,49 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_
     return gw_store_done_and_claim(s, 0, now_ms, lease_ms, job, next_due_ms);
 }
 
+/* gw_store_job_done's statement; gw_store_done_and_claim runs it too. */
+static const char job_done_sql[] =
+    "UPDATE jobs SET state='done', lease_until_ms=NULL, updated_at_ms=?1 WHERE id=?2";
+
+static cm_err_t claimed_row(sqlite3_stmt *st, void *arg)
+{
+    gw_job_t *job = arg;
+    job->id = sqlite3_column_int64(st, 0);
+    job->event_id = sqlite3_column_int64(st, 1);
+    gw_sq_col_text(job->kind, sizeof job->kind, st, 2);
+    gw_sq_col_text(job->entity_id, sizeof job->entity_id, st, 3);
+    gw_sq_col_text(job->tenant_id, sizeof job->tenant_id, st, 4);
+    job->attempts = sqlite3_column_int(st, 5);
+    return CM_OK;
+}
+
+static cm_err_t body_row(sqlite3_stmt *st, void *arg)
+{
+    gw_job_t *job = arg;
+    if (cm_buf_add(&job->body, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0)) !=
+        CM_OK)
+        return CM_ENOMEM;
+    /* The intake wrote it as "traceparent":"<55 chars>"; nothing else to parse. */
+    const char *h = (const char *)sqlite3_column_text(st, 1);
+    const char *tp = h ? strstr(h, "\"traceparent\":\"") : NULL;
+    if (tp)
+        snprintf(job->traceparent, sizeof job->traceparent, "%.55s", tp + 15);
+    return CM_OK;
+}
+
+static cm_err_t next_due_row(sqlite3_stmt *st, void *arg)
+{
+    if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+        *(int64_t *)arg = sqlite3_column_int64(st, 0);
+    return CM_OK;
+}
+
 cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, int64_t now_ms, int64_t lease_ms,
                                  gw_job_t *job, int64_t *next_due_ms)
 {
     sqlite3 *db = s->wr.db;
-    sqlite3_stmt *st = NULL;
-    cm_err_t rc = CM_ENOTFOUND;
-    int in_tx = 0;
+    cm_err_t rc = CM_OK;
+    int claimed = 0, rows = 0;
     memset(job, 0, sizeof *job);
     cm_buf_init(&job->body, 64u << 20);
     *next_due_ms = -1;
@@ -995,94 +1105,51 @@ cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, int64_t now_ms,
     /* The claim and the read of its body are one transaction: if the read fails, the job
      * must not be left 'running' with nobody working on it (that would block its entity
      * until the next restart). */
-    in_tx = run(db, "BEGIN IMMEDIATE") == CM_OK;
-    if (!in_tx) {
+    int in_tx = gw_sq_exec(db, "BEGIN IMMEDIATE", GW_SQ_NO_ARGS, NULL) == CM_OK;
+    if (!in_tx)
         rc = CM_ESTORE;
-        goto out;
-    }
     /* The finished job's outcome rides in this transaction: one commit, and the same
      * pages of jobs and its index, instead of a transaction of its own. Done first, so the
      * claim below already sees its entity free. */
-    if (done_id > 0) {
-        if (stmt_prepare(db,
-                         "UPDATE jobs SET state='done', lease_until_ms=NULL, updated_at_ms=?1 "
-                         "WHERE id=?2",
-                         &st) != SQLITE_OK ||
-            sqlite3_bind_int64(st, 1, now_ms) != SQLITE_OK ||
-            sqlite3_bind_int64(st, 2, done_id) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE) {
-            rc = sql_fail(db, "job done");
-            goto out;
-        }
-        stmt_release(st);
-        st = NULL;
-    }
+    if (!rc && done_id > 0)
+        rc = gw_sq_exec(db, job_done_sql, GW_SQ_ARGS(gw_sq_int(now_ms), gw_sq_int(done_id)), NULL);
     /* A job whose entity already has one running waits: per-entity serialisation. */
-    if (stmt_prepare(db,
-                     "UPDATE jobs SET state='running', attempts=attempts+1, "
-                     "lease_until_ms=?2, updated_at_ms=?1 WHERE id=(SELECT j.id FROM jobs j "
-                     "WHERE j.state='pending' AND j.next_at_ms<=?1 AND NOT EXISTS "
-                     "(SELECT 1 FROM jobs r WHERE "
-                     "r.state='running' AND r.entity_id=j.entity_id) "
-                     "ORDER BY j.next_at_ms, j.id LIMIT 1) "
-                     "RETURNING id, event_id, kind, entity_id, tenant_id, attempts",
-                     &st) != SQLITE_OK) {
-        rc = sql_fail(db, "prepare claim");
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, now_ms);
-    sqlite3_bind_int64(st, 2, now_ms + lease_ms);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        const unsigned char *ent = sqlite3_column_text(st, 3);
-        const unsigned char *ten = sqlite3_column_text(st, 4);
-        job->id = sqlite3_column_int64(st, 0);
-        job->event_id = sqlite3_column_int64(st, 1);
-        snprintf(job->kind, sizeof job->kind, "%s", (const char *)sqlite3_column_text(st, 2));
-        snprintf(job->entity_id, sizeof job->entity_id, "%s", ent ? (const char *)ent : "");
-        snprintf(job->tenant_id, sizeof job->tenant_id, "%s", ten ? (const char *)ten : "");
-        job->attempts = sqlite3_column_int(st, 5);
-        step = sqlite3_step(st);
-        rc = CM_OK;
-    }
-    if (step != SQLITE_DONE) {
-        rc = sql_fail(db, "claim");
-        goto out;
-    }
-    stmt_release(st);
-    st = NULL;
-    if (rc == CM_OK) {
-        if (stmt_prepare(db, "SELECT body, headers FROM events WHERE id=?", &st) != SQLITE_OK ||
-            sqlite3_bind_int64(st, 1, job->event_id) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
-            rc = sql_fail(db, "load event body");
-        else if (cm_buf_add(&job->body, sqlite3_column_blob(st, 0),
-                            (size_t)sqlite3_column_bytes(st, 0)) != CM_OK)
-            rc = CM_ENOMEM;
-        else {
-            /* The intake wrote it as "traceparent":"<55 chars>"; nothing else to parse. */
-            const char *h = (const char *)sqlite3_column_text(st, 1);
-            const char *tp = h ? strstr(h, "\"traceparent\":\"") : NULL;
-            if (tp)
-                snprintf(job->traceparent, sizeof job->traceparent, "%.55s", tp + 15);
+    if (!rc)
+        rc = gw_sq_query(db,
+                         "UPDATE jobs SET state='running', attempts=attempts+1, "
+                         "lease_until_ms=?2, updated_at_ms=?1 WHERE id=(SELECT j.id FROM jobs j "
+                         "WHERE j.state='pending' AND j.next_at_ms<=?1 AND NOT EXISTS "
+                         "(SELECT 1 FROM jobs r WHERE "
+                         "r.state='running' AND r.entity_id=j.entity_id) "
+                         "ORDER BY j.next_at_ms, j.id LIMIT 1) "
+                         "RETURNING id, event_id, kind, entity_id, tenant_id, attempts",
+                         GW_SQ_ARGS(gw_sq_int(now_ms), gw_sq_int(now_ms + lease_ms)), claimed_row,
+                         job, &claimed);
+    if (!rc && claimed) {
+        rc = gw_sq_query(db, "SELECT body, headers FROM events WHERE id=?1",
+                         GW_SQ_ARGS(gw_sq_int(job->event_id)), body_row, job, &rows);
+        if (!rc && rows != 1) {
+            CM_ERROR("gw.store", "job %lld: its event %lld is missing", (long long)job->id,
+                     (long long)job->event_id);
+            rc = CM_ESTORE;
         }
-    } else if (stmt_prepare(db,
-                            "SELECT MIN(next_at_ms) FROM jobs WHERE state='pending' AND "
-                            "next_at_ms>?",
-                            &st) == SQLITE_OK &&
-               sqlite3_bind_int64(st, 1, now_ms) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-               sqlite3_column_type(st, 0) != SQLITE_NULL) {
+    } else if (!rc) {
         /* Due jobs held back by a running entity are not counted: the worker finishing
-         * that entity's job wakes the others. */
-        *next_due_ms = sqlite3_column_int64(st, 0);
+         * that entity's job wakes the others. Not knowing the next due time is no reason
+         * to undo the done above: the caller then polls as with none. */
+        if (gw_sq_query(db,
+                        "SELECT MIN(next_at_ms) FROM jobs WHERE state='pending' AND next_at_ms>?1",
+                        GW_SQ_ARGS(gw_sq_int(now_ms)), next_due_row, next_due_ms, NULL) != CM_OK)
+            *next_due_ms = -1;
     }
-out:
-    stmt_release(st);
-    /* CM_ENOTFOUND changed nothing; anything else but success is undone. */
-    if (in_tx && run(db, rc == CM_OK || rc == CM_ENOTFOUND ? "COMMIT" : "ROLLBACK") != CM_OK &&
-        rc == CM_OK) {
-        (void)run(db, "ROLLBACK");
+    if (in_tx && gw_sq_exec(db, rc ? "ROLLBACK" : "COMMIT", GW_SQ_NO_ARGS, NULL) != CM_OK && !rc) {
+        (void)gw_sq_exec(db, "ROLLBACK", GW_SQ_NO_ARGS, NULL);
         rc = CM_ESTORE;
     }
     pthread_mutex_unlock(&s->wr.mu);
+    /* Nothing to claim changed nothing but the done, which is committed. */
+    if (!rc && !claimed)
+        rc = CM_ENOTFOUND;
     if (rc != CM_OK)
         gw_store_job_free(job);
     return rc;
@@ -1095,27 +1162,30 @@ void gw_store_job_free(gw_job_t *job)
 
 cm_err_t gw_store_job_done(gw_store_t *s, int64_t job_id, int64_t now_ms)
 {
-    return work_write(s, NULL,
-                      "UPDATE jobs SET state='done', lease_until_ms=NULL, updated_at_ms=? "
-                      "WHERE id=?",
-                      "ii", now_ms, job_id);
+    return gw_sq_write_stmt(s, job_done_sql, GW_SQ_ARGS(gw_sq_int(now_ms), gw_sq_int(job_id)),
+                            NULL);
 }
 
 cm_err_t gw_store_job_retry(gw_store_t *s, int64_t job_id, int64_t retry_at_ms, const char *error,
                             int64_t now_ms)
 {
-    return work_write(s, NULL,
-                      "UPDATE jobs SET state='pending', next_at_ms=?, last_error=?, "
-                      "lease_until_ms=NULL, updated_at_ms=? WHERE id=?",
-                      "itii", retry_at_ms, error, now_ms, job_id);
+    return gw_sq_write_stmt(
+        s,
+        "UPDATE jobs SET state='pending', next_at_ms=?1, last_error=?2, "
+        "lease_until_ms=NULL, updated_at_ms=?3 WHERE id=?4",
+        GW_SQ_ARGS(gw_sq_int(retry_at_ms), gw_sq_text(error), gw_sq_int(now_ms), gw_sq_int(job_id)),
+        NULL);
 }
+
+/* gw_store_job_dead's statement; gw_store_job_dead_call runs it too. */
+static const char job_dead_sql[] = "UPDATE jobs SET state='dead', last_error=?1, "
+                                   "lease_until_ms=NULL, updated_at_ms=?2 WHERE id=?3";
 
 cm_err_t gw_store_job_dead(gw_store_t *s, int64_t job_id, const char *reason, int64_t now_ms)
 {
-    return work_write(s, NULL,
-                      "UPDATE jobs SET state='dead', last_error=?, lease_until_ms=NULL, "
-                      "updated_at_ms=? WHERE id=?",
-                      "tii", reason, now_ms, job_id);
+    return gw_sq_write_stmt(s, job_dead_sql,
+                            GW_SQ_ARGS(gw_sq_text(reason), gw_sq_int(now_ms), gw_sq_int(job_id)),
+                            NULL);
 }
 
 /* gw_store_entity_set's statement; gw_store_saga_put and gw_store_job_dead_call run it
@@ -1132,45 +1202,25 @@ cm_err_t gw_store_job_dead_call(gw_store_t *s, int64_t job_id, const char *reaso
                                 int64_t now_ms)
 {
     sqlite3 *db = s->wr.db;
-    sqlite3_stmt *st = NULL;
     cm_err_t rc = CM_OK;
     writer_lock_low(s);
     writer_sync(s, 0);
-    int in_tx = run(db, "BEGIN IMMEDIATE") == CM_OK;
+    int in_tx = gw_sq_exec(db, "BEGIN IMMEDIATE", GW_SQ_NO_ARGS, NULL) == CM_OK;
     if (!in_tx)
         rc = CM_ESTORE;
-    else if (stmt_prepare(db,
-                          "UPDATE jobs SET state='dead', last_error=?, lease_until_ms=NULL, "
-                          "updated_at_ms=? WHERE id=?",
-                          &st) != SQLITE_OK)
-        rc = sql_fail(db, "prepare job dead");
-    if (!rc) {
-        bind_text(st, 1, reason);
-        sqlite3_bind_int64(st, 2, now_ms);
-        sqlite3_bind_int64(st, 3, job_id);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = sql_fail(db, "job dead");
-    }
-    stmt_release(st);
-    st = NULL;
+    if (!rc)
+        rc = gw_sq_exec(db, job_dead_sql,
+                        GW_SQ_ARGS(gw_sq_text(reason), gw_sq_int(now_ms), gw_sq_int(job_id)), NULL);
     /* The call's view changes with the dead letter or not at all: written apart, a reader
      * saw the job dead and the call unchanged, and a failed second write left it so. */
-    if (!rc && stmt_prepare(db, entity_set_sql, &st) != SQLITE_OK)
-        rc = sql_fail(db, "prepare call state");
-    if (!rc) {
-        bind_text(st, 1, "call");
-        bind_text(st, 2, call_id);
-        bind_text(st, 3, tenant_id);
-        bind_text(st, 4, call_state);
-        bind_text(st, 5, NULL);
-        bind_text(st, 6, reason);
-        sqlite3_bind_int64(st, 7, now_ms);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = sql_fail(db, "call state");
-    }
-    stmt_release(st);
-    if (in_tx && run(db, rc ? "ROLLBACK" : "COMMIT") != CM_OK && !rc) {
-        (void)run(db, "ROLLBACK");
+    if (!rc)
+        rc = gw_sq_exec(db, entity_set_sql,
+                        GW_SQ_ARGS(gw_sq_text("call"), gw_sq_text(call_id), gw_sq_text(tenant_id),
+                                   gw_sq_text(call_state), gw_sq_null(), gw_sq_text(reason),
+                                   gw_sq_int(now_ms)),
+                        NULL);
+    if (in_tx && gw_sq_exec(db, rc ? "ROLLBACK" : "COMMIT", GW_SQ_NO_ARGS, NULL) != CM_OK && !rc) {
+        (void)gw_sq_exec(db, "ROLLBACK", GW_SQ_NO_ARGS, NULL);
         rc = CM_ESTORE;
     }
     pthread_mutex_unlock(&s->wr.mu);
@@ -1180,15 +1230,14 @@ cm_err_t gw_store_job_dead_call(gw_store_t *s, int64_t job_id, const char *reaso
 /* Moves a dead job to new_state; tells a missing job from one in another state. */
 static cm_err_t move_dead(gw_store_t *s, int64_t job_id, const char *sql, int64_t now_ms)
 {
-    int changed = 0;
-    cm_err_t rc = work_write(s, &changed, sql, "ii", now_ms, job_id);
+    int changed = 0, rows = 0;
+    cm_err_t rc =
+        gw_sq_write_stmt(s, sql, GW_SQ_ARGS(gw_sq_int(now_ms), gw_sq_int(job_id)), &changed);
     if (rc || changed)
         return rc;
-    cm_buf_t b;
-    cm_buf_init(&b, 4096);
-    rc = work_json(s, &b, NULL, "SELECT id FROM jobs WHERE id=?", "i", job_id);
-    cm_buf_free(&b);
-    return rc == CM_OK ? CM_ESTATE : rc;
+    rc = gw_sq_read(s, "SELECT 1 FROM jobs WHERE id=?1", GW_SQ_ARGS(gw_sq_int(job_id)), NULL, NULL,
+                    &rows);
+    return rc ? rc : rows ? CM_ESTATE : CM_ENOTFOUND;
 }
 
 cm_err_t gw_store_job_replay(gw_store_t *s, int64_t job_id, int64_t now_ms)
@@ -1207,74 +1256,62 @@ cm_err_t gw_store_job_discard(gw_store_t *s, int64_t job_id, int64_t now_ms)
                      now_ms);
 }
 
+static cm_err_t first_int64_row(sqlite3_stmt *st, void *arg)
+{
+    *(int64_t *)arg = sqlite3_column_int64(st, 0);
+    return CM_OK;
+}
+
 cm_err_t gw_store_event_rerun(gw_store_t *s, int64_t event_id, int64_t now_ms, int64_t *job_id)
 {
-    sqlite3_stmt *st = NULL;
-    cm_err_t rc = CM_OK;
+    int rows = 0;
     *job_id = -1;
     writer_lock_low(s);
     writer_sync(s, 0);
-    if (stmt_prepare(s->wr.db,
-                     "INSERT INTO jobs(event_id,kind,entity_id,tenant_id,state,next_at_ms,"
-                     "created_at_ms,updated_at_ms) SELECT id, job_kind, entity_id, "
-                     "tenant_id, 'pending', ?1, ?1, ?1 FROM events WHERE id=?2 AND "
-                     "job_kind IS NOT NULL RETURNING id",
-                     &st) != SQLITE_OK) {
-        rc = sql_fail(s->wr.db, "prepare rerun");
-    } else {
-        sqlite3_bind_int64(st, 1, now_ms);
-        sqlite3_bind_int64(st, 2, event_id);
-        int step = sqlite3_step(st);
-        if (step == SQLITE_ROW)
-            *job_id = sqlite3_column_int64(st, 0);
-        else if (step == SQLITE_DONE)
-            rc = CM_ENOTFOUND;
-        else
-            rc = sql_fail(s->wr.db, "rerun");
-    }
-    stmt_release(st);
+    cm_err_t rc = gw_sq_query(s->wr.db,
+                              "INSERT INTO jobs(event_id,kind,entity_id,tenant_id,state,next_at_ms,"
+                              "created_at_ms,updated_at_ms) SELECT id, job_kind, entity_id, "
+                              "tenant_id, 'pending', ?1, ?1, ?1 FROM events WHERE id=?2 AND "
+                              "job_kind IS NOT NULL RETURNING id",
+                              GW_SQ_ARGS(gw_sq_int(now_ms), gw_sq_int(event_id)), first_int64_row,
+                              job_id, &rows);
     pthread_mutex_unlock(&s->wr.mu);
-    return rc;
+    return rc ? rc : rows ? CM_OK : CM_ENOTFOUND;
+}
+
+static cm_err_t queue_row(sqlite3_stmt *st, void *arg)
+{
+    gw_queue_stats_t *q = arg;
+    const char *state = (const char *)sqlite3_column_text(st, 0);
+    int64_t n = sqlite3_column_int64(st, 1);
+    if (!strcmp(state, "pending"))
+        q->pending = n;
+    else if (!strcmp(state, "running"))
+        q->running = n;
+    else if (!strcmp(state, "done"))
+        q->done = n;
+    else if (!strcmp(state, "dead"))
+        q->dead = n;
+    else if (!strcmp(state, "discarded"))
+        q->discarded = n;
+    return CM_OK;
 }
 
 cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *q)
 {
-    sqlite3_stmt *st = NULL;
-    cm_err_t rc = CM_OK;
     memset(q, 0, sizeof *q);
-    pthread_mutex_lock(&s->rd.mu);
-    if (stmt_prepare(s->rd.db, "SELECT state, COUNT(*) FROM jobs GROUP BY state", &st) !=
-        SQLITE_OK) {
-        rc = sql_fail(s->rd.db, "queue stats");
-    } else {
-        int step;
-        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-            const char *state = (const char *)sqlite3_column_text(st, 0);
-            int64_t n = sqlite3_column_int64(st, 1);
-            if (!strcmp(state, "pending"))
-                q->pending = n;
-            else if (!strcmp(state, "running"))
-                q->running = n;
-            else if (!strcmp(state, "done"))
-                q->done = n;
-            else if (!strcmp(state, "dead"))
-                q->dead = n;
-            else if (!strcmp(state, "discarded"))
-                q->discarded = n;
-        }
-        if (step != SQLITE_DONE)
-            rc = sql_fail(s->rd.db, "queue stats");
-    }
-    stmt_release(st);
-    pthread_mutex_unlock(&s->rd.mu);
-    return rc;
+    return gw_sq_read(s, "SELECT state, COUNT(*) FROM jobs GROUP BY state", GW_SQ_NO_ARGS,
+                      queue_row, q, NULL);
 }
 
 cm_err_t gw_store_entity_set(gw_store_t *s, const char *kind, const char *id, const char *tenant_id,
                              const char *state, const char *ref, const char *error, int64_t now_ms)
 {
-    return work_write(s, NULL, entity_set_sql, "tttttti", kind, id, tenant_id, state, ref, error,
-                      now_ms);
+    return gw_sq_write_stmt(s, entity_set_sql,
+                            GW_SQ_ARGS(gw_sq_text(kind), gw_sq_text(id), gw_sq_text(tenant_id),
+                                       gw_sq_text(state), gw_sq_text(ref), gw_sq_text(error),
+                                       gw_sq_int(now_ms)),
+                            NULL);
 }
 
 cm_err_t gw_store_entity_merge(gw_store_t *s, const char *kind, const char *id,
@@ -1282,148 +1319,138 @@ cm_err_t gw_store_entity_merge(gw_store_t *s, const char *kind, const char *id,
                                int64_t flags, int64_t now_ms)
 {
     if (!state)
-        return work_write(s, NULL,
-                          "INSERT INTO entities(kind,id,tenant_id,state,rank,ref,flags,"
-                          "updated_at_ms) VALUES(?,?,?,'received',0,?,?,?) "
-                          "ON CONFLICT(kind,id) DO UPDATE SET "
-                          "tenant_id=COALESCE(entities.tenant_id,excluded.tenant_id), "
-                          "ref=COALESCE(entities.ref,excluded.ref), "
-                          "flags=entities.flags|excluded.flags, "
-                          "updated_at_ms=excluded.updated_at_ms",
-                          "ttttii", kind, id, tenant_id, ref, flags, now_ms);
+        return gw_sq_write_stmt(s,
+                                "INSERT INTO entities(kind,id,tenant_id,state,rank,ref,flags,"
+                                "updated_at_ms) VALUES(?,?,?,'received',0,?,?,?) "
+                                "ON CONFLICT(kind,id) DO UPDATE SET "
+                                "tenant_id=COALESCE(entities.tenant_id,excluded.tenant_id), "
+                                "ref=COALESCE(entities.ref,excluded.ref), "
+                                "flags=entities.flags|excluded.flags, "
+                                "updated_at_ms=excluded.updated_at_ms",
+                                GW_SQ_ARGS(gw_sq_text(kind), gw_sq_text(id), gw_sq_text(tenant_id),
+                                           gw_sq_text(ref), gw_sq_int(flags), gw_sq_int(now_ms)),
+                                NULL);
     /* A join-semilattice: the state with the higher (rank, state) pair wins and flags are
      * OR-ed; both are order-independent and idempotent, which is what makes any delivery
      * order and any number of copies converge to the same row. */
-    return work_write(s, NULL,
-                      "INSERT INTO entities(kind,id,tenant_id,state,rank,ref,flags,updated_at_ms) "
-                      "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(kind,id) DO UPDATE SET "
-                      "tenant_id=COALESCE(entities.tenant_id,excluded.tenant_id), "
-                      "state=CASE WHEN excluded.rank>entities.rank OR (excluded.rank="
-                      "entities.rank AND excluded.state>entities.state) THEN excluded.state "
-                      "ELSE entities.state END, "
-                      "rank=MAX(entities.rank,excluded.rank), "
-                      "ref=COALESCE(entities.ref,excluded.ref), "
-                      "flags=entities.flags|excluded.flags, "
-                      "updated_at_ms=excluded.updated_at_ms",
-                      "ttttitii", kind, id, tenant_id, state, (int64_t)rank, ref, flags, now_ms);
+    return gw_sq_write_stmt(
+        s,
+        "INSERT INTO entities(kind,id,tenant_id,state,rank,ref,flags,updated_at_ms) "
+        "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(kind,id) DO UPDATE SET "
+        "tenant_id=COALESCE(entities.tenant_id,excluded.tenant_id), "
+        "state=CASE WHEN excluded.rank>entities.rank OR (excluded.rank="
+        "entities.rank AND excluded.state>entities.state) THEN excluded.state "
+        "ELSE entities.state END, "
+        "rank=MAX(entities.rank,excluded.rank), "
+        "ref=COALESCE(entities.ref,excluded.ref), "
+        "flags=entities.flags|excluded.flags, "
+        "updated_at_ms=excluded.updated_at_ms",
+        GW_SQ_ARGS(gw_sq_text(kind), gw_sq_text(id), gw_sq_text(tenant_id), gw_sq_text(state),
+                   gw_sq_int(rank), gw_sq_text(ref), gw_sq_int(flags), gw_sq_int(now_ms)),
+        NULL);
+}
+
+typedef struct {
+    char *state;
+    size_t cap;
+    int64_t *flags;
+} entity_state_t;
+
+static cm_err_t entity_state_row(sqlite3_stmt *st, void *arg)
+{
+    entity_state_t *e = arg;
+    gw_sq_col_text(e->state, e->cap, st, 0);
+    if (e->flags)
+        *e->flags = sqlite3_column_int64(st, 1);
+    return CM_OK;
 }
 
 cm_err_t gw_store_entity_state(gw_store_t *s, const char *kind, const char *id, char *state,
                                size_t cap, int64_t *flags)
 {
-    sqlite3_stmt *st = NULL;
-    cm_err_t rc = CM_ENOTFOUND;
-    pthread_mutex_lock(&s->rd.mu);
-    if (stmt_prepare(s->rd.db, "SELECT state, flags FROM entities WHERE kind=? AND id=?", &st) !=
-        SQLITE_OK) {
-        rc = sql_fail(s->rd.db, "prepare entity state");
-    } else {
-        bind_text(st, 1, kind);
-        bind_text(st, 2, id);
-        int step = sqlite3_step(st);
-        if (step == SQLITE_ROW) {
-            snprintf(state, cap, "%s", (const char *)sqlite3_column_text(st, 0));
-            if (flags)
-                *flags = sqlite3_column_int64(st, 1);
-            rc = CM_OK;
-        } else if (step != SQLITE_DONE) {
-            rc = sql_fail(s->rd.db, "entity state");
-        }
-    }
-    stmt_release(st);
-    pthread_mutex_unlock(&s->rd.mu);
-    return rc;
+    entity_state_t e = {.state = state, .cap = cap, .flags = flags};
+    int rows = 0;
+    cm_err_t rc =
+        gw_sq_read(s, "SELECT state, flags FROM entities WHERE kind=?1 AND id=?2",
+                   GW_SQ_ARGS(gw_sq_text(kind), gw_sq_text(id)), entity_state_row, &e, &rows);
+    return rc ? rc : rows ? CM_OK : CM_ENOTFOUND;
 }
 
 cm_err_t gw_store_entity_json(gw_store_t *s, const char *kind, const char *id, cm_buf_t *out)
 {
-    return work_json(s, out, NULL,
+    return json_rows(s, out, NULL,
                      "SELECT e.kind, e.id, e.tenant_id, e.state, e.rank, e.ref, e.error, e.flags, "
                      "e.updated_at_ms, (SELECT COALESCE(SUM(j.attempts),0) FROM events v "
                      "JOIN jobs j ON j.event_id=v.id WHERE v.entity_id=e.id) AS attempts "
-                     "FROM entities e WHERE e.kind=? AND e.id=?",
-                     "tt", kind, id);
+                     "FROM entities e WHERE e.kind=?1 AND e.id=?2",
+                     GW_SQ_ARGS(gw_sq_text(kind), gw_sq_text(id)));
 }
 
 cm_err_t gw_store_events_json(gw_store_t *s, const char *provider, const char *entity_id, int limit,
                               cm_buf_t *out)
 {
-    return work_json(s, out, "events",
+    return json_rows(s, out, "events",
                      "SELECT id, provider, event_key, alt_key, event_type, entity_id, tenant_id, "
                      "received_at_ms, duplicates FROM events WHERE (?1 IS NULL OR provider=?1) "
                      "AND (?2 IS NULL OR entity_id=?2) ORDER BY id LIMIT ?3",
-                     "tti", provider, entity_id, (int64_t)limit);
+                     GW_SQ_ARGS(gw_sq_text(provider), gw_sq_text(entity_id), gw_sq_int(limit)));
 }
 
 cm_err_t gw_store_jobs_json(gw_store_t *s, const char *state, int limit, cm_buf_t *out)
 {
-    return work_json(s, out, "jobs",
+    return json_rows(s, out, "jobs",
                      "SELECT j.id, j.event_id, j.kind, j.entity_id, j.tenant_id, j.state, "
                      "j.attempts, j.next_at_ms, j.last_error, j.created_at_ms, j.updated_at_ms, "
                      "e.event_key FROM jobs j JOIN events e ON e.id=j.event_id WHERE "
                      "(?1 IS NULL OR j.state=?1) ORDER BY j.id LIMIT ?2",
-                     "ti", state, (int64_t)limit);
+                     GW_SQ_ARGS(gw_sq_text(state), gw_sq_int(limit)));
 }
 
 cm_err_t gw_store_job_json(gw_store_t *s, int64_t job_id, cm_buf_t *out)
 {
-    return work_json(s, out, NULL,
+    return json_rows(s, out, NULL,
                      "SELECT j.id, j.event_id, j.kind, j.entity_id, j.tenant_id, j.state, "
                      "j.attempts, j.next_at_ms, j.last_error, j.created_at_ms, j.updated_at_ms, "
                      "e.provider, e.event_key, e.event_type, e.received_at_ms, e.headers, "
                      "CAST(e.body AS TEXT) AS body FROM jobs j JOIN events e ON e.id=j.event_id "
-                     "WHERE j.id=?",
-                     "i", job_id);
+                     "WHERE j.id=?1",
+                     GW_SQ_ARGS(gw_sq_int(job_id)));
 }
 
 /* ---- sagas ------------------------------------------------------------------------ */
 
-static void copy_col(char *dst, size_t cap, sqlite3_stmt *st, int i)
+static cm_err_t saga_row(sqlite3_stmt *st, void *arg)
 {
-    const unsigned char *v = sqlite3_column_text(st, i);
-    snprintf(dst, cap, "%s", v ? (const char *)v : "");
+    gw_saga_t *out = arg;
+    gw_sq_col_text(out->id, sizeof out->id, st, 0);
+    gw_sq_col_text(out->tenant_id, sizeof out->tenant_id, st, 1);
+    gw_sq_col_text(out->state, sizeof out->state, st, 2);
+    gw_sq_col_text(out->reason, sizeof out->reason, st, 3);
+    gw_sq_col_text(out->final, sizeof out->final, st, 4);
+    gw_sq_col_text(out->booking_uid, sizeof out->booking_uid, st, 5);
+    gw_sq_col_text(out->payment_intent, sizeof out->payment_intent, st, 6);
+    out->wanted_ms = sqlite3_column_int64(st, 7);
+    out->start_ms = sqlite3_column_int64(st, 8);
+    out->tries = sqlite3_column_int(st, 9);
+    out->deadline_ms = sqlite3_column_int64(st, 10);
+    out->created_at_ms = sqlite3_column_int64(st, 11);
+    out->refunded = sqlite3_column_int(st, 12);
+    out->cancelled = sqlite3_column_int(st, 13);
+    return CM_OK;
 }
 
 static cm_err_t saga_select(gw_store_t *s, const char *where, const char *key, gw_saga_t *out)
 {
     char sql[512];
-    sqlite3_stmt *st = NULL;
-    cm_err_t rc = CM_ENOTFOUND;
+    int rows = 0;
     snprintf(sql, sizeof sql,
              "SELECT id, tenant_id, state, reason, final, booking_uid, payment_intent, "
              "wanted_ms, start_ms, tries, deadline_ms, created_at_ms, refunded, cancelled "
-             "FROM sagas WHERE %s=? LIMIT 1",
+             "FROM sagas WHERE %s=?1 LIMIT 1",
              where);
     memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&s->rd.mu);
-    if (stmt_prepare(s->rd.db, sql, &st) != SQLITE_OK) {
-        rc = sql_fail(s->rd.db, "prepare saga");
-    } else {
-        bind_text(st, 1, key);
-        int step = sqlite3_step(st);
-        if (step == SQLITE_ROW) {
-            copy_col(out->id, sizeof out->id, st, 0);
-            copy_col(out->tenant_id, sizeof out->tenant_id, st, 1);
-            copy_col(out->state, sizeof out->state, st, 2);
-            copy_col(out->reason, sizeof out->reason, st, 3);
-            copy_col(out->final, sizeof out->final, st, 4);
-            copy_col(out->booking_uid, sizeof out->booking_uid, st, 5);
-            copy_col(out->payment_intent, sizeof out->payment_intent, st, 6);
-            out->wanted_ms = sqlite3_column_int64(st, 7);
-            out->start_ms = sqlite3_column_int64(st, 8);
-            out->tries = sqlite3_column_int(st, 9);
-            out->deadline_ms = sqlite3_column_int64(st, 10);
-            out->created_at_ms = sqlite3_column_int64(st, 11);
-            out->refunded = sqlite3_column_int(st, 12);
-            out->cancelled = sqlite3_column_int(st, 13);
-            rc = CM_OK;
-        } else if (step != SQLITE_DONE) {
-            rc = sql_fail(s->rd.db, "saga");
-        }
-    }
-    stmt_release(st);
-    pthread_mutex_unlock(&s->rd.mu);
-    return rc;
+    cm_err_t rc = gw_sq_read(s, sql, GW_SQ_ARGS(gw_sq_text(key)), saga_row, out, &rows);
+    return rc ? rc : rows ? CM_OK : CM_ENOTFOUND;
 }
 
 cm_err_t gw_store_saga_get(gw_store_t *s, const char *id, gw_saga_t *out)
@@ -1445,109 +1472,68 @@ cm_err_t gw_store_saga_put(gw_store_t *s, const gw_saga_t *sg, const char *step,
                            const char *detail, int64_t now_ms)
 {
     sqlite3 *db = s->wr.db;
-    sqlite3_stmt *st = NULL;
     writer_lock_low(s);
     /* The saga's state is what makes a restart resume correctly, so unlike other
      * bookkeeping it is committed with the configured durability. */
     writer_sync(s, s->sync_full);
-    cm_err_t rc = run(db, "BEGIN IMMEDIATE");
-    if (!rc && stmt_prepare(db,
-                            "INSERT INTO sagas(id,tenant_id,state,reason,final,booking_uid,"
-                            "payment_intent,wanted_ms,start_ms,tries,deadline_ms,refunded,"
-                            "cancelled,created_at_ms,updated_at_ms) "
-                            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE "
-                            "SET state=excluded.state, reason=excluded.reason, "
-                            "final=excluded.final, booking_uid=excluded.booking_uid, "
-                            "payment_intent=excluded.payment_intent, "
-                            "start_ms=excluded.start_ms, tries=excluded.tries, "
-                            "refunded=excluded.refunded, cancelled=excluded.cancelled, "
-                            "updated_at_ms=excluded.updated_at_ms",
-                            &st) != SQLITE_OK)
-        rc = sql_fail(db, "prepare saga put");
-    if (!rc) {
-        bind_text(st, 1, sg->id);
-        bind_text(st, 2, nz(sg->tenant_id));
-        bind_text(st, 3, sg->state);
-        bind_text(st, 4, nz(sg->reason));
-        bind_text(st, 5, nz(sg->final));
-        bind_text(st, 6, nz(sg->booking_uid));
-        bind_text(st, 7, nz(sg->payment_intent));
-        sqlite3_bind_int64(st, 8, sg->wanted_ms);
-        sqlite3_bind_int64(st, 9, sg->start_ms);
-        sqlite3_bind_int(st, 10, sg->tries);
-        sqlite3_bind_int64(st, 11, sg->deadline_ms);
-        sqlite3_bind_int(st, 12, sg->refunded);
-        sqlite3_bind_int(st, 13, sg->cancelled);
-        sqlite3_bind_int64(st, 14, sg->created_at_ms ? sg->created_at_ms : now_ms);
-        sqlite3_bind_int64(st, 15, now_ms);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = sql_fail(db, "saga put");
-    }
-    stmt_release(st);
-    st = NULL;
-    if (!rc && step) {
-        if (stmt_prepare(db,
-                         "INSERT INTO saga_steps(saga_id,step,phase,detail,at_ms) "
-                         "VALUES(?,?,?,?,?)",
-                         &st) != SQLITE_OK) {
-            rc = sql_fail(db, "prepare saga step");
-        } else {
-            bind_text(st, 1, sg->id);
-            bind_text(st, 2, step);
-            bind_text(st, 3, phase);
-            bind_text(st, 4, detail);
-            sqlite3_bind_int64(st, 5, now_ms);
-            if (sqlite3_step(st) != SQLITE_DONE)
-                rc = sql_fail(db, "saga step");
-        }
-        stmt_release(st);
-        st = NULL;
-    }
-    if (!rc && sg->call_state[0]) {
-        if (stmt_prepare(db, entity_set_sql, &st) != SQLITE_OK) {
-            rc = sql_fail(db, "prepare call state");
-        } else {
-            bind_text(st, 1, "call");
-            bind_text(st, 2, sg->id);
-            bind_text(st, 3, nz(sg->tenant_id));
-            bind_text(st, 4, sg->call_state);
-            bind_text(st, 5, nz(sg->booking_uid));
-            bind_text(st, 6, nz(sg->reason));
-            sqlite3_bind_int64(st, 7, now_ms);
-            if (sqlite3_step(st) != SQLITE_DONE)
-                rc = sql_fail(db, "call state");
-        }
-        stmt_release(st);
-    }
+    cm_err_t rc = gw_sq_exec(db, "BEGIN IMMEDIATE", GW_SQ_NO_ARGS, NULL);
     if (!rc)
-        rc = run(db, "COMMIT");
+        rc = gw_sq_exec(
+            db,
+            "INSERT INTO sagas(id,tenant_id,state,reason,final,booking_uid,"
+            "payment_intent,wanted_ms,start_ms,tries,deadline_ms,refunded,"
+            "cancelled,created_at_ms,updated_at_ms) "
+            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE "
+            "SET state=excluded.state, reason=excluded.reason, "
+            "final=excluded.final, booking_uid=excluded.booking_uid, "
+            "payment_intent=excluded.payment_intent, "
+            "start_ms=excluded.start_ms, tries=excluded.tries, "
+            "refunded=excluded.refunded, cancelled=excluded.cancelled, "
+            "updated_at_ms=excluded.updated_at_ms",
+            GW_SQ_ARGS(
+                gw_sq_text(sg->id), gw_sq_text(nz(sg->tenant_id)), gw_sq_text(sg->state),
+                gw_sq_text(nz(sg->reason)), gw_sq_text(nz(sg->final)),
+                gw_sq_text(nz(sg->booking_uid)), gw_sq_text(nz(sg->payment_intent)),
+                gw_sq_int(sg->wanted_ms), gw_sq_int(sg->start_ms), gw_sq_int(sg->tries),
+                gw_sq_int(sg->deadline_ms), gw_sq_int(sg->refunded), gw_sq_int(sg->cancelled),
+                gw_sq_int(sg->created_at_ms ? sg->created_at_ms : now_ms), gw_sq_int(now_ms)),
+            NULL);
+    if (!rc && step)
+        rc = gw_sq_exec(db,
+                        "INSERT INTO saga_steps(saga_id,step,phase,detail,at_ms) "
+                        "VALUES(?,?,?,?,?)",
+                        GW_SQ_ARGS(gw_sq_text(sg->id), gw_sq_text(step), gw_sq_text(phase),
+                                   gw_sq_text(detail), gw_sq_int(now_ms)),
+                        NULL);
+    if (!rc && sg->call_state[0])
+        rc = gw_sq_exec(db, entity_set_sql,
+                        GW_SQ_ARGS(gw_sq_text("call"), gw_sq_text(sg->id),
+                                   gw_sq_text(nz(sg->tenant_id)), gw_sq_text(sg->call_state),
+                                   gw_sq_text(nz(sg->booking_uid)), gw_sq_text(nz(sg->reason)),
+                                   gw_sq_int(now_ms)),
+                        NULL);
+    if (!rc)
+        rc = gw_sq_exec(db, "COMMIT", GW_SQ_NO_ARGS, NULL);
     if (rc)
-        (void)run(db, "ROLLBACK");
+        (void)gw_sq_exec(db, "ROLLBACK", GW_SQ_NO_ARGS, NULL);
     pthread_mutex_unlock(&s->wr.mu);
     return rc;
 }
 
+static cm_err_t intent_row(sqlite3_stmt *st, void *arg)
+{
+    *(int *)arg = !strcmp((const char *)sqlite3_column_text(st, 0), "intent");
+    return CM_OK;
+}
+
 int gw_store_saga_intent_open(gw_store_t *s, const char *id, const char *step)
 {
-    sqlite3_stmt *st = NULL;
-    int open = -1;
-    pthread_mutex_lock(&s->rd.mu);
-    if (stmt_prepare(s->rd.db,
-                     "SELECT phase FROM saga_steps WHERE saga_id=? AND step=? "
-                     "ORDER BY id DESC LIMIT 1",
-                     &st) == SQLITE_OK) {
-        bind_text(st, 1, id);
-        bind_text(st, 2, step);
-        int r = sqlite3_step(st);
-        if (r == SQLITE_ROW)
-            open = !strcmp((const char *)sqlite3_column_text(st, 0), "intent");
-        else if (r == SQLITE_DONE)
-            open = 0;
-    }
-    if (open < 0)
-        (void)sql_fail(s->rd.db, "saga intent");
-    stmt_release(st);
-    pthread_mutex_unlock(&s->rd.mu);
+    int open = 0;
+    if (gw_sq_read(s,
+                   "SELECT phase FROM saga_steps WHERE saga_id=?1 AND step=?2 "
+                   "ORDER BY id DESC LIMIT 1",
+                   GW_SQ_ARGS(gw_sq_text(id), gw_sq_text(step)), intent_row, &open, NULL) != CM_OK)
+        return -1;
     return open;
 }
 
@@ -1556,28 +1542,25 @@ cm_err_t gw_store_saga_json(gw_store_t *s, const char *id, cm_buf_t *out)
     size_t mark = out->len;
     cm_err_t rc = cm_buf_addstr(out, "{\"saga\":");
     if (!rc)
-        rc = work_json(s, out, NULL, "SELECT * FROM sagas WHERE id=?", "t", id);
+        rc = json_rows(s, out, NULL, "SELECT * FROM sagas WHERE id=?1", GW_SQ_ARGS(gw_sq_text(id)));
     if (!rc)
         rc = cm_buf_addstr(out, ",\"history\":");
     if (!rc)
-        rc = work_json(s, out, "steps",
-                       "SELECT step, phase, detail, at_ms FROM saga_steps WHERE saga_id=? "
+        rc = json_rows(s, out, "steps",
+                       "SELECT step, phase, detail, at_ms FROM saga_steps WHERE saga_id=?1 "
                        "ORDER BY id",
-                       "t", id);
+                       GW_SQ_ARGS(gw_sq_text(id)));
     if (!rc)
         rc = cm_buf_addstr(out, "}");
-    if (rc) {
-        out->len = mark;
-        if (out->data)
-            out->data[mark] = '\0';
-    }
+    if (rc)
+        buf_truncate(out, mark);
     return rc;
 }
 
 cm_err_t gw_store_sagas_json(gw_store_t *s, const char *state, int limit, cm_buf_t *out)
 {
-    return work_json(s, out, "sagas",
+    return json_rows(s, out, "sagas",
                      "SELECT * FROM sagas WHERE (?1 IS NULL OR state=?1) ORDER BY created_at_ms "
                      "LIMIT ?2",
-                     "ti", state, (int64_t)limit);
+                     GW_SQ_ARGS(gw_sq_text(state), gw_sq_int(limit)));
 }
