@@ -46,7 +46,6 @@ struct gw_store {
     int commit_waiting;
     int wr_sync_full; /* what the writer connection is set to now */
     sqlite3_stmt *st_event, *st_job, *st_dup;
-    sqlite3_stmt *st_tx[5]; /* tx_sql, prepared once: sqlite3_exec would parse per event */
 
     pthread_t committer;
     /* Durable acknowledgement, pipelined: the committer commits a batch without waiting
@@ -340,6 +339,155 @@ static void gw_sq_col_text(char *dst, size_t cap, sqlite3_stmt *st, int i)
     snprintf(dst, cap, "%s", v ? (const char *)v : "");
 }
 
+/* ---- transactions ------------------------------------------------------------------ */
+
+/* The body of a transaction: runs its statements on db, returns CM_OK to have them
+ * committed and any other code to have them rolled back. */
+typedef cm_err_t (*gw_sq_tx_fn)(sqlite3 *db, void *arg);
+
+/* Copies SQLite's message for the failure that just happened into err (may be NULL). */
+static void tx_note(char *err, sqlite3 *db)
+{
+    if (err)
+        cm_errf(err, "%s", sqlite3_errmsg(db));
+}
+
+/* Undoes the failed transaction (nested: back to its savepoint). */
+static void tx_undo(sqlite3 *db, int nested)
+{
+    /* Some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM, SQLITE_BUSY) roll the whole
+     * transaction back themselves: nothing is left to undo, and ROLLBACK would only fail
+     * for want of a transaction. */
+    if (sqlite3_get_autocommit(db))
+        return;
+    cm_err_t rc = gw_sq_exec(db, nested ? "ROLLBACK TO tx" : "ROLLBACK", GW_SQ_NO_ARGS, NULL);
+    /* ROLLBACK TO leaves the savepoint open: it is released like a successful one. */
+    if (!rc && nested)
+        rc = gw_sq_exec(db, "RELEASE tx", GW_SQ_NO_ARGS, NULL);
+    if (rc)
+        CM_ERROR("gw.store", "a failed transaction could not be rolled back");
+}
+
+static cm_err_t tx(sqlite3 *db, int nested, gw_sq_tx_fn fn, void *arg, char *err)
+{
+    cm_err_t rc = gw_sq_exec(db, nested ? "SAVEPOINT tx" : "BEGIN IMMEDIATE", GW_SQ_NO_ARGS, NULL);
+    if (rc) {
+        tx_note(err, db);
+        return rc;
+    }
+    rc = fn(db, arg);
+    if (!rc && (rc = gw_sq_exec(db, nested ? "RELEASE tx" : "COMMIT", GW_SQ_NO_ARGS, NULL)))
+        tx_note(err, db);
+    if (rc)
+        tx_undo(db, nested);
+    return rc;
+}
+
+/* Runs fn(db, arg) in one transaction: BEGIN IMMEDIATE (the write lock is taken first,
+ * waiting up to the busy timeout, so a write never fails half-way for a lock another
+ * connection took after it began), then COMMIT when fn returns CM_OK; on any error the
+ * transaction is rolled back and nothing fn wrote stays. Returns fn's code, or CM_ESTORE
+ * when BEGIN or COMMIT fails (logged; SQLite's message also into err, CM_ERR_LEN bytes,
+ * may be NULL). The caller holds db's lock and is in no transaction. */
+static cm_err_t gw_sq_tx_run(sqlite3 *db, gw_sq_tx_fn fn, void *arg, char *err)
+{
+    return tx(db, 0, fn, arg, err);
+}
+
+/* Inside a gw_sq_tx_run body: runs fn under a savepoint, so a failed fn is undone alone
+ * and the transaction goes on. CM_ESTORE, without running fn, when the transaction has
+ * already ended under the caller (see tx_undo): a SAVEPOINT would start a new one. */
+static cm_err_t gw_sq_tx_nested(sqlite3 *db, gw_sq_tx_fn fn, void *arg)
+{
+    if (sqlite3_get_autocommit(db)) {
+        CM_ERROR("gw.store", "savepoint: the transaction has already been rolled back");
+        return CM_ESTORE;
+    }
+    return tx(db, 1, fn, arg, NULL);
+}
+
+/* ---- the writer ------------------------------------------------------------------- */
+
+/* Sets the writer's synchronous mode (the caller holds the writer lock). Ingest commits
+ * use the configured mode (FULL: fsync per commit) because an acknowledged webhook must
+ * survive power loss. Job bookkeeping uses NORMAL: in WAL mode it still survives a
+ * process crash (kill -9), and after a power loss the worst case is a job run again,
+ * which every job handler tolerates; it saves several fsyncs per job that would
+ * otherwise compete with the ingest commits. */
+static void gw_sq_writer_sync(gw_store_t *s, int full)
+{
+    if (s->wr_sync_full == full)
+        return;
+    if (gw_sq_exec(s->wr.db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                   GW_SQ_NO_ARGS, NULL) == CM_OK)
+        s->wr_sync_full = full;
+}
+
+/* Takes the writer for a group commit: bookkeeping writers waiting for it step aside (see
+ * writer_lock_low) until gw_sq_writer_unlock_first. The committer thread only. */
+static void gw_sq_writer_lock_first(gw_store_t *s)
+{
+    pthread_mutex_lock(&s->prio_mu);
+    s->commit_waiting = 1;
+    pthread_mutex_unlock(&s->prio_mu);
+    pthread_mutex_lock(&s->wr.mu);
+}
+
+static void gw_sq_writer_unlock_first(gw_store_t *s)
+{
+    pthread_mutex_unlock(&s->wr.mu);
+    pthread_mutex_lock(&s->prio_mu);
+    s->commit_waiting = 0;
+    pthread_cond_broadcast(&s->prio_cv);
+    pthread_mutex_unlock(&s->prio_mu);
+}
+
+/* Takes the writer for bookkeeping, after any batch the committer is waiting to write. */
+static void writer_lock_low(gw_store_t *s)
+{
+    pthread_mutex_lock(&s->prio_mu);
+    while (s->commit_waiting)
+        pthread_cond_wait(&s->prio_cv, &s->prio_mu);
+    pthread_mutex_unlock(&s->prio_mu);
+    pthread_mutex_lock(&s->wr.mu);
+}
+
+/* How a write is committed: GW_SQ_BOOKKEEPING with synchronous=NORMAL, GW_SQ_DURABLE with
+ * the configured mode (see gw_sq_writer_sync). */
+typedef enum { GW_SQ_BOOKKEEPING, GW_SQ_DURABLE } gw_sq_sync_t;
+
+/* Every write but the group commit: takes the writer after any waiting group commit, sets
+ * its synchronous mode, runs fn in gw_sq_tx_run and lets the writer go. Any thread but the
+ * committer's. */
+static cm_err_t gw_sq_write(gw_store_t *s, gw_sq_sync_t sync, gw_sq_tx_fn fn, void *arg)
+{
+    writer_lock_low(s);
+    gw_sq_writer_sync(s, sync == GW_SQ_DURABLE ? s->sync_full : 0);
+    cm_err_t rc = gw_sq_tx_run(s->wr.db, fn, arg, NULL);
+    pthread_mutex_unlock(&s->wr.mu);
+    return rc;
+}
+
+typedef struct {
+    const char *sql;
+    gw_sq_args_t args;
+    int *changes;
+} write_stmt_t;
+
+static cm_err_t write_stmt_tx(sqlite3 *db, void *arg)
+{
+    write_stmt_t *w = arg;
+    return gw_sq_exec(db, w->sql, w->args, w->changes);
+}
+
+/* gw_sq_write of one statement, as bookkeeping; *changes (may be NULL) gets the rows it
+ * changed. */
+static cm_err_t gw_sq_write_stmt(gw_store_t *s, const char *sql, gw_sq_args_t args, int *changes)
+{
+    write_stmt_t w = {.sql = sql, .args = args, .changes = changes};
+    return gw_sq_write(s, GW_SQ_BOOKKEEPING, write_stmt_tx, &w);
+}
+
 static cm_err_t conn_open(conn_t *c, const char *path, int sync_full, char *err)
 {
     int rc = sqlite3_open_v2(
@@ -377,19 +525,6 @@ static void conn_close(conn_t *c)
 }
 
 /* ---- group commit ---------------------------------------------------------------- */
-
-enum { TX_BEGIN, TX_COMMIT, TX_SAVE, TX_RELEASE, TX_UNDO };
-static const char *const tx_sql[] = {"BEGIN IMMEDIATE", "COMMIT", "SAVEPOINT ev", "RELEASE ev",
-                                     "ROLLBACK TO ev"};
-
-/* Runs one of the writer's prepared transaction statements. */
-static cm_err_t tx(gw_store_t *s, int which)
-{
-    sqlite3_stmt *st = s->st_tx[which];
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? CM_OK : gw_sq_fail(s->wr.db, tx_sql[which]);
-}
 
 /* Writes one event (and its job, or its duplicate count) inside the open transaction. */
 static cm_err_t write_one(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *result)
@@ -437,62 +572,55 @@ static cm_err_t write_one(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *r
     return rc;
 }
 
-/* Sets the writer's synchronous mode (the caller holds the writer lock). Ingest commits
- * use the configured mode (FULL: fsync per commit) because an acknowledged webhook must
- * survive power loss. Job bookkeeping uses NORMAL: in WAL mode it still survives a
- * process crash (kill -9), and after a power loss the worst case is a job run again,
- * which every job handler tolerates; it saves several fsyncs per job that would
- * otherwise compete with the ingest commits. */
-static void writer_sync(gw_store_t *s, int full)
+typedef struct {
+    gw_store_t *s;
+    pending_t *batch;
+    int isolate;      /* each event under a savepoint of its own */
+    int event_failed; /* without isolate: an event failed and stopped the batch */
+} batch_t;
+
+typedef struct {
+    gw_store_t *s;
+    pending_t *p;
+} batch_event_t;
+
+static cm_err_t write_event_tx(sqlite3 *db, void *arg)
 {
-    if (s->wr_sync_full == full)
-        return;
-    if (gw_sq_exec(s->wr.db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
-                   GW_SQ_NO_ARGS, NULL) == CM_OK)
-        s->wr_sync_full = full;
+    batch_event_t *e = arg;
+    return write_one(e->s, e->p->ev, &e->p->result);
 }
 
 /* Writes the batch into the open transaction. With isolate, each event gets a savepoint,
  * so one that fails is undone alone; without, the first failure stops the batch (the
  * caller rolls back and writes it again isolated). Savepoints cost two statements per
  * event, about a sixth of an event's cost, and an event fails only on a storage fault. */
-static int write_batch(gw_store_t *s, pending_t *batch, int isolate)
+static cm_err_t write_batch(sqlite3 *db, void *arg)
 {
-    for (pending_t *p = batch; p; p = p->next) {
-        if (isolate && tx(s, TX_SAVE)) {
-            p->rc = CM_ESTORE;
-            continue;
+    batch_t *b = arg;
+    for (pending_t *p = b->batch; p; p = p->next) {
+        if (b->isolate) {
+            batch_event_t e = {.s = b->s, .p = p};
+            p->rc = gw_sq_tx_nested(db, write_event_tx, &e);
+        } else if ((p->rc = write_one(b->s, p->ev, &p->result)) != CM_OK) {
+            b->event_failed = 1;
+            return p->rc;
         }
-        p->rc = write_one(s, p->ev, &p->result);
-        if (p->rc && !isolate)
-            return -1;
-        if (p->rc)
-            (void)tx(s, TX_UNDO);
-        if (isolate)
-            (void)tx(s, TX_RELEASE);
     }
-    return 0;
+    return CM_OK;
 }
 
 static void commit_batch(gw_store_t *s, pending_t *batch)
 {
-    sqlite3 *db = s->wr.db;
-    writer_sync(s, s->wal_fd >= 0 ? 0 : s->sync_full);
-    cm_err_t rc = tx(s, TX_BEGIN);
-    if (!rc && write_batch(s, batch, 0) != 0) {
-        /* Some error may have ended the transaction already; ROLLBACK then just fails. */
-        (void)gw_sq_exec(db, "ROLLBACK", GW_SQ_NO_ARGS, NULL);
-        rc = tx(s, TX_BEGIN);
-        if (!rc)
-            (void)write_batch(s, batch, 1);
+    batch_t b = {.s = s, .batch = batch};
+    gw_sq_writer_sync(s, s->wal_fd >= 0 ? 0 : s->sync_full);
+    cm_err_t rc = gw_sq_tx_run(s->wr.db, write_batch, &b, NULL);
+    if (rc && b.event_failed) {
+        b.isolate = 1;
+        rc = gw_sq_tx_run(s->wr.db, write_batch, &b, NULL);
     }
+    /* BEGIN or COMMIT failed: nothing of the batch is stored. */
     for (pending_t *p = batch; rc && p; p = p->next)
-        p->rc = rc;
-    if (!rc && tx(s, TX_COMMIT)) {
-        (void)gw_sq_exec(db, "ROLLBACK", GW_SQ_NO_ARGS, NULL);
-        for (pending_t *p = batch; p; p = p->next)
-            p->rc = CM_ESTORE;
-    }
+        p->rc = CM_ESTORE;
 }
 
 /* Runs the callbacks of a finished batch and frees it. */
@@ -532,17 +660,10 @@ static void *committer_main(void *arg)
         pthread_mutex_unlock(&s->qmu);
 
         int64_t t0 = cm_clock_mono_ns();
-        pthread_mutex_lock(&s->prio_mu);
-        s->commit_waiting = 1;
-        pthread_mutex_unlock(&s->prio_mu);
-        pthread_mutex_lock(&s->wr.mu);
+        gw_sq_writer_lock_first(s);
         int64_t t1 = cm_clock_mono_ns();
         commit_batch(s, batch);
-        pthread_mutex_unlock(&s->wr.mu);
-        pthread_mutex_lock(&s->prio_mu);
-        s->commit_waiting = 0;
-        pthread_cond_broadcast(&s->prio_cv);
-        pthread_mutex_unlock(&s->prio_mu);
+        gw_sq_writer_unlock_first(s);
         CM_DEBUG("gw.store", "group commit: %d event(s), lock wait %lld us, commit %lld us", n,
                  (long long)(t1 - t0) / 1000, (long long)(cm_clock_mono_ns() - t1) / 1000);
         if (s->wal_fd < 0) {
@@ -742,56 +863,58 @@ static void checkpointer_stop(gw_store_t *s)
         pthread_join(s->ckpt, NULL);
 }
 
-/* Takes the writer for bookkeeping, after any batch the committer is waiting to write. */
-static void writer_lock_low(gw_store_t *s)
-{
-    pthread_mutex_lock(&s->prio_mu);
-    while (s->commit_waiting)
-        pthread_cond_wait(&s->prio_cv, &s->prio_mu);
-    pthread_mutex_unlock(&s->prio_mu);
-    pthread_mutex_lock(&s->wr.mu);
-}
-
 /* ---- open / close ---------------------------------------------------------------- */
 
-/* Brings the database to SCHEMA_VERSION in one transaction, so a failed step leaves it as
- * it was, and two processes opening one file never both migrate it. A database made by a
- * newer gateway is refused rather than written with assumptions that may not hold. */
-static cm_err_t migrate(sqlite3 *db, const char *path, char *err)
+typedef struct {
+    int version; /* the database's before the migration, -1 until read */
+    char *why;   /* CM_ERR_LEN: SQLite's message when a step fails */
+} migrate_t;
+
+static cm_err_t version_row(sqlite3_stmt *st, void *arg)
 {
-    sqlite3_stmt *st = NULL;
-    int version = -1;
-    cm_err_t rc = exec_script(db, "BEGIN IMMEDIATE");
-    int in_tx = rc == CM_OK;
-    if (!rc && sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        version = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    if (!rc && version < 0)
+    *(int *)arg = sqlite3_column_int(st, 0);
+    return CM_OK;
+}
+
+static cm_err_t migrate_tx(sqlite3 *db, void *arg)
+{
+    migrate_t *m = arg;
+    cm_err_t rc =
+        gw_sq_query(db, "PRAGMA user_version", GW_SQ_NO_ARGS, version_row, &m->version, NULL);
+    if (!rc && m->version < 0)
         rc = CM_ESTORE;
-    else if (!rc && version > SCHEMA_VERSION)
-        rc = CM_ESTATE;
+    else if (!rc && m->version > SCHEMA_VERSION)
+        return CM_ESTATE;
     if (!rc)
         rc = exec_script(db, schema);
     /* Version 0 is a new file: the schema just made is already the latest. */
-    for (size_t i = 0; !rc && version > 0 && i < sizeof migrations / sizeof migrations[0]; i++)
-        if (migrations[i].version > version)
+    for (size_t i = 0; !rc && m->version > 0 && i < sizeof migrations / sizeof migrations[0]; i++)
+        if (migrations[i].version > m->version)
             rc = exec_script(db, migrations[i].sql);
     if (!rc) {
         char sql[64];
         snprintf(sql, sizeof sql, "PRAGMA user_version=%d", SCHEMA_VERSION);
         rc = exec_script(db, sql);
     }
-    if (!rc)
-        rc = exec_script(db, "COMMIT");
+    if (rc)
+        cm_errf(m->why, "%s", sqlite3_errmsg(db));
+    return rc;
+}
+
+/* Brings the database to SCHEMA_VERSION in one transaction, so a failed step leaves it as
+ * it was, and two processes opening one file never both migrate it. A database made by a
+ * newer gateway is refused rather than written with assumptions that may not hold. */
+static cm_err_t migrate(sqlite3 *db, const char *path, char *err)
+{
+    char why[CM_ERR_LEN] = "";
+    migrate_t m = {.version = -1, .why = why};
+    cm_err_t rc = gw_sq_tx_run(db, migrate_tx, &m, why);
     if (rc == CM_ESTATE)
-        cm_errf(err, "%s: schema version %d is newer than this gateway's (%d)", path, version,
+        cm_errf(err, "%s: schema version %d is newer than this gateway's (%d)", path, m.version,
                 SCHEMA_VERSION);
     else if (rc)
-        cm_errf(err, "%s: cannot bring the schema from version %d to %d: %s", path, version,
-                SCHEMA_VERSION, sqlite3_errmsg(db));
-    if (rc && in_tx)
-        (void)exec_script(db, "ROLLBACK");
+        cm_errf(err, "%s: cannot bring the schema from version %d to %d: %s", path, m.version,
+                SCHEMA_VERSION, why);
     return rc;
 }
 
@@ -852,11 +975,6 @@ cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *
         cm_errf(err, "prepare: %s", sqlite3_errmsg(s->wr.db));
         rc = CM_ESTORE;
     }
-    for (size_t i = 0; !rc && i < sizeof s->st_tx / sizeof s->st_tx[0]; i++)
-        if (gw_sq_stmt_prepare(s->wr.db, tx_sql[i], &s->st_tx[i]) != SQLITE_OK) {
-            cm_errf(err, "prepare %s: %s", tx_sql[i], sqlite3_errmsg(s->wr.db));
-            rc = CM_ESTORE;
-        }
     if (!rc && s->wal_fd >= 0) {
         if (pthread_create(&s->syncer, NULL, syncer_main, s) != 0)
             rc = CM_ENOMEM;
@@ -887,8 +1005,6 @@ void gw_store_close(gw_store_t **sp)
     sqlite3_finalize(s->st_event);
     sqlite3_finalize(s->st_job);
     sqlite3_finalize(s->st_dup);
-    for (size_t i = 0; i < sizeof s->st_tx / sizeof s->st_tx[0]; i++)
-        sqlite3_finalize(s->st_tx[i]);
     conn_close(&s->ck);
     conn_close(&s->rd);
     conn_close(&s->wr);
@@ -907,17 +1023,6 @@ void gw_store_close(gw_store_t **sp)
 }
 
 /* ---- work connection ------------------------------------------------------------- */
-
-/* Runs one write statement on the writer, as bookkeeping (after any waiting group commit,
- * synchronous=NORMAL); *changes (may be NULL) gets the rows changed. */
-static cm_err_t gw_sq_write_stmt(gw_store_t *s, const char *sql, gw_sq_args_t args, int *changes)
-{
-    writer_lock_low(s);
-    writer_sync(s, 0);
-    cm_err_t rc = gw_sq_exec(s->wr.db, sql, args, changes);
-    pthread_mutex_unlock(&s->wr.mu);
-    return rc;
-}
 
 /* Appends the current row's column i as a JSON value. */
 static cm_err_t col_json(cm_buf_t *out, sqlite3_stmt *st, int i)
@@ -978,46 +1083,64 @@ static cm_err_t json_rows(gw_store_t *s, cm_buf_t *out, const char *wrapper, con
     return rc;
 }
 
-cm_err_t gw_store_recover(gw_store_t *s, int max_attempts, int64_t now_ms, int *requeued)
+typedef struct {
+    int64_t max_attempts, now_ms;
+    int *requeued;
+} recover_t;
+
+static cm_err_t recover_tx(sqlite3 *db, void *arg)
 {
-    *requeued = 0;
+    recover_t *r = arg;
     /* The reason must say what happened: a job whose earlier attempts failed on their own
      * (last_error) and whose last one met a restart did not crash the worker every time.
      * crashes counts the attempts restarts cut short, this one included (+1); the values
      * on the right of SET are the row's before the update. */
-    cm_err_t rc = gw_sq_write_stmt(
-        s,
+    cm_err_t rc = gw_sq_exec(
+        db,
         "UPDATE jobs SET state='dead', crashes=crashes+1, lease_until_ms=NULL, updated_at_ms=?1, "
         "last_error=CASE WHEN crashes+1>=attempts THEN 'worker crashed on every attempt' "
         "ELSE 'interrupted by a restart on attempt '||attempts||' of '||?2||"
         "COALESCE('; previous error: '||last_error,'') END "
         "WHERE state='running' AND attempts>=?2",
-        GW_SQ_ARGS(gw_sq_int(now_ms), gw_sq_int(max_attempts)), NULL);
+        GW_SQ_ARGS(gw_sq_int(r->now_ms), gw_sq_int(r->max_attempts)), NULL);
     if (!rc)
-        rc = gw_sq_write_stmt(s,
-                              "UPDATE jobs SET state='pending', crashes=crashes+1, "
-                              "lease_until_ms=NULL, next_at_ms=?1, updated_at_ms=?1 "
-                              "WHERE state='running'",
-                              GW_SQ_ARGS(gw_sq_int(now_ms)), requeued);
+        rc = gw_sq_exec(db,
+                        "UPDATE jobs SET state='pending', crashes=crashes+1, "
+                        "lease_until_ms=NULL, next_at_ms=?1, updated_at_ms=?1 "
+                        "WHERE state='running'",
+                        GW_SQ_ARGS(gw_sq_int(r->now_ms)), r->requeued);
     return rc;
 }
 
-cm_err_t gw_store_reclaim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, const int64_t *held,
-                          size_t nheld, int *requeued)
+/* Both updates in one transaction: a failure between them would leave the crashers dead
+ * and the others still 'running'. */
+cm_err_t gw_store_recover(gw_store_t *s, int max_attempts, int64_t now_ms, int *requeued)
 {
-    sqlite3 *db = s->wr.db;
-    cm_err_t rc = CM_OK;
+    recover_t r = {.max_attempts = max_attempts, .now_ms = now_ms, .requeued = requeued};
     *requeued = 0;
-    writer_lock_low(s);
-    writer_sync(s, 0);
+    cm_err_t rc = gw_sq_write(s, GW_SQ_BOOKKEEPING, recover_tx, &r);
+    if (rc)
+        *requeued = 0;
+    return rc;
+}
+
+typedef struct {
+    int64_t now_ms, lease_ms;
+    const int64_t *held;
+    size_t nheld;
+    int *requeued;
+} reclaim_t;
+
+static cm_err_t reclaim_tx(sqlite3 *db, void *arg)
+{
+    reclaim_t *r = arg;
+    cm_err_t rc = CM_OK;
     /* Renewing first, in the same transaction, is what keeps a held job whose lease just
      * ran out from being requeued under its worker. */
-    int in_tx = gw_sq_exec(db, "BEGIN IMMEDIATE", GW_SQ_NO_ARGS, NULL) == CM_OK;
-    if (!in_tx)
-        rc = CM_ESTORE;
-    for (size_t i = 0; !rc && i < nheld; i++)
-        rc = gw_sq_exec(db, "UPDATE jobs SET lease_until_ms=?1 WHERE id=?2 AND state='running'",
-                        GW_SQ_ARGS(gw_sq_int(now_ms + lease_ms), gw_sq_int(held[i])), NULL);
+    for (size_t i = 0; !rc && i < r->nheld; i++)
+        rc =
+            gw_sq_exec(db, "UPDATE jobs SET lease_until_ms=?1 WHERE id=?2 AND state='running'",
+                       GW_SQ_ARGS(gw_sq_int(r->now_ms + r->lease_ms), gw_sq_int(r->held[i])), NULL);
     /* The attempt ran but its outcome is lost, which says nothing against the job: it goes
      * back to pending whatever its attempts (the next outcome applies max_attempts as
      * usual), and last_error says why it runs again. */
@@ -1027,14 +1150,19 @@ cm_err_t gw_store_reclaim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, const
                         "next_at_ms=?1, updated_at_ms=?1, last_error='outcome of "
                         "attempt '||attempts||' not stored (lease expired)' "
                         "WHERE state='running' AND lease_until_ms<=?1",
-                        GW_SQ_ARGS(gw_sq_int(now_ms)), requeued);
-    if (in_tx && gw_sq_exec(db, rc ? "ROLLBACK" : "COMMIT", GW_SQ_NO_ARGS, NULL) != CM_OK && !rc) {
-        (void)gw_sq_exec(db, "ROLLBACK", GW_SQ_NO_ARGS, NULL);
-        rc = CM_ESTORE;
-    }
+                        GW_SQ_ARGS(gw_sq_int(r->now_ms)), r->requeued);
+    return rc;
+}
+
+cm_err_t gw_store_reclaim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, const int64_t *held,
+                          size_t nheld, int *requeued)
+{
+    reclaim_t r = {
+        .now_ms = now_ms, .lease_ms = lease_ms, .held = held, .nheld = nheld, .requeued = requeued};
+    *requeued = 0;
+    cm_err_t rc = gw_sq_write(s, GW_SQ_BOOKKEEPING, reclaim_tx, &r);
     if (rc)
         *requeued = 0;
-    pthread_mutex_unlock(&s->wr.mu);
     return rc;
 }
 
@@ -1091,28 +1219,25 @@ static cm_err_t next_due_row(sqlite3_stmt *st, void *arg)
     return CM_OK;
 }
 
-cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, int64_t now_ms, int64_t lease_ms,
-                                 gw_job_t *job, int64_t *next_due_ms)
+typedef struct {
+    int64_t done_id, now_ms, lease_ms;
+    gw_job_t *job;
+    int64_t *next_due_ms;
+    int claimed;
+} claim_t;
+
+static cm_err_t claim_tx(sqlite3 *db, void *arg)
 {
-    sqlite3 *db = s->wr.db;
+    claim_t *c = arg;
+    gw_job_t *job = c->job;
     cm_err_t rc = CM_OK;
-    int claimed = 0, rows = 0;
-    memset(job, 0, sizeof *job);
-    cm_buf_init(&job->body, 64u << 20);
-    *next_due_ms = -1;
-    writer_lock_low(s);
-    writer_sync(s, 0);
-    /* The claim and the read of its body are one transaction: if the read fails, the job
-     * must not be left 'running' with nobody working on it (that would block its entity
-     * until the next restart). */
-    int in_tx = gw_sq_exec(db, "BEGIN IMMEDIATE", GW_SQ_NO_ARGS, NULL) == CM_OK;
-    if (!in_tx)
-        rc = CM_ESTORE;
+    int rows = 0;
     /* The finished job's outcome rides in this transaction: one commit, and the same
      * pages of jobs and its index, instead of a transaction of its own. Done first, so the
      * claim below already sees its entity free. */
-    if (!rc && done_id > 0)
-        rc = gw_sq_exec(db, job_done_sql, GW_SQ_ARGS(gw_sq_int(now_ms), gw_sq_int(done_id)), NULL);
+    if (c->done_id > 0)
+        rc = gw_sq_exec(db, job_done_sql, GW_SQ_ARGS(gw_sq_int(c->now_ms), gw_sq_int(c->done_id)),
+                        NULL);
     /* A job whose entity already has one running waits: per-entity serialisation. */
     if (!rc)
         rc = gw_sq_query(db,
@@ -1123,9 +1248,9 @@ cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, int64_t now_ms,
                          "r.state='running' AND r.entity_id=j.entity_id) "
                          "ORDER BY j.next_at_ms, j.id LIMIT 1) "
                          "RETURNING id, event_id, kind, entity_id, tenant_id, attempts",
-                         GW_SQ_ARGS(gw_sq_int(now_ms), gw_sq_int(now_ms + lease_ms)), claimed_row,
-                         job, &claimed);
-    if (!rc && claimed) {
+                         GW_SQ_ARGS(gw_sq_int(c->now_ms), gw_sq_int(c->now_ms + c->lease_ms)),
+                         claimed_row, job, &c->claimed);
+    if (!rc && c->claimed) {
         rc = gw_sq_query(db, "SELECT body, headers FROM events WHERE id=?1",
                          GW_SQ_ARGS(gw_sq_int(job->event_id)), body_row, job, &rows);
         if (!rc && rows != 1) {
@@ -1137,18 +1262,30 @@ cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, int64_t now_ms,
         /* Due jobs held back by a running entity are not counted: the worker finishing
          * that entity's job wakes the others. Not knowing the next due time is no reason
          * to undo the done above: the caller then polls as with none. */
-        if (gw_sq_query(db,
-                        "SELECT MIN(next_at_ms) FROM jobs WHERE state='pending' AND next_at_ms>?1",
-                        GW_SQ_ARGS(gw_sq_int(now_ms)), next_due_row, next_due_ms, NULL) != CM_OK)
-            *next_due_ms = -1;
+        if (gw_sq_query(
+                db, "SELECT MIN(next_at_ms) FROM jobs WHERE state='pending' AND next_at_ms>?1",
+                GW_SQ_ARGS(gw_sq_int(c->now_ms)), next_due_row, c->next_due_ms, NULL) != CM_OK)
+            *c->next_due_ms = -1;
     }
-    if (in_tx && gw_sq_exec(db, rc ? "ROLLBACK" : "COMMIT", GW_SQ_NO_ARGS, NULL) != CM_OK && !rc) {
-        (void)gw_sq_exec(db, "ROLLBACK", GW_SQ_NO_ARGS, NULL);
-        rc = CM_ESTORE;
-    }
-    pthread_mutex_unlock(&s->wr.mu);
-    /* Nothing to claim changed nothing but the done, which is committed. */
-    if (!rc && !claimed)
+    return rc;
+}
+
+cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, int64_t now_ms, int64_t lease_ms,
+                                 gw_job_t *job, int64_t *next_due_ms)
+{
+    claim_t c = {.done_id = done_id,
+                 .now_ms = now_ms,
+                 .lease_ms = lease_ms,
+                 .job = job,
+                 .next_due_ms = next_due_ms};
+    memset(job, 0, sizeof *job);
+    cm_buf_init(&job->body, 64u << 20);
+    *next_due_ms = -1;
+    /* The claim and the read of its body are one transaction: if the read fails, the job
+     * must not be left 'running' with nobody working on it (that would block its entity
+     * until the next restart). Nothing to claim is no failure: the done is committed. */
+    cm_err_t rc = gw_sq_write(s, GW_SQ_BOOKKEEPING, claim_tx, &c);
+    if (!rc && !c.claimed)
         rc = CM_ENOTFOUND;
     if (rc != CM_OK)
         gw_store_job_free(job);
@@ -1188,56 +1325,105 @@ cm_err_t gw_store_job_dead(gw_store_t *s, int64_t job_id, const char *reason, in
                             NULL);
 }
 
-/* gw_store_entity_set's statement; gw_store_saga_put and gw_store_job_dead_call run it
- * too. */
-static const char entity_set_sql[] =
-    "INSERT INTO entities(kind,id,tenant_id,state,ref,error,updated_at_ms) "
-    "VALUES(?,?,?,?,?,?,?) ON CONFLICT(kind,id) DO UPDATE SET "
-    "tenant_id=COALESCE(excluded.tenant_id,entities.tenant_id), "
-    "state=excluded.state, ref=COALESCE(excluded.ref,entities.ref), "
-    "error=excluded.error, updated_at_ms=excluded.updated_at_ms";
+/* Sets an entity as gw_store_entity_set does, inside the caller's transaction on db (the
+ * writer). gw_store_saga_put and gw_store_job_dead_call set the call with their own rows. */
+static cm_err_t gw_sq_entity_set(sqlite3 *db, const char *kind, const char *id,
+                                 const char *tenant_id, const char *state, const char *ref,
+                                 const char *error, int64_t now_ms)
+{
+    return gw_sq_exec(db,
+                      "INSERT INTO entities(kind,id,tenant_id,state,ref,error,updated_at_ms) "
+                      "VALUES(?,?,?,?,?,?,?) ON CONFLICT(kind,id) DO UPDATE SET "
+                      "tenant_id=COALESCE(excluded.tenant_id,entities.tenant_id), "
+                      "state=excluded.state, ref=COALESCE(excluded.ref,entities.ref), "
+                      "error=excluded.error, updated_at_ms=excluded.updated_at_ms",
+                      GW_SQ_ARGS(gw_sq_text(kind), gw_sq_text(id), gw_sq_text(tenant_id),
+                                 gw_sq_text(state), gw_sq_text(ref), gw_sq_text(error),
+                                 gw_sq_int(now_ms)),
+                      NULL);
+}
+
+typedef struct {
+    const char *kind, *id, *tenant_id, *state, *ref, *error;
+    int64_t now_ms;
+} entity_set_t;
+
+static cm_err_t entity_set_tx(sqlite3 *db, void *arg)
+{
+    entity_set_t *e = arg;
+    return gw_sq_entity_set(db, e->kind, e->id, e->tenant_id, e->state, e->ref, e->error,
+                            e->now_ms);
+}
+
+cm_err_t gw_store_entity_set(gw_store_t *s, const char *kind, const char *id, const char *tenant_id,
+                             const char *state, const char *ref, const char *error, int64_t now_ms)
+{
+    entity_set_t e = {.kind = kind,
+                      .id = id,
+                      .tenant_id = tenant_id,
+                      .state = state,
+                      .ref = ref,
+                      .error = error,
+                      .now_ms = now_ms};
+    return gw_sq_write(s, GW_SQ_BOOKKEEPING, entity_set_tx, &e);
+}
+
+typedef struct {
+    int64_t job_id, now_ms;
+    const char *reason, *call_id, *tenant_id, *call_state;
+} dead_call_t;
+
+static cm_err_t dead_call_tx(sqlite3 *db, void *arg)
+{
+    dead_call_t *d = arg;
+    cm_err_t rc = gw_sq_exec(
+        db, job_dead_sql,
+        GW_SQ_ARGS(gw_sq_text(d->reason), gw_sq_int(d->now_ms), gw_sq_int(d->job_id)), NULL);
+    /* The call's view changes with the dead letter or not at all: written apart, a reader
+     * saw the job dead and the call unchanged, and a failed second write left it so. */
+    if (!rc)
+        rc = gw_sq_entity_set(db, "call", d->call_id, d->tenant_id, d->call_state, NULL, d->reason,
+                              d->now_ms);
+    return rc;
+}
 
 cm_err_t gw_store_job_dead_call(gw_store_t *s, int64_t job_id, const char *reason,
                                 const char *call_id, const char *tenant_id, const char *call_state,
                                 int64_t now_ms)
 {
-    sqlite3 *db = s->wr.db;
-    cm_err_t rc = CM_OK;
-    writer_lock_low(s);
-    writer_sync(s, 0);
-    int in_tx = gw_sq_exec(db, "BEGIN IMMEDIATE", GW_SQ_NO_ARGS, NULL) == CM_OK;
-    if (!in_tx)
-        rc = CM_ESTORE;
-    if (!rc)
-        rc = gw_sq_exec(db, job_dead_sql,
-                        GW_SQ_ARGS(gw_sq_text(reason), gw_sq_int(now_ms), gw_sq_int(job_id)), NULL);
-    /* The call's view changes with the dead letter or not at all: written apart, a reader
-     * saw the job dead and the call unchanged, and a failed second write left it so. */
-    if (!rc)
-        rc = gw_sq_exec(db, entity_set_sql,
-                        GW_SQ_ARGS(gw_sq_text("call"), gw_sq_text(call_id), gw_sq_text(tenant_id),
-                                   gw_sq_text(call_state), gw_sq_null(), gw_sq_text(reason),
-                                   gw_sq_int(now_ms)),
-                        NULL);
-    if (in_tx && gw_sq_exec(db, rc ? "ROLLBACK" : "COMMIT", GW_SQ_NO_ARGS, NULL) != CM_OK && !rc) {
-        (void)gw_sq_exec(db, "ROLLBACK", GW_SQ_NO_ARGS, NULL);
-        rc = CM_ESTORE;
-    }
-    pthread_mutex_unlock(&s->wr.mu);
-    return rc;
+    dead_call_t d = {.job_id = job_id,
+                     .now_ms = now_ms,
+                     .reason = reason,
+                     .call_id = call_id,
+                     .tenant_id = tenant_id,
+                     .call_state = call_state};
+    return gw_sq_write(s, GW_SQ_BOOKKEEPING, dead_call_tx, &d);
 }
 
-/* Moves a dead job to new_state; tells a missing job from one in another state. */
-static cm_err_t move_dead(gw_store_t *s, int64_t job_id, const char *sql, int64_t now_ms)
+typedef struct {
+    const char *sql; /* the move, with ?1 now_ms and ?2 the job */
+    int64_t job_id, now_ms;
+} move_dead_t;
+
+static cm_err_t move_dead_tx(sqlite3 *db, void *arg)
 {
+    move_dead_t *m = arg;
     int changed = 0, rows = 0;
     cm_err_t rc =
-        gw_sq_write_stmt(s, sql, GW_SQ_ARGS(gw_sq_int(now_ms), gw_sq_int(job_id)), &changed);
+        gw_sq_exec(db, m->sql, GW_SQ_ARGS(gw_sq_int(m->now_ms), gw_sq_int(m->job_id)), &changed);
     if (rc || changed)
         return rc;
-    rc = gw_sq_read(s, "SELECT 1 FROM jobs WHERE id=?1", GW_SQ_ARGS(gw_sq_int(job_id)), NULL, NULL,
-                    &rows);
+    rc = gw_sq_query(db, "SELECT 1 FROM jobs WHERE id=?1", GW_SQ_ARGS(gw_sq_int(m->job_id)), NULL,
+                     NULL, &rows);
     return rc ? rc : rows ? CM_ESTATE : CM_ENOTFOUND;
+}
+
+/* Moves a dead job by sql; tells a missing job from one in another state, in the same
+ * transaction. */
+static cm_err_t move_dead(gw_store_t *s, int64_t job_id, const char *sql, int64_t now_ms)
+{
+    move_dead_t m = {.sql = sql, .job_id = job_id, .now_ms = now_ms};
+    return gw_sq_write(s, GW_SQ_BOOKKEEPING, move_dead_tx, &m);
 }
 
 cm_err_t gw_store_job_replay(gw_store_t *s, int64_t job_id, int64_t now_ms)
@@ -1262,21 +1448,33 @@ static cm_err_t first_int64_row(sqlite3_stmt *st, void *arg)
     return CM_OK;
 }
 
-cm_err_t gw_store_event_rerun(gw_store_t *s, int64_t event_id, int64_t now_ms, int64_t *job_id)
+typedef struct {
+    int64_t event_id, now_ms;
+    int64_t *job_id;
+} rerun_t;
+
+static cm_err_t rerun_tx(sqlite3 *db, void *arg)
 {
+    rerun_t *r = arg;
     int rows = 0;
-    *job_id = -1;
-    writer_lock_low(s);
-    writer_sync(s, 0);
-    cm_err_t rc = gw_sq_query(s->wr.db,
+    cm_err_t rc = gw_sq_query(db,
                               "INSERT INTO jobs(event_id,kind,entity_id,tenant_id,state,next_at_ms,"
                               "created_at_ms,updated_at_ms) SELECT id, job_kind, entity_id, "
                               "tenant_id, 'pending', ?1, ?1, ?1 FROM events WHERE id=?2 AND "
                               "job_kind IS NOT NULL RETURNING id",
-                              GW_SQ_ARGS(gw_sq_int(now_ms), gw_sq_int(event_id)), first_int64_row,
-                              job_id, &rows);
-    pthread_mutex_unlock(&s->wr.mu);
+                              GW_SQ_ARGS(gw_sq_int(r->now_ms), gw_sq_int(r->event_id)),
+                              first_int64_row, r->job_id, &rows);
     return rc ? rc : rows ? CM_OK : CM_ENOTFOUND;
+}
+
+cm_err_t gw_store_event_rerun(gw_store_t *s, int64_t event_id, int64_t now_ms, int64_t *job_id)
+{
+    rerun_t r = {.event_id = event_id, .now_ms = now_ms, .job_id = job_id};
+    *job_id = -1;
+    cm_err_t rc = gw_sq_write(s, GW_SQ_BOOKKEEPING, rerun_tx, &r);
+    if (rc)
+        *job_id = -1;
+    return rc;
 }
 
 static cm_err_t queue_row(sqlite3_stmt *st, void *arg)
@@ -1302,16 +1500,6 @@ cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *q)
     memset(q, 0, sizeof *q);
     return gw_sq_read(s, "SELECT state, COUNT(*) FROM jobs GROUP BY state", GW_SQ_NO_ARGS,
                       queue_row, q, NULL);
-}
-
-cm_err_t gw_store_entity_set(gw_store_t *s, const char *kind, const char *id, const char *tenant_id,
-                             const char *state, const char *ref, const char *error, int64_t now_ms)
-{
-    return gw_sq_write_stmt(s, entity_set_sql,
-                            GW_SQ_ARGS(gw_sq_text(kind), gw_sq_text(id), gw_sq_text(tenant_id),
-                                       gw_sq_text(state), gw_sq_text(ref), gw_sq_text(error),
-                                       gw_sq_int(now_ms)),
-                            NULL);
 }
 
 cm_err_t gw_store_entity_merge(gw_store_t *s, const char *kind, const char *id,
@@ -1468,56 +1656,56 @@ static const char *nz(const char *v)
     return v && *v ? v : NULL;
 }
 
-cm_err_t gw_store_saga_put(gw_store_t *s, const gw_saga_t *sg, const char *step, const char *phase,
-                           const char *detail, int64_t now_ms)
+typedef struct {
+    const gw_saga_t *sg;
+    const char *step, *phase, *detail;
+    int64_t now_ms;
+} saga_put_t;
+
+static cm_err_t saga_put_tx(sqlite3 *db, void *arg)
 {
-    sqlite3 *db = s->wr.db;
-    writer_lock_low(s);
-    /* The saga's state is what makes a restart resume correctly, so unlike other
-     * bookkeeping it is committed with the configured durability. */
-    writer_sync(s, s->sync_full);
-    cm_err_t rc = gw_sq_exec(db, "BEGIN IMMEDIATE", GW_SQ_NO_ARGS, NULL);
-    if (!rc)
-        rc = gw_sq_exec(
-            db,
-            "INSERT INTO sagas(id,tenant_id,state,reason,final,booking_uid,"
-            "payment_intent,wanted_ms,start_ms,tries,deadline_ms,refunded,"
-            "cancelled,created_at_ms,updated_at_ms) "
-            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE "
-            "SET state=excluded.state, reason=excluded.reason, "
-            "final=excluded.final, booking_uid=excluded.booking_uid, "
-            "payment_intent=excluded.payment_intent, "
-            "start_ms=excluded.start_ms, tries=excluded.tries, "
-            "refunded=excluded.refunded, cancelled=excluded.cancelled, "
-            "updated_at_ms=excluded.updated_at_ms",
-            GW_SQ_ARGS(
-                gw_sq_text(sg->id), gw_sq_text(nz(sg->tenant_id)), gw_sq_text(sg->state),
-                gw_sq_text(nz(sg->reason)), gw_sq_text(nz(sg->final)),
-                gw_sq_text(nz(sg->booking_uid)), gw_sq_text(nz(sg->payment_intent)),
-                gw_sq_int(sg->wanted_ms), gw_sq_int(sg->start_ms), gw_sq_int(sg->tries),
-                gw_sq_int(sg->deadline_ms), gw_sq_int(sg->refunded), gw_sq_int(sg->cancelled),
-                gw_sq_int(sg->created_at_ms ? sg->created_at_ms : now_ms), gw_sq_int(now_ms)),
-            NULL);
-    if (!rc && step)
+    saga_put_t *a = arg;
+    const gw_saga_t *sg = a->sg;
+    cm_err_t rc = gw_sq_exec(
+        db,
+        "INSERT INTO sagas(id,tenant_id,state,reason,final,booking_uid,"
+        "payment_intent,wanted_ms,start_ms,tries,deadline_ms,refunded,"
+        "cancelled,created_at_ms,updated_at_ms) "
+        "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE "
+        "SET state=excluded.state, reason=excluded.reason, "
+        "final=excluded.final, booking_uid=excluded.booking_uid, "
+        "payment_intent=excluded.payment_intent, "
+        "start_ms=excluded.start_ms, tries=excluded.tries, "
+        "refunded=excluded.refunded, cancelled=excluded.cancelled, "
+        "updated_at_ms=excluded.updated_at_ms",
+        GW_SQ_ARGS(gw_sq_text(sg->id), gw_sq_text(nz(sg->tenant_id)), gw_sq_text(sg->state),
+                   gw_sq_text(nz(sg->reason)), gw_sq_text(nz(sg->final)),
+                   gw_sq_text(nz(sg->booking_uid)), gw_sq_text(nz(sg->payment_intent)),
+                   gw_sq_int(sg->wanted_ms), gw_sq_int(sg->start_ms), gw_sq_int(sg->tries),
+                   gw_sq_int(sg->deadline_ms), gw_sq_int(sg->refunded), gw_sq_int(sg->cancelled),
+                   gw_sq_int(sg->created_at_ms ? sg->created_at_ms : a->now_ms),
+                   gw_sq_int(a->now_ms)),
+        NULL);
+    if (!rc && a->step)
         rc = gw_sq_exec(db,
                         "INSERT INTO saga_steps(saga_id,step,phase,detail,at_ms) "
                         "VALUES(?,?,?,?,?)",
-                        GW_SQ_ARGS(gw_sq_text(sg->id), gw_sq_text(step), gw_sq_text(phase),
-                                   gw_sq_text(detail), gw_sq_int(now_ms)),
+                        GW_SQ_ARGS(gw_sq_text(sg->id), gw_sq_text(a->step), gw_sq_text(a->phase),
+                                   gw_sq_text(a->detail), gw_sq_int(a->now_ms)),
                         NULL);
     if (!rc && sg->call_state[0])
-        rc = gw_sq_exec(db, entity_set_sql,
-                        GW_SQ_ARGS(gw_sq_text("call"), gw_sq_text(sg->id),
-                                   gw_sq_text(nz(sg->tenant_id)), gw_sq_text(sg->call_state),
-                                   gw_sq_text(nz(sg->booking_uid)), gw_sq_text(nz(sg->reason)),
-                                   gw_sq_int(now_ms)),
-                        NULL);
-    if (!rc)
-        rc = gw_sq_exec(db, "COMMIT", GW_SQ_NO_ARGS, NULL);
-    if (rc)
-        (void)gw_sq_exec(db, "ROLLBACK", GW_SQ_NO_ARGS, NULL);
-    pthread_mutex_unlock(&s->wr.mu);
+        rc = gw_sq_entity_set(db, "call", sg->id, nz(sg->tenant_id), sg->call_state,
+                              nz(sg->booking_uid), nz(sg->reason), a->now_ms);
     return rc;
+}
+
+cm_err_t gw_store_saga_put(gw_store_t *s, const gw_saga_t *sg, const char *step, const char *phase,
+                           const char *detail, int64_t now_ms)
+{
+    saga_put_t a = {.sg = sg, .step = step, .phase = phase, .detail = detail, .now_ms = now_ms};
+    /* The saga's state is what makes a restart resume correctly, so unlike other
+     * bookkeeping it is committed with the configured durability. */
+    return gw_sq_write(s, GW_SQ_DURABLE, saga_put_tx, &a);
 }
 
 static cm_err_t intent_row(sqlite3_stmt *st, void *arg)
