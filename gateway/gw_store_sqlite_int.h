@@ -208,4 +208,15 @@ cm_err_t gw_sq_write(gw_store_t *s, gw_sq_sync_t sync, gw_sq_tx_fn fn, void *arg
  * changed. */
 cm_err_t gw_sq_write_stmt(gw_store_t *s, const char *sql, gw_sq_args_t args, int *changes) CM_WUR;
 
+/* ---- ingest (gw_store_sqlite_ingest.c) ---------------------------------------------- */
+
+/* From gw_store_open, once the connections are open and the schema is current: opens
+ * the WAL for the syncer (sync_full only; path is the database's), prepares the ingest
+ * statements and starts the checkpointer, the syncer and the committer. On error what
+ * was started is left for gw_sq_ingest_stop. */
+cm_err_t gw_sq_ingest_start(gw_store_t *s, const char *path, char *err) CM_WUR;
+/* From gw_store_close: stops intake (gw_store_stop_intake) and the checkpointer, and
+ * releases what gw_sq_ingest_start took. Safe after a failed or partial start. */
+void gw_sq_ingest_stop(gw_store_t *s);
+
 #endif
