@@ -219,4 +219,12 @@ cm_err_t gw_sq_ingest_start(gw_store_t *s, const char *path, char *err) CM_WUR;
  * releases what gw_sq_ingest_start took. Safe after a failed or partial start. */
 void gw_sq_ingest_stop(gw_store_t *s);
 
+/* ---- entities (gw_store_sqlite_sagas.c) --------------------------------------------- */
+
+/* Sets an entity as gw_store_entity_set does, inside the caller's transaction on db (the
+ * writer): gw_store_saga_put and gw_store_job_dead_call set the call with their rows. */
+cm_err_t gw_sq_entity_set(sqlite3 *db, const char *kind, const char *id, const char *tenant_id,
+                          const char *state, const char *ref, const char *error,
+                          int64_t now_ms) CM_WUR;
+
 #endif
