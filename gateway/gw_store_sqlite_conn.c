@@ -1,4 +1,12 @@
-/* gw_store_sqlite.c - gw_store.h on SQLite (WAL, one file) with group commit. */
+/* gw_store_sqlite_conn.c - gw_store.h on SQLite (WAL, one file): opening and closing the
+ * store, the connections and their pragmas, the schema and its versions.
+ *
+ * gw_store_open opens the writer, migrates the schema on it (one transaction: a failed
+ * step leaves the file as it was; a newer schema is refused with CM_ESTATE), opens the
+ * read and checkpoint connections and starts the intake (gw_store_sqlite_ingest.c);
+ * gw_store_close undoes it in reverse. The rest of gw_store.h is implemented by the
+ * other gw_store_sqlite_*.c files (see gw_store_sqlite_int.h).
+ */
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -148,7 +156,7 @@ static void conn_close(conn_t *c)
     pthread_mutex_destroy(&c->mu);
 }
 
-/* ---- open / close ---------------------------------------------------------------- */
+/* ---- schema versions and open / close --------------------------------------------- */
 
 typedef struct {
     int version; /* the database's before the migration, -1 until read */
