@@ -124,7 +124,6 @@ static cm_err_t conn_open(conn_t *c, const char *path, int sync_full, char *err)
 {
     int rc = sqlite3_open_v2(
         path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    pthread_mutex_init(&c->mu, NULL);
     if (rc != SQLITE_OK) {
         cm_errf(err, "%s: %s", path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
         return CM_ESTORE;
@@ -218,6 +217,12 @@ cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *
     *out = NULL;
     if (rc)
         return rc;
+    /* Every lock is made here, before anything can fail: gw_store_close destroys them all,
+     * also after an open that failed half-way (a connection's lock made by its open would
+     * then be destroyed without ever having been made). */
+    pthread_mutex_init(&s->wr.mu, NULL);
+    pthread_mutex_init(&s->rd.mu, NULL);
+    pthread_mutex_init(&s->ck.mu, NULL);
     pthread_mutex_init(&s->qmu, NULL);
     pthread_cond_init(&s->qcv, NULL);
     pthread_mutex_init(&s->prio_mu, NULL);
