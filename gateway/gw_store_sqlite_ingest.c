@@ -292,25 +292,27 @@ cm_err_t gw_store_ingest(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *re
     return rc;
 }
 
+/* Sets *stopping under mu and wakes the thread waiting on cv, then joins it if *started
+ * (cleared, so a second call joins nothing). Each thread ends once it sees *stopping. */
+static void stop_thread(pthread_t t, pthread_mutex_t *mu, pthread_cond_t *cv, int *stopping,
+                        int *started)
+{
+    pthread_mutex_lock(mu);
+    *stopping = 1;
+    pthread_cond_broadcast(cv);
+    int join = *started;
+    *started = 0;
+    pthread_mutex_unlock(mu);
+    if (join)
+        pthread_join(t, NULL);
+}
+
 void gw_store_stop_intake(gw_store_t *s)
 {
-    pthread_mutex_lock(&s->qmu);
-    s->stopping = 1;
-    pthread_cond_broadcast(&s->qcv);
-    int started = s->started;
-    s->started = 0;
-    pthread_mutex_unlock(&s->qmu);
-    if (started)
-        pthread_join(s->committer, NULL);
+    /* stopping also refuses new ingests (gw_store_ingest_async reads it under qmu). */
+    stop_thread(s->committer, &s->qmu, &s->qcv, &s->stopping, &s->started);
     /* The committer has handed over its last batch: the syncer answers it, then ends. */
-    pthread_mutex_lock(&s->smu);
-    s->sync_stopping = 1;
-    pthread_cond_signal(&s->scv);
-    started = s->syncer_started;
-    s->syncer_started = 0;
-    pthread_mutex_unlock(&s->smu);
-    if (started)
-        pthread_join(s->syncer, NULL);
+    stop_thread(s->syncer, &s->smu, &s->scv, &s->sync_stopping, &s->syncer_started);
 }
 
 /* ---- checkpoints ------------------------------------------------------------------ */
@@ -360,18 +362,6 @@ static void *checkpointer_main(void *arg)
             CM_WARN("gw.store", "checkpoint: %s", sqlite3_errmsg(s->ck.db));
     }
     return NULL;
-}
-
-static void checkpointer_stop(gw_store_t *s)
-{
-    pthread_mutex_lock(&s->cmu);
-    s->ckpt_stopping = 1;
-    pthread_cond_signal(&s->ccv);
-    int started = s->ckpt_started;
-    s->ckpt_started = 0;
-    pthread_mutex_unlock(&s->cmu);
-    if (started)
-        pthread_join(s->ckpt, NULL);
 }
 
 /* Starts fn(s) on *t and sets *started, which the stop paths test before joining. */
@@ -424,7 +414,7 @@ cm_err_t gw_sq_ingest_start(gw_store_t *s, const char *path, char *err)
 void gw_sq_ingest_stop(gw_store_t *s)
 {
     gw_store_stop_intake(s);
-    checkpointer_stop(s);
+    stop_thread(s->ckpt, &s->cmu, &s->ccv, &s->ckpt_stopping, &s->ckpt_started);
     sqlite3_finalize(s->st_event);
     sqlite3_finalize(s->st_job);
     sqlite3_finalize(s->st_dup);
