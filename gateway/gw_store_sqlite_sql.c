@@ -159,8 +159,8 @@ static cm_err_t tx(sqlite3 *db, int nested, gw_sq_tx_fn fn, void *arg, char *err
 }
 
 /* IMMEDIATE: the write lock is taken before the body runs, waiting up to the busy
- * timeout; a deferred transaction could meet SQLITE_BUSY_SNAPSHOT half-way, after its
- * reads, when another process wrote in between. */
+ * timeout; a deferred transaction whose body reads before it writes (the migration) could
+ * meet SQLITE_BUSY_SNAPSHOT half-way when another process wrote in between. */
 cm_err_t gw_sq_tx_run(sqlite3 *db, gw_sq_tx_fn fn, void *arg, char *err)
 {
     return tx(db, 0, fn, arg, err);
@@ -240,8 +240,10 @@ static cm_err_t write_stmt_tx(sqlite3 *db, void *arg)
     return gw_sq_exec(db, w->sql, w->args, w->changes);
 }
 
-/* A single statement gets a transaction too: one way to write, and BEGIN IMMEDIATE's lock
- * taken up front (see gw_sq_tx_run). */
+/* A single statement gets an explicit transaction too, though SQLite makes it one anyway
+ * (and retries its lock as such): every write then takes one path, lock, durability,
+ * commit and rollback in one place. The cost is two more cached statements to step, BEGIN
+ * and COMMIT: about 3 us a write here (20000 entity merges: 0.45 -> 0.50 s of CPU). */
 cm_err_t gw_sq_write_stmt(gw_store_t *s, const char *sql, gw_sq_args_t args, int *changes)
 {
     write_stmt_t w = {.sql = sql, .args = args, .changes = changes};
