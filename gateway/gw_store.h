@@ -1,8 +1,9 @@
 /* gw_store.h - the gateway's durable store: events, jobs, entities and dead letters.
  *
- * This header is the storage interface; gw_store_sqlite.c implements it on one SQLite file
- * in WAL mode. The SQL is kept portable (INSERT ... ON CONFLICT DO NOTHING, RETURNING,
- * upserts) so a PostgreSQL implementation can serve several gateway instances later.
+ * This header is the storage interface; gw_store_sqlite_*.c implement it on one SQLite
+ * file in WAL mode, one file per concern (listed in gw_store_sqlite_int.h). The SQL is
+ * kept portable (INSERT ... ON CONFLICT DO NOTHING, RETURNING, upserts) so a PostgreSQL
+ * implementation can serve several gateway instances later.
  *
  * Durability contract: an ingest completes only after the event and its job are committed
  * in ONE transaction; callers acknowledge the webhook only after that. Deduplication is the
