@@ -148,6 +148,11 @@ typedef struct {
     int claimed;
 } claim_t;
 
+/* The serialisation key of the job aliased t (SQL): its saga when its entity is a saga's
+ * booking, else its entity. */
+#define GW_SQ_LANE(t)                                                                              \
+    "COALESCE((SELECT s.id FROM sagas s WHERE s.booking_uid=" t ".entity_id), " t ".entity_id)"
+
 static cm_err_t claim_tx(sqlite3 *db, void *arg)
 {
     claim_t *c = arg;
@@ -160,18 +165,24 @@ static cm_err_t claim_tx(sqlite3 *db, void *arg)
     if (c->done_id > 0)
         rc = gw_sq_exec(db, job_done_sql, GW_SQ_ARGS(gw_sq_int(c->now_ms), gw_sq_int(c->done_id)),
                         NULL);
-    /* A job whose entity already has one running waits: per-entity serialisation. */
+    /* A job waits while another of its lane runs. The lane is its entity, or the saga
+     * whose booking that entity is: a Cal.com BOOKING_CANCELLED job (keyed by the booking
+     * uid) and the call's job (keyed by the call id, the saga's id) both act on one saga,
+     * and two workers compensating it at once is what this rules out (issue 14: two
+     * "compensate done" rows in one millisecond). Running jobs are few, and
+     * sagas(booking_uid) is indexed. */
     if (!rc)
-        rc = gw_sq_query(db,
-                         "UPDATE jobs SET state='running', attempts=attempts+1, "
-                         "lease_until_ms=?2, updated_at_ms=?1 WHERE id=(SELECT j.id FROM jobs j "
-                         "WHERE j.state='pending' AND j.next_at_ms<=?1 AND NOT EXISTS "
-                         "(SELECT 1 FROM jobs r WHERE "
-                         "r.state='running' AND r.entity_id=j.entity_id) "
-                         "ORDER BY j.next_at_ms, j.id LIMIT 1) "
-                         "RETURNING id, event_id, kind, entity_id, tenant_id, attempts",
-                         GW_SQ_ARGS(gw_sq_int(c->now_ms), gw_sq_int(c->now_ms + c->lease_ms)),
-                         claimed_row, job, &c->claimed);
+        rc = gw_sq_query(
+            db,
+            "UPDATE jobs SET state='running', attempts=attempts+1, "
+            "lease_until_ms=?2, updated_at_ms=?1 WHERE id=(SELECT j.id FROM jobs j "
+            "WHERE j.state='pending' AND j.next_at_ms<=?1 AND NOT EXISTS "
+            "(SELECT 1 FROM jobs r WHERE r.state='running' AND " GW_SQ_LANE("r") "=" GW_SQ_LANE(
+                "j") ") "
+                     "ORDER BY j.next_at_ms, j.id LIMIT 1) "
+                     "RETURNING id, event_id, kind, entity_id, tenant_id, attempts",
+            GW_SQ_ARGS(gw_sq_int(c->now_ms), gw_sq_int(c->now_ms + c->lease_ms)), claimed_row, job,
+            &c->claimed);
     if (!rc && c->claimed) {
         rc = gw_sq_query(db, "SELECT body, headers FROM events WHERE id=?1",
                          GW_SQ_ARGS(gw_sq_int(job->event_id)), body_row, job, &rows);

@@ -369,6 +369,42 @@ Test(store, one_running_job_per_entity)
     gw_store_job_free(&j2);
 }
 
+/* A booking's job and its call's job act on one saga: while one runs, the other waits,
+ * whichever came first. Another booking's job is not held back. */
+Test(store, one_running_job_per_saga_across_its_call_and_its_booking)
+{
+    gw_ingest_t r;
+    gw_job_t j1, j2;
+    int64_t next;
+    gw_saga_t sg;
+    memset(&sg, 0, sizeof sg);
+    snprintf(sg.id, sizeof sg.id, "call_1");
+    snprintf(sg.tenant_id, sizeof sg.tenant_id, "acme");
+    snprintf(sg.state, sizeof sg.state, "completed");
+    snprintf(sg.booking_uid, sizeof sg.booking_uid, "uid-1");
+    cr_assert_eq(gw_store_saga_put(st, &sg, "confirm", "done", NULL, 1000), CM_OK);
+    gw_event_in_t call = event("a", "{}"), cancel = event("b", "{}"), other = event("c", "{}");
+    cancel.provider = other.provider = "calcom";
+    cancel.entity_id = "uid-1";
+    other.entity_id = "uid-2";
+    cancel.job_kind = other.job_kind = "calcom.booking";
+    cr_assert_eq(gw_store_ingest(st, &cancel, &r), CM_OK);
+    cr_assert_eq(gw_store_ingest(st, &call, &r), CM_OK);
+    cr_assert_eq(gw_store_ingest(st, &other, &r), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j1, &next), CM_OK);
+    cr_assert_str_eq(j1.entity_id, "uid-1");
+    /* call_1's job is due, but its saga is busy with the booking's: uid-2 goes first. */
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j2, &next), CM_OK);
+    cr_assert_str_eq(j2.entity_id, "uid-2");
+    gw_store_job_free(&j2);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j2, &next), CM_ENOTFOUND);
+    cr_assert_eq(gw_store_job_done(st, j1.id, 2001), CM_OK);
+    gw_store_job_free(&j1);
+    cr_assert_eq(gw_store_claim(st, 2002, LEASE, &j2, &next), CM_OK);
+    cr_assert_str_eq(j2.entity_id, "call_1");
+    gw_store_job_free(&j2);
+}
+
 /* The finished job's done and the next claim are one transaction: the claim already sees
  * the entity free, and with nothing left to claim the done is stored all the same. */
 Test(store, done_and_claim_finishes_the_job_and_claims_the_next_in_one_go)
