@@ -1,10 +1,13 @@
 /* gw_main.c - the gateway program: options, start-up order, signals, shutdown. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,6 +59,35 @@ static int check_config(const char *path)
     return 0;
 }
 
+/* One gateway process per SQLite file: at start, gw_store_recover requeues every job left
+ * running, which is right after a crash and wrong if another live process holds them (it
+ * would run them twice). An exclusive lock on DB.lock, held until the process ends, makes
+ * a second instance refuse to start; several instances belong on a shared database
+ * server. Returns the descriptor, or -1 after saying why on stderr. */
+static int instance_lock(const char *db_path)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s.lock", db_path) >= (int)sizeof path) {
+        fprintf(stderr, "gateway: store: path too long: %s\n", db_path);
+        return -1;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "gateway: store: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        fprintf(stderr,
+                "gateway: store: %s: %s (another gateway has this SQLite database open; "
+                "SQLite serves one instance)\n",
+                path, e == EWOULDBLOCK ? "locked" : strerror(e));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static int run(const char *config_path, const char *ready_path)
 {
     gw_config_t *cfg = NULL;
@@ -65,7 +97,7 @@ static int run(const char *config_path, const char *ready_path)
     gw_outbound_t *ob = NULL;
     cm_http_server_t *srv = NULL;
     char err[CM_ERR_LEN] = "";
-    int n = 0, status = 1, requeued = 0;
+    int n = 0, status = 1, requeued = 0, lock_fd = -1;
 
     if (gw_config_load(config_path, &cfg, stderr, &n) != CM_OK) {
         fprintf(stderr, "gateway: refusing to start: %d configuration problem%s in %s\n", n,
@@ -77,6 +109,8 @@ static int run(const char *config_path, const char *ready_path)
         fprintf(stderr, "gateway: cannot create data_dir %s: %s\n", cfg->data_dir, strerror(errno));
         goto out;
     }
+    if ((lock_fd = instance_lock(cfg->db_path)) < 0)
+        goto out;
     if (gw_store_open(cfg->db_path, cfg->store_sync_full, &store, err) != CM_OK) {
         fprintf(stderr, "gateway: store: %s\n", err);
         goto out;
@@ -139,6 +173,8 @@ out:
     gw_outbound_free(&ob);
     gw_obs_free(&obs);
     gw_store_close(&store);
+    if (lock_fd >= 0)
+        close(lock_fd); /* after the store: the next instance may take it over */
     gw_config_free(&cfg);
     return status;
 }
