@@ -43,12 +43,16 @@ typedef struct sc_ctx {
     sc_vars_t *vars;
     cm_http_client_t *http;
     char tmpdir[PATH_MAX];
-    sc_proc_t sim, gw, chaos;  /* chaos: only for scenarios with "chaos" */
-    int link_port[SC_LINKS];   /* the chaos proxy's listening port per link, 0: not proxied */
-    int gw_starts;             /* how many times the gateway was started */
-    int gw_may_exit;           /* expect_exit: the gateway may die by itself until wait_exit */
-    char admin_token[256];     /* never logged */
-    char url[SC_TARGETS][256]; /* base URL per sc_target_t, "" until known */
+    sc_proc_t sim, chaos;    /* chaos: only for scenarios with "chaos" */
+    int link_port[SC_LINKS]; /* the chaos proxy's listening port per link, 0: not proxied */
+    /* The gateway's instances (the scenario's "gateway"."instances", 1 by default); [0] is
+     * the one "to": "gateway" and ${gateway_url} reach. */
+    sc_proc_t gws[SC_GW_MAX];
+    int gw_starts[SC_GW_MAX];   /* how many times each was started */
+    int gw_may_exit[SC_GW_MAX]; /* expect_exit: it may die by itself until wait_exit */
+    int gw_port[SC_GW_MAX];     /* its port while it runs, 0 otherwise */
+    char admin_token[256];      /* never logged */
+    char url[SC_TARGETS][256];  /* base URL per sc_target_t, "" until known */
 
     sc_failure_t fail;
 

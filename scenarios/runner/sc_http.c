@@ -175,3 +175,16 @@ void sc_answer_free(sc_answer_t *a)
     json_decref(a->json);
     memset(a, 0, sizeof *a);
 }
+
+cm_err_t sc_http_send_json(sc_ctx_t *ctx, const char *actor, sc_target_t to, const char *method,
+                           const char *path, const json_t *body, sc_answer_t *a)
+{
+    char *text = cm_json_dumps(body);
+    if (!text)
+        return CM_ENOMEM;
+    sc_http_req_t r = {
+        .to = to, .method = method, .path = path, .body = text, .body_len = strlen(text)};
+    sc_http_do(ctx, actor, &r, 0, a);
+    free(text);
+    return CM_OK;
+}

@@ -57,4 +57,10 @@ const char *sc_answer_show(const sc_answer_t *a, char *out, size_t cap);
 
 void sc_answer_free(sc_answer_t *a);
 
+/* Sends body (JSON, not taken) with method to path on the part to, as actor; *a is the
+ * answer as sc_http_do gives it (free it with sc_answer_free). CM_ENOMEM, *a untouched,
+ * when the body cannot be written; the caller fails the step. */
+cm_err_t sc_http_send_json(sc_ctx_t *ctx, const char *actor, sc_target_t to, const char *method,
+                           const char *path, const json_t *body, sc_answer_t *a) CM_WUR;
+
 #endif

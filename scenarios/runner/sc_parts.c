@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cm_clock.h"
@@ -218,18 +219,40 @@ cm_err_t sc_parts_start_chaos(sc_ctx_t *ctx)
     return rc;
 }
 
-/* Points the chaos proxy's gateway link at the gateway just started. */
+const char *sc_parts_gw_actor(int inst, char out[8])
+{
+    if (inst == 0)
+        snprintf(out, 8, "gw");
+    else
+        snprintf(out, 8, "gw%d", inst % 100);
+    return out;
+}
+
+/* Points the chaos proxy's gateway link at the instances running now (one: "upstream";
+ * several: "upstreams", taken in turn per connection, as a load balancer would). */
 static cm_err_t relink_gateway(sc_ctx_t *ctx)
 {
-    char body[128], path[64], shown[SC_HTTP_SHOW + 128];
-    snprintf(body, sizeof body, "{\"upstream\":\"%s\"}",
-             ctx->url[SC_TO_GATEWAY] + strlen("http://"));
+    char path[64], shown[SC_HTTP_SHOW + 128];
+    json_t *ups = json_array(), *body = NULL;
+    for (int g = 0; ups && g < SC_GW_MAX; g++) {
+        char hp[32];
+        snprintf(hp, sizeof hp, "127.0.0.1:%d", ctx->gw_port[g]);
+        if (ctx->gw_port[g] && json_array_append_new(ups, json_string(hp)))
+            break;
+    }
+    if (ups && json_array_size(ups) == 1)
+        body = json_pack("{s:O}", "upstream", json_array_get(ups, 0));
+    else if (ups && json_array_size(ups) > 1)
+        body = json_pack("{s:O}", "upstreams", ups);
+    json_decref(ups);
+    if (!body) /* none running (all stopped): the link keeps the last, which refuses */
+        return CM_OK;
     snprintf(path, sizeof path, "/links/%s", sc_link_names[SC_LINK_GATEWAY]);
-    sc_http_req_t r = {
-        .to = SC_TO_CHAOS, .method = "PUT", .path = path, .body = body, .body_len = strlen(body)};
     sc_answer_t a;
-    cm_err_t rc = CM_OK;
-    sc_http_do(ctx, "runner", &r, 0, &a);
+    cm_err_t rc = sc_http_send_json(ctx, "runner", SC_TO_CHAOS, "PUT", path, body, &a);
+    json_decref(body);
+    if (rc)
+        return sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
     if (a.transport != CM_OK || a.status != 200)
         rc = sc_fail(ctx, RP_ERRORED, "startup", "PUT %s: expected 200, got %s", path,
                      sc_answer_show(&a, shown, sizeof shown));
@@ -237,9 +260,11 @@ static cm_err_t relink_gateway(sc_ctx_t *ctx)
     return rc;
 }
 
-/* Expands a gateway config (rel: the scenario's when NULL) into DIR/gateway.json
- * (DIR/gateway-N.json for the Nth start, so a kept dir shows each). */
-static cm_err_t write_gateway_config(sc_ctx_t *ctx, const char *rel, char *out, size_t cap)
+/* Expands a gateway config (rel: the scenario's when NULL) for instance inst into
+ * DIR/gateway.json (DIR/gateway-N.json for the Nth start, so a kept dir shows each;
+ * DIR/gateway<inst>... for the other instances). */
+static cm_err_t write_gateway_config(sc_ctx_t *ctx, int inst, const char *rel, char *out,
+                                     size_t cap)
 {
     char src[PATH_MAX], err[SC_ERR_LEN];
     char *text = NULL, *expanded = NULL;
@@ -254,9 +279,12 @@ static cm_err_t write_gateway_config(sc_ctx_t *ctx, const char *rel, char *out, 
         return sc_fail(ctx, RP_ERRORED, "startup", "gateway config %s: %s", src, err);
     }
     free(text);
-    int n = ctx->gw_starts <= 1
-                ? snprintf(out, cap, "%s/gateway.json", ctx->tmpdir)
-                : snprintf(out, cap, "%s/gateway-%d.json", ctx->tmpdir, ctx->gw_starts);
+    char tag[8] = "";
+    if (inst)
+        snprintf(tag, sizeof tag, "%d", inst % 100);
+    int n = ctx->gw_starts[inst] <= 1 ? snprintf(out, cap, "%s/gateway%s.json", ctx->tmpdir, tag)
+                                      : snprintf(out, cap, "%s/gateway%s-%d.json", ctx->tmpdir, tag,
+                                                 ctx->gw_starts[inst]);
     if (n >= (int)cap) {
         free(expanded);
         return sc_fail(ctx, RP_ERRORED, "startup", "temp dir path too long");
@@ -271,43 +299,72 @@ static cm_err_t write_gateway_config(sc_ctx_t *ctx, const char *rel, char *out, 
 
 static cm_err_t connect_webhook(sc_ctx_t *ctx);
 
-cm_err_t sc_parts_gateway_start(sc_ctx_t *ctx, const char *config_rel)
+/* ${data_dir} for instance inst: DIR/data for the first, DIR/data<inst> (made here) for the
+ * others, so instances on a file store do not share it (SQLite serves one process; a
+ * shared store is a database server the config names). */
+static cm_err_t instance_data_dir(sc_ctx_t *ctx, int inst)
 {
-    char config[PATH_MAX + 16], ready_path[PATH_MAX + 16], err[CM_ERR_LEN];
+    char path[PATH_MAX + 16];
+    if (inst == 0)
+        snprintf(path, sizeof path, "%s/data", ctx->tmpdir);
+    else
+        snprintf(path, sizeof path, "%s/data%d", ctx->tmpdir, inst);
+    if (inst && mkdir(path, 0700) != 0 && errno != EEXIST)
+        return sc_fail(ctx, RP_ERRORED, "startup", "cannot create %s: %s", path, strerror(errno));
+    if (sc_vars_set_str(ctx->vars, "data_dir", path) ||
+        sc_vars_set_int(ctx->vars, "instance", inst))
+        return sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+    return CM_OK;
+}
+
+cm_err_t sc_parts_gateway_start(sc_ctx_t *ctx, int inst, const char *config_rel)
+{
+    char config[PATH_MAX + 16], ready_path[PATH_MAX + 16], err[CM_ERR_LEN], actor[8];
     char *env[SC_MAX_ENV + 4] = {NULL};
     size_t nenv = 0;
     json_t *ready = NULL;
-    if (ctx->gw.pid > 0 && sc_proc_running(&ctx->gw))
+    sc_proc_t *gw = &ctx->gws[inst];
+    sc_parts_gw_actor(inst, actor);
+    if (gw->pid > 0 && sc_proc_running(gw))
         return sc_fail(ctx, RP_FAILED, "invalid",
-                       "the gateway is running (pid %d): stop or kill it before starting it",
-                       (int)ctx->gw.pid);
-    ctx->gw_starts++;
-    cm_err_t rc = write_gateway_config(ctx, config_rel, config, sizeof config);
+                       "the gateway%s%s is running (pid %d): stop or kill it before starting it",
+                       inst ? " instance " : "", inst ? actor + 2 : "", (int)gw->pid);
+    ctx->gw_starts[inst]++;
+    cm_err_t rc = instance_data_dir(ctx, inst);
+    if (!rc)
+        rc = write_gateway_config(ctx, inst, config_rel, config, sizeof config);
+    /* The variables go back to the first instance's, which steps see. */
+    if (inst) {
+        cm_err_t back = instance_data_dir(ctx, 0);
+        rc = rc ? rc : back;
+    }
     if (rc)
         return rc;
     /* A killed gateway leaves its ready file behind: it must not pass for the new one. */
-    snprintf(ready_path, sizeof ready_path, "%s/gw.ready", ctx->tmpdir);
+    snprintf(ready_path, sizeof ready_path, "%s/%s.ready", ctx->tmpdir, actor);
     if (unlink(ready_path) != 0 && errno != ENOENT)
         return sc_fail(ctx, RP_ERRORED, "startup", "cannot remove %s: %s", ready_path,
                        strerror(errno));
-    if (ctx->gw_starts > 1) {
-        /* The log continues in gw.log; a marker line shows where each instance begins. */
+    if (ctx->gw_starts[inst] > 1) {
+        /* The log continues in gw.log; a marker line shows where each process begins. */
         char log[PATH_MAX + 16];
-        snprintf(log, sizeof log, "%s/gw.log", ctx->tmpdir);
+        snprintf(log, sizeof log, "%s/%s.log", ctx->tmpdir, actor);
         FILE *f = fopen(log, "a");
         if (f) {
-            fprintf(f, "=== scenario runner: gateway start #%d, config %s ===\n", ctx->gw_starts,
-                    config);
+            fprintf(f, "=== scenario runner: gateway start #%d, config %s ===\n",
+                    ctx->gw_starts[inst], config);
             fclose(f);
         }
     }
 
-    /* A fresh admin token per run: the gateway reads it from the environment (the config
-     * says {"env":"GW_ADMIN_TOKEN"}), we send it as Bearer on /admin/ requests. */
+    /* A fresh admin token per run, the same for every instance: the gateway reads it from
+     * the environment (the config says {"env":"GW_ADMIN_TOKEN"}), we send it as Bearer on
+     * /admin/ requests. */
     unsigned char raw[16];
-    if (cm_random_bytes(raw, sizeof raw) != 0)
+    if (!*ctx->admin_token && cm_random_bytes(raw, sizeof raw) != 0)
         return sc_fail(ctx, RP_ERRORED, "startup", "no random bytes for the admin token");
-    cm_hex_encode(raw, sizeof raw, ctx->admin_token);
+    if (!*ctx->admin_token)
+        cm_hex_encode(raw, sizeof raw, ctx->admin_token);
     size_t len = strlen("GW_ADMIN_TOKEN=") + sizeof ctx->admin_token;
     if (!(env[nenv] = malloc(len)))
         return sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
@@ -337,7 +394,7 @@ cm_err_t sc_parts_gateway_start(sc_ctx_t *ctx, const char *config_rel)
     if (!rc) {
         const char *argv[] = {ctx->opts->gateway, "--config", config,
                               "--ready-file",     ready_path, NULL};
-        rc = start_child(ctx, &ctx->gw, "gateway", "gw", argv, (const char *const *)env, ready_path,
+        rc = start_child(ctx, gw, "gateway", actor, argv, (const char *const *)env, ready_path,
                          &ready);
     }
     for (size_t i = 0; i < nenv; i++)
@@ -349,7 +406,13 @@ cm_err_t sc_parts_gateway_start(sc_ctx_t *ctx, const char *config_rel)
     if (!port)
         return sc_fail(ctx, RP_ERRORED, "startup",
                        "the gateway's ready file has no valid \"port\"");
-    if (set_endpoint(ctx, SC_TO_GATEWAY, "gateway", port))
+    char var[32], url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    snprintf(var, sizeof var, "gateway_url_%d", inst);
+    ctx->gw_port[inst] = port;
+    if ((inst == 0 && set_endpoint(ctx, SC_TO_GATEWAY, "gateway", port)) ||
+        sc_vars_set_str(ctx->vars, var, url) ||
+        (snprintf(var, sizeof var, "gateway_port_%d", inst), sc_vars_set_int(ctx->vars, var, port)))
         return sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
     if (ctx->link_port[SC_LINK_GATEWAY] && (rc = relink_gateway(ctx)) != CM_OK)
         return rc;
@@ -464,69 +527,83 @@ void sc_parts_stop(sc_ctx_t *ctx, sc_proc_t *p, const char *actor)
     }
 }
 
-cm_err_t sc_parts_gateway_stop(sc_ctx_t *ctx, const char *label)
+/* The instance is gone (stopped, killed, exited): its URL and port are forgotten, and the
+ * chaos proxy's gateway link sends new connections to the others. */
+static void instance_gone(sc_ctx_t *ctx, int inst)
 {
-    char err[CM_ERR_LEN];
-    if (ctx->gw.pid <= 0)
+    ctx->gws[inst].pid = 0;
+    ctx->gw_port[inst] = 0;
+    if (inst == 0)
+        ctx->url[SC_TO_GATEWAY][0] = '\0';
+    if (ctx->link_port[SC_LINK_GATEWAY])
+        (void)relink_gateway(ctx); /* a failure is recorded; the step goes on */
+}
+
+cm_err_t sc_parts_gateway_stop(sc_ctx_t *ctx, int inst, const char *label)
+{
+    char err[CM_ERR_LEN], actor[8];
+    sc_proc_t *gw = &ctx->gws[inst];
+    if (gw->pid <= 0)
         return sc_fail(ctx, RP_FAILED, "invalid",
                        "%s: the gateway is not running (nothing to stop)", label);
     int64_t t = cm_clock_mono_ms();
-    cm_err_t rc = sc_proc_stop(&ctx->gw, SC_STOP_GRACE_MS, err);
-    ctx->url[SC_TO_GATEWAY][0] = '\0';
+    cm_err_t rc = sc_proc_stop(gw, SC_STOP_GRACE_MS, err);
     if (rc) {
         sc_fail(ctx, RP_FAILED, "process", "%s: %s", label, err);
-        add_tail(ctx, &ctx->gw);
+        add_tail(ctx, gw);
     } else {
-        sc_log(ctx, "gw", "stopped in %lld ms (exit status 0)",
+        sc_log(ctx, sc_parts_gw_actor(inst, actor), "stopped in %lld ms (exit status 0)",
                (long long)(cm_clock_mono_ms() - t));
     }
-    ctx->gw.pid = 0; /* stopped (or reported): teardown has nothing left to do */
+    instance_gone(ctx, inst); /* stopped (or reported): teardown has nothing left to do */
     return rc ? CM_EINVAL : CM_OK;
 }
 
-cm_err_t sc_parts_gateway_kill(sc_ctx_t *ctx, const char *label)
+cm_err_t sc_parts_gateway_kill(sc_ctx_t *ctx, int inst, const char *label)
 {
-    char err[CM_ERR_LEN];
-    if (ctx->gw.pid <= 0)
+    char err[CM_ERR_LEN], actor[8];
+    sc_proc_t *gw = &ctx->gws[inst];
+    if (gw->pid <= 0)
         return sc_fail(ctx, RP_FAILED, "invalid",
                        "%s: the gateway is not running (nothing to kill)", label);
     int64_t t = cm_clock_mono_ms();
-    cm_err_t rc = sc_proc_kill(&ctx->gw, err);
-    ctx->url[SC_TO_GATEWAY][0] = '\0';
+    cm_err_t rc = sc_proc_kill(gw, err);
     if (rc) {
         sc_fail(ctx, RP_FAILED, "process", "%s: %s", label, err);
-        add_tail(ctx, &ctx->gw);
+        add_tail(ctx, gw);
     } else {
-        sc_log(ctx, "gw", "killed (SIGKILL to pid group %d), gone in %lld ms", (int)ctx->gw.pid,
+        sc_log(ctx, sc_parts_gw_actor(inst, actor),
+               "killed (SIGKILL to pid group %d), gone in %lld ms", (int)gw->pid,
                (long long)(cm_clock_mono_ms() - t));
     }
-    ctx->gw.pid = 0;
+    instance_gone(ctx, inst);
     return rc ? CM_EINVAL : CM_OK;
 }
 
-cm_err_t sc_parts_gateway_wait_exit(sc_ctx_t *ctx, const char *label, int64_t within_ms)
+cm_err_t sc_parts_gateway_wait_exit(sc_ctx_t *ctx, int inst, const char *label, int64_t within_ms)
 {
-    char how[96];
-    if (ctx->gw.pid <= 0)
+    char how[96], actor[8];
+    sc_proc_t *gw = &ctx->gws[inst];
+    if (gw->pid <= 0)
         return sc_fail(ctx, RP_FAILED, "invalid", "%s: the gateway is not running", label);
-    if (!ctx->gw_may_exit)
+    if (!ctx->gw_may_exit[inst])
         return sc_fail(ctx, RP_FAILED, "invalid", "%s: wait_exit needs an earlier expect_exit step",
                        label);
     int64_t t0 = cm_clock_mono_ms();
     /* Polls the child (a condition with a deadline, never a fixed sleep). */
-    while (sc_proc_running(&ctx->gw)) {
+    while (sc_proc_running(gw)) {
         if (cm_clock_mono_ms() - t0 >= within_ms) {
             sc_fail(ctx, RP_FAILED, "timeout", "%s: the gateway did not exit within %lld ms", label,
                     (long long)within_ms);
-            add_tail(ctx, &ctx->gw);
+            add_tail(ctx, gw);
             return CM_EINVAL;
         }
         cm_clock_sleep_ms(10);
     }
-    sc_proc_describe(&ctx->gw, how, sizeof how);
-    sc_log(ctx, "gw", "%s after %lld ms, as expected", how, (long long)(cm_clock_mono_ms() - t0));
-    ctx->url[SC_TO_GATEWAY][0] = '\0';
-    ctx->gw.pid = 0;
-    ctx->gw_may_exit = 0;
+    sc_proc_describe(gw, how, sizeof how);
+    sc_log(ctx, sc_parts_gw_actor(inst, actor), "%s after %lld ms, as expected", how,
+           (long long)(cm_clock_mono_ms() - t0));
+    ctx->gw_may_exit[inst] = 0;
+    instance_gone(ctx, inst);
     return CM_OK;
 }

@@ -34,18 +34,26 @@ cm_err_t sc_parts_start_chaos(sc_ctx_t *ctx) CM_WUR;
  * its control port is known. */
 cm_err_t sc_parts_attach(sc_ctx_t *ctx) CM_WUR;
 
-/* start: refuses while the gateway runs; expands the config (config_rel, or the
- * scenario's when NULL) into the temp dir, starts the gateway on the same data dir
- * (a new port: ${gateway_url} and ${gateway_port} change), waits for its ready file,
- * re-points the chaos proxy's gateway link and the Retell simulator's webhooks at it.
+/* inst: which of the scenario's gateway instances (0 .. instances-1); instance 0 is the one
+ * ${gateway_url} and "to": "gateway" reach, instance k is ${gateway_url_k} too. Instances
+ * share the admin token; each has its own ${data_dir} (DIR/data, DIR/data1, ...: a shared
+ * store is a database server the config names) and ${instance} in its config.
+ * start: refuses while that instance runs; expands the config (config_rel, or the
+ * scenario's when NULL) into the temp dir, starts it on the same data dir as before
+ * (a new port: the URL variables change), waits for its ready file, re-points the chaos
+ * proxy's gateway link (every running instance, in turn) and the simulators' webhooks.
  * stop: SIGTERM, it must exit with status 0 within SC_STOP_GRACE_MS.
  * kill: SIGKILL to its process group, returns once it is gone.
  * wait_exit: waits up to within_ms for a gateway that was allowed to die (expect_exit) to
  * end by itself, reaps it and logs how it ended. */
-cm_err_t sc_parts_gateway_start(sc_ctx_t *ctx, const char *config_rel) CM_WUR;
-cm_err_t sc_parts_gateway_stop(sc_ctx_t *ctx, const char *label) CM_WUR;
-cm_err_t sc_parts_gateway_kill(sc_ctx_t *ctx, const char *label) CM_WUR;
-cm_err_t sc_parts_gateway_wait_exit(sc_ctx_t *ctx, const char *label, int64_t within_ms) CM_WUR;
+cm_err_t sc_parts_gateway_start(sc_ctx_t *ctx, int inst, const char *config_rel) CM_WUR;
+cm_err_t sc_parts_gateway_stop(sc_ctx_t *ctx, int inst, const char *label) CM_WUR;
+cm_err_t sc_parts_gateway_kill(sc_ctx_t *ctx, int inst, const char *label) CM_WUR;
+cm_err_t sc_parts_gateway_wait_exit(sc_ctx_t *ctx, int inst, const char *label,
+                                    int64_t within_ms) CM_WUR;
+
+/* The log actor of gateway instance inst: "gw", "gw1", "gw2", ... (into out). */
+const char *sc_parts_gw_actor(int inst, char out[8]);
 
 /* A part that died (p->pid set, no longer running) fails the scenario with how it ended
  * and its log's tail; when names the moment ("during steps[3]"). CM_OK while it runs. */

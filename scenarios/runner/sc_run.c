@@ -118,8 +118,8 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
         rc = sc_parts_start_simulators(&ctx);
     if (!rc && !o->attach && sc->chaos_links)
         rc = sc_parts_start_chaos(&ctx);
-    if (!rc && !o->attach)
-        rc = sc_parts_gateway_start(&ctx, NULL);
+    for (int g = 0; !rc && !o->attach && g < sc->gateway_instances; g++)
+        rc = sc_parts_gateway_start(&ctx, g, NULL);
     for (size_t i = 0; !rc && i < sc->nsteps; i++) {
         if (sc_signal_caught()) {
             rc = sc_fail(&ctx, RP_ERRORED, "interrupted",
@@ -139,8 +139,10 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
         rc = sc_step_run(&ctx, &sc->steps[i]);
         char when[64];
         snprintf(when, sizeof when, "during steps[%zu]", i);
-        if ((!ctx.gw_may_exit && sc_parts_check_alive(&ctx, &ctx.gw, when)) ||
-            sc_parts_check_alive(&ctx, &ctx.sim, when) ||
+        for (int g = 0; g < SC_GW_MAX; g++)
+            if (!ctx.gw_may_exit[g] && sc_parts_check_alive(&ctx, &ctx.gws[g], when))
+                rc = CM_EINVAL;
+        if (sc_parts_check_alive(&ctx, &ctx.sim, when) ||
             sc_parts_check_alive(&ctx, &ctx.chaos, when))
             rc = CM_EINVAL;
         int owns_failure = rc && !was_failed && ctx.fail.set;
@@ -156,7 +158,10 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
     if (!o->attach && !sc_signal_caught())
         sc_collect_events(&ctx);
     /* The gateway first: it must not see its providers vanish while it still works. */
-    sc_parts_stop(&ctx, &ctx.gw, "gw");
+    for (int g = 0; g < SC_GW_MAX; g++) {
+        char actor[8];
+        sc_parts_stop(&ctx, &ctx.gws[g], sc_parts_gw_actor(g, actor));
+    }
     sc_parts_stop(&ctx, &ctx.chaos, "chaos");
     sc_parts_stop(&ctx, &ctx.sim, "sim");
 

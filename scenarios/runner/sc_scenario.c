@@ -20,9 +20,10 @@
 #include "sc_yaml.h"
 
 const char *const sc_builtin_vars[] = {
-    "seed",         "tmp_dir",    "data_dir",    "gateway_url", "gateway_port", "control_url",
-    "control_port", "retell_url", "retell_port", "calcom_url",  "calcom_port",  "stripe_url",
-    "stripe_port",  "now_ms",     "now_iso",     "chaos_url",   "chaos_port",   NULL,
+    "seed",        "tmp_dir",      "data_dir",    "gateway_url", "gateway_port",
+    "control_url", "control_port", "retell_url",  "retell_port", "calcom_url",
+    "calcom_port", "stripe_url",   "stripe_port", "now_ms",      "now_iso",
+    "chaos_url",   "chaos_port",   "instance",    NULL,
 };
 
 const char *const sc_scenario_keys[] = {"name",     "description", "tags", "seed",
@@ -126,7 +127,7 @@ int sc_steps_expectations(const sc_step_t *steps, size_t n)
 
 static cm_err_t validate(sc_scenario_t *sc, char *err)
 {
-    static const char *const gw_keys[] = {"config", NULL};
+    static const char *const gw_keys[] = {"config", "instances", NULL};
     sc_parse_t vc = {.sc = sc, .where = "", .err = err};
     sc_parse_t *v = &vc;
     const json_t *root = sc->root;
@@ -170,6 +171,10 @@ static cm_err_t validate(sc_scenario_t *sc, char *err)
         (rc = sc_parse_req_str(v, gw, "config", &sc->gateway_config)) ||
         (rc = sc_parse_file(v, "config", sc->gateway_config)))
         return rc;
+    long long inst;
+    if ((rc = sc_parse_opt_int(v, gw, "instances", 1, 1, SC_GW_MAX, &inst)))
+        return rc;
+    sc->gateway_instances = (int)inst;
     *v->where = '\0';
 
     if ((rc = sc_parse_opt_object(v, root, "env", &sc->env)))
@@ -204,6 +209,16 @@ static cm_err_t validate(sc_scenario_t *sc, char *err)
     }
     if ((rc = parse_chaos_setup(v, json_object_get(root, "chaos"), sc)))
         return rc;
+    /* The webhooks are spread over the instances by the chaos proxy's gateway link (round
+     * robin per connection), as a load balancer would. */
+    if (sc->gateway_instances > 1 && !(sc->chaos_links & (1u << SC_LINK_GATEWAY))) {
+        snprintf(v->where, sizeof v->where, "gateway");
+        return sc_parse_fail(v,
+                             "\"instances\": %d instances need the chaos proxy's gateway "
+                             "link to spread the webhooks: add \"chaos\": {\"links\": "
+                             "[\"gateway\"]}",
+                             sc->gateway_instances);
+    }
 
     const json_t *steps = json_object_get(root, "steps");
     if (!json_is_array(steps) || json_array_size(steps) == 0)

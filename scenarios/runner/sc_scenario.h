@@ -32,6 +32,8 @@
 
 #include "cm_err.h"
 
+/* A scenario runs at most this many gateway instances (on one shared store). */
+#define SC_GW_MAX 8
 /* Includes may include others, this deep (a cycle ends here with an error). */
 #define SC_INCLUDE_DEPTH 8
 /* Room for "FILE: steps[12] (webhook): ..." with a long path. */
@@ -170,6 +172,7 @@ struct sc_step {
 
     /* gateway */
     sc_gw_action_t action;
+    int instance;       /* which of the scenario's gateway instances, 0 by default */
     const char *config; /* start/restart: another gateway config, or NULL (the scenario's) */
 
     /* repeat: children run times times, with var = 0..times-1 (shuffled when shuffle) */
@@ -202,6 +205,7 @@ typedef struct {
     long long seed;
     int speed;                  /* clock speed-up for the parts (libfaketime), 1: none */
     const char *gateway_config; /* path, relative to the repo root or the file's dir */
+    int gateway_instances;      /* "gateway"."instances": 1..SC_GW_MAX processes */
     const json_t *env;          /* object of strings, or NULL */
     unsigned chaos_links;       /* "chaos": bit (1u << sc_link_t) per proxied link, 0: none */
     unsigned webhooks;          /* "webhooks": bit (1u << sc_target_t) per simulator (stripe,

@@ -52,11 +52,6 @@ cm_err_t sc_step_capture(sc_ctx_t *ctx, const char *label, const json_t *cap,
                          const sc_answer_t *a) CM_WUR;
 /* Percent-encodes in as one URL path segment into out. */
 void sc_step_encode_segment(const char *in, char *out, size_t cap);
-/* Sends body (JSON, not taken) with method to path on the part to, as actor; *a is the
- * answer as sc_http_do gives it (free it with sc_answer_free). CM_ENOMEM, *a untouched,
- * when the body cannot be written; the caller fails the step. */
-cm_err_t sc_step_send_json(sc_ctx_t *ctx, const char *actor, sc_target_t to, const char *method,
-                           const char *path, const json_t *body, sc_answer_t *a) CM_WUR;
 /* Runs s's children in order in ctx; the first failure ends it. */
 cm_err_t sc_step_run_children(sc_ctx_t *ctx, const sc_step_t *s) CM_WUR;
 

@@ -318,10 +318,10 @@ static cm_err_t fail_exchange(sc_ctx_t *ctx, const char *label, const sc_http_re
             r->path, suffix ? suffix : "", first, bad > 1 ? " (and more)" : "");
     sc_fail_text(ctx, diag->data ? diag->data : "");
     sc_fail_detail(ctx, "answer: %s\n", sc_answer_show(a, shown, sizeof shown));
-    if (a->transport != CM_OK && r->to == SC_TO_GATEWAY && !ctx->worker && ctx->gw.pid > 0 &&
-        !sc_proc_running(&ctx->gw)) {
+    if (a->transport != CM_OK && r->to == SC_TO_GATEWAY && !ctx->worker && ctx->gws[0].pid > 0 &&
+        !sc_proc_running(&ctx->gws[0])) {
         char how[96];
-        sc_proc_describe(&ctx->gw, how, sizeof how);
+        sc_proc_describe(&ctx->gws[0], how, sizeof how);
         sc_fail_detail(ctx, "the gateway has %s\n", how);
     }
     return CM_EINVAL;

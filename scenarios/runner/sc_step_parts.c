@@ -24,24 +24,24 @@ static cm_err_t run_gateway(sc_ctx_t *ctx, const sc_step_t *s, const char *label
     sc_log(ctx, "runner", "%s: %s the gateway", label, sc_gw_action_name(s->action));
     switch (s->action) {
     case SC_GW_KILL:
-        rc = sc_parts_gateway_kill(ctx, label);
+        rc = sc_parts_gateway_kill(ctx, s->instance, label);
         break;
     case SC_GW_STOP:
-        rc = sc_parts_gateway_stop(ctx, label);
+        rc = sc_parts_gateway_stop(ctx, s->instance, label);
         break;
     case SC_GW_RESTART:
-        rc = sc_parts_gateway_stop(ctx, label);
+        rc = sc_parts_gateway_stop(ctx, s->instance, label);
         if (!rc)
-            rc = sc_parts_gateway_start(ctx, config);
+            rc = sc_parts_gateway_start(ctx, s->instance, config);
         break;
     case SC_GW_START:
-        rc = sc_parts_gateway_start(ctx, config);
+        rc = sc_parts_gateway_start(ctx, s->instance, config);
         break;
     case SC_GW_EXPECT_EXIT:
-        ctx->gw_may_exit = 1;
+        ctx->gw_may_exit[s->instance] = 1;
         break;
     case SC_GW_WAIT_EXIT:
-        rc = sc_parts_gateway_wait_exit(ctx, label, s->within_ms);
+        rc = sc_parts_gateway_wait_exit(ctx, s->instance, label, s->within_ms);
         break;
     }
     free(config);
@@ -60,7 +60,7 @@ static cm_err_t run_chaos(sc_ctx_t *ctx, const sc_step_t *s, const char *label, 
     snprintf(path, sizeof path, "/links/%s/faults", sc_link_names[s->link]);
     sc_answer_t a;
     cm_err_t rc =
-        doc ? sc_step_send_json(ctx, actor, SC_TO_CHAOS, "PUT", path, doc, &a) : CM_ENOMEM;
+        doc ? sc_http_send_json(ctx, actor, SC_TO_CHAOS, "PUT", path, doc, &a) : CM_ENOMEM;
     json_decref(doc);
     if (rc)
         return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
@@ -89,7 +89,7 @@ static cm_err_t run_chaos(sc_ctx_t *ctx, const sc_step_t *s, const char *label, 
 static cm_err_t parse_gateway(sc_parse_t *v, const json_t *step, const json_t *obj, sc_step_t *s)
 {
     (void)step; /* everything is in the kind's own object */
-    static const char *const keys[] = {"action", "config", "within", NULL};
+    static const char *const keys[] = {"action", "config", "within", "instance", NULL};
     const char *action;
     cm_err_t rc;
     if (!json_is_object(obj))
@@ -112,6 +112,10 @@ static cm_err_t parse_gateway(sc_parse_t *v, const json_t *step, const json_t *o
                              action);
     if (s->config && s->action != SC_GW_START && s->action != SC_GW_RESTART)
         return sc_parse_fail(v, "\"config\" is only for start and restart");
+    long long inst;
+    if ((rc = sc_parse_opt_int(v, obj, "instance", 0, 0, v->sc->gateway_instances - 1, &inst)))
+        return rc;
+    s->instance = (int)inst;
     if (json_object_get(obj, "within") && s->action != SC_GW_WAIT_EXIT)
         return sc_parse_fail(v, "\"within\" is only for wait_exit");
     if (s->config && (rc = sc_parse_file(v, "config", s->config)))

@@ -87,7 +87,7 @@ static cm_err_t run_call(sc_ctx_t *ctx, const sc_step_t *s, const char *label, c
     }
     json_decref(set);
     sc_answer_t a;
-    if (!rc && sc_step_send_json(ctx, actor, SC_TO_CONTROL, "POST", "/control/retell/calls", call,
+    if (!rc && sc_http_send_json(ctx, actor, SC_TO_CONTROL, "POST", "/control/retell/calls", call,
                                  &a) != CM_OK)
         rc = sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);
     json_decref(call);
@@ -395,7 +395,7 @@ static cm_err_t run_fault(sc_ctx_t *ctx, const sc_step_t *s, const char *label, 
         return sc_step_fail_var(ctx, label, err);
     sc_answer_t a;
     cm_err_t rc =
-        sc_step_send_json(ctx, actor, SC_TO_CONTROL, "POST", "/control/faults", rules, &a);
+        sc_http_send_json(ctx, actor, SC_TO_CONTROL, "POST", "/control/faults", rules, &a);
     json_decref(rules);
     if (rc)
         return sc_fail(ctx, RP_ERRORED, "internal", "%s: out of memory", label);

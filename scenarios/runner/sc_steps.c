@@ -149,16 +149,3 @@ cm_err_t sc_step_run(sc_ctx_t *ctx, const sc_step_t *s)
         return sc_fail(ctx, RP_ERRORED, "internal", "%s: unknown step kind", label);
     return def->run(ctx, s, label, s->actor);
 }
-
-cm_err_t sc_step_send_json(sc_ctx_t *ctx, const char *actor, sc_target_t to, const char *method,
-                           const char *path, const json_t *body, sc_answer_t *a)
-{
-    char *text = cm_json_dumps(body);
-    if (!text)
-        return CM_ENOMEM;
-    sc_http_req_t r = {
-        .to = to, .method = method, .path = path, .body = text, .body_len = strlen(text)};
-    sc_http_do(ctx, actor, &r, 0, a);
-    free(text);
-    return CM_OK;
-}

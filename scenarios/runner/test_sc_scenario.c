@@ -158,6 +158,17 @@ Test(scenario, top_level_mistakes)
     expect_error(text, "\"env\": \"A\" must be a string");
     snprintf(text, sizeof text, "%s", make("", ""));
     expect_error(text, "\"steps\" is required (a non-empty list)");
+    /* Several gateway instances need the proxy that spreads webhooks over them. */
+    snprintf(text, sizeof text,
+             "{\"name\":\"n\",\"tags\":[],\"seed\":1,\"gateway\":{\"config\":\"%s\","
+             "\"instances\":3},\"steps\":[{\"expect\":{\"queue\":{\"dead\":0}}}]}",
+             gw);
+    expect_error(text, "gateway: \"instances\": 3 instances need the chaos proxy's gateway link");
+    snprintf(text, sizeof text,
+             "{\"name\":\"n\",\"tags\":[],\"seed\":1,\"gateway\":{\"config\":\"%s\","
+             "\"instances\":9},\"steps\":[{\"expect\":{\"queue\":{\"dead\":0}}}]}",
+             gw);
+    expect_error(text, "\"instances\" must be an integer from 1 to 8");
 }
 
 Test(scenario, step_mistakes)
@@ -281,6 +292,8 @@ Test(scenario, step_mistakes)
         {"{\"expect\":{\"breaker\":{\"a.b\":\"open\"}}}", "\"a.b\" is not a provider name"},
         {"{\"expect\":{\"dead_letters\":{\"$most\":1}}}", "unknown operator \"$most\""},
         {"{\"fault\":[]}", "steps[0] (fault): \"fault\" must be a fault rule or a non-empty list"},
+        {"{\"gateway\":{\"action\":\"kill\",\"instance\":1}}",
+         "\"instance\" must be an integer from 0 to 0"},
         {"{\"fault\":{}}", "\"fault\" must be a fault rule such as"},
         {"{\"fault\":[{\"status\":503},5]}", "\"fault\"[i] must be a fault rule such as"},
         {"{\"fault\":{\"status\":503},\"expect\":{\"status\":201}}",
