@@ -52,7 +52,9 @@ typedef struct sc_ctx {
     int gw_may_exit[SC_GW_MAX]; /* expect_exit: it may die by itself until wait_exit */
     int gw_port[SC_GW_MAX];     /* its port while it runs, 0 otherwise */
     char admin_token[256];      /* never logged */
-    char url[SC_TARGETS][256];  /* base URL per sc_target_t, "" until known */
+    char pg_db[64];             /* "store": "postgres": the scenario's own database, "" otherwise */
+    char pg_url[1024]; /* its URL, the gateway's GW_PG_URL (holds a password: never logged) */
+    char url[SC_TARGETS][256]; /* base URL per sc_target_t, "" until known */
 
     sc_failure_t fail;
 

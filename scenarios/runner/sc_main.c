@@ -100,6 +100,8 @@ static void print_result(out_t *u, const rp_case_t *c)
                                          : "FAIL",
                unpaint(u), c->name, c->time_s, count);
     }
+    if (c->status == RP_SKIPPED && c->message)
+        print_indented(stdout, c->message, "    ");
     if (!ok && c->status != RP_SKIPPED) {
         /* The one line (what was expected and found, named after the step) first, as the
          * reports show it; then the diagnosis, unless it starts with that very line. */
@@ -223,7 +225,8 @@ static void *worker(void *arg)
         if (*kept && rp_case_set_kept(j->c, kept) != CM_OK) {
             /* the path is also in the case's log */
         }
-        if (st != RP_PASSED && p->o->fail_fast)
+        /* A scenario skipped for what this bench lacks (sc_pg.h) is no failure. */
+        if (st != RP_PASSED && st != RP_SKIPPED && p->o->fail_fast)
             atomic_store(&p->stop, 1);
 
         pthread_mutex_lock(&p->u->lock);
@@ -231,7 +234,7 @@ static void *worker(void *arg)
         p->u->done++;
         if (st == RP_PASSED)
             p->u->passed++;
-        else
+        else if (st != RP_SKIPPED)
             p->u->failed++;
         print_result(p->u, j->c);
         pthread_mutex_unlock(&p->u->lock);
@@ -433,7 +436,9 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < njobs; i++)
             sim += jobs[i].c->sim_time_s;
         if (k.skipped)
-            printf("%zu not run (--fail-fast, --attach or interrupted)\n", k.skipped);
+            printf("%zu skipped or not run (SKIP lines say why: --fail-fast, --attach, an "
+                   "interruption, or what the bench lacks)\n",
+                   k.skipped);
         /* A fixed shape: ci/bench-suite reads it. */
         printf("ran %zu scenarios in %.2f s wall (-j %d), %.1f s simulated\n", k.tests - k.skipped,
                report->time_s, o.jobs, sim);

@@ -369,6 +369,14 @@ cm_err_t sc_parts_gateway_start(sc_ctx_t *ctx, int inst, const char *config_rel)
     if (!(env[nenv] = malloc(len)))
         return sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
     snprintf(env[nenv++], len, "GW_ADMIN_TOKEN=%s", ctx->admin_token);
+    if (*ctx->pg_url) { /* the scenario's own database (sc_pg.h), whatever the caller's was */
+        len = strlen("GW_PG_URL=") + strlen(ctx->pg_url) + 1;
+        if (!(env[nenv] = malloc(len))) {
+            free(env[0]);
+            return sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+        }
+        snprintf(env[nenv++], len, "GW_PG_URL=%s", ctx->pg_url);
+    }
 
     const char *k;
     json_t *v;

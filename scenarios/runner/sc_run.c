@@ -2,6 +2,7 @@
 #include "sc_run.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "sc_files.h"
 #include "sc_log.h"
 #include "sc_parts.h"
+#include "sc_pg.h"
 #include "sc_signal.h"
 #include "sc_steps.h"
 
@@ -46,6 +48,22 @@ static cm_err_t make_tmpdir(sc_ctx_t *ctx)
     if (sc_vars_set_str(ctx->vars, "tmp_dir", ctx->tmpdir) ||
         sc_vars_set_str(ctx->vars, "data_dir", path))
         return sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+    return CM_OK;
+}
+
+/* "store": "postgres": a database of the scenario's own (sc_pg.h), named after the run so
+ * parallel scenarios and runners never meet. */
+static cm_err_t make_database(sc_ctx_t *ctx)
+{
+    static atomic_uint seq;
+    char err[CM_ERR_LEN];
+    snprintf(ctx->pg_db, sizeof ctx->pg_db, "sc_%d_%u", (int)getpid(),
+             atomic_fetch_add(&seq, 1) + 1);
+    if (sc_pg_create(ctx->pg_db, ctx->pg_url, sizeof ctx->pg_url, err) != CM_OK) {
+        ctx->pg_db[0] = '\0';
+        return sc_fail(ctx, RP_ERRORED, "startup", "%s", err);
+    }
+    sc_log(ctx, "runner", "database %s created for this scenario", ctx->pg_db);
     return CM_OK;
 }
 
@@ -110,8 +128,21 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
                      "libfaketime, as ci/install-deps does, or pass --faketime-lib PATH%s)",
                      ctx.speed > 1 ? "a clock speed-up" : "a clock skew", o->faketime_lib,
                      ctx.speed > 1 ? "; --speed 1 runs in real time" : "");
+    char why[160];
+    if (!rc && sc->store_pg && !o->attach && !sc_pg_available(why, sizeof why)) {
+        /* Not a failure of the gateway: the bench lacks a database server here. */
+        sc_log(&ctx, "runner", "skipped: %s", why);
+        if (rp_case_set_outcome(out, RP_SKIPPED, "skipped", why, NULL) != CM_OK)
+            out->status = RP_SKIPPED;
+        out->time_s = (double)(cm_clock_mono_ms() - ctx.t0_ms) / 1000.0;
+        cm_http_client_free(&ctx.http);
+        sc_vars_free(&ctx.vars);
+        return out->status;
+    }
     if (!rc)
         rc = make_tmpdir(&ctx);
+    if (!rc && sc->store_pg && !o->attach)
+        rc = make_database(&ctx);
     if (!rc && o->attach)
         rc = sc_parts_attach(&ctx);
     if (!rc && !o->attach)
@@ -164,6 +195,11 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
     }
     sc_parts_stop(&ctx, &ctx.chaos, "chaos");
     sc_parts_stop(&ctx, &ctx.sim, "sim");
+    if (*ctx.pg_db) {
+        char err[CM_ERR_LEN];
+        if (sc_pg_drop(ctx.pg_db, err) != CM_OK)
+            sc_log(&ctx, "runner", "could not drop database %s: %s", ctx.pg_db, err);
+    }
 
     if (ctx.fail.set && rp_case_set_outcome(out, ctx.fail.status, ctx.fail.type, ctx.fail.message,
                                             ctx.fail.detail.data) != CM_OK)

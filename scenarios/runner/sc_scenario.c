@@ -26,9 +26,9 @@ const char *const sc_builtin_vars[] = {
     "chaos_url",   "chaos_port",   "instance",    NULL,
 };
 
-const char *const sc_scenario_keys[] = {"name",     "description", "tags", "seed",
-                                        "speed",    "gateway",     "env",  "chaos",
-                                        "webhooks", "steps",       NULL};
+const char *const sc_scenario_keys[] = {"name",  "description", "tags",  "seed",
+                                        "speed", "gateway",     "env",   "chaos",
+                                        "store", "webhooks",    "steps", NULL};
 
 const char *const sc_link_names[SC_LINKS] = {"calcom", "stripe", "gateway"};
 const char *const sc_proc_names[SC_PROCS] = {"gateway", "simulators", "chaos"};
@@ -209,6 +209,12 @@ static cm_err_t validate(sc_scenario_t *sc, char *err)
     }
     if ((rc = parse_chaos_setup(v, json_object_get(root, "chaos"), sc)))
         return rc;
+    const char *store = NULL;
+    if ((rc = sc_parse_opt_str(v, root, "store", &store)))
+        return rc;
+    if (store && strcmp(store, "sqlite") && strcmp(store, "postgres"))
+        return sc_parse_fail(v, "\"store\" must be \"sqlite\" (the default) or \"postgres\"");
+    sc->store_pg = store && !strcmp(store, "postgres");
     /* The webhooks are spread over the instances by the chaos proxy's gateway link (round
      * robin per connection), as a load balancer would. */
     if (sc->gateway_instances > 1 && !(sc->chaos_links & (1u << SC_LINK_GATEWAY))) {

@@ -206,6 +206,7 @@ typedef struct {
     int speed;                  /* clock speed-up for the parts (libfaketime), 1: none */
     const char *gateway_config; /* path, relative to the repo root or the file's dir */
     int gateway_instances;      /* "gateway"."instances": 1..SC_GW_MAX processes */
+    int store_pg;               /* "store": "postgres": a fresh database of its own (sc_pg.h) */
     const json_t *env;          /* object of strings, or NULL */
     unsigned chaos_links;       /* "chaos": bit (1u << sc_link_t) per proxied link, 0: none */
     unsigned webhooks;          /* "webhooks": bit (1u << sc_target_t) per simulator (stripe,

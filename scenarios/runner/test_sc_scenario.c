@@ -158,6 +158,8 @@ Test(scenario, top_level_mistakes)
     expect_error(text, "\"env\": \"A\" must be a string");
     snprintf(text, sizeof text, "%s", make("", ""));
     expect_error(text, "\"steps\" is required (a non-empty list)");
+    snprintf(text, sizeof text, "%s", make(",\"store\":\"mysql\"", "{}"));
+    expect_error(text, "\"store\" must be \"sqlite\" (the default) or \"postgres\"");
     /* Several gateway instances need the proxy that spreads webhooks over them. */
     snprintf(text, sizeof text,
              "{\"name\":\"n\",\"tags\":[],\"seed\":1,\"gateway\":{\"config\":\"%s\","
