@@ -145,7 +145,8 @@ static void h_add(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         rc = CM_EINVAL;
     }
     if (!rc)
-        rc = ch_links_add(ctl->links, json_string_value(name), json_string_value(up),
+        rc = ch_links_add(ctl->links, json_string_value(name),
+                          (const char *[]){json_string_value(up)}, 1,
                           (uint16_t)(port ? json_integer_value(port) : 0), &l, err);
     json_decref(body);
     if (rc)
@@ -172,7 +173,7 @@ static void h_put(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         rc = CM_EINVAL;
     }
     if (!rc)
-        rc = ch_link_set_upstream(l, json_string_value(up), err);
+        rc = ch_link_set_upstreams(l, (const char *[]){json_string_value(up)}, 1, err);
     json_decref(body);
     if (rc)
         answer_err(resp, rc, err);

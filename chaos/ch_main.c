@@ -228,7 +228,7 @@ static cm_err_t app_start(ch_app_t *app, const ch_opts_t *o, char *err)
         return CM_ENOMEM;
     for (size_t i = 0; i < o->nlinks; i++) {
         cm_err_t rc =
-            ch_links_add(app->links, o->links[i].name, o->links[i].upstream, 0, NULL, err);
+            ch_links_add(app->links, o->links[i].name, &o->links[i].upstream, 1, 0, NULL, err);
         if (rc)
             return rc;
     }

@@ -32,7 +32,8 @@ static void setup(void)
     ls = ch_links_new(&(ch_links_cfg_t){.seed = 1, .journal = jr}, err);
     cr_assert_not_null(ls, "%s", err);
     snprintf(upstream, sizeof upstream, "127.0.0.1:%u", tu_server_port(up));
-    cr_assert_eq(ch_links_add(ls, "calcom", upstream, 0, NULL, err), CM_OK, "%s", err);
+    cr_assert_eq(ch_links_add(ls, "calcom", (const char *[]){upstream}, 1, 0, NULL, err), CM_OK,
+                 "%s", err);
     ctl = (ch_control_t){.links = ls, .journal = jr};
     srv = cm_http_server_new(&(cm_http_server_cfg_t){
         .threads = 0, .body_limit = CH_CONTROL_BODY_LIMIT, .name = "test.chaos"});
