@@ -735,7 +735,7 @@ static uint32_t draws(uint64_t seed)
         cr_assert_eq(journal_wait(i, CH_EV_OPEN, 1), 1);
         close(fd);
     }
-    /* A connection's draws are journaled just after its open entry. */
+    /* A connection's draws are journaled at accept, before its open entry. */
     cr_assert(tu_wait_until(link_idle, l, 5000));
     uint32_t mask = 0;
     for (uint64_t i = 1; i <= 24; i++)
