@@ -1,6 +1,6 @@
-/* ch_conn.c - one proxied connection: reach the upstream, then carry both directions,
- * applying the connection's faults to each chunk, until one side ends it, a fault does,
- * or the proxy stops.
+/* ch_conn.c - one proxied connection: reach an upstream (its turn's, else the next ones in
+ * order), then carry both directions, applying the connection's faults to each chunk,
+ * until one side ends it, a fault does, or the proxy stops.
  *
  * One thread per connection, non-blocking sockets and one poll loop for both directions.
  * Each direction reads chunks (up to CHUNK_SIZE bytes) into a queue, stamped with the time
@@ -9,6 +9,7 @@
  * slows the other down as TCP would. Every wait is a poll timeout, which libfaketime
  * scales; nothing spins.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -70,13 +71,15 @@ typedef enum {
     END_FAULT_RESET, /* reset or down */
     END_TIMEOUT,     /* a hang fault's hang_max ran out */
     END_STOP,        /* the proxy stops */
-    END_UPSTREAM,    /* the upstream could not be reached */
+    END_UPSTREAM,    /* no upstream could be reached */
 } end_kind_t;
 
 typedef struct {
     ch_conn_t *c;
     ch_link_t *l;
     int cfd, ufd;
+    const char *up;      /* the upstream reached (in c->ups); NULL before */
+    const char *up_last; /* the last upstream tried (in c->ups); NULL before */
     ch_faults_t *faults; /* the plan in force (a reference) */
     uint32_t mask;
     uint64_t gen;
@@ -249,19 +252,26 @@ static int wait_connected(conn_t *st, int fd, int64_t deadline_ms)
     }
 }
 
-static int connect_upstream(conn_t *st)
+/* Connects to addr ("HOST:PORT") within the connect timeout. The socket, or -1 with why
+ * (CM_ERR_LEN bytes) saying what failed, or -1 with st->end set when the connection ended
+ * meanwhile (stop, down). */
+static int connect_one(conn_t *st, const char *addr, char *why)
 {
     char host[CH_LINK_UPSTREAM_MAX + 1], ps[8], perr[CM_ERR_LEN];
     uint16_t port;
-    if (ch_link_parse_upstream(st->c->upstream, host, sizeof host, &port, perr) != 0)
-        return end(st, END_UPSTREAM, -1, 0, 1, 0, "upstream %s", perr);
+    if (ch_link_parse_upstream(addr, host, sizeof host, &port, perr) != 0) {
+        cm_errf(why, "upstream %s", perr);
+        return -1;
+    }
     snprintf(ps, sizeof ps, "%u", (unsigned)port);
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int g = getaddrinfo(host, ps, &hints, &res);
-    if (g != 0)
-        return end(st, END_UPSTREAM, -1, 0, 1, 0, "cannot resolve %s: %s", host, gai_strerror(g));
+    if (g != 0) {
+        cm_errf(why, "cannot resolve %s: %s", host, gai_strerror(g));
+        return -1;
+    }
     int64_t deadline = cm_clock_mono_ms() + st->l->owner->connect_timeout_ms;
     int last = ECONNREFUSED, fd = -1;
     for (struct addrinfo *ai = res; ai && fd < 0 && st->end == END_NONE; ai = ai->ai_next) {
@@ -283,12 +293,60 @@ static int connect_upstream(conn_t *st)
     freeaddrinfo(res);
     if (st->end != END_NONE)
         return -1;
-    if (fd < 0)
-        return end(st, END_UPSTREAM, -1, 0, 1, 0, "connect to %s: %s", st->c->upstream,
-                   strerror(last));
+    if (fd < 0) {
+        cm_errf(why, "connect to %s: %s", addr, strerror(last));
+        return -1;
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    st->ufd = fd;
+    return fd;
+}
+
+/* Tries the connection's upstreams in order (its turn's first) until one accepts. Each
+ * one that fails gets an upstream_error entry naming it and the next to try, as a load
+ * balancer's passive health check would fall back; the client has sent nothing upstream
+ * yet, so trying again is safe. When the last fails the connection ends (the client gets a
+ * RST). Whatever the cause (refused, timed out, unresolvable): each means this upstream
+ * cannot take the connection now. */
+static int connect_upstream(conn_t *st)
+{
+    ch_conn_t *c = st->c;
+    ch_link_t *l = st->l;
+    char why[CM_ERR_LEN];
+    size_t i = 0;
+    for (; i < c->nups; i++) {
+        st->up_last = c->ups[i];
+        int fd = connect_one(st, c->ups[i], why);
+        if (st->end != END_NONE)
+            return -1;
+        ch_link_upstream_result(l, c->ups[i], fd >= 0);
+        if (fd >= 0) {
+            st->ufd = fd;
+            st->up = c->ups[i];
+            break;
+        }
+        if (i + 1 == c->nups) {
+            if (c->nups == 1)
+                return end(st, END_UPSTREAM, -1, 0, 1, 0, "%s", why);
+            return end(st, END_UPSTREAM, -1, 0, 1, 0, "%s; all %zu upstreams failed", why, c->nups);
+        }
+        ch_journal_add_up(l->owner->journal, l->name, c->id, CH_EV_UPSTREAM_ERROR, -1, 0, c->ups[i],
+                          "%s; trying %s", why, c->ups[i + 1]);
+        CM_DEBUG(COMP, "%s conn %llu: %s; trying %s", l->name, (unsigned long long)c->id, why,
+                 c->ups[i + 1]);
+    }
+    struct sockaddr_in peer = {0};
+    socklen_t pl = sizeof peer;
+    char addr[INET_ADDRSTRLEN] = "?";
+    if (getpeername(st->cfd, (struct sockaddr *)&peer, &pl) == 0)
+        inet_ntop(AF_INET, &peer.sin_addr, addr, sizeof addr);
+    if (i > 0)
+        ch_journal_add_up(l->owner->journal, l->name, c->id, CH_EV_OPEN, -1, 0, st->up,
+                          "from %s:%u to %s, after %zu upstream%s failed", addr,
+                          (unsigned)ntohs(peer.sin_port), st->up, i, i == 1 ? "" : "s");
+    else
+        ch_journal_add_up(l->owner->journal, l->name, c->id, CH_EV_OPEN, -1, 0, st->up,
+                          "from %s:%u to %s", addr, (unsigned)ntohs(peer.sin_port), st->up);
     return 0;
 }
 
@@ -572,11 +630,11 @@ static void finish(conn_t *st)
     }
     int fault = st->end == END_FAULT_RESET || st->end == END_TIMEOUT ? st->end_fault : -1;
     if (ev == CH_EV_UPSTREAM_ERROR)
-        ch_journal_add(j, l->name, st->c->id, ev, -1, 0, "%s", st->detail);
+        ch_journal_add_up(j, l->name, st->c->id, ev, -1, 0, st->up_last, "%s", st->detail);
     else
-        ch_journal_add(j, l->name, st->c->id, ev, fault, st->end_dir, "%s; %llu B up, %llu B down",
-                       st->detail, (unsigned long long)st->d[0].moved,
-                       (unsigned long long)st->d[1].moved);
+        ch_journal_add_up(j, l->name, st->c->id, ev, fault, st->end_dir, st->up,
+                          "%s; %llu B up, %llu B down", st->detail,
+                          (unsigned long long)st->d[0].moved, (unsigned long long)st->d[1].moved);
     CM_DEBUG(COMP, "%s conn %llu: %s: %s", l->name, (unsigned long long)st->c->id,
              ch_event_name(ev), st->detail);
     if (st->rst_client)

@@ -91,6 +91,48 @@ static ch_link_t *find_or_404(ch_control_t *ctl, const cm_http_req_t *req, cm_ht
     return l;
 }
 
+/* The upstreams a POST or PUT body names: "upstream": "HOST:PORT" (one) or "upstreams":
+ * ["HOST:PORT", ...] (1 to CH_LINK_UPSTREAMS_MAX), not both. ups[] (CH_LINK_UPSTREAMS_MAX
+ * entries) borrows the body's strings. CM_EINVAL with err naming the field on error. */
+static cm_err_t body_upstreams(const json_t *body, const char **ups, size_t *n, char *err)
+{
+    const json_t *one = json_object_get(body, "upstream");
+    const json_t *list = json_object_get(body, "upstreams");
+    *n = 0;
+    if (one && list) {
+        cm_errf(err, "upstreams: give upstream (one) or upstreams (a list), not both");
+        return CM_EINVAL;
+    }
+    if (!one && !list) {
+        cm_errf(err, "upstream: required (HOST:PORT), or upstreams (a list of them)");
+        return CM_EINVAL;
+    }
+    if (one) {
+        if (!json_is_string(one)) {
+            cm_errf(err, "upstream: must be a string HOST:PORT");
+            return CM_EINVAL;
+        }
+        ups[0] = json_string_value(one);
+        *n = 1;
+        return ch_link_check_upstreams(ups, 1, "upstream", err) == 0 ? CM_OK : CM_EINVAL;
+    }
+    size_t len = json_array_size(list);
+    if (!json_is_array(list) || len < 1 || len > CH_LINK_UPSTREAMS_MAX) {
+        cm_errf(err, "upstreams: must be a list of 1 to %d HOST:PORT", CH_LINK_UPSTREAMS_MAX);
+        return CM_EINVAL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        const json_t *v = json_array_get(list, i);
+        if (!json_is_string(v)) {
+            cm_errf(err, "upstreams[%zu]: must be a string HOST:PORT", i);
+            return CM_EINVAL;
+        }
+        ups[i] = json_string_value(v);
+    }
+    *n = len;
+    return ch_link_check_upstreams(ups, len, "upstreams", err) == 0 ? CM_OK : CM_EINVAL;
+}
+
 static void answer_link(cm_http_resp_t *resp, int status, ch_link_t *l)
 {
     cm_http_resp_json(resp, status, ch_link_json(l));
@@ -119,25 +161,24 @@ static void h_get(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 
 static void h_add(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
-    static const char *const fields[] = {"name", "upstream", "port", NULL};
+    static const char *const fields[] = {"name", "upstream", "upstreams", "port", NULL};
     ch_control_t *ctl = ud;
     char err[CM_ERR_LEN] = "";
     json_t *body = NULL;
     ch_link_t *l = NULL;
+    const char *ups[CH_LINK_UPSTREAMS_MAX];
+    size_t nups = 0;
     cm_err_t rc = body_object(req, &body, err);
     if (!rc)
-        rc = only_fields(body, fields, "name, upstream, port", err);
+        rc = only_fields(body, fields, "name, upstream, upstreams, port", err);
     const json_t *name = json_object_get(body, "name");
-    const json_t *up = json_object_get(body, "upstream");
     const json_t *port = json_object_get(body, "port");
     if (!rc && !json_is_string(name)) {
         cm_errf(err, "name: %s", name ? "must be a string" : "required");
         rc = CM_EINVAL;
     }
-    if (!rc && !json_is_string(up)) {
-        cm_errf(err, "upstream: %s", up ? "must be a string HOST:PORT" : "required (HOST:PORT)");
-        rc = CM_EINVAL;
-    }
+    if (!rc)
+        rc = body_upstreams(body, ups, &nups, err);
     if (!rc && port &&
         (!json_is_integer(port) || json_integer_value(port) < 0 ||
          json_integer_value(port) > 65535)) {
@@ -145,7 +186,7 @@ static void h_add(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         rc = CM_EINVAL;
     }
     if (!rc)
-        rc = ch_links_add(ctl->links, json_string_value(name), json_string_value(up),
+        rc = ch_links_add(ctl->links, json_string_value(name), ups, nups,
                           (uint16_t)(port ? json_integer_value(port) : 0), &l, err);
     json_decref(body);
     if (rc)
@@ -156,23 +197,22 @@ static void h_add(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 
 static void h_put(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
-    static const char *const fields[] = {"upstream", NULL};
+    static const char *const fields[] = {"upstream", "upstreams", NULL};
     ch_control_t *ctl = ud;
     ch_link_t *l = find_or_404(ctl, req, resp);
     if (!l)
         return;
     char err[CM_ERR_LEN] = "";
     json_t *body = NULL;
+    const char *ups[CH_LINK_UPSTREAMS_MAX];
+    size_t nups = 0;
     cm_err_t rc = body_object(req, &body, err);
     if (!rc)
-        rc = only_fields(body, fields, "upstream", err);
-    const json_t *up = json_object_get(body, "upstream");
-    if (!rc && !json_is_string(up)) {
-        cm_errf(err, "upstream: %s", up ? "must be a string HOST:PORT" : "required (HOST:PORT)");
-        rc = CM_EINVAL;
-    }
+        rc = only_fields(body, fields, "upstream, upstreams", err);
     if (!rc)
-        rc = ch_link_set_upstream(l, json_string_value(up), err);
+        rc = body_upstreams(body, ups, &nups, err);
+    if (!rc)
+        rc = ch_link_set_upstreams(l, ups, nups, err);
     json_decref(body);
     if (rc)
         answer_err(resp, rc, err);

@@ -20,6 +20,7 @@ typedef struct {
     int dir;
     char link[33];
     char detail[CH_JOURNAL_DETAIL_LEN];
+    char upstream[CH_JOURNAL_UPSTREAM_LEN]; /* "": none */
 } entry_t;
 
 struct ch_journal {
@@ -79,17 +80,18 @@ void ch_journal_free(ch_journal_t **jp)
     *jp = NULL;
 }
 
-uint64_t ch_journal_add(ch_journal_t *j, const char *link, uint64_t conn, ch_event_t ev, int fault,
-                        int dir, const char *fmt, ...)
+static uint64_t add_v(ch_journal_t *j, const char *link, uint64_t conn, ch_event_t ev, int fault,
+                      int dir, const char *upstream, const char *fmt, va_list ap)
+    __attribute__((format(printf, 8, 0)));
+
+static uint64_t add_v(ch_journal_t *j, const char *link, uint64_t conn, ch_event_t ev, int fault,
+                      int dir, const char *upstream, const char *fmt, va_list ap)
 {
     entry_t e = {.at_ms = cm_clock_now_ms(), .conn = conn, .ev = ev, .fault = fault, .dir = dir};
     snprintf(e.link, sizeof e.link, "%s", link ? link : "");
-    if (fmt) {
-        va_list ap;
-        va_start(ap, fmt);
+    snprintf(e.upstream, sizeof e.upstream, "%s", upstream ? upstream : "");
+    if (fmt)
         vsnprintf(e.detail, sizeof e.detail, fmt, ap);
-        va_end(ap);
-    }
     pthread_mutex_lock(&j->mu);
     e.seq = j->next_seq++;
     size_t slot;
@@ -107,6 +109,26 @@ uint64_t ch_journal_add(ch_journal_t *j, const char *link, uint64_t conn, ch_eve
     return e.seq;
 }
 
+uint64_t ch_journal_add(ch_journal_t *j, const char *link, uint64_t conn, ch_event_t ev, int fault,
+                        int dir, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    uint64_t seq = add_v(j, link, conn, ev, fault, dir, NULL, fmt, ap);
+    va_end(ap);
+    return seq;
+}
+
+uint64_t ch_journal_add_up(ch_journal_t *j, const char *link, uint64_t conn, ch_event_t ev,
+                           int fault, int dir, const char *upstream, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    uint64_t seq = add_v(j, link, conn, ev, fault, dir, upstream, fmt, ap);
+    va_end(ap);
+    return seq;
+}
+
 static int matches(const entry_t *e, const ch_journal_filter_t *f)
 {
     return e->seq > f->since && (!f->link || !*f->link || strcmp(f->link, e->link) == 0) &&
@@ -116,16 +138,18 @@ static int matches(const entry_t *e, const ch_journal_filter_t *f)
 static json_t *entry_json(const entry_t *e)
 {
     json_t *v = json_pack(
-        "{s:I,s:I,s:s,s:I,s:s,s:o,s:o,s:s}", "seq", (json_int_t)e->seq, "at_ms",
+        "{s:I,s:I,s:s,s:I,s:s,s:o,s:o,s:o,s:s}", "seq", (json_int_t)e->seq, "at_ms",
         (json_int_t)e->at_ms, "link", e->link, "conn", (json_int_t)e->conn, "event",
         ch_event_name(e->ev), "fault",
         e->fault >= 0 ? json_string(ch_fault_type_name((ch_fault_type_t)e->fault)) : json_null(),
-        "direction", e->dir ? json_string(ch_dir_name(e->dir)) : json_null(), "detail", e->detail);
+        "direction", e->dir ? json_string(ch_dir_name(e->dir)) : json_null(), "upstream",
+        e->upstream[0] ? json_string(e->upstream) : json_null(), "detail", e->detail);
     if (!v) {
         /* The detail may quote bytes that are not UTF-8 (a host name); never lose the entry. */
-        v = json_pack("{s:I,s:I,s:s,s:I,s:s,s:n,s:n,s:s}", "seq", (json_int_t)e->seq, "at_ms",
+        v = json_pack("{s:I,s:I,s:s,s:I,s:s,s:n,s:n,s:n,s:s}", "seq", (json_int_t)e->seq, "at_ms",
                       (json_int_t)e->at_ms, "link", e->link, "conn", (json_int_t)e->conn, "event",
-                      ch_event_name(e->ev), "fault", "direction", "detail", "(not UTF-8)");
+                      ch_event_name(e->ev), "fault", "direction", "upstream", "detail",
+                      "(not UTF-8)");
     }
     return v;
 }

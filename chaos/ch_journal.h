@@ -15,16 +15,18 @@
 
 #define CH_JOURNAL_DEFAULT_CAPACITY 10000
 #define CH_JOURNAL_DETAIL_LEN 160
+/* An upstream "HOST:PORT" as a link names it (CH_LINK_UPSTREAM_MAX + 1; ch_link.c checks). */
+#define CH_JOURNAL_UPSTREAM_LEN 301
 
 typedef struct ch_journal ch_journal_t;
 
 typedef enum {
-    CH_EV_OPEN = 0,       /* a connection was accepted and will be proxied */
+    CH_EV_OPEN = 0,       /* a connection reached an upstream and is proxied */
     CH_EV_CLOSE,          /* it ended without a fault's reset (FIN, a peer's reset, stop) */
     CH_EV_RESET,          /* a fault reset it (reset after bytes, down) */
     CH_EV_REFUSED,        /* accepted and reset at once: link down, or over the cap */
     CH_EV_FAULT,          /* a fault was drawn to apply to the connection */
-    CH_EV_UPSTREAM_ERROR, /* the upstream could not be reached */
+    CH_EV_UPSTREAM_ERROR, /* an upstream could not be reached (the next one is tried) */
     CH_EV__COUNT
 } ch_event_t;
 
@@ -38,6 +40,13 @@ void ch_journal_free(ch_journal_t **j);
  * none (a fault for both directions is journaled with none). Returns the entry's seq. */
 uint64_t ch_journal_add(ch_journal_t *j, const char *link, uint64_t conn, ch_event_t ev, int fault,
                         int dir, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+
+/* As ch_journal_add, with the upstream ("HOST:PORT", copied; NULL for none) the entry is
+ * about: the one a connection reached (open, and how it ended) or the one that failed
+ * (upstream_error). Shown as "upstream" (null when none). */
+uint64_t ch_journal_add_up(ch_journal_t *j, const char *link, uint64_t conn, ch_event_t ev,
+                           int fault, int dir, const char *upstream, const char *fmt, ...)
+    __attribute__((format(printf, 8, 9)));
 
 typedef struct {
     uint64_t since;   /* only entries with seq > since */

@@ -24,6 +24,9 @@
 /* How long ch_links_free waits for connection threads to notice the stop. */
 #define STOP_WAIT_MS 3000
 
+_Static_assert(CH_JOURNAL_UPSTREAM_LEN >= CH_LINK_UPSTREAM_MAX + 1,
+               "the journal holds a whole upstream");
+
 /* ---- small helpers ------------------------------------------------------------------ */
 
 void ch_link_rst_close(int fd)
@@ -98,6 +101,37 @@ int ch_link_parse_upstream(const char *s, char *host, size_t hcap, uint16_t *por
     memcpy(host, h, hl);
     host[hl] = '\0';
     *port = (uint16_t)v;
+    return 0;
+}
+
+int ch_link_check_upstreams(const char *const *upstreams, size_t n, const char *field, char *err)
+{
+    char host[CH_LINK_UPSTREAM_MAX + 1], perr[CM_ERR_LEN];
+    uint16_t port;
+    int list = strcmp(field, "upstream") != 0;
+    if (n < 1 || n > CH_LINK_UPSTREAMS_MAX || (!list && n != 1)) {
+        cm_errf(err, "%s: %s", field,
+                list ? "must be a list of 1 to 16 HOST:PORT" : "must be one HOST:PORT");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char where[40];
+        if (list)
+            snprintf(where, sizeof where, "%s[%zu]", field, i);
+        else
+            snprintf(where, sizeof where, "%s", field);
+        if (ch_link_parse_upstream(upstreams[i], host, sizeof host, &port, perr) != 0) {
+            cm_errf(err, "%s: %s", where, perr);
+            return -1;
+        }
+        for (size_t k = 0; k < i; k++) {
+            /* Twice would make the per-upstream counts ambiguous; weights are not a feature. */
+            if (strcmp(upstreams[k], upstreams[i]) == 0) {
+                cm_errf(err, "%s: \"%.80s\" is already %s[%zu]", where, upstreams[i], field, k);
+                return -1;
+            }
+        }
+    }
     return 0;
 }
 
@@ -176,6 +210,41 @@ static void refuse_locked(ch_link_t *l, int fd, uint64_t id, int down, const cha
     ch_link_rst_close(fd);
 }
 
+/* Puts the n upstreams (checked) in l->ups, keeping the counts of those already there,
+ * and starts the turns again from the first. Holds l->mu. */
+static void set_upstreams_locked(ch_link_t *l, const char *const *ups, size_t n)
+{
+    ch_link_upstream_t next[CH_LINK_UPSTREAMS_MAX];
+    memset(next, 0, sizeof next);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(next[i].addr, sizeof next[i].addr, "%s", ups[i]);
+        for (size_t k = 0; k < l->nups; k++) {
+            if (strcmp(l->ups[k].addr, ups[i]) == 0) {
+                next[i].connections = l->ups[k].connections;
+                next[i].errors = l->ups[k].errors;
+            }
+        }
+    }
+    memcpy(l->ups, next, sizeof next);
+    l->nups = n;
+    l->turn = 0;
+}
+
+void ch_link_upstream_result(ch_link_t *l, const char *addr, int ok)
+{
+    pthread_mutex_lock(&l->mu);
+    for (size_t k = 0; k < l->nups; k++) {
+        if (strcmp(l->ups[k].addr, addr) == 0) {
+            if (ok)
+                l->ups[k].connections++;
+            else
+                l->ups[k].errors++;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
 static void conn_free(ch_conn_t *c)
 {
     if (!c)
@@ -194,9 +263,6 @@ static void accept_one(ch_link_t *l, int fd)
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     /* Small writes must leave at once, or slice and latency would be blurred by Nagle. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in peer = {0};
-    socklen_t pl = sizeof peer;
-    getpeername(fd, (struct sockaddr *)&peer, &pl);
 
     uint64_t id = stat_add(&ls->next_conn_id, 1);
     pthread_mutex_lock(&l->mu);
@@ -215,14 +281,18 @@ static void accept_one(ch_link_t *l, int fd)
         CM_WARN(COMP, "%s: connection %llu refused: %s", l->name, (unsigned long long)id, why);
         return;
     }
-    ch_conn_t *c = calloc(1, sizeof *c);
+    ch_conn_t *c = calloc(1, sizeof *c + l->nups * sizeof c->ups[0]);
     if (c) {
         c->link = l;
         c->id = id;
         c->cfd = fd;
         c->seed = seed;
         cm_rand_seed(&c->draw, seed);
-        memcpy(c->upstream, l->upstream, sizeof c->upstream);
+        /* Round robin: this connection's turn first, then the others in order, to fall
+         * back on when its turn's upstream cannot be reached. */
+        c->nups = l->nups;
+        for (size_t i = 0; i < l->nups; i++)
+            memcpy(c->ups[i], l->ups[(l->turn + i) % l->nups].addr, sizeof c->ups[i]);
         c->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     }
     if (!c || c->wake < 0) {
@@ -231,10 +301,9 @@ static void accept_one(ch_link_t *l, int fd)
         pthread_mutex_unlock(&l->mu);
         return;
     }
-    char addr[INET_ADDRSTRLEN] = "?";
-    inet_ntop(AF_INET, &peer.sin_addr, addr, sizeof addr);
-    ch_journal_add(ls->journal, l->name, id, CH_EV_OPEN, -1, 0, "from %s:%u to %s", addr,
-                   (unsigned)ntohs(peer.sin_port), c->upstream);
+    /* Refused connections take no turn: the turns go to connections that are proxied. */
+    l->turn = (l->turn + 1) % l->nups;
+    /* The open entry waits until an upstream is reached (ch_conn.c): it names that one. */
     draw_plan_locked(l, c, 1);
     c->next = l->conns;
     if (l->conns)
@@ -443,11 +512,9 @@ static cm_err_t listen_on(uint16_t port, int *fd_out, uint16_t *bound, char *err
     return CM_OK;
 }
 
-cm_err_t ch_links_add(ch_links_t *ls, const char *name, const char *upstream, uint16_t port,
-                      ch_link_t **out, char *err)
+cm_err_t ch_links_add(ch_links_t *ls, const char *name, const char *const *upstreams, size_t n,
+                      uint16_t port, ch_link_t **out, char *err)
 {
-    char host[CH_LINK_UPSTREAM_MAX + 1], perr[CM_ERR_LEN];
-    uint16_t uport;
     if (out)
         *out = NULL;
     if (!ch_link_name_ok(name)) {
@@ -455,10 +522,8 @@ cm_err_t ch_links_add(ch_links_t *ls, const char *name, const char *upstream, ui
                 CH_LINK_NAME_MAX);
         return CM_EINVAL;
     }
-    if (ch_link_parse_upstream(upstream, host, sizeof host, &uport, perr) != 0) {
-        cm_errf(err, "upstream: %s", perr);
+    if (ch_link_check_upstreams(upstreams, n, n == 1 ? "upstream" : "upstreams", err) != 0)
         return CM_EINVAL;
-    }
     cm_err_t rc = CM_OK;
     ch_link_t *l = NULL;
     pthread_mutex_lock(&ls->mu);
@@ -488,7 +553,7 @@ cm_err_t ch_links_add(ch_links_t *ls, const char *name, const char *upstream, ui
     l->owner = ls;
     l->lfd = -1;
     snprintf(l->name, sizeof l->name, "%s", name);
-    snprintf(l->upstream, sizeof l->upstream, "%s", upstream);
+    set_upstreams_locked(l, upstreams, n); /* l is not shared yet */
     cm_rand_seed(&l->rng, ls->seed ^ name_hash(name));
     l->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (l->wake < 0) {
@@ -511,7 +576,8 @@ cm_err_t ch_links_add(ch_links_t *ls, const char *name, const char *upstream, ui
     }
     l->listener_started = 1;
     ls->links[ls->n++] = l;
-    CM_INFO(COMP, "link %s: 127.0.0.1:%u -> %s", l->name, (unsigned)l->port, l->upstream);
+    CM_INFO(COMP, "link %s: 127.0.0.1:%u -> %s%s", l->name, (unsigned)l->port, l->ups[0].addr,
+            n > 1 ? " and more, round robin" : "");
 out:
     pthread_mutex_unlock(&ls->mu);
     if (out)
@@ -592,41 +658,72 @@ ch_link_stats_t ch_link_stats(ch_link_t *l)
 void ch_link_upstream(ch_link_t *l, char *out, size_t cap)
 {
     pthread_mutex_lock(&l->mu);
-    snprintf(out, cap, "%s", l->upstream);
+    snprintf(out, cap, "%s", l->ups[0].addr);
     pthread_mutex_unlock(&l->mu);
 }
 
-cm_err_t ch_link_set_upstream(ch_link_t *l, const char *upstream, char *err)
+size_t ch_link_upstreams(ch_link_t *l, ch_link_upstream_t *out, size_t cap)
 {
-    char host[CH_LINK_UPSTREAM_MAX + 1], perr[CM_ERR_LEN];
-    uint16_t port;
-    if (ch_link_parse_upstream(upstream, host, sizeof host, &port, perr) != 0) {
-        cm_errf(err, "upstream: %s", perr);
-        return CM_EINVAL;
-    }
     pthread_mutex_lock(&l->mu);
-    snprintf(l->upstream, sizeof l->upstream, "%s", upstream);
+    size_t n = l->nups;
+    memcpy(out, l->ups, (n < cap ? n : cap) * sizeof *out);
     pthread_mutex_unlock(&l->mu);
-    CM_INFO(COMP, "link %s: new connections go to %s", l->name, upstream);
+    return n;
+}
+
+cm_err_t ch_link_set_upstreams(ch_link_t *l, const char *const *upstreams, size_t n, char *err)
+{
+    if (ch_link_check_upstreams(upstreams, n, n == 1 ? "upstream" : "upstreams", err) != 0)
+        return CM_EINVAL;
+    pthread_mutex_lock(&l->mu);
+    set_upstreams_locked(l, upstreams, n);
+    pthread_mutex_unlock(&l->mu);
+    CM_INFO(COMP, "link %s: new connections go to %s%s", l->name, upstreams[0],
+            n > 1 ? " and more, round robin" : "");
     return CM_OK;
+}
+
+/* {"upstreams":[...]} and {"per_upstream":{ADDR:{"connections","errors"}}}, new. */
+static int upstreams_json(const ch_link_upstream_t *ups, size_t n, json_t **list, json_t **per)
+{
+    *list = json_array();
+    *per = json_object();
+    int bad = !*list || !*per;
+    for (size_t i = 0; !bad && i < n; i++) {
+        json_t *counts = json_pack("{s:I,s:I}", "connections", (json_int_t)ups[i].connections,
+                                   "errors", (json_int_t)ups[i].errors);
+        bad = json_array_append_new(*list, json_string(ups[i].addr)) != 0 || !counts ||
+              json_object_set_new(*per, ups[i].addr, counts) != 0;
+    }
+    if (bad) {
+        json_decref(*list);
+        json_decref(*per);
+        *list = *per = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 json_t *ch_link_json(ch_link_t *l)
 {
+    ch_link_upstream_t ups[CH_LINK_UPSTREAMS_MAX];
+    size_t n = ch_link_upstreams(l, ups, CH_LINK_UPSTREAMS_MAX);
     pthread_mutex_lock(&l->mu);
     json_t *faults = ch_faults_json(l->faults);
-    json_t *up = json_string(l->upstream);
     pthread_mutex_unlock(&l->mu);
+    json_t *list = NULL, *per = NULL;
+    json_t *first = json_string(ups[0].addr);
     ch_link_stats_t s = ch_link_stats(l);
-    if (!faults || !up) {
+    if (!faults || !first || upstreams_json(ups, n, &list, &per) != 0) {
         json_decref(faults);
-        json_decref(up);
+        json_decref(first);
         return NULL;
     }
-    return json_pack(
-        "{s:s,s:i,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "name", l->name, "port", (int)l->port,
-        "upstream", up, "faults", faults, "stats", "connections", (json_int_t)s.connections,
-        "active", (json_int_t)s.active, "refused", (json_int_t)s.refused, "resets",
-        (json_int_t)s.resets, "bytes_upstream", (json_int_t)s.bytes_upstream, "bytes_downstream",
-        (json_int_t)s.bytes_downstream, "faults_applied", (json_int_t)s.faults_applied);
+    return json_pack("{s:s,s:i,s:o,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}}", "name", l->name,
+                     "port", (int)l->port, "upstream", first, "upstreams", list, "faults", faults,
+                     "stats", "connections", (json_int_t)s.connections, "active",
+                     (json_int_t)s.active, "refused", (json_int_t)s.refused, "resets",
+                     (json_int_t)s.resets, "bytes_upstream", (json_int_t)s.bytes_upstream,
+                     "bytes_downstream", (json_int_t)s.bytes_downstream, "faults_applied",
+                     (json_int_t)s.faults_applied, "per_upstream", per);
 }

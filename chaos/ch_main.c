@@ -1,10 +1,10 @@
 /* ch_main.c - the chaos-proxy program: command line, start-up, ready file, signals,
  * orderly shutdown.
  *
- * Every --link NAME=HOST:PORT gets a listener on a free port of 127.0.0.1 that forwards to
- * HOST:PORT; the control API listens on --control-port. Once all of them listen, their
- * ports go into the ready file, written atomically. The main thread then waits for
- * SIGTERM or SIGINT with sigwait; every other thread has those signals blocked.
+ * Every --link NAME=HOST:PORT[,HOST:PORT...] gets a listener on a free port of 127.0.0.1
+ * that forwards to HOST:PORT (round robin over several); the control API listens on --control-port.
+ * Once all of them listen, their ports go into the ready file, written atomically. The main thread
+ * then waits for SIGTERM or SIGINT with sigwait; every other thread has those signals blocked.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,8 +30,15 @@
 
 typedef struct {
     char name[CH_LINK_NAME_MAX + 1];
-    const char *upstream; /* borrowed from argv */
+    const char *upstreams; /* borrowed from argv: HOST:PORT[,HOST:PORT...] */
 } flag_link_t;
+
+/* A --link's upstreams, split at the commas (HOST never holds one, even as "[IPv6]"). */
+typedef struct {
+    char buf[CH_LINK_UPSTREAMS_MAX][CH_LINK_UPSTREAM_MAX + 1];
+    const char *ups[CH_LINK_UPSTREAMS_MAX];
+    size_t n;
+} split_t;
 
 typedef struct {
     const char *ready_file;
@@ -45,20 +52,24 @@ typedef struct {
 
 static const char usage[] =
     "usage: chaos-proxy --ready-file FILE [--seed N] [--control-port P]\n"
-    "                   [--link NAME=HOST:PORT]... [--log-level debug|info|warn|error]\n"
+    "                   [--link NAME=HOST:PORT[,HOST:PORT...]]...\n"
+    "                   [--log-level debug|info|warn|error]\n"
     "                   [--speed N]\n"
     "\n"
     "A TCP proxy that injects network faults (latency, jitter, bandwidth, slicing, reset,\n"
     "black hole, timeout, down) between a client and its upstreams. Each link listens on a\n"
-    "free port of 127.0.0.1 and forwards to its upstream; faults are set per link through\n"
-    "the control API (see chaos/README.md). Once everything listens it writes\n"
-    "{\"pid\",\"control_port\",\"seed\",\"links\":{NAME:{\"port\",\"upstream\"}}} to the ready\n"
-    "file (atomically). Stops cleanly on SIGTERM or SIGINT.\n"
+    "free port of 127.0.0.1 and forwards to its upstream (round robin per connection over\n"
+    "several, skipping one that refuses); faults are set per link through the control API\n"
+    "(see chaos/README.md). Once everything listens it writes {\"pid\",\"control_port\",\n"
+    "\"seed\",\"links\":{NAME:{\"port\",\"upstream\",\"upstreams\"}}} to the ready file\n"
+    "(atomically). Stops cleanly on SIGTERM or SIGINT.\n"
     "\n"
     "  --ready-file FILE        where to publish the ports (required)\n"
     "  --seed N                 seed of the per-connection fault draws and jitter (default 1)\n"
     "  --control-port P         port of the control API (default 0: a free port)\n"
-    "  --link NAME=HOST:PORT    a link (repeatable); NAME is 1-32 of a-z 0-9 _ -\n"
+    "  --link NAME=HOST:PORT[,HOST:PORT...]\n"
+    "                           a link (repeatable); NAME is 1-32 of a-z 0-9 _ -; up to 16\n"
+    "                           upstreams, taken round robin per connection\n"
     "  --log-level L            minimum log level (default info)\n"
     "  --speed N                the clock speed-up it runs under (libfaketime), 1..1000\n"
     "                           (default 1): the upstream connect timeout (5 s) is\n"
@@ -79,13 +90,42 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
+/* Splits list at its commas into sp and checks the upstreams. 0, or -1 with err (CM_ERR_LEN
+ * bytes) naming the bad one. */
+static int split_upstreams(const char *list, split_t *sp, char *err)
+{
+    sp->n = 0;
+    for (const char *p = list;; p++) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (sp->n == CH_LINK_UPSTREAMS_MAX) {
+            cm_errf(err, "at most %d upstreams", CH_LINK_UPSTREAMS_MAX);
+            return -1;
+        }
+        /* One byte over the limit is enough for the check below to refuse it. */
+        size_t keep = len <= CH_LINK_UPSTREAM_MAX ? len : CH_LINK_UPSTREAM_MAX;
+        memcpy(sp->buf[sp->n], p, keep);
+        sp->buf[sp->n][keep] = '\0';
+        if (len > CH_LINK_UPSTREAM_MAX) {
+            cm_errf(err, "an upstream longer than %d characters", CH_LINK_UPSTREAM_MAX);
+            return -1;
+        }
+        sp->ups[sp->n] = sp->buf[sp->n];
+        sp->n++;
+        if (!comma)
+            break;
+        p = comma;
+    }
+    return ch_link_check_upstreams(sp->ups, sp->n, sp->n == 1 ? "upstream" : "upstreams", err);
+}
+
 static int parse_link(const char *val, ch_opts_t *o, char *err, size_t cap)
 {
     const char *eq = strchr(val, '=');
-    char perr[CM_ERR_LEN], host[CH_LINK_UPSTREAM_MAX + 1];
-    uint16_t port;
+    char perr[CM_ERR_LEN];
+    static split_t sp; /* 5 KiB: off the stack; the command line is parsed by main alone */
     if (!eq || eq == val || !eq[1]) {
-        snprintf(err, cap, "--link \"%.100s\": expected NAME=HOST:PORT", val);
+        snprintf(err, cap, "--link \"%.100s\": expected NAME=HOST:PORT[,HOST:PORT...]", val);
         return -1;
     }
     size_t nl = (size_t)(eq - val);
@@ -96,8 +136,9 @@ static int parse_link(const char *val, ch_opts_t *o, char *err, size_t cap)
                  CH_LINK_NAME_MAX);
         return -1;
     }
-    if (ch_link_parse_upstream(eq + 1, host, sizeof host, &port, perr) != 0) {
-        snprintf(err, cap, "--link \"%.100s\": expected NAME=HOST:PORT (%.100s)", val, perr);
+    if (split_upstreams(eq + 1, &sp, perr) != 0) {
+        snprintf(err, cap, "--link \"%.60s\": expected NAME=HOST:PORT[,HOST:PORT...] (%.140s)", val,
+                 perr);
         return -1;
     }
     for (size_t i = 0; i < o->nlinks; i++) {
@@ -111,7 +152,7 @@ static int parse_link(const char *val, ch_opts_t *o, char *err, size_t cap)
         return -1;
     }
     memcpy(o->links[o->nlinks].name, name, nl + 1); /* nl <= CH_LINK_NAME_MAX */
-    o->links[o->nlinks++].upstream = eq + 1;
+    o->links[o->nlinks++].upstreams = eq + 1;
     return 0;
 }
 
@@ -227,8 +268,10 @@ static cm_err_t app_start(ch_app_t *app, const ch_opts_t *o, char *err)
     if (!app->links)
         return CM_ENOMEM;
     for (size_t i = 0; i < o->nlinks; i++) {
-        cm_err_t rc =
-            ch_links_add(app->links, o->links[i].name, o->links[i].upstream, 0, NULL, err);
+        static split_t sp; /* checked by parse_link already */
+        if (split_upstreams(o->links[i].upstreams, &sp, err) != 0)
+            return CM_EINVAL;
+        cm_err_t rc = ch_links_add(app->links, o->links[i].name, sp.ups, sp.n, 0, NULL, err);
         if (rc)
             return rc;
     }
@@ -268,8 +311,9 @@ static char *ready_text(const ch_app_t *app, uint64_t seed)
     json_array_foreach(all, i, l)
     {
         json_object_set_new(links, json_string_value(json_object_get(l, "name")),
-                            json_pack("{s:O,s:O}", "port", json_object_get(l, "port"), "upstream",
-                                      json_object_get(l, "upstream")));
+                            json_pack("{s:O,s:O,s:O}", "port", json_object_get(l, "port"),
+                                      "upstream", json_object_get(l, "upstream"), "upstreams",
+                                      json_object_get(l, "upstreams")));
     }
     json_decref(all);
     json_t *v = links ? json_pack("{s:I,s:i,s:I,s:o}", "pid", (json_int_t)getpid(), "control_port",

@@ -32,7 +32,8 @@ static void setup(void)
     ls = ch_links_new(&(ch_links_cfg_t){.seed = 1, .journal = jr}, err);
     cr_assert_not_null(ls, "%s", err);
     snprintf(upstream, sizeof upstream, "127.0.0.1:%u", tu_server_port(up));
-    cr_assert_eq(ch_links_add(ls, "calcom", upstream, 0, NULL, err), CM_OK, "%s", err);
+    cr_assert_eq(ch_links_add(ls, "calcom", (const char *[]){upstream}, 1, 0, NULL, err), CM_OK,
+                 "%s", err);
     ctl = (ch_control_t){.links = ls, .journal = jr};
     srv = cm_http_server_new(&(cm_http_server_cfg_t){
         .threads = 0, .body_limit = CH_CONTROL_BODY_LIMIT, .name = "test.chaos"});
@@ -131,7 +132,8 @@ Test(control, links)
     expect_problem("GET", "/links/nope", NULL, 404, "no link named \"nope\"");
     expect_problem("PUT", "/links/nope", "{\"upstream\":\"127.0.0.1:9\"}", 404, NULL);
     expect_problem("DELETE", "/links/calcom", NULL, 405, NULL);
-    expect_problem("POST", "/links", "{\"name\":\"x\"}", 400, "upstream: required (HOST:PORT)");
+    expect_problem("POST", "/links", "{\"name\":\"x\"}", 400,
+                   "upstream: required (HOST:PORT), or upstreams (a list of them)");
     expect_problem("POST", "/links", "{\"upstream\":\"127.0.0.1:1\"}", 400, "name: required");
     expect_problem("POST", "/links", "{\"name\":5,\"upstream\":\"127.0.0.1:1\"}", 400,
                    "name: must be a string");
@@ -142,16 +144,129 @@ Test(control, links)
     expect_problem("POST", "/links", "{\"name\":\"x\",\"upstream\":\"127.0.0.1:1\",\"port\":-1}",
                    400, "port: must be an integer from 0 (any free port) to 65535");
     expect_problem("POST", "/links", "{\"name\":\"x\",\"upstream\":\"127.0.0.1:1\",\"tls\":true}",
-                   400, "tls: unknown field (expected name, upstream, port)");
+                   400, "tls: unknown field (expected name, upstream, upstreams, port)");
     expect_problem("PUT", "/links/calcom", "{\"upstream\":1}", 400,
                    "upstream: must be a string HOST:PORT");
     expect_problem("PUT", "/links/calcom", "{\"upstream\":\"a:1\",\"name\":\"b\"}", 400,
-                   "name: unknown field (expected upstream)");
+                   "name: unknown field (expected upstream, upstreams)");
     expect_problem("PUT", "/links/calcom", "", 400, "a JSON object body is required");
     expect_problem("PUT", "/links/calcom", "[1]", 400, "the body must be a JSON object");
     expect_problem("PUT", "/links/calcom", "{\"upstream\":", 400, NULL);
     expect_problem("PUT", "/links/calcom", "{\"upstream\":\"a:1\",\"upstream\":\"b:2\"}", 400,
                    NULL);
+}
+
+/* Connects to port and returns the one-letter greeting of the upstream reached ('-' none). */
+static char greeting_at(uint16_t port)
+{
+    char buf[2] = "-";
+    tu_how_t how;
+    int fd = tu_connect(port);
+    cr_assert_geq(fd, 0);
+    size_t got = tu_recv_n(fd, buf, 1, 5000, &how, NULL);
+    close(fd);
+    return got == 1 ? buf[0] : '-';
+}
+
+Test(control, upstreams)
+{
+    tu_server_t *a = tu_server_start("A"), *b = tu_server_start("B"), *c = tu_server_start("C");
+    char ua[32], ub[32], uc[32], body[512];
+    snprintf(ua, sizeof ua, "127.0.0.1:%u", tu_server_port(a));
+    snprintf(ub, sizeof ub, "127.0.0.1:%u", tu_server_port(b));
+    snprintf(uc, sizeof uc, "127.0.0.1:%u", tu_server_port(c));
+    snprintf(body, sizeof body, "{\"name\":\"gw\",\"upstreams\":[\"%s\",\"%s\",\"%s\"]}", ua, ub,
+             uc);
+    json_t *v = NULL;
+    cr_assert_eq(call("POST", "/links", body, &v), 201);
+    uint16_t port = (uint16_t)cm_json_int(v, "port", 0);
+    cr_expect_str_eq(cm_json_str(v, "upstream", ""), ua, "upstream is the first");
+    cr_expect_eq(json_array_size(cm_json_path(v, "upstreams")), 3);
+    cr_expect_str_eq(cm_json_str(v, "upstreams.1", ""), ub);
+    json_t *per = cm_json_path(v, "stats.per_upstream");
+    cr_expect_eq(json_object_size(per), 3);
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(per, uc), "connections")), 0);
+    json_decref(v);
+
+    char seen[7] = "";
+    for (int i = 0; i < 6; i++)
+        seen[i] = greeting_at(port);
+    cr_expect_str_eq(seen, "ABCABC");
+
+    /* GET round-trips: its upstreams PUT back give the same link; counts stay. */
+    cr_assert_eq(call("GET", "/links/gw", NULL, &v), 200);
+    json_t *ups = json_deep_copy(cm_json_path(v, "upstreams"));
+    json_decref(v);
+    json_t *put = json_pack("{s:o}", "upstreams", ups);
+    char *text = json_dumps(put, JSON_COMPACT);
+    json_decref(put);
+    cr_assert_eq(call("PUT", "/links/gw", text, &v), 200);
+    free(text);
+    cr_expect_eq(json_array_size(cm_json_path(v, "upstreams")), 3);
+    cr_expect_str_eq(cm_json_str(v, "upstreams.2", ""), uc);
+    per = cm_json_path(v, "stats.per_upstream");
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(per, ub), "connections")), 2);
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(per, ub), "errors")), 0);
+    json_decref(v);
+
+    /* PUT a new list: new connections use it, from its first. */
+    snprintf(body, sizeof body, "{\"upstreams\":[\"%s\",\"%s\"]}", uc, ua);
+    cr_assert_eq(call("PUT", "/links/gw", body, &v), 200);
+    cr_expect_str_eq(cm_json_str(v, "upstream", ""), uc);
+    cr_expect_eq(json_object_size(cm_json_path(v, "stats.per_upstream")), 2);
+    json_decref(v);
+    cr_expect_eq(greeting_at(port), 'C');
+    cr_expect_eq(greeting_at(port), 'A');
+    /* And the one-upstream form still works on a link that had several. */
+    snprintf(body, sizeof body, "{\"upstream\":\"%s\"}", ub);
+    cr_assert_eq(call("PUT", "/links/gw", body, &v), 200);
+    cr_expect_eq(json_array_size(cm_json_path(v, "upstreams")), 1);
+    cr_expect_str_eq(cm_json_str(v, "upstreams.0", ""), ub);
+    json_decref(v);
+    cr_expect_eq(greeting_at(port), 'B');
+
+    /* Refusals name the field (and the item); nothing changes. */
+    snprintf(body, sizeof body, "{\"upstream\":\"%s\",\"upstreams\":[\"%s\"]}", ua, ua);
+    expect_problem("PUT", "/links/gw", body, 400,
+                   "upstreams: give upstream (one) or upstreams (a list), not both");
+    expect_problem("PUT", "/links/gw", "{\"upstreams\":[]}", 400,
+                   "upstreams: must be a list of 1 to 16 HOST:PORT");
+    expect_problem("PUT", "/links/gw", "{\"upstreams\":\"127.0.0.1:1\"}", 400,
+                   "upstreams: must be a list of 1 to 16 HOST:PORT");
+    expect_problem("PUT", "/links/gw", "{\"upstreams\":[\"127.0.0.1:1\",5]}", 400,
+                   "upstreams[1]: must be a string HOST:PORT");
+    expect_problem("PUT", "/links/gw", "{\"upstreams\":[\"127.0.0.1:1\",\"127.0.0.1\"]}", 400,
+                   "upstreams[1]: \"127.0.0.1\" is not HOST:PORT with a port from 1 to 65535");
+    expect_problem("PUT", "/links/gw", "{\"upstreams\":[\"127.0.0.1:1\",\"127.0.0.1:1\"]}", 400,
+                   "upstreams[1]: \"127.0.0.1:1\" is already upstreams[0]");
+    char many[1024] = "{\"upstreams\":[";
+    for (int i = 1; i <= 17; i++) {
+        char one[24];
+        snprintf(one, sizeof one, "%s\"127.0.0.1:%d\"", i > 1 ? "," : "", i);
+        strcat(many, one);
+    }
+    strcat(many, "]}");
+    expect_problem("PUT", "/links/gw", many, 400, "upstreams: must be a list of 1 to 16 HOST:PORT");
+    expect_problem("PUT", "/links/gw", "{}", 400,
+                   "upstream: required (HOST:PORT), or upstreams (a list of them)");
+    expect_problem("POST", "/links", "{\"name\":\"y\",\"upstreams\":[\"x\"]}", 400,
+                   "upstreams[0]: \"x\" is not HOST:PORT with a port from 1 to 65535");
+    cr_assert_eq(call("GET", "/links/gw", NULL, &v), 200);
+    cr_expect_eq(json_array_size(cm_json_path(v, "upstreams")), 1, "unchanged by the bad ones");
+    json_decref(v);
+    cr_expect_eq(call("GET", "/links/y", NULL, NULL), 404, "nothing added");
+
+    /* The journal's open entries name the upstream reached. */
+    cr_assert_eq(call("GET", "/journal?link=gw&event=open", NULL, &v), 200);
+    cr_expect_eq(cm_json_int(v, "count", 0), 9);
+    cr_expect_str_eq(cm_json_str(v, "entries.0.upstream", ""), ua);
+    cr_expect_str_eq(cm_json_str(v, "entries.8.upstream", ""), ub);
+    json_decref(v);
+    cm_http_server_free(&srv);
+    ch_links_free(&ls); /* before the servers go */
+    tu_server_stop(&a);
+    tu_server_stop(&b);
+    tu_server_stop(&c);
 }
 
 Test(control, faults)

@@ -72,6 +72,21 @@ Test(journal, ring_drops_oldest)
     ch_journal_free(&j);
 }
 
+Test(journal, upstream_field)
+{
+    ch_journal_t *j = ch_journal_new(0);
+    ch_journal_add_up(j, "gw", 1, CH_EV_UPSTREAM_ERROR, -1, 0, "127.0.0.1:9001", "refused");
+    ch_journal_add_up(j, "gw", 1, CH_EV_OPEN, -1, 0, "[::1]:9002", "from %s", "x");
+    ch_journal_add(j, "gw", 1, CH_EV_FAULT, -1, 0, "no upstream");
+    json_t *v = ch_journal_query(j, &(ch_journal_filter_t){.event = -1});
+    cr_expect_str_eq(cm_json_str(v, "entries.0.upstream", ""), "127.0.0.1:9001");
+    cr_expect_str_eq(cm_json_str(v, "entries.1.upstream", ""), "[::1]:9002");
+    cr_expect_str_eq(cm_json_str(v, "entries.1.detail", ""), "from x");
+    cr_expect(json_is_null(cm_json_path(v, "entries.2.upstream")), "null when there is none");
+    json_decref(v);
+    ch_journal_free(&j);
+}
+
 static void *add_later(void *arg)
 {
     ch_journal_t *j = arg;

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,7 +38,8 @@ static ch_link_t *add_link(ch_links_t *s, const char *name, const tu_server_t *t
     char err[CM_ERR_LEN] = "", upstream[32];
     ch_link_t *l = NULL;
     snprintf(upstream, sizeof upstream, "127.0.0.1:%u", tu_server_port(to));
-    cr_assert_eq(ch_links_add(s, name, upstream, 0, &l, err), CM_OK, "%s", err);
+    cr_assert_eq(ch_links_add(s, name, (const char *[]){upstream}, 1, 0, &l, err), CM_OK, "%s",
+                 err);
     return l;
 }
 
@@ -387,8 +390,8 @@ Test(link, put_upstream_switches_new_connections)
 
     char err[CM_ERR_LEN] = "", to[32];
     snprintf(to, sizeof to, "127.0.0.1:%u", tu_server_port(b));
-    cr_assert_eq(ch_link_set_upstream(sw, to, err), CM_OK, "%s", err);
-    cr_expect_eq(ch_link_set_upstream(sw, "nohost", err), CM_EINVAL);
+    cr_assert_eq(ch_link_set_upstreams(sw, (const char *[]){to}, 1, err), CM_OK, "%s", err);
+    cr_expect_eq(ch_link_set_upstreams(sw, (const char *[]){"nohost"}, 1, err), CM_EINVAL);
     cr_expect_str_eq(err, "upstream: \"nohost\" is not HOST:PORT with a port from 1 to 65535");
     int fd2 = connect_link(sw);
     cr_assert_eq(tu_recv_n(fd2, buf, 1, 3000, &how, NULL), 1);
@@ -425,16 +428,253 @@ Test(link, upstream_error)
     json_decref(v);
 }
 
+/* ---- several upstreams, round robin --------------------------------------------------- */
+
+/* A link "rr" over the n addresses of the servers (NULL: a port nobody listens on). */
+static ch_link_t *add_rr(ch_links_t *s, tu_server_t **srv, size_t n, char addrs[][32])
+{
+    const char *ups[8];
+    for (size_t i = 0; i < n; i++) {
+        if (srv[i]) {
+            snprintf(addrs[i], 32, "127.0.0.1:%u", tu_server_port(srv[i]));
+        } else {
+            tu_server_t *gone = tu_server_start(NULL); /* bind a port, then let it go */
+            snprintf(addrs[i], 32, "127.0.0.1:%u", tu_server_port(gone));
+            tu_server_stop(&gone);
+        }
+        ups[i] = addrs[i];
+    }
+    char err[CM_ERR_LEN] = "";
+    ch_link_t *l = NULL;
+    cr_assert_eq(ch_links_add(s, "rr", ups, n, 0, &l, err), CM_OK, "%s", err);
+    return l;
+}
+
+/* Connects to l and returns the one-letter greeting of the upstream it reached, or '-'
+ * with *how saying how it ended. The connection is closed. */
+static char greeting_of(const ch_link_t *l, tu_how_t *how)
+{
+    char buf[2] = "-";
+    int fd = connect_link(l);
+    size_t got = tu_recv_n(fd, buf, 1, 5000, how, NULL);
+    close(fd);
+    return got == 1 ? buf[0] : '-';
+}
+
+static ch_link_upstream_t upstream_stats(ch_link_t *l, size_t i)
+{
+    ch_link_upstream_t ups[CH_LINK_UPSTREAMS_MAX];
+    size_t n = ch_link_upstreams(l, ups, CH_LINK_UPSTREAMS_MAX);
+    cr_assert_lt(i, n);
+    return ups[i];
+}
+
+Test(link, round_robin_in_turn)
+{
+    tu_server_t *srv[3] = {tu_server_start("A"), tu_server_start("B"), tu_server_start("C")};
+    char addrs[3][32];
+    ch_link_t *l = add_rr(ls, srv, 3, addrs);
+    char seen[10] = "";
+    for (int i = 0; i < 9; i++) {
+        tu_how_t how;
+        seen[i] = greeting_of(l, &how);
+    }
+    cr_expect_str_eq(seen, "ABCABCABC", "connections go to the upstreams in turn");
+    cr_assert(tu_wait_until(link_idle, l, 5000));
+    for (size_t i = 0; i < 3; i++) {
+        ch_link_upstream_t u = upstream_stats(l, i);
+        cr_expect_str_eq(u.addr, addrs[i]);
+        cr_expect_eq(u.connections, 3, "%s: %llu connections", u.addr,
+                     (unsigned long long)u.connections);
+        cr_expect_eq(u.errors, 0);
+        cr_expect_eq(tu_server_accepted(srv[i]), 3);
+    }
+    /* The journal's open entries name the upstream each connection reached. */
+    json_t *v = ch_journal_query(jr, &(ch_journal_filter_t){.link = "rr", .event = CH_EV_OPEN});
+    cr_assert_eq(cm_json_int(v, "count", 0), 9);
+    for (int i = 0; i < 9; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "entries.%d.upstream", i);
+        cr_expect_str_eq(cm_json_str(v, path, ""), addrs[i % 3], "open #%d", i);
+    }
+    json_decref(v);
+    v = ch_link_json(l);
+    cr_expect_str_eq(cm_json_str(v, "upstream", ""), addrs[0], "the first, for compatibility");
+    cr_expect_eq(json_array_size(cm_json_path(v, "upstreams")), 3);
+    cr_expect_str_eq(cm_json_str(v, "upstreams.2", ""), addrs[2]);
+    json_t *per = cm_json_path(v, "stats.per_upstream");
+    cr_expect_eq(json_object_size(per), 3);
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(per, addrs[1]), "connections")),
+                 3);
+    json_decref(v);
+    ch_links_free(&ls);
+    for (int i = 0; i < 3; i++)
+        tu_server_stop(&srv[i]);
+}
+
+Test(link, an_upstream_down_passes_its_turns_on)
+{
+    /* B is down: its turns go to C, the next one; the client never sees a reset. */
+    tu_server_t *srv[3] = {tu_server_start("A"), NULL, tu_server_start("C")};
+    char addrs[3][32];
+    ch_link_t *l = add_rr(ls, srv, 3, addrs);
+    char seen[10] = "";
+    for (int i = 0; i < 9; i++) {
+        tu_how_t how = TU_FULL;
+        seen[i] = greeting_of(l, &how);
+        cr_expect_neq(seen[i], '-', "connection %d ended by %s", i + 1, tu_how_name(how));
+    }
+    cr_expect_str_eq(seen, "ACCACCACC");
+    cr_assert(tu_wait_until(link_idle, l, 5000));
+    cr_expect_eq(upstream_stats(l, 0).connections, 3);
+    cr_expect_eq(upstream_stats(l, 1).connections, 0);
+    cr_expect_eq(upstream_stats(l, 1).errors, 3);
+    cr_expect_eq(upstream_stats(l, 2).connections, 6);
+    cr_expect_eq(upstream_stats(l, 2).errors, 0);
+
+    /* Connection 2 (B's turn): upstream_error naming B and C, then the open that reached C. */
+    json_t *v = ch_journal_query(jr, &(ch_journal_filter_t){.conn = 2, .event = -1});
+    char detail[128];
+    snprintf(detail, sizeof detail, "connect to %s: Connection refused; trying %s", addrs[1],
+             addrs[2]);
+    size_t n = json_array_size(cm_json_path(v, "entries"));
+    cr_assert_geq(n, 3, "%zu entries", n);
+    cr_expect_str_eq(cm_json_str(v, "entries.0.event", ""), "upstream_error");
+    cr_expect_str_eq(cm_json_str(v, "entries.0.upstream", ""), addrs[1]);
+    cr_expect_str_eq(cm_json_str(v, "entries.0.detail", ""), detail);
+    cr_expect_str_eq(cm_json_str(v, "entries.1.event", ""), "open");
+    cr_expect_str_eq(cm_json_str(v, "entries.1.upstream", ""), addrs[2]);
+    const char *open = cm_json_str(v, "entries.1.detail", "");
+    cr_expect(strstr(open, ", after 1 upstream failed"), "%s", open);
+    cr_expect_str_eq(cm_json_str(v, "entries.2.event", ""), "close");
+    cr_expect_str_eq(cm_json_str(v, "entries.2.upstream", ""), addrs[2]);
+    json_decref(v);
+    cr_expect_eq(ch_journal_count(jr, &(ch_journal_filter_t){.event = CH_EV_UPSTREAM_ERROR}), 3);
+    cr_expect_eq(ch_journal_count(jr, &(ch_journal_filter_t){.link = "rr", .event = CH_EV_OPEN}),
+                 9);
+
+    /* All down: a RST as with one upstream, and the journal says all failed. */
+    tu_server_stop(&srv[0]);
+    tu_server_stop(&srv[2]);
+    tu_how_t how;
+    cr_expect_eq(greeting_of(l, &how), '-');
+    cr_expect_eq(how, TU_RESET, "the client sees a reset, not %s", tu_how_name(how));
+    cr_assert_eq(journal_wait(10, CH_EV_UPSTREAM_ERROR, 3), 3);
+    v = ch_journal_query(jr, &(ch_journal_filter_t){.conn = 10, .event = -1});
+    snprintf(detail, sizeof detail, "connect to %s: Connection refused; all 3 upstreams failed",
+             addrs[0]);
+    /* Connection 10 is A's turn: A, B, C tried in that order. */
+    cr_expect_str_eq(cm_json_str(v, "entries.0.upstream", ""), addrs[0]);
+    cr_expect_str_eq(cm_json_str(v, "entries.1.upstream", ""), addrs[1]);
+    cr_expect_str_eq(cm_json_str(v, "entries.2.upstream", ""), addrs[2]);
+    snprintf(detail, sizeof detail, "connect to %s: Connection refused; all 3 upstreams failed",
+             addrs[2]);
+    cr_expect_str_eq(cm_json_str(v, "entries.2.detail", ""), detail);
+    cr_expect_eq(ch_journal_count(jr, &(ch_journal_filter_t){.conn = 10, .event = CH_EV_OPEN}), 0);
+    json_decref(v);
+    ch_links_free(&ls);
+}
+
+Test(link, a_timed_out_upstream_passes_its_turn_on)
+{
+    /* A listener whose accept queue is full drops new SYNs: connects to it time out. */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(listen(lfd, 0), 0);
+    cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    int filler = tu_connect(ntohs(sa.sin_port)); /* fills the queue of 1; never accepted */
+    cr_assert_geq(filler, 0);
+
+    ch_links_t *s =
+        ch_links_new(&(ch_links_cfg_t){.seed = 1, .journal = jr, .connect_timeout_ms = 300}, NULL);
+    tu_server_t *b = tu_server_start("B");
+    char slow[32], good[32], err[CM_ERR_LEN] = "";
+    snprintf(slow, sizeof slow, "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    snprintf(good, sizeof good, "127.0.0.1:%u", tu_server_port(b));
+    ch_link_t *l = NULL;
+    cr_assert_eq(ch_links_add(s, "slow", (const char *[]){slow, good}, 2, 0, &l, err), CM_OK, "%s",
+                 err);
+    tu_how_t how;
+    int64_t t0 = cm_clock_mono_ms();
+    char got = greeting_of(l, &how);
+    int64_t dt = cm_clock_mono_ms() - t0;
+    cr_expect_eq(got, 'B', "the slow one's turn went to B (%s)", tu_how_name(how));
+    cr_expect(dt >= 250 && dt < 3000, "after the 300 ms connect timeout: %lld ms", (long long)dt);
+    json_t *v =
+        ch_journal_query(jr, &(ch_journal_filter_t){.link = "slow", .event = CH_EV_UPSTREAM_ERROR});
+    const char *d = cm_json_str(v, "entries.0.detail", "");
+    cr_expect(strstr(d, "timed out"), "%s", d);
+    cr_expect_str_eq(cm_json_str(v, "entries.0.upstream", ""), slow);
+    json_decref(v);
+    ch_links_free(&s);
+    tu_server_stop(&b);
+    close(filler);
+    close(lfd);
+}
+
+Test(link, set_upstreams_keeps_counts_and_restarts_turns)
+{
+    tu_server_t *srv[3] = {tu_server_start("A"), tu_server_start("B"), tu_server_start("C")};
+    char addrs[3][32], err[CM_ERR_LEN] = "";
+    ch_link_t *l = add_rr(ls, srv, 2, addrs);
+    tu_how_t how;
+    cr_expect_eq(greeting_of(l, &how), 'A');
+    int open_fd = connect_link(l); /* B's turn, kept open across the change */
+    char buf[4];
+    cr_assert_eq(tu_recv_n(open_fd, buf, 1, 3000, &how, NULL), 1);
+    cr_expect_eq(buf[0], 'B');
+
+    snprintf(addrs[2], 32, "127.0.0.1:%u", tu_server_port(srv[2]));
+    cr_assert_eq(ch_link_set_upstreams(l, (const char *[]){addrs[2], addrs[1]}, 2, err), CM_OK,
+                 "%s", err);
+    cr_expect_eq(greeting_of(l, &how), 'C', "turns start again from the new first");
+    cr_expect_eq(greeting_of(l, &how), 'B');
+    round_trip(open_fd, "old", 3000);
+    cr_expect_eq(tu_server_received(srv[1]), 3, "the open connection keeps its upstream");
+    close(open_fd);
+    cr_assert(tu_wait_until(link_idle, l, 5000));
+    cr_expect_str_eq(upstream_stats(l, 0).addr, addrs[2]);
+    cr_expect_eq(upstream_stats(l, 0).connections, 1);
+    cr_expect_str_eq(upstream_stats(l, 1).addr, addrs[1]);
+    cr_expect_eq(upstream_stats(l, 1).connections, 2, "B kept its count across the change");
+    ch_link_upstream_t all[CH_LINK_UPSTREAMS_MAX];
+    cr_expect_eq(ch_link_upstreams(l, all, CH_LINK_UPSTREAMS_MAX), 2, "A was dropped");
+
+    /* Refusals name the field and the item; nothing changes. */
+    cr_expect_eq(ch_link_set_upstreams(l, (const char *[]){addrs[0], "x"}, 2, err), CM_EINVAL);
+    cr_expect_str_eq(err, "upstreams[1]: \"x\" is not HOST:PORT with a port from 1 to 65535");
+    cr_expect_eq(ch_link_set_upstreams(l, (const char *[]){addrs[0], addrs[0]}, 2, err), CM_EINVAL);
+    char want[96];
+    snprintf(want, sizeof want, "upstreams[1]: \"%s\" is already upstreams[0]", addrs[0]);
+    cr_expect_str_eq(err, want);
+    const char *many[17];
+    for (int i = 0; i < 17; i++)
+        many[i] = addrs[0];
+    cr_expect_eq(ch_link_set_upstreams(l, many, 17, err), CM_EINVAL);
+    cr_expect_str_eq(err, "upstreams: must be a list of 1 to 16 HOST:PORT");
+    cr_expect_eq(ch_link_set_upstreams(l, many, 0, err), CM_EINVAL);
+    cr_expect_eq(ch_link_upstreams(l, all, CH_LINK_UPSTREAMS_MAX), 2, "unchanged");
+    ch_links_free(&ls);
+    for (int i = 0; i < 3; i++)
+        tu_server_stop(&srv[i]);
+}
+
 Test(link, add_errors)
 {
     char err[CM_ERR_LEN] = "";
-    cr_expect_eq(ch_links_add(ls, "echo", "127.0.0.1:1", 0, NULL, err), CM_EEXISTS);
+    cr_expect_eq(ch_links_add(ls, "echo", (const char *[]){"127.0.0.1:1"}, 1, 0, NULL, err),
+                 CM_EEXISTS);
     cr_expect_str_eq(err, "a link named \"echo\" exists");
-    cr_expect_eq(ch_links_add(ls, "Bad Name", "127.0.0.1:1", 0, NULL, err), CM_EINVAL);
+    cr_expect_eq(ch_links_add(ls, "Bad Name", (const char *[]){"127.0.0.1:1"}, 1, 0, NULL, err),
+                 CM_EINVAL);
     cr_expect_str_eq(err, "name: \"Bad Name\" is not 1 to 32 of a-z, 0-9, _ and -");
-    cr_expect_eq(ch_links_add(ls, "x", "127.0.0.1:0", 0, NULL, err), CM_EINVAL);
-    cr_expect_eq(ch_links_add(ls, "x", "127.0.0.1:1", ch_link_port(lk), NULL, err), CM_EEXISTS,
-                 "the port is taken: %s", err);
+    cr_expect_eq(ch_links_add(ls, "x", (const char *[]){"127.0.0.1:0"}, 1, 0, NULL, err),
+                 CM_EINVAL);
+    cr_expect_eq(
+        ch_links_add(ls, "x", (const char *[]){"127.0.0.1:1"}, 1, ch_link_port(lk), NULL, err),
+        CM_EEXISTS, "the port is taken: %s", err);
     cr_expect_null(ch_links_find(ls, "x"), "nothing added on error");
     char host[64];
     uint16_t port;
@@ -495,7 +735,7 @@ static uint32_t draws(uint64_t seed)
         cr_assert_eq(journal_wait(i, CH_EV_OPEN, 1), 1);
         close(fd);
     }
-    /* A connection's draws are journaled just after its open entry. */
+    /* A connection's draws are journaled at accept, before its open entry. */
     cr_assert(tu_wait_until(link_idle, l, 5000));
     uint32_t mask = 0;
     for (uint64_t i = 1; i <= 24; i++)

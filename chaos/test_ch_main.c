@@ -122,6 +122,20 @@ Test(main, flag_errors_exit_2)
     expect_usage_error((const char *[]){"--ready-file", "/tmp/x", "--link", "a=127.0.0.1:1",
                                         "--link", "a=127.0.0.1:2", NULL},
                        2, "--link \"a=127.0.0.1:2\": the name \"a\" is used twice");
+    expect_usage_error(
+        (const char *[]){"--ready-file", "/tmp/x", "--link", "a=127.0.0.1:1,127.0.0.1", NULL}, 2,
+        "--link \"a=127.0.0.1:1,127.0.0.1\": expected NAME=HOST:PORT[,HOST:PORT...] "
+        "(upstreams[1]: \"127.0.0.1\" is not HOST:PORT with a port from 1 to 65535)");
+    expect_usage_error((const char *[]){"--ready-file", "/tmp/x", "--link", "a=127.0.0.1:1,", NULL},
+                       2, "(upstreams[1]: \"\" is not HOST:PORT");
+    expect_usage_error(
+        (const char *[]){"--ready-file", "/tmp/x", "--link", "a=127.0.0.1:1,127.0.0.1:1", NULL}, 2,
+        "(upstreams[1]: \"127.0.0.1:1\" is already upstreams[0])");
+    expect_usage_error((const char *[]){"--ready-file", "/tmp/x", "--link",
+                                        "a=h:1,h:2,h:3,h:4,h:5,h:6,h:7,h:8,h:9,h:10,h:11,h:12,h:13,"
+                                        "h:14,h:15,h:16,h:17",
+                                        NULL},
+                       2, "(at most 16 upstreams)");
     expect_usage_error((const char *[]){"--ready-file", "/tmp/x", "--seed", "-4", NULL}, 2,
                        "--seed must be an unsigned 64-bit integer, not '-4'");
     expect_usage_error((const char *[]){"--ready-file", "/tmp/x", "--control-port", "70000", NULL},
@@ -271,6 +285,63 @@ Test(main, ready_file_links_and_sigterm)
     cr_expect_neq(access(ready, F_OK), 0, "the ready file is removed at exit");
     close(held);
     tu_server_stop(&up);
+}
+
+/* Connects to port and returns the greeting of the upstream reached ('-': none). */
+static char greeting_at(uint16_t port)
+{
+    char buf[2] = "-";
+    tu_how_t how;
+    int fd = tu_connect(port);
+    cr_assert_geq(fd, 0);
+    size_t got = tu_recv_n(fd, buf, 1, 5000, &how, NULL);
+    close(fd);
+    return got == 1 ? buf[0] : '-';
+}
+
+Test(main, link_with_several_upstreams)
+{
+    tu_server_t *a = tu_server_start("A"), *b = tu_server_start("B"), *gone = tu_server_start(NULL);
+    char ready[128], link[160], ua[32], ub[32], ug[32];
+    snprintf(ua, sizeof ua, "127.0.0.1:%u", tu_server_port(a));
+    snprintf(ub, sizeof ub, "127.0.0.1:%u", tu_server_port(b));
+    snprintf(ug, sizeof ug, "127.0.0.1:%u", tu_server_port(gone));
+    tu_server_stop(&gone); /* a port nobody listens on */
+    snprintf(ready, sizeof ready, "%s/ready.json", dir);
+    snprintf(link, sizeof link, "rr=%s,%s,%s", ua, ug, ub);
+    pid_t pid = spawn(
+        (const char *[]){"--ready-file", ready, "--link", link, "--log-level", "warn", NULL}, NULL);
+    json_t *rf = wait_ready(ready, pid);
+    uint16_t cport = (uint16_t)cm_json_int(rf, "control_port", 0);
+    uint16_t lport = (uint16_t)cm_json_int(rf, "links.rr.port", 0);
+    cr_expect_str_eq(cm_json_str(rf, "links.rr.upstream", ""), ua, "the first");
+    cr_expect_str_eq(cm_json_str(rf, "links.rr.upstreams.0", ""), ua);
+    cr_expect_str_eq(cm_json_str(rf, "links.rr.upstreams.1", ""), ug);
+    cr_expect_str_eq(cm_json_str(rf, "links.rr.upstreams.2", ""), ub);
+    json_decref(rf);
+
+    /* The dead middle one's turns go to B; the client never sees a reset. */
+    char seen[7] = "";
+    for (int i = 0; i < 6; i++)
+        seen[i] = greeting_at(lport);
+    cr_expect_str_eq(seen, "ABBABB");
+    json_t *v = NULL;
+    cr_assert_eq(call(cport, "GET", "/links/rr", NULL, &v), 200);
+    json_t *per = cm_json_path(v, "stats.per_upstream");
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(per, ua), "connections")), 2);
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(per, ug), "errors")), 2);
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(per, ub), "connections")), 4);
+    json_decref(v);
+    cr_assert_eq(call(cport, "GET", "/journal?link=rr&event=upstream_error", NULL, &v), 200);
+    cr_expect_eq(cm_json_int(v, "count", -1), 2);
+    cr_expect_str_eq(cm_json_str(v, "entries.0.upstream", ""), ug);
+    json_decref(v);
+
+    kill(pid, SIGTERM);
+    int st = wait_exit(pid, 10000);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+    tu_server_stop(&a);
+    tu_server_stop(&b);
 }
 
 Test(main, control_port_in_use_exits_1)
