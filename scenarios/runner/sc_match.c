@@ -502,11 +502,19 @@ static int ops_hold(const json_t *got, const json_t *ops)
             if (!ok)
                 return 0;
         } else if (!strcmp(k, "$each")) {
-            if (!json_is_array(got))
+            /* An array's elements, or an object's values (maps keyed by an id). */
+            const char *ek;
+            json_t *ev;
+            if (!json_is_array(got) && !json_is_object(got))
                 return 0;
             for (size_t i = 0; i < json_array_size(got); i++)
                 if (sc_match(json_array_get(got, i), x, NULL) != 0)
                     return 0;
+            json_object_foreach((json_t *)got, ek, ev)
+            {
+                if (sc_match(ev, x, NULL) != 0)
+                    return 0;
+            }
         } else if (!strcmp(k, "$sorted")) {
             if (!sorted_by(got, json_string_value(x)))
                 return 0;
@@ -585,6 +593,17 @@ int sc_match(const json_t *answer, const json_t *spec, cm_buf_t *diag)
                 if (sc_match(json_array_get(got, i), each, NULL) != 0) {
                     BEST_EFFORT(cm_buf_printf(diag, " [element %zu: ", i));
                     show(diag, json_array_get(got, i));
+                    BEST_EFFORT(cm_buf_addstr(diag, "]"));
+                    break;
+                }
+            }
+            const char *ek;
+            json_t *ev;
+            json_object_foreach(each && json_is_object(got) ? (json_t *)got : NULL, ek, ev)
+            {
+                if (sc_match(ev, each, NULL) != 0) {
+                    BEST_EFFORT(cm_buf_printf(diag, " [\"%s\": ", ek));
+                    show(diag, ev);
                     BEST_EFFORT(cm_buf_addstr(diag, "]"));
                     break;
                 }

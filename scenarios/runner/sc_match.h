@@ -12,7 +12,8 @@
  *   $contains        a substring of a string, or an element equal to it in an array
  *   $in              equal to one of the array's elements
  *   $type            "string" "number" "integer" "boolean" "null" "object" "array"
- *   $each            an expectation map every element of an array must meet
+ *   $each            an expectation map every element of an array (or every value of an
+ *                    object) must meet
  *   $sorted          "field": the array is in non-decreasing order of that field ("" for
  *                    the elements themselves)
  *   $gaps            {"field": "at_ms", "min": "1s", "max": "5s", "envelope": {"base":

@@ -84,6 +84,18 @@ Test(match, wildcard_segment)
                  0);
 }
 
+/* $each also walks an object's values (maps keyed by an id). */
+Test(match, each_over_an_objects_values)
+{
+    char d[2048];
+    cr_assert_eq(run("{\"obj\":{\"$each\":{\"\":{\"$type\":\"number\"}}}}", NULL, 0), 1,
+                 "y is an array");
+    cr_assert_eq(run("{\"bookings.0.metadata\":{\"$each\":{\"\":\"call_1\"}}}", d, sizeof d), 0,
+                 "%s", d);
+    cr_assert_eq(run("{\"obj\":{\"$each\":{\"\":1}}}", d, sizeof d), 1);
+    cr_assert_not_null(strstr(d, "[\"y\": [1,2]]"), "%s", d);
+}
+
 Test(match, missing_paths)
 {
     char d[1024];
