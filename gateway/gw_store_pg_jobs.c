@@ -207,6 +207,14 @@ static cm_err_t claim_one_tx(gw_pg_conn_t *c, void *arg)
     return rc;
 }
 
+static cm_err_t next_due_tx(gw_pg_conn_t *c, void *arg)
+{
+    claim_t *cl = arg;
+    return gw_pg_query(c,
+                       "SELECT MIN(next_at_ms) FROM jobs WHERE state='pending' AND next_at_ms>$1",
+                       GW_PG_ARGS(gw_pg_int(cl->now_ms)), next_due_row, cl->next_due_ms, NULL);
+}
+
 enum { CLAIM_TRIES = 8 };
 
 static cm_err_t claim_tx(gw_pg_conn_t *c, void *arg)
@@ -237,11 +245,10 @@ static cm_err_t claim_tx(gw_pg_conn_t *c, void *arg)
                      (long long)job->event_id);
             rc = CM_ESTORE;
         }
-    } else if (!rc) {
-        if (gw_pg_query(
-                c, "SELECT MIN(next_at_ms) FROM jobs WHERE state='pending' AND next_at_ms>$1",
-                GW_PG_ARGS(gw_pg_int(cl->now_ms)), next_due_row, cl->next_due_ms, NULL) != CM_OK)
-            rc = CM_ESTORE; /* the transaction is aborted: nothing more can run in it */
+    } else if (!rc && gw_pg_tx_nested(c, next_due_tx, cl) != CM_OK) {
+        /* As the SQLite store: not knowing the next due time is no reason to undo the done
+         * above (the savepoint kept the transaction alive); the caller polls as with none. */
+        *cl->next_due_ms = -1;
     }
     return rc;
 }
