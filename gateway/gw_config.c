@@ -397,6 +397,23 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
         problem(&ck, "store.synchronous", "must be \"full\" or \"normal\"");
     c->store_sync_full = !sync || strcmp(sync, "normal") != 0;
     free(sync);
+    /* "sqlite" (the default, one file in data_dir) or "postgres" (several instances on one
+     * database); the URL holds a password, so it is a secret like the API keys. */
+    char *backend = str_field(&ck, "store", st, "backend", "sqlite");
+    if (backend && strcmp(backend, "sqlite") && strcmp(backend, "postgres"))
+        problem(&ck, "store.backend", "must be \"sqlite\" or \"postgres\"");
+    c->store_pg = backend && !strcmp(backend, "postgres");
+    free(backend);
+    const json_t *url = st ? json_object_get(st, "url") : NULL;
+    if (c->store_pg && !url)
+        problem(&ck, "store.url", "is required with the postgres backend");
+    else if (!c->store_pg && url)
+        problem(&ck, "store.url", "is only for the postgres backend");
+    else if (url)
+        c->store_url = secret(&ck, "store.url", url);
+    static const char *const stknown[] = {"synchronous", "backend", "url", NULL};
+    if (st)
+        unknown_keys(&ck, "store", st, stknown);
 
     const json_t *sg = obj_field(&ck, "$", root, "saga", 0);
     c->saga_deadline_ms = int_field(&ck, "saga", sg, "deadline_ms", 600000, 1000, 7 * 86400000LL);
@@ -506,6 +523,7 @@ void gw_config_free(gw_config_t **cp)
     free(c->listen_addr);
     free(c->data_dir);
     free(c->db_path);
+    free(c->store_url);
     free(c->admin_token);
     free(c->log_level);
     free(c->calcom.base_url);

@@ -87,6 +87,8 @@ typedef struct {
     int64_t stripe_tolerance_s;
     int64_t std_tolerance_s;
     int store_sync_full; /* synchronous=FULL (1) or NORMAL (0) */
+    int store_pg;        /* store.backend "postgres" (1) or "sqlite" (0, the default) */
+    char *store_url;     /* postgres: the libpq URL, from store.url (a secret); else NULL */
 
     unsigned worker_threads;
     int max_attempts;

@@ -109,9 +109,12 @@ static int run(const char *config_path, const char *ready_path)
         fprintf(stderr, "gateway: cannot create data_dir %s: %s\n", cfg->data_dir, strerror(errno));
         goto out;
     }
-    if ((lock_fd = instance_lock(cfg->db_path)) < 0)
+    /* One process per SQLite database; on PostgreSQL several instances share one (its
+     * recovery takes back only jobs no live instance holds, see gw_store_pg_jobs.c). */
+    if (!cfg->store_pg && (lock_fd = instance_lock(cfg->db_path)) < 0)
         goto out;
-    if (gw_store_open(cfg->db_path, cfg->store_sync_full, &store, err) != CM_OK) {
+    if ((cfg->store_pg ? gw_store_open_pg(cfg->store_url, &store, err)
+                       : gw_store_open(cfg->db_path, cfg->store_sync_full, &store, err)) != CM_OK) {
         fprintf(stderr, "gateway: store: %s\n", err);
         goto out;
     }
@@ -152,8 +155,8 @@ static int run(const char *config_path, const char *ready_path)
         goto out;
     }
     CM_INFO("gw.main", "listening on %s:%u, store %s, %zu tenant(s), seed %llu", cfg->listen_addr,
-            (unsigned)cm_http_server_port(srv), cfg->db_path, cfg->ntenants,
-            (unsigned long long)cfg->seed);
+            (unsigned)cm_http_server_port(srv), cfg->store_pg ? "postgres" : cfg->db_path,
+            cfg->ntenants, (unsigned long long)cfg->seed);
     if (ready_path && write_ready(ready_path, cm_http_server_port(srv)) != 0) {
         fprintf(stderr, "gateway: cannot write ready file %s\n", ready_path);
         goto out;

@@ -1,9 +1,10 @@
 /* gw_store.h - the gateway's durable store: events, jobs, entities and dead letters.
  *
- * This header is the storage interface; gw_store_sqlite_*.c implement it on one SQLite
- * file in WAL mode, one file per concern (listed in gw_store_sqlite_int.h). The SQL is
- * kept portable (INSERT ... ON CONFLICT DO NOTHING, RETURNING, upserts) so a PostgreSQL
- * implementation can serve several gateway instances later.
+ * This header is the storage interface, with two backends behind it (gw_store.c passes
+ * each call to the one the handle was opened with): gw_store_sqlite_*.c on one SQLite
+ * file in WAL mode, the default (see gw_store_sqlite_int.h), and gw_store_pg_*.c on
+ * PostgreSQL through libpq, for several gateway instances sharing one database (see
+ * gw_store_pg_int.h). Both pass one test suite (test_gw_store.c).
  *
  * Durability contract: an ingest completes only after the event and its job are committed
  * in ONE transaction; callers acknowledge the webhook only after that. Deduplication is the
@@ -65,6 +66,13 @@ typedef struct {
  * user_version; CM_ESTATE for a database made by a newer gateway) and starts the
  * committer. sync_full selects synchronous=FULL (every commit fsynced) over NORMAL. */
 cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *err) CM_WUR;
+/* The same on PostgreSQL: url is a libpq connection string or URI (borrowed). Connects,
+ * migrates the schema under an advisory lock (several instances starting together migrate
+ * once; CM_ESTATE for a schema made by a newer gateway) and starts the committer. Commits
+ * are synchronous (synchronous_commit=on). A connection that breaks later fails the call
+ * that met it with CM_ESTORE and is made again by the next call, so the store recovers by
+ * itself when the server comes back. CM_ECONFIG when the gateway was built without libpq. */
+cm_err_t gw_store_open_pg(const char *url, gw_store_t **out, char *err) CM_WUR;
 /* Stops intake (see gw_store_stop_intake), then closes. Accepts NULL; clears *s. */
 void gw_store_close(gw_store_t **s);
 

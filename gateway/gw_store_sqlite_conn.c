@@ -1,10 +1,10 @@
 /* gw_store_sqlite_conn.c - gw_store.h on SQLite (WAL, one file): opening and closing the
  * store, the connections and their pragmas, the schema and its versions.
  *
- * gw_store_open opens the writer, migrates the schema on it (one transaction: a failed
+ * gw_sq_store_open opens the writer, migrates the schema on it (one transaction: a failed
  * step leaves the file as it was; a newer schema is refused with CM_ESTATE), opens the
  * read and checkpoint connections and starts the intake (gw_store_sqlite_ingest.c);
- * gw_store_close undoes it in reverse. The rest of gw_store.h is implemented by the
+ * gw_sq_store_close undoes it in reverse. The rest of gw_store.h is implemented by the
  * other gw_store_sqlite_*.c files (see gw_store_sqlite_int.h).
  */
 #include <pthread.h>
@@ -210,14 +210,14 @@ static cm_err_t migrate(sqlite3 *db, const char *path, char *err)
     return rc;
 }
 
-cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *err)
+cm_err_t gw_sq_store_open(const char *path, int sync_full, gw_sq_store_t **out, char *err)
 {
-    gw_store_t *s = calloc(1, sizeof *s);
+    gw_sq_store_t *s = calloc(1, sizeof *s);
     cm_err_t rc = s ? CM_OK : CM_ENOMEM;
     *out = NULL;
     if (rc)
         return rc;
-    /* Every lock is made here, before anything can fail: gw_store_close destroys them all,
+    /* Every lock is made here, before anything can fail: gw_sq_store_close destroys them all,
      * also after an open that failed half-way (a connection's lock made by its open would
      * then be destroyed without ever having been made). */
     pthread_mutex_init(&s->wr.mu, NULL);
@@ -243,16 +243,16 @@ cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *
     if (!rc)
         rc = gw_sq_ingest_start(s, path, err);
     if (rc) {
-        gw_store_close(&s);
+        gw_sq_store_close(&s);
         return rc;
     }
     *out = s;
     return CM_OK;
 }
 
-void gw_store_close(gw_store_t **sp)
+void gw_sq_store_close(gw_sq_store_t **sp)
 {
-    gw_store_t *s = sp ? *sp : NULL;
+    gw_sq_store_t *s = sp ? *sp : NULL;
     if (!s)
         return;
     gw_sq_ingest_stop(s);
@@ -271,7 +271,7 @@ void gw_store_close(gw_store_t **sp)
     *sp = NULL;
 }
 
-void gw_store_set_busy_timeout(gw_store_t *s, int ms)
+void gw_sq_store_set_busy_timeout(gw_sq_store_t *s, int ms)
 {
     pthread_mutex_lock(&s->wr.mu);
     sqlite3_busy_timeout(s->wr.db, ms);

@@ -1,7 +1,7 @@
 /* gw_store_sqlite_ingest.c - gw_store.h's intake on SQLite: group commit of concurrent
  * webhooks, the syncer that makes them durable, and WAL checkpoints.
  *
- * gw_store_ingest_async queues an event; one committer thread takes up to BATCH_MAX queued
+ * gw_sq_store_ingest_async queues an event; one committer thread takes up to BATCH_MAX queued
  * events, writes them in one transaction on the writer connection (ahead of any waiting
  * bookkeeping write, see gw_sq_writer_lock_first) and hands the batch to the syncer, which
  * fdatasyncs the WAL once and runs the callbacks. Each event is its event row plus its job
@@ -38,7 +38,7 @@ struct pending {
 /* ---- group commit ---------------------------------------------------------------- */
 
 /* Writes one event (and its job, or its duplicate count) inside the open transaction. */
-static cm_err_t write_one(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *result)
+static cm_err_t write_one(gw_sq_store_t *s, const gw_event_in_t *ev, gw_ingest_t *result)
 {
     sqlite3 *db = s->wr.db;
     sqlite3_stmt *st = s->st_event;
@@ -84,14 +84,14 @@ static cm_err_t write_one(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *r
 }
 
 typedef struct {
-    gw_store_t *s;
+    gw_sq_store_t *s;
     pending_t *batch;
     int isolate;      /* each event under a savepoint of its own */
     int event_failed; /* without isolate: an event failed and stopped the batch */
 } batch_t;
 
 typedef struct {
-    gw_store_t *s;
+    gw_sq_store_t *s;
     pending_t *p;
 } batch_event_t;
 
@@ -120,7 +120,7 @@ static cm_err_t write_batch(sqlite3 *db, void *arg)
     return CM_OK;
 }
 
-static void commit_batch(gw_store_t *s, pending_t *batch)
+static void commit_batch(gw_sq_store_t *s, pending_t *batch)
 {
     batch_t b = {.s = s, .batch = batch};
     gw_sq_writer_sync(s, s->wal_fd >= 0 ? 0 : s->sync_full);
@@ -147,7 +147,7 @@ static void answer(pending_t *batch)
 
 static void *committer_main(void *arg)
 {
-    gw_store_t *s = arg;
+    gw_sq_store_t *s = arg;
     prctl(PR_SET_NAME, "gw-commit"); /* names the thread in top -H, perf and gdb */
     for (;;) {
         pthread_mutex_lock(&s->qmu);
@@ -208,7 +208,7 @@ static void *committer_main(void *arg)
  * If the flush fails, the batch is answered 503 (not stored) and the senders retry. */
 static void *syncer_main(void *arg)
 {
-    gw_store_t *s = arg;
+    gw_sq_store_t *s = arg;
     prctl(PR_SET_NAME, "gw-sync");
     for (;;) {
         pthread_mutex_lock(&s->smu);
@@ -230,7 +230,8 @@ static void *syncer_main(void *arg)
     return NULL;
 }
 
-cm_err_t gw_store_ingest_async(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_cb cb, void *ud)
+cm_err_t gw_sq_store_ingest_async(gw_sq_store_t *s, const gw_event_in_t *ev, gw_ingest_cb cb,
+                                  void *ud)
 {
     pending_t *p = calloc(1, sizeof *p);
     if (!p)
@@ -273,12 +274,12 @@ static void wake_waiter(void *ud, cm_err_t rc, gw_ingest_t result)
     pthread_mutex_unlock(&w->mu);
 }
 
-cm_err_t gw_store_ingest(gw_store_t *s, const gw_event_in_t *ev, gw_ingest_t *result)
+cm_err_t gw_sq_store_ingest(gw_sq_store_t *s, const gw_event_in_t *ev, gw_ingest_t *result)
 {
     waiter_t w = {.done = 0};
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
-    cm_err_t rc = gw_store_ingest_async(s, ev, wake_waiter, &w);
+    cm_err_t rc = gw_sq_store_ingest_async(s, ev, wake_waiter, &w);
     if (!rc) {
         pthread_mutex_lock(&w.mu);
         while (!w.done)
@@ -307,9 +308,9 @@ static void stop_thread(pthread_t t, pthread_mutex_t *mu, pthread_cond_t *cv, in
         pthread_join(t, NULL);
 }
 
-void gw_store_stop_intake(gw_store_t *s)
+void gw_sq_store_stop_intake(gw_sq_store_t *s)
 {
-    /* stopping also refuses new ingests (gw_store_ingest_async reads it under qmu). */
+    /* stopping also refuses new ingests (gw_sq_store_ingest_async reads it under qmu). */
     stop_thread(s->committer, &s->qmu, &s->qcv, &s->stopping, &s->started);
     /* The committer has handed over its last batch: the syncer answers it, then ends. */
     stop_thread(s->syncer, &s->smu, &s->scv, &s->sync_stopping, &s->syncer_started);
@@ -332,7 +333,7 @@ enum { CKPT_PAGES = 8000, CKPT_HARD = 64000 };
 
 static int wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
 {
-    gw_store_t *s = ud;
+    gw_sq_store_t *s = ud;
     if (pages >= CKPT_HARD) {
         (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     } else if (pages >= CKPT_PAGES) {
@@ -346,7 +347,7 @@ static int wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
 
 static void *checkpointer_main(void *arg)
 {
-    gw_store_t *s = arg;
+    gw_sq_store_t *s = arg;
     prctl(PR_SET_NAME, "gw-ckpt");
     for (;;) {
         pthread_mutex_lock(&s->cmu);
@@ -365,7 +366,7 @@ static void *checkpointer_main(void *arg)
 }
 
 /* Starts fn(s) on *t and sets *started, which the stop paths test before joining. */
-static cm_err_t start_thread(pthread_t *t, void *(*fn)(void *), gw_store_t *s, int *started)
+static cm_err_t start_thread(pthread_t *t, void *(*fn)(void *), gw_sq_store_t *s, int *started)
 {
     if (pthread_create(t, NULL, fn, s) != 0)
         return CM_ENOMEM;
@@ -373,7 +374,7 @@ static cm_err_t start_thread(pthread_t *t, void *(*fn)(void *), gw_store_t *s, i
     return CM_OK;
 }
 
-cm_err_t gw_sq_ingest_start(gw_store_t *s, const char *path, char *err)
+cm_err_t gw_sq_ingest_start(gw_sq_store_t *s, const char *path, char *err)
 {
     if (s->sync_full) {
         /* The migration's commit made the WAL file; it stays while the store is open. */
@@ -411,9 +412,9 @@ cm_err_t gw_sq_ingest_start(gw_store_t *s, const char *path, char *err)
     return rc;
 }
 
-void gw_sq_ingest_stop(gw_store_t *s)
+void gw_sq_ingest_stop(gw_sq_store_t *s)
 {
-    gw_store_stop_intake(s);
+    gw_sq_store_stop_intake(s);
     stop_thread(s->ckpt, &s->cmu, &s->ccv, &s->ckpt_stopping, &s->ckpt_started);
     sqlite3_finalize(s->st_event);
     sqlite3_finalize(s->st_job);

@@ -1,7 +1,8 @@
 /* gw_store_sqlite_int.h - what the files of the SQLite store share. Internal to the store:
  * only gw_store_sqlite_*.c include it; everything else uses gw_store.h.
  *
- * gw_store.h is implemented on SQLite by one file per concern, each stating its part of
+ * gw_store.h is implemented on SQLite (as the gw_sq_store_* functions of gw_store_be.h,
+ * which gw_store.c calls) by one file per concern, each stating its part of
  * the contract (a second backend mirrors this split):
  *   gw_store_sqlite_conn.c    opening, pragmas, schema versions, the three connections, closing
  *   gw_store_sqlite_sql.c     statements: cache, typed binders, queries, the transaction
@@ -23,7 +24,7 @@
  * Lock order: wr.mu may be held while taking cmu (the WAL hook runs inside a commit);
  * prio_mu, qmu, smu and cmu are never held while taking another lock.
  *
- * Ownership: gw_store_open makes the store and gw_store_close frees it; the threads it
+ * Ownership: gw_sq_store_open makes the store and gw_sq_store_close frees it; the threads it
  * starts (committer, syncer, checkpointer) are joined before. Statements belong to their
  * connection and are finalized when it closes. Values bound with gw_sq_* are borrowed.
  */
@@ -36,7 +37,7 @@
 #include <stdint.h>
 
 #include "cm_err.h"
-#include "gw_store.h"
+#include "gw_store_be.h"
 
 /* One queued ingest (defined in gw_store_sqlite_ingest.c). */
 typedef struct pending pending_t;
@@ -47,7 +48,7 @@ typedef struct {
     pthread_mutex_t mu;
 } conn_t;
 
-struct gw_store {
+struct gw_sq_store {
     /* Set at open, then read-only. */
     int sync_full; /* configured durability of ingest commits */
     /* Durable acknowledgement, pipelined: the committer commits a batch without waiting
@@ -163,8 +164,8 @@ cm_err_t gw_sq_query(sqlite3 *db, const char *sql, gw_sq_args_t args, gw_sq_row_
  * inserted, updated or deleted. */
 cm_err_t gw_sq_exec(sqlite3 *db, const char *sql, gw_sq_args_t args, int *changes) CM_WUR;
 /* gw_sq_query on the read connection, under its lock. Any thread. */
-cm_err_t gw_sq_read(gw_store_t *s, const char *sql, gw_sq_args_t args, gw_sq_row_fn row, void *arg,
-                    int *rows) CM_WUR;
+cm_err_t gw_sq_read(gw_sq_store_t *s, const char *sql, gw_sq_args_t args, gw_sq_row_fn row,
+                    void *arg, int *rows) CM_WUR;
 /* Copies text column i of the current row (NULL: "") into dst of cap bytes, truncating. */
 void gw_sq_col_text(char *dst, size_t cap, sqlite3_stmt *st, int i);
 
@@ -190,11 +191,11 @@ cm_err_t gw_sq_tx_nested(sqlite3 *db, gw_sq_tx_fn fn, void *arg) CM_WUR;
 /* ---- the writer (gw_store_sqlite_sql.c) --------------------------------------------- */
 
 /* Sets the writer's synchronous mode (FULL when full); the caller holds wr.mu. */
-void gw_sq_writer_sync(gw_store_t *s, int full);
+void gw_sq_writer_sync(gw_sq_store_t *s, int full);
 /* Takes the writer for a group commit: bookkeeping writers step aside until
  * gw_sq_writer_unlock_first. The committer thread only. */
-void gw_sq_writer_lock_first(gw_store_t *s);
-void gw_sq_writer_unlock_first(gw_store_t *s);
+void gw_sq_writer_lock_first(gw_sq_store_t *s);
+void gw_sq_writer_unlock_first(gw_sq_store_t *s);
 
 /* How a write is committed: GW_SQ_BOOKKEEPING with synchronous=NORMAL, GW_SQ_DURABLE with
  * the configured mode (see gw_sq_writer_sync). */
@@ -203,26 +204,27 @@ typedef enum { GW_SQ_BOOKKEEPING, GW_SQ_DURABLE } gw_sq_sync_t;
 /* Every write but the group commit: takes the writer after any waiting group commit, sets
  * its synchronous mode, runs fn in gw_sq_tx_run and lets the writer go. Any thread but the
  * committer's. */
-cm_err_t gw_sq_write(gw_store_t *s, gw_sq_sync_t sync, gw_sq_tx_fn fn, void *arg) CM_WUR;
+cm_err_t gw_sq_write(gw_sq_store_t *s, gw_sq_sync_t sync, gw_sq_tx_fn fn, void *arg) CM_WUR;
 /* gw_sq_write of one statement, as bookkeeping; *changes (may be NULL) gets the rows it
  * changed. */
-cm_err_t gw_sq_write_stmt(gw_store_t *s, const char *sql, gw_sq_args_t args, int *changes) CM_WUR;
+cm_err_t gw_sq_write_stmt(gw_sq_store_t *s, const char *sql, gw_sq_args_t args,
+                          int *changes) CM_WUR;
 
 /* ---- ingest (gw_store_sqlite_ingest.c) ---------------------------------------------- */
 
-/* From gw_store_open, once the connections are open and the schema is current: opens
+/* From gw_sq_store_open, once the connections are open and the schema is current: opens
  * the WAL for the syncer (sync_full only; path is the database's), prepares the ingest
  * statements and starts the checkpointer, the syncer and the committer. On error what
  * was started is left for gw_sq_ingest_stop. */
-cm_err_t gw_sq_ingest_start(gw_store_t *s, const char *path, char *err) CM_WUR;
-/* From gw_store_close: stops intake (gw_store_stop_intake) and the checkpointer, and
+cm_err_t gw_sq_ingest_start(gw_sq_store_t *s, const char *path, char *err) CM_WUR;
+/* From gw_sq_store_close: stops intake (gw_sq_store_stop_intake) and the checkpointer, and
  * releases what gw_sq_ingest_start took. Safe after a failed or partial start. */
-void gw_sq_ingest_stop(gw_store_t *s);
+void gw_sq_ingest_stop(gw_sq_store_t *s);
 
 /* ---- entities (gw_store_sqlite_sagas.c) --------------------------------------------- */
 
-/* Sets an entity as gw_store_entity_set does, inside the caller's transaction on db (the
- * writer): gw_store_saga_put and gw_store_job_dead_call set the call with their rows. */
+/* Sets an entity as gw_sq_store_entity_set does, inside the caller's transaction on db (the
+ * writer): gw_sq_store_saga_put and gw_sq_store_job_dead_call set the call with their rows. */
 cm_err_t gw_sq_entity_set(sqlite3 *db, const char *kind, const char *id, const char *tenant_id,
                           const char *state, const char *ref, const char *error,
                           int64_t now_ms) CM_WUR;

@@ -46,7 +46,7 @@ static cm_err_t recover_tx(sqlite3 *db, void *arg)
 
 /* Both updates in one transaction: a failure between them would leave the crashers dead
  * and the others still 'running'. */
-cm_err_t gw_store_recover(gw_store_t *s, int max_attempts, int64_t now_ms, int *requeued)
+cm_err_t gw_sq_store_recover(gw_sq_store_t *s, int max_attempts, int64_t now_ms, int *requeued)
 {
     recover_t r = {.max_attempts = max_attempts, .now_ms = now_ms, .requeued = requeued};
     *requeued = 0;
@@ -86,8 +86,8 @@ static cm_err_t reclaim_tx(sqlite3 *db, void *arg)
     return rc;
 }
 
-cm_err_t gw_store_reclaim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, const int64_t *held,
-                          size_t nheld, int *requeued)
+cm_err_t gw_sq_store_reclaim(gw_sq_store_t *s, int64_t now_ms, int64_t lease_ms,
+                             const int64_t *held, size_t nheld, int *requeued)
 {
     reclaim_t r = {
         .now_ms = now_ms, .lease_ms = lease_ms, .held = held, .nheld = nheld, .requeued = requeued};
@@ -98,13 +98,13 @@ cm_err_t gw_store_reclaim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, const
     return rc;
 }
 
-cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_t *job,
-                        int64_t *next_due_ms)
+cm_err_t gw_sq_store_claim(gw_sq_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_t *job,
+                           int64_t *next_due_ms)
 {
-    return gw_store_done_and_claim(s, 0, now_ms, lease_ms, job, next_due_ms);
+    return gw_sq_store_done_and_claim(s, 0, now_ms, lease_ms, job, next_due_ms);
 }
 
-/* gw_store_job_done's statement; gw_store_done_and_claim runs it too. */
+/* gw_sq_store_job_done's statement; gw_sq_store_done_and_claim runs it too. */
 static const char job_done_sql[] =
     "UPDATE jobs SET state='done', lease_until_ms=NULL, updated_at_ms=?1 WHERE id=?2";
 
@@ -203,8 +203,8 @@ static cm_err_t claim_tx(sqlite3 *db, void *arg)
     return rc;
 }
 
-cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, int64_t now_ms, int64_t lease_ms,
-                                 gw_job_t *job, int64_t *next_due_ms)
+cm_err_t gw_sq_store_done_and_claim(gw_sq_store_t *s, int64_t done_id, int64_t now_ms,
+                                    int64_t lease_ms, gw_job_t *job, int64_t *next_due_ms)
 {
     claim_t c = {.done_id = done_id,
                  .now_ms = now_ms,
@@ -225,19 +225,14 @@ cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, int64_t now_ms,
     return rc;
 }
 
-void gw_store_job_free(gw_job_t *job)
-{
-    cm_buf_free(&job->body);
-}
-
-cm_err_t gw_store_job_done(gw_store_t *s, int64_t job_id, int64_t now_ms)
+cm_err_t gw_sq_store_job_done(gw_sq_store_t *s, int64_t job_id, int64_t now_ms)
 {
     return gw_sq_write_stmt(s, job_done_sql, GW_SQ_ARGS(gw_sq_int(now_ms), gw_sq_int(job_id)),
                             NULL);
 }
 
-cm_err_t gw_store_job_retry(gw_store_t *s, int64_t job_id, int64_t retry_at_ms, const char *error,
-                            int64_t now_ms)
+cm_err_t gw_sq_store_job_retry(gw_sq_store_t *s, int64_t job_id, int64_t retry_at_ms,
+                               const char *error, int64_t now_ms)
 {
     return gw_sq_write_stmt(
         s,
@@ -247,11 +242,11 @@ cm_err_t gw_store_job_retry(gw_store_t *s, int64_t job_id, int64_t retry_at_ms, 
         NULL);
 }
 
-/* gw_store_job_dead's statement; gw_store_job_dead_call runs it too. */
+/* gw_sq_store_job_dead's statement; gw_sq_store_job_dead_call runs it too. */
 static const char job_dead_sql[] = "UPDATE jobs SET state='dead', last_error=?1, "
                                    "lease_until_ms=NULL, updated_at_ms=?2 WHERE id=?3";
 
-cm_err_t gw_store_job_dead(gw_store_t *s, int64_t job_id, const char *reason, int64_t now_ms)
+cm_err_t gw_sq_store_job_dead(gw_sq_store_t *s, int64_t job_id, const char *reason, int64_t now_ms)
 {
     return gw_sq_write_stmt(s, job_dead_sql,
                             GW_SQ_ARGS(gw_sq_text(reason), gw_sq_int(now_ms), gw_sq_int(job_id)),
@@ -277,9 +272,9 @@ static cm_err_t dead_call_tx(sqlite3 *db, void *arg)
     return rc;
 }
 
-cm_err_t gw_store_job_dead_call(gw_store_t *s, int64_t job_id, const char *reason,
-                                const char *call_id, const char *tenant_id, const char *call_state,
-                                int64_t now_ms)
+cm_err_t gw_sq_store_job_dead_call(gw_sq_store_t *s, int64_t job_id, const char *reason,
+                                   const char *call_id, const char *tenant_id,
+                                   const char *call_state, int64_t now_ms)
 {
     dead_call_t d = {.job_id = job_id,
                      .now_ms = now_ms,
@@ -310,13 +305,13 @@ static cm_err_t move_dead_tx(sqlite3 *db, void *arg)
 
 /* Moves a dead job by sql; tells a missing job from one in another state, in the same
  * transaction. */
-static cm_err_t move_dead(gw_store_t *s, int64_t job_id, const char *sql, int64_t now_ms)
+static cm_err_t move_dead(gw_sq_store_t *s, int64_t job_id, const char *sql, int64_t now_ms)
 {
     move_dead_t m = {.sql = sql, .job_id = job_id, .now_ms = now_ms};
     return gw_sq_write(s, GW_SQ_BOOKKEEPING, move_dead_tx, &m);
 }
 
-cm_err_t gw_store_job_replay(gw_store_t *s, int64_t job_id, int64_t now_ms)
+cm_err_t gw_sq_store_job_replay(gw_sq_store_t *s, int64_t job_id, int64_t now_ms)
 {
     return move_dead(s, job_id,
                      "UPDATE jobs SET state='pending', attempts=0, crashes=0, next_at_ms=?1, "
@@ -324,7 +319,7 @@ cm_err_t gw_store_job_replay(gw_store_t *s, int64_t job_id, int64_t now_ms)
                      now_ms);
 }
 
-cm_err_t gw_store_job_discard(gw_store_t *s, int64_t job_id, int64_t now_ms)
+cm_err_t gw_sq_store_job_discard(gw_sq_store_t *s, int64_t job_id, int64_t now_ms)
 {
     return move_dead(s, job_id,
                      "UPDATE jobs SET state='discarded', updated_at_ms=?1 WHERE id=?2 AND "
@@ -357,7 +352,8 @@ static cm_err_t rerun_tx(sqlite3 *db, void *arg)
     return rc ? rc : rows ? CM_OK : CM_ENOTFOUND;
 }
 
-cm_err_t gw_store_event_rerun(gw_store_t *s, int64_t event_id, int64_t now_ms, int64_t *job_id)
+cm_err_t gw_sq_store_event_rerun(gw_sq_store_t *s, int64_t event_id, int64_t now_ms,
+                                 int64_t *job_id)
 {
     rerun_t r = {.event_id = event_id, .now_ms = now_ms, .job_id = job_id};
     *job_id = -1;

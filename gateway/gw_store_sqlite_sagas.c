@@ -41,8 +41,9 @@ static cm_err_t entity_set_tx(sqlite3 *db, void *arg)
                             e->now_ms);
 }
 
-cm_err_t gw_store_entity_set(gw_store_t *s, const char *kind, const char *id, const char *tenant_id,
-                             const char *state, const char *ref, const char *error, int64_t now_ms)
+cm_err_t gw_sq_store_entity_set(gw_sq_store_t *s, const char *kind, const char *id,
+                                const char *tenant_id, const char *state, const char *ref,
+                                const char *error, int64_t now_ms)
 {
     entity_set_t e = {.kind = kind,
                       .id = id,
@@ -54,9 +55,9 @@ cm_err_t gw_store_entity_set(gw_store_t *s, const char *kind, const char *id, co
     return gw_sq_write(s, GW_SQ_BOOKKEEPING, entity_set_tx, &e);
 }
 
-cm_err_t gw_store_entity_merge(gw_store_t *s, const char *kind, const char *id,
-                               const char *tenant_id, const char *state, int rank, const char *ref,
-                               int64_t flags, int64_t now_ms)
+cm_err_t gw_sq_store_entity_merge(gw_sq_store_t *s, const char *kind, const char *id,
+                                  const char *tenant_id, const char *state, int rank,
+                                  const char *ref, int64_t flags, int64_t now_ms)
 {
     if (!state)
         return gw_sq_write_stmt(s,
@@ -105,8 +106,8 @@ static cm_err_t entity_state_row(sqlite3_stmt *st, void *arg)
     return CM_OK;
 }
 
-cm_err_t gw_store_entity_state(gw_store_t *s, const char *kind, const char *id, char *state,
-                               size_t cap, int64_t *flags)
+cm_err_t gw_sq_store_entity_state(gw_sq_store_t *s, const char *kind, const char *id, char *state,
+                                  size_t cap, int64_t *flags)
 {
     entity_state_t e = {.state = state, .cap = cap, .flags = flags};
     int rows = 0;
@@ -138,7 +139,7 @@ static cm_err_t saga_row(sqlite3_stmt *st, void *arg)
     return CM_OK;
 }
 
-static cm_err_t saga_select(gw_store_t *s, const char *where, const char *key, gw_saga_t *out)
+static cm_err_t saga_select(gw_sq_store_t *s, const char *where, const char *key, gw_saga_t *out)
 {
     char sql[512];
     int rows = 0;
@@ -152,12 +153,12 @@ static cm_err_t saga_select(gw_store_t *s, const char *where, const char *key, g
     return rc ? rc : rows ? CM_OK : CM_ENOTFOUND;
 }
 
-cm_err_t gw_store_saga_get(gw_store_t *s, const char *id, gw_saga_t *out)
+cm_err_t gw_sq_store_saga_get(gw_sq_store_t *s, const char *id, gw_saga_t *out)
 {
     return saga_select(s, "id", id, out);
 }
 
-cm_err_t gw_store_saga_by_booking(gw_store_t *s, const char *uid, gw_saga_t *out)
+cm_err_t gw_sq_store_saga_by_booking(gw_sq_store_t *s, const char *uid, gw_saga_t *out)
 {
     return saga_select(s, "booking_uid", uid, out);
 }
@@ -210,8 +211,8 @@ static cm_err_t saga_put_tx(sqlite3 *db, void *arg)
     return rc;
 }
 
-cm_err_t gw_store_saga_put(gw_store_t *s, const gw_saga_t *sg, const char *step, const char *phase,
-                           const char *detail, int64_t now_ms)
+cm_err_t gw_sq_store_saga_put(gw_sq_store_t *s, const gw_saga_t *sg, const char *step,
+                              const char *phase, const char *detail, int64_t now_ms)
 {
     saga_put_t a = {.sg = sg, .step = step, .phase = phase, .detail = detail, .now_ms = now_ms};
     /* The saga's state is what makes a restart resume correctly, so unlike other
@@ -225,7 +226,7 @@ static cm_err_t intent_row(sqlite3_stmt *st, void *arg)
     return CM_OK;
 }
 
-int gw_store_saga_intent_open(gw_store_t *s, const char *id, const char *step)
+int gw_sq_store_saga_intent_open(gw_sq_store_t *s, const char *id, const char *step)
 {
     int open = 0;
     if (gw_sq_read(s,

@@ -101,8 +101,8 @@ cm_err_t gw_sq_exec(sqlite3 *db, const char *sql, gw_sq_args_t args, int *change
     return rc;
 }
 
-cm_err_t gw_sq_read(gw_store_t *s, const char *sql, gw_sq_args_t args, gw_sq_row_fn row, void *arg,
-                    int *rows)
+cm_err_t gw_sq_read(gw_sq_store_t *s, const char *sql, gw_sq_args_t args, gw_sq_row_fn row,
+                    void *arg, int *rows)
 {
     pthread_mutex_lock(&s->rd.mu);
     cm_err_t rc = gw_sq_query(s->rd.db, sql, args, row, arg, rows);
@@ -183,7 +183,7 @@ cm_err_t gw_sq_tx_nested(sqlite3 *db, gw_sq_tx_fn fn, void *arg)
  * process crash (kill -9), and after a power loss the worst case is a job run again,
  * which every job handler tolerates; it saves several fsyncs per job that would
  * otherwise compete with the ingest commits. */
-void gw_sq_writer_sync(gw_store_t *s, int full)
+void gw_sq_writer_sync(gw_sq_store_t *s, int full)
 {
     if (s->wr_sync_full == full)
         return;
@@ -192,7 +192,7 @@ void gw_sq_writer_sync(gw_store_t *s, int full)
         s->wr_sync_full = full;
 }
 
-void gw_sq_writer_lock_first(gw_store_t *s)
+void gw_sq_writer_lock_first(gw_sq_store_t *s)
 {
     pthread_mutex_lock(&s->prio_mu);
     s->commit_waiting = 1;
@@ -200,7 +200,7 @@ void gw_sq_writer_lock_first(gw_store_t *s)
     pthread_mutex_lock(&s->wr.mu);
 }
 
-void gw_sq_writer_unlock_first(gw_store_t *s)
+void gw_sq_writer_unlock_first(gw_sq_store_t *s)
 {
     pthread_mutex_unlock(&s->wr.mu);
     pthread_mutex_lock(&s->prio_mu);
@@ -210,7 +210,7 @@ void gw_sq_writer_unlock_first(gw_store_t *s)
 }
 
 /* Takes the writer for bookkeeping, after any batch the committer is waiting to write. */
-static void writer_lock_low(gw_store_t *s)
+static void writer_lock_low(gw_sq_store_t *s)
 {
     pthread_mutex_lock(&s->prio_mu);
     while (s->commit_waiting)
@@ -219,7 +219,7 @@ static void writer_lock_low(gw_store_t *s)
     pthread_mutex_lock(&s->wr.mu);
 }
 
-cm_err_t gw_sq_write(gw_store_t *s, gw_sq_sync_t sync, gw_sq_tx_fn fn, void *arg)
+cm_err_t gw_sq_write(gw_sq_store_t *s, gw_sq_sync_t sync, gw_sq_tx_fn fn, void *arg)
 {
     writer_lock_low(s);
     gw_sq_writer_sync(s, sync == GW_SQ_DURABLE ? s->sync_full : 0);
@@ -244,7 +244,7 @@ static cm_err_t write_stmt_tx(sqlite3 *db, void *arg)
  * (and retries its lock as such): every write then takes one path, lock, durability,
  * commit and rollback in one place. The cost is two more cached statements to step, BEGIN
  * and COMMIT: about 3 us a write here (20000 entity merges: 0.45 -> 0.50 s of CPU). */
-cm_err_t gw_sq_write_stmt(gw_store_t *s, const char *sql, gw_sq_args_t args, int *changes)
+cm_err_t gw_sq_write_stmt(gw_sq_store_t *s, const char *sql, gw_sq_args_t args, int *changes)
 {
     write_stmt_t w = {.sql = sql, .args = args, .changes = changes};
     return gw_sq_write(s, GW_SQ_BOOKKEEPING, write_stmt_tx, &w);

@@ -55,7 +55,7 @@ static void buf_truncate(cm_buf_t *out, size_t len)
 /* Runs a query and appends its rows as JSON objects. With a wrapper name, the output is
  * {"<name>":[...],"count":N}; without, the single row's object (CM_ENOTFOUND if none).
  * On error out is as it was. */
-static cm_err_t json_rows(gw_store_t *s, cm_buf_t *out, const char *wrapper, const char *sql,
+static cm_err_t json_rows(gw_sq_store_t *s, cm_buf_t *out, const char *wrapper, const char *sql,
                           gw_sq_args_t args)
 {
     json_rows_t j = {.out = out};
@@ -90,14 +90,14 @@ static cm_err_t queue_row(sqlite3_stmt *st, void *arg)
     return CM_OK;
 }
 
-cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *q)
+cm_err_t gw_sq_store_queue_stats(gw_sq_store_t *s, gw_queue_stats_t *q)
 {
     memset(q, 0, sizeof *q);
     return gw_sq_read(s, "SELECT state, COUNT(*) FROM jobs GROUP BY state", GW_SQ_NO_ARGS,
                       queue_row, q, NULL);
 }
 
-cm_err_t gw_store_entity_json(gw_store_t *s, const char *kind, const char *id, cm_buf_t *out)
+cm_err_t gw_sq_store_entity_json(gw_sq_store_t *s, const char *kind, const char *id, cm_buf_t *out)
 {
     return json_rows(s, out, NULL,
                      "SELECT e.kind, e.id, e.tenant_id, e.state, e.rank, e.ref, e.error, e.flags, "
@@ -107,8 +107,8 @@ cm_err_t gw_store_entity_json(gw_store_t *s, const char *kind, const char *id, c
                      GW_SQ_ARGS(gw_sq_text(kind), gw_sq_text(id)));
 }
 
-cm_err_t gw_store_events_json(gw_store_t *s, const char *provider, const char *entity_id, int limit,
-                              cm_buf_t *out)
+cm_err_t gw_sq_store_events_json(gw_sq_store_t *s, const char *provider, const char *entity_id,
+                                 int limit, cm_buf_t *out)
 {
     return json_rows(s, out, "events",
                      "SELECT id, provider, event_key, alt_key, event_type, entity_id, tenant_id, "
@@ -117,7 +117,7 @@ cm_err_t gw_store_events_json(gw_store_t *s, const char *provider, const char *e
                      GW_SQ_ARGS(gw_sq_text(provider), gw_sq_text(entity_id), gw_sq_int(limit)));
 }
 
-cm_err_t gw_store_jobs_json(gw_store_t *s, const char *state, int limit, cm_buf_t *out)
+cm_err_t gw_sq_store_jobs_json(gw_sq_store_t *s, const char *state, int limit, cm_buf_t *out)
 {
     return json_rows(s, out, "jobs",
                      "SELECT j.id, j.event_id, j.kind, j.entity_id, j.tenant_id, j.state, "
@@ -127,7 +127,7 @@ cm_err_t gw_store_jobs_json(gw_store_t *s, const char *state, int limit, cm_buf_
                      GW_SQ_ARGS(gw_sq_text(state), gw_sq_int(limit)));
 }
 
-cm_err_t gw_store_job_json(gw_store_t *s, int64_t job_id, cm_buf_t *out)
+cm_err_t gw_sq_store_job_json(gw_sq_store_t *s, int64_t job_id, cm_buf_t *out)
 {
     return json_rows(s, out, NULL,
                      "SELECT j.id, j.event_id, j.kind, j.entity_id, j.tenant_id, j.state, "
@@ -138,7 +138,7 @@ cm_err_t gw_store_job_json(gw_store_t *s, int64_t job_id, cm_buf_t *out)
                      GW_SQ_ARGS(gw_sq_int(job_id)));
 }
 
-cm_err_t gw_store_saga_json(gw_store_t *s, const char *id, cm_buf_t *out)
+cm_err_t gw_sq_store_saga_json(gw_sq_store_t *s, const char *id, cm_buf_t *out)
 {
     size_t mark = out->len;
     cm_err_t rc = cm_buf_addstr(out, "{\"saga\":");
@@ -158,7 +158,7 @@ cm_err_t gw_store_saga_json(gw_store_t *s, const char *id, cm_buf_t *out)
     return rc;
 }
 
-cm_err_t gw_store_sagas_json(gw_store_t *s, const char *state, int limit, cm_buf_t *out)
+cm_err_t gw_sq_store_sagas_json(gw_sq_store_t *s, const char *state, int limit, cm_buf_t *out)
 {
     return json_rows(s, out, "sagas",
                      "SELECT * FROM sagas WHERE (?1 IS NULL OR state=?1) ORDER BY created_at_ms "

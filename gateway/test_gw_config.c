@@ -64,6 +64,35 @@ Test(config, secrets_from_environment)
     gw_config_free(&cfg);
 }
 
+/* The store's backend: SQLite by default, PostgreSQL with its URL as a secret. */
+Test(config, postgres_store_takes_its_url_from_the_environment)
+{
+    gw_config_t *cfg = NULL;
+    cr_assert_eq(load_text(GOOD, &cfg), 0, "%s", report);
+    cr_assert_eq(cfg->store_pg, 0);
+    cr_assert_null(cfg->store_url);
+    gw_config_free(&cfg);
+    setenv("TEST_GW_PG_URL", "postgres://u:p@127.0.0.1:5/db", 1);
+    const char *pg = "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"tok\",\"store\":{\"backend\":"
+                     "\"postgres\",\"url\":{\"env\":\"TEST_GW_PG_URL\"}},\"providers\":{\"calcom\":"
+                     "{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT "]}";
+    cr_assert_eq(load_text(pg, &cfg), 0, "%s", report);
+    cr_assert_eq(cfg->store_pg, 1);
+    cr_assert_str_eq(cfg->store_url, "postgres://u:p@127.0.0.1:5/db");
+    gw_config_free(&cfg);
+    const char *bad = "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"tok\",\"store\":{\"backend\":"
+                      "\"mysql\",\"url\":\"x\"},\"providers\":{\"calcom\":"
+                      "{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT "]}";
+    cr_assert_eq(load_text(bad, &cfg), 2, "%s", report);
+    cr_assert(strstr(report, "store.backend: must be \"sqlite\" or \"postgres\""), "%s", report);
+    cr_assert(strstr(report, "store.url: is only for the postgres backend"), "%s", report);
+    const char *nourl = "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"tok\",\"store\":{\"backend\":"
+                        "\"postgres\"},\"providers\":{\"calcom\":"
+                        "{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT "]}";
+    cr_assert_eq(load_text(nourl, &cfg), 1, "%s", report);
+    cr_assert(strstr(report, "store.url: is required with the postgres backend"), "%s", report);
+}
+
 Test(config, missing_env_and_missing_keys_are_named_with_paths)
 {
     gw_config_t *cfg = NULL;

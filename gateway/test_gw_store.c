@@ -1,6 +1,11 @@
-/* test_gw_store.c - the SQLite store on a real file: one-transaction dedup (also under
- * concurrent copies), job lifecycle, crash recovery and its dead-letter reasons, leases,
- * outcome writes refused under a real lock, and schema migration. */
+/* test_gw_store.c - the store on a real database, one source for both backends: SQLite on
+ * a real file (the default), or PostgreSQL when GW_STORE_TEST_BACKEND=postgres (ctest's
+ * test_gw_store_pg runs this binary so under ci/pg run, which exports GW_PG_URL; each test
+ * then starts from an empty schema). One-transaction dedup (also under concurrent copies),
+ * job lifecycle, crash recovery and its dead-letter reasons, leases, outcome writes
+ * refused under a real lock, schema migration; SQLite-only tests skip on PostgreSQL with
+ * their reason. PostgreSQL-only: two instances claiming at once, a lease taken over by the
+ * other instance, and a server that drops the store's connections. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -13,6 +18,10 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#ifdef GW_STORE_PG
+#include <libpq-fe.h>
+#endif
+
 #include "gw_store.h"
 
 #define LEASE 60000 /* ms; the tests that are not about leases never reach its end */
@@ -21,13 +30,70 @@ static char dir[64];
 static char dbpath[96];
 static gw_store_t *st;
 
+/* 1 when this run tests the PostgreSQL store. */
+static int on_pg(void)
+{
+    const char *b = getenv("GW_STORE_TEST_BACKEND");
+    return b && !strcmp(b, "postgres");
+}
+
+/* SQLite-only tests say why and skip on PostgreSQL. */
+#define SQLITE_ONLY(why)                                                                           \
+    do {                                                                                           \
+        if (on_pg())                                                                               \
+            cr_skip_test("SQLite only: %s", why);                                                  \
+    } while (0)
+
+/* Opens one more handle on the test's database: another connection set on SQLite, another
+ * gateway instance on PostgreSQL. */
+static cm_err_t open_store(gw_store_t **out, char *err)
+{
+    if (on_pg())
+        return gw_store_open_pg(getenv("GW_PG_URL"), out, err);
+    return gw_store_open(dbpath, 1, out, err);
+}
+
+#ifdef GW_STORE_PG
+/* A connection of the test's own, as the database's owner (not through the store). */
+static PGconn *pg_admin(void)
+{
+    PGconn *c = PQconnectdb(getenv("GW_PG_URL"));
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+    return c;
+}
+
+static void pg_run(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType t = PQresultStatus(r);
+    cr_assert(t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+}
+
+/* Every test starts from an empty database, as each SQLite test from a new file. */
+static void pg_reset(void)
+{
+    PGconn *c = pg_admin();
+    pg_run(c, "SET client_min_messages=warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+    PQfinish(c);
+}
+#endif
+
 static void setup(void)
 {
     char err[CM_ERR_LEN] = "";
     snprintf(dir, sizeof dir, "/tmp/test_gw_store_XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
     snprintf(dbpath, sizeof dbpath, "%s/gw.db", dir);
-    cr_assert_eq(gw_store_open(dbpath, 1, &st, err), CM_OK, "%s", err);
+    if (on_pg()) {
+#ifdef GW_STORE_PG
+        cr_assert_not_null(getenv("GW_PG_URL"), "run under ci/pg run");
+        pg_reset();
+#else
+        cr_assert_fail("GW_STORE_TEST_BACKEND=postgres, but built without libpq");
+#endif
+    }
+    cr_assert_eq(open_store(&st, err), CM_OK, "%s", err);
 }
 
 static void teardown(void)
@@ -117,7 +183,7 @@ static void *race(void *arg)
 
 Test(store, concurrent_copies_across_connections_accept_exactly_one)
 {
-    /* Separate store handles = separate SQLite connections, like separate processes. */
+    /* Separate store handles = separate connections, like separate processes. */
     enum { N = 8 };
     gw_store_t *stores[N];
     pthread_t th[N];
@@ -126,7 +192,7 @@ Test(store, concurrent_copies_across_connections_accept_exactly_one)
     char err[CM_ERR_LEN];
     pthread_barrier_init(&bar, NULL, N);
     for (int i = 0; i < N; i++) {
-        cr_assert_eq(gw_store_open(dbpath, 1, &stores[i], err), CM_OK, "%s", err);
+        cr_assert_eq(open_store(&stores[i], err), CM_OK, "%s", err);
         rs[i] = (racer_t){.store = stores[i], .bar = &bar};
         pthread_create(&th[i], NULL, race, &rs[i]);
     }
@@ -298,6 +364,7 @@ Test(store, expired_lease_requeues_a_job_nobody_holds_and_renews_the_held)
 
 Test(store, outcome_refused_under_a_real_lock_is_stored_after_the_lease_expires)
 {
+    SQLITE_ONLY("the lock is SQLite's write lock, taken by a second sqlite3 connection");
     gw_ingest_t r;
     gw_job_t job;
     int64_t next;
@@ -543,6 +610,7 @@ static void outcome_cb(void *ud, cm_err_t rc, gw_ingest_t result)
  * still fail alone, with the others of its batch stored and deduplicated as usual. */
 Test(store, an_event_that_cannot_be_stored_fails_alone_in_its_batch)
 {
+    SQLITE_ONLY("the events are lined up into one batch behind SQLite's write lock");
     enum { N = 40, BAD = 17, DUP = 30 };
     static gw_event_in_t evs[N];
     static char keys[N][32];
@@ -581,6 +649,7 @@ Test(store, an_event_that_cannot_be_stored_fails_alone_in_its_batch)
  * the WAL into the database once it passes its mark, or the WAL would only grow. */
 Test(store, the_wal_is_checkpointed_into_the_database_while_open)
 {
+    SQLITE_ONLY("WAL checkpoints of the database file");
     enum { N = 4500, BODY = 8000 }; /* about 9000 WAL pages, past the 8000-page mark */
     static gw_event_in_t evs[N];
     static char keys[N][16];
@@ -658,6 +727,7 @@ static void refuse_failed_state(int refuse)
  * again), and when it goes through a reader sees both. */
 Test(store, job_dead_call_writes_the_dead_letter_and_the_calls_state_together)
 {
+    SQLITE_ONLY("the refused write is a trigger made through a sqlite3 connection");
     gw_ingest_t r;
     gw_job_t j;
     gw_queue_stats_t q;
@@ -774,6 +844,7 @@ static int user_version(const char *path)
 
 Test(store, a_version_2_database_is_migrated_and_keeps_its_jobs)
 {
+    SQLITE_ONLY("SQLite's schema versions 2-4 (PRAGMA user_version) on a file");
     char path[128], err[CM_ERR_LEN] = "", why[256];
     sqlite3 *db = NULL;
     gw_store_t *old = NULL;
@@ -801,6 +872,7 @@ Test(store, a_version_2_database_is_migrated_and_keeps_its_jobs)
 
 Test(store, a_database_from_a_newer_gateway_is_refused)
 {
+    SQLITE_ONLY("PRAGMA user_version of a file; PostgreSQL: pg_schema_newer_is_refused");
     char path[128], err[CM_ERR_LEN] = "";
     sqlite3 *db = NULL;
     gw_store_t *newer = NULL;
@@ -813,3 +885,194 @@ Test(store, a_database_from_a_newer_gateway_is_refused)
     cr_assert(strstr(err, "schema version 99 is newer"), "%s", err);
     cr_assert_eq(user_version(path), 99, "left as it was");
 }
+
+#ifdef GW_STORE_PG
+/* ---- PostgreSQL only: several instances on one database ----------------------------- */
+
+#define PG_ONLY()                                                                                  \
+    do {                                                                                           \
+        if (!on_pg())                                                                              \
+            cr_skip_test("PostgreSQL only (GW_STORE_TEST_BACKEND=postgres)");                      \
+    } while (0)
+
+enum { LANES = 4, PER_LANE = 6 };
+
+typedef struct {
+    gw_store_t *store;
+    pthread_barrier_t *bar;
+    int *running; /* per lane, jobs being worked on now (atomic) */
+    int *claimed; /* per job id, times claimed (atomic) */
+    int overlaps; /* claims that found their lane busy */
+    int done;
+} instance_t;
+
+static void *work(void *arg)
+{
+    instance_t *in = arg;
+    struct timespec nap = {0, 2 * 1000 * 1000};
+    pthread_barrier_wait(in->bar);
+    for (int idle = 0; idle < 50;) {
+        gw_job_t job;
+        int64_t next;
+        cm_err_t rc = gw_store_claim(in->store, 2000, LEASE, &job, &next);
+        if (rc == CM_ENOTFOUND) {
+            idle++;
+            nanosleep(&nap, NULL);
+            continue;
+        }
+        cr_assert_eq(rc, CM_OK);
+        idle = 0;
+        int lane = atoi(job.entity_id + 5); /* "lane_N" */
+        cr_assert(job.id > 0 && job.id <= LANES * PER_LANE);
+        __atomic_add_fetch(&in->claimed[job.id], 1, __ATOMIC_SEQ_CST);
+        if (__atomic_add_fetch(&in->running[lane], 1, __ATOMIC_SEQ_CST) != 1)
+            in->overlaps++;
+        nanosleep(&nap, NULL); /* the other instance claims meanwhile */
+        __atomic_sub_fetch(&in->running[lane], 1, __ATOMIC_SEQ_CST);
+        cr_assert_eq(gw_store_job_done(in->store, job.id, 2001), CM_OK);
+        in->done++;
+        gw_store_job_free(&job);
+    }
+    return NULL;
+}
+
+/* Two instances claiming at once never take one job twice, and never run two jobs of one
+ * entity at the same time. */
+Test(store, pg_two_instances_never_share_a_job_or_an_entity)
+{
+    PG_ONLY();
+    static gw_event_in_t evs[LANES * PER_LANE];
+    static char keys[LANES * PER_LANE][16], ents[LANES][16];
+    int running[LANES] = {0}, claimed[LANES * PER_LANE + 1] = {0};
+    gw_ingest_t r;
+    char err[CM_ERR_LEN] = "";
+    for (int l = 0; l < LANES; l++)
+        snprintf(ents[l], sizeof ents[l], "lane_%d", l);
+    for (int i = 0; i < LANES * PER_LANE; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%d", i);
+        evs[i] = event(keys[i], "{}");
+        evs[i].entity_id = ents[i % LANES];
+        cr_assert_eq(gw_store_ingest(st, &evs[i], &r), CM_OK);
+    }
+    gw_store_t *other = NULL;
+    cr_assert_eq(open_store(&other, err), CM_OK, "%s", err);
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 4);
+    instance_t in[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        /* two workers per instance, as a gateway with two worker threads */
+        in[i] = (instance_t){
+            .store = i % 2 ? other : st, .bar = &bar, .running = running, .claimed = claimed};
+        pthread_create(&th[i], NULL, work, &in[i]);
+    }
+    int done = 0, overlaps = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        done += in[i].done;
+        overlaps += in[i].overlaps;
+    }
+    pthread_barrier_destroy(&bar);
+    gw_store_close(&other);
+    cr_assert_eq(overlaps, 0, "%d claims found their entity busy", overlaps);
+    cr_assert_eq(done, LANES * PER_LANE);
+    for (int i = 1; i <= LANES * PER_LANE; i++)
+        cr_assert_eq(claimed[i], 1, "job %d claimed %d times", i, claimed[i]);
+    cr_assert(in[0].done + in[2].done > 0 && in[1].done + in[3].done > 0, "both instances worked");
+}
+
+/* An instance that dies holding a job: its lease expires and the other instance takes the
+ * job over (reclaim, then claim), while a live lease is left alone. */
+Test(store, pg_an_expired_lease_is_taken_over_by_the_other_instance)
+{
+    PG_ONLY();
+    gw_ingest_t r;
+    gw_job_t a, b;
+    int64_t next;
+    int requeued = -1;
+    char err[CM_ERR_LEN] = "";
+    gw_event_in_t ev = event("a", "{}");
+    cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+    gw_store_t *other = NULL;
+    cr_assert_eq(open_store(&other, err), CM_OK, "%s", err);
+    cr_assert_eq(gw_store_claim(st, 2000, 1000, &a, &next), CM_OK); /* leased until 3000 */
+    cr_assert_eq(gw_store_claim(other, 2500, 1000, &b, &next), CM_ENOTFOUND);
+    /* The other instance starts: its recovery leaves a live lease alone. */
+    cr_assert_eq(gw_store_recover(other, 6, 2500, &requeued), CM_OK);
+    cr_assert_eq(requeued, 0, "a live instance's job is not recovered by another");
+    cr_assert_eq(gw_store_reclaim(other, 2999, 1000, NULL, 0, &requeued), CM_OK);
+    cr_assert_eq(requeued, 0);
+    cr_assert_eq(gw_store_reclaim(other, 3000, 1000, NULL, 0, &requeued), CM_OK);
+    cr_assert_eq(requeued, 1);
+    cr_assert_eq(gw_store_claim(other, 3000, 1000, &b, &next), CM_OK);
+    cr_assert_eq(b.id, a.id);
+    cr_assert_eq(b.attempts, 2);
+    cr_assert_str_eq(b.body.data, "{}");
+    cr_assert_eq(gw_store_job_done(other, b.id, 3001), CM_OK);
+    gw_store_job_free(&a);
+    gw_store_job_free(&b);
+    gw_store_close(&other);
+}
+
+/* Waits until the server has no backend of the store's left (terminated ones exit a
+ * moment after pg_terminate_backend returns). */
+static void pg_drop_store_connections(void)
+{
+    PGconn *c = pg_admin();
+    pg_run(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+              "application_name='bookbench-gateway' AND pid<>pg_backend_pid()");
+    struct timespec nap = {0, 20 * 1000 * 1000};
+    for (int i = 0;; i++) {
+        PGresult *r = PQexec(c, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                "application_name='bookbench-gateway'");
+        int n = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : -1;
+        PQclear(r);
+        if (n == 0)
+            break;
+        cr_assert(i < 250, "the store's backends are still there after 5 s");
+        nanosleep(&nap, NULL);
+    }
+    PQfinish(c);
+}
+
+/* The server drops the store's connections (as a restart does): the next call of each
+ * kind fails with a store error (the intake answers 503, readiness reports the store
+ * failing), and the one after succeeds on a new connection. */
+Test(store, pg_dropped_connections_fail_one_call_then_reconnect)
+{
+    PG_ONLY();
+    gw_ingest_t r;
+    gw_queue_stats_t q;
+    gw_job_t job;
+    int64_t next;
+    gw_event_in_t a = event("a", "{}"), b = event("b", "{}");
+    cr_assert_eq(gw_store_ingest(st, &a, &r), CM_OK);
+    pg_drop_store_connections();
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_ESTORE, "readiness sees the store failing");
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK, "and then recovered");
+    cr_assert_eq(q.pending, 1);
+    cr_assert_eq(gw_store_ingest(st, &b, &r), CM_ESTORE, "not stored: the sender retries");
+    cr_assert_eq(gw_store_ingest(st, &b, &r), CM_OK);
+    cr_assert_eq(r, GW_INGEST_ACCEPTED);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &job, &next), CM_ESTORE);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &job, &next), CM_OK);
+    cr_assert_eq(gw_store_job_done(st, job.id, 2001), CM_OK);
+    gw_store_job_free(&job);
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert(q.pending == 1 && q.done == 1, "pending %lld done %lld", (long long)q.pending,
+              (long long)q.done);
+}
+
+Test(store, pg_schema_newer_is_refused)
+{
+    PG_ONLY();
+    gw_store_t *newer = NULL;
+    char err[CM_ERR_LEN] = "";
+    PGconn *c = pg_admin();
+    pg_run(c, "INSERT INTO gw_schema_version(version) VALUES(99)");
+    PQfinish(c);
+    cr_assert_eq(open_store(&newer, err), CM_ESTATE);
+    cr_assert_null(newer);
+    cr_assert(strstr(err, "schema version 99 is newer"), "%s", err);
+}
+#endif

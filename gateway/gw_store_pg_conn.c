@@ -1,0 +1,309 @@
+/* gw_store_pg_conn.c - gw_store.h on PostgreSQL: opening and closing the store, the
+ * connections and their reconnection, the schema and its versions.
+ *
+ * gw_pg_store_open connects, migrates the schema (one transaction under an advisory lock,
+ * so several instances starting together migrate once; a newer schema is refused with
+ * CM_ESTATE) and starts the committer (gw_store_pg_ingest.c); gw_pg_store_close undoes
+ * it in reverse. The rest of gw_store.h is in the other gw_store_pg_*.c files (see
+ * gw_store_pg_int.h).
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm_log.h"
+#include "cm_codec.h"
+#include "gw_store_pg_int.h"
+
+/* The SQLite schema in PostgreSQL's dialect: identity columns for INTEGER PRIMARY KEY,
+ * BIGINT for every integer (so the JSON views print numbers, see gw_store_pg_views.c),
+ * BYTEA for the raw body. Columns are in the SQLite schema's order, so that SELECT *
+ * views list them alike. Two columns more on jobs, for several instances: run_key, the
+ * lane a running job holds (unique among running jobs: gw_store_pg_jobs.c), and holder,
+ * the store handle that claimed it. */
+static const char *const schema_v1 =
+    "CREATE TABLE events("
+    " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " provider TEXT NOT NULL,"
+    " event_key TEXT NOT NULL UNIQUE,"
+    " alt_key TEXT UNIQUE,"
+    " event_type TEXT NOT NULL,"
+    " entity_id TEXT,"
+    " tenant_id TEXT,"
+    " job_kind TEXT,"
+    " received_at_ms BIGINT NOT NULL,"
+    " headers TEXT,"
+    " body BYTEA NOT NULL,"
+    " duplicates BIGINT NOT NULL DEFAULT 0,"
+    " last_duplicate_at_ms BIGINT);"
+    "CREATE INDEX events_entity ON events(entity_id);"
+    "CREATE TABLE jobs("
+    " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " event_id BIGINT NOT NULL REFERENCES events(id),"
+    " kind TEXT NOT NULL,"
+    " entity_id TEXT,"
+    " tenant_id TEXT,"
+    " state TEXT NOT NULL DEFAULT 'pending',"
+    " attempts BIGINT NOT NULL DEFAULT 0,"
+    " next_at_ms BIGINT NOT NULL,"
+    " last_error TEXT,"
+    " created_at_ms BIGINT NOT NULL,"
+    " updated_at_ms BIGINT NOT NULL,"
+    " crashes BIGINT NOT NULL DEFAULT 0,"
+    " lease_until_ms BIGINT,"
+    " run_key TEXT,"
+    " holder TEXT);"
+    "CREATE INDEX jobs_due ON jobs(next_at_ms, id) WHERE state='pending';"
+    "CREATE UNIQUE INDEX jobs_one_running ON jobs(run_key) WHERE state='running';"
+    "CREATE INDEX jobs_running ON jobs(entity_id) WHERE state='running';"
+    "CREATE INDEX jobs_state ON jobs(state);"
+    "CREATE INDEX jobs_event ON jobs(event_id);"
+    "CREATE TABLE entities("
+    " kind TEXT NOT NULL,"
+    " id TEXT NOT NULL,"
+    " tenant_id TEXT,"
+    " state TEXT NOT NULL,"
+    " rank BIGINT NOT NULL DEFAULT 0,"
+    " ref TEXT,"
+    " error TEXT,"
+    " flags BIGINT NOT NULL DEFAULT 0,"
+    " updated_at_ms BIGINT NOT NULL,"
+    " PRIMARY KEY(kind, id));"
+    "CREATE TABLE sagas("
+    " id TEXT PRIMARY KEY,"
+    " tenant_id TEXT,"
+    " state TEXT NOT NULL,"
+    " reason TEXT,"
+    " final TEXT,"
+    " booking_uid TEXT,"
+    " payment_intent TEXT,"
+    " wanted_ms BIGINT NOT NULL,"
+    " start_ms BIGINT NOT NULL DEFAULT 0,"
+    " tries BIGINT NOT NULL DEFAULT 0,"
+    " deadline_ms BIGINT NOT NULL,"
+    " refunded BIGINT NOT NULL DEFAULT 0,"
+    " cancelled BIGINT NOT NULL DEFAULT 0,"
+    " created_at_ms BIGINT NOT NULL,"
+    " updated_at_ms BIGINT NOT NULL);"
+    "CREATE INDEX sagas_booking ON sagas(booking_uid);"
+    "CREATE TABLE saga_steps("
+    " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " saga_id TEXT NOT NULL,"
+    " step TEXT NOT NULL,"
+    " phase TEXT NOT NULL,"
+    " detail TEXT,"
+    " at_ms BIGINT NOT NULL);"
+    "CREATE INDEX saga_steps_saga ON saga_steps(saga_id, id);";
+
+/* gw_schema_version lists the versions applied, one row each; the newest is the schema's.
+ * Append steps; never edit one. */
+static const struct {
+    int version;
+    const char *sql;
+} migrations[] = {
+    {1, NULL}, /* schema_v1, a script of several statements (see migrate_tx) */
+};
+#define SCHEMA_VERSION 1
+
+/* Any integer will do as long as no other application on the database uses it: the
+ * ASCII of "bookbench" folded into 63 bits. */
+#define MIGRATION_LOCK INT64_C(0x626f6f6b62656e63)
+
+/* ---- connections ------------------------------------------------------------------- */
+
+cm_err_t gw_pg_conn_use(gw_pg_store_t *s, gw_pg_conn_t *c, char *err)
+{
+    if (c->db && PQstatus(c->db) == CONNECTION_OK)
+        return CM_OK;
+    if (c->db) {
+        CM_WARN("gw.store", "postgres: connection lost, connecting again");
+        PQfinish(c->db);
+        c->db = NULL;
+    }
+    /* connect_timeout bounds how long a call waits for a server that is down (libpq
+     * otherwise waits for the kernel's TCP timeout); the URL may override it. */
+    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *const vals[] = {"5", "bookbench-gateway", s->url, NULL};
+    c->db = PQconnectdbParams(keys, vals, 1);
+    if (!c->db || PQstatus(c->db) != CONNECTION_OK) {
+        const char *why = c->db ? PQerrorMessage(c->db) : "out of memory";
+        CM_ERROR("gw.store", "postgres: cannot connect: %s", why);
+        cm_errf(err, "postgres: cannot connect: %s", why);
+        PQfinish(c->db);
+        c->db = NULL;
+        return CM_ESTORE;
+    }
+    /* An acknowledged webhook must survive a server crash: synchronous_commit=on, whatever
+     * the server's default. lock_timeout plays SQLite's busy timeout. */
+    char sql[160];
+    snprintf(sql, sizeof sql, "SET synchronous_commit=on; SET lock_timeout=%d",
+             __atomic_load_n(&s->lock_timeout_ms, __ATOMIC_RELAXED));
+    PGresult *r = PQexec(c->db, sql);
+    cm_err_t rc = PQresultStatus(r) == PGRES_COMMAND_OK ? CM_OK : CM_ESTORE;
+    if (rc) {
+        CM_ERROR("gw.store", "postgres: %s: %s", sql, PQerrorMessage(c->db));
+        cm_errf(err, "postgres: %s", PQerrorMessage(c->db));
+        PQfinish(c->db);
+        c->db = NULL;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static void conn_close(gw_pg_conn_t *c)
+{
+    PQfinish(c->db);
+    c->db = NULL;
+    pthread_mutex_destroy(&c->mu);
+}
+
+/* ---- schema versions --------------------------------------------------------------- */
+
+typedef struct {
+    int version; /* the database's before the migration */
+} migrate_t;
+
+static cm_err_t version_row(const PGresult *r, int row, void *arg)
+{
+    *(int *)arg = (int)gw_pg_col_int(r, row, 0);
+    return CM_OK;
+}
+
+/* Runs a script of several statements (no parameters): PQexecParams takes one. */
+static cm_err_t exec_script(gw_pg_conn_t *c, const char *sql)
+{
+    PGresult *r = PQexec(c->db, sql);
+    cm_err_t rc = PQresultStatus(r) == PGRES_COMMAND_OK ? CM_OK : CM_ESTORE;
+    if (rc)
+        CM_ERROR("gw.store", "postgres: schema: %s", PQerrorMessage(c->db));
+    PQclear(r);
+    return rc;
+}
+
+static cm_err_t migrate_tx(gw_pg_conn_t *c, void *arg)
+{
+    migrate_t *m = arg;
+    /* A transaction-scoped advisory lock: the second instance waits here until the first
+     * has committed its migration (or rolled it back), then reads the version it left.
+     * Released by COMMIT or ROLLBACK, so a failed migration never leaves it held, which a
+     * session lock on a connection that lives on would. */
+    cm_err_t rc = gw_pg_exec(c, "SELECT pg_advisory_xact_lock($1)",
+                             GW_PG_ARGS(gw_pg_int(MIGRATION_LOCK)), NULL);
+    if (!rc)
+        rc = gw_pg_exec(c,
+                        "CREATE TABLE IF NOT EXISTS gw_schema_version(version INTEGER PRIMARY KEY,"
+                        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                        GW_PG_NO_ARGS, NULL);
+    m->version = 0;
+    if (!rc)
+        rc = gw_pg_query(c, "SELECT COALESCE(MAX(version),0) FROM gw_schema_version", GW_PG_NO_ARGS,
+                         version_row, &m->version, NULL);
+    if (!rc && m->version > SCHEMA_VERSION)
+        return CM_ESTATE;
+    for (size_t i = 0; !rc && i < sizeof migrations / sizeof migrations[0]; i++) {
+        if (migrations[i].version <= m->version)
+            continue;
+        rc = exec_script(c, migrations[i].sql ? migrations[i].sql : schema_v1);
+        if (!rc)
+            rc = gw_pg_exec(c, "INSERT INTO gw_schema_version(version) VALUES($1)",
+                            GW_PG_ARGS(gw_pg_int(migrations[i].version)), NULL);
+    }
+    return rc;
+}
+
+static cm_err_t migrate(gw_pg_store_t *s, char *err)
+{
+    migrate_t m = {0};
+    char why[CM_ERR_LEN] = "";
+    pthread_mutex_lock(&s->wr.mu);
+    cm_err_t rc = gw_pg_conn_use(s, &s->wr, err);
+    if (!rc)
+        rc = gw_pg_tx_run(&s->wr, migrate_tx, &m, why);
+    pthread_mutex_unlock(&s->wr.mu);
+    if (rc == CM_ESTATE)
+        cm_errf(err, "postgres: schema version %d is newer than this gateway's (%d)", m.version,
+                SCHEMA_VERSION);
+    else if (rc && why[0])
+        cm_errf(err, "postgres: cannot bring the schema from version %d to %d: %s", m.version,
+                SCHEMA_VERSION, why);
+    return rc;
+}
+
+/* ---- open / close ------------------------------------------------------------------ */
+
+cm_err_t gw_pg_store_open(const char *url, gw_pg_store_t **out, char *err)
+{
+    gw_pg_store_t *s = calloc(1, sizeof *s);
+    *out = NULL;
+    if (!s)
+        return CM_ENOMEM;
+    /* Every lock is made before anything can fail: close destroys them all. */
+    pthread_mutex_init(&s->in.mu, NULL);
+    pthread_mutex_init(&s->wr.mu, NULL);
+    pthread_mutex_init(&s->rd.mu, NULL);
+    pthread_mutex_init(&s->qmu, NULL);
+    pthread_cond_init(&s->qcv, NULL);
+    s->lock_timeout_ms = 10000;
+    s->url = strdup(url);
+    uint64_t id[2] = {0, 0};
+    if (cm_random_bytes(id, sizeof id) != 0) /* then only the address tells handles apart */
+        id[0] = (uint64_t)(uintptr_t)s;
+    snprintf(s->instance, sizeof s->instance, "%016" PRIx64 "%016" PRIx64, id[0], id[1]);
+    cm_err_t rc = s->url ? CM_OK : CM_ENOMEM;
+    if (!rc)
+        rc = migrate(s, err);
+    if (!rc) {
+        /* The other two connections are made now, so a bad URL or password fails the
+         * open rather than the first webhook. */
+        pthread_mutex_lock(&s->rd.mu);
+        rc = gw_pg_conn_use(s, &s->rd, err);
+        pthread_mutex_unlock(&s->rd.mu);
+    }
+    if (!rc) {
+        pthread_mutex_lock(&s->in.mu);
+        rc = gw_pg_conn_use(s, &s->in, err);
+        pthread_mutex_unlock(&s->in.mu);
+    }
+    if (!rc)
+        rc = gw_pg_ingest_start(s, err);
+    if (rc) {
+        gw_pg_store_close(&s);
+        return rc;
+    }
+    *out = s;
+    return CM_OK;
+}
+
+void gw_pg_store_close(gw_pg_store_t **sp)
+{
+    gw_pg_store_t *s = sp ? *sp : NULL;
+    if (!s)
+        return;
+    gw_pg_ingest_stop(s);
+    conn_close(&s->in);
+    conn_close(&s->wr);
+    conn_close(&s->rd);
+    pthread_cond_destroy(&s->qcv);
+    pthread_mutex_destroy(&s->qmu);
+    free(s->url);
+    free(s);
+    *sp = NULL;
+}
+
+/* Applied to the connections now and to every one made later. */
+void gw_pg_store_set_busy_timeout(gw_pg_store_t *s, int ms)
+{
+    gw_pg_conn_t *cs[] = {&s->in, &s->wr, &s->rd};
+    char sql[64];
+    snprintf(sql, sizeof sql, "SET lock_timeout=%d", ms);
+    for (size_t i = 0; i < 3; i++) {
+        pthread_mutex_lock(&cs[i]->mu);
+        __atomic_store_n(&s->lock_timeout_ms, ms, __ATOMIC_RELAXED);
+        if (cs[i]->db && PQstatus(cs[i]->db) == CONNECTION_OK &&
+            gw_pg_exec(cs[i], sql, GW_PG_NO_ARGS, NULL) != CM_OK)
+            CM_WARN("gw.store", "postgres: cannot set the lock timeout");
+        pthread_mutex_unlock(&cs[i]->mu);
+    }
+}
