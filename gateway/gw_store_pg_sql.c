@@ -22,9 +22,10 @@ enum { MAX_PARAMS = 24 };
 cm_err_t gw_pg_query(gw_pg_conn_t *c, const char *sql, gw_pg_args_t args, gw_pg_row_fn row,
                      void *arg, int *rows)
 {
-    Oid types[MAX_PARAMS];
-    const char *vals[MAX_PARAMS];
-    int lens[MAX_PARAMS], fmts[MAX_PARAMS];
+    /* Zeroed: with no parameters GCC -O3 (Release) cannot tell they are never read. */
+    Oid types[MAX_PARAMS] = {0};
+    const char *vals[MAX_PARAMS] = {0};
+    int lens[MAX_PARAMS] = {0}, fmts[MAX_PARAMS] = {0};
     char ints[MAX_PARAMS][24];
     cm_err_t rc = CM_OK;
     assert(args.n <= MAX_PARAMS);
