@@ -3,6 +3,8 @@
 
 #include <stdlib.h>
 
+#include "cm_clock.h"
+
 static double queue_gauge(gw_store_t *store, int which)
 {
     gw_queue_stats_t q;
@@ -24,6 +26,18 @@ static double running_fn(void *ud)
 static double dead_fn(void *ud)
 {
     return queue_gauge(ud, 2);
+}
+
+/* Seconds the oldest due pending job has waited past its due time: the queue's lag, which
+ * a depth alone does not tell (a deep queue that moves is fine, a shallow one stuck is not).
+ * A job waiting for a retry later is not late. */
+static double lag_fn(void *ud)
+{
+    gw_queue_stats_t q;
+    if (!ud || gw_store_queue_stats(ud, &q) != CM_OK)
+        return -1;
+    int64_t late = q.pending ? cm_clock_now_ms() - q.oldest_pending_at_ms : 0;
+    return late > 0 ? (double)late / 1000.0 : 0.0;
 }
 
 cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
@@ -115,6 +129,10 @@ cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
     if (!rc)
         rc = gw_metrics_gauge_func(o->reg, "gw_dlq_depth", "Dead-lettered jobs", dead_fn, store,
                                    err);
+    if (!rc)
+        rc = gw_metrics_gauge_func(o->reg, "gw_jobs_queue_lag_seconds",
+                                   "How long the oldest due pending job has waited to run", lag_fn,
+                                   store, err);
     if (rc) {
         gw_obs_free(&o);
         return rc;

@@ -60,6 +60,9 @@ typedef struct {
 
 typedef struct {
     int64_t pending, running, done, dead, discarded;
+    /* The earliest next_at_ms (wall clock) of a pending job, 0 when none is pending: how
+     * long the oldest due job has waited (queue lag) is now minus this, when positive. */
+    int64_t oldest_pending_at_ms;
 } gw_queue_stats_t;
 
 /* Opens (creating if needed) the database at path, migrates the schema (PRAGMA

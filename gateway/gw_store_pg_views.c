@@ -96,9 +96,10 @@ static cm_err_t queue_row(const PGresult *r, int row, void *arg)
     gw_queue_stats_t *q = arg;
     const char *state = PQgetvalue(r, row, 0);
     int64_t n = gw_pg_col_int(r, row, 1);
-    if (!strcmp(state, "pending"))
+    if (!strcmp(state, "pending")) {
         q->pending = n;
-    else if (!strcmp(state, "running"))
+        q->oldest_pending_at_ms = gw_pg_col_int(r, row, 2);
+    } else if (!strcmp(state, "running"))
         q->running = n;
     else if (!strcmp(state, "done"))
         q->done = n;
@@ -113,8 +114,8 @@ static cm_err_t queue_row(const PGresult *r, int row, void *arg)
 cm_err_t gw_pg_store_queue_stats(gw_pg_store_t *s, gw_queue_stats_t *q)
 {
     memset(q, 0, sizeof *q);
-    return gw_pg_read(s, "SELECT state, COUNT(*) FROM jobs GROUP BY state", GW_PG_NO_ARGS,
-                      queue_row, q, NULL);
+    return gw_pg_read(s, "SELECT state, COUNT(*), MIN(next_at_ms) FROM jobs GROUP BY state",
+                      GW_PG_NO_ARGS, queue_row, q, NULL);
 }
 
 cm_err_t gw_pg_store_entity_json(gw_pg_store_t *s, const char *kind, const char *id, cm_buf_t *out)

@@ -77,9 +77,10 @@ static cm_err_t queue_row(sqlite3_stmt *st, void *arg)
     gw_queue_stats_t *q = arg;
     const char *state = (const char *)sqlite3_column_text(st, 0);
     int64_t n = sqlite3_column_int64(st, 1);
-    if (!strcmp(state, "pending"))
+    if (!strcmp(state, "pending")) {
         q->pending = n;
-    else if (!strcmp(state, "running"))
+        q->oldest_pending_at_ms = sqlite3_column_int64(st, 2);
+    } else if (!strcmp(state, "running"))
         q->running = n;
     else if (!strcmp(state, "done"))
         q->done = n;
@@ -93,8 +94,8 @@ static cm_err_t queue_row(sqlite3_stmt *st, void *arg)
 cm_err_t gw_sq_store_queue_stats(gw_sq_store_t *s, gw_queue_stats_t *q)
 {
     memset(q, 0, sizeof *q);
-    return gw_sq_read(s, "SELECT state, COUNT(*) FROM jobs GROUP BY state", GW_SQ_NO_ARGS,
-                      queue_row, q, NULL);
+    return gw_sq_read(s, "SELECT state, COUNT(*), MIN(next_at_ms) FROM jobs GROUP BY state",
+                      GW_SQ_NO_ARGS, queue_row, q, NULL);
 }
 
 cm_err_t gw_sq_store_entity_json(gw_sq_store_t *s, const char *kind, const char *id, cm_buf_t *out)

@@ -212,7 +212,10 @@ Test(store, job_lifecycle_retry_then_done)
     gw_job_t job;
     int64_t next = 0;
     gw_event_in_t ev = event("k1", "{\"body\":1}");
+    gw_queue_stats_t q;
     cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert_eq(q.oldest_pending_at_ms, 1000, "due at its receipt");
     cr_assert_eq(gw_store_claim(st, 999, LEASE, &job, &next), CM_ENOTFOUND,
                  "not due before receipt");
     cr_assert_eq(next, 1000);
@@ -220,17 +223,21 @@ Test(store, job_lifecycle_retry_then_done)
     cr_assert_str_eq(job.kind, "retell.call_analyzed");
     cr_assert_str_eq(job.body.data, "{\"body\":1}");
     cr_assert_eq(job.attempts, 1);
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert_eq(q.oldest_pending_at_ms, 0, "a running job is not pending");
     cr_assert_eq(gw_store_job_retry(st, job.id, 5000, "HTTP 503", 1001), CM_OK);
     gw_store_job_free(&job);
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert_eq(q.oldest_pending_at_ms, 5000, "due at its retry");
     cr_assert_eq(gw_store_claim(st, 4999, LEASE, &job, &next), CM_ENOTFOUND);
     cr_assert_eq(next, 5000);
     cr_assert_eq(gw_store_claim(st, 5000, LEASE, &job, &next), CM_OK);
     cr_assert_eq(job.attempts, 2);
     cr_assert_eq(gw_store_job_done(st, job.id, 5001), CM_OK);
     gw_store_job_free(&job);
-    gw_queue_stats_t q;
     cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
     cr_assert(q.done == 1 && q.pending == 0 && q.running == 0);
+    cr_assert_eq(q.oldest_pending_at_ms, 0);
     cr_assert_eq(gw_store_claim(st, 9999, LEASE, &job, &next), CM_ENOTFOUND);
     cr_assert_eq(next, -1);
 }
