@@ -151,6 +151,10 @@ static int route_match(const route_t *r, const char *path, cm_http_req_t *req)
         const char *seg = r->segs[i];
         size_t sl = strlen(seg);
         if (seg[0] == '{' && seg[sl - 1] == '}') {
+            /* An id with a control character in it is no id of ours: not this route. */
+            for (size_t k = 0; k < n; k++)
+                if ((unsigned char)p[k] < 0x20 || p[k] == 0x7f)
+                    goto fail;
             if (n == 0 || np >= CM_HTTP_MAX_PARAMS)
                 goto fail;
             names[np] = seg;

@@ -74,6 +74,13 @@ const char *cm_json_str(const json_t *root, const char *path, const char *def)
     return json_is_string(v) ? json_string_value(v) : def;
 }
 
+const char *cm_json_strn(const json_t *root, const char *path, size_t *len)
+{
+    const json_t *v = cm_json_path(root, path);
+    *len = json_is_string(v) ? json_string_length(v) : 0;
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
 int64_t cm_json_int(const json_t *root, const char *path, int64_t def)
 {
     const json_t *v = cm_json_path(root, path);

@@ -29,6 +29,10 @@ json_t *cm_json_path(const json_t *root, const char *path);
 const char *cm_json_str(const json_t *root, const char *path, const char *def);
 /* Integer at path; also accepts a real with no fractional part. def when absent. */
 int64_t cm_json_int(const json_t *root, const char *path, int64_t def);
+/* The string at path (borrowed) and its length in *len, which counts every byte including
+ * any NUL a "\u0000" escape put inside it (strlen would stop there). NULL when missing or
+ * of another type. */
+const char *cm_json_strn(const json_t *root, const char *path, size_t *len);
 int cm_json_bool(const json_t *root, const char *path, int def);
 
 /* Serialises compactly into a new malloc'd string (caller frees); NULL on failure. */

@@ -98,6 +98,21 @@ Test(json, parse_path_and_errors)
     cr_assert_null(v);
 }
 
+Test(json, strn_counts_the_bytes_after_an_escaped_nul)
+{
+    json_t *v = NULL;
+    size_t len = 99;
+    const char *doc = "{\"id\":\"call_1\\u0000x\",\"n\":1}";
+    cr_assert_eq(cm_json_parse(doc, strlen(doc), 1024, &v, NULL), CM_OK);
+    const char *s = cm_json_strn(v, "id", &len);
+    cr_assert_eq(len, 8, "call_1, NUL, x");
+    cr_assert_eq(memcmp(s, "call_1\0x", 8), 0);
+    cr_assert_null(cm_json_strn(v, "n", &len), "not a string");
+    cr_assert_eq(len, 0);
+    cr_assert_null(cm_json_strn(v, "missing", &len));
+    json_decref(v);
+}
+
 static void mask_eq(const char *in, const char *want)
 {
     char out[256];

@@ -224,6 +224,9 @@ Test(http, not_found_method_not_allowed_and_rest_match)
     cr_assert_eq(call("GET", "/items/1/extra", NULL, 0, &r), CM_OK);
     cr_assert_eq(r.status, 404, "a pattern without a star must not match a longer path");
     cm_http_response_free(&r);
+    cr_assert_eq(call("POST", "/items/4%012", "{}", 0, &r), CM_OK);
+    cr_assert_eq(r.status, 404, "a parameter with a control character matches no route");
+    cm_http_response_free(&r);
 }
 
 Test(http, oversized_body_gets_413)

@@ -135,8 +135,6 @@ static void submit(intake_t *in, cm_http_resp_t *resp)
     }
 }
 
-/* Copies a header value into the audit JSON, keeping only characters that need no JSON
- * escaping (signature headers are ASCII tokens). */
 /* Keeps only characters that need no JSON escaping (header values here are ASCII
  * tokens); anything else is dropped rather than escaped. */
 static void clean_token(char *out, size_t cap, const char *value)
@@ -187,12 +185,47 @@ static const gw_tenant_t *verify_retell(const gw_config_t *cfg, const cm_http_re
     return NULL;
 }
 
+/* 1 when the len bytes at v are a usable id or key: no NUL (a "\u0000" escape would cut
+ * it short in C strings, so two distinct ids would collapse into one dedup key) and no
+ * other control character (they disguise ids in logs and keys). */
+static int is_token(const char *v, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* The string at path when it is a token of at most max bytes; NULL when missing, or when
+ * not a token or too long, then with *bad set to path (the first one found), which the
+ * caller refuses with 400 naming it. */
+static const char *token_at(const json_t *ev, const char *path, size_t max, const char **bad)
+{
+    size_t len;
+    const char *v = cm_json_strn(ev, path, &len);
+    if (v && (len > max || !is_token(v, len))) {
+        if (!*bad)
+            *bad = path;
+        return NULL;
+    }
+    return v;
+}
+
+/* Refuses a body whose field `bad` is too long or holds a control character. */
+static void bad_field(gw_app_t *app, const char *provider, cm_http_resp_t *resp, const char *bad)
+{
+    char detail[160];
+    snprintf(detail, sizeof detail, "\"%s\" is too long or holds a control character", bad);
+    bad_request(app, provider, resp, detail);
+}
+
 /* The fields the intake needs from a Retell body, copied out of it. */
 typedef struct {
     char event[65];
     char call_id[128];
     char agent_id[256];
-    int too_long; /* event or call id over its limit */
+    int too_long;    /* event or call id over its limit */
+    const char *bad; /* the first field that is not a token (is_token), or NULL */
 } retell_fields_t;
 
 static void take(char *dst, size_t cap, const char *v, size_t len, int *too_long)
@@ -215,29 +248,26 @@ static void take(char *dst, size_t cap, const char *v, size_t len, int *too_long
 static cm_err_t retell_fields(const gw_config_t *cfg, const cm_http_req_t *req, retell_fields_t *f)
 {
     cm_json_want_t w[3] = {{.path = "event"}, {.path = "call.call_id"}, {.path = "call.agent_id"}};
+    json_t *ev = NULL;
     memset(f, 0, sizeof *f);
     cm_err_t rc = cm_json_scan(req->body, req->body_len, cfg->body_limit, w, 3);
     if (rc == CM_EAGAIN) {
-        json_t *ev = NULL;
         rc = cm_json_parse(req->body, req->body_len, cfg->body_limit, &ev, NULL);
-        for (int i = 0; !rc && i < 3; i++) {
-            w[i].val = cm_json_str(ev, w[i].path, NULL);
-            w[i].len = w[i].val ? strlen(w[i].val) : 0;
-        }
-        if (!rc) {
-            take(f->event, sizeof f->event, w[0].val, w[0].len, &f->too_long);
-            take(f->call_id, sizeof f->call_id, w[1].val, w[1].len, &f->too_long);
-            take(f->agent_id, sizeof f->agent_id, w[2].val, w[2].len, NULL);
-        }
-        json_decref(ev);
-        return rc;
+        for (int i = 0; !rc && i < 3; i++)
+            w[i].val = cm_json_strn(ev, w[i].path, &w[i].len);
     }
-    if (!rc) {
+    /* The scanner hands out only strings without escapes, where JSON allows no control
+     * character but DEL; jansson's may hold any, "\u0000" included. */
+    for (int i = 0; !rc && i < 3; i++)
+        if (w[i].val && !is_token(w[i].val, w[i].len) && !f->bad)
+            f->bad = w[i].path;
+    if (!rc && !f->bad) {
         take(f->event, sizeof f->event, w[0].val, w[0].len, &f->too_long);
         take(f->call_id, sizeof f->call_id, w[1].val, w[1].len, &f->too_long);
         /* An agent id too long for any configured agent is simply not one of them. */
         take(f->agent_id, sizeof f->agent_id, w[2].val, w[2].len, NULL);
     }
+    json_decref(ev);
     return rc;
 }
 
@@ -259,7 +289,9 @@ static void h_retell(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     const gw_tenant_t *owner =
         f.agent_id[0] ? gw_config_tenant_by_agent(app->cfg, f.agent_id) : NULL;
     intake_t *in = NULL;
-    if (!f.event[0] || !f.call_id[0] || f.too_long) {
+    if (f.bad) {
+        bad_field(app, "retell", resp, f.bad);
+    } else if (!f.event[0] || !f.call_id[0] || f.too_long) {
         bad_request(app, "retell", resp, "a Retell webhook needs \"event\" and \"call.call_id\"");
     } else if (owner && owner != t) {
         /* A valid signature from tenant A for an agent of tenant B: refuse rather than act
@@ -310,13 +342,15 @@ static void h_calcom(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         bad_request(app, "calcom", resp, "body is not valid JSON");
         return;
     }
-    const char *trigger = cm_json_str(ev, "triggerEvent", NULL);
-    const char *created = cm_json_str(ev, "createdAt", NULL);
-    const char *uid = cm_json_str(ev, "payload.uid", NULL);
+    const char *bad = NULL;
+    const char *trigger = token_at(ev, "triggerEvent", 64, &bad);
+    const char *created = token_at(ev, "createdAt", 40, &bad);
+    const char *uid = token_at(ev, "payload.uid", 127, &bad);
     int64_t created_ms = 0, now = cm_clock_now_ms();
     intake_t *in = NULL;
-    if (!trigger || !created || !uid || strlen(trigger) > 64 || strlen(uid) > 127 ||
-        strlen(created) > 40) {
+    if (bad) {
+        bad_field(app, "calcom", resp, bad);
+    } else if (!trigger || !created || !uid) {
         bad_request(app, "calcom", resp,
                     "a Cal.com webhook needs \"triggerEvent\", \"createdAt\" and "
                     "\"payload.uid\"");
@@ -374,14 +408,17 @@ static void h_stripe(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         bad_request(app, "stripe", resp, "body is not valid JSON");
         return;
     }
-    const char *id = cm_json_str(ev, "id", NULL);
-    const char *type = cm_json_str(ev, "type", NULL);
-    const char *obj = cm_json_str(ev, "data.object.id", NULL);
+    const char *bad = NULL;
+    const char *id = token_at(ev, "id", 127, &bad);
+    const char *type = token_at(ev, "type", 64, &bad);
+    const char *obj = token_at(ev, "data.object.id", 127, &bad);
     /* A charge event belongs to its payment intent: that is the entity we track. */
-    const char *entity = cm_json_str(ev, "data.object.payment_intent", obj);
+    const char *pi = token_at(ev, "data.object.payment_intent", 127, &bad);
+    const char *entity = pi ? pi : obj;
     intake_t *in = NULL;
-    if (!id || !type || !obj || strlen(id) > 127 || strlen(type) > 64 || strlen(obj) > 127 ||
-        strlen(entity) > 127) {
+    if (bad) {
+        bad_field(app, "stripe", resp, bad);
+    } else if (!id || !type || !obj) {
         bad_request(app, "stripe", resp,
                     "a Stripe event needs \"id\", \"type\" and \"data.object.id\"");
     } else if (!(in = intake_new(app, req, "stripe", t->id, "stripe.event"))) {
@@ -436,18 +473,22 @@ static void h_std(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         bad_request(app, "std", resp, "body is not valid JSON");
         return;
     }
-    const char *type = cm_json_str(ev, "type", "unknown");
+    const char *bad = NULL;
+    const char *type = token_at(ev, "type", 64, &bad);
+    const char *data_id = token_at(ev, "data.id", 127, &bad);
     intake_t *in = NULL;
-    if (strlen(id) > 200 || strlen(type) > 64) {
-        bad_request(app, "std", resp, "webhook-id or type too long");
+    if (bad) {
+        bad_field(app, "std", resp, bad);
+    } else if (strlen(id) > 200 || !is_token(id, strlen(id))) {
+        bad_request(app, "std", resp, "webhook-id is too long or holds a control character");
     } else if (!(in = intake_new(app, req, "std", NULL, NULL))) {
         cm_http_resp_problem(resp, 503, "Service Unavailable", "out of memory");
     } else {
         snprintf(in->provider, sizeof in->provider, "std:%s", src->id);
         /* webhook-id is stable across the sender's retries: it is the dedup key. */
         snprintf(in->key, sizeof in->key, "std:%s:%s", src->id, id);
-        snprintf(in->type, sizeof in->type, "%s", type);
-        snprintf(in->entity, sizeof in->entity, "%.127s", cm_json_str(ev, "data.id", id));
+        snprintf(in->type, sizeof in->type, "%s", type ? type : "unknown");
+        snprintf(in->entity, sizeof in->entity, "%.127s", data_id ? data_id : id);
         audit_headers(req, in->headers, sizeof in->headers, "webhook-id", id);
         submit(in, resp);
     }

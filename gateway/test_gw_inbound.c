@@ -253,3 +253,52 @@ Test(inbound, standard_webhooks_source)
                  "the id is signed");
     cr_assert_eq(events_count("std:crm"), 1);
 }
+
+/* A "\u0000" would cut an id short in C strings: two distinct calls would share one dedup
+ * key and the second would be dropped as a duplicate. Control characters are refused on
+ * every route, whichever parser read the body. */
+Test(inbound, ids_with_nul_or_control_characters_are_refused_on_every_route)
+{
+    char res[32] = "";
+    cr_assert_eq(retell(CALL("call_analyzed", "c9\\u0000a", "ag_acme"), "key_acme", 0, res), 400);
+    cr_assert_eq(retell(CALL("call_analyzed", "c9\\u0000b", "ag_acme"), "key_acme", 0, res), 400);
+    cr_assert_eq(retell(CALL("call_analyzed", "c9\\u001b[2J", "ag_acme"), "key_acme", 0, res), 400,
+                 "an escape sequence for a terminal");
+    cr_assert_eq(retell(CALL("call_analyzed", "c9\x7f", "ag_acme"), "key_acme", 0, res), 400,
+                 "a raw DEL, read by the scanner");
+    cr_assert_eq(retell(CALL("call_analyzed\\u0000", "c9", "ag_acme"), "key_acme", 0, res), 400,
+                 "the event name");
+    cr_assert_eq(retell(CALL("call_analyzed", "c9", "ag_acme\\u0000x"), "key_acme", 0, res), 400,
+                 "the agent id");
+    cr_assert_eq(retell(CALL("call_analyzed", "c9\\u00e9", "ag_acme"), "key_acme", 0, res), 204,
+                 "non-ASCII letters are not control characters");
+
+    char body[512], ts[25];
+    cm_clock_iso8601(cm_clock_now_ms(), ts);
+    snprintf(body, sizeof body,
+             "{\"triggerEvent\":\"BOOKING_CREATED\",\"createdAt\":\"%s\",\"payload\":"
+             "{\"uid\":\"bk_9\\u0000x\"}}",
+             ts);
+    cr_assert_eq(calcom(body, "calsecret"), 400);
+    cr_assert_eq(stripe("{\"id\":\"evt_9\\u0000\",\"object\":\"event\",\"type\":\"payment_intent."
+                        "created\",\"data\":{\"object\":{\"id\":\"pi_9\"}}}",
+                        "whsec_acme", 0),
+                 400);
+    cr_assert_eq(
+        stripe("{\"id\":\"evt_9\",\"object\":\"event\",\"type\":\"charge.succeeded\","
+               "\"data\":{\"object\":{\"id\":\"ch_9\",\"payment_intent\":\"pi_\\u0007\"}}}",
+               "whsec_acme", 0),
+        400, "the payment intent a charge belongs to");
+
+    char sig[CM_SIG_HDR_LEN], h1[CM_SIG_HDR_LEN + 32], h2[64];
+    const char *secrets[] = {STD_SECRET};
+    const char *std = "{\"type\":\"contact.created\",\"data\":{\"id\":\"ct_\\u0000\"}}";
+    int64_t now = cm_clock_now_s();
+    cr_assert_eq(cm_sig_stdwh_sign(secrets, 1, "msg_9", now, std, strlen(std), sig), CM_OK);
+    snprintf(h1, sizeof h1, "webhook-signature: %s", sig);
+    snprintf(h2, sizeof h2, "webhook-timestamp: %lld", (long long)now);
+    cr_assert_eq(post("/webhooks/std/crm", std, h1, h2, "webhook-id: msg_9", NULL), 400);
+
+    cr_assert_eq(events_count("retell"), 1, "only the call with an accented id");
+    cr_assert_eq(events_count("calcom") + events_count("stripe") + events_count("std:crm"), 0);
+}
