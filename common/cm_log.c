@@ -28,6 +28,26 @@ int cm_log_set_level(const char *name)
     return -1;
 }
 
+int cm_log_limit_take(cm_log_limit_t *l, int64_t now_ms, uint64_t *suppressed)
+{
+    int ok = 0;
+    pthread_mutex_lock(&l->mu);
+    if (!l->window_start_ms || now_ms - l->window_start_ms >= l->window_ms) {
+        l->window_start_ms = now_ms ? now_ms : 1; /* 0 means "no window yet" */
+        l->written = 0;
+    }
+    if (l->written < l->per_window) {
+        l->written++;
+        *suppressed = l->suppressed;
+        l->suppressed = 0;
+        ok = 1;
+    } else {
+        l->suppressed++;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return ok;
+}
+
 cm_err_t cm_log_open(const char *path)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -11,7 +11,9 @@
 #ifndef CM_LOG_H
 #define CM_LOG_H
 
+#include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cm_err.h"
 
@@ -42,6 +44,30 @@ void cm_log_write(cm_log_level_t level, const char *comp, const char *fmt, ...)
 #define CM_INFO(comp, ...) CM_LOG(CM_LOG_INFO, comp, __VA_ARGS__)
 #define CM_WARN(comp, ...) CM_LOG(CM_LOG_WARN, comp, __VA_ARGS__)
 #define CM_ERROR(comp, ...) CM_LOG(CM_LOG_ERROR, comp, __VA_ARGS__)
+
+/* A limit on how many lines one kind of event writes, for events an outsider can cause at
+ * will (refused webhooks): at most per_window lines in each window of window_ms, the rest
+ * counted and reported by the next line written. Without it, forged traffic fills the disk
+ * with logs (163 MB in 100 s was seen); metrics still count every event.
+ * Initialise with CM_LOG_LIMIT_INIT; thread-safe (one mutex per limit). */
+typedef struct {
+    pthread_mutex_t mu;
+    int per_window;
+    int64_t window_ms;
+    int64_t window_start_ms; /* monotonic */
+    int written;             /* lines written in the current window */
+    uint64_t suppressed;     /* lines not written since the last one written */
+} cm_log_limit_t;
+
+#define CM_LOG_LIMIT_INIT(per_window, window_ms)                                                   \
+    {                                                                                              \
+        PTHREAD_MUTEX_INITIALIZER, (per_window), (window_ms), 0, 0, 0                              \
+    }
+
+/* 1 when a line may be written at now_ms (monotonic), with *suppressed set to the number
+ * of lines dropped since the last one written (to say so in this one) and reset; 0 when
+ * the line must be dropped (it is counted). */
+int cm_log_limit_take(cm_log_limit_t *l, int64_t now_ms, uint64_t *suppressed);
 
 /* Writes a masked copy of in into out (cap bytes, always NUL-terminated, truncated if
  * needed). Exposed for tests and for code that stores text meant for people. */

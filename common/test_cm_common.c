@@ -113,6 +113,22 @@ Test(json, strn_counts_the_bytes_after_an_escaped_nul)
     json_decref(v);
 }
 
+Test(log, limit_writes_per_window_and_counts_what_it_drops)
+{
+    cm_log_limit_t l = CM_LOG_LIMIT_INIT(2, 1000);
+    uint64_t sup = 99;
+    cr_assert_eq(cm_log_limit_take(&l, 5000, &sup), 1);
+    cr_assert_eq(sup, 0);
+    cr_assert_eq(cm_log_limit_take(&l, 5001, &sup), 1);
+    for (int i = 0; i < 7; i++)
+        cr_assert_eq(cm_log_limit_take(&l, 5002 + i, &sup), 0, "over the limit in the window");
+    cr_assert_eq(cm_log_limit_take(&l, 5999, &sup), 0);
+    cr_assert_eq(cm_log_limit_take(&l, 6000, &sup), 1, "a new window");
+    cr_assert_eq(sup, 8, "the next line says how many were dropped");
+    cr_assert_eq(cm_log_limit_take(&l, 6001, &sup), 1);
+    cr_assert_eq(sup, 0, "and the count starts again");
+}
+
 static void mask_eq(const char *in, const char *want)
 {
     char out[256];

@@ -37,12 +37,34 @@ static void count_refusal(gw_app_t *app, const char *provider, const char *why)
         gw_obs_count(app->obs->webhooks, GW_LV(provider, why));
 }
 
+/* Refusals are caused at will by whoever sends: their log lines are limited per reason
+ * (10 in each 10 s, then a count of those left out), while gw_webhooks_total still counts
+ * every one. Forged traffic once wrote 163 MB of logs in 100 s. */
+static const char *const refusal_reasons[] = {"rejected_signature", "rejected_stale",
+                                              "rejected_malformed", "rejected_replay"};
+static cm_log_limit_t refusal_logs[] = {CM_LOG_LIMIT_INIT(10, 10000), CM_LOG_LIMIT_INIT(10, 10000),
+                                        CM_LOG_LIMIT_INIT(10, 10000), CM_LOG_LIMIT_INIT(10, 10000)};
+
+static void log_refusal(const char *provider, const char *why, const char *detail)
+{
+    uint64_t left_out = 0;
+    for (size_t i = 0; i < sizeof refusal_reasons / sizeof refusal_reasons[0]; i++)
+        if (!strcmp(why, refusal_reasons[i]) &&
+            !cm_log_limit_take(&refusal_logs[i], cm_clock_mono_ms(), &left_out))
+            return;
+    if (left_out)
+        CM_WARN("gw.inbound", "%s webhook refused: %s (and %llu more refused as %s, not logged)",
+                provider, detail, (unsigned long long)left_out, why);
+    else
+        CM_WARN("gw.inbound", "%s webhook refused: %s", provider, detail);
+}
+
 static void refuse_signature(gw_app_t *app, const char *provider, cm_http_resp_t *resp, cm_err_t rc,
                              const char *header)
 {
-    count_refusal(app, provider,
-                  rc == CM_ESIG_STALE || rc == CM_ESIG_FUTURE ? "rejected_stale"
-                                                              : "rejected_signature");
+    const char *why =
+        rc == CM_ESIG_STALE || rc == CM_ESIG_FUTURE ? "rejected_stale" : "rejected_signature";
+    count_refusal(app, provider, why);
     char detail[160];
     switch (rc) {
     case CM_ESIG_MISSING:
@@ -58,7 +80,7 @@ static void refuse_signature(gw_app_t *app, const char *provider, cm_http_resp_t
     default:
         snprintf(detail, sizeof detail, "signature does not match");
     }
-    CM_WARN("gw.inbound", "webhook refused: %s", detail);
+    log_refusal(provider, why, detail);
     cm_http_resp_problem(resp, 401, "Unauthorized", detail);
 }
 
@@ -66,7 +88,7 @@ static void bad_request(gw_app_t *app, const char *provider, cm_http_resp_t *res
                         const char *detail)
 {
     count_refusal(app, provider, "rejected_malformed");
-    CM_WARN("gw.inbound", "webhook refused: %s", detail);
+    log_refusal(provider, "rejected_malformed", detail);
     cm_http_resp_problem(resp, 400, "Bad Request", detail);
 }
 
@@ -360,8 +382,9 @@ static void h_calcom(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
                created_ms > now + cfg->calcom_replay_window_ms) {
         /* Cal.com signs no timestamp, so a captured delivery stays valid forever; the
          * signed createdAt bounds how long a replay can work. */
-        CM_WARN("gw.inbound", "calcom %s %s refused: createdAt outside the replay window", trigger,
-                uid);
+        char detail[256];
+        snprintf(detail, sizeof detail, "%s %s: createdAt outside the replay window", trigger, uid);
+        log_refusal("calcom", "rejected_replay", detail);
         count_refusal(app, "calcom", "rejected_replay");
         cm_http_resp_problem(resp, 401, "Unauthorized", "event outside the replay window");
     } else if (!(in = intake_new(app, req, "calcom", t->id, "calcom.booking"))) {

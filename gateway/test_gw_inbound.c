@@ -302,3 +302,39 @@ Test(inbound, ids_with_nul_or_control_characters_are_refused_on_every_route)
     cr_assert_eq(events_count("retell"), 1, "only the call with an accented id");
     cr_assert_eq(events_count("calcom") + events_count("stripe") + events_count("std:crm"), 0);
 }
+
+static size_t count_lines(const char *path, const char *needle)
+{
+    char line[1024];
+    size_t n = 0;
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* A flood of forged webhooks writes a bounded number of log lines, and the metric still
+ * counts every refusal. */
+Test(inbound, refusal_logs_are_limited_per_reason_and_metrics_count_all)
+{
+    char log[300];
+    snprintf(log, sizeof log, "%s/gateway.log", dir);
+    cr_assert_eq(cm_log_open(log), CM_OK);
+    cm_log_set_level("warn");
+    const char *body = CALL("call_analyzed", "c3", "ag_acme");
+    for (int i = 0; i < 30; i++)
+        cr_assert_eq(retell(body, "key_forged", 0, NULL), 401);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(retell("{\"event\":", "key_acme", 0, NULL), 400);
+    cr_assert_eq(count_lines(log, "signature does not match"), 10, "10 a window, not 30");
+    cr_assert_eq(count_lines(log, "body is not valid JSON"), 3, "another reason, its own limit");
+    cm_buf_t m;
+    cm_buf_init(&m, 1 << 20);
+    cr_assert_eq(gw_metrics_render(obs->reg, &m), CM_OK);
+    cr_assert(
+        strstr(m.data, "gw_webhooks_total{provider=\"retell\",result=\"rejected_signature\"} 30"),
+        "%s", m.data);
+    cm_buf_free(&m);
+}
