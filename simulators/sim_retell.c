@@ -201,6 +201,19 @@ cm_err_t sim_retell_create_call(sim_retell_t *r, const json_t *overrides, json_t
         cm_errf(err, "call_id must be a non-empty string of at most 128 bytes");
         return CM_EINVAL;
     }
+    /* Times are milliseconds since 1970 that a JavaScript client can hold exactly (Retell's
+     * SDKs are JavaScript and Python): beyond 2^53 - 1 they are no time a call has, and
+     * fix_times' sums would overflow int64. */
+    static const char *const times[] = {"start_timestamp", "end_timestamp", "duration_ms"};
+    for (size_t i = 0; overrides && i < sizeof times / sizeof times[0]; i++) {
+        const json_t *t = json_object_get(overrides, times[i]);
+        if (json_is_integer(t) &&
+            (json_integer_value(t) < 0 || json_integer_value(t) > SIM_RETELL_MAX_TIME_MS)) {
+            cm_errf(err, "%s must be between 0 and %lld", times[i],
+                    (long long)SIM_RETELL_MAX_TIME_MS);
+            return CM_EINVAL;
+        }
+    }
     json_t *call = json_object();
     json_t *defaults = default_call(cm_clock_now_ms());
     if (!call || !defaults) {

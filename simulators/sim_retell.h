@@ -33,6 +33,9 @@
 #define SIM_RETELL_MAX_EVENTS 8
 /* How far timestamp_offset_ms may move v= either way: ten years, as for Stripe's t=. */
 #define SIM_RETELL_MAX_OFFSET_MS (3650LL * 86400 * 1000)
+/* The largest start_timestamp, end_timestamp or duration_ms a call may be given: 2^53 - 1,
+ * the largest integer JavaScript holds exactly. */
+#define SIM_RETELL_MAX_TIME_MS 9007199254740991LL
 
 typedef struct sim_retell sim_retell_t;
 

@@ -229,6 +229,22 @@ Test(retell, overrides_merge_into_the_defaults)
     json_t *bad = json_pack("{s:i}", "call_id", 5);
     cr_assert_eq(sim_retell_create_call(ret, bad, &out, err), CM_EINVAL);
     json_decref(bad);
+    /* Extreme times are refused, not summed into an int64 overflow (UBSan aborted here). */
+    static const char *const times[] = {"start_timestamp", "end_timestamp", "duration_ms"};
+    const json_int_t extremes[] = {INT64_MAX, INT64_MIN, -1, 9007199254740992LL};
+    for (size_t i = 0; i < 3; i++)
+        for (size_t k = 0; k < 4; k++) {
+            bad = json_pack("{s:I}", times[i], extremes[k]);
+            cr_assert_eq(sim_retell_create_call(ret, bad, &out, err), CM_EINVAL, "%s=%lld",
+                         times[i], (long long)extremes[k]);
+            cr_assert(strstr(err, times[i]), "%s", err);
+            json_decref(bad);
+        }
+    json_t *edge = json_pack("{s:I,s:I}", "start_timestamp", 9007199254740991LL, "duration_ms",
+                             9007199254740991LL);
+    cr_assert_eq(sim_retell_create_call(ret, edge, &out, err), CM_OK, "%s", err);
+    json_decref(out);
+    json_decref(edge);
 }
 
 Test(retell, ids_follow_the_seed)
