@@ -178,10 +178,12 @@ void gw_pg_ingest_stop(gw_pg_store_t *s);
 
 /* ---- between instances (gw_store_pg_notify.c) ---------------------------------------- */
 
-/* The channels, and the payload of a notice: this handle's instance name, then a space and
- * the detail when there is one (the listener skips its own handle's notices by it). */
-#define GW_PG_CHANNEL_JOBS "gw_jobs"
-#define GW_PG_CHANNEL_SLOTS "gw_slots"
+/* The channels: jobs became runnable (the group commit's NOTIFY, replays, re-runs), and a
+ * Cal.com event type's availability changed. A notice's payload is the sending handle's
+ * instance name, then a space and the detail when there is one (the listener skips its
+ * own handle's notices by it); an empty payload is anybody's. */
+#define GW_PG_JOBS_CHANNEL "gw_jobs"
+#define GW_PG_SLOTS_CHANNEL "gw_slots"
 
 /* Inside a transaction on c: NOTIFY channel with s's payload (detail may be NULL), sent by
  * the server when the transaction commits, not at all when it rolls back. */

@@ -351,7 +351,7 @@ static cm_err_t move_dead_tx(gw_pg_conn_t *c, void *arg)
         gw_pg_exec(c, m->sql, GW_PG_ARGS(gw_pg_int(m->now_ms), gw_pg_int(m->job_id)), &changed);
     /* Sent with the commit: a worker woken by it finds the job pending. */
     if (!rc && changed && m->runnable)
-        rc = gw_pg_notify_in_tx(m->s, c, GW_PG_CHANNEL_JOBS, NULL);
+        rc = gw_pg_notify_in_tx(m->s, c, GW_PG_JOBS_CHANNEL, NULL);
     if (rc || changed)
         return rc;
     rc = gw_pg_query(c, "SELECT 1 FROM jobs WHERE id=$1", GW_PG_ARGS(gw_pg_int(m->job_id)), NULL,
@@ -406,7 +406,7 @@ static cm_err_t rerun_tx(gw_pg_conn_t *c, void *arg)
                               GW_PG_ARGS(gw_pg_int(r->now_ms), gw_pg_int(r->event_id)),
                               first_int64_row, r->job_id, &rows);
     if (!rc && rows)
-        rc = gw_pg_notify_in_tx(r->s, c, GW_PG_CHANNEL_JOBS, NULL); /* sent with the commit */
+        rc = gw_pg_notify_in_tx(r->s, c, GW_PG_JOBS_CHANNEL, NULL); /* sent with the commit */
     return rc ? rc : rows ? CM_OK : CM_ENOTFOUND;
 }
 

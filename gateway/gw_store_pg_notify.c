@@ -147,7 +147,7 @@ enum { DETAIL_MAX = 64 };
 
 static const char *channel_of(gw_notice_t what)
 {
-    return what == GW_NOTICE_SLOTS ? GW_PG_CHANNEL_SLOTS : GW_PG_CHANNEL_JOBS;
+    return what == GW_NOTICE_SLOTS ? GW_PG_SLOTS_CHANNEL : GW_PG_JOBS_CHANNEL;
 }
 
 /* "<instance>" or "<instance> <detail>" into out (sizeof instance + 1 + DETAIL_MAX + 1). */
@@ -278,7 +278,7 @@ static cm_err_t listen_connect(gw_pg_notify_t *n, char *why, size_t cap)
         }
     }
     if (!rc) {
-        PGresult *r = PQexec(c, "LISTEN " GW_PG_CHANNEL_JOBS "; LISTEN " GW_PG_CHANNEL_SLOTS);
+        PGresult *r = PQexec(c, "LISTEN " GW_PG_JOBS_CHANNEL "; LISTEN " GW_PG_SLOTS_CHANNEL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             snprintf(why, cap, "LISTEN: %s", PQerrorMessage(c));
             rc = CM_ESTORE;
@@ -310,9 +310,9 @@ static void dispatch(gw_pg_notify_t *n, gw_notice_t what, const char *detail)
 static void received(gw_pg_notify_t *n, const PGnotify *m)
 {
     gw_notice_t what;
-    if (!strcmp(m->relname, GW_PG_CHANNEL_JOBS))
+    if (!strcmp(m->relname, GW_PG_JOBS_CHANNEL))
         what = GW_NOTICE_JOBS;
-    else if (!strcmp(m->relname, GW_PG_CHANNEL_SLOTS))
+    else if (!strcmp(m->relname, GW_PG_SLOTS_CHANNEL))
         what = GW_NOTICE_SLOTS;
     else
         return;
