@@ -254,12 +254,14 @@ typedef void (*gw_notice_fn)(void *ud, gw_notice_t what, const char *detail);
 
 /* Registers fn(ud, ...) for the notices other instances publish (gw_store_publish), and for
  * the jobs an ingest or a re-run on another instance makes runnable. On PostgreSQL the
- * store listens (LISTEN gw_jobs, gw_slots) on a connection of its own, made again with
- * back-off when it breaks; every time it starts listening (the first time too) fn is
- * called once for each kind with detail NULL, since notices sent meanwhile are lost. A
- * handle never receives its own publications. At most 8 registrations; CM_ENOMEM past
- * them or when the listener cannot start. On SQLite fn is accepted and never called (no
- * other instance): CM_OK. Safe from any thread. */
+ * store listens (LISTEN gw_jobs, gw_slots) on a connection of its own, started by the
+ * first registration and made again with back-off when it breaks. Notices sent while it
+ * does not listen are lost, so fn is called once for each kind with detail NULL ("anything
+ * may have changed") as soon as it listens for fn - during this call when the connection
+ * already listens, else when it connects - and again after every reconnection. A handle
+ * never receives its own publications. At most 8 registrations; CM_ENOMEM past them or
+ * when the listener cannot start. On SQLite fn is accepted and never called (no other
+ * instance): CM_OK. Safe from any thread. */
 cm_err_t gw_store_on_notice(gw_store_t *s, gw_notice_fn fn, void *ud) CM_WUR;
 /* Removes the registration of (fn, ud); once it returns fn is not running and will not
  * run for it. Call before ud goes away (and before gw_store_close). Safe from any thread

@@ -190,7 +190,7 @@ enum {
 
 typedef struct gw_pg_notify {
     gw_pg_store_t *s;
-    /* Guards cbs and ncbs, and is held while callbacks run, so that once
+    /* Guards cbs, ncbs and listening, and is held while callbacks run, so that once
      * gw_pg_store_off_notice has it, the callback it removes is not running. */
     pthread_mutex_t mu;
     struct {
@@ -198,6 +198,10 @@ typedef struct gw_pg_notify {
         void *ud;
     } cbs[MAX_CALLBACKS];
     size_t ncbs;
+    /* The connection LISTENs: a callback registered now is told at once that notices may
+     * have been missed (before, it could hear none); one registered before is told by the
+     * listener when it starts listening. Either way once per listening period. */
+    int listening;
     int wake[2];  /* a byte written to wake[1] ends the listener's waits: stop */
     int stopping; /* atomic */
     pthread_t thread;
@@ -305,6 +309,24 @@ static void dispatch(gw_pg_notify_t *n, gw_notice_t what, const char *detail)
     pthread_mutex_unlock(&n->mu);
 }
 
+/* Whatever was sent while nobody listened is lost: "anything may have changed", once for
+ * each kind, to fn (the caller holds mu). */
+static void missed(gw_notice_fn fn, void *ud)
+{
+    fn(ud, GW_NOTICE_JOBS, NULL);
+    fn(ud, GW_NOTICE_SLOTS, NULL);
+}
+
+/* The connection listens (1) or is gone (0); on 1 every callback hears missed(). */
+static void set_listening(gw_pg_notify_t *n, int on)
+{
+    pthread_mutex_lock(&n->mu);
+    n->listening = on;
+    for (size_t i = 0; on && i < n->ncbs; i++)
+        missed(n->cbs[i].fn, n->cbs[i].ud);
+    pthread_mutex_unlock(&n->mu);
+}
+
 /* One notice as it came: its channel says what it is about, its payload who sent it and
  * the detail (see payload()). */
 static void received(gw_pg_notify_t *n, const PGnotify *m)
@@ -358,9 +380,7 @@ static void *listen_main(void *arg)
                         failures);
             failures = 0;
             backoff = BACKOFF_MIN_MS;
-            /* Whatever was sent while nobody listened is lost: stand for it once. */
-            dispatch(n, GW_NOTICE_JOBS, NULL);
-            dispatch(n, GW_NOTICE_SLOTS, NULL);
+            set_listening(n, 1);
         }
         /* No time limit: the wait ends on input (notices, or the connection's end, which
          * reads as input too), or on stop; a poll that fails is taken as a lost
@@ -375,6 +395,7 @@ static void *listen_main(void *arg)
                     "postgres: the notice listener lost its connection (%s); "
                     "connecting again",
                     why);
+            set_listening(n, 0);
             PQfinish(n->db);
             n->db = NULL;
             continue;
@@ -435,6 +456,8 @@ cm_err_t gw_pg_store_on_notice(gw_pg_store_t *s, gw_notice_fn fn, void *ud)
         n->cbs[n->ncbs].fn = fn;
         n->cbs[n->ncbs].ud = ud;
         n->ncbs++;
+        if (n->listening)
+            missed(fn, ud);
     } else {
         rc = CM_ENOMEM;
     }

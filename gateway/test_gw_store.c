@@ -1313,6 +1313,15 @@ Test(store, pg_notices_reach_the_other_instances_and_not_the_sender)
     notices_init(&a);
     notices_init(&a2);
     cr_assert_eq(open_store(&other, err), CM_OK, "%s", err);
+    /* A finished job to re-run later; stored before anyone listens, so that the only jobs
+     * notice below is the re-run's (an ingest may send one too). */
+    gw_ingest_t r;
+    gw_job_t j;
+    int64_t next, rerun = 0;
+    gw_event_in_t ev = event("a", "{}");
+    cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j, &next), CM_OK);
+    cr_assert_eq(gw_store_job_done(st, j.id, 2001), CM_OK);
     cr_assert_eq(gw_store_on_notice(st, record, &a), CM_OK);
     /* Listening: it says so once for each kind, standing for anything sent before. */
     cr_assert_geq(await_notice(&a, 0, GW_NOTICE_JOBS, ""), 0, "no first wake-up");
@@ -1324,18 +1333,18 @@ Test(store, pg_notices_reach_the_other_instances_and_not_the_sender)
     cr_assert_gt(at, mark, "the other instance's notice did not come");
     cr_assert_eq(notices_count(&a, GW_NOTICE_SLOTS, "101"), 0, "its own notice came back");
     /* A re-run by the other instance, committed: the workers here are woken. */
-    gw_ingest_t r;
-    gw_job_t j;
-    int64_t next, rerun = 0;
-    gw_event_in_t ev = event("a", "{}");
-    cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
-    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j, &next), CM_OK);
-    cr_assert_eq(gw_store_job_done(st, j.id, 2001), CM_OK);
     cr_assert_eq(gw_store_event_rerun(other, j.event_id, 3000, &rerun), CM_OK);
     cr_assert_gt(await_notice(&a, at + 1, GW_NOTICE_JOBS, ""), at, "no wake-up for the re-run");
     gw_store_job_free(&j);
-    /* Unregistered: a second callback still hears; the first does not. */
+    /* A callback registered while the store listens is told at once that it may have
+     * missed something (it could not hear what came before). */
     cr_assert_eq(gw_store_on_notice(st, record, &a2), CM_OK);
+    pthread_mutex_lock(&a2.mu);
+    cr_assert(a2.n == 2 && a2.ev[0].what == GW_NOTICE_JOBS && a2.ev[1].what == GW_NOTICE_SLOTS &&
+                  !a2.ev[1].detail[0],
+              "%d notices during the registration", a2.n);
+    pthread_mutex_unlock(&a2.mu);
+    /* Unregistered: the second callback still hears; the first does not. */
     gw_store_off_notice(st, record, &a);
     pthread_mutex_lock(&a.mu);
     int before = a.n;
