@@ -39,7 +39,10 @@
 /* In the take below, b is the stored row and EXCLUDED.at the take's time (the server's
  * clock, read once). A bucket read by a take that queued behind another's lock may find
  * at later than its own time: it then counts no refill and leaves at where it was, which
- * only ever errs on the side of fewer tokens. */
+ * only ever errs on the side of fewer tokens. An at more than a minute ahead is no such
+ * queueing but the server's clock set back: at is then brought to now (no refill counted),
+ * or the bucket would refill no more until the clock caught up. (A clock set forward
+ * refills the bucket at most to its burst.) */
 
 /* The tokens the bucket holds at the take's time: what it had, refilled since at, capped
  * at the burst ($3); $2 is the rate in tokens per second. */
@@ -52,6 +55,11 @@
     "(CASE WHEN " RL_AVAIL " >= 1 THEN 0 "                                                         \
     "ELSE CEIL((1 - " RL_AVAIL ") * 1000 / $2::float8 - 1e-9)::bigint END)"
 
+/* The bucket's at after a take at EXCLUDED.at. */
+#define RL_AT                                                                                      \
+    "CASE WHEN b.at > EXCLUDED.at + interval '1 minute' THEN EXCLUDED.at "                         \
+    "ELSE GREATEST(b.at, EXCLUDED.at) END"
+
 /* $1 key, $2 rate, $3 burst, $4 the longest wait allowed (ms). A new bucket starts full and
  * gives its first token at once. RETURNING sees only the row as written, so the answer is
  * written into it (taken, wait_ms) and read back. */
@@ -60,17 +68,18 @@ static const char rl_take_sql[] =
     "SELECT $1, $3::float8 - 1, clock_timestamp(), true, 0 "
     "ON CONFLICT (key) DO UPDATE SET "
     "tokens = " RL_AVAIL " - CASE WHEN " RL_NEED " <= $4 THEN 1 ELSE 0 END, "
-    "at = GREATEST(b.at, EXCLUDED.at), "
+    "at = " RL_AT ", "
     "taken = " RL_NEED " <= $4, "
     "wait_ms = " RL_NEED " "
     "RETURNING taken, wait_ms";
 
-/* $1 key, $2 rate, $3 burst. */
-static const char rl_refund_sql[] = "UPDATE rate_buckets b SET "
-                                    "tokens = LEAST($3::float8, b.tokens + 1 + $2::float8 * "
-                                    "GREATEST(0, EXTRACT(EPOCH FROM c.t - b.at)::float8)), "
-                                    "at = GREATEST(b.at, c.t) "
-                                    "FROM (SELECT clock_timestamp() AS t) c WHERE b.key = $1";
+/* $1 key, $2 rate, $3 burst; c.t is the refund's time, and at moves as in a take. */
+static const char rl_refund_sql[] =
+    "UPDATE rate_buckets b SET "
+    "tokens = LEAST($3::float8, b.tokens + 1 + $2::float8 * "
+    "GREATEST(0, EXTRACT(EPOCH FROM c.t - b.at)::float8)), "
+    "at = CASE WHEN b.at > c.t + interval '1 minute' THEN c.t ELSE GREATEST(b.at, c.t) END "
+    "FROM (SELECT clock_timestamp() AS t) c WHERE b.key = $1";
 
 /* One statement on the coordination connection. */
 static cm_err_t co_query(gw_pg_store_t *s, const char *sql, gw_pg_args_t args, gw_pg_row_fn row,

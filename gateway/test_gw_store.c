@@ -1385,3 +1385,25 @@ Test(store, pg_the_listener_reconnects_and_says_notices_may_have_been_missed)
     gw_store_close(&other);
 }
 #endif
+
+#ifdef GW_STORE_PG
+/* The server's clock set back an hour (played by moving the bucket's time an hour ahead):
+ * the bucket goes on refilling from the new now, rather than not at all for an hour. */
+Test(store, pg_a_bucket_refills_after_the_servers_clock_is_set_back)
+{
+    PG_ONLY();
+    int taken = 0;
+    int64_t wait = 0;
+    cr_assert_eq(gw_store_rl_take(st, "calcom:clock", 1000, 1, 0, &taken, &wait), CM_OK);
+    cr_assert_eq(taken, 1);
+    PGconn *c = pg_admin();
+    pg_run(c, "UPDATE rate_buckets SET at = at + interval '1 hour'");
+    PQfinish(c);
+    /* One token per ms: it comes within a few ms, if the bucket refills at all. */
+    int64_t until = mono_ms() + 2000;
+    taken = 0;
+    while (!taken && mono_ms() < until)
+        cr_assert_eq(gw_store_rl_take(st, "calcom:clock", 1000, 1, 0, &taken, &wait), CM_OK);
+    cr_assert_eq(taken, 1, "no token for 2 s: the bucket waits for the clock to catch up");
+}
+#endif
