@@ -211,9 +211,10 @@ gw_outcome_t gw_calcom_book(gw_calcom_ctx_t *c, const gw_booking_req_t *rq, char
             (po.last.kind == GW_ATT_TIMEOUT || po.last.kind == GW_ATT_TRANSPORT))
             out = GW_OUT_RETRY;
     }
-    /* Our own booking (or an unknown outcome) changes availability: drop cached slots. */
+    /* Our own booking (or an unknown outcome) changes availability: drop cached slots, here
+     * and in the other instances. */
     if (out != GW_OUT_FAIL || st != GW_POL_DONE)
-        gw_slotcache_invalidate_event_type(c->ob->slots, c->api_key, rq->event_type_id);
+        gw_outbound_slots_changed(c->ob, c->api_key, rq->event_type_id);
     json_decref(ans);
     cm_http_response_free(&r);
     return out;

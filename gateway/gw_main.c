@@ -138,6 +138,12 @@ static int run(const char *config_path, const char *ready_path)
         fprintf(stderr, "gateway: %s\n", err[0] ? err : "out of memory");
         goto out;
     }
+    /* Rate limits and the slot cache shared with the other instances on the store (on
+     * SQLite there are none, and both stay in this process). */
+    if (gw_outbound_share(ob, store) != CM_OK) {
+        fprintf(stderr, "gateway: cannot listen for the other instances' notices\n");
+        goto out;
+    }
     if (gw_worker_start(cfg, store, ob, obs, &worker) != CM_OK) {
         fprintf(stderr, "gateway: cannot start workers\n");
         goto out;

@@ -42,6 +42,22 @@ static void breaker_gauge(void *ud, gw_mfamily_t *f)
     }
 }
 
+/* Another instance changed Cal.com availability (GW_NOTICE_SLOTS with the event type), or
+ * notices may have been missed (no detail): the cached slots cannot be trusted. Runs on
+ * the store's listener thread. */
+static void on_notice(void *ud, gw_notice_t what, const char *detail)
+{
+    gw_outbound_t *ob = ud;
+    char *end = NULL;
+    if (what != GW_NOTICE_SLOTS)
+        return;
+    long long et = detail ? strtoll(detail, &end, 10) : 0;
+    if (detail && et > 0 && end && *end == '\0')
+        gw_slotcache_invalidate_event_type(ob->slots, NULL, et);
+    else
+        gw_slotcache_invalidate_all(ob->slots);
+}
+
 static cm_err_t prov_init(gw_prov_rt_t *p, const char *name, const gw_provider_t *cfg,
                           gw_obs_t *obs, char *err)
 {
@@ -92,12 +108,22 @@ cm_err_t gw_outbound_new(const gw_config_t *cfg, gw_obs_t *obs, gw_outbound_t **
         rc = prov_init(&ob->stripe, "stripe", &cfg->stripe, obs, err);
     if (!rc)
         rc = gw_slotcache_new(cfg->slot_cache_ttl_ms, 4096, 1u << 20, &ob->slots);
+    if (!rc)
+        rc = gw_metrics_counter(obs->reg, "gw_ratelimit_shared_fallbacks_total",
+                                "Rate-limit tokens taken from this instance's own bucket because "
+                                "the bucket the instances share (PostgreSQL) did not answer",
+                                "provider", &ob->rl_fell, err);
+    /* Shown at 0 from the start, so an alert on its increase needs no series to appear. */
+    if (!rc && (!gw_metrics_with(ob->rl_fell, GW_LV("calcom")) ||
+                (ob->stripe.rl && !gw_metrics_with(ob->rl_fell, GW_LV("stripe")))))
+        rc = CM_ENOMEM;
     if (rc) {
         gw_outbound_free(&ob);
         return rc;
     }
     gw_policy_clock_real(&ob->clock);
     ob->obs = obs;
+    ob->calcom.rl_fell = ob->stripe.rl_fell = ob->rl_fell;
     gw_metrics_set_collect(obs->breaker_state, breaker_gauge, ob);
     *out = ob;
     return CM_OK;
@@ -108,6 +134,9 @@ void gw_outbound_free(gw_outbound_t **obp)
     gw_outbound_t *ob = obp ? *obp : NULL;
     if (!ob)
         return;
+    /* No notice may reach the slot cache once it is freed. */
+    if (ob->store)
+        gw_store_off_notice(ob->store, on_notice, ob);
     /* No scrape may read the breakers once they are freed. */
     if (ob->obs)
         gw_metrics_set_collect(ob->obs->breaker_state, NULL, NULL);
@@ -116,6 +145,53 @@ void gw_outbound_free(gw_outbound_t **obp)
     gw_slotcache_free(&ob->slots);
     free(ob);
     *obp = NULL;
+}
+
+/* ---- several instances on one store ------------------------------------------------- */
+
+static cm_err_t shared_take(void *ud, const char *key, double rate_per_s, double burst,
+                            int64_t max_wait_ms, gw_rl_verdict_t *v, int64_t *wait_ms)
+{
+    int taken = 0;
+    cm_err_t rc = gw_store_rl_take(ud, key, rate_per_s, burst, max_wait_ms, &taken, wait_ms);
+    if (!rc)
+        *v = !taken ? GW_RL_REJECT : *wait_ms > 0 ? GW_RL_WAIT : GW_RL_OK;
+    return rc;
+}
+
+static cm_err_t shared_refund(void *ud, const char *key, double rate_per_s, double burst)
+{
+    return gw_store_rl_refund(ud, key, rate_per_s, burst);
+}
+
+cm_err_t gw_outbound_share(gw_outbound_t *ob, gw_store_t *store)
+{
+    const gw_rl_shared_t sh = {.take = shared_take, .refund = shared_refund, .ud = store};
+    gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe};
+    cm_err_t rc = CM_OK;
+    for (size_t i = 0; !rc && i < sizeof provs / sizeof provs[0]; i++)
+        if (provs[i]->rl)
+            rc = gw_ratelimit_share(provs[i]->rl, &sh, provs[i]->name);
+    if (!rc)
+        rc = gw_store_on_notice(store, on_notice, ob);
+    if (!rc)
+        ob->store = store;
+    return rc;
+}
+
+void gw_outbound_slots_changed(gw_outbound_t *ob, const char *api_key, int64_t event_type_id)
+{
+    char et[24];
+    gw_slotcache_invalidate_event_type(ob->slots, api_key, event_type_id);
+    if (!ob->store)
+        return;
+    snprintf(et, sizeof et, "%lld", (long long)event_type_id);
+    cm_err_t rc = gw_store_publish(ob->store, GW_NOTICE_SLOTS, et);
+    if (rc)
+        CM_WARN("gw.outbound",
+                "event type %s: the other instances were not told to drop its cached slots "
+                "(%s); theirs expire within the cache's lifetime",
+                et, cm_strerror(rc));
 }
 
 void gw_outbound_tick(gw_outbound_t *ob)
@@ -202,6 +278,9 @@ static void on_event(void *ud, const gw_policy_t *pol, const gw_policy_event_t *
         break;
     case GW_POL_EV_RL_REJECT:
         gw_obs_count(p->obs->rl_rejects, GW_LV(p->name));
+        break;
+    case GW_POL_EV_RL_FALLBACK:
+        gw_obs_count(p->rl_fell, GW_LV(p->name));
         break;
     default:
         break;

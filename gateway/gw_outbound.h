@@ -5,6 +5,15 @@
  * A gw_outbound_t is created at start-up from the configuration and shared by all worker
  * threads (its breakers, limiters and budgets are thread-safe); each thread brings its own
  * cm_http_client_t and cm_rand_t. Freed after the workers have stopped.
+ *
+ * Several instances on one store (gw_outbound_share): the rate limits are taken from the
+ * store's shared buckets, since a provider counts an API key's calls whichever instance
+ * makes them, and a change of Cal.com availability seen by one instance empties every
+ * instance's slot cache. Breakers stay per instance, by design (as Envoy's circuit
+ * breakers are per Envoy): each guards the calls its own instance makes over its own
+ * connections, trips within a few calls on what that instance sees (a broken route, a
+ * bad DNS answer, a saturated pool on one host trips that one alone), and needs no round
+ * trip to a database on every call, nor a database that works for calls to go out.
  */
 #ifndef GW_OUTBOUND_H
 #define GW_OUTBOUND_H
@@ -20,6 +29,7 @@
 #include "gw_ratelimit.h"
 #include "gw_retry.h"
 #include "gw_slotcache.h"
+#include "gw_store.h"
 
 typedef struct {
     const char *name; /* "calcom", "stripe" */
@@ -28,6 +38,7 @@ typedef struct {
     gw_ratelimit_t *rl;
     gw_retry_budget_t *budget;
     gw_obs_t *obs;
+    gw_mfamily_t *rl_fell; /* gw_outbound_t's rl_fell */
 } gw_prov_rt_t;
 
 typedef struct {
@@ -35,7 +46,9 @@ typedef struct {
     gw_prov_rt_t stripe; /* breaker NULL when not configured */
     gw_slotcache_t *slots;
     gw_policy_clock_t clock;
-    gw_obs_t *obs; /* borrowed */
+    gw_obs_t *obs;         /* borrowed */
+    gw_store_t *store;     /* borrowed; set by gw_outbound_share, else NULL */
+    gw_mfamily_t *rl_fell; /* gw_ratelimit_shared_fallbacks_total{provider} */
 } gw_outbound_t;
 
 /* Builds the stacks from cfg (borrowed, as is obs). err says which setting is wrong. From
@@ -44,6 +57,20 @@ typedef struct {
 cm_err_t gw_outbound_new(const gw_config_t *cfg, gw_obs_t *obs, gw_outbound_t **out,
                          char *err) CM_WUR;
 void gw_outbound_free(gw_outbound_t **ob);
+
+/* Shares with the other instances on store (borrowed; must outlive ob): the providers'
+ * rate limits come from the store's buckets (gw_store_rl_take; on a store that shares
+ * nothing, SQLite, the limiters stay in the process), and the slot cache is emptied by
+ * the other instances' notices (gw_store_on_notice) - of an event type, or all of it when
+ * notices may have been missed. Once, at start-up, before the workers start. CM_ENOMEM
+ * when the store cannot listen. gw_outbound_free undoes the registration. */
+cm_err_t gw_outbound_share(gw_outbound_t *ob, gw_store_t *store) CM_WUR;
+
+/* Cal.com availability of event_type_id changed (a booking made, moved or cancelled):
+ * drops the event type's cached slots (for api_key, or every key when NULL) here, and
+ * tells the other instances to drop theirs (all keys: a notice never carries a key). A
+ * notice that cannot be sent is logged; the others' entries then live out their TTL. */
+void gw_outbound_slots_changed(gw_outbound_t *ob, const char *api_key, int64_t event_type_id);
 
 /* Moves breakers from open to half-open on time (also done lazily on each call). */
 void gw_outbound_tick(gw_outbound_t *ob);

@@ -80,15 +80,20 @@ gw_policy_status_t gw_policy_run(const gw_policy_t *p, const gw_policy_clock_t *
 
     for (int attempt = 1;; attempt++) {
         int64_t now = clk->mono_ms(clk->ud);
-        int have_token = 0;
+        /* Where this attempt's token came from (the shared bucket or this process's own),
+         * so that a token whose call is not made goes back there. */
+        gw_rl_source_t token = GW_RL_SRC_NONE;
 
         /* 1. Rate limit. The wait is bounded by the deadline as well. */
         if (p->ratelimit) {
             int64_t wait = 0, max_wait = p->rl_max_wait_ms;
             if (deadline_at != INT64_MAX && deadline_at - now < max_wait)
                 max_wait = deadline_at - now;
+            gw_rl_source_t src = GW_RL_SRC_NONE;
             gw_rl_verdict_t v =
-                gw_ratelimit_acquire(p->ratelimit, p->rl_key, now, p->rl_wait, max_wait, &wait);
+                gw_ratelimit_take(p->ratelimit, p->rl_key, now, p->rl_wait, max_wait, &wait, &src);
+            if (src == GW_RL_SRC_FALLBACK)
+                emit(p, (gw_policy_event_t){.type = GW_POL_EV_RL_FALLBACK, .attempt = attempt});
             if (v == GW_RL_REJECT) {
                 emit(p, (gw_policy_event_t){.type = GW_POL_EV_RL_REJECT, .attempt = attempt});
                 out->status = GW_POL_RATE_LIMITED;
@@ -96,13 +101,13 @@ gw_policy_status_t gw_policy_run(const gw_policy_t *p, const gw_policy_clock_t *
                 out->retry_in_ms = wait;
                 break;
             }
-            have_token = 1;
+            token = src;
             if (v == GW_RL_WAIT) {
                 emit(p, (gw_policy_event_t){
                             .type = GW_POL_EV_RL_WAIT, .attempt = attempt, .delay_ms = wait});
                 out->waited_ms += wait;
                 if (clk->sleep_ms(clk->ud, wait) != 0) {
-                    gw_ratelimit_refund(p->ratelimit, p->rl_key, clk->mono_ms(clk->ud));
+                    gw_ratelimit_give_back(p->ratelimit, p->rl_key, clk->mono_ms(clk->ud), token);
                     out->status = GW_POL_ABORTED;
                     break;
                 }
@@ -115,8 +120,8 @@ gw_policy_status_t gw_policy_run(const gw_policy_t *p, const gw_policy_clock_t *
         if (p->breaker) {
             gw_brk_verdict_t bv = gw_breaker_acquire(p->breaker, now, &permit);
             if (bv != GW_BRK_PERMITTED) {
-                if (have_token)
-                    gw_ratelimit_refund(p->ratelimit, p->rl_key, now);
+                if (token != GW_RL_SRC_NONE)
+                    gw_ratelimit_give_back(p->ratelimit, p->rl_key, now, token);
                 emit(p, (gw_policy_event_t){
                             .type = GW_POL_EV_BREAKER_REJECT, .attempt = attempt, .breaker = bv});
                 out->status = GW_POL_BREAKER_OPEN;
@@ -130,8 +135,8 @@ gw_policy_status_t gw_policy_run(const gw_policy_t *p, const gw_policy_clock_t *
         int64_t left = deadline_at - now;
         if (left <= 0) {
             gw_breaker_release(&permit, now);
-            if (have_token)
-                gw_ratelimit_refund(p->ratelimit, p->rl_key, now);
+            if (token != GW_RL_SRC_NONE)
+                gw_ratelimit_give_back(p->ratelimit, p->rl_key, now, token);
             out->status = GW_POL_DEADLINE;
             out->transient = 1;
             break;

@@ -8,7 +8,9 @@
  * production passes gw_policy_clock_real, tests a clock that only moves when they say.
  *
  * Per attempt: a token is taken from the rate limiter (waiting for it or failing fast, as
- * the operation says; a token whose call is then refused by the breaker is refunded), a
+ * the operation says; from the bucket shared by every instance when the limiter has one,
+ * see gw_ratelimit_take; a token whose call is then refused by the breaker is given back
+ * to the bucket it came from), a
  * breaker permit is acquired (rejection ends the run at once: an open breaker means "do not
  * call", retrying inside the run would defeat it), the attempt runs with a timeout that
  * never reaches past the run's overall deadline, the permit is finished with the outcome
@@ -62,6 +64,8 @@ typedef enum {
     GW_POL_EV_BREAKER_REJECT,
     GW_POL_EV_RL_WAIT, /* about to sleep delay_ms for a rate-limit token */
     GW_POL_EV_RL_REJECT,
+    /* the shared rate limit did not answer: this process's own bucket did (gw_ratelimit_take) */
+    GW_POL_EV_RL_FALLBACK,
 } gw_policy_event_type_t;
 
 typedef struct {

@@ -1,10 +1,15 @@
-/* gw_ratelimit.c - token buckets per key with reservations and LRU-bounded key count. */
+/* gw_ratelimit.c - token buckets per key with reservations and LRU-bounded key count, and
+ * the way to a bucket shared between processes. */
 #include "gw_ratelimit.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "cm_codec.h"
+#include "cm_log.h"
 
 typedef struct {
     char *key;
@@ -20,6 +25,13 @@ struct gw_ratelimit {
     rl_bucket_t *b;
     size_t n, cap;
     uint64_t clock; /* LRU counter */
+
+    /* Sharing (gw_ratelimit_share): set before other threads use the limiter. */
+    gw_rl_shared_t shared;
+    char *scope;                   /* NULL: not shared */
+    int shared_off;                /* atomic: the shared side said there is nothing to share */
+    int64_t pause_until_ms;        /* under mu: local only until then, after a shared failure */
+    uint64_t n_shared, n_fallback; /* atomic */
 };
 
 const char *gw_rl_verdict_name(gw_rl_verdict_t v)
@@ -59,6 +71,7 @@ void gw_ratelimit_free(gw_ratelimit_t **rl)
         return;
     for (size_t i = 0; i < (*rl)->n; i++)
         free((*rl)->b[i].key);
+    free((*rl)->scope);
     pthread_mutex_destroy(&(*rl)->mu);
     free((*rl)->b);
     free(*rl);
@@ -207,4 +220,136 @@ double gw_ratelimit_window_rate(double limit, int64_t window_ms, double burst)
 {
     double per_window = limit - burst >= 1 ? limit - burst : 1;
     return per_window * 1000.0 / (double)(window_ms > 0 ? window_ms : 1);
+}
+
+/* ---- a bucket shared between processes ---------------------------------------------- */
+
+cm_err_t gw_ratelimit_share(gw_ratelimit_t *rl, const gw_rl_shared_t *shared, const char *scope)
+{
+    if (!shared || !shared->take || !shared->refund || !scope || !*scope || strlen(scope) > 32)
+        return CM_EINVAL;
+    char *copy = strdup(scope);
+    if (!copy)
+        return CM_ENOMEM;
+    free(rl->scope);
+    rl->scope = copy;
+    rl->shared = *shared;
+    __atomic_store_n(&rl->shared_off, 0, __ATOMIC_RELAXED);
+    return CM_OK;
+}
+
+/* The shared bucket's name for key (see gw_ratelimit_share). */
+static void shared_name(const gw_ratelimit_t *rl, const char *key, char out[80])
+{
+    uint8_t d[CM_SHA256_LEN];
+    char hex[2 * 16 + 1];
+    cm_sha256(key, strlen(key), d);
+    cm_hex_encode(d, 16, hex);
+    snprintf(out, 80, "%s:%s", rl->scope, hex);
+}
+
+/* The rate and burst key's bucket has here (set, or the limiter's defaults), so that the
+ * shared bucket is refilled as the local one would be. */
+static void params(gw_ratelimit_t *rl, const char *key, double *rate, double *burst)
+{
+    pthread_mutex_lock(&rl->mu);
+    *rate = rl->rate;
+    *burst = rl->burst;
+    for (size_t i = 0; i < rl->n; i++)
+        if (strcmp(rl->b[i].key, key) == 0) {
+            *rate = rl->b[i].rate;
+            *burst = rl->b[i].burst;
+            break;
+        }
+    pthread_mutex_unlock(&rl->mu);
+}
+
+enum { SHARE_NO, SHARE_ASK, SHARE_PAUSED };
+
+/* Whether to ask the shared bucket now: not at all (not shared, or nothing to share), yes,
+ * or not during the pause after a failure (the local bucket stands in for it). */
+static int sharing(gw_ratelimit_t *rl, int64_t now_ms)
+{
+    if (!rl->scope || __atomic_load_n(&rl->shared_off, __ATOMIC_RELAXED))
+        return SHARE_NO;
+    pthread_mutex_lock(&rl->mu);
+    int paused = now_ms < rl->pause_until_ms;
+    pthread_mutex_unlock(&rl->mu);
+    return paused ? SHARE_PAUSED : SHARE_ASK;
+}
+
+gw_rl_verdict_t gw_ratelimit_take(gw_ratelimit_t *rl, const char *key, int64_t now_ms,
+                                  int wait_allowed, int64_t max_wait_ms, int64_t *wait_ms,
+                                  gw_rl_source_t *src)
+{
+    int share = sharing(rl, now_ms);
+    if (share == SHARE_ASK) {
+        char name[80];
+        double rate, burst;
+        gw_rl_verdict_t v = GW_RL_REJECT;
+        shared_name(rl, key, name);
+        params(rl, key, &rate, &burst);
+        *wait_ms = 0;
+        cm_err_t rc = rl->shared.take(rl->shared.ud, name, rate, burst,
+                                      wait_allowed ? max_wait_ms : 0, &v, wait_ms);
+        if (rc == CM_OK) {
+            __atomic_add_fetch(&rl->n_shared, 1, __ATOMIC_RELAXED);
+            *src = v == GW_RL_REJECT ? GW_RL_SRC_NONE : GW_RL_SRC_SHARED;
+            return v;
+        }
+        if (rc == CM_EAGAIN) {
+            /* Nothing to share (one process owns the store): local from now on. */
+            __atomic_store_n(&rl->shared_off, 1, __ATOMIC_RELAXED);
+            share = SHARE_NO;
+        } else {
+            /* The shared bucket cannot answer (the database is down or slow). Refusing
+             * every call until it is back would stop the bookings for as long as the
+             * database is away, while the local bucket still keeps this instance under the
+             * provider's limit on its own: during the outage the instances together may go
+             * over it (at most their number times it), and the provider's 429s, which the
+             * policy honours, cover that. The fallbacks are counted
+             * (gw_ratelimit_shared_fallbacks_total), so an operator sees it happen. */
+            share = SHARE_PAUSED;
+            pthread_mutex_lock(&rl->mu);
+            rl->pause_until_ms = now_ms + GW_RL_SHARED_PAUSE_MS;
+            pthread_mutex_unlock(&rl->mu);
+            CM_WARN("gw.ratelimit",
+                    "%s: the shared rate limit did not answer (%s); this instance's own bucket "
+                    "is used for %d ms",
+                    rl->scope, cm_strerror(rc), GW_RL_SHARED_PAUSE_MS);
+        }
+    }
+    gw_rl_verdict_t v = gw_ratelimit_acquire(rl, key, now_ms, wait_allowed, max_wait_ms, wait_ms);
+    if (v == GW_RL_REJECT)
+        *src = GW_RL_SRC_NONE;
+    else if (share == SHARE_PAUSED)
+        *src = GW_RL_SRC_FALLBACK;
+    else
+        *src = GW_RL_SRC_LOCAL;
+    if (*src == GW_RL_SRC_FALLBACK)
+        __atomic_add_fetch(&rl->n_fallback, 1, __ATOMIC_RELAXED);
+    return v;
+}
+
+void gw_ratelimit_give_back(gw_ratelimit_t *rl, const char *key, int64_t now_ms, gw_rl_source_t src)
+{
+    if (src == GW_RL_SRC_LOCAL || src == GW_RL_SRC_FALLBACK) {
+        gw_ratelimit_refund(rl, key, now_ms);
+    } else if (src == GW_RL_SRC_SHARED) {
+        char name[80];
+        double rate, burst;
+        shared_name(rl, key, name);
+        params(rl, key, &rate, &burst);
+        if (rl->shared.refund(rl->shared.ud, name, rate, burst) != CM_OK)
+            CM_DEBUG("gw.ratelimit", "%s: a token could not be given back to the shared bucket",
+                     rl->scope);
+    }
+}
+
+void gw_ratelimit_shared_stats(gw_ratelimit_t *rl, uint64_t *shared, uint64_t *fallbacks)
+{
+    if (shared)
+        *shared = __atomic_load_n(&rl->n_shared, __ATOMIC_RELAXED);
+    if (fallbacks)
+        *fallbacks = __atomic_load_n(&rl->n_fallback, __ATOMIC_RELAXED);
 }

@@ -243,3 +243,35 @@ cm_err_t gw_store_job_json(gw_store_t *s, int64_t job_id, cm_buf_t *out)
 {
     return DISPATCH(s, job_json, job_id, out);
 }
+
+cm_err_t gw_store_rl_take(gw_store_t *s, const char *key, double rate_per_s, double burst,
+                          int64_t max_wait_ms, int *taken, int64_t *wait_ms)
+{
+    return DISPATCH(s, rl_take, key, rate_per_s, burst, max_wait_ms, taken, wait_ms);
+}
+
+cm_err_t gw_store_rl_refund(gw_store_t *s, const char *key, double rate_per_s, double burst)
+{
+    return DISPATCH(s, rl_refund, key, rate_per_s, burst);
+}
+
+cm_err_t gw_store_on_notice(gw_store_t *s, gw_notice_fn fn, void *ud)
+{
+    return DISPATCH(s, on_notice, fn, ud);
+}
+
+void gw_store_off_notice(gw_store_t *s, gw_notice_fn fn, void *ud)
+{
+#ifdef GW_STORE_PG
+    if (s->pg) {
+        gw_pg_store_off_notice(s->pg, fn, ud);
+        return;
+    }
+#endif
+    gw_sq_store_off_notice(s->sq, fn, ud);
+}
+
+cm_err_t gw_store_publish(gw_store_t *s, gw_notice_t what, const char *detail)
+{
+    return DISPATCH(s, publish, what, detail);
+}

@@ -220,4 +220,61 @@ cm_err_t gw_store_jobs_json(gw_store_t *s, const char *state, int limit,
                             cm_buf_t *out) CM_WUR; /* {"count","jobs"} */
 cm_err_t gw_store_job_json(gw_store_t *s, int64_t job_id, cm_buf_t *out) CM_WUR; /* + body */
 
+/* ---- shared by the instances on one store ----------------------------------------------
+ *
+ * Several gateway instances on one PostgreSQL database share what the providers count per
+ * API key (rate limits) and tell each other what changed (new jobs, bookings). On SQLite
+ * one process owns the file (gw_main.c's lock): nothing is shared, and these functions say
+ * so or do nothing, as each one states. */
+
+/* A cluster-wide token bucket named key (an identifier, never a secret: names are stored
+ * in the database), created full on first use, refilled at rate_per_s up to burst by the
+ * database server's clock (so the instances' clocks do not matter). Takes one token, or
+ * reserves it when it comes within max_wait_ms (0: never wait), with
+ * gw_ratelimit_acquire's semantics: *taken 1 and *wait_ms the time to wait before using it
+ * (0: at once), or *taken 0 (the bucket left as it was) and *wait_ms the wait that would
+ * have been needed. One atomic statement: concurrent takes from any instance are served
+ * one after the other. rate_per_s and burst come with each call (configure the instances
+ * alike). CM_EAGAIN on SQLite (not shared: use a bucket in the process); CM_ESTORE when
+ * the database cannot answer (the caller decides; gw_ratelimit falls back to its own). */
+cm_err_t gw_store_rl_take(gw_store_t *s, const char *key, double rate_per_s, double burst,
+                          int64_t max_wait_ms, int *taken, int64_t *wait_ms) CM_WUR;
+/* Gives one token back to key's bucket (capped at burst), for a token whose call was not
+ * made. CM_EAGAIN on SQLite, CM_ESTORE. */
+cm_err_t gw_store_rl_refund(gw_store_t *s, const char *key, double rate_per_s, double burst) CM_WUR;
+
+/* What a notice is about. */
+typedef enum {
+    GW_NOTICE_JOBS = 0, /* jobs became runnable: claim (detail NULL) */
+    GW_NOTICE_SLOTS,    /* availability changed: detail is the Cal.com event type id in
+                         * decimal, or NULL for "any" */
+} gw_notice_t;
+
+/* Called on the store's listener thread with the lock that gw_store_off_notice takes held:
+ * must be quick and must not call gw_store_on_notice or gw_store_off_notice. detail is
+ * borrowed for the call. */
+typedef void (*gw_notice_fn)(void *ud, gw_notice_t what, const char *detail);
+
+/* Registers fn(ud, ...) for the notices other instances publish (gw_store_publish), and for
+ * the jobs an ingest or a re-run on another instance makes runnable. On PostgreSQL the
+ * store listens (LISTEN gw_jobs, gw_slots) on a connection of its own, started by the
+ * first registration and made again with back-off when it breaks. Notices sent while it
+ * does not listen are lost, so fn is called once for each kind with detail NULL ("anything
+ * may have changed") as soon as it listens for fn - during this call when the connection
+ * already listens, else when it connects - and again after every reconnection. A handle
+ * never receives its own publications. At most 8 registrations; CM_ENOMEM past them or
+ * when the listener cannot start. On SQLite fn is accepted and never called (no other
+ * instance): CM_OK. Safe from any thread. */
+cm_err_t gw_store_on_notice(gw_store_t *s, gw_notice_fn fn, void *ud) CM_WUR;
+/* Removes the registration of (fn, ud); once it returns fn is not running and will not
+ * run for it. Call before ud goes away (and before gw_store_close). Safe from any thread
+ * but fn's. */
+void gw_store_off_notice(gw_store_t *s, gw_notice_fn fn, void *ud);
+/* Tells every other instance on the store (detail as for gw_notice_fn, borrowed, may be
+ * NULL; at most 64 bytes). PostgreSQL: NOTIFY, delivered at once (not inside any
+ * transaction); CM_ESTORE when the database cannot take it (the notice is lost: the
+ * caller's polling or cache lifetime must bound what that costs). SQLite: nobody to tell,
+ * CM_OK. */
+cm_err_t gw_store_publish(gw_store_t *s, gw_notice_t what, const char *detail) CM_WUR;
+
 #endif

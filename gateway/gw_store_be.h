@@ -123,5 +123,19 @@ cm_err_t gw_pg_store_jobs_json(gw_pg_store_t *s, const char *state, int limit,
                                cm_buf_t *out) CM_WUR;
 cm_err_t gw_sq_store_job_json(gw_sq_store_t *s, int64_t job_id, cm_buf_t *out) CM_WUR;
 cm_err_t gw_pg_store_job_json(gw_pg_store_t *s, int64_t job_id, cm_buf_t *out) CM_WUR;
+cm_err_t gw_sq_store_rl_take(gw_sq_store_t *s, const char *key, double rate_per_s, double burst,
+                             int64_t max_wait_ms, int *taken, int64_t *wait_ms) CM_WUR;
+cm_err_t gw_pg_store_rl_take(gw_pg_store_t *s, const char *key, double rate_per_s, double burst,
+                             int64_t max_wait_ms, int *taken, int64_t *wait_ms) CM_WUR;
+cm_err_t gw_sq_store_rl_refund(gw_sq_store_t *s, const char *key, double rate_per_s,
+                               double burst) CM_WUR;
+cm_err_t gw_pg_store_rl_refund(gw_pg_store_t *s, const char *key, double rate_per_s,
+                               double burst) CM_WUR;
+cm_err_t gw_sq_store_on_notice(gw_sq_store_t *s, gw_notice_fn fn, void *ud) CM_WUR;
+cm_err_t gw_pg_store_on_notice(gw_pg_store_t *s, gw_notice_fn fn, void *ud) CM_WUR;
+void gw_sq_store_off_notice(gw_sq_store_t *s, gw_notice_fn fn, void *ud);
+void gw_pg_store_off_notice(gw_pg_store_t *s, gw_notice_fn fn, void *ud);
+cm_err_t gw_sq_store_publish(gw_sq_store_t *s, gw_notice_t what, const char *detail) CM_WUR;
+cm_err_t gw_pg_store_publish(gw_pg_store_t *s, gw_notice_t what, const char *detail) CM_WUR;
 
 #endif

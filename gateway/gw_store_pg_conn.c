@@ -97,6 +97,16 @@ static const char *const schema_v1 =
     " at_ms BIGINT NOT NULL);"
     "CREATE INDEX saga_steps_saga ON saga_steps(saga_id, id);";
 
+/* Version 2: the instances' shared rate-limit buckets (gw_store_pg_notify.c), one row per
+ * provider API key (named by a digest, never the key): tokens as of at (the server's
+ * clock), and the last take's answer, which the take reads back with RETURNING. */
+static const char schema_v2[] = "CREATE TABLE rate_buckets("
+                                " key TEXT PRIMARY KEY,"
+                                " tokens DOUBLE PRECISION NOT NULL,"
+                                " at TIMESTAMPTZ NOT NULL,"
+                                " taken BOOLEAN NOT NULL,"
+                                " wait_ms BIGINT NOT NULL)";
+
 /* gw_schema_version lists the versions applied, one row each; the newest is the schema's.
  * Append steps; never edit one. */
 static const struct {
@@ -104,8 +114,9 @@ static const struct {
     const char *sql;
 } migrations[] = {
     {1, NULL}, /* schema_v1, a script of several statements (see migrate_tx) */
+    {2, schema_v2},
 };
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 /* Any integer will do as long as no other application on the database uses it: the
  * ASCII of "bookbench" folded into 63 bits. */
@@ -243,6 +254,7 @@ cm_err_t gw_pg_store_open(const char *url, gw_pg_store_t **out, char *err)
     pthread_mutex_init(&s->in.mu, NULL);
     pthread_mutex_init(&s->wr.mu, NULL);
     pthread_mutex_init(&s->rd.mu, NULL);
+    pthread_mutex_init(&s->co.mu, NULL);
     pthread_mutex_init(&s->qmu, NULL);
     pthread_cond_init(&s->qcv, NULL);
     s->lock_timeout_ms = 10000;
@@ -281,10 +293,12 @@ void gw_pg_store_close(gw_pg_store_t **sp)
     gw_pg_store_t *s = sp ? *sp : NULL;
     if (!s)
         return;
+    gw_pg_notify_stop(s);
     gw_pg_ingest_stop(s);
     conn_close(&s->in);
     conn_close(&s->wr);
     conn_close(&s->rd);
+    conn_close(&s->co);
     pthread_cond_destroy(&s->qcv);
     pthread_mutex_destroy(&s->qmu);
     free(s->url);

@@ -13,12 +13,17 @@
  *                         instances), leases, outcomes, dead letters, re-runs, recovery
  *   gw_store_pg_sagas.c   saga rows, step log, entities
  *   gw_store_pg_views.c   the admin API's JSON views (the SQLite store's JSON) and counts
+ *   gw_store_pg_notify.c  what instances share besides the tables: notices between them
+ *                         (LISTEN/NOTIFY, a listener thread) and rate-limit buckets
  *
  * Connections. A PGconn must not be used by two threads at once, so each comes with the
  * mutex its users hold for the whole use:
  *   in  the committer thread's group commits
  *   wr  every other write (workers' bookkeeping, sagas, entities), under wr.mu
  *   rd  reads (admin views, states, readiness), under rd.mu
+ *   co  coordination between instances: rate-limit takes and published notices, one
+ *       short statement each (kept off wr, which workers hold for whole claims)
+ * and the notice listener's own connection, which only its thread uses (gw_pg_notify_t).
  * A connection found broken (the server restarted, the backend was terminated) fails the
  * call that met it with CM_ESTORE and is made again by the next use (gw_pg_conn_use).
  *
@@ -57,7 +62,11 @@ struct gw_pg_store {
     char instance[40];
     int lock_timeout_ms; /* see gw_store_set_busy_timeout; atomic: set while in use */
 
-    gw_pg_conn_t in, wr, rd;
+    gw_pg_conn_t in, wr, rd, co;
+
+    /* The notice listener, started by the first gw_pg_store_on_notice (NULL until then),
+     * stopped by gw_pg_notify_stop (gw_store_pg_notify.c). */
+    struct gw_pg_notify *notify;
 
     /* Ingest (gw_store_pg_ingest.c). */
     pthread_t committer;
@@ -166,6 +175,23 @@ cm_err_t gw_pg_write_stmt(gw_pg_store_t *s, const char *sql, gw_pg_args_t args,
 cm_err_t gw_pg_ingest_start(gw_pg_store_t *s, char *err) CM_WUR;
 /* Stops intake and joins the committer; safe after a failed or partial start. */
 void gw_pg_ingest_stop(gw_pg_store_t *s);
+
+/* ---- between instances (gw_store_pg_notify.c) ---------------------------------------- */
+
+/* The channels: jobs became runnable (the group commit's NOTIFY, replays, re-runs), and a
+ * Cal.com event type's availability changed. A notice's payload is the sending handle's
+ * instance name, then a space and the detail when there is one (the listener skips its
+ * own handle's notices by it); an empty payload is anybody's. */
+#define GW_PG_JOBS_CHANNEL "gw_jobs"
+#define GW_PG_SLOTS_CHANNEL "gw_slots"
+
+/* Inside a transaction on c: NOTIFY channel with s's payload (detail may be NULL), sent by
+ * the server when the transaction commits, not at all when it rolls back. */
+cm_err_t gw_pg_notify_in_tx(gw_pg_store_t *s, gw_pg_conn_t *c, const char *channel,
+                            const char *detail) CM_WUR;
+/* Stops the listener (if started) and frees it; from gw_pg_store_close, before the
+ * connections close. After it returns no notice callback runs. */
+void gw_pg_notify_stop(gw_pg_store_t *s);
 
 /* ---- entities (gw_store_pg_sagas.c) -------------------------------------------------- */
 

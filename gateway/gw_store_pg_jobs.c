@@ -23,6 +23,9 @@
  *     (gw_pg_store_reclaim), so a dead instance's jobs come back.
  *   - Recovery at start takes back only what no live instance holds: this handle's own
  *     running jobs and those whose lease has expired (see gw_pg_store_recover).
+ *   - A replay or a re-run, which make a job runnable, NOTIFY gw_jobs in their transaction,
+ *     so every instance's workers wake when it commits (gw_store_pg_notify.c); jobs that
+ *     become due later (retries) are found by the workers' polling.
  * Job writes are ordinary commits (synchronous_commit=on, as every commit of this store).
  */
 #include <stdio.h>
@@ -334,8 +337,10 @@ cm_err_t gw_pg_store_job_dead_call(gw_pg_store_t *s, int64_t job_id, const char 
 }
 
 typedef struct {
+    gw_pg_store_t *s;
     const char *sql; /* the move, with $1 now_ms and $2 the job */
     int64_t job_id, now_ms;
+    int runnable; /* the move makes the job runnable: wake every instance's workers */
 } move_dead_t;
 
 static cm_err_t move_dead_tx(gw_pg_conn_t *c, void *arg)
@@ -344,6 +349,9 @@ static cm_err_t move_dead_tx(gw_pg_conn_t *c, void *arg)
     int changed = 0, rows = 0;
     cm_err_t rc =
         gw_pg_exec(c, m->sql, GW_PG_ARGS(gw_pg_int(m->now_ms), gw_pg_int(m->job_id)), &changed);
+    /* Sent with the commit: a worker woken by it finds the job pending. */
+    if (!rc && changed && m->runnable)
+        rc = gw_pg_notify_in_tx(m->s, c, GW_PG_JOBS_CHANNEL, NULL);
     if (rc || changed)
         return rc;
     rc = gw_pg_query(c, "SELECT 1 FROM jobs WHERE id=$1", GW_PG_ARGS(gw_pg_int(m->job_id)), NULL,
@@ -351,9 +359,10 @@ static cm_err_t move_dead_tx(gw_pg_conn_t *c, void *arg)
     return rc ? rc : rows ? CM_ESTATE : CM_ENOTFOUND;
 }
 
-static cm_err_t move_dead(gw_pg_store_t *s, int64_t job_id, const char *sql, int64_t now_ms)
+static cm_err_t move_dead(gw_pg_store_t *s, int64_t job_id, const char *sql, int64_t now_ms,
+                          int runnable)
 {
-    move_dead_t m = {.sql = sql, .job_id = job_id, .now_ms = now_ms};
+    move_dead_t m = {.s = s, .sql = sql, .job_id = job_id, .now_ms = now_ms, .runnable = runnable};
     return gw_pg_write(s, move_dead_tx, &m);
 }
 
@@ -362,7 +371,7 @@ cm_err_t gw_pg_store_job_replay(gw_pg_store_t *s, int64_t job_id, int64_t now_ms
     return move_dead(s, job_id,
                      "UPDATE jobs SET state='pending', attempts=0, crashes=0, next_at_ms=$1, "
                      "updated_at_ms=$1 WHERE id=$2 AND state='dead'",
-                     now_ms);
+                     now_ms, 1);
 }
 
 cm_err_t gw_pg_store_job_discard(gw_pg_store_t *s, int64_t job_id, int64_t now_ms)
@@ -370,7 +379,7 @@ cm_err_t gw_pg_store_job_discard(gw_pg_store_t *s, int64_t job_id, int64_t now_m
     return move_dead(s, job_id,
                      "UPDATE jobs SET state='discarded', updated_at_ms=$1 WHERE id=$2 AND "
                      "state='dead'",
-                     now_ms);
+                     now_ms, 0);
 }
 
 static cm_err_t first_int64_row(const PGresult *r, int row, void *arg)
@@ -380,6 +389,7 @@ static cm_err_t first_int64_row(const PGresult *r, int row, void *arg)
 }
 
 typedef struct {
+    gw_pg_store_t *s;
     int64_t event_id, now_ms;
     int64_t *job_id;
 } rerun_t;
@@ -395,13 +405,15 @@ static cm_err_t rerun_tx(gw_pg_conn_t *c, void *arg)
                               "job_kind IS NOT NULL RETURNING id",
                               GW_PG_ARGS(gw_pg_int(r->now_ms), gw_pg_int(r->event_id)),
                               first_int64_row, r->job_id, &rows);
+    if (!rc && rows)
+        rc = gw_pg_notify_in_tx(r->s, c, GW_PG_JOBS_CHANNEL, NULL); /* sent with the commit */
     return rc ? rc : rows ? CM_OK : CM_ENOTFOUND;
 }
 
 cm_err_t gw_pg_store_event_rerun(gw_pg_store_t *s, int64_t event_id, int64_t now_ms,
                                  int64_t *job_id)
 {
-    rerun_t r = {.event_id = event_id, .now_ms = now_ms, .job_id = job_id};
+    rerun_t r = {.s = s, .event_id = event_id, .now_ms = now_ms, .job_id = job_id};
     *job_id = -1;
     cm_err_t rc = gw_pg_write(s, rerun_tx, &r);
     if (rc)

@@ -280,3 +280,41 @@ void gw_sq_store_set_busy_timeout(gw_sq_store_t *s, int ms)
     sqlite3_busy_timeout(s->rd.db, ms);
     pthread_mutex_unlock(&s->rd.mu);
 }
+
+/* ---- what instances share (gw_store.h): nothing on SQLite ---------------------------- */
+
+/* One process owns a SQLite file (gw_main.c's lock), so there is no other instance to share
+ * a rate limit with or to tell anything: the rate limit stays in the process and notices
+ * have nobody to come from or go to. */
+
+cm_err_t gw_sq_store_rl_take(gw_sq_store_t *s, const char *key, double rate_per_s, double burst,
+                             int64_t max_wait_ms, int *taken, int64_t *wait_ms)
+{
+    (void)s, (void)key, (void)rate_per_s, (void)burst, (void)max_wait_ms;
+    *taken = 0;
+    *wait_ms = 0;
+    return CM_EAGAIN;
+}
+
+cm_err_t gw_sq_store_rl_refund(gw_sq_store_t *s, const char *key, double rate_per_s, double burst)
+{
+    (void)s, (void)key, (void)rate_per_s, (void)burst;
+    return CM_EAGAIN;
+}
+
+cm_err_t gw_sq_store_on_notice(gw_sq_store_t *s, gw_notice_fn fn, void *ud)
+{
+    (void)s, (void)fn, (void)ud;
+    return CM_OK;
+}
+
+void gw_sq_store_off_notice(gw_sq_store_t *s, gw_notice_fn fn, void *ud)
+{
+    (void)s, (void)fn, (void)ud;
+}
+
+cm_err_t gw_sq_store_publish(gw_sq_store_t *s, gw_notice_t what, const char *detail)
+{
+    (void)s, (void)what, (void)detail;
+    return CM_OK;
+}

@@ -64,6 +64,7 @@ struct gw_worker {
     int64_t next_lease_check_ms; /* monotonic; when a lane next renews and reclaims leases */
     lane_t lanes[MAX_LANES];
     unsigned nlanes;
+    int listening; /* registered for the store's notices (gw_store_on_notice) */
 };
 
 /* What a job handler tells the loop. */
@@ -174,10 +175,11 @@ static job_result_t run_calcom(lane_t *w, const gw_job_t *job, const json_t *ev,
             state = map[i].state;
             rank = map[i].rank;
         }
-    /* Someone booked, moved or cancelled: the cached availability is wrong now. */
+    /* Someone booked, moved or cancelled: the cached availability is wrong now, in every
+     * instance (the webhook came to this one only). */
     int64_t et = cm_json_int(ev, "payload.eventTypeId", 0);
     if (et > 0)
-        gw_slotcache_invalidate_event_type(w->ob->slots, NULL, et);
+        gw_outbound_slots_changed(w->ob, NULL, et);
     cm_err_t rc = gw_store_entity_merge(w->store, "booking", job->entity_id, job->tenant_id, state,
                                         rank, NULL, 0, now);
     /* A reschedule creates a new uid; the old booking is over, linked to the new one. */
@@ -487,6 +489,15 @@ static void *lane_main(void *arg)
     return NULL;
 }
 
+/* Another instance made jobs runnable (an ingest, a replay, a re-run), or notices may have
+ * been missed: look. Runs on the store's listener thread. */
+static void on_notice(void *ud, gw_notice_t what, const char *detail)
+{
+    (void)detail;
+    if (what == GW_NOTICE_JOBS)
+        gw_worker_notify(ud);
+}
+
 cm_err_t gw_worker_start(const gw_config_t *cfg, gw_store_t *store, gw_outbound_t *ob,
                          gw_obs_t *obs, gw_worker_t **out)
 {
@@ -515,6 +526,10 @@ cm_err_t gw_worker_start(const gw_config_t *cfg, gw_store_t *store, gw_outbound_
         else
             l->started = 1;
     }
+    /* Jobs another instance stored wake these lanes at once, instead of at their next
+     * poll (at most a second away: wait_for_work). */
+    if (!rc && (rc = gw_store_on_notice(store, on_notice, w)) == CM_OK)
+        w->listening = 1;
     if (rc) {
         gw_worker_stop(&w);
         return rc;
@@ -536,6 +551,8 @@ void gw_worker_stop(gw_worker_t **wp)
     gw_worker_t *w = wp ? *wp : NULL;
     if (!w)
         return;
+    if (w->listening) /* no notice may reach w once it is freed */
+        gw_store_off_notice(w->store, on_notice, w);
     pthread_mutex_lock(&w->mu);
     w->stopping = 1;
     pthread_cond_broadcast(&w->cv);

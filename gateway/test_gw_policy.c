@@ -428,3 +428,89 @@ Test(policy, http_results_are_classified)
     cr_assert_eq(a.kind, GW_ATT_TRANSPORT);
     cm_http_response_free(&r);
 }
+
+/* ---- a rate limit shared with other instances ------------------------------------------ */
+
+/* The shared bucket, played by another limiter on the fake clock, or failing. */
+typedef struct {
+    gw_ratelimit_t *remote;
+    fake_clock_t *clk;
+    cm_err_t fail;
+    int refunds;
+} fake_shared_t;
+
+static cm_err_t fs_take(void *ud, const char *key, double rate, double burst, int64_t max_wait_ms,
+                        gw_rl_verdict_t *v, int64_t *wait_ms)
+{
+    fake_shared_t *f = ud;
+    (void)rate, (void)burst;
+    if (f->fail)
+        return f->fail;
+    *v = gw_ratelimit_acquire(f->remote, key, f->clk->now, max_wait_ms > 0, max_wait_ms, wait_ms);
+    return CM_OK;
+}
+
+static cm_err_t fs_refund(void *ud, const char *key, double rate, double burst)
+{
+    fake_shared_t *f = ud;
+    (void)rate, (void)burst;
+    f->refunds++;
+    gw_ratelimit_refund(f->remote, key, f->clk->now);
+    return CM_OK;
+}
+
+static void count_fallbacks(void *ud, const gw_policy_t *p, const gw_policy_event_t *e)
+{
+    (void)p;
+    if (e->type == GW_POL_EV_RL_FALLBACK)
+        ++*(int *)ud;
+}
+
+/* Tokens come from the shared bucket; one whose call the breaker refuses goes back there;
+ * when the shared bucket fails the local one answers and the run says so (the metric). */
+Test(policy, a_shared_rate_limit_is_used_given_back_and_fallen_back_from)
+{
+    fake_clock_t clk = {.abort_after = -1};
+    gw_policy_clock_t c = clock_of(&clk);
+    fake_shared_t f = {.clk = &clk};
+    gw_ratelimit_t *rl = NULL;
+    cr_assert_eq(gw_ratelimit_new(2, 1, 8, &rl), CM_OK);       /* 1 token per 500 ms */
+    cr_assert_eq(gw_ratelimit_new(2, 1, 8, &f.remote), CM_OK); /* the shared bucket alike */
+    gw_rl_shared_t sh = {.take = fs_take, .refund = fs_refund, .ud = &f};
+    cr_assert_eq(gw_ratelimit_share(rl, &sh, "calcom"), CM_OK);
+    int fallbacks = 0;
+    gw_policy_t p = policy();
+    p.ratelimit = rl;
+    p.rl_key = "cal_key";
+    p.rl_wait = 1;
+    p.rl_max_wait_ms = 1000;
+    p.on_event = count_fallbacks;
+    p.event_ud = &fallbacks;
+    cm_rand_t rng;
+    cm_rand_seed(&rng, 9);
+    gw_policy_outcome_t o;
+    fake_att_t a = {.clk = &clk, .script = {OK200}, .n = 1};
+    cr_assert_eq(gw_policy_run(&p, &c, &rng, f_attempt, &a, &o), GW_POL_DONE);
+    cr_assert_eq(gw_policy_run(&p, &c, &rng, f_attempt, &a, &o), GW_POL_DONE);
+    cr_assert_eq(o.waited_ms, 500, "the shared bucket's reservation is slept");
+    cr_assert_float_eq(gw_ratelimit_tokens(rl, "cal_key", clk.now), 1.0, 1e-9,
+                       "the local bucket is not used while the shared one answers");
+    /* The breaker refuses: the shared token is given back to the shared bucket. */
+    gw_breaker_t *b = breaker();
+    gw_breaker_force_open(b, clk.now, "test");
+    p.breaker = b;
+    clk.now += 500;
+    cr_assert_eq(gw_policy_run(&p, &c, &rng, f_attempt, &a, &o), GW_POL_BREAKER_OPEN);
+    cr_assert_eq(f.refunds, 1);
+    cr_assert_eq(a.calls, 2);
+    p.breaker = NULL;
+    /* The shared bucket fails: the local bucket answers and the run reports the fallback. */
+    f.fail = CM_ESTORE;
+    cr_assert_eq(gw_policy_run(&p, &c, &rng, f_attempt, &a, &o), GW_POL_DONE);
+    cr_assert_eq(fallbacks, 1);
+    cr_assert_float_eq(gw_ratelimit_tokens(rl, "cal_key", clk.now), 0.0, 1e-9);
+    cr_assert_eq(a.calls, 3);
+    gw_breaker_free(&b);
+    gw_ratelimit_free(&rl);
+    gw_ratelimit_free(&f.remote);
+}

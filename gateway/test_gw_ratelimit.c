@@ -1,6 +1,9 @@
-/* test_gw_ratelimit.c - token buckets: burst, reservations, rejections, keys, threads. */
+/* test_gw_ratelimit.c - token buckets: burst, reservations, rejections, keys, threads, and
+ * a bucket shared between processes (played by a fake). */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "gw_ratelimit.h"
 
@@ -192,5 +195,200 @@ Test(ratelimit, threads_share_one_bucket_exactly)
     /* At one instant: exactly the burst goes at once, and 1 s of waiting buys 10 more. */
     cr_assert_eq(ok, 50);
     cr_assert_eq(wait, 10);
+    gw_ratelimit_free(&rl);
+}
+
+/* ---- a bucket shared between processes ------------------------------------------------ */
+
+/* The shared side, played by another limiter (as the store's bucket would answer) that
+ * records what it was asked, or fails as told. */
+typedef struct {
+    gw_ratelimit_t *remote;
+    int64_t now;
+    cm_err_t fail; /* CM_OK: answer */
+    int takes, refunds;
+    char last_key[96];
+    double last_rate, last_burst;
+    int64_t last_max_wait;
+} fake_shared_t;
+
+static cm_err_t f_take(void *ud, const char *key, double rate, double burst, int64_t max_wait_ms,
+                       gw_rl_verdict_t *v, int64_t *wait_ms)
+{
+    fake_shared_t *f = ud;
+    f->takes++;
+    snprintf(f->last_key, sizeof f->last_key, "%s", key);
+    f->last_rate = rate;
+    f->last_burst = burst;
+    f->last_max_wait = max_wait_ms;
+    if (f->fail)
+        return f->fail;
+    cr_assert_eq(gw_ratelimit_set(f->remote, key, rate, burst, f->now), CM_OK);
+    *v = gw_ratelimit_acquire(f->remote, key, f->now, max_wait_ms > 0, max_wait_ms, wait_ms);
+    return CM_OK;
+}
+
+static cm_err_t f_refund(void *ud, const char *key, double rate, double burst)
+{
+    fake_shared_t *f = ud;
+    (void)rate, (void)burst;
+    f->refunds++;
+    if (f->fail)
+        return f->fail;
+    gw_ratelimit_refund(f->remote, key, f->now);
+    return CM_OK;
+}
+
+static void share(gw_ratelimit_t *rl, fake_shared_t *f)
+{
+    gw_rl_shared_t sh = {.take = f_take, .refund = f_refund, .ud = f};
+    f->remote = make(1, 1, 8);
+    cr_assert_eq(gw_ratelimit_share(rl, &sh, "calcom"), CM_OK);
+}
+
+/* Two limiters (two instances) on one shared bucket let through what one would, not twice
+ * that; the bucket is named by a digest of the key, never the key. */
+Test(ratelimit, two_limiters_sharing_a_bucket_get_one_limit_between_them)
+{
+    fake_shared_t f = {0};
+    gw_ratelimit_t *a = make(2, 5, 8), *b = make(2, 5, 8);
+    gw_rl_shared_t sh = {.take = f_take, .refund = f_refund, .ud = &f};
+    share(a, &f);
+    cr_assert_eq(gw_ratelimit_share(b, &sh, "calcom"), CM_OK);
+    int64_t w;
+    gw_rl_source_t src;
+    int ok = 0;
+    for (int i = 0; i < 10; i++) {
+        ok += gw_ratelimit_take(a, "cal_live_secret", 0, 0, 0, &w, &src) == GW_RL_OK;
+        ok += gw_ratelimit_take(b, "cal_live_secret", 0, 0, 0, &w, &src) == GW_RL_OK;
+    }
+    cr_assert_eq(ok, 5, "the burst is shared: %d went", ok);
+    cr_assert_eq(f.takes, 20);
+    cr_assert_float_eq(f.last_rate, 2.0, 1e-9);
+    cr_assert_float_eq(f.last_burst, 5.0, 1e-9);
+    cr_assert_eq(f.last_max_wait, 0, "no waiting allowed, none asked for");
+    cr_assert_eq(strncmp(f.last_key, "calcom:", 7), 0, "%s", f.last_key);
+    cr_assert_eq(strlen(f.last_key), 7 + 32, "%s", f.last_key);
+    cr_assert_null(strstr(f.last_key, "secret"), "%s", f.last_key);
+    /* Waiting callers are served in order from the shared bucket too. */
+    cr_assert_eq(gw_ratelimit_take(a, "cal_live_secret", 0, 1, 2000, &w, &src), GW_RL_WAIT);
+    cr_assert_eq(src, GW_RL_SRC_SHARED);
+    cr_assert_eq(w, 500);
+    cr_assert_eq(gw_ratelimit_take(b, "cal_live_secret", 0, 1, 2000, &w, &src), GW_RL_WAIT);
+    cr_assert_eq(w, 1000);
+    cr_assert_eq(f.last_max_wait, 2000);
+    /* The local buckets were never touched. */
+    cr_assert_float_eq(gw_ratelimit_tokens(a, "cal_live_secret", 0), 5.0, 1e-9);
+    uint64_t shared = 0, fell = 0;
+    gw_ratelimit_shared_stats(a, &shared, &fell);
+    cr_assert(shared == 11 && fell == 0, "shared %llu fell back %llu", (unsigned long long)shared,
+              (unsigned long long)fell);
+    gw_ratelimit_free(&a);
+    gw_ratelimit_free(&b);
+    gw_ratelimit_free(&f.remote);
+}
+
+/* A key given its own rate and burst takes them to the shared bucket. */
+Test(ratelimit, the_shared_bucket_gets_the_keys_own_rate_and_burst)
+{
+    fake_shared_t f = {0};
+    gw_ratelimit_t *rl = make(2, 5, 8);
+    share(rl, &f);
+    int64_t w;
+    gw_rl_source_t src;
+    cr_assert_eq(gw_ratelimit_set(rl, "sk_live", 100, 40, 0), CM_OK);
+    cr_assert_eq(gw_ratelimit_take(rl, "sk_live", 0, 0, 0, &w, &src), GW_RL_OK);
+    cr_assert_float_eq(f.last_rate, 100.0, 1e-9);
+    cr_assert_float_eq(f.last_burst, 40.0, 1e-9);
+    gw_ratelimit_free(&rl);
+    gw_ratelimit_free(&f.remote);
+}
+
+/* A shared bucket that fails: the local bucket answers (and says so), and the shared one
+ * is left alone for GW_RL_SHARED_PAUSE_MS before it is asked again. */
+Test(ratelimit, a_failing_shared_bucket_falls_back_to_the_local_one_for_a_while)
+{
+    fake_shared_t f = {.fail = CM_ESTORE};
+    gw_ratelimit_t *rl = make(1, 2, 8);
+    share(rl, &f);
+    int64_t w;
+    gw_rl_source_t src;
+    cr_assert_eq(gw_ratelimit_take(rl, "k", 0, 0, 0, &w, &src), GW_RL_OK);
+    cr_assert_eq(src, GW_RL_SRC_FALLBACK);
+    cr_assert_eq(f.takes, 1);
+    cr_assert_eq(gw_ratelimit_take(rl, "k", 10, 0, 0, &w, &src), GW_RL_OK);
+    cr_assert_eq(src, GW_RL_SRC_FALLBACK, "the pause stands in for the failure");
+    cr_assert_eq(f.takes, 1, "not asked during the pause");
+    cr_assert_eq(gw_ratelimit_take(rl, "k", 20, 0, 0, &w, &src), GW_RL_REJECT,
+                 "the local bucket still limits");
+    cr_assert_eq(src, GW_RL_SRC_NONE);
+    f.fail = CM_OK;
+    cr_assert_eq(gw_ratelimit_take(rl, "k", GW_RL_SHARED_PAUSE_MS, 0, 0, &w, &src), GW_RL_OK);
+    cr_assert_eq(src, GW_RL_SRC_SHARED, "asked again after the pause");
+    cr_assert_eq(f.takes, 2);
+    uint64_t shared = 0, fell = 0;
+    gw_ratelimit_shared_stats(rl, &shared, &fell);
+    cr_assert(shared == 1 && fell == 2, "shared %llu fell back %llu", (unsigned long long)shared,
+              (unsigned long long)fell);
+    gw_ratelimit_free(&rl);
+    gw_ratelimit_free(&f.remote);
+}
+
+/* CM_EAGAIN: nothing to share (a SQLite store). Local from then on, not a failure. */
+Test(ratelimit, nothing_to_share_means_local_for_good)
+{
+    fake_shared_t f = {.fail = CM_EAGAIN};
+    gw_ratelimit_t *rl = make(1, 1, 8);
+    share(rl, &f);
+    int64_t w;
+    gw_rl_source_t src;
+    cr_assert_eq(gw_ratelimit_take(rl, "k", 0, 0, 0, &w, &src), GW_RL_OK);
+    cr_assert_eq(src, GW_RL_SRC_LOCAL);
+    cr_assert_eq(gw_ratelimit_take(rl, "k", 100000, 0, 0, &w, &src), GW_RL_OK);
+    cr_assert_eq(f.takes, 1, "asked once");
+    uint64_t fell = 1;
+    gw_ratelimit_shared_stats(rl, NULL, &fell);
+    cr_assert_eq(fell, 0);
+    gw_ratelimit_free(&rl);
+    gw_ratelimit_free(&f.remote);
+}
+
+/* A token goes back where it came from. */
+Test(ratelimit, give_back_returns_the_token_to_its_bucket)
+{
+    fake_shared_t f = {0};
+    gw_ratelimit_t *rl = make(1, 1, 8);
+    share(rl, &f);
+    int64_t w;
+    gw_rl_source_t src;
+    cr_assert_eq(gw_ratelimit_take(rl, "k", 0, 0, 0, &w, &src), GW_RL_OK);
+    cr_assert_eq(src, GW_RL_SRC_SHARED);
+    cr_assert_eq(gw_ratelimit_take(rl, "k", 0, 0, 0, &w, &src), GW_RL_REJECT);
+    cr_assert_eq(src, GW_RL_SRC_NONE);
+    gw_ratelimit_give_back(rl, "k", 0, GW_RL_SRC_SHARED);
+    cr_assert_eq(f.refunds, 1);
+    cr_assert_eq(gw_ratelimit_take(rl, "k", 0, 0, 0, &w, &src), GW_RL_OK, "the refund is there");
+    gw_ratelimit_give_back(rl, "k", 0, GW_RL_SRC_NONE); /* nothing to give back */
+    cr_assert_eq(f.refunds, 1);
+    /* A fallback token goes back to the local bucket. */
+    f.fail = CM_ESTORE;
+    cr_assert_eq(gw_ratelimit_take(rl, "k", 0, 0, 0, &w, &src), GW_RL_OK);
+    cr_assert_eq(src, GW_RL_SRC_FALLBACK);
+    cr_assert_float_eq(gw_ratelimit_tokens(rl, "k", 0), 0.0, 1e-9);
+    gw_ratelimit_give_back(rl, "k", 0, src);
+    cr_assert_float_eq(gw_ratelimit_tokens(rl, "k", 0), 1.0, 1e-9);
+    cr_assert_eq(f.refunds, 1);
+    gw_ratelimit_free(&rl);
+    gw_ratelimit_free(&f.remote);
+}
+
+Test(ratelimit, share_refuses_bad_arguments)
+{
+    gw_ratelimit_t *rl = make(1, 1, 8);
+    gw_rl_shared_t sh = {.take = f_take, .refund = NULL, .ud = NULL};
+    cr_assert_eq(gw_ratelimit_share(rl, &sh, "calcom"), CM_EINVAL);
+    sh.refund = f_refund;
+    cr_assert_eq(gw_ratelimit_share(rl, &sh, ""), CM_EINVAL);
+    cr_assert_eq(gw_ratelimit_share(rl, NULL, "calcom"), CM_EINVAL);
     gw_ratelimit_free(&rl);
 }

@@ -1083,3 +1083,334 @@ Test(store, pg_schema_newer_is_refused)
     cr_assert(strstr(err, "schema version 99 is newer"), "%s", err);
 }
 #endif
+
+/* ---- shared by the instances on one store: rate buckets and notices ------------------- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* One bucket through the store. SQLite shares nothing: the caller keeps its own bucket
+ * (CM_EAGAIN). PostgreSQL: the burst at once, then reservations queued at the rate, a
+ * refusal that leaves the bucket as it was, a refund that shortens the queue. Waits are
+ * measured by the server's clock, which moves on while the test runs: each is at most
+ * what the queue says and at least that less the time the test has taken. */
+Test(store, a_rate_bucket_through_the_store_or_none_on_sqlite)
+{
+    int taken = -1;
+    int64_t wait = -1;
+    if (!on_pg()) {
+        cr_assert_eq(gw_store_rl_take(st, "calcom:k", 1, 3, 0, &taken, &wait), CM_EAGAIN);
+        cr_assert(taken == 0 && wait == 0);
+        cr_assert_eq(gw_store_rl_refund(st, "calcom:k", 1, 3), CM_EAGAIN);
+        return;
+    }
+    cr_assert_eq(gw_store_rl_take(st, "calcom:k", 0, 3, 0, &taken, &wait), CM_EINVAL);
+    int64_t t0 = mono_ms();
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(gw_store_rl_take(st, "calcom:k", 1, 3, 0, &taken, &wait), CM_OK);
+        cr_assert(taken == 1 && wait == 0, "token %d: taken %d wait %lld", i, taken,
+                  (long long)wait);
+    }
+    /* 1 token per second: the next one is a second away, which a caller that may not wait
+     * is told, and the bucket keeps. */
+    cr_assert_eq(gw_store_rl_take(st, "calcom:k", 1, 3, 0, &taken, &wait), CM_OK);
+    cr_assert_eq(taken, 0);
+    int64_t spent = mono_ms() - t0;
+    cr_assert(wait <= 1000 && wait >= 1000 - spent - 1, "wait %lld, %lld ms spent", (long long)wait,
+              (long long)spent);
+    for (int k = 1; k <= 3; k++) {
+        cr_assert_eq(gw_store_rl_take(st, "calcom:k", 1, 3, 10000, &taken, &wait), CM_OK);
+        spent = mono_ms() - t0;
+        cr_assert(taken == 1 && wait <= 1000 * k && wait >= 1000 * k - spent - 1,
+                  "reservation %d: taken %d wait %lld, %lld ms spent", k, taken, (long long)wait,
+                  (long long)spent);
+    }
+    /* Past the longest wait allowed: refused. */
+    cr_assert_eq(gw_store_rl_take(st, "calcom:k", 1, 3, 2500, &taken, &wait), CM_OK);
+    cr_assert_eq(taken, 0);
+    /* A refund shortens the queue by one token. */
+    cr_assert_eq(gw_store_rl_refund(st, "calcom:k", 1, 3), CM_OK);
+    cr_assert_eq(gw_store_rl_take(st, "calcom:k", 1, 3, 10000, &taken, &wait), CM_OK);
+    spent = mono_ms() - t0;
+    cr_assert(taken == 1 && wait <= 3000 && wait >= 3000 - spent - 1, "wait %lld, %lld ms spent",
+              (long long)wait, (long long)spent);
+    /* Another key is another bucket. */
+    cr_assert_eq(gw_store_rl_take(st, "stripe:k", 1, 1, 0, &taken, &wait), CM_OK);
+    cr_assert(taken == 1 && wait == 0);
+    cr_assert_eq(gw_store_rl_refund(st, "unknown", 1, 1), CM_OK, "nothing to give back to");
+}
+
+/* Notices: SQLite has nobody to hear from or tell, and says so by doing nothing. */
+static void no_notice(void *ud, gw_notice_t what, const char *detail)
+{
+    (void)ud, (void)what, (void)detail;
+    cr_assert_fail("a notice on SQLite");
+}
+
+Test(store, notices_on_sqlite_go_nowhere)
+{
+    SQLITE_ONLY("PostgreSQL delivers notices (pg_notices_* tests)");
+    cr_assert_eq(gw_store_on_notice(st, no_notice, NULL), CM_OK);
+    cr_assert_eq(gw_store_publish(st, GW_NOTICE_SLOTS, "101"), CM_OK);
+    cr_assert_eq(gw_store_publish(st, GW_NOTICE_JOBS, NULL), CM_OK);
+    gw_store_off_notice(st, no_notice, NULL);
+}
+
+#ifdef GW_STORE_PG
+/* Two instances taking from one bucket as fast as they can, with two threads each, for
+ * 1.5 s: together they get what one bucket gives in that time (burst + rate x time, timed
+ * from before the first take to after the last), never twice that as two buckets would,
+ * and both get some. */
+typedef struct {
+    gw_store_t *store;
+    pthread_barrier_t *bar;
+    int64_t until;
+    int granted;
+} taker_t;
+
+static void *take_all(void *arg)
+{
+    taker_t *t = arg;
+    pthread_barrier_wait(t->bar);
+    while (mono_ms() < t->until) {
+        int taken = 0;
+        int64_t wait = 0;
+        cr_assert_eq(gw_store_rl_take(t->store, "calcom:shared", 20, 5, 0, &taken, &wait), CM_OK);
+        t->granted += taken;
+    }
+    return NULL;
+}
+
+Test(store, pg_two_instances_taking_from_one_bucket_never_exceed_its_limit)
+{
+    PG_ONLY();
+    char err[CM_ERR_LEN] = "";
+    gw_store_t *other = NULL;
+    cr_assert_eq(open_store(&other, err), CM_OK, "%s", err);
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 5);
+    taker_t t[4];
+    pthread_t th[4];
+    int64_t start = mono_ms();
+    for (int i = 0; i < 4; i++) {
+        t[i] = (taker_t){.store = i % 2 ? other : st, .bar = &bar, .until = start + 1500};
+        pthread_create(&th[i], NULL, take_all, &t[i]);
+    }
+    pthread_barrier_wait(&bar);
+    int granted = 0, per[2] = {0, 0};
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        granted += t[i].granted;
+        per[i % 2] += t[i].granted;
+    }
+    int64_t elapsed = mono_ms() - start;
+    pthread_barrier_destroy(&bar);
+    gw_store_close(&other);
+    double most = 5 + 20.0 * (double)elapsed / 1000.0;
+    cr_log_info("%d tokens (%d + %d) in %lld ms; one bucket gives at most %.1f", granted, per[0],
+                per[1], (long long)elapsed, most);
+    cr_assert_leq(granted, (int)most, "%d tokens in %lld ms: one bucket gives at most %.1f",
+                  granted, (long long)elapsed, most);
+    cr_assert_geq(granted, 5 + 15, "%d tokens in %lld ms: the bucket refills", granted,
+                  (long long)elapsed);
+    cr_assert(per[0] > 0 && per[1] > 0, "both instances got tokens: %d and %d", per[0], per[1]);
+}
+
+/* Waiting callers of two instances are queued in one line: each reservation is one token
+ * period after the one before, whichever instance made it. */
+Test(store, pg_reservations_of_two_instances_are_queued_in_one_line)
+{
+    PG_ONLY();
+    char err[CM_ERR_LEN] = "";
+    gw_store_t *other = NULL;
+    int taken = 0;
+    int64_t wait = -1;
+    cr_assert_eq(open_store(&other, err), CM_OK, "%s", err);
+    int64_t t0 = mono_ms();
+    cr_assert_eq(gw_store_rl_take(st, "stripe:q", 10, 1, 5000, &taken, &wait), CM_OK);
+    cr_assert(taken == 1 && wait == 0);
+    for (int k = 1; k <= 6; k++) {
+        gw_store_t *s = k % 2 ? other : st;
+        cr_assert_eq(gw_store_rl_take(s, "stripe:q", 10, 1, 5000, &taken, &wait), CM_OK);
+        int64_t spent = mono_ms() - t0;
+        cr_assert(taken == 1 && wait <= 100 * k && wait >= 100 * k - spent - 1,
+                  "reservation %d: taken %d wait %lld, %lld ms spent", k, taken, (long long)wait,
+                  (long long)spent);
+    }
+    gw_store_close(&other);
+}
+
+/* What a notice callback saw, in order. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int n;
+    struct {
+        gw_notice_t what;
+        char detail[32]; /* "" for none */
+    } ev[64];
+} notices_t;
+
+static void record(void *ud, gw_notice_t what, const char *detail)
+{
+    notices_t *r = ud;
+    pthread_mutex_lock(&r->mu);
+    if (r->n < 64) {
+        r->ev[r->n].what = what;
+        snprintf(r->ev[r->n].detail, sizeof r->ev[r->n].detail, "%s", detail ? detail : "");
+        r->n++;
+    }
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void notices_init(notices_t *r)
+{
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+}
+
+/* The index of the first notice at or after from about what with detail ("" for none),
+ * waiting for it up to 10 s; -1 when it did not come. */
+static int await_notice(notices_t *r, int from, gw_notice_t what, const char *detail)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    int found = -1;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        for (int i = from; found < 0 && i < r->n; i++)
+            if (r->ev[i].what == what && !strcmp(r->ev[i].detail, detail))
+                found = i;
+        if (found >= 0 || pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0)
+            break;
+    }
+    for (int i = from; found < 0 && i < r->n; i++) /* arrived with the timeout */
+        if (r->ev[i].what == what && !strcmp(r->ev[i].detail, detail))
+            found = i;
+    pthread_mutex_unlock(&r->mu);
+    return found;
+}
+
+static int notices_count(notices_t *r, gw_notice_t what, const char *detail)
+{
+    int n = 0;
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->n; i++)
+        n += r->ev[i].what == what && !strcmp(r->ev[i].detail, detail);
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* Notices one instance publishes reach the others, in the order sent, and not itself; a
+ * re-run on one wakes the other's workers (NOTIFY in the re-run's transaction); once
+ * unregistered a callback hears nothing more. */
+Test(store, pg_notices_reach_the_other_instances_and_not_the_sender)
+{
+    PG_ONLY();
+    char err[CM_ERR_LEN] = "";
+    gw_store_t *other = NULL;
+    notices_t a, a2;
+    notices_init(&a);
+    notices_init(&a2);
+    cr_assert_eq(open_store(&other, err), CM_OK, "%s", err);
+    /* A finished job to re-run later; stored before anyone listens, so that the only jobs
+     * notice below is the re-run's (an ingest may send one too). */
+    gw_ingest_t r;
+    gw_job_t j;
+    int64_t next, rerun = 0;
+    gw_event_in_t ev = event("a", "{}");
+    cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+    cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j, &next), CM_OK);
+    cr_assert_eq(gw_store_job_done(st, j.id, 2001), CM_OK);
+    cr_assert_eq(gw_store_on_notice(st, record, &a), CM_OK);
+    /* Listening: it says so once for each kind, standing for anything sent before. */
+    cr_assert_geq(await_notice(&a, 0, GW_NOTICE_JOBS, ""), 0, "no first wake-up");
+    int mark = await_notice(&a, 0, GW_NOTICE_SLOTS, "");
+    cr_assert_geq(mark, 0, "no first invalidation");
+    cr_assert_eq(gw_store_publish(st, GW_NOTICE_SLOTS, "101"), CM_OK); /* its own */
+    cr_assert_eq(gw_store_publish(other, GW_NOTICE_SLOTS, "102"), CM_OK);
+    int at = await_notice(&a, mark + 1, GW_NOTICE_SLOTS, "102");
+    cr_assert_gt(at, mark, "the other instance's notice did not come");
+    cr_assert_eq(notices_count(&a, GW_NOTICE_SLOTS, "101"), 0, "its own notice came back");
+    /* A re-run by the other instance, committed: the workers here are woken. */
+    cr_assert_eq(gw_store_event_rerun(other, j.event_id, 3000, &rerun), CM_OK);
+    cr_assert_gt(await_notice(&a, at + 1, GW_NOTICE_JOBS, ""), at, "no wake-up for the re-run");
+    gw_store_job_free(&j);
+    /* A callback registered while the store listens is told at once that it may have
+     * missed something (it could not hear what came before). */
+    cr_assert_eq(gw_store_on_notice(st, record, &a2), CM_OK);
+    pthread_mutex_lock(&a2.mu);
+    cr_assert(a2.n == 2 && a2.ev[0].what == GW_NOTICE_JOBS && a2.ev[1].what == GW_NOTICE_SLOTS &&
+                  !a2.ev[1].detail[0],
+              "%d notices during the registration", a2.n);
+    pthread_mutex_unlock(&a2.mu);
+    /* Unregistered: the second callback still hears; the first does not. */
+    gw_store_off_notice(st, record, &a);
+    pthread_mutex_lock(&a.mu);
+    int before = a.n;
+    pthread_mutex_unlock(&a.mu);
+    cr_assert_eq(gw_store_publish(other, GW_NOTICE_SLOTS, "103"), CM_OK);
+    cr_assert_geq(await_notice(&a2, 0, GW_NOTICE_SLOTS, "103"), 0);
+    pthread_mutex_lock(&a.mu);
+    cr_assert_eq(a.n, before, "an unregistered callback was called");
+    pthread_mutex_unlock(&a.mu);
+    gw_store_off_notice(st, record, &a2);
+    gw_store_close(&other);
+}
+
+/* The server drops the listener's connection: it connects again and, since what was sent
+ * meanwhile is lost, says once for each kind that anything may have changed; then it hears
+ * the other instances again. */
+Test(store, pg_the_listener_reconnects_and_says_notices_may_have_been_missed)
+{
+    PG_ONLY();
+    char err[CM_ERR_LEN] = "";
+    gw_store_t *other = NULL;
+    notices_t a;
+    notices_init(&a);
+    cr_assert_eq(open_store(&other, err), CM_OK, "%s", err);
+    cr_assert_eq(gw_store_on_notice(st, record, &a), CM_OK);
+    int first = await_notice(&a, 0, GW_NOTICE_SLOTS, "");
+    cr_assert_geq(first, 0, "not listening");
+    PGconn *c = pg_admin();
+    pg_run(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+              "application_name='bookbench-gateway-listen'");
+    PQfinish(c);
+    cr_assert_gt(await_notice(&a, first + 1, GW_NOTICE_JOBS, ""), first, "no wake-up after");
+    int again = await_notice(&a, first + 1, GW_NOTICE_SLOTS, "");
+    cr_assert_gt(again, first, "no invalidation of everything after the reconnect");
+    cr_assert_eq(gw_store_publish(other, GW_NOTICE_SLOTS, "104"), CM_OK);
+    cr_assert_gt(await_notice(&a, again + 1, GW_NOTICE_SLOTS, "104"), again, "deaf after");
+    gw_store_off_notice(st, record, &a);
+    gw_store_close(&other);
+}
+#endif
+
+#ifdef GW_STORE_PG
+/* The server's clock set back an hour (played by moving the bucket's time an hour ahead):
+ * the bucket goes on refilling from the new now, rather than not at all for an hour. */
+Test(store, pg_a_bucket_refills_after_the_servers_clock_is_set_back)
+{
+    PG_ONLY();
+    int taken = 0;
+    int64_t wait = 0;
+    cr_assert_eq(gw_store_rl_take(st, "calcom:clock", 1000, 1, 0, &taken, &wait), CM_OK);
+    cr_assert_eq(taken, 1);
+    PGconn *c = pg_admin();
+    pg_run(c, "UPDATE rate_buckets SET at = at + interval '1 hour'");
+    PQfinish(c);
+    /* One token per ms: it comes within a few ms, if the bucket refills at all. */
+    int64_t until = mono_ms() + 2000;
+    taken = 0;
+    while (!taken && mono_ms() < until)
+        cr_assert_eq(gw_store_rl_take(st, "calcom:clock", 1000, 1, 0, &taken, &wait), CM_OK);
+    cr_assert_eq(taken, 1, "no token for 2 s: the bucket waits for the clock to catch up");
+}
+#endif
