@@ -35,8 +35,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cm_buf.h"
 #include "cm_err.h"
 #include "gw_store_be.h"
+
+/* The channel the group commit NOTIFYs, once per batch that queued a job: on its commit,
+ * every instance LISTENing on it (their workers) learns that jobs are due. */
+#define GW_PG_JOBS_CHANNEL "gw_jobs"
 
 /* One queued ingest (defined in gw_store_pg_ingest.c). */
 typedef struct gw_pg_pending gw_pg_pending_t;
@@ -77,15 +82,16 @@ cm_err_t gw_pg_conn_use(gw_pg_store_t *s, gw_pg_conn_t *c, char *err) CM_WUR;
 
 /* ---- statements (gw_store_pg_sql.c) -------------------------------------------------- */
 
-typedef enum { GW_PG_NULL, GW_PG_INT, GW_PG_TEXT, GW_PG_BLOB } gw_pg_type_t;
+typedef enum { GW_PG_NULL, GW_PG_INT, GW_PG_TEXT, GW_PG_BLOB, GW_PG_ARRAY } gw_pg_type_t;
 
 /* One value to bind, as gw_sq_val_t: made only by the typed constructors below, so the
  * compiler checks each call. Texts and blobs are borrowed until the statement returns. */
 typedef struct {
     gw_pg_type_t type;
     int64_t i;
-    const void *p; /* GW_PG_TEXT: NUL-terminated; GW_PG_BLOB: len bytes */
+    const void *p; /* GW_PG_TEXT: NUL-terminated; GW_PG_BLOB, GW_PG_ARRAY: len bytes */
     size_t len;
+    Oid oid; /* GW_PG_ARRAY: the array's type */
 } gw_pg_val_t;
 
 static inline gw_pg_val_t gw_pg_int(int64_t v)
@@ -104,6 +110,29 @@ static inline gw_pg_val_t gw_pg_blob(const void *v, size_t len)
 {
     return (gw_pg_val_t){.type = v ? GW_PG_BLOB : GW_PG_NULL, .p = v, .len = len};
 }
+
+/* A one-dimensional array of integers, texts or blobs, built in PostgreSQL's binary array
+ * format and bound as one parameter (int8[], text[] or bytea[]): a whole batch of rows
+ * goes to the server in one statement (SELECT ... FROM unnest($1::text[], ...)) without
+ * quoting or escaping anything. Owns its buffer; not thread-safe. */
+typedef struct {
+    cm_buf_t b;
+    gw_pg_type_t elem; /* GW_PG_INT, GW_PG_TEXT or GW_PG_BLOB */
+    int n;
+} gw_pg_arr_t;
+
+/* An empty array of elem (GW_PG_INT, GW_PG_TEXT or GW_PG_BLOB) of at most cap bytes.
+ * CM_ENOMEM; gw_pg_arr_free it either way. */
+cm_err_t gw_pg_arr_init(gw_pg_arr_t *a, gw_pg_type_t elem, size_t cap) CM_WUR;
+/* Appends v, which is of the array's element type or NULL (gw_pg_text(NULL) and
+ * gw_pg_blob(NULL, 0) are NULL elements). CM_ETOOBIG past the cap, CM_ENOMEM; on error
+ * the array is as it was. */
+cm_err_t gw_pg_arr_add(gw_pg_arr_t *a, gw_pg_val_t v) CM_WUR;
+/* Empties a (keeping its memory), for the next batch. */
+void gw_pg_arr_reset(gw_pg_arr_t *a);
+void gw_pg_arr_free(gw_pg_arr_t *a);
+/* a as a parameter (borrowed: a must outlive the statement). */
+gw_pg_val_t gw_pg_array(const gw_pg_arr_t *a);
 
 typedef struct {
     const gw_pg_val_t *v;
