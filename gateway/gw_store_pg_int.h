@@ -20,7 +20,10 @@
  *   wr  every other write (workers' bookkeeping, sagas, entities), under wr.mu
  *   rd  reads (admin views, states, readiness), under rd.mu
  * A connection found broken (the server restarted, the backend was terminated) fails the
- * call that met it with CM_ESTORE and is made again by the next use (gw_pg_conn_use).
+ * call that met it with CM_ESTORE and is made again by the next use (gw_pg_conn_use); a
+ * connection that cannot be made fails its calls at once for a short back-off before the
+ * next attempt, so a server that is down costs each webhook a prompt 503 (not stored)
+ * and /health/ready a prompt "failing", never a wait per call.
  *
  * Lock order: a connection's mu may be held while taking qmu; never the other way round.
  *
@@ -51,6 +54,10 @@ typedef struct {
     PGconn *db;         /* NULL or broken: made again by gw_pg_conn_use */
     pthread_mutex_t mu; /* held for the whole use of db */
     char sqlstate[6];   /* of the last failed statement, "" when none (guarded by mu) */
+    /* After a failed connection attempt: no other before retry_at_ms (cm_clock_mono_ms;
+     * 0: none failed), backoff_ms the wait that set it (guarded by mu). */
+    int64_t retry_at_ms;
+    int backoff_ms;
 } gw_pg_conn_t;
 
 struct gw_pg_store {
@@ -76,8 +83,10 @@ struct gw_pg_store {
 
 /* Makes c usable: (re)connects when it has no connection or its connection is broken,
  * setting the session up (synchronous_commit=on, the lock timeout). CM_ESTORE (logged,
- * libpq's message also into err, may be NULL) when the server cannot be reached. The
- * caller holds c->mu. */
+ * libpq's message also into err, may be NULL) when the server cannot be reached, within
+ * connect_timeout (2 s unless the URL sets it); after a failed attempt, CM_ESTORE at once
+ * (not logged) until a back-off of 100 ms doubling to 1 s has passed. The caller holds
+ * c->mu. */
 cm_err_t gw_pg_conn_use(gw_pg_store_t *s, gw_pg_conn_t *c, char *err) CM_WUR;
 
 /* ---- statements (gw_store_pg_sql.c) -------------------------------------------------- */
