@@ -38,6 +38,8 @@ struct gw_pg_pending {
     void *ud;
     cm_err_t rc;
     gw_ingest_t result;
+    int ord;          /* write_set: its place in the batch, from 1 */
+    int64_t event_id; /* write_set: its row, when stored */
     struct gw_pg_pending *next;
 };
 
@@ -109,8 +111,9 @@ enum {
 
 typedef struct {
     gw_pg_arr_t col[NCOLS];
-    gw_pg_arr_t dup_key, dup_alt, dup_at; /* the batch's duplicates */
-    int ok;                               /* all made: else event by event */
+    gw_pg_arr_t dup_key, dup_alt, dup_at, dup_ord; /* the batch's duplicates */
+    gw_pg_arr_t new_id, new_ord;                   /* and its stored events */
+    int ok;                                        /* all made: else event by event */
 } cols_t;
 
 static const gw_pg_type_t col_type[NCOLS] = {
@@ -126,6 +129,9 @@ static void cols_free(cols_t *k)
     gw_pg_arr_free(&k->dup_key);
     gw_pg_arr_free(&k->dup_alt);
     gw_pg_arr_free(&k->dup_at);
+    gw_pg_arr_free(&k->dup_ord);
+    gw_pg_arr_free(&k->new_id);
+    gw_pg_arr_free(&k->new_ord);
     k->ok = 0;
 }
 
@@ -137,6 +143,9 @@ static void cols_init(cols_t *k)
     failed |= gw_pg_arr_init(&k->dup_key, GW_PG_TEXT, COLS_CAP) != CM_OK;
     failed |= gw_pg_arr_init(&k->dup_alt, GW_PG_TEXT, COLS_CAP) != CM_OK;
     failed |= gw_pg_arr_init(&k->dup_at, GW_PG_INT, COLS_CAP) != CM_OK;
+    failed |= gw_pg_arr_init(&k->dup_ord, GW_PG_INT, COLS_CAP) != CM_OK;
+    failed |= gw_pg_arr_init(&k->new_id, GW_PG_INT, COLS_CAP) != CM_OK;
+    failed |= gw_pg_arr_init(&k->new_ord, GW_PG_INT, COLS_CAP) != CM_OK;
     k->ok = !failed;
     if (failed)
         cols_free(k);
@@ -218,17 +227,21 @@ static const char *const insert_set_sql =
     "created_at_ms,updated_at_ms) SELECT id,job_kind,entity_id,tenant_id,'pending',"
     "received_at_ms,received_at_ms,received_at_ms FROM ins WHERE job_kind IS NOT NULL "
     "ORDER BY id) "
-    "SELECT event_key,alt_key FROM ins";
+    "SELECT event_key,alt_key,id FROM ins";
 
-/* The duplicates' counts, as write_one's UPDATE for each: every stored event whose key or
- * alternative key a duplicate repeats counts it once. In a statement of its own, after
- * the insert, so that it sees the events stored earlier in the same batch. */
+/* The duplicates' counts, as write_one's UPDATE for each would leave them: every event
+ * whose key or alternative key a duplicate repeats counts it once, if it was there before
+ * the duplicate (stored before the batch, or earlier in it: $5, $6 are the batch's stored
+ * events and their places). In a statement of its own, after the insert, so that it sees
+ * the events the batch stored. */
 static const char *const count_dups_sql =
-    "WITH d AS (SELECT * FROM unnest($1::text[],$2::text[],$3::int8[]) WITH ORDINALITY AS "
+    "WITH d AS (SELECT * FROM unnest($1::text[],$2::text[],$3::int8[],$4::int8[]) AS "
     "t(event_key,alt_key,at_ms,ord)), "
+    "b AS (SELECT * FROM unnest($5::int8[],$6::int8[]) AS t(id,ord)), "
     "m AS (SELECT d.ord,e.id,d.at_ms FROM d JOIN events e ON e.event_key=d.event_key "
     "UNION SELECT d.ord,e.id,d.at_ms FROM d JOIN events e ON e.alt_key=d.alt_key), "
-    "n AS (SELECT id,count(*) AS n,max(at_ms) AS at_ms FROM m GROUP BY id) "
+    "n AS (SELECT m.id,count(*) AS n,max(m.at_ms) AS at_ms FROM m LEFT JOIN b ON b.id=m.id "
+    "WHERE b.ord IS NULL OR b.ord<m.ord GROUP BY m.id) "
     "UPDATE events e SET duplicates=e.duplicates+n.n,last_duplicate_at_ms=n.at_ms "
     "FROM n WHERE e.id=n.id";
 
@@ -256,6 +269,7 @@ static cm_err_t stored_row(const PGresult *r, int row, void *arg)
         return CM_ESTORE;
     }
     p->result = GW_INGEST_ACCEPTED;
+    p->event_id = gw_pg_col_int(r, row, 2);
     b->cursor = p->next;
     return CM_OK;
 }
@@ -278,9 +292,11 @@ static cm_err_t write_set(gw_pg_conn_t *c, void *arg)
     const gw_pg_arr_t *col = b->cols->col;
     b->event_failed = 0;
     b->cursor = b->batch;
+    int ord = 0;
     for (gw_pg_pending_t *p = b->batch; p; p = p->next) {
         p->rc = CM_OK;
         p->result = GW_INGEST_DUPLICATE; /* until the insert returns its row */
+        p->ord = ++ord;
     }
     cm_err_t rc =
         gw_pg_query(c, insert_set_sql,
@@ -291,23 +307,31 @@ static cm_err_t write_set(gw_pg_conn_t *c, void *arg)
                                gw_pg_array(&col[COL_HEADERS]), gw_pg_array(&col[COL_BODY])),
                     stored_row, b, NULL);
     cols_t *k = b->cols;
-    gw_pg_arr_reset(&k->dup_key);
-    gw_pg_arr_reset(&k->dup_alt);
-    gw_pg_arr_reset(&k->dup_at);
+    gw_pg_arr_t *dk[] = {&k->dup_key, &k->dup_alt, &k->dup_at,
+                         &k->dup_ord, &k->new_id,  &k->new_ord};
+    for (size_t i = 0; i < sizeof dk / sizeof dk[0]; i++)
+        gw_pg_arr_reset(dk[i]);
     for (gw_pg_pending_t *p = b->batch; !rc && p; p = p->next) {
-        if (p->result != GW_INGEST_DUPLICATE)
+        if (p->result == GW_INGEST_ACCEPTED) {
+            rc = gw_pg_arr_add(&k->new_id, gw_pg_int(p->event_id));
+            if (!rc)
+                rc = gw_pg_arr_add(&k->new_ord, gw_pg_int(p->ord));
             continue;
+        }
         rc = gw_pg_arr_add(&k->dup_key, gw_pg_text(p->ev->event_key));
         if (!rc)
             rc = gw_pg_arr_add(&k->dup_alt, gw_pg_text(p->ev->alt_key));
         if (!rc)
             rc = gw_pg_arr_add(&k->dup_at, gw_pg_int(p->ev->received_at_ms));
+        if (!rc)
+            rc = gw_pg_arr_add(&k->dup_ord, gw_pg_int(p->ord));
     }
     if (!rc && k->dup_key.n > 0)
-        rc = gw_pg_exec(
-            c, count_dups_sql,
-            GW_PG_ARGS(gw_pg_array(&k->dup_key), gw_pg_array(&k->dup_alt), gw_pg_array(&k->dup_at)),
-            NULL);
+        rc = gw_pg_exec(c, count_dups_sql,
+                        GW_PG_ARGS(gw_pg_array(&k->dup_key), gw_pg_array(&k->dup_alt),
+                                   gw_pg_array(&k->dup_at), gw_pg_array(&k->dup_ord),
+                                   gw_pg_array(&k->new_id), gw_pg_array(&k->new_ord)),
+                        NULL);
     if (!rc)
         rc = notify_jobs(c, b->batch);
     if (rc)
