@@ -7,6 +7,7 @@
  * it in reverse. The rest of gw_store.h is in the other gw_store_pg_*.c files (see
  * gw_store_pg_int.h).
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -213,9 +214,11 @@ static cm_err_t version_row(const PGresult *r, int row, void *arg)
     return CM_OK;
 }
 
-/* Runs a script of several statements (no parameters): PQexecParams takes one. */
+/* Runs a script of several statements (no parameters): PQexecParams takes one. Not as a
+ * transaction's first statement (it would run before the BEGIN gw_pg_query sends). */
 static cm_err_t exec_script(gw_pg_conn_t *c, const char *sql)
 {
+    assert(!c->begin_pending);
     PGresult *r = PQexec(c->db, sql);
     cm_err_t rc = PQresultStatus(r) == PGRES_COMMAND_OK ? CM_OK : CM_ESTORE;
     if (rc)

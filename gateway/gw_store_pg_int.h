@@ -58,6 +58,9 @@ typedef struct {
      * 0: none failed), backoff_ms the wait that set it (guarded by mu). */
     int64_t retry_at_ms;
     int backoff_ms;
+    /* gw_pg_tx_run has opened a transaction whose BEGIN is not sent yet: it goes with the
+     * next statement of gw_pg_query, in one round trip (guarded by mu). */
+    int begin_pending;
 } gw_pg_conn_t;
 
 struct gw_pg_store {
@@ -181,7 +184,9 @@ void gw_pg_col_text(char *dst, size_t cap, const PGresult *r, int row, int i);
 typedef cm_err_t (*gw_pg_tx_fn)(gw_pg_conn_t *c, void *arg);
 
 /* Runs fn(c, arg) in one transaction (the caller holds c->mu, c is usable, no transaction
- * is open): BEGIN, fn, COMMIT; on any error ROLLBACK, so nothing fn wrote stays. A
+ * is open): BEGIN, fn, COMMIT; on any error ROLLBACK, so nothing fn wrote stays. BEGIN is
+ * sent with fn's first statement, in one round trip: fn runs its statements through
+ * gw_pg_query (and so gw_pg_exec, gw_pg_tx_nested), never on c->db directly before one. A
  * serialisation failure or a deadlock (SQLSTATE 40001, 40P01: two instances' batches
  * taking the same unique keys in opposite orders) rolls back and runs fn again, up to
  * three times: fn must be safe to run again from the start. Returns fn's code or
