@@ -104,7 +104,7 @@ enum {
     NCOLS
 };
 
-/* Bigger batches go event by event (write_one), as does one the arrays cannot hold. */
+/* A batch with a column past COLS_CAP bytes (big bodies) goes event by event (write_one). */
 #define COLS_CAP ((size_t)256 << 20)
 /* After a batch of big bodies the committer gives their memory back. */
 #define COLS_KEEP ((size_t)8 << 20)
