@@ -7,14 +7,16 @@
  * it in reverse. The rest of gw_store.h is in the other gw_store_pg_*.c files (see
  * gw_store_pg_int.h).
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cm_log.h"
+#include "cm_clock.h"
 #include "cm_codec.h"
+#include "cm_log.h"
 #include "gw_store_pg_int.h"
 
 /* The SQLite schema in PostgreSQL's dialect: identity columns for INTEGER PRIMARY KEY,
@@ -124,6 +126,30 @@ static const struct {
 
 /* ---- connections ------------------------------------------------------------------- */
 
+/* A connection that could not be made is not tried again before a back-off, doubling from
+ * BACKOFF_MIN_MS to BACKOFF_MAX_MS, and at least as long as the failed attempt took: while
+ * the server is down, calls fail at once (the intake answers 503, /health/ready says
+ * failing) instead of every webhook and every probe paying for a connection attempt, or
+ * spinning on them; an attempt that waits out connect_timeout (a server that does not
+ * answer) holds up the calls behind it at most half of the time; and a server that
+ * refuses connections (stopped, restarting) is found again within BACKOFF_MAX_MS of its
+ * return. */
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 1000
+
+/* libpq's defaults for the store's connections; the URL overrides any of them (they come
+ * before dbname, which expands the URL: the last value of a key wins). */
+static const char *const conn_keys[] = {
+    /* How long a call waits for a server that does not answer a connection (the
+     * kernel's TCP timeout otherwise, minutes). 2 s is libpq's minimum. */
+    "connect_timeout",
+    /* A connection to a server that has gone away without a word (a host down, a
+     * partition) is found broken in about 20 s when idle (the kernel's default: 2 h),
+     * and a query or COMMIT it sent that is not acknowledged fails after 10 s rather
+     * than after the kernel's retransmissions (15 min). */
+    "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+    "application_name", "dbname", NULL};
+
 cm_err_t gw_pg_conn_use(gw_pg_store_t *s, gw_pg_conn_t *c, char *err)
 {
     if (c->db && PQstatus(c->db) == CONNECTION_OK)
@@ -133,34 +159,51 @@ cm_err_t gw_pg_conn_use(gw_pg_store_t *s, gw_pg_conn_t *c, char *err)
         PQfinish(c->db);
         c->db = NULL;
     }
-    /* connect_timeout bounds how long a call waits for a server that is down (libpq
-     * otherwise waits for the kernel's TCP timeout); the URL may override it. */
-    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *const vals[] = {"5", "bookbench-gateway", s->url, NULL};
-    c->db = PQconnectdbParams(keys, vals, 1);
+    int64_t now = cm_clock_mono_ms();
+    if (c->retry_at_ms && now < c->retry_at_ms) {
+        cm_errf(err, "postgres: cannot connect (next attempt in %lld ms)",
+                (long long)(c->retry_at_ms - now));
+        return CM_ESTORE;
+    }
+    const char *const vals[] = {"2", "10", "5", "2", "10000", "bookbench-gateway", s->url, NULL};
+    c->db = PQconnectdbParams(conn_keys, vals, 1);
+    int64_t took = cm_clock_mono_ms() - now;
+    cm_err_t rc = CM_OK;
     if (!c->db || PQstatus(c->db) != CONNECTION_OK) {
         const char *why = c->db ? PQerrorMessage(c->db) : "out of memory";
         CM_ERROR("gw.store", "postgres: cannot connect: %s", why);
         cm_errf(err, "postgres: cannot connect: %s", why);
-        PQfinish(c->db);
-        c->db = NULL;
-        return CM_ESTORE;
+        rc = CM_ESTORE;
+    } else {
+        /* An acknowledged webhook must survive a server crash: synchronous_commit=on,
+         * whatever the server's default. lock_timeout plays SQLite's busy timeout. */
+        char sql[160];
+        snprintf(sql, sizeof sql, "SET synchronous_commit=on; SET lock_timeout=%d",
+                 __atomic_load_n(&s->lock_timeout_ms, __ATOMIC_RELAXED));
+        PGresult *r = PQexec(c->db, sql);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            CM_ERROR("gw.store", "postgres: %s: %s", sql, PQerrorMessage(c->db));
+            cm_errf(err, "postgres: %s", PQerrorMessage(c->db));
+            rc = CM_ESTORE;
+        }
+        PQclear(r);
     }
-    /* An acknowledged webhook must survive a server crash: synchronous_commit=on, whatever
-     * the server's default. lock_timeout plays SQLite's busy timeout. */
-    char sql[160];
-    snprintf(sql, sizeof sql, "SET synchronous_commit=on; SET lock_timeout=%d",
-             __atomic_load_n(&s->lock_timeout_ms, __ATOMIC_RELAXED));
-    PGresult *r = PQexec(c->db, sql);
-    cm_err_t rc = PQresultStatus(r) == PGRES_COMMAND_OK ? CM_OK : CM_ESTORE;
     if (rc) {
-        CM_ERROR("gw.store", "postgres: %s: %s", sql, PQerrorMessage(c->db));
-        cm_errf(err, "postgres: %s", PQerrorMessage(c->db));
         PQfinish(c->db);
         c->db = NULL;
+        c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (c->backoff_ms > BACKOFF_MAX_MS)
+            c->backoff_ms = BACKOFF_MAX_MS;
+        int64_t wait = took > c->backoff_ms ? took : c->backoff_ms;
+        c->retry_at_ms = cm_clock_mono_ms() + wait;
+        CM_WARN("gw.store", "postgres: next connection attempt in %lld ms", (long long)wait);
+        return rc;
     }
-    PQclear(r);
-    return rc;
+    if (c->retry_at_ms)
+        CM_INFO("gw.store", "postgres: connected again");
+    c->retry_at_ms = 0;
+    c->backoff_ms = 0;
+    return CM_OK;
 }
 
 static void conn_close(gw_pg_conn_t *c)
@@ -182,9 +225,11 @@ static cm_err_t version_row(const PGresult *r, int row, void *arg)
     return CM_OK;
 }
 
-/* Runs a script of several statements (no parameters): PQexecParams takes one. */
+/* Runs a script of several statements (no parameters): PQexecParams takes one. Not as a
+ * transaction's first statement (it would run before the BEGIN gw_pg_query sends). */
 static cm_err_t exec_script(gw_pg_conn_t *c, const char *sql)
 {
+    assert(!c->begin_pending);
     PGresult *r = PQexec(c->db, sql);
     cm_err_t rc = PQresultStatus(r) == PGRES_COMMAND_OK ? CM_OK : CM_ESTORE;
     if (rc)

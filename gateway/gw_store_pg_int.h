@@ -25,7 +25,10 @@
  *       short statement each (kept off wr, which workers hold for whole claims)
  * and the notice listener's own connection, which only its thread uses (gw_pg_notify_t).
  * A connection found broken (the server restarted, the backend was terminated) fails the
- * call that met it with CM_ESTORE and is made again by the next use (gw_pg_conn_use).
+ * call that met it with CM_ESTORE and is made again by the next use (gw_pg_conn_use); a
+ * connection that cannot be made fails its calls at once for a short back-off before the
+ * next attempt, so a server that is down costs each webhook a prompt 503 (not stored)
+ * and /health/ready a prompt "failing", never a wait per call.
  *
  * Lock order: a connection's mu may be held while taking qmu; never the other way round.
  *
@@ -40,8 +43,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cm_buf.h"
 #include "cm_err.h"
 #include "gw_store_be.h"
+
+/* The channel the group commit NOTIFYs, once per batch that queued a job: on its commit,
+ * every instance LISTENing on it (their workers) learns that jobs are due. */
+#define GW_PG_JOBS_CHANNEL "gw_jobs"
 
 /* One queued ingest (defined in gw_store_pg_ingest.c). */
 typedef struct gw_pg_pending gw_pg_pending_t;
@@ -51,6 +59,13 @@ typedef struct {
     PGconn *db;         /* NULL or broken: made again by gw_pg_conn_use */
     pthread_mutex_t mu; /* held for the whole use of db */
     char sqlstate[6];   /* of the last failed statement, "" when none (guarded by mu) */
+    /* After a failed connection attempt: no other before retry_at_ms (cm_clock_mono_ms;
+     * 0: none failed), backoff_ms the wait that set it (guarded by mu). */
+    int64_t retry_at_ms;
+    int backoff_ms;
+    /* gw_pg_tx_run has opened a transaction whose BEGIN is not sent yet: it goes with the
+     * next statement of gw_pg_query, in one round trip (guarded by mu). */
+    int begin_pending;
 } gw_pg_conn_t;
 
 struct gw_pg_store {
@@ -80,21 +95,24 @@ struct gw_pg_store {
 
 /* Makes c usable: (re)connects when it has no connection or its connection is broken,
  * setting the session up (synchronous_commit=on, the lock timeout). CM_ESTORE (logged,
- * libpq's message also into err, may be NULL) when the server cannot be reached. The
- * caller holds c->mu. */
+ * libpq's message also into err, may be NULL) when the server cannot be reached, within
+ * connect_timeout (2 s unless the URL sets it); after a failed attempt, CM_ESTORE at once
+ * (not logged) until a back-off of 100 ms doubling to 1 s has passed. The caller holds
+ * c->mu. */
 cm_err_t gw_pg_conn_use(gw_pg_store_t *s, gw_pg_conn_t *c, char *err) CM_WUR;
 
 /* ---- statements (gw_store_pg_sql.c) -------------------------------------------------- */
 
-typedef enum { GW_PG_NULL, GW_PG_INT, GW_PG_TEXT, GW_PG_BLOB } gw_pg_type_t;
+typedef enum { GW_PG_NULL, GW_PG_INT, GW_PG_TEXT, GW_PG_BLOB, GW_PG_ARRAY } gw_pg_type_t;
 
 /* One value to bind, as gw_sq_val_t: made only by the typed constructors below, so the
  * compiler checks each call. Texts and blobs are borrowed until the statement returns. */
 typedef struct {
     gw_pg_type_t type;
     int64_t i;
-    const void *p; /* GW_PG_TEXT: NUL-terminated; GW_PG_BLOB: len bytes */
+    const void *p; /* GW_PG_TEXT: NUL-terminated; GW_PG_BLOB, GW_PG_ARRAY: len bytes */
     size_t len;
+    Oid oid; /* GW_PG_ARRAY: the array's type */
 } gw_pg_val_t;
 
 static inline gw_pg_val_t gw_pg_int(int64_t v)
@@ -113,6 +131,29 @@ static inline gw_pg_val_t gw_pg_blob(const void *v, size_t len)
 {
     return (gw_pg_val_t){.type = v ? GW_PG_BLOB : GW_PG_NULL, .p = v, .len = len};
 }
+
+/* A one-dimensional array of integers, texts or blobs, built in PostgreSQL's binary array
+ * format and bound as one parameter (int8[], text[] or bytea[]): a whole batch of rows
+ * goes to the server in one statement (SELECT ... FROM unnest($1::text[], ...)) without
+ * quoting or escaping anything. Owns its buffer; not thread-safe. */
+typedef struct {
+    cm_buf_t b;
+    gw_pg_type_t elem; /* GW_PG_INT, GW_PG_TEXT or GW_PG_BLOB */
+    int n;
+} gw_pg_arr_t;
+
+/* An empty array of elem (GW_PG_INT, GW_PG_TEXT or GW_PG_BLOB) of at most cap bytes.
+ * CM_ENOMEM; gw_pg_arr_free it either way. */
+cm_err_t gw_pg_arr_init(gw_pg_arr_t *a, gw_pg_type_t elem, size_t cap) CM_WUR;
+/* Appends v, which is of the array's element type or NULL (gw_pg_text(NULL) and
+ * gw_pg_blob(NULL, 0) are NULL elements). CM_ETOOBIG past the cap, CM_ENOMEM; on error
+ * the array is as it was. */
+cm_err_t gw_pg_arr_add(gw_pg_arr_t *a, gw_pg_val_t v) CM_WUR;
+/* Empties a (keeping its memory), for the next batch. */
+void gw_pg_arr_reset(gw_pg_arr_t *a);
+void gw_pg_arr_free(gw_pg_arr_t *a);
+/* a as a parameter (borrowed: a must outlive the statement). */
+gw_pg_val_t gw_pg_array(const gw_pg_arr_t *a);
 
 typedef struct {
     const gw_pg_val_t *v;
@@ -152,7 +193,9 @@ void gw_pg_col_text(char *dst, size_t cap, const PGresult *r, int row, int i);
 typedef cm_err_t (*gw_pg_tx_fn)(gw_pg_conn_t *c, void *arg);
 
 /* Runs fn(c, arg) in one transaction (the caller holds c->mu, c is usable, no transaction
- * is open): BEGIN, fn, COMMIT; on any error ROLLBACK, so nothing fn wrote stays. A
+ * is open): BEGIN, fn, COMMIT; on any error ROLLBACK, so nothing fn wrote stays. BEGIN is
+ * sent with fn's first statement, in one round trip: fn runs its statements through
+ * gw_pg_query (and so gw_pg_exec, gw_pg_tx_nested), never on c->db directly before one. A
  * serialisation failure or a deadlock (SQLSTATE 40001, 40P01: two instances' batches
  * taking the same unique keys in opposite orders) rolls back and runs fn again, up to
  * three times: fn must be safe to run again from the start. Returns fn's code or

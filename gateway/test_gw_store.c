@@ -22,6 +22,7 @@
 #include <libpq-fe.h>
 #endif
 
+#include "cm_clock.h"
 #include "gw_store.h"
 
 #define LEASE 60000 /* ms; the tests that are not about leases never reach its end */
@@ -1086,13 +1087,6 @@ Test(store, pg_schema_newer_is_refused)
 
 /* ---- shared by the instances on one store: rate buckets and notices ------------------- */
 
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* One bucket through the store. SQLite shares nothing: the caller keeps its own bucket
  * (CM_EAGAIN). PostgreSQL: the burst at once, then reservations queued at the rate, a
  * refusal that leaves the bucket as it was, a refund that shortens the queue. Waits are
@@ -1109,7 +1103,7 @@ Test(store, a_rate_bucket_through_the_store_or_none_on_sqlite)
         return;
     }
     cr_assert_eq(gw_store_rl_take(st, "calcom:k", 0, 3, 0, &taken, &wait), CM_EINVAL);
-    int64_t t0 = mono_ms();
+    int64_t t0 = cm_clock_mono_ms();
     for (int i = 0; i < 3; i++) {
         cr_assert_eq(gw_store_rl_take(st, "calcom:k", 1, 3, 0, &taken, &wait), CM_OK);
         cr_assert(taken == 1 && wait == 0, "token %d: taken %d wait %lld", i, taken,
@@ -1119,12 +1113,12 @@ Test(store, a_rate_bucket_through_the_store_or_none_on_sqlite)
      * is told, and the bucket keeps. */
     cr_assert_eq(gw_store_rl_take(st, "calcom:k", 1, 3, 0, &taken, &wait), CM_OK);
     cr_assert_eq(taken, 0);
-    int64_t spent = mono_ms() - t0;
+    int64_t spent = cm_clock_mono_ms() - t0;
     cr_assert(wait <= 1000 && wait >= 1000 - spent - 1, "wait %lld, %lld ms spent", (long long)wait,
               (long long)spent);
     for (int k = 1; k <= 3; k++) {
         cr_assert_eq(gw_store_rl_take(st, "calcom:k", 1, 3, 10000, &taken, &wait), CM_OK);
-        spent = mono_ms() - t0;
+        spent = cm_clock_mono_ms() - t0;
         cr_assert(taken == 1 && wait <= 1000 * k && wait >= 1000 * k - spent - 1,
                   "reservation %d: taken %d wait %lld, %lld ms spent", k, taken, (long long)wait,
                   (long long)spent);
@@ -1135,7 +1129,7 @@ Test(store, a_rate_bucket_through_the_store_or_none_on_sqlite)
     /* A refund shortens the queue by one token. */
     cr_assert_eq(gw_store_rl_refund(st, "calcom:k", 1, 3), CM_OK);
     cr_assert_eq(gw_store_rl_take(st, "calcom:k", 1, 3, 10000, &taken, &wait), CM_OK);
-    spent = mono_ms() - t0;
+    spent = cm_clock_mono_ms() - t0;
     cr_assert(taken == 1 && wait <= 3000 && wait >= 3000 - spent - 1, "wait %lld, %lld ms spent",
               (long long)wait, (long long)spent);
     /* Another key is another bucket. */
@@ -1176,7 +1170,7 @@ static void *take_all(void *arg)
 {
     taker_t *t = arg;
     pthread_barrier_wait(t->bar);
-    while (mono_ms() < t->until) {
+    while (cm_clock_mono_ms() < t->until) {
         int taken = 0;
         int64_t wait = 0;
         cr_assert_eq(gw_store_rl_take(t->store, "calcom:shared", 20, 5, 0, &taken, &wait), CM_OK);
@@ -1195,7 +1189,7 @@ Test(store, pg_two_instances_taking_from_one_bucket_never_exceed_its_limit)
     pthread_barrier_init(&bar, NULL, 5);
     taker_t t[4];
     pthread_t th[4];
-    int64_t start = mono_ms();
+    int64_t start = cm_clock_mono_ms();
     for (int i = 0; i < 4; i++) {
         t[i] = (taker_t){.store = i % 2 ? other : st, .bar = &bar, .until = start + 1500};
         pthread_create(&th[i], NULL, take_all, &t[i]);
@@ -1207,7 +1201,7 @@ Test(store, pg_two_instances_taking_from_one_bucket_never_exceed_its_limit)
         granted += t[i].granted;
         per[i % 2] += t[i].granted;
     }
-    int64_t elapsed = mono_ms() - start;
+    int64_t elapsed = cm_clock_mono_ms() - start;
     pthread_barrier_destroy(&bar);
     gw_store_close(&other);
     double most = 5 + 20.0 * (double)elapsed / 1000.0;
@@ -1230,13 +1224,13 @@ Test(store, pg_reservations_of_two_instances_are_queued_in_one_line)
     int taken = 0;
     int64_t wait = -1;
     cr_assert_eq(open_store(&other, err), CM_OK, "%s", err);
-    int64_t t0 = mono_ms();
+    int64_t t0 = cm_clock_mono_ms();
     cr_assert_eq(gw_store_rl_take(st, "stripe:q", 10, 1, 5000, &taken, &wait), CM_OK);
     cr_assert(taken == 1 && wait == 0);
     for (int k = 1; k <= 6; k++) {
         gw_store_t *s = k % 2 ? other : st;
         cr_assert_eq(gw_store_rl_take(s, "stripe:q", 10, 1, 5000, &taken, &wait), CM_OK);
-        int64_t spent = mono_ms() - t0;
+        int64_t spent = cm_clock_mono_ms() - t0;
         cr_assert(taken == 1 && wait <= 100 * k && wait >= 100 * k - spent - 1,
                   "reservation %d: taken %d wait %lld, %lld ms spent", k, taken, (long long)wait,
                   (long long)spent);
@@ -1407,10 +1401,306 @@ Test(store, pg_a_bucket_refills_after_the_servers_clock_is_set_back)
     pg_run(c, "UPDATE rate_buckets SET at = at + interval '1 hour'");
     PQfinish(c);
     /* One token per ms: it comes within a few ms, if the bucket refills at all. */
-    int64_t until = mono_ms() + 2000;
+    int64_t until = cm_clock_mono_ms() + 2000;
     taken = 0;
-    while (!taken && mono_ms() < until)
+    while (!taken && cm_clock_mono_ms() < until)
         cr_assert_eq(gw_store_rl_take(st, "calcom:clock", 1000, 1, 0, &taken, &wait), CM_OK);
     cr_assert_eq(taken, 1, "no token for 2 s: the bucket waits for the clock to catch up");
+}
+#endif
+
+/* ---- batches: what the group commit does with a batch of many events ---------------- */
+
+/* Another connection holding the events table, so that ingests queued meanwhile meet the
+ * committer as one batch: on SQLite the write lock; on PostgreSQL a table lock, with a
+ * first event the committer takes alone and waits on (the rest queue behind it). */
+typedef struct {
+    sqlite3 *sq;
+#ifdef GW_STORE_PG
+    PGconn *pg;
+#endif
+} hold_t;
+
+#ifdef GW_STORE_PG
+/* Until a store connection waits for a lock (the committer, on the held table). */
+static void pg_wait_store_blocked(PGconn *c)
+{
+    struct timespec nap = {0, 10 * 1000 * 1000};
+    for (int i = 0;; i++) {
+        PGresult *r = PQexec(c, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                "application_name='bookbench-gateway' AND wait_event_type='Lock'");
+        int n = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : -1;
+        PQclear(r);
+        if (n > 0)
+            return;
+        cr_assert(i < 1000, "the committer is not waiting for the held table after 10 s");
+        nanosleep(&nap, NULL);
+    }
+}
+#endif
+
+static void hold_writes(hold_t *h, const gw_event_in_t *first, outcome_t *out)
+{
+    memset(h, 0, sizeof *h);
+    if (on_pg()) {
+#ifdef GW_STORE_PG
+        h->pg = pg_admin();
+        pg_run(h->pg, "BEGIN; LOCK TABLE events IN EXCLUSIVE MODE");
+        cr_assert_eq(gw_store_ingest_async(st, first, outcome_cb, out), CM_OK);
+        PGconn *watch = pg_admin();
+        pg_wait_store_blocked(watch);
+        PQfinish(watch);
+#endif
+    } else {
+        cr_assert_eq(sqlite3_open(dbpath, &h->sq), SQLITE_OK);
+        cr_assert_eq(sqlite3_exec(h->sq, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+        cr_assert_eq(gw_store_ingest_async(st, first, outcome_cb, out), CM_OK);
+    }
+}
+
+static void release_writes(hold_t *h)
+{
+    if (h->sq) {
+        cr_assert_eq(sqlite3_exec(h->sq, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(h->sq);
+    }
+#ifdef GW_STORE_PG
+    if (h->pg) {
+        pg_run(h->pg, "COMMIT");
+        PQfinish(h->pg);
+    }
+#endif
+    memset(h, 0, sizeof *h);
+}
+
+/* The stored event's duplicate count, by its key, through the admin view. */
+static int64_t duplicates_of(const char *key)
+{
+    cm_buf_t b;
+    int64_t n = -1;
+    cm_buf_init(&b, 1 << 20);
+    cr_assert_eq(gw_store_events_json(st, NULL, NULL, 1000, &b), CM_OK);
+    json_t *v = json_loads(b.data, 0, NULL), *e;
+    size_t i;
+    cr_assert_not_null(v, "%s", b.data);
+    json_array_foreach(json_object_get(v, "events"), i, e)
+    {
+        if (!strcmp(json_string_value(json_object_get(e, "event_key")), key))
+            n = json_integer_value(json_object_get(e, "duplicates"));
+    }
+    json_decref(v);
+    cm_buf_free(&b);
+    cr_assert_neq(n, -1, "no stored event %s", key);
+    return n;
+}
+
+/* One batch holding fresh events, copies of each other, copies of an event stored
+ * before, Stripe-like twins (another event key, the same alternative key) and an event
+ * without a job: each key is stored once, by the first of its copies, each copy counted
+ * on the events it repeats, and only stored events get a job. */
+Test(store, a_batch_of_copies_and_twins_stores_each_event_once)
+{
+    struct {
+        const char *key, *alt;
+        int job;
+        gw_ingest_t want;
+    } in[] = {
+        {"k0", NULL, 1, GW_INGEST_ACCEPTED},      {"k1", NULL, 1, GW_INGEST_ACCEPTED},
+        {"k1", NULL, 1, GW_INGEST_DUPLICATE},     {"old", NULL, 1, GW_INGEST_DUPLICATE},
+        {"evt_a", "pi_1", 1, GW_INGEST_ACCEPTED}, {"evt_b", "pi_1", 1, GW_INGEST_DUPLICATE},
+        {"k2", "x", 1, GW_INGEST_ACCEPTED},       {"k2", "y", 1, GW_INGEST_DUPLICATE},
+        {"k3", "y", 1, GW_INGEST_ACCEPTED},       {"evt_c", "pi_1", 1, GW_INGEST_DUPLICATE},
+        {"nojob", NULL, 0, GW_INGEST_ACCEPTED},   {"k1", NULL, 1, GW_INGEST_DUPLICATE},
+    };
+    enum { N = sizeof in / sizeof in[0] };
+    static gw_event_in_t evs[N];
+    static outcome_t out[N], first_out;
+    gw_ingest_t r;
+    gw_event_in_t old = event("old", "{}"), first = event("first", "{}");
+    cr_assert_eq(gw_store_ingest(st, &old, &r), CM_OK);
+    hold_t h;
+    hold_writes(&h, &first, &first_out);
+    for (int i = 0; i < N; i++) {
+        evs[i] = event(in[i].key, "{}");
+        evs[i].alt_key = in[i].alt;
+        evs[i].received_at_ms = 2000 + i;
+        if (!in[i].job)
+            evs[i].job_kind = NULL;
+        cr_assert_eq(gw_store_ingest_async(st, &evs[i], outcome_cb, &out[i]), CM_OK);
+    }
+    release_writes(&h);
+    gw_store_stop_intake(st);
+    cr_assert(first_out.answered == 1 && first_out.rc == CM_OK);
+    int jobs = 2; /* old's and first's */
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(out[i].answered, 1, "event %d", i);
+        cr_assert_eq(out[i].rc, CM_OK, "event %d (%s)", i, in[i].key);
+        cr_assert_eq(out[i].result, in[i].want, "event %d (%s): %s, wanted %s", i, in[i].key,
+                     out[i].result == GW_INGEST_ACCEPTED ? "accepted" : "duplicate",
+                     in[i].want == GW_INGEST_ACCEPTED ? "accepted" : "duplicate");
+        jobs += in[i].want == GW_INGEST_ACCEPTED && in[i].job;
+    }
+    gw_queue_stats_t q;
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert_eq(q.pending, jobs, "pending %lld, wanted %d", (long long)q.pending, jobs);
+    cr_assert_eq(duplicates_of("k0"), 0);
+    cr_assert_eq(duplicates_of("k1"), 2);
+    cr_assert_eq(duplicates_of("old"), 1);
+    cr_assert_eq(duplicates_of("evt_a"), 2, "its twins, by the alternative key");
+    /* k2 with alt y repeats k2 by its key; k3, stored after it with alt y, was not there
+     * yet (as if the events had come one by one). */
+    cr_assert_eq(duplicates_of("k2"), 1);
+    cr_assert_eq(duplicates_of("k3"), 0);
+    cr_assert_eq(duplicates_of("nojob"), 0);
+}
+
+/* As an_event_that_cannot_be_stored_fails_alone_in_its_batch, on both backends: the
+ * batch's one statement fails, and the batch is written again event by event. */
+Test(store, a_refused_event_fails_alone_in_a_held_batch)
+{
+    enum { N = 40, BAD = 17, DUP = 30 };
+    static gw_event_in_t evs[N];
+    static char keys[N][32];
+    static outcome_t out[N], first_out;
+    gw_event_in_t first = event("first", "{}");
+    hold_t h;
+    hold_writes(&h, &first, &first_out);
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%d", i == DUP ? 3 : i);
+        evs[i] = event(keys[i], "{}");
+        if (i == BAD)
+            evs[i].provider = NULL; /* NOT NULL in the schema: the insert fails */
+        cr_assert_eq(gw_store_ingest_async(st, &evs[i], outcome_cb, &out[i]), CM_OK);
+    }
+    release_writes(&h);
+    gw_store_stop_intake(st);
+    cr_assert(first_out.answered == 1 && first_out.rc == CM_OK);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(out[i].answered, 1, "event %d", i);
+        cr_assert_eq(out[i].rc, i == BAD ? CM_ESTORE : CM_OK, "event %d", i);
+        if (i != BAD)
+            cr_assert_eq(out[i].result, i == DUP ? GW_INGEST_DUPLICATE : GW_INGEST_ACCEPTED,
+                         "event %d", i);
+    }
+    gw_queue_stats_t q;
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert_eq(q.pending, N - 2 + 1, "all but the refused event and the duplicate, and first");
+    cr_assert_eq(duplicates_of("k3"), 1);
+}
+
+#ifdef GW_STORE_PG
+/* Notifications on the jobs channel until one with payload "end" (sent by the test after
+ * the commits it watches: notifications arrive in commit order); returns how many came
+ * before it. */
+static int pg_notifications_until_end(PGconn *c)
+{
+    int n = 0;
+    for (int i = 0;; i++) {
+        cr_assert(i < 1000, "no end notification after 10 s");
+        cr_assert(PQconsumeInput(c), "%s", PQerrorMessage(c));
+        PGnotify *nf;
+        while ((nf = PQnotifies(c)) != NULL) {
+            int end = !strcmp(nf->extra, "end");
+            cr_assert_str_eq(nf->relname, "gw_jobs");
+            PQfreemem(nf);
+            if (end)
+                return n;
+            n++;
+        }
+        struct timespec nap = {0, 10 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+}
+
+/* Each commit that queued a job notifies gw_jobs once (other instances' workers LISTEN on
+ * it); one that only counted a duplicate does not. */
+Test(store, pg_a_commit_that_queues_jobs_notifies_gw_jobs)
+{
+    PG_ONLY();
+    gw_ingest_t r;
+    gw_event_in_t a = event("a", "{}"), b = event("b", "{}"), nojob = event("n", "{}");
+    nojob.job_kind = NULL;
+    PGconn *l = pg_admin(), *s = pg_admin();
+    pg_run(l, "LISTEN gw_jobs");
+    cr_assert_eq(gw_store_ingest(st, &a, &r), CM_OK);
+    cr_assert_eq(gw_store_ingest(st, &a, &r), CM_OK);
+    cr_assert_eq(r, GW_INGEST_DUPLICATE);
+    cr_assert_eq(gw_store_ingest(st, &nojob, &r), CM_OK);
+    cr_assert_eq(gw_store_ingest(st, &b, &r), CM_OK);
+    pg_run(s, "NOTIFY gw_jobs, 'end'");
+    cr_assert_eq(pg_notifications_until_end(l), 2, "a's commit and b's");
+    PQfinish(s);
+    PQfinish(l);
+}
+
+/* The database refuses new connections (as a server that is down or restarting does)
+ * after dropping the store's: calls fail with a store error at once, not after a wait
+ * per call, and once the database takes connections again the store is back by itself
+ * within its back-off, with every event it acknowledged stored. */
+static PGconn *limit_conn; /* kept open: with the limit at 0 no other can be made */
+
+static void pg_connections(PGconn *c, int limit)
+{
+    char sql[160];
+    PGresult *r = PQexec(c, "SELECT current_database()");
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+    snprintf(sql, sizeof sql, "ALTER DATABASE \"%s\" CONNECTION LIMIT %d", PQgetvalue(r, 0, 0),
+             limit);
+    PQclear(r);
+    pg_run(c, sql);
+}
+
+static void unlimit(void)
+{
+    if (limit_conn) {
+        pg_connections(limit_conn, -1);
+        PQfinish(limit_conn);
+        limit_conn = NULL;
+    }
+    teardown();
+}
+
+Test(store, pg_refused_connections_fail_calls_at_once_then_reconnect, .fini = unlimit)
+{
+    PG_ONLY();
+    enum { CALLS = 50 };
+    gw_ingest_t r;
+    gw_queue_stats_t q;
+    static gw_event_in_t evs[CALLS];
+    static char keys[CALLS][16];
+    gw_event_in_t a = event("a", "{}");
+    cr_assert_eq(gw_store_ingest(st, &a, &r), CM_OK);
+    limit_conn = pg_admin();
+    pg_drop_store_connections(); /* nothing uses the store in between */
+    pg_connections(limit_conn, 0);
+    /* Each call meets the broken connection or a refused (or backed-off) new one. */
+    int64_t t0 = cm_clock_mono_ms();
+    for (int i = 0; i < CALLS; i++) {
+        snprintf(keys[i], sizeof keys[i], "down%d", i);
+        evs[i] = event(keys[i], "{}");
+        cr_assert_eq(gw_store_ingest(st, &evs[i], &r), CM_ESTORE, "call %d", i);
+        cr_assert_eq(gw_store_queue_stats(st, &q), CM_ESTORE, "call %d", i);
+    }
+    int64_t took = cm_clock_mono_ms() - t0;
+    /* A refused connection is answered at once; the bound is for a loaded machine, far
+     * below a connect_timeout (2 s) per call. */
+    cr_assert_lt(took, 2000, "%d ingests and %d reads took %lld ms", CALLS, CALLS, (long long)took);
+    pg_connections(limit_conn, -1);
+    /* Back within the back-off (at most 1 s): poll until a call succeeds, 10 s at most. */
+    gw_event_in_t b = event("b", "{}");
+    int64_t back = cm_clock_mono_ms();
+    cm_err_t rc;
+    while ((rc = gw_store_ingest(st, &b, &r)) != CM_OK) {
+        cr_assert_eq(rc, CM_ESTORE);
+        cr_assert_lt(cm_clock_mono_ms() - back, 10000, "not reconnected after 10 s");
+        cm_clock_sleep_ms(20);
+    }
+    cr_assert_eq(r, GW_INGEST_ACCEPTED);
+    while ((rc = gw_store_queue_stats(st, &q)) != CM_OK) {
+        cr_assert_eq(rc, CM_ESTORE);
+        cr_assert_lt(cm_clock_mono_ms() - back, 10000, "reads not back after 10 s");
+        cm_clock_sleep_ms(20);
+    }
+    cr_assert_eq(q.pending, 2, "a and b, none of the refused ones");
 }
 #endif
