@@ -14,6 +14,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     cm_log_min_level = CM_LOG_ERROR;
+    /* An include may name any file: one that would wait for input (/dev/stdin) must end
+     * at once. */
+    if (!freopen("/dev/null", "r", stdin))
+        abort();
     /* Includes, fixtures and gateway configs are looked up from the repo root. */
     if (chdir(BB_SOURCE_DIR) != 0) {
         perror(BB_SOURCE_DIR);
