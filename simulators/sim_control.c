@@ -45,7 +45,6 @@ static void answer_err(cm_http_resp_t *resp, cm_err_t rc, const char *detail)
 /* ---- numbers ----------------------------------------------------------------------- */
 
 #define HOUR_MS 3600000
-#define DAY_MS (24LL * HOUR_MS)
 /* sim_calcom.c's hosts are 1 to 3. */
 #define CALCOM_HOSTS 3
 
