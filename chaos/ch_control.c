@@ -13,6 +13,31 @@
 
 #define COMP "chaos.control"
 
+#define R_LINKS "POST /links"
+#define R_FAULTS "PUT /links/{name}/faults"
+#define R_JOURNAL "GET /journal"
+
+/* The numbers read here come first, in this order. */
+enum { N_PORT = 0, N_JOURNAL_SINCE, N_JOURNAL_CONN, N_JOURNAL_LIMIT };
+
+const ch_control_number_t ch_control_numbers[] = {
+    [N_PORT] = {R_LINKS, CH_NUM_BODY, "port", 0, 0, 65535},
+    [N_JOURNAL_SINCE] = {R_JOURNAL, CH_NUM_QUERY, "since", 0, 0, INT64_MAX},
+    [N_JOURNAL_CONN] = {R_JOURNAL, CH_NUM_QUERY, "conn", 0, 0, INT64_MAX},
+    [N_JOURNAL_LIMIT] = {R_JOURNAL, CH_NUM_QUERY, "limit", 0, 0, 1000000},
+    /* A fault's numbers (ch_fault.c), in the current and the deprecated form. */
+    {R_FAULTS, CH_NUM_BODY, "faults.0.bandwidth", 0, 1, CH_FAULT_MAX_BYTES},
+    {R_FAULTS, CH_NUM_BODY, "faults.0.slice", 0, 1, CH_FAULT_MAX_BYTES},
+    {R_FAULTS, CH_NUM_BODY, "faults.0.after_bytes", 0, 0, CH_FAULT_MAX_BYTES},
+    {R_FAULTS, CH_NUM_BODY, "faults.0.probability", 1, 0, 1},
+    {R_FAULTS, CH_NUM_BODY, "faults.0.ms", 0, 0, CH_FAULT_MAX_MS},
+    {R_FAULTS, CH_NUM_BODY, "faults.0.jitter_ms", 0, 0, CH_FAULT_MAX_MS},
+    {R_FAULTS, CH_NUM_BODY, "faults.0.bytes_per_s", 0, 1, CH_FAULT_MAX_BYTES},
+    {R_FAULTS, CH_NUM_BODY, "faults.0.bytes", 0, 1, CH_FAULT_MAX_BYTES},
+    {R_FAULTS, CH_NUM_BODY, "faults.0.delay_ms", 0, 0, CH_FAULT_MAX_MS},
+};
+const size_t ch_control_nnumbers = sizeof ch_control_numbers / sizeof ch_control_numbers[0];
+
 static void problem(cm_http_resp_t *resp, int status, const char *detail)
 {
     cm_http_resp_problem(resp, status, cm_http_reason(status), detail);
@@ -179,10 +204,12 @@ static void h_add(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     }
     if (!rc)
         rc = body_upstreams(body, ups, &nups, err);
+    const ch_control_number_t *pn = &ch_control_numbers[N_PORT];
     if (!rc && port &&
-        (!json_is_integer(port) || json_integer_value(port) < 0 ||
-         json_integer_value(port) > 65535)) {
-        cm_errf(err, "port: must be an integer from 0 (any free port) to 65535");
+        (!json_is_integer(port) || json_integer_value(port) < pn->min ||
+         json_integer_value(port) > pn->max)) {
+        cm_errf(err, "port: must be an integer from %lld (any free port) to %lld",
+                (long long)pn->min, (long long)pn->max);
         rc = CM_EINVAL;
     }
     if (!rc)
@@ -269,20 +296,21 @@ static void h_reset(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     cm_http_resp_json(resp, 200, a ? json_pack("{s:b,s:o}", "ok", 1, "links", a) : NULL);
 }
 
-/* A query parameter that must be a whole number; -1 with err when it is not. */
-static int query_u64(const cm_http_req_t *req, const char *name, uint64_t def, uint64_t max,
-                     uint64_t *out, char *err)
+/* The query parameter of number n (a whole number in its range; the table's are none
+ * negative) into *out, def when absent; -1 with err when it is not one. */
+static int query_u64(const cm_http_req_t *req, size_t n, uint64_t def, uint64_t *out, char *err)
 {
-    const char *s = cm_http_req_query(req, name);
+    const ch_control_number_t *r = &ch_control_numbers[n];
+    const char *s = cm_http_req_query(req, r->field);
     *out = def;
     if (!s)
         return 0;
     char *e;
     errno = 0;
     unsigned long long v = *s >= '0' && *s <= '9' ? strtoull(s, &e, 10) : 0;
-    if (!(*s >= '0' && *s <= '9') || errno || *e || v > max) {
-        cm_errf(err, "%s: must be an integer from 0 to %llu, not \"%.40s\"", name,
-                (unsigned long long)max, s);
+    if (!(*s >= '0' && *s <= '9') || errno || *e || v < (uint64_t)r->min || v > (uint64_t)r->max) {
+        cm_errf(err, "%s: must be an integer from %lld to %lld, not \"%.40s\"", r->field,
+                (long long)r->min, (long long)r->max, s);
         return -1;
     }
     *out = v;
@@ -295,9 +323,9 @@ static void h_journal(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     char err[CM_ERR_LEN] = "";
     ch_journal_filter_t f = {.event = -1};
     uint64_t limit = 0;
-    if (query_u64(req, "since", 0, UINT64_MAX / 2, &f.since, err) != 0 ||
-        query_u64(req, "conn", 0, UINT64_MAX / 2, &f.conn, err) != 0 ||
-        query_u64(req, "limit", 0, 1000000, &limit, err) != 0) {
+    if (query_u64(req, N_JOURNAL_SINCE, 0, &f.since, err) != 0 ||
+        query_u64(req, N_JOURNAL_CONN, 0, &f.conn, err) != 0 ||
+        query_u64(req, N_JOURNAL_LIMIT, 0, &limit, err) != 0) {
         problem(resp, 400, err);
         return;
     }
@@ -326,13 +354,13 @@ cm_err_t ch_control_routes(ch_control_t *ctl, cm_http_server_t *srv)
     } routes[] = {
         {"GET /health", h_health},
         {"GET /links", h_list},
-        {"POST /links", h_add},
+        {R_LINKS, h_add},
         {"GET /links/{name}", h_get},
         {"PUT /links/{name}", h_put},
-        {"PUT /links/{name}/faults", h_set_faults},
+        {R_FAULTS, h_set_faults},
         {"DELETE /links/{name}/faults", h_clear_faults},
         {"POST /reset", h_reset},
-        {"GET /journal", h_journal},
+        {R_JOURNAL, h_journal},
     };
     cm_err_t rc = CM_OK;
     for (size_t i = 0; !rc && i < sizeof routes / sizeof routes[0]; i++)

@@ -615,3 +615,189 @@ Test(control, a_libcurl_client_sees_what_a_rule_of_the_same_name_gives)
     }
     cm_http_server_free(&api);
 }
+
+/* ---- every number of every route, at its extremes ---------------------------------------- */
+
+/* The body a number is set in: the other fields its check needs. (route, field) first, then
+ * (route, NULL). An entry of ch_control_numbers without a base here fails the test, so a new
+ * number is seen untested rather than passed over. */
+static const struct {
+    const char *route, *field, *body;
+} number_bases[] = {
+    {"POST /links", NULL, "{\"name\":\"edge\",\"upstream\":\"127.0.0.1:9\"}"},
+    {"GET /journal", NULL, NULL},
+    {"PUT /links/{name}/faults", "faults.0.bandwidth", "{\"faults\":[{\"bandwidth\":1}]}"},
+    {"PUT /links/{name}/faults", "faults.0.slice", "{\"faults\":[{\"slice\":1}]}"},
+    {"PUT /links/{name}/faults", "faults.0.after_bytes",
+     "{\"faults\":[{\"socket\":\"reset\",\"after_bytes\":0}]}"},
+    {"PUT /links/{name}/faults", "faults.0.probability",
+     "{\"faults\":[{\"latency\":\"1ms\",\"probability\":1}]}"},
+    {"PUT /links/{name}/faults", "faults.0.ms", "{\"faults\":[{\"type\":\"latency\",\"ms\":0}]}"},
+    {"PUT /links/{name}/faults", "faults.0.jitter_ms",
+     "{\"faults\":[{\"type\":\"latency\",\"ms\":1,\"jitter_ms\":0}]}"},
+    {"PUT /links/{name}/faults", "faults.0.bytes_per_s",
+     "{\"faults\":[{\"type\":\"bandwidth\",\"bytes_per_s\":1}]}"},
+    {"PUT /links/{name}/faults", "faults.0.bytes",
+     "{\"faults\":[{\"type\":\"slice\",\"bytes\":1}]}"},
+    {"PUT /links/{name}/faults", "faults.0.delay_ms",
+     "{\"faults\":[{\"type\":\"slice\",\"bytes\":1,\"delay_ms\":0}]}"},
+};
+
+static const char *number_base(const ch_control_number_t *n, int *found)
+{
+    *found = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < sizeof number_bases / sizeof number_bases[0]; i++)
+            if (!strcmp(number_bases[i].route, n->route) &&
+                (pass ? !number_bases[i].field
+                      : number_bases[i].field && !strcmp(number_bases[i].field, n->field))) {
+                *found = 1;
+                return number_bases[i].body;
+            }
+    return NULL;
+}
+
+/* start with the JSON text value at the dotted path (which must be there); a new text. The
+ * value goes in as text, so numbers jansson cannot hold are sent as written. */
+static char *body_with(const char *start, const char *path, const char *value)
+{
+    json_t *root = json_loads(start, 0, NULL), *cur = root;
+    char seg[64];
+    cr_assert_not_null(root, "base %s", start);
+    for (const char *p = path;;) {
+        size_t n = strcspn(p, ".");
+        snprintf(seg, sizeof seg, "%.*s", (int)n, p);
+        json_t *mark = json_string("@@"); /* where the value goes */
+        if (p[n] == '\0') {
+            if (json_is_array(cur))
+                json_array_set_new(cur, strtoul(seg, NULL, 10), mark);
+            else
+                json_object_set_new(cur, seg, mark);
+            break;
+        }
+        json_decref(mark);
+        cur = json_is_array(cur) ? json_array_get(cur, strtoul(seg, NULL, 10))
+                                 : json_object_get(cur, seg);
+        cr_assert_not_null(cur, "%s: no %s in %s", path, seg, start);
+        p += n + 1;
+    }
+    char *text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    char *at = strstr(text, "\"@@\"");
+    char *body = malloc(strlen(text) + strlen(value) + 1);
+    sprintf(body, "%.*s%s%s", (int)(at - text), text, value, at + 4);
+    free(text);
+    return body;
+}
+
+static long send_number(const ch_control_number_t *n, const char *value, json_t **out)
+{
+    int found;
+    const char *start = number_base(n, &found);
+    char method[8], pattern[200], path[256];
+    cr_assert(found, "%s %s has no base body in number_bases: add one", n->route, n->field);
+    sscanf(n->route, "%7s %199s", method, pattern);
+    const char *name = strstr(pattern, "{name}"); /* the link setup made */
+    if (name)
+        snprintf(path, sizeof path, "%.*scalcom%s", (int)(name - pattern), pattern, name + 6);
+    else
+        snprintf(path, sizeof path, "%s", pattern);
+    if (n->in == CH_NUM_QUERY) {
+        char enc[128] = "";
+        for (const char *v = value; *v; v++) {
+            char c[4];
+            snprintf(c, sizeof c,
+                     (*v >= '0' && *v <= '9') || (*v >= 'a' && *v <= 'z') || *v == '-' ? "%c"
+                                                                                       : "%%%02X",
+                     (unsigned char)*v);
+            strncat(enc, c, sizeof enc - strlen(enc) - 1);
+        }
+        size_t len = strlen(path);
+        snprintf(path + len, sizeof path - len, "?%s=%s", n->field, enc);
+    }
+    char *body = n->in == CH_NUM_BODY ? body_with(start, n->field, value) : NULL;
+    long st = call(method, path, body, out);
+    free(body);
+    return st;
+}
+
+static void assert_number_refused(const ch_control_number_t *n, const char *value)
+{
+    json_t *v = NULL;
+    const char *dot = strrchr(n->field, '.');
+    const char *name = dot ? dot + 1 : n->field;
+    long st = send_number(n, value, &v);
+    const char *detail = cm_json_str(v, "detail", "");
+    cr_assert_eq(st, 400, "%s %s=%s answered %ld (%s)", n->route, n->field, value, st, detail);
+    /* Numbers jansson cannot hold are refused with the whole body, at their column. */
+    cr_assert(strstr(detail, name) || strstr(detail, "invalid JSON"),
+              "%s %s=%s: detail '%s' does not name %s", n->route, n->field, value, detail, name);
+    json_decref(v);
+}
+
+static void assert_number_taken(const ch_control_number_t *n, const char *value)
+{
+    json_t *v = NULL;
+    long st = send_number(n, value, &v);
+    cr_assert(st != 400 && st < 500, "%s %s=%s refused (%ld): %s", n->route, n->field, value, st,
+              cm_json_str(v, "detail", ""));
+    json_decref(v);
+}
+
+Test(control, every_number_refuses_extremes_and_takes_its_range)
+{
+    char text[64];
+    int refused = 0;
+    cm_log_set_level("error"); /* deprecated faults taken would each warn */
+    cr_assert_gt(ch_control_nnumbers, 10);
+    for (size_t i = 0; i < ch_control_nnumbers; i++) {
+        const ch_control_number_t *n = &ch_control_numbers[i];
+        if (n->min > INT64_MIN) {
+            snprintf(text, sizeof text, "%lld", (long long)n->min - 1);
+            assert_number_refused(n, text), refused++;
+            assert_number_refused(n, "-9223372036854775808"), refused++;
+        }
+        if (n->max < INT64_MAX) {
+            snprintf(text, sizeof text, "%lld", (long long)n->max + 1);
+            assert_number_refused(n, text), refused++;
+            assert_number_refused(n, "9223372036854775807"), refused++;
+        }
+        if (n->max < INT32_MAX) { /* a cast to 32 bits would bring it back into the range */
+            snprintf(text, sizeof text, "%lld", (long long)n->min + 4294967296LL);
+            assert_number_refused(n, text), refused++;
+        }
+        static const char *const beyond[] = {"9223372036854775808", "-9223372036854775809",
+                                             "18446744073709551616", "1e400", "-1e400"};
+        for (size_t k = 0; k < sizeof beyond / sizeof beyond[0]; k++)
+            assert_number_refused(n, beyond[k]), refused++;
+        if (n->in == CH_NUM_BODY) {
+            static const char *const bad[] = {"1e300",        "-1e300", "\"NaN\"",
+                                              "\"Infinity\"", "\"12\"", "true",
+                                              "null",         "[1]",    "{}"};
+            for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++)
+                assert_number_refused(n, bad[k]), refused++;
+            if (n->real) {
+                snprintf(text, sizeof text, "%g", (double)n->min - 0.5);
+                assert_number_refused(n, text), refused++;
+                snprintf(text, sizeof text, "%g", (double)n->max + 0.5);
+                assert_number_refused(n, text), refused++;
+            } else {
+                assert_number_refused(n, "1.5"), refused++;
+                assert_number_refused(n, "0.0"), refused++;
+            }
+        } else {
+            static const char *const bad[] = {"1.5", "1e3", "NaN", "inf", "0x10",
+                                              " 1",  "+1",  "1 ",  "",    "-0"};
+            for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++)
+                assert_number_refused(n, bad[k]), refused++;
+        }
+        snprintf(text, sizeof text, "%lld", (long long)n->min);
+        assert_number_taken(n, text);
+        snprintf(text, sizeof text, "%lld", (long long)n->max);
+        assert_number_taken(n, text);
+        if (n->real)
+            assert_number_taken(n, "0.5");
+        cr_assert_eq(call("POST", "/reset", NULL, NULL), 200);
+    }
+    cr_log_info("%d extreme values refused", refused);
+}

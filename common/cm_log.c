@@ -106,16 +106,64 @@ static void puts_(char *out, size_t cap, size_t *o, const char *s)
         put(out, cap, o, *s++);
 }
 
+/* 1 when the text from j on is the rest of an e-mail address: address characters up to an
+ * '@' followed by a letter or digit. */
+static int email_follows(const char *in, size_t n, size_t j)
+{
+    while (j < n && is_email_char((unsigned char)in[j]))
+        j++;
+    return j + 1 < n && in[j] == '@' && isalnum((unsigned char)in[j + 1]);
+}
+
+/* A phone number candidate from i up to limit: an optional '+', then digits possibly split
+ * by single spaces, dashes or dots. Returns where it ends; counts its digits, says whether
+ * a separator other than a dot split it, where its last space is (i when none) and its last
+ * two digits. */
+typedef struct {
+    int plus, digits, sep;
+    size_t last_space;
+    char tail[2];
+} phone_t;
+
+static size_t phone_scan(const char *in, size_t i, size_t limit, phone_t *ph)
+{
+    memset(ph, 0, sizeof *ph);
+    ph->plus = in[i] == '+';
+    ph->last_space = i;
+    size_t j = i + (size_t)ph->plus;
+    while (j < limit) {
+        if (isdigit((unsigned char)in[j])) {
+            ph->tail[0] = ph->tail[1];
+            ph->tail[1] = in[j];
+            ph->digits++;
+            j++;
+        } else if ((in[j] == ' ' || in[j] == '-' || in[j] == '.') && j + 1 < limit &&
+                   isdigit((unsigned char)in[j + 1])) {
+            ph->sep |= in[j] != '.'; /* dots alone make version numbers and IPs */
+            if (in[j] == ' ')
+                ph->last_space = j;
+            j++;
+        } else {
+            break;
+        }
+    }
+    return j;
+}
+
+/* Token boundaries are judged on the text as masked so far (prev is the last character
+ * written, or would have been when out is full), not on the input: a mask ends a token,
+ * so what follows it is looked at afresh, and masking a masked text changes nothing. */
 void cm_log_mask(const char *in, char *out, size_t cap)
 {
     size_t o = 0, n = strlen(in);
     size_t i = 0;
+    unsigned char prev = 0; /* 0: the start of the text */
     if (!cap)
         return;
     while (i < n) {
         /* Secrets: only at a token boundary, so "risk_level" is left alone. */
         int matched = 0;
-        if (i == 0 || !isalnum((unsigned char)in[i - 1])) {
+        if (!isalnum(prev)) {
             for (int k = 0; secret_prefixes[k]; k++) {
                 size_t pl = strlen(secret_prefixes[k]);
                 if (strncmp(in + i, secret_prefixes[k], pl) == 0 && i + pl < n &&
@@ -125,6 +173,7 @@ void cm_log_mask(const char *in, char *out, size_t cap)
                         j++;
                     puts_(out, cap, &o, secret_prefixes[k]);
                     puts_(out, cap, &o, "***");
+                    prev = '*';
                     i = j;
                     matched = 1;
                     break;
@@ -134,14 +183,14 @@ void cm_log_mask(const char *in, char *out, size_t cap)
         if (matched)
             continue;
         /* E-mail: find '@' with an address-like run on both sides. */
-        if (is_email_char((unsigned char)in[i]) &&
-            (i == 0 || !is_email_char((unsigned char)in[i - 1]))) {
+        if (is_email_char((unsigned char)in[i]) && !is_email_char(prev)) {
             size_t j = i;
             while (j < n && is_email_char((unsigned char)in[j]))
                 j++;
             if (j < n && in[j] == '@' && j + 1 < n && isalnum((unsigned char)in[j + 1])) {
                 put(out, cap, &o, in[i]);
                 puts_(out, cap, &o, "***");
+                prev = '*';
                 i = j;
                 continue;
             }
@@ -150,39 +199,31 @@ void cm_log_mask(const char *in, char *out, size_t cap)
          * dashes or dots. A bare digit run counts only with a '+' or a separator, so ids,
          * counts and millisecond timestamps stay readable. Keeps the last two digits. */
         if ((in[i] == '+' && i + 1 < n && isdigit((unsigned char)in[i + 1])) ||
-            (isdigit((unsigned char)in[i]) && (i == 0 || !isalnum((unsigned char)in[i - 1])))) {
-            int plus = in[i] == '+';
-            size_t j = i + (size_t)plus;
-            int digits = 0, sep = 0;
-            char tail[2] = {0, 0};
-            while (j < n) {
-                if (isdigit((unsigned char)in[j])) {
-                    tail[0] = tail[1];
-                    tail[1] = in[j];
-                    digits++;
-                    j++;
-                } else if ((in[j] == ' ' || in[j] == '-' || in[j] == '.') && j + 1 < n &&
-                           isdigit((unsigned char)in[j + 1])) {
-                    sep |= in[j] != '.'; /* dots alone make version numbers and IPs */
-                    j++;
-                } else {
-                    break;
-                }
-            }
-            if (!plus && is_date(in + i, j - i))
-                sep = 0;
-            if (digits >= 7 && digits <= 15 && (plus || sep) &&
-                (j >= n || !isalnum((unsigned char)in[j]))) {
-                puts_(out, cap, &o, plus ? "+***" : "***");
-                put(out, cap, &o, tail[0]);
-                put(out, cap, &o, tail[1]);
+            (isdigit((unsigned char)in[i]) && !isalnum(prev))) {
+            phone_t ph;
+            size_t j = phone_scan(in, i, n, &ph);
+            /* "12 34@example.com": the last group begins an e-mail address, which must
+             * not be taken for the end of a number (nor copied unmasked with it). */
+            if (j < n && ph.last_space > i && email_follows(in, n, j))
+                j = phone_scan(in, i, ph.last_space, &ph);
+            if (!ph.plus && is_date(in + i, j - i))
+                ph.sep = 0;
+            if (ph.digits >= 7 && ph.digits <= 15 && (ph.plus || ph.sep) &&
+                (j >= n || !isalnum((unsigned char)in[j])) && !email_follows(in, n, j)) {
+                puts_(out, cap, &o, ph.plus ? "+***" : "***");
+                put(out, cap, &o, ph.tail[0]);
+                put(out, cap, &o, ph.tail[1]);
+                prev = (unsigned char)ph.tail[1];
                 i = j;
                 continue;
             }
-            while (i < j) /* not a phone number: copy the run unchanged */
+            while (i < j) { /* not a phone number: copy the run unchanged */
+                prev = (unsigned char)in[i];
                 put(out, cap, &o, in[i++]);
+            }
             continue;
         }
+        prev = (unsigned char)in[i];
         put(out, cap, &o, in[i++]);
     }
     out[o] = '\0';

@@ -146,6 +146,18 @@ Test(log, masks_emails_phones_and_secrets)
     mask_eq("Authorization: Bearer cal_live_abc", "Authorization: Bearer ***");
 }
 
+/* Found by fuzz/fuzz_log_mask: a run of digit groups that ends in an address's local part
+ * was taken whole for a (non-)phone number and the address went out unmasked; a secret
+ * cut short by a character keys do not have hid the address after it. */
+Test(log, an_address_after_digit_groups_or_a_secret_is_masked)
+{
+    mask_eq("ref 2024 12345@corp.example", "ref 2024 1***@corp.example");
+    mask_eq("ts 17000 000@00", "ts 17000 0***@00");
+    mask_eq("12 34_5@x.example", "12 3***@x.example");
+    mask_eq("sk_abc%x@y.example", "sk_***%***@y.example");
+    mask_eq("call +49 30 1234567 8@x.example", "call +***67 8***@x.example");
+}
+
 Test(log, leaves_ids_times_and_numbers_alone)
 {
     mask_eq("ts 1700000000000 id 12345678901", "ts 1700000000000 id 12345678901");

@@ -2,6 +2,7 @@
  * reschedule), a per-key rate limit and signed booking webhooks. */
 #include "sim_calcom.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <strings.h>
@@ -31,6 +32,9 @@
 #define UID_LEN 22
 
 #define NHOSTS 3
+/* GET /v2/bookings' skip: more than any ledger holds, and small enough that the page
+ * arithmetic cannot overflow (skip 2^63-1 with take 1 did). */
+#define MAX_SKIP 1000000000
 #define TEAM_ID 201
 #define TEAM_SLUG "sim-team"
 /* What a forged webhook is signed with: a secret nobody configured. */
@@ -264,13 +268,15 @@ static int parse_bound(const char *s, int is_end, int64_t *out)
     return cm_clock_parse_iso8601(tmp, out);
 }
 
+/* A positive decimal integer that fits int64_t (strtoll would clamp one that does not). */
 static int parse_id(const char *s, int64_t *out)
 {
     char *end;
-    if (!s || !*s)
+    if (!s || !*s || *s < '0' || *s > '9')
         return -1;
+    errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (*end || v <= 0)
+    if (*end || v <= 0 || errno == ERANGE)
         return -1;
     *out = v;
     return 0;
@@ -1098,10 +1104,10 @@ static void h_list_bookings(const cm_http_req_t *req, cm_http_resp_t *resp, void
     }
     if ((qet && parse_id(qet, &etid)) || (qa && parse_bound(qa, 0, &after)) ||
         (qb && parse_bound(qb, 1, &before)) || (qt && (parse_id(qt, &take) || take > 250)) ||
-        (qs && strcmp(qs, "0") != 0 && parse_id(qs, &skip))) {
+        (qs && strcmp(qs, "0") != 0 && (parse_id(qs, &skip) || skip > MAX_SKIP))) {
         answer_bad_request(req, resp,
-                           "eventTypeId, take (1..250) and skip must be integers; afterStart and "
-                           "beforeEnd ISO 8601 dates");
+                           "eventTypeId, take (1..250) and skip (0..1000000000) must be integers; "
+                           "afterStart and beforeEnd ISO 8601 dates");
         return;
     }
     int64_t now = cm_clock_now_ms();

@@ -2,6 +2,7 @@
  * webhooks on request, ledgers, faults, journal, reset. */
 #include "sim_control.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,162 @@ static int status_for(cm_err_t rc)
 static void answer_err(cm_http_resp_t *resp, cm_err_t rc, const char *detail)
 {
     answer_problem(resp, status_for(rc), detail && *detail ? detail : cm_strerror(rc));
+}
+
+/* ---- numbers ----------------------------------------------------------------------- */
+
+#define HOUR_MS 3600000
+/* sim_calcom.c's hosts are 1 to 3. */
+#define CALCOM_HOSTS 3
+
+/* The routes, as registered below and as sim_control_numbers names them. */
+#define R_FAULTS "POST /control/faults"
+#define R_FAULT_DELETE "DELETE /control/faults/{id}"
+#define R_JOURNAL "GET /control/journal"
+#define R_CALLS "POST /control/retell/calls"
+#define R_WEBHOOK "POST /control/retell/calls/{call_id}/webhook"
+#define R_DELIVERY "PUT /control/retell/delivery"
+#define R_BUSY "POST /control/calcom/busy"
+#define R_CALCOM_EVENTS "POST /control/calcom/events"
+#define R_STRIPE_WEBHOOK "PUT /control/stripe/webhook"
+#define R_STRIPE_SETTINGS "PUT /control/stripe/settings"
+#define R_STRIPE_EVENTS "POST /control/stripe/events"
+
+/* The numbers this file's handlers read (through num_body and num_text), first in
+ * sim_control_numbers; the others follow them. */
+enum {
+    N_WEBHOOK_COPIES = 0,
+    N_WEBHOOK_RETRIES,
+    N_DELIVERY_RETRIES,
+    N_BUSY_HOST,
+    N_CALCOM_COPIES,
+    N_STRIPE_DECLINE_NEXT,
+    N_STRIPE_ERROR_NEXT,
+    N_STRIPE_CREATED,
+    N_STRIPE_COPIES,
+    N_JOURNAL_SINCE,
+    N_JOURNAL_LIMIT,
+    N_FAULT_ID,
+};
+
+const sim_control_number_t sim_control_numbers[] = {
+    [N_WEBHOOK_COPIES] = {R_WEBHOOK, SIM_NUM_BODY, "copies", SIM_NUM_INT, 1, SIM_RETELL_MAX_COPIES},
+    [N_WEBHOOK_RETRIES] = {R_WEBHOOK, SIM_NUM_BODY, "retries", SIM_NUM_INT, 0,
+                           SIM_RETELL_MAX_RETRIES},
+    [N_DELIVERY_RETRIES] = {R_DELIVERY, SIM_NUM_BODY, "retries", SIM_NUM_INT, 0,
+                            SIM_RETELL_MAX_RETRIES},
+    [N_BUSY_HOST] = {R_BUSY, SIM_NUM_BODY, "hostId", SIM_NUM_INT, 1, CALCOM_HOSTS},
+    [N_CALCOM_COPIES] = {R_CALCOM_EVENTS, SIM_NUM_BODY, "copies", SIM_NUM_INT, 1,
+                         SIM_CALCOM_MAX_COPIES},
+    [N_STRIPE_DECLINE_NEXT] = {R_STRIPE_SETTINGS, SIM_NUM_BODY, "decline_next", SIM_NUM_INT, -1,
+                               SIM_STRIPE_MAX_NEXT},
+    [N_STRIPE_ERROR_NEXT] = {R_STRIPE_SETTINGS, SIM_NUM_BODY, "error_next", SIM_NUM_INT, 0,
+                             SIM_STRIPE_MAX_NEXT},
+    [N_STRIPE_CREATED] = {R_STRIPE_EVENTS, SIM_NUM_BODY, "created", SIM_NUM_INT, 0,
+                          SIM_STRIPE_MAX_CREATED},
+    [N_STRIPE_COPIES] = {R_STRIPE_EVENTS, SIM_NUM_BODY, "copies", SIM_NUM_INT, 1,
+                         SIM_STRIPE_MAX_COPIES},
+    [N_JOURNAL_SINCE] = {R_JOURNAL, SIM_NUM_QUERY, "since", SIM_NUM_INT, 0, INT64_MAX},
+    [N_JOURNAL_LIMIT] = {R_JOURNAL, SIM_NUM_QUERY, "limit", SIM_NUM_INT, 0, 100000},
+    [N_FAULT_ID] = {R_FAULT_DELETE, SIM_NUM_PATH, "id", SIM_NUM_INT, 1, INT64_MAX},
+    /* The deprecated integer forms of duration settings (sim_setting.c, with the
+     * sim_setting_t ranges below and in sim_stripe.c). */
+    {R_WEBHOOK, SIM_NUM_BODY, "timestamp_offset_ms", SIM_NUM_INT, -SIM_RETELL_MAX_OFFSET_MS,
+     SIM_RETELL_MAX_OFFSET_MS},
+    {R_WEBHOOK, SIM_NUM_BODY, "retry_interval_ms", SIM_NUM_INT, 0, HOUR_MS},
+    {R_WEBHOOK, SIM_NUM_BODY, "timeout_ms", SIM_NUM_INT, 0, SIM_TIMEOUT_MAX_MS},
+    {R_WEBHOOK, SIM_NUM_BODY, "delay_ms", SIM_NUM_INT, 0, HOUR_MS},
+    {R_DELIVERY, SIM_NUM_BODY, "retry_interval_ms", SIM_NUM_INT, 0, HOUR_MS},
+    {R_DELIVERY, SIM_NUM_BODY, "timeout_ms", SIM_NUM_INT, 1, SIM_TIMEOUT_MAX_MS},
+    {R_STRIPE_WEBHOOK, SIM_NUM_BODY, "retry_schedule_ms.0", SIM_NUM_INT, 0,
+     SIM_STRIPE_MAX_RETRY_DELAY_MS},
+    {R_STRIPE_WEBHOOK, SIM_NUM_BODY, "timeout_ms", SIM_NUM_INT, 1, SIM_TIMEOUT_MAX_MS},
+    {R_STRIPE_SETTINGS, SIM_NUM_BODY, "hold_ms", SIM_NUM_INT, 0, SIM_STRIPE_MAX_HOLD_MS},
+    /* A call's times (sim_retell.c). */
+    {R_CALLS, SIM_NUM_BODY, "start_timestamp", SIM_NUM_INT, 0, SIM_RETELL_MAX_TIME_MS},
+    {R_CALLS, SIM_NUM_BODY, "end_timestamp", SIM_NUM_INT, 0, SIM_RETELL_MAX_TIME_MS},
+    {R_CALLS, SIM_NUM_BODY, "duration_ms", SIM_NUM_INT, 0, SIM_RETELL_MAX_TIME_MS},
+    /* A fault rule's numbers (sim_fault.c); the durations as deprecated bare numbers. */
+    {R_FAULTS, SIM_NUM_BODY, "times", SIM_NUM_INT, 1, SIM_FAULT_TIMES_MAX},
+    {R_FAULTS, SIM_NUM_BODY, "status", SIM_NUM_INT, 100, 599},
+    {R_FAULTS, SIM_NUM_BODY, "retry_after", SIM_NUM_INT_OR_TEXT, 0, SIM_FAULT_RETRY_AFTER_MAX_S},
+    {R_FAULTS, SIM_NUM_BODY, "retry_after.http_date_in", SIM_NUM_INT, 0,
+     SIM_FAULT_RETRY_AFTER_MAX_S * 1000},
+    {R_FAULTS, SIM_NUM_BODY, "truncate_at", SIM_NUM_INT, 0, SIM_FAULT_BYTES_MAX},
+    {R_FAULTS, SIM_NUM_BODY, "chunk_bytes", SIM_NUM_INT, 1, SIM_FAULT_CHUNK_MAX},
+    {R_FAULTS, SIM_NUM_BODY, "probability", SIM_NUM_REAL, 0, 1},
+    {R_FAULTS, SIM_NUM_BODY, "latency", SIM_NUM_INT, 0, SIM_FAULT_LATENCY_LIMIT_MS},
+    {R_FAULTS, SIM_NUM_BODY, "latency.fixed", SIM_NUM_INT, 0, SIM_FAULT_LATENCY_LIMIT_MS},
+    {R_FAULTS, SIM_NUM_BODY, "latency.uniform.0", SIM_NUM_INT, 0, SIM_FAULT_LATENCY_LIMIT_MS},
+    {R_FAULTS, SIM_NUM_BODY, "latency.uniform.1", SIM_NUM_INT, 0, SIM_FAULT_LATENCY_LIMIT_MS},
+    {R_FAULTS, SIM_NUM_BODY, "latency.lognormal.median", SIM_NUM_INT, 1,
+     SIM_FAULT_LATENCY_LIMIT_MS},
+    {R_FAULTS, SIM_NUM_BODY, "latency.lognormal.sigma", SIM_NUM_REAL, 0, SIM_FAULT_SIGMA_MAX},
+    {R_FAULTS, SIM_NUM_BODY, "hang_max", SIM_NUM_INT, 0, SIM_FAULT_HANG_LIMIT_MS},
+    {R_FAULTS, SIM_NUM_BODY, "interval", SIM_NUM_INT, 0, SIM_FAULT_INTERVAL_LIMIT_MS},
+    {R_FAULTS, SIM_NUM_BODY, "window.from", SIM_NUM_INT, 0, SIM_FAULT_BARE_MS_MAX},
+    {R_FAULTS, SIM_NUM_BODY, "window.until", SIM_NUM_INT, 1, SIM_FAULT_BARE_MS_MAX},
+};
+const size_t sim_control_nnumbers = sizeof sim_control_numbers / sizeof sim_control_numbers[0];
+
+/* Says in err what number row n must be. */
+static void num_refuse(size_t n, int wrong_type, char *err)
+{
+    const sim_control_number_t *r = &sim_control_numbers[n];
+    cm_errf(err, "%s must be %sbetween %lld and %lld", r->field, wrong_type ? "an integer " : "",
+            (long long)r->min, (long long)r->max);
+}
+
+/* Reads row n's integer from body into *out, which is left as it is when absent. 0, or -1
+ * with err naming the field when it is not an integer in the row's range. */
+static int num_body(const json_t *body, size_t n, int64_t *out, char *err)
+{
+    const sim_control_number_t *r = &sim_control_numbers[n];
+    const json_t *v = json_object_get(body, r->field);
+    if (!v)
+        return 0;
+    if (!json_is_integer(v)) {
+        num_refuse(n, 1, err);
+        return -1;
+    }
+    if (json_integer_value(v) < r->min || json_integer_value(v) > r->max) {
+        num_refuse(n, 0, err);
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* A decimal integer and nothing else: an optional '-', then 1 to 19 digits (no sign '+', no
+ * space, no exponent, no hex). 0 with *out set, -1 when s is not one or does not fit. */
+static int parse_i64(const char *s, int64_t *out)
+{
+    const char *d = *s == '-' ? s + 1 : s;
+    size_t n = strlen(d);
+    if (n == 0 || n > 19 || strspn(d, "0123456789") != n)
+        return -1;
+    errno = 0;
+    long long v = strtoll(s, NULL, 10);
+    if (errno == ERANGE)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Row n's integer from a query or route parameter s (NULL: absent, *out left as it is). */
+static int num_text(const char *s, size_t n, int64_t *out, char *err)
+{
+    const sim_control_number_t *r = &sim_control_numbers[n];
+    int64_t v;
+    if (!s)
+        return 0;
+    if (parse_i64(s, &v) != 0 || v < r->min || v > r->max) {
+        cm_errf(err, "%s must be an integer between %lld and %lld, not \"%.32s\"", r->field,
+                (long long)r->min, (long long)r->max, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 static void h_health(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
@@ -112,15 +269,6 @@ static int opt_bool(const json_t *body, const char *name, int *out, char *err)
     return -bad;
 }
 
-static int opt_int(const json_t *body, const char *name, int64_t *out, char *err)
-{
-    int bad = 0;
-    const json_t *v = opt_typed(body, name, JSON_INTEGER, "an integer", err, &bad);
-    if (v)
-        *out = json_integer_value(v);
-    return -bad;
-}
-
 static int opt_str(const json_t *body, const char *name, const char **out, char *err)
 {
     int bad = 0;
@@ -177,8 +325,6 @@ static void add_notes(json_t *answer, json_t *notes)
     if (answer && json_array_size(notes) && json_object_set(answer, "deprecated", notes) != 0)
         CM_WARN(COMP, "could not add the deprecation notes to the answer");
 }
-
-#define HOUR_MS 3600000
 
 /* The durations of Retell's deliveries; each also taken as "<name>_ms" for one release. */
 static const sim_setting_t retell_offset = {"timestamp_offset", -SIM_RETELL_MAX_OFFSET_MS,
@@ -264,24 +410,16 @@ static void h_send_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, void 
             rc = CM_EINVAL;
         }
     }
-    if (!rc &&
-        (opt_int(body, "copies", &copies, err) ||
-         opt_bool(body, "concurrent", &opt.concurrent, err) ||
-         opt_bool(body, "forge", &opt.forge, err) || opt_int(body, "retries", &retries, err) ||
-         opt_bool(body, "async", &opt.async, err) ||
-         sim_setting_duration(body, &retell_offset, &opt.timestamp_offset_ms, &w, err) < 0 ||
-         sim_setting_duration(body, &retell_interval, &opt.retry_interval_ms, &w, err) < 0 ||
-         sim_setting_duration(body, &retell_timeout, &opt.timeout_ms, &w, err) < 0 ||
-         sim_setting_duration(body, &retell_delay, &opt.delay_ms, &w, err) < 0))
+    if (!rc && (num_body(body, N_WEBHOOK_COPIES, &copies, err) ||
+                opt_bool(body, "concurrent", &opt.concurrent, err) ||
+                opt_bool(body, "forge", &opt.forge, err) ||
+                num_body(body, N_WEBHOOK_RETRIES, &retries, err) ||
+                opt_bool(body, "async", &opt.async, err) ||
+                sim_setting_duration(body, &retell_offset, &opt.timestamp_offset_ms, &w, err) < 0 ||
+                sim_setting_duration(body, &retell_interval, &opt.retry_interval_ms, &w, err) < 0 ||
+                sim_setting_duration(body, &retell_timeout, &opt.timeout_ms, &w, err) < 0 ||
+                sim_setting_duration(body, &retell_delay, &opt.delay_ms, &w, err) < 0))
         rc = CM_EINVAL;
-    if (!rc && (copies < 1 || copies > SIM_RETELL_MAX_COPIES)) {
-        cm_errf(err, "copies must be between 1 and %d", SIM_RETELL_MAX_COPIES);
-        rc = CM_EINVAL;
-    }
-    if (!rc && (retries < 0 || retries > SIM_RETELL_MAX_RETRIES)) {
-        cm_errf(err, "retries must be 0..%d", SIM_RETELL_MAX_RETRIES);
-        rc = CM_EINVAL;
-    }
     opt.copies = (unsigned)copies;
     opt.retries = (unsigned)retries;
     if (!rc)
@@ -334,14 +472,10 @@ static void h_delivery_defaults(const cm_http_req_t *req, cm_http_resp_t *resp, 
     sim_retell_delivery_defaults(ctl->retell, &d);
     int64_t retries = d.retries;
     cm_err_t rc = notes ? sim_http_json_object(req, 0, &body, err) : CM_ENOMEM;
-    if (!rc && (opt_int(body, "retries", &retries, err) ||
+    if (!rc && (num_body(body, N_DELIVERY_RETRIES, &retries, err) ||
                 sim_setting_duration(body, &retell_interval, &d.retry_interval_ms, &w, err) < 0 ||
                 sim_setting_duration(body, &retell_default_timeout, &d.timeout_ms, &w, err) < 0))
         rc = CM_EINVAL;
-    if (!rc && (retries < 0 || retries > SIM_RETELL_MAX_RETRIES)) {
-        cm_errf(err, "retries must be 0..%d", SIM_RETELL_MAX_RETRIES);
-        rc = CM_EINVAL;
-    }
     if (!rc)
         rc = sim_retell_set_delivery_defaults(ctl->retell, (unsigned)retries, d.retry_interval_ms,
                                               d.timeout_ms, err);
@@ -439,13 +573,13 @@ static void h_fault_list(const cm_http_req_t *req, cm_http_resp_t *resp, void *u
 static void h_fault_delete(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_control_t *ctl = ud;
-    const char *id = cm_http_req_param(req, "id");
-    char *end;
+    char err[CM_ERR_LEN];
+    int64_t v = 0;
     if (!need(ctl->fault, resp, "fault engine"))
         return;
-    long long v = strtoll(id, &end, 10);
-    if (*end || v <= 0) {
-        answer_problem(resp, 400, "the rule id must be a positive integer");
+    /* A route parameter is always there: the route matched it. */
+    if (num_text(cm_http_req_param(req, "id"), N_FAULT_ID, &v, err) != 0) {
+        answer_problem(resp, 400, err);
         return;
     }
     if (sim_fault_delete(ctl->fault, v) != CM_OK)
@@ -465,29 +599,10 @@ static void h_fault_clear(const cm_http_req_t *req, cm_http_resp_t *resp, void *
 
 /* ---- journal and effects ------------------------------------------------------------- */
 
-static int query_int(const cm_http_req_t *req, const char *name, int64_t def, int64_t *out,
-                     cm_http_resp_t *resp)
-{
-    const char *v = cm_http_req_query(req, name);
-    char *end;
-    *out = def;
-    if (!v)
-        return 0;
-    long long x = strtoll(v, &end, 10);
-    if (!*v || *end || x < 0) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "%s must be a non-negative integer", name);
-        answer_problem(resp, 400, msg);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
 static void h_journal(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_control_t *ctl = ud;
-    int64_t since, limit;
+    int64_t since = 0, limit = 1000;
     if (!need(ctl->journal, resp, "journal"))
         return;
     const char *kind = cm_http_req_query(req, "kind");
@@ -502,8 +617,12 @@ static void h_journal(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         answer_problem(resp, 400, "kind must be request or delivery");
         return;
     }
-    if (query_int(req, "since", 0, &since, resp) || query_int(req, "limit", 1000, &limit, resp))
+    char err[CM_ERR_LEN];
+    if (num_text(cm_http_req_query(req, "since"), N_JOURNAL_SINCE, &since, err) ||
+        num_text(cm_http_req_query(req, "limit"), N_JOURNAL_LIMIT, &limit, err)) {
+        answer_problem(resp, 400, err);
         return;
+    }
     const char *order = cm_http_req_query(req, "order");
     if (order && strcmp(order, "started") == 0) {
         f.by_start = 1;
@@ -512,7 +631,7 @@ static void h_journal(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         return;
     }
     f.since = since;
-    f.limit = (size_t)(limit > 100000 ? 100000 : limit);
+    f.limit = (size_t)limit;
     char *text = NULL;
     json_t *v = sim_journal_query(ctl->journal, &f);
     text = v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
@@ -559,8 +678,8 @@ static void h_stripe_settings(const cm_http_req_t *req, cm_http_resp_t *resp, vo
     int64_t decline_next = 0, error_next = 0, hold_ms = 0;
     const char *code = NULL;
     cm_err_t rc = sim_http_json_object(req, 0, &body, err);
-    if (!rc && (opt_int(body, "decline_next", &decline_next, err) ||
-                opt_int(body, "error_next", &error_next, err) ||
+    if (!rc && (num_body(body, N_STRIPE_DECLINE_NEXT, &decline_next, err) ||
+                num_body(body, N_STRIPE_ERROR_NEXT, &error_next, err) ||
                 sim_setting_duration(body, &hold, &hold_ms, &w, err) < 0))
         rc = CM_EINVAL;
     const json_t *dc = json_object_get(body, "decline_code");
@@ -602,8 +721,9 @@ static void h_stripe_event(const cm_http_req_t *req, cm_http_resp_t *resp, void 
     cm_err_t rc = sim_http_json_object(req, 0, &body, err);
     if (!rc &&
         (unknown_option(body, stripe_event_fields, err) || opt_str(body, "type", &ev.type, err) ||
-         opt_str(body, "id", &ev.id, err) || opt_int(body, "created", &ev.created, err) ||
-         opt_int(body, "copies", &ev.copies, err) || opt_bool(body, "forge", &ev.forge, err) ||
+         opt_str(body, "id", &ev.id, err) || num_body(body, N_STRIPE_CREATED, &ev.created, err) ||
+         num_body(body, N_STRIPE_COPIES, &ev.copies, err) ||
+         opt_bool(body, "forge", &ev.forge, err) ||
          sim_setting_duration(body, &offset, &ev.timestamp_offset_ms, &w, err) < 0))
         rc = CM_EINVAL;
     ev.object = json_object_get(body, "object");
@@ -645,11 +765,11 @@ static void h_calcom_event(const cm_http_req_t *req, cm_http_resp_t *resp, void 
     json_t *body = NULL, *report = NULL;
     sim_calcom_event_t ev = {.copies = 1};
     cm_err_t rc = sim_http_json_object(req, 0, &body, err);
-    if (!rc &&
-        (unknown_option(body, calcom_event_fields, err) ||
-         opt_str(body, "trigger", &ev.trigger, err) ||
-         opt_str(body, "booking_uid", &ev.booking_uid, err) ||
-         opt_int(body, "copies", &ev.copies, err) || opt_bool(body, "forge", &ev.forge, err)))
+    if (!rc && (unknown_option(body, calcom_event_fields, err) ||
+                opt_str(body, "trigger", &ev.trigger, err) ||
+                opt_str(body, "booking_uid", &ev.booking_uid, err) ||
+                num_body(body, N_CALCOM_COPIES, &ev.copies, err) ||
+                opt_bool(body, "forge", &ev.forge, err)))
         rc = CM_EINVAL;
     ev.payload = json_object_get(body, "payload");
     if (!rc)
@@ -671,7 +791,7 @@ static void h_calcom_busy(const cm_http_req_t *req, cm_http_resp_t *resp, void *
     json_t *body = NULL;
     int64_t host = 1, start = 0, end = 0;
     cm_err_t rc = sim_http_json_object(req, 0, &body, err);
-    if (!rc && opt_int(body, "hostId", &host, err))
+    if (!rc && num_body(body, N_BUSY_HOST, &host, err))
         rc = CM_EINVAL;
     if (!rc && (cm_clock_parse_iso8601(cm_json_str(body, "start", ""), &start) ||
                 cm_clock_parse_iso8601(cm_json_str(body, "end", ""), &end))) {
@@ -709,29 +829,29 @@ cm_err_t sim_control_routes(sim_control_t *ctl, cm_http_server_t *srv)
     } routes[] = {
         {"GET /control/health", h_health},
         {"GET /_sim/health", h_health},
-        {"POST /control/faults", h_fault_add},
+        {R_FAULTS, h_fault_add},
         {"GET /control/faults", h_fault_list},
         {"DELETE /control/faults", h_fault_clear},
-        {"DELETE /control/faults/{id}", h_fault_delete},
-        {"GET /control/journal", h_journal},
+        {R_FAULT_DELETE, h_fault_delete},
+        {R_JOURNAL, h_journal},
         {"GET /control/effects", h_effects},
         {"PUT /control/retell/webhook", h_set_webhook},
-        {"POST /control/retell/calls", h_create_call},
+        {R_CALLS, h_create_call},
         {"GET /control/retell/calls/{call_id}", h_get_call},
-        {"POST /control/retell/calls/{call_id}/webhook", h_send_webhook},
+        {R_WEBHOOK, h_send_webhook},
         {"GET /control/retell/deliveries/{id}", h_get_delivery},
         {"POST /control/retell/deliveries/{id}/replay", h_replay},
-        {"PUT /control/retell/delivery", h_delivery_defaults},
+        {R_DELIVERY, h_delivery_defaults},
         {"GET /control/calcom/bookings", h_calcom_bookings},
         {"PUT /control/calcom/webhook", h_calcom_webhook},
-        {"POST /control/calcom/busy", h_calcom_busy},
-        {"POST /control/calcom/events", h_calcom_event},
+        {R_BUSY, h_calcom_busy},
+        {R_CALCOM_EVENTS, h_calcom_event},
         {"GET /control/calcom/deliveries/{id}", h_calcom_delivery},
         {"GET /control/stripe/payment_intents", h_stripe_intents},
         {"GET /control/stripe/refunds", h_stripe_refunds},
-        {"PUT /control/stripe/webhook", h_stripe_webhook},
-        {"PUT /control/stripe/settings", h_stripe_settings},
-        {"POST /control/stripe/events", h_stripe_event},
+        {R_STRIPE_WEBHOOK, h_stripe_webhook},
+        {R_STRIPE_SETTINGS, h_stripe_settings},
+        {R_STRIPE_EVENTS, h_stripe_event},
         {"GET /control/stripe/deliveries/{id}", h_stripe_delivery},
         {"POST /control/reset", h_reset},
     };

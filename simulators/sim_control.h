@@ -34,4 +34,40 @@ typedef struct {
  * srv. */
 cm_err_t sim_control_routes(sim_control_t *ctl, cm_http_server_t *srv) CM_WUR;
 
+/* ---- the numbers the control routes take ------------------------------------------ */
+
+/* Where a number is read from. */
+typedef enum {
+    SIM_NUM_BODY = 0, /* the JSON body, at a dotted path ("latency.fixed", "retry_schedule_ms.0":
+                         a number segment is an array index) */
+    SIM_NUM_QUERY,    /* a query parameter: decimal digits, '-' first where min < 0 */
+    SIM_NUM_PATH,     /* a route parameter ("{id}"), as a query parameter */
+} sim_num_in_t;
+
+typedef enum {
+    SIM_NUM_INT = 0,     /* an integer */
+    SIM_NUM_REAL,        /* any JSON number */
+    SIM_NUM_INT_OR_TEXT, /* an integer, or a string that is no number (retry_after's verbatim
+                            text) */
+} sim_num_kind_t;
+
+typedef struct {
+    const char *route; /* as routed: "POST /control/retell/calls/{call_id}/webhook" */
+    sim_num_in_t in;
+    const char *field;
+    sim_num_kind_t kind;
+    int64_t min, max; /* inclusive */
+} sim_control_number_t;
+
+/* Every number the control routes take and the range it must lie in. One outside it, a
+ * real where an integer belongs, or a string where a number belongs is refused with 400
+ * and a detail naming the field, before anything is done; nothing is computed from a number
+ * that was not checked, so none can overflow. The handlers in sim_control.c read their
+ * numbers through this table; fault rules (sim_fault.c), call times (sim_retell.c) and the
+ * deprecated "_ms" durations (sim_setting.c) are checked where they are read, against the
+ * same limits. test_sim_control.c sends extreme values to every entry and the edges of its
+ * range, so a number missing here goes untested: list each new one. Read-only. */
+extern const sim_control_number_t sim_control_numbers[];
+extern const size_t sim_control_nnumbers;
+
 #endif

@@ -164,7 +164,7 @@ int64_t sim_fault_duration_ms(const json_t *v)
         /* The old form, kept for one release: a scenario written for it still runs, and the
          * log says how to write it now. */
         json_int_t n = json_integer_value(v);
-        if (n < 0 || n > 1000000000000LL)
+        if (n < 0 || n > SIM_FAULT_BARE_MS_MAX)
             return -1;
         sim_setting_deprecated(&(sim_setting_warn_t){.comp = COMP},
                                "a duration as a bare number (%lld) is deprecated: write \"%lldms\"",
@@ -262,8 +262,9 @@ static int parse_latency(const json_t *v, step_t *s, const char *at, char *err)
         if (!json_is_object(ln) || a <= 0 || a > SIM_FAULT_LATENCY_LIMIT_MS)
             PERR("latency.lognormal.median: must be a positive duration of at most %d ms",
                  SIM_FAULT_LATENCY_LIMIT_MS);
-        if (!json_is_number(sig) || json_number_value(sig) < 0 || json_number_value(sig) > 5)
-            PERR("latency.lognormal.sigma: must be a number between 0 and 5");
+        if (!json_is_number(sig) || json_number_value(sig) < 0 ||
+            json_number_value(sig) > SIM_FAULT_SIGMA_MAX)
+            PERR("latency.lognormal.sigma: must be a number between 0 and %d", SIM_FAULT_SIGMA_MAX);
         s->lat_kind = 3;
         s->lat_a = (double)a;
         s->lat_b = json_number_value(sig);
@@ -299,8 +300,9 @@ static int parse_step(const json_t *o, step_t *s, int in_sequence, const char *a
     s->truncate_at = -1;
     s->hang_max_ms = SIM_FAULT_HANG_DEFAULT_MS;
     if ((v = json_object_get(o, "times"))) {
-        if (!json_is_integer(v) || json_integer_value(v) < 1)
-            PERR("times: must be an integer of at least 1");
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > SIM_FAULT_TIMES_MAX)
+            PERR("times: must be an integer from 1 to %lld", SIM_FAULT_TIMES_MAX);
         s->times = json_integer_value(v);
     }
     if ((v = json_object_get(o, "latency")) && parse_latency(v, s, at, err))
@@ -368,18 +370,22 @@ static int parse_step(const json_t *o, step_t *s, int in_sequence, const char *a
     }
     if ((v = json_object_get(o, "retry_after"))) {
         const json_t *d = json_is_object(v) ? json_object_get(v, "http_date_in") : NULL;
-        if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        int64_t in_ms = d ? sim_fault_duration_ms(d) : -1;
+        if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+            json_integer_value(v) <= SIM_FAULT_RETRY_AFTER_MAX_S) {
             s->ra_kind = 1;
             s->ra_val = json_integer_value(v);
         } else if (json_is_string(v) && !strpbrk(json_string_value(v), "\r\n")) {
             s->ra_kind = 3;
             s->ra_text = strdup(json_string_value(v));
-        } else if (d && json_object_size(v) == 1 && sim_fault_duration_ms(d) >= 0) {
+        } else if (d && json_object_size(v) == 1 && in_ms >= 0 &&
+                   in_ms <= SIM_FAULT_RETRY_AFTER_MAX_S * 1000) {
             s->ra_kind = 2;
-            s->ra_val = sim_fault_duration_ms(d) / 1000;
+            s->ra_val = in_ms / 1000;
         } else {
-            PERR("retry_after: must be seconds (an integer), a verbatim string, or "
-                 "{\"http_date_in\": duration}");
+            PERR("retry_after: must be seconds (an integer from 0 to %lld), a verbatim string, "
+                 "or {\"http_date_in\": duration} of at most as long",
+                 SIM_FAULT_RETRY_AFTER_MAX_S);
         }
     }
     if ((v = json_object_get(o, "when"))) {
@@ -391,7 +397,7 @@ static int parse_step(const json_t *o, step_t *s, int in_sequence, const char *a
     }
     if (duration_field(o, "hang_max", at, SIM_FAULT_HANG_DEFAULT_MS, SIM_FAULT_HANG_LIMIT_MS,
                        &s->hang_max_ms, err) ||
-        duration_field(o, "interval", at, 200, 60000, &s->interval_ms, err))
+        duration_field(o, "interval", at, 200, SIM_FAULT_INTERVAL_LIMIT_MS, &s->interval_ms, err))
         return -1;
     if ((v = json_object_get(o, "garbage"))) {
         if (!json_is_string(v) || !*json_string_value(v))
@@ -400,14 +406,17 @@ static int parse_step(const json_t *o, step_t *s, int in_sequence, const char *a
         s->garbage_len = strlen(json_string_value(v));
     }
     if ((v = json_object_get(o, "truncate_at"))) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0)
-            PERR("truncate_at: must be a byte count (integer >= 0)");
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > SIM_FAULT_BYTES_MAX)
+            PERR("truncate_at: must be a byte count (an integer from 0 to %lld)",
+                 SIM_FAULT_BYTES_MAX);
         s->truncate_at = json_integer_value(v);
     }
     s->chunk_bytes = 16;
     if ((v = json_object_get(o, "chunk_bytes"))) {
-        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65536)
-            PERR("chunk_bytes: must be an integer from 1 to 65536");
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > SIM_FAULT_CHUNK_MAX)
+            PERR("chunk_bytes: must be an integer from 1 to %d", SIM_FAULT_CHUNK_MAX);
         s->chunk_bytes = json_integer_value(v);
     }
     /* A short label for journals and listings. */

@@ -38,6 +38,15 @@
 #define SIM_FAULT_HANG_DEFAULT_MS 60000
 #define SIM_FAULT_HANG_LIMIT_MS 600000
 #define SIM_FAULT_LATENCY_LIMIT_MS 600000
+/* The other bounds of a rule's numbers (docs/interfaces.md): more would be a mistake, and
+ * none of them can then overflow what is computed from it. */
+#define SIM_FAULT_TIMES_MAX 1000000000LL       /* "times" */
+#define SIM_FAULT_RETRY_AFTER_MAX_S 31536000LL /* "retry_after": a year */
+#define SIM_FAULT_BYTES_MAX (1LL << 30)        /* "truncate_at" */
+#define SIM_FAULT_CHUNK_MAX 65536              /* "chunk_bytes" */
+#define SIM_FAULT_INTERVAL_LIMIT_MS 60000      /* "interval" */
+#define SIM_FAULT_SIGMA_MAX 5                  /* "latency.lognormal.sigma" */
+#define SIM_FAULT_BARE_MS_MAX 1000000000000LL  /* a duration as a bare number (deprecated) */
 
 typedef struct sim_fault sim_fault_t;
 

@@ -171,7 +171,14 @@ static cm_err_t decode_pair(json_t *root, const char *pair, size_t len, char *er
         rc = CM_ENOMEM;
     } else if (sim_form_url_decode(pair, klen, key) < 0 ||
                sim_form_url_decode(eq ? eq + 1 : "", vlen, val) < 0) {
-        cm_errf(err, "bad percent-escape in '%.*s'", (int)(klen < 64 ? klen : 64), pair);
+        /* The key as sent, which may hold any byte: shown as printable ASCII, so the
+         * message stays a valid JSON string (as the other messages here are). */
+        char shown[65];
+        size_t n = klen < 64 ? klen : 64;
+        for (size_t i = 0; i < n; i++)
+            shown[i] = pair[i] >= 0x20 && pair[i] < 0x7f ? pair[i] : '?';
+        shown[n] = '\0';
+        cm_errf(err, "bad percent-escape in '%s'", shown);
         rc = CM_EINVAL;
     } else {
         char shown[96];

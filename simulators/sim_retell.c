@@ -177,7 +177,7 @@ static void fix_times(json_t *call, const json_t *ov)
     json_t *e = json_object_get(call, "end_timestamp");
     json_t *d = json_object_get(call, "duration_ms");
     if (!json_is_integer(s) || !json_is_integer(e) || !json_is_integer(d))
-        return; /* a caller that removed or retyped them wants them that way */
+        return; /* a caller that removed them (null) wants them that way */
     json_int_t sv = json_integer_value(s), ev = json_integer_value(e), dv = json_integer_value(d);
     if (hs && he && !hd)
         json_integer_set(d, ev - sv);
@@ -206,7 +206,13 @@ cm_err_t sim_retell_create_call(sim_retell_t *r, const json_t *overrides, json_t
      * fix_times' sums would overflow int64. */
     static const char *const times[] = {"start_timestamp", "end_timestamp", "duration_ms"};
     for (size_t i = 0; overrides && i < sizeof times / sizeof times[0]; i++) {
+        /* null removes the field (a merge patch); anything else must be such a time. */
         const json_t *t = json_object_get(overrides, times[i]);
+        if (t && !json_is_null(t) && !json_is_integer(t)) {
+            cm_errf(err, "%s must be an integer between 0 and %lld (or null to leave it out)",
+                    times[i], (long long)SIM_RETELL_MAX_TIME_MS);
+            return CM_EINVAL;
+        }
         if (json_is_integer(t) &&
             (json_integer_value(t) < 0 || json_integer_value(t) > SIM_RETELL_MAX_TIME_MS)) {
             cm_errf(err, "%s must be between 0 and %lld", times[i],

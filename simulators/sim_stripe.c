@@ -882,10 +882,17 @@ json_t *sim_stripe_refunds(sim_stripe_t *s)
 cm_err_t sim_stripe_settings(sim_stripe_t *s, int64_t decline_next, const char *decline_code,
                              int64_t error_next, char *err)
 {
-    if (decline_next < -1 || error_next < 0 ||
-        (decline_code && (!*decline_code || strlen(decline_code) >= 48))) {
-        cm_errf(err, "decline_next must be -1 (always) or >= 0, error_next >= 0, decline_code "
-                     "a short non-empty string");
+    /* Counts of coming requests: more than a run makes is a mistake. */
+    if (decline_next < -1 || decline_next > SIM_STRIPE_MAX_NEXT) {
+        cm_errf(err, "decline_next must be between -1 (always) and %d", SIM_STRIPE_MAX_NEXT);
+        return CM_EINVAL;
+    }
+    if (error_next < 0 || error_next > SIM_STRIPE_MAX_NEXT) {
+        cm_errf(err, "error_next must be between 0 and %d", SIM_STRIPE_MAX_NEXT);
+        return CM_EINVAL;
+    }
+    if (decline_code && (!*decline_code || strlen(decline_code) >= 48)) {
+        cm_errf(err, "decline_code must be a non-empty string of at most 47 bytes");
         return CM_EINVAL;
     }
     pthread_mutex_lock(&s->mu);
@@ -1177,8 +1184,9 @@ static cm_err_t check_event(const sim_stripe_event_t *ev, char *err)
         cm_errf(err, "object.object must be a string");
     else if (ev->id && (!*ev->id || strlen(ev->id) > 255))
         cm_errf(err, "id must be a non-empty string of at most 255 bytes");
-    else if (ev->has_created && ev->created < 0)
-        cm_errf(err, "created must be a Unix time in seconds, not negative");
+    else if (ev->has_created && (ev->created < 0 || ev->created > SIM_STRIPE_MAX_CREATED))
+        cm_errf(err, "created must be a Unix time in seconds, from 0 to %lld (9999-12-31)",
+                SIM_STRIPE_MAX_CREATED);
     else if (ev->copies < 1 || ev->copies > SIM_STRIPE_MAX_COPIES)
         cm_errf(err, "copies must be between 1 and %d", SIM_STRIPE_MAX_COPIES);
     else if (ev->timestamp_offset_ms < -SIM_STRIPE_MAX_OFFSET_MS ||

@@ -75,6 +75,10 @@ cm_err_t sim_stripe_set_webhook(sim_stripe_t *s, const json_t *cfg, char *err) C
 #define SIM_STRIPE_MAX_COPIES 20
 /* How far timestamp_offset may move t= either way: ten years. */
 #define SIM_STRIPE_MAX_OFFSET_MS (3650LL * 86400 * 1000)
+/* The latest "created" an event may give: 9999-12-31T23:59:59Z. */
+#define SIM_STRIPE_MAX_CREATED 253402300799LL
+/* The most requests decline_next and error_next may name. */
+#define SIM_STRIPE_MAX_NEXT 1000000
 
 /* An event built and sent on request (the control API), not caused by a state change. */
 typedef struct {
@@ -82,7 +86,7 @@ typedef struct {
     const json_t *object;        /* data.object's fields (borrowed); "object" defaults below */
     const char *id;              /* NULL: a generated "evt_" id */
     int has_created;             /* 0: created is now */
-    int64_t created;             /* Unix seconds */
+    int64_t created;             /* Unix seconds, 0..SIM_STRIPE_MAX_CREATED */
     int64_t copies;              /* 1..SIM_STRIPE_MAX_COPIES deliveries of the same bytes */
     int forge;                   /* sign with a secret nobody configured */
     int64_t timestamp_offset_ms; /* added to each attempt's send time for t= */
@@ -118,7 +122,8 @@ json_t *sim_stripe_delivery(sim_stripe_t *s, const char *delivery_id);
 
 /* Declines: decline_next -1 makes every charge decline, N the next N, 0 none; decline_code
  * (NULL: keep) is the decline_code given. error_next N: the next N POST executions answer
- * 500 api_error (stored under their idempotency key, as Stripe does). */
+ * 500 api_error (stored under their idempotency key, as Stripe does). Both counts are at
+ * most SIM_STRIPE_MAX_NEXT; CM_EINVAL (err naming the field) otherwise. */
 cm_err_t sim_stripe_settings(sim_stripe_t *s, int64_t decline_next, const char *decline_code,
                              int64_t error_next, char *err) CM_WUR;
 

@@ -467,6 +467,23 @@ Test(calcom, cancel_reschedule_list_and_signed_webhooks)
     cr_assert_eq(json_array_size(cm_json_path(r.body, "data")), 1);
     cr_assert_str_eq(cm_json_str(r.body, "data.0.attendees.0.name", ""), "Bob");
     json_decref(r.body);
+    /* A skip past int64 or near its end is refused, not clamped into an overflow of the
+     * page arithmetic (skip / take + 1). */
+    static const char *const bad_pages[] = {"/v2/bookings?take=1&skip=9223372036854775807",
+                                            "/v2/bookings?skip=99999999999999999999",
+                                            "/v2/bookings?take=99999999999999999999",
+                                            "/v2/bookings?skip=1000000001",
+                                            "/v2/bookings?skip=-1",
+                                            "/v2/bookings?take=%2B1"};
+    for (size_t i = 0; i < sizeof bad_pages / sizeof bad_pages[0]; i++) {
+        r = call("GET", bad_pages[i], BEARER, "2024-08-13", NULL);
+        cr_assert_eq(r.status, 400, "%s: %ld", bad_pages[i], r.status);
+        json_decref(r.body);
+    }
+    r = call("GET", "/v2/bookings?take=250&skip=1000000000", BEARER, "2024-08-13", NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(cm_json_int(r.body, "pagination.currentPage", -1), 4000001);
+    json_decref(r.body);
     r = call("GET", "/v2/bookings?attendeeEmail=nobody@example.com", BEARER, "2024-08-13", NULL);
     cr_assert_eq(json_array_size(cm_json_path(r.body, "data")), 0);
     json_decref(r.body);

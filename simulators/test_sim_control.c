@@ -1,6 +1,7 @@
 /* test_sim_control.c - the control API end to end: a webhook triggered over HTTP reaches
  * an in-process receiver, and reset empties the ledgers. */
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -668,4 +669,238 @@ Test(control_deprecated, old_ms_forms_taken_warned_and_noted)
                       "{\"provider\":\"stripe\",\"route\":\"GET /none\",\"latency\":5}", NULL),
                  201);
     cr_expect(log_warns("a duration as a bare number (5) is deprecated: write \\\"5ms\\\""));
+}
+
+/* ---- every number of every route, at its extremes ---------------------------------------- */
+
+/* The body a route's number is set in, when setting it alone into "{}" (or the route's own
+ * base) would not reach its check: other required fields, arrays to index. (route, field)
+ * first, then (route, NULL). A route in sim_control_numbers without a base here fails the
+ * test, so a new number is seen untested rather than passed over. */
+static const struct {
+    const char *route, *field, *body;
+} number_bases[] = {
+    {"POST /control/faults", "latency.uniform.0", "{\"latency\":{\"uniform\":[0,\"600000ms\"]}}"},
+    {"POST /control/faults", "latency.uniform.1", "{\"latency\":{\"uniform\":[\"0ms\",0]}}"},
+    {"POST /control/faults", "latency.lognormal.median",
+     "{\"latency\":{\"lognormal\":{\"median\":1,\"sigma\":0.5}}}"},
+    {"POST /control/faults", "latency.lognormal.sigma",
+     "{\"latency\":{\"lognormal\":{\"median\":\"1s\",\"sigma\":0}}}"},
+    {"POST /control/faults", NULL, "{\"status\":503}"},
+    {"DELETE /control/faults/{id}", NULL, NULL},
+    {"GET /control/journal", NULL, NULL},
+    {"POST /control/retell/calls", NULL, "{}"},
+    {"POST /control/retell/calls/{call_id}/webhook", NULL, "{}"},
+    {"PUT /control/retell/delivery", NULL, "{}"},
+    {"POST /control/calcom/busy", NULL,
+     "{\"start\":\"2050-09-05T10:00:00.000Z\",\"end\":\"2050-09-05T11:00:00.000Z\"}"},
+    {"POST /control/calcom/events", NULL, "{\"trigger\":\"BOOKING_CANCELLED\",\"payload\":{}}"},
+    {"PUT /control/stripe/webhook", "retry_schedule_ms.0",
+     "{\"url\":\"http://127.0.0.1:9/x\",\"retry_schedule_ms\":[0]}"},
+    {"PUT /control/stripe/webhook", NULL, "{\"url\":\"http://127.0.0.1:9/x\"}"},
+    {"PUT /control/stripe/settings", NULL, "{}"},
+    {"POST /control/stripe/events", NULL, "{\"type\":\"charge.refunded\",\"object\":{}}"},
+};
+
+static int number_base(const sim_control_number_t *n, const char **body)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < sizeof number_bases / sizeof number_bases[0]; i++)
+            if (!strcmp(number_bases[i].route, n->route) &&
+                (pass ? !number_bases[i].field
+                      : number_bases[i].field && !strcmp(number_bases[i].field, n->field))) {
+                *body = number_bases[i].body;
+                return 1;
+            }
+    return 0;
+}
+
+/* base with v (taken) at the dotted path, objects made on the way; a new compact text. */
+static char *body_with(const char *start, const char *path, json_t *v)
+{
+    json_t *root = json_loads(start, 0, NULL), *cur = root;
+    char seg[64];
+    cr_assert_not_null(root, "base %s", start);
+    for (const char *p = path;;) {
+        size_t n = strcspn(p, ".");
+        snprintf(seg, sizeof seg, "%.*s", (int)n, p);
+        int last = p[n] == '\0';
+        if (json_is_array(cur)) {
+            size_t i = strtoul(seg, NULL, 10);
+            cr_assert_lt(i, json_array_size(cur), "%s: no index %s in %s", path, seg, start);
+            if (last) {
+                json_array_set_new(cur, i, v);
+                break;
+            }
+            cur = json_array_get(cur, i);
+        } else {
+            if (last) {
+                json_object_set_new(cur, seg, v);
+                break;
+            }
+            if (!json_object_get(cur, seg))
+                json_object_set_new(cur, seg, json_object());
+            cur = json_object_get(cur, seg);
+        }
+        p += n + 1;
+    }
+    char *text = json_dumps(root, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(root);
+    return text;
+}
+
+/* The field's name as a refusal says it: the last part of its path that is no index. */
+static void field_name(const char *path, char out[64])
+{
+    char copy[128];
+    snprintf(copy, sizeof copy, "%s", path);
+    out[0] = '\0';
+    for (char *t = strtok(copy, "."); t; t = strtok(NULL, "."))
+        if (strspn(t, "0123456789") != strlen(t))
+            snprintf(out, 64, "%s", t);
+}
+
+/* Sends one value (JSON text for a body number, else the parameter's text) for number n. */
+static long send_number(const sim_control_number_t *n, const char *value, json_t **out)
+{
+    const char *start = NULL;
+    char method[8], path[256];
+    cr_assert(number_base(n, &start), "%s %s has no base body in number_bases: add one", n->route,
+              n->field);
+    sscanf(n->route, "%7s %255s", method, path);
+    char *pat = strchr(n->route, ' ') + 1;
+    /* Route parameters: the number for a path number, else one that names nothing. */
+    char concrete[256] = "";
+    for (const char *p = pat; *p;) {
+        if (*p == '{') {
+            const char *close = strchr(p, '}');
+            int is_num = n->in == SIM_NUM_PATH && !strncmp(p + 1, n->field, strlen(n->field));
+            strncat(concrete, is_num ? value : "call_none", sizeof concrete - strlen(concrete) - 1);
+            p = close + 1;
+        } else {
+            strncat(concrete, p, 1);
+            p++;
+        }
+    }
+    if (n->in == SIM_NUM_QUERY) {
+        char enc[128] = "";
+        for (const char *v = value; *v; v++) {
+            char c[4];
+            snprintf(c, sizeof c,
+                     isalnum((unsigned char)*v) || *v == '-' || *v == '.' ? "%c" : "%%%02X",
+                     (unsigned char)*v);
+            strncat(enc, c, sizeof enc - strlen(enc) - 1);
+        }
+        snprintf(path, sizeof path, "%s?%s=%s", concrete, n->field, enc);
+    } else {
+        snprintf(path, sizeof path, "%s", concrete);
+    }
+    char *body = NULL;
+    if (n->in == SIM_NUM_BODY) {
+        json_error_t je;
+        json_t *v = json_loads(value, JSON_DECODE_ANY, &je);
+        /* Beyond what jansson holds: spliced in as text. */
+        char *b = body_with(start, n->field, v ? v : json_string("@@"));
+        if (!v) {
+            char *at = strstr(b, "\"@@\"");
+            body = malloc(strlen(b) + strlen(value) + 1);
+            sprintf(body, "%.*s%s%s", (int)(at - b), b, value, at + 4);
+            free(b);
+        } else {
+            body = b;
+        }
+    }
+    long st = call(method, path, body, out);
+    free(body);
+    return st;
+}
+
+static void assert_number_refused(const sim_control_number_t *n, const char *value)
+{
+    json_t *v = NULL;
+    char name[64];
+    long st = send_number(n, value, &v);
+    field_name(n->field, name);
+    const char *detail = cm_json_str(v, "detail", "");
+    cr_assert_eq(st, 400, "%s %s=%s answered %ld (%s)", n->route, n->field, value, st, detail);
+    /* Numbers jansson cannot hold are refused with the whole body, at their column. */
+    cr_assert(strstr(detail, name) || strstr(detail, "invalid JSON"),
+              "%s %s=%s: detail '%s' does not name %s", n->route, n->field, value, detail, name);
+    json_decref(v);
+}
+
+static void assert_number_taken(const sim_control_number_t *n, const char *value)
+{
+    json_t *v = NULL;
+    long st = send_number(n, value, &v);
+    cr_assert(st != 400 && st < 500, "%s %s=%s refused (%ld): %s", n->route, n->field, value, st,
+              cm_json_str(v, "detail", ""));
+    json_decref(v);
+}
+
+Test(control, every_number_refuses_extremes_and_takes_its_range, .timeout = 120)
+{
+    char text[64];
+    int refused = 0;
+    cm_log_set_level("error"); /* the deprecated forms taken would each warn */
+    cr_assert_gt(sim_control_nnumbers, 30);
+    for (size_t i = 0; i < sim_control_nnumbers; i++) {
+        const sim_control_number_t *n = &sim_control_numbers[i];
+        int body = n->in == SIM_NUM_BODY;
+        /* Outside the range by one, the int64 extremes and beyond them. */
+        if (n->min > INT64_MIN) {
+            snprintf(text, sizeof text, "%lld", (long long)n->min - 1);
+            assert_number_refused(n, text), refused++;
+            assert_number_refused(n, "-9223372036854775808"), refused++;
+        }
+        if (n->max < INT64_MAX) {
+            snprintf(text, sizeof text, "%lld", (long long)n->max + 1);
+            assert_number_refused(n, text), refused++;
+            assert_number_refused(n, "9223372036854775807"), refused++;
+        }
+        /* One that a cast to 32 bits would bring back into the range. */
+        if (n->max < INT32_MAX && n->min > INT32_MIN) {
+            snprintf(text, sizeof text, "%lld", (long long)n->min + 4294967296LL);
+            assert_number_refused(n, text), refused++;
+        }
+        static const char *const beyond[] = {"9223372036854775808", "-9223372036854775809",
+                                             "18446744073709551616", "1e400", "-1e400"};
+        for (size_t k = 0; k < sizeof beyond / sizeof beyond[0]; k++)
+            assert_number_refused(n, beyond[k]), refused++;
+        /* Reals where an integer belongs, and texts that look like numbers. */
+        static const char *const body_bad[] = {
+            "1e300", "-1e300", "\"NaN\"", "\"Infinity\"", "\"-0\"", "\"12\"", "true", "[1]", "{}"};
+        static const char *const int_bad[] = {"1.5", "0.0", "-0.5"};
+        static const char *const text_bad[] = {"1.5", "1e3", "NaN", "inf", "0x10",
+                                               " 1",  "+1",  "1 ",  "",    "--1"};
+        if (body) {
+            for (size_t k = 0; k < sizeof body_bad / sizeof body_bad[0]; k++)
+                if (n->kind != SIM_NUM_INT_OR_TEXT || body_bad[k][0] != '"')
+                    assert_number_refused(n, body_bad[k]), refused++;
+            for (size_t k = 0; n->kind != SIM_NUM_REAL && k < sizeof int_bad / sizeof int_bad[0];
+                 k++)
+                assert_number_refused(n, int_bad[k]), refused++;
+            if (n->kind == SIM_NUM_REAL) {
+                snprintf(text, sizeof text, "%g", (double)n->min - 0.5);
+                assert_number_refused(n, text), refused++;
+                snprintf(text, sizeof text, "%g", (double)n->max + 0.5);
+                assert_number_refused(n, text), refused++;
+            }
+        } else {
+            for (size_t k = 0; k < sizeof text_bad / sizeof text_bad[0]; k++)
+                if (n->in == SIM_NUM_QUERY || (text_bad[k][0] && !strchr(text_bad[k], ' ')))
+                    assert_number_refused(n, text_bad[k]), refused++;
+        }
+        /* The edges of the range are taken (the table is not wider than the code). */
+        snprintf(text, sizeof text, "%lld", (long long)n->min);
+        assert_number_taken(n, text);
+        snprintf(text, sizeof text, "%lld", (long long)n->max);
+        assert_number_taken(n, text);
+        if (n->kind == SIM_NUM_REAL) {
+            snprintf(text, sizeof text, "%g", ((double)n->min + (double)n->max) / 2);
+            assert_number_taken(n, text);
+        }
+        cr_assert_eq(call("POST", "/control/reset", NULL, NULL), 204);
+    }
+    cr_log_info("%d extreme values refused", refused);
 }

@@ -131,6 +131,13 @@ Test(fault, bad_rules_say_what_and_where)
         {"{\"provider\":\"paypal\",\"status\":503}", "$.provider: must be one of"},
         {"{\"match\":[],\"status\":503}", "$.match: must be an object"},
         {"[1]", "$: a fault rule must be a JSON object"},
+        /* Numbers beyond any sensible rule are refused, not taken to overflow later. */
+        {"{\"status\":503,\"times\":1000000001}", "$.times: must be an integer from 1 to"},
+        {"{\"status\":503,\"retry_after\":9223372036854775807}", "$.retry_after: must be seconds"},
+        {"{\"status\":503,\"retry_after\":{\"http_date_in\":\"2562047788015h\"}}",
+         "$.retry_after: must be seconds"},
+        {"{\"socket\":\"truncate\",\"truncate_at\":9223372036854775807}",
+         "$.truncate_at: must be a byte count"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *err = refused(cases[i].rule);

@@ -101,3 +101,11 @@ Test(form, malformed_input_is_refused)
     decode_fails("a=%ff", "UTF-8");
     decode_fails("a[b][c][d][e][f][g][h][i]=1", "nesting");
 }
+
+/* Found by fuzz/fuzz_form: a bad escape quoted the raw key, bytes that are not UTF-8
+ * included, so the message could not be put in a JSON answer. */
+Test(form, a_bad_escape_is_quoted_as_printable_ascii)
+{
+    decode_fails("metadata[k%5B1%5D]\xc3%zz=1", "bad percent-escape in 'metadata[k%5B1%5D]?%zz'");
+    decode_fails("a\x01\xff%=1", "'a??%'");
+}

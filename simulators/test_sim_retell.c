@@ -240,6 +240,20 @@ Test(retell, overrides_merge_into_the_defaults)
             cr_assert(strstr(err, times[i]), "%s", err);
             json_decref(bad);
         }
+    /* A real or a string where a time belongs is refused too; null still removes it. */
+    const char *retyped[] = {"{\"start_timestamp\":1.5}", "{\"end_timestamp\":\"NaN\"}",
+                             "{\"duration_ms\":1e300}"};
+    for (size_t i = 0; i < 3; i++) {
+        bad = json_loads(retyped[i], 0, NULL);
+        cr_assert_eq(sim_retell_create_call(ret, bad, &out, err), CM_EINVAL, "%s", retyped[i]);
+        cr_assert(strstr(err, "must be an integer"), "%s", err);
+        json_decref(bad);
+    }
+    bad = json_pack("{s:n}", "duration_ms");
+    cr_assert_eq(sim_retell_create_call(ret, bad, &out, err), CM_OK, "%s", err);
+    cr_assert_null(json_object_get(out, "duration_ms"));
+    json_decref(out);
+    json_decref(bad);
     json_t *edge = json_pack("{s:I,s:I}", "start_timestamp", 9007199254740991LL, "duration_ms",
                              9007199254740991LL);
     cr_assert_eq(sim_retell_create_call(ret, edge, &out, err), CM_OK, "%s", err);

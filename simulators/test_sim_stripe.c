@@ -208,6 +208,12 @@ Test(stripe, test_cards_and_settings_decline_with_402)
     cr_assert_str_eq(cm_json_str(b, "error.code", ""), "payment_intent_unexpected_state");
     json_decref(b);
 
+    /* Each count is refused on its own, by name, beyond what a run could use. */
+    cr_assert_eq(sim_stripe_settings(st, INT64_MAX, NULL, 0, err), CM_EINVAL);
+    cr_assert(strstr(err, "decline_next must be between -1"), "%s", err);
+    cr_assert_eq(sim_stripe_settings(st, 0, NULL, SIM_STRIPE_MAX_NEXT + 1, err), CM_EINVAL);
+    cr_assert(strstr(err, "error_next must be between 0"), "%s", err);
+    cr_assert_eq(sim_stripe_settings(st, -2, NULL, 0, err), CM_EINVAL);
     cr_assert_eq(sim_stripe_settings(st, 1, "expired_card", 0, err), CM_OK, "%s", err);
     cr_assert_eq(post("/v1/payment_intents", "amount=500&currency=eur", &b), 402);
     cr_assert_str_eq(cm_json_str(b, "error.decline_code", ""), "expired_card");
