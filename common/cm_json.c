@@ -88,7 +88,9 @@ int64_t cm_json_int(const json_t *root, const char *path, int64_t def)
         return (int64_t)json_integer_value(v);
     if (json_is_real(v)) {
         double d = json_real_value(v);
-        if (d == (double)(int64_t)d)
+        /* Converting a double outside int64's range is undefined behaviour (a signed
+         * webhook can carry 1e300): range first, then the exactness check. */
+        if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == (double)(int64_t)d)
             return (int64_t)d;
     }
     return def;

@@ -89,6 +89,15 @@ Test(json, parse_path_and_errors)
     cr_assert_null(cm_json_path(v, "call.items.1"));
     cr_assert_str_eq(cm_json_str(v, "call.n", "def"), "def");
     json_decref(v);
+    const char *reals = "{\"a\":1e300,\"b\":-1e300,\"c\":9223372036854775808.0,\"d\":4.0,"
+                        "\"e\":4.5}";
+    cr_assert_eq(cm_json_parse(reals, strlen(reals), 1024, &v, err), CM_OK);
+    cr_assert_eq(cm_json_int(v, "a", -7), -7, "beyond int64: the default, not UB");
+    cr_assert_eq(cm_json_int(v, "b", -7), -7);
+    cr_assert_eq(cm_json_int(v, "c", -7), -7, "2^63 itself does not fit");
+    cr_assert_eq(cm_json_int(v, "d", -7), 4, "a whole real is an integer");
+    cr_assert_eq(cm_json_int(v, "e", -7), -7);
+    json_decref(v);
 
     cr_assert_eq(cm_json_parse("{\"a\":", 5, 1024, &v, err), CM_EINVAL);
     cr_assert(strstr(err, "line 1"), "error should locate the problem: %s", err);
