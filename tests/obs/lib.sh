@@ -23,7 +23,7 @@ obs_log() {
 
 # obs_fail MESSAGE: report, keep the temp dir and the parts' logs, exit 1.
 obs_fail() {
-  echo "FAIL: $*"
+  echo "FAIL: $*" >&2
   OBS_FAILED=1
   exit 1
 }
@@ -158,12 +158,14 @@ obs_http() {
   esac
 }
 
-# obs_booking_call ID START: a Retell call asking for a booking at START (ISO 8601),
-# delivered to the gateway as call_analyzed; fails unless the gateway answered 204.
+# obs_booking_call ID START [DEPOSIT_CENTS]: a Retell call asking for a booking at START
+# (ISO 8601), with a deposit when given, delivered to the gateway as call_analyzed; fails
+# unless the gateway answered 204.
 obs_booking_call() {
   local call
-  call=$(jq -c --arg id "$1" --arg start "$2" \
-    '.call_id = $id | .call_analysis.custom_analysis_data.booking_start = $start' \
+  call=$(jq -c --arg id "$1" --arg start "$2" --argjson dep "${3:-null}" \
+    '.call_id = $id | .call_analysis.custom_analysis_data.booking_start = $start
+     | if $dep then .call_analysis.custom_analysis_data.deposit_cents = $dep else . end' \
     "$OBS_ROOT/fixtures/retell/call_booking.json")
   obs_http POST "$SIM_CONTROL/control/retell/calls" "$call" >/dev/null
   local rep
@@ -189,6 +191,11 @@ obs_render_rules() {
       die "unconverted duration: $_" if /\[(?!\d+ms\])\d/ || /offset\s/ || /^\s*for:(?!\s*\d+ms\s*$)/;
     ' "$f" >"$out/$(basename "$f")" || obs_fail "cannot render $f"
   done
+}
+
+# obs_admin METHOD PATH: the gateway's admin API with the admin token; the body.
+obs_admin() {
+  curl -sS -X "$1" -H "Authorization: Bearer $GW_ADMIN_TOKEN" "$GW_URL$2"
 }
 
 # obs_prom_query URL EXPR: the result array of an instant query.
