@@ -80,6 +80,7 @@ obs_cleanup() {
 # obs_setup: the temp dir ($OBS_DIR) and the exit trap.
 obs_setup() {
   OBS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/obs.XXXXXX") || exit 1
+  # shellcheck disable=SC2154 # rc is the trap's own
   trap 'rc=$?; [ $rc -ne 0 ] && [ $rc -ne 77 ] && OBS_FAILED=1; obs_cleanup; exit $rc' EXIT
   trap 'exit 1' INT TERM
 }
@@ -101,14 +102,14 @@ obs_wait() {
 # obs_ready_port FILE KEY: the port KEY of a ready file ({"port": N} or the simulators').
 obs_ready_port() { jq -r ".$2 // empty" "$1" 2>/dev/null; }
 
-# obs_start NAME CMD...: starts CMD in the background with output to $OBS_DIR/NAME.log
-# and records its pid for the exit trap.
+# obs_start NAME CMD...: starts CMD in the background with output to $OBS_DIR/NAME.log,
+# records its pid for the exit trap, and sets OBS_PID_<NAME> to it.
 obs_start() {
   local name=$1
   shift
   "$@" >"$OBS_DIR/$name.log" 2>&1 &
   OBS_PIDS+=($!)
-  eval "OBS_PID_${name//-/_}=$!"
+  printf -v "OBS_PID_${name//-/_}" '%s' "$!"
 }
 
 # obs_alive PID NAME: fails the test when the part died.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2154 # OBS_PID_<name> are set by obs_start (lib.sh)
 # test_live_alerts.sh - the shipped alert rules in the real thing: Debian's Prometheus and
 # Alertmanager, started here on free ports in a temp dir (never the packages' services),
 # scrape a real gateway and the simulators through a Cal.com outage, and the test checks
@@ -156,7 +157,7 @@ t_outage=$(obs_elapsed)
   done
 ) >"$OBS_DIR/traffic.log" 2>&1 &
 traffic=$!
-OBS_PIDS+=($traffic)
+OBS_PIDS+=("$traffic")
 obs_log "Cal.com answers 503; a booking call a second"
 
 obs_wait 30 "GatewaySagasNeedHuman firing" alert_is GatewaySagasNeedHuman firing
