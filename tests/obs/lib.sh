@@ -10,6 +10,7 @@
 OBS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OBS_T0=$(date +%s%3N)
 OBS_PIDS=()
+OBS_NAMES=()
 OBS_DIR=
 OBS_FAILED=0
 
@@ -57,11 +58,21 @@ obs_prog() {
   echo "$v"
 }
 
+# obs_cleanup: stops every part (SIGTERM, last started first) and removes the temp dir,
+# or keeps it with the logs' tails after a failure. Returns 1 when a part still running
+# did not exit 0 on SIGTERM (a crash or a sanitizer report at exit must not pass).
 obs_cleanup() {
-  local pid
+  local pid status bad=0
   for ((i = ${#OBS_PIDS[@]} - 1; i >= 0; i--)); do
     pid=${OBS_PIDS[i]}
-    kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    kill -TERM "$pid" 2>/dev/null || continue # gone already (and reaped by the test)
+    wait "$pid" 2>/dev/null
+    status=$?
+    if [ "$status" != 0 ]; then
+      echo "FAIL: ${OBS_NAMES[i]} (pid $pid) exited $status when stopped" >&2
+      OBS_FAILED=1
+      bad=1
+    fi
   done
   if [ -n "$OBS_DIR" ]; then
     if [ "$OBS_FAILED" = 1 ]; then
@@ -75,13 +86,14 @@ obs_cleanup() {
       rm -rf "$OBS_DIR"
     fi
   fi
+  return $bad
 }
 
 # obs_setup: the temp dir ($OBS_DIR) and the exit trap.
 obs_setup() {
   OBS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/obs.XXXXXX") || exit 1
   # shellcheck disable=SC2154 # rc is the trap's own
-  trap 'rc=$?; [ $rc -ne 0 ] && [ $rc -ne 77 ] && OBS_FAILED=1; obs_cleanup; exit $rc' EXIT
+  trap 'rc=$?; [ $rc -ne 0 ] && [ $rc -ne 77 ] && OBS_FAILED=1; obs_cleanup || rc=1; exit $rc' EXIT
   trap 'exit 1' INT TERM
 }
 
@@ -109,6 +121,7 @@ obs_start() {
   shift
   "$@" >"$OBS_DIR/$name.log" 2>&1 &
   OBS_PIDS+=($!)
+  OBS_NAMES+=("$name")
   printf -v "OBS_PID_${name//-/_}" '%s' "$!"
 }
 

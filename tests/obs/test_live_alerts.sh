@@ -158,6 +158,7 @@ t_outage=$(obs_elapsed)
 ) >"$OBS_DIR/traffic.log" 2>&1 &
 traffic=$!
 OBS_PIDS+=("$traffic")
+OBS_NAMES+=(traffic)
 obs_log "Cal.com answers 503; a booking call a second"
 
 obs_wait 30 "GatewaySagasNeedHuman firing" alert_is GatewaySagasNeedHuman firing
