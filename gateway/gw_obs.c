@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "cm_clock.h"
+#include "gw_obs_proc.h"
 
 static double queue_gauge(gw_store_t *store, int which)
 {
@@ -120,6 +121,19 @@ cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
         rc = gw_metrics_counter(o->reg, "gw_payments_total",
                                 "Deposit attempts, by result (succeeded, declined, failed)",
                                 "result", &o->payments, err);
+    /* The outcomes the alerts count (deploy/prometheus/), shown at 0 from the start: a
+     * series that first appears at 1 has no increase for Prometheus, so the first saga
+     * ending needs_human after a start would page nobody. */
+    static const char *const saga_ends[] = {
+        "completed",   "failed_no_slot", "failed_payment",       "compensated",
+        "needs_human", "failed",         "cancelled_by_attendee"};
+    for (size_t i = 0; !rc && i < sizeof saga_ends / sizeof saga_ends[0]; i++)
+        if (!gw_metrics_with(o->sagas, GW_LV(saga_ends[i])))
+            rc = CM_ENOMEM;
+    static const char *const pay_results[] = {"succeeded", "declined", "failed"};
+    for (size_t i = 0; !rc && i < sizeof pay_results / sizeof pay_results[0]; i++)
+        if (!gw_metrics_with(o->payments, GW_LV(pay_results[i])))
+            rc = CM_ENOMEM;
     if (!rc)
         rc = gw_metrics_gauge_func(o->reg, "gw_jobs_pending", "Jobs waiting to run", pending_fn,
                                    store, err);
@@ -133,6 +147,8 @@ cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
         rc = gw_metrics_gauge_func(o->reg, "gw_jobs_queue_lag_seconds",
                                    "How long the oldest due pending job has waited to run", lag_fn,
                                    store, err);
+    if (!rc)
+        rc = gw_obs_proc_register(o->reg, err);
     if (rc) {
         gw_obs_free(&o);
         return rc;
