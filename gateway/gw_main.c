@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cm_clock.h"
+#include "cm_codec.h"
 #include "cm_http_client.h"
 #include "cm_http_server.h"
 #include "cm_log.h"
@@ -79,13 +80,36 @@ static int instance_lock(const char *db_path)
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         fprintf(stderr,
-                "gateway: store: %s: %s (another gateway has this SQLite database open; "
-                "SQLite serves one instance)\n",
+                "gateway: store: %s: %s (another gateway uses this data_dir; SQLite serves "
+                "one instance, and on PostgreSQL each instance needs a data_dir of its own)\n",
                 path, e == EWOULDBLOCK ? "locked" : strerror(e));
         close(fd);
         return -1;
     }
     return fd;
+}
+
+/* This instance's name on a shared PostgreSQL store: its host and data_dir, which it holds
+ * locked (instance_lock), so no live process has the same name and a gateway started
+ * again on the same data_dir after a crash is the one that left its running jobs, and
+ * takes them back at once instead of after their lease (gw_store_open_pg). */
+static void instance_name(const char *data_dir, char out[GW_STORE_INSTANCE_MAX + 1])
+{
+    char host[64] = "", dir[PATH_MAX], where[sizeof host + PATH_MAX + 1];
+    uint8_t h[CM_SHA256_LEN];
+    char hex[2 * CM_SHA256_LEN + 1];
+    if (gethostname(host, sizeof host - 1) != 0)
+        snprintf(host, sizeof host, "host");
+    for (char *p = host; *p; p++) /* only what a name may hold */
+        if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') && !(*p >= '0' && *p <= '9') &&
+            *p != '.' && *p != '-')
+            *p = '-';
+    if (!realpath(data_dir, dir))
+        snprintf(dir, sizeof dir, "%s", data_dir);
+    int n = snprintf(where, sizeof where, "%s:%s", host, dir);
+    cm_sha256(where, n > 0 && (size_t)n < sizeof where ? (size_t)n : strlen(where), h);
+    cm_hex_encode(h, 8, hex);
+    snprintf(out, GW_STORE_INSTANCE_MAX + 1, "%.22s:%.16s", host, hex);
 }
 
 static int run(const char *config_path, const char *ready_path)
@@ -109,11 +133,14 @@ static int run(const char *config_path, const char *ready_path)
         fprintf(stderr, "gateway: cannot create data_dir %s: %s\n", cfg->data_dir, strerror(errno));
         goto out;
     }
-    /* One process per SQLite database; on PostgreSQL several instances share one (its
-     * recovery takes back only jobs no live instance holds, see gw_store_pg_jobs.c). */
-    if (!cfg->store_pg && (lock_fd = instance_lock(cfg->db_path)) < 0)
+    /* One process per data_dir: on SQLite per database; on PostgreSQL, where several
+     * instances share one, per instance name (instance_name: recovery takes back the jobs
+     * of its own name and those no live instance holds, see gw_store_pg_jobs.c). */
+    if ((lock_fd = instance_lock(cfg->db_path)) < 0)
         goto out;
-    if ((cfg->store_pg ? gw_store_open_pg(cfg->store_url, &store, err)
+    char instance[GW_STORE_INSTANCE_MAX + 1];
+    instance_name(cfg->data_dir, instance);
+    if ((cfg->store_pg ? gw_store_open_pg(cfg->store_url, instance, &store, err)
                        : gw_store_open(cfg->db_path, cfg->store_sync_full, &store, err)) != CM_OK) {
         fprintf(stderr, "gateway: store: %s\n", err);
         goto out;

@@ -37,14 +37,14 @@ cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *
     return rc;
 }
 
-cm_err_t gw_store_open_pg(const char *url, gw_store_t **out, char *err)
+cm_err_t gw_store_open_pg(const char *url, const char *instance, gw_store_t **out, char *err)
 {
     *out = NULL;
 #ifdef GW_STORE_PG
     gw_store_t *s = calloc(1, sizeof *s);
     if (!s)
         return CM_ENOMEM;
-    cm_err_t rc = gw_pg_store_open(url, &s->pg, err);
+    cm_err_t rc = gw_pg_store_open(url, instance, &s->pg, err);
     if (rc)
         free(s);
     else

@@ -74,8 +74,15 @@ cm_err_t gw_store_open(const char *path, int sync_full, gw_store_t **out, char *
  * once; CM_ESTATE for a schema made by a newer gateway) and starts the committer. Commits
  * are synchronous (synchronous_commit=on). A connection that breaks later fails the call
  * that met it with CM_ESTORE and is made again by the next call, so the store recovers by
- * itself when the server comes back. CM_ECONFIG when the gateway was built without libpq. */
-cm_err_t gw_store_open_pg(const char *url, gw_store_t **out, char *err) CM_WUR;
+ * itself when the server comes back. CM_ECONFIG when the gateway was built without libpq.
+ * instance (borrowed; NULL for a random one) names this handle in jobs.holder: a process
+ * started again under the name of a dead one takes back the jobs it left running at once
+ * (gw_store_recover), where another name waits for their leases to expire. The caller
+ * must make sure no live process uses the same name (the gateway derives it from its host
+ * and data_dir, which it locks). At most GW_STORE_INSTANCE_MAX bytes of [A-Za-z0-9._:-]. */
+#define GW_STORE_INSTANCE_MAX 39
+cm_err_t gw_store_open_pg(const char *url, const char *instance, gw_store_t **out,
+                          char *err) CM_WUR;
 /* Stops intake (see gw_store_stop_intake), then closes. Accepts NULL; clears *s. */
 void gw_store_close(gw_store_t **s);
 

@@ -21,7 +21,8 @@ typedef struct gw_pg_store gw_pg_store_t;
 /* As gw_store_open (path, sync_full) for SQLite; url is a libpq connection string or URI
  * for PostgreSQL, whose commits are always synchronous (synchronous_commit=on). */
 cm_err_t gw_sq_store_open(const char *path, int sync_full, gw_sq_store_t **out, char *err) CM_WUR;
-cm_err_t gw_pg_store_open(const char *url, gw_pg_store_t **out, char *err) CM_WUR;
+cm_err_t gw_pg_store_open(const char *url, const char *instance, gw_pg_store_t **out,
+                          char *err) CM_WUR;
 void gw_sq_store_close(gw_sq_store_t **s);
 void gw_pg_store_close(gw_pg_store_t **s);
 

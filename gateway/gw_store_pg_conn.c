@@ -8,6 +8,7 @@
  * gw_store_pg_int.h).
  */
 #include <assert.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -289,7 +290,7 @@ static cm_err_t migrate(gw_pg_store_t *s, char *err)
 
 /* ---- open / close ------------------------------------------------------------------ */
 
-cm_err_t gw_pg_store_open(const char *url, gw_pg_store_t **out, char *err)
+cm_err_t gw_pg_store_open(const char *url, const char *instance, gw_pg_store_t **out, char *err)
 {
     gw_pg_store_t *s = calloc(1, sizeof *s);
     *out = NULL;
@@ -309,6 +310,19 @@ cm_err_t gw_pg_store_open(const char *url, gw_pg_store_t **out, char *err)
         id[0] = (uint64_t)(uintptr_t)s;
     snprintf(s->instance, sizeof s->instance, "%016" PRIx64 "%016" PRIx64, id[0], id[1]);
     cm_err_t rc = s->url ? CM_OK : CM_ENOMEM;
+    if (instance) {
+        size_t len = strlen(instance);
+        int ok = len > 0 && len < sizeof s->instance;
+        for (size_t i = 0; ok && i < len; i++)
+            ok = isalnum((unsigned char)instance[i]) || strchr("._:-", instance[i]);
+        if (!ok) {
+            cm_errf(err, "instance name \"%.60s\" is not 1-%zu bytes of [A-Za-z0-9._:-]", instance,
+                    sizeof s->instance - 1);
+            rc = CM_EINVAL;
+        } else {
+            memcpy(s->instance, instance, len + 1);
+        }
+    }
     if (!rc)
         rc = migrate(s, err);
     if (!rc) {

@@ -47,10 +47,6 @@
 #include "cm_err.h"
 #include "gw_store_be.h"
 
-/* The channel the group commit NOTIFYs, once per batch that queued a job: on its commit,
- * every instance LISTENing on it (their workers) learns that jobs are due. */
-#define GW_PG_JOBS_CHANNEL "gw_jobs"
-
 /* One queued ingest (defined in gw_store_pg_ingest.c). */
 typedef struct gw_pg_pending gw_pg_pending_t;
 

@@ -50,7 +50,7 @@ static int on_pg(void)
 static cm_err_t open_store(gw_store_t **out, char *err)
 {
     if (on_pg())
-        return gw_store_open_pg(getenv("GW_PG_URL"), out, err);
+        return gw_store_open_pg(getenv("GW_PG_URL"), NULL, out, err);
     return gw_store_open(dbpath, 1, out, err);
 }
 
