@@ -16,6 +16,7 @@
 #include "rp_result.h"
 #include "sc_files.h"
 #include "sc_opts.h"
+#include "sc_pg.h"
 #include "sc_run.h"
 #include "sc_scenario.h"
 #include "sc_signal.h"
@@ -176,6 +177,8 @@ static const char *unsuitable_for_attach(const sc_opts_t *o, const sc_scenario_t
         return "not run: --attach cannot kill, stop or start the gateway";
     if (sc->chaos_links)
         return "not run: --attach does not start a chaos proxy";
+    if (sc->store_pg_own)
+        return "not run: --attach does not start a PostgreSQL server";
     if (sc->speed > 1 && o->speed != 1)
         return "not run: --attach cannot speed up the parts' clocks (pass --speed 1 to run it "
                "in real time)";
@@ -332,6 +335,13 @@ int main(int argc, char **argv)
     if (!o.check && !o.attach &&
         !(check_program("gateway", o.gateway, "--gateway") &&
           check_program("simulators", o.simulators, "--simulators"))) {
+        status = EXIT_USAGE;
+        goto out;
+    }
+    /* Every scenario would be skipped for it: say so once, before anything starts. */
+    char why[256];
+    if (!o.check && o.store == SC_STORE_POSTGRES && !sc_pg_available(why, sizeof why)) {
+        fprintf(stderr, "scenario: --store postgres %s\n", why);
         status = EXIT_USAGE;
         goto out;
     }

@@ -2,8 +2,8 @@
  *
  *   scenario [--out DIR] [--junit FILE] [--json FILE] [--html FILE] [--filter SUBSTR] [--tag T]
  *            [-j N] [--repeat N] [--fail-fast] [--seed N] [--speed N] [--keep]
- *            [--gateway PATH] [--simulators PATH] [--chaos-proxy PATH] [--timeout 60s]
- *            [--check] [-q] [-v]
+ *            [--store postgres|sqlite] [--gateway PATH] [--simulators PATH]
+ *            [--chaos-proxy PATH] [--ci-pg PATH] [--timeout 60s] [--check] [-q] [-v]
  *            FILE_OR_DIR...
  *
  * Options take their value as the next argument or after '=' (--seed=7); "--" ends the
@@ -23,6 +23,16 @@
 
 #define SC_MAX_TAGS 16
 #define SC_MAX_JOBS 64
+
+/* --store: which store the gateways run on. */
+typedef enum {
+    SC_STORE_AS_WRITTEN = 0, /* what each scenario's "store" and gateway config say */
+    SC_STORE_SQLITE,         /* the SQLite scenarios as written; PostgreSQL-only ones skipped */
+    SC_STORE_POSTGRES,       /* every scenario on a PostgreSQL database of its own */
+} sc_store_t;
+
+/* "sqlite", "postgres" or "as written" (static). */
+const char *sc_store_name(sc_store_t s);
 
 typedef struct {
     /* Report paths, or NULL: none is written unless asked (a run by hand must not replace
@@ -53,9 +63,11 @@ typedef struct {
     int help;           /* -h/--help: print usage, exit 0 */
     int64_t timeout_ms; /* whole-scenario deadline */
     int speed;          /* --speed N: overrides every scenario's speed; 0: theirs */
+    sc_store_t store;   /* --store; refused with --attach (the parts run already) */
     char gateway[PATH_MAX];
     char simulators[PATH_MAX];
     char chaos_proxy[PATH_MAX];
+    char ci_pg[PATH_MAX];        /* ci/pg, for scenarios with a PostgreSQL server of their own */
     char faketime_lib[PATH_MAX]; /* libfaketime for scenarios with "speed" > 1 */
     const char **inputs;         /* files and directories, borrowed from argv */
     size_t ninputs;
