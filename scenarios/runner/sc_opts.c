@@ -42,8 +42,10 @@ const char *sc_opts_usage(void)
            "                     on the server $GW_PG_URL names (run under ci/pg run), the\n"
            "                     \"store\" of every gateway config replaced by PostgreSQL's.\n"
            "                     sqlite: the scenarios as written, those written for\n"
-           "                     PostgreSQL (\"store\": \"postgres\") skipped. Default: what\n"
-           "                     each scenario says. Not with --attach\n"
+           "                     PostgreSQL (\"store\": \"postgres\") skipped. sqlite,postgres:\n"
+           "                     each scenario on both, one after the other. With --store\n"
+           "                     the reports name each scenario's store. Default: what each\n"
+           "                     scenario says. Not with --attach\n"
            "  --faketime-lib PATH  libfaketime for speed > 1 (default\n"
            "                     " SC_DEFAULT_FAKETIME_LIB ")\n"
            "  --check            only load and validate the files, start nothing\n"
@@ -118,6 +120,31 @@ static int parse_attach(sc_opts_t *o, const char *val, char *err)
     return 0;
 }
 
+/* "sqlite", "postgres" or both, comma-separated, each once; the last --store wins. */
+static int parse_stores(sc_opts_t *o, const char *val, char *err)
+{
+    o->nstores = 0;
+    for (const char *p = val;;) {
+        size_t n = strcspn(p, ",");
+        sc_store_t s = n == 8 && !strncmp(p, "postgres", n) ? SC_STORE_POSTGRES
+                       : n == 6 && !strncmp(p, "sqlite", n) ? SC_STORE_SQLITE
+                                                            : SC_STORE_AS_WRITTEN;
+        if (s == SC_STORE_AS_WRITTEN) {
+            cm_errf(err, "--store: '%.*s' is not postgres or sqlite", (int)n, p);
+            return -1;
+        }
+        for (size_t i = 0; i < o->nstores; i++)
+            if (o->stores[i] == s) {
+                cm_errf(err, "--store: '%s' is named twice", sc_store_name(s));
+                return -1;
+            }
+        o->stores[o->nstores++] = s;
+        if (!p[n])
+            return 0;
+        p += n + 1;
+    }
+}
+
 /* A whole number from 1 to max for option name. */
 static int parse_count(const char *name, const char *val, int max, int *out, char *err)
 {
@@ -156,6 +183,14 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
 const char *sc_store_name(sc_store_t s)
 {
     return s == SC_STORE_SQLITE ? "sqlite" : s == SC_STORE_POSTGRES ? "postgres" : "as written";
+}
+
+int sc_opts_has_store(const sc_opts_t *o, sc_store_t s)
+{
+    for (size_t i = 0; i < o->nstores; i++)
+        if (o->stores[i] == s)
+            return 1;
+    return 0;
 }
 
 int sc_opts_has_tag(const sc_opts_t *o, const char *tag)
@@ -278,14 +313,8 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
                 o->has_seed = 1;
                 o->seed = s;
             } else if (!strcmp(name, "--store")) {
-                if (!strcmp(val, "postgres")) {
-                    o->store = SC_STORE_POSTGRES;
-                } else if (!strcmp(val, "sqlite")) {
-                    o->store = SC_STORE_SQLITE;
-                } else {
-                    cm_errf(err, "--store: '%s' is not postgres or sqlite", val);
+                if (parse_stores(o, val, err))
                     return CM_EINVAL;
-                }
             } else if (!strcmp(name, "--gateway") || !strcmp(name, "--simulators") ||
                        !strcmp(name, "--chaos-proxy") || !strcmp(name, "--ci-pg")) {
                 char *dst = !strcmp(name, "--gateway")      ? o->gateway
@@ -354,7 +383,7 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
     }
     /* Attached parts run already, on whatever store they were started with: the runner
      * writes no gateway config and makes no database, so the option would be a lie. */
-    if (o->attach && o->store != SC_STORE_AS_WRITTEN) {
+    if (o->attach && o->nstores) {
         cm_errf(err, "--store cannot be used with --attach: the attached gateway runs on the store "
                      "it was started with (the runner writes no config for it)");
         return CM_EINVAL;

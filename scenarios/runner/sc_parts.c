@@ -305,7 +305,7 @@ static cm_err_t write_gateway_config(sc_ctx_t *ctx, int inst, const char *rel, c
         return sc_fail(ctx, RP_ERRORED, "startup", "gateway config %s: %s", src, err);
     }
     free(text);
-    if (ctx->opts->store == SC_STORE_POSTGRES && !ctx->opts->attach &&
+    if (ctx->store == SC_STORE_POSTGRES && !ctx->opts->attach &&
         (rc = store_on_postgres(ctx, src, &expanded)) != CM_OK)
         return rc;
     char tag[8] = "";

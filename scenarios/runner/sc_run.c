@@ -87,17 +87,18 @@ static cm_err_t make_own_server(sc_ctx_t *ctx)
 }
 
 /* Why the scenario does not run on this store here, or NULL when it can. */
-static const char *store_skip(const sc_opts_t *o, const sc_scenario_t *sc, char *why, size_t cap)
+static const char *store_skip(const sc_opts_t *o, const sc_scenario_t *sc, sc_store_t store,
+                              char *why, size_t cap)
 {
     if (o->attach)
         return NULL; /* the attached parts run on their own store */
-    if (o->store == SC_STORE_SQLITE && sc->store_pg) {
+    if (store == SC_STORE_SQLITE && sc->store_pg) {
         snprintf(why, cap,
                  "written for PostgreSQL (\"store\": \"postgres\"): not run with --store "
                  "sqlite");
         return why;
     }
-    int pg = sc->store_pg || o->store == SC_STORE_POSTGRES;
+    int pg = sc->store_pg || store == SC_STORE_POSTGRES;
     if (pg && !sc->store_pg_own && !sc_pg_available(why, cap))
         return why;
     return NULL;
@@ -128,13 +129,14 @@ static int asserted(const sc_ctx_t *ctx, const sc_step_t *s)
     return 0;
 }
 
-rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case_t *out,
-                            char kept[PATH_MAX])
+rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, sc_store_t store,
+                            rp_case_t *out, char kept[PATH_MAX])
 {
     sc_ctx_t ctx;
     memset(&ctx, 0, sizeof ctx);
     ctx.opts = o;
     ctx.sc = sc;
+    ctx.store = store;
     ctx.rc = out;
     ctx.t0_ms = cm_clock_mono_ms();
     ctx.deadline_ms = ctx.t0_ms + o->timeout_ms;
@@ -165,7 +167,7 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
                      ctx.speed > 1 ? "a clock speed-up" : "a clock skew", o->faketime_lib,
                      ctx.speed > 1 ? "; --speed 1 runs in real time" : "");
     char why[256];
-    if (!rc && store_skip(o, sc, why, sizeof why)) {
+    if (!rc && store_skip(o, sc, store, why, sizeof why)) {
         /* Not a failure of the gateway: the bench lacks a database server here, or the
          * scenario was written for the other store. */
         sc_log(&ctx, "runner", "skipped: %s", why);
@@ -176,13 +178,13 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
         sc_vars_free(&ctx.vars);
         return out->status;
     }
-    int use_pg = !o->attach && (sc->store_pg || o->store == SC_STORE_POSTGRES);
+    int use_pg = !o->attach && (sc->store_pg || store == SC_STORE_POSTGRES);
     if (use_pg)
         sc_log(&ctx, "runner", "store: PostgreSQL%s%s",
                sc->store_pg_own ? ", a server of its own" : ", a database of its own",
-               o->store == SC_STORE_POSTGRES ? " (--store postgres: every gateway config's "
-                                               "\"store\" replaced)"
-                                             : "");
+               store == SC_STORE_POSTGRES ? " (--store postgres: every gateway config's "
+                                            "\"store\" replaced)"
+                                          : "");
     if (!rc)
         rc = make_tmpdir(&ctx);
     if (!rc && use_pg && sc->store_pg_own)
