@@ -86,6 +86,32 @@ static cm_err_t make_own_server(sc_ctx_t *ctx)
     return CM_OK;
 }
 
+/* The gateway's libpq connect_timeout (gw_store_pg_conn.c), in seconds of its clock. */
+#define SC_PG_CONNECT_TIMEOUT_S 5
+
+/* libpq measures connect_timeout on the process's clock, which a speed-up runs N times
+ * faster: at x100 the gateway's 5 s leave a connection 50 ms of real time, less than a
+ * sanitizer build needs for the password handshake (scenario 501 failed to start so). As
+ * the simulators' answer timeouts do (sc_parts.c), it keeps its real length: the URL the
+ * gateways get sets it to 5 s x N. A URL that sets connect_timeout itself is left alone. */
+static cm_err_t keep_connect_timeout_real(sc_ctx_t *ctx)
+{
+    size_t n = strlen(ctx->pg_url);
+    if (ctx->speed <= 1 || strstr(ctx->pg_url, "connect_timeout="))
+        return CM_OK;
+    if (snprintf(ctx->pg_url + n, sizeof ctx->pg_url - n, "%sconnect_timeout=%d",
+                 strchr(ctx->pg_url, '?') ? "&" : "?",
+                 SC_PG_CONNECT_TIMEOUT_S * ctx->speed) >= (int)(sizeof ctx->pg_url - n)) {
+        ctx->pg_url[n] = '\0';
+        return sc_fail(ctx, RP_ERRORED, "startup", "the PostgreSQL URL is too long");
+    }
+    sc_log(ctx, "runner",
+           "PostgreSQL connect_timeout=%d s in the gateways' URL: %d s of real "
+           "time at x%d",
+           SC_PG_CONNECT_TIMEOUT_S * ctx->speed, SC_PG_CONNECT_TIMEOUT_S, ctx->speed);
+    return CM_OK;
+}
+
 /* Why the scenario does not run on this store here, or NULL when it can. */
 static const char *store_skip(const sc_opts_t *o, const sc_scenario_t *sc, sc_store_t store,
                               char *why, size_t cap)
@@ -191,6 +217,8 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, sc_stor
         rc = make_own_server(&ctx);
     else if (!rc && use_pg)
         rc = make_database(&ctx);
+    if (!rc && use_pg)
+        rc = keep_connect_timeout_real(&ctx);
     if (!rc && o->attach)
         rc = sc_parts_attach(&ctx);
     if (!rc && !o->attach)
