@@ -462,6 +462,12 @@ int main(int argc, char **argv)
         pthread_mutex_lock(&u.lock);
         clear_status(&u);
         pthread_mutex_unlock(&u.lock);
+        /* Not part of any scenario: the databases the last ones used (sc_pg.h). */
+        char derr[CM_ERR_LEN];
+        size_t undropped = sc_pg_drop_wait(derr);
+        if (undropped)
+            fprintf(stderr, "scenario: could not drop %zu PostgreSQL database(s); the first: %s\n",
+                    undropped, derr);
         report->time_s = (double)(cm_clock_mono_ms() - t0) / 1000.0;
         if (!write_reports(&o, report))
             status = EXIT_USAGE;

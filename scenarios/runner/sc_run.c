@@ -272,9 +272,12 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, sc_stor
     sc_parts_stop(&ctx, &ctx.chaos, "chaos");
     sc_parts_stop(&ctx, &ctx.sim, "sim");
     if (*ctx.pg_db) {
+        /* Dropped while the next scenarios run (sc_pg.h): nothing uses it any more. */
         char err[CM_ERR_LEN];
-        if (sc_pg_drop(ctx.pg_db, err) != CM_OK)
+        if (sc_pg_drop_later(ctx.pg_db, err) != CM_OK)
             sc_log(&ctx, "runner", "could not drop database %s: %s", ctx.pg_db, err);
+        else
+            sc_log(&ctx, "runner", "database %s handed to the dropper", ctx.pg_db);
     }
     if (*ctx.pg_server.dir) {
         char err[CM_ERR_LEN], log[PATH_MAX + 16], copy[PATH_MAX + 16];
