@@ -174,10 +174,11 @@ size_t sc_pg_drop_wait(char *err)
     if (started)
         pthread_join(dropper.thread, NULL);
     pthread_mutex_lock(&dropper.mu);
-    dropper.started = 0;
+    dropper.started = dropper.closing = 0; /* a later sc_pg_drop_later starts it again */
     size_t failed = dropper.failed;
     if (failed)
         cm_errf(err, "%s", dropper.first_err);
+    dropper.failed = 0;
     pthread_mutex_unlock(&dropper.mu);
     return failed;
 }

@@ -37,9 +37,10 @@ cm_err_t sc_pg_drop(const char *name, char *err) CM_WUR;
 #define SC_PG_DROP_QUEUE 64
 cm_err_t sc_pg_drop_later(const char *name, char *err) CM_WUR;
 
-/* Waits until every database handed to sc_pg_drop_later is dropped and ends the dropper.
- * Returns how many could not be dropped; err (CM_ERR_LEN) then names the first and why.
- * Call once, when no scenario runs any more (the runner's main thread, before it exits). */
+/* Waits until every database handed to sc_pg_drop_later is dropped and ends the dropper (a
+ * later sc_pg_drop_later starts it again). Returns how many could not be dropped since the
+ * last call; err (CM_ERR_LEN) then names the first and why. Call it when no scenario runs
+ * (the runner's main thread, before it exits), from one thread at a time. */
 size_t sc_pg_drop_wait(char *err);
 
 #endif
