@@ -16,6 +16,7 @@
 #include "cm_http_client.h"
 #include "rp_result.h"
 #include "sc_opts.h"
+#include "sc_pg_server.h"
 #include "sc_proc.h"
 #include "sc_scenario.h"
 #include "sc_vars.h"
@@ -54,6 +55,9 @@ typedef struct sc_ctx {
     char admin_token[256];      /* never logged */
     char pg_db[64];             /* "store": "postgres": the scenario's own database, "" otherwise */
     char pg_url[1024]; /* its URL, the gateway's GW_PG_URL (holds a password: never logged) */
+    sc_store_t store;  /* this run's --store (SC_STORE_AS_WRITTEN: the scenario's) */
+    sc_pg_server_t pg_server;  /* "server": "own": the scenario's own PostgreSQL server */
+    char skip_why[256];        /* set when the scenario cannot run here (not a failure) */
     char url[SC_TARGETS][256]; /* base URL per sc_target_t, "" until known */
 
     sc_failure_t fail;

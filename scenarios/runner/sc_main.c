@@ -16,6 +16,7 @@
 #include "rp_result.h"
 #include "sc_files.h"
 #include "sc_opts.h"
+#include "sc_pg.h"
 #include "sc_run.h"
 #include "sc_scenario.h"
 #include "sc_signal.h"
@@ -23,9 +24,11 @@
 /* Exit statuses: 0 all passed, 1 some failed, 2 usage or setup error. */
 enum { EXIT_PASS = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
-/* One scenario run: the scenario (borrowed from the loaded list) and its case. */
+/* One scenario run: the scenario (borrowed from the loaded list), the store it runs on
+ * and its case. */
 typedef struct {
     const sc_scenario_t *sc;
+    sc_store_t store;
     rp_case_t *c;
 } job_t;
 
@@ -135,6 +138,38 @@ static rp_case_t *record_invalid(rp_report_t *r, const char *path, const char *m
     return c;
 }
 
+/* The suite of sc on store, and a case and a job per --repeat. */
+static cm_err_t add_jobs(rp_report_t *report, const sc_opts_t *o, const sc_scenario_t *sc,
+                         sc_store_t store, job_t *jobs, size_t *njobs)
+{
+    char cls[1100], suite[1100], tag[16] = "";
+    if (store != SC_STORE_AS_WRITTEN)
+        snprintf(tag, sizeof tag, " [%s]", sc_store_name(store));
+    snprintf(suite, sizeof suite, "%s%s", sc->path, tag);
+    rp_classname(sc->path, cls, 1024);
+    if (store != SC_STORE_AS_WRITTEN)
+        snprintf(cls + strlen(cls), sizeof cls - strlen(cls), ".%s", sc_store_name(store));
+    rp_suite_t *s = rp_report_add_suite(report, suite);
+    const char *tags[64];
+    size_t ntags = json_array_size(sc->tags) < 64 ? json_array_size(sc->tags) : 64;
+    for (size_t t = 0; t < ntags; t++)
+        tags[t] = json_string_value(json_array_get(sc->tags, t));
+    for (int r = 1; r <= o->repeat; r++) {
+        char name[1200], nth[16] = "";
+        if (o->repeat > 1)
+            snprintf(nth, sizeof nth, " #%d", r);
+        snprintf(name, sizeof name, "%s%s%s", sc->name, tag, nth);
+        rp_case_t *c = s ? rp_suite_add_case(s, name, cls) : NULL;
+        if (!c || rp_case_set_tags(c, tags, ntags) != CM_OK)
+            return CM_ENOMEM;
+        jobs[*njobs].sc = sc;
+        jobs[*njobs].store = store;
+        jobs[*njobs].c = c;
+        (*njobs)++;
+    }
+    return CM_OK;
+}
+
 static int check_program(const char *what, const char *path, const char *flag)
 {
     if (access(path, X_OK) == 0)
@@ -176,6 +211,8 @@ static const char *unsuitable_for_attach(const sc_opts_t *o, const sc_scenario_t
         return "not run: --attach cannot kill, stop or start the gateway";
     if (sc->chaos_links)
         return "not run: --attach does not start a chaos proxy";
+    if (sc->store_pg_own)
+        return "not run: --attach does not start a PostgreSQL server";
     if (sc->speed > 1 && o->speed != 1)
         return "not run: --attach cannot speed up the parts' clocks (pass --speed 1 to run it "
                "in real time)";
@@ -221,7 +258,7 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&p->u->lock);
 
         char kept[PATH_MAX] = "";
-        rp_status_t st = sc_run_scenario(p->o, j->sc, j->c, kept);
+        rp_status_t st = sc_run_scenario(p->o, j->sc, j->store, j->c, kept);
         if (*kept && rp_case_set_kept(j->c, kept) != CM_OK) {
             /* the path is also in the case's log */
         }
@@ -335,10 +372,17 @@ int main(int argc, char **argv)
         status = EXIT_USAGE;
         goto out;
     }
+    /* Every scenario would be skipped for it: say so once, before anything starts. */
+    char why[256];
+    if (!o.check && sc_opts_has_store(&o, SC_STORE_POSTGRES) && !sc_pg_available(why, sizeof why)) {
+        fprintf(stderr, "scenario: --store postgres %s\n", why);
+        status = EXIT_USAGE;
+        goto out;
+    }
     sc_signal_install();
     if (cm_http_global_init() != CM_OK || !(report = rp_report_new("scenario")) ||
         !(loaded = calloc(files.n, sizeof *loaded)) ||
-        !(jobs = calloc(files.n * (size_t)o.repeat, sizeof *jobs))) {
+        !(jobs = calloc(files.n * (size_t)o.repeat * (o.nstores ? o.nstores : 1), sizeof *jobs))) {
         fprintf(stderr, "scenario: cannot initialise (libcurl or memory)\n");
         status = EXIT_USAGE;
         goto out;
@@ -383,28 +427,18 @@ int main(int argc, char **argv)
                 printf("PASS %s (valid)\n", sc->name);
             continue;
         }
-        char cls[1024];
-        rp_suite_t *s = rp_report_add_suite(report, path);
-        rp_classname(path, cls, sizeof cls);
-        const char *tags[64];
-        size_t ntags = json_array_size(sc->tags) < 64 ? json_array_size(sc->tags) : 64;
-        for (size_t t = 0; t < ntags; t++)
-            tags[t] = json_string_value(json_array_get(sc->tags, t));
-        for (int r = 1; r <= o.repeat; r++) {
-            char name[1200];
-            if (o.repeat > 1)
-                snprintf(name, sizeof name, "%s #%d", sc->name, r);
-            else
-                snprintf(name, sizeof name, "%s", sc->name);
-            rp_case_t *c = s ? rp_suite_add_case(s, name, cls) : NULL;
-            if (!c || rp_case_set_tags(c, tags, ntags) != CM_OK) {
+    }
+    /* A suite per file and store, every store's after the other's: with --store the names
+     * say which store ("[postgres]"), so that the runs of one scenario on two stores, or
+     * the reports of two runs side by side, never look like the same test. */
+    for (size_t k = 0; !o.check && k < (o.nstores ? o.nstores : 1); k++) {
+        sc_store_t store = o.nstores ? o.stores[k] : SC_STORE_AS_WRITTEN;
+        for (size_t i = 0; i < nloaded; i++) {
+            if (add_jobs(report, &o, loaded[i], store, jobs, &njobs) != CM_OK) {
                 fprintf(stderr, "scenario: out of memory\n");
                 status = EXIT_USAGE;
                 goto out;
             }
-            jobs[njobs].sc = sc;
-            jobs[njobs].c = c;
-            njobs++;
         }
     }
     if (nselected == 0) {
@@ -428,6 +462,12 @@ int main(int argc, char **argv)
         pthread_mutex_lock(&u.lock);
         clear_status(&u);
         pthread_mutex_unlock(&u.lock);
+        /* Not part of any scenario: the databases the last ones used (sc_pg.h). */
+        char derr[CM_ERR_LEN];
+        size_t undropped = sc_pg_drop_wait(derr);
+        if (undropped)
+            fprintf(stderr, "scenario: could not drop %zu PostgreSQL database(s); the first: %s\n",
+                    undropped, derr);
         report->time_s = (double)(cm_clock_mono_ms() - t0) / 1000.0;
         if (!write_reports(&o, report))
             status = EXIT_USAGE;

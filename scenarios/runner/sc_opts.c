@@ -34,8 +34,18 @@ const char *sc_opts_usage(void)
            "  --simulators PATH  simulators program (default: ../simulators/simulators)\n"
            "  --chaos-proxy PATH chaos proxy for scenarios with \"chaos\" (default:\n"
            "                     ../chaos/chaos-proxy)\n"
+           "  --ci-pg PATH       the ci/pg script, for scenarios with a PostgreSQL server of\n"
+           "                     their own (default: ci/pg of the source tree built from)\n"
            "  --timeout DUR      deadline per scenario, e.g. 90s, 2m (default 60s)\n"
            "  --speed N          override every scenario's clock speed-up (1: real time)\n"
+           "  --store STORE      postgres: every scenario on a PostgreSQL database of its own\n"
+           "                     on the server $GW_PG_URL names (run under ci/pg run), the\n"
+           "                     \"store\" of every gateway config replaced by PostgreSQL's.\n"
+           "                     sqlite: the scenarios as written, those written for\n"
+           "                     PostgreSQL (\"store\": \"postgres\") skipped. sqlite,postgres:\n"
+           "                     each scenario on both, one after the other. With --store\n"
+           "                     the reports name each scenario's store. Default: what each\n"
+           "                     scenario says. Not with --attach\n"
            "  --faketime-lib PATH  libfaketime for speed > 1 (default\n"
            "                     " SC_DEFAULT_FAKETIME_LIB ")\n"
            "  --check            only load and validate the files, start nothing\n"
@@ -110,6 +120,31 @@ static int parse_attach(sc_opts_t *o, const char *val, char *err)
     return 0;
 }
 
+/* "sqlite", "postgres" or both, comma-separated, each once; the last --store wins. */
+static int parse_stores(sc_opts_t *o, const char *val, char *err)
+{
+    o->nstores = 0;
+    for (const char *p = val;;) {
+        size_t n = strcspn(p, ",");
+        sc_store_t s = n == 8 && !strncmp(p, "postgres", n) ? SC_STORE_POSTGRES
+                       : n == 6 && !strncmp(p, "sqlite", n) ? SC_STORE_SQLITE
+                                                            : SC_STORE_AS_WRITTEN;
+        if (s == SC_STORE_AS_WRITTEN) {
+            cm_errf(err, "--store: '%.*s' is not postgres or sqlite", (int)n, p);
+            return -1;
+        }
+        for (size_t i = 0; i < o->nstores; i++)
+            if (o->stores[i] == s) {
+                cm_errf(err, "--store: '%s' is named twice", sc_store_name(s));
+                return -1;
+            }
+        o->stores[o->nstores++] = s;
+        if (!p[n])
+            return 0;
+        p += n + 1;
+    }
+}
+
 /* A whole number from 1 to max for option name. */
 static int parse_count(const char *name, const char *val, int max, int *out, char *err)
 {
@@ -145,6 +180,19 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
     return 1;
 }
 
+const char *sc_store_name(sc_store_t s)
+{
+    return s == SC_STORE_SQLITE ? "sqlite" : s == SC_STORE_POSTGRES ? "postgres" : "as written";
+}
+
+int sc_opts_has_store(const sc_opts_t *o, sc_store_t s)
+{
+    for (size_t i = 0; i < o->nstores; i++)
+        if (o->stores[i] == s)
+            return 1;
+    return 0;
+}
+
 int sc_opts_has_tag(const sc_opts_t *o, const char *tag)
 {
     for (size_t i = 0; i < o->ntags; i++) {
@@ -161,7 +209,7 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
         "--junit",   "--filter", "--seed",         "--gateway", "--simulators",
         "--timeout", "--speed",  "--faketime-lib", "--json",    "--html",
         "--tag",     "--jobs",   "--repeat",       "--attach",  "--chaos-proxy",
-        "--out",     NULL};
+        "--out",     "--store",  "--ci-pg",        NULL};
     memset(o, 0, sizeof *o);
     o->timeout_ms = SC_DEFAULT_TIMEOUT_MS;
     o->jobs = 1;
@@ -186,6 +234,11 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
     sibling(exe, "simulators/simulators", o->simulators, sizeof o->simulators);
     sibling(exe, "chaos/chaos-proxy", o->chaos_proxy, sizeof o->chaos_proxy);
     snprintf(o->faketime_lib, sizeof o->faketime_lib, "%s", SC_DEFAULT_FAKETIME_LIB);
+#ifdef SC_SOURCE_DIR
+    snprintf(o->ci_pg, sizeof o->ci_pg, "%s/ci/pg", SC_SOURCE_DIR);
+#else
+    snprintf(o->ci_pg, sizeof o->ci_pg, "ci/pg"); /* from the repository root */
+#endif
 
     int only_inputs = 0;
     for (int i = 1; i < argc; i++) {
@@ -259,11 +312,15 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
                 }
                 o->has_seed = 1;
                 o->seed = s;
+            } else if (!strcmp(name, "--store")) {
+                if (parse_stores(o, val, err))
+                    return CM_EINVAL;
             } else if (!strcmp(name, "--gateway") || !strcmp(name, "--simulators") ||
-                       !strcmp(name, "--chaos-proxy")) {
-                char *dst = name[2] == 'g'   ? o->gateway
-                            : name[2] == 's' ? o->simulators
-                                             : o->chaos_proxy;
+                       !strcmp(name, "--chaos-proxy") || !strcmp(name, "--ci-pg")) {
+                char *dst = !strcmp(name, "--gateway")      ? o->gateway
+                            : !strcmp(name, "--simulators") ? o->simulators
+                            : !strcmp(name, "--ci-pg")      ? o->ci_pg
+                                                            : o->chaos_proxy;
                 if (strlen(val) >= PATH_MAX) {
                     cm_errf(err, "%s: path too long", name);
                     return CM_EINVAL;
@@ -323,6 +380,13 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
                 }
             }
         }
+    }
+    /* Attached parts run already, on whatever store they were started with: the runner
+     * writes no gateway config and makes no database, so the option would be a lie. */
+    if (o->attach && o->nstores) {
+        cm_errf(err, "--store cannot be used with --attach: the attached gateway runs on the store "
+                     "it was started with (the runner writes no config for it)");
+        return CM_EINVAL;
     }
     if (o->out) {
         static const char *const names[3] = {"junit.xml", "report.json", "report.html"};

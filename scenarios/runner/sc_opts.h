@@ -2,8 +2,8 @@
  *
  *   scenario [--out DIR] [--junit FILE] [--json FILE] [--html FILE] [--filter SUBSTR] [--tag T]
  *            [-j N] [--repeat N] [--fail-fast] [--seed N] [--speed N] [--keep]
- *            [--gateway PATH] [--simulators PATH] [--chaos-proxy PATH] [--timeout 60s]
- *            [--check] [-q] [-v]
+ *            [--store sqlite|postgres|sqlite,postgres] [--gateway PATH] [--simulators PATH]
+ *            [--chaos-proxy PATH] [--ci-pg PATH] [--timeout 60s] [--check] [-q] [-v]
  *            FILE_OR_DIR...
  *
  * Options take their value as the next argument or after '=' (--seed=7); "--" ends the
@@ -23,6 +23,17 @@
 
 #define SC_MAX_TAGS 16
 #define SC_MAX_JOBS 64
+
+/* --store: which store the gateways run on. */
+#define SC_STORES_MAX 2
+typedef enum {
+    SC_STORE_AS_WRITTEN = 0, /* what each scenario's "store" and gateway config say */
+    SC_STORE_SQLITE,         /* the SQLite scenarios as written; PostgreSQL-only ones skipped */
+    SC_STORE_POSTGRES,       /* every scenario on a PostgreSQL database of its own */
+} sc_store_t;
+
+/* "sqlite", "postgres" or "as written" (static). */
+const char *sc_store_name(sc_store_t s);
 
 typedef struct {
     /* Report paths, or NULL: none is written unless asked (a run by hand must not replace
@@ -53,9 +64,15 @@ typedef struct {
     int help;           /* -h/--help: print usage, exit 0 */
     int64_t timeout_ms; /* whole-scenario deadline */
     int speed;          /* --speed N: overrides every scenario's speed; 0: theirs */
+    /* --store: the stores every scenario runs on, in order (each one run per store; "a,b"
+     * gives two); none given: once, as written. Refused with --attach (the parts run
+     * already). */
+    sc_store_t stores[SC_STORES_MAX];
+    size_t nstores;
     char gateway[PATH_MAX];
     char simulators[PATH_MAX];
     char chaos_proxy[PATH_MAX];
+    char ci_pg[PATH_MAX];        /* ci/pg, for scenarios with a PostgreSQL server of their own */
     char faketime_lib[PATH_MAX]; /* libfaketime for scenarios with "speed" > 1 */
     const char **inputs;         /* files and directories, borrowed from argv */
     size_t ninputs;
@@ -67,6 +84,9 @@ typedef struct {
  * free with sc_opts_free. */
 cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o, char *err) CM_WUR;
 void sc_opts_free(sc_opts_t *o);
+
+/* 1 when s is one of the --store values. */
+int sc_opts_has_store(const sc_opts_t *o, sc_store_t s);
 
 /* 1 when tag is one of the --tag values. */
 int sc_opts_has_tag(const sc_opts_t *o, const char *tag);

@@ -260,6 +260,32 @@ static cm_err_t relink_gateway(sc_ctx_t *ctx)
     return rc;
 }
 
+/* --store postgres: the config's "store" member becomes the PostgreSQL one (the URL from
+ * GW_PG_URL, which the runner sets to the scenario's own database), whatever it was; the
+ * rest of the config is kept as written. Edited as JSON, not as text, so that a "store"
+ * written over several lines, or absent, is handled alike. *text is replaced (freed) on
+ * success and freed on error. */
+static cm_err_t store_on_postgres(sc_ctx_t *ctx, const char *src, char **text)
+{
+    char err[CM_ERR_LEN];
+    json_t *root = NULL, *store = NULL;
+    cm_err_t rc = cm_json_parse(*text, strlen(*text), SC_CONFIG_MAX, &root, err);
+    free(*text);
+    *text = NULL;
+    if (rc)
+        return sc_fail(ctx, RP_ERRORED, "startup", "gateway config %s: %s", src, err);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return sc_fail(ctx, RP_ERRORED, "startup", "gateway config %s: not a JSON object", src);
+    }
+    store = json_pack("{s:s, s:{s:s}}", "backend", "postgres", "url", "env", "GW_PG_URL");
+    if (!store || json_object_set_new(root, "store", store) != 0 ||
+        !(*text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER)))
+        rc = sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+    json_decref(root);
+    return rc;
+}
+
 /* Expands a gateway config (rel: the scenario's when NULL) for instance inst into
  * DIR/gateway.json (DIR/gateway-N.json for the Nth start, so a kept dir shows each;
  * DIR/gateway<inst>... for the other instances). */
@@ -279,6 +305,9 @@ static cm_err_t write_gateway_config(sc_ctx_t *ctx, int inst, const char *rel, c
         return sc_fail(ctx, RP_ERRORED, "startup", "gateway config %s: %s", src, err);
     }
     free(text);
+    if (ctx->store == SC_STORE_POSTGRES && !ctx->opts->attach &&
+        (rc = store_on_postgres(ctx, src, &expanded)) != CM_OK)
+        return rc;
     char tag[8] = "";
     if (inst)
         snprintf(tag, sizeof tag, "%d", inst % 100);

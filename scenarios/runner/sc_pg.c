@@ -1,6 +1,7 @@
 /* sc_pg.c - a database per scenario on the server $GW_PG_URL names (see sc_pg.h). */
 #include "sc_pg.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,4 +107,78 @@ cm_err_t sc_pg_drop(const char *name, char *err)
     cm_errf(err, "built without libpq");
     return CM_EINVAL;
 #endif
+}
+
+/* ---- the dropper ------------------------------------------------------------------- */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* a name arrived, or closing */
+    pthread_t thread;
+    int started, closing;
+    char names[SC_PG_DROP_QUEUE][64]; /* a ring: [head, head + n) wait */
+    size_t head, n;
+    size_t failed;
+    char first_err[CM_ERR_LEN];
+} dropper = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *drop_loop(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&dropper.mu);
+    for (;;) {
+        while (!dropper.n && !dropper.closing)
+            pthread_cond_wait(&dropper.cv, &dropper.mu);
+        if (!dropper.n)
+            break; /* closing, and nothing left */
+        char name[64], err[CM_ERR_LEN];
+        snprintf(name, sizeof name, "%s", dropper.names[dropper.head]);
+        pthread_mutex_unlock(&dropper.mu);
+        cm_err_t rc = sc_pg_drop(name, err);
+        pthread_mutex_lock(&dropper.mu);
+        /* Taken off the ring only now: a full ring means drops are really pending. */
+        dropper.head = (dropper.head + 1) % SC_PG_DROP_QUEUE;
+        dropper.n--;
+        if (rc && !dropper.failed++)
+            snprintf(dropper.first_err, sizeof dropper.first_err, "%s: %.180s", name, err);
+    }
+    pthread_mutex_unlock(&dropper.mu);
+    return NULL;
+}
+
+cm_err_t sc_pg_drop_later(const char *name, char *err)
+{
+    pthread_mutex_lock(&dropper.mu);
+    if (!dropper.started && !dropper.closing &&
+        pthread_create(&dropper.thread, NULL, drop_loop, NULL) == 0)
+        dropper.started = 1;
+    int queued = dropper.started && !dropper.closing && dropper.n < SC_PG_DROP_QUEUE &&
+                 strlen(name) < sizeof dropper.names[0];
+    if (queued) {
+        snprintf(dropper.names[(dropper.head + dropper.n) % SC_PG_DROP_QUEUE],
+                 sizeof dropper.names[0], "%s", name);
+        dropper.n++;
+        pthread_cond_signal(&dropper.cv);
+    }
+    pthread_mutex_unlock(&dropper.mu);
+    return queued ? CM_OK : sc_pg_drop(name, err);
+}
+
+size_t sc_pg_drop_wait(char *err)
+{
+    pthread_mutex_lock(&dropper.mu);
+    dropper.closing = 1;
+    int started = dropper.started;
+    pthread_cond_signal(&dropper.cv);
+    pthread_mutex_unlock(&dropper.mu);
+    if (started)
+        pthread_join(dropper.thread, NULL);
+    pthread_mutex_lock(&dropper.mu);
+    dropper.started = dropper.closing = 0; /* a later sc_pg_drop_later starts it again */
+    size_t failed = dropper.failed;
+    if (failed)
+        cm_errf(err, "%s", dropper.first_err);
+    dropper.failed = 0;
+    pthread_mutex_unlock(&dropper.mu);
+    return failed;
 }

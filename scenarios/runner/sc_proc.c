@@ -51,8 +51,20 @@ static char **build_env(const char *const env[])
     return out;
 }
 
-cm_err_t sc_proc_start(sc_proc_t *p, const char *name, const char *const argv[],
-                       const char *const env[], const char *log_path, char *err)
+/* Polls for the leader's exit until deadline. 1 when it has exited. */
+static int reap_until(sc_proc_t *p, int64_t deadline)
+{
+    while (sc_proc_running(p)) {
+        if (cm_clock_mono_ms() >= deadline)
+            return 0;
+        cm_clock_sleep_ms(5);
+    }
+    return 1;
+}
+
+/* sc_proc_start with stdin from stdin_fd (-1: /dev/null). */
+static cm_err_t spawn(sc_proc_t *p, const char *name, const char *const argv[],
+                      const char *const env[], const char *log_path, int stdin_fd, char *err)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
@@ -74,7 +86,10 @@ cm_err_t sc_proc_start(sc_proc_t *p, const char *name, const char *const argv[],
     }
     posix_spawn_file_actions_init(&fa);
     posix_spawnattr_init(&at);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (stdin_fd >= 0)
+        posix_spawn_file_actions_adddup2(&fa, stdin_fd, 0); /* clears its close-on-exec */
+    else
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     /* Own session, so own process group (pgid = pid) before exec: no window in which a
@@ -108,6 +123,37 @@ cm_err_t sc_proc_start(sc_proc_t *p, const char *name, const char *const argv[],
     posix_spawnattr_destroy(&at);
     free(envp);
     return rc;
+}
+
+cm_err_t sc_proc_start(sc_proc_t *p, const char *name, const char *const argv[],
+                       const char *const env[], const char *log_path, char *err)
+{
+    return spawn(p, name, argv, env, log_path, -1, err);
+}
+
+cm_err_t sc_proc_run(const char *name, const char *const argv[], const char *log_path, int stdin_fd,
+                     int64_t timeout_ms, int *exit_status, char *err)
+{
+    sc_proc_t p;
+    char how[96];
+    *exit_status = -1;
+    cm_err_t rc = spawn(&p, name, argv, NULL, log_path, stdin_fd, err);
+    if (rc)
+        return rc;
+    if (!reap_until(&p, cm_clock_mono_ms() + timeout_ms)) {
+        kill(-p.pid, SIGKILL);
+        (void)reap_until(&p, cm_clock_mono_ms() + SC_PROC_KILL_WAIT_MS);
+        cm_errf(err, "%s did not finish within %lld ms and was killed (see %s)", name,
+                (long long)timeout_ms, log_path);
+        return CM_ETIMEOUT;
+    }
+    if (!WIFEXITED(p.status)) {
+        sc_proc_describe(&p, how, sizeof how);
+        cm_errf(err, "%s %s (see %s)", name, how, log_path);
+        return CM_ESTATE;
+    }
+    *exit_status = WEXITSTATUS(p.status);
+    return CM_OK;
 }
 
 int sc_proc_running(sc_proc_t *p)
@@ -171,17 +217,6 @@ cm_err_t sc_proc_wait_ready(sc_proc_t *p, const char *ready_path, int64_t timeou
         /* Pacing a poll, not waiting for an event: the file's appearance is the event. */
         cm_clock_sleep_ms(SC_PROC_POLL_MS);
     }
-}
-
-/* Polls for the leader's exit until deadline. 1 when it has exited. */
-static int reap_until(sc_proc_t *p, int64_t deadline)
-{
-    while (sc_proc_running(p)) {
-        if (cm_clock_mono_ms() >= deadline)
-            return 0;
-        cm_clock_sleep_ms(5);
-    }
-    return 1;
 }
 
 cm_err_t sc_proc_stop(sc_proc_t *p, int64_t grace_ms, char *err)

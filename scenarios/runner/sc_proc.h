@@ -39,6 +39,14 @@ typedef struct {
 cm_err_t sc_proc_start(sc_proc_t *p, const char *name, const char *const argv[],
                        const char *const env[], const char *log_path, char *err) CM_WUR;
 
+/* Runs argv[0] to its end as sc_proc_start does (own session, the runner's environment,
+ * output appended to log_path), with stdin from stdin_fd (-1: /dev/null; the child gets a
+ * copy, the caller keeps its own). *exit_status is its exit status when it exited (CM_OK);
+ * killed by a signal is CM_ESTATE; still running after timeout_ms, its group is killed and
+ * CM_ETIMEOUT. err (CM_ERR_LEN) says which. For short helper commands (ci/pg). */
+cm_err_t sc_proc_run(const char *name, const char *const argv[], const char *log_path, int stdin_fd,
+                     int64_t timeout_ms, int *exit_status, char *err) CM_WUR;
+
 /* 1 while the child runs; reaps it (setting exited/status) when it has ended. */
 int sc_proc_running(sc_proc_t *p);
 

@@ -67,6 +67,69 @@ static cm_err_t make_database(sc_ctx_t *ctx)
     return CM_OK;
 }
 
+/* "server": "own": a PostgreSQL server of the scenario's own (sc_pg_server.h); its URL is
+ * the gateway's GW_PG_URL. Not installed here: the scenario is skipped. */
+static cm_err_t make_own_server(sc_ctx_t *ctx)
+{
+    char err[CM_ERR_LEN], log[PATH_MAX + 16];
+    snprintf(log, sizeof log, "%s/ci-pg.log", ctx->tmpdir);
+    cm_err_t rc = sc_pg_server_start(&ctx->pg_server, ctx->opts->ci_pg, log, err);
+    if (rc == CM_ENOTFOUND) {
+        snprintf(ctx->skip_why, sizeof ctx->skip_why, "%s", err);
+        return rc;
+    }
+    if (rc)
+        return sc_fail(ctx, RP_ERRORED, "startup", "PostgreSQL server of its own: %s", err);
+    snprintf(ctx->pg_url, sizeof ctx->pg_url, "%s", ctx->pg_server.url);
+    sc_log(ctx, "runner", "PostgreSQL server of its own in %s (ci/pg's output: %s)",
+           ctx->pg_server.dir, log);
+    return CM_OK;
+}
+
+/* The gateway's libpq connect_timeout (gw_store_pg_conn.c), in seconds of its clock. */
+#define SC_PG_CONNECT_TIMEOUT_S 5
+
+/* libpq measures connect_timeout on the process's clock, which a speed-up runs N times
+ * faster: at x100 the gateway's 5 s leave a connection 50 ms of real time, less than a
+ * sanitizer build needs for the password handshake (scenario 501 failed to start so). As
+ * the simulators' answer timeouts do (sc_parts.c), it keeps its real length: the URL the
+ * gateways get sets it to 5 s x N. A URL that sets connect_timeout itself is left alone. */
+static cm_err_t keep_connect_timeout_real(sc_ctx_t *ctx)
+{
+    size_t n = strlen(ctx->pg_url);
+    if (ctx->speed <= 1 || strstr(ctx->pg_url, "connect_timeout="))
+        return CM_OK;
+    if (snprintf(ctx->pg_url + n, sizeof ctx->pg_url - n, "%sconnect_timeout=%d",
+                 strchr(ctx->pg_url, '?') ? "&" : "?",
+                 SC_PG_CONNECT_TIMEOUT_S * ctx->speed) >= (int)(sizeof ctx->pg_url - n)) {
+        ctx->pg_url[n] = '\0';
+        return sc_fail(ctx, RP_ERRORED, "startup", "the PostgreSQL URL is too long");
+    }
+    sc_log(ctx, "runner",
+           "PostgreSQL connect_timeout=%d s in the gateways' URL: %d s of real "
+           "time at x%d",
+           SC_PG_CONNECT_TIMEOUT_S * ctx->speed, SC_PG_CONNECT_TIMEOUT_S, ctx->speed);
+    return CM_OK;
+}
+
+/* Why the scenario does not run on this store here, or NULL when it can. */
+static const char *store_skip(const sc_opts_t *o, const sc_scenario_t *sc, sc_store_t store,
+                              char *why, size_t cap)
+{
+    if (o->attach)
+        return NULL; /* the attached parts run on their own store */
+    if (store == SC_STORE_SQLITE && sc->store_pg) {
+        snprintf(why, cap,
+                 "written for PostgreSQL (\"store\": \"postgres\"): not run with --store "
+                 "sqlite");
+        return why;
+    }
+    int pg = sc->store_pg || store == SC_STORE_POSTGRES;
+    if (pg && !sc->store_pg_own && !sc_pg_available(why, cap))
+        return why;
+    return NULL;
+}
+
 /* A top-level step with expectations is an assertion of the scenario (one JUnit testcase
  * each). owns_failure: the scenario's failure happened in this step. */
 static void record_assert(sc_ctx_t *ctx, const sc_step_t *s, rp_status_t st, int64_t ms,
@@ -92,13 +155,14 @@ static int asserted(const sc_ctx_t *ctx, const sc_step_t *s)
     return 0;
 }
 
-rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case_t *out,
-                            char kept[PATH_MAX])
+rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, sc_store_t store,
+                            rp_case_t *out, char kept[PATH_MAX])
 {
     sc_ctx_t ctx;
     memset(&ctx, 0, sizeof ctx);
     ctx.opts = o;
     ctx.sc = sc;
+    ctx.store = store;
     ctx.rc = out;
     ctx.t0_ms = cm_clock_mono_ms();
     ctx.deadline_ms = ctx.t0_ms + o->timeout_ms;
@@ -128,9 +192,10 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
                      "libfaketime, as ci/install-deps does, or pass --faketime-lib PATH%s)",
                      ctx.speed > 1 ? "a clock speed-up" : "a clock skew", o->faketime_lib,
                      ctx.speed > 1 ? "; --speed 1 runs in real time" : "");
-    char why[160];
-    if (!rc && sc->store_pg && !o->attach && !sc_pg_available(why, sizeof why)) {
-        /* Not a failure of the gateway: the bench lacks a database server here. */
+    char why[256];
+    if (!rc && store_skip(o, sc, store, why, sizeof why)) {
+        /* Not a failure of the gateway: the bench lacks a database server here, or the
+         * scenario was written for the other store. */
         sc_log(&ctx, "runner", "skipped: %s", why);
         if (rp_case_set_outcome(out, RP_SKIPPED, "skipped", why, NULL) != CM_OK)
             out->status = RP_SKIPPED;
@@ -139,10 +204,21 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
         sc_vars_free(&ctx.vars);
         return out->status;
     }
+    int use_pg = !o->attach && (sc->store_pg || store == SC_STORE_POSTGRES);
+    if (use_pg)
+        sc_log(&ctx, "runner", "store: PostgreSQL%s%s",
+               sc->store_pg_own ? ", a server of its own" : ", a database of its own",
+               store == SC_STORE_POSTGRES ? " (--store postgres: every gateway config's "
+                                            "\"store\" replaced)"
+                                          : "");
     if (!rc)
         rc = make_tmpdir(&ctx);
-    if (!rc && sc->store_pg && !o->attach)
+    if (!rc && use_pg && sc->store_pg_own)
+        rc = make_own_server(&ctx);
+    else if (!rc && use_pg)
         rc = make_database(&ctx);
+    if (!rc && use_pg)
+        rc = keep_connect_timeout_real(&ctx);
     if (!rc && o->attach)
         rc = sc_parts_attach(&ctx);
     if (!rc && !o->attach)
@@ -196,10 +272,25 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case
     sc_parts_stop(&ctx, &ctx.chaos, "chaos");
     sc_parts_stop(&ctx, &ctx.sim, "sim");
     if (*ctx.pg_db) {
+        /* Dropped while the next scenarios run (sc_pg.h): nothing uses it any more. */
         char err[CM_ERR_LEN];
-        if (sc_pg_drop(ctx.pg_db, err) != CM_OK)
+        if (sc_pg_drop_later(ctx.pg_db, err) != CM_OK)
             sc_log(&ctx, "runner", "could not drop database %s: %s", ctx.pg_db, err);
+        else
+            sc_log(&ctx, "runner", "database %s handed to the dropper", ctx.pg_db);
     }
+    if (*ctx.pg_server.dir) {
+        char err[CM_ERR_LEN], log[PATH_MAX + 16], copy[PATH_MAX + 16];
+        snprintf(log, sizeof log, "%s/ci-pg.log", ctx.tmpdir);
+        snprintf(copy, sizeof copy, "%s/postgres.log", ctx.tmpdir);
+        if (sc_pg_server_stop(&ctx.pg_server, o->ci_pg, log, copy, err) != CM_OK)
+            sc_log(&ctx, "runner", "could not stop the PostgreSQL server of its own: %s", err);
+        else
+            sc_log(&ctx, "runner", "PostgreSQL server of its own stopped (its log: %s)", copy);
+    }
+    if (*ctx.skip_why && !ctx.fail.set &&
+        rp_case_set_outcome(out, RP_SKIPPED, "skipped", ctx.skip_why, NULL) != CM_OK)
+        out->status = RP_SKIPPED;
 
     if (ctx.fail.set && rp_case_set_outcome(out, ctx.fail.status, ctx.fail.type, ctx.fail.message,
                                             ctx.fail.detail.data) != CM_OK)

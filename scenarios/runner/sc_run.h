@@ -23,9 +23,10 @@
 #include "sc_opts.h"
 #include "sc_scenario.h"
 
-/* Runs sc and records the outcome, the time and the log in out. kept receives the temp dir
- * when it was kept ("" otherwise). Returns out->status. */
-rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, rp_case_t *out,
-                            char kept[PATH_MAX]);
+/* Runs sc on store (one of o->stores, or SC_STORE_AS_WRITTEN: what sc says) and records
+ * the outcome, the time and the log in out. kept receives the temp dir when it was kept
+ * ("" otherwise). Returns out->status. */
+rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, sc_store_t store,
+                            rp_case_t *out, char kept[PATH_MAX]);
 
 #endif

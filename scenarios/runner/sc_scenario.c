@@ -39,6 +39,13 @@ static const char *const scheme_names[] = {"none", "retell", "calcom", "stripe",
 static const char *const action_names[] = {"kill",    "stop",        "start",
                                            "restart", "expect_exit", "wait_exit"};
 
+static const char *const pg_action_names[] = {"stop", "start", "restart"};
+
+const char *sc_pg_action_name(sc_pg_action_t a)
+{
+    return (unsigned)a <= SC_PG_RESTART ? pg_action_names[a] : "?";
+}
+
 const char *sc_target_name(sc_target_t t)
 {
     return (unsigned)t < SC_TARGETS ? target_names[t] : "?";
@@ -106,6 +113,42 @@ static cm_err_t parse_chaos_setup(sc_parse_t *v, const json_t *obj, sc_scenario_
         }
     }
     *v->where = '\0';
+    return CM_OK;
+}
+
+/* "store": "sqlite" | "postgres" | {"backend": "postgres", "server": "shared" | "own"}. */
+static cm_err_t parse_store(sc_parse_t *v, const json_t *st, sc_scenario_t *sc)
+{
+    static const char *const keys[] = {"backend", "server", NULL};
+    const char *backend = NULL, *server = NULL;
+    cm_err_t rc;
+    if (!st)
+        return CM_OK;
+    if (json_is_string(st)) {
+        backend = json_string_value(st);
+    } else if (json_is_object(st)) {
+        snprintf(v->where, sizeof v->where, "store");
+        if ((rc = sc_parse_keys(v, st, "", keys)) ||
+            (rc = sc_parse_req_str(v, st, "backend", &backend)) ||
+            (rc = sc_parse_opt_str(v, st, "server", &server)))
+            return rc;
+        *v->where = '\0';
+    }
+    if (!backend || (strcmp(backend, "sqlite") && strcmp(backend, "postgres")))
+        return sc_parse_fail(v,
+                             "\"store\" must be \"sqlite\" (the default) or \"postgres\", or an "
+                             "object {\"backend\": \"postgres\", \"server\": \"own\"} (got %s%s%s)",
+                             backend ? "\"" : "", backend ? backend : "another type",
+                             backend ? "\"" : "");
+    sc->store_pg = !strcmp(backend, "postgres");
+    if (server && strcmp(server, "shared") && strcmp(server, "own"))
+        return sc_parse_fail(v,
+                             "\"store\": \"server\" must be \"shared\" (the default: the "
+                             "one $GW_PG_URL names) or \"own\" (got \"%s\")",
+                             server);
+    if (server && !sc->store_pg)
+        return sc_parse_fail(v, "\"store\": \"server\" is only for the postgres backend");
+    sc->store_pg_own = server && !strcmp(server, "own");
     return CM_OK;
 }
 
@@ -209,12 +252,8 @@ static cm_err_t validate(sc_scenario_t *sc, char *err)
     }
     if ((rc = parse_chaos_setup(v, json_object_get(root, "chaos"), sc)))
         return rc;
-    const char *store = NULL;
-    if ((rc = sc_parse_opt_str(v, root, "store", &store)))
+    if ((rc = parse_store(v, json_object_get(root, "store"), sc)))
         return rc;
-    if (store && strcmp(store, "sqlite") && strcmp(store, "postgres"))
-        return sc_parse_fail(v, "\"store\" must be \"sqlite\" (the default) or \"postgres\"");
-    sc->store_pg = store && !strcmp(store, "postgres");
     /* The webhooks are spread over the instances by the chaos proxy's gateway link (round
      * robin per connection), as a load balancer would. */
     if (sc->gateway_instances > 1 && !(sc->chaos_links & (1u << SC_LINK_GATEWAY))) {

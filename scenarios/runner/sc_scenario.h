@@ -8,6 +8,7 @@
  *               {"webhook": {...}, "expect"?: {...}, "capture"?: {...}},
  *               {"wait": {"request": {...}, "until": {...}, "within"?: "10s", "capture"?}},
  *               {"gateway": {"action": "kill|stop|start|restart", "config"?: "..."}},
+ *               {"postgres": {"action": "stop|start|restart"}},
  *               {"repeat": {"times": N, "step"|"steps": ..., "var"?, "concurrency"?,
  *                           "shuffle_seed"?}},
  *               {"include": "scenarios/_steps/x.json"} ]}
@@ -114,6 +115,13 @@ typedef enum {
     SC_GW_WAIT_EXIT,   /* wait (within) until it has died by itself, and reap it */
 } sc_gw_action_t;
 
+/* "postgres" step actions on the scenario's own server (sc_pg_server.h). */
+typedef enum {
+    SC_PG_STOP = 0, /* immediate shutdown (as a crash: no checkpoint, connections cut) */
+    SC_PG_START,    /* start it again: same port, same data (recovery from its WAL) */
+    SC_PG_RESTART,  /* stop, then start */
+} sc_pg_action_t;
+
 typedef struct {
     sc_target_t to;
     const char *method;      /* GET (default), HEAD, POST, PUT, PATCH, DELETE */
@@ -175,6 +183,9 @@ struct sc_step {
     int instance;       /* which of the scenario's gateway instances, 0 by default */
     const char *config; /* start/restart: another gateway config, or NULL (the scenario's) */
 
+    /* postgres */
+    sc_pg_action_t pg_action;
+
     /* repeat: children run times times, with var = 0..times-1 (shuffled when shuffle) */
     sc_step_t *children; /* owned by the step */
     size_t nchildren;
@@ -207,6 +218,9 @@ typedef struct {
     const char *gateway_config; /* path, relative to the repo root or the file's dir */
     int gateway_instances;      /* "gateway"."instances": 1..SC_GW_MAX processes */
     int store_pg;               /* "store": "postgres": a fresh database of its own (sc_pg.h) */
+    int store_pg_own;           /* "store": {"backend": "postgres", "server": "own"}: a server
+                                   of its own (sc_pg_server.h), which "postgres" steps may
+                                   stop and start */
     const json_t *env;          /* object of strings, or NULL */
     unsigned chaos_links;       /* "chaos": bit (1u << sc_link_t) per proxied link, 0: none */
     unsigned webhooks;          /* "webhooks": bit (1u << sc_target_t) per simulator (stripe,
@@ -246,6 +260,7 @@ const char *sc_target_name(sc_target_t t);
 const char *sc_step_kind_name(sc_step_kind_t k);
 const char *sc_sign_scheme_name(sc_sign_scheme_t s);
 const char *sc_gw_action_name(sc_gw_action_t a);
+const char *sc_pg_action_name(sc_pg_action_t a);
 
 /* How many expectations ("expect", "until") the steps hold, nested ones included. */
 int sc_steps_expectations(const sc_step_t *steps, size_t n);

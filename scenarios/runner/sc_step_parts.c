@@ -1,15 +1,18 @@
 /* sc_step_parts.c - the steps that act on the parts themselves: "gateway" (kill, stop,
- * start, restart, expect and wait for its exit) and "chaos" (a link's faults on the chaos
- * proxy). */
+ * start, restart, expect and wait for its exit), "postgres" (stop, start, restart the
+ * scenario's own PostgreSQL server) and "chaos" (a link's faults on the chaos proxy). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_clock.h"
 #include "cm_json.h"
 #include "sc_duration.h"
 #include "sc_http.h"
 #include "sc_log.h"
 #include "sc_parts.h"
+#include "sc_pg_server.h"
+#include "sc_proc.h"
 #include "sc_step_def.h"
 #include "sc_vars.h"
 
@@ -45,6 +48,40 @@ static cm_err_t run_gateway(sc_ctx_t *ctx, const sc_step_t *s, const char *label
         break;
     }
     free(config);
+    return rc;
+}
+
+/* Stops (immediately, as a crash), starts or restarts the scenario's own PostgreSQL
+ * server through ci/pg; the gateways are left alone to notice (and to reconnect). */
+static cm_err_t run_postgres(sc_ctx_t *ctx, const sc_step_t *s, const char *label,
+                             const char *actor)
+{
+    (void)actor; /* the server's lines are the "pg" actor's */
+    char err[CM_ERR_LEN], log[PATH_MAX + 16];
+    const char *ci_pg = ctx->opts->ci_pg;
+    snprintf(log, sizeof log, "%s/ci-pg.log", ctx->tmpdir);
+    sc_log(ctx, "runner", "%s: %s the PostgreSQL server", label, sc_pg_action_name(s->pg_action));
+    int64_t t = cm_clock_mono_ms();
+    cm_err_t rc = CM_OK;
+    if (s->pg_action != SC_PG_START) {
+        rc = sc_pg_server_halt(&ctx->pg_server, ci_pg, log, err);
+        if (!rc)
+            sc_log(ctx, "pg", "stopped (immediate shutdown) in %lld ms",
+                   (long long)(cm_clock_mono_ms() - t));
+    }
+    if (!rc && s->pg_action != SC_PG_STOP) {
+        t = cm_clock_mono_ms();
+        rc = sc_pg_server_resume(&ctx->pg_server, ci_pg, log, err);
+        if (!rc)
+            sc_log(ctx, "pg", "started again in %lld ms (same port and data)",
+                   (long long)(cm_clock_mono_ms() - t));
+    }
+    if (rc) {
+        sc_fail(ctx, RP_FAILED, rc == CM_ESTATE ? "invalid" : "process", "%s: %s", label, err);
+        char *tail = sc_proc_log_tail(log, SC_LOG_TAIL_LINES, "  ");
+        sc_fail_detail(ctx, "last lines of %s:\n%s", log, tail ? tail : "  (cannot read it)\n");
+        free(tail);
+    }
     return rc;
 }
 
@@ -126,6 +163,37 @@ static cm_err_t parse_gateway(sc_parse_t *v, const json_t *step, const json_t *o
     return CM_OK;
 }
 
+/* {"action": "stop" | "start" | "restart"}, only with a server of the scenario's own. */
+static cm_err_t parse_postgres(sc_parse_t *v, const json_t *step, const json_t *obj, sc_step_t *s)
+{
+    (void)step; /* everything is in the kind's own object */
+    static const char *const keys[] = {"action", NULL};
+    const char *action;
+    cm_err_t rc;
+    if (!json_is_object(obj))
+        return sc_parse_fail(v, "\"postgres\" must be an object {\"action\": ...}");
+    if ((rc = sc_parse_keys(v, obj, "\"postgres\"", keys)) ||
+        (rc = sc_parse_req_str(v, obj, "action", &action)))
+        return rc;
+    int found = 0;
+    for (int i = SC_PG_STOP; i <= SC_PG_RESTART && !found; i++)
+        if (!strcmp(action, sc_pg_action_name((sc_pg_action_t)i))) {
+            s->pg_action = (sc_pg_action_t)i;
+            found = 1;
+        }
+    if (!found)
+        return sc_parse_fail(v, "\"action\" must be one of stop, start, restart (got \"%s\")",
+                             action);
+    /* The shared server of `ci/pg run` serves other scenarios at the same time. */
+    if (!v->sc->store_pg_own)
+        return sc_parse_fail(v, "a postgres step needs a server of the scenario's own: "
+                                "\"store\": {\"backend\": \"postgres\", \"server\": \"own\"}");
+    if (v->in_concurrent)
+        return sc_parse_fail(v,
+                             "a postgres step cannot run inside a repeat with \"concurrency\" > 1");
+    return CM_OK;
+}
+
 /* {"link": "calcom", "faults": [...]}: the fault objects are the proxy's to validate (its
  * answer names the bad field); here only the shape, so a typo fails before anything runs. */
 static cm_err_t parse_chaos(sc_parse_t *v, const json_t *step, const json_t *obj, sc_step_t *s)
@@ -161,6 +229,13 @@ const sc_step_def_t sc_step_gateway = {
     .keys = (const char *const[]){"name", "gateway", NULL},
     .parse = parse_gateway,
     .run = run_gateway,
+};
+
+const sc_step_def_t sc_step_postgres = {
+    .key = "postgres",
+    .keys = (const char *const[]){"name", "postgres", NULL},
+    .parse = parse_postgres,
+    .run = run_postgres,
 };
 
 const sc_step_def_t sc_step_chaos = {

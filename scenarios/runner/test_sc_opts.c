@@ -173,3 +173,86 @@ Test(opts, bad_counts)
         sc_opts_free(&o);
     }
 }
+
+Test(opts, store_default_postgres_sqlite_and_both)
+{
+    char *argv[] = {"scenario", "d", NULL};
+    sc_opts_t o;
+    char err[CM_ERR_LEN] = "";
+    cr_assert_eq(parse(&o, err, 2, argv), CM_OK, "%s", err);
+    cr_assert_eq(o.nstores, 0, "no --store: once, what each scenario says");
+    cr_assert_not(sc_opts_has_store(&o, SC_STORE_POSTGRES));
+    cr_assert_str_eq(sc_store_name(SC_STORE_AS_WRITTEN), "as written");
+    /* ci/pg of the source tree by default, wherever the runner is run from */
+    size_t n = strlen(o.ci_pg);
+    cr_assert(n >= 5 && !strcmp(o.ci_pg + n - 5, "ci/pg"), "default --ci-pg: %s", o.ci_pg);
+    sc_opts_free(&o);
+
+    char *pg[] = {"scenario", "--store", "postgres", "--ci-pg=/x/pg", "d", NULL};
+    cr_assert_eq(parse(&o, err, 5, pg), CM_OK, "%s", err);
+    cr_assert_eq(o.nstores, 1);
+    cr_assert_eq(o.stores[0], SC_STORE_POSTGRES);
+    cr_assert(sc_opts_has_store(&o, SC_STORE_POSTGRES));
+    cr_assert_not(sc_opts_has_store(&o, SC_STORE_SQLITE));
+    cr_assert_str_eq(sc_store_name(o.stores[0]), "postgres");
+    cr_assert_str_eq(o.ci_pg, "/x/pg");
+    cr_assert_eq(o.ninputs, 1);
+    sc_opts_free(&o);
+
+    char *lite[] = {"scenario", "d", "--store=sqlite", NULL};
+    cr_assert_eq(parse(&o, err, 3, lite), CM_OK, "%s", err);
+    cr_assert_eq(o.nstores, 1);
+    cr_assert_eq(o.stores[0], SC_STORE_SQLITE);
+    cr_assert_str_eq(sc_store_name(o.stores[0]), "sqlite");
+    sc_opts_free(&o);
+
+    /* both, in the order given; the last --store wins */
+    char *both[] = {"scenario", "--store", "sqlite", "--store", "postgres,sqlite", "d", NULL};
+    cr_assert_eq(parse(&o, err, 6, both), CM_OK, "%s", err);
+    cr_assert_eq(o.nstores, 2);
+    cr_assert_eq(o.stores[0], SC_STORE_POSTGRES);
+    cr_assert_eq(o.stores[1], SC_STORE_SQLITE);
+    cr_assert(sc_opts_has_store(&o, SC_STORE_SQLITE));
+    sc_opts_free(&o);
+}
+
+Test(opts, store_usage_errors)
+{
+    struct {
+        int argc;
+        char *argv[6];
+        const char *want;
+    } cases[] = {
+        {2, {"scenario", "--store"}, "--store needs a value"},
+        {3, {"scenario", "--store=", "d"}, "--store needs a non-empty value"},
+        {4, {"scenario", "--store", "mysql", "d"}, "--store: 'mysql' is not postgres or sqlite"},
+        {4, {"scenario", "--store", "Postgres", "d"}, "'Postgres' is not postgres or sqlite"},
+        {4, {"scenario", "--store", "sqlite,", "d"}, "--store: '' is not postgres or sqlite"},
+        {4, {"scenario", "--store", ",sqlite", "d"}, "--store: '' is not postgres or sqlite"},
+        {4, {"scenario", "--store", "sqlite,mysql", "d"}, "'mysql' is not postgres or sqlite"},
+        {4, {"scenario", "--store", "postgres,postgres", "d"}, "'postgres' is named twice"},
+        /* attach mode: the parts run already on their own store, before or after --store */
+        {5,
+         {"scenario", "--store", "postgres", "--attach=gateway=http://127.0.0.1:8080", "d"},
+         "--store cannot be used with --attach"},
+        {5,
+         {"scenario", "--attach", "gateway=http://127.0.0.1:8080", "--store=sqlite", "d"},
+         "--store cannot be used with --attach"},
+        {2, {"scenario", "--ci-pg"}, "--ci-pg needs a value"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sc_opts_t o;
+        char err[CM_ERR_LEN] = "";
+        cr_assert_eq(parse(&o, err, cases[i].argc, cases[i].argv), CM_EINVAL, "case %zu", i);
+        cr_assert_not_null(strstr(err, cases[i].want), "want \"%s\", got \"%s\"", cases[i].want,
+                           err);
+        sc_opts_free(&o);
+    }
+}
+
+Test(opts, usage_names_store_and_ci_pg)
+{
+    cr_assert_not_null(strstr(sc_opts_usage(), "--store STORE"));
+    cr_assert_not_null(strstr(sc_opts_usage(), "sqlite,postgres"));
+    cr_assert_not_null(strstr(sc_opts_usage(), "--ci-pg PATH"));
+}

@@ -168,3 +168,42 @@ Test(proc, log_tail_limits)
     free(t);
     cr_assert_null(sc_proc_log_tail("/nonexistent/log", 3, ""));
 }
+
+/* sc_proc_run: to the end, its exit status, stdin from a descriptor, a deadline. */
+Test(proc, run_to_the_end_with_stdin_and_a_deadline)
+{
+    char err[CM_ERR_LEN] = "";
+    int status = -2;
+    const char *exit3[] = {"/bin/sh", "-c", "echo ran; exit 3", NULL};
+    cr_assert_eq(sc_proc_run("three", exit3, log_path, -1, 5000, &status, err), CM_OK, "%s", err);
+    cr_assert_eq(status, 3, "its exit status, not a failure of the run");
+    char *tail = sc_proc_log_tail(log_path, 5, "");
+    cr_assert_not_null(tail);
+    cr_assert_not_null(strstr(tail, "ran"), "output goes to the log: %s", tail);
+    free(tail);
+
+    /* stdin: the read end of a pipe the caller keeps writing to (ci/pg's watchdog) */
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    cr_assert_eq(write(fds[1], "hello\n", 6), 6);
+    close(fds[1]);
+    const char *cat[] = {"/bin/sh", "-c", "read line; test \"$line\" = hello", NULL};
+    cr_assert_eq(sc_proc_run("reader", cat, log_path, fds[0], 5000, &status, err), CM_OK, "%s",
+                 err);
+    close(fds[0]);
+    cr_assert_eq(status, 0, "the child read what the pipe held");
+
+    const char *slow[] = {"/bin/sh", "-c", "sleep 30", NULL};
+    int64_t t0 = cm_clock_mono_ms();
+    cr_assert_eq(sc_proc_run("slow", slow, log_path, -1, 200, &status, err), CM_ETIMEOUT);
+    cr_assert_lt(cm_clock_mono_ms() - t0, 5000, "killed at the deadline, not waited for");
+    cr_assert_not_null(strstr(err, "slow did not finish within 200 ms"), "%s", err);
+
+    const char *killed[] = {"/bin/sh", "-c", "kill -9 $$", NULL};
+    cr_assert_eq(sc_proc_run("killed", killed, log_path, -1, 5000, &status, err), CM_ESTATE);
+    cr_assert_not_null(strstr(err, "killed by signal 9"), "%s", err);
+
+    const char *missing[] = {"/nonexistent/prog", NULL};
+    cr_assert_neq(sc_proc_run("missing", missing, log_path, -1, 5000, &status, err), CM_OK);
+    cr_assert_not_null(strstr(err, "not an executable file"), "%s", err);
+}

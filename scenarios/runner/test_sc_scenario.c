@@ -793,3 +793,104 @@ Test(scenario, include_mistakes)
     unlink(bad);
     unlink(broken);
 }
+
+/* "store": a string, or an object naming a server of the scenario's own; "postgres" steps
+ * only with such a server. */
+Test(scenario, store_forms_and_postgres_steps)
+{
+    static const char *const wait = "{\"wait\":{\"queue\":\"drained\"}}";
+    char text[2048];
+    sc_scenario_t *sc = NULL;
+    char err[SC_ERR_LEN] = "";
+
+    snprintf(text, sizeof text, "%s", make("", wait));
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert_not(sc->store_pg, "SQLite by default");
+    cr_assert_not(sc->store_pg_own);
+    sc_scenario_free(&sc);
+
+    snprintf(text, sizeof text, "%s", make(",\"store\":\"postgres\"", wait));
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert(sc->store_pg);
+    cr_assert_not(sc->store_pg_own, "the shared server ($GW_PG_URL)");
+    sc_scenario_free(&sc);
+
+    snprintf(text, sizeof text, "%s",
+             make(",\"store\":{\"backend\":\"postgres\",\"server\":\"shared\"}", wait));
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert(sc->store_pg);
+    cr_assert_not(sc->store_pg_own);
+    sc_scenario_free(&sc);
+
+    snprintf(text, sizeof text, "%s",
+             make(",\"store\":{\"backend\":\"postgres\",\"server\":\"own\"}",
+                  "{\"postgres\":{\"action\":\"stop\"}},{\"postgres\":{\"action\":\"start\"}},"
+                  "{\"name\":\"again\",\"postgres\":{\"action\":\"restart\"}},"
+                  "{\"wait\":{\"queue\":\"drained\"}}"));
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert(sc->store_pg);
+    cr_assert(sc->store_pg_own);
+    cr_assert_eq(sc->nsteps, 4);
+    cr_assert_eq(sc->steps[0].kind, SC_STEP_POSTGRES);
+    cr_assert_eq(sc->steps[0].pg_action, SC_PG_STOP);
+    cr_assert_eq(sc->steps[1].pg_action, SC_PG_START);
+    cr_assert_eq(sc->steps[2].pg_action, SC_PG_RESTART);
+    cr_assert_str_eq(sc->steps[2].name, "again");
+    cr_assert_str_eq(sc_pg_action_name(SC_PG_RESTART), "restart");
+    sc_scenario_free(&sc);
+
+    snprintf(text, sizeof text, "%s", make(",\"store\":{\"backend\":\"sqlite\"}", wait));
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert_not(sc->store_pg);
+    sc_scenario_free(&sc);
+}
+
+Test(scenario, store_and_postgres_step_mistakes)
+{
+    static const char *const wait = "{\"wait\":{\"queue\":\"drained\"}}";
+    static const char *const own = ",\"store\":{\"backend\":\"postgres\",\"server\":\"own\"}";
+    char text[2048];
+    snprintf(text, sizeof text, "%s", make(",\"store\":7", wait));
+    expect_error(text, "\"store\" must be \"sqlite\" (the default) or \"postgres\", or an object "
+                       "{\"backend\": \"postgres\", \"server\": \"own\"} (got another type)");
+    snprintf(text, sizeof text, "%s", make(",\"store\":{\"backend\":\"oracle\"}", wait));
+    expect_error(text, "(got \"oracle\")");
+    snprintf(text, sizeof text, "%s", make(",\"store\":{\"server\":\"own\"}", wait));
+    expect_error(text, "store: \"backend\" is required");
+    snprintf(text, sizeof text, "%s",
+             make(",\"store\":{\"backend\":\"postgres\",\"sever\":\"own\"}", wait));
+    expect_error(text, "unknown key \"sever\"");
+    snprintf(text, sizeof text, "%s",
+             make(",\"store\":{\"backend\":\"postgres\",\"server\":\"mine\"}", wait));
+    expect_error(text, "\"server\" must be \"shared\" (the default: the one $GW_PG_URL names) or "
+                       "\"own\" (got \"mine\")");
+    snprintf(text, sizeof text, "%s",
+             make(",\"store\":{\"backend\":\"sqlite\",\"server\":\"own\"}", wait));
+    expect_error(text, "\"server\" is only for the postgres backend");
+
+    /* The shared server serves other scenarios at the same time: no stopping it. */
+    snprintf(text, sizeof text, "%s",
+             make(",\"store\":\"postgres\"", "{\"postgres\":{\"action\":\"restart\"}},{\"wait\":"
+                                             "{\"queue\":\"drained\"}}"));
+    expect_error(text, "steps[0] (postgres): a postgres step needs a server of the scenario's own");
+    snprintf(text, sizeof text, "%s",
+             make("", "{\"postgres\":{\"action\":\"stop\"}},{\"wait\":{\"queue\":\"drained\"}}"));
+    expect_error(text, "a postgres step needs a server of the scenario's own");
+    snprintf(text, sizeof text, "%s",
+             make(own, "{\"postgres\":{\"action\":\"kill\"}},{\"wait\":{\"queue\":\"drained\"}}"));
+    expect_error(text, "\"action\" must be one of stop, start, restart (got \"kill\")");
+    snprintf(text, sizeof text, "%s",
+             make(own, "{\"postgres\":{}},{\"wait\":{\"queue\":\"drained\"}}"));
+    expect_error(text, "\"action\" is required");
+    snprintf(text, sizeof text, "%s",
+             make(own, "{\"postgres\":{\"action\":\"stop\",\"mode\":\"fast\"}},{\"wait\":{"
+                       "\"queue\":\"drained\"}}"));
+    expect_error(text, "unknown key \"mode\"");
+    snprintf(text, sizeof text, "%s",
+             make(own, "{\"postgres\":\"restart\"},{\"wait\":{\"queue\":\"drained\"}}"));
+    expect_error(text, "\"postgres\" must be an object {\"action\": ...}");
+    snprintf(text, sizeof text, "%s",
+             make(own, "{\"repeat\":{\"times\":2,\"concurrency\":2,\"step\":{\"postgres\":{"
+                       "\"action\":\"restart\"}}}},{\"wait\":{\"queue\":\"drained\"}}"));
+    expect_error(text, "a postgres step cannot run inside a repeat with \"concurrency\" > 1");
+}

@@ -75,3 +75,23 @@ Test(schema, sign_schemes_and_gateway_actions_match)
         cr_assert_str_eq(json_string_value(json_array_get(actions, (size_t)a)),
                          sc_gw_action_name((sc_gw_action_t)a));
 }
+
+Test(schema, postgres_actions_and_store_forms_match)
+{
+    const json_t *defs = json_object_get(schema, "definitions");
+    const json_t *pg = json_object_get(
+        json_object_get(json_object_get(defs, "step_postgres"), "properties"), "postgres");
+    const json_t *actions =
+        json_object_get(json_object_get(json_object_get(pg, "properties"), "action"), "enum");
+    cr_assert_eq(json_array_size(actions), SC_PG_RESTART + 1);
+    for (int a = SC_PG_STOP; a <= SC_PG_RESTART; a++)
+        cr_assert_str_eq(json_string_value(json_array_get(actions, (size_t)a)),
+                         sc_pg_action_name((sc_pg_action_t)a));
+    /* "store": the two names, or the object with a backend and a server */
+    const json_t *forms =
+        json_object_get(json_object_get(json_object_get(schema, "properties"), "store"), "oneOf");
+    cr_assert_eq(json_array_size(forms), 2);
+    const json_t *obj = json_object_get(json_array_get(forms, 1), "properties");
+    cr_assert_not_null(json_object_get(obj, "backend"));
+    cr_assert_not_null(json_object_get(obj, "server"));
+}
