@@ -248,6 +248,10 @@ static cm_err_t migrate_tx(gw_pg_conn_t *c, void *arg)
      * session lock on a connection that lives on would. */
     cm_err_t rc = gw_pg_exec(c, "SELECT pg_advisory_xact_lock($1)",
                              GW_PG_ARGS(gw_pg_int(MIGRATION_LOCK)), NULL);
+    /* IF NOT EXISTS on an existing table is a NOTICE, which libpq prints raw on stderr
+     * at every start; this transaction's statements need no notices. */
+    if (!rc)
+        rc = gw_pg_exec(c, "SET LOCAL client_min_messages=warning", GW_PG_NO_ARGS, NULL);
     if (!rc)
         rc = gw_pg_exec(c,
                         "CREATE TABLE IF NOT EXISTS gw_schema_version(version INTEGER PRIMARY KEY,"

@@ -162,6 +162,14 @@ cm_err_t gw_pg_read(gw_pg_store_t *s, const char *sql, gw_pg_args_t args, gw_pg_
     cm_err_t rc = gw_pg_conn_use(s, &s->rd, NULL);
     if (!rc)
         rc = gw_pg_query(&s->rd, sql, args, row, arg, rows);
+    /* An idle connection whose server restarted still says CONNECTION_OK until a statement
+     * meets the closed socket: a read is safe to send again on a new connection, so the
+     * first admin view or readiness check after a restart is not an error. */
+    if (rc == CM_ESTORE && (!s->rd.db || PQstatus(s->rd.db) != CONNECTION_OK)) {
+        rc = gw_pg_conn_use(s, &s->rd, NULL);
+        if (!rc)
+            rc = gw_pg_query(&s->rd, sql, args, row, arg, rows);
+    }
     pthread_mutex_unlock(&s->rd.mu);
     return rc;
 }
