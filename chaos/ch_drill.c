@@ -1,6 +1,7 @@
 /* ch_drill.c - chaos-drill: writes a randomised chaos drill as a scenario file.
  *
- *   chaos-drill [--seed N] [--rounds R] [--calls K] [--kill-pct P] [--out FILE]
+ *   chaos-drill [--seed N] [--rounds R] [--calls K] [--kill-pct P] [--instances N]
+ *               [--out FILE]
  *
  * A drill is an ordinary scenario (scenarios/README.md), so the runner starts the parts,
  * puts the chaos proxy on every link, checks, and reports it like any other: JUnit, JSON,
@@ -8,7 +9,11 @@
  * jitter, slicing, bandwidth, resets, hangs with and without hang_max, a link down; written
  * in the simulators' fault vocabulary, chaos/README.md), sends K booking calls through the
  * Retell simulator while those faults hold, and sometimes kills the gateway with SIGKILL
- * and starts it again. At the end the links are cleared, every call's
+ * and starts it again. With --instances N (2-8) the drill runs N gateway instances on one
+ * PostgreSQL database ("store": "postgres": the runner needs GW_PG_URL, ci/pg gives one),
+ * the chaos proxy hands Retell's deliveries to them in turn, and each kill picks one
+ * instance (its own random stream: the faults of a seed are the same for any N). At the
+ * end the links are cleared, every call's
  * webhook is delivered once more (as Retell's replay or an operator would: a webhook the
  * gateway never acknowledged was the provider's to retry, not ours to have lost) and the
  * invariants are checked: every saga completed, exactly one booking and one charge per
@@ -36,7 +41,7 @@
 #define SLOTS_PER_DAY 16
 
 typedef struct {
-    long long seed, rounds, calls, kill_pct;
+    long long seed, rounds, calls, kill_pct, instances;
     const char *out;
 } opts_t;
 
@@ -55,7 +60,7 @@ static int parse_num(const char *flag, const char *v, long long min, long long m
 
 static int parse_opts(int argc, char **argv, opts_t *o)
 {
-    *o = (opts_t){.seed = 1, .rounds = 6, .calls = 4, .kill_pct = 25};
+    *o = (opts_t){.seed = 1, .rounds = 6, .calls = 4, .kill_pct = 25, .instances = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc;
@@ -67,13 +72,15 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             rc = parse_num(a, v, 1, MAX_CALLS, &o->calls);
         else if (!strcmp(a, "--kill-pct"))
             rc = parse_num(a, v, 0, 100, &o->kill_pct);
+        else if (!strcmp(a, "--instances"))
+            rc = parse_num(a, v, 1, 8, &o->instances);
         else if (!strcmp(a, "--out") && v && *v)
             o->out = v, rc = 0;
         else {
             fprintf(stderr,
                     "chaos-drill: unknown or incomplete option '%s'\n"
                     "usage: chaos-drill [--seed N] [--rounds R] [--calls K] [--kill-pct P] "
-                    "[--out FILE]\n",
+                    "[--instances N] [--out FILE]\n",
                     a);
             return -1;
         }
@@ -208,8 +215,9 @@ static json_t *request(const char *to, const char *method, const char *path, jso
 static json_t *drill(const opts_t *o)
 {
     static const char *const links[] = {"calcom", "stripe", "gateway"};
-    cm_rand_t r;
+    cm_rand_t r, kr;
     cm_rand_seed(&r, (uint64_t)o->seed ^ 0x6472696c6cULL);
+    cm_rand_seed(&kr, (uint64_t)o->seed ^ 0x6b696c6cULL); /* which instance a kill hits */
     json_t *steps = json_array();
     char name[160], path[160], var[32], email[64], start[25];
     long long n = 0, kills = 0;
@@ -242,10 +250,18 @@ static json_t *drill(const opts_t *o)
                                                    "retries", 3, "retry_interval", "200ms")),
                                  "expect", "status", 200));
         }
-        if ((long long)cm_rand_below(&r, 100) < o->kill_pct) {
+        int kill = (long long)cm_rand_below(&r, 100) < o->kill_pct;
+        if (kill && o->instances == 1) {
             snprintf(name, sizeof name, "round %lld: kill -9 the gateway", round + 1);
             add(steps, json_pack("{s:s,s:{s:s}}", "name", name, "gateway", "action", "kill"));
             add(steps, json_pack("{s:{s:s}}", "gateway", "action", "start"));
+            kills++;
+        } else if (kill) {
+            int k = (int)cm_rand_below(&kr, (uint64_t)o->instances);
+            snprintf(name, sizeof name, "round %lld: kill -9 gateway instance %d", round + 1, k);
+            add(steps, json_pack("{s:s,s:{s:s,s:i}}", "name", name, "gateway", "action", "kill",
+                                 "instance", k));
+            add(steps, json_pack("{s:{s:s,s:i}}", "gateway", "action", "start", "instance", k));
             kills++;
         }
     }
@@ -301,17 +317,29 @@ static json_t *drill(const opts_t *o)
     snprintf(skew, sizeof skew, "%+llds", skew_s);
 
     char title[200], desc[480];
-    snprintf(title, sizeof title, "chaos drill, seed %lld: %lld rounds of %lld calls", o->seed,
-             o->rounds, o->calls);
+    char inst[40] = "";
+    if (o->instances > 1)
+        snprintf(inst, sizeof inst, ", %lld gateway instances", o->instances);
+    snprintf(title, sizeof title, "chaos drill, seed %lld: %lld rounds of %lld calls%s", o->seed,
+             o->rounds, o->calls, inst);
     snprintf(desc, sizeof desc,
              "Generated by chaos-drill --seed %lld --rounds %lld --calls %lld --kill-pct %lld: "
              "random link faults each round, %lld gateway kill(s), the simulators' clock %s off, "
              "then every call must end booked and charged exactly once.",
              o->seed, o->rounds, o->calls, o->kill_pct, kills, skew);
-    return json_pack("{s:s,s:s,s:[s,s],s:I,s:{s:s},s:{s:[s,s,s],s:{s:s}},s:o}", "name", title,
-                     "description", desc, "tags", "chaos", "drill", "seed", (json_int_t)o->seed,
-                     "gateway", "config", "fixtures/gateway/chaos.json", "chaos", "links", links[0],
-                     links[1], links[2], "skew", "simulators", skew, "steps", steps);
+    json_t *gateway = json_pack("{s:s}", "config", "fixtures/gateway/chaos.json");
+    json_t *doc = json_pack("{s:s,s:s,s:[s,s],s:I,s:o,s:{s:[s,s,s],s:{s:s}},s:o}", "name", title,
+                            "description", desc, "tags", "chaos", "drill", "seed",
+                            (json_int_t)o->seed, "gateway", gateway, "chaos", "links", links[0],
+                            links[1], links[2], "skew", "simulators", skew, "steps", steps);
+    /* Several instances need one database they all use. */
+    if (doc && o->instances > 1 &&
+        (json_object_set_new(gateway, "instances", json_integer(o->instances)) ||
+         json_object_set_new(doc, "store", json_string("postgres")))) {
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
 }
 
 int main(int argc, char **argv)

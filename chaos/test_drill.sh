@@ -16,8 +16,22 @@ grep -q '"name": "chaos drill, seed 7: 4 rounds of 3 calls"' "$work/a.json" ||
   fail "the seed is not in the drill's name"
 "$runner" --check "$work/a.json" >/dev/null || fail "the generated drill does not validate"
 
+# Several instances: one PostgreSQL database, each kill names an instance, and the faults
+# are those of the same seed with one instance (the kills draw from a stream of their own).
+"$drill" --seed 7 --rounds 4 --calls 3 --kill-pct 100 --instances 3 --out "$work/i.json"
+grep -q '"instances": 3' "$work/i.json" || fail "--instances 3: no instances in the gateway"
+grep -q '"store": "postgres"' "$work/i.json" || fail "--instances 3: not on PostgreSQL"
+[ "$(grep -c '"instance": [0-2]' "$work/i.json")" -eq 8 ] ||
+  fail "--instances 3: four kills and four starts should each name an instance"
+"$runner" --check "$work/i.json" >/dev/null || fail "the drill with instances does not validate"
+"$drill" --seed 7 --rounds 4 --calls 3 --kill-pct 100 --out "$work/one.json"
+faults() { jq -c '[.steps[] | select(.chaos) | .chaos]' "$1"; }
+[ "$(faults "$work/i.json")" = "$(faults "$work/one.json")" ] ||
+  fail "--instances changed the faults the seed draws"
+
 # Usage errors: a message and status 2.
-for args in "--rounds 0" "--calls 51" "--seed -1" "--kill-pct 101" "--bogus 1" "--rounds"; do
+for args in "--rounds 0" "--calls 51" "--seed -1" "--kill-pct 101" "--bogus 1" "--rounds" \
+  "--instances 0" "--instances 9"; do
   set +e
   msg=$("$drill" $args 2>&1 >/dev/null)
   st=$?

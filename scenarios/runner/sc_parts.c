@@ -260,10 +260,10 @@ static cm_err_t relink_gateway(sc_ctx_t *ctx)
     return rc;
 }
 
-/* --store postgres: the config's "store" member becomes the PostgreSQL one (the URL from
- * GW_PG_URL, which the runner sets to the scenario's own database), whatever it was; the
- * rest of the config is kept as written. Edited as JSON, not as text, so that a "store"
- * written over several lines, or absent, is handled alike. *text is replaced (freed) on
+/* --store postgres, or the scenario's "store": "postgres": the config's "store" member becomes the
+ * PostgreSQL one (the URL from GW_PG_URL, which the runner sets to the scenario's own database),
+ * whatever it was; the rest of the config is kept as written. Edited as JSON, not as text, so that
+ * a "store" written over several lines, or absent, is handled alike. *text is replaced (freed) on
  * success and freed on error. */
 static cm_err_t store_on_postgres(sc_ctx_t *ctx, const char *src, char **text)
 {
@@ -305,7 +305,10 @@ static cm_err_t write_gateway_config(sc_ctx_t *ctx, int inst, const char *rel, c
         return sc_fail(ctx, RP_ERRORED, "startup", "gateway config %s: %s", src, err);
     }
     free(text);
-    if (ctx->store == SC_STORE_POSTGRES && !ctx->opts->attach &&
+    /* The scenario's own "store": "postgres" too: a database made for the scenario is
+     * the gateways' store, whatever the fixture says (a fixture written for SQLite would
+     * otherwise give each instance a file of its own, and instances that share nothing). */
+    if ((ctx->store == SC_STORE_POSTGRES || ctx->sc->store_pg) && !ctx->opts->attach &&
         (rc = store_on_postgres(ctx, src, &expanded)) != CM_OK)
         return rc;
     char tag[8] = "";
