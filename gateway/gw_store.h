@@ -236,7 +236,8 @@ cm_err_t gw_store_job_json(gw_store_t *s, int64_t job_id, cm_buf_t *out) CM_WUR;
 
 /* A cluster-wide token bucket named key (an identifier, never a secret: names are stored
  * in the database), created full on first use, refilled at rate_per_s up to burst by the
- * database server's clock (so the instances' clocks do not matter). Takes one token, or
+ * callers' wall clocks (cm_clock: a simulated clock counts; instances' clocks are assumed
+ * synchronised, a skew of d letting at most d x rate more through). Takes one token, or
  * reserves it when it comes within max_wait_ms (0: never wait), with
  * gw_ratelimit_acquire's semantics: *taken 1 and *wait_ms the time to wait before using it
  * (0: at once), or *taken 0 (the bucket left as it was) and *wait_ms the wait that would

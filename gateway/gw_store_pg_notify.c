@@ -17,8 +17,8 @@
  *
  * Rate buckets. One row per bucket in rate_buckets (schema version 2), taken from by one
  * INSERT ... ON CONFLICT DO UPDATE ... RETURNING: the row is locked for the statement, so
- * concurrent takes from every instance are applied one after the other, and time is the
- * server's clock_timestamp(), so the instances' clocks do not matter.
+ * concurrent takes from every instance are applied one after the other, timed by the
+ * callers' wall clocks (see the rate buckets below).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,13 +36,17 @@
 
 /* ---- rate buckets ------------------------------------------------------------------- */
 
-/* In the take below, b is the stored row and EXCLUDED.at the take's time (the server's
- * clock, read once). A bucket read by a take that queued behind another's lock may find
- * at later than its own time: it then counts no refill and leaves at where it was, which
- * only ever errs on the side of fewer tokens. An at more than a minute ahead is no such
- * queueing but the server's clock set back: at is then brought to now (no refill counted),
- * or the bucket would refill no more until the clock caught up. (A clock set forward
- * refills the bucket at most to its burst.) */
+/* In the take below, b is the stored row and EXCLUDED.at the take's time: the calling
+ * gateway's wall clock (cm_clock), not the server's, so that a gateway on a simulated clock
+ * (libfaketime, a scenario's speed-up) sees its provider's per-minute limit in its own
+ * minutes, as its local bucket and the simulators do. Instances' clocks are assumed to be
+ * synchronised (NTP, milliseconds apart): a skew of d lets at most d x rate tokens more
+ * through, which the window rate's margin (gw_ratelimit_window_rate) absorbs. A bucket read by a
+ * take that queued behind another's lock may find at later than its own time: it then counts no
+ * refill and leaves at where it was, which only ever errs on the side of fewer tokens. An at more
+ * than a minute ahead is no such queueing but a clock set back: at is then brought to now (no
+ * refill counted), or the bucket would refill no more until the clock caught up. (A clock set
+ * forward refills the bucket at most to its burst.) */
 
 /* The tokens the bucket holds at the take's time: what it had, refilled since at, capped
  * at the burst ($3); $2 is the rate in tokens per second. */
@@ -60,12 +64,13 @@
     "CASE WHEN b.at > EXCLUDED.at + interval '1 minute' THEN EXCLUDED.at "                         \
     "ELSE GREATEST(b.at, EXCLUDED.at) END"
 
-/* $1 key, $2 rate, $3 burst, $4 the longest wait allowed (ms). A new bucket starts full and
+/* $1 key, $2 rate, $3 burst, $4 the longest wait allowed (ms), $5 the caller's time (ms
+ * since 1970). A new bucket starts full and
  * gives its first token at once. RETURNING sees only the row as written, so the answer is
  * written into it (taken, wait_ms) and read back. */
 static const char rl_take_sql[] =
     "INSERT INTO rate_buckets AS b(key, tokens, at, taken, wait_ms) "
-    "SELECT $1, $3::float8 - 1, clock_timestamp(), true, 0 "
+    "SELECT $1, $3::float8 - 1, to_timestamp($5::float8 / 1000), true, 0 "
     "ON CONFLICT (key) DO UPDATE SET "
     "tokens = " RL_AVAIL " - CASE WHEN " RL_NEED " <= $4 THEN 1 ELSE 0 END, "
     "at = " RL_AT ", "
@@ -73,13 +78,14 @@ static const char rl_take_sql[] =
     "wait_ms = " RL_NEED " "
     "RETURNING taken, wait_ms";
 
-/* $1 key, $2 rate, $3 burst; c.t is the refund's time, and at moves as in a take. */
+/* $1 key, $2 rate, $3 burst, $4 the caller's time; c.t is the refund's time, and at moves
+ * as in a take. */
 static const char rl_refund_sql[] =
     "UPDATE rate_buckets b SET "
     "tokens = LEAST($3::float8, b.tokens + 1 + $2::float8 * "
     "GREATEST(0, EXTRACT(EPOCH FROM c.t - b.at)::float8)), "
     "at = CASE WHEN b.at > c.t + interval '1 minute' THEN c.t ELSE GREATEST(b.at, c.t) END "
-    "FROM (SELECT clock_timestamp() AS t) c WHERE b.key = $1";
+    "FROM (SELECT to_timestamp($4::float8 / 1000) AS t) c WHERE b.key = $1";
 
 /* One statement on the coordination connection. */
 static cm_err_t co_query(gw_pg_store_t *s, const char *sql, gw_pg_args_t args, gw_pg_row_fn row,
@@ -127,7 +133,8 @@ cm_err_t gw_pg_store_rl_take(gw_pg_store_t *s, const char *key, double rate_per_
     snprintf(cap, sizeof cap, "%.17g", burst);
     cm_err_t rc = co_query(s, rl_take_sql,
                            GW_PG_ARGS(gw_pg_text(key), gw_pg_text(rate), gw_pg_text(cap),
-                                      gw_pg_int(max_wait_ms > 0 ? max_wait_ms : 0)),
+                                      gw_pg_int(max_wait_ms > 0 ? max_wait_ms : 0),
+                                      gw_pg_int(cm_clock_now_ms())),
                            take_row, &t, &rows);
     if (!rc && rows != 1)
         rc = CM_ESTORE;
@@ -146,8 +153,9 @@ cm_err_t gw_pg_store_rl_refund(gw_pg_store_t *s, const char *key, double rate_pe
     snprintf(rate, sizeof rate, "%.17g", rate_per_s);
     snprintf(cap, sizeof cap, "%.17g", burst);
     return co_query(s, rl_refund_sql,
-                    GW_PG_ARGS(gw_pg_text(key), gw_pg_text(rate), gw_pg_text(cap)), NULL, NULL,
-                    NULL);
+                    GW_PG_ARGS(gw_pg_text(key), gw_pg_text(rate), gw_pg_text(cap),
+                               gw_pg_int(cm_clock_now_ms())),
+                    NULL, NULL, NULL);
 }
 
 /* ---- publishing ------------------------------------------------------------------------ */

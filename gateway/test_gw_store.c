@@ -1390,7 +1390,7 @@ Test(store, pg_the_listener_reconnects_and_says_notices_may_have_been_missed)
 #endif
 
 #ifdef GW_STORE_PG
-/* The server's clock set back an hour (played by moving the bucket's time an hour ahead):
+/* A clock set back an hour (played by moving the bucket's time an hour ahead):
  * the bucket goes on refilling from the new now, rather than not at all for an hour. */
 Test(store, pg_a_bucket_refills_after_the_servers_clock_is_set_back)
 {
