@@ -316,60 +316,6 @@ void gw_sq_store_stop_intake(gw_sq_store_t *s)
     stop_thread(s->syncer, &s->smu, &s->scv, &s->sync_stopping, &s->syncer_started);
 }
 
-/* ---- checkpoints ------------------------------------------------------------------ */
-
-/* SQLite's own auto-checkpoint copies the WAL into the database every 1000 pages (4 MB),
- * inside the commit that crosses the mark, holding the writer: with random keys the intake
- * and the workers cross it dozens of times a second, and each time an acknowledgement or a
- * job waits for a checkpoint and its fsyncs. Here the writer only signals; a thread of its
- * own runs PASSIVE checkpoints (they never block the writer) on its own connection, less
- * often, so a page rewritten many times in between is copied once (ingest with workers
- * 7.3-8.6k -> 11.3-11.9k req/s at 10000 pages). If the WAL still grows past CKPT_HARD
- * pages (the thread cannot keep up, or a reader pins old frames), the committing writer
- * checkpoints itself as SQLite would, so the WAL stays bounded. Durability is unchanged:
- * the checkpoint connection is synchronous=NORMAL, which syncs the WAL before copying it
- * and the database after. */
-enum { CKPT_PAGES = 8000, CKPT_HARD = 64000 };
-
-static void note(gw_sq_store_t *s, int ok, int code);
-
-/* Runs after every commit that wrote frames to the WAL: also the proof that the store can
- * write (see gw_sq_store_writable). */
-static int wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
-{
-    gw_sq_store_t *s = ud;
-    note(s, 1, SQLITE_OK);
-    if (pages >= CKPT_HARD) {
-        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    } else if (pages >= CKPT_PAGES) {
-        pthread_mutex_lock(&s->cmu);
-        s->ckpt_wanted = 1;
-        pthread_cond_signal(&s->ccv);
-        pthread_mutex_unlock(&s->cmu);
-    }
-    return SQLITE_OK;
-}
-
-static void *checkpointer_main(void *arg)
-{
-    gw_sq_store_t *s = arg;
-    prctl(PR_SET_NAME, "gw-ckpt");
-    for (;;) {
-        pthread_mutex_lock(&s->cmu);
-        while (!s->ckpt_wanted && !s->ckpt_stopping)
-            pthread_cond_wait(&s->ccv, &s->cmu);
-        int stop = s->ckpt_stopping;
-        s->ckpt_wanted = 0;
-        pthread_mutex_unlock(&s->cmu);
-        if (stop)
-            break;
-        int rc = sqlite3_wal_checkpoint_v2(s->ck.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-            CM_WARN("gw.store", "checkpoint: %s", sqlite3_errmsg(s->ck.db));
-    }
-    return NULL;
-}
-
 /* ---- writability ----------------------------------------------------------------- */
 
 /* A full disk shows in the writes: SQLite appends to the WAL at each commit and the
@@ -377,7 +323,7 @@ static void *checkpointer_main(void *arg)
  * the last write when it is recent (under traffic, always) and otherwise writes a probe,
  * so a disk that fills while the gateway is idle is seen too, and one that has room
  * again is seen without waiting for a webhook that the balancer no longer sends. */
-enum { WRITABLE_FRESH_MS = 1000 };
+enum { WRITABLE_FRESH_MS = 1000, SHORT_OF_SPACE_MS = 60000 };
 
 static int disk_fault(int code)
 {
@@ -386,13 +332,18 @@ static int disk_fault(int code)
            primary == SQLITE_CANTOPEN;
 }
 
-/* Records whether the last write reached the disk, for gw_sq_store_writable. */
-static void note(gw_sq_store_t *s, int ok, int code)
+/* Records whether the last write reached the disk, for gw_sq_store_writable. Returns 1
+ * when the disk refused a write in the last SHORT_OF_SPACE_MS. */
+static int note(gw_sq_store_t *s, int ok, int code)
 {
+    int64_t now = cm_clock_mono_ms();
     pthread_mutex_lock(&s->wmu);
     int was = s->w_ok;
     s->w_ok = ok;
-    s->w_at_ms = cm_clock_mono_ms();
+    s->w_at_ms = now;
+    if (!ok)
+        s->w_fault_at_ms = now;
+    int short_of_space = s->w_fault_at_ms && now - s->w_fault_at_ms < SHORT_OF_SPACE_MS;
     pthread_mutex_unlock(&s->wmu);
     if (was != ok) {
         if (ok)
@@ -400,6 +351,7 @@ static void note(gw_sq_store_t *s, int ok, int code)
         else
             CM_ERROR("gw.store", "the store cannot write: %s", sqlite3_errstr(code));
     }
+    return short_of_space;
 }
 
 void gw_sq_note_write(gw_sq_store_t *s, cm_err_t rc, int code)
@@ -408,7 +360,7 @@ void gw_sq_note_write(gw_sq_store_t *s, cm_err_t rc, int code)
      * (a worker's claim with no job due) commits without writing, and says nothing. */
     if (rc == CM_OK || !disk_fault(code))
         return;
-    note(s, 0, code);
+    (void)note(s, 0, code);
     /* Copying the WAL into the database lets the next commit start the WAL over: frames
      * then overwrite the file in place, which a full disk allows, instead of appending
      * until the CKPT_PAGES mark (that took up to its 32 MiB of free space to recover). */
@@ -457,6 +409,62 @@ int gw_sq_store_writable(gw_sq_store_t *s)
     ok = s->w_ok;
     pthread_mutex_unlock(&s->wmu);
     return ok;
+}
+
+/* ---- checkpoints ------------------------------------------------------------------ */
+
+/* SQLite's own auto-checkpoint copies the WAL into the database every 1000 pages (4 MB),
+ * inside the commit that crosses the mark, holding the writer: with random keys the intake
+ * and the workers cross it dozens of times a second, and each time an acknowledgement or a
+ * job waits for a checkpoint and its fsyncs. Here the writer only signals; a thread of its
+ * own runs PASSIVE checkpoints (they never block the writer) on its own connection, less
+ * often, so a page rewritten many times in between is copied once (ingest with workers
+ * 7.3-8.6k -> 11.3-11.9k req/s at 10000 pages). If the WAL still grows past CKPT_HARD
+ * pages (the thread cannot keep up, or a reader pins old frames), the committing writer
+ * checkpoints itself as SQLite would, so the WAL stays bounded. Durability is unchanged:
+ * the checkpoint connection is synchronous=NORMAL, which syncs the WAL before copying it
+ * and the database after. */
+enum { CKPT_PAGES = 8000, CKPT_HARD = 64000 };
+
+/* Runs after every commit that wrote frames to the WAL: also the proof that the store can
+ * write (see gw_sq_store_writable). Short of space (the disk refused a write in the last
+ * SHORT_OF_SPACE_MS), every commit asks for a checkpoint: the WAL then starts over as soon
+ * as the database has taken its pages, and is rewritten in place instead of eating the
+ * space just freed (with 1 MiB freed the WAL grew into it in a few seconds of traffic and
+ * the store was full again; the database file had never been checkpointed). */
+static int wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
+{
+    gw_sq_store_t *s = ud;
+    int short_of_space = note(s, 1, SQLITE_OK);
+    if (pages >= CKPT_HARD) {
+        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    } else if (pages >= CKPT_PAGES || short_of_space) {
+        pthread_mutex_lock(&s->cmu);
+        s->ckpt_wanted = 1;
+        pthread_cond_signal(&s->ccv);
+        pthread_mutex_unlock(&s->cmu);
+    }
+    return SQLITE_OK;
+}
+
+static void *checkpointer_main(void *arg)
+{
+    gw_sq_store_t *s = arg;
+    prctl(PR_SET_NAME, "gw-ckpt");
+    for (;;) {
+        pthread_mutex_lock(&s->cmu);
+        while (!s->ckpt_wanted && !s->ckpt_stopping)
+            pthread_cond_wait(&s->ccv, &s->cmu);
+        int stop = s->ckpt_stopping;
+        s->ckpt_wanted = 0;
+        pthread_mutex_unlock(&s->cmu);
+        if (stop)
+            break;
+        int rc = sqlite3_wal_checkpoint_v2(s->ck.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            CM_WARN("gw.store", "checkpoint: %s", sqlite3_errmsg(s->ck.db));
+    }
+    return NULL;
 }
 
 /* Starts fn(s) on *t and sets *started, which the stop paths test before joining. */

@@ -91,6 +91,7 @@ struct gw_sq_store {
     pthread_mutex_t wmu;
     int w_ok;
     int64_t w_at_ms;
+    int64_t w_fault_at_ms; /* the last refusal, 0: none */
 };
 
 /* ---- statements (gw_store_sqlite_sql.c) --------------------------------------------- */

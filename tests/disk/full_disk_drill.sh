@@ -13,7 +13,7 @@
 set -euo pipefail
 gw=${1:?usage: full_disk_drill.sh GATEWAY}
 READY_MS=3000 # the store answers from a write under a second old, else probes
-FS_MIB=16 FREE_MIB=${FREE_MIB:-4}
+FS_MIB=16 FREE_MIB=${FREE_MIB:-1}
 KEY=key_disk AGENT=agent_disk
 
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root to mount a tmpfs"; exit 77; }
@@ -36,7 +36,7 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+fail() { echo "FAIL: $*" >&2; df -k "$mnt" >&2; ls -l "$mnt/data" >&2; exit 1; }
 now_ms() { local t=${EPOCHREALTIME/./}; echo $((10#$t / 1000)); }
 
 cat >"$work/gw.json" <<JSON
@@ -109,7 +109,7 @@ done
 echo "disk full: 10 webhooks answered 503, gw_store_writable 0"
 
 kill -9 "$gw_pid"
-wait "$gw_pid" 2>/dev/null || true
+{ wait "$gw_pid"; } 2>/dev/null || true
 gw_pid=
 start_gw "restart after kill -9 on a full disk"
 ms=$(wait_ready 503 "restarted on a full disk")
