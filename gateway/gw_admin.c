@@ -254,17 +254,22 @@ static void h_metrics(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     cm_buf_free(&b);
 }
 
-/* GET /health/ready: 503 when the store cannot be read (webhooks could not be taken);
- * 200 otherwise, "degraded" when a provider's breaker is not closed (webhooks are still
- * taken and queued; only the outbound side waits). The body names each dependency. */
+/* GET /health/ready: 503 when the store cannot be read or cannot write (webhooks could
+ * not be taken: a full disk answers every one 503, so a balancer must stop sending them
+ * here); 200 otherwise, "degraded" when a provider's breaker is not closed (webhooks are
+ * still taken and queued; only the outbound side waits). The body names each dependency. */
 static void h_ready(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     gw_app_t *app = ud;
     gw_queue_stats_t q;
-    int store_ok = gw_store_queue_stats(app->store, &q) == CM_OK;
+    int store_read = gw_store_queue_stats(app->store, &q) == CM_OK;
+    int writable = store_read && gw_store_writable(app->store);
+    int store_ok = store_read && writable;
     int degraded = 0;
     json_t *deps = json_object();
-    json_object_set_new(deps, "store", json_pack("{s:s}", "status", store_ok ? "ok" : "failing"));
+    json_object_set_new(
+        deps, "store",
+        json_pack("{s:s,s:b}", "status", store_ok ? "ok" : "failing", "writable", writable));
     const char *names[] = {"calcom", "stripe"};
     for (size_t i = 0; i < 2; i++) {
         gw_prov_rt_t *p = gw_outbound_provider(app->ob, names[i]);
@@ -279,7 +284,7 @@ static void h_ready(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     }
     const char *status = !store_ok ? "failing" : degraded ? "degraded" : "ok";
     json_t *body = json_pack("{s:s,s:o}", "status", status, "dependencies", deps);
-    if (store_ok)
+    if (store_read)
         json_object_set_new(
             body, "queue",
             json_pack("{s:I,s:I}", "pending", (json_int_t)q.pending, "dead", (json_int_t)q.dead));

@@ -145,10 +145,13 @@ static int run(const char *config_path, const char *ready_path)
         fprintf(stderr, "gateway: store: %s\n", err);
         goto out;
     }
-    if (gw_store_recover(store, cfg->max_attempts, cm_clock_now_ms(), &requeued) != CM_OK) {
-        fprintf(stderr, "gateway: store recovery failed\n");
-        goto out;
-    }
+    /* Recovery writes (the jobs a killed process left running), which a full disk refuses.
+     * The gateway starts anyway, refusing webhooks with 503 and reporting not ready until
+     * the disk has room: those jobs are taken back when their lease lapses (the workers'
+     * reclaim), only without being counted as crashed. */
+    if (gw_store_recover(store, cfg->max_attempts, cm_clock_now_ms(), &requeued) != CM_OK)
+        CM_WARN("gw.main", "store recovery failed; jobs left running are taken back when "
+                           "their lease lapses");
     if (requeued)
         CM_WARN("gw.main", "requeued %d job(s) left running by a previous process", requeued);
 

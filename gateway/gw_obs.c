@@ -41,6 +41,13 @@ static double lag_fn(void *ud)
     return late > 0 ? (double)late / 1000.0 : 0.0;
 }
 
+/* 1 when the store can write, 0 when it cannot (a full disk: every webhook is answered
+ * 503), -1 without a store. */
+static double writable_fn(void *ud)
+{
+    return ud ? (double)gw_store_writable(ud) : -1;
+}
+
 cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
 {
     gw_obs_t *o = calloc(1, sizeof *o);
@@ -147,6 +154,11 @@ cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
         rc = gw_metrics_gauge_func(o->reg, "gw_jobs_queue_lag_seconds",
                                    "How long the oldest due pending job has waited to run", lag_fn,
                                    store, err);
+    if (!rc)
+        rc = gw_metrics_gauge_func(o->reg, "gw_store_writable",
+                                   "1 when the store can write, 0 when it refuses writes "
+                                   "(disk full, I/O error)",
+                                   writable_fn, store, err);
     if (!rc)
         rc = gw_obs_proc_register(o->reg, err);
     if (rc) {

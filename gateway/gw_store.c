@@ -173,6 +173,15 @@ cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *st)
     return DISPATCH(s, queue_stats, st);
 }
 
+int gw_store_writable(gw_store_t *s)
+{
+#ifdef GW_STORE_PG
+    if (s->pg)
+        return gw_pg_store_writable(s->pg);
+#endif
+    return gw_sq_store_writable(s->sq);
+}
+
 cm_err_t gw_store_entity_set(gw_store_t *s, const char *kind, const char *id, const char *tenant_id,
                              const char *state, const char *ref, const char *error, int64_t now_ms)
 {

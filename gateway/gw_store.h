@@ -164,6 +164,13 @@ cm_err_t gw_store_event_rerun(gw_store_t *s, int64_t event_id, int64_t now_ms,
 
 cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *st) CM_WUR;
 
+/* 1 when the store can write now, 0 when it cannot (what /health/ready and the metric
+ * gw_store_writable report). SQLite: the outcome of the last write if it is under a
+ * second old (the disk refused it: full, I/O error, read-only), else that of a probe
+ * written now, so an idle store is checked too; at most one probe a second under no
+ * traffic. PostgreSQL: whether the server answers (the queue counts' read). Any thread. */
+int gw_store_writable(gw_store_t *s);
+
 /* Entities: one row per (kind, id) - "call", "booking", "payment" - with a state word,
  * a rank, a reference (e.g. the booking uid), an error and event flags.
  * set: overwrites state/error (ref and tenant kept when NULL) - for the single writer of

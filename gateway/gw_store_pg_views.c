@@ -118,6 +118,14 @@ cm_err_t gw_pg_store_queue_stats(gw_pg_store_t *s, gw_queue_stats_t *q)
                       GW_PG_NO_ARGS, queue_row, q, NULL);
 }
 
+/* The server decides what it can write; a reachable one is taken as writable (a full
+ * disk there refuses the webhooks with 503, as on SQLite, and its own monitoring tells). */
+int gw_pg_store_writable(gw_pg_store_t *s)
+{
+    gw_queue_stats_t q;
+    return gw_pg_store_queue_stats(s, &q) == CM_OK;
+}
+
 cm_err_t gw_pg_store_entity_json(gw_pg_store_t *s, const char *kind, const char *id, cm_buf_t *out)
 {
     return json_rows(s, out, NULL,

@@ -200,6 +200,14 @@ static cm_err_t migrate(sqlite3 *db, const char *path, char *err)
 {
     char why[CM_ERR_LEN] = "";
     migrate_t m = {.version = -1, .why = why};
+    /* A current schema is only read: a write transaction, even one that changes nothing
+     * but the version, needs room in the WAL, and a gateway restarted on a full disk must
+     * start (and refuse webhooks with 503) rather than exit here. */
+    int current = -1;
+    if (gw_sq_query(db, "PRAGMA user_version", GW_SQ_NO_ARGS, version_row, &current, NULL) ==
+            CM_OK &&
+        current == SCHEMA_VERSION)
+        return CM_OK;
     cm_err_t rc = gw_sq_tx_run(db, migrate_tx, &m, why);
     if (rc == CM_ESTATE)
         cm_errf(err, "%s: schema version %d is newer than this gateway's (%d)", path, m.version,
@@ -231,6 +239,8 @@ cm_err_t gw_sq_store_open(const char *path, int sync_full, gw_sq_store_t **out, 
     pthread_cond_init(&s->scv, NULL);
     pthread_mutex_init(&s->cmu, NULL);
     pthread_cond_init(&s->ccv, NULL);
+    pthread_mutex_init(&s->wmu, NULL);
+    s->w_ok = 1; /* w_at_ms 0: the first question is answered by a probe */
     s->wal_fd = -1;
     rc = conn_open(&s->wr, path, sync_full, err);
     if (!rc)
@@ -267,6 +277,7 @@ void gw_sq_store_close(gw_sq_store_t **sp)
     pthread_mutex_destroy(&s->qmu);
     pthread_cond_destroy(&s->prio_cv);
     pthread_mutex_destroy(&s->prio_mu);
+    pthread_mutex_destroy(&s->wmu);
     free(s);
     *sp = NULL;
 }

@@ -124,10 +124,10 @@ static void commit_batch(gw_sq_store_t *s, pending_t *batch)
 {
     batch_t b = {.s = s, .batch = batch};
     gw_sq_writer_sync(s, s->wal_fd >= 0 ? 0 : s->sync_full);
-    cm_err_t rc = gw_sq_tx_run(s->wr.db, write_batch, &b, NULL);
+    cm_err_t rc = gw_sq_tx_write(s, write_batch, &b);
     if (rc && b.event_failed) {
         b.isolate = 1;
-        rc = gw_sq_tx_run(s->wr.db, write_batch, &b, NULL);
+        rc = gw_sq_tx_write(s, write_batch, &b);
     }
     /* BEGIN or COMMIT failed: nothing of the batch is stored. */
     for (pending_t *p = batch; rc && p; p = p->next)
@@ -316,6 +316,101 @@ void gw_sq_store_stop_intake(gw_sq_store_t *s)
     stop_thread(s->syncer, &s->smu, &s->scv, &s->sync_stopping, &s->syncer_started);
 }
 
+/* ---- writability ----------------------------------------------------------------- */
+
+/* A full disk shows in the writes: SQLite appends to the WAL at each commit and the
+ * append fails. Readiness asks gw_sq_store_writable, which answers from the outcome of
+ * the last write when it is recent (under traffic, always) and otherwise writes a probe,
+ * so a disk that fills while the gateway is idle is seen too, and one that has room
+ * again is seen without waiting for a webhook that the balancer no longer sends. */
+enum { WRITABLE_FRESH_MS = 1000, SHORT_OF_SPACE_MS = 60000 };
+
+static int disk_fault(int code)
+{
+    int primary = code & 0xff;
+    return primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_READONLY ||
+           primary == SQLITE_CANTOPEN;
+}
+
+/* Records whether the last write reached the disk, for gw_sq_store_writable. Returns 1
+ * when the disk refused a write in the last SHORT_OF_SPACE_MS. */
+static int note(gw_sq_store_t *s, int ok, int code)
+{
+    int64_t now = cm_clock_mono_ms();
+    pthread_mutex_lock(&s->wmu);
+    int was = s->w_ok;
+    s->w_ok = ok;
+    s->w_at_ms = now;
+    if (!ok)
+        s->w_fault_at_ms = now;
+    int short_of_space = s->w_fault_at_ms && now - s->w_fault_at_ms < SHORT_OF_SPACE_MS;
+    pthread_mutex_unlock(&s->wmu);
+    if (was != ok) {
+        if (ok)
+            CM_INFO("gw.store", "the store is writable again");
+        else
+            CM_ERROR("gw.store", "the store cannot write: %s", sqlite3_errstr(code));
+    }
+    return short_of_space;
+}
+
+void gw_sq_note_write(gw_sq_store_t *s, cm_err_t rc, int code)
+{
+    /* A success is recorded by the WAL hook, not here: a transaction that changed nothing
+     * (a worker's claim with no job due) commits without writing, and says nothing. */
+    if (rc == CM_OK || !disk_fault(code))
+        return;
+    (void)note(s, 0, code);
+    /* Copying the WAL into the database lets the next commit start the WAL over: frames
+     * then overwrite the file in place, which a full disk allows, instead of appending
+     * until the CKPT_PAGES mark (that took up to its 32 MiB of free space to recover). */
+    pthread_mutex_lock(&s->cmu);
+    s->ckpt_wanted = 1;
+    pthread_cond_signal(&s->ccv);
+    pthread_mutex_unlock(&s->cmu);
+}
+
+typedef struct {
+    int version;
+} probe_t;
+
+static cm_err_t probe_version_row(sqlite3_stmt *st, void *arg)
+{
+    ((probe_t *)arg)->version = sqlite3_column_int(st, 0);
+    return CM_OK;
+}
+
+/* Rewrites the schema version with its own value: a commit that writes one page (the
+ * header) to the WAL and changes nothing. */
+static cm_err_t probe_tx(sqlite3 *db, void *arg)
+{
+    probe_t *p = arg;
+    cm_err_t rc = gw_sq_query(db, "PRAGMA user_version", GW_SQ_NO_ARGS, probe_version_row, p, NULL);
+    if (rc)
+        return rc;
+    char sql[48];
+    snprintf(sql, sizeof sql, "PRAGMA user_version=%d", p->version);
+    return gw_sq_exec(db, sql, GW_SQ_NO_ARGS, NULL);
+}
+
+int gw_sq_store_writable(gw_sq_store_t *s)
+{
+    pthread_mutex_lock(&s->wmu);
+    int ok = s->w_ok;
+    int fresh = s->w_at_ms && cm_clock_mono_ms() - s->w_at_ms < WRITABLE_FRESH_MS;
+    pthread_mutex_unlock(&s->wmu);
+    if (fresh)
+        return ok;
+    probe_t p = {.version = 0};
+    /* gw_sq_write records the outcome; a failure was logged where it happened. */
+    if (gw_sq_write(s, GW_SQ_BOOKKEEPING, probe_tx, &p) != CM_OK)
+        CM_DEBUG("gw.store", "write probe failed");
+    pthread_mutex_lock(&s->wmu);
+    ok = s->w_ok;
+    pthread_mutex_unlock(&s->wmu);
+    return ok;
+}
+
 /* ---- checkpoints ------------------------------------------------------------------ */
 
 /* SQLite's own auto-checkpoint copies the WAL into the database every 1000 pages (4 MB),
@@ -331,12 +426,19 @@ void gw_sq_store_stop_intake(gw_sq_store_t *s)
  * and the database after. */
 enum { CKPT_PAGES = 8000, CKPT_HARD = 64000 };
 
+/* Runs after every commit that wrote frames to the WAL: also the proof that the store can
+ * write (see gw_sq_store_writable). Short of space (the disk refused a write in the last
+ * SHORT_OF_SPACE_MS), every commit asks for a checkpoint: the WAL then starts over as soon
+ * as the database has taken its pages, and is rewritten in place instead of eating the
+ * space just freed (with 1 MiB freed the WAL grew into it in a few seconds of traffic and
+ * the store was full again; the database file had never been checkpointed). */
 static int wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
 {
     gw_sq_store_t *s = ud;
+    int short_of_space = note(s, 1, SQLITE_OK);
     if (pages >= CKPT_HARD) {
         (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    } else if (pages >= CKPT_PAGES) {
+    } else if (pages >= CKPT_PAGES || short_of_space) {
         pthread_mutex_lock(&s->cmu);
         s->ckpt_wanted = 1;
         pthread_cond_signal(&s->ccv);

@@ -22,7 +22,7 @@
  *   ck  the checkpointer thread's own, used by it alone.
  *
  * Lock order: wr.mu may be held while taking cmu (the WAL hook runs inside a commit);
- * prio_mu, qmu, smu and cmu are never held while taking another lock.
+ * prio_mu, qmu, smu, cmu and wmu are never held while taking another lock.
  *
  * Ownership: gw_sq_store_open makes the store and gw_sq_store_close frees it; the threads it
  * starts (committer, syncer, checkpointer) are joined before. Statements belong to their
@@ -85,6 +85,13 @@ struct gw_sq_store {
     pthread_mutex_t cmu; /* guards the three flags */
     pthread_cond_t ccv;
     int ckpt_started, ckpt_wanted, ckpt_stopping;
+    /* Whether the store can write (gw_sq_store_writable): the outcome of the last write
+     * on the writer that wrote to the WAL or was refused by the disk, and when
+     * (cm_clock_mono_ms), guarded by wmu. */
+    pthread_mutex_t wmu;
+    int w_ok;
+    int64_t w_at_ms;
+    int64_t w_fault_at_ms; /* the last refusal, 0: none */
 };
 
 /* ---- statements (gw_store_sqlite_sql.c) --------------------------------------------- */
@@ -175,6 +182,10 @@ void gw_sq_col_text(char *dst, size_t cap, sqlite3_stmt *st, int i);
  * committed and any other code to have them rolled back. */
 typedef cm_err_t (*gw_sq_tx_fn)(sqlite3 *db, void *arg);
 
+/* gw_sq_tx_run on the writer that records the outcome (gw_sq_note_write): the committer's
+ * group commits and gw_sq_write. The caller holds wr.mu. */
+cm_err_t gw_sq_tx_write(gw_sq_store_t *s, gw_sq_tx_fn fn, void *arg) CM_WUR;
+
 /* Runs fn(db, arg) in one transaction: BEGIN IMMEDIATE (the write lock is taken first,
  * waiting up to the busy timeout, so a write never fails half-way for a lock another
  * connection took after it began), then COMMIT when fn returns CM_OK; on any error the
@@ -220,6 +231,15 @@ cm_err_t gw_sq_ingest_start(gw_sq_store_t *s, const char *path, char *err) CM_WU
 /* From gw_sq_store_close: stops intake (gw_sq_store_stop_intake) and the checkpointer, and
  * releases what gw_sq_ingest_start took. Safe after a failed or partial start. */
 void gw_sq_ingest_stop(gw_sq_store_t *s);
+
+/* Records the outcome of a write transaction on the writer for gw_sq_store_writable (a
+ * success is recorded by the WAL hook, when frames were written, so rc CM_OK changes
+ * nothing here); a failure whose SQLite code (code, extended) says the disk refused
+ * (full, I/O error, read-only) makes the store not writable and asks the
+ * checkpointer to copy the WAL into the database, so the WAL can start over and be
+ * rewritten in place instead of growing. Other failures (a constraint, a missing row)
+ * say nothing about the disk and change nothing. Any thread. */
+void gw_sq_note_write(gw_sq_store_t *s, cm_err_t rc, int code);
 
 /* ---- entities (gw_store_sqlite_sagas.c) --------------------------------------------- */
 

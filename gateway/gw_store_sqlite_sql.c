@@ -142,17 +142,24 @@ static void tx_undo(sqlite3 *db, int nested)
 }
 
 /* gw_sq_tx_run (nested 0) and gw_sq_tx_nested (1): one body, so both end a failure the
- * same way. */
-static cm_err_t tx(sqlite3 *db, int nested, gw_sq_tx_fn fn, void *arg, char *err)
+ * same way. *code (may be NULL) gets SQLite's extended code of the failure, read before the
+ * rollback replaces it (SQLITE_OK when the transaction committed). */
+static cm_err_t tx(sqlite3 *db, int nested, gw_sq_tx_fn fn, void *arg, char *err, int *code)
 {
+    if (code)
+        *code = SQLITE_OK;
     cm_err_t rc = gw_sq_exec(db, nested ? "SAVEPOINT tx" : "BEGIN IMMEDIATE", GW_SQ_NO_ARGS, NULL);
     if (rc) {
         tx_note(err, db);
+        if (code)
+            *code = sqlite3_extended_errcode(db);
         return rc;
     }
     rc = fn(db, arg);
     if (!rc && (rc = gw_sq_exec(db, nested ? "RELEASE tx" : "COMMIT", GW_SQ_NO_ARGS, NULL)))
         tx_note(err, db);
+    if (rc && code)
+        *code = sqlite3_extended_errcode(db);
     if (rc)
         tx_undo(db, nested);
     return rc;
@@ -163,7 +170,15 @@ static cm_err_t tx(sqlite3 *db, int nested, gw_sq_tx_fn fn, void *arg, char *err
  * meet SQLITE_BUSY_SNAPSHOT half-way when another process wrote in between. */
 cm_err_t gw_sq_tx_run(sqlite3 *db, gw_sq_tx_fn fn, void *arg, char *err)
 {
-    return tx(db, 0, fn, arg, err);
+    return tx(db, 0, fn, arg, err, NULL);
+}
+
+cm_err_t gw_sq_tx_write(gw_sq_store_t *s, gw_sq_tx_fn fn, void *arg)
+{
+    int code;
+    cm_err_t rc = tx(s->wr.db, 0, fn, arg, NULL, &code);
+    gw_sq_note_write(s, rc, code);
+    return rc;
 }
 
 cm_err_t gw_sq_tx_nested(sqlite3 *db, gw_sq_tx_fn fn, void *arg)
@@ -172,7 +187,7 @@ cm_err_t gw_sq_tx_nested(sqlite3 *db, gw_sq_tx_fn fn, void *arg)
         CM_ERROR("gw.store", "savepoint: the transaction has already been rolled back");
         return CM_ESTORE;
     }
-    return tx(db, 1, fn, arg, NULL);
+    return tx(db, 1, fn, arg, NULL, NULL);
 }
 
 /* ---- the writer ------------------------------------------------------------------- */
@@ -223,7 +238,7 @@ cm_err_t gw_sq_write(gw_sq_store_t *s, gw_sq_sync_t sync, gw_sq_tx_fn fn, void *
 {
     writer_lock_low(s);
     gw_sq_writer_sync(s, sync == GW_SQ_DURABLE ? s->sync_full : 0);
-    cm_err_t rc = gw_sq_tx_run(s->wr.db, fn, arg, NULL);
+    cm_err_t rc = gw_sq_tx_write(s, fn, arg);
     pthread_mutex_unlock(&s->wr.mu);
     return rc;
 }

@@ -894,6 +894,46 @@ Test(store, a_database_from_a_newer_gateway_is_refused)
     cr_assert_eq(user_version(path), 99, "left as it was");
 }
 
+Test(store, a_current_schema_is_opened_without_writing)
+{
+    SQLITE_ONLY("the migration's write transaction on a SQLite file");
+    /* Another connection holds the write lock, as a full disk would refuse the write: a
+     * store whose schema is current must open without it (it used to rewrite the version
+     * in a write transaction, and a restart on a full disk exited there). */
+    char path[128], err[CM_ERR_LEN] = "";
+    gw_store_t *s = NULL;
+    sqlite3 *db = NULL;
+    snprintf(path, sizeof path, "%s/current.db", dir);
+    cr_assert_eq(gw_store_open(path, 1, &s, err), CM_OK, "%s", err);
+    gw_store_close(&s);
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(db));
+    int64_t t0 = cm_clock_mono_ms();
+    cm_err_t rc = gw_store_open(path, 1, &s, err);
+    int64_t took = cm_clock_mono_ms() - t0;
+    cr_assert_eq(rc, CM_OK, "%s", err);
+    /* Waiting for the lock would take the busy timeout (10 s). */
+    cr_assert_lt(took, 5000, "open took %lld ms", (long long)took);
+    gw_store_close(&s);
+    cr_assert_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    cr_assert_eq(user_version(path), 4);
+}
+
+Test(store, a_store_that_can_write_reports_itself_writable)
+{
+    gw_ingest_t r;
+    gw_event_in_t a = event("w1", "{}");
+    /* Idle: answered by a probe. */
+    cr_assert_eq(gw_store_writable(st), 1);
+    cr_assert_eq(gw_store_ingest(st, &a, &r), CM_OK);
+    /* After a commit: answered from its outcome. */
+    cr_assert_eq(gw_store_writable(st), 1);
+    cr_assert_eq(gw_store_ingest(st, &a, &r), CM_OK, "the probe changed nothing");
+    cr_assert_eq(r, GW_INGEST_DUPLICATE);
+}
+
 #ifdef GW_STORE_PG
 /* ---- PostgreSQL only: several instances on one database ----------------------------- */
 
