@@ -8,8 +8,8 @@
  * body, so what is tried is bounded whatever the configuration: a per-tenant route tries
  * that tenant's keys only (at most GW_MAX_KEYS); a shared route tries every tenant's only
  * while the provider has at most webhooks.shared_route_max_keys keys, and beyond that
- * refuses (404, naming the per-tenant route) before any MAC; on the shared Retell route a
- * body naming a configured agent is checked against its tenant's keys only. A stale or
+ * refuses (404, naming the per-tenant route) before any MAC, except on the Retell route
+ * for a body naming a configured agent, checked against that tenant's keys only. A stale or
  * malformed signature header is refused before any MAC (cm_sig). With 10 tenants of 4 keys
  * and 256 KB bodies a forged webhook used to cost 6.2 ms of CPU (40 MACs).
  *
@@ -211,6 +211,15 @@ static size_t tenant_keys(const gw_tenant_t *t, keys_kind_t kind)
                                  : t->nstripe_webhook_secrets;
 }
 
+/* All tenants' keys for this provider: what a shared route would try. */
+static size_t shared_keys(const gw_config_t *cfg, keys_kind_t kind)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < cfg->ntenants; i++)
+        total += tenant_keys(&cfg->tenants[i], kind);
+    return total;
+}
+
 /* The tenants a webhook on this route is checked against: *only set (a per-tenant route,
  * or a hint the caller found) or every tenant (*only NULL). Returns 0 after answering 404
  * (an unknown tenant, a tenant without keys for this provider, or a shared route over its
@@ -233,9 +242,7 @@ static int key_scope(gw_app_t *app, const cm_http_req_t *req, cm_http_resp_t *re
     }
     if (*only)
         return 1;
-    size_t total = 0;
-    for (size_t i = 0; i < cfg->ntenants; i++)
-        total += tenant_keys(&cfg->tenants[i], kind);
+    size_t total = shared_keys(cfg, kind);
     if (total <= cfg->shared_route_max_keys)
         return 1;
     /* Every key tried is one MAC over the whole body: with many tenants a forged request
@@ -381,14 +388,23 @@ static void h_retell(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     gw_app_t *app = ud;
     const char *sig = cm_http_req_header(req, "x-retell-signature");
     cm_err_t rc;
-    /* On the shared route of several tenants, the agent the body names says whose keys to
-     * try: a valid signature is its tenant's anyway (another tenant's is refused below). */
-    const gw_tenant_t *only = !cm_http_req_param(req, "tenant") && app->cfg->ntenants > 1
-                                  ? agent_hint(app->cfg, req)
-                                  : NULL;
+    /* On a shared route with more keys than it may try, the agent the body names says
+     * whose keys to try: a valid signature must be that tenant's anyway (another tenant's
+     * is refused below, "signature does not match the agent"). */
+    const gw_tenant_t *only = NULL;
+    if (!cm_http_req_param(req, "tenant") &&
+        shared_keys(app->cfg, KEYS_RETELL) > app->cfg->shared_route_max_keys)
+        only = agent_hint(app->cfg, req);
+    const gw_tenant_t *hinted = only;
     if (!key_scope(app, req, resp, KEYS_RETELL, &only))
         return;
     const gw_tenant_t *t = verify_retell(app->cfg, only, req, sig, &rc);
+    if (!t && hinted && rc == CM_ESIG_MISMATCH) {
+        count_refusal(app, "retell", "rejected_signature");
+        log_refusal("retell", "rejected_signature", "signature does not match the agent");
+        cm_http_resp_problem(resp, 401, "Unauthorized", "signature does not match the agent");
+        return;
+    }
     if (!t) {
         refuse_signature(app, "retell", resp, rc, "x-retell-signature");
         return;

@@ -420,6 +420,7 @@ Test(inbound, shared_route_over_its_key_limit_names_the_tenant_routes)
     cr_assert_eq(retell_at("/webhooks/retell", CALL("call_analyzed", "c32", "ag_beta"), "key_acme",
                            out, sizeof out),
                  401, "another tenant's key for that agent: %s", out);
+    cr_assert(strstr(out, "signature does not match the agent"), "%s", out);
     cr_assert_eq(retell_at("/webhooks/retell/acme", CALL("call_analyzed", "c30", "ag_elsewhere"),
                            "key_acme", out, sizeof out),
                  204, "the tenant's own route: %s", out);
