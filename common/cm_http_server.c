@@ -12,8 +12,8 @@
  * Content-Length or chunk header (400/413), an unsupported HTTP version (505) and a head
  * that does not fit in its per-connection memory pool (431) are answered by it in HTML.
  * The 431 is the one a configuration can move: with header_limit set, the pool is made
- * large enough that heads up to about 3 times the limit reach on_request, which answers
- * 431 problem+json; only heads beyond that get libmicrohttpd's. */
+ * 4 times the limit (at least 32 KiB) and heads up to nearly that size reach on_request,
+ * which answers 431 problem+json; only heads beyond it get libmicrohttpd's. */
 #include "cm_http_server.h"
 
 #include <arpa/inet.h>
@@ -694,14 +694,16 @@ static void *watchdog(void *arg)
             (st.head_timeouts != was.head_timeouts || st.body_timeouts != was.body_timeouts ||
              st.evicted != was.evicted || st.refused != was.refused)) {
             unsigned live = g->live;
+            int64_t was_ms = g->logged_ms;
             g->logged = st;
             g->logged_ms = now;
             pthread_mutex_unlock(&g->mu);
             CM_WARN(s->name,
-                    "connections closed in the last %d s: %llu without a complete request head "
-                    "in time, %llu without a complete body in time, %llu evicted at a "
+                    "connections closed in the last %lld s: %llu without a complete request "
+                    "head in time, %llu without a complete body in time, %llu evicted at a "
                     "connection limit, %llu refused at a limit (none to evict); %u open",
-                    SUMMARY_MS / 1000, (unsigned long long)(st.head_timeouts - was.head_timeouts),
+                    (long long)((now - was_ms) / 1000),
+                    (unsigned long long)(st.head_timeouts - was.head_timeouts),
                     (unsigned long long)(st.body_timeouts - was.body_timeouts),
                     (unsigned long long)(st.evicted - was.evicted),
                     (unsigned long long)(st.refused - was.refused), live);
@@ -1108,9 +1110,12 @@ cm_err_t cm_http_server_start(cm_http_server_t *s, char *err)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
                                             mhd_conn_limit(s->cfg.max_conns), NULL};
     if (s->cfg.header_limit) {
-        /* A head is read into half the pool at first and may grow into the rest, which
-         * also holds the parsed headers: 4 times the limit lets a head well over the limit
-         * reach on_request and its 431 problem+json (see the top of this file). */
+        /* A head is read into half the pool at first and may grow into the rest: 4 times
+         * the limit lets a head well over the limit reach on_request and its 431
+         * problem+json (see the top of this file). Memory: libmicrohttpd zeroes the whole
+         * pool between two requests of a connection (memorypool.c, MHD_pool_reset), so a
+         * kept-alive connection holds all of it; the default 8 KiB limit keeps the pool
+         * at libmicrohttpd's own default. */
         size_t pool = s->cfg.header_limit * 4 > 32768 ? s->cfg.header_limit * 4 : 32768;
         opts[n++] =
             (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL};

@@ -110,8 +110,8 @@ typedef struct {
     unsigned header_timeout_busy_ms;
     unsigned body_timeout_ms; /* the whole body this long after the head */
     /* Request line and headers, in bytes; a larger head gets 431. libmicrohttpd's memory
-     * pool per connection is made 4 times this (at least its default 32 KiB), so heads up
-     * to about 3 times it reach this check. */
+     * pool per connection is made 4 times this (at least its default 32 KiB), and heads
+     * up to nearly the pool's size reach this check (32,000 bytes of 32 KiB, measured). */
     size_t header_limit;
 } cm_http_server_cfg_t;
 
