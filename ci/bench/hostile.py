@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import hmac
 import json
-import os
 import random
 import resource
 import selectors
@@ -38,7 +37,7 @@ def raise_nofile():
 
 
 class Conn:
-    __slots__ = ("sock", "state", "out", "next_at", "opened_at")
+    __slots__ = ("sock", "state", "out", "next_at")
 
 
 def connect(port):
@@ -62,7 +61,6 @@ def keep_open(args, first_bytes, trickle):
     stats = {"opened": 0, "closed_by_server": 0, "connect_failed": 0, "bytes_trickled": 0}
     conns = []
     end = time.monotonic() + args.duration
-    pos = 0
 
     def open_one():
         s = connect(args.port)
@@ -73,7 +71,6 @@ def keep_open(args, first_bytes, trickle):
         c.sock, c.state, c.out = s, "connecting", first_bytes
         # Spread the trickle over the interval so the bytes do not arrive in bursts.
         c.next_at = time.monotonic() + random.random() * args.interval
-        c.opened_at = time.monotonic()
         sel.register(s, selectors.EVENT_WRITE | selectors.EVENT_READ, c)
         stats["opened"] += 1
         return c
@@ -83,7 +80,6 @@ def keep_open(args, first_bytes, trickle):
         if c:
             conns.append(c)
     while time.monotonic() < end:
-        now = time.monotonic()
         # Reopen what the server closed (or what failed to connect), up to N.
         while len(conns) < args.conns:
             c = open_one()
@@ -117,8 +113,7 @@ def keep_open(args, first_bytes, trickle):
                 except (KeyError, ValueError):
                     dead = True
             if dead:
-                if c.state != "connecting" or time.monotonic() - c.opened_at > 0:
-                    stats["closed_by_server"] += 1
+                stats["closed_by_server"] += 1  # the attack itself closes nothing before the end
                 sel.unregister(c.sock)
                 c.sock.close()
                 c.state = "dead"
