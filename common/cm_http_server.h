@@ -6,9 +6,21 @@
  * 0) and must be thread-safe with respect to their user data. The request and everything
  * it points to is borrowed for the duration of the handler call only. The response is
  * owned by the server; handlers fill it with the cm_http_resp_* functions.
- * Bodies larger than body_limit are refused with 413 before the handler runs; a request
- * with no route gets 404 (405 when the path exists under another method), both as
- * application/problem+json.
+ * Bodies larger than body_limit are refused with 413 before the handler runs, and no more
+ * of them is read: a declared Content-Length over the limit is answered at once, a chunked
+ * body is cut at the limit (the 413 is written and the connection closed). A request with
+ * no route gets 404 (405 when the path exists under another method). Every answer the
+ * server makes itself is application/problem+json, except those libmicrohttpd makes before
+ * the request reaches it (a malformed request line or header, a head larger than its
+ * memory pool: cm_http_server.c says which and why they cannot be changed).
+ *
+ * Hostile load (all off when 0, as the simulators want; the gateway sets them): limits on
+ * open connections in total and per client address, where a connection over a limit takes
+ * the place of the oldest one that is only waiting for a request head (idle keep-alive or
+ * a head trickling in) and is closed unread when there is none; absolute deadlines for a
+ * request's head and body, which bytes trickling in do not extend (libmicrohttpd's own
+ * inactivity timeout does); a shorter head deadline while the server is nearly full; a
+ * size limit on request heads (431).
  */
 #ifndef CM_HTTP_SERVER_H
 #define CM_HTTP_SERVER_H
@@ -85,9 +97,36 @@ typedef struct {
     uint16_t port;           /* 0: any free port; read it back with cm_http_server_port */
     unsigned threads;        /* pool size; 0 = one thread per connection */
     size_t body_limit;       /* bytes; 1 MiB when 0 */
-    unsigned conn_timeout_s; /* idle connection timeout; 30 when 0 */
+    unsigned conn_timeout_s; /* inactivity timeout (any byte resets it); 30 when 0 */
     const char *name;        /* log component, e.g. "sim.calcom" */
+    /* Hostile load; each is off when 0. */
+    unsigned max_conns;        /* open connections; 0: libmicrohttpd's default, no eviction */
+    unsigned max_conns_per_ip; /* open connections per client address */
+    /* A request head must be complete this long after the connection opened or after its
+     * previous answer was sent (so it also bounds an idle keep-alive connection). */
+    unsigned header_timeout_ms;
+    /* The same while more than 3/4 of max_conns, or of max_conns_per_ip for the client's
+     * address, are open; 0: header_timeout_ms. */
+    unsigned header_timeout_busy_ms;
+    unsigned body_timeout_ms; /* the whole body this long after the head */
+    /* Request line and headers, in bytes; a larger head gets 431. libmicrohttpd's memory
+     * pool per connection is made 4 times this (at least its default 32 KiB), and heads
+     * up to nearly the pool's size reach this check (32,000 bytes of 32 KiB, measured). */
+    size_t header_limit;
 } cm_http_server_cfg_t;
+
+/* What the hostile-load guards did since start (cm_http_server_stats). */
+typedef struct {
+    uint64_t open;             /* connections counted against the limits now */
+    uint64_t waiting_head;     /* of those, waiting for a request head (idle ones too) */
+    uint64_t reading_body;     /* of those, reading a request body */
+    uint64_t head_timeouts;    /* closed: no complete request head in time */
+    uint64_t body_timeouts;    /* closed: body not complete in time */
+    uint64_t evicted;          /* closed to make room for a new connection at a limit */
+    uint64_t refused;          /* new connections closed unread: at a limit, none to evict */
+    uint64_t heads_too_large;  /* answered 431 */
+    uint64_t bodies_too_large; /* answered 413 */
+} cm_http_server_stats_t;
 
 /* Creates a stopped server. Copies cfg's strings. NULL when out of memory. */
 cm_http_server_t *cm_http_server_new(const cm_http_server_cfg_t *cfg);
@@ -103,6 +142,9 @@ void cm_http_server_set_after(cm_http_server_t *s, cm_http_after_fn fn, void *ud
 cm_err_t cm_http_server_start(cm_http_server_t *s, char *err) CM_WUR;
 /* The bound port (valid after a successful start). */
 uint16_t cm_http_server_port(const cm_http_server_t *s);
+
+/* The guards' counters so far; any thread, after a successful start. */
+void cm_http_server_stats(cm_http_server_t *s, cm_http_server_stats_t *out);
 
 /* Stops (waits for in-flight handlers), frees, and sets *s to NULL. Accepts NULL. */
 void cm_http_server_free(cm_http_server_t **s);

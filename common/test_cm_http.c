@@ -353,3 +353,343 @@ Test(http, after_hook_sees_every_answer_once_deferred_or_not)
     cr_assert_eq(nope.calls, 1);
     cr_assert_eq(nope.status, 404);
 }
+
+/* ---- Hostile load: raw sockets against a server with the guards on ---------------------- */
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static cm_http_server_t *gsrv;
+static uint16_t gport;
+
+static void guard_start(cm_http_server_cfg_t cfg)
+{
+    char err[CM_ERR_LEN] = "";
+    cfg.name = "guard";
+    if (!cfg.threads)
+        cfg.threads = 2;
+    gsrv = cm_http_server_new(&cfg);
+    cr_assert_not_null(gsrv);
+    cr_assert_eq(cm_http_server_route(gsrv, "POST /items/{id}", h_echo, "g"), CM_OK);
+    cr_assert_eq(cm_http_server_route(gsrv, "GET /items/{id}", h_echo, "g"), CM_OK);
+    cr_assert_eq(cm_http_server_start(gsrv, err), CM_OK, "%s", err);
+    gport = cm_http_server_port(gsrv);
+}
+
+static void guard_stop(void)
+{
+    cm_http_server_free(&gsrv);
+}
+
+TestSuite(guard, .fini = guard_stop);
+
+static int raw_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(gport)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "connect: %s", strerror(errno));
+    return fd;
+}
+
+/* Sends all of s; 0, or -1 once the server has closed the connection. */
+static int raw_send(int fd, const char *s, size_t len)
+{
+    while (len) {
+        ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return -1;
+        s += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Reads what arrives within ms milliseconds into buf (NUL-terminated, cap bytes); stops
+ * early at a complete answer when one_answer (head and Content-Length body), else at the
+ * end of the stream. *closed tells whether the server closed the connection. */
+static size_t raw_read(int fd, char *buf, size_t cap, int64_t ms, int one_answer, int *closed)
+{
+    size_t len = 0;
+    int64_t deadline = cm_clock_mono_ms() + ms;
+    *closed = 0;
+    buf[0] = '\0';
+    for (;;) {
+        if (one_answer) {
+            const char *end = strstr(buf, "\r\n\r\n");
+            const char *cl = strstr(buf, "Content-Length:");
+            if (end && cl && len >= (size_t)(end + 4 - buf) + strtoul(cl + 15, NULL, 10))
+                return len;
+        }
+        int64_t left = deadline - cm_clock_mono_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            return len;
+        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
+        if (n <= 0) {
+            *closed = 1;
+            return len;
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (len + 1 >= cap)
+            return len;
+    }
+}
+
+/* Waits (with a deadline) until the server closes fd, reading and dropping what comes;
+ * returns the milliseconds waited, or -1 when it stayed open. Writes trickle every
+ * every_ms meanwhile when given: bytes that would reset an inactivity timeout. */
+static int64_t wait_closed(int fd, int64_t ms, const char *trickle, int64_t every_ms)
+{
+    int64_t t0 = cm_clock_mono_ms(), next = t0;
+    char buf[4096];
+    while (cm_clock_mono_ms() - t0 < ms) {
+        if (trickle && cm_clock_mono_ms() >= next) {
+            if (raw_send(fd, trickle, strlen(trickle)) != 0)
+                return cm_clock_mono_ms() - t0;
+            next += every_ms;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, trickle ? 10 : 50) > 0) {
+            ssize_t n = recv(fd, buf, sizeof buf, 0);
+            if (n <= 0)
+                return cm_clock_mono_ms() - t0;
+        }
+    }
+    return -1;
+}
+
+static cm_http_server_stats_t stats(void)
+{
+    cm_http_server_stats_t st;
+    cm_http_server_stats(gsrv, &st);
+    return st;
+}
+
+/* A head trickling in a line at a time resets libmicrohttpd's inactivity timeout (30 s)
+ * with every line; the absolute deadline closes it anyway. */
+Test(guard, a_trickling_head_is_closed_at_its_deadline)
+{
+    guard_start((cm_http_server_cfg_t){.header_timeout_ms = 400});
+    int fd = raw_connect();
+    const char *line = "GET /items/1 HTTP/1.1\r\nHost: x\r\n";
+    cr_assert_eq(raw_send(fd, line, strlen(line)), 0);
+    int64_t took = wait_closed(fd, 5000, "X-Slow: a\r\n", 50);
+    close(fd);
+    cr_assert(took >= 350 && took < 2000, "closed after %lld ms", (long long)took);
+    cr_assert_eq(stats().head_timeouts, 1);
+}
+
+/* An idle keep-alive connection waits for its next head: the same deadline, from the end
+ * of the previous answer. */
+Test(guard, an_idle_keep_alive_connection_is_closed_at_the_head_deadline)
+{
+    guard_start((cm_http_server_cfg_t){.header_timeout_ms = 400});
+    int fd = raw_connect(), closed;
+    char buf[4096];
+    const char *req = "GET /items/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(raw_send(fd, req, strlen(req)), 0);
+    raw_read(fd, buf, sizeof buf, 2000, 1, &closed);
+    cr_assert(!strncmp(buf, "HTTP/1.1 200", 12), "%s", buf);
+    cr_assert_not(closed, "kept alive after the answer");
+    int64_t took = wait_closed(fd, 5000, NULL, 0);
+    close(fd);
+    cr_assert(took >= 350 && took < 2000, "closed after %lld ms", (long long)took);
+}
+
+Test(guard, a_trickling_body_is_closed_at_its_deadline)
+{
+    guard_start((cm_http_server_cfg_t){.header_timeout_ms = 5000, .body_timeout_ms = 400});
+    int fd = raw_connect();
+    const char *head = "POST /items/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n";
+    cr_assert_eq(raw_send(fd, head, strlen(head)), 0);
+    int64_t took = wait_closed(fd, 5000, "x", 50);
+    close(fd);
+    cr_assert(took >= 350 && took < 2000, "closed after %lld ms", (long long)took);
+    cr_assert_eq(stats().body_timeouts, 1);
+    cr_assert_eq(stats().head_timeouts, 0);
+}
+
+/* Waits (with a deadline) until the server counts n connections waiting for a head. */
+static void wait_waiting_head(uint64_t n)
+{
+    int64_t t0 = cm_clock_mono_ms();
+    while (stats().waiting_head != n && cm_clock_mono_ms() - t0 < 2000)
+        cm_clock_sleep_ms(2); /* polling the server's own count, with a deadline */
+    cr_assert_eq(stats().waiting_head, n);
+}
+
+/* Opens n connections that each get one answer and then wait, idle, oldest first: the
+ * server hears that an answer is complete just after sending it, so each is waited for. */
+static void open_idle(int *fds, int n)
+{
+    char buf[4096];
+    int closed;
+    for (int i = 0; i < n; i++) {
+        fds[i] = raw_connect();
+        const char *req = "GET /items/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+        cr_assert_eq(raw_send(fds[i], req, strlen(req)), 0);
+        raw_read(fds[i], buf, sizeof buf, 2000, 1, &closed);
+        cr_assert(!strncmp(buf, "HTTP/1.1 200", 12), "%s", buf);
+        wait_waiting_head((uint64_t)i + 1);
+    }
+}
+
+/* At a limit, a new connection takes the place of the oldest idle one: idle connections
+ * hold capacity without using it, and a sender with a request still gets in. */
+static void evicts_the_oldest_idle_connection(cm_http_server_cfg_t cfg, int n)
+{
+    int fds[8], closed;
+    char buf[4096];
+    guard_start(cfg);
+    open_idle(fds, n);
+    cr_assert_eq(stats().open, (uint64_t)n);
+    int fd = raw_connect();
+    const char *req = "GET /items/2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(raw_send(fd, req, strlen(req)), 0);
+    raw_read(fd, buf, sizeof buf, 2000, 1, &closed);
+    cr_assert(!strncmp(buf, "HTTP/1.1 200", 12), "the newcomer is served: %s", buf);
+    cr_assert_geq(wait_closed(fds[0], 2000, NULL, 0), 0, "the oldest idle one is closed");
+    for (int i = 1; i < n; i++)
+        cr_assert_eq(wait_closed(fds[i], 100, NULL, 0), -1, "connection %d is left alone", i);
+    cr_assert_eq(stats().evicted, 1);
+    cr_assert_eq(stats().refused, 0);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    close(fd);
+}
+
+Test(guard, at_the_total_limit_the_oldest_idle_connection_makes_room)
+{
+    evicts_the_oldest_idle_connection((cm_http_server_cfg_t){.max_conns = 4}, 4);
+}
+
+Test(guard, at_the_per_address_limit_the_oldest_idle_connection_makes_room)
+{
+    evicts_the_oldest_idle_connection(
+        (cm_http_server_cfg_t){.max_conns = 100, .max_conns_per_ip = 3}, 3);
+}
+
+/* When every connection is a request in progress there is nothing to evict: the newcomer is
+ * closed before anything is read from it. */
+Test(guard, at_the_limit_with_every_connection_busy_a_new_one_is_closed_unread)
+{
+    guard_start((cm_http_server_cfg_t){.max_conns = 2, .body_timeout_ms = 10000});
+    int fds[2];
+    const char *head = "POST /items/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nxx";
+    for (int i = 0; i < 2; i++) {
+        fds[i] = raw_connect();
+        cr_assert_eq(raw_send(fds[i], head, strlen(head)), 0);
+    }
+    int64_t t0 = cm_clock_mono_ms();
+    while (stats().reading_body < 2 && cm_clock_mono_ms() - t0 < 2000)
+        cm_clock_sleep_ms(5); /* polling the server's own count, with a deadline */
+    cr_assert_eq(stats().reading_body, 2);
+    int fd = raw_connect(), closed;
+    char buf[256];
+    const char *req = "GET /items/2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    (void)raw_send(fd, req, strlen(req));
+    size_t n = raw_read(fd, buf, sizeof buf, 2000, 0, &closed);
+    cr_assert(closed && n == 0, "closed without an answer (%zu bytes: %s)", n, buf);
+    cr_assert_eq(stats().refused, 1);
+    cr_assert_eq(stats().evicted, 0);
+    /* The requests in progress are not disturbed. */
+    char body[99];
+    memset(body, 'y', sizeof body);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(raw_send(fds[i], body, 98), 0);
+        raw_read(fds[i], buf, sizeof buf, 2000, 1, &closed);
+        cr_assert(!strncmp(buf, "HTTP/1.1 200", 12), "%s", buf);
+        close(fds[i]);
+    }
+    close(fd);
+}
+
+/* A chunked body has no length to refuse beforehand: reading stops at the limit, the 413
+ * is written and the connection closed. An endless body was once read to its end. */
+Test(guard, a_chunked_body_over_the_limit_stops_being_read)
+{
+    guard_start((cm_http_server_cfg_t){.body_limit = 1024});
+    int fd = raw_connect(), closed;
+    char chunk[1100], buf[2048];
+    const char *head = "POST /items/1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    cr_assert_eq(raw_send(fd, head, strlen(head)), 0);
+    int n = snprintf(chunk, sizeof chunk, "400\r\n");
+    memset(chunk + n, 'x', 1024);
+    memcpy(chunk + n + 1024, "\r\n", 2);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(raw_send(fd, chunk, (size_t)n + 1026), 0);
+    raw_read(fd, buf, sizeof buf, 3000, 0, &closed);
+    cr_assert(!strncmp(buf, "HTTP/1.1 413", 12), "%s", buf);
+    cr_assert(strstr(buf, "Content-Type: application/problem+json"), "%s", buf);
+    cr_assert(strstr(buf, "\"status\":413"), "%s", buf);
+    cr_assert(closed, "the connection is closed");
+    close(fd);
+
+    /* Endless: the sender finds the connection closed after at most what the socket
+     * buffers hold, not after reading everything it sends. */
+    fd = raw_connect();
+    cr_assert_eq(raw_send(fd, head, strlen(head)), 0);
+    size_t sent = 0;
+    int64_t t0 = cm_clock_mono_ms();
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    while (raw_send(fd, chunk, (size_t)n + 1026) == 0 && cm_clock_mono_ms() - t0 < 5000)
+        sent += (size_t)n + 1026;
+    cr_assert_lt(cm_clock_mono_ms() - t0, 5000, "still sending after 5 s: %zu bytes", sent);
+    cr_assert_lt(sent, (size_t)64 << 20, "%zu bytes taken", sent);
+    close(fd);
+    cr_assert_eq(stats().bodies_too_large, 2);
+}
+
+Test(guard, a_declared_length_over_the_limit_is_refused_before_the_body)
+{
+    guard_start((cm_http_server_cfg_t){.body_limit = 1024});
+    int fd = raw_connect(), closed;
+    char buf[2048];
+    const char *head = "POST /items/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n";
+    cr_assert_eq(raw_send(fd, head, strlen(head)), 0);
+    raw_read(fd, buf, sizeof buf, 2000, 0, &closed);
+    cr_assert(!strncmp(buf, "HTTP/1.1 413", 12), "%s", buf);
+    cr_assert(strstr(buf, "application/problem+json"), "%s", buf);
+    cr_assert(closed, "no body is read: the connection closes");
+    close(fd);
+}
+
+/* Heads over header_limit get a 431 problem+json, up to what libmicrohttpd's memory pool
+ * holds (4 times the limit); beyond that libmicrohttpd answers 431 itself, in HTML, and
+ * nothing of ours runs (cm_http_server.c explains why that cannot be changed). */
+Test(guard, a_head_over_the_limit_gets_431)
+{
+    guard_start((cm_http_server_cfg_t){.header_limit = 2048});
+    char req[40000], buf[4096];
+    int closed;
+    for (size_t size = 4000; size <= 36000; size += 32000) {
+        int fd = raw_connect();
+        int n = snprintf(req, sizeof req, "GET /items/1 HTTP/1.1\r\nHost: x\r\nX-Big: ");
+        memset(req + n, 'b', size);
+        memcpy(req + n + size, "\r\n\r\n", 4);
+        cr_assert_eq(raw_send(fd, req, (size_t)n + size + 4), 0);
+        raw_read(fd, buf, sizeof buf, 2000, 0, &closed);
+        cr_assert(!strncmp(buf, "HTTP/1.1 431", 12), "%zu bytes: %s", size, buf);
+        if (size < 8192)
+            cr_assert(strstr(buf, "application/problem+json"), "%s", buf);
+        close(fd);
+    }
+    cr_assert_eq(stats().heads_too_large, 1, "the second was libmicrohttpd's");
+    /* A head within the limit is served as before. */
+    cm_http_response_t r;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/items/3", gport);
+    cm_http_client_t *c = cm_http_client_new();
+    cm_http_request_t rq = {.method = "GET", .url = url};
+    cr_assert_eq(cm_http_client_do(c, &rq, &r), CM_OK, "%s", r.err);
+    cr_assert_eq(r.status, 200);
+    cm_http_response_free(&r);
+    cm_http_client_free(&c);
+}

@@ -243,6 +243,10 @@ static void load_tenant(checker_t *ck, size_t i, const json_t *t, gw_tenant_t *o
                                         "stripe", "booking", NULL};
     unknown_keys(ck, path, t, known);
     out->id = str_field(ck, path, t, "id", NULL);
+    /* The id is part of the tenant's webhook URLs (/webhooks/retell/{id}). */
+    if (out->id && strspn(out->id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789_-.") != strlen(out->id))
+        problem(ck, path, "\"id\" may use only letters, digits, _, - and . (it is part of a URL)");
     out->name = str_field(ck, path, t, "name", "");
 
     snprintf(sub, sizeof sub, "%s.retell", path);
@@ -321,6 +325,14 @@ static void load_tenant_defaults(checker_t *ck, const char *path, const json_t *
     out->alternative_step_ms = int_field(ck, sub, bk, "step_min", 30, 5, 1440) * 60000;
 }
 
+const gw_tenant_t *gw_config_tenant(const gw_config_t *cfg, const char *id)
+{
+    for (size_t i = 0; id && i < cfg->ntenants; i++)
+        if (cfg->tenants[i].id && strcmp(cfg->tenants[i].id, id) == 0)
+            return &cfg->tenants[i];
+    return NULL;
+}
+
 const gw_tenant_t *gw_config_tenant_by_agent(const gw_config_t *cfg, const char *agent_id)
 {
     for (size_t i = 0; agent_id && i < cfg->ntenants; i++)
@@ -358,6 +370,37 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
     c->listen_addr = str_field(&ck, "listen", listen, "addr", "127.0.0.1");
     c->listen_port = (uint16_t)int_field(&ck, "listen", listen, "port", 8080, 0, 65535);
     c->http_threads = (unsigned)int_field(&ck, "listen", listen, "threads", 2, 1, 64);
+    /* Defaults that survive 1,100 slowloris or 2,000 idle connections from one address
+     * with capacity to spare (ci/bench-hostile), within a default hard RLIMIT_NOFILE. */
+    c->max_connections =
+        (unsigned)int_field(&ck, "listen", listen, "max_connections", 8192, 16, 1000000);
+    c->max_connections_per_ip = (unsigned)int_field(&ck, "listen", listen, "max_connections_per_ip",
+                                                    c->max_connections / 2, 1, 1000000);
+    if (c->max_connections_per_ip > c->max_connections)
+        problem(&ck, "listen.max_connections_per_ip", "cannot exceed max_connections (%u)",
+                c->max_connections);
+    c->header_timeout_ms =
+        (unsigned)int_field(&ck, "listen", listen, "header_timeout_ms", 10000, 100, 600000);
+    c->header_timeout_busy_ms =
+        (unsigned)int_field(&ck, "listen", listen, "header_timeout_busy_ms", 1000, 100, 600000);
+    if (c->header_timeout_busy_ms > c->header_timeout_ms)
+        problem(&ck, "listen.header_timeout_busy_ms", "cannot exceed header_timeout_ms (%u)",
+                c->header_timeout_ms);
+    c->body_timeout_ms =
+        (unsigned)int_field(&ck, "listen", listen, "body_timeout_ms", 20000, 100, 3600000);
+    c->header_limit = (unsigned)int_field(&ck, "listen", listen, "header_limit", 8192, 1024, 16384);
+    static const char *const lknown[] = {"addr",
+                                         "port",
+                                         "threads",
+                                         "max_connections",
+                                         "max_connections_per_ip",
+                                         "header_timeout_ms",
+                                         "header_timeout_busy_ms",
+                                         "body_timeout_ms",
+                                         "header_limit",
+                                         NULL};
+    if (listen)
+        unknown_keys(&ck, "listen", listen, lknown);
 
     c->data_dir = str_field(&ck, "$", root, "data_dir", NULL);
     if (c->data_dir) {
@@ -385,9 +428,16 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
         int_field(&ck, "webhooks", wh, "calcom_replay_window_ms", 300000, 1000, 86400000);
     c->stripe_tolerance_s = int_field(&ck, "webhooks", wh, "stripe_tolerance_s", 300, 1, 86400);
     c->std_tolerance_s = int_field(&ck, "webhooks", wh, "std_tolerance_s", 300, 1, 86400);
-    static const char *const whknown[] = {
-        "body_limit",         "retell_tolerance_ms", "calcom_replay_window_ms",
-        "stripe_tolerance_s", "std_tolerance_s",     NULL};
+    /* 8: two tenants with every key slot of a rotation in use, or eight with one key. */
+    c->shared_route_max_keys =
+        (unsigned)int_field(&ck, "webhooks", wh, "shared_route_max_keys", 8, 0, 64);
+    static const char *const whknown[] = {"body_limit",
+                                          "retell_tolerance_ms",
+                                          "calcom_replay_window_ms",
+                                          "stripe_tolerance_s",
+                                          "std_tolerance_s",
+                                          "shared_route_max_keys",
+                                          NULL};
     if (wh)
         unknown_keys(&ck, "webhooks", wh, whknown);
 

@@ -75,6 +75,14 @@ typedef struct {
     char *listen_addr;
     uint16_t listen_port;
     unsigned http_threads;
+    /* Hostile load (cm_http_server_cfg_t says what each does; docs/gateway-config.md why
+     * the defaults are what they are). */
+    unsigned max_connections;
+    unsigned max_connections_per_ip;
+    unsigned header_timeout_ms;
+    unsigned header_timeout_busy_ms;
+    unsigned body_timeout_ms;
+    unsigned header_limit;
     char *data_dir;
     char *db_path; /* data_dir/gateway.db */
     char *admin_token;
@@ -86,6 +94,10 @@ typedef struct {
     int64_t calcom_replay_window_ms; /* Cal.com signs no timestamp: createdAt must be this fresh */
     int64_t stripe_tolerance_s;
     int64_t std_tolerance_s;
+    /* The shared routes (/webhooks/retell, ...) try every tenant's keys only while a
+     * provider has at most this many; beyond, they refuse and name the per-tenant routes,
+     * so that a forged request never costs more than this many MACs. */
+    unsigned shared_route_max_keys;
     int store_sync_full; /* synchronous=FULL (1) or NORMAL (0) */
     int store_pg;        /* store.backend "postgres" (1) or "sqlite" (0, the default) */
     char *store_url;     /* postgres: the libpq URL, from store.url (a secret); else NULL */
@@ -120,6 +132,9 @@ void gw_config_free(gw_config_t **cfg);
 
 /* The Standard Webhooks source with this id, or NULL. Borrowed from cfg. */
 const gw_source_t *gw_config_source(const gw_config_t *cfg, const char *id);
+
+/* The tenant with this id, or NULL. Borrowed from cfg. */
+const gw_tenant_t *gw_config_tenant(const gw_config_t *cfg, const char *id);
 
 /* The tenant owning a Retell agent id, or NULL. Borrowed from cfg. */
 const gw_tenant_t *gw_config_tenant_by_agent(const gw_config_t *cfg, const char *agent_id);

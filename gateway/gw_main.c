@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -112,6 +113,19 @@ static void instance_name(const char *data_dir, char out[GW_STORE_INSTANCE_MAX +
     snprintf(out, GW_STORE_INSTANCE_MAX + 1, "%.22s:%.16s", host, hex);
 }
 
+/* Raises the soft limit of open files to the hard one: each connection is a descriptor,
+ * and the usual soft limit (1024) is what let 1,100 slow connections shut valid senders
+ * out. The server lowers its connection limit, and says so, if it still does not fit. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            CM_WARN("gw.main", "cannot raise the open-file limit: %s", strerror(errno));
+    }
+}
+
 static int run(const char *config_path, const char *ready_path)
 {
     gw_config_t *cfg = NULL;
@@ -179,11 +193,18 @@ static int run(const char *config_path, const char *ready_path)
         goto out;
     }
     gw_app_t app = {.cfg = cfg, .store = store, .worker = worker, .obs = obs, .ob = ob};
+    raise_nofile();
     cm_http_server_cfg_t scfg = {.bind_addr = cfg->listen_addr,
                                  .port = cfg->listen_port,
                                  .threads = cfg->http_threads,
                                  .body_limit = cfg->body_limit,
-                                 .name = "gw.http"};
+                                 .name = "gw.http",
+                                 .max_conns = cfg->max_connections,
+                                 .max_conns_per_ip = cfg->max_connections_per_ip,
+                                 .header_timeout_ms = cfg->header_timeout_ms,
+                                 .header_timeout_busy_ms = cfg->header_timeout_busy_ms,
+                                 .body_timeout_ms = cfg->body_timeout_ms,
+                                 .header_limit = cfg->header_limit};
     srv = cm_http_server_new(&scfg);
     if (!srv || gw_inbound_routes(srv, &app) || gw_admin_routes(srv, &app) ||
         cm_http_server_start(srv, err) != CM_OK) {

@@ -160,3 +160,85 @@ Test(config, sources_and_optional_provider_secrets)
     cr_assert(strstr(report, "sources[2]: \"secrets\" must list 1 to"), "%s", report);
     cr_assert(strstr(report, "sources: id \"crm\" appears twice"), "%s", report);
 }
+
+#define WITH_LISTEN(listen, webhooks)                                                              \
+    "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"tok\",\"listen\":" listen                          \
+    ",\"webhooks\":" webhooks ",\"providers\":{\"calcom\":{\"base_url\":\"http://h\"}},"           \
+    "\"tenants\":[" TENANT "]}"
+
+Test(config, hostile_load_defaults_and_per_tenant_lookup)
+{
+    gw_config_t *cfg = NULL;
+    cr_assert_eq(load_text(GOOD, &cfg), 0, "%s", report);
+    cr_assert_eq(cfg->max_connections, 8192);
+    cr_assert_eq(cfg->max_connections_per_ip, 4096, "half the total by default");
+    cr_assert_eq(cfg->header_timeout_ms, 10000);
+    cr_assert_eq(cfg->header_timeout_busy_ms, 1000);
+    cr_assert_eq(cfg->body_timeout_ms, 20000);
+    cr_assert_eq(cfg->header_limit, 8192);
+    cr_assert_eq(cfg->shared_route_max_keys, 8);
+    cr_assert_eq(gw_config_tenant(cfg, "acme"), &cfg->tenants[0]);
+    cr_assert_null(gw_config_tenant(cfg, "nope"));
+    cr_assert_null(gw_config_tenant(cfg, NULL));
+    gw_config_free(&cfg);
+
+    cr_assert_eq(load_text(WITH_LISTEN("{\"max_connections\":100,\"header_timeout_ms\":500,"
+                                       "\"header_timeout_busy_ms\":200,\"body_timeout_ms\":900,"
+                                       "\"header_limit\":4096}",
+                                       "{\"shared_route_max_keys\":0}"),
+                           &cfg),
+                 0, "%s", report);
+    cr_assert_eq(cfg->max_connections, 100);
+    cr_assert_eq(cfg->max_connections_per_ip, 50);
+    cr_assert_eq(cfg->header_timeout_ms, 500);
+    cr_assert_eq(cfg->header_timeout_busy_ms, 200);
+    cr_assert_eq(cfg->body_timeout_ms, 900);
+    cr_assert_eq(cfg->header_limit, 4096);
+    cr_assert_eq(cfg->shared_route_max_keys, 0);
+    gw_config_free(&cfg);
+}
+
+Test(config, hostile_load_values_are_checked)
+{
+    gw_config_t *cfg = NULL;
+    int n = load_text(WITH_LISTEN("{\"max_connections\":8,\"max_connections_per_ip\":0,"
+                                  "\"header_timeout_ms\":50,\"body_timeout_ms\":\"20s\","
+                                  "\"header_limit\":100000,\"max_conns\":1}",
+                                  "{\"shared_route_max_keys\":-1}"),
+                      &cfg);
+    cr_assert_null(cfg);
+    cr_assert_eq(n, 7, "%s", report);
+    cr_assert(strstr(report, "listen: \"max_connections\" must be an integer from 16 to 1000000"),
+              "%s", report);
+    cr_assert(strstr(report, "listen: \"max_connections_per_ip\" must be an integer from 1"), "%s",
+              report);
+    cr_assert(strstr(report, "listen: \"header_timeout_ms\" must be an integer from 100"), "%s",
+              report);
+    cr_assert(strstr(report, "listen: \"body_timeout_ms\" must be an integer"), "%s", report);
+    cr_assert(strstr(report, "listen: \"header_limit\" must be an integer from 1024 to 16384"),
+              "%s", report);
+    cr_assert(strstr(report, "listen: unknown key \"max_conns\""), "%s", report);
+    cr_assert(strstr(report, "webhooks: \"shared_route_max_keys\" must be an integer from 0 to 64"),
+              "%s", report);
+
+    n = load_text(WITH_LISTEN("{\"max_connections\":100,\"max_connections_per_ip\":200,"
+                              "\"header_timeout_ms\":1000,\"header_timeout_busy_ms\":2000}",
+                              "{}"),
+                  &cfg);
+    cr_assert_eq(n, 2, "%s", report);
+    cr_assert(strstr(report, "listen.max_connections_per_ip: cannot exceed max_connections (100)"),
+              "%s", report);
+    cr_assert(strstr(report, "listen.header_timeout_busy_ms: cannot exceed header_timeout_ms"),
+              "%s", report);
+}
+
+Test(config, tenant_ids_are_url_safe)
+{
+    gw_config_t *cfg = NULL;
+    const char *text =
+        "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"t\",\"providers\":{\"calcom\":"
+        "{\"base_url\":\"http://h\"}},\"tenants\":[{\"id\":\"ac/me\",\"retell\":{\"agent_ids\":"
+        "[\"ag1\"],\"api_keys\":[\"k\"]},\"calcom\":{\"api_key\":\"c\",\"event_type_id\":1}}]}";
+    cr_assert_eq(load_text(text, &cfg), 1, "%s", report);
+    cr_assert(strstr(report, "tenants[0]: \"id\" may use only letters, digits"), "%s", report);
+}

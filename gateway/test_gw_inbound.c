@@ -338,3 +338,101 @@ Test(inbound, refusal_logs_are_limited_per_reason_and_metrics_count_all)
         "%s", m.data);
     cm_buf_free(&m);
 }
+
+/* POSTs a Retell webhook signed with key to path; returns the status and copies the
+ * answer's body into out (cap bytes). */
+static long retell_at(const char *path, const char *body, const char *key, char *out, size_t cap)
+{
+    char sig[CM_SIG_HDR_LEN], hdr[CM_SIG_HDR_LEN + 32], url[256];
+    cr_assert_eq(cm_sig_retell_sign(key, body, strlen(body), cm_clock_now_ms(), sig), CM_OK);
+    snprintf(hdr, sizeof hdr, "x-retell-signature: %s", sig);
+    snprintf(url, sizeof url, "%s%s", base, path);
+    const char *hdrs[] = {"Content-Type: application/json", hdr, NULL};
+    cm_http_request_t rq = {
+        .method = "POST", .url = url, .headers = hdrs, .body = body, .body_len = strlen(body)};
+    cm_http_response_t r;
+    cr_assert_eq(cm_http_client_do(cli, &rq, &r), CM_OK, "%s", r.err);
+    long st = r.status;
+    snprintf(out, cap, "%.*s", (int)r.body.len, r.body.data ? r.body.data : "");
+    cm_http_response_free(&r);
+    return st;
+}
+
+/* A per-tenant route checks that tenant's keys and no other's: another tenant's valid
+ * signature is forged there, an unknown tenant is refused before any MAC. */
+Test(inbound, per_tenant_routes_check_only_that_tenants_keys)
+{
+    char out[512];
+    const char *beta = CALL("call_analyzed", "c20", "ag_beta");
+    cr_assert_eq(retell_at("/webhooks/retell/acme", beta, "key_beta", out, sizeof out), 401,
+                 "beta's signature is not acme's: %s", out);
+    cr_assert_eq(retell_at("/webhooks/retell/beta", beta, "key_beta", out, sizeof out), 204, "%s",
+                 out);
+    cr_assert_eq(retell_at("/webhooks/retell/nope", beta, "key_beta", out, sizeof out), 404, "%s",
+                 out);
+    cr_assert(strstr(out, "\"status\":404"), "%s", out);
+    /* acme's agent signed with acme's rotated-out key, on acme's route. */
+    cr_assert_eq(retell_at("/webhooks/retell/acme", CALL("call_analyzed", "c21", "ag_acme"),
+                           "key_old", out, sizeof out),
+                 204, "%s", out);
+    /* A valid acme signature for beta's agent, on acme's route: the wrong company. */
+    cr_assert_eq(retell_at("/webhooks/retell/acme", CALL("call_analyzed", "c22", "ag_beta"),
+                           "key_acme", out, sizeof out),
+                 401, "%s", out);
+
+    char body[512], ts[25], sig[CM_SIG_HDR_LEN], hdr[CM_SIG_HDR_LEN + 32];
+    cm_clock_iso8601(cm_clock_now_ms(), ts);
+    snprintf(body, sizeof body,
+             "{\"triggerEvent\":\"BOOKING_CREATED\",\"createdAt\":\"%s\",\"payload\":"
+             "{\"uid\":\"bk_20\"}}",
+             ts);
+    cr_assert_eq(cm_sig_calcom_sign("calsecret", body, strlen(body), sig), CM_OK);
+    snprintf(hdr, sizeof hdr, "X-Cal-Signature-256: %s", sig);
+    cr_assert_eq(post("/webhooks/calcom/beta", body, hdr, NULL, NULL, NULL), 404,
+                 "beta takes no Cal.com webhooks");
+    cr_assert_eq(post("/webhooks/calcom/acme", body, hdr, NULL, NULL, NULL), 204);
+
+    const char *secrets[] = {"whsec_acme"};
+    const char *ev = PI_EVENT("evt_20", "payment_intent.created");
+    cr_assert_eq(cm_sig_stripe_sign(secrets, 1, ev, strlen(ev), cm_clock_now_s(), sig), CM_OK);
+    snprintf(hdr, sizeof hdr, "Stripe-Signature: %s", sig);
+    cr_assert_eq(post("/webhooks/stripe/acme", ev, hdr, NULL, NULL, NULL), 204);
+    cr_assert_eq(post("/webhooks/stripe/beta", ev, hdr, NULL, NULL, NULL), 404,
+                 "beta takes no Stripe webhooks");
+    cr_assert_eq(events_count("retell"), 2);
+    cr_assert_eq(events_count("calcom") + events_count("stripe"), 2);
+}
+
+/* Over shared_route_max_keys a shared route would cost one MAC per key of every tenant: it
+ * refuses before any and names the per-tenant route, except on the Retell route for a body
+ * naming a configured agent, which only its tenant's keys are tried for. */
+Test(inbound, shared_route_over_its_key_limit_names_the_tenant_routes)
+{
+    char out[512];
+    cfg->shared_route_max_keys = 2; /* acme has 2 Retell keys and beta 1: 3 in all */
+    cr_assert_eq(retell_at("/webhooks/retell", CALL("call_analyzed", "c30", "ag_elsewhere"),
+                           "key_acme", out, sizeof out),
+                 404, "%s", out);
+    cr_assert(strstr(out, "/webhooks/retell/{tenant}"), "%s", out);
+    cr_assert_eq(retell_at("/webhooks/retell", CALL("call_analyzed", "c31", "ag_beta"), "key_beta",
+                           out, sizeof out),
+                 204, "a configured agent's tenant is the only one tried: %s", out);
+    cr_assert_eq(retell_at("/webhooks/retell", CALL("call_analyzed", "c32", "ag_beta"), "key_acme",
+                           out, sizeof out),
+                 401, "another tenant's key for that agent: %s", out);
+    cr_assert(strstr(out, "signature does not match the agent"), "%s", out);
+    cr_assert_eq(retell_at("/webhooks/retell/acme", CALL("call_analyzed", "c30", "ag_elsewhere"),
+                           "key_acme", out, sizeof out),
+                 204, "the tenant's own route: %s", out);
+    cfg->shared_route_max_keys = 0;
+    cr_assert_eq(stripe(PI_EVENT("evt_30", "payment_intent.created"), "whsec_acme", 0), 404,
+                 "no shared route at all");
+    cr_assert_eq(events_count("retell"), 2);
+    cr_assert_eq(events_count("stripe"), 0);
+    cm_buf_t m;
+    cm_buf_init(&m, 1 << 20);
+    cr_assert_eq(gw_metrics_render(obs->reg, &m), CM_OK);
+    cr_assert(strstr(m.data, "gw_webhooks_total{provider=\"retell\",result=\"rejected_route\"} 1"),
+              "%s", m.data);
+    cm_buf_free(&m);
+}
