@@ -276,7 +276,9 @@ typedef void (*gw_notice_fn)(void *ud, gw_notice_t what, const char *detail);
  * first registration and made again with back-off when it breaks. Notices sent while it
  * does not listen are lost, so fn is called once for each kind with detail NULL ("anything
  * may have changed") as soon as it listens for fn - during this call when the connection
- * already listens, else when it connects - and again after every reconnection. A handle
+ * already listens, else when it connects - and again after every reconnection. The call
+ * waits up to 2 s for the listener to listen, so that at start-up that first call comes
+ * before any work (a slot read cached meanwhile would be dropped and read again). A handle
  * never receives its own publications. At most 8 registrations; CM_ENOMEM past them or
  * when the listener cannot start. On SQLite fn is accepted and never called (no other
  * instance): CM_OK. Safe from any thread. */

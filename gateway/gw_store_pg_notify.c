@@ -203,6 +203,8 @@ enum {
     BACKOFF_MIN_MS = 100,
     BACKOFF_MAX_MS = 5000,
     CONNECT_TIMEOUT_MS = 5000,
+    /* How long a registration waits for the listener to listen (gw_pg_store_on_notice). */
+    FIRST_LISTEN_WAIT_MS = 2000,
 };
 
 typedef struct gw_pg_notify {
@@ -219,8 +221,9 @@ typedef struct gw_pg_notify {
      * have been missed (before, it could hear none); one registered before is told by the
      * listener when it starts listening. Either way once per listening period. */
     int listening;
-    int wake[2];  /* a byte written to wake[1] ends the listener's waits: stop */
-    int stopping; /* atomic */
+    pthread_cond_t listening_cv; /* on mu: broadcast when listening becomes 1 */
+    int wake[2];                 /* a byte written to wake[1] ends the listener's waits: stop */
+    int stopping;                /* atomic */
     pthread_t thread;
     PGconn *db; /* the listener thread's alone */
 } gw_pg_notify_t;
@@ -341,6 +344,8 @@ static void set_listening(gw_pg_notify_t *n, int on)
     n->listening = on;
     for (size_t i = 0; on && i < n->ncbs; i++)
         missed(n->cbs[i].fn, n->cbs[i].ud);
+    if (on)
+        pthread_cond_broadcast(&n->listening_cv);
     pthread_mutex_unlock(&n->mu);
 }
 
@@ -433,6 +438,7 @@ static void notify_free(gw_pg_notify_t *n)
     if (n->wake[1] >= 0)
         close(n->wake[1]);
     PQfinish(n->db);
+    pthread_cond_destroy(&n->listening_cv);
     pthread_mutex_destroy(&n->mu);
     free(n);
 }
@@ -446,7 +452,8 @@ static gw_pg_notify_t *listener(gw_pg_store_t *s)
         n->s = s;
         n->wake[0] = n->wake[1] = -1;
         pthread_mutex_init(&n->mu, NULL);
-        if (pipe(n->wake) != 0 || fcntl(n->wake[0], F_SETFD, FD_CLOEXEC) != 0 ||
+        if (cm_clock_cond_init(&n->listening_cv) != 0 || pipe(n->wake) != 0 ||
+            fcntl(n->wake[0], F_SETFD, FD_CLOEXEC) != 0 ||
             fcntl(n->wake[1], F_SETFD, FD_CLOEXEC) != 0 ||
             pthread_create(&n->thread, NULL, listen_main, n) != 0) {
             CM_ERROR("gw.store", "postgres: cannot start the notice listener: %s", strerror(errno));
@@ -475,6 +482,20 @@ cm_err_t gw_pg_store_on_notice(gw_pg_store_t *s, gw_notice_fn fn, void *ud)
         n->ncbs++;
         if (n->listening)
             missed(fn, ud);
+        /* Waits (bounded) for the listener to listen, so that its "anything may have
+         * changed" lands now, at start-up, and not in the middle of the first work: a
+         * gateway's first slot read, cached while the listener connected, was dropped by
+         * it and read again (scenario 415 saw three reads for two). Past the wait the
+         * registration stands and the listener tells fn when it connects. */
+        struct timespec dl = cm_clock_mono_deadline(FIRST_LISTEN_WAIT_MS);
+        while (!n->listening && !stopping(n) &&
+               pthread_cond_timedwait(&n->listening_cv, &n->mu, &dl) == 0)
+            ;
+        if (!n->listening)
+            CM_WARN("gw.store",
+                    "postgres: the notice listener does not listen yet after %d ms; "
+                    "going on (it tells what may have been missed when it does)",
+                    FIRST_LISTEN_WAIT_MS);
     } else {
         rc = CM_ENOMEM;
     }
