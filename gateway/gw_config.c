@@ -505,6 +505,13 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
             if (json_is_object(json_array_get(tenants, i)))
                 load_tenant_defaults(&ck, tp, json_array_get(tenants, i), &c->tenants[i]);
         }
+        /* A tenant id names its webhook routes and its rows: two would share both. */
+        for (size_t i = 0; c->tenants && i < c->ntenants; i++)
+            if (c->tenants[i].id && gw_config_tenant(c, c->tenants[i].id) != &c->tenants[i]) {
+                char p[64];
+                snprintf(p, sizeof p, "tenants[%zu].id", i);
+                problem(&ck, p, "tenant id \"%s\" appears twice", c->tenants[i].id);
+            }
         /* An agent id in two tenants would make routing ambiguous. */
         for (size_t i = 0; c->tenants && i < c->ntenants; i++)
             for (size_t k = 0; k < c->tenants[i].nagent_ids; k++) {

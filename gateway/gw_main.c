@@ -211,6 +211,7 @@ static int run(const char *config_path, const char *ready_path)
         fprintf(stderr, "gateway: http: %s\n", err[0] ? err : "cannot set up routes");
         goto out;
     }
+    gw_obs_watch_server(obs, srv);
     CM_INFO("gw.main", "listening on %s:%u, store %s, %zu tenant(s), seed %llu", cfg->listen_addr,
             (unsigned)cm_http_server_port(srv), cfg->store_pg ? "postgres" : cfg->db_path,
             cfg->ntenants, (unsigned long long)cfg->seed);
@@ -228,6 +229,7 @@ out:
      * jobs, then close the store. */
     if (store)
         gw_store_stop_intake(store);
+    gw_obs_watch_server(obs, NULL);
     cm_http_server_free(&srv);
     gw_worker_stop(&worker);
     gw_outbound_free(&ob);

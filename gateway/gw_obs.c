@@ -58,7 +58,8 @@ cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
     if (!rc)
         rc = gw_metrics_counter(o->reg, "gw_webhooks_total",
                                 "Webhooks received, by provider and result "
-                                "(accepted, duplicate, rejected_signature, rejected_malformed, "
+                                "(accepted, duplicate, rejected_signature, rejected_stale, "
+                                "rejected_replay, rejected_malformed, rejected_route, "
                                 "not_stored)",
                                 "provider,result", &o->webhooks, err);
     if (!rc)
@@ -160,6 +161,22 @@ cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
                                    "(disk full, I/O error)",
                                    writable_fn, store, err);
     if (!rc)
+        rc = gw_metrics_gauge(o->reg, "gw_http_connections",
+                              "Connections counted against the HTTP server's limits, by state "
+                              "(waiting_head: idle or sending a request head; reading_body; "
+                              "other: being answered)",
+                              "state", &o->http_conns, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_http_connections_closed_total",
+                                "Connections the HTTP server closed to protect itself, by reason "
+                                "(head_timeout, body_timeout, evicted: made room for a newcomer "
+                                "at a limit; refused: new and closed unread at a limit)",
+                                "reason", &o->http_closed, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_http_requests_too_large_total",
+                                "Requests refused for size, by part (head: 431, body: 413)", "part",
+                                &o->http_large, err);
+    if (!rc)
         rc = gw_obs_proc_register(o->reg, err);
     if (rc) {
         gw_obs_free(&o);
@@ -167,6 +184,54 @@ cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
     }
     *out = o;
     return CM_OK;
+}
+
+/* Sets a collected counter series to v: the collect function is its only writer and
+ * renders are serialised, so adding the difference sets it. */
+static void counter_to(gw_mfamily_t *f, const char *label, uint64_t v)
+{
+    gw_mseries_t *s = gw_metrics_with(f, GW_LV(label));
+    gw_counter_add(s, (double)v - gw_mseries_value(s));
+}
+
+/* Each family's collect reads the server's counters itself (a scrape renders the
+ * families one after the other; the counters are monotonic, so readings a moment apart
+ * never show a counter going down). */
+static void http_conns_collect(void *ud, gw_mfamily_t *f)
+{
+    cm_http_server_stats_t st;
+    cm_http_server_stats(ud, &st);
+    uint64_t busy = st.waiting_head + st.reading_body;
+    gw_gauge_set(gw_metrics_with(f, GW_LV("waiting_head")), (double)st.waiting_head);
+    gw_gauge_set(gw_metrics_with(f, GW_LV("reading_body")), (double)st.reading_body);
+    gw_gauge_set(gw_metrics_with(f, GW_LV("other")), (double)(st.open > busy ? st.open - busy : 0));
+}
+
+static void http_closed_collect(void *ud, gw_mfamily_t *f)
+{
+    cm_http_server_stats_t st;
+    cm_http_server_stats(ud, &st);
+    counter_to(f, "head_timeout", st.head_timeouts);
+    counter_to(f, "body_timeout", st.body_timeouts);
+    counter_to(f, "evicted", st.evicted);
+    counter_to(f, "refused", st.refused);
+}
+
+static void http_large_collect(void *ud, gw_mfamily_t *f)
+{
+    cm_http_server_stats_t st;
+    cm_http_server_stats(ud, &st);
+    counter_to(f, "head", st.heads_too_large);
+    counter_to(f, "body", st.bodies_too_large);
+}
+
+void gw_obs_watch_server(gw_obs_t *o, cm_http_server_t *srv)
+{
+    if (!o)
+        return;
+    gw_metrics_set_collect(o->http_conns, srv ? http_conns_collect : NULL, srv);
+    gw_metrics_set_collect(o->http_closed, srv ? http_closed_collect : NULL, srv);
+    gw_metrics_set_collect(o->http_large, srv ? http_large_collect : NULL, srv);
 }
 
 void gw_obs_free(gw_obs_t **op)

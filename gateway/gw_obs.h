@@ -9,6 +9,7 @@
 #define GW_OBS_H
 
 #include "cm_err.h"
+#include "cm_http_server.h"
 #include "gw_metrics.h"
 #include "gw_store.h"
 
@@ -32,12 +33,21 @@ typedef struct {
     gw_mfamily_t *saga_seconds;     /* gw_saga_duration_seconds{outcome} */
     gw_mfamily_t *sagas_started;    /* gw_sagas_started_total */
     gw_mfamily_t *payments;         /* gw_payments_total{result} */
+    /* The HTTP server's hostile-load guards (cm_http_server_stats), read at each scrape
+     * once gw_obs_watch_server has a server: */
+    gw_mfamily_t *http_conns;  /* gw_http_connections{state} */
+    gw_mfamily_t *http_closed; /* gw_http_connections_closed_total{reason} */
+    gw_mfamily_t *http_large;  /* gw_http_requests_too_large_total{part} */
 } gw_obs_t;
 
 /* Registers every family; store (borrowed, may be NULL in tests) feeds the queue gauges
  * at scrape time. */
 cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err) CM_WUR;
 void gw_obs_free(gw_obs_t **o);
+
+/* Shows srv's guard counters (borrowed) in the gw_http_* families from now on; NULL stops
+ * it, and once that returns no scrape reads the server: call it before freeing srv. */
+void gw_obs_watch_server(gw_obs_t *o, cm_http_server_t *srv);
 
 /* Shorthands: count one event / observe seconds, for label values from closed sets. */
 void gw_obs_count(gw_mfamily_t *f, const char *const *labels);

@@ -114,14 +114,33 @@ Test(config, missing_env_and_missing_keys_are_named_with_paths)
     cr_assert(strstr(report, "$: unknown key \"bogus\""), "%s", report);
 }
 
+/* TENANT under another id: the same agent and keys. */
+#define TENANT_B                                                                                   \
+    "{\"id\":\"bravo\",\"retell\":{\"agent_ids\":[\"ag1\"],\"api_keys\":[\"key_1\"]},"             \
+    "\"calcom\":{\"api_key\":\"cal_1\",\"event_type_id\":101}}"
+
 Test(config, duplicate_agent_across_tenants_refused)
 {
     gw_config_t *cfg = NULL;
     const char *text = "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"t\",\"providers\":{\"calcom\":"
-                       "{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT "," TENANT "]}";
+                       "{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT "," TENANT_B "]}";
     cr_assert_eq(load_text(text, &cfg), 1, "%s", report);
     cr_assert(strstr(report, "tenants[1].retell.agent_ids[0]: agent id \"ag1\" already belongs"),
               "%s", report);
+}
+
+Test(config, duplicate_tenant_id_refused)
+{
+    gw_config_t *cfg = NULL;
+    /* Different agents, one id: both tenants would answer /webhooks/retell/acme. */
+    const char *text =
+        "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"t\",\"providers\":{\"calcom\":"
+        "{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT ","
+        "{\"id\":\"acme\",\"retell\":{\"agent_ids\":[\"ag2\"],\"api_keys\":[\"k2\"]},"
+        "\"calcom\":{\"api_key\":\"cal_2\",\"event_type_id\":102}}]}";
+    cr_assert_eq(load_text(text, &cfg), 1, "%s", report);
+    cr_assert_null(cfg);
+    cr_assert(strstr(report, "tenants[1].id: tenant id \"acme\" appears twice"), "%s", report);
 }
 
 Test(config, malformed_json_and_missing_file)

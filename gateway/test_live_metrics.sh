@@ -41,6 +41,15 @@ got=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "x-retell-signature: v=$
       --data-binary "$body" "$url/webhooks/retell")
 [ "$got" = 401 ] || { echo "FAIL: forged webhook got $got"; exit 1; }
 
+# The HTTP server's guards: a head over header_limit (8 KiB) gets 431, a declared body over
+# body_limit gets 413 before any of it is read.
+big=$(head -c 12000 /dev/zero | tr '\0' a)
+got=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: $big" "$url/health/live")
+[ "$got" = 431 ] || { echo "FAIL: a 12 KB head got $got, want 431"; exit 1; }
+got=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Length: 999999999' \
+      --data-binary x "$url/webhooks/retell")
+[ "$got" = 413 ] || { echo "FAIL: a declared 1 GB body got $got, want 413"; exit 1; }
+
 # Wait (bounded) until the unreachable Cal.com has opened the breaker.
 for _ in $(seq 1 200); do
   curl -s "$url/metrics" | grep -qF 'gw_breaker_state{provider="calcom",state="open"} 1' && break
@@ -52,7 +61,11 @@ for want in 'gw_webhooks_total{provider="retell",result="accepted"} 1' \
             'gw_webhooks_total{provider="retell",result="rejected_signature"} 1' \
             'gw_breaker_state{provider="calcom",state="open"} 1' \
             'gw_sagas_started_total 1' \
-            'gw_job_outcomes_unstored_total{result="done"} 0'; do
+            'gw_job_outcomes_unstored_total{result="done"} 0' \
+            'gw_http_requests_too_large_total{part="head"} 1' \
+            'gw_http_requests_too_large_total{part="body"} 1' \
+            'gw_http_connections_closed_total{reason="evicted"} 0' \
+            'gw_http_connections{state="waiting_head"}'; do
   grep -qF "$want" "$dir/metrics.txt" || { echo "FAIL: no '$want' in the scrape"; cat "$dir/metrics.txt"; exit 1; }
 done
 grep -q '^gw_breaker_transitions_total{' "$dir/metrics.txt" || { echo "FAIL: breaker never moved"; exit 1; }
