@@ -48,6 +48,36 @@ static double writable_fn(void *ud)
     return ud ? (double)gw_store_writable(ud) : -1;
 }
 
+/* The counters that alerts and dashboards take rate() or increase() of, shown at 0 from
+ * the start for the providers every gateway has: Prometheus sees no increase in a series
+ * that first appears at 1, so the first forged webhook, the first breaker opening or the
+ * first retry refused by the budget would go unseen. (Standard Webhooks sources, "std",
+ * appear when one is configured and used; outbound operations are too many to list.) */
+static cm_err_t zero_series(gw_obs_t *o)
+{
+    static const char *const inbound[] = {"retell", "calcom", "stripe"};
+    static const char *const results[] = {"accepted",       "duplicate",       "rejected_signature",
+                                          "rejected_stale", "rejected_replay", "rejected_malformed",
+                                          "rejected_route", "not_stored"};
+    static const char *const outbound[] = {"calcom", "stripe"};
+    static const char *const moves[][2] = {
+        {"closed", "open"}, {"open", "half_open"}, {"half_open", "closed"}, {"half_open", "open"}};
+    for (size_t i = 0; i < sizeof inbound / sizeof inbound[0]; i++)
+        for (size_t k = 0; k < sizeof results / sizeof results[0]; k++)
+            if (!gw_metrics_with(o->webhooks, GW_LV(inbound[i], results[k])))
+                return CM_ENOMEM;
+    for (size_t i = 0; i < sizeof outbound / sizeof outbound[0]; i++) {
+        for (size_t k = 0; k < sizeof moves / sizeof moves[0]; k++)
+            if (!gw_metrics_with(o->breaker_moves, GW_LV(outbound[i], moves[k][0], moves[k][1])))
+                return CM_ENOMEM;
+        if (!gw_metrics_with(o->budget_rejects, GW_LV(outbound[i])) ||
+            !gw_metrics_with(o->rl_waits, GW_LV(outbound[i])) ||
+            !gw_metrics_with(o->rl_rejects, GW_LV(outbound[i])))
+            return CM_ENOMEM;
+    }
+    return CM_OK;
+}
+
 cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
 {
     gw_obs_t *o = calloc(1, sizeof *o);
@@ -138,6 +168,8 @@ cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
     for (size_t i = 0; !rc && i < sizeof saga_ends / sizeof saga_ends[0]; i++)
         if (!gw_metrics_with(o->sagas, GW_LV(saga_ends[i])))
             rc = CM_ENOMEM;
+    if (!rc)
+        rc = zero_series(o);
     static const char *const pay_results[] = {"succeeded", "declined", "failed"};
     for (size_t i = 0; !rc && i < sizeof pay_results / sizeof pay_results[0]; i++)
         if (!gw_metrics_with(o->payments, GW_LV(pay_results[i])))

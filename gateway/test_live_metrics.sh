@@ -65,7 +65,10 @@ for want in 'gw_webhooks_total{provider="retell",result="accepted"} 1' \
             'gw_http_requests_too_large_total{part="head"} 1' \
             'gw_http_requests_too_large_total{part="body"} 1' \
             'gw_http_connections_closed_total{reason="evicted"} 0' \
-            'gw_http_connections{state="waiting_head"}'; do
+            'gw_http_connections{state="waiting_head"}' \
+            'gw_webhooks_total{provider="stripe",result="rejected_stale"} 0' \
+            'gw_breaker_transitions_total{provider="stripe",from="closed",to="open"} 0' \
+            'gw_retry_budget_rejections_total{provider="calcom"} 0'; do
   grep -qF "$want" "$dir/metrics.txt" || { echo "FAIL: no '$want' in the scrape"; cat "$dir/metrics.txt"; exit 1; }
 done
 grep -q '^gw_breaker_transitions_total{' "$dir/metrics.txt" || { echo "FAIL: breaker never moved"; exit 1; }
