@@ -168,6 +168,14 @@ cm_err_t gw_store_event_rerun(gw_store_t *s, int64_t event_id, int64_t now_ms, i
     return DISPATCH(s, event_rerun, event_id, now_ms, job_id);
 }
 
+cm_err_t gw_store_purge(gw_store_t *s, int64_t cutoff_ms, int batch, gw_purge_t *out)
+{
+    *out = (gw_purge_t){0};
+    if (batch < 1 || batch > 10000)
+        return CM_EINVAL;
+    return DISPATCH(s, purge, cutoff_ms, batch, out);
+}
+
 cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *st)
 {
     return DISPATCH(s, queue_stats, st);

@@ -164,6 +164,27 @@ cm_err_t gw_store_event_rerun(gw_store_t *s, int64_t event_id, int64_t now_ms,
 
 cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *st) CM_WUR;
 
+/* What one gw_store_purge removed. */
+typedef struct {
+    int events;     /* raw webhooks (bodies, headers) and their dedup keys */
+    int jobs;       /* their finished jobs (done or discarded) */
+    int saga_steps; /* history lines of ended sagas */
+} gw_purge_t;
+
+/* Retention: removes, in one short transaction, at most `batch` (1-10000) of each of
+ *   - events received before cutoff_ms whose jobs are all finished (done or discarded),
+ *     with those jobs: an event with a pending, running or dead job (a dead letter not yet
+ *     handled) is kept whatever its age;
+ *   - saga_steps of sagas that ended (completed, failed_no_slot, failed_payment,
+ *     compensated, failed, cancelled_by_attendee) and were last updated before cutoff_ms;
+ *     a saga waiting for a person (needs_human) keeps its history.
+ * Saga and entity rows stay: they hold ids, states and amounts, not the callers' data, and
+ * a saga row is what stops a late redelivery of its call from booking again. Oldest
+ * first (by id); the work per call is bounded by batch plus the old rows kept (dead
+ * letters), never the whole table. *out gets the counts (all 0: nothing left to purge).
+ * CM_EINVAL for a bad batch; CM_ESTORE when the database fails (nothing removed). */
+cm_err_t gw_store_purge(gw_store_t *s, int64_t cutoff_ms, int batch, gw_purge_t *out) CM_WUR;
+
 /* 1 when the store can write now, 0 when it cannot (what /health/ready and the metric
  * gw_store_writable report). SQLite: the outcome of the last write if it is under a
  * second old (the disk refused it: full, I/O error, read-only), else that of a probe

@@ -1746,3 +1746,104 @@ Test(store, pg_refused_connections_fail_calls_at_once_then_reconnect, .fini = un
     cr_assert_eq(q.pending, 2, "a and b, none of the refused ones");
 }
 #endif
+
+/* Ingests one event received at `at` with the given key; returns its job's id once claimed
+ * (the job is then running). */
+static int64_t old_event(const char *key, int64_t at)
+{
+    gw_ingest_t r;
+    gw_job_t job;
+    int64_t next = 0;
+    gw_event_in_t ev = event(key, "{\"caller\":\"+14155550123\"}");
+    ev.received_at_ms = at;
+    ev.entity_id = key; /* one lane each: a running job holds its entity's */
+    cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+    cr_assert_eq(r, GW_INGEST_ACCEPTED);
+    cr_assert_eq(gw_store_claim(st, at, LEASE, &job, &next), CM_OK);
+    int64_t id = job.id;
+    gw_store_job_free(&job);
+    return id;
+}
+
+static int64_t events_count(void)
+{
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 20);
+    cr_assert_eq(gw_store_events_json(st, "retell", NULL, 1000, &b), CM_OK);
+    json_t *v = json_loads(b.data, 0, NULL);
+    cr_assert_not_null(v, "%s", b.data);
+    int64_t n = json_integer_value(json_object_get(v, "count"));
+    json_decref(v);
+    cm_buf_free(&b);
+    return n;
+}
+
+/* Retention removes old events whose jobs finished, in batches, oldest first; keeps a dead
+ * letter and anything newer than the cutoff; removes the history of ended sagas but not of
+ * one waiting for a person, and keeps the saga rows. A purged key is accepted again. */
+Test(store, purge_removes_old_finished_events_in_batches_and_keeps_dead_letters)
+{
+    gw_purge_t p;
+    char key[32];
+    for (int i = 0; i < 5; i++) { /* old, done */
+        snprintf(key, sizeof key, "old-%d", i);
+        cr_assert_eq(gw_store_job_done(st, old_event(key, 1000 + i), 2000), CM_OK);
+    }
+    int64_t dead = old_event("old-dead", 1100);
+    cr_assert_eq(gw_store_job_dead(st, dead, "HTTP 400", 2000), CM_OK);
+    old_event("old-running", 1200); /* claimed, never finished */
+    cr_assert_eq(gw_store_job_done(st, old_event("new", 50000), 50001), CM_OK);
+    cr_assert_eq(events_count(), 8);
+
+    cr_assert_eq(gw_store_purge(st, 10000, 0, &p), CM_EINVAL);
+    cr_assert_eq(gw_store_purge(st, 10000, 3, &p), CM_OK);
+    cr_assert_eq(p.events, 3, "a batch of 3, got %d", p.events);
+    cr_assert_eq(p.jobs, 3);
+    cr_assert_eq(gw_store_purge(st, 10000, 3, &p), CM_OK);
+    cr_assert_eq(p.events, 2, "the two other done ones, got %d", p.events);
+    cr_assert_eq(gw_store_purge(st, 10000, 3, &p), CM_OK);
+    cr_assert_eq(p.events + p.jobs + p.saga_steps, 0, "nothing left to purge");
+    cr_assert_eq(events_count(), 3, "the dead letter, the running job's event and the new one");
+
+    /* Handled, the dead letter goes at the next purge. */
+    cr_assert_eq(gw_store_job_discard(st, dead, 3000), CM_OK);
+    cr_assert_eq(gw_store_purge(st, 10000, 3, &p), CM_OK);
+    cr_assert_eq(p.events, 1);
+    cr_assert_eq(events_count(), 2);
+
+    /* Its key is free again: a copy now is a new event (the signature windows are what
+     * refuse such a copy, which is why retention must be longer than they are). */
+    gw_ingest_t r;
+    gw_event_in_t ev = event("old-0", "{}");
+    cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+    cr_assert_eq(r, GW_INGEST_ACCEPTED);
+
+    /* Sagas: an ended one loses its history, one waiting for a person keeps it. */
+    gw_saga_t sg, back;
+    memset(&sg, 0, sizeof sg);
+    snprintf(sg.id, sizeof sg.id, "call_done");
+    snprintf(sg.state, sizeof sg.state, "started");
+    sg.deadline_ms = 9000;
+    cr_assert_eq(gw_store_saga_put(st, &sg, "start", "done", NULL, 1000), CM_OK);
+    snprintf(sg.state, sizeof sg.state, "completed");
+    cr_assert_eq(gw_store_saga_put(st, &sg, "confirm", "done", NULL, 1500), CM_OK);
+    snprintf(sg.id, sizeof sg.id, "call_human");
+    snprintf(sg.state, sizeof sg.state, "needs_human");
+    cr_assert_eq(gw_store_saga_put(st, &sg, "refund", "failed", "HTTP 500", 1000), CM_OK);
+    snprintf(sg.id, sizeof sg.id, "call_recent");
+    snprintf(sg.state, sizeof sg.state, "completed");
+    cr_assert_eq(gw_store_saga_put(st, &sg, "confirm", "done", NULL, 60000), CM_OK);
+    cr_assert_eq(gw_store_purge(st, 10000, 100, &p), CM_OK);
+    cr_assert_eq(p.saga_steps, 2, "call_done's two lines, got %d", p.saga_steps);
+    cr_assert_eq(gw_store_saga_get(st, "call_done", &back), CM_OK, "the saga row stays");
+    cr_assert_str_eq(back.state, "completed");
+    cr_assert_eq(gw_store_saga_intent_open(st, "call_human", "refund"), 0);
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 16);
+    cr_assert_eq(gw_store_saga_json(st, "call_human", &b), CM_OK);
+    cr_assert(strstr(b.data, "HTTP 500"), "needs_human keeps its history: %s", b.data);
+    cm_buf_reset(&b);
+    cr_assert_eq(gw_store_saga_json(st, "call_recent", &b), CM_OK);
+    cr_assert(strstr(b.data, "\"confirm\""), "a recent saga keeps its history: %s", b.data);
+    cm_buf_free(&b);
+}
