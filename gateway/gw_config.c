@@ -34,8 +34,8 @@ static void problem(checker_t *ck, const char *path, const char *fmt, ...)
 }
 
 static const char *const top_keys[] = {
-    "listen", "data_dir",  "admin_token", "log_level", "seed", "webhooks", "store",
-    "worker", "providers", "tenants",     "sources",   "saga", NULL};
+    "listen", "data_dir",  "admin_token", "log_level", "seed", "webhooks",  "store",
+    "worker", "providers", "tenants",     "sources",   "saga", "retention", NULL};
 
 static void unknown_keys(checker_t *ck, const char *path, const json_t *obj,
                          const char *const *known)
@@ -478,6 +478,31 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
     c->backoff_cap_ms = int_field(&ck, "worker", wk, "backoff_cap_ms", 60000, 1, 86400000);
     /* At least a few seconds: renewals come every third of it, between jobs. */
     c->job_lease_ms = int_field(&ck, "worker", wk, "lease_ms", 30000, 3000, 86400000);
+
+    const json_t *rt = obj_field(&ck, "$", root, "retention", 0);
+    static const char *const rtknown[] = {"max_age_ms", "interval_ms", "batch", NULL};
+    if (rt)
+        unknown_keys(&ck, "retention", rt, rtknown);
+    c->retention_max_age_ms =
+        int_field(&ck, "retention", rt, "max_age_ms", 30LL * 86400000, 0, 3650LL * 86400000);
+    c->retention_interval_ms =
+        int_field(&ck, "retention", rt, "interval_ms", 60000, 1000, 86400000);
+    c->retention_batch = (int)int_field(&ck, "retention", rt, "batch", 500, 1, 10000);
+    /* A purged event's key no longer refuses a copy: the signature's time window must
+     * do it, so what is kept must outlast every window, on either side of the receipt. */
+    int64_t window = c->retell_tolerance_ms;
+    if (c->calcom_replay_window_ms > window)
+        window = c->calcom_replay_window_ms;
+    if (c->stripe_tolerance_s * 1000 > window)
+        window = c->stripe_tolerance_s * 1000;
+    if (c->std_tolerance_s * 1000 > window)
+        window = c->std_tolerance_s * 1000;
+    if (c->retention_max_age_ms && c->retention_max_age_ms < 2 * window)
+        problem(&ck, "retention.max_age_ms",
+                "%lld ms is shorter than twice the longest webhook time window (%lld ms): a "
+                "copy of a purged webhook could still pass its signature check and be taken "
+                "as new (0 keeps everything)",
+                (long long)c->retention_max_age_ms, (long long)(2 * window));
 
     const json_t *prov = obj_field(&ck, "$", root, "providers", 1);
     static const char *const pknown[] = {"calcom", "stripe", "slot_cache_ttl_ms", NULL};

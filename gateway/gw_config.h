@@ -112,6 +112,13 @@ typedef struct {
      * requeued. */
     int64_t job_lease_ms;
 
+    /* Retention (gw_retention): events, their finished jobs and ended sagas' histories
+     * older than max_age_ms are purged every interval_ms, batch rows per transaction; 0
+     * keeps everything. */
+    int64_t retention_max_age_ms;
+    int64_t retention_interval_ms;
+    int retention_batch;
+
     gw_provider_t calcom;
     gw_provider_t stripe;      /* base_url NULL when no tenant takes deposits */
     int64_t slot_cache_ttl_ms; /* Cal.com availability cache (the audit found 5 minutes) */

@@ -18,6 +18,7 @@
 #include "cm_http_server.h"
 #include "cm_log.h"
 #include "gw_app.h"
+#include "gw_retention.h"
 #include "gw_testhook.h"
 
 static void usage(FILE *f)
@@ -133,6 +134,7 @@ static int run(const char *config_path, const char *ready_path)
     gw_worker_t *worker = NULL;
     gw_obs_t *obs = NULL;
     gw_outbound_t *ob = NULL;
+    gw_retention_t *retention = NULL;
     cm_http_server_t *srv = NULL;
     char err[CM_ERR_LEN] = "";
     int n = 0, status = 1, requeued = 0, lock_fd = -1;
@@ -192,6 +194,10 @@ static int run(const char *config_path, const char *ready_path)
         fprintf(stderr, "gateway: cannot start workers\n");
         goto out;
     }
+    if (gw_retention_start(store, cfg, obs, &retention, err) != CM_OK) {
+        fprintf(stderr, "gateway: %s\n", err[0] ? err : "cannot start retention");
+        goto out;
+    }
     gw_app_t app = {.cfg = cfg, .store = store, .worker = worker, .obs = obs, .ob = ob};
     raise_nofile();
     cm_http_server_cfg_t scfg = {.bind_addr = cfg->listen_addr,
@@ -231,6 +237,7 @@ out:
         gw_store_stop_intake(store);
     gw_obs_watch_server(obs, NULL);
     cm_http_server_free(&srv);
+    gw_retention_stop(&retention);
     gw_worker_stop(&worker);
     gw_outbound_free(&ob);
     gw_obs_free(&obs);

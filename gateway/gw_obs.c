@@ -209,6 +209,22 @@ cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
                                 "Requests refused for size, by part (head: 431, body: 413)", "part",
                                 &o->http_large, err);
     if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_retention_purged_total",
+                                "Rows purged by retention, by kind (events: raw webhooks with "
+                                "their dedup keys; jobs; saga_steps: ended sagas' history lines)",
+                                "kind", &o->retention_purged, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_retention_runs_total",
+                                "Retention passes, by result (ok, error)", "result",
+                                &o->retention_runs, err);
+    static const char *const purged[] = {"events", "jobs", "saga_steps"};
+    for (size_t i = 0; !rc && i < sizeof purged / sizeof purged[0]; i++)
+        if (!gw_metrics_with(o->retention_purged, GW_LV(purged[i])))
+            rc = CM_ENOMEM;
+    if (!rc && (!gw_metrics_with(o->retention_runs, GW_LV("ok")) ||
+                !gw_metrics_with(o->retention_runs, GW_LV("error"))))
+        rc = CM_ENOMEM;
+    if (!rc)
         rc = gw_obs_proc_register(o->reg, err);
     if (rc) {
         gw_obs_free(&o);

@@ -35,9 +35,11 @@ typedef struct {
     gw_mfamily_t *payments;         /* gw_payments_total{result} */
     /* The HTTP server's hostile-load guards (cm_http_server_stats), read at each scrape
      * once gw_obs_watch_server has a server: */
-    gw_mfamily_t *http_conns;  /* gw_http_connections{state} */
-    gw_mfamily_t *http_closed; /* gw_http_connections_closed_total{reason} */
-    gw_mfamily_t *http_large;  /* gw_http_requests_too_large_total{part} */
+    gw_mfamily_t *http_conns;       /* gw_http_connections{state} */
+    gw_mfamily_t *http_closed;      /* gw_http_connections_closed_total{reason} */
+    gw_mfamily_t *http_large;       /* gw_http_requests_too_large_total{part} */
+    gw_mfamily_t *retention_purged; /* gw_retention_purged_total{kind} */
+    gw_mfamily_t *retention_runs;   /* gw_retention_runs_total{result} */
 } gw_obs_t;
 
 /* Registers every family; store (borrowed, may be NULL in tests) feeds the queue gauges

@@ -143,6 +143,35 @@ Test(config, duplicate_tenant_id_refused)
     cr_assert(strstr(report, "tenants[1].id: tenant id \"acme\" appears twice"), "%s", report);
 }
 
+Test(config, retention_defaults_and_its_floor)
+{
+    gw_config_t *cfg = NULL;
+    cr_assert_eq(load_text(GOOD, &cfg), 0, "%s", report);
+    cr_assert_eq(cfg->retention_max_age_ms, 30LL * 86400000, "30 days by default");
+    cr_assert_eq(cfg->retention_interval_ms, 60000);
+    cr_assert_eq(cfg->retention_batch, 500);
+    gw_config_free(&cfg);
+    /* Shorter than twice the longest signature window (Cal.com's 10 minutes here). */
+    const char *text = "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"t\",\"providers\":{\"calcom\":"
+                       "{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT "],"
+                       "\"webhooks\":{\"calcom_replay_window_ms\":600000},"
+                       "\"retention\":{\"max_age_ms\":1000000,\"batch\":0,\"extra\":1}}";
+    cr_assert_eq(load_text(text, &cfg), 3, "%s", report);
+    cr_assert(strstr(report, "retention.max_age_ms: 1000000 ms is shorter than twice the longest "
+                             "webhook time window (1200000 ms)"),
+              "%s", report);
+    cr_assert(strstr(report, "retention: unknown key \"extra\""), "%s", report);
+    cr_assert(strstr(report, "retention: \"batch\" must be an integer from 1 to 10000"), "%s",
+              report);
+    /* 0 keeps everything, whatever the windows. */
+    text =
+        "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"t\",\"providers\":{\"calcom\":"
+        "{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT "],\"retention\":{\"max_age_ms\":0}}";
+    cr_assert_eq(load_text(text, &cfg), 0, "%s", report);
+    cr_assert_eq(cfg->retention_max_age_ms, 0);
+    gw_config_free(&cfg);
+}
+
 Test(config, malformed_json_and_missing_file)
 {
     gw_config_t *cfg = NULL;
