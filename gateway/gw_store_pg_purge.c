@@ -4,7 +4,8 @@
  * other. */
 #include "gw_store_pg_int.h"
 
-#define P(n) "$" #n
+#define GW_PURGE_CUT "$1"
+#define GW_PURGE_BATCH "$2"
 #include "gw_store_purge_sql.h"
 
 typedef struct {

@@ -2,7 +2,8 @@
  * gw_store.h; the statements: gw_store_purge_sql.h). */
 #include "gw_store_sqlite_int.h"
 
-#define P(n) "?" #n
+#define GW_PURGE_CUT "?1"
+#define GW_PURGE_BATCH "?2"
 #include "gw_store_purge_sql.h"
 
 typedef struct {
