@@ -71,6 +71,9 @@ cm_err_t sim_stripe_set_webhook(sim_stripe_t *s, const json_t *cfg, char *err) C
 #define SIM_STRIPE_MAX_RETRIES 16
 #define SIM_STRIPE_MAX_RETRY_DELAY_MS (72LL * 3600 * 1000)
 
+/* The most Event objects GET /v1/events keeps (the oldest go first). Stripe keeps 30 days. */
+#define SIM_STRIPE_MAX_EVENTS 10000
+
 /* The most copies of one event sim_stripe_send_event sends. */
 #define SIM_STRIPE_MAX_COPIES 20
 /* How far timestamp_offset may move t= either way: ten years. */

@@ -13,6 +13,9 @@
 #include "sim_stripe.h"
 
 #define KEY "sk_test_unit"
+/* A create that charges at once: confirm defaults to false and needs a payment method. */
+#define CHARGE(amount, cur)                                                                        \
+    "amount=" amount "&currency=" cur "&confirm=true&payment_method=pm_card_visa"
 
 static sim_stripe_t *st;
 static sim_journal_t *jr;
@@ -114,8 +117,8 @@ Test(stripe, create_and_retrieve_a_succeeded_intent)
     json_t *b;
     char rid[64], path[96];
     long s = call("POST", "/v1/payment_intents", "Bearer " KEY,
-                  "amount=2000&currency=EUR&confirm=true&metadata[call_id]=call_1"
-                  "&metadata[booking_uid]=abc&unknown_field=fine",
+                  "amount=2000&currency=eur&confirm=true&payment_method=pm_card_visa"
+                  "&metadata[call_id]=call_1&metadata[booking_uid]=abc",
                   &b, rid);
     cr_assert_eq(s, 200, "status %ld", s);
     cr_assert_eq(strncmp(rid, "req_", 4), 0, "Request-Id '%s'", rid);
@@ -189,10 +192,11 @@ Test(stripe, test_cards_and_settings_decline_with_402)
 {
     json_t *b;
     char err[CM_ERR_LEN] = "", path[128];
-    cr_assert_eq(
-        post("/v1/payment_intents",
-             "amount=500&currency=eur&payment_method=pm_card_chargeDeclinedInsufficientFunds", &b),
-        402);
+    cr_assert_eq(post("/v1/payment_intents",
+                      "amount=500&currency=eur&confirm=true&payment_method=pm_card_"
+                      "chargeDeclinedInsufficientFunds",
+                      &b),
+                 402);
     cr_assert_str_eq(cm_json_str(b, "error.type", ""), "card_error");
     cr_assert_str_eq(cm_json_str(b, "error.code", ""), "card_declined");
     cr_assert_str_eq(cm_json_str(b, "error.decline_code", ""), "insufficient_funds");
@@ -215,11 +219,10 @@ Test(stripe, test_cards_and_settings_decline_with_402)
     cr_assert(strstr(err, "error_next must be between 0"), "%s", err);
     cr_assert_eq(sim_stripe_settings(st, -2, NULL, 0, err), CM_EINVAL);
     cr_assert_eq(sim_stripe_settings(st, 1, "expired_card", 0, err), CM_OK, "%s", err);
-    cr_assert_eq(post("/v1/payment_intents", "amount=500&currency=eur", &b), 402);
+    cr_assert_eq(post("/v1/payment_intents", CHARGE("500", "eur"), &b), 402);
     cr_assert_str_eq(cm_json_str(b, "error.decline_code", ""), "expired_card");
     json_decref(b);
-    cr_assert_eq(post("/v1/payment_intents", "amount=500&currency=eur", &b), 200,
-                 "only the next 1");
+    cr_assert_eq(post("/v1/payment_intents", CHARGE("500", "eur"), &b), 200, "only the next 1");
     json_decref(b);
     json_t *e = sim_journal_effects(jr, "stripe", "charge");
     cr_assert_eq(cm_json_int(e, "count", -1), 2, "one charge per succeeded intent");
@@ -230,7 +233,7 @@ Test(stripe, capture_cancel_and_refunds)
 {
     json_t *b;
     char path[128], id[64], form[160];
-    cr_assert_eq(post("/v1/payment_intents", "amount=900&currency=usd&capture_method=manual", &b),
+    cr_assert_eq(post("/v1/payment_intents", CHARGE("900", "usd") "&capture_method=manual", &b),
                  200);
     cr_assert_str_eq(cm_json_str(b, "status", ""), "requires_capture");
     snprintf(id, sizeof id, "%s", cm_json_str(b, "id", ""));
@@ -313,16 +316,16 @@ Test(stripe, idempotency_replays_refuses_and_forgets_validation_failures)
     json_decref(b);
     cr_assert_null(sim_stripe_idem_state(st, "order-43"), "validation failures are not stored");
     cr_assert_eq(
-        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=5&currency=eur", &b, rb), 200);
+        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=50&currency=eur", &b, rb), 200);
     json_decref(b);
 
     extra_header = "Idempotency-Key: order-44";
     cr_assert_eq(sim_stripe_settings(st, 0, NULL, 1, err), CM_OK);
     cr_assert_eq(
-        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=5&currency=eur", &b, rb), 500);
+        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=50&currency=eur", &b, rb), 500);
     json_decref(b);
     cr_assert_eq(
-        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=5&currency=eur", &b, rb), 500,
+        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=50&currency=eur", &b, rb), 500,
         "a stored 500 is replayed");
     cr_assert_str_eq(last_replayed, "true");
     cr_assert_str_eq(cm_json_str(b, "error.type", ""), "api_error");
@@ -339,8 +342,7 @@ static void *bg_post(void *arg)
     bg_t *r = arg;
     json_t *b;
     char rid[64];
-    r->status =
-        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=9&currency=eur", &b, rid);
+    r->status = call("POST", "/v1/payment_intents", "Bearer " KEY, CHARGE("90", "eur"), &b, rid);
     json_decref(b);
     return NULL;
 }
@@ -360,8 +362,8 @@ Test(stripe, idempotency_key_in_use_while_in_flight)
     }
     json_t *b;
     char rid[64];
-    cr_assert_eq(
-        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=9&currency=eur", &b, rid), 409);
+    cr_assert_eq(call("POST", "/v1/payment_intents", "Bearer " KEY, CHARGE("90", "eur"), &b, rid),
+                 409);
     cr_assert_str_eq(cm_json_str(b, "error.code", ""), "idempotency_key_in_use");
     cr_assert_str_eq(last_should_retry, "true");
     json_decref(b);
@@ -383,7 +385,7 @@ Test(stripe, signed_events_with_rotation_retries_and_twins)
     json_decref(c);
     hook_fail_first = 1;
     json_t *b;
-    cr_assert_eq(post("/v1/payment_intents", "amount=1200&currency=eur", &b), 200);
+    cr_assert_eq(post("/v1/payment_intents", CHARGE("1200", "eur"), &b), 200);
     char pi[64];
     snprintf(pi, sizeof pi, "%s", cm_json_str(b, "id", ""));
     json_decref(b);
