@@ -1274,6 +1274,19 @@ static void digest_of(const cm_http_req_t *req, char out[65])
 
 typedef void (*op_fn)(op_t *o);
 
+static void h_unknown(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud);
+
+/* cm_http_server takes "/v1/refunds/" for "/v1/refunds"; Stripe does not (its 404 says to
+ * remove the slash). 1 when the path ends in one and the answer is that 404. */
+static int trailing_slash(sim_stripe_t *s, const cm_http_req_t *req, cm_http_resp_t *resp)
+{
+    size_t n = strlen(req->path);
+    if (n < 2 || req->path[n - 1] != '/')
+        return 0;
+    h_unknown(req, resp, s);
+    return 1;
+}
+
 /* 1 when the request's Content-Type is a form's (parameters are not read from others). */
 static int form_content(const cm_http_req_t *req)
 {
@@ -1290,6 +1303,8 @@ static void run_post(sim_stripe_t *s, const cm_http_req_t *req, cm_http_resp_t *
 {
     char err[CM_ERR_LEN], digest[65];
     op_t o = {.s = s, .req = req, .resp = resp};
+    if (trailing_slash(s, req, resp))
+        return;
     set_request_id(s, resp, o.request_id);
     if (!authorised(s, req, resp) || api_version(req, resp, o.version) != 0)
         return;
@@ -1443,6 +1458,8 @@ static void h_refund(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 static int get_begin(sim_stripe_t *s, const cm_http_req_t *req, cm_http_resp_t *resp)
 {
     char version[32];
+    if (trailing_slash(s, req, resp))
+        return -1;
     set_request_id(s, resp, NULL);
     if (!authorised(s, req, resp) || api_version(req, resp, version) != 0)
         return -1;
