@@ -886,6 +886,13 @@ static void charge_intent(sim_stripe_t *s, op_t *o, json_t *pi, const char *pm)
     cm_http_resp_json(o->resp, 200, json_deep_copy(pi));
 }
 
+/* A string parameter, NULL when absent or "" (unset). */
+static const char *param(const op_t *o, const char *name)
+{
+    const char *v = cm_json_str(o->form, name, NULL);
+    return v && *v ? v : NULL;
+}
+
 /* Checks a payment_method parameter: a test payment method of docs.stripe.com/testing
  * (pm_card_visa, the declining pm_card_chargeDeclined*). Answers 400 and returns -1
  * otherwise: resource_missing for an id the simulator never made, as Stripe answers an
@@ -1007,9 +1014,9 @@ static void op_create(op_t *o)
     char currency[4];
     const json_t *f = o->form;
     if (check_amount(f, o->resp, &amount, currency) != 0 ||
-        check_pm(o->resp, cm_json_str(f, "payment_method", NULL)) != 0)
+        check_pm(o->resp, param(o, "payment_method")) != 0)
         return;
-    if (cm_json_str(f, "customer", "")[0]) {
+    if (param(o, "customer")) {
         /* The simulator keeps no customers, so every id is one Stripe would not find. */
         answer_invalid(o->resp, "resource_missing", "customer", "No such customer: '%.100s'",
                        cm_json_str(f, "customer", ""));
@@ -1071,13 +1078,6 @@ static void answer_state(cm_http_resp_t *resp, const json_t *pi, const char *act
                                               : "canceled",
              allowed);
     answer_error(resp, 400, "invalid_request_error", "payment_intent_unexpected_state", NULL, msg);
-}
-
-/* A string parameter, NULL when absent or "" (unset). */
-static const char *param(const op_t *o, const char *name)
-{
-    const char *v = cm_json_str(o->form, name, NULL);
-    return v && *v ? v : NULL;
 }
 
 static void op_confirm(op_t *o)

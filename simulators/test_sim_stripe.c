@@ -956,6 +956,12 @@ Test(stripe, parameters_are_checked_as_stripe_checks_them)
     cr_assert(json_is_true(cm_json_path(b, "automatic_payment_methods.enabled")),
               "on by default since 2023-08-16");
     json_decref(b);
+    cr_assert_eq(post_v("/v1/payment_intents",
+                        "amount=1000&currency=eur&payment_method=&customer=&description=", NULL,
+                        &b),
+                 200, "empty optional parameters are unset");
+    cr_assert_str_eq(cm_json_str(b, "status", ""), "requires_payment_method");
+    json_decref(b);
     cr_assert_eq(post_v("/v1/payment_intents", "amount=1000&currency=eur", "2023-08-16", &b), 200);
     json_decref(b);
     cr_assert_eq(post_v("/v1/payment_intents", "amount=1000&currency=eur", "2022-11-15", &b), 200);
