@@ -2,7 +2,6 @@
  * over form-encoded bodies. */
 #include "sim_stripe.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
