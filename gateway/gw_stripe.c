@@ -53,7 +53,8 @@ static gw_stripe_out_t post(gw_stripe_ctx_t *c, const char *op, const char *path
     snprintf(url, sizeof url, "%s%s", p->cfg->base_url, path);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->api_key);
     snprintf(idem, sizeof idem, "Idempotency-Key: %.255s", idem_key);
-    const char *hdrs[] = {auth, idem, "Content-Type: application/x-www-form-urlencoded", NULL};
+    const char *hdrs[] = {auth, idem, "Content-Type: application/x-www-form-urlencoded",
+                          "Stripe-Version: " GW_STRIPE_API_VERSION, NULL};
     /* Safe to retry: the Idempotency-Key makes Stripe replay the first result. */
     gw_call_t call = {.operation = op,
                       .safe = 1,

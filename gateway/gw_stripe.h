@@ -31,6 +31,12 @@ typedef struct {
     int unavailable;     /* out: the breaker or rate limiter refused; nothing was sent */
 } gw_stripe_ctx_t;
 
+/* The Stripe API version every request names (Stripe-Version). Without one, Stripe applies
+ * the account's default version, and what a parameter means - or whether it exists - would
+ * depend on the account: payment_method_types, which every charge sends, is an unknown
+ * parameter from 2026-09-30.endive on (docs/providers-stripe.md). */
+#define GW_STRIPE_API_VERSION "2024-06-20"
+
 /* Creates and confirms a payment intent. On OK, the intent id goes to pi (cap bytes); on
  * DECLINED, the decline code (or error code) to err. */
 gw_stripe_out_t gw_stripe_charge(gw_stripe_ctx_t *c, const char *idem_key, int64_t amount,

@@ -2,9 +2,10 @@
  * over form-encoded bodies. */
 #include "sim_stripe.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <strings.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,8 @@ struct sim_stripe {
     json_t *refunds; /* array of refunds, creation order */
     json_t *refunds_by_id;
     json_t *charges;      /* charge id -> intent id */
+    json_t *events;       /* Event objects, creation order (at most SIM_STRIPE_MAX_EVENTS) */
+    json_t *events_by_id; /* id -> the same events */
     json_t *idem;         /* idempotency key -> {digest,status,body,in_flight,at_ms,request_id} */
     int64_t decline_next; /* -1: every charge, 0: none, N: the next N */
     char decline_code[48];
@@ -76,6 +79,8 @@ sim_stripe_t *sim_stripe_new(const sim_stripe_cfg_t *cfg)
     s->refunds = json_array();
     s->refunds_by_id = json_object();
     s->charges = json_object();
+    s->events = json_array();
+    s->events_by_id = json_object();
     s->idem = json_object();
     s->wh_secrets = json_array();
     s->wh_schedule = json_pack("[i,i,i]", 60000, 600000, 3600000);
@@ -89,8 +94,8 @@ sim_stripe_t *sim_stripe_new(const sim_stripe_cfg_t *cfg)
     s->by_id = json_object();
     s->log = sim_delivery_log_new("dlv_stripe");
     if (!s->api_key || !s->webhook_secret || !s->ledger || !s->by_id || !s->refunds ||
-        !s->refunds_by_id || !s->charges || !s->idem || !s->wh_secrets || !s->wh_schedule ||
-        !s->log)
+        !s->refunds_by_id || !s->charges || !s->events || !s->events_by_id || !s->idem ||
+        !s->wh_secrets || !s->wh_schedule || !s->log)
         sim_stripe_free(&s);
     return s;
 }
@@ -108,6 +113,8 @@ void sim_stripe_free(sim_stripe_t **sp)
     json_decref(s->refunds);
     json_decref(s->refunds_by_id);
     json_decref(s->charges);
+    json_decref(s->events);
+    json_decref(s->events_by_id);
     json_decref(s->idem);
     json_decref(s->wh_secrets);
     json_decref(s->wh_schedule);
@@ -131,6 +138,8 @@ void sim_stripe_reset(sim_stripe_t *s)
     json_array_clear(s->refunds);
     json_object_clear(s->refunds_by_id);
     json_object_clear(s->charges);
+    json_array_clear(s->events);
+    json_object_clear(s->events_by_id);
     json_object_clear(s->idem);
     s->decline_next = s->error_next = s->hold_ms = 0;
     free(s->wh_url);
@@ -165,17 +174,38 @@ static void new_id(sim_stripe_t *s, const char *prefix, char out[40])
 
 /* ---- answers ---------------------------------------------------------------------- */
 
-/* Stripe's error object; code and param are left out when NULL. */
+/* Stripe's error object; code and param are left out when NULL. A code brings its
+ * doc_url, as Stripe's errors do (https://docs.stripe.com/error-codes). */
 static void answer_error(cm_http_resp_t *resp, int status, const char *type, const char *code,
                          const char *param, const char *message)
 {
     /* The message may quote the request, so it goes through sim_http_str. */
     json_t *e = json_pack("{s:s,s:o}", "type", type, "message", sim_http_str(message));
-    if (e && code)
+    if (e && code) {
+        char url[128];
+        size_t n =
+            (size_t)snprintf(url, sizeof url, "https://stripe.com/docs/error-codes/%s", code);
+        for (size_t i = sizeof "https://stripe.com/docs/error-codes/" - 1; i < n && url[i]; i++)
+            if (url[i] == '_')
+                url[i] = '-';
         json_object_set_new(e, "code", json_string(code));
+        json_object_set_new(e, "doc_url", json_string(url));
+    }
     if (e && param)
-        json_object_set_new(e, "param", json_string(param));
+        json_object_set_new(e, "param", sim_http_str(param));
     cm_http_resp_json(resp, status, e ? json_pack("{s:o}", "error", e) : NULL);
+}
+
+/* A 400 invalid_request_error whose message is formatted. */
+__attribute__((format(printf, 4, 5))) static void
+answer_invalid(cm_http_resp_t *resp, const char *code, const char *param, const char *fmt, ...)
+{
+    char msg[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    answer_error(resp, 400, "invalid_request_error", code, param, msg);
 }
 
 static void set_request_id(sim_stripe_t *s, cm_http_resp_t *resp, char id[40])
@@ -189,100 +219,550 @@ static void set_request_id(sim_stripe_t *s, cm_http_resp_t *resp, char id[40])
         CM_WARN(COMP, "could not add Request-Id");
 }
 
+/* ---- authentication ------------------------------------------------------------------ */
+
+/* Stripe takes the secret key as a bearer token or as the user name of HTTP Basic auth
+ * with an empty password (docs.stripe.com/api/authentication: "curl -u sk_test_...:").
+ * The key goes to key (cap bytes); 0 when the header has neither form. */
+static int presented_key(const char *h, char *key, size_t cap)
+{
+    key[0] = '\0';
+    if (strncasecmp(h, "Bearer ", 7) == 0) {
+        snprintf(key, cap, "%s", h + 7);
+        return 1;
+    }
+    if (strncasecmp(h, "Basic ", 6) != 0)
+        return 0;
+    uint8_t raw[512];
+    const char *b = h + 6;
+    long n =
+        strlen(b) <= 4 * (sizeof raw / 3) ? cm_b64_decode(b, strlen(b), raw, sizeof raw - 1) : -1;
+    if (n < 0)
+        return 0;
+    raw[n] = '\0';
+    uint8_t *colon = memchr(raw, ':', (size_t)n);
+    /* A password is not part of Stripe's scheme: the key alone, then ':'. Refusing one is
+     * the stricter reading (the docs say none is needed, not that one is ignored). */
+    if (!colon || colon != raw + n - 1 || memchr(raw, '\0', (size_t)n))
+        return 0;
+    size_t kl = (size_t)(colon - raw);
+    if (kl >= cap)
+        return 0;
+    memcpy(key, raw, kl);
+    key[kl] = '\0';
+    return 1;
+}
+
+/* The key as Stripe echoes a wrong one: its "sk_test_"-style prefix, stars, the last four
+ * characters; all stars when it is too short to show any. out holds 96 bytes. */
+static void masked_key(const char *key, char out[96])
+{
+    size_t len = strlen(key), pre = 0;
+    const char *second = strchr(key, '_') ? strchr(strchr(key, '_') + 1, '_') : NULL;
+    if (second && (size_t)(second - key) < 12)
+        pre = (size_t)(second - key) + 1;
+    if (len < pre + 8 || len > 80) {
+        snprintf(out, 96, "%.*s", (int)(len < 20 ? len : 20), "********************");
+        return;
+    }
+    snprintf(out, 96, "%.*s%.*s%s", (int)pre, key, (int)(len - pre - 4),
+             "********************************************************************************",
+             key + len - 4);
+}
+
 static int authorised(sim_stripe_t *s, const cm_http_req_t *req, cm_http_resp_t *resp)
 {
-    if (sim_http_bearer_ok(req, s->api_key))
-        return 1;
     const char *h = cm_http_req_header(req, "Authorization");
-    if (cm_http_resp_header(resp, "WWW-Authenticate", "Bearer realm=\"Stripe\"") != CM_OK)
+    char key[256], shown[96], msg[256];
+    int has = h && presented_key(h, key, sizeof key);
+    if (has && key[0] && cm_ct_equal(key, strlen(key), s->api_key, strlen(s->api_key)))
+        return 1;
+    if (cm_http_resp_header(resp, "WWW-Authenticate", "Basic realm=\"Stripe\"") != CM_OK)
         CM_WARN(COMP, "could not add WWW-Authenticate");
-    if (!h) {
+    if (!h || (has && !key[0])) {
         answer_error(resp, 401, "invalid_request_error", NULL, NULL,
                      "You did not provide an API key. You need to provide your API key in the "
                      "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
-                     "YOUR_SECRET_KEY').");
+                     "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for "
+                     "details, or we can help at https://support.stripe.com/.");
+    } else if (!has) {
+        answer_error(resp, 401, "invalid_request_error", NULL, NULL,
+                     "Invalid API Key provided: the Authorization header must be 'Bearer "
+                     "YOUR_SECRET_KEY' or Basic auth with the key as the user name.");
     } else {
-        /* Stripe echoes a masked key; showing none of it is safer and still clear. */
-        answer_error(resp, 401, "invalid_request_error", NULL, NULL, "Invalid API Key provided.");
+        masked_key(key, shown);
+        snprintf(msg, sizeof msg, "Invalid API Key provided: %s", shown);
+        answer_error(resp, 401, "invalid_request_error", NULL, NULL, msg);
     }
     return 0;
 }
 
-/* ---- POST /v1/payment_intents ----------------------------------------------------- */
+/* ---- API versions ---------------------------------------------------------------------- */
 
-static int parse_amount(const char *v, long long *out)
+/* The versions Stripe-Version may name: every GA version a stripe-node release pinned
+ * (its CHANGELOG and src/apiVersion.ts history, 2019-08-08 to 2026-10-28.endive). Stripe
+ * knows older ones too; naming one of those is refused here, the stricter reading. From
+ * 2024-09-30 on, a version has its release's name (".acacia") and a bare date is refused. */
+static const char *const known_versions[] = {
+    "2019-08-08",        "2019-12-03",        "2020-03-02",        "2020-08-27",
+    "2022-08-01",        "2022-11-15",        "2023-08-16",        "2023-10-16",
+    "2024-04-10",        "2024-06-20",        "2024-09-30.acacia", "2024-10-28.acacia",
+    "2024-11-20.acacia", "2024-12-18.acacia", "2025-01-27.acacia", "2025-02-24.acacia",
+    "2025-03-31.basil",  "2025-04-30.basil",  "2025-05-28.basil",  "2025-06-30.basil",
+    "2025-07-30.basil",  "2025-08-27.basil",  "2025-09-30.clover", "2025-10-29.clover",
+    "2025-11-17.clover", "2025-12-15.clover", "2026-01-28.clover", "2026-02-25.clover",
+    "2026-03-25.dahlia", "2026-04-22.dahlia", "2026-05-27.dahlia", "2026-06-24.dahlia",
+    "2026-07-29.dahlia", "2026-08-26.dahlia", "2026-09-30.endive", "2026-10-28.endive",
+};
+
+/* The version a request runs under: its Stripe-Version, or the account's default
+ * (API_VERSION) without one. Sets the Stripe-Version answer header, as Stripe does. A
+ * version Stripe does not know is answered 400 ("Invalid Stripe API version: ...", no
+ * code, as Stripe answers it) and -1 returned. out holds 32 bytes. */
+static int api_version(const cm_http_req_t *req, cm_http_resp_t *resp, char out[32])
 {
-    if (!*v || strlen(v) > 12)
-        return -1;
-    for (const char *p = v; *p; p++)
-        if (!isdigit((unsigned char)*p))
+    const char *v = cm_http_req_header(req, "Stripe-Version");
+    snprintf(out, 32, "%s", API_VERSION);
+    if (v) {
+        size_t i = 0, n = sizeof known_versions / sizeof known_versions[0];
+        while (i < n && strcmp(v, known_versions[i]) != 0)
+            i++;
+        if (i == n) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "Invalid Stripe API version: %.120s", v);
+            answer_error(resp, 400, "invalid_request_error", NULL, NULL, msg);
             return -1;
+        }
+        snprintf(out, 32, "%s", v);
+    }
+    if (cm_http_resp_header(resp, "Stripe-Version", out) != CM_OK)
+        CM_WARN(COMP, "could not add Stripe-Version");
+    return 0;
+}
+
+/* 1 when version (a known one) is at or after since (a "YYYY-MM-DD" date). */
+static int version_from(const char *version, const char *since)
+{
+    return strncmp(version, since, 10) >= 0;
+}
+
+/* ---- currencies and amounts -------------------------------------------------------------- */
+
+/* Stripe's presentment currencies (docs.stripe.com/currencies, "Supported presentment
+ * currencies"; the same list Stripe's "Invalid currency" error prints). */
+static const char currencies[] =
+    "usd aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob brl bsd "
+    "bwp byn bzd cad cdf chf clp cny cop crc cve czk djf dkk dop dzd egp etb eur fjd fkp gbp "
+    "gel gip gmd gnf gtq gyd hkd hnl htg huf idr ils inr isk jmd jod jpy kes kgs khr kmf krw "
+    "kwd kyd kzt lak lbp lkr lrd lsl mad mdl mga mkd mmk mnt mop mur mvr mwk mxn myr mzn nad "
+    "ngn nio nok npr nzd omr pab pen pgk php pkr pln pyg qar ron rsd rub rwf sar sbd scr sek "
+    "sgd shp sle sos srd std szl thb tjs tnd top try ttd twd tzs uah ugx uyu uzs vnd vuv wst "
+    "xaf xcd xof xpf yer zar zmw";
+
+/* Zero-decimal currencies: amounts are whole units (docs.stripe.com/currencies#zero-decimal). */
+static const char zero_decimal[] =
+    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf";
+
+/* The smallest amount a charge may have, in the smallest unit (docs.stripe.com/currencies,
+ * "Minimum and maximum charge amounts"). Stripe's rule for other currencies is the
+ * equivalent of the account's settlement minimum at the day's rate, which the simulator
+ * cannot know: it asks for at least 1 unit there. */
+static const struct {
+    const char cur[4];
+    long long min;
+} minimums[] = {
+    {"usd", 50},    {"aed", 200},  {"aud", 50},  {"bgn", 100},  {"brl", 50},  {"cad", 50},
+    {"chf", 50},    {"czk", 1500}, {"dkk", 250}, {"eur", 50},   {"gbp", 30},  {"hkd", 400},
+    {"huf", 17500}, {"inr", 50},   {"jpy", 50},  {"mxn", 1000}, {"myr", 200}, {"nok", 300},
+    {"nzd", 50},    {"pln", 200},  {"ron", 200}, {"sek", 300},  {"sgd", 50},  {"thb", 1000},
+};
+
+static int word_in(const char *list, const char *w)
+{
+    size_t n = strlen(w);
+    for (const char *p = list; *p;) {
+        size_t k = strcspn(p, " ");
+        if (k == n && strncmp(p, w, n) == 0)
+            return 1;
+        p += k + (p[k] == ' ');
+    }
+    return 0;
+}
+
+static long long min_amount(const char *cur)
+{
+    for (size_t i = 0; i < sizeof minimums / sizeof minimums[0]; i++)
+        if (strcmp(minimums[i].cur, cur) == 0)
+            return minimums[i].min;
+    return 1;
+}
+
+/* amount in cur as Stripe words it: "0.50 usd", "50 jpy". out holds 48 bytes. */
+static void format_amount(long long amount, const char *cur, char out[48])
+{
+    if (word_in(zero_decimal, cur))
+        snprintf(out, 48, "%lld %s", amount, cur);
+    else
+        snprintf(out, 48, "%lld.%02lld %s", amount / 100, amount % 100, cur);
+}
+
+/* ---- parameters ------------------------------------------------------------------------ */
+
+/* How a parameter is checked. Form bodies decode to strings, hashes and arrays
+ * (sim_form.h); an empty string unsets an optional parameter, as in Stripe's API. */
+typedef enum {
+    P_STR,     /* a string of at most maxlen (5000 when 0) characters */
+    P_INT,     /* an integer: "Invalid integer: x" (parameter_invalid_integer) */
+    P_BOOL,    /* "true" or "false": "Invalid boolean: x" */
+    P_ENUM,    /* one of choices: "Invalid name: must be one of a, b, or c" */
+    P_META,    /* metadata: a hash of strings, 50 keys of <= 40, values of <= 500 chars */
+    P_HASH,    /* a hash whose keys are sub */
+    P_LIST,    /* an array of strings, each one of choices when set */
+    P_NOMODEL, /* a real Stripe parameter the simulator does not model: refused, saying so */
+} ptype_t;
+
+typedef struct pspec pspec_t;
+struct pspec {
+    const char *name;
+    ptype_t type;
+    int required;
+    const char *choices;       /* P_ENUM, P_LIST: space-separated values */
+    size_t maxlen;             /* P_STR */
+    const pspec_t *sub;        /* P_HASH: its keys, ended by {NULL} */
+    const char *since, *until; /* API versions [since, until) it exists in; NULL: always */
+};
+
+static const pspec_t *spec_find(const pspec_t *spec, const char *name, const char *version)
+{
+    for (const pspec_t *p = spec; p->name; p++)
+        if (strcmp(p->name, name) == 0 && (!p->since || version_from(version, p->since)) &&
+            (!p->until || !version_from(version, p->until)))
+            return p;
+    return NULL;
+}
+
+/* "a, b, or c" from "a b c"; out holds 512 bytes. */
+static void choices_text(const char *choices, char out[512])
+{
+    size_t n = 0, words = 1, w = 0;
+    for (const char *p = choices; *p; p++)
+        words += *p == ' ';
+    out[0] = '\0';
+    for (const char *p = choices; *p && n < 500;) {
+        size_t k = strcspn(p, " ");
+        w++;
+        n += (size_t)snprintf(out + n, 512 - n, "%s%s%.*s",
+                              w == 1       ? ""
+                              : words == 2 ? " "
+                                           : ", ",
+                              w > 1 && w == words ? "or " : "", (int)k, p);
+        p += k + (p[k] == ' ');
+    }
+}
+
+/* Parses a decimal integer (optional '-'); -1 when it is not one or has over 15 digits. */
+static int parse_int(const char *v, long long *out)
+{
+    const char *d = *v == '-' ? v + 1 : v;
+    if (!*d || strlen(d) > 15 || strspn(d, "0123456789") != strlen(d))
+        return -1;
     *out = strtoll(v, NULL, 10);
     return 0;
 }
 
-/* Checks the form; on failure answers and returns -1. */
-static int validate_intent(const json_t *form, cm_http_resp_t *resp, long long *amount,
-                           char currency[4])
+static int check_value(const json_t *v, const pspec_t *p, const char *full, const char *version,
+                       cm_http_resp_t *resp);
+
+/* Checks every key of form against spec (under version) and the required ones' presence.
+ * prefix names the enclosing hash ("" at the top). 0 when all fit; else answers 400 as
+ * Stripe does and returns -1. */
+static int check_params(const json_t *form, const pspec_t *spec, const char *prefix,
+                        const char *version, cm_http_resp_t *resp)
 {
-    char msg[160];
-    const json_t *a = json_object_get(form, "amount");
-    const json_t *c = json_object_get(form, "currency");
-    const json_t *m = json_object_get(form, "metadata");
-    if (!a) {
-        answer_error(resp, 400, "invalid_request_error", "parameter_missing", "amount",
-                     "Missing required param: amount.");
-        return -1;
-    }
-    if (!json_is_string(a) || parse_amount(json_string_value(a), amount) != 0) {
-        snprintf(msg, sizeof msg, "Invalid integer: %.40s",
-                 json_is_string(a) ? json_string_value(a) : "(a hash or array)");
-        answer_error(resp, 400, "invalid_request_error", "parameter_invalid_integer", "amount",
-                     msg);
-        return -1;
-    }
-    if (*amount < 1 || *amount > MAX_AMOUNT) {
-        answer_error(resp, 400, "invalid_request_error",
-                     *amount < 1 ? "amount_too_small" : "amount_too_large", "amount",
-                     "Amount must be between 1 and 99999999 (in the currency's smallest unit).");
-        return -1;
-    }
-    if (!c) {
-        answer_error(resp, 400, "invalid_request_error", "parameter_missing", "currency",
-                     "Missing required param: currency.");
-        return -1;
-    }
-    const char *cv = json_is_string(c) ? json_string_value(c) : "";
-    if (strlen(cv) != 3 || !isalpha((unsigned char)cv[0]) || !isalpha((unsigned char)cv[1]) ||
-        !isalpha((unsigned char)cv[2])) {
-        snprintf(msg, sizeof msg, "Invalid currency: %.40s. Use a three-letter ISO code.", cv);
-        answer_error(resp, 400, "invalid_request_error", "parameter_invalid_string", "currency",
-                     msg);
-        return -1;
-    }
-    for (int i = 0; i < 3; i++)
-        currency[i] = (char)tolower((unsigned char)cv[i]);
-    currency[3] = '\0';
-    /* "metadata=" (an empty string) is how Stripe clients say "no metadata". */
-    if (m && !json_is_object(m) && !(json_is_string(m) && !*json_string_value(m))) {
-        answer_error(resp, 400, "invalid_request_error", "parameter_invalid_string", "metadata",
-                     "Invalid hash: metadata must be a set of key[value] pairs.");
-        return -1;
-    }
-    if (json_is_object(m)) {
-        const char *k;
-        json_t *v;
-        json_object_foreach((json_t *)m, k, v)
-        {
-            if (!json_is_string(v)) {
-                answer_error(resp, 400, "invalid_request_error", "parameter_invalid_string",
-                             "metadata", "Invalid metadata: values must be strings.");
-                return -1;
-            }
+    const char *k;
+    json_t *v;
+    char full[300];
+    json_object_foreach((json_t *)form, k, v)
+    {
+        snprintf(full, sizeof full, *prefix ? "%s[%s]" : "%s%s", prefix, k);
+        const pspec_t *p = spec_find(spec, k, version);
+        if (!p) {
+            answer_invalid(resp, "parameter_unknown", full, "Received unknown parameter: %s", full);
+            return -1;
         }
+        if (p->type == P_NOMODEL) {
+            answer_invalid(resp, NULL, full,
+                           "%s is a Stripe parameter the simulator does not model "
+                           "(docs/providers-stripe.md): leave it out or extend the simulator.",
+                           full);
+            return -1;
+        }
+        if (check_value(v, p, full, version, resp) != 0)
+            return -1;
+    }
+    for (const pspec_t *p = spec; p->name; p++) {
+        if (!p->required || json_object_get(form, p->name))
+            continue;
+        snprintf(full, sizeof full, *prefix ? "%s[%s]" : "%s%s", prefix, p->name);
+        answer_invalid(resp, "parameter_missing", full, "Missing required param: %s.", full);
+        return -1;
     }
     return 0;
 }
+
+static int check_value(const json_t *v, const pspec_t *p, const char *full, const char *version,
+                       cm_http_resp_t *resp)
+{
+    char text[512];
+    const char *sv = json_string_value(v);
+    long long n;
+    if (sv && !*sv) {
+        if (!p->required)
+            return 0; /* "" unsets an optional parameter */
+        answer_invalid(resp, "parameter_invalid_empty", full,
+                       "You passed an empty string for '%s'. We assume empty values are an "
+                       "attempt to unset a parameter; however '%s' cannot be unset. You should "
+                       "remove '%s' from your request or supply a non-empty value.",
+                       full, full, full);
+        return -1;
+    }
+    switch (p->type) {
+    case P_HASH:
+    case P_META:
+        if (!json_is_object(v)) {
+            answer_invalid(resp, NULL, full,
+                           "Invalid hash: %s must be a set of %s[key]=value pairs", full, full);
+            return -1;
+        }
+        if (p->type == P_HASH)
+            return check_params(v, p->sub, full, version, resp);
+        if (json_object_size(v) > 50) {
+            answer_invalid(resp, NULL, full, "Invalid %s: it may have at most 50 keys", full);
+            return -1;
+        }
+        const char *mk;
+        json_t *mv;
+        json_object_foreach((json_t *)v, mk, mv)
+        {
+            if (!json_is_string(mv) || strlen(mk) > 40 || strlen(json_string_value(mv)) > 500) {
+                answer_invalid(resp, NULL, full,
+                               "Invalid %s[%.60s]: keys are strings of at most 40 characters, "
+                               "values strings of at most 500",
+                               full, mk);
+                return -1;
+            }
+        }
+        return 0;
+    case P_LIST:
+        if (!json_is_array(v)) {
+            answer_invalid(resp, NULL, full, "Invalid array: %s must be a list (%s[0]=...)", full,
+                           full);
+            return -1;
+        }
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            const char *e = json_string_value(json_array_get(v, i));
+            if (!e || (p->choices && !word_in(p->choices, e))) {
+                choices_text(p->choices ? p->choices : "strings", text);
+                answer_invalid(resp, NULL, full, "Invalid %s[%zu]: must be one of %s", full, i,
+                               text);
+                return -1;
+            }
+        }
+        return 0;
+    default:
+        break;
+    }
+    if (!sv) { /* a hash or an array where a scalar belongs */
+        answer_invalid(resp, p->type == P_INT ? "parameter_invalid_integer" : NULL, full,
+                       "Invalid %s: %s must be a single value, not a hash or an array",
+                       p->type == P_INT    ? "integer"
+                       : p->type == P_BOOL ? "boolean"
+                                           : "string",
+                       full);
+        return -1;
+    }
+    switch (p->type) {
+    case P_INT:
+        if (parse_int(sv, &n) != 0) {
+            answer_invalid(resp, "parameter_invalid_integer", full, "Invalid integer: %.60s", sv);
+            return -1;
+        }
+        return 0;
+    case P_BOOL:
+        if (strcmp(sv, "true") && strcmp(sv, "false")) {
+            answer_invalid(resp, NULL, full, "Invalid boolean: %.60s", sv);
+            return -1;
+        }
+        return 0;
+    case P_ENUM:
+        if (!word_in(p->choices, sv)) {
+            choices_text(p->choices, text);
+            answer_invalid(resp, NULL, full, "Invalid %s: must be one of %s", full, text);
+            return -1;
+        }
+        return 0;
+    default:
+        if (strlen(sv) > (p->maxlen ? p->maxlen : 5000)) {
+            answer_invalid(resp, NULL, full,
+                           "Invalid string: %.40s...; must be at most %zu characters", sv,
+                           p->maxlen ? p->maxlen : 5000);
+            return -1;
+        }
+        return 0;
+    }
+}
+
+/* The parameters of each operation: the names stripe-node 23.1.0's types list for it
+ * (PaymentIntentCreateParams, ...), which follow Stripe's OpenAPI spec. */
+#define NOMODEL(n)                                                                                 \
+    {                                                                                              \
+        n, P_NOMODEL, 0, NULL, 0, NULL, NULL, NULL                                                 \
+    }
+#define STR(n)                                                                                     \
+    {                                                                                              \
+        n, P_STR, 0, NULL, 0, NULL, NULL, NULL                                                     \
+    }
+#define BOOL(n)                                                                                    \
+    {                                                                                              \
+        n, P_BOOL, 0, NULL, 0, NULL, NULL, NULL                                                    \
+    }
+#define INT(n)                                                                                     \
+    {                                                                                              \
+        n, P_INT, 0, NULL, 0, NULL, NULL, NULL                                                     \
+    }
+#define ENUM(n, c)                                                                                 \
+    {                                                                                              \
+        n, P_ENUM, 0, c, 0, NULL, NULL, NULL                                                       \
+    }
+/* payment_method_types gave way to allowed_payment_method_types: the latter from
+ * 2026-07-29.dahlia, the former removed in 2026-09-30.endive (stripe-node CHANGELOG 22.4.0,
+ * 23.0.0). Only "card" is modelled. */
+#define PM_TYPES                                                                                   \
+    {"payment_method_types", P_LIST, 0, "card", 0, NULL, NULL, "2026-09-30"},                      \
+    {                                                                                              \
+        "allowed_payment_method_types", P_LIST, 0, "card", 0, NULL, "2026-07-29", NULL             \
+    }
+#define END                                                                                        \
+    {                                                                                              \
+        NULL, P_STR, 0, NULL, 0, NULL, NULL, NULL                                                  \
+    }
+
+static const pspec_t apm_spec[] = {
+    {"enabled", P_BOOL, 1, NULL, 0, NULL, NULL, NULL},
+    ENUM("allow_redirects", "always never"),
+    END,
+};
+
+static const pspec_t create_spec[] = {
+    {"amount", P_INT, 1, NULL, 0, NULL, NULL, NULL},
+    {"currency", P_STR, 1, NULL, 0, NULL, NULL, NULL},
+    {"automatic_payment_methods", P_HASH, 0, NULL, 0, apm_spec, NULL, NULL},
+    ENUM("capture_method", "automatic automatic_async manual"),
+    BOOL("confirm"),
+    ENUM("confirmation_method", "automatic manual"),
+    STR("customer"),
+    {"description", P_STR, 0, NULL, 1000, NULL, NULL, NULL},
+    BOOL("error_on_requires_action"),
+    {"metadata", P_META, 0, NULL, 0, NULL, NULL, NULL},
+    ENUM("off_session", "true false one_off recurring"),
+    STR("payment_method"),
+    PM_TYPES,
+    STR("receipt_email"),
+    STR("return_url"),
+    ENUM("setup_future_usage", "off_session on_session"),
+    {"statement_descriptor", P_STR, 0, NULL, 22, NULL, NULL, NULL},
+    {"statement_descriptor_suffix", P_STR, 0, NULL, 22, NULL, NULL, NULL},
+    STR("transfer_group"),
+    BOOL("use_stripe_sdk"),
+    NOMODEL("amount_details"),
+    NOMODEL("application_fee_amount"),
+    NOMODEL("confirmation_token"),
+    NOMODEL("customer_account"),
+    NOMODEL("excluded_payment_method_types"),
+    NOMODEL("expand"),
+    NOMODEL("hooks"),
+    NOMODEL("mandate"),
+    NOMODEL("mandate_data"),
+    NOMODEL("on_behalf_of"),
+    NOMODEL("payment_details"),
+    NOMODEL("payment_method_configuration"),
+    NOMODEL("payment_method_data"),
+    NOMODEL("payment_method_options"),
+    NOMODEL("radar_options"),
+    NOMODEL("shipping"),
+    NOMODEL("transfer_data"),
+    END,
+};
+
+static const pspec_t confirm_spec[] = {
+    ENUM("capture_method", "automatic automatic_async manual"),
+    BOOL("error_on_requires_action"),
+    ENUM("off_session", "true false one_off recurring"),
+    STR("payment_method"),
+    PM_TYPES,
+    STR("receipt_email"),
+    STR("return_url"),
+    ENUM("setup_future_usage", "off_session on_session"),
+    BOOL("use_stripe_sdk"),
+    NOMODEL("amount_details"),
+    NOMODEL("amount_to_confirm"),
+    NOMODEL("confirmation_token"),
+    NOMODEL("excluded_payment_method_types"),
+    NOMODEL("expand"),
+    NOMODEL("hooks"),
+    NOMODEL("mandate"),
+    NOMODEL("mandate_data"),
+    NOMODEL("payment_details"),
+    NOMODEL("payment_method_data"),
+    NOMODEL("payment_method_options"),
+    NOMODEL("radar_options"),
+    NOMODEL("shipping"),
+    END,
+};
+
+static const pspec_t capture_spec[] = {
+    INT("amount_to_capture"),
+    BOOL("final_capture"),
+    {"metadata", P_META, 0, NULL, 0, NULL, NULL, NULL},
+    {"statement_descriptor", P_STR, 0, NULL, 22, NULL, NULL, NULL},
+    {"statement_descriptor_suffix", P_STR, 0, NULL, 22, NULL, NULL, NULL},
+    NOMODEL("amount_details"),
+    NOMODEL("application_fee_amount"),
+    NOMODEL("expand"),
+    NOMODEL("hooks"),
+    NOMODEL("payment_details"),
+    NOMODEL("transfer_data"),
+    END,
+};
+
+static const pspec_t cancel_spec[] = {
+    ENUM("cancellation_reason", "abandoned duplicate fraudulent requested_by_customer"),
+    NOMODEL("expand"),
+    END,
+};
+
+static const pspec_t refund_spec[] = {
+    INT("amount"),
+    STR("charge"),
+    STR("currency"),
+    STR("instructions_email"),
+    {"metadata", P_META, 0, NULL, 0, NULL, NULL, NULL},
+    STR("payment_intent"),
+    ENUM("reason", "duplicate fraudulent requested_by_customer"),
+    BOOL("refund_application_fee"),
+    BOOL("reverse_transfer"),
+    NOMODEL("customer"),
+    NOMODEL("expand"),
+    NOMODEL("origin"),
+    END,
+};
+
+/* The test payment methods of docs.stripe.com/testing that succeed; the declining ones are
+ * in test_card_decline. Any other id is a PaymentMethod the simulator never made. */
+static const char good_cards[] =
+    "pm_card_visa pm_card_visa_debit pm_card_mastercard pm_card_mastercard_debit "
+    "pm_card_mastercard_prepaid pm_card_amex pm_card_discover pm_card_diners pm_card_jcb "
+    "pm_card_unionpay";
 
 static json_t *opt_string(const json_t *form, const char *name)
 {
@@ -299,7 +779,8 @@ typedef struct {
     json_t *form;
     const char *idem_key;
     char request_id[40];
-    int executed; /* execution began: the answer is stored under the idempotency key */
+    char version[32]; /* the API version the request runs under */
+    int executed;     /* execution began: the answer is stored under the idempotency key */
 } op_t;
 
 static const char *test_card_decline(const char *pm, const char **code)
@@ -340,7 +821,8 @@ static const char *decline_message(const char *decline)
     return "Your card was declined.";
 }
 
-static void queue_event(sim_stripe_t *s, const op_t *o, const char *type, const json_t *object);
+static void record_event(sim_stripe_t *s, const op_t *o, const char *type, const json_t *object,
+                         int deliver);
 
 static void effect(sim_stripe_t *s, const op_t *o, const char *kind, const char *id, json_t *detail)
 {
@@ -377,7 +859,7 @@ static void charge_intent(sim_stripe_t *s, op_t *o, json_t *pi, const char *pm)
             "https://stripe.com/docs/error-codes/card-declined", "payment_intent", pi);
         cm_http_resp_json(o->resp, 402, e ? json_pack("{s:o}", "error", e) : NULL);
         (void)cm_http_resp_header(o->resp, "Stripe-Should-Retry", "false");
-        queue_event(s, o, "payment_intent.payment_failed", pi);
+        record_event(s, o, "payment_intent.payment_failed", pi, 1);
         CM_INFO(COMP, "payment_intent %s declined (%s)", cm_json_str(pi, "id", ""), decline);
         return;
     }
@@ -393,38 +875,135 @@ static void charge_intent(sim_stripe_t *s, op_t *o, json_t *pi, const char *pm)
                                   "amount", amount, "amount_refunded", (json_int_t)0, "currency",
                                   json_object_get(pi, "currency")));
     if (manual) {
-        queue_event(s, o, "payment_intent.amount_capturable_updated", pi);
+        record_event(s, o, "payment_intent.amount_capturable_updated", pi, 1);
     } else {
         effect(s, o, "charge", cm_json_str(pi, "id", ""),
                json_pack("{s:I,s:s,s:s}", "amount", amount, "currency",
                          cm_json_str(pi, "currency", ""), "charge", charge));
-        queue_event(s, o, "payment_intent.succeeded", pi);
+        record_event(s, o, "payment_intent.succeeded", pi, 1);
     }
     cm_http_resp_json(o->resp, 200, json_deep_copy(pi));
 }
 
-static json_t *new_intent(sim_stripe_t *s, const json_t *form, long long amount,
-                          const char *currency)
+/* A string parameter, NULL when absent or "" (unset). */
+static const char *param(const op_t *o, const char *name)
 {
+    const char *v = cm_json_str(o->form, name, NULL);
+    return v && *v ? v : NULL;
+}
+
+/* Checks a payment_method parameter: a test payment method of docs.stripe.com/testing
+ * (pm_card_visa, the declining pm_card_chargeDeclined*). Answers 400 and returns -1
+ * otherwise: resource_missing for an id the simulator never made, as Stripe answers an
+ * unknown PaymentMethod. */
+static int check_pm(cm_http_resp_t *resp, const char *pm)
+{
+    const char *code;
+    if (!pm || word_in(good_cards, pm) || test_card_decline(pm, &code))
+        return 0;
+    if (strcmp(pm, "pm_card_authenticationRequired") == 0 ||
+        strcmp(pm, "pm_card_threeDSecure2Required") == 0) {
+        answer_invalid(resp, NULL, "payment_method",
+                       "%s needs 3D Secure (requires_action), which the simulator does not model.",
+                       pm);
+        return -1;
+    }
+    answer_invalid(resp, "resource_missing", "payment_method", "No such PaymentMethod: '%.100s'",
+                   pm);
+    return -1;
+}
+
+/* The intent's payment method types: the list given, else ["card"]. */
+static json_t *pm_types(const json_t *form)
+{
+    const json_t *t = json_object_get(form, "payment_method_types");
+    if (!json_is_array(t))
+        t = json_object_get(form, "allowed_payment_method_types");
+    return json_is_array(t) && json_array_size(t) ? json_deep_copy(t) : json_pack("[s]", "card");
+}
+
+static json_t *new_intent(sim_stripe_t *s, const op_t *o, long long amount, const char *currency)
+{
+    const json_t *form = o->form;
     char id[40], secret_tail[40], client_secret[96];
     new_id(s, "pi_", id);
     new_id(s, "", secret_tail);
     snprintf(client_secret, sizeof client_secret, "%s_secret_%s", id, secret_tail);
     const json_t *m = json_object_get(form, "metadata");
-    const json_t *pmt = json_object_get(form, "payment_method_types");
     json_t *pmv = opt_string(form, "payment_method");
-    return json_pack(
-        "{s:s,s:s,s:I,s:I,s:I,s:s,s:n,s:n,s:s,s:s,s:I,s:s,s:o,s:o,s:n,s:n,s:b,s:o,s:o,s:o,s:s}",
+    /* From 2023-08-16 an intent made without payment_method_types has automatic payment
+     * methods on (docs.stripe.com/upgrades#2023-08-16); the simulator's only one is card. */
+    const json_t *apm = json_object_get(form, "automatic_payment_methods");
+    int has_types = json_is_array(json_object_get(form, "payment_method_types")) ||
+                    json_is_array(json_object_get(form, "allowed_payment_method_types"));
+    json_t *apmv =
+        json_is_object(apm)
+            ? json_pack("{s:b}", "enabled", strcmp(cm_json_str(apm, "enabled", ""), "true") == 0)
+        : !has_types && version_from(o->version, "2023-08-16") ? json_pack("{s:b}", "enabled", 1)
+                                                               : json_null();
+    json_t *pi = json_pack(
+        "{s:s,s:s,s:I,s:I,s:I,s:o,s:s,s:n,s:n,s:s,s:s,s:I,s:s,s:o,s:o,s:n,s:n,s:b,s:o,s:o,s:o,s:s}",
         "id", id, "object", "payment_intent", "amount", (json_int_t)amount, "amount_capturable",
-        (json_int_t)0, "amount_received", (json_int_t)0, "capture_method",
-        cm_json_str(form, "capture_method", "automatic"), "canceled_at", "cancellation_reason",
-        "client_secret", client_secret, "confirmation_method", "automatic", "created",
+        (json_int_t)0, "amount_received", (json_int_t)0, "automatic_payment_methods", apmv,
+        "capture_method", cm_json_str(form, "capture_method", "automatic"), "canceled_at",
+        "cancellation_reason", "client_secret", client_secret, "confirmation_method",
+        cm_json_str(form, "confirmation_method", "automatic"), "created",
         (json_int_t)cm_clock_now_s(), "currency", currency, "customer",
         opt_string(form, "customer"), "description", opt_string(form, "description"),
         "last_payment_error", "latest_charge", "livemode", 0, "metadata",
         json_is_object(m) ? json_deep_copy(m) : json_object(), "payment_method", pmv,
-        "payment_method_types", json_is_array(pmt) ? json_deep_copy(pmt) : json_pack("[s]", "card"),
-        "status", json_is_null(pmv) ? "requires_payment_method" : "requires_confirmation");
+        "payment_method_types", pm_types(form), "status",
+        json_is_null(pmv) ? "requires_payment_method" : "requires_confirmation");
+    if (pi)
+        json_object_set_new(pi, "receipt_email", opt_string(form, "receipt_email"));
+    return pi;
+}
+
+/* Checks amount and currency after the generic checks: a supported lower-case currency
+ * and an amount within its minimum and Stripe's eight-digit maximum. Answers and returns
+ * -1 otherwise. */
+static int check_amount(const json_t *form, cm_http_resp_t *resp, long long *amount,
+                        char currency[4])
+{
+    const char *cv = cm_json_str(form, "currency", "");
+    char shown[48];
+    /* "You must use all lowercase letters" (docs.stripe.com/currencies): an upper-case
+     * code is refused, the stricter reading of that sentence. */
+    if (strlen(cv) != 3 || !word_in(currencies, cv)) {
+        answer_invalid(resp, NULL, "currency",
+                       "Invalid currency: %.40s. Stripe currently supports these currencies: "
+                       "%s",
+                       cv, currencies);
+        return -1;
+    }
+    memcpy(currency, cv, 4);
+    (void)parse_int(cm_json_str(form, "amount", ""), amount); /* checked as P_INT */
+    long long min = min_amount(currency);
+    if (*amount < min) {
+        format_amount(min, currency, shown);
+        answer_invalid(resp, "amount_too_small", "amount", "Amount must be at least %s", shown);
+        return -1;
+    }
+    if (*amount > MAX_AMOUNT) {
+        format_amount(MAX_AMOUNT, currency, shown);
+        answer_invalid(resp, "amount_too_large", "amount", "Amount must be no more than %s", shown);
+        return -1;
+    }
+    return 0;
+}
+
+static void answer_no_pm(cm_http_resp_t *resp, const json_t *pi)
+{
+    json_t *e = json_pack("{s:s,s:s,s:s,s:s,s:s,s:O}", "type", "invalid_request_error", "code",
+                          "payment_intent_unexpected_state", "doc_url",
+                          "https://stripe.com/docs/error-codes/payment-intent-unexpected-state",
+                          "param", "payment_method", "message",
+                          "You cannot confirm this PaymentIntent because it's missing a payment "
+                          "method. You can either update the PaymentIntent with a payment method "
+                          "and then confirm it again, or confirm it again directly with a payment "
+                          "method.",
+                          "payment_intent", pi);
+    cm_http_resp_json(resp, 400, e ? json_pack("{s:o}", "error", e) : NULL);
 }
 
 static void op_create(op_t *o)
@@ -432,34 +1011,46 @@ static void op_create(op_t *o)
     sim_stripe_t *s = o->s;
     long long amount;
     char currency[4];
-    if (validate_intent(o->form, o->resp, &amount, currency) != 0)
+    const json_t *f = o->form;
+    if (check_amount(f, o->resp, &amount, currency) != 0 ||
+        check_pm(o->resp, param(o, "payment_method")) != 0)
         return;
-    const char *cap = cm_json_str(o->form, "capture_method", "automatic");
-    if (strcmp(cap, "automatic") && strcmp(cap, "manual") && strcmp(cap, "automatic_async")) {
-        answer_error(o->resp, 400, "invalid_request_error", "parameter_invalid_string",
-                     "capture_method", "Invalid capture_method: must be automatic or manual.");
+    if (param(o, "customer")) {
+        /* The simulator keeps no customers, so every id is one Stripe would not find. */
+        answer_invalid(o->resp, "resource_missing", "customer", "No such customer: '%.100s'",
+                       cm_json_str(f, "customer", ""));
         return;
     }
-    /* confirm defaults to true here (the simulator's documented shortcut): an intent
-     * created without confirm=false is charged at once, with a test card that succeeds. */
-    const char *confirm = cm_json_str(o->form, "confirm", "true");
-    int do_confirm = strcmp(confirm, "false") != 0;
+    int apm = json_is_object(json_object_get(f, "automatic_payment_methods"));
+    if (apm && (json_is_array(json_object_get(f, "payment_method_types")) ||
+                json_is_array(json_object_get(f, "allowed_payment_method_types")))) {
+        answer_invalid(o->resp, "parameters_exclusive", "automatic_payment_methods",
+                       "You may only specify one of these parameters: automatic_payment_methods, "
+                       "payment_method_types.");
+        return;
+    }
+    /* confirm defaults to false (docs.stripe.com/api/payment_intents/create): without it
+     * the intent waits in requires_payment_method or requires_confirmation, uncharged. */
+    int do_confirm = strcmp(cm_json_str(f, "confirm", "false"), "true") == 0;
     pthread_mutex_lock(&s->mu);
     o->executed = 1;
-    json_t *pi = new_intent(s, o->form, amount, currency);
+    json_t *pi = new_intent(s, o, amount, currency);
     if (!pi || json_array_append(s->ledger, pi) ||
         json_object_set(s->by_id, cm_json_str(pi, "id", ""), pi)) {
         answer_error(o->resp, 500, "api_error", NULL, NULL, "The simulator ran out of memory.");
-    } else if (do_confirm) {
-        const char *pm = cm_json_str(pi, "payment_method", NULL);
-        char gen[40];
-        if (!pm) {
-            new_id(s, "pm_", gen);
-            pm = gen;
-        }
-        charge_intent(s, o, pi, pm);
     } else {
-        cm_http_resp_json(o->resp, 200, json_deep_copy(pi));
+        record_event(s, o, "payment_intent.created", pi, 0);
+        const char *pm = cm_json_str(pi, "payment_method", NULL);
+        if (!do_confirm) {
+            cm_http_resp_json(o->resp, 200, json_deep_copy(pi));
+        } else if (!pm) {
+            /* The intent exists (requires_payment_method); the confirmation failed. */
+            answer_no_pm(o->resp, pi);
+        } else {
+            char keep[128];
+            snprintf(keep, sizeof keep, "%s", pm);
+            charge_intent(s, o, pi, keep);
+        }
     }
     pthread_mutex_unlock(&s->mu);
     json_decref(pi);
@@ -492,23 +1083,24 @@ static void op_confirm(op_t *o)
 {
     sim_stripe_t *s = o->s;
     const char *id = cm_http_req_param(o->req, "id");
+    const char *pm = param(o, "payment_method");
+    if (check_pm(o->resp, pm) != 0)
+        return;
     pthread_mutex_lock(&s->mu);
     json_t *pi = json_object_get(s->by_id, id);
     const char *st = pi ? cm_json_str(pi, "status", "") : "";
-    const char *pm = cm_json_str(o->form, "payment_method", NULL);
     if (!pi) {
         answer_missing(o->resp, "payment_intent", id, "intent");
     } else if (strcmp(st, "requires_payment_method") && strcmp(st, "requires_confirmation")) {
         answer_state(o->resp, pi, "confirm", "requires_payment_method, requires_confirmation");
     } else if (!pm && !cm_json_str(pi, "payment_method", NULL)) {
-        answer_error(o->resp, 400, "invalid_request_error", "payment_intent_unexpected_state",
-                     "payment_method",
-                     "You cannot confirm this PaymentIntent because it's missing a payment "
-                     "method.");
+        answer_no_pm(o->resp, pi);
     } else {
         o->executed = 1;
         char keep[128];
         snprintf(keep, sizeof keep, "%s", pm ? pm : cm_json_str(pi, "payment_method", ""));
+        if (param(o, "capture_method"))
+            json_object_set_new(pi, "capture_method", json_string(param(o, "capture_method")));
         charge_intent(s, o, pi, keep);
     }
     pthread_mutex_unlock(&s->mu);
@@ -521,13 +1113,13 @@ static void op_capture(op_t *o)
     pthread_mutex_lock(&s->mu);
     json_t *pi = json_object_get(s->by_id, id);
     json_int_t cap = pi ? json_integer_value(json_object_get(pi, "amount_capturable")) : 0;
-    const char *atc = cm_json_str(o->form, "amount_to_capture", NULL);
+    const char *atc = param(o, "amount_to_capture");
     long long amount = cap;
     if (!pi) {
         answer_missing(o->resp, "payment_intent", id, "intent");
     } else if (strcmp(cm_json_str(pi, "status", ""), "requires_capture") != 0) {
         answer_state(o->resp, pi, "capture", "requires_capture");
-    } else if (atc && (parse_amount(atc, &amount) != 0 || amount < 1 || amount > cap)) {
+    } else if (atc && (parse_int(atc, &amount) != 0 || amount < 1 || amount > cap)) {
         answer_error(o->resp, 400, "invalid_request_error", "amount_too_large", "amount_to_capture",
                      "The amount to capture must be a positive integer no larger than "
                      "amount_capturable.");
@@ -543,7 +1135,7 @@ static void op_capture(op_t *o)
                json_pack("{s:I,s:s,s:s,s:b}", "amount", (json_int_t)amount, "currency",
                          cm_json_str(pi, "currency", ""), "charge",
                          cm_json_str(pi, "latest_charge", ""), "captured", 1));
-        queue_event(s, o, "payment_intent.succeeded", pi);
+        record_event(s, o, "payment_intent.succeeded", pi, 1);
         cm_http_resp_json(o->resp, 200, json_deep_copy(pi));
     }
     pthread_mutex_unlock(&s->mu);
@@ -553,7 +1145,7 @@ static void op_cancel(op_t *o)
 {
     sim_stripe_t *s = o->s;
     const char *id = cm_http_req_param(o->req, "id");
-    const char *reason = cm_json_str(o->form, "cancellation_reason", NULL);
+    const char *reason = param(o, "cancellation_reason");
     pthread_mutex_lock(&s->mu);
     json_t *pi = json_object_get(s->by_id, id);
     const char *st = pi ? cm_json_str(pi, "status", "") : "";
@@ -571,7 +1163,7 @@ static void op_cancel(op_t *o)
         json_object_set_new(pi, "canceled_at", json_integer(cm_clock_now_s()));
         json_object_set_new(pi, "cancellation_reason", reason ? json_string(reason) : json_null());
         effect(s, o, "cancellation", id, NULL);
-        queue_event(s, o, "payment_intent.canceled", pi);
+        record_event(s, o, "payment_intent.canceled", pi, 1);
         cm_http_resp_json(o->resp, 200, json_deep_copy(pi));
     }
     pthread_mutex_unlock(&s->mu);
@@ -580,10 +1172,10 @@ static void op_cancel(op_t *o)
 static void op_refund(op_t *o)
 {
     sim_stripe_t *s = o->s;
-    const char *pi_id = cm_json_str(o->form, "payment_intent", NULL);
-    const char *ch_id = cm_json_str(o->form, "charge", NULL);
-    const char *amt = cm_json_str(o->form, "amount", NULL);
-    const char *reason = cm_json_str(o->form, "reason", NULL);
+    const char *pi_id = param(o, "payment_intent");
+    const char *ch_id = param(o, "charge");
+    const char *amt = param(o, "amount");
+    const char *reason = param(o, "reason");
     const json_t *meta = json_object_get(o->form, "metadata");
     long long amount = 0;
     char msg[200];
@@ -593,16 +1185,16 @@ static void op_refund(op_t *o)
                      "payment_intent or charge.");
         return;
     }
-    if (amt && (parse_amount(amt, &amount) != 0 || amount < 1)) {
-        answer_error(o->resp, 400, "invalid_request_error", "parameter_invalid_integer", "amount",
-                     "Invalid positive integer");
+    if (pi_id && ch_id) {
+        /* Which one Stripe would follow is not documented: refusing is the stricter reading. */
+        answer_invalid(o->resp, "parameters_exclusive", "charge",
+                       "You may only specify one of these parameters: charge, payment_intent.");
         return;
     }
-    if (reason && strcmp(reason, "duplicate") && strcmp(reason, "fraudulent") &&
-        strcmp(reason, "requested_by_customer")) {
-        answer_error(o->resp, 400, "invalid_request_error", "parameter_invalid_string", "reason",
-                     "Invalid reason: must be one of duplicate, fraudulent, or "
-                     "requested_by_customer");
+    (void)parse_int(amt ? amt : "0", &amount); /* checked as P_INT */
+    if (amt && amount < 1) {
+        answer_invalid(o->resp, "parameter_invalid_integer", "amount",
+                       "This value must be greater than or equal to 1.");
         return;
     }
     pthread_mutex_lock(&s->mu);
@@ -654,7 +1246,7 @@ static void op_refund(op_t *o)
                                     "currency", cm_json_str(pi, "currency", ""), "payment_intent",
                                     cm_json_str(pi, "id", ""), "refunded", done + amount >= paid,
                                     "captured", 1, "status", "succeeded");
-            queue_event(s, o, "charge.refunded", cho);
+            record_event(s, o, "charge.refunded", cho, 1);
             json_decref(cho);
             cm_http_resp_json(o->resp, 200, json_deep_copy(re));
         } else {
@@ -681,17 +1273,57 @@ static void digest_of(const cm_http_req_t *req, char out[65])
 
 typedef void (*op_fn)(op_t *o);
 
-static void run_post(sim_stripe_t *s, const cm_http_req_t *req, cm_http_resp_t *resp, op_fn fn)
+static void h_unknown(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud);
+
+/* cm_http_server takes "/v1/refunds/" for "/v1/refunds"; Stripe does not (its 404 says to
+ * remove the slash). 1 when the path ends in one and the answer is that 404. */
+static int trailing_slash(sim_stripe_t *s, const cm_http_req_t *req, cm_http_resp_t *resp)
+{
+    size_t n = strlen(req->path);
+    if (n < 2 || req->path[n - 1] != '/')
+        return 0;
+    h_unknown(req, resp, s);
+    return 1;
+}
+
+/* 1 when the request's Content-Type is a form's (parameters are not read from others). */
+static int form_content(const cm_http_req_t *req)
+{
+    const char *ct = cm_http_req_header(req, "Content-Type");
+    size_t n = sizeof "application/x-www-form-urlencoded" - 1;
+    return ct && strncasecmp(ct, "application/x-www-form-urlencoded", n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* Every POST: Request-Id, the key, the API version, a form body whose parameters fit spec,
+ * the idempotency layer, then fn. */
+static void run_post(sim_stripe_t *s, const cm_http_req_t *req, cm_http_resp_t *resp,
+                     const pspec_t *spec, op_fn fn)
 {
     char err[CM_ERR_LEN], digest[65];
     op_t o = {.s = s, .req = req, .resp = resp};
-    set_request_id(s, resp, o.request_id);
-    if (!authorised(s, req, resp))
+    if (trailing_slash(s, req, resp))
         return;
+    set_request_id(s, resp, o.request_id);
+    if (!authorised(s, req, resp) || api_version(req, resp, o.version) != 0)
+        return;
+    /* Stripe reads parameters from form bodies only; a JSON body is refused whole. */
+    if (req->body_len && !form_content(req)) {
+        answer_error(resp, 400, "invalid_request_error", NULL, NULL,
+                     "Invalid request (check that your POST content type is "
+                     "application/x-www-form-urlencoded). If you have any questions, we can help "
+                     "at https://support.stripe.com/.");
+        return;
+    }
     if (sim_form_decode(req->body, req->body_len, &o.form, err) != CM_OK) {
         char msg[CM_ERR_LEN + 32];
         snprintf(msg, sizeof msg, "Invalid request body: %s", err);
         answer_error(resp, 400, "invalid_request_error", NULL, NULL, msg);
+        return;
+    }
+    /* Validation failures are answered before the idempotency layer: never stored. */
+    if (check_params(o.form, spec, "", o.version, resp) != 0) {
+        json_decref(o.form);
         return;
     }
     o.idem_key = cm_http_req_header(req, "Idempotency-Key");
@@ -795,37 +1427,55 @@ static void run_post(sim_stripe_t *s, const cm_http_req_t *req, cm_http_resp_t *
 
 static void h_create(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
-    run_post(ud, req, resp, op_create);
+    run_post(ud, req, resp, create_spec, op_create);
 }
 
 static void h_confirm(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
-    run_post(ud, req, resp, op_confirm);
+    run_post(ud, req, resp, confirm_spec, op_confirm);
 }
 
 static void h_capture(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
-    run_post(ud, req, resp, op_capture);
+    run_post(ud, req, resp, capture_spec, op_capture);
 }
 
 static void h_cancel(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
-    run_post(ud, req, resp, op_cancel);
+    run_post(ud, req, resp, cancel_spec, op_cancel);
 }
 
 static void h_refund(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
-    run_post(ud, req, resp, op_refund);
+    run_post(ud, req, resp, refund_spec, op_refund);
 }
 
-/* ---- GET /v1/payment_intents/{id}, /v1/refunds/{id} ----------------------------------- */
+/* ---- GET: one object, lists, unknown routes ------------------------------------------- */
+
+/* The checks every GET starts with: Request-Id, the key, the API version, and no expand
+ * (which the simulator does not model). 0 to go on; else answered. */
+static int get_begin(sim_stripe_t *s, const cm_http_req_t *req, cm_http_resp_t *resp)
+{
+    char version[32];
+    if (trailing_slash(s, req, resp))
+        return -1;
+    set_request_id(s, resp, NULL);
+    if (!authorised(s, req, resp) || api_version(req, resp, version) != 0)
+        return -1;
+    if (cm_http_req_query(req, "expand[]") || cm_http_req_query(req, "expand[0]")) {
+        answer_invalid(resp, NULL, "expand",
+                       "expand is a Stripe parameter the simulator does not model "
+                       "(docs/providers-stripe.md): leave it out or extend the simulator.");
+        return -1;
+    }
+    return 0;
+}
 
 static void get_one(sim_stripe_t *s, const cm_http_req_t *req, cm_http_resp_t *resp, json_t *map,
                     const char *what, const char *param)
 {
     const char *id = cm_http_req_param(req, "id");
-    set_request_id(s, resp, NULL);
-    if (!authorised(s, req, resp))
+    if (get_begin(s, req, resp) != 0)
         return;
     pthread_mutex_lock(&s->mu);
     json_t *v = json_object_get(map, id);
@@ -849,6 +1499,225 @@ static void h_get_refund(const cm_http_req_t *req, cm_http_resp_t *resp, void *u
     get_one(s, req, resp, s->refunds_by_id, "refund", "refund");
 }
 
+static void h_get_event(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_stripe_t *s = ud;
+    get_one(s, req, resp, s->events_by_id, "event", "id");
+}
+
+/* What a list request asks for, checked. */
+typedef struct {
+    long long limit;
+    const char *starting_after, *ending_before;
+    int has_created[4];
+    long long created[4]; /* gt, gte, lt, lte */
+    /* filters on string fields: field == value ("type" may end in '*': a prefix) */
+    const char *field[2], *value[2];
+    const char *types[20]; /* events: types[0..19], any of them */
+    size_t ntypes;
+} list_q_t;
+
+static const char *const created_ops[4] = {"gt", "gte", "lt", "lte"};
+
+/* Reads the pagination and created parameters; answers and returns -1 when one is bad.
+ * (Query parameters the simulator does not know cannot be refused: cm_http_server gives
+ * no way to list them; see docs/providers-stripe.md.) */
+static int list_query(const cm_http_req_t *req, cm_http_resp_t *resp, list_q_t *q)
+{
+    const char *lim = cm_http_req_query(req, "limit");
+    char name[32];
+    q->limit = 10;
+    if (lim && parse_int(lim, &q->limit) != 0) {
+        answer_invalid(resp, "parameter_invalid_integer", "limit", "Invalid integer: %.60s", lim);
+        return -1;
+    }
+    if (q->limit < 1 || q->limit > 100) {
+        answer_invalid(resp, NULL, "limit", "This value must be %s.",
+                       q->limit < 1 ? "greater than or equal to 1" : "less than or equal to 100");
+        return -1;
+    }
+    q->starting_after = cm_http_req_query(req, "starting_after");
+    q->ending_before = cm_http_req_query(req, "ending_before");
+    if (q->starting_after && q->ending_before) {
+        answer_invalid(resp, NULL, "ending_before",
+                       "You may only specify one of these parameters: ending_before, "
+                       "starting_after.");
+        return -1;
+    }
+    const char *c = cm_http_req_query(req, "created");
+    if (c) { /* created=T is created[gte]=T and created[lte]=T */
+        if (parse_int(c, &q->created[1]) != 0) {
+            answer_invalid(resp, "parameter_invalid_integer", "created", "Invalid integer: %.60s",
+                           c);
+            return -1;
+        }
+        q->created[3] = q->created[1];
+        q->has_created[1] = q->has_created[3] = 1;
+    }
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "created[%s]", created_ops[i]);
+        const char *v = cm_http_req_query(req, name);
+        if (v && parse_int(v, &q->created[i]) != 0) {
+            answer_invalid(resp, "parameter_invalid_integer", name, "Invalid integer: %.60s", v);
+            return -1;
+        }
+        q->has_created[i] |= v != NULL;
+    }
+    return 0;
+}
+
+static int list_match(const list_q_t *q, const json_t *item)
+{
+    json_int_t t = json_integer_value(json_object_get(item, "created"));
+    if ((q->has_created[0] && !(t > q->created[0])) ||
+        (q->has_created[1] && !(t >= q->created[1])) ||
+        (q->has_created[2] && !(t < q->created[2])) || (q->has_created[3] && !(t <= q->created[3])))
+        return 0;
+    for (int i = 0; i < 2 && q->field[i]; i++) {
+        const char *have = cm_json_str(item, q->field[i], "");
+        size_t n = strlen(q->value[i]);
+        if (n && q->value[i][n - 1] == '*' ? strncmp(have, q->value[i], n - 1) != 0
+                                           : strcmp(have, q->value[i]) != 0)
+            return 0;
+    }
+    int any = q->ntypes == 0;
+    for (size_t i = 0; i < q->ntypes && !any; i++)
+        any = strcmp(cm_json_str(item, "type", ""), q->types[i]) == 0;
+    return any;
+}
+
+/* Answers Stripe's list object over items (oldest first, as kept): newest first, limit
+ * of them after starting_after or the limit just before ending_before, has_more when more
+ * lie that way. A cursor Stripe would not find is 400 resource_missing. Under no lock;
+ * takes it. */
+static void answer_list(sim_stripe_t *s, cm_http_resp_t *resp, json_t *items, const char *url,
+                        const char *what, const list_q_t *q)
+{
+    const char *cursor = q->starting_after ? q->starting_after : q->ending_before;
+    pthread_mutex_lock(&s->mu);
+    size_t n = json_array_size(items), at = n; /* newest-first position of the cursor */
+    for (size_t i = 0; cursor && i < n; i++)
+        if (strcmp(cm_json_str(json_array_get(items, n - 1 - i), "id", ""), cursor) == 0)
+            at = i;
+    if (cursor && at == n) {
+        pthread_mutex_unlock(&s->mu);
+        answer_invalid(resp, "resource_missing",
+                       q->starting_after ? "starting_after" : "ending_before",
+                       "No such %s: '%.100s'", what, cursor);
+        return;
+    }
+    json_t *data = json_array();
+    int more = 0;
+    if (q->ending_before) {
+        /* The limit matches nearest the cursor on its newer side. */
+        size_t taken = 0;
+        for (size_t i = at; i-- > 0;) {
+            const json_t *it = json_array_get(items, n - 1 - i);
+            if (!list_match(q, it))
+                continue;
+            if (taken == (size_t)q->limit) {
+                more = 1;
+                break;
+            }
+            json_array_insert_new(data, 0, json_deep_copy(it));
+            taken++;
+        }
+    } else {
+        for (size_t i = cursor ? at + 1 : 0; i < n; i++) {
+            const json_t *it = json_array_get(items, n - 1 - i);
+            if (!list_match(q, it))
+                continue;
+            if (json_array_size(data) == (size_t)q->limit) {
+                more = 1;
+                break;
+            }
+            json_array_append_new(data, json_deep_copy(it));
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    cm_http_resp_json(resp, 200,
+                      data ? json_pack("{s:s,s:o,s:b,s:s}", "object", "list", "data", data,
+                                       "has_more", more, "url", url)
+                           : NULL);
+}
+
+static void h_list_intents(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_stripe_t *s = ud;
+    list_q_t q = {0};
+    if (get_begin(s, req, resp) != 0 || list_query(req, resp, &q) != 0)
+        return;
+    if ((q.value[0] = cm_http_req_query(req, "customer")))
+        q.field[0] = "customer";
+    answer_list(s, resp, s->ledger, "/v1/payment_intents", "payment_intent", &q);
+}
+
+static void h_list_refunds(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_stripe_t *s = ud;
+    list_q_t q = {0};
+    int k = 0;
+    if (get_begin(s, req, resp) != 0 || list_query(req, resp, &q) != 0)
+        return;
+    if ((q.value[k] = cm_http_req_query(req, "payment_intent")))
+        q.field[k++] = "payment_intent";
+    if ((q.value[k] = cm_http_req_query(req, "charge")))
+        q.field[k++] = "charge";
+    answer_list(s, resp, s->refunds, "/v1/refunds", "refund", &q);
+}
+
+static void h_list_events(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_stripe_t *s = ud;
+    list_q_t q = {0};
+    char name[32];
+    if (get_begin(s, req, resp) != 0 || list_query(req, resp, &q) != 0)
+        return;
+    if (cm_http_req_query(req, "delivery_success")) {
+        answer_invalid(resp, NULL, "delivery_success",
+                       "delivery_success is a Stripe parameter the simulator does not model "
+                       "(docs/providers-stripe.md): leave it out or extend the simulator.");
+        return;
+    }
+    for (size_t i = 0; i < 20; i++) {
+        snprintf(name, sizeof name, "types[%zu]", i);
+        if (!(q.types[i] = cm_http_req_query(req, name)))
+            break;
+        q.ntypes++;
+    }
+    if ((q.value[0] = cm_http_req_query(req, "type")))
+        q.field[0] = "type";
+    if (q.field[0] && q.ntypes) {
+        answer_invalid(resp, NULL, "types",
+                       "You may only specify one of these parameters: type, types.");
+        return;
+    }
+    answer_list(s, resp, s->events, "/v1/events", "event", &q);
+}
+
+/* Every route Stripe does not have, and every method a path of ours does not take: 404
+ * with Stripe's message (a wrong method included: "Unrecognized request URL (GET:
+ * /v1/payment_intents/pi_1/confirm)"), after the key check. */
+static void h_unknown(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_stripe_t *s = ud;
+    char msg[700];
+    set_request_id(s, resp, NULL);
+    if (!authorised(s, req, resp))
+        return;
+    size_t pl = strlen(req->path);
+    snprintf(msg, sizeof msg,
+             "Unrecognized request URL (%.10s: %.300s).%s Please see "
+             "https://stripe.com/docs or we can help at https://support.stripe.com/.",
+             req->method, req->path,
+             pl > 1 && req->path[pl - 1] == '/'
+                 ? " If you are trying to list objects, remove the trailing slash. If you are "
+                   "trying to retrieve an object, make sure you passed a valid (non-empty) "
+                   "identifier in your code."
+                 : "");
+    answer_error(resp, 404, "invalid_request_error", NULL, NULL, msg);
+}
+
 cm_err_t sim_stripe_routes(sim_stripe_t *s, cm_http_server_t *srv)
 {
     static const struct {
@@ -856,12 +1725,24 @@ cm_err_t sim_stripe_routes(sim_stripe_t *s, cm_http_server_t *srv)
         cm_http_handler_fn fn;
     } routes[] = {
         {"POST /v1/payment_intents", h_create},
+        {"GET /v1/payment_intents", h_list_intents},
         {"GET /v1/payment_intents/{id}", h_get},
         {"POST /v1/payment_intents/{id}/confirm", h_confirm},
         {"POST /v1/payment_intents/{id}/capture", h_capture},
         {"POST /v1/payment_intents/{id}/cancel", h_cancel},
         {"POST /v1/refunds", h_refund},
+        {"GET /v1/refunds", h_list_refunds},
         {"GET /v1/refunds/{id}", h_get_refund},
+        {"GET /v1/events", h_list_events},
+        {"GET /v1/events/{id}", h_get_event},
+        /* Last: whatever the routes above (and the server's own, added before) leave. */
+        {"GET /*", h_unknown},
+        {"POST /*", h_unknown},
+        {"PUT /*", h_unknown},
+        {"PATCH /*", h_unknown},
+        {"DELETE /*", h_unknown},
+        {"HEAD /*", h_unknown},
+        {"OPTIONS /*", h_unknown},
     };
     cm_err_t rc = CM_OK;
     for (size_t i = 0; !rc && i < sizeof routes / sizeof routes[0]; i++)
@@ -937,21 +1818,46 @@ static json_t *new_event(const char *id, const char *type, int64_t created, cons
                      idem_key ? sim_http_str(idem_key) : json_null());
 }
 
-/* Builds the event (and its twin when asked) and queues it for delivery. Under the lock;
- * nothing is queued when no webhook URL is set (there is no endpoint to deliver to). */
-static void queue_event(sim_stripe_t *s, const op_t *o, const char *type, const json_t *object)
+/* Keeps ev (taken) for GET /v1/events, dropping the oldest beyond SIM_STRIPE_MAX_EVENTS.
+ * Under the lock. */
+static void keep_event(sim_stripe_t *s, json_t *ev)
 {
-    if (!s->wh_url)
-        return;
-    for (int copy = 0; copy < 1 + (s->wh_twin ? 1 : 0); copy++) {
+    if (json_array_size(s->events) >= SIM_STRIPE_MAX_EVENTS) {
+        json_object_del(s->events_by_id, cm_json_str(json_array_get(s->events, 0), "id", ""));
+        json_array_remove(s->events, 0);
+    }
+    if (json_array_append(s->events, ev) ||
+        json_object_set(s->events_by_id, cm_json_str(ev, "id", ""), ev))
+        CM_WARN(COMP, "out of memory: event %s not kept", cm_json_str(ev, "id", ""));
+    json_decref(ev);
+}
+
+/* Makes the Event object Stripe makes for a change (and its twin when asked), keeps it for
+ * /v1/events whether or not a webhook URL is set (Stripe creates events either way), and
+ * queues it for delivery when deliver and a URL is set. deliver 0: the endpoint is taken
+ * not to subscribe to the type (payment_intent.created). Under the lock. */
+static void record_event(sim_stripe_t *s, const op_t *o, const char *type, const json_t *object,
+                         int deliver)
+{
+    int send = deliver && s->wh_url;
+    for (int copy = 0; copy < 1 + (send && s->wh_twin ? 1 : 0); copy++) {
         char id[40];
         new_id(s, "evt_", id);
+        json_t *snap = json_deep_copy(object); /* object changes later; the event does not */
         json_t *ev =
-            new_event(id, type, cm_clock_now_s(), object,
-                      o && o->request_id[0] ? o->request_id : NULL, o ? o->idem_key : NULL);
-        char *body = ev ? cm_json_dumps(ev) : NULL;
-        json_decref(ev);
-        (void)enqueue(s, id, type, body);
+            snap ? new_event(id, type, cm_clock_now_s(), snap,
+                             o && o->request_id[0] ? o->request_id : NULL, o ? o->idem_key : NULL)
+                 : NULL;
+        json_decref(snap);
+        if (!ev) {
+            CM_WARN(COMP, "out of memory: event %s not made", id);
+            continue;
+        }
+        json_object_set_new(ev, "pending_webhooks", json_integer(send));
+        char *body = send ? cm_json_dumps(ev) : NULL;
+        keep_event(s, ev);
+        if (send)
+            (void)enqueue(s, id, type, body);
     }
 }
 

@@ -1,30 +1,45 @@
-/* sim_stripe.h - the Stripe simulator: PaymentIntents, refunds, idempotency, test-card
- * declines and signed event deliveries.
+/* sim_stripe.h - the Stripe simulator: PaymentIntents, refunds, events, idempotency,
+ * test-card declines and signed event deliveries, as strict as Stripe (issue 18; every
+ * rule and its source: docs/providers-stripe.md).
  *
- * Routes served on a server the caller owns, with Stripe's bearer check, form-encoded
- * request bodies (nested "metadata[k]=v" keys), JSON answers, Stripe's error shape
- * {"error":{"type","code","decline_code","message","param"}} and a Request-Id header on
- * every answer:
- *   POST /v1/payment_intents               amount, currency; confirm (default true here),
- *                                          payment_method, capture_method, metadata[...]
+ * Routes served on a server the caller owns, with Stripe's key check (Bearer, or Basic
+ * with the key as user name), Stripe-Version checked and echoed (default 2024-06-20),
+ * form-encoded request bodies only (nested "metadata[k]=v" keys), JSON answers, Stripe's
+ * error shape {"error":{"type","code","doc_url","decline_code","message","param"}} on every
+ * answer, unknown routes and methods included (404 "Unrecognized request URL"), and a
+ * Request-Id header on every answer:
+ *   POST /v1/payment_intents               amount, currency (supported, lower case, at
+ *                                          least the currency's minimum); confirm (default
+ *                                          false), payment_method (a test one),
+ *                                          capture_method, metadata[...], ...
+ *   GET  /v1/payment_intents               limit, starting_after, ending_before, created,
+ *                                          customer
  *   GET  /v1/payment_intents/{id}
  *   POST /v1/payment_intents/{id}/confirm  | /capture (amount_to_capture) | /cancel
  *   POST /v1/refunds                       payment_intent or charge, amount, reason
+ *   GET  /v1/refunds                       + payment_intent, charge
  *   GET  /v1/refunds/{id}
- * Declines: the test payment methods pm_card_chargeDeclined* (InsufficientFunds,
- * ExpiredCard, Fraudulent, ...) or sim_stripe_settings answer 402 card_error with
- * decline_code; the intent goes back to requires_payment_method with last_payment_error.
- * Idempotency-Key on POSTs: the first result is stored once execution began (500s
- * included) and replayed for 24 h with Idempotent-Replayed: true and its Request-Id;
- * other parameters -> 400 idempotency_error; while the first is in flight -> 409
+ *   GET  /v1/events                        + type (a trailing * matches), types[n]
+ *   GET  /v1/events/{id}
+ * Every operation takes exactly Stripe's parameters for it: unknown -> 400
+ * parameter_unknown, missing -> parameter_missing, "" for a required one ->
+ * parameter_invalid_empty, malformed -> parameter_invalid_integer / "Invalid boolean" /
+ * "Invalid <name>: must be one of ...", a real Stripe parameter the simulator does not model
+ * -> 400 saying so. Declines: the test payment methods pm_card_chargeDeclined*
+ * (InsufficientFunds, ExpiredCard, Fraudulent, ...) or sim_stripe_settings answer 402
+ * card_error with decline_code; the intent goes back to requires_payment_method with
+ * last_payment_error. Idempotency-Key on POSTs: the first result is stored once execution
+ * began (500s included) and replayed for 24 h with Idempotent-Replayed: true and its
+ * Request-Id; other parameters -> 400 idempotency_error; while the first is in flight -> 409
  * idempotency_key_in_use (Stripe-Should-Retry: true); validation failures and 429s are not
- * stored. Events (payment_intent.succeeded / payment_failed / canceled /
- * amount_capturable_updated, charge.refunded) go to the URL set with sim_stripe_set_webhook,
- * signed afresh on every attempt (one v1 per secret), retried on the configured schedule.
- * The control API can send any event through the same worker (sim_stripe_send_event).
+ * stored. Every change makes an Event object, kept for GET /v1/events; those of types
+ * payment_intent.succeeded / payment_failed / canceled / amount_capturable_updated and
+ * charge.refunded also go to the URL set with sim_stripe_set_webhook, signed afresh on
+ * every attempt (one v1 per secret), retried on the configured schedule. The control API
+ * can send any event through the same worker (sim_stripe_send_event).
  *
- * Intents, refunds and effects stay in memory until a reset. State sits behind one mutex;
- * all functions but new/free are thread-safe.
+ * Intents, refunds, events and effects stay in memory until a reset. State sits behind one
+ * mutex; all functions but new/free are thread-safe.
  */
 #ifndef SIM_STRIPE_H
 #define SIM_STRIPE_H
@@ -70,6 +85,9 @@ cm_err_t sim_stripe_set_webhook(sim_stripe_t *s, const json_t *cfg, char *err) C
 /* The most retries sim_stripe_set_webhook's schedule has, and the longest delay in it. */
 #define SIM_STRIPE_MAX_RETRIES 16
 #define SIM_STRIPE_MAX_RETRY_DELAY_MS (72LL * 3600 * 1000)
+
+/* The most Event objects GET /v1/events keeps (the oldest go first). Stripe keeps 30 days. */
+#define SIM_STRIPE_MAX_EVENTS 10000
 
 /* The most copies of one event sim_stripe_send_event sends. */
 #define SIM_STRIPE_MAX_COPIES 20

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cm_clock.h"
+#include "cm_codec.h"
 #include "cm_http_client.h"
 #include "cm_http_server.h"
 #include "cm_json.h"
@@ -13,6 +14,9 @@
 #include "sim_stripe.h"
 
 #define KEY "sk_test_unit"
+/* A create that charges at once: confirm defaults to false and needs a payment method. */
+#define CHARGE(amount, cur)                                                                        \
+    "amount=" amount "&currency=" cur "&confirm=true&payment_method=pm_card_visa"
 
 static sim_stripe_t *st;
 static sim_journal_t *jr;
@@ -114,8 +118,8 @@ Test(stripe, create_and_retrieve_a_succeeded_intent)
     json_t *b;
     char rid[64], path[96];
     long s = call("POST", "/v1/payment_intents", "Bearer " KEY,
-                  "amount=2000&currency=EUR&confirm=true&metadata[call_id]=call_1"
-                  "&metadata[booking_uid]=abc&unknown_field=fine",
+                  "amount=2000&currency=eur&confirm=true&payment_method=pm_card_visa"
+                  "&metadata[call_id]=call_1&metadata[booking_uid]=abc",
                   &b, rid);
     cr_assert_eq(s, 200, "status %ld", s);
     cr_assert_eq(strncmp(rid, "req_", 4), 0, "Request-Id '%s'", rid);
@@ -179,6 +183,8 @@ Test(stripe, errors_have_stripes_shape)
     json_decref(ledger);
 }
 
+static char form_buf[256];
+
 static long post(const char *path, const char *form, json_t **b)
 {
     char rid[64];
@@ -189,10 +195,11 @@ Test(stripe, test_cards_and_settings_decline_with_402)
 {
     json_t *b;
     char err[CM_ERR_LEN] = "", path[128];
-    cr_assert_eq(
-        post("/v1/payment_intents",
-             "amount=500&currency=eur&payment_method=pm_card_chargeDeclinedInsufficientFunds", &b),
-        402);
+    cr_assert_eq(post("/v1/payment_intents",
+                      "amount=500&currency=eur&confirm=true&payment_method=pm_card_"
+                      "chargeDeclinedInsufficientFunds",
+                      &b),
+                 402);
     cr_assert_str_eq(cm_json_str(b, "error.type", ""), "card_error");
     cr_assert_str_eq(cm_json_str(b, "error.code", ""), "card_declined");
     cr_assert_str_eq(cm_json_str(b, "error.decline_code", ""), "insufficient_funds");
@@ -215,11 +222,10 @@ Test(stripe, test_cards_and_settings_decline_with_402)
     cr_assert(strstr(err, "error_next must be between 0"), "%s", err);
     cr_assert_eq(sim_stripe_settings(st, -2, NULL, 0, err), CM_EINVAL);
     cr_assert_eq(sim_stripe_settings(st, 1, "expired_card", 0, err), CM_OK, "%s", err);
-    cr_assert_eq(post("/v1/payment_intents", "amount=500&currency=eur", &b), 402);
+    cr_assert_eq(post("/v1/payment_intents", CHARGE("500", "eur"), &b), 402);
     cr_assert_str_eq(cm_json_str(b, "error.decline_code", ""), "expired_card");
     json_decref(b);
-    cr_assert_eq(post("/v1/payment_intents", "amount=500&currency=eur", &b), 200,
-                 "only the next 1");
+    cr_assert_eq(post("/v1/payment_intents", CHARGE("500", "eur"), &b), 200, "only the next 1");
     json_decref(b);
     json_t *e = sim_journal_effects(jr, "stripe", "charge");
     cr_assert_eq(cm_json_int(e, "count", -1), 2, "one charge per succeeded intent");
@@ -230,7 +236,7 @@ Test(stripe, capture_cancel_and_refunds)
 {
     json_t *b;
     char path[128], id[64], form[160];
-    cr_assert_eq(post("/v1/payment_intents", "amount=900&currency=usd&capture_method=manual", &b),
+    cr_assert_eq(post("/v1/payment_intents", CHARGE("900", "usd") "&capture_method=manual", &b),
                  200);
     cr_assert_str_eq(cm_json_str(b, "status", ""), "requires_capture");
     snprintf(id, sizeof id, "%s", cm_json_str(b, "id", ""));
@@ -313,16 +319,16 @@ Test(stripe, idempotency_replays_refuses_and_forgets_validation_failures)
     json_decref(b);
     cr_assert_null(sim_stripe_idem_state(st, "order-43"), "validation failures are not stored");
     cr_assert_eq(
-        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=5&currency=eur", &b, rb), 200);
+        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=50&currency=eur", &b, rb), 200);
     json_decref(b);
 
     extra_header = "Idempotency-Key: order-44";
     cr_assert_eq(sim_stripe_settings(st, 0, NULL, 1, err), CM_OK);
     cr_assert_eq(
-        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=5&currency=eur", &b, rb), 500);
+        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=50&currency=eur", &b, rb), 500);
     json_decref(b);
     cr_assert_eq(
-        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=5&currency=eur", &b, rb), 500,
+        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=50&currency=eur", &b, rb), 500,
         "a stored 500 is replayed");
     cr_assert_str_eq(last_replayed, "true");
     cr_assert_str_eq(cm_json_str(b, "error.type", ""), "api_error");
@@ -339,8 +345,7 @@ static void *bg_post(void *arg)
     bg_t *r = arg;
     json_t *b;
     char rid[64];
-    r->status =
-        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=9&currency=eur", &b, rid);
+    r->status = call("POST", "/v1/payment_intents", "Bearer " KEY, CHARGE("90", "eur"), &b, rid);
     json_decref(b);
     return NULL;
 }
@@ -360,8 +365,8 @@ Test(stripe, idempotency_key_in_use_while_in_flight)
     }
     json_t *b;
     char rid[64];
-    cr_assert_eq(
-        call("POST", "/v1/payment_intents", "Bearer " KEY, "amount=9&currency=eur", &b, rid), 409);
+    cr_assert_eq(call("POST", "/v1/payment_intents", "Bearer " KEY, CHARGE("90", "eur"), &b, rid),
+                 409);
     cr_assert_str_eq(cm_json_str(b, "error.code", ""), "idempotency_key_in_use");
     cr_assert_str_eq(last_should_retry, "true");
     json_decref(b);
@@ -383,7 +388,7 @@ Test(stripe, signed_events_with_rotation_retries_and_twins)
     json_decref(c);
     hook_fail_first = 1;
     json_t *b;
-    cr_assert_eq(post("/v1/payment_intents", "amount=1200&currency=eur", &b), 200);
+    cr_assert_eq(post("/v1/payment_intents", CHARGE("1200", "eur"), &b), 200);
     char pi[64];
     snprintf(pi, sizeof pi, "%s", cm_json_str(b, "id", ""));
     json_decref(b);
@@ -769,4 +774,518 @@ Test(stripe, events_on_request_are_refused_like_a_strict_api)
         cr_assert_eq(strncmp(err, bad[i].field, strlen(bad[i].field)), 0, "case %zu: %s", i, err);
     }
     cr_assert_eq(hooks_seen(), 0, "refused events send nothing");
+}
+
+/* ---- strict like Stripe (issue 18): docs/providers-stripe.md lists each rule ----------- */
+
+/* One request with exactly these headers (NULL-terminated); the body parsed into *out (a
+ * JSON null when it is not JSON) and the answer header want copied to hval (128 bytes). */
+static long req_h(const char *method, const char *path, const char *const *headers,
+                  const char *body, json_t **out, const char *want, char *hval)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    cm_http_client_t *cl = cm_http_client_new();
+    cm_http_response_t r;
+    cm_http_request_t req = {.method = method,
+                             .url = url,
+                             .headers = headers,
+                             .body = body,
+                             .body_len = body ? strlen(body) : 0};
+    cr_assert_eq(cm_http_client_do(cl, &req, &r), CM_OK, "%s", r.err);
+    long status = r.status;
+    *out = json_loads(r.body.data ? r.body.data : "", 0, NULL);
+    if (!*out)
+        *out = json_null();
+    if (want && !cm_http_response_header(&r, want, hval, 128))
+        hval[0] = '\0';
+    cm_http_response_free(&r);
+    cm_http_client_free(&cl);
+    return status;
+}
+
+#define FORM_CT "Content-Type: application/x-www-form-urlencoded"
+#define AUTH "Authorization: Bearer " KEY
+
+/* A POST under an API version (NULL: none sent). */
+static long post_v(const char *path, const char *form, const char *version, json_t **b)
+{
+    char vh[96];
+    snprintf(vh, sizeof vh, "Stripe-Version: %s", version ? version : "");
+    const char *h[] = {FORM_CT, AUTH, version ? vh : NULL, NULL};
+    return req_h("POST", path, h, form, b, NULL, NULL);
+}
+
+static long get(const char *path, json_t **b)
+{
+    const char *h[] = {AUTH, NULL};
+    return req_h("GET", path, h, NULL, b, NULL, NULL);
+}
+
+/* Asserts a 400-class Stripe error: its status, type invalid_request_error, code (NULL:
+ * none), param (NULL: none) and a message containing msg. */
+static void assert_error_(long status, json_t *b, long want_status, const char *code,
+                          const char *param, const char *msg, const char *what)
+{
+    cr_assert_eq(status, want_status, "%s: status %ld, body %s", what, status, cm_json_dumps(b));
+    cr_assert_str_eq(cm_json_str(b, "error.type", ""), "invalid_request_error", "%s", what);
+    if (code)
+        cr_assert_str_eq(cm_json_str(b, "error.code", ""), code, "%s", what);
+    else
+        cr_assert_null(cm_json_path(b, "error.code"), "%s: code %s", what,
+                       cm_json_str(b, "error.code", ""));
+    if (param)
+        cr_assert_str_eq(cm_json_str(b, "error.param", ""), param, "%s", what);
+    else
+        cr_assert_null(cm_json_path(b, "error.param"), "%s", what);
+    cr_assert(strstr(cm_json_str(b, "error.message", ""), msg), "%s: message '%s'", what,
+              cm_json_str(b, "error.message", ""));
+}
+
+/* The request first, then its body: b is set by the call. */
+#define assert_error(call, b, ...)                                                                 \
+    do {                                                                                           \
+        long status_ = (call);                                                                     \
+        assert_error_(status_, b, __VA_ARGS__);                                                    \
+    } while (0)
+
+Test(stripe, parameters_are_checked_as_stripe_checks_them)
+{
+    static const struct {
+        const char *path, *form, *version;
+        const char *code, *param, *msg;
+    } bad[] = {
+        {"/v1/payment_intents", "amount=1000&currency=eur&foo=1", NULL, "parameter_unknown", "foo",
+         "Received unknown parameter: foo"},
+        {"/v1/payment_intents",
+         "amount=1000&currency=eur&automatic_payment_methods[enabled]=true"
+         "&automatic_payment_methods[bogus]=1",
+         NULL, "parameter_unknown", "automatic_payment_methods[bogus]",
+         "Received unknown parameter: automatic_payment_methods[bogus]"},
+        {"/v1/payment_intents",
+         "amount=1000&currency=eur&automatic_payment_methods[allow_redirects]=never", NULL,
+         "parameter_missing", "automatic_payment_methods[enabled]",
+         "Missing required param: automatic_payment_methods[enabled]."},
+        {"/v1/payment_intents", "currency=eur", NULL, "parameter_missing", "amount",
+         "Missing required param: amount."},
+        {"/v1/payment_intents", "amount=&currency=eur", NULL, "parameter_invalid_empty", "amount",
+         "You passed an empty string for 'amount'."},
+        {"/v1/payment_intents", "amount=12.5&currency=eur", NULL, "parameter_invalid_integer",
+         "amount", "Invalid integer: 12.5"},
+        {"/v1/payment_intents", "amount[x]=1&currency=eur", NULL, "parameter_invalid_integer",
+         "amount", "Invalid integer"},
+        {"/v1/payment_intents", "amount=1000&currency=eur&confirm=yes", NULL, NULL, "confirm",
+         "Invalid boolean: yes"},
+        {"/v1/payment_intents", "amount=1000&currency=eur&capture_method=later", NULL, NULL,
+         "capture_method",
+         "Invalid capture_method: must be one of automatic, automatic_async, or manual"},
+        {"/v1/payment_intents",
+         "amount=1000&currency=eur&metadata[a_key_that_is_longer_than_forty_characters]=1", NULL,
+         NULL, "metadata", "at most 40"},
+        {"/v1/payment_intents", "amount=1000&currency=eur&metadata=x", NULL, NULL, "metadata",
+         "Invalid hash"},
+        {"/v1/payment_intents",
+         "amount=1000&currency=eur&statement_descriptor=twenty-three-characters", NULL, NULL,
+         "statement_descriptor", "must be at most 22 characters"},
+        {"/v1/payment_intents", "amount=1000&currency=eur&payment_method_data[type]=card", NULL,
+         NULL, "payment_method_data", "does not model"},
+        {"/v1/payment_intents", "amount=1000&currency=eur&payment_method_types[0]=ideal", NULL,
+         NULL, "payment_method_types", "Invalid payment_method_types[0]: must be one of card"},
+        /* payment_method_types is gone in 2026-09-30.endive, allowed_... came in dahlia. */
+        {"/v1/payment_intents", "amount=1000&currency=eur&payment_method_types[0]=card",
+         "2026-09-30.endive", "parameter_unknown", "payment_method_types",
+         "Received unknown parameter: payment_method_types"},
+        {"/v1/payment_intents", "amount=1000&currency=eur&allowed_payment_method_types[0]=card",
+         NULL, "parameter_unknown", "allowed_payment_method_types",
+         "Received unknown parameter: allowed_payment_method_types"},
+        {"/v1/payment_intents",
+         "amount=1000&currency=eur&automatic_payment_methods[enabled]=true"
+         "&payment_method_types[0]=card",
+         NULL, "parameters_exclusive", "automatic_payment_methods",
+         "You may only specify one of these parameters"},
+        {"/v1/payment_intents", "amount=1000&currency=eur&customer=cus_nobody", NULL,
+         "resource_missing", "customer", "No such customer: 'cus_nobody'"},
+        {"/v1/payment_intents", "amount=1000&currency=eur&payment_method=pm_made_up", NULL,
+         "resource_missing", "payment_method", "No such PaymentMethod: 'pm_made_up'"},
+        {"/v1/payment_intents/pi_x/cancel", "cancellation_reason=bored", NULL, NULL,
+         "cancellation_reason",
+         "Invalid cancellation_reason: must be one of abandoned, "
+         "duplicate, fraudulent, or requested_by_customer"},
+        {"/v1/payment_intents/pi_x/capture", "amount_to_capture=ten", NULL,
+         "parameter_invalid_integer", "amount_to_capture", "Invalid integer: ten"},
+        {"/v1/refunds", "payment_intent=pi_x&reason=because", NULL, NULL, "reason",
+         "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer"},
+        {"/v1/refunds", "payment_intent=pi_x&charge=ch_x", NULL, "parameters_exclusive", "charge",
+         "You may only specify one of these parameters: charge, payment_intent."},
+        {"/v1/refunds", "payment_intent=pi_x&amount=0", NULL, "parameter_invalid_integer", "amount",
+         "greater than or equal to 1"},
+        {"/v1/refunds", "payment_intent=pi_x&origin=customer_balance", NULL, NULL, "origin",
+         "does not model"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *b;
+        char what[64];
+        snprintf(what, sizeof what, "case %zu (%s)", i, bad[i].form);
+        long st_ = post_v(bad[i].path, bad[i].form, bad[i].version, &b);
+        assert_error(st_, b, 400, bad[i].code, bad[i].param, bad[i].msg, what);
+        if (bad[i].code)
+            cr_assert(
+                strstr(cm_json_str(b, "error.doc_url", ""), "https://stripe.com/docs/error-codes/"),
+                "%s: a code brings its doc_url", what);
+        json_decref(b);
+    }
+    json_t *l = sim_stripe_payment_intents(st);
+    cr_assert_eq(cm_json_int(l, "count", -1), 0, "no refused request made an intent");
+    json_decref(l);
+    /* The same parameters are fine where they exist. */
+    json_t *b;
+    cr_assert_eq(post_v("/v1/payment_intents",
+                        "amount=1000&currency=eur&payment_method_types[0]=card&metadata=", NULL,
+                        &b),
+                 200);
+    cr_assert_str_eq(cm_json_str(b, "payment_method_types.0", ""), "card");
+    cr_assert(json_is_null(cm_json_path(b, "automatic_payment_methods")),
+              "explicit types: no automatic payment methods");
+    json_decref(b);
+    cr_assert_eq(post_v("/v1/payment_intents",
+                        "amount=1000&currency=eur&allowed_payment_method_types[0]=card",
+                        "2026-10-28.endive", &b),
+                 200);
+    json_decref(b);
+    cr_assert_eq(post_v("/v1/payment_intents", "amount=1000&currency=eur", NULL, &b), 200);
+    cr_assert(json_is_true(cm_json_path(b, "automatic_payment_methods.enabled")),
+              "on by default since 2023-08-16");
+    json_decref(b);
+    cr_assert_eq(post_v("/v1/payment_intents",
+                        "amount=1000&currency=eur&payment_method=&customer=&description=", NULL,
+                        &b),
+                 200, "empty optional parameters are unset");
+    cr_assert_str_eq(cm_json_str(b, "status", ""), "requires_payment_method");
+    json_decref(b);
+    cr_assert_eq(post_v("/v1/payment_intents", "amount=1000&currency=eur", "2023-08-16", &b), 200);
+    json_decref(b);
+    cr_assert_eq(post_v("/v1/payment_intents", "amount=1000&currency=eur", "2022-11-15", &b), 200);
+    cr_assert(json_is_null(cm_json_path(b, "automatic_payment_methods")), "off before 2023-08-16");
+    json_decref(b);
+}
+
+Test(stripe, currencies_and_their_minimum_amounts)
+{
+    static const struct {
+        const char *form, *code, *msg;
+    } bad[] = {
+        {"amount=1000&currency=xyz", NULL, "Invalid currency: xyz. Stripe currently supports"},
+        {"amount=1000&currency=EUR", NULL, "Invalid currency: EUR"},
+        {"amount=1000&currency=euro", NULL, "Invalid currency: euro"},
+        {"amount=49&currency=usd", "amount_too_small", "Amount must be at least 0.50 usd"},
+        {"amount=29&currency=gbp", "amount_too_small", "Amount must be at least 0.30 gbp"},
+        {"amount=49&currency=jpy", "amount_too_small", "Amount must be at least 50 jpy"},
+        {"amount=0&currency=krw", "amount_too_small", "Amount must be at least 1 krw"},
+        {"amount=-50&currency=eur", "amount_too_small", "Amount must be at least 0.50 eur"},
+        {"amount=100000000&currency=eur", "amount_too_large",
+         "Amount must be no more than 999999.99 eur"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *b;
+        long st_ = post_v("/v1/payment_intents", bad[i].form, NULL, &b);
+        assert_error(st_, b, 400, bad[i].code, bad[i].code ? "amount" : "currency", bad[i].msg,
+                     bad[i].form);
+        json_decref(b);
+    }
+    static const char *const good[] = {"amount=50&currency=usd", "amount=30&currency=gbp",
+                                       "amount=50&currency=jpy", "amount=1&currency=krw",
+                                       "amount=99999999&currency=eur"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        json_t *b;
+        cr_assert_eq(post_v("/v1/payment_intents", good[i], NULL, &b), 200, "%s", good[i]);
+        json_decref(b);
+    }
+}
+
+Test(stripe, the_payment_intent_state_machine_as_documented)
+{
+    json_t *b;
+    char path[128], id[64];
+    /* No confirm: nothing is charged, whatever the payment method. */
+    cr_assert_eq(post("/v1/payment_intents", "amount=1000&currency=eur", &b), 200);
+    cr_assert_str_eq(cm_json_str(b, "status", ""), "requires_payment_method");
+    json_decref(b);
+    cr_assert_eq(
+        post("/v1/payment_intents", "amount=1000&currency=eur&payment_method=pm_card_visa", &b),
+        200);
+    cr_assert_str_eq(cm_json_str(b, "status", ""), "requires_confirmation");
+    cr_assert_eq(cm_json_int(b, "amount_received", -1), 0);
+    snprintf(id, sizeof id, "%s", cm_json_str(b, "id", ""));
+    json_decref(b);
+    json_t *e = sim_journal_effects(jr, "stripe", "charge");
+    cr_assert_eq(cm_json_int(e, "count", -1), 0, "no charge without a confirmation");
+    json_decref(e);
+    snprintf(path, sizeof path, "/v1/payment_intents/%s/capture", id);
+    assert_error(post(path, "", &b), b, 400, "payment_intent_unexpected_state", NULL,
+                 "because it has a status of requires_confirmation", "capture before confirm");
+    json_decref(b);
+    snprintf(path, sizeof path, "/v1/payment_intents/%s/confirm", id);
+    cr_assert_eq(post(path, "", &b), 200);
+    cr_assert_str_eq(cm_json_str(b, "status", ""), "succeeded");
+    json_decref(b);
+    assert_error(post(path, "", &b), b, 400, "payment_intent_unexpected_state", NULL,
+                 "status of succeeded", "confirm twice");
+    json_decref(b);
+    snprintf(path, sizeof path, "/v1/payment_intents/%s/cancel", id);
+    assert_error(post(path, "", &b), b, 400, "payment_intent_unexpected_state", NULL,
+                 "may be canceled", "cancel a succeeded intent");
+    json_decref(b);
+
+    /* confirm=true without a payment method: the intent is made, the confirmation fails. */
+    assert_error(post("/v1/payment_intents", "amount=1000&currency=eur&confirm=true", &b), b, 400,
+                 "payment_intent_unexpected_state", "payment_method", "missing a payment method",
+                 "confirm=true without a payment method");
+    cr_assert_str_eq(cm_json_str(b, "error.payment_intent.status", ""), "requires_payment_method");
+    snprintf(id, sizeof id, "%s", cm_json_str(b, "error.payment_intent.id", ""));
+    json_decref(b);
+    snprintf(path, sizeof path, "/v1/payment_intents/%s/confirm", id);
+    assert_error(post(path, "", &b), b, 400, "payment_intent_unexpected_state", "payment_method",
+                 "missing a payment method", "confirm without a payment method");
+    json_decref(b);
+    assert_error(post(path, "payment_method=pm_nope", &b), b, 400, "resource_missing",
+                 "payment_method", "No such PaymentMethod", "confirm with an unknown one");
+    json_decref(b);
+    cr_assert_eq(post(path, "payment_method=pm_card_mastercard&capture_method=manual", &b), 200);
+    cr_assert_str_eq(cm_json_str(b, "status", ""), "requires_capture");
+    json_decref(b);
+    snprintf(path, sizeof path, "/v1/payment_intents/%s/cancel", id);
+    cr_assert_eq(post(path, "cancellation_reason=abandoned", &b), 200);
+    cr_assert_str_eq(cm_json_str(b, "status", ""), "canceled");
+    json_decref(b);
+    snprintf(path, sizeof path, "/v1/payment_intents/%s/confirm", id);
+    assert_error(post(path, "payment_method=pm_card_visa", &b), b, 400,
+                 "payment_intent_unexpected_state", NULL, "status of canceled",
+                 "confirm a canceled intent");
+    json_decref(b);
+    snprintf(form_buf, sizeof form_buf, "payment_intent=%s", id);
+    assert_error(post("/v1/refunds", form_buf, &b), b, 400, "charge_not_refundable", NULL,
+                 "does not have a successful charge", "refund a canceled intent");
+    json_decref(b);
+    e = sim_journal_effects(jr, "stripe", "charge");
+    cr_assert_eq(cm_json_int(e, "count", -1), 1, "only the one confirmed and captured");
+    json_decref(e);
+}
+
+Test(stripe, lists_paginate_as_stripe_does)
+{
+    json_t *b;
+    char ids[5][64], path[256];
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(post("/v1/payment_intents", CHARGE("1000", "eur"), &b), 200);
+        snprintf(ids[i], sizeof ids[i], "%s", cm_json_str(b, "id", ""));
+        json_decref(b);
+    }
+    /* Newest first, two at a time. */
+    cr_assert_eq(get("/v1/payment_intents?limit=2", &b), 200);
+    cr_assert_str_eq(cm_json_str(b, "object", ""), "list");
+    cr_assert_str_eq(cm_json_str(b, "url", ""), "/v1/payment_intents");
+    cr_assert(json_is_true(cm_json_path(b, "has_more")));
+    cr_assert_eq(json_array_size(cm_json_path(b, "data")), 2);
+    cr_assert_str_eq(cm_json_str(b, "data.0.id", ""), ids[4]);
+    cr_assert_str_eq(cm_json_str(b, "data.1.id", ""), ids[3]);
+    json_decref(b);
+    snprintf(path, sizeof path, "/v1/payment_intents?limit=2&starting_after=%s", ids[3]);
+    cr_assert_eq(get(path, &b), 200);
+    cr_assert_str_eq(cm_json_str(b, "data.0.id", ""), ids[2]);
+    cr_assert_str_eq(cm_json_str(b, "data.1.id", ""), ids[1]);
+    cr_assert(json_is_true(cm_json_path(b, "has_more")));
+    json_decref(b);
+    snprintf(path, sizeof path, "/v1/payment_intents?limit=2&starting_after=%s", ids[1]);
+    cr_assert_eq(get(path, &b), 200);
+    cr_assert_eq(json_array_size(cm_json_path(b, "data")), 1);
+    cr_assert_str_eq(cm_json_str(b, "data.0.id", ""), ids[0]);
+    cr_assert(json_is_false(cm_json_path(b, "has_more")));
+    json_decref(b);
+    snprintf(path, sizeof path, "/v1/payment_intents?limit=2&ending_before=%s", ids[1]);
+    cr_assert_eq(get(path, &b), 200);
+    cr_assert_str_eq(cm_json_str(b, "data.0.id", ""), ids[3]);
+    cr_assert_str_eq(cm_json_str(b, "data.1.id", ""), ids[2]);
+    cr_assert(json_is_true(cm_json_path(b, "has_more")), "ids[4] lies beyond");
+    json_decref(b);
+    cr_assert_eq(get("/v1/payment_intents", &b), 200);
+    cr_assert_eq(json_array_size(cm_json_path(b, "data")), 5, "limit 10 by default");
+    cr_assert(json_is_false(cm_json_path(b, "has_more")));
+    json_decref(b);
+    static const struct {
+        const char *q, *code, *param, *msg;
+    } bad[] = {
+        {"limit=0", NULL, "limit", "greater than or equal to 1"},
+        {"limit=101", NULL, "limit", "less than or equal to 100"},
+        {"limit=ten", "parameter_invalid_integer", "limit", "Invalid integer: ten"},
+        {"starting_after=pi_nope", "resource_missing", "starting_after",
+         "No such payment_intent: 'pi_nope'"},
+        {"starting_after=a&ending_before=b", NULL, "ending_before",
+         "You may only specify one of these parameters"},
+        {"created[gt]=soon", "parameter_invalid_integer", "created[gt]", "Invalid integer"},
+        {"expand[0]=data.customer", NULL, "expand", "does not model"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(path, sizeof path, "/v1/payment_intents?%s", bad[i].q);
+        long st_ = get(path, &b);
+        assert_error(st_, b, 400, bad[i].code, bad[i].param, bad[i].msg, bad[i].q);
+        json_decref(b);
+    }
+    cr_assert_eq(get("/v1/payment_intents?created[lt]=1", &b), 200);
+    cr_assert_eq(json_array_size(cm_json_path(b, "data")), 0, "none made before 1970");
+    json_decref(b);
+
+    /* Refunds, filtered by intent. */
+    snprintf(form_buf, sizeof form_buf, "payment_intent=%s&amount=100", ids[0]);
+    cr_assert_eq(post("/v1/refunds", form_buf, &b), 200);
+    json_decref(b);
+    snprintf(form_buf, sizeof form_buf, "payment_intent=%s", ids[1]);
+    cr_assert_eq(post("/v1/refunds", form_buf, &b), 200);
+    json_decref(b);
+    snprintf(path, sizeof path, "/v1/refunds?payment_intent=%s", ids[0]);
+    cr_assert_eq(get(path, &b), 200);
+    cr_assert_str_eq(cm_json_str(b, "url", ""), "/v1/refunds");
+    cr_assert_eq(json_array_size(cm_json_path(b, "data")), 1);
+    cr_assert_eq(cm_json_int(b, "data.0.amount", 0), 100);
+    json_decref(b);
+
+    /* Events: every change made one, kept without a webhook URL, listed and fetched. */
+    cr_assert_eq(get("/v1/events?type=payment_intent.succeeded&limit=100", &b), 200);
+    cr_assert_eq(json_array_size(cm_json_path(b, "data")), 5);
+    cr_assert_str_eq(cm_json_str(b, "data.0.data.object.id", ""), ids[4]);
+    cr_assert_eq(cm_json_int(b, "data.0.pending_webhooks", -1), 0, "no endpoint to deliver to");
+    char evt[64];
+    snprintf(evt, sizeof evt, "%s", cm_json_str(b, "data.0.id", ""));
+    json_decref(b);
+    cr_assert_eq(get("/v1/events?type=payment_intent.*", &b), 200);
+    cr_assert_eq(json_array_size(cm_json_path(b, "data")), 10, "5 created, 5 succeeded");
+    json_decref(b);
+    cr_assert_eq(get("/v1/events?types[0]=charge.refunded&types[1]=payment_intent.created", &b),
+                 200);
+    cr_assert_eq(json_array_size(cm_json_path(b, "data")), 7);
+    cr_assert_str_eq(cm_json_str(b, "data.0.type", ""), "charge.refunded");
+    json_decref(b);
+    snprintf(path, sizeof path, "/v1/events/%s", evt);
+    cr_assert_eq(get(path, &b), 200);
+    cr_assert_str_eq(cm_json_str(b, "object", ""), "event");
+    cr_assert_str_eq(cm_json_str(b, "type", ""), "payment_intent.succeeded");
+    cr_assert_str_eq(cm_json_str(b, "data.object.status", ""), "succeeded",
+                     "the object as it was at the change");
+    json_decref(b);
+    assert_error(get("/v1/events/evt_nope", &b), b, 404, "resource_missing", "id",
+                 "No such event: 'evt_nope'", "an unknown event");
+    json_decref(b);
+    sim_stripe_reset(st);
+    cr_assert_eq(get("/v1/events", &b), 200);
+    cr_assert_eq(json_array_size(cm_json_path(b, "data")), 0, "a reset forgets events");
+    json_decref(b);
+}
+
+Test(stripe, every_answer_is_in_stripes_envelope)
+{
+    json_t *b;
+    const char *auth[] = {AUTH, FORM_CT, NULL};
+    assert_error(req_h("GET", "/v1/customers", auth, NULL, &b, NULL, NULL), b, 404, NULL, NULL,
+                 "Unrecognized request URL (GET: /v1/customers). Please see "
+                 "https://stripe.com/docs",
+                 "an unknown route");
+    json_decref(b);
+    assert_error(req_h("DELETE", "/v1/payment_intents/pi_x", auth, NULL, &b, NULL, NULL), b, 404,
+                 NULL, NULL, "Unrecognized request URL (DELETE: /v1/payment_intents/pi_x)",
+                 "a method the path does not take");
+    json_decref(b);
+    assert_error(req_h("GET", "/v1/payment_intents/pi_x/confirm", auth, NULL, &b, NULL, NULL), b,
+                 404, NULL, NULL,
+                 "Unrecognized request URL (GET: /v1/payment_intents/pi_x/confirm)",
+                 "GET on a POST route");
+    json_decref(b);
+    assert_error(req_h("GET", "/v1/payment_intents/", auth, NULL, &b, NULL, NULL), b, 404, NULL,
+                 NULL, "remove the trailing slash", "an empty id");
+    json_decref(b);
+    assert_error(req_h("POST", "/", auth, "", &b, NULL, NULL), b, 404, NULL, NULL,
+                 "Unrecognized request URL (POST: /)", "the root");
+    json_decref(b);
+    const char *none[] = {NULL};
+    assert_error(req_h("GET", "/v1/customers", none, NULL, &b, NULL, NULL), b, 401, NULL, NULL,
+                 "You did not provide an API key", "the key is checked first");
+    json_decref(b);
+    const char *json_ct[] = {AUTH, "Content-Type: application/json", NULL};
+    assert_error(req_h("POST", "/v1/payment_intents", json_ct,
+                       "{\"amount\":1000,\"currency\":\"eur\"}", &b, NULL, NULL),
+                 b, 400, NULL, NULL,
+                 "check that your POST content type is "
+                 "application/x-www-form-urlencoded",
+                 "a JSON body");
+    json_decref(b);
+}
+
+Test(stripe, bearer_and_basic_auth_as_stripe_takes_them)
+{
+    json_t *b;
+    char basic[128], b64[64], bh[160];
+    const char *user = KEY ":";
+    cm_b64_encode((const uint8_t *)user, strlen(user), b64);
+    snprintf(basic, sizeof basic, "Authorization: Basic %s", b64);
+    const char *h1[] = {basic, NULL};
+    cr_assert_eq(req_h("GET", "/v1/payment_intents", h1, NULL, &b, NULL, NULL), 200,
+                 "the key as the Basic user name");
+    json_decref(b);
+    const char *lower[] = {"authorization: bearer " KEY, NULL};
+    cr_assert_eq(req_h("GET", "/v1/payment_intents", lower, NULL, &b, NULL, NULL), 200);
+    json_decref(b);
+    static const char *const pw_user = KEY ":secret";
+    cm_b64_encode((const uint8_t *)pw_user, strlen(pw_user), b64);
+    snprintf(bh, sizeof bh, "Authorization: Basic %s", b64);
+    const char *h2[] = {bh, NULL};
+    assert_error(req_h("GET", "/v1/payment_intents", h2, NULL, &b, NULL, NULL), b, 401, NULL, NULL,
+                 "Invalid API Key provided", "a Basic password");
+    json_decref(b);
+    const char *h3[] = {"Authorization: Bearer sk_test_wrong_key_1234", NULL};
+    assert_error(req_h("GET", "/v1/payment_intents", h3, NULL, &b, NULL, NULL), b, 401, NULL, NULL,
+                 "Invalid API Key provided: sk_test_**********1234", "a wrong key, masked");
+    json_decref(b);
+    const char *h4[] = {"Authorization: Token " KEY, NULL};
+    assert_error(req_h("GET", "/v1/payment_intents", h4, NULL, &b, NULL, NULL), b, 401, NULL, NULL,
+                 "Invalid API Key provided", "another scheme");
+    json_decref(b);
+    const char *h5[] = {"Authorization: Bearer ", NULL};
+    assert_error(req_h("GET", "/v1/payment_intents", h5, NULL, &b, NULL, NULL), b, 401, NULL, NULL,
+                 "You did not provide an API key", "an empty key");
+    json_decref(b);
+}
+
+Test(stripe, stripe_version_is_checked_and_echoed)
+{
+    json_t *b;
+    char v[128];
+    const char *none[] = {AUTH, NULL};
+    cr_assert_eq(req_h("GET", "/v1/payment_intents", none, NULL, &b, "Stripe-Version", v), 200);
+    cr_assert_str_eq(v, "2024-06-20", "the account's default");
+    json_decref(b);
+    static const char *const good[] = {"2024-06-20", "2025-03-31.basil", "2026-10-28.endive"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char vh[64];
+        snprintf(vh, sizeof vh, "Stripe-Version: %s", good[i]);
+        const char *h[] = {AUTH, vh, NULL};
+        cr_assert_eq(req_h("GET", "/v1/payment_intents", h, NULL, &b, "Stripe-Version", v), 200);
+        cr_assert_str_eq(v, good[i]);
+        json_decref(b);
+    }
+    static const char *const bad[] = {"2024-13-45",        "2019-2-19", "2024-09-30",
+                                      "2025-09-30.acacia", "latest",    "2024-06-20, 2024-06-20"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char vh[64], msg[96];
+        snprintf(vh, sizeof vh, "Stripe-Version: %s", bad[i]);
+        snprintf(msg, sizeof msg, "Invalid Stripe API version: %s", bad[i]);
+        const char *h[] = {AUTH, vh, NULL};
+        assert_error(req_h("GET", "/v1/payment_intents", h, NULL, &b, NULL, NULL), b, 400, NULL,
+                     NULL, msg, bad[i]);
+        json_decref(b);
+        json_t *p;
+        assert_error(post_v("/v1/payment_intents", CHARGE("1000", "eur"), bad[i], &p), p, 400, NULL,
+                     NULL, msg, bad[i]);
+        json_decref(p);
+    }
+    json_t *l = sim_stripe_payment_intents(st);
+    cr_assert_eq(cm_json_int(l, "count", -1), 0);
+    json_decref(l);
 }

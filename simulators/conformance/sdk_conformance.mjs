@@ -64,12 +64,14 @@ try {
   // ---- Stripe --------------------------------------------------------------------------
   const stripe = new Stripe('sk_test_sim', { host: '127.0.0.1', port: ports.stripe,
                                              protocol: 'http', maxNetworkRetries: 2 });
-  const pi = await stripe.paymentIntents.create({ amount: 1500, currency: 'eur',
+  // confirm defaults to false: a charge needs confirm and a payment method.
+  const card = { payment_method: 'pm_card_visa', confirm: true };
+  const pi = await stripe.paymentIntents.create({ amount: 1500, currency: 'eur', ...card,
                                                   metadata: { call: 'c1' } });
-  check('stripe: create answers a succeeded PaymentIntent', pi.status === 'succeeded' &&
+  check('stripe: create with confirm answers a succeeded PaymentIntent', pi.status === 'succeeded' &&
         pi.metadata.call === 'c1', JSON.stringify(pi));
   try {
-    await stripe.paymentIntents.create({ amount: 500, currency: 'eur',
+    await stripe.paymentIntents.create({ amount: 500, currency: 'eur', confirm: true,
                                          payment_method: 'pm_card_chargeDeclinedInsufficientFunds' });
     check('stripe: a declined card is a StripeCardError', false, 'no error');
   } catch (e) {
@@ -98,7 +100,7 @@ try {
   // stripe-node retries a 503 and a reset with the same key; one charge results.
   await ctl('POST', '/control/faults', { provider: 'stripe', route: 'POST /v1/payment_intents',
     sequence: [{ times: 1, status: 503 }, { times: 1, socket: 'reset' }] });
-  const r = await stripe.paymentIntents.create({ amount: 900, currency: 'usd' },
+  const r = await stripe.paymentIntents.create({ amount: 900, currency: 'usd', ...card },
                                                { idempotencyKey: 'conf-retry' });
   const eff = await ctl('GET', '/control/effects?provider=stripe&kind=charge');
   const charges = eff.json.effects.filter((x) => x.idempotency_key === 'conf-retry');
@@ -109,7 +111,7 @@ try {
   await ctl('DELETE', '/control/faults');
   // Signed events verify with stripe.webhooks.constructEvent, also during rotation.
   await ctl('PUT', '/control/stripe/webhook', { url: hook + '/stripe', extra_secrets: ['whsec_old'] });
-  const ev = await stripe.paymentIntents.create({ amount: 1200, currency: 'eur' });
+  const ev = await stripe.paymentIntents.create({ amount: 1200, currency: 'eur', ...card });
   const d = await waitFor(() => got.find((g) => g.path === '/stripe'), 5000, 'a Stripe event');
   let ok = true;
   for (const secret of ['whsec_sim_secret', 'whsec_old']) {
@@ -119,6 +121,95 @@ try {
     } catch (e) { ok = false; console.log(`  ${secret}: ${e.message}`); }
   }
   check('stripe: events verify with constructEvent under both secrets', ok);
+
+  // ---- Stripe as strict as Stripe (docs/providers-stripe.md) ----------------------------
+  // Each call must fail with the SDK's own error class and Stripe's code and param.
+  const fails = async (name, call, cls, want) => {
+    try {
+      const v = await call();
+      check(name, false, `no error: ${JSON.stringify(v).slice(0, 160)}`);
+    } catch (e) {
+      const bad = Object.entries(want).filter(([k, v]) => e[k] !== v);
+      check(name, e instanceof cls && bad.length === 0,
+            `${e.constructor.name} ${e.statusCode} ${e.code} ${e.param}: ${e.message}`);
+    }
+  };
+  const IR = Stripe.errors.StripeInvalidRequestError;
+  await fails('stripe: an unknown parameter is parameter_unknown',
+    () => stripe.paymentIntents.create({ amount: 1000, currency: 'eur', colour: 'red' }), IR,
+    { statusCode: 400, code: 'parameter_unknown', param: 'colour' });
+  await fails('stripe: payment_method_types is unknown under the SDK\'s API version',
+    () => stripe.paymentIntents.create({ amount: 1000, currency: 'eur',
+                                         payment_method_types: ['card'] }), IR,
+    { code: 'parameter_unknown', param: 'payment_method_types' });
+  await fails('stripe: a missing amount is parameter_missing',
+    () => stripe.paymentIntents.create({ currency: 'eur' }), IR,
+    { code: 'parameter_missing', param: 'amount' });
+  await fails('stripe: 49 cents is amount_too_small',
+    () => stripe.paymentIntents.create({ amount: 49, currency: 'usd' }), IR,
+    { code: 'amount_too_small', param: 'amount' });
+  await fails('stripe: an unsupported currency is refused',
+    () => stripe.paymentIntents.create({ amount: 1000, currency: 'xyz' }), IR,
+    { statusCode: 400, param: 'currency' });
+  await fails('stripe: a bad enum value is refused',
+    () => stripe.paymentIntents.create({ amount: 1000, currency: 'eur', capture_method: 'later' }),
+    IR, { param: 'capture_method' });
+  const waiting = await stripe.paymentIntents.create({ amount: 1000, currency: 'eur' });
+  check('stripe: without confirm nothing is charged', waiting.status === 'requires_payment_method' &&
+        waiting.amount_received === 0, waiting.status);
+  await fails('stripe: confirm without a payment method is payment_intent_unexpected_state',
+    () => stripe.paymentIntents.confirm(waiting.id), IR,
+    { code: 'payment_intent_unexpected_state', param: 'payment_method' });
+  await fails('stripe: capturing an unconfirmed intent is payment_intent_unexpected_state',
+    () => stripe.paymentIntents.capture(waiting.id), IR,
+    { code: 'payment_intent_unexpected_state' });
+  const confirmed = await stripe.paymentIntents.confirm(waiting.id,
+                                                       { payment_method: 'pm_card_visa' });
+  check('stripe: confirm with a payment method succeeds', confirmed.status === 'succeeded');
+  await fails('stripe: an unknown route is a 404 StripeInvalidRequestError',
+    () => stripe.rawRequest('GET', '/v1/customers', {}), IR, { statusCode: 404 });
+  await fails('stripe: a wrong key is a StripeAuthenticationError',
+    () => new Stripe('sk_test_wrong', { host: '127.0.0.1', port: ports.stripe, protocol: 'http',
+                                        maxNetworkRetries: 0 }).paymentIntents.list(),
+    Stripe.errors.StripeAuthenticationError, { statusCode: 401 });
+  await fails('stripe: an unknown Stripe-Version is refused',
+    () => new Stripe('sk_test_sim', { host: '127.0.0.1', port: ports.stripe, protocol: 'http',
+                                      apiVersion: '2024-13-45' }).paymentIntents.list(), IR,
+    { statusCode: 400, message: 'Invalid Stripe API version: 2024-13-45' });
+  await fails('stripe: a limit over 100 is refused',
+    () => stripe.paymentIntents.list({ limit: 101 }), IR, { param: 'limit' });
+
+  // Lists: stripe-node's auto-pagination walks every page with starting_after, and
+  // backwards with ending_before.
+  const listed = [];
+  for (let i = 0; i < 23; i++)
+    listed.push((await stripe.paymentIntents.create({ amount: 1000 + i, currency: 'eur' })).id);
+  const listCalls = async () => (await ctl('GET',
+    '/control/journal?provider=stripe&route=GET%20/v1/payment_intents')).json.entries.length;
+  const before = await listCalls();
+  const seen = [];
+  for await (const x of stripe.paymentIntents.list({ limit: 5 })) seen.push(x.id);
+  const total = (await stripe.paymentIntents.list({ limit: 100 })).data.length;
+  check('stripe-node auto-pagination walks every page, newest first, no repeats',
+        seen.length === total && new Set(seen).size === seen.length &&
+        seen.slice(0, 23).join() === [...listed].reverse().join(),
+        `${seen.length} of ${total}`);
+  const pagesAsked = (await listCalls()) - before - 1; /* less the limit-100 count above */
+  check('stripe-node fetched the pages one by one', pagesAsked === Math.ceil(total / 5),
+        `${pagesAsked} pages for ${total} intents`);
+  const back = await stripe.paymentIntents.list({ limit: 4, ending_before: listed[0] })
+    .autoPagingToArray({ limit: 100 });
+  check('stripe-node pages backwards with ending_before', back.length === 22 &&
+        back.map((x) => x.id).join() === listed.slice(1).join(), `${back.length}`);
+  const refund = await stripe.refunds.create({ payment_intent: pi.id, amount: 500 });
+  const refunds = await stripe.refunds.list({ payment_intent: pi.id });
+  check('stripe: refunds.list filters by payment_intent', refunds.object === 'list' &&
+        refunds.data.length === 1 && refunds.data[0].id === refund.id);
+  const evs = await stripe.events.list({ type: 'payment_intent.succeeded', limit: 3 });
+  const one = await stripe.events.retrieve(evs.data[0].id);
+  check('stripe: events.list and events.retrieve', evs.has_more === true &&
+        evs.data.every((x) => x.type === 'payment_intent.succeeded') &&
+        one.id === evs.data[0].id && one.object === 'event', JSON.stringify(evs).slice(0, 160));
 
   // ---- Retell --------------------------------------------------------------------------
   const retell = new Retell({ apiKey: 'key_sim_retell', baseURL: `http://127.0.0.1:${ports.retell}` });
