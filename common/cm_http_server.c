@@ -251,6 +251,29 @@ const char *cm_http_req_query(const cm_http_req_t *req, const char *name)
     return MHD_lookup_connection_value(req->_conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+typedef struct {
+    cm_http_query_fn fn;
+    void *ud;
+    int rc;
+} query_each_t;
+
+static enum MHD_Result query_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    query_each_t *q = cls;
+    (void)kind;
+    q->rc = q->fn(q->ud, key, value);
+    return q->rc ? MHD_NO : MHD_YES;
+}
+
+int cm_http_req_query_each(const cm_http_req_t *req, cm_http_query_fn fn, void *ud)
+{
+    query_each_t q = {.fn = fn, .ud = ud};
+    if (req->_conn)
+        MHD_get_connection_values(req->_conn, MHD_GET_ARGUMENT_KIND, query_one, &q);
+    return q.rc;
+}
+
 const char *cm_http_req_param(const cm_http_req_t *req, const char *name)
 {
     size_t nl = strlen(name);

@@ -154,6 +154,11 @@ void cm_http_server_free(cm_http_server_t **s);
 const char *cm_http_req_header(const cm_http_req_t *req, const char *name);
 const char *cm_http_req_query(const cm_http_req_t *req, const char *name);
 const char *cm_http_req_param(const cm_http_req_t *req, const char *name);
+/* Calls fn(ud, name, value) for each query parameter, in the order sent (value NULL for a
+ * bare name, "?a"); stops at the first fn that returns nonzero and returns that, else 0.
+ * Names and values are decoded and borrowed for the call. */
+typedef int (*cm_http_query_fn)(void *ud, const char *name, const char *value);
+int cm_http_req_query_each(const cm_http_req_t *req, cm_http_query_fn fn, void *ud);
 
 /* The connection's socket, for fault injection that writes raw bytes (garbage, a
  * malformed chunk, a body cut short) or watches for the peer hanging up; -1 when unknown.

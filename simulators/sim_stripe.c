@@ -1452,16 +1452,43 @@ static void h_refund(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 
 /* ---- GET: one object, lists, unknown routes ------------------------------------------- */
 
-/* The checks every GET starts with: Request-Id, the key, the API version, and no expand
- * (which the simulator does not model). 0 to go on; else answered. */
-static int get_begin(sim_stripe_t *s, const cm_http_req_t *req, cm_http_resp_t *resp)
+/* The first query parameter whose name (up to any "[") is not in the NULL-terminated
+ * list, for refuse_unknown_query. */
+typedef struct {
+    const char *const *known;
+    char bad[128];
+} query_check_t;
+
+static int query_known(void *ud, const char *name, const char *value)
 {
+    query_check_t *q = ud;
+    size_t base = strcspn(name, "[");
+    (void)value;
+    for (const char *const *k = q->known; *k; k++)
+        if (strlen(*k) == base && !strncmp(*k, name, base))
+            return 0;
+    snprintf(q->bad, sizeof q->bad, "%s", name);
+    return 1;
+}
+
+/* The checks every GET starts with: Request-Id, the key, the API version, no query
+ * parameter the operation does not take (known: the operation's, NULL-terminated; Stripe
+ * refuses others as in a POST body), and no expand (which the simulator does not model).
+ * 0 to go on; else answered. */
+static int get_begin(sim_stripe_t *s, const cm_http_req_t *req, cm_http_resp_t *resp,
+                     const char *const *known)
+{
+    query_check_t qc = {.known = known};
     char version[32];
     if (trailing_slash(s, req, resp))
         return -1;
     set_request_id(s, resp, NULL);
     if (!authorised(s, req, resp) || api_version(req, resp, version) != 0)
         return -1;
+    if (cm_http_req_query_each(req, query_known, &qc)) {
+        answer_invalid(resp, "parameter_unknown", qc.bad, "Received unknown parameter: %s", qc.bad);
+        return -1;
+    }
     if (cm_http_req_query(req, "expand[]") || cm_http_req_query(req, "expand[0]")) {
         answer_invalid(resp, NULL, "expand",
                        "expand is a Stripe parameter the simulator does not model "
@@ -1475,7 +1502,8 @@ static void get_one(sim_stripe_t *s, const cm_http_req_t *req, cm_http_resp_t *r
                     const char *what, const char *param)
 {
     const char *id = cm_http_req_param(req, "id");
-    if (get_begin(s, req, resp) != 0)
+    static const char *const known[] = {"expand", NULL};
+    if (get_begin(s, req, resp, known) != 0)
         return;
     pthread_mutex_lock(&s->mu);
     json_t *v = json_object_get(map, id);
@@ -1518,10 +1546,11 @@ typedef struct {
 } list_q_t;
 
 static const char *const created_ops[4] = {"gt", "gte", "lt", "lte"};
+/* What every list takes (Stripe's API reference, "List all ..."). */
+#define LIST_PARAMS "limit", "starting_after", "ending_before", "created", "expand"
 
 /* Reads the pagination and created parameters; answers and returns -1 when one is bad.
- * (Query parameters the simulator does not know cannot be refused: cm_http_server gives
- * no way to list them; see docs/providers-stripe.md.) */
+ * (Parameters a list does not take were refused by get_begin.) */
 static int list_query(const cm_http_req_t *req, cm_http_resp_t *resp, list_q_t *q)
 {
     const char *lim = cm_http_req_query(req, "limit");
@@ -1645,7 +1674,8 @@ static void h_list_intents(const cm_http_req_t *req, cm_http_resp_t *resp, void 
 {
     sim_stripe_t *s = ud;
     list_q_t q = {0};
-    if (get_begin(s, req, resp) != 0 || list_query(req, resp, &q) != 0)
+    static const char *const known[] = {LIST_PARAMS, "customer", NULL};
+    if (get_begin(s, req, resp, known) != 0 || list_query(req, resp, &q) != 0)
         return;
     if ((q.value[0] = cm_http_req_query(req, "customer")))
         q.field[0] = "customer";
@@ -1657,7 +1687,8 @@ static void h_list_refunds(const cm_http_req_t *req, cm_http_resp_t *resp, void 
     sim_stripe_t *s = ud;
     list_q_t q = {0};
     int k = 0;
-    if (get_begin(s, req, resp) != 0 || list_query(req, resp, &q) != 0)
+    static const char *const known[] = {LIST_PARAMS, "payment_intent", "charge", NULL};
+    if (get_begin(s, req, resp, known) != 0 || list_query(req, resp, &q) != 0)
         return;
     if ((q.value[k] = cm_http_req_query(req, "payment_intent")))
         q.field[k++] = "payment_intent";
@@ -1671,7 +1702,8 @@ static void h_list_events(const cm_http_req_t *req, cm_http_resp_t *resp, void *
     sim_stripe_t *s = ud;
     list_q_t q = {0};
     char name[32];
-    if (get_begin(s, req, resp) != 0 || list_query(req, resp, &q) != 0)
+    static const char *const known[] = {LIST_PARAMS, "type", "types", "delivery_success", NULL};
+    if (get_begin(s, req, resp, known) != 0 || list_query(req, resp, &q) != 0)
         return;
     if (cm_http_req_query(req, "delivery_success")) {
         answer_invalid(resp, NULL, "delivery_success",

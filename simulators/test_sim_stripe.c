@@ -1123,6 +1123,10 @@ Test(stripe, lists_paginate_as_stripe_does)
          "You may only specify one of these parameters"},
         {"created[gt]=soon", "parameter_invalid_integer", "created[gt]", "Invalid integer"},
         {"expand[0]=data.customer", NULL, "expand", "does not model"},
+        /* Not a parameter of this list: refused as in a POST body. */
+        {"limit=2&page=2", "parameter_unknown", "page", "Received unknown parameter: page"},
+        {"charge=ch_1", "parameter_unknown", "charge", "Received unknown parameter: charge"},
+        {"createdx[gt]=1", "parameter_unknown", "createdx[gt]", "unknown parameter"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(path, sizeof path, "/v1/payment_intents?%s", bad[i].q);
