@@ -369,6 +369,96 @@ static void h_saga(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
                "no such saga");
 }
 
+/* An E.164 number: '+' and 8 to 15 digits (how Retell and the fixtures write them). */
+static int is_e164(const char *p)
+{
+    size_t n = 0;
+    if (*p++ != '+')
+        return 0;
+    for (; *p; p++, n++)
+        if (*p < '0' || *p > '9')
+            return 0;
+    return n >= 8 && n <= 15;
+}
+
+/* One '@' with something on both sides, at most 254 bytes, no spaces or controls. */
+static int is_email(const char *p)
+{
+    const char *at = strchr(p, '@');
+    size_t n = strlen(p);
+    if (!at || at == p || !at[1] || strchr(at + 1, '@') || n > 254)
+        return 0;
+    for (; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* POST /admin/erasure {"phone": "+14155550123", "email": "a@b.example"} (either or both):
+ * erases one person's data (gw_store_erase) and answers with what it changed. The log says
+ * that an erasure ran, never whom it was for. */
+static void h_erasure(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    json_t *v = NULL;
+    gw_erase_t er;
+    if (!authorised(app, req, resp))
+        return;
+    if (cm_json_parse(req->body, req->body_len, 4096, &v, NULL) != CM_OK || !json_is_object(v)) {
+        cm_http_resp_problem(resp, 400, "Bad Request",
+                             "body must be a JSON object: {\"phone\": \"+14155550123\"} and/or "
+                             "{\"email\": \"name@example.com\"}");
+        json_decref(v);
+        return;
+    }
+    const char *key;
+    json_t *val;
+    const char *phone = NULL, *email = NULL, *bad = NULL;
+    json_object_foreach(v, key, val)
+    {
+        size_t len = 0;
+        const char *s = json_is_string(val) ? json_string_value(val) : NULL;
+        if (s)
+            len = json_string_length(val);
+        if (!strcmp(key, "phone") && s && len == strlen(s) && is_e164(s))
+            phone = s;
+        else if (!strcmp(key, "email") && s && len == strlen(s) && is_email(s))
+            email = s;
+        else if (!bad)
+            bad = key;
+    }
+    if (bad || (!phone && !email)) {
+        char detail[160] = "name the person: \"phone\" (E.164, e.g. +14155550123) and/or "
+                           "\"email\"";
+        if (bad)
+            snprintf(detail, sizeof detail,
+                     "\"%.40s\": only \"phone\" (E.164, e.g. +14155550123) and \"email\" are "
+                     "taken, as strings",
+                     bad);
+        cm_http_resp_problem(resp, 400, "Bad Request", detail);
+        json_decref(v);
+        return;
+    }
+    cm_err_t rc = gw_store_erase(app->store, phone, email, cm_clock_now_ms(), &er);
+    json_decref(v);
+    if (rc) {
+        cm_http_resp_problem(resp, rc == CM_ESTORE ? 503 : 500, "Erasure failed",
+                             "nothing was changed; try again");
+        return;
+    }
+    json_t *ids = json_array();
+    for (int i = 0; i < er.events && i < GW_ERASE_IDS_MAX; i++)
+        json_array_append_new(ids, json_integer(er.ids[i]));
+    CM_WARN("gw.admin",
+            "erasure: %d events erased, %d dead letters discarded, %d errors redacted, %d "
+            "left in progress",
+            er.events, er.dead_letters, er.errors, er.in_progress);
+    cm_http_resp_json(resp, 200,
+                      json_pack("{s:i,s:o,s:i,s:i,s:i}", "events_erased", er.events, "event_ids",
+                                ids, "dead_letters_discarded", er.dead_letters, "errors_redacted",
+                                er.errors, "in_progress", er.in_progress));
+}
+
 /* POST /admin/test/crash-at {"point":"saga.book.after"}: only with --test-hooks. */
 static void h_crash_at(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
@@ -418,6 +508,7 @@ cm_err_t gw_admin_routes(cm_http_server_t *srv, gw_app_t *app)
         {"POST /admin/dead-letters/{id}/replay", h_replay},
         {"POST /admin/dead-letters/{id}/discard", h_discard},
         {"POST /admin/events/{id}/rerun", h_rerun},
+        {"POST /admin/erasure", h_erasure},
     };
     cm_err_t rc = CM_OK;
     for (size_t i = 0; !rc && i < sizeof routes / sizeof routes[0]; i++)

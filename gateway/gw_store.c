@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gw_store_be.h"
 
@@ -174,6 +175,19 @@ cm_err_t gw_store_purge(gw_store_t *s, int64_t cutoff_ms, int batch, gw_purge_t 
     if (batch < 1 || batch > 10000)
         return CM_EINVAL;
     return DISPATCH(s, purge, cutoff_ms, batch, out);
+}
+
+cm_err_t gw_store_erase(gw_store_t *s, const char *phone, const char *email, int64_t now_ms,
+                        gw_erase_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (phone && !*phone)
+        phone = NULL;
+    if (email && !*email)
+        email = NULL;
+    if (!phone && !email)
+        return CM_EINVAL;
+    return DISPATCH(s, erase, phone, email, now_ms, out);
 }
 
 cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *st)

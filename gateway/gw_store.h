@@ -185,6 +185,29 @@ typedef struct {
  * CM_EINVAL for a bad batch; CM_ESTORE when the database fails (nothing removed). */
 cm_err_t gw_store_purge(gw_store_t *s, int64_t cutoff_ms, int batch, gw_purge_t *out) CM_WUR;
 
+/* What one gw_store_erase changed. */
+#define GW_ERASE_IDS_MAX 100
+typedef struct {
+    int events;       /* raw webhooks whose body and headers were replaced */
+    int dead_letters; /* their dead jobs, discarded (nothing left to replay) */
+    int in_progress;  /* matching events left alone: a job of theirs is pending or running */
+    int errors;       /* job errors, saga reasons and entity errors that named the person */
+    int64_t ids[GW_ERASE_IDS_MAX]; /* the first erased events' ids */
+} gw_erase_t;
+
+/* Erasure of one person (GDPR Art. 17), in one transaction: every stored event whose raw
+ * body holds phone (exactly, e.g. "+14155550123") or email (ignoring case) - either may be
+ * NULL, not both - gets the body {"erased":true,"erased_at_ms":now} and no headers: the
+ * whole webhook goes (its transcript, name and every other detail with it), its ids, type
+ * and times stay. Its dead jobs are discarded. An event with a pending or running job is
+ * left as it is and counted in in_progress (its processing needs the body: erase again once
+ * it has finished). Job errors, saga reasons and entity errors holding either are replaced
+ * by "[erased]". Saga and entity rows otherwise stay (ids, states, amounts). Bodies are
+ * searched whole: the cost is a scan of the events table. CM_EINVAL when both are NULL or
+ * empty; CM_ESTORE when the database fails (nothing changed). */
+cm_err_t gw_store_erase(gw_store_t *s, const char *phone, const char *email, int64_t now_ms,
+                        gw_erase_t *out) CM_WUR;
+
 /* 1 when the store can write now, 0 when it cannot (what /health/ready and the metric
  * gw_store_writable report). SQLite: the outcome of the last write if it is under a
  * second old (the disk refused it: full, I/O error, read-only), else that of a probe

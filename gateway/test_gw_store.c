@@ -1847,3 +1847,76 @@ Test(store, purge_removes_old_finished_events_in_batches_and_keeps_dead_letters)
     cr_assert(strstr(b.data, "\"confirm\""), "a recent saga keeps its history: %s", b.data);
     cm_buf_free(&b);
 }
+
+/* The job view's body (the event's raw body) as a string. */
+static void job_body(int64_t id, char *out, size_t cap)
+{
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 16);
+    cr_assert_eq(gw_store_job_json(st, id, &b), CM_OK);
+    json_t *v = json_loads(b.data, 0, NULL);
+    cr_assert_not_null(v, "%s", b.data);
+    const char *body = json_string_value(json_object_get(v, "body"));
+    snprintf(out, cap, "%s", body ? body : b.data);
+    json_decref(v);
+    cm_buf_free(&b);
+}
+
+/* Erasure replaces the raw webhooks naming the person (by phone exactly, by e-mail in any
+ * case), discards their dead letters, redacts errors naming them, leaves an event still
+ * being processed alone (counted), and touches nobody else. */
+Test(store, erase_removes_one_persons_webhooks_and_nobody_elses)
+{
+    gw_erase_t er;
+    char body[512];
+    static const char ann[] = "{\"call\":{\"from_number\":\"+14155550123\","
+                              "\"email\":\"Ann.Lee@Example.com\",\"transcript\":\"Hi, Ann here\"}}";
+    static const char bob[] = "{\"call\":{\"from_number\":\"+14155550999\","
+                              "\"email\":\"bob@example.com\",\"transcript\":\"Hi, Bob here\"}}";
+    gw_ingest_t r;
+    gw_job_t job;
+    int64_t next = 0, ids[4];
+    const char *bodies[4] = {ann, ann, bob, ann};
+    for (int i = 0; i < 4; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "ev-%d", i);
+        gw_event_in_t ev = event(key, bodies[i]);
+        ev.entity_id = key;
+        cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+        cr_assert_eq(gw_store_claim(st, 1000, LEASE, &job, &next), CM_OK);
+        ids[i] = job.id;
+        gw_store_job_free(&job);
+    }
+    cr_assert_eq(gw_store_job_done(st, ids[0], 2000), CM_OK);
+    cr_assert_eq(
+        gw_store_job_dead(st, ids[1], "HTTP 400: attendee ann.lee@example.com invalid", 2000),
+        CM_OK);
+    cr_assert_eq(gw_store_job_done(st, ids[2], 2000), CM_OK);
+    /* ids[3] stays running: its processing needs the body. */
+
+    cr_assert_eq(gw_store_erase(st, NULL, "", 3000, &er), CM_EINVAL);
+    cr_assert_eq(gw_store_erase(st, "+14155550123", "ann.lee@example.com", 3000, &er), CM_OK);
+    cr_assert_eq(er.events, 2, "Ann's two finished events, got %d", er.events);
+    cr_assert_eq(er.dead_letters, 1);
+    cr_assert_eq(er.in_progress, 1);
+    cr_assert_eq(er.errors, 1, "the dead job's error named her");
+    job_body(ids[0], body, sizeof body);
+    cr_assert(strstr(body, "\"erased\":true") && !strstr(body, "Ann"), "%s", body);
+    job_body(ids[2], body, sizeof body);
+    cr_assert(strstr(body, "Bob here"), "Bob is untouched: %s", body);
+    job_body(ids[3], body, sizeof body);
+    cr_assert(strstr(body, "Ann here"), "in progress, left alone: %s", body);
+    char e[256];
+    job_error(ids[1], e, sizeof e);
+    cr_assert_str_eq(e, "[erased]");
+    gw_queue_stats_t q;
+    cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
+    cr_assert_eq(q.dead, 0, "her dead letter is discarded: nothing left to replay");
+    /* By phone alone, once her last job has finished; again, nothing more. */
+    cr_assert_eq(gw_store_job_done(st, ids[3], 4000), CM_OK);
+    cr_assert_eq(gw_store_erase(st, "+14155550123", NULL, 5000, &er), CM_OK);
+    cr_assert_eq(er.events, 1);
+    cr_assert_eq(er.in_progress, 0);
+    cr_assert_eq(gw_store_erase(st, "+14155550123", NULL, 6000, &er), CM_OK);
+    cr_assert_eq(er.events + er.dead_letters + er.errors + er.in_progress, 0);
+}
