@@ -387,7 +387,9 @@ gw_policy_status_t gw_outbound_call(gw_outbound_t *ob, gw_prov_rt_t *p, cm_http_
         if (p->breaker)
             gw_span_str(&r.span, "gw.breaker_state",
                         gw_brk_state_name(gw_breaker_state(p->breaker, cm_clock_mono_ms())));
-        if (st != GW_POL_DONE)
+        /* Why the attempts stopped short of an answer (attempts or budget exhausted, a
+         * Retry-After too long, not safe to repeat). */
+        if (st == GW_POL_FAILED)
             gw_span_str(&r.span, "gw.retry_verdict", gw_retry_verdict_name(out->verdict));
         if (st != GW_POL_DONE || out->last.status >= 400)
             gw_span_error(&r.span, outcome);
