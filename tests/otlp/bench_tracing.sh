@@ -23,10 +23,11 @@ sink() { # mode; sets sink_pid and sink_port
 }
 run() { # label
   echo "== tracing $1 =="
-  ./ci/bench-ingest 2>&1 | grep -E '^(gateway|bare:|ingest_vs)' || true
+  ./ci/bench-ingest 2>&1 | grep -E '^(gateway|bare:|ingest_vs|cpu per request: gateway)' || true
 }
 TRACING_JSON= run off
 sink up; TRACING_JSON=$(tracing "http://127.0.0.1:$sink_port/v1/traces") run "on, collector up"
 kill -TERM $sink_pid; wait $sink_pid 2>/dev/null || true; cat "$work/sink-up.log"; sink_pid=
 TRACING_JSON=$(tracing "http://127.0.0.1:9/v1/traces") run "on, collector dead (refused)"
 sink blackhole; TRACING_JSON=$(tracing "http://127.0.0.1:$sink_port/v1/traces") run "on, collector black-holed"
+TRACING_JSON= run "off, again (the machine's drift)"
