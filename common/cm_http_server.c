@@ -792,17 +792,44 @@ static void dispatch(cm_http_server_t *s, cm_http_req_t *req, cm_http_resp_t *re
         cm_http_resp_problem(resp, 404, "Not Found", NULL);
 }
 
-/* Sets the per-request correlation id: the caller's X-Correlation-Id when sane, else
- * the trace id of a W3C traceparent, else a fresh random id. */
+/* n lowercase hex digits at s, not all zero (W3C Trace Context: ids must not be zero). */
+static int lower_hex_id(const char *s, size_t n)
+{
+    int nonzero = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+        nonzero |= s[i] != '0';
+    }
+    return nonzero;
+}
+
+/* Whether tp is a W3C traceparent as its spec writes it: "vv-<32 hex>-<16 hex>-ff",
+ * lowercase hex, version not ff, exactly 55 characters at version 00 (a later version may
+ * append "-..."). */
+static int valid_traceparent(const char *tp)
+{
+    size_t len = strlen(tp);
+    if (len < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
+        return 0;
+    if (!lower_hex_id(tp, 2) && strncmp(tp, "00", 2))
+        return 0;
+    if (!strncmp(tp, "ff", 2) || (!strncmp(tp, "00", 2) && len != 55) ||
+        (len > 55 && tp[55] != '-'))
+        return 0;
+    return lower_hex_id(tp + 3, 32) && lower_hex_id(tp + 36, 16) &&
+           (lower_hex_id(tp + 53, 2) || !strncmp(tp + 53, "00", 2));
+}
+
+/* Sets the per-request correlation id: the trace id of a valid W3C traceparent, else a
+ * fresh random id. Nothing else a client sends becomes the id: it is written into every
+ * log line of the request, and an unchecked header once put
+ * "mallory@evil.example+15551234567" there. */
 static void set_cid(struct MHD_Connection *conn)
 {
     char cid[40];
-    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Correlation-Id");
     const char *tp = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "traceparent");
-    if (h && strlen(h) > 0 && strlen(h) < 40 &&
-        strspn(h, "abcdefABCDEF0123456789-_.:") == strlen(h)) {
-        cm_log_set_cid(h);
-    } else if (tp && strlen(tp) >= 35 && tp[2] == '-') {
+    if (tp && valid_traceparent(tp)) {
         snprintf(cid, sizeof cid, "%.32s", tp + 3);
         cm_log_set_cid(cid);
     } else {

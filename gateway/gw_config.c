@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cm_codec.h"
 #include "cm_json.h"
@@ -34,8 +35,8 @@ static void problem(checker_t *ck, const char *path, const char *fmt, ...)
 }
 
 static const char *const top_keys[] = {
-    "listen", "data_dir",  "admin_token", "log_level", "seed", "webhooks",  "store",
-    "worker", "providers", "tenants",     "sources",   "saga", "retention", NULL};
+    "listen",    "data_dir", "admin_token", "log_level", "seed",      "webhooks", "store", "worker",
+    "providers", "tenants",  "sources",     "saga",      "retention", "tracing",  NULL};
 
 static void unknown_keys(checker_t *ck, const char *path, const json_t *obj,
                          const char *const *known)
@@ -194,6 +195,90 @@ static void load_provider(checker_t *ck, const char *name, const json_t *obj, gw
     p->retry_cap_ms = (long)int_field(ck, sub, rt, "cap_ms", 5000, 1, 3600000);
     p->retry_max_after_ms = (long)int_field(ck, sub, rt, "max_retry_after_ms", 10000, 0, 3600000);
     p->budget_ratio = (double)int_field(ck, sub, rt, "budget_pct", 20, 1, 100) / 100.0;
+}
+
+/* A header name as RFC 9110 allows (a token), so nothing can be smuggled into the request
+ * the exporter sends. */
+static int header_name_ok(const char *k)
+{
+    if (!*k)
+        return 0;
+    for (const char *p = k; *p; p++)
+        if (!strchr("!#$%&'*+-.^_`|~", *p) && !(*p >= '0' && *p <= '9') &&
+            !(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z'))
+            return 0;
+    return 1;
+}
+
+static void load_tracing(checker_t *ck, const json_t *tr, gw_tracing_t *t)
+{
+    static const char *const known[] = {"enabled",      "endpoint",   "headers",    "service_name",
+                                        "sample_ratio", "queue_size", "batch_size", "flush_ms",
+                                        "timeout_ms",   NULL};
+    t->sample_ratio = 1;
+    t->queue_size = 2048;
+    t->batch_size = 256;
+    t->flush_ms = 1000;
+    t->timeout_ms = 2000;
+    if (!tr)
+        return;
+    unknown_keys(ck, "tracing", tr, known);
+    const json_t *en = json_object_get(tr, "enabled");
+    if (en && !json_is_boolean(en))
+        problem(ck, "tracing", "\"enabled\" must be true or false");
+    t->enabled = !en || json_is_true(en);
+    /* "enabled": false keeps a section (and its endpoint) in the file with tracing off. */
+    if (t->enabled || json_object_get(tr, "endpoint"))
+        t->endpoint = str_field(ck, "tracing", tr, "endpoint", NULL);
+    if (t->endpoint && strncmp(t->endpoint, "http://", 7) && strncmp(t->endpoint, "https://", 8))
+        problem(ck, "tracing", "\"endpoint\" must start with http:// or https://");
+    t->service_name = str_field(ck, "tracing", tr, "service_name", "bookbench-gateway");
+    const json_t *r = json_object_get(tr, "sample_ratio");
+    if (r && (!json_is_number(r) || json_number_value(r) < 0 || json_number_value(r) > 1))
+        problem(ck, "tracing", "\"sample_ratio\" must be a number from 0 to 1");
+    else if (r)
+        t->sample_ratio = json_number_value(r);
+    t->queue_size = (unsigned)int_field(ck, "tracing", tr, "queue_size", 2048, 1, 1000000);
+    t->batch_size = (unsigned)int_field(ck, "tracing", tr, "batch_size", 256, 1, 10000);
+    if (t->batch_size > t->queue_size)
+        problem(ck, "tracing", "\"batch_size\" cannot exceed \"queue_size\" (%u)", t->queue_size);
+    t->flush_ms = (long)int_field(ck, "tracing", tr, "flush_ms", 1000, 1, 600000);
+    t->timeout_ms = (long)int_field(ck, "tracing", tr, "timeout_ms", 2000, 1, 60000);
+    const json_t *hs = json_object_get(tr, "headers");
+    if (hs && (!json_is_object(hs) || json_object_size(hs) > GW_TRACING_MAX_HEADERS)) {
+        problem(ck, "tracing", "\"headers\" must be an object of at most %d headers",
+                GW_TRACING_MAX_HEADERS);
+        return;
+    }
+    const char *k;
+    const json_t *v;
+    size_t n = 0;
+    json_object_foreach((json_t *)hs, k, v)
+    {
+        char path[128];
+        snprintf(path, sizeof path, "tracing.headers.%.64s", k);
+        if (!header_name_ok(k) || !strcasecmp(k, "Content-Type") ||
+            !strcasecmp(k, "Content-Length")) {
+            problem(ck, path, "not a header name the exporter may set");
+            continue;
+        }
+        /* A collector's API key is a secret like the providers' ({"env": ...}). */
+        char *val = secret(ck, path, v);
+        if (!val)
+            continue;
+        int bad = 0;
+        for (const char *p = val; *p; p++)
+            bad |= (unsigned char)*p < 0x20 || *p == 0x7f;
+        if (bad) {
+            problem(ck, path, "the value holds a control character");
+        } else {
+            size_t len = strlen(k) + strlen(val) + 3;
+            t->headers[n] = malloc(len);
+            if (t->headers[n])
+                snprintf(t->headers[n++], len, "%s: %s", k, val);
+        }
+        free(val);
+    }
 }
 
 static void load_source(checker_t *ck, size_t i, const json_t *o, gw_source_t *out)
@@ -561,6 +646,8 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
             if (c->sources[i].id && gw_config_source(c, c->sources[i].id) != &c->sources[i])
                 problem(&ck, "sources", "id \"%s\" appears twice", c->sources[i].id);
     }
+    const json_t *tr = obj_field(&ck, "$", root, "tracing", 0);
+    load_tracing(&ck, tr, &c->tracing);
 done:
     json_decref(root);
     *nproblems = ck.n;
@@ -610,6 +697,10 @@ void gw_config_free(gw_config_t **cp)
     free(c->log_level);
     free(c->calcom.base_url);
     free(c->stripe.base_url);
+    free(c->tracing.endpoint);
+    free(c->tracing.service_name);
+    for (size_t i = 0; c->tracing.headers[i]; i++)
+        free(c->tracing.headers[i]);
     free(c);
     *cp = NULL;
 }

@@ -71,6 +71,21 @@ typedef struct {
     double budget_ratio;     /* retries at most this share of calls */
 } gw_provider_t;
 
+/* Spans exported with OTLP/HTTP JSON (gw_otlp.h); off unless a "tracing" section with an
+ * endpoint is given. */
+#define GW_TRACING_MAX_HEADERS 8
+typedef struct {
+    int enabled;
+    char *endpoint;                            /* the URL POSTed to (.../v1/traces) */
+    char *headers[GW_TRACING_MAX_HEADERS + 1]; /* "Name: value", NULL-terminated (secrets) */
+    char *service_name;
+    double sample_ratio; /* share of new traces recorded; a sender's flag decides for its own */
+    unsigned queue_size;
+    unsigned batch_size;
+    long flush_ms;
+    long timeout_ms;
+} gw_tracing_t;
+
 typedef struct {
     char *listen_addr;
     uint16_t listen_port;
@@ -128,6 +143,7 @@ typedef struct {
     size_t ntenants;
     gw_source_t *sources;
     size_t nsources;
+    gw_tracing_t tracing;
 } gw_config_t;
 
 /* Loads and checks path. On success *out is a new config (free with gw_config_free).

@@ -29,7 +29,8 @@
 #include "cm_log.h"
 #include "cm_sig.h"
 #include "gw_app.h"
-#include "gw_trace.h"
+#include "gw_otlp.h"
+#include "gw_span.h"
 
 /* One webhook on its way to the store; owns the strings the event points to. The body
  * stays the HTTP layer's until the deferred answer is finished. */
@@ -39,13 +40,35 @@ typedef struct {
     int64_t received_ns; /* for the acknowledgement latency */
     gw_event_in_t ev;
     char provider[48], key[512], alt_key[512], type[96], entity[160], tenant[64], headers[640];
+    gw_span_t span;       /* the request's, moved here from the handler's frame */
+    gw_span_t store_span; /* from the hand-over to the store to the commit */
 } intake_t;
+
+/* The span of the webhook request this thread is handling (set by traced(), below, for
+ * the time of the handler): refusals name their reason in it, the verification and the
+ * store get child spans, and the stored event carries its context to the job. */
+static _Thread_local gw_span_t *tl_span;
+static _Thread_local int tl_span_moved; /* submit() took it: the store's callback ends it */
+
+/* Ends a request's span with the answer's status. */
+static void end_request_span(gw_span_t *s, int status, const char *result)
+{
+    gw_span_int(s, "http.response.status_code", status);
+    if (result)
+        gw_span_str(s, "gw.result", result);
+    /* A server span is failed by a 5xx only: a 4xx is the sender's mistake, not ours. */
+    if (status >= 500)
+        gw_span_error(s, result);
+    gw_span_end(s);
+}
 
 /* Counts a refused webhook; provider is the route's ("retell", "calcom", ...). */
 static void count_refusal(gw_app_t *app, const char *provider, const char *why)
 {
     if (app && app->obs)
         gw_obs_count(app->obs->webhooks, GW_LV(provider, why));
+    if (tl_span)
+        gw_span_str(tl_span, "gw.result", why);
 }
 
 /* Refusals are caused at will by whoever sends: their log lines are limited per reason
@@ -117,6 +140,13 @@ static void intake_done(void *ud, cm_err_t rc, gw_ingest_t result)
                                                                            : "duplicate"));
     gw_obs_observe(obs->ack_seconds, GW_LV(prov),
                    (double)(cm_clock_mono_ns() - in->received_ns) / 1e9);
+    /* This runs on the store's thread: its log lines carry the request's trace id. */
+    char saved_cid[64];
+    snprintf(saved_cid, sizeof saved_cid, "%s", cm_log_cid());
+    cm_log_set_cid(in->span.ctx.trace_id);
+    if (rc)
+        gw_span_error(&in->store_span, cm_strerror(rc));
+    gw_span_end(&in->store_span);
     if (rc) {
         /* Not stored: a 503 makes the provider deliver again, so nothing is lost. */
         CM_ERROR("gw.inbound", "%s %s not stored: %s", in->provider, in->key, cm_strerror(rc));
@@ -130,6 +160,11 @@ static void intake_done(void *ud, cm_err_t rc, gw_ingest_t result)
         cm_http_resp_text(resp, 204, NULL, NULL);
         (void)cm_http_resp_header(resp, "X-Gateway-Result", fresh ? "accepted" : "duplicate");
     }
+    end_request_span(&in->span, resp->status,
+                     rc                             ? "not_stored"
+                     : result == GW_INGEST_ACCEPTED ? "accepted"
+                                                    : "duplicate");
+    cm_log_set_cid(saved_cid[0] ? saved_cid : NULL);
     cm_http_deferred_finish(in->d);
     free(in);
 }
@@ -157,14 +192,30 @@ static intake_t *intake_new(gw_app_t *app, const cm_http_req_t *req, const char 
     return in;
 }
 
-/* Hands the event to the store and defers the answer until it is committed. Takes in. */
+/* Hands the event to the store and defers the answer until it is committed. Takes in;
+ * the request's span goes with it and is ended with the answer. */
 static void submit(intake_t *in, cm_http_resp_t *resp)
 {
+    if (tl_span) {
+        gw_span_str(tl_span, "gw.event_type", in->type);
+        gw_span_str(tl_span, "gw.entity", in->entity);
+        if (in->ev.tenant_id)
+            gw_span_str(tl_span, "gw.tenant", in->ev.tenant_id);
+        in->span = *tl_span;
+        tl_span_moved = 1;
+    } else {
+        gw_span_start(&in->span, NULL, "intake", GW_SPAN_SERVER, NULL);
+    }
+    gw_span_start(&in->store_span, in->app->obs->otlp, "store", GW_SPAN_INTERNAL,
+                  in->span.traceparent);
     in->d = cm_http_resp_defer(resp);
     if (gw_store_ingest_async(in->app->store, &in->ev, intake_done, in) != CM_OK) {
         cm_http_resp_t *r = cm_http_deferred_resp(in->d);
         cm_http_resp_problem(r, 503, "Service Unavailable", "gateway is shutting down");
         (void)cm_http_resp_header(r, "Retry-After", "1");
+        gw_span_error(&in->store_span, "shutting down");
+        gw_span_end(&in->store_span);
+        end_request_span(&in->span, 503, "not_stored");
         cm_http_deferred_finish(in->d);
         free(in);
     }
@@ -181,21 +232,35 @@ static void clean_token(char *out, size_t cap, const char *value)
     out[n] = '\0';
 }
 
-/* The headers kept with the event: the signature header (audit) and a valid W3C
- * traceparent, which the job's outbound calls continue. */
+/* The headers kept with the event: the signature header (audit) and the W3C traceparent
+ * of the request's span (a child of the sender's when a valid one came, else a new
+ * trace), which the job continues: its span, saga steps and provider calls are children. */
 static void audit_headers(const cm_http_req_t *req, char *out, size_t cap, const char *name,
                           const char *value)
 {
     char clean[400], tp[64] = "";
-    gw_traceparent_t t;
-    const char *h = cm_http_req_header(req, "traceparent");
+    (void)req;
     clean_token(clean, sizeof clean, value);
-    if (h && gw_trace_parse(h, &t, NULL) == CM_OK)
-        gw_trace_format(&t, tp);
+    if (tl_span)
+        snprintf(tp, sizeof tp, "%s", tl_span->traceparent);
     if (tp[0])
         snprintf(out, cap, "{\"%s\":\"%s\",\"traceparent\":\"%s\"}", name, clean, tp);
     else
         snprintf(out, cap, "{\"%s\":\"%s\"}", name, clean);
+}
+
+/* The signature check's span, a child of the request's. */
+static void verify_span_start(gw_app_t *app, gw_span_t *vs)
+{
+    gw_span_start(vs, app->obs ? app->obs->otlp : NULL, "verify", GW_SPAN_INTERNAL,
+                  tl_span ? tl_span->traceparent : NULL);
+}
+
+static void verify_span_end(gw_span_t *vs, cm_err_t rc)
+{
+    if (rc)
+        gw_span_error(vs, cm_strerror(rc));
+    gw_span_end(vs);
 }
 
 /* ---- Which tenants' keys are tried ---------------------------------------------- */
@@ -398,7 +463,10 @@ static void h_retell(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     const gw_tenant_t *hinted = only;
     if (!key_scope(app, req, resp, KEYS_RETELL, &only))
         return;
+    gw_span_t vs;
+    verify_span_start(app, &vs);
     const gw_tenant_t *t = verify_retell(app->cfg, only, req, sig, &rc);
+    verify_span_end(&vs, t ? CM_OK : rc);
     if (!t && hinted && rc == CM_ESIG_MISMATCH) {
         count_refusal(app, "retell", "rejected_signature");
         log_refusal("retell", "rejected_signature", "signature does not match the agent");
@@ -450,6 +518,8 @@ static void h_calcom(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     if (!key_scope(app, req, resp, KEYS_CALCOM, &only))
         return;
     cm_err_t rc = sig && *sig ? CM_ESIG_MISMATCH : CM_ESIG_MISSING;
+    gw_span_t vs;
+    verify_span_start(app, &vs);
     for (size_t i = 0; !t && rc != CM_ESIG_MISSING && i < cfg->ntenants; i++) {
         const gw_tenant_t *c = &cfg->tenants[i];
         if (!c->ncalcom_webhook_secrets || (only && c != only))
@@ -461,6 +531,7 @@ static void h_calcom(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         else if (rc == CM_ESIG_MALFORMED)
             break;
     }
+    verify_span_end(&vs, t ? CM_OK : rc == CM_OK ? CM_ESIG_MISMATCH : rc);
     if (!t) {
         /* "no-secret-provided" (Cal.com's value when no secret is set) lands here too. */
         refuse_signature(app, "calcom", resp, rc == CM_OK ? CM_ESIG_MISMATCH : rc,
@@ -519,6 +590,8 @@ static void h_stripe(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         return;
     cm_err_t rc = sig && *sig ? CM_ESIG_MISMATCH : CM_ESIG_MISSING;
     int64_t now = cm_clock_now_s();
+    gw_span_t vs;
+    verify_span_start(app, &vs);
     for (size_t i = 0; !t && rc != CM_ESIG_MISSING && i < cfg->ntenants; i++) {
         const gw_tenant_t *c = &cfg->tenants[i];
         if (!c->nstripe_webhook_secrets || (only && c != only))
@@ -531,6 +604,7 @@ static void h_stripe(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         else if (rc != CM_ESIG_MISMATCH)
             break;
     }
+    verify_span_end(&vs, t ? CM_OK : rc == CM_OK ? CM_ESIG_MISMATCH : rc);
     if (!t) {
         refuse_signature(app, "stripe", resp, rc == CM_OK ? CM_ESIG_MISMATCH : rc,
                          "Stripe-Signature");
@@ -593,9 +667,12 @@ static void h_std(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     const char *id = cm_http_req_header(req, "webhook-id");
     const char *ts = cm_http_req_header(req, "webhook-timestamp");
     const char *sig = cm_http_req_header(req, "webhook-signature");
+    gw_span_t vs;
+    verify_span_start(app, &vs);
     cm_err_t rc =
         cm_sig_stdwh_verify((const char *const *)src->secrets, src->nsecrets, id, ts, sig,
                             req->body, req->body_len, cm_clock_now_s(), app->cfg->std_tolerance_s);
+    verify_span_end(&vs, rc);
     if (rc) {
         refuse_signature(app, "std", resp, rc == CM_EINVAL ? CM_ESIG_MISMATCH : rc,
                          "webhook-signature");
@@ -628,16 +705,69 @@ static void h_std(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     json_decref(ev);
 }
 
+/* ---- The request's span ------------------------------------------------------------ */
+
+/* Runs a webhook handler inside the request's span: a SERVER span that continues the
+ * sender's trace when a valid traceparent came with the webhook (a child of the sender's
+ * span) or starts one, and whose trace id becomes the correlation id of the request's log
+ * lines. provider names the route. */
+static void traced(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud, const char *provider,
+                   cm_http_handler_fn inner)
+{
+    gw_app_t *app = ud;
+    char route[64];
+    if (!strcmp(provider, "std"))
+        snprintf(route, sizeof route, "POST /webhooks/std/{source}");
+    else
+        snprintf(route, sizeof route, "POST /webhooks/%s%s", provider,
+                 cm_http_req_param(req, "tenant") ? "/{tenant}" : "");
+    gw_span_t span;
+    gw_span_start(&span, app->obs ? app->obs->otlp : NULL, route, GW_SPAN_SERVER,
+                  cm_http_req_header(req, "traceparent"));
+    gw_span_start_at(&span, req->received_mono_ns);
+    cm_log_set_cid(span.ctx.trace_id);
+    gw_span_str(&span, "http.request.method", "POST");
+    gw_span_str(&span, "http.route", route);
+    gw_span_str(&span, "gw.provider", provider);
+    gw_span_int(&span, "http.request.body.size", (int64_t)req->body_len);
+    tl_span = &span;
+    tl_span_moved = 0;
+    inner(req, resp, ud);
+    tl_span = NULL;
+    if (!tl_span_moved)
+        end_request_span(&span, resp->status, NULL);
+}
+
+static void t_retell(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    traced(req, resp, ud, "retell", h_retell);
+}
+
+static void t_calcom(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    traced(req, resp, ud, "calcom", h_calcom);
+}
+
+static void t_stripe(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    traced(req, resp, ud, "stripe", h_stripe);
+}
+
+static void t_std(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    traced(req, resp, ud, "std", h_std);
+}
+
 cm_err_t gw_inbound_routes(cm_http_server_t *srv, gw_app_t *app)
 {
     static const struct {
         const char *pattern;
         cm_http_handler_fn fn;
     } routes[] = {
-        {"POST /webhooks/retell", h_retell},          {"POST /webhooks/calcom", h_calcom},
-        {"POST /webhooks/stripe", h_stripe},          {"POST /webhooks/retell/{tenant}", h_retell},
-        {"POST /webhooks/calcom/{tenant}", h_calcom}, {"POST /webhooks/stripe/{tenant}", h_stripe},
-        {"POST /webhooks/std/{source}", h_std},
+        {"POST /webhooks/retell", t_retell},          {"POST /webhooks/calcom", t_calcom},
+        {"POST /webhooks/stripe", t_stripe},          {"POST /webhooks/retell/{tenant}", t_retell},
+        {"POST /webhooks/calcom/{tenant}", t_calcom}, {"POST /webhooks/stripe/{tenant}", t_stripe},
+        {"POST /webhooks/std/{source}", t_std},
     };
     cm_err_t rc = CM_OK;
     for (size_t i = 0; !rc && i < sizeof routes / sizeof routes[0]; i++)

@@ -19,6 +19,7 @@
 #include "cm_log.h"
 #include "gw_app.h"
 #include "gw_retention.h"
+#include "gw_otlp.h"
 #include "gw_testhook.h"
 
 static void usage(FILE *f)
@@ -135,6 +136,7 @@ static int run(const char *config_path, const char *ready_path)
     gw_obs_t *obs = NULL;
     gw_outbound_t *ob = NULL;
     gw_retention_t *retention = NULL;
+    gw_otlp_t *otlp = NULL;
     cm_http_server_t *srv = NULL;
     char err[CM_ERR_LEN] = "";
     int n = 0, status = 1, requeued = 0, lock_fd = -1;
@@ -183,6 +185,26 @@ static int run(const char *config_path, const char *ready_path)
     if (gw_obs_new(store, &obs, err) != CM_OK || gw_outbound_new(cfg, obs, &ob, err) != CM_OK) {
         fprintf(stderr, "gateway: %s\n", err[0] ? err : "out of memory");
         goto out;
+    }
+    if (cfg->tracing.enabled) {
+        gw_otlp_cfg_t tc = {.endpoint = cfg->tracing.endpoint,
+                            .headers = (const char *const *)cfg->tracing.headers,
+                            .service_name = cfg->tracing.service_name,
+                            .service_instance = instance,
+                            .sample_ratio = cfg->tracing.sample_ratio,
+                            .queue_size = cfg->tracing.queue_size,
+                            .batch_size = cfg->tracing.batch_size,
+                            .flush_ms = cfg->tracing.flush_ms,
+                            .timeout_ms = cfg->tracing.timeout_ms,
+                            .exported = obs->spans_exported,
+                            .dropped = obs->spans_dropped};
+        if (gw_otlp_new(&tc, &otlp, err) != CM_OK) {
+            fprintf(stderr, "gateway: %s\n", err[0] ? err : "out of memory");
+            goto out;
+        }
+        obs->otlp = otlp;
+        CM_INFO("gw.main", "tracing: spans to %s, %g of new traces", cfg->tracing.endpoint,
+                cfg->tracing.sample_ratio);
     }
     /* Rate limits and the slot cache shared with the other instances on the store (on
      * SQLite there are none, and both stay in this process). */
@@ -240,6 +262,10 @@ out:
     gw_retention_stop(&retention);
     gw_worker_stop(&worker);
     gw_outbound_free(&ob);
+    /* Nothing makes spans any more: the last ones go out (bounded by the export timeout). */
+    if (obs)
+        obs->otlp = NULL;
+    gw_otlp_free(&otlp);
     gw_obs_free(&obs);
     gw_store_close(&store);
     if (lock_fd >= 0)

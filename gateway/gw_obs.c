@@ -159,6 +159,21 @@ cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
         rc = gw_metrics_counter(o->reg, "gw_payments_total",
                                 "Deposit attempts, by result (succeeded, declined, failed)",
                                 "result", &o->payments, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_trace_spans_exported_total",
+                                "Spans the OTLP collector accepted", "", &o->spans_exported, err);
+    if (!rc)
+        rc = gw_metrics_counter(o->reg, "gw_trace_spans_dropped_total",
+                                "Spans not exported: queue_full (the exporter's queue was full, "
+                                "a slow or unreachable collector) or export_failed (the "
+                                "collector refused or did not answer the batch)",
+                                "reason", &o->spans_dropped, err);
+    /* At 0 from the start (tracing on or off), so an alert on an increase needs no series
+     * to appear first. */
+    if (!rc && (!gw_metrics_with(o->spans_exported, NULL) ||
+                !gw_metrics_with(o->spans_dropped, GW_LV("queue_full")) ||
+                !gw_metrics_with(o->spans_dropped, GW_LV("export_failed"))))
+        rc = CM_ENOMEM;
     /* The outcomes the alerts count (deploy/prometheus/), shown at 0 from the start: a
      * series that first appears at 1 has no increase for Prometheus, so the first saga
      * ending needs_human after a start would page nobody. */

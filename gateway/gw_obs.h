@@ -1,5 +1,5 @@
-/* gw_obs.h - what the gateway shows of itself: the Prometheus families it updates, and
- * the /metrics exposition.
+/* gw_obs.h - what the gateway shows of itself: the Prometheus families it updates, the
+ * /metrics exposition, and where its spans go (gw_span.h, gw_otlp.h).
  *
  * Created once at start-up (all families registered up front, so a name clash or a bad
  * label is a start-up error), then updated from any thread: series handles are looked up
@@ -40,6 +40,11 @@ typedef struct {
     gw_mfamily_t *http_large;       /* gw_http_requests_too_large_total{part} */
     gw_mfamily_t *retention_purged; /* gw_retention_purged_total{kind} */
     gw_mfamily_t *retention_runs;   /* gw_retention_runs_total{result} */
+    gw_mfamily_t *spans_exported;   /* gw_trace_spans_exported_total */
+    gw_mfamily_t *spans_dropped;    /* gw_trace_spans_dropped_total{reason} */
+    /* The span exporter every module ends its spans into; NULL when tracing is off.
+     * Borrowed: main creates it after this and frees it once nothing makes spans. */
+    struct gw_otlp *otlp;
 } gw_obs_t;
 
 /* Registers every family; store (borrowed, may be NULL in tests) feeds the queue gauges

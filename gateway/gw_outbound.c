@@ -7,7 +7,8 @@
 
 #include "cm_clock.h"
 #include "cm_log.h"
-#include "gw_trace.h"
+#include "gw_span.h"
+#include "gw_otlp.h"
 
 /* The breaker's transition hook feeds the transitions counter. Runs with the breaker's
  * lock held: only metric updates here. */
@@ -222,7 +223,27 @@ typedef struct {
     char ra[64], sr[16];
     char tp_header[96];
     cm_rand_t *rng;
+    gw_span_t span;        /* the operation, parent of one span per attempt */
+    char retry_reason[48]; /* why the coming attempt is a retry ("" for the first) */
 } run_t;
+
+/* What an attempt's result is called in a span: "http_503", "timeout", "refused", ... */
+static void result_name(const gw_att_result_t *res, char *out, size_t cap)
+{
+    if (res->kind == GW_ATT_OK)
+        snprintf(out, cap, "http_%d", res->status);
+    else
+        snprintf(out, cap, "%s", gw_att_kind_name(res->kind));
+}
+
+/* The path of a URL without its query (which may carry an e-mail address), for spans. */
+static void url_path(const char *url, char *out, size_t cap)
+{
+    const char *p = url ? strstr(url, "://") : NULL;
+    p = p ? strchr(p + 3, '/') : NULL;
+    size_t n = p ? strcspn(p, "?#") : 0;
+    snprintf(out, cap, "%.*s", (int)(n ? n : 1), n ? p : "/");
+}
 
 static void attempt(void *ud, const gw_attempt_ctx_t *ctx, gw_att_result_t *res)
 {
@@ -231,17 +252,31 @@ static void attempt(void *ud, const gw_attempt_ctx_t *ctx, gw_att_result_t *res)
     size_t n = 0;
     for (const char *const *h = r->call->req.headers; h && *h && n < 20; h++)
         hdrs[n++] = *h;
-    /* A child span per attempt, so the provider's logs can tell attempts apart. */
-    gw_traceparent_t parent, child;
-    if (r->call->traceparent && r->call->traceparent[0] &&
-        gw_trace_parse(r->call->traceparent, &parent, NULL) == CM_OK) {
-        char tp[GW_TRACEPARENT_LEN + 1];
-        gw_trace_child(&parent, r->rng, &child);
-        gw_trace_format(&child, tp);
-        snprintf(r->tp_header, sizeof r->tp_header, "traceparent: %s", tp);
-        hdrs[n++] = r->tp_header;
-    }
+    /* A client span per attempt; the provider gets its context, so its logs (and the
+     * simulators' journal) can tell the attempts apart and follow them to the trace. */
+    char name[96], path[256];
+    snprintf(name, sizeof name, "%s %s.%s", r->call->req.method ? r->call->req.method : "GET",
+             r->p->name, r->call->operation);
+    gw_span_t as;
+    gw_span_start(&as, r->p->obs->otlp, name, GW_SPAN_CLIENT, r->span.traceparent);
+    snprintf(r->tp_header, sizeof r->tp_header, "traceparent: %s", as.traceparent);
+    hdrs[n++] = r->tp_header;
     hdrs[n] = NULL;
+    if (as.recording) {
+        url_path(r->call->req.url, path, sizeof path);
+        gw_span_str(&as, "http.request.method", r->call->req.method ? r->call->req.method : "GET");
+        gw_span_str(&as, "url.path", path);
+        gw_span_str(&as, "gw.provider", r->p->name);
+        gw_span_str(&as, "gw.operation", r->call->operation);
+        gw_span_int(&as, "gw.attempt", ctx->attempt);
+        gw_span_int(&as, "http.request.resend_count", ctx->attempt - 1);
+        gw_span_int(&as, "gw.timeout_ms", ctx->timeout_ms);
+        if (r->p->breaker)
+            gw_span_str(&as, "gw.breaker_state",
+                        gw_brk_state_name(gw_breaker_state(r->p->breaker, cm_clock_mono_ms())));
+        if (r->retry_reason[0])
+            gw_span_str(&as, "gw.retry_reason", r->retry_reason);
+    }
     cm_http_request_t req = r->call->req;
     req.headers = hdrs;
     /* An operation that is not safe to repeat must not be repeated by libcurl either. */
@@ -257,13 +292,29 @@ static void attempt(void *ud, const gw_attempt_ctx_t *ctx, gw_att_result_t *res)
         res->kind = GW_ATT_REFUSED;
     gw_obs_observe(r->p->obs->outbound_seconds, GW_LV(r->p->name, r->call->operation),
                    r->resp->total_ms / 1000.0);
+    if (as.recording) {
+        char what[48];
+        result_name(res, what, sizeof what);
+        if (r->resp->status)
+            gw_span_int(&as, "http.response.status_code", r->resp->status);
+        gw_span_str(&as, "gw.result", what);
+        /* A refused slot is an answer, not a failure; 4xx and 5xx and no answer are. */
+        if (res->kind != GW_ATT_REFUSED && (res->kind != GW_ATT_OK || res->status >= 400)) {
+            gw_span_str(&as, "error.type", rc ? cm_strerror(rc) : what);
+            gw_span_error(&as, rc ? r->resp->err : what);
+        }
+    }
+    gw_span_end(&as);
 }
 
 static void on_event(void *ud, const gw_policy_t *pol, const gw_policy_event_t *e)
 {
-    gw_prov_rt_t *p = ud;
+    run_t *r = ud;
+    gw_prov_rt_t *p = r->p;
     switch (e->type) {
     case GW_POL_EV_RETRY:
+        if (e->result)
+            result_name(e->result, r->retry_reason, sizeof r->retry_reason);
         gw_obs_count(p->obs->retries, GW_LV(p->name, pol->operation));
         CM_INFO("gw.outbound", "%s %s attempt %d: %s; retry in %lld ms", p->name, pol->operation,
                 e->attempt, e->result ? gw_att_kind_name(e->result->kind) : "?",
@@ -306,7 +357,6 @@ gw_policy_status_t gw_outbound_call(gw_outbound_t *ob, gw_prov_rt_t *p, cm_http_
         .attempt_timeout_ms = call->write ? c->write_timeout_ms : c->read_timeout_ms,
         .deadline_ms = c->deadline_ms,
         .on_event = on_event,
-        .event_ud = p,
     };
     gw_retry_config_default(&pol.retry);
     pol.retry.max_attempts = c->retry_max_attempts;
@@ -314,6 +364,12 @@ gw_policy_status_t gw_outbound_call(gw_outbound_t *ob, gw_prov_rt_t *p, cm_http_
     pol.retry.cap_ms = c->retry_cap_ms;
     pol.retry.max_retry_after_ms = c->retry_max_after_ms;
     run_t r = {.p = p, .call = call, .http = http, .resp = resp, .rng = rng};
+    pol.event_ud = &r;
+    char name[64];
+    snprintf(name, sizeof name, "%s.%s", p->name, call->operation);
+    gw_span_start(&r.span, p->obs->otlp, name, GW_SPAN_INTERNAL, call->traceparent);
+    gw_span_str(&r.span, "gw.provider", p->name);
+    gw_span_str(&r.span, "gw.operation", call->operation);
     memset(resp, 0, sizeof *resp);
     gw_policy_status_t st = gw_policy_run(&pol, &ob->clock, rng, attempt, &r, out);
     if (!r.have_resp) { /* no attempt made (breaker open, rate limited): an empty answer */
@@ -325,5 +381,19 @@ gw_policy_status_t gw_outbound_call(gw_outbound_t *ob, gw_prov_rt_t *p, cm_http_
                           : out->last.status >= 400          ? "error"
                                                              : "ok";
     gw_obs_count(p->obs->outbound, GW_LV(p->name, call->operation, outcome));
+    if (r.span.recording) {
+        gw_span_str(&r.span, "gw.outcome", outcome);
+        gw_span_int(&r.span, "gw.attempts", out->attempts);
+        if (p->breaker)
+            gw_span_str(&r.span, "gw.breaker_state",
+                        gw_brk_state_name(gw_breaker_state(p->breaker, cm_clock_mono_ms())));
+        /* Why the attempts stopped short of an answer (attempts or budget exhausted, a
+         * Retry-After too long, not safe to repeat). */
+        if (st == GW_POL_FAILED)
+            gw_span_str(&r.span, "gw.retry_verdict", gw_retry_verdict_name(out->verdict));
+        if (st != GW_POL_DONE || out->last.status >= 400)
+            gw_span_error(&r.span, outcome);
+    }
+    gw_span_end(&r.span);
     return st;
 }

@@ -88,7 +88,10 @@ typedef struct {
     const char *rl_key; /* rate-limit key: one bucket per provider API key */
     cm_http_request_t req;
     int (*refused)(const cm_http_response_t *resp);
-    const char *traceparent; /* the job's trace; a child span is sent per call. May be NULL. */
+    /* The caller's span (gw_span_t.traceparent): the operation gets a child span, each
+     * attempt a child of that, whose context goes out in the attempt's traceparent
+     * header. May be NULL: a new trace. */
+    const char *traceparent;
 } gw_call_t;
 
 /* Runs the operation. *resp holds the last answer (free with cm_http_response_free, also

@@ -9,6 +9,7 @@
 #include "cm_json.h"
 #include "cm_log.h"
 #include "gw_calcom.h"
+#include "gw_span.h"
 #include "gw_stripe.h"
 #include "gw_testhook.h"
 
@@ -190,11 +191,63 @@ static gw_saga_result_t fail_and_compensate(gw_saga_env_t *env, const gw_tenant_
     return compensate(env, t, sg, cc, err);
 }
 
-gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const json_t *ev, char *err)
+/* ---- A span per saga step ------------------------------------------------------- */
+
+/* The step spans of one run: each pass of the saga's loop is one (named after the state it
+ * moves on from), a child of the job's span; the provider calls of the pass are its
+ * children, through env->traceparent, which points at the open step's context meanwhile. */
+typedef struct {
+    gw_saga_env_t *env;
+    const char *parent; /* the job's span, restored when a step ends */
+    gw_span_t span;
+    int open;
+    gw_saga_t sg; /* the saga, here so that the last step can be ended after the run */
+} steps_t;
+
+static const char *step_name(const char *state)
+{
+    return !strcmp(state, "started")        ? "saga.find_slot"
+           : !strcmp(state, "slot_chosen")  ? "saga.book"
+           : !strcmp(state, "booked")       ? "saga.charge"
+           : !strcmp(state, "charged")      ? "saga.confirm"
+           : !strcmp(state, "compensating") ? "saga.compensate"
+                                            : "saga.step";
+}
+
+static void step_end(steps_t *st, gw_saga_result_t res, const char *err)
+{
+    if (!st->open)
+        return;
+    st->open = 0;
+    const char *after = st->sg.state;
+    gw_span_str(&st->span, "gw.saga.state_after", after);
+    if (res != GW_SAGA_DONE)
+        gw_span_error(&st->span, err && *err ? err : res == GW_SAGA_RETRY ? "retry" : "dead");
+    else if (!strncmp(after, "failed", 6) || !strcmp(after, "compensating") ||
+             !strcmp(after, "needs_human"))
+        gw_span_error(&st->span, st->sg.reason[0] ? st->sg.reason : after);
+    gw_span_end(&st->span);
+    st->env->traceparent = st->parent;
+}
+
+static void step_begin(steps_t *st, gw_calcom_ctx_t *cc)
+{
+    step_end(st, GW_SAGA_DONE, NULL);
+    gw_span_start(&st->span, st->env->obs->otlp, step_name(st->sg.state), GW_SPAN_INTERNAL,
+                  st->parent);
+    gw_span_str(&st->span, "gw.saga.id", st->sg.id);
+    gw_span_str(&st->span, "gw.saga.state", st->sg.state);
+    st->open = 1;
+    st->env->traceparent = st->span.traceparent;
+    cc->traceparent = st->span.traceparent;
+}
+
+static gw_saga_result_t saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const json_t *ev,
+                                 char *err, steps_t *st)
 {
     const char *call_id = cm_json_str(ev, "call.call_id", "");
     const json_t *cad = cm_json_path(ev, "call.call_analysis.custom_analysis_data");
-    gw_saga_t sg;
+    gw_saga_t *sg = &st->sg;
     request_t rq;
     int64_t now = cm_clock_now_ms();
     char idem[192], detail[160];
@@ -207,20 +260,20 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
         return GW_SAGA_DEAD;
     }
     env->mirror_call = 1;
-    cm_err_t rc = gw_store_saga_get(env->store, call_id, &sg);
-    int was_final = rc == CM_OK && gw_saga_state_final(sg.state);
+    cm_err_t rc = gw_store_saga_get(env->store, call_id, sg);
+    int was_final = rc == CM_OK && gw_saga_state_final(sg->state);
     /* Only what the store holds counts: a final state set in memory whose save failed has
      * not given the call its outcome (save() clears this once one is saved). */
     env->call_open = rc == CM_ENOTFOUND || (rc == CM_OK && !was_final);
     if (rc == CM_ENOTFOUND) {
-        memset(&sg, 0, sizeof sg);
-        snprintf(sg.id, sizeof sg.id, "%s", call_id);
-        snprintf(sg.tenant_id, sizeof sg.tenant_id, "%s", t->id);
-        snprintf(sg.state, sizeof sg.state, "started");
-        sg.wanted_ms = rq.wanted_ms;
-        sg.deadline_ms = now + env->cfg->saga_deadline_ms;
-        sg.created_at_ms = now;
-        if (save(env, &sg, "start", "done", NULL, err))
+        memset(sg, 0, sizeof *sg);
+        snprintf(sg->id, sizeof sg->id, "%s", call_id);
+        snprintf(sg->tenant_id, sizeof sg->tenant_id, "%s", t->id);
+        snprintf(sg->state, sizeof sg->state, "started");
+        sg->wanted_ms = rq.wanted_ms;
+        sg->deadline_ms = now + env->cfg->saga_deadline_ms;
+        sg->created_at_ms = now;
+        if (save(env, sg, "start", "done", NULL, err))
             return GW_SAGA_RETRY;
         gw_counter_inc(gw_metrics_with(env->obs->sagas_started, NULL));
     } else if (rc) {
@@ -238,45 +291,46 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
                            .attendee_phone = rq.phone,
                            .time_zone = rq.tz,
                            .call_id = call_id,
-                           .saga_id = sg.id};
+                           .saga_id = sg->id};
     gw_saga_result_t res = GW_SAGA_DONE;
 
     /* Each pass moves the saga one state on; the loop ends in a final state or when a
      * provider must be waited for. */
-    while (res == GW_SAGA_DONE && !gw_saga_state_final(sg.state)) {
-        if (!strcmp(sg.state, "compensating")) {
-            res = compensate(env, t, &sg, &cc, err);
-        } else if (!strcmp(sg.state, "started")) {
+    while (res == GW_SAGA_DONE && !gw_saga_state_final(sg->state)) {
+        step_begin(st, &cc);
+        if (!strcmp(sg->state, "compensating")) {
+            res = compensate(env, t, sg, &cc, err);
+        } else if (!strcmp(sg->state, "started")) {
             int none = 0;
-            res = choose_slot(env, &cc, t, &rq, &sg, &none, err);
+            res = choose_slot(env, &cc, t, &rq, sg, &none, err);
             if (res != GW_SAGA_DONE)
                 break;
             if (none) {
-                snprintf(sg.state, sizeof sg.state, "failed_no_slot");
-                snprintf(sg.reason, sizeof sg.reason, "no free slot near the wanted time");
-                if (save(env, &sg, "find_slot", "failed", sg.reason, err))
+                snprintf(sg->state, sizeof sg->state, "failed_no_slot");
+                snprintf(sg->reason, sizeof sg->reason, "no free slot near the wanted time");
+                if (save(env, sg, "find_slot", "failed", sg->reason, err))
                     return GW_SAGA_RETRY;
-                end_metrics(env, &sg);
+                end_metrics(env, sg);
                 break;
             }
-            snprintf(sg.state, sizeof sg.state, "slot_chosen");
+            snprintf(sg->state, sizeof sg->state, "slot_chosen");
             char iso[25];
-            if (save(env, &sg, "find_slot", "done", cm_clock_iso8601(sg.start_ms, iso), err))
+            if (save(env, sg, "find_slot", "done", cm_clock_iso8601(sg->start_ms, iso), err))
                 return GW_SAGA_RETRY;
-        } else if (!strcmp(sg.state, "slot_chosen")) {
+        } else if (!strcmp(sg->state, "slot_chosen")) {
             char uid[128] = "";
             int found = 0;
-            br.start_ms = sg.start_ms;
+            br.start_ms = sg->start_ms;
             /* An intent without a result: the booking may exist (crash or lost answer). */
-            int open = gw_store_saga_intent_open(env->store, sg.id, "book");
+            int open = gw_store_saga_intent_open(env->store, sg->id, "book");
             if (open < 0) {
-                cm_errf(err, "store: cannot read saga %s's step log", sg.id);
+                cm_errf(err, "store: cannot read saga %s's step log", sg->id);
                 res = GW_SAGA_RETRY;
                 break;
             }
             if (open) {
-                gw_outcome_t o =
-                    gw_calcom_find(&cc, rq.email, sg.start_ms, sg.id, uid, sizeof uid, &found, err);
+                gw_outcome_t o = gw_calcom_find(&cc, rq.email, sg->start_ms, sg->id, uid,
+                                                sizeof uid, &found, err);
                 if (o != GW_OUT_OK) {
                     env->retry_hint_ms = cc.retry_in_ms;
                     env->waiting = cc.unavailable;
@@ -284,43 +338,43 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
                     break;
                 }
                 if (found)
-                    CM_INFO("gw.saga", "saga %s: found booking %s made before a restart", sg.id,
+                    CM_INFO("gw.saga", "saga %s: found booking %s made before a restart", sg->id,
                             uid);
             }
             gw_outcome_t o = GW_OUT_OK;
             if (!found) {
-                if (save(env, &sg, "book", "intent", NULL, err))
+                if (save(env, sg, "book", "intent", NULL, err))
                     return GW_SAGA_RETRY;
                 gw_testhook_point("saga.book.before");
                 o = gw_calcom_book(&cc, &br, uid, sizeof uid, err);
                 gw_testhook_point("saga.book.after");
             }
             if (o == GW_OUT_OK) {
-                snprintf(sg.booking_uid, sizeof sg.booking_uid, "%s", uid);
-                snprintf(sg.state, sizeof sg.state, "booked");
-                if (save(env, &sg, "book", "done", uid, err))
+                snprintf(sg->booking_uid, sizeof sg->booking_uid, "%s", uid);
+                snprintf(sg->state, sizeof sg->state, "booked");
+                if (save(env, sg, "book", "done", uid, err))
                     return GW_SAGA_RETRY;
             } else if (o == GW_OUT_TAKEN) {
                 /* The check-then-book race: someone took it meanwhile. Re-read availability
                  * (the booking attempt dropped the cache) and try the next alternative. */
-                snprintf(sg.state, sizeof sg.state, "started");
-                if (save(env, &sg, "book", "taken", err, err))
+                snprintf(sg->state, sizeof sg->state, "started");
+                if (save(env, sg, "book", "taken", err, err))
                     return GW_SAGA_RETRY;
             } else if (o == GW_OUT_RETRY) {
                 env->retry_hint_ms = cc.retry_in_ms;
                 env->waiting = cc.unavailable;
                 res = GW_SAGA_RETRY;
             } else {
-                snprintf(sg.state, sizeof sg.state, "failed");
-                snprintf(sg.reason, sizeof sg.reason, "%s", err);
-                if (save(env, &sg, "book", "failed", err, err))
+                snprintf(sg->state, sizeof sg->state, "failed");
+                snprintf(sg->reason, sizeof sg->reason, "%s", err);
+                if (save(env, sg, "book", "failed", err, err))
                     return GW_SAGA_RETRY;
-                end_metrics(env, &sg);
+                end_metrics(env, sg);
             }
-        } else if (!strcmp(sg.state, "booked")) {
+        } else if (!strcmp(sg->state, "booked")) {
             if (rq.deposit <= 0 || !t->stripe_api_key) {
-                snprintf(sg.state, sizeof sg.state, "charged");
-                if (save(env, &sg, "charge", "done", "no deposit", err))
+                snprintf(sg->state, sizeof sg->state, "charged");
+                if (save(env, sg, "charge", "done", "no deposit", err))
                     return GW_SAGA_RETRY;
                 continue;
             }
@@ -331,19 +385,19 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
                                   .traceparent = env->traceparent};
             char pi[128] = "";
             /* The same key on every try of this step: Stripe replays the first result. */
-            snprintf(idem, sizeof idem, "saga-%s-charge", sg.id);
+            snprintf(idem, sizeof idem, "saga-%s-charge", sg->id);
             snprintf(detail, sizeof detail, "%lld %s", (long long)rq.deposit, t->deposit_currency);
-            if (save(env, &sg, "charge", "intent", detail, err))
+            if (save(env, sg, "charge", "intent", detail, err))
                 return GW_SAGA_RETRY;
             gw_testhook_point("saga.charge.before");
             gw_stripe_out_t o = gw_stripe_charge(&sc, idem, rq.deposit, t->deposit_currency,
-                                                 rq.payment_method, sg.id, pi, sizeof pi, err);
+                                                 rq.payment_method, sg->id, pi, sizeof pi, err);
             gw_testhook_point("saga.charge.after");
             if (o == GW_STRIPE_OK) {
                 gw_obs_count(env->obs->payments, GW_LV("succeeded"));
-                snprintf(sg.payment_intent, sizeof sg.payment_intent, "%s", pi);
-                snprintf(sg.state, sizeof sg.state, "charged");
-                if (save(env, &sg, "charge", "done", pi, err))
+                snprintf(sg->payment_intent, sizeof sg->payment_intent, "%s", pi);
+                snprintf(sg->state, sizeof sg->state, "charged");
+                if (save(env, sg, "charge", "done", pi, err))
                     return GW_SAGA_RETRY;
             } else if (o == GW_STRIPE_RETRY) {
                 env->retry_hint_ms = sc.retry_in_ms;
@@ -355,42 +409,50 @@ gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const jso
                 char reason[CM_ERR_LEN + 32];
                 snprintf(reason, sizeof reason, "payment %s: %s",
                          o == GW_STRIPE_DECLINED ? "declined" : "failed", err);
-                res = fail_and_compensate(env, t, &sg, &cc, "failed_payment", reason, err);
+                res = fail_and_compensate(env, t, sg, &cc, "failed_payment", reason, err);
             }
-        } else if (!strcmp(sg.state, "charged")) {
+        } else if (!strcmp(sg->state, "charged")) {
             gw_testhook_point("saga.confirm.before");
-            snprintf(sg.state, sizeof sg.state, "completed");
-            if (save(env, &sg, "confirm", "done", sg.booking_uid, err))
+            snprintf(sg->state, sizeof sg->state, "completed");
+            if (save(env, sg, "confirm", "done", sg->booking_uid, err))
                 return GW_SAGA_RETRY;
-            end_metrics(env, &sg);
+            end_metrics(env, sg);
         } else {
-            cm_errf(err, "saga %s in unknown state %s", sg.id, sg.state);
+            cm_errf(err, "saga %s in unknown state %s", sg->id, sg->state);
             return GW_SAGA_DEAD;
         }
     }
     if (res == GW_SAGA_RETRY &&
-        (cm_clock_now_ms() > sg.deadline_ms || (env->last_attempt && !env->waiting))) {
+        (cm_clock_now_ms() > sg->deadline_ms || (env->last_attempt && !env->waiting))) {
         /* Waited long enough for a provider: nothing is lost (the booking, if any, and
          * the state are kept), but a person has to finish this call. */
-        CM_WARN("gw.saga", "saga %s: deadline passed in state %s (%s); flagged for a person", sg.id,
-                sg.state, err);
-        snprintf(sg.reason, sizeof sg.reason, "deadline passed in %s: %s", sg.state, err);
-        snprintf(sg.state, sizeof sg.state, "needs_human");
-        if (save(env, &sg, "deadline", "failed", sg.reason, err))
+        CM_WARN("gw.saga", "saga %s: deadline passed in state %s (%s); flagged for a person",
+                sg->id, sg->state, err);
+        snprintf(sg->reason, sizeof sg->reason, "deadline passed in %s: %s", sg->state, err);
+        snprintf(sg->state, sizeof sg->state, "needs_human");
+        if (save(env, sg, "deadline", "failed", sg->reason, err))
             return GW_SAGA_RETRY;
-        end_metrics(env, &sg);
+        end_metrics(env, sg);
         return GW_SAGA_DONE;
     }
     /* A saga that was over before this run (a redelivered or replayed event) had its
      * call's state set when it ended; set it again for one whose call's state an older
      * gateway failed to write. A failure here is retried like any store failure. */
     if (res == GW_SAGA_DONE && was_final &&
-        gw_store_entity_set(env->store, "call", sg.id, t->id, call_state_of(&sg),
-                            sg.booking_uid[0] ? sg.booking_uid : NULL,
-                            sg.reason[0] ? sg.reason : NULL, cm_clock_now_ms())) {
-        cm_errf(err, "store: call %s state not written", sg.id);
+        gw_store_entity_set(env->store, "call", sg->id, t->id, call_state_of(sg),
+                            sg->booking_uid[0] ? sg->booking_uid : NULL,
+                            sg->reason[0] ? sg->reason : NULL, cm_clock_now_ms())) {
+        cm_errf(err, "store: call %s state not written", sg->id);
         return GW_SAGA_RETRY;
     }
+    return res;
+}
+
+gw_saga_result_t gw_saga_run(gw_saga_env_t *env, const gw_tenant_t *t, const json_t *ev, char *err)
+{
+    steps_t st = {.env = env, .parent = env->traceparent};
+    gw_saga_result_t res = saga_run(env, t, ev, err, &st);
+    step_end(&st, res, err);
     return res;
 }
 

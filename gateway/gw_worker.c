@@ -18,6 +18,7 @@
 #include "cm_log.h"
 #include "gw_calcom.h"
 #include "gw_saga.h"
+#include "gw_span.h"
 #include "gw_trace.h"
 
 #define MAX_LANES 16
@@ -441,17 +442,22 @@ static void *lane_main(void *arg)
         pthread_mutex_lock(&w->mu);
         lane->job_id = job.id;
         pthread_mutex_unlock(&w->mu);
-        char cid[80], err[CM_ERR_LEN] = "";
-        /* One trace per job attempt; its id is the log correlation id and every provider
-         * call carries a child span of it. */
-        gw_traceparent_t tr, parent;
-        if (job.traceparent[0] && gw_trace_parse(job.traceparent, &parent, NULL) == CM_OK)
-            gw_trace_child(&parent, &lane->rng, &tr); /* continue the sender's trace */
-        else
-            gw_trace_new(&lane->rng, GW_TRACE_SAMPLED, &tr);
-        gw_trace_format(&tr, lane->traceparent);
-        snprintf(cid, sizeof cid, "%s", tr.trace_id);
-        cm_log_set_cid(cid);
+        char err[CM_ERR_LEN] = "";
+        /* One span per job attempt, a child of the intake's (the trace the webhook came
+         * with, or the one the intake started); its trace id is the log correlation id and
+         * every saga step and provider call is a child of it. A job stored without one (a
+         * replay of an event from before tracing) starts a trace of its own. */
+        char name[96];
+        gw_span_t js;
+        snprintf(name, sizeof name, "job %s", job.kind);
+        gw_span_start(&js, lane->obs->otlp, name, GW_SPAN_CONSUMER,
+                      job.traceparent[0] ? job.traceparent : NULL);
+        gw_span_int(&js, "gw.job.id", job.id);
+        gw_span_str(&js, "gw.job.kind", job.kind);
+        gw_span_int(&js, "gw.job.attempt", job.attempts);
+        gw_span_str(&js, "gw.entity", job.entity_id);
+        memcpy(lane->traceparent, js.traceparent, sizeof lane->traceparent);
+        cm_log_set_cid(js.ctx.trace_id);
         lane->retry_hint_ms = 0;
         lane->waiting = 0;
         lane->dead_call[0] = '\0';
@@ -460,14 +466,17 @@ static void *lane_main(void *arg)
         job_result_t res = run_job(lane, &job, err);
         gw_obs_observe(lane->obs->job_seconds, GW_LV(job.kind),
                        (double)(cm_clock_mono_ns() - t0) / 1e9);
-        gw_obs_count(
-            lane->obs->jobs,
-            GW_LV(
-                job.kind,
-                res == JOB_DONE ? "done"
-                : res == JOB_RETRY
-                    ? (job.attempts >= lane->cfg->max_attempts && !lane->waiting ? "dead" : "retry")
-                    : "dead"));
+        const char *jres =
+            res == JOB_DONE ? "done"
+            : res == JOB_RETRY
+                ? (job.attempts >= lane->cfg->max_attempts && !lane->waiting ? "dead" : "retry")
+                : "dead";
+        gw_obs_count(lane->obs->jobs, GW_LV(job.kind, jres));
+        gw_span_str(&js, "gw.job.result", jres);
+        /* Waiting for a provider (breaker open, rate limited) is not a failure. */
+        if (res == JOB_DEAD || (res == JOB_RETRY && !lane->waiting))
+            gw_span_error(&js, err[0] ? err : jres);
+        gw_span_end(&js);
         if (res == JOB_DONE) {
             done_id = job.id; /* stored by the next claim */
             cm_log_set_cid(NULL);

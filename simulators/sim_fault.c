@@ -1148,11 +1148,17 @@ static int on_filter(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 }
 
 /* Headers a test may assert on; never Authorization. */
-static const char *const kept_headers[] = {"Idempotency-Key",     "cal-api-version",
-                                           "Content-Type",        "Stripe-Version",
-                                           "x-retell-signature",  "Stripe-Signature",
-                                           "X-Cal-Signature-256", "X-Correlation-Id",
-                                           "User-Agent",          NULL};
+static const char *const kept_headers[] = {"Idempotency-Key",
+                                           "cal-api-version",
+                                           "Content-Type",
+                                           "Stripe-Version",
+                                           "x-retell-signature",
+                                           "Stripe-Signature",
+                                           "X-Cal-Signature-256",
+                                           "X-Correlation-Id",
+                                           "User-Agent",
+                                           "traceparent",
+                                           NULL};
 
 static void on_after(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {

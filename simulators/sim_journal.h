@@ -5,8 +5,8 @@
  * and `dropped` counts it. Each record has a sequence number that only grows (never reset,
  * not even by sim_journal_clear), so a reader can page with since=<last seq seen>.
  * Bodies are not kept, only their SHA-256 and length; a few headers are kept (the ones a
- * test asserts on: idempotency keys, API versions, signatures, Retry-After), never
- * Authorization.
+ * test asserts on: idempotency keys, API versions, signatures, Retry-After, the W3C
+ * traceparent that ties a request to the caller's trace), never Authorization.
  *
  * The effects ledger records each state change a provider made that a test may count:
  * booking, cancellation, reschedule, charge (a payment intent that succeeded or was
