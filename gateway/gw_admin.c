@@ -443,7 +443,8 @@ static void h_erasure(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     json_decref(v);
     if (rc) {
         cm_http_resp_problem(resp, rc == CM_ESTORE ? 503 : 500, "Erasure failed",
-                             "nothing was changed; try again");
+                             "the store failed part-way: what was erased stays erased; send the "
+                             "same request again to finish");
         return;
     }
     json_t *ids = json_array();

@@ -195,7 +195,7 @@ typedef struct {
     int64_t ids[GW_ERASE_IDS_MAX]; /* the first erased events' ids */
 } gw_erase_t;
 
-/* Erasure of one person (GDPR Art. 17), in one transaction: every stored event whose raw
+/* Erasure of one person (GDPR Art. 17): every stored event whose raw
  * body holds phone (exactly, e.g. "+14155550123") or email (ignoring case) - either may be
  * NULL, not both - gets the body {"erased":true,"erased_at_ms":now} and no headers: the
  * whole webhook goes (its transcript, name and every other detail with it), its ids, type
@@ -203,8 +203,11 @@ typedef struct {
  * left as it is and counted in in_progress (its processing needs the body: erase again once
  * it has finished). Job errors, saga reasons and entity errors holding either are replaced
  * by "[erased]". Saga and entity rows otherwise stay (ids, states, amounts). Bodies are
- * searched whole: the cost is a scan of the events table. CM_EINVAL when both are NULL or
- * empty; CM_ESTORE when the database fails (nothing changed). */
+ * searched whole: the cost is a scan of the events table, which SQLite does on its read
+ * connection (intake is not held up by it) and then erases what it found 500 events to a
+ * transaction; PostgreSQL does it all in one. An event stored once the erasure began may
+ * not be covered. CM_EINVAL when both are NULL or empty; CM_ESTORE when the database fails:
+ * what was erased stays erased, *out counts it, and calling again finishes the job. */
 cm_err_t gw_store_erase(gw_store_t *s, const char *phone, const char *email, int64_t now_ms,
                         gw_erase_t *out) CM_WUR;
 
