@@ -114,10 +114,55 @@ static cm_err_t get_json(sc_ctx_t *ctx, const char *path, json_t **out)
     return rc;
 }
 
+/* Waits (up to SC_ATTACH_IDLE_MS) for the gateway to have no job pending or running, so
+ * that the work an earlier scenario left (its last job, a retry) does not land in this
+ * one's counts, then notes its queue totals. Best effort: a gateway that does not answer
+ * leaves the queue counts absolute (logged); the scenario's own steps will say more. */
+static void queue_base(sc_ctx_t *ctx)
+{
+    sc_http_req_t r = {.to = SC_TO_GATEWAY, .method = "GET", .path = "/admin/queue", .auth = 1};
+    sc_answer_t a;
+    char shown[SC_HTTP_SHOW + 128];
+    int64_t until = cm_clock_mono_ms() + SC_ATTACH_IDLE_MS;
+    for (;;) {
+        sc_http_do(ctx, "runner", &r, 1, &a);
+        int answered = a.transport == CM_OK && a.status == 200 && json_is_object(a.json);
+        int idle = answered && cm_json_int(a.json, "pending", 1) == 0 &&
+                   cm_json_int(a.json, "running", 1) == 0;
+        if (idle || !answered || sc_signal_caught() || cm_clock_mono_ms() >= until)
+            break;
+        sc_answer_free(&a);
+        cm_clock_sleep_ms(SC_ATTACH_POLL_MS);
+    }
+    if (a.transport == CM_OK && a.status == 200 && json_is_object(a.json)) {
+        long long pending = cm_json_int(a.json, "pending", 0),
+                  running = cm_json_int(a.json, "running", 0);
+        if (pending || running)
+            sc_log(ctx, "runner",
+                   "attach: the gateway still has %lld job(s) pending, %lld running after %d "
+                   "ms: what they do may count in this scenario",
+                   pending, running, SC_ATTACH_IDLE_MS);
+        for (int k = 0; k < 3; k++)
+            ctx->base_queue[k] = cm_json_int(a.json, queue_totals[k], 0);
+        ctx->queue_scoped = 1;
+        sc_log(ctx, "runner",
+               "attach: the gateway's queue had done %lld, dead %lld, discarded %lld: its "
+               "counts are taken from here on",
+               ctx->base_queue[0], ctx->base_queue[1], ctx->base_queue[2]);
+    } else {
+        sc_log(ctx, "runner", "attach: GET /admin/queue: %s: queue counts stay absolute",
+               sc_answer_show(&a, shown, sizeof shown));
+    }
+    sc_answer_free(&a);
+}
+
 cm_err_t sc_attach_begin(sc_ctx_t *ctx, sc_undo_t *undo)
 {
     json_t *j = NULL, *e = NULL;
     ctx->undo = undo;
+    /* The gateway first: the simulators' records of what it still does belong before the
+     * baselines. */
+    queue_base(ctx);
     if (!*ctx->url[SC_TO_CONTROL]) {
         sc_log(ctx, "runner",
                "attach: no control= URL: journal and effects counts are the simulators' "
@@ -147,45 +192,6 @@ cm_err_t sc_attach_begin(sc_ctx_t *ctx, sc_undo_t *undo)
     }
     json_decref(j);
     json_decref(e);
-    if (!rc) {
-        sc_http_req_t r = {.to = SC_TO_GATEWAY, .method = "GET", .path = "/admin/queue", .auth = 1};
-        sc_answer_t a;
-        /* The work an earlier scenario left (its last job, a retry) would land in this
-         * one's counts: wait until the gateway is idle, for a while. */
-        int64_t until = cm_clock_mono_ms() + SC_ATTACH_IDLE_MS;
-        for (;;) {
-            sc_http_do(ctx, "runner", &r, 1, &a);
-            int idle = a.transport == CM_OK && a.status == 200 &&
-                       cm_json_int(a.json, "pending", 1) == 0 &&
-                       cm_json_int(a.json, "running", 1) == 0;
-            if (idle || a.transport != CM_OK || a.status != 200 || sc_signal_caught() ||
-                cm_clock_mono_ms() >= until) {
-                if (!idle && a.status == 200)
-                    sc_log(ctx, "runner",
-                           "attach: the gateway still has %lld job(s) pending, %lld running "
-                           "after %d ms: they may count in this scenario's queue totals",
-                           (long long)cm_json_int(a.json, "pending", 0),
-                           (long long)cm_json_int(a.json, "running", 0), SC_ATTACH_IDLE_MS);
-                break;
-            }
-            sc_answer_free(&a);
-            cm_clock_sleep_ms(SC_ATTACH_POLL_MS);
-        }
-        if (a.transport == CM_OK && a.status == 200 && json_is_object(a.json)) {
-            for (int k = 0; k < 3; k++)
-                ctx->base_queue[k] = cm_json_int(a.json, queue_totals[k], 0);
-            ctx->queue_scoped = 1;
-            sc_log(ctx, "runner",
-                   "attach: the gateway's queue had done %lld, dead %lld, "
-                   "discarded %lld: its counts are taken from here on",
-                   ctx->base_queue[0], ctx->base_queue[1], ctx->base_queue[2]);
-        } else {
-            char shown[SC_HTTP_SHOW + 128];
-            sc_log(ctx, "runner", "attach: GET /admin/queue: %s: queue counts stay absolute",
-                   sc_answer_show(&a, shown, sizeof shown));
-        }
-        sc_answer_free(&a);
-    }
     return rc;
 }
 

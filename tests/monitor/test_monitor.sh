@@ -51,6 +51,11 @@ for fam in scenario_success scenario_duration_seconds scenario_last_run_timestam
   grep -q "^# HELP $fam " "$OBS_DIR/scrape-$n.txt" && grep -q "^# TYPE $fam " "$OBS_DIR/scrape-$n.txt" ||
     obs_fail "$fam has no HELP/TYPE in the scrape"
 done
+# Every metric the synthetic alert rules read is one the monitor serves.
+for name in $(grep -v '^ *#' deploy/prometheus/rules/synthetic-alerts.rules.yml | grep -o 'scenario_[a-z_]*[a-z]' | sort -u); do
+  grep -q "^# TYPE $name " "$OBS_DIR/scrape-$n.txt" ||
+    obs_fail "deploy/prometheus/rules/synthetic-alerts.rules.yml reads $name, which the monitor does not serve"
+done
 last=$(sample scenario_last_run_timestamp_seconds "$BOOK")
 dur=$(sample scenario_duration_seconds "$BOOK")
 awk -v t="$last" -v now="$(date +%s)" -v d="$dur" 'BEGIN { exit !(t > now - 60 && t <= now + 1 && d > 0 && d < 30) }' ||
