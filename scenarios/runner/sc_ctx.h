@@ -21,6 +21,18 @@
 #include "sc_scenario.h"
 #include "sc_vars.h"
 
+/* What a scenario changed on parts it shares with others (attach mode, sc_attach.h), to be
+ * undone at its end: its fault rules on the simulators, the breakers it forced. Shared by
+ * the worker copies of a concurrent repeat (under lock). */
+#define SC_UNDO_FAULTS 256
+typedef struct {
+    pthread_mutex_t lock;
+    long long fault_ids[SC_UNDO_FAULTS];
+    size_t nfaults;
+    int faults_lost;   /* more rules than fit: every rule is deleted at the end */
+    unsigned breakers; /* bit 0: calcom, bit 1: stripe, forced open or disabled */
+} sc_undo_t;
+
 /* Failure details beyond this are cut: a diagnosis is read by a person. */
 #define SC_DETAIL_MAX (256u << 10)
 
@@ -72,6 +84,17 @@ typedef struct sc_ctx {
     pthread_mutex_t *log_lock;
     int worker;
     char iter[64]; /* "i=17" inside repeats (nested: "i=3 j=5"), "" outside */
+
+    /* Attach mode (sc_attach.h): the counts the simulators' journal and effects ledger had
+     * when the scenario began, so that its checks count only its own records; scoped is 0
+     * when they are absolute (the parts are the scenario's own, or no control URL). */
+    int scoped;
+    long long base_journal_seq;    /* the journal's last seq at the start */
+    long long base_effect_seq;     /* the effects ledger's highest seq at the start */
+    long long base_effect_dropped; /* the ledger's "dropped" at the start */
+    int queue_scoped;              /* the gateway's queue counts below were read */
+    long long base_queue[3];       /* its "done", "dead", "discarded" at the start */
+    sc_undo_t *undo;               /* borrowed (the scenario's own); NULL outside attach */
 } sc_ctx_t;
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "cm_clock.h"
 #include "cm_json.h"
+#include "sc_attach.h"
 #include "sc_log.h"
 
 #define SC_HTTP_MAX_HEADERS 40
@@ -70,7 +71,9 @@ cm_err_t sc_http_do(sc_ctx_t *ctx, const char *actor, const sc_http_req_t *r, in
     cm_err_t rc = CM_OK;
 
     memset(a, 0, sizeof *a);
-    if (snprintf(url, sizeof url, "%s%s", ctx->url[r->to], r->path) >= (int)sizeof url) {
+    char scoped[1024];
+    const char *path = sc_attach_path(ctx, r, scoped, sizeof scoped);
+    if (snprintf(url, sizeof url, "%s%s", ctx->url[r->to], path) >= (int)sizeof url) {
         a->transport = CM_EINVAL;
         snprintf(a->err, sizeof a->err, "URL too long");
         return a->transport;
@@ -156,11 +159,12 @@ cm_err_t sc_http_do(sc_ctx_t *ctx, const char *actor, const sc_http_req_t *r, in
     }
     if (a->transport == CM_OK && a->body_len > 0)
         SC_BEST_EFFORT(cm_json_parse(a->body, a->body_len, SC_HTTP_MAX_ANSWER, &a->json, NULL));
+    sc_attach_answer(ctx, r, a);
 
 out:
     if (!quiet) {
         char shown[SC_HTTP_SHOW + 128];
-        sc_log(ctx, actor, "%s %s %s -> %s (%.1f ms)", r->method, sc_target_name(r->to), r->path,
+        sc_log(ctx, actor, "%s %s %s -> %s (%.1f ms)", r->method, sc_target_name(r->to), path,
                sc_answer_show(a, shown, sizeof shown), a->ms);
     }
     for (size_t i = 0; i < no; i++)

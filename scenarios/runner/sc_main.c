@@ -14,7 +14,9 @@
 #include "rp_json.h"
 #include "rp_junit.h"
 #include "rp_result.h"
+#include "sc_attach.h"
 #include "sc_files.h"
+#include "sc_monitor.h"
 #include "sc_opts.h"
 #include "sc_pg.h"
 #include "sc_run.h"
@@ -193,32 +195,6 @@ static int selected(const sc_opts_t *o, const char *path, const sc_scenario_t *s
     return 0;
 }
 
-static int has_gateway_step(const sc_step_t *steps, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (steps[i].kind == SC_STEP_GATEWAY ||
-            has_gateway_step(steps[i].children, steps[i].nchildren))
-            return 1;
-    return 0;
-}
-
-/* Why a scenario cannot run against attached parts, or NULL when it can. */
-static const char *unsuitable_for_attach(const sc_opts_t *o, const sc_scenario_t *sc)
-{
-    if (!o->attach)
-        return NULL;
-    if (has_gateway_step(sc->steps, sc->nsteps))
-        return "not run: --attach cannot kill, stop or start the gateway";
-    if (sc->chaos_links)
-        return "not run: --attach does not start a chaos proxy";
-    if (sc->store_pg_own)
-        return "not run: --attach does not start a PostgreSQL server";
-    if (sc->speed > 1 && o->speed != 1)
-        return "not run: --attach cannot speed up the parts' clocks (pass --speed 1 to run it "
-               "in real time)";
-    return NULL;
-}
-
 /* ---- the worker pool ------------------------------------------------------------ */
 
 typedef struct {
@@ -238,7 +214,8 @@ static void *worker(void *arg)
         if (k >= p->njobs)
             break;
         job_t *j = &p->jobs[k];
-        const char *unsuitable = unsuitable_for_attach(p->o, j->sc);
+        char reason[512];
+        const char *unsuitable = sc_attach_unsuitable(p->o, j->sc, reason, sizeof reason);
         if (unsuitable || atomic_load(&p->stop) || sc_signal_caught()) {
             const char *why = unsuitable           ? unsuitable
                               : sc_signal_caught() ? "not run: the runner was interrupted"
@@ -450,6 +427,17 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    if (o.monitor) {
+        /* A monitor runs for days: a file that does not load is fixed before it starts. */
+        if (invalid) {
+            fprintf(stderr, "scenario: --monitor: %zu file(s) did not load (above)\n", invalid);
+            status = EXIT_USAGE;
+        } else if (sc_monitor_run(&o, loaded, nloaded, err) != 0) {
+            fprintf(stderr, "scenario: --monitor: %s\n", err);
+            status = EXIT_USAGE;
+        }
+        goto out;
+    }
     if (!o.check) {
         u.total = njobs + invalid;
         int64_t t0 = cm_clock_mono_ms();

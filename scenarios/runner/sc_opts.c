@@ -49,10 +49,21 @@ const char *sc_opts_usage(void)
            "  --faketime-lib PATH  libfaketime for speed > 1 (default\n"
            "                     " SC_DEFAULT_FAKETIME_LIB ")\n"
            "  --check            only load and validate the files, start nothing\n"
-           "  --attach gateway=URL,control=URL[,retell=URL,calcom=URL,stripe=URL,webhook=URL]\n"
+           "  --attach gateway=URL,control=URL[,retell=URL,calcom=URL,stripe=URL,webhook=URL,\n"
+           "                     config=PATH]\n"
            "                     run against parts already running (admin token from\n"
-           "                     $SC_ADMIN_TOKEN or $GW_ADMIN_TOKEN); scenarios that\n"
-           "                     kill/restart the gateway or need a speed-up are skipped\n"
+           "                     $SC_ADMIN_TOKEN or $GW_ADMIN_TOKEN), one scenario at a\n"
+           "                     time, counts taken from each one's start, its faults and\n"
+           "                     forced breakers undone at its end; scenarios that\n"
+           "                     kill/restart the gateway, need a speed-up, a clock skew,\n"
+           "                     the chaos proxy, an env or a gateway config other than\n"
+           "                     config= (default " SC_ATTACH_CONFIG ") are skipped\n"
+           "  --monitor          with --attach: run the scenarios every --every, serve\n"
+           "                     Prometheus metrics about them on --listen, until SIGTERM\n"
+           "  --every DUR        the monitor's period, e.g. 5m (required with --monitor)\n"
+           "  --listen ADDR:PORT where the monitor serves GET /metrics (port 0: any free one;\n"
+           "                     the address is printed)\n"
+           "  --cycles N         the monitor stops after N runs of the set (default: never)\n"
            "  -v, --verbose      print every scenario's log, not only the failures'\n"
            "  -h, --help         this text\n"
            "\n"
@@ -88,6 +99,18 @@ static int parse_attach(sc_opts_t *o, const char *val, char *err)
             cm_errf(err, "--attach: '%.*s' is not NAME=URL", (int)n, p);
             return -1;
         }
+        char *dst = NULL;
+        if (k == 6 && !strncmp(p, "config", 6)) {
+            /* A path, not a URL: taken as written (the scenarios' own form). */
+            if (n - k - 1 == 0 || n - k - 1 >= sizeof o->attach_config) {
+                cm_errf(err, "--attach: config= needs a path");
+                return -1;
+            }
+            snprintf(o->attach_config, sizeof o->attach_config, "%.*s", (int)(n - k - 1),
+                     p + k + 1);
+            p += n + (p[n] == ',');
+            continue;
+        }
         const char *url = p + k + 1;
         size_t ulen = n - k - 1;
         while (ulen && url[ulen - 1] == '/')
@@ -97,7 +120,6 @@ static int parse_attach(sc_opts_t *o, const char *val, char *err)
             cm_errf(err, "--attach: %.*s must be an http(s) URL", (int)k, p);
             return -1;
         }
-        char *dst = NULL;
         if (k == 7 && !strncmp(p, "webhook", 7))
             dst = o->attach_webhook;
         for (int i = 0; i < 5 && !dst; i++)
@@ -106,7 +128,7 @@ static int parse_attach(sc_opts_t *o, const char *val, char *err)
         if (!dst) {
             cm_errf(err,
                     "--attach: unknown part '%.*s' (gateway, control, retell, calcom, stripe, "
-                    "webhook)",
+                    "webhook, config)",
                     (int)k, p);
             return -1;
         }
@@ -117,6 +139,27 @@ static int parse_attach(sc_opts_t *o, const char *val, char *err)
         cm_errf(err, "--attach needs at least gateway=URL");
         return -1;
     }
+    return 0;
+}
+
+/* "ADDR:PORT" (an IPv4 address or a name; PORT 0 to 65535, 0: any free one). */
+static int parse_listen(sc_opts_t *o, const char *val, char *err)
+{
+    const char *colon = strrchr(val, ':');
+    char *end;
+    if (!colon || colon == val || (size_t)(colon - val) >= sizeof o->listen_addr ||
+        !isdigit((unsigned char)colon[1])) {
+        cm_errf(err, "--listen: '%s' is not ADDR:PORT", val);
+        return -1;
+    }
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno || *end || port < 0 || port > 65535) {
+        cm_errf(err, "--listen: '%s' has no port from 0 to 65535", val);
+        return -1;
+    }
+    snprintf(o->listen_addr, sizeof o->listen_addr, "%.*s", (int)(colon - val), val);
+    o->listen_port = (int)port;
     return 0;
 }
 
@@ -206,14 +249,15 @@ int sc_opts_has_tag(const sc_opts_t *o, const char *tag)
 cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o, char *err)
 {
     static const char *const valued[] = {
-        "--junit",   "--filter", "--seed",         "--gateway", "--simulators",
-        "--timeout", "--speed",  "--faketime-lib", "--json",    "--html",
-        "--tag",     "--jobs",   "--repeat",       "--attach",  "--chaos-proxy",
-        "--out",     "--store",  "--ci-pg",        NULL};
+        "--junit",  "--filter",       "--seed",        "--gateway", "--simulators", "--timeout",
+        "--speed",  "--faketime-lib", "--json",        "--html",    "--tag",        "--jobs",
+        "--repeat", "--attach",       "--chaos-proxy", "--out",     "--store",      "--ci-pg",
+        "--every",  "--listen",       "--cycles",      NULL};
     memset(o, 0, sizeof *o);
     o->timeout_ms = SC_DEFAULT_TIMEOUT_MS;
     o->jobs = 1;
     o->repeat = 1;
+    snprintf(o->attach_config, sizeof o->attach_config, "%s", SC_ATTACH_CONFIG);
     o->inputs = calloc((size_t)(argc > 0 ? argc : 1), sizeof *o->inputs);
     if (!o->inputs) {
         cm_errf(err, "out of memory");
@@ -269,6 +313,8 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
             }
             if (parse_count("-j", argv[++i], SC_MAX_JOBS, &o->jobs, err))
                 return CM_EINVAL;
+        } else if (!strcmp(a, "--monitor")) {
+            o->monitor = 1;
         } else if (!strcmp(a, "--check")) {
             o->check = 1;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -368,6 +414,22 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
                     return CM_EINVAL;
                 }
                 snprintf(o->faketime_lib, sizeof o->faketime_lib, "%s", val);
+            } else if (!strcmp(name, "--every")) {
+                char derr[CM_ERR_LEN];
+                if (sc_duration_parse(val, &o->every_ms, derr) != CM_OK) {
+                    cm_errf(err, "--every: %s", derr);
+                    return CM_EINVAL;
+                }
+                if (o->every_ms < 1000) {
+                    cm_errf(err, "--every must be at least 1s");
+                    return CM_EINVAL;
+                }
+            } else if (!strcmp(name, "--listen")) {
+                if (parse_listen(o, val, err))
+                    return CM_EINVAL;
+            } else if (!strcmp(name, "--cycles")) {
+                if (parse_count(name, val, 1000000, &o->cycles, err))
+                    return CM_EINVAL;
             } else if (!strcmp(name, "--timeout")) {
                 char derr[CM_ERR_LEN];
                 if (sc_duration_parse(val, &o->timeout_ms, derr) != CM_OK) {
@@ -386,6 +448,27 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
     if (o->attach && o->nstores) {
         cm_errf(err, "--store cannot be used with --attach: the attached gateway runs on the store "
                      "it was started with (the runner writes no config for it)");
+        return CM_EINVAL;
+    }
+    /* Shared parts: one scenario at a time, so the records after a scenario's start are
+     * its own (sc_attach.h) and no two scenarios' faults meet. */
+    if (o->attach && o->jobs > 1) {
+        cm_errf(err,
+                "-j %d cannot be used with --attach: attached scenarios share the parts "
+                "and run one at a time",
+                o->jobs);
+        return CM_EINVAL;
+    }
+    if (o->monitor && (!o->attach || !o->every_ms || !*o->listen_addr)) {
+        cm_errf(err, "--monitor needs --attach, --every DUR and --listen ADDR:PORT");
+        return CM_EINVAL;
+    }
+    if (!o->monitor && (o->every_ms || *o->listen_addr || o->cycles)) {
+        cm_errf(err, "--every, --listen and --cycles go with --monitor");
+        return CM_EINVAL;
+    }
+    if (o->monitor && (o->check || o->repeat > 1 || o->fail_fast)) {
+        cm_errf(err, "--monitor cannot be used with --check, --repeat or --fail-fast");
         return CM_EINVAL;
     }
     if (o->out) {

@@ -4,7 +4,8 @@
  *            [-j N] [--repeat N] [--fail-fast] [--seed N] [--speed N] [--keep]
  *            [--store sqlite|postgres|sqlite,postgres] [--gateway PATH] [--simulators PATH]
  *            [--chaos-proxy PATH] [--ci-pg PATH] [--timeout 60s] [--check] [-q] [-v]
- *            FILE_OR_DIR...
+ *            [--attach gateway=URL,control=URL,...] [--monitor --every DUR --listen ADDR:PORT
+ *            [--cycles N]] FILE_OR_DIR...
  *
  * Options take their value as the next argument or after '=' (--seed=7); "--" ends the
  * options. The result borrows argv's strings. Thread-safe after parsing (read-only).
@@ -20,6 +21,9 @@
 
 #define SC_DEFAULT_TIMEOUT_MS 60000
 #define SC_DEFAULT_FAKETIME_LIB "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+/* The gateway config the scenarios fit for monitoring are written for (--attach config=). */
+#define SC_ATTACH_CONFIG "fixtures/gateway/default.json"
 
 #define SC_MAX_TAGS 16
 #define SC_MAX_JOBS 64
@@ -55,8 +59,19 @@ typedef struct {
     int attach;
     char attach_url[5][256];
     char attach_webhook[256]; /* where the Retell simulator delivers; default gateway's */
-    const char *filter;       /* substring of the scenario's name or file path, or NULL */
-    int has_seed;             /* --seed given: overrides every scenario's seed */
+    /* config=PATH: the gateway config the attached gateway runs (as a scenario names it);
+     * scenarios written for another one are skipped. Default SC_ATTACH_CONFIG. */
+    char attach_config[PATH_MAX];
+    /* --monitor: run the selected scenarios attached every every_ms, and serve their
+     * results as Prometheus metrics on listen_addr:listen_port (sc_monitor.h); cycles > 0
+     * stops after that many runs of the set (0: until SIGTERM/SIGINT). */
+    int monitor;
+    int64_t every_ms;
+    char listen_addr[64];
+    int listen_port;
+    int cycles;
+    const char *filter; /* substring of the scenario's name or file path, or NULL */
+    int has_seed;       /* --seed given: overrides every scenario's seed */
     long long seed;
     int keep;           /* keep every temp dir (failed ones are always kept) */
     int verbose;        /* print every scenario's log, not only failures' */

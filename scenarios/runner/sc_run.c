@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cm_clock.h"
+#include "sc_attach.h"
 #include "sc_collect.h"
 #include "sc_ctx.h"
 #include "sc_duration.h"
@@ -138,6 +139,47 @@ static const char *store_skip(const sc_opts_t *o, const sc_scenario_t *sc, sc_st
     return NULL;
 }
 
+/* ${run_id}: what makes the ids a scenario writes itself (a call id, an event id) its own.
+ * On parts of its own the seed is enough (and keeps a run reproducible); on shared ones
+ * (--attach) the same scenario runs again and again against one gateway, which remembers
+ * every id it stored, so it is the seed, the time, the process and a count. */
+static cm_err_t set_run_id(sc_ctx_t *ctx)
+{
+    static atomic_uint seq;
+    char id[96];
+    if (ctx->opts->attach)
+        snprintf(id, sizeof id, "%lld_%llx_%x_%u", ctx->seed, (unsigned long long)cm_clock_now_ms(),
+                 (unsigned)getpid(), atomic_fetch_add(&seq, 1) + 1);
+    else
+        snprintf(id, sizeof id, "%lld", ctx->seed);
+    if (sc_vars_set_str(ctx->vars, "run_id", id))
+        return sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+    sc_log(ctx, "runner", "run_id %s", id);
+    return CM_OK;
+}
+
+/* The least time "finally" gets, even when the steps used up the scenario's --timeout:
+ * undoing a change to a shared deployment matters most after a failure. */
+#define SC_FINALLY_MIN_MS 30000
+
+/* Runs every "finally" step, each even when one before it failed; a failure there fails
+ * the scenario (as an "also:" after an earlier one). */
+static void run_finally(sc_ctx_t *ctx)
+{
+    const sc_scenario_t *sc = ctx->sc;
+    if (!sc->nfinally)
+        return;
+    int64_t now = cm_clock_mono_ms();
+    if (ctx->deadline_ms < now + SC_FINALLY_MIN_MS)
+        ctx->deadline_ms = now + SC_FINALLY_MIN_MS;
+    sc_log(ctx, "runner", "finally: %zu step(s)", sc->nfinally);
+    for (size_t i = 0; i < sc->nfinally; i++) {
+        sc_log_lanes(ctx, &sc->finally_steps[i]);
+        if (sc_step_run(ctx, &sc->finally_steps[i]) != CM_OK)
+            sc_log(ctx, "runner", "finally[%zu] failed; the next ones still run", i);
+    }
+}
+
 /* A top-level step with expectations is an assertion of the scenario (one JUnit testcase
  * each). owns_failure: the scenario's failure happened in this step. */
 static void record_assert(sc_ctx_t *ctx, const sc_step_t *s, rp_status_t st, int64_t ms,
@@ -167,7 +209,10 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, sc_stor
                             rp_case_t *out, char kept[PATH_MAX])
 {
     sc_ctx_t ctx;
+    sc_undo_t undo;
     memset(&ctx, 0, sizeof ctx);
+    memset(&undo, 0, sizeof undo);
+    pthread_mutex_init(&undo.lock, NULL);
     ctx.opts = o;
     ctx.sc = sc;
     ctx.store = store;
@@ -217,6 +262,7 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, sc_stor
         out->time_s = (double)(cm_clock_mono_ms() - ctx.t0_ms) / 1000.0;
         cm_http_client_free(&ctx.http);
         sc_vars_free(&ctx.vars);
+        pthread_mutex_destroy(&undo.lock);
         return out->status;
     }
     int use_pg = !o->attach && (sc->store_pg || store == SC_STORE_POSTGRES);
@@ -234,14 +280,19 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, sc_stor
         rc = make_database(&ctx);
     if (!rc && use_pg)
         rc = keep_connect_timeout_real(&ctx);
+    if (!rc)
+        rc = set_run_id(&ctx);
     if (!rc && o->attach)
         rc = sc_parts_attach(&ctx);
+    if (!rc && o->attach)
+        rc = sc_attach_begin(&ctx, &undo);
     if (!rc && !o->attach)
         rc = sc_parts_start_simulators(&ctx);
     if (!rc && !o->attach && sc->chaos_links)
         rc = sc_parts_start_chaos(&ctx);
     for (int g = 0; !rc && !o->attach && g < sc->gateway_instances; g++)
         rc = sc_parts_gateway_start(&ctx, g, NULL);
+    int started = !rc; /* the parts run: "finally" and the undo have something to act on */
     for (size_t i = 0; !rc && i < sc->nsteps; i++) {
         if (sc_signal_caught()) {
             rc = sc_fail(&ctx, RP_ERRORED, "interrupted",
@@ -277,6 +328,10 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, sc_stor
     for (size_t i = 0; i < sc->nsteps; i++)
         if (sc_steps_expectations(&sc->steps[i], 1) && !asserted(&ctx, &sc->steps[i]))
             record_assert(&ctx, &sc->steps[i], RP_SKIPPED, 0, 0);
+    if (started) {
+        run_finally(&ctx);
+        sc_attach_undo(&ctx);
+    }
     if (!o->attach && !sc_signal_caught())
         sc_collect_events(&ctx);
     /* The gateway first: it must not see its providers vanish while it still works. */
@@ -323,5 +378,6 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, sc_stor
     cm_buf_free(&ctx.fail.detail);
     cm_http_client_free(&ctx.http);
     sc_vars_free(&ctx.vars);
+    pthread_mutex_destroy(&undo.lock);
     return out->status;
 }

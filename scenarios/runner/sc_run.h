@@ -2,9 +2,11 @@
  *
  *   temp dir (mkdtemp, with an INFO file) -> simulators (ready file) -> gateway config
  *   expanded into DIR/gateway.json -> gateway with GW_ADMIN_TOKEN and the scenario's env
- *   (ready file) -> PUT /control/retell/webhook -> steps -> SIGTERM both process groups
- *   (gateway first) -> temp dir removed unless kept or failed. The parts themselves are
- *   started and stopped by sc_parts.
+ *   (ready file) -> PUT /control/retell/webhook -> steps -> "finally" steps (always,
+ *   once the parts run) -> SIGTERM both process groups (gateway first) -> temp dir removed
+ *   unless kept or failed. The parts themselves are started and stopped by sc_parts. With
+ *   --attach nothing is started or stopped: the run attaches, notes where its counts begin
+ *   and undoes its fault rules and forced breakers after "finally" (sc_attach.h).
  *
  * A child that fails to start, dies during the scenario, or does not exit cleanly on
  * SIGTERM fails the scenario: crashes and sanitizer reports must not hide behind a

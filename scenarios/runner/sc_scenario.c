@@ -23,12 +23,12 @@ const char *const sc_builtin_vars[] = {
     "seed",        "tmp_dir",      "data_dir",    "gateway_url", "gateway_port",
     "control_url", "control_port", "retell_url",  "retell_port", "calcom_url",
     "calcom_port", "stripe_url",   "stripe_port", "now_ms",      "now_iso",
-    "chaos_url",   "chaos_port",   "instance",    NULL,
+    "chaos_url",   "chaos_port",   "instance",    "run_id",      NULL,
 };
 
-const char *const sc_scenario_keys[] = {"name",  "description", "tags",  "seed",
-                                        "speed", "gateway",     "env",   "chaos",
-                                        "store", "webhooks",    "steps", NULL};
+const char *const sc_scenario_keys[] = {"name",    "description", "tags",  "seed",  "speed",
+                                        "gateway", "env",         "chaos", "store", "webhooks",
+                                        "steps",   "finally",     NULL};
 
 const char *const sc_link_names[SC_LINKS] = {"calcom", "stripe", "gateway"};
 const char *const sc_proc_names[SC_PROCS] = {"gateway", "simulators", "chaos"};
@@ -270,6 +270,12 @@ static cm_err_t validate(sc_scenario_t *sc, char *err)
         return sc_parse_fail(v, "\"steps\" is required (a non-empty list)");
     if ((rc = sc_parse_steps(v, steps, "steps", "step[", &sc->steps, &sc->nsteps)))
         return rc;
+    const json_t *fin = json_object_get(root, "finally");
+    if (fin && (!json_is_array(fin) || json_array_size(fin) == 0))
+        return sc_parse_fail(v, "\"finally\" must be a non-empty list of steps");
+    if (fin &&
+        (rc = sc_parse_steps(v, fin, "finally", "final[", &sc->finally_steps, &sc->nfinally)))
+        return rc;
     *v->where = '\0';
     if (!sc_steps_expectations(sc->steps, sc->nsteps))
         return sc_parse_fail(
@@ -338,6 +344,7 @@ void sc_scenario_free(sc_scenario_t **scp)
         return;
     sc_scenario_t *sc = *scp;
     steps_free(sc->steps, sc->nsteps);
+    steps_free(sc->finally_steps, sc->nfinally);
     json_decref(sc->included);
     json_decref(sc->root);
     free(sc->path);

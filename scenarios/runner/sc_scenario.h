@@ -228,6 +228,11 @@ typedef struct {
     int64_t skew_ms[SC_PROCS];  /* "chaos"."skew": each process's clock offset, 0: none */
     sc_step_t *steps;
     size_t nsteps;
+    /* "finally": steps run after "steps" whatever happened there (a failure, the deadline):
+     * what the scenario changed on parts it may share, undone. Each runs even when one
+     * before it failed; none is an assertion of the scenario. NULL / 0 when absent. */
+    sc_step_t *finally_steps;
+    size_t nfinally;
 } sc_scenario_t;
 
 /* The keys a scenario file may have at its top level (NULL-terminated). */

@@ -256,3 +256,85 @@ Test(opts, usage_names_store_and_ci_pg)
     cr_assert_not_null(strstr(sc_opts_usage(), "sqlite,postgres"));
     cr_assert_not_null(strstr(sc_opts_usage(), "--ci-pg PATH"));
 }
+
+Test(opts, attach_config_and_monitor)
+{
+    char *argv[] = {"scenario",
+                    "--attach",
+                    "gateway=http://127.0.0.1:8080/,control=http://127.0.0.1:9000,config=x/gw.json",
+                    "--monitor",
+                    "--every",
+                    "5m",
+                    "--listen",
+                    "0.0.0.0:9464",
+                    "--cycles",
+                    "3",
+                    "scenarios",
+                    NULL};
+    sc_opts_t o;
+    char err[CM_ERR_LEN] = "";
+    cr_assert_eq(parse(&o, err, 11, argv), CM_OK, "%s", err);
+    cr_assert(o.attach);
+    cr_assert_str_eq(o.attach_url[0], "http://127.0.0.1:8080");
+    cr_assert_str_eq(o.attach_url[1], "http://127.0.0.1:9000");
+    cr_assert_str_eq(o.attach_config, "x/gw.json");
+    cr_assert(o.monitor);
+    cr_assert_eq(o.every_ms, 300000);
+    cr_assert_str_eq(o.listen_addr, "0.0.0.0");
+    cr_assert_eq(o.listen_port, 9464);
+    cr_assert_eq(o.cycles, 3);
+    sc_opts_free(&o);
+
+    /* The config the scenarios are checked against when none is given. */
+    char *plain[] = {"scenario", "--attach", "gateway=http://g", "d", NULL};
+    cr_assert_eq(parse(&o, err, 4, plain), CM_OK, "%s", err);
+    cr_assert_str_eq(o.attach_config, SC_ATTACH_CONFIG);
+    cr_assert_not(o.monitor);
+    sc_opts_free(&o);
+}
+
+Test(opts, attach_and_monitor_usage_errors)
+{
+    struct {
+        int argc;
+        char *argv[10];
+        const char *want;
+    } cases[] = {
+        /* shared parts: one scenario at a time */
+        {5,
+         {"scenario", "-j", "2", "--attach=gateway=http://g", "d"},
+         "-j 2 cannot be used with --attach"},
+        {3, {"scenario", "--attach=gateway=http://g,config=", "d"}, "config= needs a path"},
+        {9,
+         {"scenario", "--monitor", "--every", "5m", "--listen", "127.0.0.1:0", "--cycles", "1",
+          "d"},
+         "--monitor needs --attach"},
+        {6,
+         {"scenario", "--attach=gateway=http://g", "--monitor", "--every=5m", "--listen=:9", "d"},
+         "--listen: ':9' is not ADDR:PORT"},
+        {6,
+         {"scenario", "--attach=gateway=http://g", "--monitor", "--every=5m", "--listen=h:70000",
+          "d"},
+         "has no port from 0 to 65535"},
+        {6,
+         {"scenario", "--attach=gateway=http://g", "--monitor", "--every=500ms", "--listen=h:1",
+          "d"},
+         "--every must be at least 1s"},
+        {5,
+         {"scenario", "--attach=gateway=http://g", "--monitor", "--listen=h:1", "d"},
+         "--monitor needs --attach, --every DUR and --listen"},
+        {4, {"scenario", "--every", "5m", "d"}, "--every, --listen and --cycles go with --monitor"},
+        {8,
+         {"scenario", "--attach=gateway=http://g", "--monitor", "--every=5m", "--listen=h:1",
+          "--repeat", "2", "d"},
+         "--monitor cannot be used with --check, --repeat or --fail-fast"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sc_opts_t o;
+        char err[CM_ERR_LEN] = "";
+        cr_assert_eq(parse(&o, err, cases[i].argc, cases[i].argv), CM_EINVAL, "case %zu", i);
+        cr_assert_not_null(strstr(err, cases[i].want), "want \"%s\", got \"%s\"", cases[i].want,
+                           err);
+        sc_opts_free(&o);
+    }
+}

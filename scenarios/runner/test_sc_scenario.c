@@ -894,3 +894,28 @@ Test(scenario, store_and_postgres_step_mistakes)
                        "\"action\":\"restart\"}}}},{\"wait\":{\"queue\":\"drained\"}}"));
     expect_error(text, "a postgres step cannot run inside a repeat with \"concurrency\" > 1");
 }
+
+Test(scenario, finally_steps_load_and_bad_ones_are_refused)
+{
+    const char *steps = "{\"wait\":{\"queue\":\"drained\"}}";
+    const char *fin = ",\"finally\":[{\"request\":{\"to\":\"control\",\"method\":\"DELETE\","
+                      "\"path\":\"/control/faults\"}},{\"wait\":{\"queue\":\"drained\"}}]";
+    const char *text = make(fin, steps);
+    sc_scenario_t *sc = NULL;
+    char err[SC_ERR_LEN] = "";
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert_eq(sc->nfinally, 2);
+    cr_assert_eq(sc->finally_steps[0].kind, SC_STEP_REQUEST);
+    cr_assert_str_eq(sc->finally_steps[1].loc, "finally[1]");
+    sc_scenario_free(&sc);
+    expect_error(make(",\"finally\":[]", steps), "\"finally\" must be a non-empty list of steps");
+    expect_error(make(",\"finally\":{}", steps), "\"finally\" must be a non-empty list of steps");
+    expect_error(make(",\"finally\":[{\"sleep\":1}]", steps), "finally[0]");
+}
+
+Test(scenario, run_id_is_a_builtin)
+{
+    const char *text = make("", "{\"request\":{\"to\":\"gateway\",\"path\":\"/admin/queue\"},"
+                                "\"expect\":{\"status\":200},\"capture\":{\"run_id\":\"\"}}");
+    expect_error(text, "run_id");
+}

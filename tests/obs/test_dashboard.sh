@@ -93,7 +93,9 @@ got=$(jq -nc "$NAMES_JQ"' "histogram_quantile(0.99, sum by (provider, le) (rate(
 jq -r "$NAMES_JQ"' .expr | names[]' "$OBS_DIR/queries.jsonl" >"$OBS_DIR/names.dashboard"
 jq -r '.templating.list[] | select(.type == "query") | (.query.query // .query)' "$D" |
   sed -n 's/^label_values(\([a-zA-Z_:][a-zA-Z0-9_:]*\).*/\1/p' >>"$OBS_DIR/names.dashboard"
-for f in deploy/prometheus/rules/*.rules.yml; do "$Y2J" "$f" || obs_fail "cannot read $f"; done >"$OBS_DIR/rules.jsonl"
+# The gateway's rules; synthetic-alerts.rules.yml reads the scenario runner's monitor,
+# checked against a live one by tests/monitor/test_monitor.sh.
+for f in deploy/prometheus/rules/gateway-*.rules.yml; do "$Y2J" "$f" || obs_fail "cannot read $f"; done >"$OBS_DIR/rules.jsonl"
 jq -r "$NAMES_JQ"' .groups[].rules[].expr | names[]' "$OBS_DIR/rules.jsonl" >"$OBS_DIR/names.rules"
 jq -r '.groups[].rules[] | select(.record) | .record' "$OBS_DIR/rules.jsonl" | sort -u >"$OBS_DIR/recorded"
 sort -u "$OBS_DIR/names.dashboard" "$OBS_DIR/names.rules" >"$OBS_DIR/names"
