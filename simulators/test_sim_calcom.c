@@ -936,3 +936,36 @@ Test(calcom_rate, above_the_limit_is_429, .init = NULL, .fini = teardown)
     cr_assert_str_eq(r.remaining, "", "not the default one");
     json_decref(r.body);
 }
+
+/* Cal.com sends a webhook once: an answer that is not 2xx and a receiver that cannot be
+ * reached are logged, not retried (WebhookService.sendWebhookDirectly / processWebhooks,
+ * docs/providers-calcom.md). A gateway that is down when a booking is made never hears of
+ * it from the webhook. */
+Test(calcom, a_webhook_to_a_receiver_that_is_down_is_sent_once)
+{
+    char err[CM_ERR_LEN] = "", url[96];
+    /* A port that was just free: nothing listens there. */
+    cm_http_server_t *gone = cm_http_server_new(&(cm_http_server_cfg_t){.name = "test.gone"});
+    cr_assert_eq(cm_http_server_start(gone, err), CM_OK, "%s", err);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/hook", cm_http_server_port(gone));
+    cm_http_server_free(&gone);
+    cr_assert_eq(sim_calcom_set_webhook(cal, url, err), CM_OK, "%s", err);
+    result_t r = book(BOOK_BODY("2050-09-05T09:00:00Z", "Ada"));
+    cr_assert_eq(r.status, 201);
+    sim_calcom_event_t ev = {.trigger = "BOOKING_CREATED",
+                             .booking_uid = cm_json_str(r.body, "data.uid", ""),
+                             .copies = 1};
+    cm_err_t rc;
+    json_t *rep = send_hook(ev, NULL, &rc, err);
+    cr_assert_eq(rc, CM_OK, "%s", err);
+    cr_assert_str_eq(cm_json_str(rep, "status", ""), "done");
+    cr_assert(json_is_null(cm_json_path(rep, "deliveries.0.status")), "no HTTP answer");
+    cr_assert_not_null(cm_json_str(rep, "deliveries.0.error", NULL));
+    cr_assert_eq(json_array_size(cm_json_path(rep, "deliveries.0.attempts")), 1,
+                 "the delivery is over after one attempt");
+    json_decref(rep);
+    json_decref(r.body);
+    /* The booking's own webhook too: one attempt, journaled with its error. */
+    sim_journal_filter_t f = {.kind = SIM_JOURNAL_DELIVERY};
+    cr_assert_eq(sim_journal_wait(jr, &f, 2, 5000), 2, "the booking's and the requested one");
+}
