@@ -2,6 +2,7 @@
 #include "sim_retell.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,8 +181,9 @@ static json_t *default_call(int64_t now)
  * from the call's own transcript and duration so that the object stays self-consistent
  * whatever the overrides changed; an override of one of them wins. */
 
-/* Seconds of audio per word in the synthetic word timings. */
-#define WORD_S 0.3
+/* Seconds of audio per word in the synthetic word timings: a power-of-two fraction, so that
+ * every time is written exactly ("12.75", not "12.749999999999998"). */
+#define WORD_S 0.25
 /* The products of a simulated call and their prices, cents per second. */
 static const struct {
     const char *product;
@@ -286,12 +288,16 @@ static void derive_ended(json_t *call, const json_t *ov)
     json_t *pc = json_array();
     double total = 0, unit = 0;
     for (size_t i = 0; pc && i < sizeof products / sizeof products[0]; i++) {
-        double cost = products[i].unit_price * secs;
+        /* Rounded to 1/10000 cent so that the value written (10 significant digits) reads
+         * back as the very same double: get-call's text and the stored object agree. */
+        double cost = round(products[i].unit_price * secs * 1e4) / 1e4;
         json_array_append_new(pc, json_pack("{s:s,s:f,s:f}", "product", products[i].product,
                                             "unit_price", products[i].unit_price, "cost", cost));
         total += cost;
         unit += products[i].unit_price;
     }
+    total = round(total * 1e4) / 1e4;
+    unit = round(unit * 1e7) / 1e7;
     derive(call, ov, "call_cost",
            pc ? json_pack("{s:o,s:I,s:f,s:f}", "product_costs", pc, "total_duration_seconds",
                           (json_int_t)secs, "total_duration_unit_price", unit, "combined_cost",
@@ -399,7 +405,7 @@ cm_err_t sim_retell_create_call(sim_retell_t *r, const json_t *overrides, json_t
         rc = CM_ENOMEM;
     if (!rc) {
         /* GET /v2/get-call answers this text: no copy, no encoding per request. */
-        char *text = json_dumps(call, JSON_COMPACT);
+        char *text = json_dumps(call, JSON_COMPACT | JSON_REAL_PRECISION(10));
         if (!text || json_object_set_new(r->call_text, id, json_string_nocheck(text)))
             rc = CM_ENOMEM;
         free(text);
@@ -976,7 +982,8 @@ cm_err_t sim_retell_send_webhook(sim_retell_t *r, const char *call_id, const sim
         ev_t *e = &j->evs[j->nev++];
         e->event = expanded[i];
         json_t *env = make_envelope(e->event, json_deep_copy(call));
-        e->body = env ? cm_json_dumps(env) : NULL;
+        /* Ten significant digits, as Retell writes its cents and seconds. */
+        e->body = env ? json_dumps(env, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
         json_decref(env);
         if (!e->body) {
             rc = CM_ENOMEM;
