@@ -1000,8 +1000,33 @@ static int validate_booking(const json_t *body, booking_req_t *b, char *msg, siz
             return -1;
         }
     }
+    /* isValidPhoneNumber (libphonenumber-js) in Cal.com; here the E.164 form: '+' and 8 to
+     * 15 digits (stricter: national formats are refused). */
+    const char *phone = json_string_value(json_object_get(att, "phoneNumber"));
+    if (phone && *phone &&
+        (phone[0] != '+' || strlen(phone) < 9 || strlen(phone) > 16 ||
+         strspn(phone + 1, "0123456789") != strlen(phone + 1))) {
+        snprintf(msg, cap, "Invalid phone number format. Please use international format.");
+        return -1;
+    }
     if (meta && !json_is_object(meta)) {
         snprintf(msg, cap, "metadata must be an object");
+        return -1;
+    }
+    /* ValidateMetadata (CreateBookingInput_2024_08_13): at most 50 keys of at most 40
+     * characters, string values of at most 500. */
+    const char *mk;
+    json_t *mv;
+    int meta_ok = json_object_size(meta) <= 50;
+    json_object_foreach((json_t *)meta, mk, mv)
+    {
+        if (strlen(mk) > 40 || (json_is_string(mv) && strlen(json_string_value(mv)) > 500))
+            meta_ok = 0;
+    }
+    if (!meta_ok) {
+        snprintf(msg, cap,
+                 "Metadata must have at most 50 keys, each key up to 40 characters, and string "
+                 "values up to 500 characters.");
         return -1;
     }
     if (etid) {

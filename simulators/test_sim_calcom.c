@@ -316,6 +316,16 @@ Test(calcom, bad_requests)
         {"{\"start\":\"2050-09-05T09:00:00Z\",\"eventTypeId\":101,\"attendee\":{\"name\":\"A\","
          "\"email\":\"a@b.c\",\"timeZone\":\"UTC\"},\"metadata\":[]}",
          "metadata"},
+        {"{\"start\":\"2050-09-05T09:00:00Z\",\"eventTypeId\":101,\"attendee\":{\"name\":\"A\","
+         "\"email\":\"a@b.c\",\"timeZone\":\"Europe/Roma\"}}",
+         "attendee.timeZone"},
+        {"{\"start\":\"2050-09-05T09:00:00Z\",\"eventTypeId\":101,\"attendee\":{\"name\":\"A\","
+         "\"email\":\"a@b.c\",\"timeZone\":\"UTC\",\"phoneNumber\":\"333 1234567\"}}",
+         "phone number"},
+        {"{\"start\":\"2050-09-05T09:00:00Z\",\"eventTypeId\":101,\"attendee\":{\"name\":\"A\","
+         "\"email\":\"a@b.c\",\"timeZone\":\"UTC\"},\"metadata\":{"
+         "\"a_key_that_is_longer_than_forty_characters\":\"v\"}}",
+         "Metadata must have at most 50 keys"},
     };
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         r = book(bodies[i].body);
