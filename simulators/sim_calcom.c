@@ -73,7 +73,10 @@ static const sim_hours_t hours = {9 * 60, 17 * 60};
 
 #define TEAM_TAKEN_MSG                                                                             \
     "One of the hosts either already has booking at this time or is not available"
+/* Cal.com's CustomThrottlerGuard defaults: a fixed 60 s window (ttl) and, once over the
+ * limit, a 60 s block (blockDuration). */
 #define RATE_WINDOW_MS 60000
+#define RATE_BLOCK_MS 60000
 #define RATE_KEYS 32
 
 typedef struct {
@@ -81,11 +84,13 @@ typedef struct {
     size_t n, cap;
 } busy_t;
 
-/* Requests in the last minute for one API key: a ring of their times. */
+/* One throttler bucket: a tracker (a digest of the Authorization header, or none) and a
+ * throttler name ("default", or "create-booking" for POST /v2/bookings). */
 typedef struct {
-    char key_digest[17];
-    int64_t *times;
-    size_t head, len;
+    char key[48];
+    int64_t window_start, blocked_until; /* monotonic ms; blocked_until 0: not blocked */
+    int hits;
+    int64_t last_used;
 } rate_t;
 
 struct sim_calcom {
@@ -148,8 +153,6 @@ void sim_calcom_free(sim_calcom_t **cp)
     free(c->hook_url);
     for (size_t i = 0; i <= NHOSTS; i++)
         free(c->busy[i].v);
-    for (size_t i = 0; i < RATE_KEYS; i++)
-        free(c->rates[i].times);
     pthread_cond_destroy(&c->cv);
     json_decref(c->ledger);
     json_decref(c->by_uid);
@@ -168,8 +171,7 @@ void sim_calcom_reset(sim_calcom_t *c)
     json_object_clear(c->by_uid);
     for (size_t i = 0; i <= NHOSTS; i++)
         c->busy[i].n = 0;
-    for (size_t i = 0; i < RATE_KEYS; i++)
-        c->rates[i].len = 0;
+    memset(c->rates, 0, sizeof c->rates);
     free(c->hook_url);
     c->hook_url = NULL;
     sim_delivery_job_t *h = c->hooks;
@@ -230,25 +232,47 @@ static int authorised(const sim_calcom_t *c, const cm_http_req_t *req, cm_http_r
     return 0;
 }
 
-/* Real Cal.com silently falls back to an older behaviour for a missing or other
- * cal-api-version. The simulator keeps the current behaviour but says so in a header,
- * so tests can see that a client forgot (or mistyped) the version. */
-static void note_version(const cm_http_req_t *req, cm_http_resp_t *resp, const char *want)
+/* Optional authentication (Cal.com's OptionalApiAuthGuard): no Authorization header is
+ * fine, a wrong one is refused (the stricter reading; see docs/providers-calcom.md). */
+static int optional_auth(const sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t *resp)
+{
+    return !cm_http_req_header(req, "Authorization") || authorised(c, req, resp);
+}
+
+/* Whether the request names exactly this cal-api-version. Cal.com routes a request by the
+ * header: a missing or unknown value is served as 2024-04-15 (apps/api/v2/src/app.ts, the
+ * versioning extractor), and each controller answers only the versions it lists. */
+static int version_is(const cm_http_req_t *req, const char *want)
 {
     const char *v = cm_http_req_header(req, "cal-api-version");
-    if (!v || strcmp(v, want) != 0) {
-        if (cm_http_resp_header(resp, "X-Sim-Version-Fallback", "1") != CM_OK)
-            CM_WARN(COMP, "could not add the version fall-back header");
-        CM_DEBUG(COMP, "%s %s with cal-api-version '%s' (want %s)", req->method, req->path,
-                 v ? v : "", want);
-    }
+    return v && strcmp(v, want) == 0;
+}
+
+/* The request is answered by an older controller than the current one: said in a header
+ * (a simulator-only aid to debugging), the answer itself is what the older one gives. */
+static void note_older(const cm_http_req_t *req, cm_http_resp_t *resp)
+{
+    const char *v = cm_http_req_header(req, "cal-api-version");
+    if (cm_http_resp_header(resp, "X-Sim-Version-Fallback", "1") != CM_OK)
+        CM_WARN(COMP, "could not add the version fall-back header");
+    CM_DEBUG(COMP, "%s %s served by the 2024-04-15 controller (cal-api-version '%s')", req->method,
+             req->path, v ? v : "");
+}
+
+/* No controller of the version asked for has this route: NestJS's own 404. */
+static void answer_no_route(const cm_http_req_t *req, cm_http_resp_t *resp)
+{
+    char msg[300];
+    snprintf(msg, sizeof msg, "Cannot %s %.250s", req->method, req->path);
+    answer_error(req, resp, 404, "NotFoundException", msg);
 }
 
 /* ---- GET /v2/slots ---------------------------------------------------------------- */
 
 /* A day ("2050-09-05": its first or, for an end, last millisecond, UTC) or an ISO
- * date-time. Real Cal.com reads dates and offset-less times in the requested timeZone;
- * the simulator reads them as UTC. */
+ * date-time; one without an offset is UTC. Cal.com reads start and end in UTC whatever the
+ * timeZone (slots-input.service.ts: DateTime.fromISO(s, {zone: "utc"})); timeZone only
+ * shapes the answer. */
 static int parse_bound(const char *s, int is_end, int64_t *out)
 {
     char tmp[48];
@@ -347,7 +371,8 @@ static sim_slot_state_t slot_for(const sim_calcom_t *c, const event_type_t *et, 
     return *host ? SIM_SLOT_FREE : worst;
 }
 
-static int rate_limited(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t *resp);
+static int rate_limited(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t *resp,
+                        const char *bucket);
 
 /* ---- GET /v2/slots and the older /v2/slots/available ------------------------------------ */
 
@@ -358,7 +383,8 @@ typedef struct {
     json_t *data;
     int64_t len_ms;
     int range;
-    int older; /* the older shape: {"slots":{day:[{"time"}]}} */
+    int older;          /* the older shape: {"slots":{day:[{"time"}]}} */
+    const sim_tz_t *tz; /* the requested timeZone: slot times and day keys are written in it */
     int oom;
 } slot_sink_t;
 
@@ -368,9 +394,9 @@ static int add_slot(int64_t start_ms, void *ud)
     int host;
     if (slot_for(k->c, k->et, start_ms, k->now, &host) != SIM_SLOT_FREE)
         return 0;
-    char s[25], e[25], day[11];
-    cm_clock_iso8601(start_ms, s);
-    memcpy(day, s, 10);
+    char s[32], e[32], day[11];
+    sim_tz_iso(k->tz, start_ms, s);
+    memcpy(day, s, 10); /* the day in the requested zone, as Cal.com groups them */
     day[10] = '\0';
     json_t *list = json_object_get(k->data, day);
     if (!list) {
@@ -380,12 +406,12 @@ static int add_slot(int64_t start_ms, void *ud)
             return 1;
         }
     }
-    /* Emitted in UTC with a Z suffix. Real Cal.com writes these in the requested
-     * timeZone's offset ("2050-09-05T11:00:00.000+02:00"): every client must parse and
-     * compare instants, never compare these strings. */
+    /* Written in the requested timeZone's offset, as Cal.com's slots-output.service does
+     * (luxon setZone(timeZone).toISO(): "2050-09-05T11:00:00.000+02:00"): clients must
+     * parse and compare instants, never these strings. */
     json_t *item = k->older   ? json_pack("{s:s}", "time", s)
                    : k->range ? json_pack("{s:s,s:s}", "start", s, "end",
-                                          cm_clock_iso8601(start_ms + k->len_ms, e))
+                                          sim_tz_iso(k->tz, start_ms + k->len_ms, e))
                               : json_pack("{s:s}", "start", s);
     if (!item || json_array_append_new(list, item)) {
         k->oom = 1;
@@ -435,13 +461,23 @@ static void slots_common(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp
         answer_bad_request(req, resp, "slotFormat must be one of: time, range");
         return;
     }
+    const char *qtz = cm_http_req_query(req, "timeZone");
+    char tzerr[CM_ERR_LEN];
+    sim_tz_t *tz = sim_tz_load(qtz ? qtz : "UTC", tzerr);
+    if (!tz) {
+        snprintf(msg, sizeof msg, "timeZone must be a valid IANA time zone: %.100s", tzerr);
+        answer_bad_request(req, resp, msg);
+        return;
+    }
     const event_type_t *et = find_event_type(id);
     if (!et) {
+        sim_tz_free(&tz);
         snprintf(msg, sizeof msg, "Event type with id=%lld not found", (long long)id);
         answer_error(req, resp, 404, "NotFoundException", msg);
         return;
     }
     slot_sink_t sink = {.c = c,
+                        .tz = tz,
                         .et = et,
                         .now = cm_clock_now_ms(),
                         .data = json_object(),
@@ -449,6 +485,7 @@ static void slots_common(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp
                         .range = qfmt && strcmp(qfmt, "range") == 0,
                         .older = older};
     if (!sink.data) {
+        sim_tz_free(&tz);
         cm_http_resp_json(resp, 500, NULL);
         return;
     }
@@ -456,6 +493,7 @@ static void slots_common(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp
     /* The grid comes from the hours alone; add_slot checks each host's busy times. */
     sim_slots_list(&hours, sink.len_ms, from, to, NULL, 0, sink.now, add_slot, &sink);
     pthread_mutex_unlock(&c->mu);
+    sim_tz_free(&tz);
     if (sink.oom) {
         json_decref(sink.data);
         cm_http_resp_json(resp, 500, NULL);
@@ -467,52 +505,123 @@ static void slots_common(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp
 static void h_slots(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_calcom_t *c = ud;
-    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+    /* Only SlotsController_2024_09_04 has GET /v2/slots; the older controller (any other
+     * or no cal-api-version) has /v2/slots/available instead, so Cal.com answers 404. */
+    if (!version_is(req, SLOTS_VERSION)) {
+        answer_no_route(req, resp);
         return;
-    note_version(req, resp, SLOTS_VERSION);
-    /* Without the right cal-api-version Cal.com serves the older slots controller, with
-     * its older shape; so does the simulator. */
-    const char *v = cm_http_req_header(req, "cal-api-version");
-    int older = !v || strcmp(v, SLOTS_VERSION) != 0;
-    slots_common(c, req, resp, older, cm_http_req_query(req, "start"),
-                 cm_http_req_query(req, "end"), "start", "end");
+    }
+    /* No auth guard on this route: slots are public (a key only counts for the limit). */
+    if (rate_limited(c, req, resp, "default"))
+        return;
+    slots_common(c, req, resp, 0, cm_http_req_query(req, "start"), cm_http_req_query(req, "end"),
+                 "start", "end");
 }
 
 static void h_slots_available(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_calcom_t *c = ud;
-    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+    /* SlotsController_2024_04_15 serves 2024-04-15, 2024-06-11, 2024-06-14, 2024-08-13 and a
+     * missing or unknown version; 2024-09-04 has no /available route. Public, like GET
+     * /v2/slots. */
+    if (version_is(req, SLOTS_VERSION)) {
+        answer_no_route(req, resp);
         return;
+    }
+    if (rate_limited(c, req, resp, "default"))
+        return;
+    note_older(req, resp);
     slots_common(c, req, resp, 1, cm_http_req_query(req, "startTime"),
                  cm_http_req_query(req, "endTime"), "startTime", "endTime");
 }
 
 /* ---- webhooks ------------------------------------------------------------------------- */
 
-/* The payload of the simulator's own webhook of trigger for booking b, as b is now:
- * BOOKING_CANCELLED adds its cancellationReason, BOOKING_RESCHEDULED the uid it was moved
- * from (rescheduleUid). NULL when out of memory. Under the lock. */
-static json_t *hook_payload(const char *trigger, const json_t *b)
+/* A person of the payload, as Cal.com's CalendarEvent has them: language {locale} and
+ * utcOffset (minutes east of UTC of their timeZone at the booking's start); attendees also
+ * get firstName / lastName split at the first space (v2021-10-20 BookingPayloadBuilder). */
+static json_t *hook_person(const json_t *p, int attendee, int64_t start_ms)
 {
+    const char *zone = cm_json_str(p, "timeZone", "UTC"), *name = cm_json_str(p, "name", "");
+    char err[CM_ERR_LEN];
+    sim_tz_t *tz = sim_tz_load(zone, err);
+    int off = tz ? sim_tz_offset_s(tz, start_ms) / 60 : 0;
+    sim_tz_free(&tz);
+    json_t *v = json_pack("{s:s,s:s,s:s,s:{s:s},s:i}", "name", name, "email",
+                          cm_json_str(p, "email", ""), "timeZone", zone, "language", "locale",
+                          cm_json_str(p, "language", "en"), "utcOffset", off);
+    if (v && attendee) {
+        const char *sp = strchr(name, ' ');
+        json_object_set_new(v, "firstName",
+                            sp ? json_stringn(name, (size_t)(sp - name)) : json_string(name));
+        json_object_set_new(v, "lastName", json_string(sp ? sp + 1 : ""));
+        if (json_is_string(json_object_get(p, "phoneNumber")))
+            json_object_set(v, "phoneNumber", json_object_get(p, "phoneNumber"));
+    } else if (v) {
+        json_object_set(v, "id", json_object_get(p, "id"));
+        json_object_set(v, "username", json_object_get(p, "username"));
+        json_object_set_new(v, "timeFormat", json_string("h:mma"));
+    }
+    return v;
+}
+
+/* The payload of the simulator's own webhook of trigger for booking b, as b is now, in the
+ * shape of Cal.com's webhook version 2021-10-20 (packages/features/webhooks/lib/factory/
+ * versioned/v2021-10-20/BookingPayloadBuilder.ts): the CalendarEvent's fields (type = the
+ * event type's slug, title, description, additionalNotes, customInputs, startTime, endTime,
+ * organizer, attendees, responses {name, email, location: {label, value}}, location, uid,
+ * eventTypeId) plus bookingId, status, eventTitle, length, price, currency, metadata;
+ * BOOKING_CANCELLED adds cancellationReason and requestReschedule, BOOKING_RESCHEDULED
+ * rescheduleUid / rescheduleId / rescheduleStartTime / rescheduleEndTime of the booking it
+ * replaced. NULL when out of memory. Under the lock. */
+static json_t *hook_payload(sim_calcom_t *c, const char *trigger, const json_t *b)
+{
+    const event_type_t *et = find_event_type(cm_json_int(b, "eventTypeId", 0));
+    const json_t *att = json_array_get(json_object_get(b, "attendees"), 0);
+    int64_t start = 0;
+    (void)cm_clock_parse_iso8601(cm_json_str(b, "start", ""), &start);
+    const host_t *h =
+        &hosts[cm_json_int(b, "hosts.0.id", 1) >= 1 && cm_json_int(b, "hosts.0.id", 1) <= NHOSTS
+                   ? cm_json_int(b, "hosts.0.id", 1)
+                   : 1];
+    json_t *org = json_pack("{s:i,s:s,s:s,s:s,s:s}", "id", h->id, "name", h->name, "email",
+                            h->email, "username", h->username, "timeZone", "UTC");
+    json_t *attendees = json_array();
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(b, "attendees"), i, a)
+        json_array_append_new(attendees, hook_person(a, 1, start));
     json_t *payload = json_pack(
-        "{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:s,s:O}", "uid", json_object_get(b, "uid"), "bookingId",
-        json_object_get(b, "id"), "eventTypeId", json_object_get(b, "eventTypeId"), "title",
-        json_object_get(b, "title"), "startTime", json_object_get(b, "start"), "endTime",
-        json_object_get(b, "end"), "organizer", json_array_get(json_object_get(b, "hosts"), 0),
-        "attendees", json_object_get(b, "attendees"), "status",
+        "{s:s,s:O,s:s,s:s,s:O,s:O,s:o,s:o,s:{s:{s:s,s:O},s:{s:s,s:O},s:{s:s,s:{s:s,s:s}}},"
+        "s:s,s:O,s:O,s:O,s:{},s:{},s:s,s:s,s:n,s:b,s:i,s:s,s:i,s:n,s:n,s:n,s:O}",
+        "type", et ? et->slug : "", "title", json_object_get(b, "title"), "description", "",
+        "additionalNotes", "", "startTime", json_object_get(b, "start"), "endTime",
+        json_object_get(b, "end"), "organizer", hook_person(org, 0, start), "attendees", attendees,
+        "responses", "name", "label", "your_name", "value", json_object_get(att, "name"), "email",
+        "label", "email_address", "value", json_object_get(att, "email"), "location", "label",
+        "location", "value", "optionValue", "", "value", "integrations:daily", "location",
+        "integrations:daily", "uid", json_object_get(b, "uid"), "bookingId",
+        json_object_get(b, "id"), "eventTypeId", json_object_get(b, "eventTypeId"), "customInputs",
+        "userFieldsResponses", "status",
         strcmp(cm_json_str(b, "status", ""), "accepted") == 0 ? "ACCEPTED" : "CANCELLED",
-        "metadata", json_object_get(b, "metadata"));
-    const char *key = NULL, *from = NULL;
-    if (strcmp(trigger, "BOOKING_CANCELLED") == 0)
-        key = from = "cancellationReason";
-    else if (strcmp(trigger, "BOOKING_RESCHEDULED") == 0)
-        key = "rescheduleUid", from = "rescheduledFromUid";
-    const json_t *v = key ? json_object_get(b, from) : NULL;
-    if (payload && key &&
-        json_object_set_new(payload, key,
-                            json_is_string(v) ? json_copy((json_t *)v) : json_null())) {
-        json_decref(payload);
-        payload = NULL;
+        "eventTitle", et ? et->title : "", "eventDescription", "requiresConfirmation", 0, "price",
+        0, "currency", "usd", "length", et ? et->length_min : 0, "hashedLink",
+        "destinationCalendar", "assignmentReason", "metadata", json_object_get(b, "metadata"));
+    json_decref(org);
+    if (payload && strcmp(trigger, "BOOKING_CANCELLED") == 0) {
+        const json_t *why = json_object_get(b, "cancellationReason");
+        json_object_set_new(payload, "cancellationReason",
+                            json_is_string(why) ? json_copy((json_t *)why) : json_null());
+        json_object_set_new(payload, "requestReschedule", json_false());
+    } else if (payload && strcmp(trigger, "BOOKING_RESCHEDULED") == 0) {
+        const char *from = cm_json_str(b, "rescheduledFromUid", NULL);
+        const json_t *old = from ? json_object_get(c->by_uid, from) : NULL;
+        json_object_set_new(payload, "rescheduleUid", from ? json_string(from) : json_null());
+        json_object_set(payload, "rescheduleId", old ? json_object_get(old, "id") : json_null());
+        json_object_set(payload, "rescheduleStartTime",
+                        old ? json_object_get(old, "start") : json_null());
+        json_object_set(payload, "rescheduleEndTime",
+                        old ? json_object_get(old, "end") : json_null());
     }
     return payload;
 }
@@ -531,7 +640,7 @@ static void queue_hook(sim_calcom_t *c, const char *trigger, const json_t *b)
 {
     if (!c->hook_url)
         return;
-    json_t *env = hook_envelope(trigger, hook_payload(trigger, b));
+    json_t *env = hook_envelope(trigger, hook_payload(c, trigger, b));
     sim_delivery_job_t *h = env ? sim_delivery_job_new(trigger, NULL, cm_json_dumps(env)) : NULL;
     json_decref(env);
     if (!h) {
@@ -678,7 +787,7 @@ cm_err_t sim_calcom_send_event(sim_calcom_t *c, const sim_calcom_event_t *ev, js
         rc = CM_ESTATE;
     } else {
         env = hook_envelope(ev->trigger,
-                            b ? hook_payload(ev->trigger, b) : json_deep_copy(ev->payload));
+                            b ? hook_payload(c, ev->trigger, b) : json_deep_copy(ev->payload));
         sim_delivery_copies_t cp = {
             .event = ev->trigger, .copies = (unsigned)ev->copies, .forge = ev->forge};
         rc = env ? sim_delivery_log_queue(c->log, env, c->hook_url, &cp, &ref, &jobs) : CM_ENOMEM;
@@ -729,63 +838,83 @@ cm_err_t sim_calcom_add_busy(sim_calcom_t *c, int host, int64_t start_ms, int64_
 
 /* ---- rate limit ------------------------------------------------------------------------- */
 
-/* 1 when this request is over the per-key limit (and answers 429). Keys are told apart by a
- * digest of the Authorization header, so no key is kept in memory. */
-static int rate_limited(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t *resp)
+/* 1 when this request is over the limit (and answers 429), as Cal.com's CustomThrottlerGuard
+ * (apps/api/v2/src/lib/throttler/throttler-guard.ts): a fixed window of RATE_WINDOW_MS per
+ * tracker and throttler name; the request that goes over blocks the bucket for
+ * RATE_BLOCK_MS, after which counting starts afresh. Every answer carries
+ * X-RateLimit-Limit-<Name>, X-RateLimit-Remaining-<Name> and X-RateLimit-Reset-<Name> (s),
+ * Name the throttler's with its first letter upper-cased; a 429 has no Retry-After and the
+ * message "Too many requests. Please try again later.". Trackers are told apart by a digest
+ * of the Authorization header, so no key is kept in memory; requests without one share a
+ * tracker (Cal.com would use the client's address). */
+static int rate_limited(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t *resp,
+                        const char *bucket)
 {
     if (!c->rate_limit)
         return 0;
     const char *auth = cm_http_req_header(req, "Authorization");
     uint8_t d[CM_SHA256_LEN];
-    char dig[17];
+    char key[48];
     cm_sha256(auth ? auth : "", auth ? strlen(auth) : 0, d);
-    cm_hex_encode(d, 8, dig);
+    cm_hex_encode(d, 8, key);
+    snprintf(key + 16, sizeof key - 16, ":%s", bucket);
     int64_t now = cm_clock_mono_ms();
-    int limited = 0;
-    int64_t reset_ms = 0;
-    size_t remaining = 0;
+    int blocked = 0;
+    int64_t reset_ms;
+    int remaining;
     pthread_mutex_lock(&c->mu);
-    rate_t *r = NULL, *oldest = &c->rates[0];
+    rate_t *r = NULL, *lru = &c->rates[0];
     for (size_t i = 0; i < RATE_KEYS && !r; i++) {
-        if (strcmp(c->rates[i].key_digest, dig) == 0)
+        if (strcmp(c->rates[i].key, key) == 0)
             r = &c->rates[i];
-        else if (!c->rates[i].len || (oldest->len && c->rates[i].len < oldest->len))
-            oldest = &c->rates[i];
+        else if (c->rates[i].last_used < lru->last_used)
+            lru = &c->rates[i];
     }
     if (!r) {
-        r = oldest; /* a new key takes the least used slot */
-        snprintf(r->key_digest, sizeof r->key_digest, "%s", dig);
-        r->len = r->head = 0;
+        r = lru; /* a new tracker takes the least recently used slot */
+        memset(r, 0, sizeof *r);
+        snprintf(r->key, sizeof r->key, "%s", key);
     }
-    if (!r->times)
-        r->times = calloc((size_t)c->rate_limit, sizeof *r->times);
-    while (r->len && now - r->times[r->head] >= RATE_WINDOW_MS) {
-        r->head = (r->head + 1) % (size_t)c->rate_limit;
-        r->len--;
+    r->last_used = now;
+    if (r->blocked_until && now >= r->blocked_until) {
+        r->blocked_until = 0; /* the block is over: a fresh window */
+        r->hits = 0;
+        r->window_start = 0;
     }
-    if (!r->times) {
-        limited = 0;
-    } else if (r->len >= (size_t)c->rate_limit) {
-        limited = 1;
-        reset_ms = RATE_WINDOW_MS - (now - r->times[r->head]);
+    if (r->blocked_until) {
+        blocked = 1;
+        reset_ms = r->blocked_until - now;
     } else {
-        r->times[(r->head + r->len) % (size_t)c->rate_limit] = now;
-        r->len++;
-        remaining = (size_t)c->rate_limit - r->len;
+        if (!r->hits || now - r->window_start >= RATE_WINDOW_MS) {
+            r->window_start = now;
+            r->hits = 0;
+        }
+        r->hits++;
+        reset_ms = r->window_start + RATE_WINDOW_MS - now;
+        if (r->hits > c->rate_limit) {
+            r->blocked_until = now + RATE_BLOCK_MS;
+            blocked = 1;
+            reset_ms = RATE_BLOCK_MS;
+        }
     }
+    remaining = blocked ? 0 : c->rate_limit - r->hits;
     pthread_mutex_unlock(&c->mu);
-    char v[32];
+    char name[32], h[64], v[32];
+    snprintf(name, sizeof name, "%c%s", bucket[0] - ('a' <= bucket[0] && bucket[0] <= 'z' ? 32 : 0),
+             bucket + 1);
+    snprintf(h, sizeof h, "X-RateLimit-Limit-%s", name);
     snprintf(v, sizeof v, "%d", c->rate_limit);
-    (void)cm_http_resp_header(resp, "X-RateLimit-Limit", v);
-    snprintf(v, sizeof v, "%zu", remaining);
-    (void)cm_http_resp_header(resp, "X-RateLimit-Remaining", v);
-    if (limited) {
-        snprintf(v, sizeof v, "%lld", (long long)((reset_ms + 999) / 1000));
-        (void)cm_http_resp_header(resp, "X-RateLimit-Reset", v);
-        (void)cm_http_resp_header(resp, "Retry-After", v);
-        answer_error(req, resp, 429, "ThrottlerException", "ThrottlerException: Too Many Requests");
-    }
-    return limited;
+    (void)cm_http_resp_header(resp, h, v);
+    snprintf(h, sizeof h, "X-RateLimit-Remaining-%s", name);
+    snprintf(v, sizeof v, "%d", remaining);
+    (void)cm_http_resp_header(resp, h, v);
+    snprintf(h, sizeof h, "X-RateLimit-Reset-%s", name);
+    snprintf(v, sizeof v, "%lld", (long long)((reset_ms + 999) / 1000));
+    (void)cm_http_resp_header(resp, h, v);
+    if (blocked)
+        answer_error(req, resp, 429, "ThrottlerException",
+                     "Too many requests. Please try again later.");
+    return blocked;
 }
 
 /* ---- POST /v2/bookings ------------------------------------------------------------ */
@@ -856,6 +985,13 @@ static int validate_booking(const json_t *body, booking_req_t *b, char *msg, siz
         snprintf(msg, cap, "attendee.email must be an email");
         return -1;
     }
+    char tzerr[CM_ERR_LEN];
+    sim_tz_t *tz = sim_tz_load(json_string_value(json_object_get(att, "timeZone")), tzerr);
+    if (!tz) {
+        snprintf(msg, cap, "attendee.timeZone must be a valid IANA time zone: %.100s", tzerr);
+        return -1;
+    }
+    sim_tz_free(&tz);
     static const char *const optional[] = {"language", "phoneNumber"};
     for (size_t i = 0; i < 2; i++) {
         const json_t *f = json_object_get(att, optional[i]);
@@ -864,8 +1000,33 @@ static int validate_booking(const json_t *body, booking_req_t *b, char *msg, siz
             return -1;
         }
     }
+    /* isValidPhoneNumber (libphonenumber-js) in Cal.com; here the E.164 form: '+' and 8 to
+     * 15 digits (stricter: national formats are refused). */
+    const char *phone = json_string_value(json_object_get(att, "phoneNumber"));
+    if (phone && *phone &&
+        (phone[0] != '+' || strlen(phone) < 9 || strlen(phone) > 16 ||
+         strspn(phone + 1, "0123456789") != strlen(phone + 1))) {
+        snprintf(msg, cap, "Invalid phone number format. Please use international format.");
+        return -1;
+    }
     if (meta && !json_is_object(meta)) {
         snprintf(msg, cap, "metadata must be an object");
+        return -1;
+    }
+    /* ValidateMetadata (CreateBookingInput_2024_08_13): at most 50 keys of at most 40
+     * characters, string values of at most 500. */
+    const char *mk;
+    json_t *mv;
+    int meta_ok = json_object_size(meta) <= 50;
+    json_object_foreach((json_t *)meta, mk, mv)
+    {
+        if (strlen(mk) > 40 || (json_is_string(mv) && strlen(json_string_value(mv)) > 500))
+            meta_ok = 0;
+    }
+    if (!meta_ok) {
+        snprintf(msg, cap,
+                 "Metadata must have at most 50 keys, each key up to 40 characters, and string "
+                 "values up to 500 characters.");
         return -1;
     }
     if (etid) {
@@ -967,6 +1128,148 @@ static sim_slot_state_t book_locked(sim_calcom_t *c, const booking_req_t *b, int
     return st;
 }
 
+/* ---- the 2024-04-15 bookings controller ------------------------------------------------ */
+
+/* A request body refused by class-validator (the global ValidationPipe's exceptionFactory
+ * throws BadRequestException({errors})): message "Bad Request Exception", the failed
+ * properties in details.errors. errors is taken. */
+static void answer_validation(const cm_http_req_t *req, cm_http_resp_t *resp, json_t *errors)
+{
+    char ts[25];
+    json_t *v = json_pack("{s:s,s:s,s:o,s:{s:s,s:s,s:{s:o}}}", "status", "error", "timestamp",
+                          cm_clock_iso8601(cm_clock_now_ms(), ts), "path", sim_http_str(req->path),
+                          "error", "code", "BadRequestException", "message",
+                          "Bad Request Exception", "details", "errors", errors);
+    cm_http_resp_json(resp, 400, v);
+}
+
+static void add_violation(json_t *errors, const char *property, const char *rule, const char *msg)
+{
+    json_array_append_new(
+        errors, json_pack("{s:s,s:{s:s}}", "property", property, "constraints", rule, msg));
+}
+
+/* CreateBookingInput_2024_04_15 (apps/api/v2/src/ee/bookings/2024-04-15/inputs/
+ * create-booking.input.ts): start string, eventTypeId number, timeZone an IANA zone,
+ * language string, metadata object, responses {name, email} required; unknown properties
+ * are stripped (whitelist), not refused. A 2024-08-13 body (attendee{...}, no timeZone,
+ * language, metadata or responses at the top) fails here. Returns the violations (new). */
+static json_t *old_violations(const json_t *body)
+{
+    json_t *e = json_array();
+    const json_t *resp = json_object_get(body, "responses");
+    char tzerr[CM_ERR_LEN];
+    sim_tz_t *tz = NULL;
+    int64_t ms;
+    if (!json_is_string(json_object_get(body, "start")) ||
+        cm_clock_parse_iso8601(cm_json_str(body, "start", ""), &ms) != 0)
+        add_violation(e, "start", "isString", "start must be a string");
+    if (!json_is_number(json_object_get(body, "eventTypeId")))
+        add_violation(e, "eventTypeId", "isNumber",
+                      "eventTypeId must be a number conforming to the specified constraints");
+    if (!json_is_string(json_object_get(body, "timeZone")) ||
+        !(tz = sim_tz_load(cm_json_str(body, "timeZone", ""), tzerr)))
+        add_violation(e, "timeZone", "isTimeZone", "timeZone must be a valid IANA time-zone");
+    sim_tz_free(&tz);
+    if (!json_is_string(json_object_get(body, "language")))
+        add_violation(e, "language", "isString", "language must be a string");
+    if (!json_is_object(json_object_get(body, "metadata")))
+        add_violation(e, "metadata", "isObject", "metadata must be an object");
+    if (!json_is_object(resp))
+        add_violation(e, "responses", "nestedValidation",
+                      "nested property responses must be either object or array");
+    else if (!json_is_string(json_object_get(resp, "name")) || !*cm_json_str(resp, "name", ""))
+        add_violation(e, "responses.name", "validateBookingName",
+                      "Name must be either a non-empty string or an object with non-empty "
+                      "firstName and lastName");
+    else if (!strchr(cm_json_str(resp, "email", ""), '@'))
+        add_violation(e, "responses.email", "customValidation", "Invalid response email");
+    return e;
+}
+
+/* A booking (as the ledger keeps it, the 2024-08-13 shape) as the 2024-04-15 controller
+ * shows it: handleNewBooking's / getBookingInfo's fields, startTime/endTime and an
+ * upper-case status. New; NULL when out of memory. */
+static json_t *old_booking_json(const json_t *b)
+{
+    const json_t *att = json_array_get(json_object_get(b, "attendees"), 0);
+    const json_t *host = json_array_get(json_object_get(b, "hosts"), 0);
+    const char *st = cm_json_str(b, "status", "");
+    return json_pack(
+        "{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:s,s:O,s:{s:{s:s,s:O},s:{s:s,s:O}},"
+        "s:[{s:O,s:O,s:O,s:O}],s:{s:O,s:O,s:O,s:O,s:s},s:O}",
+        "id", json_object_get(b, "id"), "uid", json_object_get(b, "uid"), "userId",
+        json_object_get(host, "id"), "eventTypeId", json_object_get(b, "eventTypeId"), "title",
+        json_object_get(b, "title"), "startTime", json_object_get(b, "start"), "endTime",
+        json_object_get(b, "end"), "status", strcmp(st, "accepted") == 0 ? "ACCEPTED" : "CANCELLED",
+        "metadata", json_object_get(b, "metadata"), "responses", "name", "label", "your_name",
+        "value", json_object_get(att, "name"), "email", "label", "email_address", "value",
+        json_object_get(att, "email"), "attendees", "name", json_object_get(att, "name"), "email",
+        json_object_get(att, "email"), "timeZone", json_object_get(att, "timeZone"), "locale",
+        json_object_get(att, "language"), "user", "id", json_object_get(host, "id"), "name",
+        json_object_get(host, "name"), "email", json_object_get(host, "email"), "username",
+        json_object_get(host, "username"), "timeZone", "UTC", "createdAt",
+        json_object_get(b, "createdAt"));
+}
+
+/* POST /v2/bookings without cal-api-version 2024-08-13: BookingsController_2024_04_15. Its
+ * POST has no auth guard. */
+static void book_older(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t *resp)
+{
+    char msg[CM_ERR_LEN];
+    json_t *body = NULL, *answer = NULL;
+    cm_err_t rc;
+    note_older(req, resp);
+    if (sim_http_json_object(req, 0, &body, msg) != CM_OK) {
+        answer_bad_request(req, resp, msg);
+        return;
+    }
+    json_t *errors = old_violations(body);
+    if (json_array_size(errors)) {
+        answer_validation(req, resp, errors);
+        json_decref(body);
+        return;
+    }
+    json_decref(errors);
+    booking_req_t b = {
+        .et = find_event_type(json_integer_value(json_object_get(body, "eventTypeId"))),
+        .metadata = json_object_get(body, "metadata")};
+    (void)cm_clock_parse_iso8601(cm_json_str(body, "start", ""), &b.start_ms);
+    const json_t *r = json_object_get(body, "responses");
+    json_t *att =
+        json_pack("{s:O,s:O,s:O,s:O}", "name", json_object_get(r, "name"), "email",
+                  json_object_get(r, "email"), "timeZone", json_object_get(body, "timeZone"),
+                  "language", json_object_get(body, "language"));
+    b.attendee = att;
+    if (!b.et) {
+        snprintf(msg, sizeof msg, "Event type with id=%lld not found",
+                 (long long)json_integer_value(json_object_get(body, "eventTypeId")));
+        answer_error(req, resp, 404, "NotFoundException", msg);
+        json_decref(att);
+        json_decref(body);
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    sim_slot_state_t st = att ? book_locked(c, &b, cm_clock_now_ms(), &answer, &rc) : SIM_SLOT_FREE;
+    if (answer) {
+        sim_journal_effect(c->journal, "calcom", "booking", cm_json_str(answer, "uid", ""), NULL,
+                           cm_log_cid(), NULL);
+        queue_hook(c, "BOOKING_CREATED", answer);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (st == SIM_SLOT_PAST)
+        answer_bad_request(req, resp, "Attempting to book a meeting in the past.");
+    else if (st != SIM_SLOT_FREE)
+        answer_taken(c, req, resp, b.et);
+    else if (!answer)
+        cm_http_resp_json(resp, 500, NULL);
+    else
+        answer_success(resp, 201, old_booking_json(answer));
+    json_decref(answer);
+    json_decref(att);
+    json_decref(body);
+}
+
 static void h_book(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_calcom_t *c = ud;
@@ -975,9 +1278,16 @@ static void h_book(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     booking_req_t b;
     int not_found;
     cm_err_t rc;
-    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+    /* The throttler is a global guard: it counts before any controller guard. POST
+     * /v2/bookings has its own throttler, "create-booking" (custom-throttler.e2e-spec.ts). */
+    if (rate_limited(c, req, resp, "create-booking"))
         return;
-    note_version(req, resp, BOOKINGS_VERSION);
+    if (!version_is(req, BOOKINGS_VERSION)) {
+        book_older(c, req, resp);
+        return;
+    }
+    if (!optional_auth(c, req, resp))
+        return;
     if (sim_http_json_object(req, 0, &body, msg) != CM_OK) {
         answer_bad_request(req, resp, msg);
         return;
@@ -1027,13 +1337,22 @@ static void h_get_booking(const cm_http_req_t *req, cm_http_resp_t *resp, void *
 {
     sim_calcom_t *c = ud;
     const char *uid = cm_http_req_param(req, "uid");
-    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+    int older = !version_is(req, BOOKINGS_VERSION);
+    /* 2024-08-13: OptionalApiAuthGuard; 2024-04-15: no guard at all. */
+    if (rate_limited(c, req, resp, "default") || (!older && !optional_auth(c, req, resp)))
         return;
-    note_version(req, resp, BOOKINGS_VERSION);
+    if (older)
+        note_older(req, resp);
     pthread_mutex_lock(&c->mu);
     json_t *v = json_object_get(c->by_uid, uid);
-    json_t *copy = v ? json_deep_copy(v) : NULL;
+    json_t *copy = v ? (older ? old_booking_json(v) : json_deep_copy(v)) : NULL;
     pthread_mutex_unlock(&c->mu);
+    if (!v && older) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "Booking with UID=%.100s does not exist.", uid);
+        answer_error(req, resp, 404, "NotFoundException", msg);
+        return;
+    }
     if (!v) {
         answer_no_booking(req, resp, uid);
         return;
@@ -1075,12 +1394,57 @@ static int list_filter(const json_t *b, const char *status, const char *email, i
     return 1;
 }
 
+/* GET /v2/bookings of the 2024-04-15 controller: filters[status] (upcoming by default),
+ * limit (10) and cursor; every 2024-08-13 filter (attendeeEmail, afterStart, ...) is
+ * stripped by the ValidationPipe's whitelist, so it filters nothing. */
+static void list_older(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t *resp)
+{
+    const char *status = cm_http_req_query(req, "filters[status]");
+    const char *ql = cm_http_req_query(req, "limit"), *qc = cm_http_req_query(req, "cursor");
+    int64_t limit = 10, cursor = 0;
+    note_older(req, resp);
+    if (status && strcmp(status, "upcoming") && strcmp(status, "recurring") &&
+        strcmp(status, "past") && strcmp(status, "cancelled") && strcmp(status, "unconfirmed")) {
+        answer_bad_request(req, resp,
+                           "filters.status must be one of the following values: "
+                           "upcoming, recurring, past, cancelled, unconfirmed");
+        return;
+    }
+    if ((ql && parse_id(ql, &limit)) || (qc && strcmp(qc, "0") && parse_id(qc, &cursor)) ||
+        cursor > MAX_SKIP || limit > 250) {
+        answer_bad_request(req, resp, "limit and cursor must be numbers");
+        return;
+    }
+    int64_t now = cm_clock_now_ms();
+    json_t *list = json_array();
+    size_t total = 0, i;
+    json_t *v;
+    pthread_mutex_lock(&c->mu);
+    json_array_foreach(c->ledger, i, v)
+    {
+        if (!list_filter(v, status ? status : "upcoming", NULL, 0, 0, 0, now))
+            continue;
+        if (total >= (size_t)cursor && json_array_size(list) < (size_t)limit)
+            json_array_append_new(list, old_booking_json(v));
+        total++;
+    }
+    pthread_mutex_unlock(&c->mu);
+    json_t *next = total > (size_t)(cursor + limit) ? json_integer(cursor + limit) : json_null();
+    answer_success(resp, 200,
+                   json_pack("{s:o,s:[],s:I,s:o}", "bookings", list, "recurringInfo", "totalCount",
+                             (json_int_t)total, "nextCursor", next));
+}
+
 static void h_list_bookings(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_calcom_t *c = ud;
-    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+    /* Both versions: ApiAuthGuard, a key is required. */
+    if (rate_limited(c, req, resp, "default") || !authorised(c, req, resp))
         return;
-    note_version(req, resp, BOOKINGS_VERSION);
+    if (!version_is(req, BOOKINGS_VERSION)) {
+        list_older(c, req, resp);
+        return;
+    }
     const char *status = cm_http_req_query(req, "status");
     const char *email = cm_http_req_query(req, "attendeeEmail");
     const char *qet = cm_http_req_query(req, "eventTypeId");
@@ -1157,9 +1521,11 @@ static void h_cancel(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     const char *uid = cm_http_req_param(req, "uid");
     char msg[CM_ERR_LEN];
     json_t *body = NULL, *answer = NULL;
-    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+    int older = !version_is(req, BOOKINGS_VERSION);
+    if (rate_limited(c, req, resp, "default") || (!older && !optional_auth(c, req, resp)))
         return;
-    note_version(req, resp, BOOKINGS_VERSION);
+    if (older)
+        note_older(req, resp);
     if (sim_http_json_object(req, 1, &body, msg) != CM_OK) {
         answer_bad_request(req, resp, msg);
         return;
@@ -1186,12 +1552,28 @@ static void h_cancel(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     }
     pthread_mutex_unlock(&c->mu);
     json_decref(body);
-    if (state == 0)
+    if (older && state == 0) {
+        snprintf(msg, sizeof msg, "Booking with UID=%.100s does not exist.", uid);
+        answer_error(req, resp, 404, "NotFoundException", msg);
+    } else if (older && state == 2) {
+        snprintf(msg, sizeof msg,
+                 "Can't cancel booking with uid=%.100s because it has been cancelled already. "
+                 "Please provide uid of a booking that is not cancelled.",
+                 uid);
+        answer_bad_request(req, resp, msg);
+    } else if (older) {
+        /* The 2024-04-15 controller answers with ids only. */
+        answer_success(resp, 200,
+                       json_pack("{s:O,s:s,s:b}", "bookingId", json_object_get(answer, "id"),
+                                 "bookingUid", uid, "onlyRemovedAttendee", 0));
+        json_decref(answer);
+    } else if (state == 0) {
         answer_no_booking(req, resp, uid);
-    else if (state == 2)
+    } else if (state == 2) {
         answer_bad_request(req, resp, "This booking has already been cancelled.");
-    else
+    } else {
         answer_success(resp, 200, answer);
+    }
 }
 
 static void h_reschedule(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
@@ -1200,9 +1582,13 @@ static void h_reschedule(const cm_http_req_t *req, cm_http_resp_t *resp, void *u
     const char *uid = cm_http_req_param(req, "uid");
     char msg[CM_ERR_LEN];
     json_t *body = NULL, *answer = NULL;
-    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+    /* Only the 2024-08-13 controller has POST /{uid}/reschedule. */
+    if (!version_is(req, BOOKINGS_VERSION)) {
+        answer_no_route(req, resp);
         return;
-    note_version(req, resp, BOOKINGS_VERSION);
+    }
+    if (rate_limited(c, req, resp, "default") || !optional_auth(c, req, resp))
+        return;
     if (sim_http_json_object(req, 0, &body, msg) != CM_OK) {
         answer_bad_request(req, resp, msg);
         return;
@@ -1308,22 +1694,48 @@ static void list_event_types(cm_http_resp_t *resp, int team)
     answer_success(resp, 200, list);
 }
 
+/* GET /v2/event-types of EventTypesController_2024_04_15 (versions 2024-04-15, 2024-06-11,
+ * and a missing or unknown one): getEventTypesByViewer's {eventTypeGroups, profiles}. */
+static void event_types_older(const cm_http_req_t *req, cm_http_resp_t *resp)
+{
+    json_t *list = json_array();
+    note_older(req, resp);
+    for (size_t i = 0; list && i < sizeof event_types / sizeof event_types[0]; i++)
+        if (!event_types[i].team_id)
+            json_array_append_new(list,
+                                  json_pack("{s:i,s:s,s:s,s:i}", "id", event_types[i].id, "slug",
+                                            event_types[i].slug, "title", event_types[i].title,
+                                            "length", event_types[i].length_min));
+    answer_success(resp, 200,
+                   json_pack("{s:[{s:o,s:{s:s,s:s}}],s:[]}", "eventTypeGroups", "eventTypes",
+                             list ? list : json_array(), "profile", "name", hosts[1].name, "slug",
+                             hosts[1].username, "profiles"));
+}
+
 static void h_event_types(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_calcom_t *c = ud;
-    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+    const char *v = cm_http_req_header(req, "cal-api-version");
+    /* 2024-08-13 and 2024-09-04 name no event-types controller: NestJS's 404. */
+    if (v && (!strcmp(v, BOOKINGS_VERSION) || !strcmp(v, SLOTS_VERSION))) {
+        answer_no_route(req, resp);
         return;
-    note_version(req, resp, EVENT_TYPES_VERSION);
-    list_event_types(resp, 0);
+    }
+    if (rate_limited(c, req, resp, "default") || !authorised(c, req, resp))
+        return;
+    if (!version_is(req, EVENT_TYPES_VERSION))
+        event_types_older(req, resp);
+    else
+        list_event_types(resp, 0);
 }
 
 static void h_team_event_types(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_calcom_t *c = ud;
     int64_t team;
-    if (!authorised(c, req, resp) || rate_limited(c, req, resp))
+    /* The teams' event-types controller serves every version alike. */
+    if (rate_limited(c, req, resp, "default") || !authorised(c, req, resp))
         return;
-    note_version(req, resp, EVENT_TYPES_VERSION);
     if (parse_id(cm_http_req_param(req, "teamId"), &team) != 0 || team != TEAM_ID) {
         answer_error(req, resp, 404, "NotFoundException", "Team not found");
         return;

@@ -1,24 +1,34 @@
 /* sim_calcom.h - the Cal.com API v2 simulator: event types, slots and bookings.
  *
- * Serves the provider's own routes on a server the caller owns:
- *   GET  /v2/slots?eventTypeId&start&end[&timeZone][&slotFormat=time|range]
- *        (without cal-api-version 2024-09-04: the older shape, as Cal.com falls back)
- *   GET  /v2/slots/available?eventTypeId&startTime&endTime  (older: {"slots":{day:[{"time"}]}})
- *   POST /v2/bookings, GET /v2/bookings (status, attendeeEmail, eventTypeId, afterStart,
- *        beforeEnd, take, skip), GET /v2/bookings/{uid}
- *   POST /v2/bookings/{uid}/cancel, POST /v2/bookings/{uid}/reschedule (new uid, linked
- *        both ways by rescheduledFromUid / rescheduledToUid)
- *   GET  /v2/event-types, GET /v2/teams/{teamId}/event-types
- * with Cal.com's bearer check, a per-key rate limit (429 ThrottlerException above it),
- * success envelope {"status":"success","data":...} and error envelope
+ * Serves the provider's own routes on a server the caller owns, each answered by the
+ * controller real Cal.com would pick for the request's cal-api-version (a missing or
+ * unknown one is 2024-04-15); docs/providers-calcom.md lists every rule with its source:
+ *   GET  /v2/slots?eventTypeId&start&end[&timeZone][&slotFormat=time|range]  (2024-09-04
+ *        only, else 404; slot times and day keys in the requested timeZone)
+ *   GET  /v2/slots/available?eventTypeId&startTime&endTime  (every version but 2024-09-04;
+ *        the older shape {"slots":{day:[{"time"}]}})
+ *   POST /v2/bookings  (2024-08-13: the documented body; any other version: the 2024-04-15
+ *        controller, whose validation a 2024-08-13 body fails with 400)
+ *   GET  /v2/bookings (status, attendeeEmail, eventTypeId, afterStart, beforeEnd, take, skip;
+ *        older: filters[status], limit, cursor), GET /v2/bookings/{uid}
+ *   POST /v2/bookings/{uid}/cancel, POST /v2/bookings/{uid}/reschedule (2024-08-13 only; a
+ *        new uid, linked both ways by rescheduledFromUid / rescheduledToUid)
+ *   GET  /v2/event-types (2024-06-14, or the older shape), GET /v2/teams/{teamId}/event-types
+ * Keys as Cal.com's guards ask: required for listing bookings and event types, optional
+ * (but refused when wrong) for booking, reading, cancelling and rescheduling one, not read
+ * for slots. Rate limit as Cal.com's throttler: a fixed window per key and throttler
+ * ("default"; POST /v2/bookings has "create-booking"), a 60 s block past the limit, 429
+ * ThrottlerException, X-RateLimit-{Limit,Remaining,Reset}-<Name> and no Retry-After.
+ * Success envelope {"status":"success","data":...}, error envelope
  * {"status":"error","timestamp","path","error":{"code","message","details"}}.
  * Seed data: event types 101 "Consultation" (30 min) and 102 "Long session" (60 min), both
  * personal event types of user 1 "Sim Host"; 103 "Team consultation" (30 min), a
  * ROUND_ROBIN type of team 201 "sim-team" with hosts 2 and 3 (the least loaded free host
  * takes a booking). Everyone works 09:00-17:00 UTC every day; extra busy times per host
- * can be added. Booking webhooks (BOOKING_CREATED, BOOKING_CANCELLED,
- * BOOKING_RESCHEDULED) are signed with X-Cal-Signature-256 and sent once each; the control
- * API can send any trigger through the same worker (sim_calcom_send_event).
+ * can be added. Booking webhooks (BOOKING_CREATED, BOOKING_CANCELLED, BOOKING_RESCHEDULED)
+ * are shaped as Cal.com's webhook version 2021-10-20, signed with X-Cal-Signature-256 and
+ * sent once each, never retried (Cal.com's default delivery); the control API can send any
+ * trigger through the same worker (sim_calcom_send_event).
  *
  * Every booking ever made stays in memory (the effects ledger) until a reset, so that
  * exactly-once can be checked from outside. All state sits behind one mutex: a booking
@@ -43,7 +53,7 @@ typedef struct {
     int taken_status;           /* answer for a slot that is taken: 400 (default) or 409 */
     uint64_t seed;              /* id stream seed */
     sim_journal_t *journal;     /* borrowed, may be NULL: effects and webhook attempts */
-    int rate_limit;             /* requests per minute per API key; 0: no limit */
+    int rate_limit;             /* requests per 60 s window per key and throttler; 0: none */
 } sim_calcom_cfg_t;
 
 /* The message Cal.com sends when a personal event type's slot is not available. */

@@ -2,6 +2,7 @@
 #include "sim_retell.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,19 +153,164 @@ static cm_err_t merge_patch(json_t *target, const json_t *patch)
 
 static json_t *default_call(int64_t now)
 {
-    return json_pack("{s:s,s:i,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,"
-                     "s:{s:s,s:b,s:s,s:b,s:{}}}",
-                     "agent_id", "agent_sim_booking", "agent_version", 1, "call_status", "ended",
-                     "call_type", "phone_call", "direction", "inbound", "from_number",
-                     "+14155550101", "to_number", "+14155550199", "start_timestamp",
-                     (json_int_t)(now - DEFAULT_DURATION_MS), "end_timestamp", (json_int_t)now,
-                     "duration_ms", (json_int_t)DEFAULT_DURATION_MS, "transcript",
-                     "Agent: Hi, thanks for calling Sim Clinic, how can I help?\n"
-                     "User: I would like to book a consultation.\n"
-                     "Agent: Done, you will receive a confirmation by e-mail. Goodbye!\n",
-                     "disconnection_reason", "user_hangup", "call_analysis", "call_summary",
-                     "The caller booked a consultation.", "in_voicemail", 0, "user_sentiment",
-                     "Positive", "call_successful", 1, "custom_analysis_data");
+    return json_pack(
+        "{s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,"
+        "s:{s:s,s:b,s:s,s:b,s:{}},s:s,s:b,s:{s:s}}",
+        "agent_id", "agent_sim_booking", "agent_name", "Sim Clinic booking agent", "agent_version",
+        1, "call_status", "ended", "call_type", "phone_call", "direction", "inbound", "from_number",
+        "+14155550101", "to_number", "+14155550199", "start_timestamp",
+        (json_int_t)(now - DEFAULT_DURATION_MS), "end_timestamp", (json_int_t)now, "duration_ms",
+        (json_int_t)DEFAULT_DURATION_MS, "transcript",
+        "Agent: Hi, thanks for calling Sim Clinic, how can I help?\n"
+        "User: I would like to book a consultation.\n"
+        "Agent: Done, you will receive a confirmation by e-mail. Goodbye!\n",
+        "disconnection_reason", "user_hangup", "call_analysis", "call_summary",
+        "The caller booked a consultation.", "in_voicemail", 0, "user_sentiment", "Positive",
+        "call_successful", 1, "custom_analysis_data", "data_storage_setting", "everything",
+        "opt_in_signed_url", 0, "telephony_identifier", "twilio_call_sid",
+        "CA0000000000000000000000000000sim");
+}
+
+/* ---- the fields Retell fills in once a call has ended --------------------------------
+ * retell-typescript-sdk src/resources/call.ts (PhoneCallResponse): transcript_object and
+ * transcript_with_tool_calls (utterances {role, content, words [{word, start, end}]}),
+ * recording_url, recording_multi_channel_url, public_log_url, call_cost {product_costs
+ * [{product, unit_price, cost}], total_duration_seconds, total_duration_unit_price,
+ * combined_cost} (cents), latency {e2e, llm, tts: {p50, p90, p95, p99, max, min, num,
+ * values}} (ms), llm_token_usage {values, average, num_requests}. The simulator derives them
+ * from the call's own transcript and duration so that the object stays self-consistent
+ * whatever the overrides changed; an override of one of them wins. */
+
+/* Seconds of audio per word in the synthetic word timings: a power-of-two fraction, so that
+ * every time is written exactly ("12.75", not "12.749999999999998"). */
+#define WORD_S 0.25
+/* The products of a simulated call and their prices, cents per second. */
+static const struct {
+    const char *product;
+    double unit_price;
+} products[] = {
+    {"retell_platform", 0.1166667}, {"elevenlabs_tts", 0.1166667}, {"gpt_4o", 0.0833333}};
+
+/* One utterance of the transcript "Agent: ...\nUser: ...\n" with word timings from *t. */
+static json_t *utterance(const char *role, const char *text, size_t len, double *t)
+{
+    json_t *words = json_array();
+    const char *p = text, *end = text + len;
+    while (words && p < end) {
+        while (p < end && *p == ' ')
+            p++;
+        const char *w = p;
+        while (p < end && *p != ' ')
+            p++;
+        if (p > w) {
+            json_array_append_new(words, json_pack("{s:s%,s:f,s:f}", "word", w, (size_t)(p - w),
+                                                   "start", *t, "end", *t + WORD_S));
+            *t += WORD_S;
+        }
+    }
+    *t += 0.5; /* the turn change */
+    return words ? json_pack("{s:s,s:s%,s:o}", "role", role, "content", text, len, "words", words)
+                 : NULL;
+}
+
+/* transcript_object from the transcript's "Agent:" / "User:" lines; NULL when there is none. */
+static json_t *transcript_object(const char *transcript)
+{
+    json_t *list = json_array();
+    double t = 0.5;
+    for (const char *line = transcript; list && line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        const char *role = NULL;
+        size_t skip = 0;
+        if (len >= 6 && strncmp(line, "Agent:", 6) == 0)
+            role = "agent", skip = 6;
+        else if (len >= 5 && strncmp(line, "User:", 5) == 0)
+            role = "user", skip = 5;
+        while (role && skip < len && line[skip] == ' ')
+            skip++;
+        if (role && skip < len)
+            json_array_append_new(list, utterance(role, line + skip, len - skip, &t));
+        line = nl ? nl + 1 : NULL;
+    }
+    return list;
+}
+
+static json_t *latency_of(int p50, int p90, int n)
+{
+    json_t *values = json_array();
+    for (int i = 0; values && i < n; i++)
+        json_array_append_new(values, json_integer(i % 4 == 3 ? p90 : p50 + i % 3 * 10));
+    return json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:o}", "p50", p50, "p90", p90, "p95", p90 + 40,
+                     "p99", p90 + 80, "max", p90 + 80, "min", p50 - 100, "num", n, "values",
+                     values ? values : json_array());
+}
+
+/* Sets key to v (taken) unless the overrides gave it (then v is dropped). */
+static void derive(json_t *call, const json_t *ov, const char *key, json_t *v)
+{
+    if (ov && json_object_get(ov, key))
+        json_decref(v);
+    else if (v)
+        json_object_set_new(call, key, v);
+    else
+        json_object_del(call, key);
+}
+
+/* Fills the after-the-end fields of call (its call_id set) from its transcript, duration
+ * and end; a call that has not ended (no end_timestamp) has none of them. */
+static void derive_ended(json_t *call, const json_t *ov)
+{
+    static const char *const after_end[] = {"transcript_object", "transcript_with_tool_calls",
+                                            "recording_url",     "recording_multi_channel_url",
+                                            "public_log_url",    "call_cost",
+                                            "latency",           "llm_token_usage"};
+    if (!json_is_integer(json_object_get(call, "end_timestamp"))) {
+        for (size_t i = 0; i < sizeof after_end / sizeof after_end[0]; i++)
+            if (!ov || !json_object_get(ov, after_end[i]))
+                json_object_del(call, after_end[i]);
+        return;
+    }
+    const char *id = cm_json_str(call, "call_id", "");
+    const char *tr = cm_json_str(call, "transcript", NULL);
+    char url[256];
+    derive(call, ov, "transcript_object", tr ? transcript_object(tr) : NULL);
+    derive(call, ov, "transcript_with_tool_calls", tr ? transcript_object(tr) : NULL);
+    snprintf(url, sizeof url, "https://recordings.retell.sim.example/%.128s/recording.wav", id);
+    derive(call, ov, "recording_url", json_string(url));
+    snprintf(url, sizeof url,
+             "https://recordings.retell.sim.example/%.128s/recording_multichannel.wav", id);
+    derive(call, ov, "recording_multi_channel_url", json_string(url));
+    snprintf(url, sizeof url, "https://logs.retell.sim.example/%.128s/public.log", id);
+    derive(call, ov, "public_log_url", json_string(url));
+    json_int_t ms = cm_json_int(call, "duration_ms", 0);
+    double secs = (double)((ms + 999) / 1000);
+    json_t *pc = json_array();
+    double total = 0, unit = 0;
+    for (size_t i = 0; pc && i < sizeof products / sizeof products[0]; i++) {
+        /* Rounded to 1/10000 cent so that the value written (10 significant digits) reads
+         * back as the very same double: get-call's text and the stored object agree. */
+        double cost = round(products[i].unit_price * secs * 1e4) / 1e4;
+        json_array_append_new(pc, json_pack("{s:s,s:f,s:f}", "product", products[i].product,
+                                            "unit_price", products[i].unit_price, "cost", cost));
+        total += cost;
+        unit += products[i].unit_price;
+    }
+    total = round(total * 1e4) / 1e4;
+    unit = round(unit * 1e7) / 1e7;
+    derive(call, ov, "call_cost",
+           pc ? json_pack("{s:o,s:I,s:f,s:f}", "product_costs", pc, "total_duration_seconds",
+                          (json_int_t)secs, "total_duration_unit_price", unit, "combined_cost",
+                          total)
+              : NULL);
+    size_t turns = json_array_size(json_object_get(call, "transcript_object"));
+    int n = turns > 1 ? (int)(turns / 2) : 1;
+    derive(call, ov, "latency",
+           json_pack("{s:o,s:o,s:o}", "e2e", latency_of(900, 1300, n), "llm",
+                     latency_of(500, 800, n), "tts", latency_of(250, 400, n)));
+    derive(
+        call, ov, "llm_token_usage",
+        json_pack("{s:[i,i],s:f,s:i}", "values", 1800, 2100, "average", 1950.0, "num_requests", 2));
 }
 
 /* Keeps start_timestamp + duration_ms == end_timestamp when overrides set only some. */
@@ -250,6 +396,8 @@ cm_err_t sim_retell_create_call(sim_retell_t *r, const json_t *overrides, json_t
         if (!json_object_get(r->calls, gen)) /* a collision needs an override that took it */
             id = gen;
     }
+    if (!rc && !json_object_set_new(call, "call_id", json_string(id)))
+        derive_ended(call, overrides);
     if (!rc && (json_object_set_new(call, "call_id", json_string(id)) ||
                 json_object_set(r->calls, id, call) ||
                 json_object_set_new(r->call_text, id,
@@ -257,7 +405,7 @@ cm_err_t sim_retell_create_call(sim_retell_t *r, const json_t *overrides, json_t
         rc = CM_ENOMEM;
     if (!rc) {
         /* GET /v2/get-call answers this text: no copy, no encoding per request. */
-        char *text = json_dumps(call, JSON_COMPACT);
+        char *text = json_dumps(call, JSON_COMPACT | JSON_REAL_PRECISION(10));
         if (!text || json_object_set_new(r->call_text, id, json_string_nocheck(text)))
             rc = CM_ENOMEM;
         free(text);
@@ -538,6 +686,18 @@ static json_t *make_envelope(const char *event, json_t *call)
         json_object_del(call, "duration_ms");
         json_object_del(call, "disconnection_reason");
         json_object_del(call, "transcript");
+        /* "Available after call ends" (the SDK's field docs). */
+        static const char *const after_end[] = {"transcript_object",
+                                                "transcript_with_tool_calls",
+                                                "recording_url",
+                                                "recording_multi_channel_url",
+                                                "public_log_url",
+                                                "call_cost",
+                                                "latency",
+                                                "llm_token_usage",
+                                                "collected_dynamic_variables"};
+        for (size_t i = 0; i < sizeof after_end / sizeof after_end[0]; i++)
+            json_object_del(call, after_end[i]);
     }
     return json_pack("{s:s,s:o}", "event", event, "call", call);
 }
@@ -822,7 +982,8 @@ cm_err_t sim_retell_send_webhook(sim_retell_t *r, const char *call_id, const sim
         ev_t *e = &j->evs[j->nev++];
         e->event = expanded[i];
         json_t *env = make_envelope(e->event, json_deep_copy(call));
-        e->body = env ? cm_json_dumps(env) : NULL;
+        /* Ten significant digits, as Retell writes its cents and seconds. */
+        e->body = env ? json_dumps(env, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
         json_decref(env);
         if (!e->body) {
             rc = CM_ENOMEM;

@@ -52,4 +52,26 @@ size_t sim_slots_list(const sim_hours_t *h, int64_t len_ms, int64_t from_ms, int
 /* Floor of t to its UTC midnight (correct for negative times too). */
 int64_t sim_slots_day_start(int64_t t_ms);
 
+/* ---- time zones ---------------------------------------------------------------------
+ * Cal.com writes slots in the requested IANA time zone (luxon's setZone().toISO()), so the
+ * simulator needs each zone's UTC offset at an instant. It reads the system's tz database
+ * (TZif files, RFC 8536, under /usr/share/zoneinfo or $TZDIR): the transition table, and
+ * for instants past its end the POSIX TZ rule in the file's footer (2050 lies past the
+ * table of most zones). Only what Cal.com's answers need; no leap seconds. */
+
+typedef struct sim_tz sim_tz_t;
+
+/* Loads zone name ("Europe/Rome", "UTC"). NULL with err set (CM_ERR_LEN) when the name is
+ * not a zone of the database (bad characters, "..", no such file, not a TZif file) or
+ * out of memory. The caller owns the result. Thread-safe. */
+sim_tz_t *sim_tz_load(const char *name, char *err);
+/* Frees *tz and sets it to NULL; accepts NULL. */
+void sim_tz_free(sim_tz_t **tz);
+/* The zone's offset from UTC in seconds (east positive) at instant t_ms. */
+int sim_tz_offset_s(const sim_tz_t *tz, int64_t t_ms);
+/* t_ms written as luxon's toISO() in the zone: "2050-09-05T11:00:00.000+02:00"; "Z" only
+ * for the fixed zone "UTC" (an IANA zone at offset 0 writes "+00:00", as luxon does).
+ * Returns out. */
+char *sim_tz_iso(const sim_tz_t *tz, int64_t t_ms, char out[32]);
+
 #endif

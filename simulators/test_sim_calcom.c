@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cm_http_client.h"
@@ -61,7 +62,15 @@ typedef struct {
     long status;
     json_t *body; /* NULL when the body is not JSON */
     char fallback[8];
+    /* Cal.com's throttler headers ("" when absent) */
+    char limit[16], remaining[16], reset[16], retry_after[16], cb_remaining[16];
 } result_t;
+
+static void header_of(const cm_http_response_t *r, const char *name, char *out, size_t cap)
+{
+    if (!cm_http_response_header(r, name, out, cap))
+        out[0] = '\0';
+}
 
 /* One request with its own client (so threads can call it). auth: the full header or NULL. */
 static result_t call(const char *method, const char *path, const char *auth, const char *version,
@@ -91,8 +100,13 @@ static result_t call(const char *method, const char *path, const char *auth, con
     cr_assert_eq(rc, CM_OK, "%s %s: %s", method, path, r.err);
     result_t out = {.status = r.status,
                     .body = json_loads(r.body.data ? r.body.data : "", 0, NULL)};
-    if (!cm_http_response_header(&r, "X-Sim-Version-Fallback", out.fallback, sizeof out.fallback))
-        out.fallback[0] = '\0';
+    header_of(&r, "X-Sim-Version-Fallback", out.fallback, sizeof out.fallback);
+    header_of(&r, "X-RateLimit-Limit-Default", out.limit, sizeof out.limit);
+    header_of(&r, "X-RateLimit-Remaining-Default", out.remaining, sizeof out.remaining);
+    header_of(&r, "X-RateLimit-Reset-Default", out.reset, sizeof out.reset);
+    header_of(&r, "Retry-After", out.retry_after, sizeof out.retry_after);
+    header_of(&r, "X-RateLimit-Remaining-Create-booking", out.cb_remaining,
+              sizeof out.cb_remaining);
     cm_http_response_free(&r);
     cm_http_client_free(&c);
     return out;
@@ -185,19 +199,45 @@ Test(calcom, book_then_same_slot_is_taken)
     json_decref(r.body);
 }
 
-Test(calcom, unauthorised_without_or_with_a_wrong_key)
+/* Which routes need a key, as Cal.com's guards say: GET /v2/bookings and the event types
+ * need one (ApiAuthGuard); POST /v2/bookings, GET one booking, cancel and reschedule take
+ * one optionally (OptionalApiAuthGuard: none is fine, a wrong one is refused); slots have
+ * no guard at all. */
+Test(calcom, which_routes_need_a_key)
 {
-    result_t r =
-        call("POST", "/v2/bookings", NULL, "2024-08-13", BOOK_BODY("2050-09-05T10:00:00Z", "Ada"));
+    result_t r = call("POST", "/v2/bookings", "Bearer cal_wrong", "2024-08-13",
+                      BOOK_BODY("2050-09-05T10:00:00Z", "Ada"));
     assert_error(&r, 401, "UnauthorizedException", "");
     json_decref(r.body);
-    r = call("GET", "/v2/slots?eventTypeId=101&start=2050-09-05&end=2050-09-05", "Bearer cal_wrong",
-             "2024-09-04", NULL);
+    r = call("GET", "/v2/bookings", NULL, "2024-08-13", NULL);
+    assert_error(&r, 401, "UnauthorizedException", "No Authorization");
+    json_decref(r.body);
+    r = call("GET", "/v2/event-types", NULL, "2024-06-14", NULL);
     assert_error(&r, 401, "UnauthorizedException", "");
     json_decref(r.body);
     json_t *ledger = sim_calcom_bookings(cal);
-    cr_assert_eq(cm_json_int(ledger, "count", -1), 0, "nothing booked without a key");
+    cr_assert_eq(cm_json_int(ledger, "count", -1), 0, "nothing booked with a wrong key");
     json_decref(ledger);
+
+    r = call("GET", "/v2/slots?eventTypeId=101&start=2050-09-05&end=2050-09-05", NULL, "2024-09-04",
+             NULL);
+    cr_assert_eq(r.status, 200, "slots are public");
+    json_decref(r.body);
+    r = call("GET", "/v2/slots?eventTypeId=101&start=2050-09-05&end=2050-09-05", "Bearer cal_wrong",
+             "2024-09-04", NULL);
+    cr_assert_eq(r.status, 200, "and no guard reads a key there");
+    json_decref(r.body);
+    r = call("POST", "/v2/bookings", NULL, "2024-08-13", BOOK_BODY("2050-09-05T10:00:00Z", "Ada"));
+    cr_assert_eq(r.status, 201, "a booking may be made without a key");
+    char path[128];
+    snprintf(path, sizeof path, "/v2/bookings/%s", cm_json_str(r.body, "data.uid", ""));
+    json_decref(r.body);
+    r = call("GET", path, NULL, "2024-08-13", NULL);
+    cr_assert_eq(r.status, 200);
+    json_decref(r.body);
+    r = call("GET", path, "Bearer cal_wrong", "2024-08-13", NULL);
+    assert_error(&r, 401, "UnauthorizedException", "");
+    json_decref(r.body);
 }
 
 Test(calcom, slots_shape_and_booked_slots_disappear)
@@ -210,19 +250,18 @@ Test(calcom, slots_shape_and_booked_slots_disappear)
     cr_assert_eq(json_array_size(cm_json_path(r.body, "data.2050-09-05")), 16);
     cr_assert_eq(json_array_size(cm_json_path(r.body, "data.2050-09-06")), 16);
     cr_assert_str_eq(cm_json_str(r.body, "data.2050-09-05.0.start", ""),
-                     "2050-09-05T09:00:00.000Z");
+                     "2050-09-05T11:00:00.000+02:00", "09:00 UTC written in Rome's offset");
     cr_assert_null(cm_json_path(r.body, "data.2050-09-05.0.end"));
     cr_assert_str_eq(r.fallback, "");
     json_decref(r.body);
 
     json_decref(book(BOOK_BODY("2050-09-05T09:30:00Z", "Ada")).body);
-    r = call("GET", "/v2/slots?eventTypeId=102&start=2050-09-05&end=2050-09-05", BEARER, NULL,
-             NULL);
+    r = call("GET", "/v2/slots/available?eventTypeId=102&startTime=2050-09-05&endTime=2050-09-05",
+             BEARER, NULL, NULL);
     cr_assert_eq(r.status, 200);
-    cr_assert_str_eq(r.fallback, "1", "a missing cal-api-version is flagged");
+    cr_assert_str_eq(r.fallback, "1", "served by the older controller");
     cr_assert_str_eq(cm_json_str(r.body, "data.slots.2050-09-05.0.time", ""),
-                     "2050-09-05T10:00:00.000Z",
-                     "and answered in the older shape, as Cal.com does");
+                     "2050-09-05T10:00:00.000Z", "in the older shape");
     json_decref(r.body);
     r = call("GET", "/v2/slots?eventTypeId=102&start=2050-09-05&end=2050-09-05&slotFormat=range",
              BEARER, "2024-09-04", NULL);
@@ -277,6 +316,16 @@ Test(calcom, bad_requests)
         {"{\"start\":\"2050-09-05T09:00:00Z\",\"eventTypeId\":101,\"attendee\":{\"name\":\"A\","
          "\"email\":\"a@b.c\",\"timeZone\":\"UTC\"},\"metadata\":[]}",
          "metadata"},
+        {"{\"start\":\"2050-09-05T09:00:00Z\",\"eventTypeId\":101,\"attendee\":{\"name\":\"A\","
+         "\"email\":\"a@b.c\",\"timeZone\":\"Europe/Roma\"}}",
+         "attendee.timeZone"},
+        {"{\"start\":\"2050-09-05T09:00:00Z\",\"eventTypeId\":101,\"attendee\":{\"name\":\"A\","
+         "\"email\":\"a@b.c\",\"timeZone\":\"UTC\",\"phoneNumber\":\"333 1234567\"}}",
+         "phone number"},
+        {"{\"start\":\"2050-09-05T09:00:00Z\",\"eventTypeId\":101,\"attendee\":{\"name\":\"A\","
+         "\"email\":\"a@b.c\",\"timeZone\":\"UTC\"},\"metadata\":{"
+         "\"a_key_that_is_longer_than_forty_characters\":\"v\"}}",
+         "Metadata must have at most 50 keys"},
     };
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         r = book(bodies[i].body);
@@ -298,13 +347,179 @@ Test(calcom, bad_requests)
     json_decref(r.body);
 }
 
-Test(calcom, wrong_version_still_books_but_is_flagged)
+/* Whether errors.details.errors names property p. */
+static int violation(const result_t *r, const char *p)
 {
-    result_t r = call("POST", "/v2/bookings", BEARER, "2024-04-15",
-                      BOOK_BODY("2050-09-05T12:00:00Z", "Ada"));
+    size_t i;
+    json_t *e;
+    json_array_foreach(cm_json_path(r->body, "error.details.errors"), i, e)
+    {
+        if (strcmp(cm_json_str(e, "property", ""), p) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Without cal-api-version 2024-08-13 a booking goes to the 2024-04-15 controller: a
+ * 2024-08-13 body fails its validation, whatever else is right with it. */
+Test(calcom, a_booking_without_the_version_is_refused_by_the_older_controller)
+{
+    static const char *const versions[] = {NULL,         "2024-04-15", "2024-06-14",
+                                           "2024-09-04", "2024-8-13",  "2099-01-01"};
+    for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
+        result_t r = call("POST", "/v2/bookings", BEARER, versions[i],
+                          BOOK_BODY("2050-09-05T12:00:00Z", "Ada"));
+        assert_error(&r, 400, "BadRequestException", "Bad Request Exception");
+        cr_assert_str_eq(r.fallback, "1");
+        cr_assert(violation(&r, "timeZone") && violation(&r, "language") &&
+                      violation(&r, "responses"),
+                  "version %s: the 2024-04-15 body's required fields are named",
+                  versions[i] ? versions[i] : "(none)");
+        cr_assert(!violation(&r, "metadata"), "metadata was an object");
+        json_decref(r.body);
+    }
+    json_t *ledger = sim_calcom_bookings(cal);
+    cr_assert_eq(cm_json_int(ledger, "count", -1), 0, "nothing was booked");
+    json_decref(ledger);
+}
+
+#define OLD_BODY(start)                                                                            \
+    "{\"start\":\"" start "\",\"eventTypeId\":101,\"timeZone\":\"Europe/Rome\","                   \
+    "\"language\":\"it\",\"metadata\":{\"k\":\"v\"},\"responses\":{\"name\":\"Ada\","              \
+    "\"email\":\"ada@example.com\"},\"attendee\":{\"ignored\":true}}"
+
+/* A 2024-04-15 client gets 2024-04-15 answers on every bookings route. */
+Test(calcom, the_older_bookings_controller_answers_in_its_own_shapes)
+{
+    result_t r = call("POST", "/v2/bookings", NULL, NULL, OLD_BODY("2050-09-05T12:00:00Z"));
     cr_assert_eq(r.status, 201);
-    cr_assert_str_eq(r.fallback, "1");
+    cr_assert_str_eq(cm_json_str(r.body, "data.status", ""), "ACCEPTED");
+    cr_assert_str_eq(cm_json_str(r.body, "data.startTime", ""), "2050-09-05T12:00:00.000Z");
+    cr_assert_null(cm_json_path(r.body, "data.start"), "no 2024-08-13 field");
+    cr_assert_str_eq(cm_json_str(r.body, "data.responses.email.value", ""), "ada@example.com");
+    char uid[64], path[160];
+    snprintf(uid, sizeof uid, "%s", cm_json_str(r.body, "data.uid", ""));
     json_decref(r.body);
+
+    snprintf(path, sizeof path, "/v2/bookings/%s", uid);
+    r = call("GET", path, NULL, NULL, NULL);
+    cr_assert_str_eq(cm_json_str(r.body, "data.startTime", ""), "2050-09-05T12:00:00.000Z");
+    json_decref(r.body);
+    r = call("GET", path, NULL, "2024-08-13", NULL);
+    cr_assert_str_eq(cm_json_str(r.body, "data.start", ""), "2050-09-05T12:00:00.000Z");
+    cr_assert_str_eq(cm_json_str(r.body, "data.attendees.0.timeZone", ""), "Europe/Rome");
+    json_decref(r.body);
+
+    /* 2024-08-13's filters are stripped by the older controller: they filter nothing. */
+    r = call("GET", "/v2/bookings?attendeeEmail=someone.else@example.com", BEARER, NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(cm_json_int(r.body, "data.totalCount", -1), 1);
+    cr_assert_str_eq(cm_json_str(r.body, "data.bookings.0.uid", ""), uid);
+    json_decref(r.body);
+    r = call("GET", "/v2/bookings?attendeeEmail=someone.else@example.com", BEARER, "2024-08-13",
+             NULL);
+    cr_assert_eq(json_array_size(cm_json_path(r.body, "data")), 0, "2024-08-13 filters");
+    json_decref(r.body);
+
+    snprintf(path, sizeof path, "/v2/bookings/%s/reschedule", uid);
+    r = call("POST", path, NULL, NULL, "{\"start\":\"2050-09-05T13:00:00Z\"}");
+    assert_error(&r, 404, "NotFoundException", "Cannot POST");
+    json_decref(r.body);
+
+    snprintf(path, sizeof path, "/v2/bookings/%s/cancel", uid);
+    r = call("POST", path, NULL, NULL, "{}");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(cm_json_str(r.body, "data.bookingUid", ""), uid);
+    cr_assert_null(cm_json_path(r.body, "data.status"), "ids only");
+    json_decref(r.body);
+    r = call("POST", path, NULL, NULL, "{}");
+    assert_error(&r, 400, "BadRequestException", "cancelled already");
+    json_decref(r.body);
+}
+
+/* GET /v2/slots exists only in 2024-09-04, /v2/slots/available only before it; event types
+ * are 2024-06-14 or the older shape. */
+Test(calcom, slots_and_event_types_route_by_version)
+{
+    const char *q = "/v2/slots?eventTypeId=101&start=2050-09-05&end=2050-09-05";
+    static const char *const others[] = {NULL, "2024-04-15", "2024-08-13", "bogus"};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        result_t r = call("GET", q, BEARER, others[i], NULL);
+        assert_error(&r, 404, "NotFoundException", "Cannot GET /v2/slots");
+        json_decref(r.body);
+    }
+    result_t r =
+        call("GET", "/v2/slots/available?eventTypeId=101&startTime=2050-09-05&endTime=2050-09-05",
+             BEARER, "2024-09-04", NULL);
+    assert_error(&r, 404, "NotFoundException", "Cannot GET /v2/slots/available");
+    json_decref(r.body);
+    r = call("GET", "/v2/event-types", BEARER, NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(cm_json_str(r.body, "data.eventTypeGroups.0.eventTypes.0.slug", ""),
+                     "consultation");
+    json_decref(r.body);
+    r = call("GET", "/v2/event-types", BEARER, "2024-06-14", NULL);
+    cr_assert_str_eq(cm_json_str(r.body, "data.0.slug", ""), "consultation");
+    json_decref(r.body);
+    r = call("GET", "/v2/event-types", BEARER, "2024-08-13", NULL);
+    assert_error(&r, 404, "NotFoundException", "Cannot GET");
+    json_decref(r.body);
+}
+
+/* Slots are written, and grouped by day, in the requested timeZone (default UTC). */
+Test(calcom, slots_in_the_requested_time_zone)
+{
+    static const struct {
+        const char *tz, *day, *first;
+        size_t n;
+    } cases[] = {
+        {NULL, "2050-09-05", "2050-09-05T09:00:00.000Z", 16},
+        {"UTC", "2050-09-05", "2050-09-05T09:00:00.000Z", 16},
+        {"America/New_York", "2050-09-05", "2050-09-05T05:00:00.000-04:00", 16},
+        {"Asia/Kolkata", "2050-09-05", "2050-09-05T14:30:00.000+05:30", 16},
+        {"Asia/Tokyo", "2050-09-05", "2050-09-05T18:00:00.000+09:00", 12},
+        {"Asia/Tokyo", "2050-09-06", "2050-09-06T00:00:00.000+09:00", 4},
+    };
+    char path[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(path, sizeof path, "/v2/slots?eventTypeId=101&start=2050-09-05&end=2050-09-05%s%s",
+                 cases[i].tz ? "&timeZone=" : "", cases[i].tz ? cases[i].tz : "");
+        result_t r = call("GET", path, NULL, "2024-09-04", NULL);
+        char key[64];
+        snprintf(key, sizeof key, "data.%s", cases[i].day);
+        cr_assert_eq(json_array_size(cm_json_path(r.body, key)), cases[i].n, "%s %s", path,
+                     cases[i].day);
+        snprintf(key, sizeof key, "data.%s.0.start", cases[i].day);
+        cr_assert_str_eq(cm_json_str(r.body, key, ""), cases[i].first, "%s", path);
+        json_decref(r.body);
+    }
+    /* Offsets follow the zone's rules at each instant: Rome changes to summer time on the
+     * last Sunday of March (2050-03-27), London is "+00:00" in winter (an IANA zone). */
+    result_t r = call("GET",
+                      "/v2/slots?eventTypeId=102&start=2050-03-26&end=2050-03-27&timeZone=Europe/"
+                      "Rome&slotFormat=range",
+                      NULL, "2024-09-04", NULL);
+    cr_assert_str_eq(cm_json_str(r.body, "data.2050-03-26.0.start", ""),
+                     "2050-03-26T10:00:00.000+01:00");
+    cr_assert_str_eq(cm_json_str(r.body, "data.2050-03-27.0.start", ""),
+                     "2050-03-27T11:00:00.000+02:00");
+    cr_assert_str_eq(cm_json_str(r.body, "data.2050-03-27.0.end", ""),
+                     "2050-03-27T12:00:00.000+02:00");
+    json_decref(r.body);
+    r = call("GET",
+             "/v2/slots?eventTypeId=101&start=2051-01-10&end=2051-01-10&timeZone=Europe/London",
+             NULL, "2024-09-04", NULL);
+    cr_assert_str_eq(cm_json_str(r.body, "data.2051-01-10.0.start", ""),
+                     "2051-01-10T09:00:00.000+00:00");
+    json_decref(r.body);
+    static const char *const bad[] = {"Mars/Olympus", "..%2F..%2Fetc%2Fpasswd", "Europe/Atlantis"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(path, sizeof path,
+                 "/v2/slots?eventTypeId=101&start=2050-09-05&end=2050-09-05&timeZone=%s", bad[i]);
+        r = call("GET", path, NULL, "2024-09-04", NULL);
+        assert_error(&r, 400, "BadRequestException", "timeZone");
+        json_decref(r.body);
+    }
 }
 
 #define RACERS 50
@@ -497,6 +712,29 @@ Test(calcom, cancel_reschedule_list_and_signed_webhooks)
     for (int i = 0; i < 4; i++) {
         json_t *v = json_loads(hbody[i], 0, NULL);
         cr_assert_str_eq(cm_json_str(v, "triggerEvent", ""), want[i]);
+        /* Shaped as Cal.com's webhook version 2021-10-20 payload. */
+        json_t *p = json_object_get(v, "payload");
+        cr_assert_str_eq(cm_json_str(p, "type", ""), "consultation", "the event type's slug");
+        cr_assert_eq(cm_json_int(p, "length", 0), 30);
+        cr_assert_eq(cm_json_int(p, "eventTypeId", 0), 101);
+        cr_assert(json_is_integer(json_object_get(p, "bookingId")));
+        cr_assert_str_eq(cm_json_str(p, "organizer.email", ""), "host@sim.example");
+        cr_assert_str_eq(cm_json_str(p, "organizer.language.locale", ""), "en");
+        cr_assert_str_eq(cm_json_str(p, "attendees.0.firstName", ""), i == 2 ? "Bob" : "Ada");
+        cr_assert_str_eq(cm_json_str(p, "attendees.0.timeZone", ""), "Europe/Rome");
+        cr_assert_eq(cm_json_int(p, "attendees.0.utcOffset", 0), 120, "Rome in September");
+        cr_assert_str_eq(cm_json_str(p, "attendees.0.phoneNumber", ""), "+393331234567");
+        cr_assert_str_eq(cm_json_str(p, "responses.email.label", ""), "email_address");
+        cr_assert_str_eq(cm_json_str(p, "responses.name.value", ""), i == 2 ? "Bob" : "Ada");
+        cr_assert_str_eq(cm_json_str(p, "location", ""), "integrations:daily");
+        cr_assert_str_eq(cm_json_str(p, "status", ""), i == 3 ? "CANCELLED" : "ACCEPTED");
+        cr_assert_str_eq(cm_json_str(p, "metadata.call_id", ""), "call_abc");
+        if (i == 1) {
+            cr_assert_str_eq(cm_json_str(p, "rescheduleUid", ""), uid);
+            cr_assert_str_eq(cm_json_str(p, "rescheduleStartTime", ""), "2050-09-08T10:00:00.000Z");
+        }
+        if (i == 3)
+            cr_assert_str_eq(cm_json_str(p, "cancellationReason", ""), "ill");
         json_decref(v);
         const char *secrets[] = {"s"};
         cr_assert_eq(cm_sig_calcom_verify(secrets, 1, hbody[i], strlen(hbody[i]), hsig[i]), CM_OK);
@@ -678,12 +916,66 @@ Test(calcom, team_round_robin_and_older_slots)
 Test(calcom_rate, above_the_limit_is_429, .init = NULL, .fini = teardown)
 {
     start_full(400, 5);
+    char want[8];
     for (int i = 0; i < 5; i++) {
         result_t r = call("GET", "/v2/bookings", BEARER, "2024-08-13", NULL);
         cr_assert_eq(r.status, 200, "request %d", i);
+        cr_assert_str_eq(r.limit, "5");
+        snprintf(want, sizeof want, "%d", 4 - i);
+        cr_assert_str_eq(r.remaining, want, "request %d", i);
+        cr_assert(atoi(r.reset) >= 1 && atoi(r.reset) <= 60, "reset %s s", r.reset);
         json_decref(r.body);
     }
-    result_t r = call("GET", "/v2/bookings", BEARER, "2024-08-13", NULL);
-    assert_error(&r, 429, "ThrottlerException", "Too Many Requests");
+    for (int i = 0; i < 2; i++) {
+        result_t r = call("GET", "/v2/bookings", BEARER, "2024-08-13", NULL);
+        assert_error(&r, 429, "ThrottlerException", "Too many requests. Please try again later.");
+        cr_assert_str_eq(r.remaining, "0");
+        cr_assert(atoi(r.reset) >= 59 && atoi(r.reset) <= 60, "blocked for 60 s, not %s", r.reset);
+        cr_assert_str_eq(r.retry_after, "", "Cal.com's throttler sends no Retry-After");
+        json_decref(r.body);
+    }
+    /* Another key has its own tracker; POST /v2/bookings its own throttler. */
+    result_t r = call("GET", "/v2/slots?eventTypeId=101&start=2050-09-05&end=2050-09-05", NULL,
+                      "2024-09-04", NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.remaining, "4");
     json_decref(r.body);
+    r = book(BOOK_BODY("2050-09-05T09:00:00Z", "Ada"));
+    cr_assert_eq(r.status, 201);
+    cr_assert_str_eq(r.cb_remaining, "4", "the create-booking throttler");
+    cr_assert_str_eq(r.remaining, "", "not the default one");
+    json_decref(r.body);
+}
+
+/* Cal.com sends a webhook once: an answer that is not 2xx and a receiver that cannot be
+ * reached are logged, not retried (WebhookService.sendWebhookDirectly / processWebhooks,
+ * docs/providers-calcom.md). A gateway that is down when a booking is made never hears of
+ * it from the webhook. */
+Test(calcom, a_webhook_to_a_receiver_that_is_down_is_sent_once)
+{
+    char err[CM_ERR_LEN] = "", url[96];
+    /* A port that was just free: nothing listens there. */
+    cm_http_server_t *gone = cm_http_server_new(&(cm_http_server_cfg_t){.name = "test.gone"});
+    cr_assert_eq(cm_http_server_start(gone, err), CM_OK, "%s", err);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/hook", cm_http_server_port(gone));
+    cm_http_server_free(&gone);
+    cr_assert_eq(sim_calcom_set_webhook(cal, url, err), CM_OK, "%s", err);
+    result_t r = book(BOOK_BODY("2050-09-05T09:00:00Z", "Ada"));
+    cr_assert_eq(r.status, 201);
+    sim_calcom_event_t ev = {.trigger = "BOOKING_CREATED",
+                             .booking_uid = cm_json_str(r.body, "data.uid", ""),
+                             .copies = 1};
+    cm_err_t rc;
+    json_t *rep = send_hook(ev, NULL, &rc, err);
+    cr_assert_eq(rc, CM_OK, "%s", err);
+    cr_assert_str_eq(cm_json_str(rep, "status", ""), "done");
+    cr_assert(json_is_null(cm_json_path(rep, "deliveries.0.status")), "no HTTP answer");
+    cr_assert_not_null(cm_json_str(rep, "deliveries.0.error", NULL));
+    cr_assert_eq(json_array_size(cm_json_path(rep, "deliveries.0.attempts")), 1,
+                 "the delivery is over after one attempt");
+    json_decref(rep);
+    json_decref(r.body);
+    /* The booking's own webhook too: one attempt, journaled with its error. */
+    sim_journal_filter_t f = {.kind = SIM_JOURNAL_DELIVERY};
+    cr_assert_eq(sim_journal_wait(jr, &f, 2, 5000), 2, "the booking's and the requested one");
 }

@@ -323,6 +323,83 @@ Test(retell, signed_delivery_verifies_with_the_api_key)
     json_decref(c);
 }
 
+static long get_call(const char *id, const char *auth, json_t **body);
+
+/* The fields the SDK's PhoneCallResponse documents for an ended call, derived from the
+ * call itself so that they agree with each other. */
+Test(retell, ended_call_has_the_documented_after_the_end_fields)
+{
+    json_t *c = create("{\"duration_ms\":61500,\"transcript\":\"Agent: Hello there\\nUser: "
+                       "Book me in\\n\"}");
+    const char *id = cm_json_str(c, "call_id", "");
+    cr_assert_str_eq(cm_json_str(c, "agent_name", ""), "Sim Clinic booking agent");
+    cr_assert_eq(json_array_size(cm_json_path(c, "transcript_object")), 2);
+    cr_assert_str_eq(cm_json_str(c, "transcript_object.0.role", ""), "agent");
+    cr_assert_str_eq(cm_json_str(c, "transcript_object.0.content", ""), "Hello there");
+    cr_assert_str_eq(cm_json_str(c, "transcript_object.1.role", ""), "user");
+    cr_assert_str_eq(cm_json_str(c, "transcript_object.1.words.2.word", ""), "in");
+    cr_assert(json_is_real(cm_json_path(c, "transcript_object.1.words.2.start")));
+    cr_assert(json_equal(cm_json_path(c, "transcript_with_tool_calls"),
+                         cm_json_path(c, "transcript_object")));
+    cr_assert_not_null(strstr(cm_json_str(c, "recording_url", ""), id), "per call");
+    cr_assert_not_null(strstr(cm_json_str(c, "public_log_url", ""), id));
+    cr_assert_not_null(cm_json_str(c, "recording_multi_channel_url", NULL));
+    cr_assert_eq(cm_json_int(c, "call_cost.total_duration_seconds", 0), 62, "61.5 s, rounded up");
+    double sum = 0;
+    size_t i;
+    json_t *pc;
+    json_array_foreach(cm_json_path(c, "call_cost.product_costs"), i, pc) sum +=
+        json_real_value(json_object_get(pc, "cost"));
+    cr_assert(i == 3 && sum > 0);
+    double combined = json_real_value(cm_json_path(c, "call_cost.combined_cost"));
+    cr_assert(combined > sum - 1e-6 && combined < sum + 1e-6, "combined %f = sum %f", combined,
+              sum);
+    cr_assert_eq(cm_json_int(c, "latency.e2e.num", 0), 1, "one turn change");
+    cr_assert(json_is_array(cm_json_path(c, "latency.llm.values")));
+    cr_assert(cm_json_int(c, "latency.tts.p50", 0) > 0);
+    cr_assert_eq(cm_json_int(c, "llm_token_usage.num_requests", 0), 2);
+    cr_assert_str_eq(cm_json_str(c, "disconnection_reason", ""), "user_hangup");
+    /* An override of a derived field wins. */
+    json_t *o = create("{\"recording_url\":null,\"call_cost\":{\"combined_cost\":7}}");
+    cr_assert_null(cm_json_path(o, "recording_url"));
+    cr_assert_eq(cm_json_int(o, "call_cost.combined_cost", 0), 7);
+    json_decref(o);
+
+    /* get-call answers the same object; call_started carries none of it, call_ended all but
+     * call_analysis. */
+    json_t *b;
+    cr_assert_eq(get_call(id, "Bearer " KEY, &b), 200);
+    cr_assert(json_equal(b, c));
+    json_decref(b);
+    char err[CM_ERR_LEN];
+    cr_assert_eq(sim_retell_set_webhook_url(ret, hook_url, err), CM_OK);
+    json_decref(send(id, (sim_retell_send_t){.event = "call_started", .copies = 1}));
+    json_decref(send(id, (sim_retell_send_t){.event = "call_ended", .copies = 1}));
+    cr_assert_eq(nseen, 2);
+    json_t *started = json_loads(seen_body[0], 0, NULL);
+    json_t *ended = json_loads(seen_body[1], 0, NULL);
+    static const char *const after[] = {"transcript_object", "recording_url", "call_cost",
+                                        "latency", "public_log_url"};
+    for (i = 0; i < sizeof after / sizeof after[0]; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "call.%s", after[i]);
+        cr_assert_null(cm_json_path(started, key), "%s at call_started", after[i]);
+        cr_assert_not_null(cm_json_path(ended, key), "%s at call_ended", after[i]);
+    }
+    json_decref(started);
+    json_decref(ended);
+    json_decref(c);
+}
+
+/* A registered call (create-phone-call) has not ended: none of those fields. */
+static void assert_not_ended(const json_t *v)
+{
+    static const char *const after[] = {"transcript_object", "recording_url",   "call_cost",
+                                        "latency",           "llm_token_usage", "public_log_url"};
+    for (size_t i = 0; i < sizeof after / sizeof after[0]; i++)
+        cr_assert_null(cm_json_path(v, after[i]), "%s on a call that has not ended", after[i]);
+}
+
 Test(retell, event_shapes)
 {
     char err[CM_ERR_LEN];
@@ -804,6 +881,7 @@ Test(retell, create_phone_call_and_list_calls_with_pagination)
     cr_assert_str_eq(cm_json_str(v, "call_status", ""), "registered");
     cr_assert_str_eq(cm_json_str(v, "direction", ""), "outbound");
     cr_assert_null(cm_json_path(v, "end_timestamp"));
+    assert_not_ended(v);
     cr_assert_str_eq(cm_json_str(v, "metadata.k", ""), "v");
     json_decref(v);
     for (int i = 0; i < 4; i++)

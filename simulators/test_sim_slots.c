@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 
 #include "cm_clock.h"
+#include "cm_err.h"
 #include "sim_slots.h"
 
 static const sim_hours_t hours = {9 * 60, 17 * 60};
@@ -122,4 +123,75 @@ Test(slots, check_says_why_a_start_cannot_be_booked)
                  SIM_SLOT_PAST);
     cr_assert_eq(sim_slots_check(&hours, 30 * MIN, at("2050-09-05T11:00:00+02:00"), NULL, 0, now),
                  SIM_SLOT_FREE, "instants compare, whatever the offset they were written in");
+}
+
+/* ---- time zones ---------------------------------------------------------------------- */
+
+static void assert_offset(const char *zone, const char *iso, int want_s)
+{
+    char err[CM_ERR_LEN] = "";
+    sim_tz_t *tz = sim_tz_load(zone, err);
+    cr_assert_not_null(tz, "%s: %s", zone, err);
+    cr_assert_eq(sim_tz_offset_s(tz, at(iso)), want_s, "%s at %s: %d, want %d", zone, iso,
+                 sim_tz_offset_s(tz, at(iso)), want_s);
+    sim_tz_free(&tz);
+    cr_assert_null(tz);
+}
+
+/* Instants inside the zone files' transition tables and past them (the POSIX footer rule),
+ * both hemispheres, the hour of the change itself, and zones without summer time. */
+Test(tz, offsets_from_the_table_and_from_the_rule)
+{
+    assert_offset("Europe/Rome", "1990-01-15T12:00:00Z", 3600);
+    assert_offset("Europe/Rome", "1990-07-15T12:00:00Z", 7200);
+    /* 2050: last Sunday of March is the 27th, of October the 30th; the change is at 01:00 UTC. */
+    assert_offset("Europe/Rome", "2050-03-27T00:59:59Z", 3600);
+    assert_offset("Europe/Rome", "2050-03-27T01:00:00Z", 7200);
+    assert_offset("Europe/Rome", "2050-10-30T00:59:59Z", 7200);
+    assert_offset("Europe/Rome", "2050-10-30T01:00:00Z", 3600);
+    /* New York: second Sunday of March 02:00 local, first Sunday of November 02:00 local. */
+    assert_offset("America/New_York", "2050-03-13T06:59:59Z", -5 * 3600);
+    assert_offset("America/New_York", "2050-03-13T07:00:00Z", -4 * 3600);
+    assert_offset("America/New_York", "2050-11-06T05:59:59Z", -4 * 3600);
+    assert_offset("America/New_York", "2050-11-06T06:00:00Z", -5 * 3600);
+    /* Sydney: summer time spans the new year (first Sunday of October to first of April). */
+    assert_offset("Australia/Sydney", "2050-01-15T00:00:00Z", 11 * 3600);
+    assert_offset("Australia/Sydney", "2050-07-15T00:00:00Z", 10 * 3600);
+    assert_offset("Asia/Kolkata", "2050-07-15T00:00:00Z", 5 * 3600 + 1800);
+    assert_offset("Asia/Tokyo", "2050-07-15T00:00:00Z", 9 * 3600);
+    assert_offset("UTC", "2050-07-15T00:00:00Z", 0);
+}
+
+Test(tz, iso_strings_as_luxon_writes_them)
+{
+    char err[CM_ERR_LEN], out[32];
+    static const struct {
+        const char *zone, *iso, *want;
+    } cases[] = {
+        {"UTC", "2050-09-05T09:00:00Z", "2050-09-05T09:00:00.000Z"},
+        {"Europe/London", "2051-01-10T09:00:00Z", "2051-01-10T09:00:00.000+00:00"},
+        {"Europe/Rome", "2050-09-05T23:30:00Z", "2050-09-06T01:30:00.000+02:00"},
+        {"America/St_Johns", "2050-01-05T12:00:00Z", "2050-01-05T08:30:00.000-03:30"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sim_tz_t *tz = sim_tz_load(cases[i].zone, err);
+        cr_assert_not_null(tz, "%s", err);
+        cr_assert_str_eq(sim_tz_iso(tz, at(cases[i].iso), out), cases[i].want);
+        sim_tz_free(&tz);
+    }
+}
+
+Test(tz, names_that_are_not_zones_are_refused)
+{
+    static const char *const bad[] = {
+        "",       "Mars/Olympus", "../../etc/passwd", "/etc/passwd", "Europe/Rome ",
+        "Europe", "zone.tab"};
+    char err[CM_ERR_LEN];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        sim_tz_t *tz = sim_tz_load(bad[i], err);
+        cr_assert_null(tz, "'%s' loaded", bad[i]);
+        cr_assert_neq(err[0], '\0', "'%s': no reason given", bad[i]);
+    }
+    sim_tz_free(NULL);
 }
