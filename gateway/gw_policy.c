@@ -47,6 +47,17 @@ void gw_policy_classify_http(cm_err_t rc, const cm_http_response_t *resp, gw_att
         out->kind = GW_ATT_OK;
         out->status = (int)resp->status;
         out->retry_after = cm_http_response_header(resp, "Retry-After", ra, ra_cap);
+        /* Cal.com's throttler sends no Retry-After on its 429: the wait is in
+         * X-RateLimit-Reset-<Name>, seconds, for its "default" and "create-booking"
+         * throttlers (docs/providers-calcom.md, R3 and R5). Without it the 429s were retried
+         * a few times within a second and the call gave up on a 60 s block. Only on a 429:
+         * elsewhere the header is the window's rest, not an answer to wait for. */
+        if (!out->retry_after && resp->status == 429)
+            out->retry_after =
+                cm_http_response_header(resp, "X-RateLimit-Reset-Default", ra, ra_cap);
+        if (!out->retry_after && resp->status == 429)
+            out->retry_after =
+                cm_http_response_header(resp, "X-RateLimit-Reset-Create-booking", ra, ra_cap);
         out->should_retry = cm_http_response_header(resp, "Stripe-Should-Retry", sr, sr_cap);
     }
 }

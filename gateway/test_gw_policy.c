@@ -420,6 +420,20 @@ Test(policy, http_results_are_classified)
     gw_policy_classify_http(CM_OK, &r, &a, ra, sizeof ra, sr, sizeof sr);
     cr_assert_null(a.retry_after);
     cr_assert_null(a.should_retry);
+    /* Cal.com's 429 carries its wait in X-RateLimit-Reset-<Name>, and no Retry-After. */
+    r.status = 429;
+    cr_assert_eq(cm_buf_addstr(&r.headers, "X-RateLimit-Remaining-Default: 0\r\n"
+                                           "X-RateLimit-Reset-Default: 60\r\n"),
+                 CM_OK);
+    gw_policy_classify_http(CM_OK, &r, &a, ra, sizeof ra, sr, sizeof sr);
+    cr_assert_str_eq(a.retry_after, "60");
+    cm_buf_reset(&r.headers);
+    cr_assert_eq(cm_buf_addstr(&r.headers, "x-ratelimit-reset-create-booking: 42\r\n"), CM_OK);
+    gw_policy_classify_http(CM_OK, &r, &a, ra, sizeof ra, sr, sizeof sr);
+    cr_assert_str_eq(a.retry_after, "42");
+    r.status = 200; /* elsewhere it is the window's rest, not a wait */
+    gw_policy_classify_http(CM_OK, &r, &a, ra, sizeof ra, sr, sizeof sr);
+    cr_assert_null(a.retry_after);
     gw_policy_classify_http(CM_ECONNECT, &r, &a, ra, sizeof ra, sr, sizeof sr);
     cr_assert_eq(a.kind, GW_ATT_CONNECT);
     gw_policy_classify_http(CM_ETIMEOUT, &r, &a, ra, sizeof ra, sr, sizeof sr);
