@@ -1009,7 +1009,7 @@ static void answer_no_pm(cm_http_resp_t *resp, const json_t *pi)
 static void op_create(op_t *o)
 {
     sim_stripe_t *s = o->s;
-    long long amount;
+    long long amount = 0; /* set by check_amount on success; gcc -O2 cannot tell */
     char currency[4];
     const json_t *f = o->form;
     if (check_amount(f, o->resp, &amount, currency) != 0 ||
