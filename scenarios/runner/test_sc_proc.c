@@ -87,15 +87,20 @@ Test(proc, death_before_ready_is_reported_at_once)
 Test(proc, ready_timeout_then_stop)
 {
     sc_proc_t p;
-    start_sh(&p, "trap 'exit 0' TERM; while :; do sleep 0.02; done", NULL);
+    /* "$1.armed" once the trap is set, so that the SIGTERM below finds it. */
+    start_sh(&p, "trap 'exit 0' TERM; : > \"$1.armed\"; while :; do sleep 0.02; done", NULL);
     json_t *r = NULL;
-    char err[CM_ERR_LEN] = "";
+    char err[CM_ERR_LEN] = "", armed[160];
     int64_t t0 = cm_clock_mono_ms();
     cr_assert_eq(sc_proc_wait_ready(&p, ready, 200, &r, err), CM_ETIMEOUT);
     int64_t took = cm_clock_mono_ms() - t0;
     cr_assert(took >= 200 && took < 1500, "took %lld ms", (long long)took);
     cr_assert_not_null(strstr(err, "did not write its ready file"), "%s", err);
     cr_assert_not_null(strstr(err, "within 200 ms (still running)"), "%s", err);
+    snprintf(armed, sizeof armed, "%s.armed", ready);
+    for (int i = 0; i < 1000 && access(armed, F_OK) != 0; i++)
+        cm_clock_sleep_ms(10);
+    cr_assert_eq(access(armed, F_OK), 0, "the stub never set its trap");
     cr_assert_eq(sc_proc_stop(&p, 3000, err), CM_OK, "%s", err);
 }
 
@@ -134,9 +139,17 @@ Test(proc, sigterm_ignored_means_sigkill_for_the_group)
 Test(proc, unclean_exit_on_sigterm_is_an_error)
 {
     sc_proc_t p;
-    start_sh(&p, "trap 'exit 7' TERM; while :; do sleep 0.02; done", NULL);
-    cm_clock_sleep_ms(50);
+    /* The SIGTERM must come after the trap is set: the shell says so in its ready file (a
+     * fixed 50 ms pause here was not always enough on a loaded machine, and the shell died
+     * of the signal instead of exiting 7). */
+    start_sh(&p,
+             "trap 'exit 7' TERM; echo \"{\\\"port\\\":$$}\" > \"$1.tmp\" && mv \"$1.tmp\" "
+             "\"$1\"; while :; do sleep 0.02; done",
+             NULL);
+    json_t *r = NULL;
     char err[CM_ERR_LEN] = "";
+    cr_assert_eq(sc_proc_wait_ready(&p, ready, 10000, &r, err), CM_OK, "%s", err);
+    json_decref(r);
     cr_assert_eq(sc_proc_stop(&p, 3000, err), CM_ESTATE);
     cr_assert_not_null(strstr(err, "exited with status 7 on SIGTERM"), "%s", err);
 }
