@@ -69,6 +69,16 @@ static const event_type_t event_types[] = {
     {103, "team-consultation", "Team consultation", 30, TEAM_ID, "ROUND_ROBIN", {2, 3, 0}},
 };
 
+#define NEVENT_TYPES (sizeof event_types / sizeof event_types[0])
+
+/* An event type as the account has it now: the catalogue's, renamed (PATCH) or deleted
+ * (DELETE) through the API, as a person does in Cal.com's dashboard. */
+typedef struct {
+    int deleted;
+    char slug[64];
+    char title[128];
+} event_type_now_t;
+
 static const sim_hours_t hours = {9 * 60, 17 * 60};
 
 #define TEAM_TAKEN_MSG                                                                             \
@@ -114,7 +124,22 @@ struct sim_calcom {
     pthread_t worker;
     int has_worker;
     sim_delivery_log_t *log; /* reports of the webhooks sent through the control API */
+    /* Under et_mu, which is taken last (never mu while holding it): looked up from
+     * handlers that hold mu and from those that do not. */
+    pthread_mutex_t et_mu;
+    event_type_now_t et_now[NEVENT_TYPES];
 };
+
+/* The event types as the catalogue has them, none deleted. Under et_mu (or before any
+ * thread sees c). */
+static void event_types_restore(sim_calcom_t *c)
+{
+    for (size_t i = 0; i < NEVENT_TYPES; i++) {
+        c->et_now[i].deleted = 0;
+        snprintf(c->et_now[i].slug, sizeof c->et_now[i].slug, "%s", event_types[i].slug);
+        snprintf(c->et_now[i].title, sizeof c->et_now[i].title, "%s", event_types[i].title);
+    }
+}
 
 sim_calcom_t *sim_calcom_new(const sim_calcom_cfg_t *cfg)
 {
@@ -124,6 +149,8 @@ sim_calcom_t *sim_calcom_new(const sim_calcom_cfg_t *cfg)
     if (!c)
         return NULL;
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->et_mu, NULL);
+    event_types_restore(c);
     c->api_key = strdup(cfg->api_key);
     c->webhook_secret = strdup(cfg->webhook_secret ? cfg->webhook_secret : "");
     c->taken_status = cfg->taken_status;
@@ -159,6 +186,7 @@ void sim_calcom_free(sim_calcom_t **cp)
     free(c->api_key);
     free(c->webhook_secret);
     sim_rng_destroy(&c->rng);
+    pthread_mutex_destroy(&c->et_mu);
     pthread_mutex_destroy(&c->mu);
     free(c);
     *cp = NULL;
@@ -177,6 +205,9 @@ void sim_calcom_reset(sim_calcom_t *c)
     sim_delivery_job_t *h = c->hooks;
     c->hooks = NULL;
     pthread_mutex_unlock(&c->mu);
+    pthread_mutex_lock(&c->et_mu);
+    event_types_restore(c);
+    pthread_mutex_unlock(&c->et_mu);
     sim_delivery_jobs_drop(c->log, h, "not sent: the simulator was reset");
 }
 
@@ -190,11 +221,20 @@ json_t *sim_calcom_bookings(sim_calcom_t *c)
     return json_pack("{s:I,s:o}", "count", (json_int_t)json_array_size(copy), "bookings", copy);
 }
 
-static const event_type_t *find_event_type(int64_t id)
+/* The event type with this id; with live set, NULL once deleted through the API (a
+ * booking made before still names its event type: pass NULL for those). */
+static const event_type_t *find_event_type(sim_calcom_t *live, int64_t id)
 {
-    for (size_t i = 0; i < sizeof event_types / sizeof event_types[0]; i++)
-        if (event_types[i].id == id)
+    for (size_t i = 0; i < NEVENT_TYPES; i++) {
+        if (event_types[i].id != id)
+            continue;
+        if (!live)
             return &event_types[i];
+        pthread_mutex_lock(&live->et_mu);
+        int deleted = live->et_now[i].deleted;
+        pthread_mutex_unlock(&live->et_mu);
+        return deleted ? NULL : &event_types[i];
+    }
     return NULL;
 }
 
@@ -469,7 +509,7 @@ static void slots_common(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp
         answer_bad_request(req, resp, msg);
         return;
     }
-    const event_type_t *et = find_event_type(id);
+    const event_type_t *et = find_event_type(c, id);
     if (!et) {
         sim_tz_free(&tz);
         snprintf(msg, sizeof msg, "Event type with id=%lld not found", (long long)id);
@@ -576,7 +616,7 @@ static json_t *hook_person(const json_t *p, int attendee, int64_t start_ms)
  * replaced. NULL when out of memory. Under the lock. */
 static json_t *hook_payload(sim_calcom_t *c, const char *trigger, const json_t *b)
 {
-    const event_type_t *et = find_event_type(cm_json_int(b, "eventTypeId", 0));
+    const event_type_t *et = find_event_type(NULL, cm_json_int(b, "eventTypeId", 0));
     const json_t *att = json_array_get(json_object_get(b, "attendees"), 0);
     int64_t start = 0;
     (void)cm_clock_parse_iso8601(cm_json_str(b, "start", ""), &start);
@@ -926,18 +966,22 @@ typedef struct {
     const json_t *metadata; /* NULL: none sent */
 } booking_req_t;
 
-static const event_type_t *find_by_slug(const char *slug, const char *team)
+/* By the slug the event type has now (renamed ones by their new slug only). */
+static const event_type_t *find_by_slug(sim_calcom_t *c, const char *slug, const char *team)
 {
-    for (size_t i = 0; i < sizeof event_types / sizeof event_types[0]; i++)
-        if (strcmp(event_types[i].slug, slug) == 0 &&
+    const event_type_t *found = NULL;
+    pthread_mutex_lock(&c->et_mu);
+    for (size_t i = 0; !found && i < NEVENT_TYPES; i++)
+        if (!c->et_now[i].deleted && strcmp(c->et_now[i].slug, slug) == 0 &&
             (!team || (event_types[i].team_id && strcmp(team, TEAM_SLUG) == 0)))
-            return &event_types[i];
-    return NULL;
+            found = &event_types[i];
+    pthread_mutex_unlock(&c->et_mu);
+    return found;
 }
 
 /* Checks the body; on failure writes the message Cal.com's validation would give. */
-static int validate_booking(const json_t *body, booking_req_t *b, char *msg, size_t cap,
-                            int *not_found)
+static int validate_booking(sim_calcom_t *c, const json_t *body, booking_req_t *b, char *msg,
+                            size_t cap, int *not_found)
 {
     const json_t *start = json_object_get(body, "start");
     const json_t *etid = json_object_get(body, "eventTypeId");
@@ -957,7 +1001,7 @@ static int validate_booking(const json_t *body, booking_req_t *b, char *msg, siz
     }
     if (!etid && json_is_string(slug)) {
         /* Team event types may be named by slug + teamSlug. */
-        b->et = find_by_slug(json_string_value(slug), json_string_value(team));
+        b->et = find_by_slug(c, json_string_value(slug), json_string_value(team));
         if (!b->et) {
             snprintf(msg, cap, "Event type with slug=%.60s not found", json_string_value(slug));
             *not_found = 1;
@@ -1030,7 +1074,7 @@ static int validate_booking(const json_t *body, booking_req_t *b, char *msg, siz
         return -1;
     }
     if (etid) {
-        b->et = find_event_type(json_integer_value(etid));
+        b->et = find_event_type(c, json_integer_value(etid));
         if (!b->et) {
             snprintf(msg, cap, "Event type with id=%lld not found",
                      (long long)json_integer_value(etid));
@@ -1232,7 +1276,7 @@ static void book_older(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t
     }
     json_decref(errors);
     booking_req_t b = {
-        .et = find_event_type(json_integer_value(json_object_get(body, "eventTypeId"))),
+        .et = find_event_type(c, json_integer_value(json_object_get(body, "eventTypeId"))),
         .metadata = json_object_get(body, "metadata")};
     (void)cm_clock_parse_iso8601(cm_json_str(body, "start", ""), &b.start_ms);
     const json_t *r = json_object_get(body, "responses");
@@ -1292,7 +1336,7 @@ static void h_book(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         answer_bad_request(req, resp, msg);
         return;
     }
-    if (validate_booking(body, &b, msg, sizeof msg, &not_found) != 0) {
+    if (validate_booking(c, body, &b, msg, sizeof msg, &not_found) != 0) {
         if (not_found)
             answer_error(req, resp, 404, "NotFoundException", msg);
         else
@@ -1614,7 +1658,7 @@ static void h_reschedule(const cm_http_req_t *req, cm_http_resp_t *resp, void *u
     if (old && strcmp(cm_json_str(old, "status", ""), "cancelled") == 0) {
         state = 2;
     } else if (old) {
-        b.et = find_event_type(cm_json_int(old, "eventTypeId", 0));
+        b.et = find_event_type(c, cm_json_int(old, "eventTypeId", 0));
         b.attendee = json_array_get(json_object_get(old, "attendees"), 0);
         b.metadata = json_object_get(old, "metadata");
         /* The old slot is let go first, so a booking can move within its own time. */
@@ -1664,17 +1708,20 @@ static void h_reschedule(const cm_http_req_t *req, cm_http_resp_t *resp, void *u
 
 /* ---- event types ------------------------------------------------------------------------ */
 
-static json_t *event_type_json(const event_type_t *et)
+/* The event type as the account has it now (slug and title may have been changed).
+ * Under et_mu. */
+static json_t *event_type_json(const sim_calcom_t *c, size_t i)
 {
+    const event_type_t *et = &event_types[i];
     json_t *hl = json_array();
-    for (size_t i = 0; hl && i < NHOSTS && et->host_ids[i]; i++) {
-        const host_t *h = &hosts[et->host_ids[i]];
-        json_array_append_new(hl, json_pack("{s:i,s:s,s:s}", "userId", h->id, "name", h->name,
-                                            "username", h->username));
+    for (size_t h = 0; hl && h < NHOSTS && et->host_ids[h]; h++) {
+        const host_t *ho = &hosts[et->host_ids[h]];
+        json_array_append_new(hl, json_pack("{s:i,s:s,s:s}", "userId", ho->id, "name", ho->name,
+                                            "username", ho->username));
     }
-    json_t *v =
-        json_pack("{s:i,s:s,s:s,s:i,s:o}", "id", et->id, "slug", et->slug, "title", et->title,
-                  "lengthInMinutes", et->length_min, "hosts", hl ? hl : json_array());
+    json_t *v = json_pack("{s:i,s:s,s:s,s:i,s:o}", "id", et->id, "slug", c->et_now[i].slug, "title",
+                          c->et_now[i].title, "lengthInMinutes", et->length_min, "hosts",
+                          hl ? hl : json_array());
     if (v && et->team_id) {
         json_object_set_new(v, "teamId", json_integer(et->team_id));
         json_object_set_new(v, "schedulingType", json_string(et->scheduling));
@@ -1685,48 +1732,131 @@ static json_t *event_type_json(const event_type_t *et)
     return v;
 }
 
-static void list_event_types(cm_http_resp_t *resp, int team)
+/* team 0: the personal event types of host 1; otherwise that team's. */
+static void list_event_types(sim_calcom_t *c, cm_http_resp_t *resp, int team)
 {
     json_t *list = json_array();
-    for (size_t i = 0; list && i < sizeof event_types / sizeof event_types[0]; i++)
-        if (team < 0 || event_types[i].team_id == team)
-            json_array_append_new(list, event_type_json(&event_types[i]));
+    pthread_mutex_lock(&c->et_mu);
+    for (size_t i = 0; list && i < NEVENT_TYPES; i++)
+        if (event_types[i].team_id == team && !c->et_now[i].deleted)
+            json_array_append_new(list, event_type_json(c, i));
+    pthread_mutex_unlock(&c->et_mu);
     answer_success(resp, 200, list);
 }
 
 /* GET /v2/event-types of EventTypesController_2024_04_15 (versions 2024-04-15, 2024-06-11,
  * and a missing or unknown one): getEventTypesByViewer's {eventTypeGroups, profiles}. */
-static void event_types_older(const cm_http_req_t *req, cm_http_resp_t *resp)
+static void event_types_older(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t *resp)
 {
     json_t *list = json_array();
     note_older(req, resp);
-    for (size_t i = 0; list && i < sizeof event_types / sizeof event_types[0]; i++)
-        if (!event_types[i].team_id)
+    pthread_mutex_lock(&c->et_mu);
+    for (size_t i = 0; list && i < NEVENT_TYPES; i++)
+        if (!event_types[i].team_id && !c->et_now[i].deleted)
             json_array_append_new(list,
                                   json_pack("{s:i,s:s,s:s,s:i}", "id", event_types[i].id, "slug",
-                                            event_types[i].slug, "title", event_types[i].title,
+                                            c->et_now[i].slug, "title", c->et_now[i].title,
                                             "length", event_types[i].length_min));
+    pthread_mutex_unlock(&c->et_mu);
     answer_success(resp, 200,
                    json_pack("{s:[{s:o,s:{s:s,s:s}}],s:[]}", "eventTypeGroups", "eventTypes",
                              list ? list : json_array(), "profile", "name", hosts[1].name, "slug",
                              hosts[1].username, "profiles"));
 }
 
+/* 2024-08-13 and 2024-09-04 name no event-types controller: NestJS's 404. Then the
+ * throttler and the key, as for every event-types route. 1 when the request may go on. */
+static int event_types_guard(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t *resp)
+{
+    const char *v = cm_http_req_header(req, "cal-api-version");
+    if (v && (!strcmp(v, BOOKINGS_VERSION) || !strcmp(v, SLOTS_VERSION))) {
+        answer_no_route(req, resp);
+        return 0;
+    }
+    return !rate_limited(c, req, resp, "default") && authorised(c, req, resp);
+}
+
 static void h_event_types(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     sim_calcom_t *c = ud;
-    const char *v = cm_http_req_header(req, "cal-api-version");
-    /* 2024-08-13 and 2024-09-04 name no event-types controller: NestJS's 404. */
-    if (v && (!strcmp(v, BOOKINGS_VERSION) || !strcmp(v, SLOTS_VERSION))) {
-        answer_no_route(req, resp);
-        return;
-    }
-    if (rate_limited(c, req, resp, "default") || !authorised(c, req, resp))
+    if (!event_types_guard(c, req, resp))
         return;
     if (!version_is(req, EVENT_TYPES_VERSION))
-        event_types_older(req, resp);
+        event_types_older(c, req, resp);
     else
-        list_event_types(resp, 0);
+        list_event_types(c, resp, 0);
+}
+
+/* The index of the personal event type {eventTypeId} names, or -1 after answering 404
+ * (a deleted one, a team one: the user's routes do not reach team event types). */
+static int own_event_type(sim_calcom_t *c, const cm_http_req_t *req, cm_http_resp_t *resp)
+{
+    int64_t id;
+    if (parse_id(cm_http_req_param(req, "eventTypeId"), &id) == 0)
+        for (size_t i = 0; i < NEVENT_TYPES; i++)
+            if (event_types[i].id == id && !event_types[i].team_id && !c->et_now[i].deleted)
+                return (int)i;
+    answer_error(req, resp, 404, "NotFoundException", "Event type not found");
+    return -1;
+}
+
+/* PATCH /v2/event-types/{eventTypeId}: a person renames an event type (title, slug). Only
+ * those two fields are simulated; any other is refused rather than silently ignored. */
+static void h_patch_event_type(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_calcom_t *c = ud;
+    json_t *body = NULL;
+    char msg[CM_ERR_LEN];
+    if (!event_types_guard(c, req, resp))
+        return;
+    if (sim_http_json_object(req, 0, &body, msg) != CM_OK) {
+        answer_bad_request(req, resp, msg);
+        return;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(body, k, v)
+    {
+        if ((strcmp(k, "title") && strcmp(k, "slug")) || !json_is_string(v) ||
+            !json_string_length(v) || json_string_length(v) >= 64) {
+            snprintf(msg, sizeof msg, "%.40s: only title and slug (1-63 characters) are simulated",
+                     k);
+            answer_bad_request(req, resp, msg);
+            json_decref(body);
+            return;
+        }
+    }
+    pthread_mutex_lock(&c->et_mu);
+    int i = own_event_type(c, req, resp);
+    if (i >= 0) {
+        const char *t = cm_json_str(body, "title", NULL), *sl = cm_json_str(body, "slug", NULL);
+        if (t)
+            snprintf(c->et_now[i].title, sizeof c->et_now[i].title, "%s", t);
+        if (sl)
+            snprintf(c->et_now[i].slug, sizeof c->et_now[i].slug, "%s", sl);
+        answer_success(resp, 200, event_type_json(c, (size_t)i));
+    }
+    pthread_mutex_unlock(&c->et_mu);
+    json_decref(body);
+}
+
+/* DELETE /v2/event-types/{eventTypeId}: answers what was deleted; slots and bookings of
+ * it then answer 404, as for an id that never existed. */
+static void h_delete_event_type(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    sim_calcom_t *c = ud;
+    if (!event_types_guard(c, req, resp))
+        return;
+    pthread_mutex_lock(&c->et_mu);
+    int i = own_event_type(c, req, resp);
+    if (i >= 0) {
+        c->et_now[i].deleted = 1;
+        answer_success(resp, 200,
+                       json_pack("{s:i,s:i,s:s,s:s}", "id", event_types[i].id, "lengthInMinutes",
+                                 event_types[i].length_min, "title", c->et_now[i].title, "slug",
+                                 c->et_now[i].slug));
+    }
+    pthread_mutex_unlock(&c->et_mu);
 }
 
 static void h_team_event_types(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
@@ -1740,7 +1870,7 @@ static void h_team_event_types(const cm_http_req_t *req, cm_http_resp_t *resp, v
         answer_error(req, resp, 404, "NotFoundException", "Team not found");
         return;
     }
-    list_event_types(resp, (int)team);
+    list_event_types(c, resp, (int)team);
 }
 
 cm_err_t sim_calcom_routes(sim_calcom_t *c, cm_http_server_t *srv)
@@ -1757,6 +1887,8 @@ cm_err_t sim_calcom_routes(sim_calcom_t *c, cm_http_server_t *srv)
         {"POST /v2/bookings/{uid}/cancel", h_cancel},
         {"POST /v2/bookings/{uid}/reschedule", h_reschedule},
         {"GET /v2/event-types", h_event_types},
+        {"PATCH /v2/event-types/{eventTypeId}", h_patch_event_type},
+        {"DELETE /v2/event-types/{eventTypeId}", h_delete_event_type},
         {"GET /v2/teams/{teamId}/event-types", h_team_event_types},
     };
     cm_err_t rc = CM_OK;

@@ -466,6 +466,47 @@ Test(calcom, slots_and_event_types_route_by_version)
     json_decref(r.body);
 }
 
+/* A person renames or deletes an event type in the dashboard (the API's PATCH and
+ * DELETE): the list shows the new slug, a deleted one is gone from the list, its slots
+ * and new bookings answer 404, and a reset brings the catalogue back. */
+Test(calcom, event_types_renamed_and_deleted)
+{
+    result_t r = call("PATCH", "/v2/event-types/101", BEARER, "2024-06-14",
+                      "{\"slug\":\"consult-60\",\"title\":\"Consult 60\"}");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(cm_json_str(r.body, "data.slug", ""), "consult-60");
+    json_decref(r.body);
+    r = call("PATCH", "/v2/event-types/101", BEARER, "2024-06-14", "{\"lengthInMinutes\":60}");
+    assert_error(&r, 400, "BadRequestException", "only title and slug");
+    json_decref(r.body);
+    r = call("PATCH", "/v2/event-types/101", NULL, "2024-06-14", "{\"slug\":\"x\"}");
+    assert_error(&r, 401, "UnauthorizedException", "");
+    json_decref(r.body);
+    r = call("DELETE", "/v2/event-types/103", BEARER, "2024-06-14", NULL);
+    assert_error(&r, 404, "NotFoundException", "Event type not found"); /* a team one */
+    json_decref(r.body);
+    r = call("DELETE", "/v2/event-types/102", BEARER, "2024-06-14", NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(cm_json_int(r.body, "data.id", 0), 102);
+    json_decref(r.body);
+    r = call("DELETE", "/v2/event-types/102", BEARER, "2024-06-14", NULL);
+    assert_error(&r, 404, "NotFoundException", "Event type not found");
+    json_decref(r.body);
+    r = call("GET", "/v2/event-types", BEARER, "2024-06-14", NULL);
+    cr_assert_eq(json_array_size(json_object_get(r.body, "data")), 1, "102 is gone");
+    cr_assert_str_eq(cm_json_str(r.body, "data.0.slug", ""), "consult-60");
+    json_decref(r.body);
+    r = call("GET", "/v2/slots?eventTypeId=102&start=2050-09-05&end=2050-09-05", NULL, "2024-09-04",
+             NULL);
+    assert_error(&r, 404, "NotFoundException", "id=102 not found");
+    json_decref(r.body);
+    sim_calcom_reset(cal);
+    r = call("GET", "/v2/event-types", BEARER, "2024-06-14", NULL);
+    cr_assert_eq(json_array_size(json_object_get(r.body, "data")), 2);
+    cr_assert_str_eq(cm_json_str(r.body, "data.0.slug", ""), "consultation");
+    json_decref(r.body);
+}
+
 /* Slots are written, and grouped by day, in the requested timeZone (default UTC). */
 Test(calcom, slots_in_the_requested_time_zone)
 {
