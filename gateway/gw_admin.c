@@ -282,6 +282,11 @@ static void h_ready(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
                             json_pack("{s:s,s:s}", "status", ok ? "ok" : "degraded", "breaker",
                                       gw_brk_state_name(st)));
     }
+    int et_problem = 0;
+    json_t *et = gw_evtcheck_json(app->evtcheck, &et_problem);
+    if (et)
+        json_object_set_new(deps, "event_types", et);
+    degraded |= et_problem;
     const char *status = !store_ok ? "failing" : degraded ? "degraded" : "ok";
     json_t *body = json_pack("{s:s,s:o}", "status", status, "dependencies", deps);
     if (store_read)

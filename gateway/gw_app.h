@@ -6,6 +6,7 @@
 
 #include "cm_http_server.h"
 #include "gw_config.h"
+#include "gw_evtcheck.h"
 #include "gw_obs.h"
 #include "gw_outbound.h"
 #include "gw_store.h"
@@ -17,6 +18,7 @@ typedef struct {
     gw_worker_t *worker;
     gw_obs_t *obs;
     gw_outbound_t *ob;
+    gw_evtcheck_t *evtcheck; /* NULL when the event-type check is off */
 } gw_app_t;
 
 /* Registers POST /webhooks/{provider} routes (gw_inbound.c). */

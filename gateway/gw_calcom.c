@@ -11,6 +11,7 @@
 
 #define SLOTS_VERSION "cal-api-version: 2024-09-04"
 #define BOOKINGS_VERSION "cal-api-version: 2024-08-13"
+#define EVENT_TYPES_VERSION "cal-api-version: 2024-06-14"
 
 const char *gw_outcome_name(gw_outcome_t o)
 {
@@ -294,6 +295,45 @@ gw_outcome_t gw_calcom_find(gw_calcom_ctx_t *c, const char *attendee_email, int6
                 break;
             }
         }
+    }
+    json_decref(ans);
+    cm_http_response_free(&r);
+    return out;
+}
+
+gw_outcome_t gw_calcom_event_types(gw_calcom_ctx_t *c, int64_t team_id, json_t **types,
+                                   long *http_status, char *err)
+{
+    char url[512], auth[512];
+    cm_http_response_t r;
+    gw_policy_outcome_t po;
+    json_t *ans = NULL;
+    gw_outcome_t out = GW_OUT_OK;
+    *types = NULL;
+    if (team_id > 0)
+        snprintf(url, sizeof url, "%s/v2/teams/%lld/event-types", c->ob->calcom.cfg->base_url,
+                 (long long)team_id);
+    else
+        snprintf(url, sizeof url, "%s/v2/event-types", c->ob->calcom.cfg->base_url);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->api_key);
+    const char *hdrs[] = {auth, EVENT_TYPES_VERSION, NULL};
+    gw_call_t call = {.operation = "event_types",
+                      .safe = 1,
+                      .rl_key = c->api_key,
+                      .traceparent = c->traceparent,
+                      .req = {.method = "GET", .url = url, .headers = hdrs}};
+    gw_policy_status_t st =
+        gw_outbound_call(c->ob, &c->ob->calcom, c->http, c->rng, &call, &r, &po);
+    *http_status = r.status;
+    if (st != GW_POL_DONE || r.status != 200) {
+        out = classify(c, st, &po, &r, err);
+    } else if (cm_json_parse(r.body.data, r.body.len, r.body.toobig, &ans, err) != CM_OK) {
+        out = GW_OUT_RETRY;
+    } else if (!json_is_array(json_object_get(ans, "data"))) {
+        cm_errf(err, "the event types answer has no \"data\" list");
+        out = GW_OUT_FAIL;
+    } else {
+        *types = json_incref(json_object_get(ans, "data"));
     }
     json_decref(ans);
     cm_http_response_free(&r);

@@ -62,6 +62,13 @@ gw_outcome_t gw_calcom_cancel(gw_calcom_ctx_t *c, const char *uid, const char *r
 gw_outcome_t gw_calcom_find(gw_calcom_ctx_t *c, const char *attendee_email, int64_t start_ms,
                             const char *saga_id, char *uid, size_t cap, int *found, char *err);
 
+/* The event types Cal.com lists for the key: the user's own (GET /v2/event-types,
+ * cal-api-version 2024-06-14) or, team_id > 0, the team's (GET /v2/teams/{id}/event-types).
+ * On GW_OUT_OK *types is the "data" array (the caller's; json_decref it). *http_status is
+ * the last HTTP status (0 when none came): a 401 or 403 means the key itself is refused. */
+gw_outcome_t gw_calcom_event_types(gw_calcom_ctx_t *c, int64_t team_id, json_t **types,
+                                   long *http_status, char *err);
+
 /* Whether a slots answer's "data" holds a slot starting at want_ms. Accepts both shapes
  * Cal.com has used: {"2050-09-05":[{"start":ISO}]} (2024-09-04, also {start,end} ranges)
  * and {"slots":{"2050-09-05":[{"time":ISO}]}} (the older /v2/slots/available); times

@@ -34,9 +34,10 @@ static void problem(checker_t *ck, const char *path, const char *fmt, ...)
     fputc('\n', ck->report);
 }
 
-static const char *const top_keys[] = {
-    "listen",    "data_dir", "admin_token", "log_level", "seed",      "webhooks", "store", "worker",
-    "providers", "tenants",  "sources",     "saga",      "retention", "tracing",  NULL};
+static const char *const top_keys[] = {"listen",    "data_dir", "admin_token", "log_level",
+                                       "seed",      "webhooks", "store",       "worker",
+                                       "providers", "tenants",  "sources",     "saga",
+                                       "retention", "tracing",  "event_types", NULL};
 
 static void unknown_keys(checker_t *ck, const char *path, const json_t *obj,
                          const char *const *known)
@@ -361,7 +362,8 @@ static void load_tenant(checker_t *ck, size_t i, const json_t *t, gw_tenant_t *o
     snprintf(sub, sizeof sub, "%s.calcom", path);
     const json_t *cc = obj_field(ck, path, t, "calcom", 1);
     if (cc) {
-        static const char *const cknown[] = {"api_key", "event_type_id", "webhook_secrets", NULL};
+        static const char *const cknown[] = {"api_key", "event_type_id",   "event_type_slug",
+                                             "team_id", "webhook_secrets", NULL};
         unknown_keys(ck, sub, cc, cknown);
         char kp[192];
         snprintf(kp, sizeof kp, "%s.api_key", sub);
@@ -372,6 +374,9 @@ static void load_tenant(checker_t *ck, size_t i, const json_t *t, gw_tenant_t *o
         out->calcom_event_type_id = int_field(ck, sub, cc, "event_type_id", 0, 1, INT32_MAX);
         if (!json_object_get(cc, "event_type_id"))
             problem(ck, sub, "\"event_type_id\" is required");
+        if (json_object_get(cc, "event_type_slug"))
+            out->calcom_event_type_slug = str_field(ck, sub, cc, "event_type_slug", NULL);
+        out->calcom_team_id = int_field(ck, sub, cc, "team_id", 0, 1, INT32_MAX);
         secret_list(ck, sub, cc, "webhook_secrets", out->calcom_webhook_secrets,
                     &out->ncalcom_webhook_secrets, 0, "");
     }
@@ -589,6 +594,18 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
                 "as new (0 keeps everything)",
                 (long long)c->retention_max_age_ms, (long long)(2 * window));
 
+    const json_t *et = obj_field(&ck, "$", root, "event_types", 0);
+    static const char *const etknown[] = {"check_interval_ms", NULL};
+    if (et)
+        unknown_keys(&ck, "event_types", et, etknown);
+    c->event_type_check_ms =
+        int_field(&ck, "event_types", et, "check_interval_ms", 600000, 0, 86400000);
+    if (c->event_type_check_ms && c->event_type_check_ms < 1000)
+        problem(&ck, "event_types.check_interval_ms",
+                "%lld ms would list the event types more than once a second (0 turns the "
+                "check off)",
+                (long long)c->event_type_check_ms);
+
     const json_t *prov = obj_field(&ck, "$", root, "providers", 1);
     static const char *const pknown[] = {"calcom", "stripe", "slot_cache_ttl_ms", NULL};
     if (prov)
@@ -674,6 +691,7 @@ void gw_config_free(gw_config_t **cp)
         for (size_t k = 0; k < t->nretell_keys; k++)
             free(t->retell_keys[k]);
         free(t->calcom_api_key);
+        free(t->calcom_event_type_slug);
         for (size_t k = 0; k < t->ncalcom_webhook_secrets; k++)
             free(t->calcom_webhook_secrets[k]);
         free(t->stripe_api_key);

@@ -28,6 +28,11 @@ typedef struct {
     size_t nretell_keys;
     char *calcom_api_key;
     int64_t calcom_event_type_id; /* default event type when the call names none */
+    /* What the event-type check (gw_evtcheck) expects: its slug (NULL: the slug seen at
+     * the first check, so a rename while running is noticed), and the team whose event
+     * types are listed too (0: none). */
+    char *calcom_event_type_slug;
+    int64_t calcom_team_id;
     char *calcom_webhook_secrets[GW_MAX_KEYS];
     size_t ncalcom_webhook_secrets;
     char *stripe_api_key; /* NULL when the tenant takes no deposits */
@@ -133,6 +138,10 @@ typedef struct {
     int64_t retention_max_age_ms;
     int64_t retention_interval_ms;
     int retention_batch;
+
+    /* The event-type check (gw_evtcheck): every tenant's configured Cal.com event type is
+     * looked up at start and then every this often; 0 turns it off. */
+    int64_t event_type_check_ms;
 
     gw_provider_t calcom;
     gw_provider_t stripe;      /* base_url NULL when no tenant takes deposits */

@@ -18,9 +18,14 @@
 #include "cm_http_server.h"
 #include "cm_log.h"
 #include "gw_app.h"
+#include "gw_evtcheck.h"
 #include "gw_retention.h"
 #include "gw_otlp.h"
 #include "gw_testhook.h"
+
+/* How long the start waits for the first event-type check: a Cal.com that answers does so
+ * in milliseconds; one that does not must not keep the gateway from taking webhooks. */
+#define EVTCHECK_FIRST_WAIT_MS 3000
 
 static void usage(FILE *f)
 {
@@ -136,6 +141,7 @@ static int run(const char *config_path, const char *ready_path)
     gw_obs_t *obs = NULL;
     gw_outbound_t *ob = NULL;
     gw_retention_t *retention = NULL;
+    gw_evtcheck_t *evtcheck = NULL;
     gw_otlp_t *otlp = NULL;
     cm_http_server_t *srv = NULL;
     char err[CM_ERR_LEN] = "";
@@ -220,7 +226,14 @@ static int run(const char *config_path, const char *ready_path)
         fprintf(stderr, "gateway: %s\n", err[0] ? err : "cannot start retention");
         goto out;
     }
-    gw_app_t app = {.cfg = cfg, .store = store, .worker = worker, .obs = obs, .ob = ob};
+    /* Before the server says it is ready: a deleted event type is in the first answer of
+     * /health/ready, not in the first failed booking. */
+    if (gw_evtcheck_start(cfg, ob, obs, EVTCHECK_FIRST_WAIT_MS, &evtcheck, err) != CM_OK) {
+        fprintf(stderr, "gateway: %s\n", err[0] ? err : "cannot start the event-type check");
+        goto out;
+    }
+    gw_app_t app = {
+        .cfg = cfg, .store = store, .worker = worker, .obs = obs, .ob = ob, .evtcheck = evtcheck};
     raise_nofile();
     cm_http_server_cfg_t scfg = {.bind_addr = cfg->listen_addr,
                                  .port = cfg->listen_port,
@@ -260,6 +273,7 @@ out:
     gw_obs_watch_server(obs, NULL);
     cm_http_server_free(&srv);
     gw_retention_stop(&retention);
+    gw_evtcheck_stop(&evtcheck);
     gw_worker_stop(&worker);
     gw_outbound_free(&ob);
     /* Nothing makes spans any more: the last ones go out (bounded by the export timeout). */

@@ -172,6 +172,39 @@ Test(config, retention_defaults_and_its_floor)
     gw_config_free(&cfg);
 }
 
+Test(config, event_type_check_settings)
+{
+    gw_config_t *cfg = NULL;
+    cr_assert_eq(load_text(GOOD, &cfg), 0, "%s", report);
+    cr_assert_eq(cfg->event_type_check_ms, 600000, "every 10 minutes by default");
+    cr_assert_null(cfg->tenants[0].calcom_event_type_slug);
+    cr_assert_eq(cfg->tenants[0].calcom_team_id, 0);
+    gw_config_free(&cfg);
+    const char *text =
+        "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"t\",\"providers\":{\"calcom\":"
+        "{\"base_url\":\"http://h\"}},\"event_types\":{\"check_interval_ms\":0},\"tenants\":["
+        "{\"id\":\"acme\",\"retell\":{\"agent_ids\":[\"ag1\"],\"api_keys\":[\"key_1\"]},"
+        "\"calcom\":{\"api_key\":\"cal_1\",\"event_type_id\":103,\"team_id\":201,"
+        "\"event_type_slug\":\"team-consultation\"}}]}";
+    cr_assert_eq(load_text(text, &cfg), 0, "%s", report);
+    cr_assert_eq(cfg->event_type_check_ms, 0, "0 turns it off");
+    cr_assert_str_eq(cfg->tenants[0].calcom_event_type_slug, "team-consultation");
+    cr_assert_eq(cfg->tenants[0].calcom_team_id, 201);
+    gw_config_free(&cfg);
+    text = "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"t\",\"providers\":{\"calcom\":"
+           "{\"base_url\":\"http://h\"}},\"event_types\":{\"check_interval_ms\":500,\"x\":1},"
+           "\"tenants\":[{\"id\":\"acme\",\"retell\":{\"agent_ids\":[\"ag1\"],\"api_keys\":"
+           "[\"key_1\"]},\"calcom\":{\"api_key\":\"cal_1\",\"event_type_id\":101,\"team_id\":0,"
+           "\"event_type_slug\":\"\"}}]}";
+    cr_assert_eq(load_text(text, &cfg), 4, "%s", report);
+    cr_assert(strstr(report, "event_types.check_interval_ms: 500 ms would list"), "%s", report);
+    cr_assert(strstr(report, "event_types: unknown key \"x\""), "%s", report);
+    cr_assert(strstr(report, "tenants[0].calcom: \"team_id\" must be an integer from 1"), "%s",
+              report);
+    cr_assert(strstr(report, "tenants[0].calcom: \"event_type_slug\" must be a non-empty string"),
+              "%s", report);
+}
+
 Test(config, malformed_json_and_missing_file)
 {
     gw_config_t *cfg = NULL;
