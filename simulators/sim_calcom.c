@@ -740,7 +740,15 @@ static void *hook_worker(void *arg)
 
 cm_err_t sim_calcom_set_webhook(sim_calcom_t *c, const char *url, char *err)
 {
-    if (!url || (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) || strlen(url) > 2048) {
+    if (!url) {
+        /* No subscription: bookings send nothing; deliveries already queued still go. */
+        pthread_mutex_lock(&c->mu);
+        free(c->hook_url);
+        c->hook_url = NULL;
+        pthread_mutex_unlock(&c->mu);
+        return CM_OK;
+    }
+    if ((strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) || strlen(url) > 2048) {
         cm_errf(err, "url must be an http:// or https:// URL of at most 2048 bytes");
         return CM_EINVAL;
     }

@@ -69,7 +69,8 @@ void sim_calcom_free(sim_calcom_t **c);
 /* Aborts a webhook in flight and stops the worker (call before stopping the servers). */
 void sim_calcom_shutdown(sim_calcom_t *c);
 
-/* Sets where booking webhooks go (copied). CM_EINVAL when not an http(s) URL. */
+/* Sets where booking webhooks go (copied); NULL: nowhere (no subscription). CM_EINVAL when
+ * not an http(s) URL. */
 cm_err_t sim_calcom_set_webhook(sim_calcom_t *c, const char *url, char *err) CM_WUR;
 
 /* The most copies of one webhook sim_calcom_send_event sends. */

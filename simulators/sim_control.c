@@ -746,8 +746,13 @@ static void h_calcom_webhook(const cm_http_req_t *req, cm_http_resp_t *resp, voi
     char err[CM_ERR_LEN] = "";
     json_t *body = NULL;
     cm_err_t rc = sim_http_json_object(req, 0, &body, err);
-    if (!rc)
-        rc = sim_calcom_set_webhook(ctl->calcom, cm_json_str(body, "url", NULL), err);
+    const json_t *url = body ? json_object_get(body, "url") : NULL;
+    if (!rc && !json_is_string(url) && !json_is_null(url)) {
+        cm_errf(err, "url must be an http:// or https:// URL, or null to send no webhooks");
+        rc = CM_EINVAL;
+    } else if (!rc) {
+        rc = sim_calcom_set_webhook(ctl->calcom, json_string_value(url), err);
+    }
     json_decref(body);
     if (rc)
         answer_err(resp, rc, err);

@@ -245,6 +245,9 @@ Test(control, provider_control_routes)
     cr_assert_eq(cm_json_int(v, "count", -1), 0);
     json_decref(v);
     cr_assert_eq(call("PUT", "/control/calcom/webhook", "{\"url\":\"nope\"}", NULL), 400);
+    cr_assert_eq(call("PUT", "/control/calcom/webhook", "{}", NULL), 400, "url is required");
+    cr_assert_eq(call("PUT", "/control/calcom/webhook", "{\"url\":null}", NULL), 204,
+                 "null clears it (attach mode undoes a scenario's URL so)");
     cr_assert_eq(call("PUT", "/control/calcom/webhook", "{\"url\":\"http://127.0.0.1:9/c\"}", NULL),
                  204);
     cr_assert_eq(
