@@ -15,6 +15,7 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null;
 trap cleanup EXIT
 cat >"$dir/gw.json" <<JSON
 { "data_dir": "$dir/data", "admin_token": "tok", "log_level": "error",
+  "listen": {"port": 0},
   "worker": {"max_attempts": 2, "backoff_base_ms": 10},
   "providers": {"calcom": {"base_url": "http://127.0.0.1:9", "breaker": {"failures": 2}}},
   "tenants": [{"id": "t", "retell": {"agent_ids": ["ag"], "api_keys": ["key_t"]},
@@ -22,8 +23,8 @@ cat >"$dir/gw.json" <<JSON
 JSON
 "$gw" --config "$dir/gw.json" --ready-file "$dir/ready" 2>"$dir/log" &
 pid=$!
-# Until the ready file or the process's end; the 60 s deadline is only a backstop (a loaded
-# machine took more than 10 s), the loop ends as soon as either happens.
+# Port 0: any free one (the default, 8080, may be another test's: the start then failed).
+# Until the ready file or the process's end; the 60 s deadline is only a backstop.
 for _ in $(seq 1 1200); do
   [ -s "$dir/ready" ] && break
   kill -0 "$pid" 2>/dev/null || break
@@ -56,9 +57,12 @@ got=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Length: 9999999
       --data-binary x "$url/webhooks/retell")
 [ "$got" = 413 ] || { echo "FAIL: a declared 1 GB body got $got, want 413"; exit 1; }
 
-# Wait (bounded) until the unreachable Cal.com has opened the breaker.
+# Wait (bounded) until the unreachable Cal.com has opened the breaker and the job has run:
+# the event-type check at start may have opened the breaker before the webhook came.
 for _ in $(seq 1 200); do
-  curl -s "$url/metrics" | grep -qF 'gw_breaker_state{provider="calcom",state="open"} 1' && break
+  curl -s "$url/metrics" >"$dir/metrics.txt"
+  grep -qF 'gw_breaker_state{provider="calcom",state="open"} 1' "$dir/metrics.txt" &&
+    grep -qF 'gw_sagas_started_total 1' "$dir/metrics.txt" && break
   sleep 0.05
 done
 curl -s "$url/metrics" >"$dir/metrics.txt"
@@ -74,7 +78,9 @@ for want in 'gw_webhooks_total{provider="retell",result="accepted"} 1' \
             'gw_http_connections{state="waiting_head"}' \
             'gw_webhooks_total{provider="stripe",result="rejected_stale"} 0' \
             'gw_breaker_transitions_total{provider="stripe",from="closed",to="open"} 0' \
-            'gw_retry_budget_rejections_total{provider="calcom"} 0'; do
+            'gw_retry_budget_rejections_total{provider="calcom"} 0' \
+            'gw_event_type_checks_total{result="error"} 1' \
+            'gw_event_type_checks_total{result="problem"} 0'; do
   grep -qF "$want" "$dir/metrics.txt" || { echo "FAIL: no '$want' in the scrape"; cat "$dir/metrics.txt"; exit 1; }
 done
 grep -q '^gw_breaker_transitions_total{' "$dir/metrics.txt" || { echo "FAIL: breaker never moved"; exit 1; }
