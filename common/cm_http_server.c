@@ -90,7 +90,8 @@ struct cm_http_server {
     struct MHD_Daemon *d;
     uint16_t port;
     guard_t g;
-    int guard_on; /* any limit or deadline configured */
+    int guard_on;     /* any limit or deadline configured */
+    size_t body_held; /* bytes of bodies held now (atomic), of cfg.body_budget */
 };
 
 enum { DEFER_NONE = 0, DEFER_WAITING, DEFER_DONE };
@@ -102,6 +103,8 @@ enum { DEFER_NONE = 0, DEFER_WAITING, DEFER_DONE };
 typedef struct cm_http_deferred {
     cm_buf_t body;
     int toobig;      /* the body is over the limit: 413 */
+    int over_budget; /* the bodies held at once would exceed body_budget: 503 */
+    size_t held;     /* bytes of this body counted in body_held */
     int head_toobig; /* the head is over header_limit: 431 */
     conn_ent_t *ent; /* the guard's entry, or NULL */
     int64_t start_ns;
@@ -134,6 +137,8 @@ cm_http_server_t *cm_http_server_new(const cm_http_server_cfg_t *cfg)
     }
     if (!s->cfg.body_limit)
         s->cfg.body_limit = 1 << 20;
+    if (!s->cfg.body_budget)
+        s->cfg.body_budget = 64 * s->cfg.body_limit;
     if (!s->cfg.conn_timeout_s)
         s->cfg.conn_timeout_s = 30;
     return s;
@@ -742,6 +747,7 @@ void cm_http_server_stats(cm_http_server_t *s, cm_http_server_stats_t *out)
     pthread_mutex_lock(&s->g.mu);
     *out = s->g.st;
     out->open = s->g.live;
+    out->body_bytes_held = __atomic_load_n(&s->body_held, __ATOMIC_RELAXED);
     out->waiting_head = out->reading_body = 0;
     for (conn_ent_t *e = s->g.head.next; e != &s->g.head; e = e->next)
         out->waiting_head++;
@@ -985,6 +991,14 @@ static enum MHD_Result answer(cm_http_server_t *s, struct MHD_Connection *conn, 
         snprintf(detail, sizeof detail, "request body exceeds %zu bytes", s->cfg.body_limit);
         cm_http_resp_problem(resp, 413, "Content Too Large", detail);
         count(s, &s->g.st.bodies_too_large);
+    } else if (ctx->over_budget) {
+        /* Not the sender's fault: worth retrying soon, which every provider's webhook
+         * retry does on a 5xx (Cal.com sends once: reconciliation finds what it lost). */
+        cm_http_resp_problem(resp, 503, "Service Unavailable",
+                             "too many request bodies are being received at once; retry");
+        if (cm_http_resp_header(resp, "Retry-After", "1") != CM_OK)
+            CM_WARN(s->name, "could not add Retry-After to a 503");
+        count(s, &s->g.st.over_budget);
     } else {
         dispatch(s, &req, resp);
     }
@@ -1005,9 +1019,9 @@ static enum MHD_Result answer(cm_http_server_t *s, struct MHD_Connection *conn, 
     cm_log_set_cid(NULL);
     CM_DEBUG(s->name, "%s %s -> %d", method, url, resp->status);
     enum MHD_Result ret;
-    if (ctx->toobig == 2) {
-        /* Over the limit in the middle of the body: libmicrohttpd takes no response now,
-         * so the 413 is written by hand and the connection closed (MHD_NO). */
+    if (ctx->toobig == 2 || ctx->over_budget) {
+        /* Over the limit (or the budget) in the middle of the body: libmicrohttpd takes no
+         * response now, so the answer is written by hand and the connection closed. */
         if (resp->action == CM_HTTP_ANSWER)
             write_raw(cm_http_req_fd(&req), resp);
         else
@@ -1051,6 +1065,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return answer(s, conn, ctx, method, url);
     }
     if (*upload_size) {
+        /* Counted before it is kept: the sum of what all connections hold never passes
+         * the budget, even for a moment. */
+        size_t held = __atomic_add_fetch(&s->body_held, *upload_size, __ATOMIC_RELAXED);
+        if (held > s->cfg.body_budget) {
+            __atomic_sub_fetch(&s->body_held, *upload_size, __ATOMIC_RELAXED);
+            ctx->over_budget = 1;
+            *upload_size = 0;
+            (void)guard_move(s, ctx->ent, -1, PH_BUSY);
+            return answer(s, conn, ctx, method, url);
+        }
+        ctx->held += *upload_size;
         if (cm_buf_add(&ctx->body, upload, *upload_size) != CM_OK) {
             /* Over the limit with no Content-Length to tell beforehand (chunked): not one
              * byte more is read. An endless chunked body was once read to its end: 73.7
@@ -1088,6 +1113,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         ctx_free_params(ctx);
         resp_free(&ctx->resp);
         cm_buf_free(&ctx->body);
+        __atomic_sub_fetch(&s->body_held, ctx->held, __ATOMIC_RELAXED);
         free(ctx);
         *con_cls = NULL;
     }

@@ -93,10 +93,16 @@ typedef int (*cm_http_filter_fn)(const cm_http_req_t *req, cm_http_resp_t *resp,
 typedef void (*cm_http_after_fn)(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud);
 
 typedef struct {
-    const char *bind_addr;   /* "127.0.0.1" when NULL */
-    uint16_t port;           /* 0: any free port; read it back with cm_http_server_port */
-    unsigned threads;        /* pool size; 0 = one thread per connection */
-    size_t body_limit;       /* bytes; 1 MiB when 0 */
+    const char *bind_addr; /* "127.0.0.1" when NULL */
+    uint16_t port;         /* 0: any free port; read it back with cm_http_server_port */
+    unsigned threads;      /* pool size; 0 = one thread per connection */
+    size_t body_limit;     /* bytes; 1 MiB when 0 */
+    /* Bytes of request bodies held at once, all connections together (from their first
+     * byte until the request is done); a body that would go over it is refused with 503
+     * and Retry-After, its connection closed. Bounds what many large bodies in parallel
+     * cost in memory, so body_limit can fit the largest real webhook. 64 x body_limit
+     * when 0. */
+    size_t body_budget;
     unsigned conn_timeout_s; /* inactivity timeout (any byte resets it); 30 when 0 */
     const char *name;        /* log component, e.g. "sim.calcom" */
     /* Hostile load; each is off when 0. */
@@ -126,6 +132,8 @@ typedef struct {
     uint64_t refused;          /* new connections closed unread: at a limit, none to evict */
     uint64_t heads_too_large;  /* answered 431 */
     uint64_t bodies_too_large; /* answered 413 */
+    uint64_t over_budget;      /* answered 503: the bodies held at once were at body_budget */
+    uint64_t body_bytes_held;  /* now, of body_budget */
 } cm_http_server_stats_t;
 
 /* Creates a stopped server. Copies cfg's strings. NULL when out of memory. */

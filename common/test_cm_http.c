@@ -693,3 +693,60 @@ Test(guard, a_head_over_the_limit_gets_431)
     cm_http_response_free(&r);
     cm_http_client_free(&c);
 }
+
+/* Waits (with a deadline) until the server holds n bytes of bodies. */
+static void wait_held(uint64_t n)
+{
+    int64_t t0 = cm_clock_mono_ms();
+    while (stats().body_bytes_held != n && cm_clock_mono_ms() - t0 < 5000)
+        usleep(2000);
+    cr_assert_eq(stats().body_bytes_held, n);
+}
+
+/* The bodies held at once, all connections together, stay within body_budget: a body that
+ * would pass it while another is still being received gets 503 with Retry-After, and once
+ * that one is done the same body goes through. */
+Test(guard, bodies_held_at_once_stay_within_the_budget)
+{
+    guard_start((cm_http_server_cfg_t){.body_limit = 65536, .body_budget = 16384});
+    static char big[12000], small[8000];
+    memset(big, 'a', sizeof big);
+    memset(small, 'b', sizeof small);
+    char head[128], buf[8192];
+    int closed;
+    int a = raw_connect();
+    snprintf(head, sizeof head, "POST /items/1 HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+             sizeof big);
+    cr_assert_eq(raw_send(a, head, strlen(head)), 0);
+    cr_assert_eq(raw_send(a, big, sizeof big - 1), 0, "all but its last byte");
+    wait_held(sizeof big - 1);
+
+    int b = raw_connect();
+    snprintf(head, sizeof head, "POST /items/2 HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+             sizeof small);
+    cr_assert_eq(raw_send(b, head, strlen(head)), 0);
+    (void)raw_send(b, small, sizeof small); /* the server may close before the end */
+    raw_read(b, buf, sizeof buf, 5000, 1, &closed);
+    close(b);
+    cr_assert(strncmp(buf, "HTTP/1.1 503", 12) == 0, "%s", buf);
+    cr_assert(strstr(buf, "Retry-After: 1"), "%s", buf);
+    cr_assert_eq(stats().over_budget, 1);
+    cr_assert_eq(stats().body_bytes_held, sizeof big - 1, "the refused body was let go");
+
+    cr_assert_eq(raw_send(a, big + sizeof big - 1, 1), 0);
+    raw_read(a, buf, sizeof buf, 5000, 1, &closed);
+    close(a);
+    cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%.200s", buf);
+    wait_held(0);
+
+    b = raw_connect();
+    snprintf(head, sizeof head, "POST /items/3 HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+             sizeof small);
+    cr_assert_eq(raw_send(b, head, strlen(head)), 0);
+    cr_assert_eq(raw_send(b, small, sizeof small), 0);
+    raw_read(b, buf, sizeof buf, 5000, 1, &closed);
+    close(b);
+    cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%.200s", buf);
+    cr_assert_eq(stats().over_budget, 1);
+    wait_held(0);
+}

@@ -510,8 +510,18 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
     c->seed = (uint64_t)int_field(&ck, "$", root, "seed", 1, 0, INT64_MAX);
 
     const json_t *wh = obj_field(&ck, "$", root, "webhooks", 0);
-    c->body_limit =
-        (size_t)int_field(&ck, "webhooks", wh, "body_limit", 256 * 1024, 1024, 16 << 20);
+    /* 2 MiB: Retell's call_analyzed carries the whole transcript with word timings: the
+     * full call object (sim_retell, test_sim_retell_call_object) is 155 KB at 10 minutes
+     * and 229 KB at 15, so a call of an hour (Retell's default max_call_duration_ms) is
+     * about 1 MB; 256 KiB refused every call over about 17 minutes. */
+    c->body_limit = (size_t)int_field(&ck, "webhooks", wh, "body_limit", 2 << 20, 1024, 16 << 20);
+    c->body_budget =
+        (size_t)int_field(&ck, "webhooks", wh, "body_budget", 64LL << 20, 1 << 20, 4LL << 30);
+    if (c->body_budget < c->body_limit)
+        problem(&ck, "webhooks.body_budget",
+                "%zu bytes is less than body_limit (%zu): no body of the largest size could "
+                "be received",
+                c->body_budget, c->body_limit);
     c->retell_tolerance_ms =
         int_field(&ck, "webhooks", wh, "retell_tolerance_ms", 300000, 1000, 3600000);
     c->calcom_replay_window_ms =
@@ -521,13 +531,9 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
     /* 8: two tenants with every key slot of a rotation in use, or eight with one key. */
     c->shared_route_max_keys =
         (unsigned)int_field(&ck, "webhooks", wh, "shared_route_max_keys", 8, 0, 64);
-    static const char *const whknown[] = {"body_limit",
-                                          "retell_tolerance_ms",
-                                          "calcom_replay_window_ms",
-                                          "stripe_tolerance_s",
-                                          "std_tolerance_s",
-                                          "shared_route_max_keys",
-                                          NULL};
+    static const char *const whknown[] = {
+        "body_limit",         "body_budget",     "retell_tolerance_ms",   "calcom_replay_window_ms",
+        "stripe_tolerance_s", "std_tolerance_s", "shared_route_max_keys", NULL};
     if (wh)
         unknown_keys(&ck, "webhooks", wh, whknown);
 

@@ -110,6 +110,7 @@ typedef struct {
     uint64_t seed; /* for back-off jitter; reports print it */
 
     size_t body_limit;
+    size_t body_budget; /* bytes of request bodies held at once, all connections together */
     int64_t retell_tolerance_ms;
     int64_t calcom_replay_window_ms; /* Cal.com signs no timestamp: createdAt must be this fresh */
     int64_t stripe_tolerance_s;

@@ -239,6 +239,7 @@ static int run(const char *config_path, const char *ready_path)
                                  .port = cfg->listen_port,
                                  .threads = cfg->http_threads,
                                  .body_limit = cfg->body_limit,
+                                 .body_budget = cfg->body_budget,
                                  .name = "gw.http",
                                  .max_conns = cfg->max_connections,
                                  .max_conns_per_ip = cfg->max_connections_per_ip,

@@ -217,7 +217,9 @@ cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
         rc = gw_metrics_counter(o->reg, "gw_http_connections_closed_total",
                                 "Connections the HTTP server closed to protect itself, by reason "
                                 "(head_timeout, body_timeout, evicted: made room for a newcomer "
-                                "at a limit; refused: new and closed unread at a limit)",
+                                "at a limit; refused: new and closed unread at a limit; "
+                                "body_budget: answered 503 as the bodies held at once were at "
+                                "webhooks.body_budget)",
                                 "reason", &o->http_closed, err);
     if (!rc)
         rc = gw_metrics_counter(o->reg, "gw_http_requests_too_large_total",
@@ -278,6 +280,7 @@ static void http_closed_collect(void *ud, gw_mfamily_t *f)
     counter_to(f, "body_timeout", st.body_timeouts);
     counter_to(f, "evicted", st.evicted);
     counter_to(f, "refused", st.refused);
+    counter_to(f, "body_budget", st.over_budget);
 }
 
 static void http_large_collect(void *ud, gw_mfamily_t *f)

@@ -205,6 +205,21 @@ Test(config, event_type_check_settings)
               "%s", report);
 }
 
+Test(config, body_limit_fits_long_calls_and_the_budget_bounds_memory)
+{
+    gw_config_t *cfg = NULL;
+    cr_assert_eq(load_text(GOOD, &cfg), 0, "%s", report);
+    cr_assert_eq(cfg->body_limit, 2u << 20, "an hour-long Retell call fits");
+    cr_assert_eq(cfg->body_budget, 64u << 20);
+    gw_config_free(&cfg);
+    const char *text = "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"t\",\"providers\":{\"calcom\":"
+                       "{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT "],"
+                       "\"webhooks\":{\"body_limit\":4194304,\"body_budget\":2097152}}";
+    cr_assert_eq(load_text(text, &cfg), 1, "%s", report);
+    cr_assert(strstr(report, "webhooks.body_budget: 2097152 bytes is less than body_limit"), "%s",
+              report);
+}
+
 Test(config, malformed_json_and_missing_file)
 {
     gw_config_t *cfg = NULL;
