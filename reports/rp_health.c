@@ -31,6 +31,21 @@ static const char *const area_titles[NAREAS] = {"Webhook security",
                                                 "Privacy of callers' data",
                                                 "Monitoring"};
 
+/* What a failure in the area costs, as the audit puts it (shown with each finding). */
+static const char *const area_impacts[NAREAS] = {
+    "Security vulnerability: anyone can send fake webhooks that book, cancel or refund.",
+    "Duplicate bookings and charges when a provider delivers a webhook twice.",
+    "A slow provider delays acknowledgements past the sender's timeout: retries, duplicates.",
+    "Lost calls when a provider is down for longer than a few fixed retries.",
+    "A provider outage cascades: every call keeps hammering it and waits on it.",
+    "A hanging provider holds the worker far too long; calls queue up behind it.",
+    "Slots shown as free are taken: 'Time slot no longer available', failed bookings.",
+    "Inconsistent state: bookings without payment, payments without booking.",
+    "Retried calls book or charge twice; Cal.com answers in an older shape.",
+    "Callers' personal data in the logs (GDPR exposure).",
+    "Failures go unnoticed: no metrics, no alerts.",
+};
+
 int rp_health_area_index(const char *area)
 {
     for (size_t i = 0; area && i < NAREAS; i++)
@@ -275,7 +290,8 @@ static cm_err_t html_findings(cm_buf_t *b, const json_t *doc)
         if (!rc)
             rc = text(b, json_string_value(json_object_get(f, "scenario")));
         if (!rc)
-            rc = cm_buf_addstr(b, "</code></p><pre>");
+            rc = cm_buf_printf(b, "</code></p><p>Impact: %s</p><pre>",
+                               a >= 0 ? area_impacts[a] : "?");
         const json_t *ev = json_object_get(f, "evidence"), *e;
         size_t k;
         json_array_foreach(ev, k, e)

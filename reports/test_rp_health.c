@@ -154,6 +154,7 @@ Test(health, an_errored_scenario_is_a_finding_and_bad_bytes_stay_json)
     cr_assert_eq(rp_health_render_html(r, "naive <gw>", &b), CM_OK);
     cr_assert_not_null(strstr(b.data, "naive &lt;gw&gt;"));
     cr_assert_not_null(strstr(b.data, "forged &lt;b&gt;"));
+    cr_assert_not_null(strstr(b.data, "Impact: Security vulnerability"));
     cr_assert_not_null(strstr(b.data, "Monitoring</td><td class=\"na\">not judged"));
     cr_assert_null(strstr(b.data, "<script"));
     cr_assert_null(strstr(b.data, "http://"), "self-contained");
