@@ -31,6 +31,8 @@ static void case_free(rp_case_t *c)
     free(c->message);
     free(c->detail);
     free(c->kept_dir);
+    free(c->area);
+    free(c->finding);
     for (size_t i = 0; i < c->ntags; i++)
         free(c->tags[i]);
     free(c->tags);
@@ -174,6 +176,20 @@ cm_err_t rp_case_set_kept(rp_case_t *c, const char *dir)
         return CM_ENOMEM;
     free(c->kept_dir);
     c->kept_dir = d;
+    return CM_OK;
+}
+
+cm_err_t rp_case_set_area(rp_case_t *c, const char *area, const char *finding)
+{
+    char *a = NULL, *f = NULL;
+    if ((area && !(a = strdup(area))) || (finding && !(f = strdup(finding)))) {
+        free(a);
+        return CM_ENOMEM;
+    }
+    free(c->area);
+    free(c->finding);
+    c->area = a;
+    c->finding = f;
     return CM_OK;
 }
 

@@ -77,9 +77,13 @@ typedef struct {
     char **tags;        /* the scenario's tags (rp_case_set_tags) */
     size_t ntags;
     char *kept_dir; /* the temp dir when it was kept, or NULL */
-    char *type;     /* failure/error type ("expectation", "timeout", "invalid", ...), or NULL */
-    char *message;  /* one line: where it failed, what was expected and found; or NULL */
-    char *detail;   /* the diagnosis, expected and got; may span lines; or NULL */
+    /* The health report's area the scenario judges and the finding its failure stands
+     * for (rp_health.h), or NULL: a scenario without an area is in no health report. */
+    char *area;
+    char *finding;
+    char *type;    /* failure/error type ("expectation", "timeout", "invalid", ...), or NULL */
+    char *message; /* one line: where it failed, what was expected and found; or NULL */
+    char *detail;  /* the diagnosis, expected and got; may span lines; or NULL */
     rp_line_t *lines;
     size_t nlines;
     size_t dropped_lines;
@@ -155,6 +159,9 @@ cm_err_t rp_case_set_tags(rp_case_t *c, const char *const *tags, size_t n) CM_WU
 
 /* Records the kept temp dir (copied; NULL or "" clears it). */
 cm_err_t rp_case_set_kept(rp_case_t *c, const char *dir) CM_WUR;
+
+/* Records the case's area and finding (copied; NULL clears). On error nothing changes. */
+cm_err_t rp_case_set_area(rp_case_t *c, const char *area, const char *finding) CM_WUR;
 
 /* Appends one log line (text copied, cut at RP_MAX_LINE_LEN). Past RP_MAX_LINES only
  * dropped_lines grows. */

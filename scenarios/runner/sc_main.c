@@ -10,6 +10,7 @@
 
 #include "cm_clock.h"
 #include "cm_http_client.h"
+#include "rp_health.h"
 #include "rp_html.h"
 #include "rp_json.h"
 #include "rp_junit.h"
@@ -162,7 +163,8 @@ static cm_err_t add_jobs(rp_report_t *report, const sc_opts_t *o, const sc_scena
             snprintf(nth, sizeof nth, " #%d", r);
         snprintf(name, sizeof name, "%s%s%s", sc->name, tag, nth);
         rp_case_t *c = s ? rp_suite_add_case(s, name, cls) : NULL;
-        if (!c || rp_case_set_tags(c, tags, ntags) != CM_OK)
+        if (!c || rp_case_set_tags(c, tags, ntags) != CM_OK ||
+            rp_case_set_area(c, sc->area, sc->finding) != CM_OK)
             return CM_ENOMEM;
         jobs[*njobs].sc = sc;
         jobs[*njobs].store = store;
@@ -288,6 +290,13 @@ static int write_reports(const sc_opts_t *o, const rp_report_t *report)
         fprintf(stderr, "scenario: HTML report: %s\n", err);
         ok = 0;
     }
+    /* The health report (reports/rp_health.h) goes with --out's reports when scenarios with
+     * an "area" (the contract suite) ran: a run without any has nothing to judge. */
+    int health = o->out && rp_health_has_areas(report);
+    if (health && rp_health_write(report, o->gateway, o->out, err) != CM_OK) {
+        fprintf(stderr, "scenario: health report: %s\n", err);
+        ok = 0;
+    }
     if (!ok)
         return 0;
     if (!o->junit && !o->json && !o->html)
@@ -297,6 +306,8 @@ static int write_reports(const sc_opts_t *o, const rp_report_t *report)
     for (int k = 0; k < 3; k++)
         if (paths[k])
             printf("%-5s report: %s\n", kinds[k], paths[k]);
+    if (health)
+        printf("health report: %s/health.json, %s/health.html\n", o->out, o->out);
     return ok;
 }
 

@@ -140,8 +140,12 @@ static int order(const json_t *a, const json_t *b);
 /* $gaps: the differences between consecutive elements' field (times in ms). */
 typedef struct {
     const char *field; /* "" : the elements themselves */
-    int has_min, has_max, has_env;
+    int has_min, has_max, has_env, has_largest, has_spread;
     int64_t min, max;
+    /* largest: the largest gap is at least this (a wait happened: a breaker held off, a
+     * back-off grew); spread: the largest minus the smallest is at least this (the gaps are
+     * not all one fixed interval: jitter or growth). Both need two gaps or more. */
+    int64_t largest, spread;
     int64_t base, cap, slack; /* envelope: gap i <= min(cap, base * factor^i) + slack */
     double factor;
 } gaps_t;
@@ -185,6 +189,12 @@ static cm_err_t gaps_parse(const json_t *v, gaps_t *g, char *err)
         } else if (!strcmp(k, "max")) {
             g->has_max = 1;
             rc = duration_of(x, "max", &g->max, err);
+        } else if (!strcmp(k, "largest")) {
+            g->has_largest = 1;
+            rc = duration_of(x, "largest", &g->largest, err);
+        } else if (!strcmp(k, "spread")) {
+            g->has_spread = 1;
+            rc = duration_of(x, "spread", &g->spread, err);
         } else if (!strcmp(k, "envelope")) {
             const json_t *b = json_object_get(x, "base"), *f = json_object_get(x, "factor");
             const json_t *c = json_object_get(x, "cap"), *sl = json_object_get(x, "slack");
@@ -208,14 +218,15 @@ static cm_err_t gaps_parse(const json_t *v, gaps_t *g, char *err)
             if (!rc && sl)
                 rc = duration_of(sl, "slack", &g->slack, err);
         } else {
-            cm_errf(err, "unknown key \"%s\" (field, min, max, envelope)", k);
+            cm_errf(err, "unknown key \"%s\" (field, min, max, envelope, largest, spread)", k);
             return CM_EINVAL;
         }
         if (rc)
             return rc;
     }
-    if (!g->has_min && !g->has_max && !g->has_env) {
-        cm_errf(err, "say what the gaps must be: \"min\", \"max\" and/or \"envelope\"");
+    if (!g->has_min && !g->has_max && !g->has_env && !g->has_largest && !g->has_spread) {
+        cm_errf(err, "say what the gaps must be: \"min\", \"max\", \"envelope\", "
+                     "\"largest\" and/or \"spread\"");
         return CM_EINVAL;
     }
     return CM_OK;
@@ -239,7 +250,7 @@ static int gaps_hold(const json_t *got, const gaps_t *g, cm_buf_t *diag)
         return 0;
     int ok = 1;
     size_t n = json_array_size(got);
-    double prev = 0;
+    double prev = 0, lo = 0, hi = 0;
     for (size_t i = 0; i < n; i++) {
         double t;
         if (!element_ms(got, i, g->field, &t)) {
@@ -271,11 +282,26 @@ static int gaps_hold(const json_t *got, const gaps_t *g, cm_buf_t *diag)
             if (diag && g->has_env && !good)
                 BEST_EFFORT(cm_buf_printf(diag, " (envelope %.0f)", lim + (double)g->slack));
             ok &= good;
+            lo = i == 1 || gap < lo ? gap : lo;
+            hi = i == 1 || gap > hi ? gap : hi;
         }
         prev = t;
     }
     if (diag && n > 1)
         BEST_EFFORT(cm_buf_addstr(diag, "]"));
+    /* Over fewer than two gaps there is no spread to see, and no growth either. */
+    if (g->has_largest && (n < 3 || hi < (double)g->largest)) {
+        ok = 0;
+        if (diag)
+            BEST_EFFORT(cm_buf_printf(diag, " [largest gap %.0f ms, wanted >= %lld over 2+ gaps]",
+                                      n > 1 ? hi : 0.0, (long long)g->largest));
+    }
+    if (g->has_spread && (n < 3 || hi - lo < (double)g->spread)) {
+        ok = 0;
+        if (diag)
+            BEST_EFFORT(cm_buf_printf(diag, " [gaps spread %.0f ms, wanted >= %lld over 2+ gaps]",
+                                      n > 2 ? hi - lo : 0.0, (long long)g->spread));
+    }
     return ok;
 }
 

@@ -17,6 +17,7 @@
 #include "sc_parse.h"
 #include "sc_metrics.h"
 #include "sc_vars.h"
+#include "rp_health.h"
 #include "sc_yaml.h"
 
 const char *const sc_builtin_vars[] = {
@@ -26,9 +27,9 @@ const char *const sc_builtin_vars[] = {
     "chaos_url",   "chaos_port",   "instance",    "run_id",      NULL,
 };
 
-const char *const sc_scenario_keys[] = {"name",    "description", "tags",  "seed",  "speed",
-                                        "gateway", "env",         "chaos", "store", "webhooks",
-                                        "steps",   "finally",     NULL};
+const char *const sc_scenario_keys[] = {"name",    "description", "tags",  "seed",    "speed",
+                                        "gateway", "env",         "chaos", "store",   "webhooks",
+                                        "steps",   "finally",     "area",  "finding", NULL};
 
 const char *const sc_link_names[SC_LINKS] = {"calcom", "stripe", "gateway"};
 const char *const sc_proc_names[SC_PROCS] = {"gateway", "simulators", "chaos"};
@@ -180,8 +181,24 @@ static cm_err_t validate(sc_scenario_t *sc, char *err)
         return sc_parse_fail(v, "a scenario must be a JSON object");
     if ((rc = sc_parse_keys(v, root, "", sc_scenario_keys)) ||
         (rc = sc_parse_req_str(v, root, "name", &sc->name)) ||
-        (rc = sc_parse_opt_str(v, root, "description", &sc->description)))
+        (rc = sc_parse_opt_str(v, root, "description", &sc->description)) ||
+        (rc = sc_parse_opt_str(v, root, "area", &sc->area)) ||
+        (rc = sc_parse_opt_str(v, root, "finding", &sc->finding)))
         return rc;
+    if (sc->area) {
+        if (rp_health_area_index(sc->area) < 0)
+            return sc_parse_fail(v,
+                                 "\"area\" \"%.64s\" is not one of the health report's areas "
+                                 "(webhook_security, dedup, async_processing, retries_dlq, "
+                                 "breakers, timeouts, availability_cache, saga_compensation, "
+                                 "idempotency, privacy, monitoring)",
+                                 sc->area);
+    }
+    /* A failing scenario with an area becomes a finding of the health report: it must say
+     * what its failure means, and a finding without an area belongs nowhere. */
+    if (!sc->area != !sc->finding || (sc->finding && !*sc->finding))
+        return sc_parse_fail(v, "\"area\" and \"finding\" go together (the finding says what "
+                                "a failure in that area means)");
 
     sc->tags = json_object_get(root, "tags");
     if (!json_is_array(sc->tags))

@@ -200,6 +200,9 @@ struct sc_step {
     const char *include;
     const json_t *with;
 
+    /* log: {"excludes", "contains"}, lists of strings the gateway's output must lack / hold */
+    const json_t *log;
+
     /* chaos: replace the faults of one link (an empty list clears them) */
     sc_link_t link;
     const json_t *faults; /* chaos: the proxy fault objects, as written; fault: a rule or a list */
@@ -212,7 +215,12 @@ typedef struct {
     json_t *included; /* array of the parsed include files (steps borrow from them) */
     const char *name;
     const char *description; /* or NULL */
-    const json_t *tags;      /* array of strings */
+    /* The health report's area the scenario judges (one of rp_health_areas), and what its failure
+     * means in the audit's words ("Webhook signature verification disabled"); both NULL
+     * or both set. */
+    const char *area;
+    const char *finding;
+    const json_t *tags; /* array of strings */
     long long seed;
     int speed;                  /* clock speed-up for the parts (libfaketime), 1: none */
     const char *gateway_config; /* path, relative to the repo root or the file's dir */

@@ -14,12 +14,19 @@
  *                "gaps": {"min": "1s", "max": "5s"}, "each": {"headers.Idempotency-Key":
  *                {"$exists": true}}}, "retell delivery": 3}}
  * Values are values or operators, as in "json" (sc_match.h); "gaps" takes $gaps's fields.
+ *
+ * Also the "log" step: what the gateway wrote to its output (DIR/gw.log, every instance's
+ * gwN.log), the one place outside its HTTP answers where a gateway shows what it keeps:
+ *   {"log": {"excludes": ["+14155550123", "jane.doe@example.com"], "contains": ["..."]}}
+ * every "excludes" string absent, every "contains" string present (both expanded when the
+ * step runs). An empty log fails it too: a check over nothing proves nothing.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cm_json.h"
+#include "sc_log.h"
 #include "sc_match.h"
 #include "sc_step_def.h"
 
@@ -376,4 +383,115 @@ const sc_step_def_t sc_step_expect = {
     .keys = (const char *const[]){"name", "expect", NULL},
     .parse = parse_expect_step,
     .run = run_expect,
+};
+
+/* ---- log -------------------------------------------------------------------------- */
+
+/* A gateway's output worth reading is far below this; a runaway log is cut at it. */
+#define SC_GW_LOG_MAX (256u << 20)
+
+static cm_err_t parse_log_list(sc_parse_t *v, const json_t *body, const char *key)
+{
+    const json_t *l = json_object_get(body, key);
+    if (!l)
+        return CM_OK;
+    if (!json_is_array(l) || json_array_size(l) == 0)
+        return sc_parse_fail(v, "\"log\".\"%s\" must be a non-empty list of strings", key);
+    for (size_t i = 0; i < json_array_size(l); i++) {
+        const char *x = json_string_value(json_array_get(l, i));
+        if (!x || !*x)
+            return sc_parse_fail(v, "\"log\".\"%s\"[%zu] must be a non-empty string", key, i);
+    }
+    return CM_OK;
+}
+
+static cm_err_t parse_log(sc_parse_t *v, const json_t *obj, const json_t *body, sc_step_t *s)
+{
+    static const char *const keys[] = {"excludes", "contains", NULL};
+    cm_err_t rc;
+    (void)obj;
+    if (!json_is_object(body) ||
+        (!json_object_get(body, "excludes") && !json_object_get(body, "contains")))
+        return sc_parse_fail(v, "\"log\" must be an object with \"excludes\" and/or "
+                                "\"contains\" (lists of strings)");
+    if ((rc = sc_parse_keys(v, body, "\"log\"", keys)) ||
+        (rc = parse_log_list(v, body, "excludes")) || (rc = parse_log_list(v, body, "contains")))
+        return rc;
+    s->log = body;
+    s->expect.present = 1; /* the step is an expectation */
+    return CM_OK;
+}
+
+/* The 1-based line of text holding the match at, for the message. */
+static size_t line_of(const char *text, const char *at)
+{
+    size_t n = 1;
+    for (const char *p = text; p < at; p++)
+        n += *p == '\n';
+    return n;
+}
+
+static cm_err_t run_log(sc_ctx_t *ctx, const sc_step_t *s, const char *label, const char *actor)
+{
+    json_t *spec = NULL;
+    cm_err_t rc = sc_step_expand_spec(ctx, label, s->log, &spec);
+    if (rc)
+        return rc;
+    cm_buf_t log;
+    cm_buf_init(&log, SC_GW_LOG_MAX);
+    char err[CM_ERR_LEN] = "";
+    int files = 0;
+    for (int i = 0; i < SC_GW_MAX && !rc; i++) {
+        const char *path = ctx->gws[i].log_path;
+        if (!*path || (i > 0 && !ctx->gw_starts[i]))
+            continue;
+        rc = cm_buf_read_file(&log, path, err);
+        files += rc == CM_OK;
+    }
+    if (rc || files == 0) {
+        json_decref(spec);
+        cm_buf_free(&log);
+        return sc_fail(ctx, RP_FAILED, "log", "%s: the gateway's log cannot be read%s%s", label,
+                       *err ? ": " : " (the runner did not start the gateway: attach mode)", err);
+    }
+    const char *text = log.data ? log.data : "";
+    size_t lines = 0;
+    for (const char *p = text; *p; p++)
+        lines += *p == '\n';
+    sc_log(ctx, actor, "gateway log: %zu bytes, %zu lines", log.len, lines);
+    if (log.len == 0)
+        rc = sc_fail(ctx, RP_FAILED, "expectation",
+                     "%s: the gateway's log is empty (nothing to check)", label);
+    const json_t *ex = json_object_get(spec, "excludes"), *in = json_object_get(spec, "contains");
+    for (size_t i = 0; !rc && i < json_array_size(ex); i++) {
+        const char *x = json_string_value(json_array_get(ex, i));
+        const char *at = strstr(text, x);
+        if (at) {
+            const char *b = at;
+            while (b > text && b[-1] != '\n')
+                b--;
+            rc = sc_fail(ctx, RP_FAILED, "expectation",
+                         "%s: the gateway's log holds \"%s\" (line %zu)", label, x,
+                         line_of(text, at));
+            sc_fail_detail(ctx, "  line %zu: %.*s\n", line_of(text, at),
+                           (int)(strcspn(b, "\n") < 2000 ? strcspn(b, "\n") : 2000), b);
+        }
+    }
+    for (size_t i = 0; !rc && i < json_array_size(in); i++) {
+        const char *x = json_string_value(json_array_get(in, i));
+        if (!strstr(text, x))
+            rc = sc_fail(ctx, RP_FAILED, "expectation",
+                         "%s: the gateway's log does not hold \"%s\" (%zu lines read)", label, x,
+                         lines);
+    }
+    json_decref(spec);
+    cm_buf_free(&log);
+    return rc;
+}
+
+const sc_step_def_t sc_step_log = {
+    .key = "log",
+    .keys = (const char *const[]){"name", "log", NULL},
+    .parse = parse_log,
+    .run = run_log,
 };

@@ -17,3 +17,4 @@ SC_STEP_KIND(CHAOS, "chaos", sc_step_chaos)          /* sc_step_parts.c */
 SC_STEP_KIND(FAULT, "fault", sc_step_fault)          /* sc_step_provider.c */
 SC_STEP_KIND(EXPECT, "expect", sc_step_expect)       /* sc_step_expect.c; high-level checks,
                                                         rewritten into requests at load */
+SC_STEP_KIND(LOG, "log", sc_step_log)                /* sc_step_expect.c; the gateway's output */

@@ -6,7 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cm_buf.h"
 #include "sc_log.h"
+#include "sc_match.h"
 #include "sc_scenario.h"
 
 static char dir[64];
@@ -918,4 +920,103 @@ Test(scenario, run_id_is_a_builtin)
     const char *text = make("", "{\"request\":{\"to\":\"gateway\",\"path\":\"/admin/queue\"},"
                                 "\"expect\":{\"status\":200},\"capture\":{\"run_id\":\"\"}}");
     expect_error(text, "run_id");
+}
+
+/* ---- the contract suite: "area", "finding", the "log" step, $gaps largest/spread ---- */
+
+static const char *const log_step = "{\"log\":{\"excludes\":[\"+4915112345678\"]}}";
+
+Test(scenario, area_and_finding_are_read_together)
+{
+    const char *text =
+        make(",\"area\":\"breakers\",\"finding\":\"No circuit breaker on Stripe\"", log_step);
+    sc_scenario_t *sc = NULL;
+    char err[SC_ERR_LEN] = "";
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert_str_eq(sc->area, "breakers");
+    cr_assert_str_eq(sc->finding, "No circuit breaker on Stripe");
+    cr_assert_eq(sc->steps[0].kind, SC_STEP_LOG);
+    cr_assert_not_null(sc->steps[0].log);
+    sc_scenario_free(&sc);
+
+    text = make("", log_step);
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert_null(sc->area);
+    cr_assert_null(sc->finding);
+    sc_scenario_free(&sc);
+
+    expect_error(make(",\"area\":\"security\",\"finding\":\"f\"", log_step),
+                 "\"area\" \"security\" is not one of the health report's areas");
+    expect_error(make(",\"area\":\"dedup\"", log_step), "\"area\" and \"finding\" go together");
+    expect_error(make(",\"finding\":\"f\"", log_step), "\"area\" and \"finding\" go together");
+    expect_error(make(",\"area\":\"dedup\",\"finding\":\"\"", log_step),
+                 "\"area\" and \"finding\" go together");
+    expect_error(make(",\"area\":3,\"finding\":\"f\"", log_step), "\"area\"");
+}
+
+Test(scenario, log_step_is_an_expectation_and_its_lists_are_checked)
+{
+    sc_scenario_t *sc = NULL;
+    char err[SC_ERR_LEN] = "";
+    const char *text = make("", "{\"log\":{\"contains\":[\"listening\"],\"excludes\":[\"${x}\"]}}");
+    cr_assert_eq(sc_scenario_parse("sc/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    cr_assert_eq(sc_steps_expectations(sc->steps, sc->nsteps), 1);
+    sc_scenario_free(&sc);
+    expect_error(make("", "{\"log\":{}}"), "\"log\" must be an object with \"excludes\"");
+    expect_error(make("", "{\"log\":[\"x\"]}"), "\"log\" must be an object");
+    expect_error(make("", "{\"log\":{\"excludes\":[]}}"),
+                 "\"log\".\"excludes\" must be a non-empty list of strings");
+    expect_error(make("", "{\"log\":{\"contains\":[\"\"]}}"),
+                 "\"log\".\"contains\"[0] must be a non-empty string");
+    expect_error(make("", "{\"log\":{\"excludes\":[\"a\"],\"part\":\"sim\"}}"),
+                 "unknown key \"part\"");
+}
+
+/* Runs spec (text) against answer (text): 0 when it holds; diag into out. */
+static int gaps_on(const char *answer, const char *spec, char *out, size_t cap)
+{
+    json_t *a = json_loads(answer, 0, NULL), *s = json_loads(spec, 0, NULL);
+    char err[CM_ERR_LEN] = "";
+    cr_assert_not_null(a);
+    cr_assert_not_null(s);
+    cr_assert_eq(sc_match_validate(s, err), CM_OK, "%s: %s", spec, err);
+    cm_buf_t d;
+    cm_buf_init(&d, 1 << 16);
+    int bad = sc_match(a, s, &d);
+    snprintf(out, cap, "%s", d.data ? d.data : "");
+    cm_buf_free(&d);
+    json_decref(a);
+    json_decref(s);
+    return bad;
+}
+
+Test(scenario, gaps_largest_and_spread)
+{
+    char d[2048];
+    /* gaps 100, 100, 100: a fixed interval */
+    const char *fixed = "{\"e\":[{\"t\":0},{\"t\":100},{\"t\":200},{\"t\":300}]}";
+    /* gaps 90, 1200, 410: a back-off with jitter */
+    const char *jitter = "{\"e\":[{\"t\":0},{\"t\":90},{\"t\":1290},{\"t\":1700}]}";
+    cr_assert_eq(
+        gaps_on(jitter, "{\"e\":{\"$gaps\":{\"field\":\"t\",\"largest\":\"1s\"}}}", d, sizeof d), 0,
+        "%s", d);
+    cr_assert_eq(
+        gaps_on(jitter, "{\"e\":{\"$gaps\":{\"field\":\"t\",\"spread\":\"100ms\"}}}", d, sizeof d),
+        0, "%s", d);
+    cr_assert_neq(
+        gaps_on(fixed, "{\"e\":{\"$gaps\":{\"field\":\"t\",\"largest\":\"1s\"}}}", d, sizeof d), 0);
+    cr_assert_not_null(strstr(d, "largest gap 100 ms, wanted >= 1000"), "%s", d);
+    cr_assert_neq(
+        gaps_on(fixed, "{\"e\":{\"$gaps\":{\"field\":\"t\",\"spread\":\"50ms\"}}}", d, sizeof d),
+        0);
+    cr_assert_not_null(strstr(d, "gaps spread 0 ms, wanted >= 50"), "%s", d);
+    /* one gap: nothing to compare, so neither holds */
+    cr_assert_neq(gaps_on("{\"e\":[{\"t\":0},{\"t\":5000}]}",
+                          "{\"e\":{\"$gaps\":{\"field\":\"t\",\"largest\":\"1s\"}}}", d, sizeof d),
+                  0);
+    json_t *bad = json_loads("{\"e\":{\"$gaps\":{\"field\":\"t\",\"spread\":\"soon\"}}}", 0, NULL);
+    char err[CM_ERR_LEN] = "";
+    cr_assert_neq(sc_match_validate(bad, err), CM_OK);
+    cr_assert_not_null(strstr(err, "\"spread\" must be milliseconds"), "%s", err);
+    json_decref(bad);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cm_json.h"
+#include "rp_health.h"
 #include "sc_scenario.h"
 
 static json_t *schema;
@@ -94,4 +95,15 @@ Test(schema, postgres_actions_and_store_forms_match)
     const json_t *obj = json_object_get(json_array_get(forms, 1), "properties");
     cr_assert_not_null(json_object_get(obj, "backend"));
     cr_assert_not_null(json_object_get(obj, "server"));
+}
+
+Test(schema, areas_match_the_health_report)
+{
+    const json_t *area = json_object_get(json_object_get(schema, "properties"), "area");
+    const json_t *names = json_object_get(area, "enum");
+    size_t n = 0;
+    for (const char *const *a = rp_health_areas; *a; a++, n++)
+        cr_assert_str_eq(json_string_value(json_array_get(names, n)), *a,
+                         "properties.area.enum[%zu] must be the health report's area %s", n, *a);
+    cr_assert_eq(json_array_size(names), n, "the schema has areas the health report lacks");
 }
