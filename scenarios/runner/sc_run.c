@@ -235,6 +235,10 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, sc_stor
     if (ctx.speed > 1)
         sc_log(&ctx, "runner", "speed x%d: \"within\" and signature times are simulated",
                ctx.speed);
+    if (o->gateway_cmd)
+        sc_log(&ctx, "runner",
+               "gateway under test: sh -c '%s' (--gateway-cmd), ready when GET %s answers 200",
+               o->gateway_cmd, o->gateway_health);
     if (ctx.speed != asked_speed)
         sc_log(&ctx, "runner",
                "speed x%d asked, x%d on PostgreSQL: its server runs on the real clock", asked_speed,

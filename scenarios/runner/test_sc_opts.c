@@ -338,3 +338,87 @@ Test(opts, attach_and_monitor_usage_errors)
         sc_opts_free(&o);
     }
 }
+
+Test(opts, gateway_cmd_and_health)
+{
+    char *argv[] = {"scenario", "--gateway-cmd", "python3 gw.py --port {port}", "d", NULL};
+    sc_opts_t o;
+    char err[CM_ERR_LEN] = "";
+    cr_assert_eq(parse(&o, err, 4, argv), CM_OK, "%s", err);
+    cr_assert_str_eq(o.gateway_cmd, "python3 gw.py --port {port}");
+    cr_assert_str_eq(o.gateway_health, "/health", "the default readiness path");
+    sc_opts_free(&o);
+
+    char *argv2[] = {
+        "scenario", "--gateway-cmd=./run", "--gateway-health", "/health/ready?x=1", "-j", "2", "d",
+        NULL};
+    cr_assert_eq(parse(&o, err, 7, argv2), CM_OK, "%s", err);
+    cr_assert_str_eq(o.gateway_cmd, "./run");
+    cr_assert_str_eq(o.gateway_health, "/health/ready?x=1");
+    cr_assert_eq(o.jobs, 2, "each scenario starts its own gateway: -j is fine");
+    sc_opts_free(&o);
+
+    char *argv3[] = {"scenario", "d", NULL};
+    cr_assert_eq(parse(&o, err, 2, argv3), CM_OK, "%s", err);
+    cr_assert_null(o.gateway_cmd, "without the option: our gateway");
+    sc_opts_free(&o);
+}
+
+Test(opts, gateway_cmd_usage_errors)
+{
+    struct {
+        char *argv[8];
+        int argc;
+        const char *want;
+    } cases[] = {
+        {{"scenario", "--gateway-cmd", NULL}, 2, "--gateway-cmd needs a value"},
+        {{"scenario", "--gateway-cmd", "", "d"}, 4, "--gateway-cmd needs a non-empty value"},
+        {{"scenario", "--gateway-health", "/h", "d"},
+         4,
+         "--gateway-health goes with --gateway-cmd"},
+        {{"scenario", "--gateway-cmd", "x", "--gateway-health", "health", "d"},
+         6,
+         "--gateway-health: 'health' is not a path starting with '/'"},
+        {{"scenario", "--gateway-cmd", "x", "--gateway-health", "/a b", "d"},
+         6,
+         "--gateway-health: '/a b' is not a path"},
+        {{"scenario", "--gateway-cmd", "x", "--attach", "gateway=http://h:1", "d"},
+         6,
+         "--gateway-cmd cannot be used with --attach"},
+        {{"scenario", "--gateway-cmd", "x", "--store", "postgres", "d"},
+         6,
+         "--store cannot be used with --gateway-cmd"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sc_opts_t o;
+        char err[CM_ERR_LEN] = "";
+        cr_assert_eq(parse(&o, err, cases[i].argc, cases[i].argv), CM_EINVAL, "case %zu accepted",
+                     i);
+        cr_assert_not_null(strstr(err, cases[i].want), "want %s\n got %s", cases[i].want, err);
+        sc_opts_free(&o);
+    }
+}
+
+Test(opts, gateway_cmd_placeholders)
+{
+    char out[64];
+    cr_assert_eq(sc_opts_gateway_cmd_expand("gw --port {port} --data {data_dir} {port}", 4711,
+                                            "/tmp/s/data", out, sizeof out),
+                 CM_OK);
+    cr_assert_str_eq(out, "gw --port 4711 --data /tmp/s/data 4711");
+    /* Other braces are the shell's: kept as written. */
+    cr_assert_eq(
+        sc_opts_gateway_cmd_expand("gw -p ${BB_PORT} {other} {port", 1, "/d", out, sizeof out),
+        CM_OK);
+    cr_assert_str_eq(out, "gw -p ${BB_PORT} {other} {port");
+    cr_assert_eq(sc_opts_gateway_cmd_expand("{data_dir}", 1, "/a/very/long/data/dir", out, 10),
+                 CM_ETOOBIG, "a template that does not fit is refused, not cut");
+    cr_assert_eq(sc_opts_gateway_cmd_expand("", 1, "/d", out, sizeof out), CM_OK);
+    cr_assert_str_eq(out, "");
+}
+
+Test(opts, usage_names_gateway_cmd)
+{
+    cr_assert_not_null(strstr(sc_opts_usage(), "--gateway-cmd TEMPLATE"));
+    cr_assert_not_null(strstr(sc_opts_usage(), "--gateway-health PATH"));
+}
