@@ -336,8 +336,17 @@ rp_status_t sc_run_scenario(const sc_opts_t *o, const sc_scenario_t *sc, sc_stor
         run_finally(&ctx);
         sc_attach_undo(&ctx);
     }
-    if (!o->attach && !sc_signal_caught())
+    if (!o->attach && !sc_signal_caught()) {
+        /* A gateway under --gateway-cmd has no admin API, and the contract promises it will
+         * not be asked: the timeline gets the simulators' records only (sc_collect's
+         * gateway look-ups find no gateway URL and send nothing). */
+        char gw_url[sizeof ctx.url[SC_TO_GATEWAY]];
+        memcpy(gw_url, ctx.url[SC_TO_GATEWAY], sizeof gw_url);
+        if (o->gateway_cmd)
+            ctx.url[SC_TO_GATEWAY][0] = '\0';
         sc_collect_events(&ctx);
+        memcpy(ctx.url[SC_TO_GATEWAY], gw_url, sizeof gw_url);
+    }
     /* The gateway first: it must not see its providers vanish while it still works. */
     for (int g = 0; g < SC_GW_MAX; g++) {
         char actor[8];
