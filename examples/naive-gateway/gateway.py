@@ -383,10 +383,10 @@ def is_duplicate(c, key):
     return row is not None
 
 
-def record_event(c, provider, key, body):
+def record_event(c, provider, key, body, status="received"):
     c.execute("INSERT INTO webhook_events (provider, event_key, payload, status, created_at) "
-              "VALUES (?, ?, ?, 'processing', datetime('now'))",
-              (provider, key, body.decode("utf-8", "replace")))
+              "VALUES (?, ?, ?, ?, datetime('now'))",
+              (provider, key, body.decode("utf-8", "replace"), status))
     c.commit()
 
 
@@ -457,26 +457,26 @@ class Handler(BaseHTTPRequestHandler):
         key = "retell:%s:%s" % (call["call_id"], ev["event"])
         c = db()
         # DEFECT (dedup): check, then insert, no lock and no unique key - "RACE CONDITION
-        # HERE": concurrent copies all pass the check and are all processed.
+        # HERE". The event is written once it has been processed (the audit's "Redis says
+        # processed, DB says pending": the mark comes last), so every copy that arrives
+        # while the first is still being booked passes the check and books again.
         if is_duplicate(c, key):
             log("INFO", "duplicate Retell webhook ignored", call_id=call["call_id"])
             self.answer(200, {"success": True, "duplicate": True})
             return
-        record_event(c, "retell", key, body)
+        status = "processed"
         if ev["event"] == "call_analyzed":
             # DEFECT (async processing): "Synchronous webhook processing" - the booking and
             # the charge happen here, and Retell waits for them before it hears back.
             try:
                 book_call(call)
-                status = "processed"
             except ProviderError as e:
                 # DEFECT (retries and DLQ): "Webhook failures are logged but not retried. No
                 # dead letter queue" - the call is lost, Retell is told all is well.
                 log("ERROR", "booking failed, webhook dropped", call_id=call["call_id"],
                     error=str(e), from_number=call.get("from_number"))
                 status = "failed"
-            c.execute("UPDATE webhook_events SET status=? WHERE event_key=?", (status, key))
-            c.commit()
+        record_event(c, "retell", key, body, status)
         self.answer(200, {"success": True})
 
     def calcom(self, body):
