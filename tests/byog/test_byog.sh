@@ -69,6 +69,24 @@ naive)
   exit 2
   ;;
 esac
+if [ "$mode" = ours ]; then
+  # A gateway that exits before it is ready, and one that never answers 200: each fails its
+  # scenario as an error (exit 1), with the reason and the tail of its log.
+  for bad in "echo 'no config for me' >&2; exit 3|exited with status 3 before GET /health answered 200|no config for me" \
+    "echo 'up, never ready'; exec sleep 60|was not ready within 10000 ms|up, never ready"; do
+    IFS='|' read -r badcmd why tail <<<"$bad"
+    "$runner" --gateway-cmd "$badcmd" tests/byog/fixtures/002_forged_signature_refused.json \
+      >"$dir/bad.log" 2>&1
+    status=$?
+    { [ $status -eq 1 ] && grep -q '^ERROR byog' "$dir/bad.log" && grep -qF -- "$why" "$dir/bad.log" &&
+      grep -qF -- "$tail" "$dir/bad.log"; } || {
+      cat "$dir/bad.log"
+      fail "--gateway-cmd \"$badcmd\": exit $status, want 1 with ERROR, '$why' and its log '$tail'"
+    }
+    kept=$(sed -n 's/^    kept \(.*\)$/\1/p' "$dir/bad.log" | head -n 1)
+    [ -n "$kept" ] && rm -rf "$kept"
+  done
+fi
 # The reports name the gateway under test.
 name=$(jq -r .name "$dir/report.json") || fail "no JSON report"
 case $name in
