@@ -42,42 +42,169 @@ static int same_file(const char *a, const char *b)
     return !strcmp(ra, rb);
 }
 
+/* A path on our gateway that only our gateway has: its admin API or its metrics. */
+static int ours_only_path(const char *path)
+{
+    return path && (!strncmp(path, "/admin/", 7) || !strcmp(path, "/admin") ||
+                    !strncmp(path, "/metrics", 8));
+}
+
+/* 1 when a string anywhere in v names the admin token. */
+static int names_admin_token(const json_t *v)
+{
+    const char *k;
+    size_t i;
+    json_t *x;
+    if (json_is_string(v))
+        return strstr(json_string_value(v), "${admin_token") != NULL;
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, k, x)
+        {
+            if (strstr(k, "${admin_token") || names_admin_token(x))
+                return 1;
+        }
+    }
+    if (json_is_array(v))
+        json_array_foreach(v, i, x) if (names_admin_token(x)) return 1;
+    return 0;
+}
+
+/* The first step (nested ones included) that needs our gateway's own API: a request or
+ * poll of /admin/ or /metrics on the gateway (the "expect" checks queue, saga, call,
+ * dead_letters and breaker and the waits on them are such requests once loaded), the
+ * admin token sent to it ("auth": true), or a check on Prometheus metrics. what says
+ * which (cap bytes). NULL when none does. */
+static const sc_step_t *needs_our_api(const sc_step_t *steps, size_t n, char *what, size_t cap)
+{
+    for (size_t i = 0; i < n; i++) {
+        const sc_step_t *s = &steps[i];
+        int req = s->kind == SC_STEP_REQUEST || s->kind == SC_STEP_WAIT;
+        if (req && s->req.to == SC_TO_GATEWAY && ours_only_path(s->req.path)) {
+            snprintf(what, cap, "%s %s", s->req.method ? s->req.method : "GET", s->req.path);
+            return s;
+        }
+        if (req && s->req.to == SC_TO_GATEWAY && s->req.auth == 1) {
+            snprintf(what, cap, "the admin token (\"auth\": true) on %s", s->req.path);
+            return s;
+        }
+        if (s->expect.metrics) {
+            snprintf(what, cap, "a check on /metrics (\"metrics\")");
+            return s;
+        }
+        const sc_step_t *inner = needs_our_api(s->children, s->nchildren, what, cap);
+        if (inner)
+            return inner;
+    }
+    return NULL;
+}
+
+/* The first "gateway" step (nested ones included) that starts the gateway on a config of
+ * its own, or NULL. */
+static const sc_step_t *other_config_step(const sc_step_t *steps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (steps[i].kind == SC_STEP_GATEWAY && steps[i].config)
+            return &steps[i];
+        const sc_step_t *inner = other_config_step(steps[i].children, steps[i].nchildren);
+        if (inner)
+            return inner;
+    }
+    return NULL;
+}
+
+/* The scenario's top-level file and its includes: where a ${admin_token} would be. */
+static int scenario_names_admin_token(const sc_scenario_t *sc)
+{
+    return names_admin_token(json_object_get(sc->root, "steps")) ||
+           names_admin_token(json_object_get(sc->root, "finally")) ||
+           names_admin_token(sc->included);
+}
+
+/* Why sc cannot run against a gateway that is not ours (--gateway-cmd), given what it
+ * shares with attach mode (below); NULL when it can. Kill, stop and start work on it (the
+ * runner starts it), and so do the chaos proxy, clock speed-ups and skews (libfaketime is
+ * preloaded into the command as into our gateway). */
+static const char *foreign_unsuitable(const sc_scenario_t *sc, char *why, size_t cap)
+{
+    char what[600];
+    const sc_step_t *s = needs_our_api(sc->steps, sc->nsteps, what, sizeof what);
+    if (!s)
+        s = needs_our_api(sc->finally_steps, sc->nfinally, what, sizeof what);
+    if (s) {
+        snprintf(why, cap,
+                 "not run: %s needs our gateway's own API (%s), which the contract does not ask "
+                 "of a gateway under --gateway-cmd",
+                 s->loc, what);
+        return why;
+    }
+    if (scenario_names_admin_token(sc)) {
+        snprintf(why, cap,
+                 "not run: it sends our gateway's admin token (${admin_token}); a gateway under "
+                 "--gateway-cmd has none");
+        return why;
+    }
+    if (sc->store_pg) {
+        snprintf(why, cap,
+                 "not run: written for our gateway on PostgreSQL (\"store\": \"postgres\"); a "
+                 "gateway under --gateway-cmd keeps its data its own way");
+        return why;
+    }
+    const sc_step_t *g = other_config_step(sc->steps, sc->nsteps);
+    if (!g)
+        g = other_config_step(sc->finally_steps, sc->nfinally);
+    if (g) {
+        snprintf(why, cap,
+                 "not run: %s restarts the gateway on our config %s; a gateway under "
+                 "--gateway-cmd has the contract environment only",
+                 g->loc, g->config);
+        return why;
+    }
+    return NULL;
+}
+
 const char *sc_attach_unsuitable(const sc_opts_t *o, const sc_scenario_t *sc, char *why, size_t cap)
 {
     char cfg[PATH_MAX], err[SC_ERR_LEN];
-    if (!o->attach)
+    /* Both modes judge a gateway the runner did not configure; most reasons are shared. */
+    const char *mode = o->attach ? "--attach" : "--gateway-cmd";
+    if (!o->attach && !o->gateway_cmd)
         return NULL;
     int skewed = 0;
     for (int p = 0; p < SC_PROCS; p++)
         skewed |= sc->skew_ms[p] != 0;
-    if (has_gateway_step(sc->steps, sc->nsteps) ||
-        has_gateway_step(sc->finally_steps, sc->nfinally))
+    if (o->attach && (has_gateway_step(sc->steps, sc->nsteps) ||
+                      has_gateway_step(sc->finally_steps, sc->nfinally)))
         snprintf(why, cap, "not run: --attach cannot kill, stop or start the gateway");
-    else if (sc->chaos_links)
+    else if (o->attach && sc->chaos_links)
         snprintf(why, cap, "not run: --attach does not start a chaos proxy");
-    else if (skewed)
+    else if (o->attach && skewed)
         snprintf(why, cap,
                  "not run: --attach cannot skew the parts' clocks (\"chaos\": "
                  "{\"skew\"})");
     else if (sc->store_pg_own)
-        snprintf(why, cap, "not run: --attach does not start a PostgreSQL server");
+        snprintf(why, cap, "not run: %s does not start a PostgreSQL server", mode);
     else if (sc->gateway_instances > 1)
-        snprintf(why, cap, "not run: --attach does not start %d gateway instances",
+        snprintf(why, cap, "not run: %s does not start %d gateway instances", mode,
                  sc->gateway_instances);
-    else if (sc->speed > 1 && o->speed != 1)
+    else if (o->attach && sc->speed > 1 && o->speed != 1)
         snprintf(why, cap,
                  "not run: --attach cannot speed up the parts' clocks (pass --speed "
                  "1 to run it in real time)");
     else if (sc->env && json_object_size(sc->env))
         snprintf(why, cap,
                  "not run: the gateway needs an environment of its own (\"env\"); "
-                 "--attach does not start it");
+                 "%s does not give it one",
+                 mode);
     else if (sc_scenario_resolve(sc, sc->gateway_config, cfg, sizeof cfg, err) != CM_OK ||
              !same_file(cfg, o->attach_config))
         snprintf(why, cap,
-                 "not run: written for the gateway config %s, the attached gateway runs %s "
-                 "(--attach config=)",
+                 o->attach ? "not run: written for the gateway config %s, the attached gateway "
+                             "runs %s (--attach config=)"
+                           : "not run: written for our gateway config %s, not the default %s "
+                             "the contract stands for (--gateway-cmd)",
                  sc->gateway_config, o->attach_config);
+    else if (o->gateway_cmd)
+        return foreign_unsuitable(sc, why, cap);
     else
         return NULL;
     return why;

@@ -30,10 +30,17 @@
 #include "sc_http.h"
 
 /* Why sc cannot run against attached parts (into why, cap bytes), or NULL when it can (or
- * o is not attached): it kills, stops or starts the gateway, wants a chaos proxy, a
- * PostgreSQL server of its own, several gateway instances, a clock speed-up (unless
- * --speed 1) or skew, environment of its own for the gateway, or a gateway config other
- * than the one the attached gateway runs (--attach config=). Thread-safe. */
+ * o is neither attached nor --gateway-cmd): it kills, stops or starts the gateway, wants a
+ * chaos proxy, a PostgreSQL server of its own, several gateway instances, a clock speed-up
+ * (unless --speed 1) or skew, environment of its own for the gateway, or a gateway config
+ * other than the one the attached gateway runs (--attach config=).
+ * With --gateway-cmd (a gateway that is not ours, started by the runner): a PostgreSQL
+ * store or server, several instances, an env, a gateway config other than the default
+ * fixture (the contract environment stands for it; a "gateway" step's "config" too), or
+ * any step that uses our gateway's own API: /admin/ or /metrics on the gateway (the
+ * "expect" and "wait" short forms on queue, saga, call, dead_letters and breaker are such
+ * requests), the admin token ("auth": true, ${admin_token}) or a "metrics" check.
+ * Thread-safe. */
 const char *sc_attach_unsuitable(const sc_opts_t *o, const sc_scenario_t *sc, char *why,
                                  size_t cap);
 

@@ -355,7 +355,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (!o.check && !o.attach &&
-        !(check_program("gateway", o.gateway, "--gateway") &&
+        !((o.gateway_cmd || check_program("gateway", o.gateway, "--gateway")) &&
           check_program("simulators", o.simulators, "--simulators"))) {
         status = EXIT_USAGE;
         goto out;
@@ -368,7 +368,16 @@ int main(int argc, char **argv)
         goto out;
     }
     sc_signal_install();
-    if (cm_http_global_init() != CM_OK || !(report = rp_report_new("scenario")) ||
+    /* --gateway-cmd: the reports (JSON "name", JUnit <testsuites name>) and the output name
+     * the gateway under test; each case's log says it again, its SKIP line why not run. */
+    char under_test[1024] = "scenario";
+    if (o.gateway_cmd) {
+        snprintf(under_test, sizeof under_test, "scenario --gateway-cmd '%s' --gateway-health %s",
+                 o.gateway_cmd, o.gateway_health);
+        printf("gateway under test: sh -c '%s' (ready: GET %s answers 200)\n", o.gateway_cmd,
+               o.gateway_health);
+    }
+    if (cm_http_global_init() != CM_OK || !(report = rp_report_new(under_test)) ||
         !(loaded = calloc(files.n, sizeof *loaded)) ||
         !(jobs = calloc(files.n * (size_t)o.repeat * (o.nstores ? o.nstores : 1), sizeof *jobs))) {
         fprintf(stderr, "scenario: cannot initialise (libcurl or memory)\n");

@@ -58,6 +58,15 @@ const char *sc_opts_usage(void)
            "                     kill/restart the gateway, need a speed-up, a clock skew,\n"
            "                     the chaos proxy, an env or a gateway config other than\n"
            "                     config= (default " SC_ATTACH_CONFIG ") are skipped\n"
+           "  --gateway-cmd TEMPLATE\n"
+           "                     judge a gateway that is not ours: each scenario starts\n"
+           "                     `sh -c TEMPLATE` (in its own process group, from the current\n"
+           "                     directory, {port} and {data_dir} expanded) with the contract\n"
+           "                     environment (BB_PORT, BB_DATA_DIR, BB_*_URL, keys, secrets:\n"
+           "                     docs/contract.md); scenarios that need our admin API, our\n"
+           "                     config, an env, several instances or PostgreSQL are skipped\n"
+           "  --gateway-health PATH  with --gateway-cmd: ready once GET PATH answers 200\n"
+           "                     (default " SC_DEFAULT_GATEWAY_HEALTH ")\n"
            "  --monitor          with --attach: run the scenarios every --every, serve\n"
            "                     Prometheus metrics about them on --listen, until SIGTERM\n"
            "  --every DUR        the monitor's period, e.g. 5m (required with --monitor)\n"
@@ -249,15 +258,17 @@ int sc_opts_has_tag(const sc_opts_t *o, const char *tag)
 cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o, char *err)
 {
     static const char *const valued[] = {
-        "--junit",  "--filter",       "--seed",        "--gateway", "--simulators", "--timeout",
-        "--speed",  "--faketime-lib", "--json",        "--html",    "--tag",        "--jobs",
-        "--repeat", "--attach",       "--chaos-proxy", "--out",     "--store",      "--ci-pg",
-        "--every",  "--listen",       "--cycles",      NULL};
+        "--junit",   "--filter",      "--seed",           "--gateway", "--simulators",
+        "--timeout", "--speed",       "--faketime-lib",   "--json",    "--html",
+        "--tag",     "--jobs",        "--repeat",         "--attach",  "--chaos-proxy",
+        "--out",     "--store",       "--ci-pg",          "--every",   "--listen",
+        "--cycles",  "--gateway-cmd", "--gateway-health", NULL};
     memset(o, 0, sizeof *o);
     o->timeout_ms = SC_DEFAULT_TIMEOUT_MS;
     o->jobs = 1;
     o->repeat = 1;
     snprintf(o->attach_config, sizeof o->attach_config, "%s", SC_ATTACH_CONFIG);
+    int health_given = 0;
     o->inputs = calloc((size_t)(argc > 0 ? argc : 1), sizeof *o->inputs);
     if (!o->inputs) {
         cm_errf(err, "out of memory");
@@ -372,6 +383,19 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
                     return CM_EINVAL;
                 }
                 snprintf(dst, PATH_MAX, "%s", val);
+            } else if (!strcmp(name, "--gateway-cmd")) {
+                o->gateway_cmd = val;
+            } else if (!strcmp(name, "--gateway-health")) {
+                /* A path on the gateway, sent as written: no spaces or controls in it. */
+                int bad = val[0] != '/' || strlen(val) >= sizeof o->gateway_health;
+                for (const char *c = val; !bad && *c; c++)
+                    bad = (unsigned char)*c <= ' ' || *c == 0x7f;
+                if (bad) {
+                    cm_errf(err, "--gateway-health: '%s' is not a path starting with '/'", val);
+                    return CM_EINVAL;
+                }
+                snprintf(o->gateway_health, sizeof o->gateway_health, "%s", val);
+                health_given = 1;
             } else if (!strcmp(name, "--attach")) {
                 if (parse_attach(o, val, err))
                     return CM_EINVAL;
@@ -443,6 +467,26 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
             }
         }
     }
+    if (!health_given)
+        snprintf(o->gateway_health, sizeof o->gateway_health, "%s", SC_DEFAULT_GATEWAY_HEALTH);
+    if (health_given && !o->gateway_cmd) {
+        cm_errf(err, "--gateway-health goes with --gateway-cmd");
+        return CM_EINVAL;
+    }
+    /* A gateway the runner starts (--gateway-cmd) and one already running (--attach) are
+     * two ways of judging a gateway that is not ours: one at a time. */
+    if (o->gateway_cmd && o->attach) {
+        cm_errf(err, "--gateway-cmd cannot be used with --attach: the one starts the gateway "
+                     "under test, the other judges one already running");
+        return CM_EINVAL;
+    }
+    /* The runner writes no config for a foreign gateway: it keeps its data where it wants
+     * (BB_DATA_DIR), so a store chosen by the runner would be a lie. */
+    if (o->gateway_cmd && o->nstores) {
+        cm_errf(err, "--store cannot be used with --gateway-cmd: the gateway under test keeps "
+                     "its data its own way (in BB_DATA_DIR)");
+        return CM_EINVAL;
+    }
     /* Attached parts run already, on whatever store they were started with: the runner
      * writes no gateway config and makes no database, so the option would be a lie. */
     if (o->attach && o->nstores) {
@@ -487,6 +531,35 @@ cm_err_t sc_opts_parse(int argc, char **argv, const char *self_exe, sc_opts_t *o
         cm_errf(err, "no scenario files or directories given (see --help)");
         return CM_EINVAL;
     }
+    return CM_OK;
+}
+
+cm_err_t sc_opts_gateway_cmd_expand(const char *tmpl, int port, const char *data_dir, char *out,
+                                    size_t cap)
+{
+    size_t n = 0;
+    char num[16];
+    snprintf(num, sizeof num, "%d", port);
+    if (!cap)
+        return CM_ETOOBIG;
+    for (const char *p = tmpl; *p;) {
+        const char *with = NULL;
+        size_t skip = 1;
+        if (!strncmp(p, "{port}", 6)) {
+            with = num;
+            skip = 6;
+        } else if (!strncmp(p, "{data_dir}", 10)) {
+            with = data_dir;
+            skip = 10;
+        }
+        size_t len = with ? strlen(with) : 1;
+        if (n + len >= cap)
+            return CM_ETOOBIG;
+        memcpy(out + n, with ? with : p, len);
+        n += len;
+        p += skip;
+    }
+    out[n] = '\0';
     return CM_OK;
 }
 

@@ -5,7 +5,7 @@
  *            [--store sqlite|postgres|sqlite,postgres] [--gateway PATH] [--simulators PATH]
  *            [--chaos-proxy PATH] [--ci-pg PATH] [--timeout 60s] [--check] [-q] [-v]
  *            [--attach gateway=URL,control=URL,...] [--monitor --every DUR --listen ADDR:PORT
- *            [--cycles N]] FILE_OR_DIR...
+ *            [--cycles N]] [--gateway-cmd TEMPLATE [--gateway-health PATH]] FILE_OR_DIR...
  *
  * Options take their value as the next argument or after '=' (--seed=7); "--" ends the
  * options. The result borrows argv's strings. Thread-safe after parsing (read-only).
@@ -24,6 +24,9 @@
 
 /* The gateway config the scenarios fit for monitoring are written for (--attach config=). */
 #define SC_ATTACH_CONFIG "fixtures/gateway/default.json"
+
+/* --gateway-health: where a gateway started by --gateway-cmd answers 200 once ready. */
+#define SC_DEFAULT_GATEWAY_HEALTH "/health"
 
 #define SC_MAX_TAGS 16
 #define SC_MAX_JOBS 64
@@ -70,6 +73,13 @@ typedef struct {
     char listen_addr[64];
     int listen_port;
     int cycles;
+    /* --gateway-cmd: judge a gateway that is not ours. Each scenario (and each gateway
+     * start step) runs `sh -c <gateway_cmd>` (borrowed from argv; {port} and {data_dir}
+     * expanded by sc_opts_gateway_cmd_expand) with the contract environment
+     * (docs/contract.md) instead of our gateway with a config; ready once GET
+     * gateway_health answers 200. NULL: our gateway. */
+    const char *gateway_cmd;
+    char gateway_health[256];
     const char *filter; /* substring of the scenario's name or file path, or NULL */
     int has_seed;       /* --seed given: overrides every scenario's seed */
     long long seed;
@@ -105,6 +115,13 @@ int sc_opts_has_store(const sc_opts_t *o, sc_store_t s);
 
 /* 1 when tag is one of the --tag values. */
 int sc_opts_has_tag(const sc_opts_t *o, const char *tag);
+
+/* Expands the --gateway-cmd template: every "{port}" becomes port and every "{data_dir}"
+ * data_dir, as written (no shell quoting: the runner's data dirs are mkdtemp paths); any
+ * other text, braces included (a shell's ${VAR}), is kept. Into out (cap bytes).
+ * CM_ETOOBIG, out unspecified, when it does not fit. Thread-safe. */
+cm_err_t sc_opts_gateway_cmd_expand(const char *tmpl, int port, const char *data_dir, char *out,
+                                    size_t cap) CM_WUR;
 
 /* The usage text (static). */
 const char *sc_opts_usage(void);

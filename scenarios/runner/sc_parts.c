@@ -1,11 +1,16 @@
 /* sc_parts.c - the parts a scenario drives, as child processes: start, attach, stop. */
 #include "sc_parts.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cm_clock.h"
@@ -330,6 +335,8 @@ static cm_err_t write_gateway_config(sc_ctx_t *ctx, int inst, const char *rel, c
 }
 
 static cm_err_t connect_webhook(sc_ctx_t *ctx);
+static cm_err_t gateway_up(sc_ctx_t *ctx, int inst, int port);
+static cm_err_t foreign_start(sc_ctx_t *ctx, int inst, const char *actor);
 
 /* ${data_dir} for instance inst: DIR/data for the first, DIR/data<inst> (made here) for the
  * others, so instances on a file store do not share it (SQLite serves one process; a
@@ -363,6 +370,10 @@ cm_err_t sc_parts_gateway_start(sc_ctx_t *ctx, int inst, const char *config_rel)
                        inst ? " instance " : "", inst ? actor + 2 : "", (int)gw->pid);
     ctx->gw_starts[inst]++;
     cm_err_t rc = instance_data_dir(ctx, inst);
+    /* A gateway not ours gets the contract environment instead of a config (sc_attach.c
+     * skips the scenarios that need another one). */
+    if (!rc && ctx->opts->gateway_cmd)
+        return foreign_start(ctx, inst, actor);
     if (!rc)
         rc = write_gateway_config(ctx, inst, config_rel, config, sizeof config);
     /* The variables go back to the first instance's, which steps see. */
@@ -446,6 +457,14 @@ cm_err_t sc_parts_gateway_start(sc_ctx_t *ctx, int inst, const char *config_rel)
     if (!port)
         return sc_fail(ctx, RP_ERRORED, "startup",
                        "the gateway's ready file has no valid \"port\"");
+    return gateway_up(ctx, inst, port);
+}
+
+/* A gateway instance listens on port: its URL variables, the chaos proxy's gateway link
+ * and the simulators' webhooks follow it. */
+static cm_err_t gateway_up(sc_ctx_t *ctx, int inst, int port)
+{
+    cm_err_t rc;
     char var[32], url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     snprintf(var, sizeof var, "gateway_url_%d", inst);
@@ -457,6 +476,218 @@ cm_err_t sc_parts_gateway_start(sc_ctx_t *ctx, int inst, const char *config_rel)
     if (ctx->link_port[SC_LINK_GATEWAY] && (rc = relink_gateway(ctx)) != CM_OK)
         return rc;
     return connect_webhook(ctx);
+}
+
+/* ---- a gateway that is not ours (--gateway-cmd) --------------------------------------- */
+
+/* The readiness poll's pace and the most one poll may take (a gateway that accepts and
+ * never answers must not use up the whole ready deadline in one request). */
+#define SC_FOREIGN_POLL_MS 20
+#define SC_FOREIGN_POLL_TIMEOUT_MS 1000
+/* Room for the expanded command. */
+#define SC_FOREIGN_CMD_MAX 16384
+
+/* A port nobody listens on now, for BB_PORT: bound on 127.0.0.1 port 0 and released. Another
+ * process could take it before the gateway binds it; the gateway then fails to start, which
+ * fails the scenario with its log (rare: the kernel hands ephemeral ports out in turn). */
+static int free_port(char *err)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        cm_errf(err, "no free port for the gateway: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Appends "NAME=value" to env (SC_MAX_ENV + 4 slots); value may hold ${...}. */
+static cm_err_t add_env(sc_ctx_t *ctx, char **env, size_t *nenv, const char *name,
+                        const char *value)
+{
+    char *val = NULL, err[CM_ERR_LEN];
+    if (*nenv >= SC_MAX_ENV)
+        return sc_fail(ctx, RP_ERRORED, "internal", "contract environment: too many variables");
+    if (sc_vars_expand(ctx->vars, value, &val, err) != CM_OK)
+        return sc_fail(ctx, RP_ERRORED, "startup", "contract environment %s: %s", name, err);
+    size_t len = strlen(name) + strlen(val) + 2;
+    char *line = malloc(len);
+    if (line) {
+        snprintf(line, len, "%s=%s", name, val);
+        env[(*nenv)++] = line;
+    }
+    free(val);
+    return line ? CM_OK : sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+}
+
+/* The contract environment (docs/contract.md): what fixtures/gateway/default.json says to
+ * our gateway, as variables any gateway can read. The URLs are the ones a config's
+ * ${calcom_url} gets: the chaos proxy's link when the scenario has one. */
+static cm_err_t contract_env(sc_ctx_t *ctx, int port, char **env, size_t *nenv)
+{
+    static const char *const fixed[][2] = {
+        {"BB_LISTEN_ADDR", "127.0.0.1"},
+        {"BB_DATA_DIR", "${data_dir}"},
+        {"BB_TENANT_ID", "acme"},
+        {"BB_RETELL_URL", "${retell_url}"},
+        {"BB_RETELL_API_KEY", "key_sim_retell"},
+        {"BB_RETELL_AGENT_ID", "agent_acme_frontdesk"},
+        {"BB_CALCOM_URL", "${calcom_url}"},
+        {"BB_CALCOM_API_KEY", "cal_sim_key"},
+        {"BB_CALCOM_EVENT_TYPE_ID", "101"},
+        {"BB_CALCOM_WEBHOOK_SECRET", "calsecret_sim"},
+        {"BB_STRIPE_URL", "${stripe_url}"},
+        {"BB_STRIPE_API_KEY", "sk_test_sim"},
+        {"BB_STRIPE_WEBHOOK_SECRET", "whsec_sim_secret"},
+        {"BB_STRIPE_CURRENCY", "eur"},
+        {"BB_STRIPE_PAYMENT_METHOD", "pm_card_visa"},
+        {"BB_SEED", "${seed}"},
+    };
+    char num[16];
+    snprintf(num, sizeof num, "%d", port);
+    cm_err_t rc = add_env(ctx, env, nenv, "BB_PORT", num);
+    for (size_t i = 0; !rc && i < sizeof fixed / sizeof fixed[0]; i++)
+        rc = add_env(ctx, env, nenv, fixed[i][0], fixed[i][1]);
+    return rc;
+}
+
+/* Polls GET --gateway-health until it answers 200, the gateway dies, the ready deadline
+ * passes or the runner is interrupted; a failure is recorded with the gateway's log tail
+ * and the gateway stopped. */
+static cm_err_t foreign_wait_ready(sc_ctx_t *ctx, sc_proc_t *gw, const char *actor, int port)
+{
+    char err[CM_ERR_LEN], how[96], shown[SC_HTTP_SHOW + 128] = "no answer yet";
+    int64_t t0 = cm_clock_mono_ms(), deadline = t0 + SC_READY_TIMEOUT_MS;
+    sc_http_req_t r = {.to = SC_TO_GATEWAY,
+                       .method = "GET",
+                       .path = ctx->opts->gateway_health,
+                       .timeout_ms = SC_FOREIGN_POLL_TIMEOUT_MS};
+    cm_err_t rc = CM_OK;
+    snprintf(ctx->url[SC_TO_GATEWAY], sizeof ctx->url[SC_TO_GATEWAY], "http://127.0.0.1:%d", port);
+    for (;;) {
+        sc_answer_t a;
+        sc_http_do(ctx, actor, &r, 1, &a);
+        int ok = a.transport == CM_OK && a.status == 200;
+        sc_answer_show(&a, shown, sizeof shown);
+        sc_answer_free(&a);
+        if (ok) {
+            sc_log(ctx, actor, "ready in %lld ms: GET %s answered 200",
+                   (long long)(cm_clock_mono_ms() - t0), r.path);
+            return CM_OK;
+        }
+        if (!sc_proc_running(gw)) {
+            sc_proc_describe(gw, how, sizeof how);
+            rc = sc_fail(ctx, RP_ERRORED, "startup",
+                         "the gateway under test (--gateway-cmd) %s before GET %s answered 200 "
+                         "(last: %s)",
+                         how, r.path, shown);
+            break;
+        }
+        if (sc_signal_caught()) {
+            rc = sc_fail(ctx, RP_ERRORED, "interrupted",
+                         "interrupted while waiting for the gateway under test to be ready");
+            break;
+        }
+        if (cm_clock_mono_ms() >= deadline) {
+            rc = sc_fail(ctx, RP_ERRORED, "startup",
+                         "the gateway under test (--gateway-cmd) was not ready within %d ms: "
+                         "GET http://127.0.0.1:%d%s last gave %s",
+                         SC_READY_TIMEOUT_MS, port, r.path, shown);
+            break;
+        }
+        /* Pacing a poll; the 200 is the event. */
+        cm_clock_sleep_ms(SC_FOREIGN_POLL_MS);
+    }
+    ctx->url[SC_TO_GATEWAY][0] = '\0';
+    add_tail(ctx, gw);
+    if (sc_proc_stop(gw, SC_STOP_GRACE_MS, err) != CM_OK)
+        sc_log(ctx, actor, "%s", err);
+    gw->pid = 0; /* reported: teardown has nothing left to stop */
+    return rc;
+}
+
+/* Starts `sh -c <--gateway-cmd>` ({port}, {data_dir} expanded) in its own process group,
+ * from the runner's directory, with the contract environment on a free port and the
+ * instance's data dir (the same across restarts), output to the gateway's log. */
+static cm_err_t foreign_start(sc_ctx_t *ctx, int inst, const char *actor)
+{
+    char err[CM_ERR_LEN], log[PATH_MAX + 16];
+    char *env[SC_MAX_ENV + 4] = {NULL}, *cmd = NULL;
+    size_t nenv = 0;
+    sc_proc_t *gw = &ctx->gws[inst];
+    const json_t *dd = sc_vars_lookup(ctx->vars, "data_dir");
+    int port = free_port(err);
+    if (!port)
+        return sc_fail(ctx, RP_ERRORED, "startup", "%s", err);
+    cm_err_t rc = contract_env(ctx, port, env, &nenv);
+    if (!rc && (rc = add_faketime_env(ctx, SC_PROC_GATEWAY, env, &nenv)) != CM_OK)
+        rc = sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+    if (!rc && !(cmd = malloc(SC_FOREIGN_CMD_MAX)))
+        rc = sc_fail(ctx, RP_ERRORED, "internal", "out of memory");
+    if (!rc && sc_opts_gateway_cmd_expand(ctx->opts->gateway_cmd, port,
+                                          json_string_value(dd) ? json_string_value(dd) : "", cmd,
+                                          SC_FOREIGN_CMD_MAX) != CM_OK)
+        rc = sc_fail(ctx, RP_ERRORED, "startup", "--gateway-cmd: longer than %d bytes expanded",
+                     SC_FOREIGN_CMD_MAX);
+    snprintf(log, sizeof log, "%s/%s.log", ctx->tmpdir, actor);
+    if (!rc && ctx->gw_starts[inst] > 1) {
+        FILE *f = fopen(log, "a");
+        if (f) {
+            fprintf(f, "=== scenario runner: gateway start #%d, sh -c %s ===\n",
+                    ctx->gw_starts[inst], cmd);
+            fclose(f);
+        }
+    }
+    if (!rc) {
+        const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+        if (sc_proc_start(gw, "gateway under test", argv, (const char *const *)env, log, err) !=
+            CM_OK)
+            rc = sc_fail(ctx, RP_ERRORED, "startup", "%s", err);
+        else
+            sc_log(ctx, actor, "started sh -c '%s' (pid %d) on port %d, data dir %s, log %s", cmd,
+                   (int)gw->pid, port, json_string_value(dd) ? json_string_value(dd) : "?", log);
+    }
+    for (size_t i = 0; i < nenv; i++)
+        free(env[i]);
+    free(cmd);
+    if (!rc)
+        rc = foreign_wait_ready(ctx, gw, actor, port);
+    return rc ? rc : gateway_up(ctx, inst, port);
+}
+
+/* Stops a gateway under test: SIGTERM to its group, SIGKILL after the grace period. Its
+ * exit status is not judged (the contract asks for none); that it needed SIGKILL is
+ * logged. A gateway that had died before, or survives SIGKILL, fails the scenario. */
+static cm_err_t foreign_stop(sc_ctx_t *ctx, sc_proc_t *p, const char *actor, const char *label)
+{
+    char err[CM_ERR_LEN], how[96];
+    int64_t t = cm_clock_mono_ms();
+    if (!sc_proc_running(p)) {
+        sc_proc_describe(p, how, sizeof how);
+        sc_fail(ctx, RP_FAILED, "process", "%s%sthe gateway under test %s before it was stopped",
+                label ? label : "", label ? ": " : "", how);
+        add_tail(ctx, p);
+        return CM_EINVAL;
+    }
+    if (sc_proc_stop(p, SC_STOP_GRACE_MS, err) != CM_OK && !p->exited) {
+        sc_fail(ctx, RP_FAILED, "process", "%s%s%s", label ? label : "", label ? ": " : "", err);
+        add_tail(ctx, p);
+        return CM_EINVAL;
+    }
+    sc_proc_describe(p, how, sizeof how);
+    int killed = WIFSIGNALED(p->status) && WTERMSIG(p->status) == SIGKILL;
+    sc_log(ctx, actor, "stopped in %lld ms (%s%s; a gateway under test's exit is not judged)",
+           (long long)(cm_clock_mono_ms() - t), how,
+           killed ? ": it did not exit within the grace period of SIGTERM" : "");
+    return CM_OK;
 }
 
 /* Points one simulator's webhooks (provider: retell, stripe, calcom) at the gateway:
@@ -556,6 +787,10 @@ void sc_parts_stop(sc_ctx_t *ctx, sc_proc_t *p, const char *actor)
     char err[CM_ERR_LEN];
     if (p->pid <= 0)
         return;
+    if (ctx->opts->gateway_cmd && p >= ctx->gws && p < ctx->gws + SC_GW_MAX) {
+        (void)foreign_stop(ctx, p, actor, NULL); /* recorded in ctx */
+        return;
+    }
     int64_t t = cm_clock_mono_ms();
     if (sc_proc_stop(p, SC_STOP_GRACE_MS, err) != CM_OK) {
         int first = !ctx->fail.set;
@@ -586,6 +821,11 @@ cm_err_t sc_parts_gateway_stop(sc_ctx_t *ctx, int inst, const char *label)
     if (gw->pid <= 0)
         return sc_fail(ctx, RP_FAILED, "invalid",
                        "%s: the gateway is not running (nothing to stop)", label);
+    if (ctx->opts->gateway_cmd) {
+        cm_err_t frc = foreign_stop(ctx, gw, sc_parts_gw_actor(inst, actor), label);
+        instance_gone(ctx, inst);
+        return frc;
+    }
     int64_t t = cm_clock_mono_ms();
     cm_err_t rc = sc_proc_stop(gw, SC_STOP_GRACE_MS, err);
     if (rc) {

@@ -45,7 +45,12 @@ cm_err_t sc_parts_attach(sc_ctx_t *ctx) CM_WUR;
  * stop: SIGTERM, it must exit with status 0 within SC_STOP_GRACE_MS.
  * kill: SIGKILL to its process group, returns once it is gone.
  * wait_exit: waits up to within_ms for a gateway that was allowed to die (expect_exit) to
- * end by itself, reaps it and logs how it ended. */
+ * end by itself, reaps it and logs how it ended.
+ * With --gateway-cmd the gateway is not ours (docs/contract.md): start runs `sh -c
+ * TEMPLATE` with the contract environment (BB_PORT a free port, BB_DATA_DIR the instance's
+ * data dir, the simulators' URLs, keys and secrets) instead of writing a config, and waits
+ * until GET --gateway-health answers 200 (SC_READY_TIMEOUT_MS); stop (and sc_parts_stop at
+ * teardown) does not judge its exit status, only that it was still running. */
 cm_err_t sc_parts_gateway_start(sc_ctx_t *ctx, int inst, const char *config_rel) CM_WUR;
 cm_err_t sc_parts_gateway_stop(sc_ctx_t *ctx, int inst, const char *label) CM_WUR;
 cm_err_t sc_parts_gateway_kill(sc_ctx_t *ctx, int inst, const char *label) CM_WUR;

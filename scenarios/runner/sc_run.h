@@ -2,7 +2,8 @@
  *
  *   temp dir (mkdtemp, with an INFO file) -> simulators (ready file) -> gateway config
  *   expanded into DIR/gateway.json -> gateway with GW_ADMIN_TOKEN and the scenario's env
- *   (ready file) -> PUT /control/retell/webhook -> steps -> "finally" steps (always,
+ *   (ready file; with --gateway-cmd a gateway not ours, with the contract environment,
+ *   ready on its health path) -> PUT /control/retell/webhook -> steps -> "finally" steps (always,
  *   once the parts run) -> SIGTERM both process groups (gateway first) -> temp dir removed
  *   unless kept or failed. The parts themselves are started and stopped by sc_parts. With
  *   --attach nothing is started or stopped: the run attaches, notes where its counts begin

@@ -2,7 +2,9 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "sc_attach.h"
 #include "sc_opts.h"
+#include "sc_scenario.h"
 
 static cm_err_t parse(sc_opts_t *o, char *err, int argc, char **argv)
 {
@@ -336,5 +338,166 @@ Test(opts, attach_and_monitor_usage_errors)
         cr_assert_not_null(strstr(err, cases[i].want), "want \"%s\", got \"%s\"", cases[i].want,
                            err);
         sc_opts_free(&o);
+    }
+}
+
+Test(opts, gateway_cmd_and_health)
+{
+    char *argv[] = {"scenario", "--gateway-cmd", "python3 gw.py --port {port}", "d", NULL};
+    sc_opts_t o;
+    char err[CM_ERR_LEN] = "";
+    cr_assert_eq(parse(&o, err, 4, argv), CM_OK, "%s", err);
+    cr_assert_str_eq(o.gateway_cmd, "python3 gw.py --port {port}");
+    cr_assert_str_eq(o.gateway_health, "/health", "the default readiness path");
+    sc_opts_free(&o);
+
+    char *argv2[] = {
+        "scenario", "--gateway-cmd=./run", "--gateway-health", "/health/ready?x=1", "-j", "2", "d",
+        NULL};
+    cr_assert_eq(parse(&o, err, 7, argv2), CM_OK, "%s", err);
+    cr_assert_str_eq(o.gateway_cmd, "./run");
+    cr_assert_str_eq(o.gateway_health, "/health/ready?x=1");
+    cr_assert_eq(o.jobs, 2, "each scenario starts its own gateway: -j is fine");
+    sc_opts_free(&o);
+
+    char *argv3[] = {"scenario", "d", NULL};
+    cr_assert_eq(parse(&o, err, 2, argv3), CM_OK, "%s", err);
+    cr_assert_null(o.gateway_cmd, "without the option: our gateway");
+    sc_opts_free(&o);
+}
+
+Test(opts, gateway_cmd_usage_errors)
+{
+    struct {
+        char *argv[8];
+        int argc;
+        const char *want;
+    } cases[] = {
+        {{"scenario", "--gateway-cmd", NULL}, 2, "--gateway-cmd needs a value"},
+        {{"scenario", "--gateway-cmd", "", "d"}, 4, "--gateway-cmd needs a non-empty value"},
+        {{"scenario", "--gateway-health", "/h", "d"},
+         4,
+         "--gateway-health goes with --gateway-cmd"},
+        {{"scenario", "--gateway-cmd", "x", "--gateway-health", "health", "d"},
+         6,
+         "--gateway-health: 'health' is not a path starting with '/'"},
+        {{"scenario", "--gateway-cmd", "x", "--gateway-health", "/a b", "d"},
+         6,
+         "--gateway-health: '/a b' is not a path"},
+        {{"scenario", "--gateway-cmd", "x", "--attach", "gateway=http://h:1", "d"},
+         6,
+         "--gateway-cmd cannot be used with --attach"},
+        {{"scenario", "--gateway-cmd", "x", "--store", "postgres", "d"},
+         6,
+         "--store cannot be used with --gateway-cmd"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sc_opts_t o;
+        char err[CM_ERR_LEN] = "";
+        cr_assert_eq(parse(&o, err, cases[i].argc, cases[i].argv), CM_EINVAL, "case %zu accepted",
+                     i);
+        cr_assert_not_null(strstr(err, cases[i].want), "want %s\n got %s", cases[i].want, err);
+        sc_opts_free(&o);
+    }
+}
+
+Test(opts, gateway_cmd_placeholders)
+{
+    char out[64];
+    cr_assert_eq(sc_opts_gateway_cmd_expand("gw --port {port} --data {data_dir} {port}", 4711,
+                                            "/tmp/s/data", out, sizeof out),
+                 CM_OK);
+    cr_assert_str_eq(out, "gw --port 4711 --data /tmp/s/data 4711");
+    /* Other braces are the shell's: kept as written. */
+    cr_assert_eq(
+        sc_opts_gateway_cmd_expand("gw -p ${BB_PORT} {other} {port", 1, "/d", out, sizeof out),
+        CM_OK);
+    cr_assert_str_eq(out, "gw -p ${BB_PORT} {other} {port");
+    cr_assert_eq(sc_opts_gateway_cmd_expand("{data_dir}", 1, "/a/very/long/data/dir", out, 10),
+                 CM_ETOOBIG, "a template that does not fit is refused, not cut");
+    cr_assert_eq(sc_opts_gateway_cmd_expand("", 1, "/d", out, sizeof out), CM_OK);
+    cr_assert_str_eq(out, "");
+}
+
+Test(opts, usage_names_gateway_cmd)
+{
+    cr_assert_not_null(strstr(sc_opts_usage(), "--gateway-cmd TEMPLATE"));
+    cr_assert_not_null(strstr(sc_opts_usage(), "--gateway-health PATH"));
+}
+
+/* The skip rules for a gateway under --gateway-cmd (sc_attach_unsuitable). */
+static const char *foreign_why(const char *text, char *why, size_t cap)
+{
+    char *argv[] = {"scenario", "--gateway-cmd", "./gw", "d", NULL};
+    static sc_opts_t o;
+    char err[SC_ERR_LEN] = "";
+    sc_scenario_t *sc = NULL;
+    cr_assert_eq(parse(&o, err, 4, argv), CM_OK, "%s", err);
+    cr_assert_eq(sc_scenario_parse("t/x.json", text, strlen(text), &sc, err), CM_OK, "%s", err);
+    const char *r = sc_attach_unsuitable(&o, sc, why, cap);
+    sc_scenario_free(&sc);
+    sc_opts_free(&o);
+    return r;
+}
+
+#define SC_HEAD                                                                                    \
+    "{\"name\":\"n\",\"tags\":[],\"seed\":1,\"gateway\":{\"config\":"                              \
+    "\"fixtures/gateway/default.json\"}"
+#define SC_CALL "{\"call\":{\"fixture\":\"fixtures/retell/call_booking.json\"}},"
+
+Test(opts, gateway_cmd_skips_what_needs_our_gateway)
+{
+    char why[512];
+    /* Only the simulators' journal and effects, and the gateway's answers: runs. */
+    cr_assert_null(
+        foreign_why(SC_HEAD ",\"steps\":[" SC_CALL
+                            "{\"webhook\":{\"provider\":\"retell\",\"call\":\"${call.call_id}\"}},"
+                            "{\"gateway\":{\"action\":\"restart\"}},"
+                            "{\"expect\":{\"effects\":{\"calcom.booking\":1},"
+                            "\"journal\":{\"calcom POST /v2/bookings\":1}}}]}",
+                    why, sizeof why),
+        "%s", why);
+    struct {
+        const char *text, *want;
+    } cases[] = {
+        {SC_HEAD ",\"steps\":[" SC_CALL
+                 "{\"wait\":{\"call\":\"${call.call_id}\",\"state\":\"booked\"}}]}",
+         "steps[1] needs our gateway's own API (GET /admin/calls/${call.call_id})"},
+        {SC_HEAD
+         ",\"steps\":[{\"expect\":{\"effects\":{\"calcom.booking\":0},\"queue\":{\"dead\":0}}}]}",
+         "needs our gateway's own API (GET /admin/queue)"},
+        {SC_HEAD ",\"steps\":[{\"request\":{\"to\":\"gateway\",\"path\":\"/metrics\"},"
+                 "\"expect\":{\"status\":200}}]}",
+         "needs our gateway's own API (GET /metrics)"},
+        {SC_HEAD ",\"steps\":[{\"request\":{\"to\":\"gateway\",\"path\":\"/x\",\"auth\":true},"
+                 "\"expect\":{\"status\":200}}]}",
+         "the admin token (\"auth\": true) on /x"},
+        {SC_HEAD ",\"steps\":[{\"repeat\":{\"times\":2,\"step\":{\"request\":{\"to\":\"gateway\","
+                 "\"path\":\"/admin/queue\"},\"expect\":{\"status\":200}}}}]}",
+         "steps[0].step needs our gateway's own API"},
+        {SC_HEAD ",\"steps\":[{\"request\":{\"to\":\"gateway\",\"path\":\"/health\"},"
+                 "\"expect\":{\"status\":200}}],\"finally\":[{\"request\":{\"to\":\"gateway\","
+                 "\"path\":\"/admin/sagas/x\"},\"expect\":{\"status\":200}}]}",
+         "needs our gateway's own API (GET /admin/sagas/x)"},
+        {SC_HEAD
+         ",\"env\":{\"GW_X\":\"1\"},\"steps\":[{\"expect\":{\"effects\":{\"calcom.booking\":0}}}]}",
+         "the gateway needs an environment of its own (\"env\"); --gateway-cmd"},
+        {"{\"name\":\"n\",\"tags\":[],\"seed\":1,\"gateway\":{\"config\":"
+         "\"fixtures/gateway/short_deadline.json\"},\"steps\":[{\"expect\":{\"effects\":"
+         "{\"calcom.booking\":0}}}]}",
+         "written for our gateway config fixtures/gateway/short_deadline.json"},
+        {SC_HEAD ",\"steps\":[{\"gateway\":{\"action\":\"restart\",\"config\":"
+                 "\"fixtures/gateway/short_deadline.json\"}},{\"expect\":{\"effects\":"
+                 "{\"calcom.booking\":0}}}]}",
+         "steps[0] restarts the gateway on our config"},
+        {SC_HEAD
+         ",\"store\":\"postgres\",\"steps\":[{\"expect\":{\"effects\":{\"calcom.booking\":0}}}]}",
+         "written for our gateway on PostgreSQL"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *r = foreign_why(cases[i].text, why, sizeof why);
+        cr_assert_not_null(r, "case %zu runs, want skipped: %s", i, cases[i].want);
+        cr_assert_not_null(strstr(r, cases[i].want), "case %zu: want %s\n got %s", i, cases[i].want,
+                           r);
     }
 }
