@@ -293,7 +293,9 @@ static int write_reports(const sc_opts_t *o, const rp_report_t *report)
     /* The health report (reports/rp_health.h) goes with --out's reports when scenarios with
      * an "area" (the contract suite) ran: a run without any has nothing to judge. */
     int health = o->out && rp_health_has_areas(report);
-    if (health && rp_health_write(report, o->gateway, o->out, err) != CM_OK) {
+    /* The gateway judged: the foreign one's command, or our gateway's program. */
+    const char *judged = o->gateway_cmd ? o->gateway_cmd : o->gateway;
+    if (health && rp_health_write(report, judged, o->out, err) != CM_OK) {
         fprintf(stderr, "scenario: health report: %s\n", err);
         ok = 0;
     }
