@@ -306,3 +306,21 @@ cm_err_t gw_store_publish(gw_store_t *s, gw_notice_t what, const char *detail)
 {
     return DISPATCH(s, publish, what, detail);
 }
+
+cm_err_t gw_store_audit_add(gw_store_t *s, const gw_audit_t *a)
+{
+    if (!a || !a->token || !a->action || !a->outcome)
+        return CM_EINVAL;
+    return DISPATCH(s, audit_add, a);
+}
+
+cm_err_t gw_store_audit_list(gw_store_t *s, const char *tenant, int64_t before_id, int limit,
+                             gw_audit_fn fn, void *ud)
+{
+    return DISPATCH(s, audit_list, tenant, before_id, limit, fn, ud);
+}
+
+cm_err_t gw_store_event_tenant(gw_store_t *s, int64_t event_id, char *tenant, size_t cap)
+{
+    return DISPATCH(s, event_tenant, event_id, tenant, cap);
+}

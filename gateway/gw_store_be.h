@@ -146,5 +146,15 @@ void gw_sq_store_off_notice(gw_sq_store_t *s, gw_notice_fn fn, void *ud);
 void gw_pg_store_off_notice(gw_pg_store_t *s, gw_notice_fn fn, void *ud);
 cm_err_t gw_sq_store_publish(gw_sq_store_t *s, gw_notice_t what, const char *detail) CM_WUR;
 cm_err_t gw_pg_store_publish(gw_pg_store_t *s, gw_notice_t what, const char *detail) CM_WUR;
+cm_err_t gw_sq_store_audit_add(gw_sq_store_t *s, const gw_audit_t *a) CM_WUR;
+cm_err_t gw_pg_store_audit_add(gw_pg_store_t *s, const gw_audit_t *a) CM_WUR;
+cm_err_t gw_sq_store_audit_list(gw_sq_store_t *s, const char *tenant, int64_t before_id, int limit,
+                                gw_audit_fn fn, void *ud) CM_WUR;
+cm_err_t gw_pg_store_audit_list(gw_pg_store_t *s, const char *tenant, int64_t before_id, int limit,
+                                gw_audit_fn fn, void *ud) CM_WUR;
+cm_err_t gw_sq_store_event_tenant(gw_sq_store_t *s, int64_t event_id, char *tenant,
+                                  size_t cap) CM_WUR;
+cm_err_t gw_pg_store_event_tenant(gw_pg_store_t *s, int64_t event_id, char *tenant,
+                                  size_t cap) CM_WUR;
 
 #endif
