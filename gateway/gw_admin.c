@@ -722,16 +722,6 @@ static void h_erasure(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     char counts[160];
     if (!authorised(app, req, resp))
         return;
-    /* The store erases a person across every tenant's rows; a token of one tenant must
-     * not reach the others'. Until the store can erase within one tenant, the scoped
-     * tokens are refused (docs/interfaces.md). */
-    if (who.tenant) {
-        gw_admin_audit(app, &who, "erasure", NULL, who.tenant, "forbidden", NULL);
-        cm_http_resp_problem(resp, 403, "Forbidden",
-                             "an erasure runs across every tenant: it needs a token of all "
-                             "tenants");
-        return;
-    }
     if (cm_json_parse(req->body, req->body_len, 4096, &v, NULL) != CM_OK || !json_is_object(v)) {
         cm_http_resp_problem(resp, 400, "Bad Request",
                              "body must be a JSON object: {\"phone\": \"+14155550123\"} and/or "
@@ -769,13 +759,15 @@ static void h_erasure(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     }
     /* The audit entry records what was asked for and what changed, never whom. */
     const char *target = phone && email ? "phone+email" : phone ? "phone" : "email";
-    cm_err_t rc = gw_store_erase(app->store, phone, email, cm_clock_now_ms(), &er);
+    /* A scoped token erases within its tenant's rows only. */
+    cm_err_t rc =
+        gw_store_erase_tenant(app->store, who.tenant, phone, email, cm_clock_now_ms(), &er);
     json_decref(v);
     snprintf(counts, sizeof counts,
              "{\"events_erased\":%d,\"dead_letters_discarded\":%d,\"errors_redacted\":%d,"
              "\"in_progress\":%d}",
              er.events, er.dead_letters, er.errors, er.in_progress);
-    gw_admin_audit(app, &who, "erasure", target, NULL, rc ? "error" : "ok", counts);
+    gw_admin_audit(app, &who, "erasure", target, who.tenant, rc ? "error" : "ok", counts);
     if (rc) {
         cm_http_resp_problem(resp, rc == CM_ESTORE ? 503 : 500, "Erasure failed",
                              "the store failed part-way: what was erased stays erased; send the "

@@ -210,6 +210,11 @@ typedef struct {
  * what was erased stays erased, *out counts it, and calling again finishes the job. */
 cm_err_t gw_store_erase(gw_store_t *s, const char *phone, const char *email, int64_t now_ms,
                         gw_erase_t *out) CM_WUR;
+/* gw_store_erase within one tenant's rows (tenant NULL: every tenant's): its events, and
+ * the job errors, saga reasons and steps, and entity errors of its jobs, sagas and
+ * entities. For the admin API's scoped tokens. */
+cm_err_t gw_store_erase_tenant(gw_store_t *s, const char *tenant, const char *phone,
+                               const char *email, int64_t now_ms, gw_erase_t *out) CM_WUR;
 
 /* 1 when the store can write now, 0 when it cannot (what /health/ready and the metric
  * gw_store_writable report). SQLite: the outcome of the last write if it is under a

@@ -79,10 +79,10 @@ cm_err_t gw_pg_store_event_rerun(gw_pg_store_t *s, int64_t event_id, int64_t now
 cm_err_t gw_sq_store_queue_stats(gw_sq_store_t *s, gw_queue_stats_t *st) CM_WUR;
 cm_err_t gw_sq_store_purge(gw_sq_store_t *s, int64_t cutoff_ms, int batch, gw_purge_t *out) CM_WUR;
 cm_err_t gw_pg_store_purge(gw_pg_store_t *s, int64_t cutoff_ms, int batch, gw_purge_t *out) CM_WUR;
-cm_err_t gw_sq_store_erase(gw_sq_store_t *s, const char *phone, const char *email, int64_t now_ms,
-                           gw_erase_t *out) CM_WUR;
-cm_err_t gw_pg_store_erase(gw_pg_store_t *s, const char *phone, const char *email, int64_t now_ms,
-                           gw_erase_t *out) CM_WUR;
+cm_err_t gw_sq_store_erase(gw_sq_store_t *s, const char *tenant, const char *phone,
+                           const char *email, int64_t now_ms, gw_erase_t *out) CM_WUR;
+cm_err_t gw_pg_store_erase(gw_pg_store_t *s, const char *tenant, const char *phone,
+                           const char *email, int64_t now_ms, gw_erase_t *out) CM_WUR;
 int gw_sq_store_writable(gw_sq_store_t *s);
 int gw_pg_store_writable(gw_pg_store_t *s);
 cm_err_t gw_pg_store_queue_stats(gw_pg_store_t *s, gw_queue_stats_t *st) CM_WUR;

@@ -3,7 +3,8 @@
  * when GW_STORE_TEST_BACKEND=postgres (ctest's test_gw_audit_pg runs this binary so under
  * ci/pg run, which exports GW_PG_URL; each test then starts from an empty schema). Newest
  * first, paged by cursor, filtered by tenant, kept across a reopen and by retention's
- * purge; SQLite: a version 5 database is brought to 7 with the table. */
+ * purge; SQLite: a version 5 database is brought to 7 with the table. And an erasure
+ * within one tenant's rows (gw_store_erase_tenant, for scoped admin tokens). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,3 +249,33 @@ Test(audit, pg_versions_are_recorded_one_by_one)
     PQfinish(c);
 }
 #endif
+
+/* An erasure by a token scoped to a tenant (gw_store_erase_tenant) reaches that tenant's
+ * events only; the same person's event at another tenant is left for that tenant. */
+Test(audit, an_erasure_within_one_tenant_leaves_the_others)
+{
+    gw_ingest_t r;
+    gw_erase_t er;
+    const char *body = "{\"call\":{\"attendee_email\":\"pat@example.com\"}}";
+    const char *tenants[] = {"acme", "globex"};
+    const char *keys[] = {"retell:c1:call_started", "retell:c2:call_started"};
+    for (int i = 0; i < 2; i++) {
+        gw_event_in_t ev = {.provider = "retell",
+                            .event_key = keys[i],
+                            .event_type = "call_started",
+                            .entity_id = keys[i] + 7,
+                            .tenant_id = tenants[i],
+                            .body = body,
+                            .body_len = strlen(body),
+                            .received_at_ms = 1000};
+        cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+    }
+    cr_assert_eq(gw_store_erase_tenant(st, "globex", NULL, "PAT@example.com", 2000, &er), CM_OK);
+    cr_assert_eq(er.events, 1);
+    cr_assert_eq(er.ids[0], 2, "globex's event");
+    cr_assert_eq(gw_store_erase_tenant(st, "globex", NULL, "pat@example.com", 3000, &er), CM_OK);
+    cr_assert_eq(er.events, 0, "globex's is erased already, acme's is not globex's");
+    cr_assert_eq(gw_store_erase_tenant(st, NULL, NULL, "pat@example.com", 4000, &er), CM_OK);
+    cr_assert_eq(er.events, 1, "every tenant's: acme's is left");
+    cr_assert_eq(er.ids[0], 1);
+}

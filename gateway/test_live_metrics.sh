@@ -52,14 +52,14 @@ got=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Length: 9999999
 
 # Wait (bounded) until the unreachable Cal.com has opened the breaker.
 for _ in $(seq 1 200); do
-  curl -s "$url/metrics" | grep -qF 'gw_breaker_state{provider="calcom",state="open"} 1' && break
+  curl -s "$url/metrics" | grep -qF 'gw_breaker_state{provider="calcom",tenant="t",state="open"} 1' && break
   sleep 0.05
 done
 curl -s "$url/metrics" >"$dir/metrics.txt"
 for want in 'gw_webhooks_total{provider="retell",result="accepted"} 1' \
             'gw_webhooks_total{provider="retell",result="duplicate"} 1' \
             'gw_webhooks_total{provider="retell",result="rejected_signature"} 1' \
-            'gw_breaker_state{provider="calcom",state="open"} 1' \
+            'gw_breaker_state{provider="calcom",tenant="t",state="open"} 1' \
             'gw_sagas_started_total 1' \
             'gw_job_outcomes_unstored_total{result="done"} 0' \
             'gw_http_requests_too_large_total{part="head"} 1' \
@@ -67,8 +67,8 @@ for want in 'gw_webhooks_total{provider="retell",result="accepted"} 1' \
             'gw_http_connections_closed_total{reason="evicted"} 0' \
             'gw_http_connections{state="waiting_head"}' \
             'gw_webhooks_total{provider="stripe",result="rejected_stale"} 0' \
-            'gw_breaker_transitions_total{provider="stripe",from="closed",to="open"} 0' \
-            'gw_retry_budget_rejections_total{provider="calcom"} 0'; do
+            'gw_breaker_transitions_total{provider="calcom",tenant="t",from="half_open",to="open"} 0' \
+            'gw_retry_budget_rejections_total{provider="calcom",tenant="t"} 0'; do
   grep -qF "$want" "$dir/metrics.txt" || { echo "FAIL: no '$want' in the scrape"; cat "$dir/metrics.txt"; exit 1; }
 done
 grep -q '^gw_breaker_transitions_total{' "$dir/metrics.txt" || { echo "FAIL: breaker never moved"; exit 1; }
