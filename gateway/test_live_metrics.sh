@@ -15,6 +15,7 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null;
 trap cleanup EXIT
 cat >"$dir/gw.json" <<JSON
 { "data_dir": "$dir/data", "admin_token": "tok", "log_level": "error",
+  "listen": {"addr": "127.0.0.1", "port": 0},
   "worker": {"max_attempts": 2, "backoff_base_ms": 10},
   "providers": {"calcom": {"base_url": "http://127.0.0.1:9", "breaker": {"failures": 2}}},
   "tenants": [{"id": "t", "retell": {"agent_ids": ["ag"], "api_keys": ["key_t"]},
