@@ -37,7 +37,8 @@ static void problem(checker_t *ck, const char *path, const char *fmt, ...)
 static const char *const top_keys[] = {"listen",    "data_dir", "admin_token", "log_level",
                                        "seed",      "webhooks", "store",       "worker",
                                        "providers", "tenants",  "sources",     "saga",
-                                       "retention", "tracing",  "event_types", NULL};
+                                       "retention", "tracing",  "event_types", "admin_tokens",
+                                       NULL};
 
 static void unknown_keys(checker_t *ck, const char *path, const json_t *obj,
                          const char *const *known)
@@ -317,6 +318,33 @@ const gw_source_t *gw_config_source(const gw_config_t *cfg, const char *id)
     return NULL;
 }
 
+/* admin_tokens[i]: {"name", "token" (a secret), "tenant" (optional)}. The tenant is checked
+ * against the tenants once they are loaded. */
+static void load_admin_token(checker_t *ck, size_t i, const json_t *o, gw_admin_token_t *out)
+{
+    static const char *const known[] = {"name", "token", "tenant", NULL};
+    char path[48];
+    snprintf(path, sizeof path, "admin_tokens[%zu]", i);
+    if (!json_is_object(o)) {
+        problem(ck, path, "must be an object {\"name\", \"token\", \"tenant\"}");
+        return;
+    }
+    unknown_keys(ck, path, o, known);
+    out->name = str_field(ck, path, o, "name", NULL);
+    if (out->name &&
+        (strlen(out->name) > 64 || strcspn(out->name, "\"\\\r\n") != strlen(out->name)))
+        problem(ck, path, "\"name\" must be at most 64 characters, without quotes or newlines");
+    if (json_object_get(o, "token")) {
+        char tp[64];
+        snprintf(tp, sizeof tp, "%s.token", path);
+        out->token = secret(ck, tp, json_object_get(o, "token"));
+    } else {
+        problem(ck, path, "\"token\" is required");
+    }
+    if (json_object_get(o, "tenant"))
+        out->tenant = str_field(ck, path, o, "tenant", NULL);
+}
+
 static void load_tenant(checker_t *ck, size_t i, const json_t *t, gw_tenant_t *out)
 {
     char path[64], sub[128];
@@ -499,10 +527,32 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
         if (c->db_path)
             snprintf(c->db_path, n, "%s/gateway.db", c->data_dir);
     }
+    const json_t *toks = json_object_get(root, "admin_tokens");
     if (json_object_get(root, "admin_token"))
         c->admin_token = secret(&ck, "admin_token", json_object_get(root, "admin_token"));
-    else
-        problem(&ck, "$", "\"admin_token\" is required (the admin API is never open)");
+    else if (!toks)
+        problem(&ck, "$",
+                "\"admin_token\" or \"admin_tokens\" is required (the admin API is never open)");
+    if (toks && (!json_is_array(toks) || json_array_size(toks) == 0 ||
+                 json_array_size(toks) > GW_MAX_ADMIN_TOKENS)) {
+        problem(&ck, "admin_tokens", "must list 1 to %d tokens", GW_MAX_ADMIN_TOKENS);
+    } else if (toks) {
+        c->nadmin_tokens = json_array_size(toks);
+        c->admin_tokens = calloc(c->nadmin_tokens, sizeof *c->admin_tokens);
+        for (size_t i = 0; c->admin_tokens && i < c->nadmin_tokens; i++)
+            load_admin_token(&ck, i, json_array_get(toks, i), &c->admin_tokens[i]);
+        /* Names tell the audit log's entries apart; tokens tell the callers apart. */
+        for (size_t i = 0; c->admin_tokens && i < c->nadmin_tokens; i++)
+            for (size_t k = 0; k < i; k++) {
+                const gw_admin_token_t *a = &c->admin_tokens[i], *b = &c->admin_tokens[k];
+                char p[48];
+                snprintf(p, sizeof p, "admin_tokens[%zu]", i);
+                if (a->name && b->name && !strcmp(a->name, b->name))
+                    problem(&ck, p, "name \"%s\" appears twice", a->name);
+                if (a->token && b->token && !strcmp(a->token, b->token))
+                    problem(&ck, p, "the same token as admin_tokens[%zu]", k);
+            }
+    }
     c->log_level = str_field(&ck, "$", root, "log_level", "info");
     if (c->log_level && strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
         strcmp(c->log_level, "warn") && strcmp(c->log_level, "error"))
@@ -657,6 +707,12 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
                 }
             }
     }
+    for (size_t i = 0; c->admin_tokens && c->tenants && i < c->nadmin_tokens; i++)
+        if (c->admin_tokens[i].tenant && !gw_config_tenant(c, c->admin_tokens[i].tenant)) {
+            char p[48];
+            snprintf(p, sizeof p, "admin_tokens[%zu].tenant", i);
+            problem(&ck, p, "no tenant \"%s\"", c->admin_tokens[i].tenant);
+        }
     const json_t *sources = json_object_get(root, "sources");
     if (sources && !json_is_array(sources)) {
         problem(&ck, "$", "\"sources\" must be an array");
@@ -711,6 +767,12 @@ void gw_config_free(gw_config_t **cp)
         for (size_t k = 0; k < c->sources[i].nsecrets; k++)
             free(c->sources[i].secrets[k]);
     }
+    for (size_t i = 0; c->admin_tokens && i < c->nadmin_tokens; i++) {
+        free(c->admin_tokens[i].name);
+        free(c->admin_tokens[i].token);
+        free(c->admin_tokens[i].tenant);
+    }
+    free(c->admin_tokens);
     free(c->sources);
     free(c->tenants);
     free(c->listen_addr);

@@ -76,6 +76,16 @@ typedef struct {
     double budget_ratio;     /* retries at most this share of calls */
 } gw_provider_t;
 
+/* One admin bearer token (admin_tokens). The single admin_token is token "admin", of all
+ * tenants. */
+typedef struct {
+    char *name;   /* recorded in the audit log; never the token */
+    char *token;  /* the secret */
+    char *tenant; /* the one tenant it may see and act on; NULL: all tenants */
+} gw_admin_token_t;
+
+#define GW_MAX_ADMIN_TOKENS 32
+
 /* Spans exported with OTLP/HTTP JSON (gw_otlp.h); off unless a "tracing" section with an
  * endpoint is given. */
 #define GW_TRACING_MAX_HEADERS 8
@@ -104,8 +114,11 @@ typedef struct {
     unsigned body_timeout_ms;
     unsigned header_limit;
     char *data_dir;
-    char *db_path; /* data_dir/gateway.db */
-    char *admin_token;
+    char *db_path;     /* data_dir/gateway.db */
+    char *admin_token; /* NULL when only admin_tokens are given */
+    /* admin_tokens: named tokens, each of all tenants or scoped to one (gw_admin.c). */
+    gw_admin_token_t *admin_tokens;
+    size_t nadmin_tokens;
     char *log_level;
     uint64_t seed; /* for back-off jitter; reports print it */
 

@@ -52,29 +52,19 @@ static double writable_fn(void *ud)
  * the start for the providers every gateway has: Prometheus sees no increase in a series
  * that first appears at 1, so the first forged webhook, the first breaker opening or the
  * first retry refused by the budget would go unseen. (Standard Webhooks sources, "std",
- * appear when one is configured and used; outbound operations are too many to list.) */
+ * appear when one is configured and used; outbound operations are too many to list. The
+ * breaker, budget and rate-limit series of each provider API key are made at 0 by
+ * gw_outbound_new, which knows the tenants.) */
 static cm_err_t zero_series(gw_obs_t *o)
 {
     static const char *const inbound[] = {"retell", "calcom", "stripe"};
     static const char *const results[] = {"accepted",       "duplicate",       "rejected_signature",
                                           "rejected_stale", "rejected_replay", "rejected_malformed",
                                           "rejected_route", "not_stored"};
-    static const char *const outbound[] = {"calcom", "stripe"};
-    static const char *const moves[][2] = {
-        {"closed", "open"}, {"open", "half_open"}, {"half_open", "closed"}, {"half_open", "open"}};
     for (size_t i = 0; i < sizeof inbound / sizeof inbound[0]; i++)
         for (size_t k = 0; k < sizeof results / sizeof results[0]; k++)
             if (!gw_metrics_with(o->webhooks, GW_LV(inbound[i], results[k])))
                 return CM_ENOMEM;
-    for (size_t i = 0; i < sizeof outbound / sizeof outbound[0]; i++) {
-        for (size_t k = 0; k < sizeof moves / sizeof moves[0]; k++)
-            if (!gw_metrics_with(o->breaker_moves, GW_LV(outbound[i], moves[k][0], moves[k][1])))
-                return CM_ENOMEM;
-        if (!gw_metrics_with(o->budget_rejects, GW_LV(outbound[i])) ||
-            !gw_metrics_with(o->rl_waits, GW_LV(outbound[i])) ||
-            !gw_metrics_with(o->rl_rejects, GW_LV(outbound[i])))
-            return CM_ENOMEM;
-    }
     return CM_OK;
 }
 
@@ -122,26 +112,27 @@ cm_err_t gw_obs_new(gw_store_t *store, gw_obs_t **out, char *err)
                                   "provider,operation", lat, nlat, &o->outbound_seconds, err);
     if (!rc)
         rc = gw_metrics_gauge(o->reg, "gw_breaker_state",
-                              "Circuit breaker state: 1 for the current state of each provider",
-                              "provider,state", &o->breaker_state, err);
+                              "Circuit breaker state: 1 for the current state of each provider API "
+                              "key (tenant: the key's first tenant)",
+                              "provider,tenant,state", &o->breaker_state, err);
     if (!rc)
         rc = gw_metrics_counter(o->reg, "gw_breaker_transitions_total",
-                                "Circuit breaker transitions", "provider,from,to",
+                                "Circuit breaker transitions", "provider,tenant,from,to",
                                 &o->breaker_moves, err);
     if (!rc)
         rc = gw_metrics_counter(o->reg, "gw_outbound_retries_total", "Retries of outbound calls",
                                 "provider,operation", &o->retries, err);
     if (!rc)
         rc = gw_metrics_counter(o->reg, "gw_retry_budget_rejections_total",
-                                "Retries refused by the retry budget", "provider",
+                                "Retries refused by the retry budget", "provider,tenant",
                                 &o->budget_rejects, err);
     if (!rc)
         rc = gw_metrics_counter(o->reg, "gw_ratelimit_waits_total",
-                                "Outbound calls that waited for a rate-limit token", "provider",
-                                &o->rl_waits, err);
+                                "Outbound calls that waited for a rate-limit token",
+                                "provider,tenant", &o->rl_waits, err);
     if (!rc)
         rc = gw_metrics_counter(o->reg, "gw_ratelimit_rejections_total",
-                                "Outbound calls refused by the rate limiter", "provider",
+                                "Outbound calls refused by the rate limiter", "provider,tenant",
                                 &o->rl_rejects, err);
     if (!rc)
         rc = gw_metrics_counter(o->reg, "gw_sagas_total", "Booking sagas ended, by outcome",

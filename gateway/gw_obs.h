@@ -22,13 +22,13 @@ typedef struct {
     gw_mfamily_t *unstored;         /* gw_job_outcomes_unstored_total{result} */
     gw_mfamily_t *outbound;         /* gw_outbound_calls_total{provider,operation,outcome} */
     gw_mfamily_t *outbound_seconds; /* gw_outbound_call_seconds{provider,operation} */
-    gw_mfamily_t *breaker_state;    /* gw_breaker_state{provider,state} 0/1, computed at
+    gw_mfamily_t *breaker_state;    /* gw_breaker_state{provider,tenant,state} 0/1, computed at
                                      * each scrape by gw_outbound (gw_metrics_set_collect) */
-    gw_mfamily_t *breaker_moves;    /* gw_breaker_transitions_total{provider,from,to} */
+    gw_mfamily_t *breaker_moves;    /* gw_breaker_transitions_total{provider,tenant,from,to} */
     gw_mfamily_t *retries;          /* gw_outbound_retries_total{provider,operation} */
-    gw_mfamily_t *budget_rejects;   /* gw_retry_budget_rejections_total{provider} */
-    gw_mfamily_t *rl_waits;         /* gw_ratelimit_waits_total{provider} */
-    gw_mfamily_t *rl_rejects;       /* gw_ratelimit_rejections_total{provider} */
+    gw_mfamily_t *budget_rejects;   /* gw_retry_budget_rejections_total{provider,tenant} */
+    gw_mfamily_t *rl_waits;         /* gw_ratelimit_waits_total{provider,tenant} */
+    gw_mfamily_t *rl_rejects;       /* gw_ratelimit_rejections_total{provider,tenant} */
     gw_mfamily_t *sagas;            /* gw_sagas_total{outcome} */
     gw_mfamily_t *saga_seconds;     /* gw_saga_duration_seconds{outcome} */
     gw_mfamily_t *sagas_started;    /* gw_sagas_started_total */

@@ -1,4 +1,5 @@
-/* gw_outbound.c - the per-provider policy stacks and the HTTP attempt they wrap. */
+/* gw_outbound.c - the per-provider, per-API-key policy stacks and the HTTP attempt they
+ * wrap. */
 #include "gw_outbound.h"
 
 #include <stdio.h>
@@ -15,31 +16,35 @@
 static void on_transition(void *ud, const char *name, gw_brk_state_t from, gw_brk_state_t to,
                           const char *reason, int64_t now_ms)
 {
-    gw_obs_t *obs = ud;
-    gw_obs_count(obs->breaker_moves, GW_LV(name, gw_brk_state_name(from), gw_brk_state_name(to)));
-    CM_WARN("gw.outbound", "breaker %s: %s -> %s (%s)", name, gw_brk_state_name(from),
-            gw_brk_state_name(to), reason ? reason : "");
+    gw_key_rt_t *k = ud;
+    gw_obs_t *obs = k->prov->obs;
+    (void)now_ms;
+    gw_obs_count(obs->breaker_moves,
+                 GW_LV(name, k->tenant, gw_brk_state_name(from), gw_brk_state_name(to)));
+    CM_WARN("gw.outbound", "breaker %s (tenant %s): %s -> %s (%s)", name, k->tenant,
+            gw_brk_state_name(from), gw_brk_state_name(to), reason ? reason : "");
 }
 
-/* gw_breaker_state{provider,state}, computed at each scrape from the breakers themselves,
- * as /admin/breakers and /health/ready do: one series per state, 1 for the state the
- * breaker is in at that moment (open -> half_open on time included). Set from the
- * transition hook instead, a scrape between its two writes saw no state at 1 (or two),
- * and a breaker whose open wait had passed stayed "open" in /metrics until a call or an
- * idle lane moved it. This is the only writer of those series, and renders are
- * serialised, so a scrape sees exactly one state at 1 per provider. */
+/* gw_breaker_state{provider,tenant,state}, computed at each scrape from the breakers
+ * themselves, as /admin/breakers and /health/ready do: one series per state, 1 for the
+ * state the breaker is in at that moment (open -> half_open on time included). Set from
+ * the transition hook instead, a scrape between its two writes saw no state at 1 (or
+ * two), and a breaker whose open wait had passed stayed "open" in /metrics until a call
+ * or an idle lane moved it. This is the only writer of those series, and renders are
+ * serialised, so a scrape sees exactly one state at 1 per key. */
 static void breaker_gauge(void *ud, gw_mfamily_t *f)
 {
     gw_outbound_t *ob = ud;
     gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe};
     for (size_t i = 0; i < sizeof provs / sizeof provs[0]; i++) {
-        if (!provs[i]->breaker)
-            continue;
-        gw_brk_state_t st = gw_breaker_state(provs[i]->breaker, cm_clock_mono_ms());
-        for (int s = 0; s < GW_BRK__STATES; s++)
-            gw_gauge_set(
-                gw_metrics_with(f, GW_LV(provs[i]->name, gw_brk_state_name((gw_brk_state_t)s))),
-                s == (int)st);
+        gw_key_rt_t *k;
+        for (size_t j = 0; (k = gw_outbound_key_at(provs[i], j)) != NULL; j++) {
+            gw_brk_state_t st = gw_breaker_state(k->breaker, cm_clock_mono_ms());
+            for (int s = 0; s < GW_BRK__STATES; s++)
+                gw_gauge_set(gw_metrics_with(f, GW_LV(provs[i]->name, k->tenant,
+                                                      gw_brk_state_name((gw_brk_state_t)s))),
+                             s == (int)st);
+        }
     }
 }
 
@@ -59,14 +64,17 @@ static void on_notice(void *ud, gw_notice_t what, const char *detail)
         gw_slotcache_invalidate_all(ob->slots);
 }
 
-static cm_err_t prov_init(gw_prov_rt_t *p, const char *name, const gw_provider_t *cfg,
-                          gw_obs_t *obs, char *err)
+static cm_err_t key_init(gw_prov_rt_t *p, gw_key_rt_t *k, const char *tenant, const char *api_key,
+                         char *err)
 {
+    const gw_provider_t *cfg = p->cfg;
     gw_brk_config_t bc;
     gw_retry_budget_config_t rb;
-    p->name = name;
-    p->cfg = cfg;
-    p->obs = obs;
+    k->prov = p;
+    k->tenant = strdup(tenant);
+    k->api_key = api_key ? strdup(api_key) : NULL;
+    if (!k->tenant || (api_key && !k->api_key))
+        return CM_ENOMEM;
     gw_brk_config_default(&bc);
     bc.consecutive_failures = cfg->breaker_failures;
     bc.failure_rate_pct = cfg->breaker_failure_pct;
@@ -77,25 +85,91 @@ static cm_err_t prov_init(gw_prov_rt_t *p, const char *name, const gw_provider_t
     bc.half_open_successes = cfg->breaker_successes;
     bc.slow_call_ms = cfg->breaker_slow_ms;
     bc.slow_rate_pct = cfg->breaker_slow_ms ? 50 : 0;
-    cm_err_t rc = gw_breaker_new(name, &bc, &p->breaker, err);
+    cm_err_t rc = gw_breaker_new(p->name, &bc, &k->breaker, err);
     if (!rc) {
-        gw_breaker_set_callback(p->breaker, on_transition, obs);
-        rc = gw_ratelimit_new(gw_ratelimit_window_rate(cfg->rate_per_min, 60000, cfg->burst),
-                              cfg->burst, 1024, &p->rl);
-    }
-    if (!rc) {
+        gw_breaker_set_callback(k->breaker, on_transition, k);
         gw_retry_budget_config_default(&rb);
         rb.ratio = cfg->budget_ratio;
-        rc = gw_retry_budget_new(&rb, &p->budget, err);
+        rc = gw_retry_budget_new(&rb, &k->budget, err);
     }
     return rc;
 }
 
+/* The counters alerts take increase() of, at 0 from the start for each configured key
+ * (gw_obs.c says why). */
+static cm_err_t key_zero_series(gw_prov_rt_t *p, gw_key_rt_t *k)
+{
+    static const char *const moves[][2] = {
+        {"closed", "open"}, {"open", "half_open"}, {"half_open", "closed"}, {"half_open", "open"}};
+    gw_obs_t *o = p->obs;
+    for (size_t m = 0; m < sizeof moves / sizeof moves[0]; m++)
+        if (!gw_metrics_with(o->breaker_moves, GW_LV(p->name, k->tenant, moves[m][0], moves[m][1])))
+            return CM_ENOMEM;
+    if (!gw_metrics_with(o->budget_rejects, GW_LV(p->name, k->tenant)) ||
+        !gw_metrics_with(o->rl_waits, GW_LV(p->name, k->tenant)) ||
+        !gw_metrics_with(o->rl_rejects, GW_LV(p->name, k->tenant)) ||
+        !gw_metrics_with(p->rl_fell, GW_LV(p->name, k->tenant)))
+        return CM_ENOMEM;
+    return CM_OK;
+}
+
+/* The key tenant t uses at provider name, or NULL. */
+static const char *tenant_key(const gw_tenant_t *t, const char *name)
+{
+    return !strcmp(name, "calcom") ? t->calcom_api_key : t->stripe_api_key;
+}
+
+static cm_err_t prov_init(gw_prov_rt_t *p, const char *name, const gw_config_t *gc,
+                          const gw_provider_t *cfg, gw_obs_t *obs, gw_mfamily_t *rl_fell, char *err)
+{
+    cm_err_t rc = CM_OK;
+    p->name = name;
+    p->cfg = cfg;
+    p->obs = obs;
+    p->rl_fell = rl_fell;
+    p->configured = 1;
+    /* One runtime per distinct key (tenants sharing a key share it), plus the
+     * unconfigured-keys one. */
+    p->keys = calloc(gc->ntenants + 1, sizeof *p->keys);
+    if (!p->keys)
+        return CM_ENOMEM;
+    for (size_t i = 0; !rc && i < gc->ntenants; i++) {
+        const char *key = tenant_key(&gc->tenants[i], name);
+        int seen = !key;
+        for (size_t j = 0; !seen && j < p->nkeys; j++)
+            seen = !strcmp(p->keys[j].api_key, key);
+        if (seen)
+            continue;
+        rc = key_init(p, &p->keys[p->nkeys], gc->tenants[i].id, key, err);
+        p->nkeys++; /* counted even on failure, so that prov_free frees what was made */
+        if (!rc)
+            rc = key_zero_series(p, &p->keys[p->nkeys - 1]);
+    }
+    if (!rc) {
+        rc = key_init(p, &p->keys[p->nkeys], "_unconfigured", NULL, err);
+    }
+    if (!rc)
+        rc = gw_ratelimit_new(gw_ratelimit_window_rate(cfg->rate_per_min, 60000, cfg->burst),
+                              cfg->burst, 1024, &p->rl);
+    return rc;
+}
+
+static void key_free(gw_key_rt_t *k)
+{
+    gw_breaker_free(&k->breaker);
+    gw_retry_budget_free(&k->budget);
+    free(k->tenant);
+    free(k->api_key);
+}
+
 static void prov_free(gw_prov_rt_t *p)
 {
-    gw_breaker_free(&p->breaker);
+    if (p->keys)
+        for (size_t i = 0; i <= p->nkeys; i++)
+            key_free(&p->keys[i]);
+    free(p->keys);
+    p->keys = NULL;
     gw_ratelimit_free(&p->rl);
-    gw_retry_budget_free(&p->budget);
 }
 
 cm_err_t gw_outbound_new(const gw_config_t *cfg, gw_obs_t *obs, gw_outbound_t **out, char *err)
@@ -104,27 +178,22 @@ cm_err_t gw_outbound_new(const gw_config_t *cfg, gw_obs_t *obs, gw_outbound_t **
     cm_err_t rc = ob ? CM_OK : CM_ENOMEM;
     *out = NULL;
     if (!rc)
-        rc = prov_init(&ob->calcom, "calcom", &cfg->calcom, obs, err);
-    if (!rc && cfg->stripe.base_url)
-        rc = prov_init(&ob->stripe, "stripe", &cfg->stripe, obs, err);
-    if (!rc)
-        rc = gw_slotcache_new(cfg->slot_cache_ttl_ms, 4096, 1u << 20, &ob->slots);
-    if (!rc)
         rc = gw_metrics_counter(obs->reg, "gw_ratelimit_shared_fallbacks_total",
                                 "Rate-limit tokens taken from this instance's own bucket because "
                                 "the bucket the instances share (PostgreSQL) did not answer",
-                                "provider", &ob->rl_fell, err);
-    /* Shown at 0 from the start, so an alert on its increase needs no series to appear. */
-    if (!rc && (!gw_metrics_with(ob->rl_fell, GW_LV("calcom")) ||
-                (ob->stripe.rl && !gw_metrics_with(ob->rl_fell, GW_LV("stripe")))))
-        rc = CM_ENOMEM;
+                                "provider,tenant", &ob->rl_fell, err);
+    if (!rc)
+        rc = prov_init(&ob->calcom, "calcom", cfg, &cfg->calcom, obs, ob->rl_fell, err);
+    if (!rc && cfg->stripe.base_url)
+        rc = prov_init(&ob->stripe, "stripe", cfg, &cfg->stripe, obs, ob->rl_fell, err);
+    if (!rc)
+        rc = gw_slotcache_new(cfg->slot_cache_ttl_ms, 4096, 1u << 20, &ob->slots);
     if (rc) {
         gw_outbound_free(&ob);
         return rc;
     }
     gw_policy_clock_real(&ob->clock);
     ob->obs = obs;
-    ob->calcom.rl_fell = ob->stripe.rl_fell = ob->rl_fell;
     gw_metrics_set_collect(obs->breaker_state, breaker_gauge, ob);
     *out = ob;
     return CM_OK;
@@ -146,6 +215,43 @@ void gw_outbound_free(gw_outbound_t **obp)
     gw_slotcache_free(&ob->slots);
     free(ob);
     *obp = NULL;
+}
+
+gw_key_rt_t *gw_outbound_key(gw_prov_rt_t *p, const char *api_key)
+{
+    for (size_t i = 0; api_key && i < p->nkeys; i++)
+        if (!strcmp(p->keys[i].api_key, api_key))
+            return &p->keys[i];
+    gw_key_rt_t *other = &p->keys[p->nkeys];
+    if (!__atomic_load_n(&other->used, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&other->used, 1, __ATOMIC_RELAXED);
+        CM_WARN("gw.outbound",
+                "%s: a call with a key no tenant has; it gets the breaker and "
+                "budget of unconfigured keys",
+                p->name);
+    }
+    return other;
+}
+
+gw_key_rt_t *gw_outbound_key_at(gw_prov_rt_t *p, size_t i)
+{
+    if (!p || !p->configured)
+        return NULL;
+    if (i < p->nkeys)
+        return &p->keys[i];
+    if (i == p->nkeys && __atomic_load_n(&p->keys[i].used, __ATOMIC_RELAXED))
+        return &p->keys[i];
+    return NULL;
+}
+
+gw_key_rt_t *gw_outbound_key_of_tenant(gw_prov_rt_t *p, const gw_config_t *cfg, const char *tenant)
+{
+    const gw_tenant_t *t = tenant ? gw_config_tenant(cfg, tenant) : NULL;
+    const char *key = t ? tenant_key(t, p->name) : NULL;
+    for (size_t i = 0; key && i < p->nkeys; i++)
+        if (!strcmp(p->keys[i].api_key, key))
+            return &p->keys[i];
+    return NULL;
 }
 
 /* ---- several instances on one store ------------------------------------------------- */
@@ -171,7 +277,7 @@ cm_err_t gw_outbound_share(gw_outbound_t *ob, gw_store_t *store)
     gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe};
     cm_err_t rc = CM_OK;
     for (size_t i = 0; !rc && i < sizeof provs / sizeof provs[0]; i++)
-        if (provs[i]->rl)
+        if (provs[i]->configured)
             rc = gw_ratelimit_share(provs[i]->rl, &sh, provs[i]->name);
     if (!rc)
         rc = gw_store_on_notice(store, on_notice, ob);
@@ -198,17 +304,19 @@ void gw_outbound_slots_changed(gw_outbound_t *ob, const char *api_key, int64_t e
 void gw_outbound_tick(gw_outbound_t *ob)
 {
     int64_t now = cm_clock_mono_ms();
-    if (ob->calcom.breaker)
-        gw_breaker_tick(ob->calcom.breaker, now);
-    if (ob->stripe.breaker)
-        gw_breaker_tick(ob->stripe.breaker, now);
+    gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe};
+    for (size_t i = 0; i < sizeof provs / sizeof provs[0]; i++) {
+        gw_key_rt_t *k;
+        for (size_t j = 0; (k = gw_outbound_key_at(provs[i], j)) != NULL; j++)
+            gw_breaker_tick(k->breaker, now);
+    }
 }
 
 gw_prov_rt_t *gw_outbound_provider(gw_outbound_t *ob, const char *name)
 {
-    if (!strcmp(name, "calcom"))
+    if (name && !strcmp(name, "calcom") && ob->calcom.configured)
         return &ob->calcom;
-    if (!strcmp(name, "stripe") && ob->stripe.breaker)
+    if (name && !strcmp(name, "stripe") && ob->stripe.configured)
         return &ob->stripe;
     return NULL;
 }
@@ -216,6 +324,7 @@ gw_prov_rt_t *gw_outbound_provider(gw_outbound_t *ob, const char *name)
 /* State of one run, for the attempt callback and the event hook. */
 typedef struct {
     gw_prov_rt_t *p;
+    gw_key_rt_t *k; /* the call's key */
     const gw_call_t *call;
     cm_http_client_t *http;
     cm_http_response_t *resp;
@@ -271,9 +380,9 @@ static void attempt(void *ud, const gw_attempt_ctx_t *ctx, gw_att_result_t *res)
         gw_span_int(&as, "gw.attempt", ctx->attempt);
         gw_span_int(&as, "http.request.resend_count", ctx->attempt - 1);
         gw_span_int(&as, "gw.timeout_ms", ctx->timeout_ms);
-        if (r->p->breaker)
-            gw_span_str(&as, "gw.breaker_state",
-                        gw_brk_state_name(gw_breaker_state(r->p->breaker, cm_clock_mono_ms())));
+        gw_span_str(&as, "gw.tenant", r->k->tenant);
+        gw_span_str(&as, "gw.breaker_state",
+                    gw_brk_state_name(gw_breaker_state(r->k->breaker, cm_clock_mono_ms())));
         if (r->retry_reason[0])
             gw_span_str(&as, "gw.retry_reason", r->retry_reason);
     }
@@ -311,6 +420,7 @@ static void on_event(void *ud, const gw_policy_t *pol, const gw_policy_event_t *
 {
     run_t *r = ud;
     gw_prov_rt_t *p = r->p;
+    const char *t = r->k->tenant;
     switch (e->type) {
     case GW_POL_EV_RETRY:
         if (e->result)
@@ -322,16 +432,16 @@ static void on_event(void *ud, const gw_policy_t *pol, const gw_policy_event_t *
         break;
     case GW_POL_EV_GIVE_UP:
         if (e->verdict == GW_RETRY_NO_BUDGET)
-            gw_obs_count(p->obs->budget_rejects, GW_LV(p->name));
+            gw_obs_count(p->obs->budget_rejects, GW_LV(p->name, t));
         break;
     case GW_POL_EV_RL_WAIT:
-        gw_obs_count(p->obs->rl_waits, GW_LV(p->name));
+        gw_obs_count(p->obs->rl_waits, GW_LV(p->name, t));
         break;
     case GW_POL_EV_RL_REJECT:
-        gw_obs_count(p->obs->rl_rejects, GW_LV(p->name));
+        gw_obs_count(p->obs->rl_rejects, GW_LV(p->name, t));
         break;
     case GW_POL_EV_RL_FALLBACK:
-        gw_obs_count(p->rl_fell, GW_LV(p->name));
+        gw_obs_count(p->rl_fell, GW_LV(p->name, t));
         break;
     default:
         break;
@@ -343,15 +453,16 @@ gw_policy_status_t gw_outbound_call(gw_outbound_t *ob, gw_prov_rt_t *p, cm_http_
                                     gw_policy_outcome_t *out)
 {
     const gw_provider_t *c = p->cfg;
+    gw_key_rt_t *k = gw_outbound_key(p, call->rl_key);
     gw_policy_t pol = {
         .provider = p->name,
         .operation = call->operation,
-        .breaker = p->breaker,
+        .breaker = k->breaker,
         .ratelimit = p->rl,
         .rl_key = call->rl_key,
         .rl_wait = 1, /* workers wait for a token rather than fail: nothing is waiting on them */
         .rl_max_wait_ms = c->deadline_ms,
-        .budget = p->budget,
+        .budget = k->budget,
         .safe = call->safe,
         .connect_timeout_ms = c->connect_timeout_ms,
         .attempt_timeout_ms = call->write ? c->write_timeout_ms : c->read_timeout_ms,
@@ -363,13 +474,14 @@ gw_policy_status_t gw_outbound_call(gw_outbound_t *ob, gw_prov_rt_t *p, cm_http_
     pol.retry.base_ms = c->retry_base_ms;
     pol.retry.cap_ms = c->retry_cap_ms;
     pol.retry.max_retry_after_ms = c->retry_max_after_ms;
-    run_t r = {.p = p, .call = call, .http = http, .resp = resp, .rng = rng};
+    run_t r = {.p = p, .k = k, .call = call, .http = http, .resp = resp, .rng = rng};
     pol.event_ud = &r;
     char name[64];
     snprintf(name, sizeof name, "%s.%s", p->name, call->operation);
     gw_span_start(&r.span, p->obs->otlp, name, GW_SPAN_INTERNAL, call->traceparent);
     gw_span_str(&r.span, "gw.provider", p->name);
     gw_span_str(&r.span, "gw.operation", call->operation);
+    gw_span_str(&r.span, "gw.tenant", k->tenant);
     memset(resp, 0, sizeof *resp);
     gw_policy_status_t st = gw_policy_run(&pol, &ob->clock, rng, attempt, &r, out);
     if (!r.have_resp) { /* no attempt made (breaker open, rate limited): an empty answer */
@@ -384,9 +496,8 @@ gw_policy_status_t gw_outbound_call(gw_outbound_t *ob, gw_prov_rt_t *p, cm_http_
     if (r.span.recording) {
         gw_span_str(&r.span, "gw.outcome", outcome);
         gw_span_int(&r.span, "gw.attempts", out->attempts);
-        if (p->breaker)
-            gw_span_str(&r.span, "gw.breaker_state",
-                        gw_brk_state_name(gw_breaker_state(p->breaker, cm_clock_mono_ms())));
+        gw_span_str(&r.span, "gw.breaker_state",
+                    gw_brk_state_name(gw_breaker_state(k->breaker, cm_clock_mono_ms())));
         /* Why the attempts stopped short of an answer (attempts or budget exhausted, a
          * Retry-After too long, not safe to repeat). */
         if (st == GW_POL_FAILED)

@@ -1,6 +1,16 @@
 /* gw_outbound.h - every call the gateway makes to a provider goes through here: one
- * policy stack per provider (rate limit > circuit breaker > timeout > retry with full
- * jitter and a retry budget), with metrics for each attempt and W3C trace context.
+ * policy stack per provider and API key (rate limit > circuit breaker > timeout > retry
+ * with full jitter and a retry budget), with metrics for each attempt and W3C trace
+ * context.
+ *
+ * Isolation: each tenant brings its own Cal.com and Stripe keys, and a provider judges
+ * each key on its own (a revoked key answers 401, a key over its quota 429, while the
+ * others are served). So the breaker, the retry budget and the rate-limit bucket are kept
+ * per API key (gw_key_rt_t): one tenant's failing key opens its own breaker and spends its
+ * own budget, never the others'. Tenants configured with the same key share its runtime
+ * (the provider sees one client). Each key takes the provider-wide settings
+ * (providers.calcom / providers.stripe). Metrics and the admin API name a key by its
+ * first tenant's id (label "tenant"), never by the key.
  *
  * A gw_outbound_t is created at start-up from the configuration and shared by all worker
  * threads (its breakers, limiters and budgets are thread-safe); each thread brings its own
@@ -31,14 +41,30 @@
 #include "gw_slotcache.h"
 #include "gw_store.h"
 
+struct gw_prov_rt;
+
+/* The policy state of one API key of a provider. */
 typedef struct {
+    char *tenant;  /* label: the first tenant configured with the key (never the key) */
+    char *api_key; /* owned copy; NULL for the runtime of unconfigured keys */
+    gw_breaker_t *breaker;
+    gw_retry_budget_t *budget;
+    struct gw_prov_rt *prov;
+    int used; /* the unconfigured-keys runtime: shown once a call used it (atomic) */
+} gw_key_rt_t;
+
+typedef struct gw_prov_rt {
     const char *name; /* "calcom", "stripe" */
     const gw_provider_t *cfg;
-    gw_breaker_t *breaker;
-    gw_ratelimit_t *rl;
-    gw_retry_budget_t *budget;
+    /* One per distinct configured key, in the tenants' order, then one more (api_key
+     * NULL, tenant "_unconfigured") for calls with a key no tenant has: a programming
+     * slip or a test, kept apart from every tenant's. */
+    gw_key_rt_t *keys;
+    size_t nkeys;       /* configured keys, the extra one not counted */
+    gw_ratelimit_t *rl; /* one bucket per API key (the key is the limiter's key) */
     gw_obs_t *obs;
     gw_mfamily_t *rl_fell; /* gw_outbound_t's rl_fell */
+    int configured;        /* 0: the provider is not configured (no base_url) */
 } gw_prov_rt_t;
 
 typedef struct {
@@ -75,8 +101,21 @@ void gw_outbound_slots_changed(gw_outbound_t *ob, const char *api_key, int64_t e
 /* Moves breakers from open to half-open on time (also done lazily on each call). */
 void gw_outbound_tick(gw_outbound_t *ob);
 
-/* The runtime of a provider by name ("calcom", "stripe"), or NULL. */
+/* The runtime of a provider by name ("calcom", "stripe"), or NULL when there is no such
+ * provider or it is not configured. */
 gw_prov_rt_t *gw_outbound_provider(gw_outbound_t *ob, const char *name);
+
+/* The runtime of api_key at p: the configured key's, or the shared runtime of keys no
+ * tenant has (marked used). Never NULL. Any thread. */
+gw_key_rt_t *gw_outbound_key(gw_prov_rt_t *p, const char *api_key);
+
+/* The i-th key runtime of p to show (admin, metrics): the configured keys, then the
+ * unconfigured-keys runtime once used; NULL past the end. */
+gw_key_rt_t *gw_outbound_key_at(gw_prov_rt_t *p, size_t i);
+
+/* The runtime whose label is tenant (a key's first tenant), or whose key tenant uses
+ * (a tenant sharing another's key); NULL when the tenant has no key at p. */
+gw_key_rt_t *gw_outbound_key_of_tenant(gw_prov_rt_t *p, const gw_config_t *cfg, const char *tenant);
 
 /* One HTTP operation. The request's timeouts are set per attempt from the provider's
  * configuration (write timeout when write is set). refused(resp) marks definitive
@@ -85,7 +124,9 @@ typedef struct {
     const char *operation; /* metric label: "slots", "book", "charge", ... */
     int safe;              /* idempotent, or carries an Idempotency-Key */
     int write;
-    const char *rl_key; /* rate-limit key: one bucket per provider API key */
+    /* The API key the call is made with: picks the key's runtime (breaker, budget) and
+     * its rate-limit bucket. */
+    const char *rl_key;
     cm_http_request_t req;
     int (*refused)(const cm_http_response_t *resp);
     /* The caller's span (gw_span_t.traceparent): the operation gets a child span, each
@@ -94,8 +135,8 @@ typedef struct {
     const char *traceparent;
 } gw_call_t;
 
-/* Runs the operation. *resp holds the last answer (free with cm_http_response_free, also
- * on failure); *out says how it ended. */
+/* Runs the operation through the policy stack of call->rl_key at p. *resp holds the last
+ * answer (free with cm_http_response_free, also on failure); *out says how it ended. */
 gw_policy_status_t gw_outbound_call(gw_outbound_t *ob, gw_prov_rt_t *p, cm_http_client_t *http,
                                     cm_rand_t *rng, const gw_call_t *call, cm_http_response_t *resp,
                                     gw_policy_outcome_t *out);

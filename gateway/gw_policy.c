@@ -68,10 +68,16 @@ static void emit(const gw_policy_t *p, gw_policy_event_t e)
         p->on_event(p->event_ud, p, &e);
 }
 
+/* A 401 is a failure too: the key itself is refused (revoked, mistyped, expired), so
+ * every call with it will fail until a person changes it. It is not retried (gw_retry:
+ * not a retryable status), and counted here it opens the breaker of that key alone (the
+ * stacks are per API key, gw_outbound.h): the key's calls then wait for the breaker
+ * instead of each costing a request that cannot succeed. Other 4xx are answers about one
+ * request (a taken slot, a bad field) and say nothing of the key's health. */
 static int is_failure(const gw_att_result_t *r)
 {
     return r->kind == GW_ATT_CONNECT || r->kind == GW_ATT_TIMEOUT || r->kind == GW_ATT_TRANSPORT ||
-           (r->kind == GW_ATT_OK && r->status >= 500);
+           (r->kind == GW_ATT_OK && (r->status >= 500 || r->status == 401));
 }
 
 static int transient_verdict(gw_retry_verdict_t v)

@@ -14,10 +14,10 @@
  * breaker permit is acquired (rejection ends the run at once: an open breaker means "do not
  * call", retrying inside the run would defeat it), the attempt runs with a timeout that
  * never reaches past the run's overall deadline, the permit is finished with the outcome
- * (connect error, timeout, transport error and 5xx are failures; 429 releases the permit
- * without an outcome because a throttling provider is a healthy one; any other answer is a
- * success), and gw_retry_decide says whether and when to try again. A back-off that would
- * end past the deadline ends the run instead of sleeping.
+ * (connect error, timeout, transport error, 5xx and 401 - the API key refused - are
+ * failures; 429 releases the permit without an outcome because a throttling provider is a
+ * healthy one; any other answer is a success), and gw_retry_decide says whether and when to try
+ * again. A back-off that would end past the deadline ends the run instead of sleeping.
  *
  * Thread-safety: gw_policy_run may run on many threads at once with the same gw_policy_t
  * (it is only read) as long as each passes its own cm_rand_t; the breaker, limiter and

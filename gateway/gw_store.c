@@ -180,6 +180,12 @@ cm_err_t gw_store_purge(gw_store_t *s, int64_t cutoff_ms, int batch, gw_purge_t 
 cm_err_t gw_store_erase(gw_store_t *s, const char *phone, const char *email, int64_t now_ms,
                         gw_erase_t *out)
 {
+    return gw_store_erase_tenant(s, NULL, phone, email, now_ms, out);
+}
+
+cm_err_t gw_store_erase_tenant(gw_store_t *s, const char *tenant, const char *phone,
+                               const char *email, int64_t now_ms, gw_erase_t *out)
+{
     memset(out, 0, sizeof *out);
     if (phone && !*phone)
         phone = NULL;
@@ -187,7 +193,7 @@ cm_err_t gw_store_erase(gw_store_t *s, const char *phone, const char *email, int
         email = NULL;
     if (!phone && !email)
         return CM_EINVAL;
-    return DISPATCH(s, erase, phone, email, now_ms, out);
+    return DISPATCH(s, erase, tenant, phone, email, now_ms, out);
 }
 
 cm_err_t gw_store_queue_stats(gw_store_t *s, gw_queue_stats_t *st)
@@ -305,4 +311,22 @@ void gw_store_off_notice(gw_store_t *s, gw_notice_fn fn, void *ud)
 cm_err_t gw_store_publish(gw_store_t *s, gw_notice_t what, const char *detail)
 {
     return DISPATCH(s, publish, what, detail);
+}
+
+cm_err_t gw_store_audit_add(gw_store_t *s, const gw_audit_t *a)
+{
+    if (!a || !a->token || !a->action || !a->outcome)
+        return CM_EINVAL;
+    return DISPATCH(s, audit_add, a);
+}
+
+cm_err_t gw_store_audit_list(gw_store_t *s, const char *tenant, int64_t before_id, int limit,
+                             gw_audit_fn fn, void *ud)
+{
+    return DISPATCH(s, audit_list, tenant, before_id, limit, fn, ud);
+}
+
+cm_err_t gw_store_event_tenant(gw_store_t *s, int64_t event_id, char *tenant, size_t cap)
+{
+    return DISPATCH(s, event_tenant, event_id, tenant, cap);
 }

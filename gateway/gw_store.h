@@ -210,6 +210,11 @@ typedef struct {
  * what was erased stays erased, *out counts it, and calling again finishes the job. */
 cm_err_t gw_store_erase(gw_store_t *s, const char *phone, const char *email, int64_t now_ms,
                         gw_erase_t *out) CM_WUR;
+/* gw_store_erase within one tenant's rows (tenant NULL: every tenant's): its events, and
+ * the job errors, saga reasons and steps, and entity errors of its jobs, sagas and
+ * entities. For the admin API's scoped tokens. */
+cm_err_t gw_store_erase_tenant(gw_store_t *s, const char *tenant, const char *phone,
+                               const char *email, int64_t now_ms, gw_erase_t *out) CM_WUR;
 
 /* 1 when the store can write now, 0 when it cannot (what /health/ready and the metric
  * gw_store_writable report). SQLite: the outcome of the last write if it is under a
@@ -280,6 +285,39 @@ cm_err_t gw_store_events_json(gw_store_t *s, const char *provider, const char *e
 cm_err_t gw_store_jobs_json(gw_store_t *s, const char *state, int limit,
                             cm_buf_t *out) CM_WUR; /* {"count","jobs"} */
 cm_err_t gw_store_job_json(gw_store_t *s, int64_t job_id, cm_buf_t *out) CM_WUR; /* + body */
+
+/* ---- the audit log of admin actions (gw_store_*_audit.c) -----------------------------
+ *
+ * Every admin call that changes something is recorded (gw_admin.c): who (the token's
+ * name, never the token), when (cm_clock, epoch ms), the action, its target, the tenant it
+ * concerned, its outcome and a detail of counts and ids. Never personal data: an erasure
+ * is recorded by what it changed, never whom it was for. Durable like a webhook (the
+ * configured synchronous mode on SQLite). Retention keeps the entries (gw_store_purge
+ * never touches the table): they are the operators' own record, a few per day. */
+typedef struct {
+    int64_t id; /* assigned by the store; ignored by gw_store_audit_add */
+    int64_t at_ms;
+    const char *token;   /* the admin token's name */
+    const char *tenant;  /* the tenant concerned; NULL: all tenants or none in particular */
+    const char *action;  /* "dead_letter.replay", "breaker.reset", "erasure", ... */
+    const char *target;  /* "job 42", "calcom", ... */
+    const char *outcome; /* "ok", "not_found", "conflict", "error", ... */
+    const char *detail;  /* a JSON object's text, or NULL */
+} gw_audit_t;
+
+/* Appends one entry (copies what it needs). CM_EINVAL without token, action or outcome. */
+cm_err_t gw_store_audit_add(gw_store_t *s, const gw_audit_t *a) CM_WUR;
+
+/* Calls fn with each entry, newest first: those of tenant only when tenant is not NULL,
+ * with an id below before_id when before_id > 0, at most limit. The strings are valid
+ * during the call only. fn's non-zero return stops the listing (and is returned). */
+typedef cm_err_t (*gw_audit_fn)(void *ud, const gw_audit_t *a);
+cm_err_t gw_store_audit_list(gw_store_t *s, const char *tenant, int64_t before_id, int limit,
+                             gw_audit_fn fn, void *ud) CM_WUR;
+
+/* The tenant of stored event event_id into tenant (cap bytes; "" when it has none), for
+ * the admin API's scoped tokens. CM_ENOTFOUND. */
+cm_err_t gw_store_event_tenant(gw_store_t *s, int64_t event_id, char *tenant, size_t cap) CM_WUR;
 
 /* ---- shared by the instances on one store ----------------------------------------------
  *

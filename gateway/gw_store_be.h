@@ -79,10 +79,10 @@ cm_err_t gw_pg_store_event_rerun(gw_pg_store_t *s, int64_t event_id, int64_t now
 cm_err_t gw_sq_store_queue_stats(gw_sq_store_t *s, gw_queue_stats_t *st) CM_WUR;
 cm_err_t gw_sq_store_purge(gw_sq_store_t *s, int64_t cutoff_ms, int batch, gw_purge_t *out) CM_WUR;
 cm_err_t gw_pg_store_purge(gw_pg_store_t *s, int64_t cutoff_ms, int batch, gw_purge_t *out) CM_WUR;
-cm_err_t gw_sq_store_erase(gw_sq_store_t *s, const char *phone, const char *email, int64_t now_ms,
-                           gw_erase_t *out) CM_WUR;
-cm_err_t gw_pg_store_erase(gw_pg_store_t *s, const char *phone, const char *email, int64_t now_ms,
-                           gw_erase_t *out) CM_WUR;
+cm_err_t gw_sq_store_erase(gw_sq_store_t *s, const char *tenant, const char *phone,
+                           const char *email, int64_t now_ms, gw_erase_t *out) CM_WUR;
+cm_err_t gw_pg_store_erase(gw_pg_store_t *s, const char *tenant, const char *phone,
+                           const char *email, int64_t now_ms, gw_erase_t *out) CM_WUR;
 int gw_sq_store_writable(gw_sq_store_t *s);
 int gw_pg_store_writable(gw_pg_store_t *s);
 cm_err_t gw_pg_store_queue_stats(gw_pg_store_t *s, gw_queue_stats_t *st) CM_WUR;
@@ -146,5 +146,15 @@ void gw_sq_store_off_notice(gw_sq_store_t *s, gw_notice_fn fn, void *ud);
 void gw_pg_store_off_notice(gw_pg_store_t *s, gw_notice_fn fn, void *ud);
 cm_err_t gw_sq_store_publish(gw_sq_store_t *s, gw_notice_t what, const char *detail) CM_WUR;
 cm_err_t gw_pg_store_publish(gw_pg_store_t *s, gw_notice_t what, const char *detail) CM_WUR;
+cm_err_t gw_sq_store_audit_add(gw_sq_store_t *s, const gw_audit_t *a) CM_WUR;
+cm_err_t gw_pg_store_audit_add(gw_pg_store_t *s, const gw_audit_t *a) CM_WUR;
+cm_err_t gw_sq_store_audit_list(gw_sq_store_t *s, const char *tenant, int64_t before_id, int limit,
+                                gw_audit_fn fn, void *ud) CM_WUR;
+cm_err_t gw_pg_store_audit_list(gw_pg_store_t *s, const char *tenant, int64_t before_id, int limit,
+                                gw_audit_fn fn, void *ud) CM_WUR;
+cm_err_t gw_sq_store_event_tenant(gw_sq_store_t *s, int64_t event_id, char *tenant,
+                                  size_t cap) CM_WUR;
+cm_err_t gw_pg_store_event_tenant(gw_pg_store_t *s, int64_t event_id, char *tenant,
+                                  size_t cap) CM_WUR;
 
 #endif

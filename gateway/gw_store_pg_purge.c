@@ -46,13 +46,15 @@ cm_err_t gw_pg_store_purge(gw_pg_store_t *s, int64_t cutoff_ms, int batch, gw_pu
 #define ERASE_MATCH(col)                                                                           \
     "(($1::text IS NOT NULL AND position($1::text in " col ") > 0) OR ($2::text IS NOT NULL "      \
     "AND position(lower($2::text) in lower(" col ")) > 0))"
-#define ERASE_BODY ERASE_MATCH("convert_from(e.body, 'UTF8')")
+/* $3 the tenant (NULL: every tenant), on a table's own tenant_id column. */
+#define ERASE_TENANT(col) "($3::text IS NULL OR " col " = $3::text)"
+#define ERASE_BODY ERASE_MATCH("convert_from(e.body, 'UTF8')") " AND " ERASE_TENANT("e.tenant_id")
 #define ERASE_BUSY                                                                                 \
     "EXISTS (SELECT 1 FROM jobs j WHERE j.event_id = e.id AND j.state IN ('pending', 'running'))"
 #define ERASE_IDS "SELECT e.id FROM events e WHERE " ERASE_BODY " AND NOT " ERASE_BUSY
 
 typedef struct {
-    const char *phone, *email;
+    const char *phone, *email, *tenant;
     int64_t now_ms;
     gw_erase_t *out;
 } erase_t;
@@ -76,15 +78,18 @@ static cm_err_t erase_tx(gw_pg_conn_t *c, void *arg)
 {
     erase_t *e = arg;
     gw_erase_t *out = e->out;
-    gw_pg_val_t who[2] = {gw_pg_text(e->phone), gw_pg_text(e->email)};
-    gw_pg_args_t a2 = {who, 2};
+    gw_pg_val_t who[3] = {gw_pg_text(e->phone), gw_pg_text(e->email), gw_pg_text(e->tenant)};
+    gw_pg_args_t a2 = {who, 3};
     static const char *const scrub[] = {
         "UPDATE jobs SET last_error = '[erased]' WHERE last_error IS NOT NULL AND " ERASE_MATCH(
-            "last_error"),
-        "UPDATE sagas SET reason = '[erased]' WHERE reason IS NOT NULL AND " ERASE_MATCH("reason"),
+            "last_error") " AND " ERASE_TENANT("tenant_id"),
+        "UPDATE sagas SET reason = '[erased]' WHERE reason IS NOT NULL AND " ERASE_MATCH(
+            "reason") " AND " ERASE_TENANT("tenant_id"),
         "UPDATE saga_steps SET detail = '[erased]' WHERE detail IS NOT NULL AND " ERASE_MATCH(
-            "detail"),
-        "UPDATE entities SET error = '[erased]' WHERE error IS NOT NULL AND " ERASE_MATCH("error")};
+            "detail") " AND ($3::text IS NULL OR saga_id IN (SELECT id FROM sagas WHERE "
+                      "tenant_id = $3::text))",
+        "UPDATE entities SET error = '[erased]' WHERE error IS NOT NULL AND " ERASE_MATCH(
+            "error") " AND " ERASE_TENANT("tenant_id")};
     char stub[64];
     int n = snprintf(stub, sizeof stub, "{\"erased\":true,\"erased_at_ms\":%lld}",
                      (long long)e->now_ms);
@@ -93,9 +98,10 @@ static cm_err_t erase_tx(gw_pg_conn_t *c, void *arg)
                     count_row, &out->in_progress, NULL);
     if (!rc)
         rc = gw_pg_exec(c,
-                        "UPDATE jobs SET state = 'discarded', updated_at_ms = $3 WHERE state = "
+                        "UPDATE jobs SET state = 'discarded', updated_at_ms = $4 WHERE state = "
                         "'dead' AND event_id IN (" ERASE_IDS ")",
-                        GW_PG_ARGS(who[0], who[1], gw_pg_int(e->now_ms)), &out->dead_letters);
+                        GW_PG_ARGS(who[0], who[1], who[2], gw_pg_int(e->now_ms)),
+                        &out->dead_letters);
     for (size_t i = 0; !rc && i < sizeof scrub / sizeof scrub[0]; i++) {
         int changed = 0;
         rc = gw_pg_exec(c, scrub[i], a2, &changed);
@@ -104,15 +110,15 @@ static cm_err_t erase_tx(gw_pg_conn_t *c, void *arg)
     if (!rc)
         rc = gw_pg_query(
             c,
-            "UPDATE events SET body = $3, headers = NULL WHERE id IN (" ERASE_IDS ") RETURNING id",
-            GW_PG_ARGS(who[0], who[1], gw_pg_blob(stub, (size_t)n)), erased_row, out, NULL);
+            "UPDATE events SET body = $4, headers = NULL WHERE id IN (" ERASE_IDS ") RETURNING id",
+            GW_PG_ARGS(who[0], who[1], who[2], gw_pg_blob(stub, (size_t)n)), erased_row, out, NULL);
     return rc;
 }
 
-cm_err_t gw_pg_store_erase(gw_pg_store_t *s, const char *phone, const char *email, int64_t now_ms,
-                           gw_erase_t *out)
+cm_err_t gw_pg_store_erase(gw_pg_store_t *s, const char *tenant, const char *phone,
+                           const char *email, int64_t now_ms, gw_erase_t *out)
 {
-    erase_t e = {.phone = phone, .email = email, .now_ms = now_ms, .out = out};
+    erase_t e = {.phone = phone, .email = email, .tenant = tenant, .now_ms = now_ms, .out = out};
     cm_err_t rc = gw_pg_write(s, erase_tx, &e);
     if (rc)
         memset(out, 0, sizeof *out);

@@ -98,13 +98,25 @@ static const char *const schema =
      * purge of 17k events took 30 s so, and held the writer 200 ms a batch). Both grow at
      * their end, as rows arrive in time order, so they cost the intake little. */
     "CREATE INDEX IF NOT EXISTS events_received ON events(received_at_ms);"
-    "CREATE INDEX IF NOT EXISTS saga_steps_at ON saga_steps(at_ms);";
+    "CREATE INDEX IF NOT EXISTS saga_steps_at ON saga_steps(at_ms);"
+    /* Schema 7: the audit log of admin actions (gw_store_sqlite_audit.c). tenant_id is
+     * the tenant concerned (NULL: all); a scoped token lists its own through the index. */
+    "CREATE TABLE IF NOT EXISTS admin_audit("
+    " id INTEGER PRIMARY KEY,"
+    " at_ms INTEGER NOT NULL,"
+    " token TEXT NOT NULL,"
+    " tenant_id TEXT,"
+    " action TEXT NOT NULL,"
+    " target TEXT,"
+    " outcome TEXT NOT NULL,"
+    " detail TEXT);"
+    "CREATE INDEX IF NOT EXISTS admin_audit_tenant ON admin_audit(tenant_id, id);";
 
 /* PRAGMA user_version numbers the schema. A new database gets the whole schema above; an
  * older one gets it too (CREATE ... IF NOT EXISTS adds the tables it lacks, which was all
  * that versions 1 and 2 needed) and then every step below newer than its version, for
  * what CREATE cannot do to an existing table. Append steps; never edit one. */
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 7
 static const struct {
     int version; /* what the database is at after this step */
     const char *sql;
@@ -113,6 +125,9 @@ static const struct {
         "ALTER TABLE jobs ADD COLUMN lease_until_ms INTEGER;"},
     {4, "DROP INDEX IF EXISTS jobs_entity;"},
     {5, ""}, /* the retention indexes: CREATE ... IF NOT EXISTS in the schema makes them */
+    /* 6 is another change's (reconciliation); the loop runs every step above the
+     * database's version, so a gap in the numbers is harmless. */
+    {7, ""}, /* admin_audit: CREATE ... IF NOT EXISTS in the schema makes it */
 };
 
 /* Runs a script of several statements (schema, pragmas); not for values: nothing is bound. */

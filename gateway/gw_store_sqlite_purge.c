@@ -50,6 +50,8 @@ cm_err_t gw_sq_store_purge(gw_sq_store_t *s, int64_t cutoff_ms, int batch, gw_pu
 #define ERASE_MATCH(col)                                                                           \
     "((?1 IS NOT NULL AND instr(" col ", ?1) > 0) OR (?2 IS NOT NULL AND instr(lower(" col         \
     "), lower(?2)) > 0))"
+/* ?3 the tenant (NULL: every tenant), on a table's own tenant_id column. */
+#define ERASE_TENANT(col) "(?3 IS NULL OR " col " = ?3)"
 #define ERASE_BUSY                                                                                 \
     "EXISTS (SELECT 1 FROM jobs j WHERE j.event_id = ?1 AND j.state IN ('pending', 'running'))"
 
@@ -76,7 +78,7 @@ static cm_err_t id_row(sqlite3_stmt *st, void *arg)
 }
 
 typedef struct {
-    const char *phone, *email;
+    const char *phone, *email, *tenant;
     int64_t now_ms;
     const int64_t *ids; /* this transaction's share */
     size_t n;
@@ -124,36 +126,42 @@ static cm_err_t erase_tx(sqlite3 *db, void *arg)
     }
     static const char *const scrub[] = {
         "UPDATE jobs SET last_error = '[erased]' WHERE last_error IS NOT NULL AND " ERASE_MATCH(
-            "last_error"),
-        "UPDATE sagas SET reason = '[erased]' WHERE reason IS NOT NULL AND " ERASE_MATCH("reason"),
+            "last_error") " AND " ERASE_TENANT("tenant_id"),
+        "UPDATE sagas SET reason = '[erased]' WHERE reason IS NOT NULL AND " ERASE_MATCH(
+            "reason") " AND " ERASE_TENANT("tenant_id"),
         "UPDATE saga_steps SET detail = '[erased]' WHERE detail IS NOT NULL AND " ERASE_MATCH(
-            "detail"),
-        "UPDATE entities SET error = '[erased]' WHERE error IS NOT NULL AND " ERASE_MATCH("error")};
+            "detail") " AND (?3 IS NULL OR saga_id IN (SELECT id FROM sagas WHERE tenant_id = ?3))",
+        "UPDATE entities SET error = '[erased]' WHERE error IS NOT NULL AND " ERASE_MATCH(
+            "error") " AND " ERASE_TENANT("tenant_id")};
     for (size_t i = 0; !rc && e->scrub && i < sizeof scrub / sizeof scrub[0]; i++) {
         int changed = 0;
         rc = gw_sq_exec(db, scrub[i],
                         GW_SQ_ARGS(e->phone ? gw_sq_text(e->phone) : gw_sq_null(),
-                                   e->email ? gw_sq_text(e->email) : gw_sq_null()),
+                                   e->email ? gw_sq_text(e->email) : gw_sq_null(),
+                                   e->tenant ? gw_sq_text(e->tenant) : gw_sq_null()),
                         &changed);
         out->errors += changed;
     }
     return rc;
 }
 
-cm_err_t gw_sq_store_erase(gw_sq_store_t *s, const char *phone, const char *email, int64_t now_ms,
-                           gw_erase_t *out)
+cm_err_t gw_sq_store_erase(gw_sq_store_t *s, const char *tenant, const char *phone,
+                           const char *email, int64_t now_ms, gw_erase_t *out)
 {
     ids_t ids = {0};
-    cm_err_t rc =
-        gw_sq_read(s, "SELECT e.id FROM events e WHERE " ERASE_MATCH("CAST(e.body AS TEXT)"),
-                   GW_SQ_ARGS(phone ? gw_sq_text(phone) : gw_sq_null(),
-                              email ? gw_sq_text(email) : gw_sq_null()),
-                   id_row, &ids, NULL);
+    cm_err_t rc = gw_sq_read(s,
+                             "SELECT e.id FROM events e WHERE " ERASE_MATCH(
+                                 "CAST(e.body AS TEXT)") " AND " ERASE_TENANT("e.tenant_id"),
+                             GW_SQ_ARGS(phone ? gw_sq_text(phone) : gw_sq_null(),
+                                        email ? gw_sq_text(email) : gw_sq_null(),
+                                        tenant ? gw_sq_text(tenant) : gw_sq_null()),
+                             id_row, &ids, NULL);
     /* At least one transaction, the last of which redacts the errors. */
     for (size_t at = 0; !rc && (at < ids.n || at == 0);) {
         size_t n = ids.n - at < ERASE_CHUNK ? ids.n - at : ERASE_CHUNK;
         erase_t e = {.phone = phone,
                      .email = email,
+                     .tenant = tenant,
                      .now_ms = now_ms,
                      .ids = ids.v ? ids.v + at : NULL,
                      .n = n,

@@ -32,7 +32,8 @@ static void setup(void)
             "\"breaker\":{\"failures\":2,\"open_ms\":1000}},"
             "\"stripe\":{\"base_url\":\"http://127.0.0.1:9\"}},"
             "\"tenants\":[{\"id\":\"t\",\"retell\":{\"agent_ids\":[\"ag\"],\"api_keys\":"
-            "[\"key_t\"]},\"calcom\":{\"api_key\":\"cal_t\",\"event_type_id\":1}}]}",
+            "[\"key_t\"]},\"calcom\":{\"api_key\":\"cal_t\",\"event_type_id\":1},"
+            "\"stripe\":{\"api_key\":\"sk_t\",\"webhook_secrets\":[\"whsec_t\"]}}]}",
             dir);
     fclose(f);
     cr_assert_eq(gw_config_load(cfgpath, &cfg, stderr, &n), CM_OK);
@@ -65,7 +66,8 @@ static void scrape(cm_buf_t *b)
 static int states_at_one(const char *text, const char *provider, char *states, size_t cap)
 {
     char prefix[96];
-    int n = snprintf(prefix, sizeof prefix, "gw_breaker_state{provider=\"%s\",state=\"", provider);
+    int n = snprintf(prefix, sizeof prefix,
+                     "gw_breaker_state{provider=\"%s\",tenant=\"t\",state=\"", provider);
     int ones = 0;
     states[0] = '\0';
     for (const char *p = strstr(text, prefix); p; p = strstr(p + 1, prefix)) {
@@ -89,7 +91,9 @@ static void admin_state(gw_prov_rt_t *p, char *out, size_t cap)
 {
     cm_buf_t b;
     cm_buf_init(&b, 1u << 20);
-    cr_assert_eq(gw_breaker_json(p->breaker, cm_clock_mono_ms(), cm_clock_now_ms(), &b), CM_OK);
+    cr_assert_eq(gw_breaker_json(gw_outbound_key_at(p, 0)->breaker, cm_clock_mono_ms(),
+                                 cm_clock_now_ms(), &b),
+                 CM_OK);
     const char *s = strstr(b.data, "\"state\":\"");
     cr_assert_not_null(s, "%s", b.data);
     s += 9;
@@ -107,8 +111,9 @@ Test(outbound, the_first_scrape_shows_each_provider_closed)
     cr_assert_str_eq(states, "closed");
     cr_assert_eq(states_at_one(b.data, "stripe", states, sizeof states), 1, "%s", b.data);
     cr_assert_str_eq(states, "closed");
-    cr_assert(strstr(b.data, "gw_breaker_state{provider=\"calcom\",state=\"half_open\"} 0\n"), "%s",
-              b.data);
+    cr_assert(strstr(b.data,
+                     "gw_breaker_state{provider=\"calcom\",tenant=\"t\",state=\"half_open\"} 0\n"),
+              "%s", b.data);
     cm_buf_free(&b);
 }
 
@@ -120,7 +125,8 @@ Test(outbound, a_breaker_past_its_open_wait_is_scraped_half_open_without_any_cal
     int64_t then = cm_clock_mono_ms() - 5000;
     for (int i = 0; i < 2; i++) {
         gw_brk_permit_t permit;
-        cr_assert_eq(gw_breaker_acquire(p->breaker, then, &permit), GW_BRK_PERMITTED);
+        cr_assert_eq(gw_breaker_acquire(gw_outbound_key_at(p, 0)->breaker, then, &permit),
+                     GW_BRK_PERMITTED);
         gw_breaker_record(&permit, GW_BRK_FAILURE, then);
     }
     cm_buf_t b;
@@ -130,8 +136,8 @@ Test(outbound, a_breaker_past_its_open_wait_is_scraped_half_open_without_any_cal
     cr_assert_str_eq(states, "half_open", "%s", b.data);
     admin_state(p, admin, sizeof admin);
     cr_assert_str_eq(admin, states);
-    cr_assert(strstr(b.data, "gw_breaker_transitions_total{provider=\"calcom\",from=\"open\","
-                             "to=\"half_open\"} 1\n"),
+    cr_assert(strstr(b.data, "gw_breaker_transitions_total{provider=\"calcom\",tenant=\"t\","
+                             "from=\"open\",to=\"half_open\"} 1\n"),
               "%s", b.data);
     cm_buf_free(&b);
 }
@@ -157,7 +163,7 @@ static void *flip(void *arg)
  * at 1 (set from the transition hook, one between its two writes showed none or two). */
 Test(outbound, every_scrape_shows_exactly_one_state_while_the_breaker_moves)
 {
-    flipper_t f = {.b = gw_outbound_provider(ob, "calcom")->breaker};
+    flipper_t f = {.b = gw_outbound_key_at(gw_outbound_provider(ob, "calcom"), 0)->breaker};
     pthread_t th;
     atomic_init(&f.stop, 0);
     cr_assert_eq(pthread_create(&th, NULL, flip, &f), 0);

@@ -15,7 +15,7 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null;
 trap cleanup EXIT
 cat >"$dir/gw.json" <<JSON
 { "data_dir": "$dir/data", "admin_token": "tok", "log_level": "error",
-  "listen": {"port": 0},
+  "listen": {"addr": "127.0.0.1", "port": 0},
   "worker": {"max_attempts": 2, "backoff_base_ms": 10},
   "providers": {"calcom": {"base_url": "http://127.0.0.1:9", "breaker": {"failures": 2}}},
   "tenants": [{"id": "t", "retell": {"agent_ids": ["ag"], "api_keys": ["key_t"]},
@@ -61,7 +61,7 @@ got=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Length: 9999999
 # the event-type check at start may have opened the breaker before the webhook came.
 for _ in $(seq 1 200); do
   curl -s "$url/metrics" >"$dir/metrics.txt"
-  grep -qF 'gw_breaker_state{provider="calcom",state="open"} 1' "$dir/metrics.txt" &&
+  grep -qF 'gw_breaker_state{provider="calcom",tenant="t",state="open"} 1' "$dir/metrics.txt" &&
     grep -qF 'gw_sagas_started_total 1' "$dir/metrics.txt" && break
   sleep 0.05
 done
@@ -69,7 +69,7 @@ curl -s "$url/metrics" >"$dir/metrics.txt"
 for want in 'gw_webhooks_total{provider="retell",result="accepted"} 1' \
             'gw_webhooks_total{provider="retell",result="duplicate"} 1' \
             'gw_webhooks_total{provider="retell",result="rejected_signature"} 1' \
-            'gw_breaker_state{provider="calcom",state="open"} 1' \
+            'gw_breaker_state{provider="calcom",tenant="t",state="open"} 1' \
             'gw_sagas_started_total 1' \
             'gw_job_outcomes_unstored_total{result="done"} 0' \
             'gw_http_requests_too_large_total{part="head"} 1' \
@@ -77,8 +77,8 @@ for want in 'gw_webhooks_total{provider="retell",result="accepted"} 1' \
             'gw_http_connections_closed_total{reason="evicted"} 0' \
             'gw_http_connections{state="waiting_head"}' \
             'gw_webhooks_total{provider="stripe",result="rejected_stale"} 0' \
-            'gw_breaker_transitions_total{provider="stripe",from="closed",to="open"} 0' \
-            'gw_retry_budget_rejections_total{provider="calcom"} 0' \
+            'gw_breaker_transitions_total{provider="calcom",tenant="t",from="half_open",to="open"} 0' \
+            'gw_retry_budget_rejections_total{provider="calcom",tenant="t"} 0' \
             'gw_event_type_checks_total{result="error"} 1' \
             'gw_event_type_checks_total{result="problem"} 0'; do
   grep -qF "$want" "$dir/metrics.txt" || { echo "FAIL: no '$want' in the scrape"; cat "$dir/metrics.txt"; exit 1; }

@@ -51,9 +51,10 @@ typedef struct {
 
 typedef struct {
     int64_t id;
-    char *provider; /* NULL: any */
-    char *route;    /* NULL: any */
-    json_t *match;  /* object dotted-path -> value, NULL: none */
+    char *provider;        /* NULL: any */
+    char *route;           /* NULL: any */
+    json_t *match;         /* object dotted-path -> value, NULL: none */
+    json_t *match_headers; /* object header name -> exact value, NULL: none */
     double probability;
     int64_t from_ms, until_ms; /* window relative to creation; until -1: open */
     int64_t created_mono_ms;
@@ -118,6 +119,7 @@ static void rule_free(rule_t *r)
     free(r->provider);
     free(r->route);
     json_decref(r->match);
+    json_decref(r->match_headers);
     json_decref(r->spec);
     free(r);
 }
@@ -276,8 +278,9 @@ static const char *const step_fields[] = {
     "times",       "latency",  "status", "headers",  "body",    "content_type",
     "retry_after", "socket",   "when",   "hang_max", "garbage", "truncate_at",
     "chunk_bytes", "interval", "pass",   NULL};
-static const char *const rule_fields[] = {"provider", "route",    "match", "probability",
-                                          "window",   "sequence", "name",  NULL};
+static const char *const rule_fields[] = {"provider",    "route",         "match",
+                                          "probability", "window",        "sequence",
+                                          "name",        "match_headers", NULL};
 
 static int known(const char *const *list, const char *k)
 {
@@ -475,6 +478,22 @@ static int parse_rule(const json_t *o, rule_t *r, const char *root, char *err)
                 PERR("match: field paths must not be empty");
         }
         r->match = json_deep_copy(v);
+    }
+    /* Request headers, exact values (names in any case): one API key's requests, say
+     * {"Authorization": "Bearer cal_key_a"}, while the other keys are served. */
+    if ((v = json_object_get(o, "match_headers"))) {
+        if (!json_is_object(v) || !json_object_size(v) || json_object_size(v) > 8)
+            PERR("match_headers: must be an object of 1 to 8 header names to exact values, "
+                 "e.g. {\"Authorization\": \"Bearer cal_key_a\"}");
+        json_t *hv;
+        json_object_foreach((json_t *)v, k, hv)
+        {
+            if (!*k || strcspn(k, ": \r\n") != strlen(k))
+                PERR("match_headers: \"%.40s\" is not a header name", k);
+            if (!json_is_string(hv))
+                PERR("match_headers.%.40s: must be a string", k);
+        }
+        r->match_headers = json_deep_copy(v);
     }
     r->probability = 1.0;
     if ((v = json_object_get(o, "probability"))) {
@@ -779,8 +798,32 @@ static char *memdup(const char *s, size_t n)
     return d;
 }
 
+/* Whether every header of want has its exact value in the request (hdr NULL: no headers
+ * known, so no match). */
+static int headers_match(const json_t *want, sim_fault_header_fn hdr, void *hdr_ud)
+{
+    const char *k;
+    json_t *v;
+    if (!hdr)
+        return 0;
+    json_object_foreach((json_t *)want, k, v)
+    {
+        const char *got = hdr(hdr_ud, k);
+        if (!got || strcmp(got, json_string_value(v)) != 0)
+            return 0;
+    }
+    return 1;
+}
+
 int sim_fault_decide(sim_fault_t *f, const char *provider, const char *method, const char *path,
                      const char *ctype, const char *body, size_t body_len, sim_fault_plan_t *plan)
+{
+    return sim_fault_decide_hdr(f, provider, method, path, ctype, body, body_len, NULL, NULL, plan);
+}
+
+int sim_fault_decide_hdr(sim_fault_t *f, const char *provider, const char *method, const char *path,
+                         const char *ctype, const char *body, size_t body_len,
+                         sim_fault_header_fn hdr, void *hdr_ud, sim_fault_plan_t *plan)
 {
     json_t *fields = NULL;
     int fields_read = 0;
@@ -806,6 +849,8 @@ int sim_fault_decide(sim_fault_t *f, const char *provider, const char *method, c
             if (!body_matches(r->match, fields))
                 continue;
         }
+        if (r->match_headers && !headers_match(r->match_headers, hdr, hdr_ud))
+            continue;
         r->matched++;
         /* probability 1 draws nothing, so certain rules do not move the stream. */
         if (r->probability < 1.0 && !(cm_rand_unit(&f->gen) < r->probability))
@@ -1111,6 +1156,11 @@ static int skip_path(const char *path)
     return strncmp(path, "/_sim/", 6) == 0 || strncmp(path, "/control/", 9) == 0;
 }
 
+static const char *req_header(void *ud, const char *name)
+{
+    return cm_http_req_header(ud, name);
+}
+
 static int on_filter(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     binding_t *b = ud;
@@ -1120,9 +1170,9 @@ static int on_filter(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     pd->active = pd->done = 0;
     if (skip_path(req->path))
         return 0;
-    if (!sim_fault_decide(f, b->provider, req->method, req->path,
-                          cm_http_req_header(req, "Content-Type"), req->body, req->body_len,
-                          &pd->plan))
+    if (!sim_fault_decide_hdr(f, b->provider, req->method, req->path,
+                              cm_http_req_header(req, "Content-Type"), req->body, req->body_len,
+                              req_header, (void *)req, &pd->plan))
         return 0;
     pd->active = 1;
     const sim_fault_plan_t *p = &pd->plan;

@@ -122,6 +122,13 @@ typedef struct {
  * ctype decides how the body is read for body matches (form or JSON). */
 int sim_fault_decide(sim_fault_t *f, const char *provider, const char *method, const char *path,
                      const char *ctype, const char *body, size_t body_len, sim_fault_plan_t *plan);
+/* A request header's value by name (any case), or NULL. */
+typedef const char *(*sim_fault_header_fn)(void *ud, const char *name);
+/* sim_fault_decide with the request's headers, for rules with "match_headers" (which
+ * sim_fault_decide, knowing no headers, never fires). */
+int sim_fault_decide_hdr(sim_fault_t *f, const char *provider, const char *method, const char *path,
+                         const char *ctype, const char *body, size_t body_len,
+                         sim_fault_header_fn hdr, void *hdr_ud, sim_fault_plan_t *plan);
 void sim_fault_plan_free(sim_fault_plan_t *plan);
 
 /* Parses a duration in the one grammar (cm_duration.h: "250ms", "1.5s", "2m", "1h"). A

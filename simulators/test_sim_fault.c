@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cm_clock.h"
@@ -566,4 +567,46 @@ Test(fault, control_paths_are_never_faulted)
     result_t r = get("GET", "/_sim/health", 2000);
     cr_assert_eq(r.rc, CM_OK, "%s", r.err);
     cr_assert_eq(r.status, 404, "no such route here, but answered");
+}
+
+/* The request's headers for match_headers: "Name: value" pairs, names in any case. */
+static const char *fake_header(void *ud, const char *name)
+{
+    const char *const *h = ud;
+    for (; *h; h += 2)
+        if (!strcasecmp(h[0], name))
+            return h[1];
+    return NULL;
+}
+
+static int decide_with(const char *const *headers)
+{
+    sim_fault_plan_t p;
+    int fired = sim_fault_decide_hdr(eng, "calcom", "GET", "/v2/slots", NULL, NULL, 0, fake_header,
+                                     (void *)headers, &p);
+    int kind = fired ? p.status : -1;
+    sim_fault_plan_free(&p);
+    return kind;
+}
+
+/* One API key's requests fail while the others are served: the header must be there with
+ * exactly that value; without headers (sim_fault_decide) such a rule never fires. */
+Test(fault, match_headers_picks_one_keys_requests)
+{
+    add("{\"route\":\"GET /v2/slots\",\"match_headers\":{\"Authorization\":\"Bearer cal_a\"},"
+        "\"status\":401}");
+    const char *const a[] = {"authorization", "Bearer cal_a", NULL};
+    const char *const b[] = {"Authorization", "Bearer cal_b", NULL};
+    const char *const a_prefix[] = {"Authorization", "Bearer cal_a2", NULL};
+    const char *const none[] = {NULL};
+    cr_assert_eq(decide_with(a), 401, "the name in any case");
+    cr_assert_eq(decide_with(b), -1, "another key");
+    cr_assert_eq(decide_with(a_prefix), -1, "exact values, not prefixes");
+    cr_assert_eq(decide_with(none), -1, "no such header");
+    cr_assert_eq(decide("calcom", "GET", "/v2/slots", NULL, NULL), -1, "headers unknown");
+    cr_assert(strstr(refused("{\"match_headers\":{\"Authorization\":1},\"status\":401}"),
+                     "match_headers.Authorization: must be a string"));
+    cr_assert(strstr(refused("{\"match_headers\":{\"a b\":\"x\"},\"status\":401}"),
+                     "is not a header name"));
+    cr_assert(strstr(refused("{\"match_headers\":{},\"status\":401}"), "match_headers: must be"));
 }
