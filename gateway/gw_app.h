@@ -8,6 +8,7 @@
 #include "gw_config.h"
 #include "gw_obs.h"
 #include "gw_outbound.h"
+#include "gw_reconcile.h"
 #include "gw_store.h"
 #include "gw_worker.h"
 
@@ -17,6 +18,7 @@ typedef struct {
     gw_worker_t *worker;
     gw_obs_t *obs;
     gw_outbound_t *ob;
+    gw_reconcile_t *reconcile; /* NULL: /admin/reconcile answers 503 */
 } gw_app_t;
 
 /* Registers POST /webhooks/{provider} routes (gw_inbound.c). */

@@ -18,6 +18,7 @@
 #include "cm_http_server.h"
 #include "cm_log.h"
 #include "gw_app.h"
+#include "gw_reconcile.h"
 #include "gw_retention.h"
 #include "gw_otlp.h"
 #include "gw_testhook.h"
@@ -136,6 +137,7 @@ static int run(const char *config_path, const char *ready_path)
     gw_obs_t *obs = NULL;
     gw_outbound_t *ob = NULL;
     gw_retention_t *retention = NULL;
+    gw_reconcile_t *reconcile = NULL;
     gw_otlp_t *otlp = NULL;
     cm_http_server_t *srv = NULL;
     char err[CM_ERR_LEN] = "";
@@ -220,7 +222,16 @@ static int run(const char *config_path, const char *ready_path)
         fprintf(stderr, "gateway: %s\n", err[0] ? err : "cannot start retention");
         goto out;
     }
-    gw_app_t app = {.cfg = cfg, .store = store, .worker = worker, .obs = obs, .ob = ob};
+    if (gw_reconcile_start(cfg, store, ob, obs, worker, &reconcile, err) != CM_OK) {
+        fprintf(stderr, "gateway: %s\n", err[0] ? err : "cannot start reconciliation");
+        goto out;
+    }
+    gw_app_t app = {.cfg = cfg,
+                    .store = store,
+                    .worker = worker,
+                    .obs = obs,
+                    .ob = ob,
+                    .reconcile = reconcile};
     raise_nofile();
     cm_http_server_cfg_t scfg = {.bind_addr = cfg->listen_addr,
                                  .port = cfg->listen_port,
@@ -259,6 +270,7 @@ out:
         gw_store_stop_intake(store);
     gw_obs_watch_server(obs, NULL);
     cm_http_server_free(&srv);
+    gw_reconcile_stop(&reconcile);
     gw_retention_stop(&retention);
     gw_worker_stop(&worker);
     gw_outbound_free(&ob);

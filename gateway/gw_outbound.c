@@ -31,7 +31,7 @@ static void on_transition(void *ud, const char *name, gw_brk_state_t from, gw_br
 static void breaker_gauge(void *ud, gw_mfamily_t *f)
 {
     gw_outbound_t *ob = ud;
-    gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe};
+    gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe, &ob->retell};
     for (size_t i = 0; i < sizeof provs / sizeof provs[0]; i++) {
         if (!provs[i]->breaker)
             continue;
@@ -91,6 +91,24 @@ static cm_err_t prov_init(gw_prov_rt_t *p, const char *name, const gw_provider_t
     return rc;
 }
 
+/* Retell's stack (providers.retell, for reconciliation), with its counters at 0 from the
+ * start as gw_obs does for the other providers: an alert on their increase needs the
+ * series before the first event. */
+static cm_err_t retell_init(gw_outbound_t *ob, const gw_config_t *cfg, gw_obs_t *obs, char *err)
+{
+    static const char *const moves[][2] = {
+        {"closed", "open"}, {"open", "half_open"}, {"half_open", "closed"}, {"half_open", "open"}};
+    cm_err_t rc = prov_init(&ob->retell, "retell", &cfg->retell, obs, err);
+    for (size_t k = 0; !rc && k < sizeof moves / sizeof moves[0]; k++)
+        if (!gw_metrics_with(obs->breaker_moves, GW_LV("retell", moves[k][0], moves[k][1])))
+            rc = CM_ENOMEM;
+    if (!rc && (!gw_metrics_with(obs->budget_rejects, GW_LV("retell")) ||
+                !gw_metrics_with(obs->rl_waits, GW_LV("retell")) ||
+                !gw_metrics_with(obs->rl_rejects, GW_LV("retell"))))
+        rc = CM_ENOMEM;
+    return rc;
+}
+
 static void prov_free(gw_prov_rt_t *p)
 {
     gw_breaker_free(&p->breaker);
@@ -107,6 +125,8 @@ cm_err_t gw_outbound_new(const gw_config_t *cfg, gw_obs_t *obs, gw_outbound_t **
         rc = prov_init(&ob->calcom, "calcom", &cfg->calcom, obs, err);
     if (!rc && cfg->stripe.base_url)
         rc = prov_init(&ob->stripe, "stripe", &cfg->stripe, obs, err);
+    if (!rc && cfg->retell.base_url)
+        rc = retell_init(ob, cfg, obs, err);
     if (!rc)
         rc = gw_slotcache_new(cfg->slot_cache_ttl_ms, 4096, 1u << 20, &ob->slots);
     if (!rc)
@@ -116,7 +136,8 @@ cm_err_t gw_outbound_new(const gw_config_t *cfg, gw_obs_t *obs, gw_outbound_t **
                                 "provider", &ob->rl_fell, err);
     /* Shown at 0 from the start, so an alert on its increase needs no series to appear. */
     if (!rc && (!gw_metrics_with(ob->rl_fell, GW_LV("calcom")) ||
-                (ob->stripe.rl && !gw_metrics_with(ob->rl_fell, GW_LV("stripe")))))
+                (ob->stripe.rl && !gw_metrics_with(ob->rl_fell, GW_LV("stripe"))) ||
+                (ob->retell.rl && !gw_metrics_with(ob->rl_fell, GW_LV("retell")))))
         rc = CM_ENOMEM;
     if (rc) {
         gw_outbound_free(&ob);
@@ -124,7 +145,7 @@ cm_err_t gw_outbound_new(const gw_config_t *cfg, gw_obs_t *obs, gw_outbound_t **
     }
     gw_policy_clock_real(&ob->clock);
     ob->obs = obs;
-    ob->calcom.rl_fell = ob->stripe.rl_fell = ob->rl_fell;
+    ob->calcom.rl_fell = ob->stripe.rl_fell = ob->retell.rl_fell = ob->rl_fell;
     gw_metrics_set_collect(obs->breaker_state, breaker_gauge, ob);
     *out = ob;
     return CM_OK;
@@ -143,6 +164,7 @@ void gw_outbound_free(gw_outbound_t **obp)
         gw_metrics_set_collect(ob->obs->breaker_state, NULL, NULL);
     prov_free(&ob->calcom);
     prov_free(&ob->stripe);
+    prov_free(&ob->retell);
     gw_slotcache_free(&ob->slots);
     free(ob);
     *obp = NULL;
@@ -168,7 +190,7 @@ static cm_err_t shared_refund(void *ud, const char *key, double rate_per_s, doub
 cm_err_t gw_outbound_share(gw_outbound_t *ob, gw_store_t *store)
 {
     const gw_rl_shared_t sh = {.take = shared_take, .refund = shared_refund, .ud = store};
-    gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe};
+    gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe, &ob->retell};
     cm_err_t rc = CM_OK;
     for (size_t i = 0; !rc && i < sizeof provs / sizeof provs[0]; i++)
         if (provs[i]->rl)
@@ -202,6 +224,8 @@ void gw_outbound_tick(gw_outbound_t *ob)
         gw_breaker_tick(ob->calcom.breaker, now);
     if (ob->stripe.breaker)
         gw_breaker_tick(ob->stripe.breaker, now);
+    if (ob->retell.breaker)
+        gw_breaker_tick(ob->retell.breaker, now);
 }
 
 gw_prov_rt_t *gw_outbound_provider(gw_outbound_t *ob, const char *name)
@@ -210,6 +234,8 @@ gw_prov_rt_t *gw_outbound_provider(gw_outbound_t *ob, const char *name)
         return &ob->calcom;
     if (!strcmp(name, "stripe") && ob->stripe.breaker)
         return &ob->stripe;
+    if (!strcmp(name, "retell") && ob->retell.breaker)
+        return &ob->retell;
     return NULL;
 }
 

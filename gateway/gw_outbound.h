@@ -32,7 +32,7 @@
 #include "gw_store.h"
 
 typedef struct {
-    const char *name; /* "calcom", "stripe" */
+    const char *name; /* "calcom", "stripe", "retell" */
     const gw_provider_t *cfg;
     gw_breaker_t *breaker;
     gw_ratelimit_t *rl;
@@ -44,6 +44,7 @@ typedef struct {
 typedef struct {
     gw_prov_rt_t calcom;
     gw_prov_rt_t stripe; /* breaker NULL when not configured */
+    gw_prov_rt_t retell; /* breaker NULL when not configured (providers.retell) */
     gw_slotcache_t *slots;
     gw_policy_clock_t clock;
     gw_obs_t *obs;         /* borrowed */
@@ -75,7 +76,8 @@ void gw_outbound_slots_changed(gw_outbound_t *ob, const char *api_key, int64_t e
 /* Moves breakers from open to half-open on time (also done lazily on each call). */
 void gw_outbound_tick(gw_outbound_t *ob);
 
-/* The runtime of a provider by name ("calcom", "stripe"), or NULL. */
+/* The runtime of a provider by name ("calcom", "stripe", "retell"), or NULL (also for a
+ * provider that is not configured). */
 gw_prov_rt_t *gw_outbound_provider(gw_outbound_t *ob, const char *name);
 
 /* One HTTP operation. The request's timeouts are set per attempt from the provider's

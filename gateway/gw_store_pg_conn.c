@@ -115,6 +115,20 @@ static const char schema_v2[] = "CREATE TABLE rate_buckets("
 static const char schema_v3[] = "CREATE INDEX events_received ON events(received_at_ms);"
                                 "CREATE INDEX saga_steps_at ON saga_steps(at_ms)";
 
+/* Version 4: what reconciliation (gw_reconcile) found, once per provider object and kind
+ * of drift, however many passes (of however many instances) see it again. */
+static const char schema_v4[] = "CREATE TABLE reconcile_findings("
+                                " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                                " at_ms BIGINT NOT NULL,"
+                                " tenant_id TEXT,"
+                                " provider TEXT NOT NULL,"
+                                " kind TEXT NOT NULL,"
+                                " saga_id TEXT,"
+                                " object_id TEXT NOT NULL,"
+                                " action TEXT NOT NULL,"
+                                " detail TEXT,"
+                                " UNIQUE(provider, kind, object_id))";
+
 /* gw_schema_version lists the versions applied, one row each; the newest is the schema's.
  * Append steps; never edit one. */
 static const struct {
@@ -124,8 +138,9 @@ static const struct {
     {1, NULL}, /* schema_v1, a script of several statements (see migrate_tx) */
     {2, schema_v2},
     {3, schema_v3},
+    {4, schema_v4},
 };
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 /* Any integer will do as long as no other application on the database uses it: the
  * ASCII of "bookbench" folded into 63 bits. */

@@ -98,13 +98,26 @@ static const char *const schema =
      * purge of 17k events took 30 s so, and held the writer 200 ms a batch). Both grow at
      * their end, as rows arrive in time order, so they cost the intake little. */
     "CREATE INDEX IF NOT EXISTS events_received ON events(received_at_ms);"
-    "CREATE INDEX IF NOT EXISTS saga_steps_at ON saga_steps(at_ms);";
+    "CREATE INDEX IF NOT EXISTS saga_steps_at ON saga_steps(at_ms);"
+    /* Schema 6: what reconciliation (gw_reconcile) found, once per provider object and
+     * kind of drift, however many passes see it again. */
+    "CREATE TABLE IF NOT EXISTS reconcile_findings("
+    " id INTEGER PRIMARY KEY,"
+    " at_ms INTEGER NOT NULL,"
+    " tenant_id TEXT,"
+    " provider TEXT NOT NULL,"
+    " kind TEXT NOT NULL,"
+    " saga_id TEXT,"
+    " object_id TEXT NOT NULL,"
+    " action TEXT NOT NULL,"
+    " detail TEXT,"
+    " UNIQUE(provider, kind, object_id));";
 
 /* PRAGMA user_version numbers the schema. A new database gets the whole schema above; an
  * older one gets it too (CREATE ... IF NOT EXISTS adds the tables it lacks, which was all
  * that versions 1 and 2 needed) and then every step below newer than its version, for
  * what CREATE cannot do to an existing table. Append steps; never edit one. */
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 static const struct {
     int version; /* what the database is at after this step */
     const char *sql;
@@ -113,6 +126,7 @@ static const struct {
         "ALTER TABLE jobs ADD COLUMN lease_until_ms INTEGER;"},
     {4, "DROP INDEX IF EXISTS jobs_entity;"},
     {5, ""}, /* the retention indexes: CREATE ... IF NOT EXISTS in the schema makes them */
+    {6, ""}, /* reconcile_findings: likewise */
 };
 
 /* Runs a script of several statements (schema, pragmas); not for values: nothing is bound. */

@@ -863,7 +863,7 @@ Test(store, a_version_2_database_is_migrated_and_keeps_its_jobs)
                  sqlite3_errmsg(db));
     sqlite3_close(db);
     cr_assert_eq(gw_store_open(path, 1, &old, err), CM_OK, "%s", err);
-    cr_assert_eq(user_version(path), 5);
+    cr_assert_eq(user_version(path), 6);
     /* Version 4: the whole-table entity index of jobs gives way to one of running jobs. */
     cr_assert(!has_index(path, "jobs_entity"));
     cr_assert(has_index(path, "jobs_running") && has_index(path, "jobs_event"));
@@ -874,7 +874,7 @@ Test(store, a_version_2_database_is_migrated_and_keeps_its_jobs)
     gw_store_close(&old);
     /* Opening it again changes nothing. */
     cr_assert_eq(gw_store_open(path, 1, &old, err), CM_OK, "%s", err);
-    cr_assert_eq(user_version(path), 5);
+    cr_assert_eq(user_version(path), 6);
     gw_store_close(&old);
 }
 
