@@ -918,7 +918,7 @@ Test(store, a_current_schema_is_opened_without_writing)
     gw_store_close(&s);
     cr_assert_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    cr_assert_eq(user_version(path), 5);
+    cr_assert_eq(user_version(path), 6);
 }
 
 Test(store, a_store_that_can_write_reports_itself_writable)
