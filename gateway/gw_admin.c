@@ -491,8 +491,8 @@ static void h_ready(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     json_object_set_new(
         deps, "store",
         json_pack("{s:s,s:b}", "status", store_ok ? "ok" : "failing", "writable", writable));
-    const char *names[] = {"calcom", "stripe"};
-    for (size_t i = 0; i < 2; i++) {
+    const char *names[] = {"calcom", "stripe", "retell"};
+    for (size_t i = 0; i < 3; i++) {
         gw_prov_rt_t *p = gw_outbound_provider(app->ob, names[i]);
         gw_key_rt_t *k;
         if (!p)
@@ -591,8 +591,8 @@ static void h_breakers(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     if (!authorised(app, req, resp))
         return;
     json_t *body = json_object();
-    const char *names[] = {"calcom", "stripe"};
-    for (size_t i = 0; i < 2; i++) {
+    const char *names[] = {"calcom", "stripe", "retell"};
+    for (size_t i = 0; i < 3; i++) {
         gw_prov_rt_t *p = gw_outbound_provider(app->ob, names[i]);
         json_t *v = p ? provider_breakers(app, p, &who) : NULL;
         if (v)
@@ -792,6 +792,54 @@ static void h_erasure(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
                                 er.errors, "in_progress", er.in_progress));
 }
 
+/* POST /admin/reconcile: one reconciliation pass now (gw_reconcile_run); answers its
+ * report. GET /admin/reconcile/findings?provider=&action=&limit=: what the passes found. */
+static void h_reconcile(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    gw_admin_who_t who;
+    if (!authorised(app, req, resp))
+        return;
+    if (who.tenant) { /* a pass reads and repairs every tenant's */
+        cm_http_resp_problem(resp, 403, "Forbidden", "needs a token of all tenants");
+        return;
+    }
+    if (!app->reconcile) {
+        cm_http_resp_problem(resp, 503, "Service Unavailable", "reconciliation is not running");
+        return;
+    }
+    cm_buf_t b;
+    cm_buf_init(&b, 16u << 20);
+    cm_err_t rc = gw_reconcile_run(app->reconcile, &b);
+    gw_admin_audit(app, &who, "reconcile.run", NULL, NULL, rc ? "error" : "ok", NULL);
+    answer_buf(resp, rc, &b, NULL);
+}
+
+static void h_findings(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
+{
+    gw_app_t *app = ud;
+    gw_admin_who_t who;
+    int limit;
+    if (!authorised(app, req, resp) || !limit_query(req, resp, &limit))
+        return;
+    /* Findings are not filtered by tenant in the store yet: all-tenants tokens only. */
+    if (who.tenant) {
+        cm_http_resp_problem(resp, 403, "Forbidden", "needs a token of all tenants");
+        return;
+    }
+    const char *action = cm_http_req_query(req, "action");
+    if (action && strcmp(action, "repaired") && strcmp(action, "flagged")) {
+        cm_http_resp_problem(resp, 400, "Bad Request", "action must be repaired or flagged");
+        return;
+    }
+    cm_buf_t b;
+    cm_buf_init(&b, 16u << 20);
+    answer_buf(
+        resp,
+        gw_store_findings_json(app->store, cm_http_req_query(req, "provider"), action, limit, &b),
+        &b, NULL);
+}
+
 /* POST /admin/test/crash-at {"point":"saga.book.after"}: only with --test-hooks. */
 static void h_crash_at(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
@@ -902,6 +950,8 @@ cm_err_t gw_admin_routes(cm_http_server_t *srv, gw_app_t *app)
         {"POST /admin/events/{id}/rerun", h_rerun},
         {"POST /admin/erasure", h_erasure},
         {"GET /admin/audit", h_audit},
+        {"POST /admin/reconcile", h_reconcile},
+        {"GET /admin/reconcile/findings", h_findings},
     };
     cm_err_t rc = CM_OK;
     for (size_t i = 0; !rc && i < sizeof routes / sizeof routes[0]; i++)

@@ -9,6 +9,7 @@
 #include "gw_evtcheck.h"
 #include "gw_obs.h"
 #include "gw_outbound.h"
+#include "gw_reconcile.h"
 #include "gw_store.h"
 #include "gw_worker.h"
 
@@ -18,7 +19,8 @@ typedef struct {
     gw_worker_t *worker;
     gw_obs_t *obs;
     gw_outbound_t *ob;
-    gw_evtcheck_t *evtcheck; /* NULL when the event-type check is off */
+    gw_evtcheck_t *evtcheck;   /* NULL when the event-type check is off */
+    gw_reconcile_t *reconcile; /* NULL: /admin/reconcile answers 503 */
 } gw_app_t;
 
 /* Registers POST /webhooks/{provider} routes (gw_inbound.c). */

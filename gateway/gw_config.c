@@ -34,11 +34,10 @@ static void problem(checker_t *ck, const char *path, const char *fmt, ...)
     fputc('\n', ck->report);
 }
 
-static const char *const top_keys[] = {"listen",    "data_dir", "admin_token", "log_level",
-                                       "seed",      "webhooks", "store",       "worker",
-                                       "providers", "tenants",  "sources",     "saga",
-                                       "retention", "tracing",  "event_types", "admin_tokens",
-                                       NULL};
+static const char *const top_keys[] = {
+    "listen",    "data_dir", "admin_token", "log_level",    "seed",      "webhooks",
+    "store",     "worker",   "providers",   "tenants",      "sources",   "saga",
+    "retention", "tracing",  "event_types", "admin_tokens", "reconcile", NULL};
 
 static void unknown_keys(checker_t *ck, const char *path, const json_t *obj,
                          const char *const *known)
@@ -663,7 +662,7 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
                 (long long)c->event_type_check_ms);
 
     const json_t *prov = obj_field(&ck, "$", root, "providers", 1);
-    static const char *const pknown[] = {"calcom", "stripe", "slot_cache_ttl_ms", NULL};
+    static const char *const pknown[] = {"calcom", "stripe", "retell", "slot_cache_ttl_ms", NULL};
     if (prov)
         unknown_keys(&ck, "providers", prov, pknown);
     const json_t *cal = prov ? obj_field(&ck, "providers", prov, "calcom", 1) : NULL;
@@ -674,6 +673,30 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
     const json_t *stp = prov ? obj_field(&ck, "providers", prov, "stripe", 0) : NULL;
     if (stp)
         load_provider(&ck, "stripe", stp, &c->stripe, 25 * 60);
+    const json_t *rtp = prov ? obj_field(&ck, "providers", prov, "retell", 0) : NULL;
+    if (rtp)
+        load_provider(&ck, "retell", rtp, &c->retell, 60);
+
+    /* Reconciliation: periodic only when the section is given, so that a gateway whose
+     * operator never asked for it makes no extra calls to the providers. */
+    const json_t *rcs = obj_field(&ck, "$", root, "reconcile", 0);
+    static const char *const rcknown[] = {"enabled", "interval_ms", "lookback_ms", "grace_ms",
+                                          NULL};
+    if (rcs)
+        unknown_keys(&ck, "reconcile", rcs, rcknown);
+    const json_t *rce = rcs ? json_object_get(rcs, "enabled") : NULL;
+    if (rce && !json_is_boolean(rce))
+        problem(&ck, "reconcile.enabled", "must be true or false");
+    c->reconcile_enabled = rcs && (!rce || json_is_true(rce));
+    c->reconcile_interval_ms =
+        int_field(&ck, "reconcile", rcs, "interval_ms", 300000, 1000, 86400000);
+    c->reconcile_lookback_ms =
+        int_field(&ck, "reconcile", rcs, "lookback_ms", 86400000, 60000, 31LL * 86400000);
+    c->reconcile_grace_ms = int_field(&ck, "reconcile", rcs, "grace_ms", 120000, 0, 86400000);
+    if (c->reconcile_grace_ms >= c->reconcile_lookback_ms)
+        problem(&ck, "reconcile.grace_ms",
+                "%lld ms leaves nothing to look at in a lookback of %lld ms",
+                (long long)c->reconcile_grace_ms, (long long)c->reconcile_lookback_ms);
 
     const json_t *tenants = json_object_get(root, "tenants");
     if (!json_is_array(tenants) || json_array_size(tenants) == 0) {
@@ -783,6 +806,7 @@ void gw_config_free(gw_config_t **cp)
     free(c->log_level);
     free(c->calcom.base_url);
     free(c->stripe.base_url);
+    free(c->retell.base_url);
     free(c->tracing.endpoint);
     free(c->tracing.service_name);
     for (size_t i = 0; c->tracing.headers[i]; i++)

@@ -158,9 +158,22 @@ typedef struct {
     int64_t event_type_check_ms;
 
     gw_provider_t calcom;
-    gw_provider_t stripe;      /* base_url NULL when no tenant takes deposits */
+    gw_provider_t stripe; /* base_url NULL when no tenant takes deposits */
+    /* Retell's API (list-calls, get-call), for reconciliation: base_url NULL when
+     * providers.retell is absent, and then no call is ever asked of Retell. */
+    gw_provider_t retell;
     int64_t slot_cache_ttl_ms; /* Cal.com availability cache (the audit found 5 minutes) */
     int64_t saga_deadline_ms;  /* a saga still waiting after this goes to a person */
+
+    /* Reconciliation (gw_reconcile): a pass every reconcile_interval_ms when
+     * reconcile_enabled (the "reconcile" section given, "enabled" not false), over what the
+     * providers made in the last reconcile_lookback_ms; Retell calls that ended less than
+     * reconcile_grace_ms ago are left to their webhook. POST /admin/reconcile runs a pass
+     * whatever reconcile_enabled says. */
+    int reconcile_enabled;
+    int64_t reconcile_interval_ms;
+    int64_t reconcile_lookback_ms;
+    int64_t reconcile_grace_ms;
 
     gw_tenant_t *tenants;
     size_t ntenants;

@@ -19,6 +19,7 @@
 #include "cm_log.h"
 #include "gw_app.h"
 #include "gw_evtcheck.h"
+#include "gw_reconcile.h"
 #include "gw_retention.h"
 #include "gw_otlp.h"
 #include "gw_testhook.h"
@@ -142,6 +143,7 @@ static int run(const char *config_path, const char *ready_path)
     gw_outbound_t *ob = NULL;
     gw_retention_t *retention = NULL;
     gw_evtcheck_t *evtcheck = NULL;
+    gw_reconcile_t *reconcile = NULL;
     gw_otlp_t *otlp = NULL;
     cm_http_server_t *srv = NULL;
     char err[CM_ERR_LEN] = "";
@@ -226,14 +228,23 @@ static int run(const char *config_path, const char *ready_path)
         fprintf(stderr, "gateway: %s\n", err[0] ? err : "cannot start retention");
         goto out;
     }
+    if (gw_reconcile_start(cfg, store, ob, obs, worker, &reconcile, err) != CM_OK) {
+        fprintf(stderr, "gateway: %s\n", err[0] ? err : "cannot start reconciliation");
+        goto out;
+    }
     /* Before the server says it is ready: a deleted event type is in the first answer of
      * /health/ready, not in the first failed booking. */
     if (gw_evtcheck_start(cfg, ob, obs, EVTCHECK_FIRST_WAIT_MS, &evtcheck, err) != CM_OK) {
         fprintf(stderr, "gateway: %s\n", err[0] ? err : "cannot start the event-type check");
         goto out;
     }
-    gw_app_t app = {
-        .cfg = cfg, .store = store, .worker = worker, .obs = obs, .ob = ob, .evtcheck = evtcheck};
+    gw_app_t app = {.cfg = cfg,
+                    .store = store,
+                    .worker = worker,
+                    .obs = obs,
+                    .ob = ob,
+                    .evtcheck = evtcheck,
+                    .reconcile = reconcile};
     raise_nofile();
     cm_http_server_cfg_t scfg = {.bind_addr = cfg->listen_addr,
                                  .port = cfg->listen_port,
@@ -273,6 +284,7 @@ out:
         gw_store_stop_intake(store);
     gw_obs_watch_server(obs, NULL);
     cm_http_server_free(&srv);
+    gw_reconcile_stop(&reconcile);
     gw_retention_stop(&retention);
     gw_evtcheck_stop(&evtcheck);
     gw_worker_stop(&worker);

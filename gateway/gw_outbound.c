@@ -35,7 +35,7 @@ static void on_transition(void *ud, const char *name, gw_brk_state_t from, gw_br
 static void breaker_gauge(void *ud, gw_mfamily_t *f)
 {
     gw_outbound_t *ob = ud;
-    gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe};
+    gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe, &ob->retell};
     for (size_t i = 0; i < sizeof provs / sizeof provs[0]; i++) {
         gw_key_rt_t *k;
         for (size_t j = 0; (k = gw_outbound_key_at(provs[i], j)) != NULL; j++) {
@@ -113,9 +113,12 @@ static cm_err_t key_zero_series(gw_prov_rt_t *p, gw_key_rt_t *k)
     return CM_OK;
 }
 
-/* The key tenant t uses at provider name, or NULL. */
+/* The key tenant t uses at provider name, or NULL. Retell: the first of its keys, the one
+ * its API is called with (the others only verify webhooks during a rotation). */
 static const char *tenant_key(const gw_tenant_t *t, const char *name)
 {
+    if (!strcmp(name, "retell"))
+        return t->nretell_keys ? t->retell_keys[0] : NULL;
     return !strcmp(name, "calcom") ? t->calcom_api_key : t->stripe_api_key;
 }
 
@@ -186,6 +189,9 @@ cm_err_t gw_outbound_new(const gw_config_t *cfg, gw_obs_t *obs, gw_outbound_t **
         rc = prov_init(&ob->calcom, "calcom", cfg, &cfg->calcom, obs, ob->rl_fell, err);
     if (!rc && cfg->stripe.base_url)
         rc = prov_init(&ob->stripe, "stripe", cfg, &cfg->stripe, obs, ob->rl_fell, err);
+    /* Retell's stack (providers.retell), for reconciliation's look-ups. */
+    if (!rc && cfg->retell.base_url)
+        rc = prov_init(&ob->retell, "retell", cfg, &cfg->retell, obs, ob->rl_fell, err);
     if (!rc)
         rc = gw_slotcache_new(cfg->slot_cache_ttl_ms, 4096, 1u << 20, &ob->slots);
     if (rc) {
@@ -212,6 +218,7 @@ void gw_outbound_free(gw_outbound_t **obp)
         gw_metrics_set_collect(ob->obs->breaker_state, NULL, NULL);
     prov_free(&ob->calcom);
     prov_free(&ob->stripe);
+    prov_free(&ob->retell);
     gw_slotcache_free(&ob->slots);
     free(ob);
     *obp = NULL;
@@ -274,7 +281,7 @@ static cm_err_t shared_refund(void *ud, const char *key, double rate_per_s, doub
 cm_err_t gw_outbound_share(gw_outbound_t *ob, gw_store_t *store)
 {
     const gw_rl_shared_t sh = {.take = shared_take, .refund = shared_refund, .ud = store};
-    gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe};
+    gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe, &ob->retell};
     cm_err_t rc = CM_OK;
     for (size_t i = 0; !rc && i < sizeof provs / sizeof provs[0]; i++)
         if (provs[i]->configured)
@@ -304,7 +311,7 @@ void gw_outbound_slots_changed(gw_outbound_t *ob, const char *api_key, int64_t e
 void gw_outbound_tick(gw_outbound_t *ob)
 {
     int64_t now = cm_clock_mono_ms();
-    gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe};
+    gw_prov_rt_t *const provs[] = {&ob->calcom, &ob->stripe, &ob->retell};
     for (size_t i = 0; i < sizeof provs / sizeof provs[0]; i++) {
         gw_key_rt_t *k;
         for (size_t j = 0; (k = gw_outbound_key_at(provs[i], j)) != NULL; j++)
@@ -318,6 +325,8 @@ gw_prov_rt_t *gw_outbound_provider(gw_outbound_t *ob, const char *name)
         return &ob->calcom;
     if (name && !strcmp(name, "stripe") && ob->stripe.configured)
         return &ob->stripe;
+    if (name && !strcmp(name, "retell") && ob->retell.configured)
+        return &ob->retell;
     return NULL;
 }
 

@@ -54,7 +54,7 @@ typedef struct {
 } gw_key_rt_t;
 
 typedef struct gw_prov_rt {
-    const char *name; /* "calcom", "stripe" */
+    const char *name; /* "calcom", "stripe", "retell" */
     const gw_provider_t *cfg;
     /* One per distinct configured key, in the tenants' order, then one more (api_key
      * NULL, tenant "_unconfigured") for calls with a key no tenant has: a programming
@@ -70,6 +70,7 @@ typedef struct gw_prov_rt {
 typedef struct {
     gw_prov_rt_t calcom;
     gw_prov_rt_t stripe; /* breaker NULL when not configured */
+    gw_prov_rt_t retell; /* breaker NULL when not configured (providers.retell) */
     gw_slotcache_t *slots;
     gw_policy_clock_t clock;
     gw_obs_t *obs;         /* borrowed */
@@ -101,8 +102,8 @@ void gw_outbound_slots_changed(gw_outbound_t *ob, const char *api_key, int64_t e
 /* Moves breakers from open to half-open on time (also done lazily on each call). */
 void gw_outbound_tick(gw_outbound_t *ob);
 
-/* The runtime of a provider by name ("calcom", "stripe"), or NULL when there is no such
- * provider or it is not configured. */
+/* The runtime of a provider by name ("calcom", "stripe", "retell"), or NULL when there is
+ * no such provider or it is not configured. */
 gw_prov_rt_t *gw_outbound_provider(gw_outbound_t *ob, const char *name);
 
 /* The runtime of api_key at p: the configured key's, or the shared runtime of keys no

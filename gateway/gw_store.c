@@ -330,3 +330,31 @@ cm_err_t gw_store_event_tenant(gw_store_t *s, int64_t event_id, char *tenant, si
 {
     return DISPATCH(s, event_tenant, event_id, tenant, cap);
 }
+
+cm_err_t gw_store_finding_add(gw_store_t *s, const gw_finding_t *f, int *is_new)
+{
+    *is_new = 0;
+    if (!f->provider || !f->kind || !f->object_id || !f->action)
+        return CM_EINVAL;
+    return DISPATCH(s, finding_add, f, is_new);
+}
+
+cm_err_t gw_store_findings_json(gw_store_t *s, const char *provider, const char *action, int limit,
+                                cm_buf_t *out)
+{
+    return DISPATCH(s, findings_json, provider, action, limit, out);
+}
+
+cm_err_t gw_store_saga_fix(gw_store_t *s, const gw_saga_fix_t *fix, int64_t now_ms, int *changed)
+{
+    *changed = 0;
+    if (!fix->saga_id || !fix->expect || !fix->step)
+        return CM_EINVAL;
+    return DISPATCH(s, saga_fix, fix, now_ms, changed);
+}
+
+cm_err_t gw_store_event_exists(gw_store_t *s, const char *event_key, int *exists)
+{
+    *exists = 0;
+    return DISPATCH(s, event_exists, event_key, exists);
+}

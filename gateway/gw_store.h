@@ -379,4 +379,52 @@ void gw_store_off_notice(gw_store_t *s, gw_notice_fn fn, void *ud);
  * CM_OK. */
 cm_err_t gw_store_publish(gw_store_t *s, gw_notice_t what, const char *detail) CM_WUR;
 
+/* ---- reconciliation (gw_reconcile; gw_store_*_reconcile.c) ------------------------------
+ *
+ * What a pass comparing the sagas with the providers found: one row per (provider, kind,
+ * object_id), so a drift seen again at every pass is stored (and counted) once. */
+typedef struct {
+    int64_t at_ms;
+    const char *tenant_id; /* may be NULL */
+    const char *provider;  /* "calcom", "stripe", "retell" */
+    const char *kind;      /* "booking_without_saga", "refund_by_hand", "call_recovered", ... */
+    const char *saga_id;   /* may be NULL (no saga) */
+    const char *object_id; /* the provider's: booking uid, payment intent, call id */
+    const char *action;    /* "repaired" or "flagged" */
+    const char *detail;    /* may be NULL */
+} gw_finding_t;
+
+/* Stores f (strings borrowed) unless a finding of the same provider, kind and object is
+ * stored already: *is_new 1 when it was stored now, 0 when it was known. */
+cm_err_t gw_store_finding_add(gw_store_t *s, const gw_finding_t *f, int *is_new) CM_WUR;
+/* Appends {"findings":[{id, at_ms, tenant_id, provider, kind, saga_id, object_id, action,
+ * detail}...],"count":N} to out, newest first, at most limit; provider and action (may be
+ * NULL) filter. On error out is as it was. */
+cm_err_t gw_store_findings_json(gw_store_t *s, const char *provider, const char *action, int limit,
+                                cm_buf_t *out) CM_WUR;
+
+/* A repair the reconciler makes to a saga, as a compare-and-set: applied only if the saga is
+ * still in state expect and no job of its call is running (a worker on it would overwrite
+ * the row from its own copy), and - for what it sets - booking_uid or payment_intent is
+ * still empty. Sets state (NULL: kept), booking_uid, payment_intent (NULL: kept), cancelled
+ * when mark_cancelled, appends the step-log line (step, "done", detail), and makes the
+ * call's pending job due now so that the saga goes on from the repaired state at once;
+ * all in one transaction. *changed 0 when the saga had moved on (nothing written). */
+typedef struct {
+    const char *saga_id;
+    const char *expect; /* the state the saga was read in */
+    const char *state;
+    const char *booking_uid;
+    const char *payment_intent;
+    int mark_cancelled;
+    const char *step;
+    const char *detail;
+} gw_saga_fix_t;
+cm_err_t gw_store_saga_fix(gw_store_t *s, const gw_saga_fix_t *fix, int64_t now_ms,
+                           int *changed) CM_WUR;
+
+/* Whether an event with this key is stored (*exists 1) - e.g. a call's call_analyzed
+ * ("retell:<call_id>:call_analyzed"), to skip asking Retell for a call the gateway has. */
+cm_err_t gw_store_event_exists(gw_store_t *s, const char *event_key, int *exists) CM_WUR;
+
 #endif

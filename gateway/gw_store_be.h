@@ -157,4 +157,18 @@ cm_err_t gw_sq_store_event_tenant(gw_sq_store_t *s, int64_t event_id, char *tena
 cm_err_t gw_pg_store_event_tenant(gw_pg_store_t *s, int64_t event_id, char *tenant,
                                   size_t cap) CM_WUR;
 
+/* Reconciliation (gw_store_sqlite_reconcile.c, gw_store_pg_reconcile.c). */
+cm_err_t gw_sq_store_finding_add(gw_sq_store_t *s, const gw_finding_t *f, int *is_new) CM_WUR;
+cm_err_t gw_pg_store_finding_add(gw_pg_store_t *s, const gw_finding_t *f, int *is_new) CM_WUR;
+cm_err_t gw_sq_store_findings_json(gw_sq_store_t *s, const char *provider, const char *action,
+                                   int limit, cm_buf_t *out) CM_WUR;
+cm_err_t gw_pg_store_findings_json(gw_pg_store_t *s, const char *provider, const char *action,
+                                   int limit, cm_buf_t *out) CM_WUR;
+cm_err_t gw_sq_store_saga_fix(gw_sq_store_t *s, const gw_saga_fix_t *fix, int64_t now_ms,
+                              int *changed) CM_WUR;
+cm_err_t gw_pg_store_saga_fix(gw_pg_store_t *s, const gw_saga_fix_t *fix, int64_t now_ms,
+                              int *changed) CM_WUR;
+cm_err_t gw_sq_store_event_exists(gw_sq_store_t *s, const char *event_key, int *exists) CM_WUR;
+cm_err_t gw_pg_store_event_exists(gw_pg_store_t *s, const char *event_key, int *exists) CM_WUR;
+
 #endif

@@ -115,6 +115,20 @@ static const char schema_v2[] = "CREATE TABLE rate_buckets("
 static const char schema_v3[] = "CREATE INDEX events_received ON events(received_at_ms);"
                                 "CREATE INDEX saga_steps_at ON saga_steps(at_ms)";
 
+/* Version 4: what reconciliation (gw_reconcile) found, once per provider object and kind
+ * of drift, however many passes (of however many instances) see it again. */
+static const char schema_v4[] = "CREATE TABLE reconcile_findings("
+                                " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                                " at_ms BIGINT NOT NULL,"
+                                " tenant_id TEXT,"
+                                " provider TEXT NOT NULL,"
+                                " kind TEXT NOT NULL,"
+                                " saga_id TEXT,"
+                                " object_id TEXT NOT NULL,"
+                                " action TEXT NOT NULL,"
+                                " detail TEXT,"
+                                " UNIQUE(provider, kind, object_id))";
+
 /* Version 5: the audit log of admin actions (gw_store_pg_audit.c). tenant_id is the
  * tenant concerned (NULL: all); a scoped token lists its own through the index. */
 static const char schema_v5[] = "CREATE TABLE admin_audit("
@@ -137,9 +151,7 @@ static const struct {
     const char *sql;
 } migrations[] = {
     {1, NULL}, /* schema_v1, a script of several statements (see migrate_tx) */
-    {2, schema_v2},
-    {3, schema_v3},
-    {5, schema_v5},
+    {2, schema_v2}, {3, schema_v3}, {4, schema_v4}, {5, schema_v5},
 };
 #define SCHEMA_VERSION 5
 

@@ -99,6 +99,19 @@ static const char *const schema =
      * their end, as rows arrive in time order, so they cost the intake little. */
     "CREATE INDEX IF NOT EXISTS events_received ON events(received_at_ms);"
     "CREATE INDEX IF NOT EXISTS saga_steps_at ON saga_steps(at_ms);"
+    /* Schema 6: what reconciliation (gw_reconcile) found, once per provider object and
+     * kind of drift, however many passes see it again. */
+    "CREATE TABLE IF NOT EXISTS reconcile_findings("
+    " id INTEGER PRIMARY KEY,"
+    " at_ms INTEGER NOT NULL,"
+    " tenant_id TEXT,"
+    " provider TEXT NOT NULL,"
+    " kind TEXT NOT NULL,"
+    " saga_id TEXT,"
+    " object_id TEXT NOT NULL,"
+    " action TEXT NOT NULL,"
+    " detail TEXT,"
+    " UNIQUE(provider, kind, object_id));"
     /* Schema 7: the audit log of admin actions (gw_store_sqlite_audit.c). tenant_id is
      * the tenant concerned (NULL: all); a scoped token lists its own through the index. */
     "CREATE TABLE IF NOT EXISTS admin_audit("
@@ -125,9 +138,8 @@ static const struct {
         "ALTER TABLE jobs ADD COLUMN lease_until_ms INTEGER;"},
     {4, "DROP INDEX IF EXISTS jobs_entity;"},
     {5, ""}, /* the retention indexes: CREATE ... IF NOT EXISTS in the schema makes them */
-    /* 6 is another change's (reconciliation); the loop runs every step above the
-     * database's version, so a gap in the numbers is harmless. */
-    {7, ""}, /* admin_audit: CREATE ... IF NOT EXISTS in the schema makes it */
+    {6, ""}, /* reconcile_findings: CREATE ... IF NOT EXISTS in the schema makes it */
+    {7, ""}, /* admin_audit: likewise */
 };
 
 /* Runs a script of several statements (schema, pragmas); not for values: nothing is bound. */

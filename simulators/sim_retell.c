@@ -1250,6 +1250,22 @@ static int call_passes(const json_t *call, const json_t *criteria)
         if (!ok)
             return 0;
     }
+    /* start_timestamp: {"lower_threshold": ms, "upper_threshold": ms}, both inclusive, as
+     * the real API's range filters are written; a call not started yet has none and is
+     * left out by any bound. */
+    const json_t *range = json_object_get(criteria, "start_timestamp");
+    if (json_is_object(range)) {
+        const json_t *lo = json_object_get(range, "lower_threshold");
+        const json_t *hi = json_object_get(range, "upper_threshold");
+        const json_t *st = json_object_get(call, "start_timestamp");
+        json_int_t t = json_is_integer(st) ? json_integer_value(st) : 0;
+        if ((json_is_integer(lo) || json_is_integer(hi)) && !json_is_integer(st))
+            return 0;
+        if (json_is_integer(lo) && t < json_integer_value(lo))
+            return 0;
+        if (json_is_integer(hi) && t > json_integer_value(hi))
+            return 0;
+    }
     return 1;
 }
 

@@ -913,3 +913,29 @@ Test(retell, create_phone_call_and_list_calls_with_pagination)
     cr_assert_eq(post("/v3/list-calls", "{\"limit\":0}", &v), 400);
     json_decref(v);
 }
+
+/* filter_criteria.start_timestamp {lower_threshold, upper_threshold}, both inclusive: the
+ * range the gateway's reconciliation asks for (calls started since its lookback). */
+Test(retell, list_calls_filters_by_start_timestamp_range)
+{
+    json_t *v;
+    json_decref(create("{\"start_timestamp\":1000000,\"end_timestamp\":1060000}"));
+    json_decref(create("{\"start_timestamp\":2000000,\"end_timestamp\":2060000}"));
+    json_decref(create("{\"start_timestamp\":3000000,\"end_timestamp\":3060000}"));
+    cr_assert_eq(post("/v3/list-calls",
+                      "{\"sort_order\":\"ascending\",\"filter_criteria\":{\"start_timestamp\":"
+                      "{\"lower_threshold\":2000000}}}",
+                      &v),
+                 200);
+    cr_assert_eq(json_array_size(cm_json_path(v, "items")), 2);
+    cr_assert_eq(cm_json_int(v, "items.0.start_timestamp", 0), 2000000);
+    json_decref(v);
+    cr_assert_eq(post("/v3/list-calls",
+                      "{\"filter_criteria\":{\"start_timestamp\":{\"lower_threshold\":1500000,"
+                      "\"upper_threshold\":2500000}}}",
+                      &v),
+                 200);
+    cr_assert_eq(json_array_size(cm_json_path(v, "items")), 1);
+    cr_assert_eq(cm_json_int(v, "items.0.start_timestamp", 0), 2000000);
+    json_decref(v);
+}
