@@ -528,3 +528,36 @@ Test(policy, a_shared_rate_limit_is_used_given_back_and_fallen_back_from)
     gw_ratelimit_free(&rl);
     gw_ratelimit_free(&f.remote);
 }
+
+/* Every 5xx counts against the breaker, the 500 at the edge of the range included, and the
+ * 4xx next to it do not: a 500 taken for a success (ci/mutants g22, >= 500 flipped to > 500)
+ * passed every other test and the scenario suite, whose outages answer 503. One attempt per
+ * run; a status per run; the failures counted in the breaker's window. */
+Test(policy, every_5xx_from_500_counts_against_the_breaker_no_4xx_does)
+{
+    static const struct {
+        int status, failure;
+    } cases[] = {{500, 1}, {501, 1}, {502, 1}, {503, 1}, {504, 1}, {599, 1},
+                 {499, 0}, {404, 0}, {409, 0}, {400, 0}, {200, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fake_clock_t clk = {.now = 1000, .abort_after = -1};
+        gw_policy_clock_t c = clock_of(&clk);
+        gw_policy_t p = policy();
+        gw_breaker_t *b = breaker();
+        p.breaker = b;
+        p.retry.max_attempts = 1;
+        cm_rand_t rng;
+        cm_rand_seed(&rng, 11);
+        gw_policy_outcome_t o;
+        fake_att_t a = {
+            .clk = &clk, .script = {{.kind = GW_ATT_OK, .status = cases[i].status}}, .n = 1};
+        gw_policy_run(&p, &c, &rng, f_attempt, &a, &o);
+        gw_brk_snapshot_t s;
+        gw_breaker_snapshot(b, clk.now, &s);
+        cr_assert_eq(s.calls, 1, "status %d: %d calls recorded", cases[i].status, s.calls);
+        cr_assert_eq(s.failures, cases[i].failure, "status %d: %d failures, want %d",
+                     cases[i].status, s.failures, cases[i].failure);
+        cr_assert_eq(s.consecutive_failures, cases[i].failure, "status %d", cases[i].status);
+        gw_breaker_free(&b);
+    }
+}
