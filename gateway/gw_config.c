@@ -623,6 +623,14 @@ cm_err_t gw_config_load(const char *path, gw_config_t **out, FILE *report, int *
     c->backoff_cap_ms = int_field(&ck, "worker", wk, "backoff_cap_ms", 60000, 1, 86400000);
     /* At least a few seconds: renewals come every third of it, between jobs. */
     c->job_lease_ms = int_field(&ck, "worker", wk, "lease_ms", 30000, 3000, 86400000);
+    /* An accepted webhook wakes a worker at once; this bounds an idle worker's sleep all
+     * the same (a wake-up missed, breakers due to half-open, leases to check). */
+    c->worker_idle_recheck_ms = int_field(&ck, "worker", wk, "idle_recheck_ms", 1000, 100, 600000);
+    static const char *const wkknown[] = {
+        "threads",        "max_attempts", "backoff_base_ms", "backoff_factor",
+        "backoff_cap_ms", "lease_ms",     "idle_recheck_ms", NULL};
+    if (wk)
+        unknown_keys(&ck, "worker", wk, wkknown);
 
     const json_t *rt = obj_field(&ck, "$", root, "retention", 0);
     static const char *const rtknown[] = {"max_age_ms", "interval_ms", "batch", NULL};

@@ -145,6 +145,7 @@ typedef struct {
      * they are on; a running job whose lease ran out (its outcome could not be stored) is
      * requeued. */
     int64_t job_lease_ms;
+    int64_t worker_idle_recheck_ms; /* an idle worker looks at the queue at least this often */
 
     /* Retention (gw_retention): events, their finished jobs and ended sagas' histories
      * older than max_age_ms are purged every interval_ms, batch rows per transaction; 0

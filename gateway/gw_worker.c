@@ -380,9 +380,10 @@ static void check_leases(lane_t *lane)
  * Condvars on CLOCK_MONOTONIC scale under libfaketime like the rest of the clock. */
 static void wait_for_work(gw_worker_t *w, uint64_t seen_gen, int64_t until_ms)
 {
-    int64_t delay = until_ms < 0 ? 1000 : until_ms - cm_clock_now_ms();
-    if (delay > 1000)
-        delay = 1000; /* re-check now and then: a bounded wait survives any missed signal */
+    int64_t most = w->cfg->worker_idle_recheck_ms;
+    int64_t delay = until_ms < 0 ? most : until_ms - cm_clock_now_ms();
+    if (delay > most)
+        delay = most; /* re-check now and then: a bounded wait survives any missed signal */
     if (delay <= 0)
         return;
     struct timespec ts = cm_clock_mono_deadline(delay);

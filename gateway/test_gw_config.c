@@ -220,6 +220,21 @@ Test(config, body_limit_fits_long_calls_and_the_budget_bounds_memory)
               report);
 }
 
+Test(config, worker_keys_are_checked)
+{
+    gw_config_t *cfg = NULL;
+    cr_assert_eq(load_text(GOOD, &cfg), 0, "%s", report);
+    cr_assert_eq(cfg->worker_idle_recheck_ms, 1000);
+    gw_config_free(&cfg);
+    const char *text = "{\"data_dir\":\"/tmp/x\",\"admin_token\":\"t\",\"providers\":{\"calcom\":"
+                       "{\"base_url\":\"http://h\"}},\"tenants\":[" TENANT "],"
+                       "\"worker\":{\"idle_recheck_ms\":50,\"max_attempt\":3}}";
+    cr_assert_eq(load_text(text, &cfg), 2, "%s", report);
+    cr_assert(strstr(report, "worker: \"idle_recheck_ms\" must be an integer from 100"), "%s",
+              report);
+    cr_assert(strstr(report, "worker: unknown key \"max_attempt\""), "%s", report);
+}
+
 Test(config, malformed_json_and_missing_file)
 {
     gw_config_t *cfg = NULL;
