@@ -487,26 +487,55 @@ static cm_err_t gateway_up(sc_ctx_t *ctx, int inst, int port)
 /* Room for the expanded command. */
 #define SC_FOREIGN_CMD_MAX 16384
 
-/* A port nobody listens on now, for BB_PORT: bound on 127.0.0.1 port 0 and released. Another
- * process could take it before the gateway binds it; the gateway then fails to start, which
- * fails the scenario with its log (rare: the kernel hands ephemeral ports out in turn). */
-static int free_port(char *err)
+/* Lowest port BB_PORT is taken from; below it are the well-known and registered services. */
+#define SC_FOREIGN_PORT_MIN 10000
+
+/* Whether port is free on 127.0.0.1 now (bound and released). */
+static int port_free(int port)
 {
     struct sockaddr_in a;
-    socklen_t len = sizeof a;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        cm_errf(err, "no free port for the gateway: %s", strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    a.sin_port = htons((uint16_t)port);
+    int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* A port for BB_PORT, which the gateway under test binds itself a moment later: so it is
+ * taken from below the kernel's ephemeral range (ip_local_port_range), where every other
+ * part of a run binds (port 0). Taken from inside it, a simulator of another test started
+ * meanwhile got the same port: the gateway could not listen, and the readiness probe was
+ * answered by that simulator (seen in CI). Chosen at random, so runners in parallel seldom
+ * try the same one, and checked free. */
+static int free_port(char *err)
+{
+    int lo = 32768, hi = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d %d", &lo, &hi) != 2)
+            lo = 32768;
+        fclose(f);
+    }
+    int top = lo - 1 > SC_FOREIGN_PORT_MIN ? lo - 1 : 65535;
+    int bottom = lo - 1 > SC_FOREIGN_PORT_MIN ? SC_FOREIGN_PORT_MIN : hi + 1;
+    if (top <= bottom) {
+        cm_errf(err, "no port range outside the ephemeral one (%d-%d) for the gateway", lo, hi);
         return 0;
     }
-    close(fd);
-    return ntohs(a.sin_port);
+    /* Not a scenario's random choice (no seed): which free port is used changes nothing. */
+    uint64_t x = (uint64_t)cm_clock_mono_ns() ^ ((uint64_t)getpid() << 32);
+    for (int i = 0; i < 200; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        int port = bottom + (int)((x >> 33) % (uint64_t)(top - bottom + 1));
+        if (port_free(port))
+            return port;
+    }
+    cm_errf(err, "no free port for the gateway in %d-%d after 200 tries", bottom, top);
+    return 0;
 }
 
 /* Appends "NAME=value" to env (SC_MAX_ENV + 4 slots); value may hold ${...}. */
