@@ -86,48 +86,15 @@ static void answer_buf(cm_http_resp_t *resp, cm_err_t rc, cm_buf_t *b, const cha
 /* ---- scoped tokens ------------------------------------------------------------------
  *
  * A token scoped to a tenant sees that tenant's rows only: a row of another tenant is
- * answered 404 as if absent, and lists are filtered. The store's views know nothing of
- * tokens; the filtering is done here on their JSON (each row carries its tenant_id). */
+ * answered 404 as if absent, and lists are filtered by the store's views (their tenant
+ * argument, applied before the limit). A single row is checked here on its JSON (each
+ * row carries its tenant_id). */
 
 /* Whether the JSON object o (a row) belongs to tenant (NULL: every tenant). */
 static int row_visible(const json_t *o, const char *tenant)
 {
     const char *t = cm_json_str(o, "tenant_id", NULL);
     return !tenant || (t && !strcmp(t, tenant));
-}
-
-/* Keeps the elements of b's array "key" that tenant may see, at most limit, and sets
- * "count"; answers the result (or the error). b is freed. */
-static void answer_scoped_list(cm_http_resp_t *resp, cm_err_t rc, cm_buf_t *b, const char *key,
-                               const char *tenant, int limit)
-{
-    json_t *v = NULL;
-    if (rc || !tenant) {
-        answer_buf(resp, rc, b, NULL);
-        return;
-    }
-    if (cm_json_parse(b->data, b->len, b->len + 1, &v, NULL) != CM_OK) {
-        answer_buf(resp, CM_ESTORE, b, NULL);
-        return;
-    }
-    cm_buf_free(b);
-    json_t *arr = json_object_get(v, key), *kept = json_array();
-    size_t i;
-    json_t *e;
-    json_array_foreach(arr, i, e)
-    {
-        if ((int)json_array_size(kept) < limit && row_visible(e, tenant))
-            json_array_append(kept, e);
-    }
-    json_object_set_new(v, "count", json_integer((json_int_t)json_array_size(kept)));
-    json_object_set_new(v, key, kept);
-    cm_http_resp_json(resp, 200, v);
-}
-
-/* For a scoped token, a list is read whole (up to the views' 10 000 rows) and filtered. */
-static int scoped_limit(const gw_admin_who_t *who, int limit)
-{
-    return who->tenant ? 10000 : limit;
 }
 
 /* Whether the single row in b (a view's object) may be seen by who; answers 404 (and
@@ -193,10 +160,9 @@ static void h_events(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         return;
     cm_buf_t b;
     cm_buf_init(&b, 64u << 20);
-    cm_err_t rc =
-        gw_store_events_json(app->store, cm_http_req_query(req, "provider"),
-                             cm_http_req_query(req, "entity"), scoped_limit(&who, limit), &b);
-    answer_scoped_list(resp, rc, &b, "events", who.tenant, limit);
+    cm_err_t rc = gw_store_events_json(app->store, cm_http_req_query(req, "provider"),
+                                       cm_http_req_query(req, "entity"), who.tenant, limit, &b);
+    answer_buf(resp, rc, &b, NULL);
 }
 
 static void h_call(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
@@ -249,7 +215,7 @@ static void h_entity(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     if (!rc)
         rc = cm_buf_addstr(&b, ",\"history\":");
     if (!rc)
-        rc = gw_store_events_json(app->store, NULL, id, 10000, &b);
+        rc = gw_store_events_json(app->store, NULL, id, who.tenant, 10000, &b);
     if (!rc)
         rc = cm_buf_addstr(&b, "}");
     if (rc || !who.tenant) {
@@ -268,16 +234,6 @@ static void h_entity(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         cm_http_resp_problem(resp, 404, "Not Found", "no such entity");
         return;
     }
-    json_t *hist = json_object_get(v, "history"), *kept = json_array();
-    json_t *evs = json_object_get(hist, "events"), *e;
-    size_t i;
-    json_array_foreach(evs, i, e)
-    {
-        if (row_visible(e, who.tenant))
-            json_array_append(kept, e);
-    }
-    json_object_set_new(hist, "count", json_integer((json_int_t)json_array_size(kept)));
-    json_object_set_new(hist, "events", kept);
     cm_http_resp_json(resp, 200, v);
 }
 
@@ -314,8 +270,7 @@ static void h_jobs(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     }
     cm_buf_t b;
     cm_buf_init(&b, 64u << 20);
-    answer_scoped_list(resp, gw_store_jobs_json(app->store, state, scoped_limit(&who, limit), &b),
-                       &b, "jobs", who.tenant, limit);
+    answer_buf(resp, gw_store_jobs_json(app->store, state, who.tenant, limit, &b), &b, NULL);
 }
 
 static void h_dead_letters(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
@@ -327,8 +282,7 @@ static void h_dead_letters(const cm_http_req_t *req, cm_http_resp_t *resp, void 
         return;
     cm_buf_t b;
     cm_buf_init(&b, 64u << 20);
-    answer_scoped_list(resp, gw_store_jobs_json(app->store, "dead", scoped_limit(&who, limit), &b),
-                       &b, "jobs", who.tenant, limit);
+    answer_buf(resp, gw_store_jobs_json(app->store, "dead", who.tenant, limit, &b), &b, NULL);
 }
 
 static void h_job(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
@@ -670,9 +624,9 @@ static void h_sagas(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
         return;
     cm_buf_t b;
     cm_buf_init(&b, 64u << 20);
-    cm_err_t rc = gw_store_sagas_json(app->store, cm_http_req_query(req, "state"),
-                                      scoped_limit(&who, limit), &b);
-    answer_scoped_list(resp, rc, &b, "sagas", who.tenant, limit);
+    cm_err_t rc =
+        gw_store_sagas_json(app->store, cm_http_req_query(req, "state"), who.tenant, limit, &b);
+    answer_buf(resp, rc, &b, NULL);
 }
 
 /* GET /admin/sagas/{id}: the saga (id = call id) and its step log. */
@@ -793,7 +747,8 @@ static void h_erasure(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 }
 
 /* POST /admin/reconcile: one reconciliation pass now (gw_reconcile_run); answers its
- * report. GET /admin/reconcile/findings?provider=&action=&limit=: what the passes found. */
+ * report. GET /admin/reconcile/findings?provider=&action=&limit=: what the passes found
+ * (a scoped token: of its tenant). */
 static void h_reconcile(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
 {
     gw_app_t *app = ud;
@@ -822,11 +777,6 @@ static void h_findings(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     int limit;
     if (!authorised(app, req, resp) || !limit_query(req, resp, &limit))
         return;
-    /* Findings are not filtered by tenant in the store yet: all-tenants tokens only. */
-    if (who.tenant) {
-        cm_http_resp_problem(resp, 403, "Forbidden", "needs a token of all tenants");
-        return;
-    }
     const char *action = cm_http_req_query(req, "action");
     if (action && strcmp(action, "repaired") && strcmp(action, "flagged")) {
         cm_http_resp_problem(resp, 400, "Bad Request", "action must be repaired or flagged");
@@ -834,10 +784,10 @@ static void h_findings(const cm_http_req_t *req, cm_http_resp_t *resp, void *ud)
     }
     cm_buf_t b;
     cm_buf_init(&b, 16u << 20);
-    answer_buf(
-        resp,
-        gw_store_findings_json(app->store, cm_http_req_query(req, "provider"), action, limit, &b),
-        &b, NULL);
+    answer_buf(resp,
+               gw_store_findings_json(app->store, cm_http_req_query(req, "provider"), action,
+                                      who.tenant, limit, &b),
+               &b, NULL);
 }
 
 /* POST /admin/test/crash-at {"point":"saga.book.after"}: only with --test-hooks. */

@@ -255,9 +255,10 @@ cm_err_t gw_store_saga_json(gw_store_t *s, const char *id, cm_buf_t *out)
     return DISPATCH(s, saga_json, id, out);
 }
 
-cm_err_t gw_store_sagas_json(gw_store_t *s, const char *state, int limit, cm_buf_t *out)
+cm_err_t gw_store_sagas_json(gw_store_t *s, const char *state, const char *tenant, int limit,
+                             cm_buf_t *out)
 {
-    return DISPATCH(s, sagas_json, state, limit, out);
+    return DISPATCH(s, sagas_json, state, tenant, limit, out);
 }
 
 cm_err_t gw_store_entity_json(gw_store_t *s, const char *kind, const char *id, cm_buf_t *out)
@@ -265,15 +266,16 @@ cm_err_t gw_store_entity_json(gw_store_t *s, const char *kind, const char *id, c
     return DISPATCH(s, entity_json, kind, id, out);
 }
 
-cm_err_t gw_store_events_json(gw_store_t *s, const char *provider, const char *entity_id, int limit,
-                              cm_buf_t *out)
+cm_err_t gw_store_events_json(gw_store_t *s, const char *provider, const char *entity_id,
+                              const char *tenant, int limit, cm_buf_t *out)
 {
-    return DISPATCH(s, events_json, provider, entity_id, limit, out);
+    return DISPATCH(s, events_json, provider, entity_id, tenant, limit, out);
 }
 
-cm_err_t gw_store_jobs_json(gw_store_t *s, const char *state, int limit, cm_buf_t *out)
+cm_err_t gw_store_jobs_json(gw_store_t *s, const char *state, const char *tenant, int limit,
+                            cm_buf_t *out)
 {
-    return DISPATCH(s, jobs_json, state, limit, out);
+    return DISPATCH(s, jobs_json, state, tenant, limit, out);
 }
 
 cm_err_t gw_store_job_json(gw_store_t *s, int64_t job_id, cm_buf_t *out)
@@ -339,10 +341,10 @@ cm_err_t gw_store_finding_add(gw_store_t *s, const gw_finding_t *f, int *is_new)
     return DISPATCH(s, finding_add, f, is_new);
 }
 
-cm_err_t gw_store_findings_json(gw_store_t *s, const char *provider, const char *action, int limit,
-                                cm_buf_t *out)
+cm_err_t gw_store_findings_json(gw_store_t *s, const char *provider, const char *action,
+                                const char *tenant, int limit, cm_buf_t *out)
 {
-    return DISPATCH(s, findings_json, provider, action, limit, out);
+    return DISPATCH(s, findings_json, provider, action, tenant, limit, out);
 }
 
 cm_err_t gw_store_saga_fix(gw_store_t *s, const gw_saga_fix_t *fix, int64_t now_ms, int *changed)

@@ -275,14 +275,18 @@ cm_err_t gw_store_saga_put(gw_store_t *s, const gw_saga_t *sg, const char *step,
  * the store cannot tell: the caller must not assume the step never ran. */
 int gw_store_saga_intent_open(gw_store_t *s, const char *id, const char *step);
 cm_err_t gw_store_saga_json(gw_store_t *s, const char *id, cm_buf_t *out) CM_WUR; /* + steps */
-cm_err_t gw_store_sagas_json(gw_store_t *s, const char *state, int limit, cm_buf_t *out) CM_WUR;
+cm_err_t gw_store_sagas_json(gw_store_t *s, const char *state, const char *tenant, int limit,
+                             cm_buf_t *out) CM_WUR;
 
-/* JSON views for the admin API, appended to out. */
+/* JSON views for the admin API, appended to out. A list view's tenant (NULL: all) keeps
+ * the rows of that tenant only, before the limit: a token scoped to a tenant sees its
+ * own rows however many others there are. */
 cm_err_t gw_store_entity_json(gw_store_t *s, const char *kind, const char *id,
                               cm_buf_t *out) CM_WUR; /* CM_ENOTFOUND */
-cm_err_t gw_store_events_json(gw_store_t *s, const char *provider, const char *entity_id, int limit,
+cm_err_t gw_store_events_json(gw_store_t *s, const char *provider, const char *entity_id,
+                              const char *tenant, int limit,
                               cm_buf_t *out) CM_WUR; /* {"count","events"} */
-cm_err_t gw_store_jobs_json(gw_store_t *s, const char *state, int limit,
+cm_err_t gw_store_jobs_json(gw_store_t *s, const char *state, const char *tenant, int limit,
                             cm_buf_t *out) CM_WUR; /* {"count","jobs"} */
 cm_err_t gw_store_job_json(gw_store_t *s, int64_t job_id, cm_buf_t *out) CM_WUR; /* + body */
 
@@ -398,10 +402,10 @@ typedef struct {
  * stored already: *is_new 1 when it was stored now, 0 when it was known. */
 cm_err_t gw_store_finding_add(gw_store_t *s, const gw_finding_t *f, int *is_new) CM_WUR;
 /* Appends {"findings":[{id, at_ms, tenant_id, provider, kind, saga_id, object_id, action,
- * detail}...],"count":N} to out, newest first, at most limit; provider and action (may be
- * NULL) filter. On error out is as it was. */
-cm_err_t gw_store_findings_json(gw_store_t *s, const char *provider, const char *action, int limit,
-                                cm_buf_t *out) CM_WUR;
+ * detail}...],"count":N} to out, newest first, at most limit; provider, action and tenant
+ * (each may be NULL) filter. On error out is as it was. */
+cm_err_t gw_store_findings_json(gw_store_t *s, const char *provider, const char *action,
+                                const char *tenant, int limit, cm_buf_t *out) CM_WUR;
 
 /* A repair the reconciler makes to a saga, as a compare-and-set: applied only if the saga is
  * still in state expect and no job of its call is running (a worker on it would overwrite

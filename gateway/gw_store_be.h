@@ -114,21 +114,21 @@ int gw_sq_store_saga_intent_open(gw_sq_store_t *s, const char *id, const char *s
 int gw_pg_store_saga_intent_open(gw_pg_store_t *s, const char *id, const char *step);
 cm_err_t gw_sq_store_saga_json(gw_sq_store_t *s, const char *id, cm_buf_t *out) CM_WUR;
 cm_err_t gw_pg_store_saga_json(gw_pg_store_t *s, const char *id, cm_buf_t *out) CM_WUR;
-cm_err_t gw_sq_store_sagas_json(gw_sq_store_t *s, const char *state, int limit,
+cm_err_t gw_sq_store_sagas_json(gw_sq_store_t *s, const char *state, const char *tenant, int limit,
                                 cm_buf_t *out) CM_WUR;
-cm_err_t gw_pg_store_sagas_json(gw_pg_store_t *s, const char *state, int limit,
+cm_err_t gw_pg_store_sagas_json(gw_pg_store_t *s, const char *state, const char *tenant, int limit,
                                 cm_buf_t *out) CM_WUR;
 cm_err_t gw_sq_store_entity_json(gw_sq_store_t *s, const char *kind, const char *id,
                                  cm_buf_t *out) CM_WUR;
 cm_err_t gw_pg_store_entity_json(gw_pg_store_t *s, const char *kind, const char *id,
                                  cm_buf_t *out) CM_WUR;
 cm_err_t gw_sq_store_events_json(gw_sq_store_t *s, const char *provider, const char *entity_id,
-                                 int limit, cm_buf_t *out) CM_WUR;
+                                 const char *tenant, int limit, cm_buf_t *out) CM_WUR;
 cm_err_t gw_pg_store_events_json(gw_pg_store_t *s, const char *provider, const char *entity_id,
-                                 int limit, cm_buf_t *out) CM_WUR;
-cm_err_t gw_sq_store_jobs_json(gw_sq_store_t *s, const char *state, int limit,
+                                 const char *tenant, int limit, cm_buf_t *out) CM_WUR;
+cm_err_t gw_sq_store_jobs_json(gw_sq_store_t *s, const char *state, const char *tenant, int limit,
                                cm_buf_t *out) CM_WUR;
-cm_err_t gw_pg_store_jobs_json(gw_pg_store_t *s, const char *state, int limit,
+cm_err_t gw_pg_store_jobs_json(gw_pg_store_t *s, const char *state, const char *tenant, int limit,
                                cm_buf_t *out) CM_WUR;
 cm_err_t gw_sq_store_job_json(gw_sq_store_t *s, int64_t job_id, cm_buf_t *out) CM_WUR;
 cm_err_t gw_pg_store_job_json(gw_pg_store_t *s, int64_t job_id, cm_buf_t *out) CM_WUR;
@@ -161,9 +161,9 @@ cm_err_t gw_pg_store_event_tenant(gw_pg_store_t *s, int64_t event_id, char *tena
 cm_err_t gw_sq_store_finding_add(gw_sq_store_t *s, const gw_finding_t *f, int *is_new) CM_WUR;
 cm_err_t gw_pg_store_finding_add(gw_pg_store_t *s, const gw_finding_t *f, int *is_new) CM_WUR;
 cm_err_t gw_sq_store_findings_json(gw_sq_store_t *s, const char *provider, const char *action,
-                                   int limit, cm_buf_t *out) CM_WUR;
+                                   const char *tenant, int limit, cm_buf_t *out) CM_WUR;
 cm_err_t gw_pg_store_findings_json(gw_pg_store_t *s, const char *provider, const char *action,
-                                   int limit, cm_buf_t *out) CM_WUR;
+                                   const char *tenant, int limit, cm_buf_t *out) CM_WUR;
 cm_err_t gw_sq_store_saga_fix(gw_sq_store_t *s, const gw_saga_fix_t *fix, int64_t now_ms,
                               int *changed) CM_WUR;
 cm_err_t gw_pg_store_saga_fix(gw_pg_store_t *s, const gw_saga_fix_t *fix, int64_t now_ms,

@@ -34,7 +34,7 @@ static cm_err_t finding_row(const PGresult *r, int row, void *arg)
 }
 
 cm_err_t gw_pg_store_findings_json(gw_pg_store_t *s, const char *provider, const char *action,
-                                   int limit, cm_buf_t *out)
+                                   const char *tenant, int limit, cm_buf_t *out)
 {
     json_t *list = json_array();
     cm_err_t rc = list ? CM_OK : CM_ENOMEM;
@@ -43,9 +43,10 @@ cm_err_t gw_pg_store_findings_json(gw_pg_store_t *s, const char *provider, const
         rc = gw_pg_read(s,
                         "SELECT id, at_ms, tenant_id, provider, kind, saga_id, object_id, action, "
                         "detail FROM reconcile_findings WHERE ($1::text IS NULL OR "
-                        "provider=$1::text) AND ($2::text IS NULL OR action=$2::text) "
-                        "ORDER BY id DESC LIMIT $3",
-                        GW_PG_ARGS(gw_pg_text(provider), gw_pg_text(action), gw_pg_int(limit)),
+                        "provider=$1::text) AND ($2::text IS NULL OR action=$2::text) AND "
+                        "($3::text IS NULL OR tenant_id=$3::text) ORDER BY id DESC LIMIT $4",
+                        GW_PG_ARGS(gw_pg_text(provider), gw_pg_text(action), gw_pg_text(tenant),
+                                   gw_pg_int(limit)),
                         finding_row, list, NULL);
     char *text = NULL;
     if (!rc) {

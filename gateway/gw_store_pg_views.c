@@ -136,25 +136,29 @@ cm_err_t gw_pg_store_entity_json(gw_pg_store_t *s, const char *kind, const char 
                      GW_PG_ARGS(gw_pg_text(kind), gw_pg_text(id)));
 }
 
+/* As on SQLite, the tenant filter has no index of its own (gw_store_sqlite_views.c). */
 cm_err_t gw_pg_store_events_json(gw_pg_store_t *s, const char *provider, const char *entity_id,
-                                 int limit, cm_buf_t *out)
+                                 const char *tenant, int limit, cm_buf_t *out)
 {
     return json_rows(s, out, "events",
                      "SELECT id, provider, event_key, alt_key, event_type, entity_id, tenant_id, "
                      "received_at_ms, duplicates FROM events WHERE ($1::text IS NULL OR "
-                     "provider=$1::text) AND ($2::text IS NULL OR entity_id=$2::text) "
-                     "ORDER BY id LIMIT $3",
-                     GW_PG_ARGS(gw_pg_text(provider), gw_pg_text(entity_id), gw_pg_int(limit)));
+                     "provider=$1::text) AND ($2::text IS NULL OR entity_id=$2::text) AND "
+                     "($3::text IS NULL OR tenant_id=$3::text) ORDER BY id LIMIT $4",
+                     GW_PG_ARGS(gw_pg_text(provider), gw_pg_text(entity_id), gw_pg_text(tenant),
+                                gw_pg_int(limit)));
 }
 
-cm_err_t gw_pg_store_jobs_json(gw_pg_store_t *s, const char *state, int limit, cm_buf_t *out)
+cm_err_t gw_pg_store_jobs_json(gw_pg_store_t *s, const char *state, const char *tenant, int limit,
+                               cm_buf_t *out)
 {
     return json_rows(s, out, "jobs",
                      "SELECT j.id, j.event_id, j.kind, j.entity_id, j.tenant_id, j.state, "
                      "j.attempts, j.next_at_ms, j.last_error, j.created_at_ms, j.updated_at_ms, "
                      "e.event_key FROM jobs j JOIN events e ON e.id=j.event_id WHERE "
-                     "($1::text IS NULL OR j.state=$1::text) ORDER BY j.id LIMIT $2",
-                     GW_PG_ARGS(gw_pg_text(state), gw_pg_int(limit)));
+                     "($1::text IS NULL OR j.state=$1::text) AND ($2::text IS NULL OR "
+                     "j.tenant_id=$2::text) ORDER BY j.id LIMIT $3",
+                     GW_PG_ARGS(gw_pg_text(state), gw_pg_text(tenant), gw_pg_int(limit)));
 }
 
 /* The body as text: convert_from is SQLite's CAST(body AS TEXT), except that a body that
@@ -191,10 +195,11 @@ cm_err_t gw_pg_store_saga_json(gw_pg_store_t *s, const char *id, cm_buf_t *out)
     return rc;
 }
 
-cm_err_t gw_pg_store_sagas_json(gw_pg_store_t *s, const char *state, int limit, cm_buf_t *out)
+cm_err_t gw_pg_store_sagas_json(gw_pg_store_t *s, const char *state, const char *tenant, int limit,
+                                cm_buf_t *out)
 {
     return json_rows(s, out, "sagas",
-                     "SELECT * FROM sagas WHERE ($1::text IS NULL OR state=$1::text) "
-                     "ORDER BY created_at_ms LIMIT $2",
-                     GW_PG_ARGS(gw_pg_text(state), gw_pg_int(limit)));
+                     "SELECT * FROM sagas WHERE ($1::text IS NULL OR state=$1::text) AND "
+                     "($2::text IS NULL OR tenant_id=$2::text) ORDER BY created_at_ms LIMIT $3",
+                     GW_PG_ARGS(gw_pg_text(state), gw_pg_text(tenant), gw_pg_int(limit)));
 }

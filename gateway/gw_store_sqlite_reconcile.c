@@ -44,7 +44,7 @@ static cm_err_t finding_row(sqlite3_stmt *st, void *arg)
 }
 
 cm_err_t gw_sq_store_findings_json(gw_sq_store_t *s, const char *provider, const char *action,
-                                   int limit, cm_buf_t *out)
+                                   const char *tenant, int limit, cm_buf_t *out)
 {
     json_t *list = json_array();
     cm_err_t rc = list ? CM_OK : CM_ENOMEM;
@@ -52,8 +52,10 @@ cm_err_t gw_sq_store_findings_json(gw_sq_store_t *s, const char *provider, const
         rc = gw_sq_read(s,
                         "SELECT id, at_ms, tenant_id, provider, kind, saga_id, object_id, action, "
                         "detail FROM reconcile_findings WHERE (?1 IS NULL OR provider=?1) AND "
-                        "(?2 IS NULL OR action=?2) ORDER BY id DESC LIMIT ?3",
-                        GW_SQ_ARGS(gw_sq_text(provider), gw_sq_text(action), gw_sq_int(limit)),
+                        "(?2 IS NULL OR action=?2) AND (?3 IS NULL OR tenant_id=?3) "
+                        "ORDER BY id DESC LIMIT ?4",
+                        GW_SQ_ARGS(gw_sq_text(provider), gw_sq_text(action), gw_sq_text(tenant),
+                                   gw_sq_int(limit)),
                         finding_row, list, NULL);
     char *text = NULL;
     if (!rc) {

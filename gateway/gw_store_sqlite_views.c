@@ -108,24 +108,31 @@ cm_err_t gw_sq_store_entity_json(gw_sq_store_t *s, const char *kind, const char 
                      GW_SQ_ARGS(gw_sq_text(kind), gw_sq_text(id)));
 }
 
+/* The tenant filter has no index of its own: a scoped token's list walks the rows in id
+ * order past the other tenants' (an index on (tenant_id, id) would cost every webhook
+ * stored a write, for a rare admin read on the read connection). */
 cm_err_t gw_sq_store_events_json(gw_sq_store_t *s, const char *provider, const char *entity_id,
-                                 int limit, cm_buf_t *out)
+                                 const char *tenant, int limit, cm_buf_t *out)
 {
     return json_rows(s, out, "events",
                      "SELECT id, provider, event_key, alt_key, event_type, entity_id, tenant_id, "
                      "received_at_ms, duplicates FROM events WHERE (?1 IS NULL OR provider=?1) "
-                     "AND (?2 IS NULL OR entity_id=?2) ORDER BY id LIMIT ?3",
-                     GW_SQ_ARGS(gw_sq_text(provider), gw_sq_text(entity_id), gw_sq_int(limit)));
+                     "AND (?2 IS NULL OR entity_id=?2) AND (?3 IS NULL OR tenant_id=?3) "
+                     "ORDER BY id LIMIT ?4",
+                     GW_SQ_ARGS(gw_sq_text(provider), gw_sq_text(entity_id), gw_sq_text(tenant),
+                                gw_sq_int(limit)));
 }
 
-cm_err_t gw_sq_store_jobs_json(gw_sq_store_t *s, const char *state, int limit, cm_buf_t *out)
+cm_err_t gw_sq_store_jobs_json(gw_sq_store_t *s, const char *state, const char *tenant, int limit,
+                               cm_buf_t *out)
 {
     return json_rows(s, out, "jobs",
                      "SELECT j.id, j.event_id, j.kind, j.entity_id, j.tenant_id, j.state, "
                      "j.attempts, j.next_at_ms, j.last_error, j.created_at_ms, j.updated_at_ms, "
                      "e.event_key FROM jobs j JOIN events e ON e.id=j.event_id WHERE "
-                     "(?1 IS NULL OR j.state=?1) ORDER BY j.id LIMIT ?2",
-                     GW_SQ_ARGS(gw_sq_text(state), gw_sq_int(limit)));
+                     "(?1 IS NULL OR j.state=?1) AND (?2 IS NULL OR j.tenant_id=?2) "
+                     "ORDER BY j.id LIMIT ?3",
+                     GW_SQ_ARGS(gw_sq_text(state), gw_sq_text(tenant), gw_sq_int(limit)));
 }
 
 cm_err_t gw_sq_store_job_json(gw_sq_store_t *s, int64_t job_id, cm_buf_t *out)
@@ -159,10 +166,11 @@ cm_err_t gw_sq_store_saga_json(gw_sq_store_t *s, const char *id, cm_buf_t *out)
     return rc;
 }
 
-cm_err_t gw_sq_store_sagas_json(gw_sq_store_t *s, const char *state, int limit, cm_buf_t *out)
+cm_err_t gw_sq_store_sagas_json(gw_sq_store_t *s, const char *state, const char *tenant, int limit,
+                                cm_buf_t *out)
 {
     return json_rows(s, out, "sagas",
-                     "SELECT * FROM sagas WHERE (?1 IS NULL OR state=?1) ORDER BY created_at_ms "
-                     "LIMIT ?2",
-                     GW_SQ_ARGS(gw_sq_text(state), gw_sq_int(limit)));
+                     "SELECT * FROM sagas WHERE (?1 IS NULL OR state=?1) AND "
+                     "(?2 IS NULL OR tenant_id=?2) ORDER BY created_at_ms LIMIT ?3",
+                     GW_SQ_ARGS(gw_sq_text(state), gw_sq_text(tenant), gw_sq_int(limit)));
 }

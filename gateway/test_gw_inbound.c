@@ -127,7 +127,7 @@ static int64_t events_count(const char *provider)
 {
     cm_buf_t b;
     cm_buf_init(&b, 1 << 20);
-    cr_assert_eq(gw_store_events_json(store, provider, NULL, 10000, &b), CM_OK);
+    cr_assert_eq(gw_store_events_json(store, provider, NULL, NULL, 10000, &b), CM_OK);
     json_t *v = json_loads(b.data, 0, NULL);
     int64_t n = json_integer_value(json_object_get(v, "count"));
     json_decref(v);

@@ -77,7 +77,7 @@ static json_t *findings(const char *provider, const char *action, int limit)
 {
     cm_buf_t b;
     cm_buf_init(&b, 1 << 20);
-    cr_assert_eq(gw_store_findings_json(st, provider, action, limit, &b), CM_OK);
+    cr_assert_eq(gw_store_findings_json(st, provider, action, NULL, limit, &b), CM_OK);
     json_t *v = json_loads(b.data, 0, NULL);
     cr_assert_not_null(v, "%s", b.data);
     cm_buf_free(&b);
@@ -125,8 +125,27 @@ Test(reconcile_store, a_finding_is_stored_once_and_listed_newest_first)
     v = findings(NULL, NULL, 1);
     cr_assert_eq(json_integer_value(json_object_get(v, "count")), 1);
     json_decref(v);
+    /* A scoped token's list: its tenant's findings only, before the limit. */
+    gw_finding_t other = {.at_ms = 5000,
+                          .tenant_id = "globex",
+                          .provider = "stripe",
+                          .kind = "refund_by_hand",
+                          .object_id = "pi_2",
+                          .action = "flagged"};
+    int is_new = -1;
+    cr_assert_eq(gw_store_finding_add(st, &other, &is_new), CM_OK);
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 20);
+    cr_assert_eq(gw_store_findings_json(st, NULL, NULL, "acme", 1, &b), CM_OK);
+    cr_assert(strstr(b.data, "\"object_id\":\"pi_1\""), "the newest of acme's: %s", b.data);
+    cr_assert(strstr(b.data, "\"count\":1"), "%s", b.data);
+    cm_buf_reset(&b);
+    cr_assert_eq(gw_store_findings_json(st, "stripe", NULL, "globex", 10, &b), CM_OK);
+    cr_assert(strstr(b.data, "\"object_id\":\"pi_2\""), "%s", b.data);
+    cr_assert(strstr(b.data, "\"count\":1"), "%s", b.data);
+    cm_buf_free(&b);
     gw_finding_t bad = {.provider = "calcom", .kind = "k", .action = "flagged"};
-    int is_new = 1;
+    is_new = 1;
     cr_assert_eq(gw_store_finding_add(st, &bad, &is_new), CM_EINVAL, "no object id");
     cr_assert_eq(is_new, 0);
 }

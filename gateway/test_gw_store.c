@@ -154,7 +154,7 @@ Test(store, duplicate_is_counted_not_queued)
     cr_assert_eq(q.pending, 1, "one job for two copies, got %lld", (long long)q.pending);
     cm_buf_t b;
     cm_buf_init(&b, 1 << 20);
-    cr_assert_eq(gw_store_events_json(st, "retell", NULL, 100, &b), CM_OK);
+    cr_assert_eq(gw_store_events_json(st, "retell", NULL, NULL, 100, &b), CM_OK);
     json_t *v = json_loads(b.data, 0, NULL);
     cr_assert_not_null(v, "%s", b.data);
     cr_assert_eq(json_integer_value(json_object_get(v, "count")), 1);
@@ -521,7 +521,7 @@ Test(store, dead_letter_replay_discard_and_rerun)
     cr_assert_eq(gw_store_job_replay(st, 999, 2001), CM_ENOTFOUND);
     cm_buf_t b;
     cm_buf_init(&b, 1 << 16);
-    cr_assert_eq(gw_store_jobs_json(st, "dead", 10, &b), CM_OK);
+    cr_assert_eq(gw_store_jobs_json(st, "dead", NULL, 10, &b), CM_OK);
     cr_assert(strstr(b.data, "\"last_error\":\"poison\"") && strstr(b.data, "\"count\":1"), "%s",
               b.data);
     cm_buf_reset(&b);
@@ -711,6 +711,71 @@ Test(store, saga_put_sets_the_calls_state_with_the_saga)
     cr_assert_eq(gw_store_saga_get(st, "call_9", &back), CM_OK);
     cr_assert_str_eq(back.state, "completed");
     cr_assert_str_eq(back.call_state, "", "not a stored column");
+}
+
+/* The count of a list view's rows, and whether every one is tenant's. */
+static json_int_t rows_of(cm_buf_t *b, const char *key, const char *tenant)
+{
+    json_t *v = json_loads(b->data, 0, NULL);
+    cr_assert_not_null(v, "%s", b->data);
+    json_t *e;
+    size_t i;
+    json_array_foreach(json_object_get(v, key), i, e)
+        cr_assert_str_eq(json_string_value(json_object_get(e, "tenant_id")), tenant, "%s", b->data);
+    json_int_t n = json_integer_value(json_object_get(v, "count"));
+    cr_assert_eq((size_t)n, json_array_size(json_object_get(v, key)), "%s", b->data);
+    json_decref(v);
+    cm_buf_reset(b);
+    return n;
+}
+
+/* A list for one tenant (a scoped admin token's) is filtered before its limit: acme's
+ * rows come after many of globex's and are still found. It used to be filtered after a
+ * read of 10,000 rows, which found none of them past that. */
+Test(store, a_tenants_lists_are_filtered_before_the_limit)
+{
+    char key[64], call[32];
+    gw_ingest_t r;
+    for (int i = 0; i < 40; i++) {
+        const char *tenant = i < 37 ? "globex" : "acme";
+        snprintf(key, sizeof key, "retell:call_%d:call_analyzed", i);
+        snprintf(call, sizeof call, "call_%d", i);
+        gw_event_in_t ev = event(key, "{}");
+        ev.entity_id = call;
+        ev.tenant_id = tenant;
+        cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+        gw_saga_t sg;
+        memset(&sg, 0, sizeof sg);
+        snprintf(sg.id, sizeof sg.id, "%s", call);
+        snprintf(sg.tenant_id, sizeof sg.tenant_id, "%s", tenant);
+        snprintf(sg.state, sizeof sg.state, "booked");
+        sg.deadline_ms = 9000;
+        cr_assert_eq(gw_store_saga_put(st, &sg, "book", "done", NULL, 1000 + i), CM_OK);
+    }
+    cm_buf_t b;
+    cm_buf_init(&b, 1 << 20);
+    cr_assert_eq(gw_store_events_json(st, NULL, NULL, "acme", 2, &b), CM_OK);
+    cr_assert_eq(rows_of(&b, "events", "acme"), 2);
+    cr_assert_eq(gw_store_events_json(st, "retell", NULL, "acme", 10, &b), CM_OK);
+    cr_assert_eq(rows_of(&b, "events", "acme"), 3);
+    cr_assert_eq(gw_store_events_json(st, NULL, "call_38", "globex", 10, &b), CM_OK);
+    cr_assert_eq(rows_of(&b, "events", "globex"), 0, "another tenant's entity");
+    cr_assert_eq(gw_store_jobs_json(st, "pending", "acme", 2, &b), CM_OK);
+    cr_assert_eq(rows_of(&b, "jobs", "acme"), 2);
+    cr_assert_eq(gw_store_jobs_json(st, NULL, "acme", 10, &b), CM_OK);
+    cr_assert_eq(rows_of(&b, "jobs", "acme"), 3);
+    cr_assert_eq(gw_store_sagas_json(st, "booked", "acme", 1, &b), CM_OK);
+    cr_assert_eq(rows_of(&b, "sagas", "acme"), 1);
+    cr_assert_eq(gw_store_sagas_json(st, NULL, "acme", 10, &b), CM_OK);
+    cr_assert_eq(rows_of(&b, "sagas", "acme"), 3);
+    cr_assert_eq(gw_store_sagas_json(st, NULL, "initech", 10, &b), CM_OK);
+    cr_assert_eq(rows_of(&b, "sagas", "initech"), 0);
+    /* Without a tenant, every tenant's. */
+    cr_assert_eq(gw_store_events_json(st, NULL, NULL, NULL, 100, &b), CM_OK);
+    json_t *v = json_loads(b.data, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(v, "count")), 40);
+    json_decref(v);
+    cm_buf_free(&b);
 }
 
 /* Refuses (refuse) or allows again any write that sets an entity's state to "failed", from
@@ -1521,7 +1586,7 @@ static int64_t duplicates_of(const char *key)
     cm_buf_t b;
     int64_t n = -1;
     cm_buf_init(&b, 1 << 20);
-    cr_assert_eq(gw_store_events_json(st, NULL, NULL, 1000, &b), CM_OK);
+    cr_assert_eq(gw_store_events_json(st, NULL, NULL, NULL, 1000, &b), CM_OK);
     json_t *v = json_loads(b.data, 0, NULL), *e;
     size_t i;
     cr_assert_not_null(v, "%s", b.data);
@@ -1769,7 +1834,7 @@ static int64_t events_count(void)
 {
     cm_buf_t b;
     cm_buf_init(&b, 1 << 20);
-    cr_assert_eq(gw_store_events_json(st, "retell", NULL, 1000, &b), CM_OK);
+    cr_assert_eq(gw_store_events_json(st, "retell", NULL, NULL, 1000, &b), CM_OK);
     json_t *v = json_loads(b.data, 0, NULL);
     cr_assert_not_null(v, "%s", b.data);
     int64_t n = json_integer_value(json_object_get(v, "count"));
