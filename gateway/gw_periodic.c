@@ -19,6 +19,7 @@ struct gw_periodic {
     pthread_cond_t cv; /* on mu: stop, or the first pass ended */
     int stop;          /* under mu */
     int passes;        /* under mu */
+    int delayed;       /* the first pass after one interval */
     pthread_t thread;
 };
 
@@ -48,6 +49,8 @@ static void *run(void *arg)
 {
     gw_periodic_t *p = arg;
     prctl(PR_SET_NAME, p->name);
+    if (p->delayed && gw_periodic_sleep(p, p->interval_ms))
+        return NULL;
     do {
         p->fn(p, p->arg);
         pthread_mutex_lock(&p->mu);
@@ -58,8 +61,8 @@ static void *run(void *arg)
     return NULL;
 }
 
-cm_err_t gw_periodic_start(const char *name, int64_t interval_ms, gw_periodic_fn fn, void *arg,
-                           gw_periodic_t **out, char *err)
+static cm_err_t start(const char *name, int64_t interval_ms, int delayed, gw_periodic_fn fn,
+                      void *arg, gw_periodic_t **out, char *err)
 {
     *out = NULL;
     if (interval_ms <= 0) {
@@ -73,6 +76,7 @@ cm_err_t gw_periodic_start(const char *name, int64_t interval_ms, gw_periodic_fn
     p->interval_ms = interval_ms;
     p->fn = fn;
     p->arg = arg;
+    p->delayed = delayed;
     pthread_mutex_init(&p->mu, NULL);
     int e = cm_clock_cond_init(&p->cv);
     if (!e && (e = pthread_create(&p->thread, NULL, run, p)) != 0)
@@ -85,6 +89,18 @@ cm_err_t gw_periodic_start(const char *name, int64_t interval_ms, gw_periodic_fn
     }
     *out = p;
     return CM_OK;
+}
+
+cm_err_t gw_periodic_start(const char *name, int64_t interval_ms, gw_periodic_fn fn, void *arg,
+                           gw_periodic_t **out, char *err)
+{
+    return start(name, interval_ms, 0, fn, arg, out, err);
+}
+
+cm_err_t gw_periodic_start_delayed(const char *name, int64_t interval_ms, gw_periodic_fn fn,
+                                   void *arg, gw_periodic_t **out, char *err)
+{
+    return start(name, interval_ms, 1, fn, arg, out, err);
 }
 
 void gw_periodic_stop(gw_periodic_t **pp)

@@ -26,6 +26,11 @@ typedef void (*gw_periodic_fn)(gw_periodic_t *p, void *arg);
 cm_err_t gw_periodic_start(const char *name, int64_t interval_ms, gw_periodic_fn fn, void *arg,
                            gw_periodic_t **out, char *err) CM_WUR;
 
+/* As gw_periodic_start, but the first pass comes after one interval, not at once: for a
+ * pass that must give what is in flight at start its chance first. */
+cm_err_t gw_periodic_start_delayed(const char *name, int64_t interval_ms, gw_periodic_fn fn,
+                                   void *arg, gw_periodic_t **out, char *err) CM_WUR;
+
 /* From fn: waits ms, or less once stopping. 1 when stopping (the pass should end). */
 int gw_periodic_sleep(gw_periodic_t *p, int64_t ms);
 

@@ -1,17 +1,16 @@
 /* gw_reconcile.c - the reconciliation passes (contract in gw_reconcile.h). */
 #include "gw_reconcile.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 
 #include "cm_clock.h"
 #include "cm_json.h"
 #include "cm_log.h"
 #include "gw_calcom.h"
+#include "gw_periodic.h"
 #include "gw_retell.h"
 #include "gw_saga.h"
 
@@ -30,11 +29,8 @@ struct gw_reconcile {
     pthread_mutex_t pass_mu; /* one pass at a time; guards http and rng */
     cm_http_client_t *http;
     cm_rand_t rng;
-    pthread_mutex_t mu;
-    pthread_cond_t cv; /* on mu: stop */
-    int stop;          /* under mu; read without it between items (a late stop costs one item) */
-    int thread_started;
-    pthread_t thread;
+    int stop; /* atomic: set before the timer is stopped, read by a pass between items */
+    gw_periodic_t *timer; /* the passes every interval, when enabled */
 };
 
 /* One pass's report. */
@@ -578,27 +574,9 @@ cm_err_t gw_reconcile_run(gw_reconcile_t *r, cm_buf_t *out)
     return run_pass(r, out);
 }
 
-/* Waits ms or until stop; 1 when stopping. */
-static int pause_or_stop(gw_reconcile_t *r, int64_t ms)
+static void timer_pass(gw_periodic_t *p, void *arg)
 {
-    struct timespec dl = cm_clock_mono_deadline(ms);
-    pthread_mutex_lock(&r->mu);
-    while (!r->stop && pthread_cond_timedwait(&r->cv, &r->mu, &dl) != ETIMEDOUT)
-        ;
-    int stop = r->stop;
-    pthread_mutex_unlock(&r->mu);
-    return stop;
-}
-
-static void *run(void *arg)
-{
-    gw_reconcile_t *r = arg;
-    prctl(PR_SET_NAME, "gw-reconcile");
-    /* The first pass after one interval, not at start: a gateway just (re)started has
-     * webhooks in flight, and Retell's own retries must get their chance first. */
-    while (!pause_or_stop(r, r->cfg->reconcile_interval_ms))
-        (void)run_pass(r, NULL);
-    return NULL;
+    (void)run_pass(arg, NULL);
 }
 
 /* Every finding the passes can make, for the zero series. */
@@ -661,21 +639,14 @@ cm_err_t gw_reconcile_start(const gw_config_t *cfg, gw_store_t *store, gw_outbou
     r->worker = worker;
     cm_rand_seed(&r->rng, cfg->seed * 1000003u + 977);
     pthread_mutex_init(&r->pass_mu, NULL);
-    pthread_mutex_init(&r->mu, NULL);
-    int e = cm_clock_cond_init(&r->cv);
-    cm_err_t rc = e ? CM_ESTATE : CM_OK;
-    if (!rc && !(r->http = cm_http_client_new()))
-        rc = CM_ENOMEM;
+    cm_err_t rc = (r->http = cm_http_client_new()) ? CM_OK : CM_ENOMEM;
     if (!rc)
         rc = metrics(r, err);
-    if (!rc && cfg->reconcile_enabled) {
-        if ((e = pthread_create(&r->thread, NULL, run, r)) != 0) {
-            cm_errf(err, "reconcile: cannot start its thread: %s", strerror(e));
-            rc = CM_ESTATE;
-        } else {
-            r->thread_started = 1;
-        }
-    }
+    /* The first pass after one interval, not at start: a gateway just (re)started has
+     * webhooks in flight, and Retell's own retries must get their chance first. */
+    if (!rc && cfg->reconcile_enabled)
+        rc = gw_periodic_start_delayed("gw-reconcile", cfg->reconcile_interval_ms, timer_pass, r,
+                                       &r->timer, err);
     if (rc) {
         gw_reconcile_stop(&r);
         return rc;
@@ -689,15 +660,10 @@ void gw_reconcile_stop(gw_reconcile_t **rp)
     if (!rp || !*rp)
         return;
     gw_reconcile_t *r = *rp;
-    pthread_mutex_lock(&r->mu);
+    /* A pass in progress ends at its next item, then the timer's thread at once. */
     __atomic_store_n(&r->stop, 1, __ATOMIC_RELAXED);
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-    if (r->thread_started)
-        pthread_join(r->thread, NULL);
+    gw_periodic_stop(&r->timer);
     cm_http_client_free(&r->http);
-    pthread_cond_destroy(&r->cv);
-    pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->pass_mu);
     free(r);
     *rp = NULL;
