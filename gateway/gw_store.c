@@ -119,10 +119,11 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_
     return DISPATCH(s, claim, now_ms, lease_ms, job, next_due_ms);
 }
 
-cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, int64_t now_ms, int64_t lease_ms,
-                                 gw_job_t *job, int64_t *next_due_ms)
+cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, const char *after_tenant,
+                                 int64_t now_ms, int64_t lease_ms, gw_job_t *job,
+                                 int64_t *next_due_ms)
 {
-    return DISPATCH(s, done_and_claim, done_id, now_ms, lease_ms, job, next_due_ms);
+    return DISPATCH(s, done_and_claim, done_id, after_tenant, now_ms, lease_ms, job, next_due_ms);
 }
 
 cm_err_t gw_store_reclaim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, const int64_t *held,

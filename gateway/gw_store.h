@@ -116,9 +116,18 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_
 
 /* gw_store_job_done(done_id) and gw_store_claim in one transaction: a worker going from one
  * job to the next pays one commit instead of two. On any error neither happened: the
- * finished job is still 'running' and its outcome must be stored some other way. */
-cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, int64_t now_ms, int64_t lease_ms,
-                                 gw_job_t *job, int64_t *next_due_ms) CM_WUR;
+ * finished job is still 'running' and its outcome must be stored some other way.
+ *
+ * after_tenant (NULL: none) is the tenant of the caller's previous job. With it, the claim
+ * is fair between tenants: the oldest due job of a tenant that is neither after_tenant nor
+ * running a job comes first, and only when there is none the oldest due job of any, so
+ * one tenant's backlog (a burst of calls, or a provider answering slowly) does not hold
+ * another tenant's calls behind it. Finding that job walks the due jobs past the busy
+ * tenants' (no index on the tenant: it would cost every webhook stored a write), so a
+ * caller with a single tenant passes NULL. */
+cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, const char *after_tenant,
+                                 int64_t now_ms, int64_t lease_ms, gw_job_t *job,
+                                 int64_t *next_due_ms) CM_WUR;
 void gw_store_job_free(gw_job_t *job);
 
 /* Leases, for the running process's periodic path: in one transaction, renews the lease of

@@ -42,10 +42,12 @@ cm_err_t gw_sq_store_claim(gw_sq_store_t *s, int64_t now_ms, int64_t lease_ms, g
                            int64_t *next_due_ms) CM_WUR;
 cm_err_t gw_pg_store_claim(gw_pg_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_t *job,
                            int64_t *next_due_ms) CM_WUR;
-cm_err_t gw_sq_store_done_and_claim(gw_sq_store_t *s, int64_t done_id, int64_t now_ms,
-                                    int64_t lease_ms, gw_job_t *job, int64_t *next_due_ms) CM_WUR;
-cm_err_t gw_pg_store_done_and_claim(gw_pg_store_t *s, int64_t done_id, int64_t now_ms,
-                                    int64_t lease_ms, gw_job_t *job, int64_t *next_due_ms) CM_WUR;
+cm_err_t gw_sq_store_done_and_claim(gw_sq_store_t *s, int64_t done_id, const char *after_tenant,
+                                    int64_t now_ms, int64_t lease_ms, gw_job_t *job,
+                                    int64_t *next_due_ms) CM_WUR;
+cm_err_t gw_pg_store_done_and_claim(gw_pg_store_t *s, int64_t done_id, const char *after_tenant,
+                                    int64_t now_ms, int64_t lease_ms, gw_job_t *job,
+                                    int64_t *next_due_ms) CM_WUR;
 cm_err_t gw_sq_store_reclaim(gw_sq_store_t *s, int64_t now_ms, int64_t lease_ms,
                              const int64_t *held, size_t nheld, int *requeued) CM_WUR;
 cm_err_t gw_pg_store_reclaim(gw_pg_store_t *s, int64_t now_ms, int64_t lease_ms,

@@ -122,7 +122,7 @@ cm_err_t gw_pg_store_reclaim(gw_pg_store_t *s, int64_t now_ms, int64_t lease_ms,
 cm_err_t gw_pg_store_claim(gw_pg_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_t *job,
                            int64_t *next_due_ms)
 {
-    return gw_pg_store_done_and_claim(s, 0, now_ms, lease_ms, job, next_due_ms);
+    return gw_pg_store_done_and_claim(s, 0, NULL, now_ms, lease_ms, job, next_due_ms);
 }
 
 static const char job_done_sql[] =
@@ -137,6 +137,7 @@ static const char job_done_sql[] =
 typedef struct {
     gw_pg_store_t *s;
     int64_t done_id, now_ms, lease_ms;
+    const char *after_tenant;
     gw_job_t *job;
     int64_t *next_due_ms;
     int claimed;
@@ -181,30 +182,43 @@ static cm_err_t next_due_row(const PGresult *r, int row, void *arg)
     return CM_OK;
 }
 
-/* The claim statement alone, under a savepoint (see the file's comment): a unique
- * violation on jobs_one_running undoes it and nothing else. */
+/* The claim: the oldest due job matching the condition extra (SQL, may be empty) whose
+ * lane has no job running. $1 now, $2 the lease's end, $3 the instance (and $4 in extra). */
+#define GW_PG_LANE_J GW_PG_LANE("j")
+#define GW_PG_LANE_R GW_PG_LANE("r")
+#define GW_PG_CLAIM(extra)                                                                         \
+    "WITH c AS (SELECT j.id, " GW_PG_LANE_J " AS lane FROM jobs j WHERE j.state='pending' AND "    \
+    "j.next_at_ms<=$1 " extra " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state='running' "     \
+    "AND " GW_PG_LANE_R "=" GW_PG_LANE_J ") ORDER BY j.next_at_ms, j.id LIMIT 1 "                  \
+    "FOR UPDATE OF j SKIP LOCKED) UPDATE jobs SET state='running', attempts=jobs.attempts+1, "     \
+    "lease_until_ms=$2, updated_at_ms=$1, run_key=c.lane, holder=$3 FROM c WHERE jobs.id=c.id "    \
+    "RETURNING jobs.id, jobs.event_id, jobs.kind, jobs.entity_id, jobs.tenant_id, jobs.attempts "  \
+    "/* jobs_one_running */"
+
+/* The fair claim's condition, as the SQLite store's GW_SQ_FAIR: a tenant other than the
+ * caller's last, running nothing (on any instance, as far as committed rows tell). */
+#define GW_PG_FAIR                                                                                 \
+    "AND j.tenant_id<>$4::text AND j.tenant_id NOT IN (SELECT r.tenant_id FROM jobs r WHERE "      \
+    "r.state='running' AND r.tenant_id IS NOT NULL)"
+
+/* The claim statement alone (the fair one first when asked), under a savepoint (see the
+ * file's comment): a unique violation on jobs_one_running undoes it and nothing else. */
 static cm_err_t claim_one_tx(gw_pg_conn_t *c, void *arg)
 {
     claim_t *cl = arg;
-    cm_err_t rc = gw_pg_query(
-        c,
-        "WITH c AS (SELECT j.id, " GW_PG_LANE(
-            "j") " AS lane FROM jobs j "
-                 "WHERE j.state='pending' AND j.next_at_ms<=$1 AND NOT EXISTS "
-                 "(SELECT 1 FROM jobs r WHERE r.state='running' AND " GW_PG_LANE(
-                     "r") "=" GW_PG_LANE("j") ") "
-                                              "ORDER BY j.next_at_ms, j.id LIMIT 1 FOR UPDATE OF j "
-                                              "SKIP LOCKED) "
-                                              "UPDATE jobs SET state='running', "
-                                              "attempts=jobs.attempts+1, lease_until_ms=$2, "
-                                              "updated_at_ms=$1, run_key=c.lane, holder=$3 FROM c "
-                                              "WHERE jobs.id=c.id "
-                                              "RETURNING jobs.id, jobs.event_id, jobs.kind, "
-                                              "jobs.entity_id, jobs.tenant_id, "
-                                              "jobs.attempts /* jobs_one_running */",
-        GW_PG_ARGS(gw_pg_int(cl->now_ms), gw_pg_int(cl->now_ms + cl->lease_ms),
-                   gw_pg_text(cl->s->instance)),
-        claimed_row, cl->job, &cl->claimed);
+    int64_t until = cl->now_ms + cl->lease_ms;
+    cm_err_t rc = CM_OK;
+    cl->claimed = 0;
+    if (cl->after_tenant)
+        rc = gw_pg_query(c, GW_PG_CLAIM(GW_PG_FAIR),
+                         GW_PG_ARGS(gw_pg_int(cl->now_ms), gw_pg_int(until),
+                                    gw_pg_text(cl->s->instance), gw_pg_text(cl->after_tenant)),
+                         claimed_row, cl->job, &cl->claimed);
+    if (!rc && !cl->claimed)
+        rc = gw_pg_query(
+            c, GW_PG_CLAIM(""),
+            GW_PG_ARGS(gw_pg_int(cl->now_ms), gw_pg_int(until), gw_pg_text(cl->s->instance)),
+            claimed_row, cl->job, &cl->claimed);
     if (rc)
         memcpy(cl->sqlstate, c->sqlstate, sizeof cl->sqlstate);
     return rc;
@@ -256,11 +270,13 @@ static cm_err_t claim_tx(gw_pg_conn_t *c, void *arg)
     return rc;
 }
 
-cm_err_t gw_pg_store_done_and_claim(gw_pg_store_t *s, int64_t done_id, int64_t now_ms,
-                                    int64_t lease_ms, gw_job_t *job, int64_t *next_due_ms)
+cm_err_t gw_pg_store_done_and_claim(gw_pg_store_t *s, int64_t done_id, const char *after_tenant,
+                                    int64_t now_ms, int64_t lease_ms, gw_job_t *job,
+                                    int64_t *next_due_ms)
 {
     claim_t c = {.s = s,
                  .done_id = done_id,
+                 .after_tenant = after_tenant,
                  .now_ms = now_ms,
                  .lease_ms = lease_ms,
                  .job = job,

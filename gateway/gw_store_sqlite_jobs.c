@@ -101,7 +101,7 @@ cm_err_t gw_sq_store_reclaim(gw_sq_store_t *s, int64_t now_ms, int64_t lease_ms,
 cm_err_t gw_sq_store_claim(gw_sq_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_t *job,
                            int64_t *next_due_ms)
 {
-    return gw_sq_store_done_and_claim(s, 0, now_ms, lease_ms, job, next_due_ms);
+    return gw_sq_store_done_and_claim(s, 0, NULL, now_ms, lease_ms, job, next_due_ms);
 }
 
 /* gw_sq_store_job_done's statement; gw_sq_store_done_and_claim runs it too. */
@@ -143,6 +143,7 @@ static cm_err_t next_due_row(sqlite3_stmt *st, void *arg)
 
 typedef struct {
     int64_t done_id, now_ms, lease_ms;
+    const char *after_tenant;
     gw_job_t *job;
     int64_t *next_due_ms;
     int claimed;
@@ -152,6 +153,23 @@ typedef struct {
  * booking, else its entity. */
 #define GW_SQ_LANE(t)                                                                              \
     "COALESCE((SELECT s.id FROM sagas s WHERE s.booking_uid=" t ".entity_id), " t ".entity_id)"
+
+/* The claim: the oldest due job matching the condition extra (SQL, may be empty) whose
+ * lane has no job running. ?1 now, ?2 the lease's end (and ?3 in extra). */
+#define GW_SQ_LANE_J GW_SQ_LANE("j")
+#define GW_SQ_LANE_R GW_SQ_LANE("r")
+#define GW_SQ_CLAIM(extra)                                                                         \
+    "UPDATE jobs SET state='running', attempts=attempts+1, lease_until_ms=?2, updated_at_ms=?1 "   \
+    "WHERE id=(SELECT j.id FROM jobs j WHERE j.state='pending' AND j.next_at_ms<=?1 " extra        \
+    " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state='running' AND " GW_SQ_LANE_R              \
+    "=" GW_SQ_LANE_J ") ORDER BY j.next_at_ms, j.id LIMIT 1) "                                     \
+    "RETURNING id, event_id, kind, entity_id, tenant_id, attempts"
+
+/* The fair claim's condition (gw_store_done_and_claim): a tenant other than the caller's
+ * last, running nothing. The running jobs are few (jobs_running). */
+#define GW_SQ_FAIR                                                                                 \
+    "AND j.tenant_id<>?3 AND j.tenant_id NOT IN (SELECT r.tenant_id FROM jobs r WHERE "            \
+    "r.state='running' AND r.tenant_id IS NOT NULL)"
 
 static cm_err_t claim_tx(sqlite3 *db, void *arg)
 {
@@ -171,18 +189,15 @@ static cm_err_t claim_tx(sqlite3 *db, void *arg)
      * and two workers compensating it at once is what this rules out (issue 14: two
      * "compensate done" rows in one millisecond). Running jobs are few, and
      * sagas(booking_uid) is indexed. */
-    if (!rc)
+    int64_t until = c->now_ms + c->lease_ms;
+    if (!rc && c->after_tenant)
         rc = gw_sq_query(
-            db,
-            "UPDATE jobs SET state='running', attempts=attempts+1, "
-            "lease_until_ms=?2, updated_at_ms=?1 WHERE id=(SELECT j.id FROM jobs j "
-            "WHERE j.state='pending' AND j.next_at_ms<=?1 AND NOT EXISTS "
-            "(SELECT 1 FROM jobs r WHERE r.state='running' AND " GW_SQ_LANE("r") "=" GW_SQ_LANE(
-                "j") ") "
-                     "ORDER BY j.next_at_ms, j.id LIMIT 1) "
-                     "RETURNING id, event_id, kind, entity_id, tenant_id, attempts",
-            GW_SQ_ARGS(gw_sq_int(c->now_ms), gw_sq_int(c->now_ms + c->lease_ms)), claimed_row, job,
-            &c->claimed);
+            db, GW_SQ_CLAIM(GW_SQ_FAIR),
+            GW_SQ_ARGS(gw_sq_int(c->now_ms), gw_sq_int(until), gw_sq_text(c->after_tenant)),
+            claimed_row, job, &c->claimed);
+    if (!rc && !c->claimed)
+        rc = gw_sq_query(db, GW_SQ_CLAIM(""), GW_SQ_ARGS(gw_sq_int(c->now_ms), gw_sq_int(until)),
+                         claimed_row, job, &c->claimed);
     if (!rc && c->claimed) {
         rc = gw_sq_query(db, "SELECT body, headers FROM events WHERE id=?1",
                          GW_SQ_ARGS(gw_sq_int(job->event_id)), body_row, job, &rows);
@@ -203,10 +218,12 @@ static cm_err_t claim_tx(sqlite3 *db, void *arg)
     return rc;
 }
 
-cm_err_t gw_sq_store_done_and_claim(gw_sq_store_t *s, int64_t done_id, int64_t now_ms,
-                                    int64_t lease_ms, gw_job_t *job, int64_t *next_due_ms)
+cm_err_t gw_sq_store_done_and_claim(gw_sq_store_t *s, int64_t done_id, const char *after_tenant,
+                                    int64_t now_ms, int64_t lease_ms, gw_job_t *job,
+                                    int64_t *next_due_ms)
 {
     claim_t c = {.done_id = done_id,
+                 .after_tenant = after_tenant,
                  .now_ms = now_ms,
                  .lease_ms = lease_ms,
                  .job = job,

@@ -50,6 +50,9 @@ typedef struct {
      * job that ends there gives the call its outcome, "failed". */
     char dead_call[sizeof(((gw_job_t *)0)->entity_id)];
     const char *dead_call_tenant; /* borrowed from the configuration */
+    /* The tenant of the lane's last job ("" before the first): with several tenants, the
+     * next claim prefers another's (gw_store_done_and_claim). */
+    char last_tenant[sizeof(((gw_job_t *)0)->tenant_id)];
 } lane_t;
 
 struct gw_worker {
@@ -417,7 +420,8 @@ static void *lane_main(void *arg)
         check_leases(lane);
         gw_job_t job;
         int64_t next_due = -1;
-        cm_err_t rc = gw_store_done_and_claim(w->store, done_id, cm_clock_now_ms(),
+        const char *after = w->cfg->ntenants > 1 && lane->last_tenant[0] ? lane->last_tenant : NULL;
+        cm_err_t rc = gw_store_done_and_claim(w->store, done_id, after, cm_clock_now_ms(),
                                               lane->cfg->job_lease_ms, &job, &next_due);
         if (done_id) {
             /* Not stored with the claim: store it alone, with finish()'s retries. */
@@ -443,6 +447,7 @@ static void *lane_main(void *arg)
         pthread_mutex_lock(&w->mu);
         lane->job_id = job.id;
         pthread_mutex_unlock(&w->mu);
+        memcpy(lane->last_tenant, job.tenant_id, sizeof lane->last_tenant);
         char err[CM_ERR_LEN] = "";
         /* One span per job attempt, a child of the intake's (the trace the webhook came
          * with, or the one the intake started); its trace id is the log correlation id and

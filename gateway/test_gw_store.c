@@ -494,18 +494,72 @@ Test(store, done_and_claim_finishes_the_job_and_claims_the_next_in_one_go)
     cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j1, &next), CM_OK);
     /* b's entity (call_1) is busy with a until a is done. */
     cr_assert_eq(gw_store_claim(st, 2000, LEASE, &j2, &next), CM_ENOTFOUND);
-    cr_assert_eq(gw_store_done_and_claim(st, j1.id, 2001, LEASE, &j2, &next), CM_OK);
+    cr_assert_eq(gw_store_done_and_claim(st, j1.id, NULL, 2001, LEASE, &j2, &next), CM_OK);
     cr_assert_str_eq(j2.entity_id, "call_1");
     cr_assert_neq(j2.id, j1.id);
     cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
     cr_assert_eq(q.done, 1);
     cr_assert_eq(q.running, 1);
     gw_store_job_free(&j1);
-    cr_assert_eq(gw_store_done_and_claim(st, j2.id, 2002, LEASE, &j1, &next), CM_ENOTFOUND);
+    cr_assert_eq(gw_store_done_and_claim(st, j2.id, NULL, 2002, LEASE, &j1, &next), CM_ENOTFOUND);
     gw_store_job_free(&j2);
     cr_assert_eq(gw_store_queue_stats(st, &q), CM_OK);
     cr_assert_eq(q.done, 2, "stored though nothing was claimed");
     cr_assert_eq(q.running + q.pending, 0);
+}
+
+/* Ingests a job of tenant's entity call (key: the call). */
+static void tenant_job(const char *tenant, const char *call)
+{
+    gw_ingest_t r;
+    gw_event_in_t ev = event(call, "{}");
+    ev.entity_id = call;
+    ev.tenant_id = tenant;
+    cr_assert_eq(gw_store_ingest(st, &ev, &r), CM_OK);
+    cr_assert_eq(r, GW_INGEST_ACCEPTED);
+}
+
+/* Claims with after_tenant (NULL: none) and says whose entity the job is ("-": none). */
+static const char *claim_after(const char *after, int64_t done_id, int64_t *id)
+{
+    static char got[sizeof(((gw_job_t *)0)->entity_id)];
+    gw_job_t j;
+    int64_t next;
+    cm_err_t rc = gw_store_done_and_claim(st, done_id, after, 2000, LEASE, &j, &next);
+    if (rc == CM_ENOTFOUND)
+        return "-";
+    cr_assert_eq(rc, CM_OK);
+    snprintf(got, sizeof got, "%s", j.entity_id);
+    if (id)
+        *id = j.id;
+    gw_store_job_free(&j);
+    return got;
+}
+
+/* With the tenant of the lane's last job, a claim is fair between tenants: another tenant
+ * with nothing running goes before the backlog of the first; when every tenant with due
+ * jobs is busy, the oldest due job of any. Without it, the oldest due job, whoever's. */
+Test(store, a_claim_after_a_tenants_job_prefers_a_tenant_running_nothing)
+{
+    for (int i = 1; i <= 4; i++) {
+        char call[16];
+        snprintf(call, sizeof call, "alpha_%d", i);
+        tenant_job("alpha", call);
+    }
+    tenant_job("beta", "beta_1");
+    tenant_job("gamma", "gamma_1");
+    int64_t a1 = 0;
+    cr_assert_str_eq(claim_after(NULL, 0, &a1), "alpha_1", "the oldest, with no last tenant");
+    cr_assert_str_eq(claim_after("alpha", 0, NULL), "beta_1", "alpha is running: beta's first");
+    cr_assert_str_eq(claim_after("beta", 0, NULL), "gamma_1", "beta and alpha are running");
+    cr_assert_str_eq(claim_after("gamma", 0, NULL), "alpha_2",
+                     "every tenant with due jobs is running: the oldest due job");
+    cr_assert_str_eq(claim_after("alpha", a1, NULL), "alpha_3", "only alpha's are left");
+    /* Without a last tenant, order alone: alpha's backlog before a new tenant's job. */
+    tenant_job("delta", "delta_1");
+    cr_assert_str_eq(claim_after(NULL, 0, NULL), "alpha_4");
+    cr_assert_str_eq(claim_after(NULL, 0, NULL), "delta_1");
+    cr_assert_str_eq(claim_after("delta", 0, NULL), "-");
 }
 
 Test(store, dead_letter_replay_discard_and_rerun)
