@@ -122,9 +122,9 @@ cm_err_t gw_store_claim(gw_store_t *s, int64_t now_ms, int64_t lease_ms, gw_job_
  * is fair between tenants: the oldest due job of a tenant that is neither after_tenant nor
  * running a job comes first, and only when there is none the oldest due job of any, so
  * one tenant's backlog (a burst of calls, or a provider answering slowly) does not hold
- * another tenant's calls behind it. Finding that job walks the due jobs past the busy
- * tenants' (no index on the tenant: it would cost every webhook stored a write), so a
- * caller with a single tenant passes NULL. */
+ * another tenant's calls behind it. It costs a few index seeks per tenant with jobs
+ * waiting (jobs_pending_tenant; at most 256 tenants are looked at, in the order of their
+ * ids), so a caller with a single tenant passes NULL. */
 cm_err_t gw_store_done_and_claim(gw_store_t *s, int64_t done_id, const char *after_tenant,
                                  int64_t now_ms, int64_t lease_ms, gw_job_t *job,
                                  int64_t *next_due_ms) CM_WUR;

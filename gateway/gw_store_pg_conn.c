@@ -142,6 +142,11 @@ static const char schema_v5[] = "CREATE TABLE admin_audit("
                                 " detail TEXT);"
                                 "CREATE INDEX admin_audit_tenant ON admin_audit(tenant_id, id)";
 
+/* Version 6: the fair claim between tenants (gw_store_done_and_claim), as SQLite's
+ * schema 8 (gw_store_sqlite_conn.c says why). */
+static const char schema_v6[] = "CREATE INDEX jobs_pending_tenant ON jobs(tenant_id, next_at_ms) "
+                                "WHERE state='pending'";
+
 /* gw_schema_version lists the versions applied, one row each; the newest is the schema's.
  * Append steps; never edit one. Version 4 is another change's (reconciliation): each step
  * is run unless its own version is recorded (not merely when it is above the newest), so
@@ -151,9 +156,9 @@ static const struct {
     const char *sql;
 } migrations[] = {
     {1, NULL}, /* schema_v1, a script of several statements (see migrate_tx) */
-    {2, schema_v2}, {3, schema_v3}, {4, schema_v4}, {5, schema_v5},
+    {2, schema_v2}, {3, schema_v3}, {4, schema_v4}, {5, schema_v5}, {6, schema_v6},
 };
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 
 /* Any integer will do as long as no other application on the database uses it: the
  * ASCII of "bookbench" folded into 63 bits. */

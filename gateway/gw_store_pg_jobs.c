@@ -182,24 +182,40 @@ static cm_err_t next_due_row(const PGresult *r, int row, void *arg)
     return CM_OK;
 }
 
-/* The claim: the oldest due job matching the condition extra (SQL, may be empty) whose
- * lane has no job running. $1 now, $2 the lease's end, $3 the instance (and $4 in extra). */
+/* The claims. Both lock their candidate, skipping a row another instance's claim holds,
+ * and take it under GW_PG_CLAIM_SET. $1 now, $2 the lease's end, $3 the instance. */
 #define GW_PG_LANE_J GW_PG_LANE("j")
 #define GW_PG_LANE_R GW_PG_LANE("r")
-#define GW_PG_CLAIM(extra)                                                                         \
-    "WITH c AS (SELECT j.id, " GW_PG_LANE_J " AS lane FROM jobs j WHERE j.state='pending' AND "    \
-    "j.next_at_ms<=$1 " extra " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state='running' "     \
-    "AND " GW_PG_LANE_R "=" GW_PG_LANE_J ") ORDER BY j.next_at_ms, j.id LIMIT 1 "                  \
-    "FOR UPDATE OF j SKIP LOCKED) UPDATE jobs SET state='running', attempts=jobs.attempts+1, "     \
-    "lease_until_ms=$2, updated_at_ms=$1, run_key=c.lane, holder=$3 FROM c WHERE jobs.id=c.id "    \
-    "RETURNING jobs.id, jobs.event_id, jobs.kind, jobs.entity_id, jobs.tenant_id, jobs.attempts "  \
+#define GW_PG_LANE_FREE                                                                            \
+    "NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state='running' AND " GW_PG_LANE_R "=" GW_PG_LANE_J  \
+    ")"
+#define GW_PG_CLAIM_SET                                                                            \
+    "UPDATE jobs SET state='running', attempts=jobs.attempts+1, lease_until_ms=$2, "               \
+    "updated_at_ms=$1, run_key=c.lane, holder=$3 FROM c WHERE jobs.id=c.id RETURNING jobs.id, "    \
+    "jobs.event_id, jobs.kind, jobs.entity_id, jobs.tenant_id, jobs.attempts "                     \
     "/* jobs_one_running */"
 
-/* The fair claim's condition, as the SQLite store's GW_SQ_FAIR: a tenant other than the
- * caller's last, running nothing (on any instance, as far as committed rows tell). */
-#define GW_PG_FAIR                                                                                 \
-    "AND j.tenant_id<>$4::text AND j.tenant_id NOT IN (SELECT r.tenant_id FROM jobs r WHERE "      \
-    "r.state='running' AND r.tenant_id IS NOT NULL)"
+/* In arrival order: the oldest due job whose lane has no job running. */
+#define GW_PG_CLAIM                                                                                \
+    "WITH c AS (SELECT j.id, " GW_PG_LANE_J " AS lane FROM jobs j WHERE j.state='pending' AND "    \
+    "j.next_at_ms<=$1 AND " GW_PG_LANE_FREE " ORDER BY j.next_at_ms, j.id LIMIT 1 "                \
+    "FOR UPDATE OF j SKIP LOCKED) " GW_PG_CLAIM_SET
+
+/* Fair, as the SQLite store's fair_pick (gw_store_sqlite_jobs.c) but in one statement:
+ * the tenants with jobs pending, skipping from one to the next in jobs_pending_tenant; of
+ * those other than $4 running nothing (on any instance, as far as committed rows tell),
+ * each one's oldest due job whose lane is free; the oldest of those. */
+#define GW_PG_FAIR_CLAIM                                                                           \
+    "WITH RECURSIVE t(tid) AS (SELECT MIN(tenant_id) FROM jobs WHERE state='pending' UNION ALL "   \
+    "SELECT (SELECT MIN(tenant_id) FROM jobs WHERE state='pending' AND tenant_id>t.tid) FROM t "   \
+    "WHERE t.tid IS NOT NULL), "                                                                   \
+    "cand AS (SELECT (SELECT j.id FROM jobs j WHERE j.state='pending' AND j.tenant_id=t.tid AND "  \
+    "j.next_at_ms<=$1 AND " GW_PG_LANE_FREE " ORDER BY j.next_at_ms, j.id LIMIT 1) AS id FROM t "  \
+    "WHERE t.tid IS NOT NULL AND t.tid<>$4::text AND t.tid NOT IN (SELECT r.tenant_id FROM jobs "  \
+    "r WHERE r.state='running' AND r.tenant_id IS NOT NULL)), "                                    \
+    "c AS (SELECT j.id, " GW_PG_LANE_J " AS lane FROM jobs j WHERE j.id IN (SELECT id FROM cand) " \
+    "AND j.state='pending' ORDER BY j.next_at_ms, j.id LIMIT 1 FOR UPDATE OF j SKIP "              \
+    "LOCKED) " GW_PG_CLAIM_SET
 
 /* The claim statement alone (the fair one first when asked), under a savepoint (see the
  * file's comment): a unique violation on jobs_one_running undoes it and nothing else. */
@@ -210,13 +226,13 @@ static cm_err_t claim_one_tx(gw_pg_conn_t *c, void *arg)
     cm_err_t rc = CM_OK;
     cl->claimed = 0;
     if (cl->after_tenant)
-        rc = gw_pg_query(c, GW_PG_CLAIM(GW_PG_FAIR),
+        rc = gw_pg_query(c, GW_PG_FAIR_CLAIM,
                          GW_PG_ARGS(gw_pg_int(cl->now_ms), gw_pg_int(until),
                                     gw_pg_text(cl->s->instance), gw_pg_text(cl->after_tenant)),
                          claimed_row, cl->job, &cl->claimed);
     if (!rc && !cl->claimed)
         rc = gw_pg_query(
-            c, GW_PG_CLAIM(""),
+            c, GW_PG_CLAIM,
             GW_PG_ARGS(gw_pg_int(cl->now_ms), gw_pg_int(until), gw_pg_text(cl->s->instance)),
             claimed_row, cl->job, &cl->claimed);
     if (rc)

@@ -123,13 +123,19 @@ static const char *const schema =
     " target TEXT,"
     " outcome TEXT NOT NULL,"
     " detail TEXT);"
-    "CREATE INDEX IF NOT EXISTS admin_audit_tenant ON admin_audit(tenant_id, id);";
+    "CREATE INDEX IF NOT EXISTS admin_audit_tenant ON admin_audit(tenant_id, id);"
+    /* Schema 8: the fair claim between tenants (gw_store_done_and_claim) finds each
+     * tenant's oldest due job, and the tenants with jobs waiting, through it, instead of
+     * walking the busy tenants' backlog (115 jobs/s with a backlog of 56k, against 4,860
+     * in arrival order). Partial: a job is in it only while pending. */
+    "CREATE INDEX IF NOT EXISTS jobs_pending_tenant ON jobs(tenant_id, next_at_ms) "
+    "WHERE state='pending';";
 
 /* PRAGMA user_version numbers the schema. A new database gets the whole schema above; an
  * older one gets it too (CREATE ... IF NOT EXISTS adds the tables it lacks, which was all
  * that versions 1 and 2 needed) and then every step below newer than its version, for
  * what CREATE cannot do to an existing table. Append steps; never edit one. */
-#define SCHEMA_VERSION 7
+#define SCHEMA_VERSION 8
 static const struct {
     int version; /* what the database is at after this step */
     const char *sql;
@@ -140,6 +146,7 @@ static const struct {
     {5, ""}, /* the retention indexes: CREATE ... IF NOT EXISTS in the schema makes them */
     {6, ""}, /* reconcile_findings: CREATE ... IF NOT EXISTS in the schema makes it */
     {7, ""}, /* admin_audit: likewise */
+    {8, ""}, /* jobs_pending_tenant: likewise */
 };
 
 /* Runs a script of several statements (schema, pragmas); not for values: nothing is bound. */

@@ -154,22 +154,109 @@ typedef struct {
 #define GW_SQ_LANE(t)                                                                              \
     "COALESCE((SELECT s.id FROM sagas s WHERE s.booking_uid=" t ".entity_id), " t ".entity_id)"
 
-/* The claim: the oldest due job matching the condition extra (SQL, may be empty) whose
- * lane has no job running. ?1 now, ?2 the lease's end (and ?3 in extra). */
+/* The claim in arrival order: the oldest due job whose lane has no job running. ?1 now,
+ * ?2 the lease's end. */
 #define GW_SQ_LANE_J GW_SQ_LANE("j")
 #define GW_SQ_LANE_R GW_SQ_LANE("r")
-#define GW_SQ_CLAIM(extra)                                                                         \
+#define GW_SQ_CLAIM                                                                                \
     "UPDATE jobs SET state='running', attempts=attempts+1, lease_until_ms=?2, updated_at_ms=?1 "   \
-    "WHERE id=(SELECT j.id FROM jobs j WHERE j.state='pending' AND j.next_at_ms<=?1 " extra        \
+    "WHERE id=(SELECT j.id FROM jobs j WHERE j.state='pending' AND j.next_at_ms<=?1"               \
     " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state='running' AND " GW_SQ_LANE_R              \
     "=" GW_SQ_LANE_J ") ORDER BY j.next_at_ms, j.id LIMIT 1) "                                     \
     "RETURNING id, event_id, kind, entity_id, tenant_id, attempts"
 
-/* The fair claim's condition (gw_store_done_and_claim): a tenant other than the caller's
- * last, running nothing. The running jobs are few (jobs_running). */
-#define GW_SQ_FAIR                                                                                 \
-    "AND j.tenant_id<>?3 AND j.tenant_id NOT IN (SELECT r.tenant_id FROM jobs r WHERE "            \
-    "r.state='running' AND r.tenant_id IS NOT NULL)"
+/* ---- the fair claim (gw_store_done_and_claim's after_tenant) ---------------------------
+ *
+ * The oldest due job (its lane free) among each tenant's oldest, of the tenants other than
+ * after_tenant running nothing. Made of small indexed statements in a loop, not one: the
+ * tenants with jobs pending are found by skipping from one to the next in
+ * jobs_pending_tenant, and each one's oldest due job is the first of its range there, so
+ * a claim costs a few seeks per tenant waiting, whatever their backlogs. Walking the due
+ * jobs past the busy tenants' backlog drained 115 jobs/s with 56k of them (4,860 in
+ * arrival order); one recursive statement doing the loop, 884 (its temporary tables were
+ * made and dropped at every claim). At most FAIR_TENANTS tenants are looked at, in the
+ * order of their ids. INDEXED BY: with no statistics the planner took jobs_due, a walk
+ * over every pending job. */
+enum { FAIR_TENANTS = 256, FAIR_RUNNING = 64 };
+
+typedef struct {
+    char ids[FAIR_RUNNING][sizeof(((gw_job_t *)0)->tenant_id)];
+    size_t n;
+} tenants_t;
+
+static cm_err_t tenant_row(sqlite3_stmt *st, void *arg)
+{
+    tenants_t *t = arg;
+    if (t->n < FAIR_RUNNING)
+        gw_sq_col_text(t->ids[t->n++], sizeof t->ids[0], st, 0);
+    return CM_OK;
+}
+
+/* The row's first column into the tenant id buffer arg ("" for NULL). */
+static cm_err_t next_tenant_row(sqlite3_stmt *st, void *arg)
+{
+    gw_sq_col_text(arg, sizeof(((gw_job_t *)0)->tenant_id), st, 0);
+    return CM_OK;
+}
+
+static int tenant_busy(const tenants_t *t, const char *id)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (!strcmp(t->ids[i], id))
+            return 1;
+    return 0;
+}
+
+typedef struct {
+    int64_t id, next_at_ms;
+} cand_t;
+
+static cm_err_t cand_row(sqlite3_stmt *st, void *arg)
+{
+    cand_t *c = arg;
+    c->id = sqlite3_column_int64(st, 0);
+    c->next_at_ms = sqlite3_column_int64(st, 1);
+    return CM_OK;
+}
+
+/* The job the fair claim takes into *pick (0: none of another tenant is due). */
+static cm_err_t fair_pick(sqlite3 *db, const claim_t *c, int64_t *pick)
+{
+    tenants_t busy = {.n = 0};
+    char tid[sizeof busy.ids[0]] = ""; /* '' sorts before every tenant id */
+    cand_t best = {0, 0};
+    *pick = 0;
+    cm_err_t rc = gw_sq_query(db,
+                              "SELECT DISTINCT tenant_id FROM jobs WHERE state='running' AND "
+                              "tenant_id IS NOT NULL",
+                              GW_SQ_NO_ARGS, tenant_row, &busy, NULL);
+    for (int i = 0; !rc && i < FAIR_TENANTS; i++) {
+        char next[sizeof tid] = "";
+        rc = gw_sq_query(db,
+                         "SELECT MIN(tenant_id) FROM jobs INDEXED BY jobs_pending_tenant "
+                         "WHERE state='pending' AND tenant_id>?1",
+                         GW_SQ_ARGS(gw_sq_text(tid)), next_tenant_row, next, NULL);
+        if (rc || !next[0])
+            break; /* no tenant after tid has a job pending */
+        memcpy(tid, next, sizeof tid);
+        if (!strcmp(tid, c->after_tenant) || tenant_busy(&busy, tid))
+            continue;
+        cand_t got = {0, 0};
+        rc =
+            gw_sq_query(db,
+                        "SELECT j.id, j.next_at_ms FROM jobs j INDEXED BY jobs_pending_tenant "
+                        "WHERE j.state='pending' AND j.tenant_id=?1 AND j.next_at_ms<=?2 AND "
+                        "NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state='running' AND " GW_SQ_LANE_R
+                        "=" GW_SQ_LANE_J ") ORDER BY j.next_at_ms, j.id LIMIT 1",
+                        GW_SQ_ARGS(gw_sq_text(tid), gw_sq_int(c->now_ms)), cand_row, &got, NULL);
+        if (!rc && got.id &&
+            (!best.id || got.next_at_ms < best.next_at_ms ||
+             (got.next_at_ms == best.next_at_ms && got.id < best.id)))
+            best = got;
+    }
+    *pick = best.id;
+    return rc;
+}
 
 static cm_err_t claim_tx(sqlite3 *db, void *arg)
 {
@@ -190,13 +277,18 @@ static cm_err_t claim_tx(sqlite3 *db, void *arg)
      * "compensate done" rows in one millisecond). Running jobs are few, and
      * sagas(booking_uid) is indexed. */
     int64_t until = c->now_ms + c->lease_ms;
+    int64_t pick = 0;
     if (!rc && c->after_tenant)
-        rc = gw_sq_query(
-            db, GW_SQ_CLAIM(GW_SQ_FAIR),
-            GW_SQ_ARGS(gw_sq_int(c->now_ms), gw_sq_int(until), gw_sq_text(c->after_tenant)),
-            claimed_row, job, &c->claimed);
+        rc = fair_pick(db, c, &pick);
+    if (!rc && pick)
+        rc = gw_sq_query(db,
+                         "UPDATE jobs SET state='running', attempts=attempts+1, lease_until_ms=?2, "
+                         "updated_at_ms=?1 WHERE id=?3 "
+                         "RETURNING id, event_id, kind, entity_id, tenant_id, attempts",
+                         GW_SQ_ARGS(gw_sq_int(c->now_ms), gw_sq_int(until), gw_sq_int(pick)),
+                         claimed_row, job, &c->claimed);
     if (!rc && !c->claimed)
-        rc = gw_sq_query(db, GW_SQ_CLAIM(""), GW_SQ_ARGS(gw_sq_int(c->now_ms), gw_sq_int(until)),
+        rc = gw_sq_query(db, GW_SQ_CLAIM, GW_SQ_ARGS(gw_sq_int(c->now_ms), gw_sq_int(until)),
                          claimed_row, job, &c->claimed);
     if (!rc && c->claimed) {
         rc = gw_sq_query(db, "SELECT body, headers FROM events WHERE id=?1",

@@ -982,7 +982,7 @@ Test(store, a_version_2_database_is_migrated_and_keeps_its_jobs)
                  sqlite3_errmsg(db));
     sqlite3_close(db);
     cr_assert_eq(gw_store_open(path, 1, &old, err), CM_OK, "%s", err);
-    cr_assert_eq(user_version(path), 7);
+    cr_assert_eq(user_version(path), 8);
     /* Version 4: the whole-table entity index of jobs gives way to one of running jobs. */
     cr_assert(!has_index(path, "jobs_entity"));
     cr_assert(has_index(path, "jobs_running") && has_index(path, "jobs_event"));
@@ -993,7 +993,7 @@ Test(store, a_version_2_database_is_migrated_and_keeps_its_jobs)
     gw_store_close(&old);
     /* Opening it again changes nothing. */
     cr_assert_eq(gw_store_open(path, 1, &old, err), CM_OK, "%s", err);
-    cr_assert_eq(user_version(path), 7);
+    cr_assert_eq(user_version(path), 8);
     gw_store_close(&old);
 }
 
@@ -1037,7 +1037,7 @@ Test(store, a_current_schema_is_opened_without_writing)
     gw_store_close(&s);
     cr_assert_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    cr_assert_eq(user_version(path), 7);
+    cr_assert_eq(user_version(path), 8);
 }
 
 Test(store, a_store_that_can_write_reports_itself_writable)
