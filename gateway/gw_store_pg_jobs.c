@@ -26,7 +26,8 @@
  *   - A replay or a re-run, which make a job runnable, NOTIFY gw_jobs in their transaction,
  *     so every instance's workers wake when it commits (gw_store_pg_notify.c); jobs that
  *     become due later (retries) are found by the workers' polling.
- * Job writes are ordinary commits (synchronous_commit=on, as every commit of this store).
+ * Job writes are ordinary commits (synchronous_commit=on, as every commit of this store),
+ * except the claim's transaction (claim_tx says why).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -257,7 +258,14 @@ static cm_err_t claim_tx(gw_pg_conn_t *c, void *arg)
     cm_err_t rc = CM_OK;
     int rows = 0;
     cl->claimed = 0;
-    if (cl->done_id > 0)
+    /* Bookkeeping, as the SQLite store's (GW_SQ_BOOKKEEPING): a claim, or the previous
+     * job's done, lost to a server crash runs that job again, which every handler
+     * tolerates; what must survive one (the webhook, the saga's steps) is committed
+     * elsewhere, synchronously. Not waiting for the WAL flush here took a drain of 25k
+     * jobs from 167 to 189 jobs/s (what costs most is planning each statement: 3.7 ms
+     * for the claim, against 1 ms to run it). */
+    rc = gw_pg_exec(c, "SET LOCAL synchronous_commit=off", GW_PG_NO_ARGS, NULL);
+    if (!rc && cl->done_id > 0)
         rc = gw_pg_exec(c, job_done_sql, GW_PG_ARGS(gw_pg_int(cl->now_ms), gw_pg_int(cl->done_id)),
                         NULL);
     for (int i = 0; !rc && i < CLAIM_TRIES; i++) {
